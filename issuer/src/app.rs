@@ -1,0 +1,121 @@
+//! The issuer's state, opened once at start and shared (cheaply cloned) by every handler.
+
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::signing::Signer;
+use crate::store::Store;
+
+/// Everything a request handler may touch. Config reaches handlers only through here.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    store: Store,
+    signer: Signer,
+    clock: SharedClock,
+    dummy_password_hash: String,
+}
+
+/// Why the issuer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database failed to open or migrate.
+    #[error("cannot open the database")]
+    Store(#[from] crate::store::Error),
+    /// The signing keys could not be loaded or created.
+    #[error("cannot load signing keys")]
+    Signing(#[from] crate::signing::Error),
+    /// TLS material could not be loaded or generated.
+    #[error("cannot set up TLS")]
+    Tls(#[from] crate::tls::Error),
+    /// Hashing setup failed.
+    #[error("cannot initialise password hashing")]
+    Password(#[from] crate::password::Error),
+    /// The listener could not be used.
+    #[error("cannot use the listening socket")]
+    Listener(#[source] std::io::Error),
+    /// The runtime could not be built.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl AppState {
+    /// Opens the database (applying migrations) and the signing keys under `config.data_dir`.
+    pub async fn open(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+        create_private_dir(&config.data_dir)?;
+        let store = Store::open_sqlite(&config.database_path()).await?;
+        let signer = Signer::open(&config.keys_dir(), clock.now())?;
+        let dummy_password_hash = tokio::task::spawn_blocking(crate::password::dummy_hash)
+            .await
+            .map_err(|e| crate::password::Error::from_join(&e))??;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                signer,
+                clock,
+                dummy_password_hash,
+            }),
+        })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The database.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The signing keys.
+    #[must_use]
+    pub fn signer(&self) -> &Signer {
+        &self.inner.signer
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// A password hash to verify against when an account does not exist.
+    #[must_use]
+    pub fn dummy_password_hash(&self) -> &str {
+        &self.inner.dummy_password_hash
+    }
+}
+
+/// Creates `path` (and parents) readable only by the issuer's user.
+pub fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}

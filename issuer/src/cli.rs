@@ -1,0 +1,156 @@
+//! The command line of `credential-issuer`: flags map one-to-one onto config overrides.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{env, Overrides};
+
+/// The central issuer of short-lived Kubernetes credentials.
+#[derive(Debug, Parser)]
+#[command(name = "credential-issuer", version, about)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML config file.
+    #[arg(long, global = true, env = env::CONFIG, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the database, signing keys and generated TLS files.
+    #[arg(long, global = true, env = env::DATA_DIR, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the issuer.
+    Serve(ServeArgs),
+    /// Validate the configuration and exit.
+    CheckConfig(ServeArgs),
+    /// Manage local accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = env::LISTEN, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Public https URL of the issuer (the `iss` claim).
+    #[arg(long, env = env::ISSUER_URL, value_name = "URL")]
+    pub issuer_url: Option<String>,
+    /// PEM certificate chain to serve (default: generated for localhost).
+    #[arg(long, env = env::TLS_CERT, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = env::TLS_KEY, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Access token lifetime, e.g. 5m.
+    #[arg(long, env = env::TOKEN_TTL, value_name = "DURATION")]
+    pub token_ttl: Option<String>,
+    /// Login session lifetime, e.g. 12h.
+    #[arg(long, env = env::SESSION_TTL, value_name = "DURATION")]
+    pub session_ttl: Option<String>,
+}
+
+/// `user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a local account; the password is read from stdin (or prompted on a terminal).
+    Add {
+        /// Login name.
+        name: String,
+        /// A group (repeatable).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// E-mail address.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List accounts.
+    List,
+    /// Disable an account and end every session of it at once.
+    Disable {
+        /// Login name.
+        name: String,
+    },
+}
+
+/// `keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key; the JWKS keeps older keys until their tokens have expired.
+    Rotate,
+    /// List signing keys.
+    List,
+}
+
+impl Cli {
+    /// The config overrides these flags stand for.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let serve = match &self.command {
+            Command::Serve(a) | Command::CheckConfig(a) => Some(a),
+            _ => None,
+        };
+        Overrides {
+            config_file: self.global.config.clone(),
+            data_dir: self.global.data_dir.clone(),
+            listen: serve.and_then(|a| a.listen.clone()),
+            issuer_url: serve.and_then(|a| a.issuer_url.clone()),
+            tls_cert: serve.and_then(|a| a.tls_cert.clone()),
+            tls_key: serve.and_then(|a| a.tls_key.clone()),
+            token_ttl: serve.and_then(|a| a.token_ttl.clone()),
+            session_ttl: serve.and_then(|a| a.session_ttl.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_user_add_with_global_data_dir() {
+        let cli = Cli::try_parse_from([
+            "credential-issuer",
+            "user",
+            "add",
+            "alice",
+            "--group",
+            "dev",
+            "--group",
+            "ops",
+            "--data-dir",
+            "/tmp/x",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cli.global.data_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        match cli.command {
+            Command::User(UserCommand::Add { name, groups, .. }) => {
+                assert_eq!(name, "alice");
+                assert_eq!(groups, ["dev", "ops"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_flags_come_in_pairs() {
+        assert!(Cli::try_parse_from(["credential-issuer", "serve", "--tls-cert", "/a"]).is_err());
+    }
+}

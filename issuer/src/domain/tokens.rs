@@ -1,0 +1,93 @@
+//! The claims of an access token, and its lifetime rules.
+
+use credential_shared::oauth::AccessTokenClaims;
+use time::OffsetDateTime;
+
+/// Who the token is for, as the store knows them.
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    /// Stable user id (`sub`).
+    pub user_id: &'a str,
+    /// Login name.
+    pub username: &'a str,
+    /// E-mail address, where known.
+    pub email: Option<&'a str>,
+    /// Groups, sorted and deduplicated by the caller.
+    pub groups: &'a [String],
+}
+
+/// Inputs that are not about the person.
+#[derive(Debug, Clone, Copy)]
+pub struct Minting<'a> {
+    /// `iss`.
+    pub issuer: &'a str,
+    /// Cluster name.
+    pub cluster: &'a str,
+    /// `aud`.
+    pub audience: &'a str,
+    /// Session id.
+    pub session_id: &'a str,
+    /// Unique token id.
+    pub jti: &'a str,
+    /// Now.
+    pub now: OffsetDateTime,
+    /// Configured token lifetime.
+    pub ttl: std::time::Duration,
+    /// End of the session: a token never outlives its session.
+    pub session_expires_at: OffsetDateTime,
+}
+
+/// Builds the claims. `exp` is the earlier of `now + ttl` and the session's end.
+#[must_use]
+pub fn access_claims(who: &Subject<'_>, m: Minting<'_>) -> AccessTokenClaims {
+    let iat = m.now.unix_timestamp();
+    let ttl = i64::try_from(m.ttl.as_secs()).unwrap_or(i64::MAX);
+    let exp = iat.saturating_add(ttl).min(m.session_expires_at.unix_timestamp());
+    AccessTokenClaims {
+        iss: m.issuer.to_owned(),
+        sub: who.user_id.to_owned(),
+        aud: m.audience.to_owned(),
+        iat,
+        nbf: iat,
+        exp,
+        jti: m.jti.to_owned(),
+        preferred_username: who.username.to_owned(),
+        email: who.email.map(str::to_owned),
+        groups: who.groups.to_vec(),
+        cluster: Some(m.cluster.to_owned()),
+        sid: Some(m.session_id.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn token_never_outlives_session() {
+        let now = datetime!(2026-01-01 12:00 UTC);
+        let groups = vec!["dev".to_owned()];
+        let who = Subject {
+            user_id: "u1",
+            username: "alice",
+            email: None,
+            groups: &groups,
+        };
+        let m = Minting {
+            issuer: "https://i",
+            cluster: "prod",
+            audience: "kubernetes",
+            session_id: "s1",
+            jti: "j1",
+            now,
+            ttl: std::time::Duration::from_secs(300),
+            session_expires_at: now + time::Duration::seconds(100),
+        };
+        let c = access_claims(&who, m);
+        assert_eq!(c.exp - c.iat, 100);
+        let c = access_claims(&who, Minting { session_expires_at: now + time::Duration::hours(1), ..m });
+        assert_eq!(c.exp - c.iat, 300);
+        assert_eq!((c.sub.as_str(), c.aud.as_str(), c.nbf), ("u1", "kubernetes", c.iat));
+    }
+}

@@ -1,0 +1,150 @@
+//! Error responses: OAuth JSON errors for the API, HTML pages for people. 5xx bodies are
+//! generic; the detail is logged once, here.
+
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use credential_shared::oauth::{OAuthError, OAuthErrorCode};
+
+use super::templates;
+
+/// An OAuth error response (RFC 6749 section 5.2).
+#[derive(Debug)]
+pub struct OAuthReply {
+    status: StatusCode,
+    code: OAuthErrorCode,
+    description: Option<String>,
+}
+
+impl OAuthReply {
+    /// A 400 with `code`.
+    #[must_use]
+    pub fn bad(code: OAuthErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            description: Some(description.into()),
+        }
+    }
+
+    /// A 400 with `code` and no description.
+    #[must_use]
+    pub fn code(code: OAuthErrorCode) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            description: None,
+        }
+    }
+
+    /// A 401 `invalid_client`.
+    #[must_use]
+    pub fn invalid_client() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: OAuthErrorCode::InvalidClient,
+            description: Some("unknown client_id".into()),
+        }
+    }
+
+    /// A 500 `server_error`; `err` is logged, not sent.
+    pub fn internal(err: &(dyn std::error::Error + 'static)) -> Self {
+        log_internal(err);
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: OAuthErrorCode::ServerError,
+            description: Some("internal error; see the issuer's log".into()),
+        }
+    }
+
+    /// The code (for tests).
+    #[must_use]
+    pub fn error_code(&self) -> OAuthErrorCode {
+        self.code
+    }
+}
+
+impl IntoResponse for OAuthReply {
+    fn into_response(self) -> Response {
+        let body = OAuthError {
+            error: self.code,
+            error_description: self.description,
+        };
+        (self.status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+    }
+}
+
+impl From<crate::store::Error> for OAuthReply {
+    fn from(e: crate::store::Error) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<crate::signing::Error> for OAuthReply {
+    fn from(e: crate::signing::Error) -> Self {
+        Self::internal(&e)
+    }
+}
+
+/// An error page for a person.
+#[derive(Debug)]
+pub struct PageError {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+}
+
+impl PageError {
+    /// A page with `status`, a title and a message (plain text; escaped when rendered).
+    #[must_use]
+    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            title,
+            message: message.into(),
+        }
+    }
+
+    /// A 500 page; `err` is logged, not shown.
+    pub fn internal(err: &(dyn std::error::Error + 'static)) -> Self {
+        log_internal(err);
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The issuer could not complete this request. Try again; if it keeps failing, tell your platform team.",
+        )
+    }
+
+    /// The CSRF check failed.
+    #[must_use]
+    pub fn csrf() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form is no longer valid (it may have been opened in another window, or your session ended). Go back to the start and try again.",
+        )
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        (self.status, Html(templates::error_page(self.title, &self.message))).into_response()
+    }
+}
+
+impl From<crate::store::Error> for PageError {
+    fn from(e: crate::store::Error) -> Self {
+        Self::internal(&e)
+    }
+}
+
+fn log_internal(err: &(dyn std::error::Error + 'static)) {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    tracing::error!(error = %chain, "internal error");
+}

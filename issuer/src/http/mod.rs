@@ -1,0 +1,123 @@
+//! HTTP: routes, extractors and responses. The only module that knows axum.
+//!
+//! Handlers translate between HTTP and the store/domain/signing modules; policy lives in
+//! `domain`, persistence in `store`.
+
+mod discovery;
+mod error;
+mod oauth;
+mod pages;
+mod templates;
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::app::AppState;
+
+pub use error::{OAuthReply, PageError};
+
+/// Largest request body accepted: forms here are a few hundred bytes.
+const MAX_BODY: usize = 16 * 1024;
+
+/// The issuer's routes.
+pub fn router(state: AppState) -> Router {
+    use credential_shared::{api, oauth as o};
+    Router::new()
+        .route(o::PATH_DISCOVERY, get(discovery::openid_configuration))
+        .route(o::PATH_JWKS, get(discovery::jwks))
+        .route(api::PATH_CLUSTERS, get(discovery::clusters))
+        .route(o::PATH_DEVICE_AUTHORIZATION, post(oauth::device_authorization))
+        .route(o::PATH_TOKEN, post(oauth::token))
+        .route(o::PATH_REVOKE, post(oauth::revoke))
+        .route(o::PATH_DEVICE_PAGE, get(pages::device_form).post(pages::device_submit))
+        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/consent", get(pages::consent_form).post(pages::consent_submit))
+        .route("/healthz", get(discovery::healthz))
+        .route("/readyz", get(discovery::readyz))
+        .route("/", get(pages::index))
+        .fallback(pages::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// A per-request id, generated here (never taken from the client, so it cannot be used to
+/// inject text into logs or audit rows).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Adds a request id, security headers and one log line per request.
+async fn observe(mut req: Request, next: Next) -> Response {
+    let id = crate::secret::random_token(9).expose().to_owned();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    // The matched route, not the raw URI: query strings can hold user codes.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    set(h, header::CACHE_CONTROL, "no-store");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    let status = res.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(request_id = %id, %method, route, status, ms, "request");
+    res
+}
+
+/// The address of the peer, for rate limits, audit rows and the consent page. The issuer does
+/// not trust `X-Forwarded-For`: behind a proxy every request would share the proxy's address,
+/// which errs on the side of stricter limits.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
+        ))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .unwrap_or_else(|| Self("none".to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,318 @@
+//! The OAuth endpoints: device authorization (RFC 8628), token (device code and refresh
+//! grants), and revocation (RFC 7009).
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use credential_shared::oauth::{
+    DeviceAuthorizationRequest, DeviceAuthorizationResponse, OAuthErrorCode as E, RevocationRequest, TokenRequest,
+    TokenResponse, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, PATH_DEVICE_PAGE,
+};
+use time::OffsetDateTime;
+
+use super::{ClientAddr, OAuthReply, RequestId};
+use crate::app::AppState;
+use crate::domain::device::{poll, PollOutcome, PollState};
+use crate::domain::session::{liveness, Liveness, SessionFacts};
+use crate::domain::{tokens, user_code};
+use crate::secret::{hash, random_bytes, random_token, Secret};
+use crate::store::{AuditEvent, RotateOutcome, Session, User};
+
+fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, OAuthReply> {
+    f.map(|Form(v)| v)
+        .map_err(|e| OAuthReply::bad(E::InvalidRequest, format!("malformed form body: {}", e.body_text())))
+}
+
+fn check_client(state: &AppState, client_id: &str) -> Result<(), OAuthReply> {
+    if client_id.is_empty() {
+        return Err(OAuthReply::bad(E::InvalidRequest, "client_id is required"));
+    }
+    if !state.config().clients.iter().any(|c| c == client_id) {
+        return Err(OAuthReply::invalid_client());
+    }
+    Ok(())
+}
+
+/// `POST /oauth/device_authorization`.
+pub(super) async fn device_authorization(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+    f: Result<Form<DeviceAuthorizationRequest>, FormRejection>,
+) -> Result<Json<DeviceAuthorizationResponse>, OAuthReply> {
+    let req = form(f)?;
+    check_client(&state, &req.client_id)?;
+    let cfg = state.config();
+    if req.cluster.is_empty() {
+        return Err(OAuthReply::bad(E::InvalidRequest, "cluster is required"));
+    }
+    if cfg.cluster(&req.cluster).is_none() {
+        return Err(OAuthReply::bad(E::InvalidScope, format!("unknown cluster {:?}", truncate(&req.cluster))));
+    }
+    let now = state.now();
+    let expires_at = now + cfg.device_code_ttl;
+    let interval = i64::try_from(cfg.poll_interval.as_secs()).unwrap_or(5);
+    // A user-code collision is astronomically rare; retry a few times rather than fail.
+    for _ in 0..4 {
+        let device_code = random_token(32);
+        let Some(code) = user_code::from_random(&random_bytes(32)) else {
+            continue;
+        };
+        let new = crate::store::NewDevice {
+            id: random_token(12).expose().to_owned(),
+            device_code_hash: hash(device_code.expose()),
+            user_code_hash: hash(&code),
+            client_id: req.client_id.clone(),
+            cluster: req.cluster.clone(),
+            scope: req.scope.clone(),
+            client_addr: addr.clone(),
+            expires_at,
+            interval_secs: interval,
+        };
+        match state.store().create_device(&new, now).await {
+            Ok(()) => {}
+            Err(crate::store::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(request_id = %rid, cluster = %req.cluster, client_addr = %addr, "device authorization started");
+        let base = cfg.issuer();
+        let display = user_code::display(&code);
+        return Ok(Json(DeviceAuthorizationResponse {
+            device_code: device_code.expose().to_owned(),
+            verification_uri: format!("{base}{PATH_DEVICE_PAGE}"),
+            verification_uri_complete: format!("{base}{PATH_DEVICE_PAGE}?user_code={display}"),
+            user_code: display,
+            expires_in: cfg.device_code_ttl.as_secs(),
+            interval: cfg.poll_interval.as_secs(),
+        }));
+    }
+    Err(OAuthReply::bad(E::TemporarilyUnavailable, "could not allocate a user code; retry"))
+}
+
+/// `POST /oauth/token`.
+pub(super) async fn token(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+    f: Result<Form<TokenRequest>, FormRejection>,
+) -> Result<Response, OAuthReply> {
+    let req = form(f)?;
+    match req.grant_type.as_str() {
+        GRANT_DEVICE_CODE => device_code_grant(&state, &addr, &rid, &req).await,
+        GRANT_REFRESH_TOKEN => refresh_grant(&state, &addr, &rid, &req).await,
+        "" => Err(OAuthReply::bad(E::InvalidRequest, "grant_type is required")),
+        other => Err(OAuthReply::bad(
+            E::UnsupportedGrantType,
+            format!("grant_type {:?} is not supported", truncate(other)),
+        )),
+    }
+}
+
+async fn device_code_grant(state: &AppState, addr: &str, rid: &str, req: &TokenRequest) -> Result<Response, OAuthReply> {
+    check_client(state, &req.client_id)?;
+    let Some(code) = req.device_code.as_deref().filter(|c| !c.is_empty()) else {
+        return Err(OAuthReply::bad(E::InvalidRequest, "device_code is required"));
+    };
+    let store = state.store();
+    let Some(device) = store.device_by_code_hash(&hash(code)).await? else {
+        return Err(OAuthReply::bad(E::InvalidGrant, "unknown device_code"));
+    };
+    if device.client_id != req.client_id {
+        return Err(OAuthReply::bad(E::InvalidGrant, "device_code was issued to another client"));
+    }
+    let now = state.now();
+    let outcome = poll(
+        PollState {
+            status: device.status,
+            expires_at: device.expires_at,
+            last_poll_at: device.last_poll_at,
+            interval_secs: device.interval_secs,
+        },
+        now,
+    );
+    let interval = match outcome {
+        PollOutcome::SlowDown { new_interval_secs } => new_interval_secs,
+        _ => device.interval_secs,
+    };
+    if !matches!(outcome, PollOutcome::AlreadyUsed | PollOutcome::Expired) {
+        store.record_poll(&device.id, now, interval).await?;
+    }
+    match outcome {
+        PollOutcome::Pending => Err(OAuthReply::code(E::AuthorizationPending)),
+        PollOutcome::SlowDown { .. } => Err(OAuthReply::code(E::SlowDown)),
+        PollOutcome::Denied => Err(OAuthReply::bad(E::AccessDenied, "the sign-in was denied")),
+        PollOutcome::Expired => Err(OAuthReply::bad(E::ExpiredToken, "the device code expired; start again")),
+        PollOutcome::AlreadyUsed => Err(OAuthReply::bad(E::InvalidGrant, "device_code was already used")),
+        PollOutcome::Issue => {
+            if !store.consume_device(&device.id).await? {
+                return Err(OAuthReply::bad(E::InvalidGrant, "device_code was already used"));
+            }
+            let user = match device.user_id.as_deref() {
+                Some(id) => store.user_by_id(id).await?,
+                None => None,
+            };
+            let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+                return Err(OAuthReply::bad(E::AccessDenied, "the account is disabled"));
+            };
+            let session = Session {
+                id: random_token(12).expose().to_owned(),
+                user_id: user.id.clone(),
+                client_id: device.client_id.clone(),
+                cluster: device.cluster.clone(),
+                created_at: now,
+                expires_at: now + state.config().session_ttl,
+                revoked_at: None,
+            };
+            let refresh = random_token(32);
+            store.create_session(&session, &hash(refresh.expose())).await?;
+            let reply = mint(state, &user, &session, refresh, now)?;
+            audit(state, "login", &user, &session.cluster, addr, rid, now).await;
+            tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
+            Ok(reply)
+        }
+    }
+}
+
+async fn refresh_grant(state: &AppState, addr: &str, rid: &str, req: &TokenRequest) -> Result<Response, OAuthReply> {
+    check_client(state, &req.client_id)?;
+    let Some(presented) = req.refresh_token.as_deref().filter(|c| !c.is_empty()) else {
+        return Err(OAuthReply::bad(E::InvalidRequest, "refresh_token is required"));
+    };
+    let store = state.store();
+    let now = state.now();
+    let next = random_token(32);
+    let session = match store.rotate_refresh(&hash(presented), &hash(next.expose()), now).await? {
+        RotateOutcome::Unknown => return Err(OAuthReply::bad(E::InvalidGrant, "unknown refresh token")),
+        RotateOutcome::Reused { session_id, user_id } => {
+            tracing::warn!(request_id = %rid, session_id, user_id, client_addr = %addr, "refresh token reused; session revoked");
+            let e = AuditEvent {
+                event: "session.revoked.reuse",
+                actor: Some("system".into()),
+                subject: Some(user_id),
+                client_addr: Some(addr.to_owned()),
+                request_id: Some(rid.to_owned()),
+                detail: Some(format!("{{\"session\":{session_id:?}}}")),
+                ..AuditEvent::default()
+            };
+            if let Err(err) = store.audit(&e, now).await {
+                tracing::error!(error = %err, "audit write failed");
+            }
+            return Err(OAuthReply::bad(
+                E::InvalidGrant,
+                "refresh token was already used; the session has been revoked",
+            ));
+        }
+        RotateOutcome::Rotated(s) => s,
+    };
+    if session.client_id != req.client_id {
+        return Err(OAuthReply::bad(E::InvalidGrant, "refresh token was issued to another client"));
+    }
+    let user = store.user_by_id(&session.user_id).await?;
+    let Some(user) = user else {
+        return Err(OAuthReply::bad(E::InvalidGrant, "the account no longer exists"));
+    };
+    let facts = SessionFacts {
+        expires_at: session.expires_at,
+        revoked_at: session.revoked_at,
+        user_disabled_at: user.disabled_at,
+    };
+    match liveness(facts, now) {
+        Liveness::Live => {}
+        Liveness::Expired => return Err(OAuthReply::bad(E::InvalidGrant, "the session expired; log in again")),
+        Liveness::Revoked => return Err(OAuthReply::bad(E::InvalidGrant, "the session was revoked; log in again")),
+        Liveness::UserDisabled => return Err(OAuthReply::bad(E::InvalidGrant, "the account is disabled")),
+    }
+    let reply = mint(state, &user, &session, next, now)?;
+    audit(state, "refresh", &user, &session.cluster, addr, rid, now).await;
+    Ok(reply)
+}
+
+/// Signs an access token for `user` in `session` and builds the token response.
+fn mint(state: &AppState, user: &User, session: &Session, refresh: Secret, now: OffsetDateTime) -> Result<Response, OAuthReply> {
+    let cfg = state.config();
+    let Some(cluster) = cfg.cluster(&session.cluster) else {
+        // The cluster was removed from the config after the session began.
+        return Err(OAuthReply::bad(E::InvalidGrant, "the cluster of this session is no longer configured"));
+    };
+    let jti = random_token(16);
+    let claims = tokens::access_claims(
+        &tokens::Subject {
+            user_id: &user.id,
+            username: &user.username,
+            email: user.email.as_deref(),
+            groups: &user.groups,
+        },
+        tokens::Minting {
+            issuer: cfg.issuer(),
+            cluster: &cluster.name,
+            audience: &cluster.audience,
+            session_id: &session.id,
+            jti: jti.expose(),
+            now,
+            ttl: cfg.token_ttl,
+            session_expires_at: session.expires_at,
+        },
+    );
+    let jwt = state.signer().sign(&claims)?;
+    let body = TokenResponse {
+        access_token: jwt,
+        token_type: "Bearer".into(),
+        expires_in: u64::try_from(claims.exp - claims.iat).unwrap_or(0),
+        refresh_token: refresh.expose().to_owned(),
+        session_expires_at: Some(session.expires_at.unix_timestamp()),
+    };
+    Ok((StatusCode::OK, [(axum::http::header::PRAGMA, "no-cache")], Json(body)).into_response())
+}
+
+async fn audit(state: &AppState, event: &'static str, user: &User, cluster: &str, addr: &str, rid: &str, now: OffsetDateTime) {
+    let e = AuditEvent {
+        event,
+        actor: Some(user.username.clone()),
+        subject: Some(user.id.clone()),
+        cluster: Some(cluster.to_owned()),
+        client_addr: Some(addr.to_owned()),
+        request_id: Some(rid.to_owned()),
+        detail: None,
+    };
+    if let Err(err) = state.store().audit(&e, now).await {
+        tracing::error!(error = %err, "audit write failed");
+    }
+}
+
+/// `POST /oauth/revoke` (RFC 7009): ends the session of a refresh token. Answers 200 for
+/// unknown tokens too, as the RFC requires, so it cannot be used to probe tokens.
+pub(super) async fn revoke(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+    f: Result<Form<RevocationRequest>, FormRejection>,
+) -> Result<StatusCode, OAuthReply> {
+    let req = form(f)?;
+    check_client(&state, &req.client_id)?;
+    if req.token.is_empty() {
+        return Err(OAuthReply::bad(E::InvalidRequest, "token is required"));
+    }
+    let now = state.now();
+    if let Some((session_id, user_id)) = state.store().revoke_by_refresh(&hash(&req.token), "logout", now).await? {
+        tracing::info!(request_id = %rid, session_id, "session revoked by client");
+        let e = AuditEvent {
+            event: "logout",
+            subject: Some(user_id),
+            client_addr: Some(addr),
+            request_id: Some(rid),
+            detail: Some(format!("{{\"session\":{session_id:?}}}")),
+            ..AuditEvent::default()
+        };
+        if let Err(err) = state.store().audit(&e, now).await {
+            tracing::error!(error = %err, "audit write failed");
+        }
+    }
+    Ok(StatusCode::OK)
+}
+
+/// Keeps echoed client input short in error descriptions.
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}

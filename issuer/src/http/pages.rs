@@ -1,0 +1,414 @@
+//! The verification pages a person uses: enter the code, sign in, approve or deny.
+//!
+//! Each browser gets a server-side web session (cookie `__Host-credential-session`: `Secure`,
+//! `HttpOnly`, `SameSite=Lax`, stored hashed) holding the signed-in user, the device
+//! authorization being approved and a CSRF token that every form must echo. Signing in
+//! replaces the session id (no session fixation).
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::templates::{self, ConsentView};
+use super::{ClientAddr, PageError, RequestId};
+use crate::app::AppState;
+use crate::domain::device::Status;
+use crate::domain::user_code;
+use crate::secret::{constant_time_eq, hash, random_token, Secret};
+use crate::store::{AuditEvent, WebSession};
+
+/// Name of the browser-session cookie. The `__Host-` prefix makes browsers refuse it unless it
+/// is `Secure`, has `Path=/` and no `Domain`, so a sibling host cannot plant one.
+pub(super) const COOKIE: &str = "__Host-credential-session";
+/// Lifetime of a browser session.
+const WEB_SESSION_TTL: time::Duration = time::Duration::minutes(30);
+
+/// A web session and, when it was just created, the `Set-Cookie` value to send.
+struct Browser {
+    session: WebSession,
+    set_cookie: Option<HeaderValue>,
+}
+
+impl Browser {
+    /// Adds the cookie (if new) to a response.
+    fn respond(self, res: impl IntoResponse) -> Response {
+        let mut res = res.into_response();
+        if let Some(c) = self.set_cookie {
+            res.headers_mut().append(header::SET_COOKIE, c);
+        }
+        res
+    }
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(value: &Secret) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        value.expose(),
+        WEB_SESSION_TTL.whole_seconds()
+    ))
+    .ok()
+}
+
+async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<WebSession>, PageError> {
+    match cookie_value(headers) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => Ok(state.store().web_session(&hash(v), state.now()).await?),
+        _ => Ok(None),
+    }
+}
+
+async fn new_session(state: &AppState, user_id: Option<String>, device_id: Option<String>) -> Result<Browser, PageError> {
+    let id = random_token(32);
+    let now = state.now();
+    let session = WebSession {
+        id_hash: hash(id.expose()),
+        csrf_token: random_token(24),
+        user_id,
+        device_id,
+        expires_at: now + WEB_SESSION_TTL,
+    };
+    state.store().create_web_session(&session, now).await?;
+    Ok(Browser {
+        session,
+        set_cookie: set_cookie(&id),
+    })
+}
+
+async fn current_or_new(state: &AppState, headers: &HeaderMap) -> Result<Browser, PageError> {
+    match current(state, headers).await? {
+        Some(session) => Ok(Browser {
+            session,
+            set_cookie: None,
+        }),
+        None => new_session(state, None, None).await,
+    }
+}
+
+/// The session of a form post, if its CSRF token matches.
+async fn verified(state: &AppState, headers: &HeaderMap, csrf: &str) -> Result<WebSession, PageError> {
+    let session = current(state, headers).await?.ok_or_else(PageError::csrf)?;
+    if csrf.is_empty() || !constant_time_eq(csrf, session.csrf_token.expose()) {
+        return Err(PageError::csrf());
+    }
+    Ok(session)
+}
+
+fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
+    f.map(|Form(v)| v)
+        .map_err(|_| PageError::new(StatusCode::BAD_REQUEST, "Invalid form", "The form was incomplete. Go back and try again."))
+}
+
+fn see_other(to: &'static str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+pub(super) async fn index() -> Response {
+    see_other("/device")
+}
+
+pub(super) async fn not_found() -> PageError {
+    PageError::new(StatusCode::NOT_FOUND, "Not found", "There is no page here.")
+}
+
+#[derive(Deserialize)]
+pub(super) struct DeviceQuery {
+    user_code: Option<String>,
+}
+
+/// `GET /device[?user_code=...]`: the code form, prefilled from `verification_uri_complete`.
+/// The person still presses Continue: a link alone never approves anything.
+pub(super) async fn device_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<DeviceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, PageError> {
+    let browser = current_or_new(&state, &headers).await?;
+    let prefill = q
+        .ok()
+        .and_then(|Query(q)| q.user_code)
+        .and_then(|c| user_code::normalize(&c))
+        .map(|c| user_code::display(&c));
+    let page = templates::device_page(browser.session.csrf_token.expose(), prefill.as_deref(), None);
+    Ok(browser.respond(Html(page)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct DeviceForm {
+    #[serde(default)]
+    user_code: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// `POST /device`: checks the code (rate limited per client address), then on to sign-in or
+/// consent.
+pub(super) async fn device_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+    f: Result<Form<DeviceForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let f = form(f)?;
+    let session = verified(&state, &headers, &f.csrf_token).await?;
+    let csrf = session.csrf_token.expose();
+    let cfg = state.config();
+    let now = state.now();
+    let key = format!("user_code:addr:{addr}");
+    let window = cfg.rate_limits.window;
+    if state.store().failures(&key, now, window).await? >= cfg.rate_limits.user_code_failures {
+        tracing::warn!(request_id = %rid, client_addr = %addr, "user code entry rate limited");
+        audit_failure(&state, "user_code.rate_limited", None, &addr, &rid, now).await;
+        return Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            Html(templates::device_page(
+                csrf,
+                None,
+                Some("Too many wrong codes from your address. Wait a few minutes, then try again."),
+            )),
+        )
+            .into_response());
+    }
+    let device = match user_code::normalize(&f.user_code) {
+        Some(code) => state.store().device_by_user_code_hash(&hash(&code)).await?,
+        None => None,
+    };
+    let device = device.filter(|d| d.status == Status::Pending && d.expires_at > now);
+    let Some(device) = device else {
+        state.store().record_failure(&key, now, window).await?;
+        tracing::info!(request_id = %rid, client_addr = %addr, "wrong or expired user code entered");
+        audit_failure(&state, "user_code.invalid", None, &addr, &rid, now).await;
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Html(templates::device_page(
+                csrf,
+                None,
+                Some("That code is not valid or has expired. Check the code in your terminal, or run the command again for a new one."),
+            )),
+        )
+            .into_response());
+    };
+    state.store().set_web_device(&session.id_hash, Some(&device.id)).await?;
+    Ok(see_other(if session.user_id.is_some() { "/consent" } else { "/login" }))
+}
+
+/// `GET /login`.
+pub(super) async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+    let browser = current_or_new(&state, &headers).await?;
+    let page = templates::login_page(browser.session.csrf_token.expose(), "", None);
+    Ok(browser.respond(Html(page)))
+}
+
+/// The sign-in form. Deliberately no `Debug`: it holds a password.
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// `POST /login`: local accounts. Rate limited per account and per address; unknown accounts
+/// cost the same argon2 verification as known ones.
+pub(super) async fn login_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+    f: Result<Form<LoginForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let f = form(f)?;
+    let session = verified(&state, &headers, &f.csrf_token).await?;
+    let csrf = session.csrf_token.expose().to_owned();
+    let cfg = state.config();
+    let now = state.now();
+    let window = cfg.rate_limits.window;
+    let username: String = f.username.trim().chars().take(64).collect();
+    let user_key = format!("password:user:{}", username.to_lowercase());
+    let addr_key = format!("password:addr:{addr}");
+    let limit = cfg.rate_limits.password_failures;
+    let store = state.store();
+    if store.failures(&user_key, now, window).await? >= limit
+        || store.failures(&addr_key, now, window).await? >= limit.saturating_mul(4)
+    {
+        tracing::warn!(request_id = %rid, client_addr = %addr, "password sign-in rate limited");
+        audit_failure(&state, "login.rate_limited", Some(&username), &addr, &rid, now).await;
+        return Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            Html(templates::login_page(
+                &csrf,
+                &username,
+                Some("Too many failed sign-ins. Wait a few minutes, then try again."),
+            )),
+        )
+            .into_response());
+    }
+    let user = if username.is_empty() { None } else { store.user_by_name(&username).await? };
+    let phc = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_password_hash().to_owned());
+    let password = Secret::new(f.password);
+    let matches = tokio::task::spawn_blocking(move || crate::password::verify(&phc, &password))
+        .await
+        .unwrap_or(false);
+    let user = user.filter(|u| matches && u.password_hash.is_some() && u.disabled_at.is_none());
+    let Some(user) = user else {
+        store.record_failure(&user_key, now, window).await?;
+        store.record_failure(&addr_key, now, window).await?;
+        tracing::info!(request_id = %rid, client_addr = %addr, "password sign-in failed");
+        audit_failure(&state, "login.failed", Some(&username), &addr, &rid, now).await;
+        return Ok((
+            StatusCode::UNAUTHORIZED,
+            Html(templates::login_page(&csrf, &username, Some("Wrong username or password."))),
+        )
+            .into_response());
+    };
+    store.clear_failures(&user_key).await?;
+    // A fresh session id for the signed-in browser (no fixation); the old one is gone.
+    store.delete_web_session(&session.id_hash).await?;
+    let browser = new_session(&state, Some(user.id.clone()), session.device_id.clone()).await?;
+    tracing::info!(request_id = %rid, user = %user.username, "signed in");
+    let next = if browser.session.device_id.is_some() {
+        see_other("/consent")
+    } else {
+        Html(templates::signed_in_page(&user.username)).into_response()
+    };
+    Ok(browser.respond(next))
+}
+
+/// The session's user and pending device, or the page to show instead.
+async fn consent_context(
+    state: &AppState,
+    session: &WebSession,
+) -> Result<(crate::store::User, crate::store::Device), Response> {
+    let Some(user_id) = session.user_id.as_deref() else {
+        return Err(see_other("/login"));
+    };
+    let user = match state.store().user_by_id(user_id).await {
+        Ok(Some(u)) if u.disabled_at.is_none() => u,
+        Ok(_) => return Err(see_other("/login")),
+        Err(e) => return Err(PageError::from(e).into_response()),
+    };
+    let device = match session.device_id.as_deref() {
+        Some(id) => state.store().device_by_id(id).await,
+        None => Ok(None),
+    };
+    match device {
+        Ok(Some(d)) if d.status == Status::Pending && d.expires_at > state.now() => Ok((user, d)),
+        Ok(_) => Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "No request to approve",
+            "There is no pending sign-in request in this browser, or it has expired. Run the command in your terminal again and enter the new code.",
+        )
+        .into_response()),
+        Err(e) => Err(PageError::from(e).into_response()),
+    }
+}
+
+fn format_time(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.format(&f).unwrap_or_default()
+}
+
+/// `GET /consent`.
+pub(super) async fn consent_form(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+    let Some(session) = current(&state, &headers).await? else {
+        return Ok(see_other("/device"));
+    };
+    let (user, device) = match consent_context(&state, &session).await {
+        Ok(x) => x,
+        Err(page) => return Ok(page),
+    };
+    let view = ConsentView {
+        username: &user.username,
+        cluster: &device.cluster,
+        client_id: &device.client_id,
+        client_addr: &device.client_addr,
+        requested_at: &format_time(device.created_at),
+        expires_in_minutes: ((device.expires_at - state.now()).whole_seconds() + 59) / 60,
+    };
+    Ok(Html(templates::consent_page(session.csrf_token.expose(), &view)).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ConsentForm {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// `POST /consent`: approve or deny.
+pub(super) async fn consent_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+    f: Result<Form<ConsentForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let f = form(f)?;
+    let session = verified(&state, &headers, &f.csrf_token).await?;
+    let approve = match f.action.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return Err(PageError::new(StatusCode::BAD_REQUEST, "Invalid form", "Choose Approve or Deny.")),
+    };
+    let (user, device) = match consent_context(&state, &session).await {
+        Ok(x) => x,
+        Err(page) => return Ok(page),
+    };
+    let now = state.now();
+    let decided = state.store().decide_device(&device.id, &user.id, approve, now).await?;
+    state.store().set_web_device(&session.id_hash, None).await?;
+    if !decided {
+        return Err(PageError::new(
+            StatusCode::CONFLICT,
+            "Already decided",
+            "This request was already approved, denied or has expired.",
+        ));
+    }
+    let e = AuditEvent {
+        event: if approve { "device.approved" } else { "device.denied" },
+        actor: Some(user.username.clone()),
+        subject: Some(user.id.clone()),
+        cluster: Some(device.cluster.clone()),
+        client_addr: Some(addr),
+        request_id: Some(rid.clone()),
+        detail: Some(format!("{{\"requested_from\":{:?}}}", device.client_addr)),
+    };
+    if let Err(err) = state.store().audit(&e, now).await {
+        tracing::error!(error = %err, "audit write failed");
+    }
+    tracing::info!(request_id = %rid, user = %user.username, cluster = %device.cluster, approve, "device authorization decided");
+    Ok(Html(templates::done_page(approve, &device.cluster)).into_response())
+}
+
+async fn audit_failure(state: &AppState, event: &'static str, username: Option<&str>, addr: &str, rid: &str, now: OffsetDateTime) {
+    let e = AuditEvent {
+        event,
+        actor: username.map(str::to_owned),
+        client_addr: Some(addr.to_owned()),
+        request_id: Some(rid.to_owned()),
+        ..AuditEvent::default()
+    };
+    if let Err(err) = state.store().audit(&e, now).await {
+        tracing::error!(error = %err, "audit write failed");
+    }
+}

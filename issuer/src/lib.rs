@@ -1,0 +1,19 @@
+//! credential-issuer as a library: everything the binary does, testable without a process.
+//!
+//! `main.rs` parses the command line and calls into here; tests build an [`app::AppState`]
+//! and drive [`http::router`] or [`server::serve`] directly.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod password;
+pub mod secret;
+pub mod server;
+pub mod signing;
+pub mod store;
+pub mod telemetry;
+pub mod tls;

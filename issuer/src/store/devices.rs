@@ -1,0 +1,231 @@
+//! Device authorizations (RFC 8628): created by the plugin, decided by a person, spent once.
+
+use time::OffsetDateTime;
+
+use super::{opt_ts, ts, Error, Result, Store};
+use crate::domain::device::Status;
+
+/// A stored device authorization. Holds no secret: codes are stored hashed.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// Row id (internal; never shown to anyone as a credential).
+    pub id: String,
+    /// Client that asked.
+    pub client_id: String,
+    /// Cluster the credential is for.
+    pub cluster: String,
+    /// Requested scope.
+    pub scope: Option<String>,
+    /// Address the request came from, shown on the consent page.
+    pub client_addr: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Expiry.
+    pub expires_at: OffsetDateTime,
+    /// Minimum poll interval, seconds.
+    pub interval_secs: i64,
+    /// Last poll.
+    pub last_poll_at: Option<OffsetDateTime>,
+    /// Status.
+    pub status: Status,
+    /// Who decided (when decided).
+    pub user_id: Option<String>,
+}
+
+/// What `create_device` needs.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    /// Row id.
+    pub id: String,
+    /// SHA-256 of the device code.
+    pub device_code_hash: String,
+    /// SHA-256 of the normalized user code.
+    pub user_code_hash: String,
+    /// Client.
+    pub client_id: String,
+    /// Cluster.
+    pub cluster: String,
+    /// Scope.
+    pub scope: Option<String>,
+    /// Requesting address.
+    pub client_addr: String,
+    /// Expiry.
+    pub expires_at: OffsetDateTime,
+    /// Poll interval.
+    pub interval_secs: i64,
+}
+
+type DeviceRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+);
+
+const COLUMNS: &str = "id, client_id, cluster, scope, client_addr, created_at, expires_at, interval_secs, last_poll_at, status, user_id";
+
+fn from_row(r: DeviceRow) -> Result<Device> {
+    let status = Status::parse(&r.9).ok_or_else(|| Error::Corrupt {
+        table: "device_codes",
+        detail: format!("unknown status {:?}", r.9),
+    })?;
+    Ok(Device {
+        id: r.0,
+        client_id: r.1,
+        cluster: r.2,
+        scope: r.3,
+        client_addr: r.4,
+        created_at: ts("device_codes", r.5)?,
+        expires_at: ts("device_codes", r.6)?,
+        interval_secs: r.7,
+        last_poll_at: opt_ts("device_codes", r.8)?,
+        status,
+        user_id: r.10,
+    })
+}
+
+impl Store {
+    /// Stores a new pending authorization. A user-code collision (1 in 2.6e10) is a `Conflict`;
+    /// the caller draws a new code.
+    pub async fn create_device(&self, d: &NewDevice, now: OffsetDateTime) -> Result<()> {
+        let r = sqlx::query(
+            "INSERT INTO device_codes (id, device_code_hash, user_code_hash, client_id, cluster, scope, client_addr, created_at, expires_at, interval_secs, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+        )
+        .bind(&d.id)
+        .bind(&d.device_code_hash)
+        .bind(&d.user_code_hash)
+        .bind(&d.client_id)
+        .bind(&d.cluster)
+        .bind(&d.scope)
+        .bind(&d.client_addr)
+        .bind(now.unix_timestamp())
+        .bind(d.expires_at.unix_timestamp())
+        .bind(d.interval_secs)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Err(e) if super::is_unique_violation(&e) => Err(Error::Conflict("device code".into())),
+            r => r.map(|_| ()).map_err(Error::from),
+        }
+    }
+
+    /// The authorization whose device code hashes to `hash`.
+    pub async fn device_by_code_hash(&self, hash: &str) -> Result<Option<Device>> {
+        let row: Option<DeviceRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = ?"))
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(from_row).transpose()
+    }
+
+    /// The authorization whose user code hashes to `hash`.
+    pub async fn device_by_user_code_hash(&self, hash: &str) -> Result<Option<Device>> {
+        let row: Option<DeviceRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_codes WHERE user_code_hash = ?"))
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(from_row).transpose()
+    }
+
+    /// The authorization with row id `id`.
+    pub async fn device_by_id(&self, id: &str) -> Result<Option<Device>> {
+        let row: Option<DeviceRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_codes WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(from_row).transpose()
+    }
+
+    /// Records a poll and the (possibly raised) interval.
+    pub async fn record_poll(&self, id: &str, now: OffsetDateTime, interval_secs: i64) -> Result<()> {
+        sqlx::query("UPDATE device_codes SET last_poll_at = ?, interval_secs = ? WHERE id = ?")
+            .bind(now.unix_timestamp())
+            .bind(interval_secs)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the person's decision. Only a pending, unexpired authorization can be decided;
+    /// returns whether this call decided it.
+    pub async fn decide_device(&self, id: &str, user_id: &str, approve: bool, now: OffsetDateTime) -> Result<bool> {
+        let status = if approve { Status::Approved } else { Status::Denied };
+        let n = sqlx::query(
+            "UPDATE device_codes SET status = ?, user_id = ?, decided_at = ? WHERE id = ? AND status = 'pending' AND expires_at > ?",
+        )
+        .bind(status.as_str())
+        .bind(user_id)
+        .bind(now.unix_timestamp())
+        .bind(id)
+        .bind(now.unix_timestamp())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Spends an approved authorization; true for exactly one caller.
+    pub async fn consume_device(&self, id: &str) -> Result<bool> {
+        let n = sqlx::query("UPDATE device_codes SET status = 'consumed' WHERE id = ? AND status = 'approved'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::temp_store;
+    use crate::store::NewUser;
+
+    #[tokio::test]
+    async fn decide_once_and_consume_once() {
+        let (s, _d) = temp_store().await;
+        let now = OffsetDateTime::now_utc();
+        s.create_user(
+            &NewUser {
+                id: "u1".into(),
+                username: "a".into(),
+                email: None,
+                password_hash: None,
+                groups: vec![],
+            },
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let d = NewDevice {
+            id: "d1".into(),
+            device_code_hash: "dch".into(),
+            user_code_hash: "uch".into(),
+            client_id: "c".into(),
+            cluster: "k".into(),
+            scope: None,
+            client_addr: "127.0.0.1".into(),
+            expires_at: now + time::Duration::minutes(10),
+            interval_secs: 5,
+        };
+        s.create_device(&d, now).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(s.create_device(&d, now).await, Err(Error::Conflict(_))));
+        assert!(!s.consume_device("d1").await.unwrap_or(true), "pending cannot be consumed");
+        assert!(s.decide_device("d1", "u1", true, now).await.unwrap_or(false));
+        assert!(!s.decide_device("d1", "u1", false, now).await.unwrap_or(true), "decided twice");
+        assert!(s.consume_device("d1").await.unwrap_or(false));
+        assert!(!s.consume_device("d1").await.unwrap_or(true), "consumed twice");
+        let got = s.device_by_user_code_hash("uch").await.ok().flatten();
+        assert_eq!(got.map(|d| d.status), Some(Status::Consumed));
+    }
+}

@@ -1,0 +1,230 @@
+//! Persistence: the only module that knows SQL.
+//!
+//! SQLite (embedded, WAL) is the default. Every operation that must be atomic across
+//! concurrent requests (spending a device code, rotating a refresh token) is a single
+//! conditional `UPDATE ... WHERE <still valid>` so that two racing requests cannot both win.
+
+mod audit;
+mod devices;
+mod rate_limits;
+mod sessions;
+mod users;
+mod web;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use time::OffsetDateTime;
+
+pub use audit::AuditEvent;
+pub use devices::{Device, NewDevice};
+pub use sessions::{RotateOutcome, Session};
+pub use users::{NewUser, User};
+pub use web::WebSession;
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database could not be opened or a query failed.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration {version} failed")]
+    Migration {
+        /// The migration.
+        version: i64,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database was written by a newer issuer.
+    #[error("the database schema (version {found}) is newer than this issuer supports ({supported}); upgrade the issuer")]
+    TooNew {
+        /// Version found.
+        found: i64,
+        /// Newest version known here.
+        supported: i64,
+    },
+    /// A uniqueness constraint failed (e.g. user name taken).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A row holds a value this version cannot interpret.
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Migrations, applied in order, each once.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_initial.sql"))];
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(Error::Database)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(opts)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        #[cfg(unix)]
+        restrict_permissions(path);
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await?;
+        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > supported {
+            return Err(Error::TooNew {
+                found: current,
+                supported,
+            });
+        }
+        for &(version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| Error::Migration { version, source })?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(OffsetDateTime::now_utc().unix_timestamp())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version, "database migration applied");
+        }
+        Ok(())
+    }
+
+    /// Checks the database answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Deletes expired device codes, web sessions and rate-limit windows. Returns rows removed.
+    pub async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64> {
+        let now = now.unix_timestamp();
+        let mut n = 0;
+        // Web sessions may still point at a device code about to go.
+        sqlx::query(
+            "UPDATE web_sessions SET device_id = NULL WHERE device_id IN (SELECT id FROM device_codes WHERE expires_at < ?)",
+        )
+        .bind(now - 3600)
+        .execute(&self.pool)
+        .await?;
+        n += sqlx::query("DELETE FROM device_codes WHERE expires_at < ?")
+            .bind(now - 3600)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        n += sqlx::query("DELETE FROM web_sessions WHERE expires_at < ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n)
+    }
+}
+
+/// The database holds password hashes and session state: readable by the issuer's user only.
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+/// Unix seconds to a time, or a corrupt-row error.
+fn ts(table: &'static str, secs: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(secs).map_err(|e| Error::Corrupt {
+        table,
+        detail: e.to_string(),
+    })
+}
+
+fn opt_ts(table: &'static str, secs: Option<i64>) -> Result<Option<OffsetDateTime>> {
+    secs.map(|s| ts(table, s)).transpose()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::Store;
+
+    /// A store in a fresh temporary directory (kept alive by the returned guard).
+    pub(crate) async fn temp_store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let store = Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}"));
+        (store, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::temp_store;
+    use super::*;
+
+    #[tokio::test]
+    async fn migrations_are_idempotent_and_refuse_newer_schema() {
+        let (store, dir) = temp_store().await;
+        store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
+            .execute(&store.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(store);
+        let err = Store::open_sqlite(&dir.path().join("t.db")).await.err();
+        assert!(matches!(err, Some(Error::TooNew { found: 999, .. })), "{err:?}");
+    }
+}

@@ -1,0 +1,80 @@
+//! Browser sessions of the verification pages: which person signed in, which device
+//! authorization they are looking at, and the CSRF token their forms must carry.
+
+use time::OffsetDateTime;
+
+use super::{ts, Result, Store};
+use crate::secret::Secret;
+
+/// A browser session. The cookie value is not stored, only its hash.
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    /// SHA-256 of the cookie value.
+    pub id_hash: String,
+    /// Token every form must echo.
+    pub csrf_token: Secret,
+    /// Signed-in user.
+    pub user_id: Option<String>,
+    /// Device authorization being approved.
+    pub device_id: Option<String>,
+    /// End of the browser session.
+    pub expires_at: OffsetDateTime,
+}
+
+impl Store {
+    /// Stores a new browser session.
+    pub async fn create_web_session(&self, w: &WebSession, now: OffsetDateTime) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO web_sessions (id_hash, csrf_token, user_id, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&w.id_hash)
+        .bind(w.csrf_token.expose())
+        .bind(&w.user_id)
+        .bind(&w.device_id)
+        .bind(now.unix_timestamp())
+        .bind(w.expires_at.unix_timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live browser session with this hash.
+    pub async fn web_session(&self, id_hash: &str, now: OffsetDateTime) -> Result<Option<WebSession>> {
+        let row: Option<(String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT id_hash, csrf_token, user_id, device_id, expires_at FROM web_sessions WHERE id_hash = ? AND expires_at > ?",
+        )
+        .bind(id_hash)
+        .bind(now.unix_timestamp())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(WebSession {
+                id_hash: r.0,
+                csrf_token: Secret::new(r.1),
+                user_id: r.2,
+                device_id: r.3,
+                expires_at: ts("web_sessions", r.4)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Points a browser session at a device authorization (or at none).
+    pub async fn set_web_device(&self, id_hash: &str, device_id: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE web_sessions SET device_id = ? WHERE id_hash = ?")
+            .bind(device_id)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a browser session.
+    pub async fn delete_web_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM web_sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,451 @@
+//! The token cache: which entry belongs to which issuer, cluster, client and API server, what an
+//! entry holds, and the two places entries live (the OS keyring, or private files).
+//!
+//! An entry is a small versioned JSON document:
+//! `{"v":1,"access_token":..,"iat":..,"exp":..,"refresh_token":..,"session_expires_at":..,"username":..,"groups":[..]}`.
+//! `iat` and `exp` are on the local clock (receipt time and receipt time plus the token's
+//! lifetime), so a skewed clock cannot make every token look expired. Anything that does not
+//! parse as version 1 is a miss, never a crash: the next sign-in overwrites it.
+//!
+//! Keys: `get` called by kubectl with `provideClusterInfo: true` uses a key that also covers the
+//! API server URL and CA, so two kubeconfig entries that share an issuer and cluster name but
+//! point at different API servers do not share tokens. `login`/`logout` are run by hand, know no
+//! API server, and use the key without it; `get` falls back to that key when the API-server
+//! key has no entry, so that `kubectl credential login` is what a non-interactive `get` needs.
+
+mod file;
+mod keyring;
+mod lock;
+
+use std::path::PathBuf;
+
+use credential_shared::exec_credential::ExecCluster;
+use credential_shared::oauth::TokenResponse;
+use ring::digest;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::TokenCacheKind;
+use crate::jwt::{self, JwtError};
+use crate::secret::Secret;
+
+pub(crate) use self::file::FileStore;
+pub(crate) use self::keyring::KeyringStore;
+pub(crate) use self::lock::RefreshLock;
+
+/// The keyring service name and the cache directory name.
+pub(crate) const SERVICE: &str = "kubectl-credential";
+/// Version of the entry format this build reads and writes.
+const ENTRY_VERSION: u32 = 1;
+/// Longest safety margin before expiry at which a token is no longer handed out.
+pub(crate) const MAX_MARGIN_SECS: i64 = 60;
+/// Domain separation for the key hash: a different format must never collide with this one.
+const KEY_DOMAIN: &[u8] = b"kubectl-credential cache key v1";
+
+/// Why the cache could not be used. Every variant ends the run with exit code 6.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CacheError {
+    /// The keyring is locked, absent (no D-Bus session, no Secret Service) or refused access.
+    #[error("the OS keyring is unavailable")]
+    KeyringUnavailable(#[source] ::keyring::Error),
+    /// Neither `XDG_CACHE_HOME` nor `HOME` gives a cache directory.
+    #[error("no cache directory: set HOME or XDG_CACHE_HOME")]
+    NoCacheDir,
+    /// A cache file exists but cannot be read.
+    #[error("cannot read the token cache file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cache directory or a file in it cannot be written.
+    #[error("cannot write the token cache in {}", path.display())]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Identifies one cache entry: SHA-256 over a length-prefixed encoding of everything that
+/// decides which token is right. Hex, so it is a valid file name and keyring account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CacheKey(String);
+
+impl CacheKey {
+    /// The key for `issuer` (normalized, no trailing slash), `cluster` and `client_id`, and the
+    /// API server when kubectl told us which (`spec.cluster`).
+    pub(crate) fn new(
+        issuer: &str,
+        cluster: &str,
+        client_id: &str,
+        api_server: Option<&ExecCluster>,
+    ) -> Self {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(KEY_DOMAIN);
+        let mut field = |value: Option<&str>| match value {
+            None => ctx.update(&[0]),
+            Some(v) => {
+                ctx.update(&[1]);
+                ctx.update(&(v.len() as u64).to_be_bytes());
+                ctx.update(v.as_bytes());
+            }
+        };
+        field(Some(issuer.trim_end_matches('/')));
+        field(Some(cluster));
+        field(Some(client_id));
+        field(api_server.map(|c| c.server.as_str()));
+        field(api_server.and_then(|c| c.certificate_authority_data.as_deref()));
+        let hash = ctx.finish();
+        let mut hex = String::with_capacity(64);
+        for byte in hash.as_ref() {
+            hex.push(char::from(HEX[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        Self(hex)
+    }
+
+    /// Lower-case hex of the hash.
+    pub(crate) fn as_hex(&self) -> &str {
+        &self.0
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// One cached session. `Debug` shows no token (they are [`Secret`]s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The bearer token for the API server.
+    pub(crate) access_token: Secret,
+    /// When it was received (local clock, Unix seconds).
+    pub(crate) iat: i64,
+    /// When it expires (local clock, Unix seconds).
+    pub(crate) exp: i64,
+    /// The single-use refresh token, if the issuer gave one.
+    pub(crate) refresh_token: Option<Secret>,
+    /// When the session (and so any refresh token) ends, if the issuer said.
+    pub(crate) session_expires_at: Option<i64>,
+    /// `preferred_username` of the token, for messages.
+    pub(crate) username: String,
+    /// `groups` of the token, for messages.
+    pub(crate) groups: Vec<String>,
+}
+
+impl Entry {
+    /// Builds an entry from a token response received at `now`. The lifetime is `expires_in`,
+    /// capped by the token's own `exp - iat`; the times are then placed on the local clock.
+    /// `previous_session_end` is kept when a refresh response does not repeat it.
+    pub(crate) fn from_token_response(
+        response: TokenResponse,
+        previous_session_end: Option<i64>,
+        now: i64,
+    ) -> Result<Self, JwtError> {
+        let claims = jwt::decode_claims(&response.access_token)?;
+        let mut lifetime = i64::try_from(response.expires_in).unwrap_or(i64::MAX);
+        let claimed = claims.exp.saturating_sub(claims.iat);
+        if claimed > 0 {
+            lifetime = lifetime.min(claimed);
+        }
+        Ok(Self {
+            access_token: Secret::new(response.access_token),
+            iat: now,
+            exp: now.saturating_add(lifetime),
+            refresh_token: Some(response.refresh_token)
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
+            session_expires_at: response.session_expires_at.or(previous_session_end),
+            username: claims.preferred_username,
+            groups: claims.groups,
+        })
+    }
+
+    /// How long before `exp` the token stops being handed out: a fifth of its lifetime, at
+    /// most a minute, so a short-lived token is still usable for most of its life and kubectl
+    /// never sends one that expires in flight.
+    pub(crate) fn margin(&self) -> i64 {
+        let lifetime = self.exp.saturating_sub(self.iat).max(0);
+        (lifetime / 5).min(MAX_MARGIN_SECS)
+    }
+
+    /// The moment the token stops being handed out (and the `expirationTimestamp` for kubectl).
+    pub(crate) fn refresh_at(&self) -> i64 {
+        self.exp.saturating_sub(self.margin())
+    }
+
+    /// Whether the access token can be handed to kubectl at `now`.
+    pub(crate) fn is_fresh(&self, now: i64) -> bool {
+        now < self.refresh_at()
+    }
+
+    /// Whether a refresh can be tried at `now`: a refresh token and a session that has not
+    /// ended (an issuer that does not say when the session ends is asked).
+    pub(crate) fn has_live_session(&self, now: i64) -> bool {
+        self.refresh_token.is_some() && self.session_expires_at.is_none_or(|end| now < end)
+    }
+
+    /// Parses a stored entry; `None` for anything that is not a well-formed version 1 entry.
+    fn parse(raw: &str) -> Option<Self> {
+        let stored: StoredEntry = serde_json::from_str(raw).ok()?;
+        if stored.v != ENTRY_VERSION || stored.access_token.is_empty() {
+            return None;
+        }
+        Some(Self {
+            access_token: Secret::new(stored.access_token),
+            iat: stored.iat,
+            exp: stored.exp,
+            refresh_token: stored.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+            session_expires_at: stored.session_expires_at,
+            username: stored.username,
+            groups: stored.groups,
+        })
+    }
+
+    /// The stored form.
+    fn to_json(&self) -> String {
+        let stored = StoredEntryRef {
+            v: ENTRY_VERSION,
+            access_token: self.access_token.expose(),
+            iat: self.iat,
+            exp: self.exp,
+            refresh_token: self.refresh_token.as_ref().map(Secret::expose),
+            session_expires_at: self.session_expires_at,
+            username: &self.username,
+            groups: &self.groups,
+        };
+        // Serializing strings and integers cannot fail.
+        serde_json::to_string(&stored).unwrap_or_default()
+    }
+}
+
+/// The on-disk (in-keyring) format, read side. Private: the cache is the only boundary it
+/// crosses. No `Debug`, as it holds tokens in plain strings.
+#[derive(Deserialize)]
+struct StoredEntry {
+    v: u32,
+    access_token: String,
+    iat: i64,
+    exp: i64,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    session_expires_at: Option<i64>,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// The on-disk format, write side (borrows, so writing copies no token).
+#[derive(Serialize)]
+struct StoredEntryRef<'a> {
+    v: u32,
+    access_token: &'a str,
+    iat: i64,
+    exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_expires_at: Option<i64>,
+    username: &'a str,
+    groups: &'a [String],
+}
+
+/// The configured cache backend.
+#[derive(Debug)]
+pub(crate) enum TokenCache {
+    /// The OS keyring.
+    Keyring(KeyringStore),
+    /// Private files.
+    File(FileStore),
+}
+
+impl TokenCache {
+    /// Opens the backend `kind`. Touches nothing yet (the file backend only finds its directory).
+    pub(crate) fn open(kind: TokenCacheKind) -> Result<Self, CacheError> {
+        Ok(match kind {
+            TokenCacheKind::Keyring => Self::Keyring(KeyringStore),
+            TokenCacheKind::File => Self::File(FileStore::open_default()?),
+        })
+    }
+
+    /// The entry under `key`; `Ok(None)` when absent or unreadable as an entry.
+    pub(crate) fn load(&self, key: &CacheKey) -> Result<Option<Entry>, CacheError> {
+        let raw = match self {
+            Self::Keyring(store) => store.load(key)?,
+            Self::File(store) => store.load(key)?,
+        };
+        Ok(raw.as_deref().and_then(Entry::parse))
+    }
+
+    /// Stores `entry` under `key`, replacing what was there.
+    pub(crate) fn store(&self, key: &CacheKey, entry: &Entry) -> Result<(), CacheError> {
+        let json = entry.to_json();
+        match self {
+            Self::Keyring(store) => store.store(key, &json),
+            Self::File(store) => store.store(key, &json),
+        }
+    }
+
+    /// Deletes the entry under `key`; whether there was one.
+    pub(crate) fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
+        match self {
+            Self::Keyring(store) => store.delete(key),
+            Self::File(store) => store.delete(key),
+        }
+    }
+
+    /// Checks, before a person spends a minute signing in, that the result can be stored:
+    /// the file backend creates its directory; the keyring was already probed by a `load`.
+    pub(crate) fn prepare(&self) -> Result<(), CacheError> {
+        match self {
+            Self::Keyring(_) => Ok(()),
+            Self::File(store) => store.ensure_dir(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::tests::token;
+
+    fn cluster(server: &str, ca: Option<&str>) -> ExecCluster {
+        ExecCluster {
+            server: server.to_owned(),
+            certificate_authority_data: ca.map(str::to_owned),
+            tls_server_name: None,
+        }
+    }
+
+    pub(crate) fn entry(iat: i64, exp: i64) -> Entry {
+        Entry {
+            access_token: Secret::new("AT-secret".to_owned()),
+            iat,
+            exp,
+            refresh_token: Some(Secret::new("RT-secret".to_owned())),
+            session_expires_at: Some(exp + 3600),
+            username: "alice".to_owned(),
+            groups: vec!["dev".to_owned()],
+        }
+    }
+
+    #[test]
+    fn keys_separate_everything_that_selects_a_token() {
+        let api = cluster("https://api:6443", Some("Q0E="));
+        let base = CacheKey::new("https://i", "prod", "kubectl-credential", Some(&api));
+        let variants = [
+            CacheKey::new("https://j", "prod", "kubectl-credential", Some(&api)),
+            CacheKey::new("https://i", "prod2", "kubectl-credential", Some(&api)),
+            CacheKey::new("https://i", "prod", "other-client", Some(&api)),
+            CacheKey::new("https://i", "prod", "kubectl-credential", Some(&cluster("https://api2:6443", Some("Q0E=")))),
+            CacheKey::new("https://i", "prod", "kubectl-credential", Some(&cluster("https://api:6443", Some("Q0F=")))),
+            CacheKey::new("https://i", "prod", "kubectl-credential", Some(&cluster("https://api:6443", None))),
+            CacheKey::new("https://i", "prod", "kubectl-credential", None),
+            // Length prefixes: moving a character between fields changes the key.
+            CacheKey::new("https://ip", "rod", "kubectl-credential", Some(&api)),
+        ];
+        for (i, other) in variants.iter().enumerate() {
+            assert_ne!(&base, other, "variant {i}");
+        }
+        // The trailing slash is not significant; the result is 64 lower-case hex digits.
+        let again = CacheKey::new("https://i/", "prod", "kubectl-credential", Some(&api));
+        assert_eq!(base, again);
+        assert_eq!(base.as_hex().len(), 64);
+        assert!(base.as_hex().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    }
+
+    #[test]
+    fn margin_is_a_fifth_of_the_lifetime_at_most_a_minute() {
+        // (lifetime, margin)
+        for (lifetime, margin) in [(3600, 60), (300, 60), (100, 20), (10, 2), (0, 0), (-5, 0)] {
+            let e = entry(1000, 1000 + lifetime);
+            assert_eq!(e.margin(), margin, "lifetime {lifetime}");
+            assert_eq!(e.refresh_at(), 1000 + lifetime - margin);
+        }
+        let e = entry(1000, 1000 + 3600);
+        assert!(e.is_fresh(1000));
+        assert!(e.is_fresh(1000 + 3600 - 61));
+        assert!(!e.is_fresh(1000 + 3600 - 60));
+        assert!(!e.is_fresh(1000 + 3600));
+    }
+
+    #[test]
+    fn session_liveness() {
+        let mut e = entry(0, 100);
+        assert!(e.has_live_session(3699));
+        assert!(!e.has_live_session(3700));
+        e.session_expires_at = None;
+        assert!(e.has_live_session(i64::MAX));
+        e.refresh_token = None;
+        assert!(!e.has_live_session(0));
+    }
+
+    #[test]
+    fn entries_round_trip_compactly() {
+        let e = entry(1000, 1900);
+        let json = e.to_json();
+        insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice","groups":["dev"]}"#);
+        assert_eq!(Entry::parse(&json), Some(e));
+    }
+
+    #[test]
+    fn corrupt_truncated_or_other_version_entries_are_misses() {
+        let good = entry(1000, 1900).to_json();
+        let cases = [
+            String::new(),
+            "null".to_owned(),
+            "{".to_owned(),
+            good[..good.len() / 2].to_owned(),
+            good.replace("\"v\":1", "\"v\":2"),
+            good.replace("\"v\":1,", ""),
+            good.replace("\"exp\":1900", "\"exp\":\"soon\""),
+            good.replace("AT-secret", ""),
+            "\u{0}\u{1}binary".to_owned(),
+        ];
+        for raw in cases {
+            assert_eq!(Entry::parse(&raw), None, "{raw:?}");
+        }
+        // Unknown fields from a newer minor writer are tolerated.
+        let extra = good.replace("\"v\":1,", "\"v\":1,\"new\":true,");
+        assert!(Entry::parse(&extra).is_some());
+    }
+
+    #[test]
+    fn debug_never_shows_tokens() {
+        let e = entry(1000, 1900);
+        let debug = format!("{e:?}");
+        assert!(!debug.contains("AT-secret") && !debug.contains("RT-secret"), "{debug}");
+        assert!(debug.contains("alice"));
+    }
+
+    #[test]
+    fn entry_from_token_response_uses_local_time_and_shortest_lifetime() {
+        // The token claims 600 s, the response says 900: trust the shorter.
+        let response = TokenResponse {
+            access_token: token(5_000, 5_600, "alice", &["dev", "ops"]),
+            token_type: "Bearer".to_owned(),
+            expires_in: 900,
+            refresh_token: "RT-2".to_owned(),
+            session_expires_at: None,
+        };
+        // Local clock far from the issuer's: times are placed on the local clock.
+        let e = Entry::from_token_response(response, Some(99_999), 1_000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((e.iat, e.exp), (1_000, 1_600));
+        assert_eq!(e.session_expires_at, Some(99_999));
+        assert_eq!(e.refresh_token.as_ref().map(Secret::expose), Some("RT-2"));
+        assert_eq!((e.username.as_str(), e.groups.len()), ("alice", 2));
+
+        let opaque = TokenResponse {
+            access_token: "not-a-jwt".to_owned(),
+            token_type: "Bearer".to_owned(),
+            expires_in: 900,
+            refresh_token: String::new(),
+            session_expires_at: None,
+        };
+        assert!(Entry::from_token_response(opaque, None, 0).is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! The command line: three subcommands sharing one set of flags, parsed into typed values so
+//! that a bad flag fails before anything else happens.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use credential_shared::oauth::PLUGIN_CLIENT_ID;
+use url::{Host, Url};
+
+use crate::env;
+use crate::error::{EXIT_OK, EXIT_USAGE};
+
+/// kubectl exec credential plugin: signs in with the device flow and caches short-lived tokens.
+#[derive(Debug, Parser)]
+#[command(name = "kubectl-credential", bin_name = "kubectl credential", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Print an ExecCredential for kubectl (what a kubeconfig `exec` entry runs).
+    Get(CommonArgs),
+    /// Sign in now with the device flow and store the session.
+    Login(CommonArgs),
+    /// Revoke the stored session at the issuer and delete it locally.
+    Logout(CommonArgs),
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CommonArgs {
+    /// URL of the credential issuer, e.g. https://issuer.example:8443.
+    #[arg(long, value_name = "URL", value_parser = parse_issuer)]
+    pub(crate) issuer: IssuerUrl,
+    /// Name of the cluster as configured in the issuer.
+    #[arg(long, value_name = "NAME", value_parser = parse_cluster)]
+    pub(crate) cluster: String,
+    /// PEM bundle of the CA that signed the issuer's certificate; trusted instead of the
+    /// built-in web roots.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) issuer_ca: Option<PathBuf>,
+    /// Where sessions are kept: the OS keyring, or files readable only by you.
+    #[arg(long, value_name = "KIND", value_enum, env = env::TOKEN_CACHE, default_value = "keyring")]
+    pub(crate) token_cache: TokenCacheKind,
+    /// Print the sign-in link instead of opening a browser.
+    #[arg(long)]
+    pub(crate) no_browser: bool,
+    /// OAuth client id to present to the issuer.
+    #[arg(long, value_name = "ID", default_value = PLUGIN_CLIENT_ID, value_parser = parse_non_empty)]
+    pub(crate) client_id: String,
+}
+
+/// The two token cache backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TokenCacheKind {
+    /// The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager).
+    Keyring,
+    /// JSON files, mode 0600, under the user's cache directory.
+    File,
+}
+
+/// An issuer URL, normalized: parsed, lower-cased host, no trailing slash. This exact string is
+/// what the discovery document's `issuer` must equal and what the cache key hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IssuerUrl(String);
+
+impl IssuerUrl {
+    /// The normalized URL, without a trailing slash.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is a plain-HTTP issuer (allowed only on loopback, for development).
+    pub(crate) fn is_http(&self) -> bool {
+        self.0.starts_with("http:")
+    }
+}
+
+impl fmt::Display for IssuerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Normalizes an issuer URL the same way for `--issuer` and for the discovery document, so
+/// that `https://Issuer.example/` and `https://issuer.example` compare equal.
+pub(crate) fn normalize_issuer(raw: &str) -> Result<IssuerUrl, String> {
+    let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("an issuer URL has no query or fragment".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("an issuer URL has no user name or password".to_owned());
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        _ => return Err("the issuer must use https (plain http only on loopback)".to_owned()),
+    }
+    Ok(IssuerUrl(url.as_str().trim_end_matches('/').to_owned()))
+}
+
+fn parse_issuer(raw: &str) -> Result<IssuerUrl, String> {
+    normalize_issuer(raw)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d == "localhost",
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn parse_cluster(raw: &str) -> Result<String, String> {
+    if raw.is_empty() || raw.len() > 253 {
+        return Err("a cluster name is 1 to 253 characters".to_owned());
+    }
+    if raw.chars().any(char::is_control) {
+        return Err("a cluster name has no control characters".to_owned());
+    }
+    Ok(raw.to_owned())
+}
+
+fn parse_non_empty(raw: &str) -> Result<String, String> {
+    if raw.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(raw.to_owned())
+}
+
+/// Prints a clap error (or the help or version text clap answers with) and picks the exit code:
+/// 0 for `--help`/`--version`, [`EXIT_USAGE`] for anything else.
+pub(crate) fn exit_after_clap_error(err: &clap::Error) -> ExitCode {
+    // Printing can only fail on a closed stream, and then there is nobody to tell.
+    let _ = err.print();
+    if err.use_stderr() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::from(EXIT_OK)
+    }
+}
+
+/// The `kubectl credential login` command line that signs in to the same cache entry as `args`,
+/// for messages that tell the user what to run.
+pub(crate) fn login_command(args: &CommonArgs) -> String {
+    let mut cmd = format!(
+        "kubectl credential login --issuer {} --cluster {}",
+        shell_quote(args.issuer.as_str()),
+        shell_quote(&args.cluster)
+    );
+    if let Some(ca) = &args.issuer_ca {
+        cmd.push_str(" --issuer-ca ");
+        cmd.push_str(&shell_quote(&ca.to_string_lossy()));
+    }
+    if args.token_cache == TokenCacheKind::File {
+        cmd.push_str(" --token-cache file");
+    }
+    if args.client_id != PLUGIN_CLIENT_ID {
+        cmd.push_str(" --client-id ");
+        cmd.push_str(&shell_quote(&args.client_id));
+    }
+    cmd
+}
+
+/// Quotes `s` for a POSIX shell when it holds anything but plain word characters.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kubectl-credential").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn parses_get_with_defaults() {
+        let cli = parse(&["get", "--issuer", "https://Issuer.example:8443/", "--cluster", "prod"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Get(args) = cli.command else {
+            panic!("not get")
+        };
+        assert_eq!(args.issuer.as_str(), "https://issuer.example:8443");
+        assert_eq!(args.client_id, "kubectl-credential");
+        assert!(!args.no_browser);
+        assert!(args.issuer_ca.is_none());
+    }
+
+    #[test]
+    fn rejects_bad_input_with_usage_errors() {
+        for args in [
+            &["get", "--cluster", "prod"][..],
+            &["get", "--issuer", "http://issuer.example", "--cluster", "prod"],
+            &["get", "--issuer", "https://x?y=1", "--cluster", "prod"],
+            &["get", "--issuer", "https://x", "--cluster", ""],
+            &["get", "--issuer", "https://x", "--cluster", "c", "--token-cache", "disk"],
+            &["frobnicate"],
+        ] {
+            let err = parse(args).err().unwrap_or_else(|| panic!("accepted {args:?}"));
+            assert!(err.use_stderr(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn allows_plain_http_only_on_loopback() {
+        assert!(normalize_issuer("http://127.0.0.1:8080").is_ok());
+        assert!(normalize_issuer("http://[::1]:8080").is_ok());
+        assert!(normalize_issuer("http://localhost:8080").is_ok());
+        assert!(normalize_issuer("http://10.0.0.1").is_err());
+        assert!(normalize_issuer("ftp://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn login_command_repeats_what_selects_the_entry() {
+        let cli = parse(&[
+            "get", "--issuer", "https://x:8443", "--cluster", "my prod", "--issuer-ca", "/etc/ca.pem",
+            "--token-cache", "file",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (Command::Get(args) | Command::Login(args) | Command::Logout(args)) = cli.command;
+        assert_eq!(
+            login_command(&args),
+            "kubectl credential login --issuer https://x:8443 --cluster 'my prod' --issuer-ca /etc/ca.pem --token-cache file"
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! Time as a dependency: the real clock in production, a fake one in tests, so that expiry,
+//! polling and lock waits are tested without sleeping.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Reads the time and waits.
+pub(crate) trait Clock {
+    /// Unix time in seconds.
+    fn now(&self) -> i64;
+    /// Blocks for `duration` (the fake clock advances instead).
+    fn sleep(&self, duration: Duration);
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        // A clock before 1970 makes every token look expired, which is the safe reading.
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
+/// Formats a Unix time as RFC 3339 (`2026-01-01T00:00:00Z`), the format kubectl expects in
+/// `expirationTimestamp`. `None` for a time outside what RFC 3339 can express.
+pub(crate) fn rfc3339(unix: i64) -> Option<String> {
+    let at = time::OffsetDateTime::from_unix_timestamp(unix).ok()?;
+    at.format(&time::format_description::well_known::Rfc3339).ok()
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use super::Clock;
+
+    /// A clock that only moves when something sleeps on it.
+    #[derive(Debug)]
+    pub(crate) struct FakeClock {
+        now: Cell<i64>,
+        slept: Cell<Duration>,
+    }
+
+    impl FakeClock {
+        pub(crate) fn at(now: i64) -> Self {
+            Self {
+                now: Cell::new(now),
+                slept: Cell::new(Duration::ZERO),
+            }
+        }
+
+        /// Total time spent "sleeping".
+        pub(crate) fn slept(&self) -> Duration {
+            self.slept.get()
+        }
+    }
+
+    impl Clock for FakeClock {
+        fn now(&self) -> i64 {
+            self.now.get()
+        }
+
+        fn sleep(&self, duration: Duration) {
+            self.slept.set(self.slept.get() + duration);
+            // Sub-second sleeps accumulate; the Unix time follows whole seconds of them.
+            let whole = i64::try_from(self.slept.get().as_secs()).unwrap_or(i64::MAX);
+            let before = i64::try_from((self.slept.get() - duration).as_secs()).unwrap_or(i64::MAX);
+            self.now.set(self.now.get() + (whole - before));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn formats_rfc3339_in_utc() {
+        assert_eq!(rfc3339(1_767_225_600).as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(rfc3339(i64::MAX), None);
+    }
+}

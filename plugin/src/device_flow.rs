@@ -1,0 +1,382 @@
+//! The device flow (RFC 8628) as the person sees it: the prompt on stderr, opening a browser,
+//! and waiting for the approval at the pace the issuer asks for.
+
+use std::borrow::Cow;
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use credential_shared::oauth::{DeviceAuthorizationResponse, OAuthErrorCode, TokenResponse};
+
+use crate::cache::Entry;
+use crate::cli::CommonArgs;
+use crate::clock::{rfc3339, Clock};
+use crate::env;
+use crate::error::Error;
+use crate::issuer::{Endpoints, IssuerClient, IssuerError};
+use crate::secret::Secret;
+
+/// Poll interval when the issuer gives none (RFC 8628 section 3.2).
+const DEFAULT_INTERVAL_SECS: u64 = 5;
+/// What `slow_down` adds to the interval (RFC 8628 section 3.5).
+const SLOW_DOWN_SECS: u64 = 5;
+/// Consecutive transient failures (no connection, HTTP 5xx) tolerated while waiting: a network
+/// blip during a minute-long wait should not throw away an approval in progress.
+const MAX_TRANSIENT_FAILURES: u32 = 3;
+
+/// Runs the whole device flow: asks the issuer for a code, shows it (and opens a browser), waits
+/// for the approval, and returns the new session. Talks to the person on `ui` (stderr).
+pub(crate) fn sign_in(
+    client: &IssuerClient,
+    endpoints: &Endpoints,
+    args: &CommonArgs,
+    clock: &dyn Clock,
+    ui: &mut dyn Write,
+) -> Result<Entry, Error> {
+    let auth = client.authorize_device(endpoints, &args.client_id, &args.cluster)?;
+    // The prompt goes to a terminal that may be gone; the flow does not depend on it.
+    let _ = write_prompt(ui, &args.cluster, &auth);
+    let launch = choose_launcher(args.no_browser, |name| std::env::var_os(name), std::env::consts::OS);
+    if let Launch::Run { program, args: leading } = launch {
+        if let Err(why) = open_browser(&program, &leading, &auth.verification_uri_complete, client) {
+            let _ = writeln!(ui, "note: could not open a browser ({why}); open the link above yourself");
+        }
+    }
+    let device_code = Secret::new(auth.device_code);
+    let response = wait_for_approval(clock, auth.expires_in, auth.interval, || {
+        client.poll_device(endpoints, &args.client_id, &device_code)
+    })?;
+    Entry::from_token_response(response, None, clock.now()).map_err(|source| Error::MalformedToken {
+        issuer: client.issuer().to_owned(),
+        source,
+    })
+}
+
+/// The three lines that tell the person what to do.
+fn write_prompt(
+    ui: &mut dyn Write,
+    cluster: &str,
+    auth: &DeviceAuthorizationResponse,
+) -> std::io::Result<()> {
+    writeln!(
+        ui,
+        "To sign in to cluster \"{}\", open {} and enter the code {}",
+        printable(cluster),
+        printable(&auth.verification_uri),
+        printable(&auth.user_code)
+    )?;
+    writeln!(ui, "(or open {})", printable(&auth.verification_uri_complete))?;
+    writeln!(ui, "Waiting for approval (expires in {})...", human_duration(auth.expires_in))?;
+    ui.flush()
+}
+
+/// Polls until the person approves, denies, or the code expires. `poll` is one token request.
+pub(crate) fn wait_for_approval(
+    clock: &dyn Clock,
+    expires_in: u64,
+    interval: u64,
+    mut poll: impl FnMut() -> Result<TokenResponse, IssuerError>,
+) -> Result<TokenResponse, Error> {
+    let deadline = clock
+        .now()
+        .saturating_add(i64::try_from(expires_in).unwrap_or(i64::MAX));
+    let mut interval = if interval == 0 { DEFAULT_INTERVAL_SECS } else { interval };
+    let mut transient_failures = 0;
+    loop {
+        let remaining = u64::try_from(deadline.saturating_sub(clock.now())).unwrap_or(0);
+        if remaining == 0 {
+            return Err(Error::CodeExpired);
+        }
+        clock.sleep(Duration::from_secs(interval.min(remaining)));
+        if clock.now() >= deadline {
+            return Err(Error::CodeExpired);
+        }
+        let err = match poll() {
+            Ok(response) => return Ok(response),
+            Err(err) => err,
+        };
+        match err.oauth_code() {
+            Some(OAuthErrorCode::AuthorizationPending) => transient_failures = 0,
+            Some(OAuthErrorCode::SlowDown) => {
+                interval += SLOW_DOWN_SECS;
+                transient_failures = 0;
+            }
+            Some(OAuthErrorCode::AccessDenied) => return Err(Error::AccessDenied),
+            Some(OAuthErrorCode::ExpiredToken) => return Err(Error::CodeExpired),
+            _ if err.is_transient() && transient_failures < MAX_TRANSIENT_FAILURES => {
+                transient_failures += 1;
+            }
+            _ => return Err(err.into()),
+        }
+    }
+}
+
+/// How to open the sign-in page, or why not.
+#[derive(Debug, PartialEq, Eq)]
+enum Launch {
+    /// Do not open anything.
+    Skip(&'static str),
+    /// Run `program` with `args` and then the URL.
+    Run {
+        program: OsString,
+        args: Vec<OsString>,
+    },
+}
+
+/// Decides how to open the browser from the flags, the environment (`var`) and the OS.
+fn choose_launcher(no_browser: bool, var: impl Fn(&str) -> Option<OsString>, os: &str) -> Launch {
+    let set = |name: &str| var(name).is_some_and(|v| !v.is_empty());
+    if no_browser {
+        return Launch::Skip("--no-browser");
+    }
+    if set(env::SSH_CONNECTION) || set(env::SSH_TTY) {
+        return Launch::Skip("SSH session");
+    }
+    if let Some(program) = var(env::BROWSER).filter(|v| !v.is_empty()) {
+        return Launch::Run {
+            program,
+            args: Vec::new(),
+        };
+    }
+    let run = |program: &str, args: &[&str]| Launch::Run {
+        program: program.into(),
+        args: args.iter().map(OsString::from).collect(),
+    };
+    match os {
+        "macos" => run("open", &[]),
+        // `start` takes its first quoted argument as a window title: give it an empty one.
+        "windows" => run("cmd", &["/c", "start", ""]),
+        _ if !set(env::DISPLAY) && !set(env::WAYLAND_DISPLAY) => Launch::Skip("no display"),
+        _ => run("xdg-open", &[]),
+    }
+}
+
+/// Starts the browser, detached, with no access to stdout (which belongs to kubectl). Only
+/// http(s) URLs are opened: the URL comes from the issuer, and `xdg-open` would happily run a
+/// `file:` or custom-scheme URL.
+fn open_browser(
+    program: &OsString,
+    leading: &[OsString],
+    url: &str,
+    client: &IssuerClient,
+) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("bad sign-in URL: {e}"))?;
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && client.issuer().starts_with("http:")) {
+        return Err("the sign-in URL is not https".to_owned());
+    }
+    let url_arg = if cfg!(windows) {
+        // cmd.exe would split the command at `&`.
+        parsed.as_str().replace('&', "^&")
+    } else {
+        parsed.as_str().to_owned()
+    };
+    Command::new(program)
+        .args(leading)
+        .arg(url_arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("{}: {e}", program.to_string_lossy()))
+}
+
+/// The line `login` ends with.
+pub(crate) fn logged_in_message(entry: &Entry, cluster: &str) -> String {
+    let groups = if entry.groups.is_empty() {
+        "no groups".to_owned()
+    } else {
+        format!("groups {}", entry.groups.join(", "))
+    };
+    let until = match entry.session_expires_at {
+        Some(end) => format!("session valid until {}", rfc3339(end).unwrap_or_else(|| end.to_string())),
+        None => format!(
+            "token valid until {}; the issuer did not say when the session ends",
+            rfc3339(entry.exp).unwrap_or_else(|| entry.exp.to_string())
+        ),
+    };
+    format!(
+        "Logged in as {} ({}) to cluster {}; {until}",
+        printable(&entry.username),
+        printable(&groups),
+        printable(cluster)
+    )
+}
+
+/// `10m 0s`, `1h 5m`, `45s`.
+fn human_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// Text from the issuer, made safe to print on a terminal: control characters (which could
+/// move the cursor or rewrite the prompt) become `?`.
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        Cow::Owned(text.chars().map(|c| if c.is_control() { '?' } else { c }).collect())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use credential_shared::oauth::OAuthError;
+
+    use super::*;
+    use crate::clock::fake::FakeClock;
+    use crate::error::{EXIT_ISSUER, EXIT_LOGIN_REFUSED};
+
+    fn oauth(code: OAuthErrorCode) -> Result<TokenResponse, IssuerError> {
+        Err(IssuerError::OAuth {
+            issuer: "https://i".to_owned(),
+            error: OAuthError {
+                error: code,
+                error_description: None,
+            },
+        })
+    }
+
+    fn unavailable() -> Result<TokenResponse, IssuerError> {
+        Err(IssuerError::Status {
+            issuer: "https://i".to_owned(),
+            url: "https://i/oauth/token".to_owned(),
+            status: 503,
+        })
+    }
+
+    fn ok() -> Result<TokenResponse, IssuerError> {
+        Ok(TokenResponse {
+            access_token: "a.b.c".to_owned(),
+            token_type: "Bearer".to_owned(),
+            expires_in: 600,
+            refresh_token: "r".to_owned(),
+            session_expires_at: None,
+        })
+    }
+
+    /// Runs the wait against scripted answers; returns the result, the time slept and the
+    /// number of polls.
+    fn check(
+        expires_in: u64,
+        interval: u64,
+        answers: Vec<Result<TokenResponse, IssuerError>>,
+    ) -> (Result<TokenResponse, Error>, u64, usize) {
+        let clock = FakeClock::at(1_000_000);
+        let mut answers: VecDeque<_> = answers.into();
+        let mut polls = 0;
+        let result = wait_for_approval(&clock, expires_in, interval, || {
+            polls += 1;
+            answers.pop_front().unwrap_or_else(|| oauth(OAuthErrorCode::AuthorizationPending))
+        });
+        (result, clock.slept().as_secs(), polls)
+    }
+
+    #[test]
+    fn polls_at_the_interval_until_approved() {
+        let (result, slept, polls) = check(600, 5, vec![oauth(OAuthErrorCode::AuthorizationPending), oauth(OAuthErrorCode::AuthorizationPending), ok()]);
+        assert!(result.is_ok());
+        assert_eq!((slept, polls), (15, 3));
+    }
+
+    #[test]
+    fn slow_down_adds_five_seconds_for_good() {
+        let answers = vec![oauth(OAuthErrorCode::SlowDown), oauth(OAuthErrorCode::AuthorizationPending), ok()];
+        let (result, slept, polls) = check(600, 5, answers);
+        assert!(result.is_ok());
+        assert_eq!((slept, polls), (5 + 10 + 10, 3));
+    }
+
+    #[test]
+    fn stops_at_the_expiry_of_the_code() {
+        let (result, slept, polls) = check(12, 5, vec![]);
+        assert!(matches!(result, Err(Error::CodeExpired)));
+        assert_eq!((slept, polls), (12, 2));
+    }
+
+    #[test]
+    fn refusals_end_the_wait_with_exit_5() {
+        for (code, want_denied) in [(OAuthErrorCode::AccessDenied, true), (OAuthErrorCode::ExpiredToken, false)] {
+            let (result, _, polls) = check(600, 5, vec![oauth(code)]);
+            let err = result.err().unwrap_or_else(|| panic!("{code:?} accepted"));
+            assert_eq!(matches!(err, Error::AccessDenied), want_denied);
+            assert_eq!(err.exit_code(), EXIT_LOGIN_REFUSED);
+            assert_eq!(polls, 1);
+        }
+    }
+
+    #[test]
+    fn other_errors_end_the_wait_with_exit_4_and_blips_are_retried() {
+        let (result, _, _) = check(600, 5, vec![oauth(OAuthErrorCode::InvalidGrant)]);
+        assert_eq!(result.err().map(|e| e.exit_code()), Some(EXIT_ISSUER));
+
+        let (result, _, polls) = check(600, 5, vec![unavailable(), unavailable(), unavailable(), ok()]);
+        assert!(result.is_ok());
+        assert_eq!(polls, 4);
+        let answers = vec![unavailable(), unavailable(), unavailable(), unavailable(), ok()];
+        let (result, _, polls) = check(600, 5, answers);
+        assert_eq!(result.err().map(|e| e.exit_code()), Some(EXIT_ISSUER));
+        assert_eq!(polls, 4);
+    }
+
+    #[test]
+    fn browser_choice_follows_flags_ssh_browser_and_display() {
+        fn vars(set: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
+            move |name| set.iter().find(|(n, _)| *n == name).map(|(_, v)| OsString::from(v))
+        }
+        let xdg = Launch::Run { program: "xdg-open".into(), args: vec![] };
+        assert_eq!(choose_launcher(true, vars(&[("DISPLAY", ":0")]), "linux"), Launch::Skip("--no-browser"));
+        assert_eq!(choose_launcher(false, vars(&[("DISPLAY", ":0"), ("SSH_TTY", "/dev/pts/1")]), "linux"), Launch::Skip("SSH session"));
+        assert_eq!(choose_launcher(false, vars(&[("SSH_CONNECTION", "1 2 3 4"), ("BROWSER", "b")]), "linux"), Launch::Skip("SSH session"));
+        assert_eq!(choose_launcher(false, vars(&[]), "linux"), Launch::Skip("no display"));
+        assert_eq!(choose_launcher(false, vars(&[("DISPLAY", "")]), "linux"), Launch::Skip("no display"));
+        assert_eq!(choose_launcher(false, vars(&[("WAYLAND_DISPLAY", "wayland-0")]), "linux"), xdg);
+        assert_eq!(
+            choose_launcher(false, vars(&[("BROWSER", "/usr/bin/w3m")]), "linux"),
+            Launch::Run { program: "/usr/bin/w3m".into(), args: vec![] }
+        );
+        assert_eq!(choose_launcher(false, vars(&[]), "macos"), Launch::Run { program: "open".into(), args: vec![] });
+        assert!(matches!(choose_launcher(false, vars(&[]), "windows"), Launch::Run { program, .. } if program == "cmd"));
+    }
+
+    #[test]
+    fn prompt_and_messages() {
+        let auth = DeviceAuthorizationResponse {
+            device_code: "DC-secret".to_owned(),
+            user_code: "WDJB-MJHT".to_owned(),
+            verification_uri: "https://issuer/device".to_owned(),
+            verification_uri_complete: "https://issuer/device?user_code=WDJB-MJHT\u{1b}[2J".to_owned(),
+            expires_in: 600,
+            interval: 5,
+        };
+        let mut out = Vec::new();
+        write_prompt(&mut out, "prod", &auth).unwrap_or_else(|e| panic!("{e}"));
+        insta::assert_snapshot!(String::from_utf8_lossy(&out), @r#"
+        To sign in to cluster "prod", open https://issuer/device and enter the code WDJB-MJHT
+        (or open https://issuer/device?user_code=WDJB-MJHT?[2J)
+        Waiting for approval (expires in 10m 0s)...
+        "#);
+        assert_eq!(human_duration(45), "45s");
+        assert_eq!(human_duration(3900), "1h 5m");
+
+        let entry = Entry {
+            access_token: Secret::new("t".to_owned()),
+            iat: 0,
+            exp: 600,
+            refresh_token: None,
+            session_expires_at: Some(1_767_225_600),
+            username: "alice".to_owned(),
+            groups: vec!["dev".to_owned(), "ops".to_owned()],
+        };
+        assert_eq!(
+            logged_in_message(&entry, "prod"),
+            "Logged in as alice (groups dev, ops) to cluster prod; session valid until 2026-01-01T00:00:00Z"
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! Every environment variable the plugin reads, in one place, each with what it does.
+
+/// Set by kubectl: the JSON `ExecCredential` request (apiVersion, `spec.interactive`,
+/// `spec.cluster` when the kubeconfig sets `provideClusterInfo: true`). Absent when the plugin
+/// is run by hand, which means v1beta1 and "interactive if stdin is a terminal".
+pub(crate) const KUBERNETES_EXEC_INFO: &str = "KUBERNETES_EXEC_INFO";
+
+/// Default for `--token-cache` (`keyring` or `file`), so a kubeconfig's `exec.env` or a
+/// shell profile can switch every invocation to the file cache at once.
+pub(crate) const TOKEN_CACHE: &str = "KUBECTL_CREDENTIAL_TOKEN_CACHE";
+
+/// A program to open the sign-in page with; it receives the URL as its one argument. Wins over
+/// the platform's opener and over the "no display" check (a terminal browser needs no display),
+/// but not over `--no-browser` or an SSH session.
+pub(crate) const BROWSER: &str = "BROWSER";
+
+/// Set by sshd. When present the plugin does not open a browser: it would open on the remote
+/// machine, not in front of the person.
+pub(crate) const SSH_CONNECTION: &str = "SSH_CONNECTION";
+
+/// Set by sshd when a terminal was allocated; same meaning as [`SSH_CONNECTION`].
+pub(crate) const SSH_TTY: &str = "SSH_TTY";
+
+/// X11 display. On Linux and the BSDs, without it (or [`WAYLAND_DISPLAY`]) there is no
+/// graphical session to open a browser in.
+pub(crate) const DISPLAY: &str = "DISPLAY";
+
+/// Wayland display; see [`DISPLAY`].
+pub(crate) const WAYLAND_DISPLAY: &str = "WAYLAND_DISPLAY";
+
+/// Read by the `directories` crate, not by the plugin directly: the base of the file token
+/// cache (`$XDG_CACHE_HOME/kubectl-credential/tokens`) when it is an absolute path.
+#[expect(dead_code, reason = "read by the directories crate; listed so that every variable is documented here")]
+pub(crate) const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+
+/// Read by the `directories` crate: the cache falls back to `$HOME/.cache` on Linux
+/// (`~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows).
+#[expect(dead_code, reason = "read by the directories crate; listed so that every variable is documented here")]
+pub(crate) const HOME: &str = "HOME";
+
+/// Whether `name` is set to a non-empty value.
+pub(crate) fn is_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}

@@ -1,0 +1,245 @@
+//! The plugin's error type: what the user reads on stderr and the exit code kubectl and scripts
+//! see.
+//!
+//! # Exit codes
+//!
+//! | code | meaning |
+//! |-----:|---------|
+//! | 0 | success; for `get`, one ExecCredential JSON document is on stdout |
+//! | 1 | unexpected error (a bug, or stdout closed) |
+//! | 2 | usage or bad input: bad flags, unreadable `--issuer-ca`, malformed `KUBERNETES_EXEC_INFO`, unsupported `apiVersion` |
+//! | 3 | login required: `get` is not interactive and has no usable session; run the printed `kubectl credential login` command |
+//! | 4 | the issuer is unreachable or answered badly (network, TLS, HTTP 5xx, malformed JSON or token, unexpected OAuth error); also `logout` when the issuer could not revoke the session (the local copy is deleted anyway) |
+//! | 5 | sign-in refused: the request was denied, or the code expired before it was approved |
+//! | 6 | token cache unavailable: keyring locked or missing, cache directory unwritable; `--token-cache=file` is the way out when there is no keyring |
+
+use std::error::Error as _;
+
+use credential_shared::oauth::OAuthErrorCode;
+
+use crate::cache::CacheError;
+use crate::issuer::IssuerError;
+use crate::jwt::JwtError;
+
+/// Success.
+pub(crate) const EXIT_OK: u8 = 0;
+/// Unexpected error.
+pub(crate) const EXIT_UNEXPECTED: u8 = 1;
+/// Usage or bad input.
+pub(crate) const EXIT_USAGE: u8 = 2;
+/// Login required and not possible here (non-interactive).
+pub(crate) const EXIT_LOGIN_REQUIRED: u8 = 3;
+/// Issuer unreachable or answered badly.
+pub(crate) const EXIT_ISSUER: u8 = 4;
+/// The person refused the sign-in, or let the code expire.
+pub(crate) const EXIT_LOGIN_REFUSED: u8 = 5;
+/// The token cache cannot be used.
+pub(crate) const EXIT_CACHE: u8 = 6;
+
+/// Everything that can end a run early. The `Display` text is what the user reads after
+/// `error: `; causes follow it, and [`Error::hint`] says what to do next where that is not
+/// already in the message.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// `KUBERNETES_EXEC_INFO` is not UTF-8.
+    #[error("KUBERNETES_EXEC_INFO is not valid UTF-8")]
+    ExecInfoNotUnicode,
+    /// `KUBERNETES_EXEC_INFO` is not an ExecCredential request.
+    #[error("KUBERNETES_EXEC_INFO is not a valid ExecCredential request")]
+    ExecInfoInvalid(#[source] serde_json::Error),
+    /// kubectl speaks a protocol version this plugin does not.
+    #[error(
+        "KUBERNETES_EXEC_INFO asks for apiVersion \"{0}\"; this plugin speaks \
+         client.authentication.k8s.io/v1 and client.authentication.k8s.io/v1beta1"
+    )]
+    UnsupportedApiVersion(String),
+    /// `get` found nothing usable and may not ask the person (kubectl runs it non-interactively).
+    #[error("no valid credential for cluster \"{cluster}\" at {issuer}; run: {login_command}")]
+    LoginRequired {
+        /// `--cluster`.
+        cluster: String,
+        /// `--issuer`.
+        issuer: String,
+        /// The command that fixes it.
+        login_command: String,
+    },
+    /// The person denied the sign-in request.
+    #[error("the sign-in was denied")]
+    AccessDenied,
+    /// The device code expired before it was approved.
+    #[error("the code expired; run the command again")]
+    CodeExpired,
+    /// The token endpoint returned something that is not a JWT with the expected claims.
+    #[error("the issuer at {issuer} returned an access token that cannot be read")]
+    MalformedToken {
+        /// `--issuer`.
+        issuer: String,
+        /// What is wrong with it.
+        #[source]
+        source: JwtError,
+    },
+    /// `logout` deleted the local session but could not revoke it at the issuer.
+    #[error("deleted the local session, but the issuer could not revoke it, so it stays valid there until it expires")]
+    RevokeFailed(#[source] IssuerError),
+    /// A request to the issuer failed.
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+    /// The token cache failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The credential could not be written to stdout (kubectl went away).
+    #[error("could not write the credential to stdout")]
+    Stdout(#[source] std::io::Error),
+    /// A time outside what RFC 3339 can express (a token expiring after year 9999).
+    #[error("the token's expiry time {0} is out of range")]
+    TimeOutOfRange(i64),
+}
+
+impl Error {
+    /// The process exit code for this error; see the table in the module documentation.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Self::ExecInfoNotUnicode | Self::ExecInfoInvalid(_) | Self::UnsupportedApiVersion(_) => {
+                EXIT_USAGE
+            }
+            Self::LoginRequired { .. } => EXIT_LOGIN_REQUIRED,
+            Self::AccessDenied | Self::CodeExpired => EXIT_LOGIN_REFUSED,
+            Self::MalformedToken { .. } | Self::RevokeFailed(_) => EXIT_ISSUER,
+            Self::Issuer(e) => e.exit_code(),
+            Self::Cache(_) => EXIT_CACHE,
+            Self::Stdout(_) | Self::TimeOutOfRange(_) => EXIT_UNEXPECTED,
+        }
+    }
+
+    /// What to do next, when the message itself does not say.
+    pub(crate) fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::Cache(CacheError::KeyringUnavailable(_)) => Some(
+                "unlock it, or use `--token-cache=file` (stores tokens in files readable only by you \
+                 under ~/.cache/kubectl-credential); KUBECTL_CREDENTIAL_TOKEN_CACHE=file does the same \
+                 for every command",
+            ),
+            Self::Cache(_) => Some(
+                "make the cache directory writable by you (it honours XDG_CACHE_HOME), \
+                 or use `--token-cache=keyring`",
+            ),
+            Self::Issuer(e) | Self::RevokeFailed(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// Maps an OAuth error code from the issuer to an exit code: the person's refusals are
+/// [`EXIT_LOGIN_REFUSED`]; every other code means the issuer did not accept a request that
+/// should have worked, [`EXIT_ISSUER`].
+pub(crate) fn oauth_exit_code(code: OAuthErrorCode) -> u8 {
+    match code {
+        OAuthErrorCode::AccessDenied | OAuthErrorCode::ExpiredToken => EXIT_LOGIN_REFUSED,
+        _ => EXIT_ISSUER,
+    }
+}
+
+/// The error and its causes on one line, `anyhow`'s `{:#}` style (`outer: cause: root cause`),
+/// then a `hint:` line if there is one. A cause whose text the line already holds is skipped:
+/// some libraries repeat their source in their own message.
+pub(crate) fn report(err: &Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !cause_text.is_empty() && !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    if let Some(hint) = err.hint() {
+        text.push_str("\nhint: ");
+        text.push_str(hint);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use credential_shared::oauth::{OAuthError, OAuthErrorCode};
+
+    use super::*;
+
+    fn oauth(code: OAuthErrorCode) -> Error {
+        Error::Issuer(IssuerError::OAuth {
+            issuer: "https://x".to_owned(),
+            error: OAuthError {
+                error: code,
+                error_description: Some("because".to_owned()),
+            },
+        })
+    }
+
+    #[test]
+    fn oauth_errors_map_to_exit_codes() {
+        for (code, exit) in [
+            (OAuthErrorCode::AccessDenied, EXIT_LOGIN_REFUSED),
+            (OAuthErrorCode::ExpiredToken, EXIT_LOGIN_REFUSED),
+            (OAuthErrorCode::InvalidGrant, EXIT_ISSUER),
+            (OAuthErrorCode::InvalidScope, EXIT_ISSUER),
+            (OAuthErrorCode::InvalidClient, EXIT_ISSUER),
+            (OAuthErrorCode::ServerError, EXIT_ISSUER),
+            (OAuthErrorCode::Unknown, EXIT_ISSUER),
+        ] {
+            assert_eq!(oauth_exit_code(code), exit, "{code:?}");
+            assert_eq!(oauth(code).exit_code(), exit, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn exit_codes_of_each_class() {
+        assert_eq!(EXIT_OK, 0);
+        assert_eq!(Error::UnsupportedApiVersion("v2".into()).exit_code(), EXIT_USAGE);
+        assert_eq!(Error::AccessDenied.exit_code(), EXIT_LOGIN_REFUSED);
+        assert_eq!(Error::CodeExpired.exit_code(), EXIT_LOGIN_REFUSED);
+        assert_eq!(
+            Error::LoginRequired {
+                cluster: "c".into(),
+                issuer: "https://x".into(),
+                login_command: "kubectl credential login --issuer https://x --cluster c".into(),
+            }
+            .exit_code(),
+            EXIT_LOGIN_REQUIRED
+        );
+        let keyring = Error::Cache(CacheError::KeyringUnavailable(keyring::Error::NoStorageAccess(
+            "locked".into(),
+        )));
+        assert_eq!(keyring.exit_code(), EXIT_CACHE);
+        assert_eq!(
+            Error::Issuer(IssuerError::CaEmpty { path: "ca.pem".into() }).exit_code(),
+            EXIT_USAGE
+        );
+    }
+
+    #[test]
+    fn report_chains_causes_once_and_adds_the_hint() {
+        let err = Error::Cache(CacheError::KeyringUnavailable(keyring::Error::NoStorageAccess(
+            "collection is locked".into(),
+        )));
+        let text = report(&err);
+        assert_eq!(text.matches("collection is locked").count(), 1, "{text}");
+        assert!(text.starts_with("the OS keyring is unavailable: "), "{text}");
+        assert!(text.contains("\nhint: unlock it, or use `--token-cache=file`"), "{text}");
+        assert!(report(&oauth(OAuthErrorCode::InvalidScope)).contains("invalid_scope: because"));
+    }
+
+    #[test]
+    fn login_required_message_names_the_command() {
+        let err = Error::LoginRequired {
+            cluster: "prod".into(),
+            issuer: "https://issuer.example:8443".into(),
+            login_command: "kubectl credential login --issuer https://issuer.example:8443 --cluster prod".into(),
+        };
+        assert_eq!(
+            report(&err),
+            "no valid credential for cluster \"prod\" at https://issuer.example:8443; \
+             run: kubectl credential login --issuer https://issuer.example:8443 --cluster prod"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! The ExecCredential exchange with kubectl: reading `KUBERNETES_EXEC_INFO`, and writing the one
+//! JSON document the plugin ever prints on stdout.
+
+use std::ffi::OsStr;
+use std::io::{IsTerminal as _, Write};
+
+use credential_shared::exec_credential::{
+    ApiVersion, ExecCluster, ExecCredential, ExecCredentialRequest,
+};
+
+use crate::cache::Entry;
+use crate::clock::rfc3339;
+use crate::env;
+use crate::error::Error;
+
+/// What kubectl told the plugin about this call.
+#[derive(Debug)]
+pub(crate) struct ExecInfo {
+    /// The protocol version to answer in.
+    pub(crate) version: ApiVersion,
+    /// Whether the plugin may talk to a person (device flow prompts on stderr).
+    pub(crate) interactive: bool,
+    /// The API server kubectl is about to call (`provideClusterInfo: true`).
+    pub(crate) cluster: Option<ExecCluster>,
+}
+
+/// Reads `KUBERNETES_EXEC_INFO` from the environment.
+pub(crate) fn read_exec_info() -> Result<ExecInfo, Error> {
+    let raw = std::env::var_os(env::KUBERNETES_EXEC_INFO);
+    parse_exec_info(raw.as_deref(), || std::io::stdin().is_terminal())
+}
+
+/// Parses the request. Without one (the plugin run by hand, or a kubectl older than the
+/// `interactive` field), answer in v1beta1 and be interactive if stdin is a terminal.
+pub(crate) fn parse_exec_info(
+    raw: Option<&OsStr>,
+    stdin_is_terminal: impl FnOnce() -> bool,
+) -> Result<ExecInfo, Error> {
+    let raw = match raw {
+        None => None,
+        Some(raw) => Some(raw.to_str().ok_or(Error::ExecInfoNotUnicode)?),
+    };
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Ok(ExecInfo {
+            version: ApiVersion::V1Beta1,
+            interactive: stdin_is_terminal(),
+            cluster: None,
+        });
+    };
+    let request: ExecCredentialRequest = serde_json::from_str(raw).map_err(Error::ExecInfoInvalid)?;
+    let version = ApiVersion::parse(&request.api_version)
+        .ok_or_else(|| Error::UnsupportedApiVersion(request.api_version.clone()))?;
+    Ok(ExecInfo {
+        version,
+        interactive: request.spec.interactive,
+        cluster: request.spec.cluster,
+    })
+}
+
+/// Writes the ExecCredential for `entry` to `out`: the token, and as expiry the moment the
+/// plugin would stop handing it out (its expiry minus the safety margin), so that kubectl comes
+/// back for a new one in time.
+pub(crate) fn write_credential(
+    out: &mut impl Write,
+    version: ApiVersion,
+    entry: &Entry,
+) -> Result<(), Error> {
+    let refresh_at = entry.refresh_at();
+    let expiration = rfc3339(refresh_at).ok_or(Error::TimeOutOfRange(refresh_at))?;
+    let doc = ExecCredential::new(version, entry.access_token.expose(), &expiration);
+    let mut json = serde_json::to_vec(&doc).map_err(|e| Error::Stdout(e.into()))?;
+    json.push(b'\n');
+    out.write_all(&json).and_then(|()| out.flush()).map_err(Error::Stdout)
+}
+
+/// Writes the ExecCredential to the process's stdout. The only place that touches stdout.
+pub(crate) fn print_credential(version: ApiVersion, entry: &Entry) -> Result<(), Error> {
+    write_credential(&mut std::io::stdout().lock(), version, entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+    use crate::secret::Secret;
+
+    fn parse(raw: Option<&str>, tty: bool) -> Result<ExecInfo, Error> {
+        let raw = raw.map(OsString::from);
+        parse_exec_info(raw.as_deref(), || tty)
+    }
+
+    #[test]
+    fn absent_means_v1beta1_and_terminal_decides() {
+        for tty in [true, false] {
+            let info = parse(None, tty).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(info.version, ApiVersion::V1Beta1);
+            assert_eq!(info.interactive, tty);
+            assert!(info.cluster.is_none());
+        }
+        let info = parse(Some(""), true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(info.version, ApiVersion::V1Beta1);
+    }
+
+    #[test]
+    fn reads_v1_with_cluster_info_and_ignores_the_terminal() {
+        let raw = r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1",
+            "spec":{"interactive":false,"cluster":{"server":"https://api:6443","certificateAuthorityData":"Q0E="}}}"#;
+        let info = parse(Some(raw), true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(info.version, ApiVersion::V1);
+        assert!(!info.interactive);
+        let cluster = info.cluster.unwrap_or_default();
+        assert_eq!(cluster.server, "https://api:6443");
+        assert_eq!(cluster.certificate_authority_data.as_deref(), Some("Q0E="));
+    }
+
+    #[test]
+    fn unsupported_version_and_garbage_are_usage_errors() {
+        let err = parse(
+            Some(r#"{"apiVersion":"client.authentication.k8s.io/v1alpha1","kind":"ExecCredential"}"#),
+            false,
+        )
+        .err();
+        assert!(matches!(&err, Some(Error::UnsupportedApiVersion(v)) if v.ends_with("v1alpha1")));
+        assert_eq!(err.map(|e| e.exit_code()), Some(crate::error::EXIT_USAGE));
+        let err = parse(Some("{not json"), false).err();
+        assert!(matches!(err, Some(Error::ExecInfoInvalid(_))));
+    }
+
+    #[test]
+    fn writes_one_document_in_the_requested_version() {
+        let entry = Entry {
+            access_token: Secret::new("tok".to_owned()),
+            iat: 1_767_225_000,
+            exp: 1_767_225_660, // 11 minutes: margin is 60 s
+            refresh_token: None,
+            session_expires_at: None,
+            username: "alice".to_owned(),
+            groups: vec![],
+        };
+        let mut out = Vec::new();
+        write_credential(&mut out, ApiVersion::V1, &entry).unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8(out).unwrap_or_default();
+        assert_eq!(
+            text,
+            "{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\
+             \"status\":{\"token\":\"tok\",\"expirationTimestamp\":\"2026-01-01T00:00:00Z\"}}\n"
+        );
+    }
+}

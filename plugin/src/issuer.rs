@@ -1,0 +1,621 @@
+//! The HTTP client for the issuer: discovery, device authorization, token polling, refresh and
+//! revocation. Blocking `ureq` with rustls on *ring*: nothing here runs on a cache hit, and the
+//! agent (TLS roots, connection pool) is only built when a request is about to be made.
+
+use std::error::Error as StdError;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use credential_shared::oauth::{
+    DeviceAuthorizationRequest, DeviceAuthorizationResponse, DiscoveryDocument, OAuthError,
+    OAuthErrorCode, RevocationRequest, TokenRequest, TokenResponse, GRANT_DEVICE_CODE,
+    GRANT_REFRESH_TOKEN, PATH_DEVICE_AUTHORIZATION, PATH_DISCOVERY, PATH_REVOKE,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::cli::{normalize_issuer, IssuerUrl};
+use crate::error::{oauth_exit_code, EXIT_ISSUER, EXIT_UNEXPECTED, EXIT_USAGE};
+use crate::secret::Secret;
+
+/// Time to establish a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time for a whole request, connection included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Sent as `User-Agent`.
+const USER_AGENT: &str = concat!("kubectl-credential/", env!("CARGO_PKG_VERSION"));
+
+/// Why a request to the issuer failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IssuerError {
+    /// `--issuer-ca` cannot be read.
+    #[error("cannot read --issuer-ca {}", path.display())]
+    CaRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// `--issuer-ca` holds no PEM certificate.
+    #[error("--issuer-ca {} holds no PEM certificate", path.display())]
+    CaEmpty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate in `--issuer-ca` is not usable as a trust anchor.
+    #[error("--issuer-ca {} holds a certificate that cannot be trusted as a CA", path.display())]
+    CaInvalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The TLS configuration could not be built (a bug: the *ring* provider supports the defaults).
+    #[error("cannot set up TLS")]
+    TlsSetup(#[source] rustls::Error),
+    /// No connection, a TLS failure, a timeout.
+    #[error("could not reach the issuer at {issuer}")]
+    Unreachable {
+        /// `--issuer`.
+        issuer: String,
+        /// What ureq saw.
+        #[source]
+        source: Box<ureq::Transport>,
+        /// Whether TLS rejected the issuer's certificate (the hint then names `--issuer-ca`).
+        tls: bool,
+    },
+    /// An HTTP status that is neither success nor an OAuth error.
+    #[error("the issuer at {issuer} answered {url} with HTTP {status}{}", redirect_note(*status))]
+    Status {
+        /// `--issuer`.
+        issuer: String,
+        /// The endpoint.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// A body that is not the JSON expected.
+    #[error("the issuer at {issuer} sent a malformed response from {url}")]
+    Malformed {
+        /// `--issuer`.
+        issuer: String,
+        /// The endpoint.
+        url: String,
+        /// The parse error.
+        #[source]
+        source: io::Error,
+    },
+    /// The discovery document names another issuer.
+    #[error(
+        "the discovery document at {url} names the issuer \"{found}\", not {issuer}; the --issuer URL \
+         may be misconfigured, or something else is answering for the issuer"
+    )]
+    IssuerMismatch {
+        /// `--issuer`.
+        issuer: String,
+        /// Where the document came from.
+        url: String,
+        /// The `issuer` it names.
+        found: String,
+    },
+    /// The discovery document has an endpoint URL the plugin will not use.
+    #[error("the discovery document of {issuer} has an unusable endpoint \"{endpoint}\" (it must be an https URL)")]
+    BadEndpoint {
+        /// `--issuer`.
+        issuer: String,
+        /// The endpoint URL.
+        endpoint: String,
+    },
+    /// The issuer refused the request with an OAuth error.
+    #[error("the issuer at {issuer} refused the request: {}{}", error.error.as_str(), describe(error))]
+    OAuth {
+        /// `--issuer`.
+        issuer: String,
+        /// The error body.
+        error: OAuthError,
+    },
+    /// A request body could not be encoded (a bug).
+    #[error("cannot encode the request")]
+    Encode(#[source] serde_urlencoded::ser::Error),
+}
+
+fn redirect_note(status: u16) -> &'static str {
+    if (300..400).contains(&status) {
+        " (a redirect, which the plugin does not follow)"
+    } else {
+        ""
+    }
+}
+
+fn describe(error: &OAuthError) -> String {
+    match &error.error_description {
+        Some(d) if !d.is_empty() => format!(": {}", crate::device_flow::printable(d)),
+        _ => String::new(),
+    }
+}
+
+impl IssuerError {
+    /// The exit code; see [`crate::error`].
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Self::CaRead { .. } | Self::CaEmpty { .. } | Self::CaInvalid { .. } => EXIT_USAGE,
+            Self::TlsSetup(_) | Self::Encode(_) => EXIT_UNEXPECTED,
+            Self::OAuth { error, .. } => oauth_exit_code(error.error),
+            Self::Unreachable { .. }
+            | Self::Status { .. }
+            | Self::Malformed { .. }
+            | Self::IssuerMismatch { .. }
+            | Self::BadEndpoint { .. } => EXIT_ISSUER,
+        }
+    }
+
+    /// What to do next.
+    pub(crate) fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::Unreachable { tls: true, .. } => Some(
+                "the issuer's TLS certificate was not accepted; if it is signed by a private CA, \
+                 pass that CA's PEM bundle with --issuer-ca FILE",
+            ),
+            Self::Status { status: 404, .. } => Some("check the --issuer URL"),
+            _ => None,
+        }
+    }
+
+    /// The OAuth error code, if the issuer answered with one.
+    pub(crate) fn oauth_code(&self) -> Option<OAuthErrorCode> {
+        match self {
+            Self::OAuth { error, .. } => Some(error.error),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may work: no connection, HTTP 5xx, or the issuer saying so.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable { tls, .. } => !tls,
+            Self::Status { status, .. } => *status >= 500,
+            Self::OAuth { error, .. } => matches!(
+                error.error,
+                OAuthErrorCode::ServerError | OAuthErrorCode::TemporarilyUnavailable
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// The endpoints the plugin uses, from discovery (or the issuer's default paths).
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoints {
+    /// RFC 8628 device authorization.
+    pub(crate) device_authorization: String,
+    /// Token endpoint (device code and refresh grants).
+    pub(crate) token: String,
+    /// RFC 7009 revocation.
+    pub(crate) revocation: String,
+}
+
+/// A client for one issuer.
+#[derive(Debug)]
+pub(crate) struct IssuerClient {
+    issuer: IssuerUrl,
+    agent: ureq::Agent,
+}
+
+impl IssuerClient {
+    /// Builds the HTTP agent: rustls on *ring*, trusting only `ca_file` when given (else the
+    /// webpki roots), 5 s to connect, 15 s per request, and no redirects at all. Token and
+    /// device requests carry secrets and must never be replayed to another host; nothing the
+    /// plugin asks for is legitimately redirected.
+    pub(crate) fn new(issuer: &IssuerUrl, ca_file: Option<&Path>) -> Result<Self, IssuerError> {
+        let mut builder = ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .redirects(0)
+            .user_agent(USER_AGENT);
+        if let Some(path) = ca_file {
+            builder = builder.tls_config(tls_config_trusting(path)?);
+        }
+        Ok(Self {
+            issuer: issuer.clone(),
+            agent: builder.build(),
+        })
+    }
+
+    /// The issuer URL.
+    pub(crate) fn issuer(&self) -> &str {
+        self.issuer.as_str()
+    }
+
+    /// Fetches the discovery document, checks that it names this issuer, and picks the endpoints.
+    pub(crate) fn discover(&self) -> Result<Endpoints, IssuerError> {
+        let url = format!("{}{PATH_DISCOVERY}", self.issuer);
+        let result = self.agent.get(&url).set("Accept", "application/json").call();
+        let doc: DiscoveryDocument = self.read_json(&url, result)?;
+        if normalize_issuer(&doc.issuer).ok().as_ref() != Some(&self.issuer) {
+            return Err(IssuerError::IssuerMismatch {
+                issuer: self.issuer().to_owned(),
+                url,
+                found: crate::device_flow::printable(&doc.issuer).into_owned(),
+            });
+        }
+        let default = |path: &str| format!("{}{path}", self.issuer);
+        Ok(Endpoints {
+            device_authorization: self.check_endpoint(
+                doc.device_authorization_endpoint
+                    .unwrap_or_else(|| default(PATH_DEVICE_AUTHORIZATION)),
+            )?,
+            token: self.check_endpoint(doc.token_endpoint)?,
+            revocation: self
+                .check_endpoint(doc.revocation_endpoint.unwrap_or_else(|| default(PATH_REVOKE)))?,
+        })
+    }
+
+    /// Starts the device flow for `cluster`.
+    pub(crate) fn authorize_device(
+        &self,
+        endpoints: &Endpoints,
+        client_id: &str,
+        cluster: &str,
+    ) -> Result<DeviceAuthorizationResponse, IssuerError> {
+        let form = DeviceAuthorizationRequest {
+            client_id: client_id.to_owned(),
+            scope: None,
+            cluster: cluster.to_owned(),
+        };
+        self.post_form(&endpoints.device_authorization, &form)
+    }
+
+    /// One poll of the token endpoint with the device code. `authorization_pending` and
+    /// `slow_down` come back as [`IssuerError::OAuth`], for the caller to keep polling.
+    pub(crate) fn poll_device(
+        &self,
+        endpoints: &Endpoints,
+        client_id: &str,
+        device_code: &Secret,
+    ) -> Result<TokenResponse, IssuerError> {
+        let form = TokenRequest {
+            grant_type: GRANT_DEVICE_CODE.to_owned(),
+            client_id: client_id.to_owned(),
+            device_code: Some(device_code.expose().to_owned()),
+            refresh_token: None,
+        };
+        self.post_form(&endpoints.token, &form)
+    }
+
+    /// Exchanges a refresh token for a new access token and a new refresh token (the presented
+    /// one is spent).
+    pub(crate) fn refresh(
+        &self,
+        endpoints: &Endpoints,
+        client_id: &str,
+        refresh_token: &Secret,
+    ) -> Result<TokenResponse, IssuerError> {
+        let form = TokenRequest {
+            grant_type: GRANT_REFRESH_TOKEN.to_owned(),
+            client_id: client_id.to_owned(),
+            device_code: None,
+            refresh_token: Some(refresh_token.expose().to_owned()),
+        };
+        self.post_form(&endpoints.token, &form)
+    }
+
+    /// Revokes a refresh token, and with it the session (RFC 7009).
+    pub(crate) fn revoke(
+        &self,
+        endpoints: &Endpoints,
+        client_id: &str,
+        refresh_token: &Secret,
+    ) -> Result<(), IssuerError> {
+        let form = RevocationRequest {
+            token: refresh_token.expose().to_owned(),
+            token_type_hint: Some("refresh_token".to_owned()),
+            client_id: client_id.to_owned(),
+        };
+        let url = &endpoints.revocation;
+        let result = self.send_form(url, &form)?;
+        self.check_status(url, result).map(drop)
+    }
+
+    fn post_form<T: DeserializeOwned>(&self, url: &str, form: &impl Serialize) -> Result<T, IssuerError> {
+        let result = self.send_form(url, form)?;
+        self.read_json(url, result)
+    }
+
+    fn send_form(
+        &self,
+        url: &str,
+        form: &impl Serialize,
+    ) -> Result<Result<ureq::Response, ureq::Error>, IssuerError> {
+        let body = serde_urlencoded::to_string(form).map_err(IssuerError::Encode)?;
+        Ok(self
+            .agent
+            .post(url)
+            .set("Content-Type", "application/x-www-form-urlencoded")
+            .set("Accept", "application/json")
+            .send_string(&body))
+    }
+
+    fn read_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        result: Result<ureq::Response, ureq::Error>,
+    ) -> Result<T, IssuerError> {
+        let response = self.check_status(url, result)?;
+        response.into_json().map_err(|source| IssuerError::Malformed {
+            issuer: self.issuer().to_owned(),
+            url: url.to_owned(),
+            source,
+        })
+    }
+
+    /// Sorts a response into success (2xx), an OAuth error (a JSON error body on 400 or 401),
+    /// any other status, or a transport failure.
+    fn check_status(
+        &self,
+        url: &str,
+        result: Result<ureq::Response, ureq::Error>,
+    ) -> Result<ureq::Response, IssuerError> {
+        let status_error = |status| IssuerError::Status {
+            issuer: self.issuer().to_owned(),
+            url: url.to_owned(),
+            status,
+        };
+        match result {
+            Ok(response) if (200..300).contains(&response.status()) => Ok(response),
+            // 1xx/3xx: with redirects off, ureq hands a redirect back as a response.
+            Ok(response) => Err(status_error(response.status())),
+            Err(ureq::Error::Status(status, response)) => {
+                if matches!(status, 400 | 401) {
+                    if let Ok(error) = response.into_json::<OAuthError>() {
+                        return Err(IssuerError::OAuth {
+                            issuer: self.issuer().to_owned(),
+                            error,
+                        });
+                    }
+                }
+                Err(status_error(status))
+            }
+            Err(ureq::Error::Transport(transport)) => Err(IssuerError::Unreachable {
+                issuer: self.issuer().to_owned(),
+                tls: is_tls_error(&transport),
+                source: Box::new(transport),
+            }),
+        }
+    }
+
+    /// Accepts an endpoint from the discovery document only as https (or plain http when the
+    /// issuer itself is a plain-http loopback URL), so that discovery cannot downgrade the
+    /// requests that carry secrets.
+    fn check_endpoint(&self, endpoint: String) -> Result<String, IssuerError> {
+        let ok = url::Url::parse(&endpoint).is_ok_and(|u| {
+            u.scheme() == "https" || (u.scheme() == "http" && self.issuer.is_http())
+        });
+        if ok {
+            Ok(endpoint)
+        } else {
+            Err(IssuerError::BadEndpoint {
+                issuer: self.issuer().to_owned(),
+                endpoint: crate::device_flow::printable(&endpoint).into_owned(),
+            })
+        }
+    }
+}
+
+/// A rustls configuration that trusts exactly the certificates in the PEM file at `path`.
+fn tls_config_trusting(path: &Path) -> Result<Arc<rustls::ClientConfig>, IssuerError> {
+    let pem = std::fs::read(path).map_err(|source| IssuerError::CaRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|source| IssuerError::CaRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        roots.add(cert).map_err(|source| IssuerError::CaInvalid {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(IssuerError::CaEmpty {
+            path: path.to_owned(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(IssuerError::TlsSetup)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Whether a transport error is rustls refusing the connection. ureq wraps the rustls error in
+/// an `io::Error`, whose `source()` skips the wrapped error, so look inside those by hand.
+fn is_tls_error(transport: &ureq::Transport) -> bool {
+    let mut next: Option<&(dyn StdError + 'static)> = transport.source();
+    while let Some(err) = next {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        next = match err.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => err.source(),
+        };
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::net::TcpListener;
+    use std::thread;
+
+    use super::*;
+
+    /// A small HTTP/1.1 server on 127.0.0.1:0 that answers each accepted connection with the
+    /// next canned response (made from its own base URL) and returns the requests it read.
+    /// Bound before the client starts: no port race, no readiness wait.
+    fn serve(
+        responses: impl FnOnce(&str) -> Vec<(u16, String)>,
+    ) -> (String, thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let base = format!("http://{addr}");
+        let responses = responses(&base);
+        let handle = thread::spawn(move || {
+            let mut requests = Vec::new();
+            for (status, body) in responses {
+                let Ok((stream, _)) = listener.accept() else { break };
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                let mut content_length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        content_length = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                }
+                let mut body_in = vec![0; content_length];
+                let _ = reader.read_exact(&mut body_in);
+                requests.push(format!("{head}\r\n{}", String::from_utf8_lossy(&body_in)));
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            requests
+        });
+        (base, handle)
+    }
+
+    fn canned(responses: &[(u16, &str)]) -> impl FnOnce(&str) -> Vec<(u16, String)> {
+        let responses: Vec<_> = responses.iter().map(|(s, b)| (*s, (*b).to_owned())).collect();
+        move |_| responses
+    }
+
+    fn client(issuer: &str) -> IssuerClient {
+        let issuer = normalize_issuer(issuer).unwrap_or_else(|e| panic!("{e}"));
+        IssuerClient::new(&issuer, None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn endpoints(base: &str) -> Endpoints {
+        Endpoints {
+            device_authorization: format!("{base}/oauth/device_authorization"),
+            token: format!("{base}/oauth/token"),
+            revocation: format!("{base}/oauth/revoke"),
+        }
+    }
+
+    #[test]
+    fn discovery_checks_the_issuer_and_falls_back_to_default_paths() {
+        let (base, server) = serve(|base| {
+            vec![
+                (200, format!(r#"{{"issuer":"{base}/","token_endpoint":"{base}/t","jwks_uri":"{base}/j","extra":1}}"#)),
+                (200, format!(r#"{{"issuer":"https://elsewhere.example","token_endpoint":"{base}/t","jwks_uri":"{base}/j"}}"#)),
+                (200, format!(r#"{{"issuer":"{base}","token_endpoint":"ftp://x/t","jwks_uri":"{base}/j"}}"#)),
+            ]
+        });
+        let c = client(&base);
+        let ep = c.discover().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ep.token, format!("{base}/t"));
+        assert_eq!(ep.device_authorization, format!("{base}/oauth/device_authorization"));
+        assert_eq!(ep.revocation, format!("{base}/oauth/revoke"));
+        let err = c.discover().err();
+        assert!(matches!(err, Some(IssuerError::IssuerMismatch { .. })), "{err:?}");
+        let err = c.discover().err();
+        assert!(matches!(err, Some(IssuerError::BadEndpoint { .. })), "{err:?}");
+        let requests = server.join().unwrap_or_default();
+        assert!(requests[0].starts_with("GET /.well-known/openid-configuration "));
+    }
+
+    #[test]
+    fn oauth_errors_statuses_and_transport_failures_are_told_apart() {
+        let (base, server) = serve(canned(&[
+            (400, r#"{"error":"authorization_pending"}"#),
+            (400, r#"{"error":"slow_down","error_description":"easy"}"#),
+            (503, "busy"),
+            (302, ""),
+            (200, "not json"),
+        ]));
+        let c = client(&base);
+        let ep = endpoints(&base);
+        let code = Secret::new("DC".to_owned());
+        let err = c.poll_device(&ep, "kubectl-credential", &code).err();
+        assert_eq!(err.as_ref().and_then(IssuerError::oauth_code), Some(OAuthErrorCode::AuthorizationPending));
+        let err = c.poll_device(&ep, "kubectl-credential", &code).err();
+        assert_eq!(err.as_ref().and_then(IssuerError::oauth_code), Some(OAuthErrorCode::SlowDown));
+        let err = c.poll_device(&ep, "kubectl-credential", &code).err();
+        assert!(matches!(&err, Some(e @ IssuerError::Status { status: 503, .. }) if e.is_transient()));
+        let err = c.poll_device(&ep, "kubectl-credential", &code).err();
+        assert!(matches!(err, Some(IssuerError::Status { status: 302, .. })), "{err:?}");
+        let err = c.poll_device(&ep, "kubectl-credential", &code).err();
+        assert!(matches!(err, Some(IssuerError::Malformed { .. })), "{err:?}");
+        let requests = server.join().unwrap_or_default();
+        assert!(requests[0].starts_with("POST /oauth/token "), "{}", requests[0]);
+        assert!(requests[0].ends_with(
+            "\r\n\r\ngrant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=kubectl-credential&device_code=DC"
+        ), "{}", requests[0]);
+
+        // Nothing listens any more: a transport error, exit code 4, not TLS.
+        let err = c.poll_device(&ep, "kubectl-credential", &code).err();
+        assert!(matches!(&err, Some(IssuerError::Unreachable { tls: false, .. })), "{err:?}");
+        assert_eq!(err.map(|e| e.exit_code()), Some(EXIT_ISSUER));
+    }
+
+    #[test]
+    fn revocation_sends_the_refresh_token_with_its_hint() {
+        let (base, server) = serve(canned(&[(200, "")]));
+        client(&base)
+            .revoke(&endpoints(&base), "kubectl-credential", &Secret::new("RT 1".to_owned()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let requests = server.join().unwrap_or_default();
+        assert!(requests[0].starts_with("POST /oauth/revoke "));
+        assert!(requests[0].ends_with(
+            "\r\n\r\ntoken=RT+1&token_type_hint=refresh_token&client_id=kubectl-credential"
+        ), "{}", requests[0]);
+    }
+
+    #[test]
+    fn issuer_ca_must_hold_certificates() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let empty = tmp.path().join("empty.pem");
+        std::fs::write(&empty, "no certificates here\n").unwrap_or_else(|e| panic!("{e}"));
+        let err = tls_config_trusting(&empty).err();
+        assert!(matches!(err, Some(IssuerError::CaEmpty { .. })), "{err:?}");
+        let err = tls_config_trusting(&tmp.path().join("missing.pem")).err();
+        assert!(matches!(&err, Some(IssuerError::CaRead { .. })), "{err:?}");
+        assert_eq!(err.map(|e| e.exit_code()), Some(EXIT_USAGE));
+    }
+
+    #[test]
+    fn tls_errors_are_found_inside_io_errors() {
+        // A server that answers a TLS ClientHello with plain HTTP: rustls fails the handshake.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let server = thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+            }
+        });
+        let issuer = normalize_issuer(&format!("https://{addr}")).unwrap_or_else(|e| panic!("{e}"));
+        let c = IssuerClient::new(&issuer, None).unwrap_or_else(|e| panic!("{e}"));
+        let err = c.discover().err();
+        assert!(matches!(&err, Some(IssuerError::Unreachable { tls: true, .. })), "{err:?}");
+        assert!(err.as_ref().and_then(IssuerError::hint).is_some_and(|h| h.contains("--issuer-ca")));
+        let _ = server.join();
+    }
+}

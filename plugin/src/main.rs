@@ -1,0 +1,31 @@
+//! Entry point of `kubectl-credential`: parse the arguments, run, report an error once.
+
+mod app;
+mod cache;
+mod cli;
+mod clock;
+mod device_flow;
+mod env;
+mod error;
+mod exec;
+mod issuer;
+mod jwt;
+mod secret;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return cli::exit_after_clap_error(&err),
+    };
+    match app::run(cli) {
+        Ok(()) => ExitCode::from(error::EXIT_OK),
+        Err(err) => {
+            eprintln!("error: {}", error::report(&err));
+            ExitCode::from(err.exit_code())
+        }
+    }
+}

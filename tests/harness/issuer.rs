@@ -1,0 +1,256 @@
+//! The issuer under test, run in-process on a listener the harness bound first, with a fresh
+//! `SQLite` database and generated TLS material in a temporary data directory.
+//!
+//! In-process because STYLE.md asks for it: the listener is bound to `127.0.0.1:0` before
+//! anything else, so its URL is known before the API server is started with
+//! `--oidc-issuer-url` pointing at it, and there is neither a port race nor a readiness sleep.
+//! Accounts are managed the way an operator does it, through the real `credential-issuer` CLI
+//! against the same data directory while the server runs.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use credential_issuer::config::{Config, FileCluster, FileConfig, Overrides};
+use credential_issuer::server::BackgroundIssuer;
+use credential_shared::oauth::{
+    DeviceAuthorizationResponse, OAuthError, OAuthErrorCode, TokenResponse, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
+    PATH_DEVICE_AUTHORIZATION, PATH_TOKEN, PLUGIN_CLIENT_ID,
+};
+
+use crate::browser::Browser;
+use crate::http;
+use crate::process::{self, Outcome};
+use crate::wait::{self, Check};
+
+/// How the issuer under test is configured.
+#[derive(Debug, Clone)]
+pub struct IssuerOptions {
+    /// `(name, audience)` of each cluster.
+    pub clusters: Vec<(String, String)>,
+    /// Access token lifetime; short, so that tests can watch tokens expire.
+    pub token_ttl: String,
+    /// Device-flow polling interval told to clients; short, so that logins finish quickly.
+    pub poll_interval: String,
+}
+
+impl Default for IssuerOptions {
+    fn default() -> Self {
+        Self {
+            clusters: vec![("envtest".to_owned(), "kubernetes".to_owned())],
+            token_ttl: "10s".to_owned(),
+            poll_interval: "1s".to_owned(),
+        }
+    }
+}
+
+/// A running issuer.
+#[derive(Debug)]
+pub struct Issuer {
+    // Declared first so that it stops (drop joins its thread) before the data dir is removed.
+    // In a Mutex so that `Issuer` is `Sync` and can live in a test binary's shared fixture.
+    _server: Mutex<BackgroundIssuer>,
+    url: String,
+    ca_file: PathBuf,
+    data_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A refused token request: the HTTP status and the RFC 6749 error body.
+#[derive(Debug, Clone)]
+pub struct TokenError {
+    /// HTTP status (400 for every OAuth error but `invalid_client`).
+    pub status: u16,
+    /// The parsed body; `None` if it was not an OAuth error document.
+    pub error: Option<OAuthError>,
+    /// The raw body, for messages.
+    pub body: String,
+}
+
+impl TokenError {
+    /// The `error` code, if the body had one.
+    #[must_use]
+    pub fn code(&self) -> Option<OAuthErrorCode> {
+        self.error.as_ref().map(|e| e.error)
+    }
+}
+
+impl Issuer {
+    /// Binds `127.0.0.1:0`, builds the configuration the way an operator's flags would, and
+    /// starts serving. Returns once the issuer accepts connections.
+    #[track_caller]
+    #[must_use]
+    pub fn start(options: &IssuerOptions) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-issuer.")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        let data_dir = dir.path().join("data");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("listener address: {e}")).port();
+
+        let file = FileConfig {
+            clusters: options
+                .clusters
+                .iter()
+                .map(|(name, audience)| FileCluster {
+                    name: name.clone(),
+                    audience: Some(audience.clone()),
+                    ..FileCluster::default()
+                })
+                .collect(),
+            poll_interval: Some(options.poll_interval.clone()),
+            ..FileConfig::default()
+        };
+        let overrides = Overrides {
+            data_dir: Some(data_dir.clone()),
+            listen: Some(format!("127.0.0.1:{port}")),
+            issuer_url: Some(format!("https://127.0.0.1:{port}")),
+            token_ttl: Some(options.token_ttl.clone()),
+            ..Overrides::default()
+        };
+        let config = Config::from_parts(file, &overrides, || None).unwrap_or_else(|e| panic!("issuer config: {e}"));
+        let server = BackgroundIssuer::spawn(listener, config).unwrap_or_else(|e| panic!("the issuer did not start: {e}"));
+        let url = server.url().to_owned();
+        let ca_file = server
+            .ca_file()
+            .unwrap_or_else(|| panic!("the issuer generated no CA although no TLS files were configured"))
+            .to_owned();
+        Self { _server: Mutex::new(server), url, ca_file, data_dir, _dir: dir }
+    }
+
+    /// `https://127.0.0.1:PORT`, the `iss` of its tokens.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The generated CA that signed the issuer's serving certificate.
+    #[must_use]
+    pub fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+
+    /// The data directory (database, keys, TLS material).
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Runs `credential-issuer ARGS --data-dir DIR` with `stdin` as its input.
+    #[track_caller]
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Outcome {
+        let mut cmd = Command::new(crate::bins::credential_issuer());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.data_dir.parent().unwrap_or(&self.data_dir))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir);
+        process::run(&mut cmd, stdin.map(str::as_bytes), Duration::from_secs(60))
+    }
+
+    /// `credential-issuer user add NAME --group G... ` with the password on stdin.
+    #[track_caller]
+    pub fn add_user(&self, name: &str, groups: &[&str], password: &str) {
+        let mut args = vec!["user", "add", name];
+        for group in groups {
+            args.extend(["--group", group]);
+        }
+        self.cli(&args, Some(&format!("{password}\n"))).assert_success();
+    }
+
+    /// `credential-issuer user disable NAME`.
+    #[track_caller]
+    pub fn disable_user(&self, name: &str) {
+        self.cli(&["user", "disable", name], None).assert_success();
+    }
+
+    /// `credential-issuer user list`: its stdout.
+    #[track_caller]
+    #[must_use]
+    pub fn list_users(&self) -> String {
+        self.cli(&["user", "list"], None).assert_success().stdout.clone()
+    }
+
+    /// `credential-issuer keys rotate`.
+    #[track_caller]
+    pub fn rotate_keys(&self) {
+        self.cli(&["keys", "rotate"], None).assert_success();
+    }
+
+    /// A browser with empty cookies, trusting the issuer.
+    #[track_caller]
+    #[must_use]
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.url, &self.ca_file)
+    }
+
+    /// `POST path` with a form body, as an OAuth client (no cookies kept between calls).
+    #[track_caller]
+    #[must_use]
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> http::Response {
+        let url = format!("{}{path}", self.url);
+        http::response(http::agent(&self.ca_file).post(&url).send_form(fields))
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+    }
+
+    /// Starts a device login for `cluster` as the plugin does (RFC 8628 section 3.1).
+    #[track_caller]
+    #[must_use]
+    pub fn device_authorization(&self, cluster: &str) -> DeviceAuthorizationResponse {
+        let resp = self.post_form(PATH_DEVICE_AUTHORIZATION, &[("client_id", PLUGIN_CLIENT_ID), ("cluster", cluster)]);
+        assert_eq!(resp.status, 200, "device authorization refused: {resp:?}");
+        serde_json::from_str(&resp.body).unwrap_or_else(|e| panic!("bad device authorization response ({e}): {}", resp.body))
+    }
+
+    /// One token request with `fields`: the tokens, or the refusal.
+    #[track_caller]
+    pub fn token_request(&self, fields: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
+        let resp = self.post_form(PATH_TOKEN, fields);
+        if resp.status == 200 {
+            Ok(serde_json::from_str(&resp.body).unwrap_or_else(|e| panic!("bad token response ({e}): {}", resp.body)))
+        } else {
+            Err(TokenError { status: resp.status, error: serde_json::from_str(&resp.body).ok(), body: resp.body })
+        }
+    }
+
+    /// `grant_type=refresh_token` with `refresh_token`, as client `kubectl-credential`.
+    #[track_caller]
+    pub fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, TokenError> {
+        self.token_request(&[
+            ("grant_type", GRANT_REFRESH_TOKEN),
+            ("client_id", PLUGIN_CLIENT_ID),
+            ("refresh_token", refresh_token),
+        ])
+    }
+
+    /// A complete device login over HTTP without the plugin: device authorization, the person
+    /// approving in a browser, then polling the token endpoint. Used by the fixture to wait for
+    /// the API server's OIDC authenticator, independently of the plugin under test.
+    #[track_caller]
+    #[must_use]
+    pub fn login_over_http(&self, cluster: &str, username: &str, password: &str) -> TokenResponse {
+        let device = self.device_authorization(cluster);
+        let _ = self.browser().approve(&device.user_code, username, password);
+        let fields = [
+            ("grant_type", GRANT_DEVICE_CODE),
+            ("client_id", PLUGIN_CLIENT_ID),
+            ("device_code", device.device_code.as_str()),
+        ];
+        // Polling faster than the announced interval would earn `slow_down` (RFC 8628 3.5).
+        let interval = Duration::from_secs(device.interval.max(1));
+        wait::every("the token endpoint hands out the approved tokens", Duration::from_secs(30), interval, || {
+            match self.token_request(&fields) {
+                Ok(tokens) => Check::Done(tokens),
+                Err(e) if matches!(e.code(), Some(OAuthErrorCode::AuthorizationPending | OAuthErrorCode::SlowDown)) => {
+                    Check::Retry(e.body)
+                }
+                Err(e) => Check::Fail(format!("status {}: {}", e.status, e.body)),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+}

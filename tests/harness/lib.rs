@@ -1,0 +1,29 @@
+//! The end-to-end test harness: it starts the real programs the system is made of (etcd and
+//! kube-apiserver, the issuer, the plugin, kubectl, a Secret Service), each in its own temporary
+//! directory, and stops them again, so that the tests in `tests/e2e/` read like a person's story.
+//!
+//! Rules every module keeps (see STYLE.md, "Tests"):
+//! - A missing program fails the test with the command that installs it; nothing is skipped.
+//! - Nothing sleeps to wait for readiness: [`wait::until`] polls a condition with a deadline.
+//! - Every program is stopped when its handle drops and, through a [`process::Reaper`], also when
+//!   the test process dies without running destructors (a `static` fixture, a killed run).
+//! - Failures panic with what was expected, what happened and the program's stderr.
+
+pub mod bins;
+pub mod browser;
+pub mod control_plane;
+pub mod fail;
+pub mod http;
+pub mod issuer;
+pub mod plugin;
+pub mod process;
+pub mod secret_service;
+pub mod wait;
+
+pub use browser::{Browser, Page};
+pub use control_plane::{ControlPlane, OidcSettings};
+pub use fail::OrFail;
+pub use issuer::{Issuer, IssuerOptions};
+pub use plugin::{CachedToken, LoginProcess, PluginArgs, TokenCache, UserEnv};
+pub use process::Outcome;
+pub use secret_service::SecretService;
