@@ -33,25 +33,31 @@ CREATE TABLE device_codes (
 );
 CREATE INDEX device_codes_expires ON device_codes(expires_at);
 
+-- A login session holds its one live refresh token (hashed). Rotation is a single
+-- conditional UPDATE of refresh_hash; the trigger below records the spent hash (for reuse
+-- detection) and the audit row in the same statement, so a refresh is one atomic write.
 CREATE TABLE sessions (
-    id            TEXT PRIMARY KEY,
-    user_id       TEXT NOT NULL REFERENCES users(id),
-    client_id     TEXT NOT NULL,
-    cluster       TEXT NOT NULL,
-    created_at    INTEGER NOT NULL,
-    expires_at    INTEGER NOT NULL,
-    revoked_at    INTEGER,
-    revoke_reason TEXT
+    id               TEXT PRIMARY KEY,
+    user_id          TEXT NOT NULL REFERENCES users(id),
+    client_id        TEXT NOT NULL,
+    cluster          TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    expires_at       INTEGER NOT NULL,
+    refresh_hash     TEXT NOT NULL UNIQUE,
+    refreshed_at     INTEGER,
+    last_client_addr TEXT,
+    last_request_id  TEXT,
+    revoked_at       INTEGER,
+    revoke_reason    TEXT
 );
 CREATE INDEX sessions_user ON sessions(user_id);
 
-CREATE TABLE refresh_tokens (
+CREATE TABLE spent_refresh_tokens (
     token_hash TEXT PRIMARY KEY,
     session_id TEXT NOT NULL REFERENCES sessions(id),
-    created_at INTEGER NOT NULL,
-    used_at    INTEGER
+    spent_at   INTEGER NOT NULL
 );
-CREATE INDEX refresh_tokens_session ON refresh_tokens(session_id);
+CREATE INDEX spent_refresh_tokens_session ON spent_refresh_tokens(session_id);
 
 CREATE TABLE web_sessions (
     id_hash    TEXT PRIMARY KEY,
@@ -79,3 +85,12 @@ CREATE TABLE audit_events (
     request_id  TEXT,
     detail      TEXT
 );
+
+CREATE TRIGGER sessions_refresh_rotated AFTER UPDATE OF refresh_hash ON sessions
+WHEN NEW.refresh_hash <> OLD.refresh_hash
+BEGIN
+    INSERT INTO spent_refresh_tokens (token_hash, session_id, spent_at)
+        VALUES (OLD.refresh_hash, OLD.id, NEW.refreshed_at);
+    INSERT INTO audit_events (at, event, subject, cluster, client_addr, request_id)
+        VALUES (NEW.refreshed_at, 'refresh', NEW.user_id, NEW.cluster, NEW.last_client_addr, NEW.last_request_id);
+END;

@@ -382,6 +382,14 @@ impl Config {
         self.data_dir.join("issuer.db")
     }
 
+    /// How long a superseded signing key stays published (and on disk): the longest token
+    /// lifetime, plus the time a running issuer may take to notice a rotation and keep signing
+    /// with the old key, plus a minute of clock skew.
+    #[must_use]
+    pub fn key_retention(&self) -> Duration {
+        self.token_ttl + crate::server::KEY_RELOAD_EVERY + Duration::from_secs(60)
+    }
+
     /// Directory of the signing keys.
     #[must_use]
     pub fn keys_dir(&self) -> PathBuf {
@@ -562,5 +570,15 @@ mod tests {
         assert_eq!(parse_duration("5w"), None);
         assert_eq!(parse_duration(""), None);
         assert_eq!(parse_duration("99999999999999999999d"), None);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    #[test]
+    fn the_shipped_example_config_parses() {
+        let text = include_str!("../../install/issuer.example.toml");
+        let parsed: Result<super::FileConfig, _> = toml::from_str(text);
+        assert!(parsed.is_ok(), "install/issuer.example.toml: {:?}", parsed.err());
     }
 }

@@ -153,7 +153,7 @@ fn keys(config: &Config, cmd: &KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate => {
             // Old keys stay published for one token lifetime, so every token still valid
             // keeps verifying; a running issuer picks the new key up within seconds.
-            let key = signing::rotate(&dir, time::OffsetDateTime::now_utc(), config.token_ttl)?;
+            let key = signing::rotate(&dir, time::OffsetDateTime::now_utc(), config.key_retention())?;
             say(&format!("new signing key {} is active", key.kid));
         }
         KeysCommand::List => {

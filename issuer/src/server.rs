@@ -17,7 +17,7 @@ use crate::tls::TlsFiles;
 /// How long in-flight requests get to finish on shutdown.
 const GRACE: Duration = Duration::from_secs(10);
 /// How often the signing keys directory is re-read (so `keys rotate` needs no restart).
-const KEY_RELOAD_EVERY: Duration = Duration::from_secs(10);
+pub const KEY_RELOAD_EVERY: Duration = Duration::from_secs(10);
 
 /// The TLS files to serve: the operator's, or generated ones for the issuer's host.
 pub fn tls_files(config: &Config) -> Result<TlsFiles, StartError> {
@@ -66,10 +66,28 @@ pub async fn serve(
     result
 }
 
-/// Periodic work: reload signing keys, purge expired rows.
+/// Periodic work: reload signing keys (also at once on SIGHUP), purge expired rows.
 async fn upkeep(state: AppState) {
     let mut tick = tokio::time::interval(KEY_RELOAD_EVERY);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
+        #[cfg(unix)]
+        {
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tick.tick() => {},
+                () = hangup => tracing::info!("SIGHUP: reloading signing keys"),
+            }
+        }
+        #[cfg(not(unix))]
         tick.tick().await;
         match state.signer().reload() {
             Ok(true) => tracing::info!(kid = %state.signer().active_kid(), "signing keys reloaded"),

@@ -23,7 +23,7 @@ pub(crate) struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Print an ExecCredential for kubectl (what a kubeconfig `exec` entry runs).
+    /// Print an `ExecCredential` for kubectl (what a kubeconfig `exec` entry runs).
     Get(CommonArgs),
     /// Sign in now with the device flow and store the session.
     Login(CommonArgs),
@@ -34,7 +34,7 @@ pub(crate) enum Command {
 /// Flags every subcommand takes.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct CommonArgs {
-    /// URL of the credential issuer, e.g. https://issuer.example:8443.
+    /// URL of the credential issuer, e.g. `https://issuer.example:8443`.
     #[arg(long, value_name = "URL", value_parser = parse_issuer)]
     pub(crate) issuer: IssuerUrl,
     /// Name of the cluster as configured in the issuer.
@@ -191,8 +191,14 @@ mod tests {
 
     #[test]
     fn parses_get_with_defaults() {
-        let cli = parse(&["get", "--issuer", "https://Issuer.example:8443/", "--cluster", "prod"])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let cli = parse(&[
+            "get",
+            "--issuer",
+            "https://Issuer.example:8443/",
+            "--cluster",
+            "prod",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
         let Command::Get(args) = cli.command else {
             panic!("not get")
         };
@@ -206,13 +212,29 @@ mod tests {
     fn rejects_bad_input_with_usage_errors() {
         for args in [
             &["get", "--cluster", "prod"][..],
-            &["get", "--issuer", "http://issuer.example", "--cluster", "prod"],
+            &[
+                "get",
+                "--issuer",
+                "http://issuer.example",
+                "--cluster",
+                "prod",
+            ],
             &["get", "--issuer", "https://x?y=1", "--cluster", "prod"],
             &["get", "--issuer", "https://x", "--cluster", ""],
-            &["get", "--issuer", "https://x", "--cluster", "c", "--token-cache", "disk"],
+            &[
+                "get",
+                "--issuer",
+                "https://x",
+                "--cluster",
+                "c",
+                "--token-cache",
+                "disk",
+            ],
             &["frobnicate"],
         ] {
-            let err = parse(args).err().unwrap_or_else(|| panic!("accepted {args:?}"));
+            let err = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {args:?}"));
             assert!(err.use_stderr(), "{args:?}");
         }
     }
@@ -229,8 +251,15 @@ mod tests {
     #[test]
     fn login_command_repeats_what_selects_the_entry() {
         let cli = parse(&[
-            "get", "--issuer", "https://x:8443", "--cluster", "my prod", "--issuer-ca", "/etc/ca.pem",
-            "--token-cache", "file",
+            "get",
+            "--issuer",
+            "https://x:8443",
+            "--cluster",
+            "my prod",
+            "--issuer-ca",
+            "/etc/ca.pem",
+            "--token-cache",
+            "file",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         let (Command::Get(args) | Command::Login(args) | Command::Logout(args)) = cli.command;

@@ -1,7 +1,6 @@
 //! The device flow (RFC 8628) as the person sees it: the prompt on stderr, opening a browser,
 //! and waiting for the approval at the pace the issuer asks for.
 
-use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -16,6 +15,7 @@ use crate::env;
 use crate::error::Error;
 use crate::issuer::{Endpoints, IssuerClient, IssuerError};
 use crate::secret::Secret;
+use crate::term::printable;
 
 /// Poll interval when the issuer gives none (RFC 8628 section 3.2).
 const DEFAULT_INTERVAL_SECS: u64 = 5;
@@ -37,19 +37,33 @@ pub(crate) fn sign_in(
     let auth = client.authorize_device(endpoints, &args.client_id, &args.cluster)?;
     // The prompt goes to a terminal that may be gone; the flow does not depend on it.
     let _ = write_prompt(ui, &args.cluster, &auth);
-    let launch = choose_launcher(args.no_browser, |name| std::env::var_os(name), std::env::consts::OS);
-    if let Launch::Run { program, args: leading } = launch {
-        if let Err(why) = open_browser(&program, &leading, &auth.verification_uri_complete, client) {
-            let _ = writeln!(ui, "note: could not open a browser ({why}); open the link above yourself");
+    let launch = choose_launcher(
+        args.no_browser,
+        |name| std::env::var_os(name),
+        std::env::consts::OS,
+    );
+    if let Launch::Run {
+        program,
+        args: leading,
+    } = launch
+    {
+        if let Err(why) = open_browser(&program, &leading, &auth.verification_uri_complete, client)
+        {
+            let _ = writeln!(
+                ui,
+                "note: could not open a browser ({why}); open the link above yourself"
+            );
         }
     }
     let device_code = Secret::new(auth.device_code);
     let response = wait_for_approval(clock, auth.expires_in, auth.interval, || {
         client.poll_device(endpoints, &args.client_id, &device_code)
     })?;
-    Entry::from_token_response(response, None, clock.now()).map_err(|source| Error::MalformedToken {
-        issuer: client.issuer().to_owned(),
-        source,
+    Entry::from_token_response(response, None, clock.now()).map_err(|source| {
+        Error::MalformedToken {
+            issuer: client.issuer().to_owned(),
+            source,
+        }
     })
 }
 
@@ -66,8 +80,16 @@ fn write_prompt(
         printable(&auth.verification_uri),
         printable(&auth.user_code)
     )?;
-    writeln!(ui, "(or open {})", printable(&auth.verification_uri_complete))?;
-    writeln!(ui, "Waiting for approval (expires in {})...", human_duration(auth.expires_in))?;
+    writeln!(
+        ui,
+        "(or open {})",
+        printable(&auth.verification_uri_complete)
+    )?;
+    writeln!(
+        ui,
+        "Waiting for approval (expires in {})...",
+        human_duration(auth.expires_in)
+    )?;
     ui.flush()
 }
 
@@ -81,7 +103,11 @@ pub(crate) fn wait_for_approval(
     let deadline = clock
         .now()
         .saturating_add(i64::try_from(expires_in).unwrap_or(i64::MAX));
-    let mut interval = if interval == 0 { DEFAULT_INTERVAL_SECS } else { interval };
+    let mut interval = if interval == 0 {
+        DEFAULT_INTERVAL_SECS
+    } else {
+        interval
+    };
     let mut transient_failures = 0;
     loop {
         let remaining = u64::try_from(deadline.saturating_sub(clock.now())).unwrap_or(0);
@@ -162,7 +188,7 @@ fn open_browser(
     client: &IssuerClient,
 ) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("bad sign-in URL: {e}"))?;
-    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && client.issuer().starts_with("http:")) {
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && client.issuer_is_http()) {
         return Err("the sign-in URL is not https".to_owned());
     }
     let url_arg = if cfg!(windows) {
@@ -190,7 +216,10 @@ pub(crate) fn logged_in_message(entry: &Entry, cluster: &str) -> String {
         format!("groups {}", entry.groups.join(", "))
     };
     let until = match entry.session_expires_at {
-        Some(end) => format!("session valid until {}", rfc3339(end).unwrap_or_else(|| end.to_string())),
+        Some(end) => format!(
+            "session valid until {}",
+            rfc3339(end).unwrap_or_else(|| end.to_string())
+        ),
         None => format!(
             "token valid until {}; the issuer did not say when the session ends",
             rfc3339(entry.exp).unwrap_or_else(|| entry.exp.to_string())
@@ -210,16 +239,6 @@ fn human_duration(secs: u64) -> String {
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m {}s", secs / 60, secs % 60),
         _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
-    }
-}
-
-/// Text from the issuer, made safe to print on a terminal: control characters (which could
-/// move the cursor or rewrite the prompt) become `?`.
-pub(crate) fn printable(text: &str) -> Cow<'_, str> {
-    if text.chars().any(char::is_control) {
-        Cow::Owned(text.chars().map(|c| if c.is_control() { '?' } else { c }).collect())
-    } else {
-        Cow::Borrowed(text)
     }
 }
 
@@ -251,14 +270,14 @@ mod tests {
         })
     }
 
-    fn ok() -> Result<TokenResponse, IssuerError> {
-        Ok(TokenResponse {
+    fn approved() -> TokenResponse {
+        TokenResponse {
             access_token: "a.b.c".to_owned(),
             token_type: "Bearer".to_owned(),
             expires_in: 600,
             refresh_token: "r".to_owned(),
             session_expires_at: None,
-        })
+        }
     }
 
     /// Runs the wait against scripted answers; returns the result, the time slept and the
@@ -273,21 +292,35 @@ mod tests {
         let mut polls = 0;
         let result = wait_for_approval(&clock, expires_in, interval, || {
             polls += 1;
-            answers.pop_front().unwrap_or_else(|| oauth(OAuthErrorCode::AuthorizationPending))
+            answers
+                .pop_front()
+                .unwrap_or_else(|| oauth(OAuthErrorCode::AuthorizationPending))
         });
         (result, clock.slept().as_secs(), polls)
     }
 
     #[test]
     fn polls_at_the_interval_until_approved() {
-        let (result, slept, polls) = check(600, 5, vec![oauth(OAuthErrorCode::AuthorizationPending), oauth(OAuthErrorCode::AuthorizationPending), ok()]);
+        let (result, slept, polls) = check(
+            600,
+            5,
+            vec![
+                oauth(OAuthErrorCode::AuthorizationPending),
+                oauth(OAuthErrorCode::AuthorizationPending),
+                Ok(approved()),
+            ],
+        );
         assert!(result.is_ok());
         assert_eq!((slept, polls), (15, 3));
     }
 
     #[test]
     fn slow_down_adds_five_seconds_for_good() {
-        let answers = vec![oauth(OAuthErrorCode::SlowDown), oauth(OAuthErrorCode::AuthorizationPending), ok()];
+        let answers = vec![
+            oauth(OAuthErrorCode::SlowDown),
+            oauth(OAuthErrorCode::AuthorizationPending),
+            Ok(approved()),
+        ];
         let (result, slept, polls) = check(600, 5, answers);
         assert!(result.is_ok());
         assert_eq!((slept, polls), (5 + 10 + 10, 3));
@@ -302,7 +335,10 @@ mod tests {
 
     #[test]
     fn refusals_end_the_wait_with_exit_5() {
-        for (code, want_denied) in [(OAuthErrorCode::AccessDenied, true), (OAuthErrorCode::ExpiredToken, false)] {
+        for (code, want_denied) in [
+            (OAuthErrorCode::AccessDenied, true),
+            (OAuthErrorCode::ExpiredToken, false),
+        ] {
             let (result, _, polls) = check(600, 5, vec![oauth(code)]);
             let err = result.err().unwrap_or_else(|| panic!("{code:?} accepted"));
             assert_eq!(matches!(err, Error::AccessDenied), want_denied);
@@ -316,10 +352,20 @@ mod tests {
         let (result, _, _) = check(600, 5, vec![oauth(OAuthErrorCode::InvalidGrant)]);
         assert_eq!(result.err().map(|e| e.exit_code()), Some(EXIT_ISSUER));
 
-        let (result, _, polls) = check(600, 5, vec![unavailable(), unavailable(), unavailable(), ok()]);
+        let (result, _, polls) = check(
+            600,
+            5,
+            vec![unavailable(), unavailable(), unavailable(), Ok(approved())],
+        );
         assert!(result.is_ok());
         assert_eq!(polls, 4);
-        let answers = vec![unavailable(), unavailable(), unavailable(), unavailable(), ok()];
+        let answers = vec![
+            unavailable(),
+            unavailable(),
+            unavailable(),
+            unavailable(),
+            Ok(approved()),
+        ];
         let (result, _, polls) = check(600, 5, answers);
         assert_eq!(result.err().map(|e| e.exit_code()), Some(EXIT_ISSUER));
         assert_eq!(polls, 4);
@@ -328,21 +374,65 @@ mod tests {
     #[test]
     fn browser_choice_follows_flags_ssh_browser_and_display() {
         fn vars(set: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
-            move |name| set.iter().find(|(n, _)| *n == name).map(|(_, v)| OsString::from(v))
+            move |name| {
+                set.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
         }
-        let xdg = Launch::Run { program: "xdg-open".into(), args: vec![] };
-        assert_eq!(choose_launcher(true, vars(&[("DISPLAY", ":0")]), "linux"), Launch::Skip("--no-browser"));
-        assert_eq!(choose_launcher(false, vars(&[("DISPLAY", ":0"), ("SSH_TTY", "/dev/pts/1")]), "linux"), Launch::Skip("SSH session"));
-        assert_eq!(choose_launcher(false, vars(&[("SSH_CONNECTION", "1 2 3 4"), ("BROWSER", "b")]), "linux"), Launch::Skip("SSH session"));
-        assert_eq!(choose_launcher(false, vars(&[]), "linux"), Launch::Skip("no display"));
-        assert_eq!(choose_launcher(false, vars(&[("DISPLAY", "")]), "linux"), Launch::Skip("no display"));
-        assert_eq!(choose_launcher(false, vars(&[("WAYLAND_DISPLAY", "wayland-0")]), "linux"), xdg);
+        let xdg = Launch::Run {
+            program: "xdg-open".into(),
+            args: vec![],
+        };
+        assert_eq!(
+            choose_launcher(true, vars(&[("DISPLAY", ":0")]), "linux"),
+            Launch::Skip("--no-browser")
+        );
+        assert_eq!(
+            choose_launcher(
+                false,
+                vars(&[("DISPLAY", ":0"), ("SSH_TTY", "/dev/pts/1")]),
+                "linux"
+            ),
+            Launch::Skip("SSH session")
+        );
+        assert_eq!(
+            choose_launcher(
+                false,
+                vars(&[("SSH_CONNECTION", "1 2 3 4"), ("BROWSER", "b")]),
+                "linux"
+            ),
+            Launch::Skip("SSH session")
+        );
+        assert_eq!(
+            choose_launcher(false, vars(&[]), "linux"),
+            Launch::Skip("no display")
+        );
+        assert_eq!(
+            choose_launcher(false, vars(&[("DISPLAY", "")]), "linux"),
+            Launch::Skip("no display")
+        );
+        assert_eq!(
+            choose_launcher(false, vars(&[("WAYLAND_DISPLAY", "wayland-0")]), "linux"),
+            xdg
+        );
         assert_eq!(
             choose_launcher(false, vars(&[("BROWSER", "/usr/bin/w3m")]), "linux"),
-            Launch::Run { program: "/usr/bin/w3m".into(), args: vec![] }
+            Launch::Run {
+                program: "/usr/bin/w3m".into(),
+                args: vec![]
+            }
         );
-        assert_eq!(choose_launcher(false, vars(&[]), "macos"), Launch::Run { program: "open".into(), args: vec![] });
-        assert!(matches!(choose_launcher(false, vars(&[]), "windows"), Launch::Run { program, .. } if program == "cmd"));
+        assert_eq!(
+            choose_launcher(false, vars(&[]), "macos"),
+            Launch::Run {
+                program: "open".into(),
+                args: vec![]
+            }
+        );
+        assert!(
+            matches!(choose_launcher(false, vars(&[]), "windows"), Launch::Run { program, .. } if program == "cmd")
+        );
     }
 
     #[test]
@@ -351,7 +441,8 @@ mod tests {
             device_code: "DC-secret".to_owned(),
             user_code: "WDJB-MJHT".to_owned(),
             verification_uri: "https://issuer/device".to_owned(),
-            verification_uri_complete: "https://issuer/device?user_code=WDJB-MJHT\u{1b}[2J".to_owned(),
+            verification_uri_complete: "https://issuer/device?user_code=WDJB-MJHT\u{1b}[2J"
+                .to_owned(),
             expires_in: 600,
             interval: 5,
         };

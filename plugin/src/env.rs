@@ -30,15 +30,16 @@ pub(crate) const WAYLAND_DISPLAY: &str = "WAYLAND_DISPLAY";
 
 /// Read by the `directories` crate, not by the plugin directly: the base of the file token
 /// cache (`$XDG_CACHE_HOME/kubectl-credential/tokens`) when it is an absolute path.
-#[expect(dead_code, reason = "read by the directories crate; listed so that every variable is documented here")]
+#[expect(
+    dead_code,
+    reason = "read by the directories crate; listed so that every variable is documented here"
+)]
 pub(crate) const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 
 /// Read by the `directories` crate: the cache falls back to `$HOME/.cache` on Linux
 /// (`~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows).
-#[expect(dead_code, reason = "read by the directories crate; listed so that every variable is documented here")]
+#[expect(
+    dead_code,
+    reason = "read by the directories crate; listed so that every variable is documented here"
+)]
 pub(crate) const HOME: &str = "HOME";
-
-/// Whether `name` is set to a non-empty value.
-pub(crate) fn is_set(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| !v.is_empty())
-}

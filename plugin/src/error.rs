@@ -44,7 +44,7 @@ pub(crate) enum Error {
     /// `KUBERNETES_EXEC_INFO` is not UTF-8.
     #[error("KUBERNETES_EXEC_INFO is not valid UTF-8")]
     ExecInfoNotUnicode,
-    /// `KUBERNETES_EXEC_INFO` is not an ExecCredential request.
+    /// `KUBERNETES_EXEC_INFO` is not an `ExecCredential` request.
     #[error("KUBERNETES_EXEC_INFO is not a valid ExecCredential request")]
     ExecInfoInvalid(#[source] serde_json::Error),
     /// kubectl speaks a protocol version this plugin does not.
@@ -99,9 +99,9 @@ impl Error {
     /// The process exit code for this error; see the table in the module documentation.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Self::ExecInfoNotUnicode | Self::ExecInfoInvalid(_) | Self::UnsupportedApiVersion(_) => {
-                EXIT_USAGE
-            }
+            Self::ExecInfoNotUnicode
+            | Self::ExecInfoInvalid(_)
+            | Self::UnsupportedApiVersion(_) => EXIT_USAGE,
             Self::LoginRequired { .. } => EXIT_LOGIN_REQUIRED,
             Self::AccessDenied | Self::CodeExpired => EXIT_LOGIN_REFUSED,
             Self::MalformedToken { .. } | Self::RevokeFailed(_) => EXIT_ISSUER,
@@ -195,7 +195,10 @@ mod tests {
     #[test]
     fn exit_codes_of_each_class() {
         assert_eq!(EXIT_OK, 0);
-        assert_eq!(Error::UnsupportedApiVersion("v2".into()).exit_code(), EXIT_USAGE);
+        assert_eq!(
+            Error::UnsupportedApiVersion("v2".into()).exit_code(),
+            EXIT_USAGE
+        );
         assert_eq!(Error::AccessDenied.exit_code(), EXIT_LOGIN_REFUSED);
         assert_eq!(Error::CodeExpired.exit_code(), EXIT_LOGIN_REFUSED);
         assert_eq!(
@@ -207,25 +210,34 @@ mod tests {
             .exit_code(),
             EXIT_LOGIN_REQUIRED
         );
-        let keyring = Error::Cache(CacheError::KeyringUnavailable(keyring::Error::NoStorageAccess(
-            "locked".into(),
-        )));
+        let keyring = Error::Cache(CacheError::KeyringUnavailable(
+            keyring::Error::NoStorageAccess("locked".into()),
+        ));
         assert_eq!(keyring.exit_code(), EXIT_CACHE);
         assert_eq!(
-            Error::Issuer(IssuerError::CaEmpty { path: "ca.pem".into() }).exit_code(),
+            Error::Issuer(IssuerError::CaEmpty {
+                path: "ca.pem".into()
+            })
+            .exit_code(),
             EXIT_USAGE
         );
     }
 
     #[test]
     fn report_chains_causes_once_and_adds_the_hint() {
-        let err = Error::Cache(CacheError::KeyringUnavailable(keyring::Error::NoStorageAccess(
-            "collection is locked".into(),
-        )));
+        let err = Error::Cache(CacheError::KeyringUnavailable(
+            keyring::Error::NoStorageAccess("collection is locked".into()),
+        ));
         let text = report(&err);
         assert_eq!(text.matches("collection is locked").count(), 1, "{text}");
-        assert!(text.starts_with("the OS keyring is unavailable: "), "{text}");
-        assert!(text.contains("\nhint: unlock it, or use `--token-cache=file`"), "{text}");
+        assert!(
+            text.starts_with("the OS keyring is unavailable: "),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nhint: unlock it, or use `--token-cache=file`"),
+            "{text}"
+        );
         assert!(report(&oauth(OAuthErrorCode::InvalidScope)).contains("invalid_scope: because"));
     }
 
@@ -234,7 +246,9 @@ mod tests {
         let err = Error::LoginRequired {
             cluster: "prod".into(),
             issuer: "https://issuer.example:8443".into(),
-            login_command: "kubectl credential login --issuer https://issuer.example:8443 --cluster prod".into(),
+            login_command:
+                "kubectl credential login --issuer https://issuer.example:8443 --cluster prod"
+                    .into(),
         };
         assert_eq!(
             report(&err),

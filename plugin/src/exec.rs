@@ -1,4 +1,4 @@
-//! The ExecCredential exchange with kubectl: reading `KUBERNETES_EXEC_INFO`, and writing the one
+//! The `ExecCredential` exchange with kubectl: reading `KUBERNETES_EXEC_INFO`, and writing the one
 //! JSON document the plugin ever prints on stdout.
 
 use std::ffi::OsStr;
@@ -47,7 +47,8 @@ pub(crate) fn parse_exec_info(
             cluster: None,
         });
     };
-    let request: ExecCredentialRequest = serde_json::from_str(raw).map_err(Error::ExecInfoInvalid)?;
+    let request: ExecCredentialRequest =
+        serde_json::from_str(raw).map_err(Error::ExecInfoInvalid)?;
     let version = ApiVersion::parse(&request.api_version)
         .ok_or_else(|| Error::UnsupportedApiVersion(request.api_version.clone()))?;
     Ok(ExecInfo {
@@ -57,7 +58,7 @@ pub(crate) fn parse_exec_info(
     })
 }
 
-/// Writes the ExecCredential for `entry` to `out`: the token, and as expiry the moment the
+/// Writes the `ExecCredential` for `entry` to `out`: the token, and as expiry the moment the
 /// plugin would stop handing it out (its expiry minus the safety margin), so that kubectl comes
 /// back for a new one in time.
 pub(crate) fn write_credential(
@@ -70,10 +71,12 @@ pub(crate) fn write_credential(
     let doc = ExecCredential::new(version, entry.access_token.expose(), &expiration);
     let mut json = serde_json::to_vec(&doc).map_err(|e| Error::Stdout(e.into()))?;
     json.push(b'\n');
-    out.write_all(&json).and_then(|()| out.flush()).map_err(Error::Stdout)
+    out.write_all(&json)
+        .and_then(|()| out.flush())
+        .map_err(Error::Stdout)
 }
 
-/// Writes the ExecCredential to the process's stdout. The only place that touches stdout.
+/// Writes the `ExecCredential` to the process's stdout. The only place that touches stdout.
 pub(crate) fn print_credential(version: ApiVersion, entry: &Entry) -> Result<(), Error> {
     write_credential(&mut std::io::stdout().lock(), version, entry)
 }
@@ -117,7 +120,9 @@ mod tests {
     #[test]
     fn unsupported_version_and_garbage_are_usage_errors() {
         let err = parse(
-            Some(r#"{"apiVersion":"client.authentication.k8s.io/v1alpha1","kind":"ExecCredential"}"#),
+            Some(
+                r#"{"apiVersion":"client.authentication.k8s.io/v1alpha1","kind":"ExecCredential"}"#,
+            ),
             false,
         )
         .err();

@@ -133,7 +133,7 @@ fn redirect_note(status: u16) -> &'static str {
 
 fn describe(error: &OAuthError) -> String {
     match &error.error_description {
-        Some(d) if !d.is_empty() => format!(": {}", crate::device_flow::printable(d)),
+        Some(d) if !d.is_empty() => format!(": {}", crate::term::printable(d)),
         _ => String::new(),
     }
 }
@@ -230,16 +230,25 @@ impl IssuerClient {
         self.issuer.as_str()
     }
 
+    /// Whether the issuer is a plain-http loopback URL (development only).
+    pub(crate) fn issuer_is_http(&self) -> bool {
+        self.issuer.is_http()
+    }
+
     /// Fetches the discovery document, checks that it names this issuer, and picks the endpoints.
     pub(crate) fn discover(&self) -> Result<Endpoints, IssuerError> {
         let url = format!("{}{PATH_DISCOVERY}", self.issuer);
-        let result = self.agent.get(&url).set("Accept", "application/json").call();
+        let result = self
+            .agent
+            .get(&url)
+            .set("Accept", "application/json")
+            .call();
         let doc: DiscoveryDocument = self.read_json(&url, result)?;
         if normalize_issuer(&doc.issuer).ok().as_ref() != Some(&self.issuer) {
             return Err(IssuerError::IssuerMismatch {
                 issuer: self.issuer().to_owned(),
                 url,
-                found: crate::device_flow::printable(&doc.issuer).into_owned(),
+                found: crate::term::printable(&doc.issuer).into_owned(),
             });
         }
         let default = |path: &str| format!("{}{path}", self.issuer);
@@ -249,8 +258,10 @@ impl IssuerClient {
                     .unwrap_or_else(|| default(PATH_DEVICE_AUTHORIZATION)),
             )?,
             token: self.check_endpoint(doc.token_endpoint)?,
-            revocation: self
-                .check_endpoint(doc.revocation_endpoint.unwrap_or_else(|| default(PATH_REVOKE)))?,
+            revocation: self.check_endpoint(
+                doc.revocation_endpoint
+                    .unwrap_or_else(|| default(PATH_REVOKE)),
+            )?,
         })
     }
 
@@ -320,7 +331,11 @@ impl IssuerClient {
         self.check_status(url, result).map(drop)
     }
 
-    fn post_form<T: DeserializeOwned>(&self, url: &str, form: &impl Serialize) -> Result<T, IssuerError> {
+    fn post_form<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &impl Serialize,
+    ) -> Result<T, IssuerError> {
         let result = self.send_form(url, form)?;
         self.read_json(url, result)
     }
@@ -345,11 +360,13 @@ impl IssuerClient {
         result: Result<ureq::Response, ureq::Error>,
     ) -> Result<T, IssuerError> {
         let response = self.check_status(url, result)?;
-        response.into_json().map_err(|source| IssuerError::Malformed {
-            issuer: self.issuer().to_owned(),
-            url: url.to_owned(),
-            source,
-        })
+        response
+            .into_json()
+            .map_err(|source| IssuerError::Malformed {
+                issuer: self.issuer().to_owned(),
+                url: url.to_owned(),
+                source,
+            })
     }
 
     /// Sorts a response into success (2xx), an OAuth error (a JSON error body on 400 or 401),
@@ -399,7 +416,7 @@ impl IssuerClient {
         } else {
             Err(IssuerError::BadEndpoint {
                 issuer: self.issuer().to_owned(),
-                endpoint: crate::device_flow::printable(&endpoint).into_owned(),
+                endpoint: crate::term::printable(&endpoint).into_owned(),
             })
         }
     }
@@ -473,7 +490,9 @@ mod tests {
         let handle = thread::spawn(move || {
             let mut requests = Vec::new();
             for (status, body) in responses {
-                let Ok((stream, _)) = listener.accept() else { break };
+                let Ok((stream, _)) = listener.accept() else {
+                    break;
+                };
                 let mut reader = BufReader::new(stream);
                 let mut head = String::new();
                 let mut content_length = 0;
@@ -503,7 +522,10 @@ mod tests {
     }
 
     fn canned(responses: &[(u16, &str)]) -> impl FnOnce(&str) -> Vec<(u16, String)> {
-        let responses: Vec<_> = responses.iter().map(|(s, b)| (*s, (*b).to_owned())).collect();
+        let responses: Vec<_> = responses
+            .iter()
+            .map(|(s, b)| (*s, (*b).to_owned()))
+            .collect();
         move |_| responses
     }
 
@@ -524,20 +546,44 @@ mod tests {
     fn discovery_checks_the_issuer_and_falls_back_to_default_paths() {
         let (base, server) = serve(|base| {
             vec![
-                (200, format!(r#"{{"issuer":"{base}/","token_endpoint":"{base}/t","jwks_uri":"{base}/j","extra":1}}"#)),
-                (200, format!(r#"{{"issuer":"https://elsewhere.example","token_endpoint":"{base}/t","jwks_uri":"{base}/j"}}"#)),
-                (200, format!(r#"{{"issuer":"{base}","token_endpoint":"ftp://x/t","jwks_uri":"{base}/j"}}"#)),
+                (
+                    200,
+                    format!(
+                        r#"{{"issuer":"{base}/","token_endpoint":"{base}/t","jwks_uri":"{base}/j","extra":1}}"#
+                    ),
+                ),
+                (
+                    200,
+                    format!(
+                        r#"{{"issuer":"https://elsewhere.example","token_endpoint":"{base}/t","jwks_uri":"{base}/j"}}"#
+                    ),
+                ),
+                (
+                    200,
+                    format!(
+                        r#"{{"issuer":"{base}","token_endpoint":"ftp://x/t","jwks_uri":"{base}/j"}}"#
+                    ),
+                ),
             ]
         });
         let c = client(&base);
         let ep = c.discover().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ep.token, format!("{base}/t"));
-        assert_eq!(ep.device_authorization, format!("{base}/oauth/device_authorization"));
+        assert_eq!(
+            ep.device_authorization,
+            format!("{base}/oauth/device_authorization")
+        );
         assert_eq!(ep.revocation, format!("{base}/oauth/revoke"));
         let err = c.discover().err();
-        assert!(matches!(err, Some(IssuerError::IssuerMismatch { .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(IssuerError::IssuerMismatch { .. })),
+            "{err:?}"
+        );
         let err = c.discover().err();
-        assert!(matches!(err, Some(IssuerError::BadEndpoint { .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(IssuerError::BadEndpoint { .. })),
+            "{err:?}"
+        );
         let requests = server.join().unwrap_or_default();
         assert!(requests[0].starts_with("GET /.well-known/openid-configuration "));
     }
@@ -555,24 +601,45 @@ mod tests {
         let ep = endpoints(&base);
         let code = Secret::new("DC".to_owned());
         let err = c.poll_device(&ep, "kubectl-credential", &code).err();
-        assert_eq!(err.as_ref().and_then(IssuerError::oauth_code), Some(OAuthErrorCode::AuthorizationPending));
+        assert_eq!(
+            err.as_ref().and_then(IssuerError::oauth_code),
+            Some(OAuthErrorCode::AuthorizationPending)
+        );
         let err = c.poll_device(&ep, "kubectl-credential", &code).err();
-        assert_eq!(err.as_ref().and_then(IssuerError::oauth_code), Some(OAuthErrorCode::SlowDown));
+        assert_eq!(
+            err.as_ref().and_then(IssuerError::oauth_code),
+            Some(OAuthErrorCode::SlowDown)
+        );
         let err = c.poll_device(&ep, "kubectl-credential", &code).err();
-        assert!(matches!(&err, Some(e @ IssuerError::Status { status: 503, .. }) if e.is_transient()));
+        assert!(
+            matches!(&err, Some(e @ IssuerError::Status { status: 503, .. }) if e.is_transient())
+        );
         let err = c.poll_device(&ep, "kubectl-credential", &code).err();
-        assert!(matches!(err, Some(IssuerError::Status { status: 302, .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(IssuerError::Status { status: 302, .. })),
+            "{err:?}"
+        );
         let err = c.poll_device(&ep, "kubectl-credential", &code).err();
-        assert!(matches!(err, Some(IssuerError::Malformed { .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(IssuerError::Malformed { .. })),
+            "{err:?}"
+        );
         let requests = server.join().unwrap_or_default();
-        assert!(requests[0].starts_with("POST /oauth/token "), "{}", requests[0]);
+        assert!(
+            requests[0].starts_with("POST /oauth/token "),
+            "{}",
+            requests[0]
+        );
         assert!(requests[0].ends_with(
             "\r\n\r\ngrant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=kubectl-credential&device_code=DC"
         ), "{}", requests[0]);
 
         // Nothing listens any more: a transport error, exit code 4, not TLS.
         let err = c.poll_device(&ep, "kubectl-credential", &code).err();
-        assert!(matches!(&err, Some(IssuerError::Unreachable { tls: false, .. })), "{err:?}");
+        assert!(
+            matches!(&err, Some(IssuerError::Unreachable { tls: false, .. })),
+            "{err:?}"
+        );
         assert_eq!(err.map(|e| e.exit_code()), Some(EXIT_ISSUER));
     }
 
@@ -580,13 +647,21 @@ mod tests {
     fn revocation_sends_the_refresh_token_with_its_hint() {
         let (base, server) = serve(canned(&[(200, "")]));
         client(&base)
-            .revoke(&endpoints(&base), "kubectl-credential", &Secret::new("RT 1".to_owned()))
+            .revoke(
+                &endpoints(&base),
+                "kubectl-credential",
+                &Secret::new("RT 1".to_owned()),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         let requests = server.join().unwrap_or_default();
         assert!(requests[0].starts_with("POST /oauth/revoke "));
-        assert!(requests[0].ends_with(
-            "\r\n\r\ntoken=RT+1&token_type_hint=refresh_token&client_id=kubectl-credential"
-        ), "{}", requests[0]);
+        assert!(
+            requests[0].ends_with(
+                "\r\n\r\ntoken=RT+1&token_type_hint=refresh_token&client_id=kubectl-credential"
+            ),
+            "{}",
+            requests[0]
+        );
     }
 
     #[test]
@@ -614,8 +689,14 @@ mod tests {
         let issuer = normalize_issuer(&format!("https://{addr}")).unwrap_or_else(|e| panic!("{e}"));
         let c = IssuerClient::new(&issuer, None).unwrap_or_else(|e| panic!("{e}"));
         let err = c.discover().err();
-        assert!(matches!(&err, Some(IssuerError::Unreachable { tls: true, .. })), "{err:?}");
-        assert!(err.as_ref().and_then(IssuerError::hint).is_some_and(|h| h.contains("--issuer-ca")));
+        assert!(
+            matches!(&err, Some(IssuerError::Unreachable { tls: true, .. })),
+            "{err:?}"
+        );
+        assert!(err
+            .as_ref()
+            .and_then(IssuerError::hint)
+            .is_some_and(|h| h.contains("--issuer-ca")));
         let _ = server.join();
     }
 }

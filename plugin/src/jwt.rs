@@ -70,10 +70,16 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_malformed_tokens() {
-        assert!(matches!(decode_claims("opaque-token"), Err(JwtError::Shape)));
+        assert!(matches!(
+            decode_claims("opaque-token"),
+            Err(JwtError::Shape)
+        ));
         assert!(matches!(decode_claims("a.b.c.d"), Err(JwtError::Shape)));
         assert!(matches!(decode_claims("a.!!!.c"), Err(JwtError::Base64(_))));
         let not_claims = format!("a.{}.c", URL_SAFE_NO_PAD.encode(b"{\"sub\":1}"));
-        assert!(matches!(decode_claims(&not_claims), Err(JwtError::Claims(_))));
+        assert!(matches!(
+            decode_claims(&not_claims),
+            Err(JwtError::Claims(_))
+        ));
     }
 }

@@ -11,6 +11,7 @@ mod exec;
 mod issuer;
 mod jwt;
 mod secret;
+mod term;
 
 use std::process::ExitCode;
 

@@ -1,1 +1,19 @@
-//! placeholder
+//! End-to-end tests: a person logs in with `kubectl-credential` through the issuer's pages, and a
+//! real kube-apiserver accepts (or forbids) what kubectl then does with the issued tokens.
+//!
+//! One test binary with one module per story, sharing one [`world::World`] (issuer + control
+//! plane): the API server's OIDC issuer is fixed at its start, and starting it costs seconds.
+//! Tests run in parallel threads, so each creates its own uniquely named people and machines.
+//! Run everything with `bash tests/run.sh`; it installs and builds what these tests need.
+
+mod world;
+
+mod denial;
+mod device_flow;
+mod disabled_user;
+mod exec_versions;
+mod keyring;
+mod logout;
+mod pages;
+mod refresh;
+mod refresh_reuse;

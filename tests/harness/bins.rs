@@ -6,6 +6,9 @@
 //! executable: `target/<profile>/deps/e2e-HASH` sits below `target/<profile>/`.
 
 use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::process;
 
@@ -30,12 +33,40 @@ pub fn kubectl() -> PathBuf {
     process::require("kubectl", "apt-get install kubernetes-client")
 }
 
+/// kubectl's client minor version (`32` for 1.32), or `None` if kubectl does not say.
+#[must_use]
+pub fn kubectl_minor_version() -> Option<u32> {
+    static MINOR: OnceLock<Option<u32>> = OnceLock::new();
+    *MINOR.get_or_init(|| {
+        let out = process::run(
+            Command::new(kubectl()).args(["version", "--client", "-o", "json"]),
+            None,
+            Duration::from_secs(30),
+        );
+        let doc: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+        // "32", or "32+" for vendor builds.
+        let minor = doc["clientVersion"]["minor"].as_str()?;
+        minor.trim_end_matches('+').parse().ok()
+    })
+}
+
+/// Whether kubectl speaks the exec credential protocol `client.authentication.k8s.io/v1`
+/// (kubectl 1.22 and later). Debian 12's own `kubernetes-client` is 1.20 and speaks only
+/// v1beta1; the kubectl most machines here have is newer.
+#[must_use]
+pub fn kubectl_speaks_exec_v1() -> bool {
+    kubectl_minor_version().is_none_or(|minor| minor >= 22)
+}
+
 /// The directory holding the workspace's binaries for the profile this test was built with.
 #[track_caller]
 #[must_use]
 pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("cannot locate the test executable: {e}"));
-    let dir = exe.parent().unwrap_or_else(|| panic!("{} has no parent directory", exe.display()));
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|e| panic!("cannot locate the test executable: {e}"));
+    let dir = exe
+        .parent()
+        .unwrap_or_else(|| panic!("{} has no parent directory", exe.display()));
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir.parent().unwrap_or(dir).to_owned()
     } else {
@@ -60,7 +91,16 @@ mod tests {
     fn profile_dir_is_where_cargo_puts_binaries() {
         let dir = super::profile_dir();
         // target/debug or target/release (or a custom profile), never target/debug/deps.
-        assert_ne!(dir.file_name().and_then(|n| n.to_str()), Some("deps"), "{}", dir.display());
-        assert!(dir.join("deps").is_dir(), "{} has no deps/ directory", dir.display());
+        assert_ne!(
+            dir.file_name().and_then(|n| n.to_str()),
+            Some("deps"),
+            "{}",
+            dir.display()
+        );
+        assert!(
+            dir.join("deps").is_dir(),
+            "{} has no deps/ directory",
+            dir.display()
+        );
     }
 }

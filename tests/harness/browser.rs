@@ -54,7 +54,10 @@ impl Browser {
     #[track_caller]
     #[must_use]
     pub fn new(issuer_url: &str, ca_file: &Path) -> Self {
-        Self { agent: http::agent(ca_file), base: issuer_url.trim_end_matches('/').to_owned() }
+        Self {
+            agent: http::agent(ca_file),
+            base: issuer_url.trim_end_matches('/').to_owned(),
+        }
     }
 
     /// `GET path` (relative to the issuer), whatever the status.
@@ -62,7 +65,8 @@ impl Browser {
     #[must_use]
     pub fn get(&self, path: &str) -> Page {
         let url = format!("{}{path}", self.base);
-        http::response(self.agent.get(&url).call()).unwrap_or_else(|e| panic!("browser: GET {url}: {e}"))
+        http::response(self.agent.get(&url).call())
+            .unwrap_or_else(|e| panic!("browser: GET {url}: {e}"))
     }
 
     /// Submits a form: `POST path` with `fields`, whatever the status. Sends `Origin` like a
@@ -71,8 +75,13 @@ impl Browser {
     #[must_use]
     pub fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let url = format!("{}{path}", self.base);
-        http::response(self.agent.post(&url).set("Origin", &self.base).send_form(fields))
-            .unwrap_or_else(|e| panic!("browser: POST {url}: {e}"))
+        http::response(
+            self.agent
+                .post(&url)
+                .set("Origin", &self.base)
+                .send_form(fields),
+        )
+        .unwrap_or_else(|e| panic!("browser: POST {url}: {e}"))
     }
 
     /// Opens `/device?user_code=CODE` and submits the code, as a person following the link
@@ -82,27 +91,52 @@ impl Browser {
     pub fn enter_user_code(&self, user_code: &str) -> Page {
         let form = self.get(&format!("/device?user_code={user_code}"));
         assert_eq!(form.status, 200, "the device page did not open: {form:?}");
-        assert!(form.body.contains(r#"action="/device""#), "the device page has no form posting to /device:\n{}", form.body);
+        assert!(
+            form.body.contains(r#"action="/device""#),
+            "the device page has no form posting to /device:\n{}",
+            form.body
+        );
         let csrf = csrf_token(&form);
-        self.post("/device", &[("user_code", user_code), ("csrf_token", &csrf)])
+        self.post(
+            "/device",
+            &[("user_code", user_code), ("csrf_token", &csrf)],
+        )
     }
 
     /// Fills in the login form on `login` (a page at `/login`) and submits it.
     #[track_caller]
     #[must_use]
     pub fn sign_in(&self, login: &Page, username: &str, password: &str) -> Page {
-        assert_eq!(path_of(login), "/login", "expected the login page, got {login:?}");
+        assert_eq!(
+            path_of(login),
+            "/login",
+            "expected the login page, got {login:?}"
+        );
         let csrf = csrf_token(login);
-        self.post("/login", &[("username", username), ("password", password), ("csrf_token", &csrf)])
+        self.post(
+            "/login",
+            &[
+                ("username", username),
+                ("password", password),
+                ("csrf_token", &csrf),
+            ],
+        )
     }
 
     /// Presses approve or deny on `consent` (a page at `/consent`).
     #[track_caller]
     #[must_use]
     pub fn answer(&self, consent: &Page, answer: Answer) -> Page {
-        assert_eq!(path_of(consent), "/consent", "expected the consent page, got {consent:?}");
+        assert_eq!(
+            path_of(consent),
+            "/consent",
+            "expected the consent page, got {consent:?}"
+        );
         let csrf = csrf_token(consent);
-        self.post("/consent", &[("action", answer.action()), ("csrf_token", &csrf)])
+        self.post(
+            "/consent",
+            &[("action", answer.action()), ("csrf_token", &csrf)],
+        )
     }
 
     /// From user code to consent page: enters the code, signs in if asked to. Fails the test if
@@ -111,12 +145,22 @@ impl Browser {
     #[must_use]
     pub fn reach_consent(&self, user_code: &str, username: &str, password: &str) -> Page {
         let mut page = self.enter_user_code(user_code);
-        assert_eq!(page.status, 200, "submitting user code {user_code} failed: {page:?}");
+        assert_eq!(
+            page.status, 200,
+            "submitting user code {user_code} failed: {page:?}"
+        );
         if path_of(&page) == "/login" {
             page = self.sign_in(&page, username, password);
-            assert_eq!(page.status, 200, "signing in as {username} failed: {page:?}");
+            assert_eq!(
+                page.status, 200,
+                "signing in as {username} failed: {page:?}"
+            );
         }
-        assert_eq!(path_of(&page), "/consent", "expected the consent page after signing in, got {page:?}");
+        assert_eq!(
+            path_of(&page),
+            "/consent",
+            "expected the consent page after signing in, got {page:?}"
+        );
         page
     }
 
@@ -151,15 +195,21 @@ impl Browser {
 /// The path of the URL a page was served from.
 #[must_use]
 pub fn path_of(page: &Page) -> String {
-    url::Url::parse(&page.url).map(|u| u.path().to_owned()).unwrap_or_default()
+    url::Url::parse(&page.url)
+        .map(|u| u.path().to_owned())
+        .unwrap_or_default()
 }
 
 /// The value of the page's hidden `csrf_token` input; fails the test if there is none.
 #[track_caller]
 #[must_use]
 pub fn csrf_token(page: &Page) -> String {
-    find_csrf_token(&page.body)
-        .unwrap_or_else(|| panic!("no csrf_token input on {} (status {}):\n{}", page.url, page.status, page.body))
+    find_csrf_token(&page.body).unwrap_or_else(|| {
+        panic!(
+            "no csrf_token input on {} (status {}):\n{}",
+            page.url, page.status, page.body
+        )
+    })
 }
 
 /// Finds `name="csrf_token" value="..."` in `html`.

@@ -90,7 +90,11 @@ impl ControlPlane {
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
             .keep();
-        let keep = if std::env::var_os(KEEP_ENV).is_some() { "1" } else { "" };
+        let keep = if std::env::var_os(KEEP_ENV).is_some() {
+            "1"
+        } else {
+            ""
+        };
         // The reaper exists before anything is started, so even a crash during start cleans up.
         let reaper = Reaper::spawn(
             "the control plane",
@@ -99,7 +103,10 @@ impl ControlPlane {
         );
 
         let mut cmd = Command::new("bash");
-        cmd.arg(&script).arg("start").arg(&run_dir).env("KUBE_APISERVER_BIN", &apiserver);
+        cmd.arg(&script)
+            .arg("start")
+            .arg(&run_dir)
+            .env("KUBE_APISERVER_BIN", &apiserver);
         for var in OIDC_VARS {
             cmd.env_remove(var);
         }
@@ -117,8 +124,12 @@ impl ControlPlane {
         assert!(out.success(), "the control plane did not start: {out}");
 
         let env_file = run_dir.join("env");
-        let text = std::fs::read_to_string(&env_file)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}\n(script output: {out})", env_file.display()));
+        let text = std::fs::read_to_string(&env_file).unwrap_or_else(|e| {
+            panic!(
+                "cannot read {}: {e}\n(script output: {out})",
+                env_file.display()
+            )
+        });
         let env = parse_env(&text);
         let get = |key: &str| {
             env.get(key)
@@ -126,7 +137,10 @@ impl ControlPlane {
                 .unwrap_or_else(|| panic!("{} has no {key}:\n{text}", env_file.display()))
         };
         if !keep.is_empty() {
-            eprintln!("harness: control plane run directory (kept): {}", run_dir.display());
+            eprintln!(
+                "harness: control plane run directory (kept): {}",
+                run_dir.display()
+            );
         }
         Self {
             server: get("KUBE_APISERVER_URL"),
@@ -188,7 +202,8 @@ impl ControlPlane {
     /// the API server refuses it.
     #[track_caller]
     pub fn apply(&self, manifest: &str) {
-        self.kubectl_admin(&["apply", "-f", "-"], Some(manifest)).assert_success();
+        self.kubectl_admin(&["apply", "-f", "-"], Some(manifest))
+            .assert_success();
     }
 
     /// `GET path` on the API server with `Authorization: Bearer token`: the status and body.
@@ -198,8 +213,13 @@ impl ControlPlane {
     pub fn get_with_token(&self, path: &str, token: &str) -> http::Response {
         let agent = http::agent(&self.ca_file);
         let url = format!("{}{path}", self.server);
-        http::response(agent.get(&url).set("Authorization", &format!("Bearer {token}")).call())
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        http::response(
+            agent
+                .get(&url)
+                .set("Authorization", &format!("Bearer {token}"))
+                .call(),
+        )
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
 }
 
@@ -256,8 +276,13 @@ mod tests {
 
     #[test]
     fn parses_the_env_file() {
-        let env = parse_env("# comment\nKUBE_APISERVER_URL='https://127.0.0.1:6443'\nexport X='a b'\nEMPTY=''\n");
-        assert_eq!(env.get("KUBE_APISERVER_URL").map(String::as_str), Some("https://127.0.0.1:6443"));
+        let env = parse_env(
+            "# comment\nKUBE_APISERVER_URL='https://127.0.0.1:6443'\nexport X='a b'\nEMPTY=''\n",
+        );
+        assert_eq!(
+            env.get("KUBE_APISERVER_URL").map(String::as_str),
+            Some("https://127.0.0.1:6443")
+        );
         assert_eq!(env.get("X").map(String::as_str), Some("a b"));
         assert_eq!(env.get("EMPTY").map(String::as_str), Some(""));
     }
@@ -268,18 +293,28 @@ mod tests {
     fn control_plane_starts_serves_kubectl_and_stops() {
         let cp = ControlPlane::start_without_oidc();
         let out = cp.kubectl_admin(&["get", "namespaces", "-o", "name"], None);
-        out.assert_success().assert_stdout_contains("namespace/kube-system");
+        out.assert_success()
+            .assert_stdout_contains("namespace/kube-system");
         cp.apply(
             "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: selftest\nrules:\n- apiGroups: [\"\"]\n  resources: [namespaces]\n  verbs: [get, list]\n",
         );
-        cp.kubectl_admin(&["get", "clusterrole", "selftest"], None).assert_success();
+        cp.kubectl_admin(&["get", "clusterrole", "selftest"], None)
+            .assert_success();
         let anonymous = cp.get_with_token("/api", "not-a-token");
-        assert_eq!(anonymous.status, 401, "an unknown token must be refused: {anonymous:?}");
+        assert_eq!(
+            anonymous.status, 401,
+            "an unknown token must be refused: {anonymous:?}"
+        );
 
         let run_dir = cp.run_dir().to_owned();
         let pids: Vec<String> = ["etcd.pid", "kube-apiserver.pid"]
             .iter()
-            .map(|f| std::fs::read_to_string(run_dir.join(f)).unwrap_or_default().trim().to_owned())
+            .map(|f| {
+                std::fs::read_to_string(run_dir.join(f))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
             .collect();
         drop(cp);
         for pid in pids {

@@ -12,18 +12,27 @@ use std::time::Duration;
 #[track_caller]
 #[must_use]
 pub fn agent(ca_file: &Path) -> ureq::Agent {
-    let pem = std::fs::read(ca_file).unwrap_or_else(|e| panic!("cannot read CA file {}: {e}", ca_file.display()));
+    let pem = std::fs::read(ca_file)
+        .unwrap_or_else(|e| panic!("cannot read CA file {}: {e}", ca_file.display()));
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
         let cert = cert.unwrap_or_else(|e| panic!("bad PEM in {}: {e}", ca_file.display()));
-        roots.add(cert).unwrap_or_else(|e| panic!("bad certificate in {}: {e}", ca_file.display()));
+        roots
+            .add(cert)
+            .unwrap_or_else(|e| panic!("bad certificate in {}: {e}", ca_file.display()));
     }
-    assert!(!roots.is_empty(), "{} holds no certificate", ca_file.display());
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap_or_else(|e| panic!("rustls protocol versions: {e}"))
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    assert!(
+        !roots.is_empty(),
+        "{} holds no certificate",
+        ca_file.display()
+    );
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap_or_else(|e| panic!("rustls protocol versions: {e}"))
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     ureq::AgentBuilder::new()
         .tls_config(Arc::new(tls))
         .timeout(Duration::from_secs(30))
@@ -51,6 +60,8 @@ pub fn response(result: Result<ureq::Response, ureq::Error>) -> Result<Response,
     };
     let status = resp.status();
     let url = resp.get_url().to_owned();
-    let body = resp.into_string().map_err(|e| format!("cannot read the body from {url}: {e}"))?;
+    let body = resp
+        .into_string()
+        .map_err(|e| format!("cannot read the body from {url}: {e}"))?;
     Ok(Response { status, url, body })
 }

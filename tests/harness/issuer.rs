@@ -16,13 +16,13 @@ use std::time::Duration;
 use credential_issuer::config::{Config, FileCluster, FileConfig, Overrides};
 use credential_issuer::server::BackgroundIssuer;
 use credential_shared::oauth::{
-    DeviceAuthorizationResponse, OAuthError, OAuthErrorCode, TokenResponse, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
-    PATH_DEVICE_AUTHORIZATION, PATH_TOKEN, PLUGIN_CLIENT_ID,
+    DeviceAuthorizationResponse, OAuthError, OAuthErrorCode, TokenResponse, GRANT_DEVICE_CODE,
+    GRANT_REFRESH_TOKEN, PATH_DEVICE_AUTHORIZATION, PATH_TOKEN, PLUGIN_CLIENT_ID,
 };
 
 use crate::browser::Browser;
 use crate::http;
-use crate::process::{self, Outcome};
+use crate::process::{self, Outcome, Reaper};
 use crate::wait::{self, Check};
 
 /// How the issuer under test is configured.
@@ -55,7 +55,9 @@ pub struct Issuer {
     url: String,
     ca_file: PathBuf,
     data_dir: PathBuf,
-    _dir: tempfile::TempDir,
+    // Removes the temporary directory on drop, or when the test process exits without dropping
+    // (the e2e fixture is a `static`).
+    _cleanup: Reaper,
 }
 
 /// A refused token request: the HTTP status and the RFC 6749 error body.
@@ -86,10 +88,25 @@ impl Issuer {
         let dir = tempfile::Builder::new()
             .prefix("e2e-issuer.")
             .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
-        let data_dir = dir.path().join("data");
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
-        let port = listener.local_addr().unwrap_or_else(|e| panic!("listener address: {e}")).port();
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
+            .keep();
+        let keep = if std::env::var_os(crate::control_plane::KEEP_ENV).is_some() {
+            "1"
+        } else {
+            ""
+        };
+        let cleanup = Reaper::spawn(
+            "the issuer's data directory",
+            r#"[ -n "$2" ] || rm -rf "$1""#,
+            &[dir.as_os_str(), keep.as_ref()],
+        );
+        let data_dir = dir.join("data");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("listener address: {e}"))
+            .port();
 
         let file = FileConfig {
             clusters: options
@@ -111,14 +128,24 @@ impl Issuer {
             token_ttl: Some(options.token_ttl.clone()),
             ..Overrides::default()
         };
-        let config = Config::from_parts(file, &overrides, || None).unwrap_or_else(|e| panic!("issuer config: {e}"));
-        let server = BackgroundIssuer::spawn(listener, config).unwrap_or_else(|e| panic!("the issuer did not start: {e}"));
+        let config = Config::from_parts(file, &overrides, || None)
+            .unwrap_or_else(|e| panic!("issuer config: {e}"));
+        let server = BackgroundIssuer::spawn(listener, config)
+            .unwrap_or_else(|e| panic!("the issuer did not start: {e}"));
         let url = server.url().to_owned();
         let ca_file = server
             .ca_file()
-            .unwrap_or_else(|| panic!("the issuer generated no CA although no TLS files were configured"))
+            .unwrap_or_else(|| {
+                panic!("the issuer generated no CA although no TLS files were configured")
+            })
             .to_owned();
-        Self { _server: Mutex::new(server), url, ca_file, data_dir, _dir: dir }
+        Self {
+            _server: Mutex::new(server),
+            url,
+            ca_file,
+            data_dir,
+            _cleanup: cleanup,
+        }
     }
 
     /// `https://127.0.0.1:PORT`, the `iss` of its tokens.
@@ -159,7 +186,8 @@ impl Issuer {
         for group in groups {
             args.extend(["--group", group]);
         }
-        self.cli(&args, Some(&format!("{password}\n"))).assert_success();
+        self.cli(&args, Some(&format!("{password}\n")))
+            .assert_success();
     }
 
     /// `credential-issuer user disable NAME`.
@@ -172,7 +200,10 @@ impl Issuer {
     #[track_caller]
     #[must_use]
     pub fn list_users(&self) -> String {
-        self.cli(&["user", "list"], None).assert_success().stdout.clone()
+        self.cli(&["user", "list"], None)
+            .assert_success()
+            .stdout
+            .clone()
     }
 
     /// `credential-issuer keys rotate`.
@@ -201,9 +232,13 @@ impl Issuer {
     #[track_caller]
     #[must_use]
     pub fn device_authorization(&self, cluster: &str) -> DeviceAuthorizationResponse {
-        let resp = self.post_form(PATH_DEVICE_AUTHORIZATION, &[("client_id", PLUGIN_CLIENT_ID), ("cluster", cluster)]);
+        let resp = self.post_form(
+            PATH_DEVICE_AUTHORIZATION,
+            &[("client_id", PLUGIN_CLIENT_ID), ("cluster", cluster)],
+        );
         assert_eq!(resp.status, 200, "device authorization refused: {resp:?}");
-        serde_json::from_str(&resp.body).unwrap_or_else(|e| panic!("bad device authorization response ({e}): {}", resp.body))
+        serde_json::from_str(&resp.body)
+            .unwrap_or_else(|e| panic!("bad device authorization response ({e}): {}", resp.body))
     }
 
     /// One token request with `fields`: the tokens, or the refusal.
@@ -211,9 +246,14 @@ impl Issuer {
     pub fn token_request(&self, fields: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
         let resp = self.post_form(PATH_TOKEN, fields);
         if resp.status == 200 {
-            Ok(serde_json::from_str(&resp.body).unwrap_or_else(|e| panic!("bad token response ({e}): {}", resp.body)))
+            Ok(serde_json::from_str(&resp.body)
+                .unwrap_or_else(|e| panic!("bad token response ({e}): {}", resp.body)))
         } else {
-            Err(TokenError { status: resp.status, error: serde_json::from_str(&resp.body).ok(), body: resp.body })
+            Err(TokenError {
+                status: resp.status,
+                error: serde_json::from_str(&resp.body).ok(),
+                body: resp.body,
+            })
         }
     }
 
@@ -234,7 +274,9 @@ impl Issuer {
     #[must_use]
     pub fn login_over_http(&self, cluster: &str, username: &str, password: &str) -> TokenResponse {
         let device = self.device_authorization(cluster);
-        let _ = self.browser().approve(&device.user_code, username, password);
+        let _ = self
+            .browser()
+            .approve(&device.user_code, username, password);
         let fields = [
             ("grant_type", GRANT_DEVICE_CODE),
             ("client_id", PLUGIN_CLIENT_ID),
@@ -242,15 +284,23 @@ impl Issuer {
         ];
         // Polling faster than the announced interval would earn `slow_down` (RFC 8628 3.5).
         let interval = Duration::from_secs(device.interval.max(1));
-        wait::every("the token endpoint hands out the approved tokens", Duration::from_secs(30), interval, || {
-            match self.token_request(&fields) {
+        wait::every(
+            "the token endpoint hands out the approved tokens",
+            Duration::from_secs(30),
+            interval,
+            || match self.token_request(&fields) {
                 Ok(tokens) => Check::Done(tokens),
-                Err(e) if matches!(e.code(), Some(OAuthErrorCode::AuthorizationPending | OAuthErrorCode::SlowDown)) => {
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some(OAuthErrorCode::AuthorizationPending | OAuthErrorCode::SlowDown)
+                    ) =>
+                {
                     Check::Retry(e.body)
                 }
                 Err(e) => Check::Fail(format!("status {}: {}", e.status, e.body)),
-            }
-        })
+            },
+        )
         .unwrap_or_else(|e| panic!("{e}"))
     }
 }

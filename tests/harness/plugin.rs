@@ -91,7 +91,10 @@ impl PluginArgs {
     /// The same arguments with another token cache.
     #[must_use]
     pub fn with_token_cache(&self, token_cache: TokenCache) -> Self {
-        Self { token_cache, ..self.clone() }
+        Self {
+            token_cache,
+            ..self.clone()
+        }
     }
 }
 
@@ -128,15 +131,30 @@ impl UserEnv {
             .prefix("e2e-user.")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
-        let env = Self { dir, session_bus: None };
-        for d in [env.home(), env.cache_home(), env.config_home(), env.data_home()] {
-            std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("cannot create {}: {e}", d.display()));
+        let env = Self {
+            dir,
+            session_bus: None,
+        };
+        for d in [
+            env.home(),
+            env.cache_home(),
+            env.config_home(),
+            env.data_home(),
+        ] {
+            std::fs::create_dir_all(&d)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", d.display()));
         }
         // Records its argument and "succeeds", like a browser that opened the page.
         let script = env.browser_script();
         let marker = env.browser_marker();
-        std::fs::write(&script, format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n", marker.display()))
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", script.display()));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n",
+                marker.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", script.display()));
         set_mode(&script, 0o755);
         env
     }
@@ -205,9 +223,12 @@ impl UserEnv {
             // so nothing can reach the developer's real keyring by accident.
             .env(
                 "DBUS_SESSION_BUS_ADDRESS",
-                self.session_bus
-                    .clone()
-                    .unwrap_or_else(|| format!("unix:path={}", self.dir.path().join("no-session-bus").display())),
+                self.session_bus.clone().unwrap_or_else(|| {
+                    format!(
+                        "unix:path={}",
+                        self.dir.path().join("no-session-bus").display()
+                    )
+                }),
             );
         cmd
     }
@@ -279,8 +300,10 @@ impl UserEnv {
         });
         // kubectl reads JSON kubeconfigs (JSON is YAML), and JSON needs no quoting rules.
         let path = self.dir.path().join(file_name);
-        let text = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| panic!("kubeconfig JSON: {e}"));
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        let text =
+            serde_json::to_string_pretty(&doc).unwrap_or_else(|e| panic!("kubeconfig JSON: {e}"));
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         set_mode(&path, 0o600);
         path
     }
@@ -324,12 +347,25 @@ impl UserEnv {
     #[must_use]
     pub fn cached_token(&self) -> CachedToken {
         let files = self.token_files();
-        assert_eq!(files.len(), 1, "expected exactly one token file in {}, found {files:?}", self.token_dir().display());
+        assert_eq!(
+            files.len(),
+            1,
+            "expected exactly one token file in {}, found {files:?}",
+            self.token_dir().display()
+        );
         let path = &files[0];
         let mode = file_mode(path);
-        assert_eq!(mode & 0o777, 0o600, "{} has mode {:o}; a token file must be private", path.display(), mode & 0o777);
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not a token cache file ({e})", path.display()))
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "{} has mode {:o}; a token file must be private",
+            path.display(),
+            mode & 0o777
+        );
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not a token cache file ({e})", path.display()))
     }
 
     /// Every file under this machine's home, caches and configuration whose bytes contain
@@ -339,7 +375,9 @@ impl UserEnv {
         let mut found = Vec::new();
         let mut todo = vec![self.dir.path().to_owned()];
         while let Some(dir) = todo.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.filter_map(Result::ok) {
                 let path = entry.path();
                 match entry.file_type() {
@@ -366,7 +404,10 @@ fn set_mode(path: &Path, mode: u32) {
 
 fn file_mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).map_or_else(|e| panic!("cannot stat {}: {e}", path.display()), |m| m.permissions().mode())
+    std::fs::metadata(path).map_or_else(
+        |e| panic!("cannot stat {}: {e}", path.display()),
+        |m| m.permissions().mode(),
+    )
 }
 
 /// The plugin's token cache file (`{"v":1,"access_token":..,...}`), as the tests read it.
@@ -417,14 +458,21 @@ pub struct LoginProcess {
     stderr: Arc<Mutex<String>>,
     stderr_done: mpsc::Receiver<()>,
     stdout: Option<process::Collector>,
+    started: Instant,
 }
 
 impl LoginProcess {
     #[track_caller]
     fn start(mut cmd: Command, code_timeout: Duration) -> Self {
         let command = process::describe(&cmd);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+        let started = Instant::now();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
         let stdout = process::collect(child.stdout.take());
         let stderr = Arc::new(Mutex::new(String::new()));
         let (line_tx, line_rx) = mpsc::channel::<String>();
@@ -442,7 +490,15 @@ impl LoginProcess {
                 let _ = done_tx.send(());
             });
         }
-        let mut login = Self { command, child: Some(child), user_code: String::new(), stderr, stderr_done, stdout: Some(stdout) };
+        let mut login = Self {
+            command,
+            child: Some(child),
+            user_code: String::new(),
+            stderr,
+            stderr_done,
+            stdout: Some(stdout),
+            started,
+        };
 
         let deadline = Instant::now() + code_timeout;
         loop {
@@ -481,18 +537,29 @@ impl LoginProcess {
     /// Waits for the login to end (killing it after `timeout`) and returns how it ended.
     #[must_use]
     pub fn finish(mut self, timeout: Duration) -> Outcome {
-        let status = self.child.take().and_then(|mut child| process::wait_for(&mut child, timeout));
+        let status = self
+            .child
+            .take()
+            .and_then(|mut child| process::wait_for(&mut child, timeout));
         let _ = self.stderr_done.recv_timeout(Duration::from_secs(5));
         let mut stderr = self.stderr_so_far();
         if status.is_none() {
-            let _ = write!(stderr, "\n[harness: killed after {timeout:?} without exiting]");
+            let _ = write!(
+                stderr,
+                "\n[harness: killed after {timeout:?} without exiting]"
+            );
         }
         Outcome {
             command: self.command.clone(),
             code: status.and_then(|s| s.code()),
             signal: status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
-            stdout: self.stdout.take().map(process::Collector::finish).unwrap_or_default(),
+            stdout: self
+                .stdout
+                .take()
+                .map(process::Collector::finish)
+                .unwrap_or_default(),
             stderr,
+            elapsed: self.started.elapsed(),
         }
     }
 }
@@ -528,7 +595,10 @@ mod tests {
     #[test]
     fn finds_user_codes() {
         let cases = [
-            ("Enter code BCDF-GHJK at https://x/device", Some("BCDF-GHJK")),
+            (
+                "Enter code BCDF-GHJK at https://x/device",
+                Some("BCDF-GHJK"),
+            ),
             ("https://x/device?user_code=WXZB-QRST", Some("WXZB-QRST")),
             ("BCDF-GHJK", Some("BCDF-GHJK")),
             ("vowels AEIO-UBCD are not used", None),
@@ -559,8 +629,16 @@ mod tests {
     fn the_recording_browser_records() {
         let env = UserEnv::new();
         assert!(env.browser_launches().is_empty());
-        let out = process::run(env.command(&env.browser_script()).arg("https://example.invalid/device"), None, CALL_TIMEOUT);
+        let out = process::run(
+            env.command(&env.browser_script())
+                .arg("https://example.invalid/device"),
+            None,
+            CALL_TIMEOUT,
+        );
         out.assert_success();
-        assert_eq!(env.browser_launches(), vec!["https://example.invalid/device".to_owned()]);
+        assert_eq!(
+            env.browser_launches(),
+            vec!["https://example.invalid/device".to_owned()]
+        );
     }
 }

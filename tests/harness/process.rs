@@ -8,7 +8,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::wait::{self, Check};
 
@@ -58,9 +58,14 @@ pub struct Outcome {
     pub stdout: String,
     /// Everything written to stderr.
     pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
 }
 
-#[expect(clippy::must_use_candidate, reason = "assertions are called for their panic; the returned &Self only allows chaining")]
+#[expect(
+    clippy::must_use_candidate,
+    reason = "assertions are called for their panic; the returned &Self only allows chaining"
+)]
 impl Outcome {
     /// Whether the program exited with 0.
     #[must_use]
@@ -78,28 +83,41 @@ impl Outcome {
     /// Fails the test unless the program exited with `code`.
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "expected exit code {code}, but {self}");
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit code {code}, but {self}"
+        );
         self
     }
 
     /// Fails the test unless the program exited with a non-zero code.
     #[track_caller]
     pub fn assert_failure(&self) -> &Self {
-        assert!(matches!(self.code, Some(c) if c != 0), "expected a failure, but {self}");
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
+            "expected a failure, but {self}"
+        );
         self
     }
 
     /// Fails the test unless stderr contains `needle`.
     #[track_caller]
     pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
-        assert!(self.stderr.contains(needle), "expected {needle:?} in stderr, but {self}");
+        assert!(
+            self.stderr.contains(needle),
+            "expected {needle:?} in stderr, but {self}"
+        );
         self
     }
 
     /// Fails the test unless stdout contains `needle`.
     #[track_caller]
     pub fn assert_stdout_contains(&self, needle: &str) -> &Self {
-        assert!(self.stdout.contains(needle), "expected {needle:?} in stdout, but {self}");
+        assert!(
+            self.stdout.contains(needle),
+            "expected {needle:?} in stdout, but {self}"
+        );
         self
     }
 }
@@ -107,11 +125,28 @@ impl Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.code, self.signal) {
-            (Some(code), _) => write!(f, "`{}` exited with code {code}", self.command)?,
-            (None, Some(sig)) => write!(f, "`{}` was killed by signal {sig}", self.command)?,
-            (None, None) => write!(f, "`{}` ended without a status", self.command)?,
+            (Some(code), _) => write!(
+                f,
+                "`{}` exited with code {code} after {:.1?}",
+                self.command, self.elapsed
+            )?,
+            (None, Some(sig)) => write!(
+                f,
+                "`{}` was killed by signal {sig} after {:.1?}",
+                self.command, self.elapsed
+            )?,
+            (None, None) => write!(
+                f,
+                "`{}` ended without a status after {:.1?}",
+                self.command, self.elapsed
+            )?,
         }
-        write!(f, "\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------", self.stdout.trim_end(), self.stderr.trim_end())
+        write!(
+            f,
+            "\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
+            self.stdout.trim_end(),
+            self.stderr.trim_end()
+        )
     }
 }
 
@@ -132,11 +167,18 @@ pub fn describe(cmd: &Command) -> String {
 #[track_caller]
 pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Outcome {
     let command = describe(cmd);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+    let started = Instant::now();
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A program that exits without reading its input makes this fail with EPIPE; its exit
         // status then tells the real story.
@@ -151,8 +193,12 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Outcom
         signal: status.and_then(|s| s.signal()),
         stdout: stdout.finish(),
         stderr: stderr.finish(),
+        elapsed: started.elapsed(),
     };
-    assert!(status.is_some(), "timed out after {timeout:?} and killed: {outcome}");
+    assert!(
+        status.is_some(),
+        "timed out after {timeout:?} and killed: {outcome}"
+    );
     outcome
 }
 
@@ -175,7 +221,10 @@ pub fn wait_for(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 
 /// Sends `signal` to the process group `pgid`; a group that is already gone is not an error.
 pub fn kill_group(pgid: u32, signal: rustix::process::Signal) {
-    if let Some(pid) = i32::try_from(pgid).ok().and_then(rustix::process::Pid::from_raw) {
+    if let Some(pid) = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
         let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
@@ -189,7 +238,10 @@ impl Collector {
     /// outlived the program still holds it open).
     #[must_use]
     pub fn finish(self) -> String {
-        let bytes = self.0.and_then(|rx| rx.recv_timeout(Duration::from_secs(5)).ok()).unwrap_or_default();
+        let bytes = self
+            .0
+            .and_then(|rx| rx.recv_timeout(Duration::from_secs(5)).ok())
+            .unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 }
@@ -241,7 +293,11 @@ impl Reaper {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the reaper for {what}: {e}"));
-        Self { what: what.to_owned(), stdin: child.stdin.take(), child: Some(child) }
+        Self {
+            what: what.to_owned(),
+            stdin: child.stdin.take(),
+            child: Some(child),
+        }
     }
 }
 
@@ -250,7 +306,10 @@ impl Drop for Reaper {
         drop(self.stdin.take());
         if let Some(mut child) = self.child.take() {
             if wait_for(&mut child, Duration::from_secs(60)).is_none() {
-                eprintln!("harness: cleanup of {} did not finish within 60 s and was killed", self.what);
+                eprintln!(
+                    "harness: cleanup of {} did not finish within 60 s and was killed",
+                    self.what
+                );
             }
         }
     }
@@ -262,17 +321,28 @@ mod tests {
 
     #[test]
     fn run_collects_output_and_exit_code() {
-        let out = run(Command::new("sh").args(["-c", "cat; echo oops >&2; exit 3"]), Some(b"hello"), Duration::from_secs(10));
-        out.assert_code(3).assert_stdout_contains("hello").assert_stderr_contains("oops");
+        let out = run(
+            Command::new("sh").args(["-c", "cat; echo oops >&2; exit 3"]),
+            Some(b"hello"),
+            Duration::from_secs(10),
+        );
+        out.assert_code(3)
+            .assert_stdout_contains("hello")
+            .assert_stderr_contains("oops");
     }
 
     #[test]
     fn missing_program_says_how_to_install_it() {
-        let err = std::panic::catch_unwind(|| require("surely-not-installed-e2e", "apt-get install nothing"))
-            .err()
-            .and_then(|p| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        assert!(err.contains("bash tests/run.sh") && err.contains("apt-get install nothing"), "{err}");
+        let err = std::panic::catch_unwind(|| {
+            require("surely-not-installed-e2e", "apt-get install nothing")
+        })
+        .err()
+        .and_then(|p| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+        assert!(
+            err.contains("bash tests/run.sh") && err.contains("apt-get install nothing"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -49,20 +49,28 @@ impl SecretService {
     #[must_use]
     pub fn start() -> Self {
         let dbus_daemon = process::require("dbus-daemon", "apt-get install dbus");
-        let keyring_daemon = process::require("gnome-keyring-daemon", "apt-get install gnome-keyring");
-        process::require_all(&[("dbus-send", "apt-get install dbus"), ("secret-tool", "apt-get install libsecret-tools")]);
+        let keyring_daemon =
+            process::require("gnome-keyring-daemon", "apt-get install gnome-keyring");
+        process::require_all(&[
+            ("dbus-send", "apt-get install dbus"),
+            ("secret-tool", "apt-get install libsecret-tools"),
+        ]);
         let dir = tempfile::Builder::new()
             .prefix("e2e-secret-service.")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
         for sub in ["home", "data", "runtime"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap_or_else(|e| panic!("cannot create {sub}: {e}"));
+            std::fs::create_dir_all(dir.path().join(sub))
+                .unwrap_or_else(|e| panic!("cannot create {sub}: {e}"));
         }
         set_private(&dir.path().join("runtime"));
         let config = dir.path().join("bus.conf");
         let socket = dir.path().join("bus");
-        std::fs::write(&config, BUS_CONFIG.replace("@SOCKET@", &socket.display().to_string()))
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
+        std::fs::write(
+            &config,
+            BUS_CONFIG.replace("@SOCKET@", &socket.display().to_string()),
+        )
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
 
         // The bus leads a new process group that the keyring daemon joins.
         let mut bus = Command::new(dbus_daemon)
@@ -82,7 +90,14 @@ for _ in $(seq 1 50); do kill -0 -- "-$1" 2>/dev/null || exit 0; sleep 0.1; done
 kill -KILL -- "-$1" 2>/dev/null || true"#,
             &[pgid.to_string()],
         );
-        let mut service = Self { dir, address: String::new(), pgid, bus: None, keyring: None, reaper: Some(reaper) };
+        let mut service = Self {
+            dir,
+            address: String::new(),
+            pgid,
+            bus: None,
+            keyring: None,
+            reaper: Some(reaper),
+        };
         service.address = read_address(&mut bus);
         service.bus = Some(bus);
 
@@ -108,25 +123,32 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
         let keyring_stderr = process::collect(keyring.stderr.take());
         service.keyring = Some(keyring);
 
-        let ready = wait::until("gnome-keyring owns org.freedesktop.secrets", Duration::from_secs(30), || {
-            if let Some(Ok(Some(status))) = service.keyring.as_mut().map(Child::try_wait) {
-                return Check::Fail(format!("gnome-keyring-daemon exited with {status}"));
-            }
-            let out = service.dbus_send(&[
-                "--dest=org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus.NameHasOwner",
-                "string:org.freedesktop.secrets",
-            ]);
-            if out.success() && out.stdout.contains("boolean true") {
-                Check::Done(())
-            } else {
-                Check::Retry(format!("{}{}", out.stdout.trim(), out.stderr.trim()))
-            }
-        });
+        let ready = wait::until(
+            "gnome-keyring owns org.freedesktop.secrets",
+            Duration::from_secs(30),
+            || {
+                if let Some(Ok(Some(status))) = service.keyring.as_mut().map(Child::try_wait) {
+                    return Check::Fail(format!("gnome-keyring-daemon exited with {status}"));
+                }
+                let out = service.dbus_send(&[
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.secrets",
+                ]);
+                if out.success() && out.stdout.contains("boolean true") {
+                    Check::Done(())
+                } else {
+                    Check::Retry(format!("{}{}", out.stdout.trim(), out.stderr.trim()))
+                }
+            },
+        );
         if let Err(e) = ready {
             drop(service);
-            panic!("{e}\ngnome-keyring-daemon stderr:\n{}", keyring_stderr.finish());
+            panic!(
+                "{e}\ngnome-keyring-daemon stderr:\n{}",
+                keyring_stderr.finish()
+            );
         }
         service
     }
@@ -157,7 +179,10 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
     /// Runs `secret-tool ARGS` against this Secret Service.
     #[track_caller]
     pub fn secret_tool(&self, args: &[&str], stdin: Option<&str>) -> Outcome {
-        let mut cmd = self.command(&process::require("secret-tool", "apt-get install libsecret-tools"));
+        let mut cmd = self.command(&process::require(
+            "secret-tool",
+            "apt-get install libsecret-tools",
+        ));
         cmd.args(args);
         process::run(&mut cmd, stdin.map(str::as_bytes), Duration::from_secs(30))
     }
@@ -165,7 +190,8 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
     #[track_caller]
     fn dbus_send(&self, args: &[&str]) -> Outcome {
         let mut cmd = self.command(&process::require("dbus-send", "apt-get install dbus"));
-        cmd.args(["--session", "--print-reply", "--reply-timeout=2000"]).args(args);
+        cmd.args(["--session", "--print-reply", "--reply-timeout=2000"])
+            .args(args);
         process::run(&mut cmd, None, Duration::from_secs(10))
     }
 }
@@ -187,7 +213,10 @@ impl Drop for SecretService {
 /// Reads the bus address dbus-daemon prints as its first line (at most 30 s).
 #[track_caller]
 fn read_address(bus: &mut Child) -> String {
-    let stdout = bus.stdout.take().unwrap_or_else(|| panic!("dbus-daemon has no stdout pipe"));
+    let stdout = bus
+        .stdout
+        .take()
+        .unwrap_or_else(|| panic!("dbus-daemon has no stdout pipe"));
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -216,18 +245,37 @@ mod tests {
     fn stores_and_finds_a_secret_then_stops() {
         let service = SecretService::start();
         service
-            .secret_tool(&["store", "--label=e2e self-test", "service", "e2e-selftest", "username", "alice"], Some("s3cret"))
+            .secret_tool(
+                &[
+                    "store",
+                    "--label=e2e self-test",
+                    "service",
+                    "e2e-selftest",
+                    "username",
+                    "alice",
+                ],
+                Some("s3cret"),
+            )
             .assert_success();
-        let found = service.secret_tool(&["lookup", "service", "e2e-selftest", "username", "alice"], None);
+        let found = service.secret_tool(
+            &["lookup", "service", "e2e-selftest", "username", "alice"],
+            None,
+        );
         assert_eq!(found.assert_success().stdout, "s3cret");
         let search = service.secret_tool(&["search", "--all", "service", "e2e-selftest"], None);
         search.assert_success();
-        assert!(format!("{}{}", search.stdout, search.stderr).contains("attribute.username = alice"), "{search}");
+        assert!(
+            format!("{}{}", search.stdout, search.stderr).contains("attribute.username = alice"),
+            "{search}"
+        );
 
         let pgid = service.pgid;
         drop(service);
         let alive = rustix::process::Pid::from_raw(i32::try_from(pgid).unwrap_or(0))
             .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok());
-        assert!(!alive, "the Secret Service's process group {pgid} still exists after drop");
+        assert!(
+            !alive,
+            "the Secret Service's process group {pgid} still exists after drop"
+        );
     }
 }

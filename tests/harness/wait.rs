@@ -19,13 +19,28 @@ pub enum Check<T> {
 
 /// Calls `check` until it returns [`Check::Done`], backing off from 50 ms to 500 ms between
 /// looks. Returns the error text when `check` fails or `timeout` passes.
-pub fn until<T>(what: &str, timeout: Duration, check: impl FnMut() -> Check<T>) -> Result<T, String> {
-    poll(what, timeout, Duration::from_millis(50), Duration::from_millis(500), check)
+pub fn until<T>(
+    what: &str,
+    timeout: Duration,
+    check: impl FnMut() -> Check<T>,
+) -> Result<T, String> {
+    poll(
+        what,
+        timeout,
+        Duration::from_millis(50),
+        Duration::from_millis(500),
+        check,
+    )
 }
 
 /// Like [`until`], but looks exactly every `interval` (a protocol may demand it, as RFC 8628
 /// does for polling the token endpoint).
-pub fn every<T>(what: &str, timeout: Duration, interval: Duration, check: impl FnMut() -> Check<T>) -> Result<T, String> {
+pub fn every<T>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    check: impl FnMut() -> Check<T>,
+) -> Result<T, String> {
     poll(what, timeout, interval, interval, check)
 }
 
@@ -45,7 +60,9 @@ fn poll<T>(
             Check::Retry(last) => {
                 let now = Instant::now();
                 if now >= deadline {
-                    return Err(format!("{what}: not reached within {timeout:?}; last observed: {last}"));
+                    return Err(format!(
+                        "{what}: not reached within {timeout:?}; last observed: {last}"
+                    ));
                 }
                 // Waiting between two looks at a condition, never instead of looking.
                 std::thread::sleep(pause.min(deadline - now));
@@ -76,14 +93,21 @@ mod tests {
     #[test]
     fn timeout_names_the_condition_and_the_last_observation() {
         let got: Result<(), String> =
-            until("the moon turns blue", Duration::from_millis(120), || Check::Retry("still grey".into()));
+            until("the moon turns blue", Duration::from_millis(120), || {
+                Check::Retry("still grey".into())
+            });
         let err = got.err().unwrap_or_default();
-        assert!(err.contains("the moon turns blue") && err.contains("still grey"), "{err}");
+        assert!(
+            err.contains("the moon turns blue") && err.contains("still grey"),
+            "{err}"
+        );
     }
 
     #[test]
     fn failure_stops_at_once() {
-        let got: Result<(), String> = until("x", Duration::from_secs(60), || Check::Fail("process died".into()));
+        let got: Result<(), String> = until("x", Duration::from_secs(60), || {
+            Check::Fail("process died".into())
+        });
         assert_eq!(got, Err("x: process died".to_owned()));
     }
 }

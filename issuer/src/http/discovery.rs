@@ -48,7 +48,7 @@ pub(super) async fn openid_configuration(State(state): State<AppState>) -> impl 
 }
 
 pub(super) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    let set = state.signer().jwks(state.now(), state.config().token_ttl);
+    let set = state.signer().jwks(state.now(), state.config().key_retention());
     ([(header::CACHE_CONTROL, PUBLIC_CACHE)], Json(set))
 }
 

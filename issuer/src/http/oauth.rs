@@ -18,7 +18,7 @@ use crate::domain::device::{poll, PollOutcome, PollState};
 use crate::domain::session::{liveness, Liveness, SessionFacts};
 use crate::domain::{tokens, user_code};
 use crate::secret::{hash, random_bytes, random_token, Secret};
-use crate::store::{AuditEvent, RotateOutcome, Session, User};
+use crate::store::{AuditEvent, Presenter, RotateOutcome, Session, User};
 
 fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, OAuthReply> {
     f.map(|Form(v)| v)
@@ -183,7 +183,13 @@ async fn refresh_grant(state: &AppState, addr: &str, rid: &str, req: &TokenReque
     let store = state.store();
     let now = state.now();
     let next = random_token(32);
-    let session = match store.rotate_refresh(&hash(presented), &hash(next.expose()), now).await? {
+    let by = Presenter {
+        client_id: &req.client_id,
+        client_addr: addr,
+        request_id: rid,
+    };
+    let session = match store.rotate_refresh(&hash(presented), &hash(next.expose()), now, by).await? {
+        RotateOutcome::Rotated(s) => s,
         RotateOutcome::Unknown => return Err(OAuthReply::bad(E::InvalidGrant, "unknown refresh token")),
         RotateOutcome::Reused { session_id, user_id } => {
             tracing::warn!(request_id = %rid, session_id, user_id, client_addr = %addr, "refresh token reused; session revoked");
@@ -204,29 +210,35 @@ async fn refresh_grant(state: &AppState, addr: &str, rid: &str, req: &TokenReque
                 "refresh token was already used; the session has been revoked",
             ));
         }
-        RotateOutcome::Rotated(s) => s,
+        RotateOutcome::Refused(s) => return Err(refused(state, &s, &req.client_id, now).await),
     };
-    if session.client_id != req.client_id {
-        return Err(OAuthReply::bad(E::InvalidGrant, "refresh token was issued to another client"));
-    }
-    let user = store.user_by_id(&session.user_id).await?;
-    let Some(user) = user else {
+    // The rotation already checked liveness; this load is for the token's claims.
+    let Some(user) = store.user_by_id(&session.user_id).await? else {
         return Err(OAuthReply::bad(E::InvalidGrant, "the account no longer exists"));
+    };
+    mint(state, &user, &session, next, now)
+}
+
+/// Why a current refresh token was refused.
+async fn refused(state: &AppState, session: &Session, client_id: &str, now: OffsetDateTime) -> OAuthReply {
+    if session.client_id != client_id {
+        return OAuthReply::bad(E::InvalidGrant, "refresh token was issued to another client");
+    }
+    let user = match state.store().user_by_id(&session.user_id).await {
+        Ok(u) => u,
+        Err(e) => return e.into(),
     };
     let facts = SessionFacts {
         expires_at: session.expires_at,
         revoked_at: session.revoked_at,
-        user_disabled_at: user.disabled_at,
+        user_disabled_at: user.as_ref().map_or(Some(now), |u| u.disabled_at),
     };
     match liveness(facts, now) {
-        Liveness::Live => {}
-        Liveness::Expired => return Err(OAuthReply::bad(E::InvalidGrant, "the session expired; log in again")),
-        Liveness::Revoked => return Err(OAuthReply::bad(E::InvalidGrant, "the session was revoked; log in again")),
-        Liveness::UserDisabled => return Err(OAuthReply::bad(E::InvalidGrant, "the account is disabled")),
+        Liveness::Expired => OAuthReply::bad(E::InvalidGrant, "the session expired; log in again"),
+        Liveness::Revoked => OAuthReply::bad(E::InvalidGrant, "the session was revoked; log in again"),
+        Liveness::UserDisabled => OAuthReply::bad(E::InvalidGrant, "the account is disabled"),
+        Liveness::Live => OAuthReply::bad(E::InvalidGrant, "refresh token refused"),
     }
-    let reply = mint(state, &user, &session, next, now)?;
-    audit(state, "refresh", &user, &session.cluster, addr, rid, now).await;
-    Ok(reply)
 }
 
 /// Signs an access token for `user` in `session` and builds the token response.

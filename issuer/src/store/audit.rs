@@ -37,7 +37,7 @@ impl Store {
         .bind(&e.client_addr)
         .bind(&e.request_id)
         .bind(&e.detail)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }

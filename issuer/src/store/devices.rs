@@ -108,7 +108,7 @@ impl Store {
         .bind(now.unix_timestamp())
         .bind(d.expires_at.unix_timestamp())
         .bind(d.interval_secs)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await;
         match r {
             Err(e) if super::is_unique_violation(&e) => Err(Error::Conflict("device code".into())),
@@ -151,7 +151,7 @@ impl Store {
             .bind(now.unix_timestamp())
             .bind(interval_secs)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -168,7 +168,7 @@ impl Store {
         .bind(now.unix_timestamp())
         .bind(id)
         .bind(now.unix_timestamp())
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -178,7 +178,7 @@ impl Store {
     pub async fn consume_device(&self, id: &str) -> Result<bool> {
         let n = sqlx::query("UPDATE device_codes SET status = 'consumed' WHERE id = ? AND status = 'approved'")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?
             .rows_affected();
         Ok(n == 1)

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 pub use audit::AuditEvent;
 pub use devices::{Device, NewDevice};
-pub use sessions::{RotateOutcome, Session};
+pub use sessions::{Presenter, RotateOutcome, Session};
 pub use users::{NewUser, User};
 pub use web::WebSession;
 
@@ -77,9 +77,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_initial.sql"))];
 
 /// The database.
+///
+/// SQLite allows one writer at a time. Rather than let several connections race for the write
+/// lock (and back off in `busy_timeout` sleeps), all writes go through a pool of exactly one
+/// connection, where they queue without spinning; reads use a separate pool and, in WAL mode,
+/// never wait for the writer.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    write: SqlitePool,
 }
 
 impl Store {
@@ -93,12 +99,17 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(opts.clone())
+            .await?;
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
             .min_connections(1)
             .connect_with(opts)
             .await?;
-        let store = Self { pool };
+        let store = Self { pool, write };
         store.migrate().await?;
         #[cfg(unix)]
         restrict_permissions(path);
@@ -109,7 +120,7 @@ impl Store {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
         )
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
             .fetch_one(&self.pool)
@@ -122,7 +133,7 @@ impl Store {
             });
         }
         for &(version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.write.begin().await?;
             sqlx::raw_sql(sql)
                 .execute(&mut *tx)
                 .await
@@ -140,7 +151,8 @@ impl Store {
 
     /// Checks the database answers (readiness).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        let _: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await?;
+        let _: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&self.write).await?;
         Ok(())
     }
 
@@ -153,16 +165,16 @@ impl Store {
             "UPDATE web_sessions SET device_id = NULL WHERE device_id IN (SELECT id FROM device_codes WHERE expires_at < ?)",
         )
         .bind(now - 3600)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         n += sqlx::query("DELETE FROM device_codes WHERE expires_at < ?")
             .bind(now - 3600)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?
             .rows_affected();
         n += sqlx::query("DELETE FROM web_sessions WHERE expires_at < ?")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?
             .rows_affected();
         Ok(n)

@@ -36,7 +36,7 @@ impl Store {
         .bind(key)
         .bind(t)
         .bind(window)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -45,7 +45,7 @@ impl Store {
     pub async fn clear_failures(&self, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM rate_limits WHERE key = ?")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }

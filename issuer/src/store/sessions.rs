@@ -1,5 +1,10 @@
 //! Login sessions and their rotating refresh tokens (OAuth 2.0 Security BCP section 4.14:
 //! every refresh spends the presented token; presenting a spent one revokes the session).
+//!
+//! A session row holds the hash of its one live refresh token. The refresh fast path is a
+//! single conditional `UPDATE ... RETURNING` that checks the token, the session's liveness and
+//! the account in its `WHERE` clause; a trigger records the spent hash and the audit row in
+//! the same statement. Only a refused refresh takes the slower diagnostic path.
 
 use time::OffsetDateTime;
 
@@ -24,12 +29,27 @@ pub struct Session {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+/// Who presented a refresh token, recorded with the rotation.
+#[derive(Debug, Clone, Copy)]
+pub struct Presenter<'a> {
+    /// The client presenting it; a token issued to another client is refused.
+    pub client_id: &'a str,
+    /// Client address.
+    pub client_addr: &'a str,
+    /// Request id.
+    pub request_id: &'a str,
+}
+
 /// Result of presenting a refresh token.
 #[derive(Debug, Clone)]
 pub enum RotateOutcome {
-    /// The token was live and is now spent; the new one is stored. The session is returned
-    /// as it was *before* any liveness check: the caller decides.
+    /// The token was live, its session live and its account enabled; the token is spent and
+    /// the new one stored.
     Rotated(Session),
+    /// The token is the session's current one, but the session is revoked or expired, the
+    /// account disabled, or the token was issued to another client (the caller finds out
+    /// which). Nothing changed.
+    Refused(Session),
     /// The token had been spent before: its session is now revoked.
     Reused {
         /// The revoked session.
@@ -42,6 +62,8 @@ pub enum RotateOutcome {
 }
 
 type SessionRow = (String, String, String, String, i64, i64, Option<i64>);
+
+const COLUMNS: &str = "id, user_id, client_id, cluster, created_at, expires_at, revoked_at";
 
 fn from_row(r: SessionRow) -> Result<Session> {
     Ok(Session {
@@ -58,9 +80,8 @@ fn from_row(r: SessionRow) -> Result<Session> {
 impl Store {
     /// Creates a session with its first refresh token.
     pub async fn create_session(&self, s: &Session, refresh_hash: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, client_id, cluster, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id, user_id, client_id, cluster, created_at, expires_at, refresh_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id)
         .bind(&s.user_id)
@@ -68,86 +89,85 @@ impl Store {
         .bind(&s.cluster)
         .bind(s.created_at.unix_timestamp())
         .bind(s.expires_at.unix_timestamp())
-        .execute(&mut *tx)
+        .bind(refresh_hash)
+        .execute(&self.write)
         .await?;
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES (?, ?, ?)")
-            .bind(refresh_hash)
-            .bind(&s.id)
-            .bind(s.created_at.unix_timestamp())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(())
     }
 
-    /// Spends `old_hash` and stores `new_hash` for the same session, atomically; or detects
-    /// reuse and revokes the session.
-    pub async fn rotate_refresh(&self, old_hash: &str, new_hash: &str, now: OffsetDateTime) -> Result<RotateOutcome> {
+    /// Spends `old_hash` and stores `new_hash` for the same session, atomically, if the session
+    /// may be refreshed; or detects reuse and revokes the session.
+    pub async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: OffsetDateTime,
+        by: Presenter<'_>,
+    ) -> Result<RotateOutcome> {
         let t = now.unix_timestamp();
-        let mut tx = self.pool.begin().await?;
         // The conditional UPDATE is the single point of truth: of two racing presenters of
         // the same token, exactly one sees a row here.
-        let spent: Option<String> = sqlx::query_scalar(
-            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL RETURNING session_id",
+        let row: Option<SessionRow> = sqlx::query_as(&format!(
+            "UPDATE sessions SET refresh_hash = ?1, refreshed_at = ?2, last_client_addr = ?3, last_request_id = ?4
+             WHERE refresh_hash = ?5 AND client_id = ?6 AND revoked_at IS NULL AND expires_at > ?2
+               AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(new_hash)
+        .bind(t)
+        .bind(by.client_addr)
+        .bind(by.request_id)
+        .bind(old_hash)
+        .bind(by.client_id)
+        .fetch_optional(&self.write)
+        .await?;
+        if let Some(r) = row {
+            return Ok(RotateOutcome::Rotated(from_row(r)?));
+        }
+        // Slow path: say why.
+        let current: Option<SessionRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE refresh_hash = ?"))
+                .bind(old_hash)
+                .fetch_optional(&self.write)
+                .await?;
+        if let Some(r) = current {
+            return Ok(RotateOutcome::Refused(from_row(r)?));
+        }
+        let spent: Option<(String, String)> = sqlx::query_as(
+            "SELECT s.id, s.user_id FROM spent_refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?",
+        )
+        .bind(old_hash)
+        .fetch_optional(&self.write)
+        .await?;
+        let Some((session_id, user_id)) = spent else {
+            return Ok(RotateOutcome::Unknown);
+        };
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = ?, revoke_reason = 'refresh token reused' WHERE id = ? AND revoked_at IS NULL",
         )
         .bind(t)
-        .bind(old_hash)
-        .fetch_optional(&mut *tx)
+        .bind(&session_id)
+        .execute(&self.write)
         .await?;
-        let outcome = if let Some(session_id) = spent {
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES (?, ?, ?)")
-                .bind(new_hash)
-                .bind(&session_id)
-                .bind(t)
-                .execute(&mut *tx)
-                .await?;
-            let row: SessionRow = sqlx::query_as(
-                "SELECT id, user_id, client_id, cluster, created_at, expires_at, revoked_at FROM sessions WHERE id = ?",
-            )
-            .bind(&session_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            RotateOutcome::Rotated(from_row(row)?)
-        } else {
-            let owner: Option<(String, String)> = sqlx::query_as(
-                "SELECT s.id, s.user_id FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?",
-            )
-            .bind(old_hash)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match owner {
-                Some((session_id, user_id)) => {
-                    sqlx::query(
-                        "UPDATE sessions SET revoked_at = ?, revoke_reason = 'refresh token reused' WHERE id = ? AND revoked_at IS NULL",
-                    )
-                    .bind(t)
-                    .bind(&session_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    RotateOutcome::Reused { session_id, user_id }
-                }
-                None => RotateOutcome::Unknown,
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        Ok(RotateOutcome::Reused { session_id, user_id })
     }
 
-    /// Revokes the session a refresh token (spent or not) belongs to. Returns the session id
-    /// if there was one.
+    /// Revokes the session a refresh token (current or spent) belongs to. Returns the session
+    /// id and owner if there was one.
     pub async fn revoke_by_refresh(&self, hash: &str, reason: &str, now: OffsetDateTime) -> Result<Option<(String, String)>> {
         let owner: Option<(String, String)> = sqlx::query_as(
-            "SELECT s.id, s.user_id FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?",
+            "SELECT id, user_id FROM sessions WHERE refresh_hash = ?1
+             UNION SELECT s.id, s.user_id FROM spent_refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?1",
         )
         .bind(hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.write)
         .await?;
         if let Some((id, _)) = &owner {
             sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(now.unix_timestamp())
                 .bind(reason)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.write)
                 .await?;
         }
         Ok(owner)
@@ -155,12 +175,10 @@ impl Store {
 
     /// A session by id.
     pub async fn session(&self, id: &str) -> Result<Option<Session>> {
-        let row: Option<SessionRow> = sqlx::query_as(
-            "SELECT id, user_id, client_id, cluster, created_at, expires_at, revoked_at FROM sessions WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<SessionRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(from_row).transpose()
     }
 }
@@ -171,40 +189,57 @@ mod tests {
     use crate::store::test_support::temp_store;
     use crate::store::NewUser;
 
+    const BY: Presenter<'static> = Presenter {
+        client_id: "c",
+        client_addr: "127.0.0.1",
+        request_id: "r",
+    };
+
     #[tokio::test]
-    async fn rotation_and_reuse_detection() {
+    async fn rotation_reuse_detection_and_refusal() {
         let (s, _d) = temp_store().await;
         let now = OffsetDateTime::now_utc();
-        s.create_user(
-            &NewUser {
-                id: "u1".into(),
-                username: "a".into(),
-                email: None,
-                password_hash: None,
-                groups: vec![],
-            },
-            now,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        let sess = Session {
-            id: "s1".into(),
-            user_id: "u1".into(),
+        for (id, name) in [("u1", "a"), ("u2", "b")] {
+            s.create_user(
+                &NewUser {
+                    id: id.into(),
+                    username: name.into(),
+                    email: None,
+                    password_hash: None,
+                    groups: vec![],
+                },
+                now,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let sess = |id: &str, user: &str| Session {
+            id: id.into(),
+            user_id: user.into(),
             client_id: "c".into(),
             cluster: "k".into(),
             created_at: now,
             expires_at: now + time::Duration::hours(1),
             revoked_at: None,
         };
-        s.create_session(&sess, "r1").await.unwrap_or_else(|e| panic!("{e}"));
-        let o = s.rotate_refresh("r1", "r2", now).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(o, RotateOutcome::Rotated(ref x) if x.id == "s1" && x.revoked_at.is_none()), "{o:?}");
-        let o = s.rotate_refresh("r1", "r3", now).await.unwrap_or_else(|e| panic!("{e}"));
+        s.create_session(&sess("s1", "u1"), "r1").await.unwrap_or_else(|e| panic!("{e}"));
+        let o = s.rotate_refresh("r1", "r2", now, BY).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(o, RotateOutcome::Rotated(ref x) if x.id == "s1"), "{o:?}");
+        assert_eq!(s.audit_events_for("u1").await.unwrap_or_default(), ["refresh"]);
+        let o = s.rotate_refresh("r1", "r3", now, BY).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(o, RotateOutcome::Reused { ref session_id, .. } if session_id == "s1"), "{o:?}");
         // The live token r2 now belongs to a revoked session.
-        let o = s.rotate_refresh("r2", "r4", now).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(o, RotateOutcome::Rotated(ref x) if x.revoked_at.is_some()), "{o:?}");
-        let o = s.rotate_refresh("nope", "r5", now).await.unwrap_or_else(|e| panic!("{e}"));
+        let o = s.rotate_refresh("r2", "r4", now, BY).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(o, RotateOutcome::Refused(ref x) if x.revoked_at.is_some()), "{o:?}");
+        let o = s.rotate_refresh("nope", "r5", now, BY).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(o, RotateOutcome::Unknown));
+        // Expired sessions and disabled accounts are refused without spending the token.
+        s.create_session(&sess("s2", "u2"), "q1").await.unwrap_or_else(|e| panic!("{e}"));
+        let later = now + time::Duration::hours(2);
+        let o = s.rotate_refresh("q1", "q2", later, BY).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(o, RotateOutcome::Refused(_)), "{o:?}");
+        s.disable_user("b", now).await.unwrap_or_else(|e| panic!("{e}"));
+        let o = s.rotate_refresh("q1", "q2", now, BY).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(o, RotateOutcome::Refused(_)), "{o:?}");
     }
 }

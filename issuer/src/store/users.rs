@@ -60,12 +60,18 @@ impl std::fmt::Debug for NewUser {
     }
 }
 
-type UserRow = (String, String, Option<String>, Option<String>, Option<i64>, i64);
+type UserRow = (String, String, Option<String>, Option<String>, Option<i64>, i64, Option<String>);
+
+/// The user columns plus the sorted groups as one newline-joined string, so that loading an
+/// account is one query (it happens on every refresh). Group names cannot contain a newline.
+const USER_SELECT: &str = "SELECT u.id, u.username, u.email, u.password_hash, u.disabled_at, u.created_at,
+    (SELECT group_concat(group_name, char(10)) FROM (SELECT group_name FROM user_groups WHERE user_id = u.id ORDER BY group_name))
+    FROM users u";
 
 impl Store {
     /// Creates an account.
     pub async fn create_user(&self, u: &NewUser, now: OffsetDateTime) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         let r = sqlx::query(
             "INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -91,18 +97,11 @@ impl Store {
         Ok(())
     }
 
-    async fn groups_of(&self, user_id: &str) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT group_name FROM user_groups WHERE user_id = ? ORDER BY group_name")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn user_from_row(&self, row: UserRow) -> Result<User> {
-        let (id, username, email, password_hash, disabled_at, created_at) = row;
-        let groups = self.groups_of(&id).await?;
+    fn user_from_row(row: UserRow) -> Result<User> {
+        let (id, username, email, password_hash, disabled_at, created_at, groups) = row;
+        let groups = groups
+            .map(|g| g.split('\n').map(str::to_owned).collect())
+            .unwrap_or_default();
         Ok(User {
             id,
             username,
@@ -116,51 +115,35 @@ impl Store {
 
     /// The account called `username`.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, username, email, password_hash, disabled_at, created_at FROM users WHERE username = ?",
-        )
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(r) => Ok(Some(self.user_from_row(r).await?)),
-            None => Ok(None),
-        }
+        let row: Option<UserRow> = sqlx::query_as(&format!("{USER_SELECT} WHERE u.username = ?"))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Self::user_from_row).transpose()
     }
 
     /// The account with id `id`.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, username, email, password_hash, disabled_at, created_at FROM users WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(r) => Ok(Some(self.user_from_row(r).await?)),
-            None => Ok(None),
-        }
+        let row: Option<UserRow> = sqlx::query_as(&format!("{USER_SELECT} WHERE u.id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Self::user_from_row).transpose()
     }
 
     /// Every account, by name.
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        let rows: Vec<UserRow> = sqlx::query_as(
-            "SELECT id, username, email, password_hash, disabled_at, created_at FROM users ORDER BY username",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(self.user_from_row(r).await?);
-        }
-        Ok(out)
+        let rows: Vec<UserRow> = sqlx::query_as(&format!("{USER_SELECT} ORDER BY u.username"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Self::user_from_row).collect()
     }
 
     /// Disables an account and revokes every session of it, in one transaction. Returns the
     /// number of sessions ended.
     pub async fn disable_user(&self, username: &str, now: OffsetDateTime) -> Result<u64> {
         let now = now.unix_timestamp();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = ?")
             .bind(username)
             .fetch_optional(&mut *tx)

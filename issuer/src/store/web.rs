@@ -33,7 +33,7 @@ impl Store {
         .bind(&w.device_id)
         .bind(now.unix_timestamp())
         .bind(w.expires_at.unix_timestamp())
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -64,7 +64,7 @@ impl Store {
         sqlx::query("UPDATE web_sessions SET device_id = ? WHERE id_hash = ?")
             .bind(device_id)
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -73,7 +73,7 @@ impl Store {
     pub async fn delete_web_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM web_sessions WHERE id_hash = ?")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }

@@ -30,6 +30,7 @@ impl FileStore {
     }
 
     /// The directory holding the entries.
+    #[cfg(test)]
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
@@ -67,7 +68,8 @@ impl FileStore {
             std::process::id(),
             unique_suffix()
         ));
-        let result = write_new_private(&tmp, contents.as_bytes()).and_then(|()| fs::rename(&tmp, &path));
+        let result =
+            write_new_private(&tmp, contents.as_bytes()).and_then(|()| fs::rename(&tmp, &path));
         if let Err(source) = result {
             // The temporary file is ours and useless now; failing to remove it changes nothing.
             let _ = fs::remove_file(&tmp);
@@ -94,12 +96,17 @@ impl FileStore {
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&self.dir).map_err(|source| CacheError::Write {
-            path: self.dir.clone(),
-            source,
-        })?;
+        builder
+            .create(&self.dir)
+            .map_err(|source| CacheError::Write {
+                path: self.dir.clone(),
+                source,
+            })?;
         #[cfg(unix)]
-        for dir in [Some(self.dir.as_path()), self.dir.parent()].into_iter().flatten() {
+        for dir in [Some(self.dir.as_path()), self.dir.parent()]
+            .into_iter()
+            .flatten()
+        {
             use std::os::unix::fs::PermissionsExt as _;
             let meta = fs::metadata(dir).map_err(|source| CacheError::Write {
                 path: dir.to_owned(),
@@ -154,7 +161,7 @@ mod tests {
     use super::*;
 
     fn mode(path: &Path) -> u32 {
-        fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+        fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o777)
     }
 
     fn key(n: &str) -> CacheKey {
@@ -167,32 +174,46 @@ mod tests {
         let parent = tmp.path().join(SERVICE);
         // A pre-existing, too-open parent is tightened.
         fs::create_dir(&parent).unwrap_or_else(|e| panic!("{e}"));
-        fs::set_permissions(&parent, fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+        fs::set_permissions(&parent, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
         let store = FileStore::new(parent.join("tokens"));
         assert_eq!(store.load(&key("a")).ok(), Some(None));
 
-        store.store(&key("a"), "{\"v\":1}").unwrap_or_else(|e| panic!("{e}"));
+        store
+            .store(&key("a"), "{\"v\":1}")
+            .unwrap_or_else(|e| panic!("{e}"));
         let file = store.dir().join(format!("{}.json", key("a").as_hex()));
         assert_eq!(mode(&file), 0o600);
         assert_eq!(mode(store.dir()), 0o700);
         assert_eq!(mode(&parent), 0o700);
-        assert_eq!(store.load(&key("a")).ok().flatten().as_deref(), Some("{\"v\":1}"));
+        assert_eq!(
+            store.load(&key("a")).ok().flatten().as_deref(),
+            Some("{\"v\":1}")
+        );
     }
 
     #[test]
     fn replaces_atomically_and_leaves_no_temporary_files() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = FileStore::new(tmp.path().join("tokens"));
-        store.store(&key("a"), "first").unwrap_or_else(|e| panic!("{e}"));
+        store
+            .store(&key("a"), "first")
+            .unwrap_or_else(|e| panic!("{e}"));
         let file = store.dir().join(format!("{}.json", key("a").as_hex()));
         // A reader holding the old file keeps reading the old contents: the new file is a
         // different inode renamed over it, not the old one rewritten in place.
         let mut old = fs::File::open(&file).unwrap_or_else(|e| panic!("{e}"));
-        store.store(&key("a"), "second").unwrap_or_else(|e| panic!("{e}"));
+        store
+            .store(&key("a"), "second")
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut seen = String::new();
-        old.read_to_string(&mut seen).unwrap_or_else(|e| panic!("{e}"));
+        old.read_to_string(&mut seen)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(seen, "first");
-        assert_eq!(store.load(&key("a")).ok().flatten().as_deref(), Some("second"));
+        assert_eq!(
+            store.load(&key("a")).ok().flatten().as_deref(),
+            Some("second")
+        );
         assert_eq!(mode(&file), 0o600);
         let names: Vec<_> = fs::read_dir(store.dir())
             .unwrap_or_else(|e| panic!("{e}"))

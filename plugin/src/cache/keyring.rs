@@ -14,19 +14,19 @@ impl KeyringStore {
     }
 
     /// The stored text under `key`; `None` when there is no item, or its secret is not UTF-8.
-    pub(crate) fn load(self, key: &CacheKey) -> Result<Option<String>, CacheError> {
+    pub(crate) fn load(key: &CacheKey) -> Result<Option<String>, CacheError> {
         map_read(Self::entry(key)?.get_password())
     }
 
     /// Creates or replaces the item under `key`.
-    pub(crate) fn store(self, key: &CacheKey, contents: &str) -> Result<(), CacheError> {
+    pub(crate) fn store(key: &CacheKey, contents: &str) -> Result<(), CacheError> {
         Self::entry(key)?
             .set_password(contents)
             .map_err(CacheError::KeyringUnavailable)
     }
 
     /// Deletes the item under `key`; whether there was one.
-    pub(crate) fn delete(self, key: &CacheKey) -> Result<bool, CacheError> {
+    pub(crate) fn delete(key: &CacheKey) -> Result<bool, CacheError> {
         match Self::entry(key)?.delete_credential() {
             Ok(()) => Ok(true),
             Err(keyring::Error::NoEntry) => Ok(false),
@@ -52,13 +52,22 @@ mod tests {
     #[test]
     fn missing_and_garbled_items_are_misses_other_failures_are_errors() {
         assert_eq!(map_read(Err(keyring::Error::NoEntry)).ok(), Some(None));
-        assert_eq!(map_read(Err(keyring::Error::BadEncoding(vec![0xff]))).ok(), Some(None));
-        assert_eq!(map_read(Ok("x".to_owned())).ok(), Some(Some("x".to_owned())));
+        assert_eq!(
+            map_read(Err(keyring::Error::BadEncoding(vec![0xff]))).ok(),
+            Some(None)
+        );
+        assert_eq!(
+            map_read(Ok("x".to_owned())).ok(),
+            Some(Some("x".to_owned()))
+        );
         for err in [
             keyring::Error::NoStorageAccess("locked".into()),
             keyring::Error::PlatformFailure("no D-Bus session".into()),
         ] {
-            assert!(matches!(map_read(Err(err)), Err(CacheError::KeyringUnavailable(_))));
+            assert!(matches!(
+                map_read(Err(err)),
+                Err(CacheError::KeyringUnavailable(_))
+            ));
         }
     }
 }

@@ -46,7 +46,11 @@ impl RefreshLock {
         let path = dir.join(format!("{}.lock", key.as_hex()));
         let attempts = MAX_WAIT.as_millis() / POLL.as_millis();
         for _ in 0..attempts {
-            match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(_) => return Some(Self { path }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     if is_stale(&path, clock.now()) {
@@ -83,7 +87,7 @@ fn is_stale(path: &Path, now: i64) -> bool {
 mod tests {
     use super::*;
     use crate::clock::fake::FakeClock;
-    use crate::clock::{Clock as _, SystemClock};
+    use crate::clock::SystemClock;
 
     fn key() -> CacheKey {
         CacheKey::new("https://i", "c", "k", None)

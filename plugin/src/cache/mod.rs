@@ -197,7 +197,10 @@ impl Entry {
             access_token: Secret::new(stored.access_token),
             iat: stored.iat,
             exp: stored.exp,
-            refresh_token: stored.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+            refresh_token: stored
+                .refresh_token
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
             session_expires_at: stored.session_expires_at,
             username: stored.username,
             groups: stored.groups,
@@ -275,7 +278,7 @@ impl TokenCache {
     /// The entry under `key`; `Ok(None)` when absent or unreadable as an entry.
     pub(crate) fn load(&self, key: &CacheKey) -> Result<Option<Entry>, CacheError> {
         let raw = match self {
-            Self::Keyring(store) => store.load(key)?,
+            Self::Keyring(_) => KeyringStore::load(key)?,
             Self::File(store) => store.load(key)?,
         };
         Ok(raw.as_deref().and_then(Entry::parse))
@@ -285,7 +288,7 @@ impl TokenCache {
     pub(crate) fn store(&self, key: &CacheKey, entry: &Entry) -> Result<(), CacheError> {
         let json = entry.to_json();
         match self {
-            Self::Keyring(store) => store.store(key, &json),
+            Self::Keyring(_) => KeyringStore::store(key, &json),
             Self::File(store) => store.store(key, &json),
         }
     }
@@ -293,7 +296,7 @@ impl TokenCache {
     /// Deletes the entry under `key`; whether there was one.
     pub(crate) fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
         match self {
-            Self::Keyring(store) => store.delete(key),
+            Self::Keyring(_) => KeyringStore::delete(key),
             Self::File(store) => store.delete(key),
         }
     }
@@ -341,9 +344,24 @@ mod tests {
             CacheKey::new("https://j", "prod", "kubectl-credential", Some(&api)),
             CacheKey::new("https://i", "prod2", "kubectl-credential", Some(&api)),
             CacheKey::new("https://i", "prod", "other-client", Some(&api)),
-            CacheKey::new("https://i", "prod", "kubectl-credential", Some(&cluster("https://api2:6443", Some("Q0E=")))),
-            CacheKey::new("https://i", "prod", "kubectl-credential", Some(&cluster("https://api:6443", Some("Q0F=")))),
-            CacheKey::new("https://i", "prod", "kubectl-credential", Some(&cluster("https://api:6443", None))),
+            CacheKey::new(
+                "https://i",
+                "prod",
+                "kubectl-credential",
+                Some(&cluster("https://api2:6443", Some("Q0E="))),
+            ),
+            CacheKey::new(
+                "https://i",
+                "prod",
+                "kubectl-credential",
+                Some(&cluster("https://api:6443", Some("Q0F="))),
+            ),
+            CacheKey::new(
+                "https://i",
+                "prod",
+                "kubectl-credential",
+                Some(&cluster("https://api:6443", None)),
+            ),
             CacheKey::new("https://i", "prod", "kubectl-credential", None),
             // Length prefixes: moving a character between fields changes the key.
             CacheKey::new("https://ip", "rod", "kubectl-credential", Some(&api)),
@@ -355,7 +373,10 @@ mod tests {
         let again = CacheKey::new("https://i/", "prod", "kubectl-credential", Some(&api));
         assert_eq!(base, again);
         assert_eq!(base.as_hex().len(), 64);
-        assert!(base.as_hex().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(base
+            .as_hex()
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 
     #[test]
@@ -418,7 +439,10 @@ mod tests {
     fn debug_never_shows_tokens() {
         let e = entry(1000, 1900);
         let debug = format!("{e:?}");
-        assert!(!debug.contains("AT-secret") && !debug.contains("RT-secret"), "{debug}");
+        assert!(
+            !debug.contains("AT-secret") && !debug.contains("RT-secret"),
+            "{debug}"
+        );
         assert!(debug.contains("alice"));
     }
 
@@ -433,7 +457,8 @@ mod tests {
             session_expires_at: None,
         };
         // Local clock far from the issuer's: times are placed on the local clock.
-        let e = Entry::from_token_response(response, Some(99_999), 1_000).unwrap_or_else(|e| panic!("{e}"));
+        let e = Entry::from_token_response(response, Some(99_999), 1_000)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((e.iat, e.exp), (1_000, 1_600));
         assert_eq!(e.session_expires_at, Some(99_999));
         assert_eq!(e.refresh_token.as_ref().map(Secret::expose), Some("RT-2"));

@@ -1,0 +1,331 @@
+//! The shared fixture and the vocabulary the stories are told in: a [`World`] with one issuer
+//! and one control plane that trusts it, [`Person`]s with accounts, and [`Laptop`]s on which
+//! they run kubectl.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use credential_shared::exec_credential::ApiVersion;
+use e2e::plugin::exit;
+use e2e::wait::{self, Check};
+use e2e::{
+    Browser, CachedToken, ControlPlane, Issuer, IssuerOptions, OidcSettings, Outcome, PluginArgs,
+    TokenCache, UserEnv,
+};
+
+/// The cluster's name in the issuer and in kubeconfigs.
+pub(crate) const CLUSTER: &str = "envtest";
+/// The `aud` of its tokens, the API server's `--oidc-client-id`.
+pub(crate) const AUDIENCE: &str = "kubernetes";
+/// `--oidc-username-prefix` and `--oidc-groups-prefix`.
+pub(crate) const PREFIX: &str = "credential:";
+/// The issuer group that RBAC lets list namespaces (as `credential:k8s-readers`).
+pub(crate) const READERS: &str = "k8s-readers";
+/// The access token lifetime configured in the issuer: short, so that expiry can be watched.
+pub(crate) const TOKEN_TTL: Duration = Duration::from_secs(10);
+/// How long a whole device login may take.
+pub(crate) const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// What the plugin tells a person who must log in again.
+pub(crate) const LOGIN_HINT: &str = "kubectl credential login";
+
+/// Lets `credential:k8s-readers` get and list namespaces, and nothing else.
+const RBAC: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: ns-reader
+rules:
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: ns-reader-credential-readers
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: ns-reader
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: credential:k8s-readers
+"#;
+
+/// The issuer and the control plane that trusts it.
+#[derive(Debug)]
+pub(crate) struct World {
+    pub(crate) issuer: Issuer,
+    pub(crate) control_plane: ControlPlane,
+}
+
+static WORLD: OnceLock<Result<World, String>> = OnceLock::new();
+
+/// The shared world, started by the first test that asks. If starting it failed, every test
+/// fails with the same message.
+pub(crate) fn world() -> &'static World {
+    let started = WORLD.get_or_init(|| {
+        std::panic::catch_unwind(World::start).map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown panic".to_owned())
+        })
+    });
+    match started {
+        Ok(world) => world,
+        Err(e) => panic!("the shared issuer + control plane did not start:\n{e}"),
+    }
+}
+
+impl World {
+    fn start() -> Self {
+        let t0 = Instant::now();
+        let issuer = Issuer::start(&IssuerOptions {
+            clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
+            token_ttl: format!("{}s", TOKEN_TTL.as_secs()),
+            poll_interval: "1s".to_owned(),
+        });
+        let control_plane = ControlPlane::start(&OidcSettings {
+            issuer_url: issuer.url().to_owned(),
+            ca_file: issuer.ca_file().to_owned(),
+            client_id: AUDIENCE.to_owned(),
+            username_claim: "preferred_username".to_owned(),
+            username_prefix: PREFIX.to_owned(),
+            groups_claim: "groups".to_owned(),
+            groups_prefix: PREFIX.to_owned(),
+        });
+        control_plane.apply(RBAC);
+        let world = Self {
+            issuer,
+            control_plane,
+        };
+        world.wait_for_oidc();
+        eprintln!(
+            "e2e: issuer {} and API server {} ready in {:.1?}",
+            world.issuer.url(),
+            world.control_plane.server(),
+            t0.elapsed()
+        );
+        world
+    }
+
+    /// Kubernetes 1.20 fetches the issuer's discovery document about 10 s after start and
+    /// retries every 10 s; until then every OIDC token gets 401. So a token obtained over plain
+    /// HTTP (not through the plugin under test) is presented until the API server accepts it.
+    fn wait_for_oidc(&self) {
+        let probe = self.new_person("oidc-probe", &[READERS]);
+        let mut tokens = self
+            .issuer
+            .login_over_http(CLUSTER, &probe.name, &probe.password);
+        let mut issued = Instant::now();
+        let accepted = wait::until(
+            "the API server accepts the issuer's tokens",
+            Duration::from_secs(90),
+            || {
+                if issued.elapsed() + Duration::from_secs(3) > TOKEN_TTL {
+                    match self.issuer.refresh(&tokens.refresh_token) {
+                        Ok(fresh) => {
+                            tokens = fresh;
+                            issued = Instant::now();
+                        }
+                        Err(e) => {
+                            return Check::Fail(format!(
+                                "refreshing the probe's token failed: {e:?}"
+                            ))
+                        }
+                    }
+                }
+                let resp = self
+                    .control_plane
+                    .get_with_token("/api", &tokens.access_token);
+                match resp.status {
+                    200 => Check::Done(()),
+                    401 => Check::Retry(format!("401 {}", resp.body.trim())),
+                    other => Check::Fail(format!("unexpected status {other}: {}", resp.body)),
+                }
+            },
+        );
+        if let Err(e) = accepted {
+            panic!(
+                "{e}\n--- kube-apiserver log (tail) ---\n{}",
+                self.control_plane.apiserver_log_tail(40)
+            );
+        }
+    }
+
+    /// A new account, named `ROLE-N` (unique in this run), in `groups`, created with the
+    /// operator CLI while the issuer runs.
+    pub(crate) fn new_person(&self, role: &str, groups: &[&str]) -> Person {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        let name = format!("{role}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let password = format!("correct horse battery staple {name}");
+        self.issuer.add_user(&name, groups, &password);
+        Person { name, password }
+    }
+
+    /// The plugin arguments for this world's issuer and cluster.
+    pub(crate) fn plugin_args(&self, token_cache: TokenCache) -> PluginArgs {
+        PluginArgs {
+            issuer: self.issuer.url().to_owned(),
+            cluster: CLUSTER.to_owned(),
+            issuer_ca: self.issuer.ca_file().to_owned(),
+            token_cache,
+        }
+    }
+
+    /// A fresh browser (no cookies) for this world's issuer.
+    pub(crate) fn browser(&self) -> Browser {
+        self.issuer.browser()
+    }
+}
+
+/// Someone with an account at the issuer.
+#[derive(Debug, Clone)]
+pub(crate) struct Person {
+    pub(crate) name: String,
+    pub(crate) password: String,
+}
+
+impl Person {
+    /// The Kubernetes user name the API server sees: `credential:NAME`.
+    pub(crate) fn kube_username(&self) -> String {
+        format!("{PREFIX}{}", self.name)
+    }
+}
+
+/// A person's machine: a private home, the plugin's arguments and a kubeconfig using them.
+#[derive(Debug)]
+pub(crate) struct Laptop {
+    pub(crate) env: UserEnv,
+    pub(crate) plugin: PluginArgs,
+    pub(crate) kubeconfig: PathBuf,
+}
+
+impl Laptop {
+    /// A fresh machine caching tokens in files, with an exec kubeconfig in the newest protocol
+    /// version kubectl speaks.
+    pub(crate) fn new() -> Self {
+        Self::with(UserEnv::new(), TokenCache::File)
+    }
+
+    /// A machine with `env` and `token_cache`, with an exec kubeconfig in the newest protocol
+    /// version kubectl speaks.
+    pub(crate) fn with(env: UserEnv, token_cache: TokenCache) -> Self {
+        let world = world();
+        let plugin = world.plugin_args(token_cache);
+        let kubeconfig = env.write_kubeconfig(
+            "kubeconfig",
+            world.control_plane.server(),
+            world.control_plane.ca_file(),
+            if e2e::bins::kubectl_speaks_exec_v1() {
+                ApiVersion::V1
+            } else {
+                ApiVersion::V1Beta1
+            },
+            &plugin,
+        );
+        Self {
+            env,
+            plugin,
+            kubeconfig,
+        }
+    }
+
+    /// A second kubeconfig on this machine, for exec protocol `version`.
+    pub(crate) fn kubeconfig_for(&self, version: ApiVersion) -> PathBuf {
+        let world = world();
+        let name = format!(
+            "kubeconfig-{}",
+            version.as_str().rsplit('/').next().unwrap_or("x")
+        );
+        self.env.write_kubeconfig(
+            &name,
+            world.control_plane.server(),
+            world.control_plane.ca_file(),
+            version,
+            &self.plugin,
+        )
+    }
+
+    /// `kubectl-credential login` approved by `person` in a browser: the whole device flow.
+    /// Fails the test unless the login succeeds without opening a browser.
+    pub(crate) fn log_in(&self, person: &Person) {
+        let login = self.env.start_login(&self.plugin);
+        let _ = world()
+            .browser()
+            .approve(login.user_code(), &person.name, &person.password);
+        login.finish(LOGIN_TIMEOUT).assert_success();
+        assert!(
+            self.env.browser_launches().is_empty(),
+            "--no-browser opened a browser: {:?}",
+            self.env.browser_launches()
+        );
+    }
+
+    /// `kubectl ARGS` with this machine's kubeconfig, not interactive.
+    pub(crate) fn kubectl(&self, args: &[&str]) -> Outcome {
+        self.env.kubectl(&self.kubeconfig, args)
+    }
+
+    /// `kubectl-credential SUBCOMMAND` with this machine's plugin arguments.
+    pub(crate) fn plugin(&self, subcommand: &str) -> Outcome {
+        self.env.plugin(&self.plugin.for_subcommand(subcommand))
+    }
+
+    /// `kubectl-credential get` as kubectl runs it without a terminal (`interactive: false`).
+    pub(crate) fn get_credential(&self, version: ApiVersion) -> Outcome {
+        self.env.plugin_as_kubectl_would(
+            &self.plugin.for_subcommand("get"),
+            &e2e::plugin::exec_info(version, false),
+        )
+    }
+
+    /// The token cache file's content (file cache only).
+    pub(crate) fn cached_token(&self) -> CachedToken {
+        self.env.cached_token()
+    }
+}
+
+/// Waits until the API server refuses `token` with 401 (it has expired), at most twice the
+/// token lifetime plus the API server's 10 s authentication cache.
+pub(crate) fn wait_until_rejected(token: &str) {
+    let cp = &world().control_plane;
+    wait::until(
+        "the API server rejects the old token",
+        TOKEN_TTL * 2 + Duration::from_secs(15),
+        || {
+            let resp = cp.get_with_token("/api", token);
+            match resp.status {
+                401 => Check::Done(()),
+                200 => Check::Retry("still accepted".to_owned()),
+                other => Check::Fail(format!("unexpected status {other}: {}", resp.body)),
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Fails the test unless `out` is the plugin's "log in again" failure: exit 3 with the hint.
+pub(crate) fn assert_login_required(out: &Outcome) {
+    out.assert_code(exit::LOGIN_REQUIRED)
+        .assert_stderr_contains(LOGIN_HINT);
+}
+
+/// Fails the test unless kubectl failed because the API server forbade `person` something.
+pub(crate) fn assert_forbidden(out: &Outcome, person: &Person) {
+    out.assert_failure();
+    assert!(
+        out.stderr.to_lowercase().contains("forbidden"),
+        "expected Forbidden, but {out}"
+    );
+    assert!(
+        out.stderr.contains(&person.kube_username()),
+        "expected the user name {} in the message, but {out}",
+        person.kube_username()
+    );
+}
