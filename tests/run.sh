@@ -57,16 +57,18 @@ else
     step "test dependencies already installed"
 fi
 
-# ---- 2. kube-apiserver (cached after the first build, ~4 minutes)
+# ---- 2. kube-apiserver (cached after the first build, about 5 minutes on 2 cores)
 step "kube-apiserver"
-if ! APISERVER_BUILT=$(bash tests/envtest/build-kube-apiserver.sh 2>/tmp/build-kube-apiserver.$$.log | tail -n 1); then
-    cat /tmp/build-kube-apiserver.$$.log >&2
-    rm -f /tmp/build-kube-apiserver.$$.log
-    die "building kube-apiserver failed"
+build_log=$(mktemp)
+trap 'rm -f "$build_log"' EXIT
+# The script's own progress lines are shown; the compiler's output only if the build fails.
+if ! KUBE_APISERVER_BIN=$(bash tests/envtest/build-kube-apiserver.sh \
+        2> >(tee "$build_log" | grep --line-buffered '^build-kube-apiserver:' | sed -u 's/^/    /' >&2) | tail -n 1); then
+    tail -n 60 "$build_log" >&2
+    die "building kube-apiserver failed (last lines of its log above)"
 fi
-grep -h 'cached\|built' /tmp/build-kube-apiserver.$$.log | sed 's/^/    /' || true
-rm -f /tmp/build-kube-apiserver.$$.log
-export KUBE_APISERVER_BIN=$APISERVER_BUILT
+export KUBE_APISERVER_BIN
+printf '    %s; etcd %s\n' "$(kubectl version --client 2>/dev/null | head -n 1)" "$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')"
 
 # ---- 3. build the binaries the end-to-end tests run, then every test
 step "cargo build --workspace --bins"

@@ -26,7 +26,13 @@ async fn main() -> anyhow::Result<()> {
         .create_user(
             &NewUser {
                 id: user_id.clone(),
-                username: format!("bench-{}", random_token(6).expose().to_lowercase().replace(['-', '_'], "x")),
+                username: format!(
+                    "bench-{}",
+                    random_token(6)
+                        .expose()
+                        .to_lowercase()
+                        .replace(['-', '_'], "x")
+                ),
                 email: None,
                 password_hash: None,
                 groups: vec!["bench".into(), "k8s-readers".into()],
@@ -46,7 +52,9 @@ async fn main() -> anyhow::Result<()> {
             expires_at: now + time::Duration::hours(12),
             revoked_at: None,
         };
-        store.create_session(&session, &hash(refresh.expose())).await?;
+        store
+            .create_session(&session, &hash(refresh.expose()))
+            .await?;
         writeln!(file, "{}", refresh.expose())?;
     }
     file.flush()?;

@@ -136,14 +136,34 @@ mod tests {
         assert!(matches!(r, Err(Error::Name { .. })), "{r:?}");
         let r = add_user(&s, "bob", &[], None, &Secret::new("short"), now).await;
         assert!(matches!(r, Err(Error::WeakPassword)), "{r:?}");
-        add_user(&s, "bob", &["b".into(), "a".into(), "a".into()], Some("bob@x.io"), &pw, now)
+        add_user(
+            &s,
+            "bob",
+            &["b".into(), "a".into(), "a".into()],
+            Some("bob@x.io"),
+            &pw,
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let u = s
+            .user_by_name("bob")
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let u = s.user_by_name("bob").await.ok().flatten().unwrap_or_else(|| panic!("no bob"));
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no bob"));
         assert_eq!(u.groups, ["a", "b"]);
-        assert!(crate::password::verify(u.password_hash.as_deref().unwrap_or(""), &pw));
+        assert!(crate::password::verify(
+            u.password_hash.as_deref().unwrap_or(""),
+            &pw
+        ));
         assert_eq!(disable_user(&s, "bob", now).await.unwrap_or(99), 0);
-        let u = s.user_by_name("bob").await.ok().flatten().unwrap_or_else(|| panic!("no bob"));
+        let u = s
+            .user_by_name("bob")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no bob"));
         assert!(u.disabled_at.is_some());
     }
 }

@@ -139,7 +139,10 @@ mod tests {
             "/tmp/x",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cli.global.data_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        assert_eq!(
+            cli.global.data_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/x"))
+        );
         match cli.command {
             Command::User(UserCommand::Add { name, groups, .. }) => {
                 assert_eq!(name, "alice");

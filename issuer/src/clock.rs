@@ -62,7 +62,8 @@ mod tests {
 
     #[test]
     fn fake_clock_advances_and_clones_share_time() {
-        let start = OffsetDateTime::from_unix_timestamp(1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let start =
+            OffsetDateTime::from_unix_timestamp(1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let c = FakeClock::new(start);
         let c2 = c.clone();
         c.advance(std::time::Duration::from_secs(5));

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::Engine as _;
 use serde::Deserialize;
 use url::Url;
 
@@ -139,7 +140,10 @@ pub enum ConfigError {
         message: String,
     },
     /// No data directory could be determined.
-    #[error("cannot determine a data directory: set --data-dir or {}", env::DATA_DIR)]
+    #[error(
+        "cannot determine a data directory: set --data-dir or {}",
+        env::DATA_DIR
+    )]
     NoDataDir,
 }
 
@@ -267,9 +271,12 @@ impl Config {
             .clone()
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen: SocketAddr = listen_s
-            .parse()
-            .map_err(|_| invalid("listen", format!("`{listen_s}` is not an address like 127.0.0.1:8443")))?;
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("`{listen_s}` is not an address like 127.0.0.1:8443"),
+            )
+        })?;
 
         let issuer_s = o
             .issuer_url
@@ -283,17 +290,32 @@ impl Config {
             None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
         };
 
-        let tls = match (o.tls_cert.clone().or(file.tls_cert), o.tls_key.clone().or(file.tls_key)) {
+        let tls = match (
+            o.tls_cert.clone().or(file.tls_cert),
+            o.tls_key.clone().or(file.tls_key),
+        ) {
             (None, None) => TlsSource::Generated,
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
-            (Some(_), None) => return Err(invalid("tls_key", "tls_cert is set but tls_key is not")),
-            (None, Some(_)) => return Err(invalid("tls_cert", "tls_key is set but tls_cert is not")),
+            (Some(_), None) => {
+                return Err(invalid("tls_key", "tls_cert is set but tls_key is not"))
+            }
+            (None, Some(_)) => {
+                return Err(invalid("tls_cert", "tls_key is set but tls_cert is not"))
+            }
         };
 
-        let token_ttl = duration_field("token_ttl", o.token_ttl.as_deref().or(file.token_ttl.as_deref()), "5m")?;
-        let session_ttl =
-            duration_field("session_ttl", o.session_ttl.as_deref().or(file.session_ttl.as_deref()), "12h")?;
-        let device_code_ttl = duration_field("device_code_ttl", file.device_code_ttl.as_deref(), "10m")?;
+        let token_ttl = duration_field(
+            "token_ttl",
+            o.token_ttl.as_deref().or(file.token_ttl.as_deref()),
+            "5m",
+        )?;
+        let session_ttl = duration_field(
+            "session_ttl",
+            o.session_ttl.as_deref().or(file.session_ttl.as_deref()),
+            "12h",
+        )?;
+        let device_code_ttl =
+            duration_field("device_code_ttl", file.device_code_ttl.as_deref(), "10m")?;
         let poll_interval = duration_field("poll_interval", file.poll_interval.as_deref(), "5s")?;
         if token_ttl < Duration::from_secs(1) || token_ttl > Duration::from_secs(24 * 3600) {
             return Err(invalid("token_ttl", "must be between 1s and 24h"));
@@ -301,7 +323,8 @@ impl Config {
         if session_ttl < token_ttl {
             return Err(invalid("session_ttl", "must not be shorter than token_ttl"));
         }
-        if device_code_ttl < Duration::from_secs(30) || device_code_ttl > Duration::from_secs(3600) {
+        if device_code_ttl < Duration::from_secs(30) || device_code_ttl > Duration::from_secs(3600)
+        {
             return Err(invalid("device_code_ttl", "must be between 30s and 1h"));
         }
         if poll_interval.is_zero() || poll_interval > Duration::from_secs(60) {
@@ -324,14 +347,20 @@ impl Config {
         }
         for (i, c) in clusters.iter().enumerate() {
             if clusters[..i].iter().any(|p| p.name == c.name) {
-                return Err(invalid(format!("clusters[{i}].name"), format!("duplicate cluster `{}`", c.name)));
+                return Err(invalid(
+                    format!("clusters[{i}].name"),
+                    format!("duplicate cluster `{}`", c.name),
+                ));
             }
         }
 
         let mut clients = vec![credential_shared::oauth::PLUGIN_CLIENT_ID.to_owned()];
         for (i, c) in file.clients.into_iter().enumerate() {
             if c.is_empty() || c.len() > 128 || !c.chars().all(|ch| ch.is_ascii_graphic()) {
-                return Err(invalid(format!("clients[{i}]"), "must be 1 to 128 visible ASCII characters"));
+                return Err(invalid(
+                    format!("clients[{i}]"),
+                    "must be 1 to 128 visible ASCII characters",
+                ));
             }
             if !clients.contains(&c) {
                 clients.push(c);
@@ -412,19 +441,27 @@ fn default_host(listen: SocketAddr) -> String {
 }
 
 fn default_data_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("dev", "kubectl-credential", "credential-issuer").map(|d| d.data_dir().to_owned())
+    directories::ProjectDirs::from("dev", "kubectl-credential", "credential-issuer")
+        .map(|d| d.data_dir().to_owned())
 }
 
 fn parse_issuer_url(s: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(s).map_err(|e| invalid("issuer_url", format!("`{s}` is not a URL: {e}")))?;
+    let url =
+        Url::parse(s).map_err(|e| invalid("issuer_url", format!("`{s}` is not a URL: {e}")))?;
     if url.scheme() != "https" {
-        return Err(invalid("issuer_url", "must be an https URL (kube-apiserver accepts no other)"));
+        return Err(invalid(
+            "issuer_url",
+            "must be an https URL (kube-apiserver accepts no other)",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("issuer_url", "must not have a query or fragment"));
     }
     if url.path() != "/" && !url.path().is_empty() {
-        return Err(invalid("issuer_url", "a path prefix is not supported; serve the issuer at the root of a host"));
+        return Err(invalid(
+            "issuer_url",
+            "a path prefix is not supported; serve the issuer at the root of a host",
+        ));
     }
     Ok(url)
 }
@@ -433,14 +470,21 @@ fn validate_cluster(i: usize, c: FileCluster) -> Result<ClusterConfig, ConfigErr
     let field = |f: &str| format!("clusters[{i}].{f}");
     if c.name.is_empty()
         || c.name.len() > 63
-        || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.')
+        || !c
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.')
     {
-        return Err(invalid(field("name"), "must be 1 to 63 characters of [A-Za-z0-9._-]"));
+        return Err(invalid(
+            field("name"),
+            "must be 1 to 63 characters of [A-Za-z0-9._-]",
+        ));
     }
     let server = match c.server {
         None => None,
         Some(s) => {
-            let u = Url::parse(&s).map_err(|e| invalid(field("server"), format!("`{s}` is not a URL: {e}")))?;
+            let u = Url::parse(&s)
+                .map_err(|e| invalid(field("server"), format!("`{s}` is not a URL: {e}")))?;
             if u.scheme() != "https" {
                 return Err(invalid(field("server"), "must be an https URL"));
             }
@@ -449,15 +493,24 @@ fn validate_cluster(i: usize, c: FileCluster) -> Result<ClusterConfig, ConfigErr
     };
     let certificate_authority_data = match (c.ca_file, c.certificate_authority_data) {
         (Some(_), Some(_)) => {
-            return Err(invalid(field("ca_file"), "set ca_file or certificate_authority_data, not both"))
+            return Err(invalid(
+                field("ca_file"),
+                "set ca_file or certificate_authority_data, not both",
+            ))
         }
         (Some(path), None) => {
-            let pem = std::fs::read(&path)
-                .map_err(|e| invalid(field("ca_file"), format!("cannot read {}: {e}", path.display())))?;
+            let pem = std::fs::read(&path).map_err(|e| {
+                invalid(
+                    field("ca_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
             if !pem.starts_with(b"-----BEGIN") {
-                return Err(invalid(field("ca_file"), format!("{} is not a PEM file", path.display())));
+                return Err(invalid(
+                    field("ca_file"),
+                    format!("{} is not a PEM file", path.display()),
+                ));
             }
-            use base64::Engine as _;
             Some(base64::engine::general_purpose::STANDARD.encode(pem))
         }
         (None, data) => data,
@@ -492,9 +545,18 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     n.checked_mul(mult).map(Duration::from_secs)
 }
 
-fn duration_field(field: &str, value: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
+fn duration_field(
+    field: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
     let s = value.unwrap_or(default);
-    parse_duration(s).ok_or_else(|| invalid(field, format!("`{s}` is not a duration like 90s, 5m, 12h or 30d")))
+    parse_duration(s).ok_or_else(|| {
+        invalid(
+            field,
+            format!("`{s}` is not a duration like 90s, 5m, 12h or 30d"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -529,7 +591,8 @@ mod tests {
             listen: Some("127.0.0.1:9000".into()),
             ..Overrides::default()
         };
-        let c = load("token_ttl = \"10m\"\nlisten = \"0.0.0.0:1\"\n", &o).unwrap_or_else(|e| panic!("{e}"));
+        let c = load("token_ttl = \"10m\"\nlisten = \"0.0.0.0:1\"\n", &o)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.token_ttl, Duration::from_secs(60));
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
     }
@@ -551,13 +614,22 @@ mod tests {
             ("listen = \"nope\"", "listen"),
             ("tls_cert = \"/a\"", "tls_key"),
             ("[[clusters]]\nname = \"bad name\"", "clusters[0].name"),
-            ("[[clusters]]\nname = \"a\"\nserver = \"http://x\"", "clusters[0].server"),
-            ("[[clusters]]\nname = \"a\"\n[[clusters]]\nname = \"a\"", "clusters[1].name"),
+            (
+                "[[clusters]]\nname = \"a\"\nserver = \"http://x\"",
+                "clusters[0].server",
+            ),
+            (
+                "[[clusters]]\nname = \"a\"\n[[clusters]]\nname = \"a\"",
+                "clusters[1].name",
+            ),
             ("tokn_ttl = \"5m\"", "tokn_ttl"),
         ];
         for (text, field) in cases {
             let e = err(text, &none);
-            assert!(e.contains(field), "{text:?} gave {e:?}, which does not name {field}");
+            assert!(
+                e.contains(field),
+                "{text:?} gave {e:?}, which does not name {field}"
+            );
         }
     }
 
@@ -579,6 +651,10 @@ mod example_tests {
     fn the_shipped_example_config_parses() {
         let text = include_str!("../../install/issuer.example.toml");
         let parsed: Result<super::FileConfig, _> = toml::from_str(text);
-        assert!(parsed.is_ok(), "install/issuer.example.toml: {:?}", parsed.err());
+        assert!(
+            parsed.is_ok(),
+            "install/issuer.example.toml: {:?}",
+            parsed.err()
+        );
     }
 }

@@ -89,7 +89,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -105,18 +106,40 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     app::create_private_dir(&config.data_dir)?;
     let store = store::Store::open_sqlite(&config.database_path())
         .await
-        .with_context(|| format!("cannot open the database {}", config.database_path().display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                config.database_path().display()
+            )
+        })?;
     let now = time::OffsetDateTime::now_utc();
     match cmd {
-        UserCommand::Add { name, groups, email } => {
+        UserCommand::Add {
+            name,
+            groups,
+            email,
+        } => {
             let password = read_password()?;
             admin::add_user(&store, &name, &groups, email.as_deref(), &password, now).await?;
-            say(&format!("created user {name} (groups: {})", groups.join(", ")));
+            say(&format!(
+                "created user {name} (groups: {})",
+                groups.join(", ")
+            ));
         }
         UserCommand::List => {
             for u in store.list_users().await? {
-                let state = if u.disabled_at.is_some() { "disabled" } else { "active" };
-                say(&format!("{}\t{}\t{}\t{}", u.username, state, u.email.unwrap_or_default(), u.groups.join(",")));
+                let state = if u.disabled_at.is_some() {
+                    "disabled"
+                } else {
+                    "active"
+                };
+                say(&format!(
+                    "{}\t{}\t{}\t{}",
+                    u.username,
+                    state,
+                    u.email.unwrap_or_default(),
+                    u.groups.join(",")
+                ));
             }
         }
         UserCommand::Disable { name } => {
@@ -131,7 +154,8 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
 fn read_password() -> anyhow::Result<Secret> {
     if std::io::stdin().is_terminal() {
         let a = rpassword::prompt_password("Password: ").context("cannot read the password")?;
-        let b = rpassword::prompt_password("Repeat password: ").context("cannot read the password")?;
+        let b =
+            rpassword::prompt_password("Repeat password: ").context("cannot read the password")?;
         if a != b {
             bail!("the passwords do not match");
         }
@@ -153,7 +177,11 @@ fn keys(config: &Config, cmd: &KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate => {
             // Old keys stay published for one token lifetime, so every token still valid
             // keeps verifying; a running issuer picks the new key up within seconds.
-            let key = signing::rotate(&dir, time::OffsetDateTime::now_utc(), config.key_retention())?;
+            let key = signing::rotate(
+                &dir,
+                time::OffsetDateTime::now_utc(),
+                config.key_retention(),
+            )?;
             say(&format!("new signing key {} is active", key.kid));
         }
         KeysCommand::List => {

@@ -28,7 +28,11 @@ pub fn tls_files(config: &Config) -> Result<TlsFiles, StartError> {
             ca: None,
         }),
         TlsSource::Generated => {
-            let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            let mut hosts = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
             if let Some(h) = config.issuer_url.host_str() {
                 let h = h.trim_start_matches('[').trim_end_matches(']').to_owned();
                 if !hosts.contains(&h) {
@@ -51,6 +55,7 @@ pub async fn serve(
     listener.set_nonblocking(true)?;
     let handle = axum_server::Handle::new();
     let upkeep = tokio::spawn(upkeep(state.clone()));
+    let checkpoints = tokio::spawn(checkpoints(state.clone()));
     let h = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -63,6 +68,7 @@ pub async fn serve(
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await;
     upkeep.abort();
+    checkpoints.abort();
     result
 }
 
@@ -92,10 +98,23 @@ async fn upkeep(state: AppState) {
         match state.signer().reload() {
             Ok(true) => tracing::info!(kid = %state.signer().active_kid(), "signing keys reloaded"),
             Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, "signing keys reload failed; keeping the current keys"),
+            Err(e) => {
+                tracing::error!(error = %e, "signing keys reload failed; keeping the current keys");
+            }
         }
         if let Err(e) = state.store().purge_expired(state.now()).await {
             tracing::warn!(error = %e, "purging expired rows failed");
+        }
+    }
+}
+
+/// Moves the SQLite write-ahead log into the database every second, off the write path.
+async fn checkpoints(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.store().checkpoint().await {
+            tracing::warn!(error = %e, "database checkpoint failed");
         }
     }
 }
@@ -120,7 +139,11 @@ impl BackgroundIssuer {
     }
 
     /// As [`Self::spawn`], with a clock of the caller's choosing.
-    pub fn spawn_with_clock(listener: std::net::TcpListener, config: Config, clock: SharedClock) -> Result<Self, StartError> {
+    pub fn spawn_with_clock(
+        listener: std::net::TcpListener,
+        config: Config,
+        clock: SharedClock,
+    ) -> Result<Self, StartError> {
         let url = config.issuer().to_owned();
         let files = tls_files(&config)?;
         let tls = crate::tls::server_config(&files.cert, &files.key)?;

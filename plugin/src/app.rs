@@ -24,7 +24,10 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
-/// The key `login` and `logout` use: no API server (they are run by hand, not by kubectl).
+/// The cache key of a session: issuer, cluster name and client. `get`, `login` and `logout`
+/// must agree on it, so it does not include what only kubectl knows (the API server and CA
+/// from `spec.cluster`): a session started by `login` serves kubectl, and `logout` clears a
+/// session that an interactive `get` started.
 fn base_key(args: &CommonArgs) -> CacheKey {
     CacheKey::new(args.issuer.as_str(), &args.cluster, &args.client_id, None)
 }
@@ -33,27 +36,21 @@ fn base_key(args: &CommonArgs) -> CacheKey {
 fn get(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     let info = exec::read_exec_info()?;
     let cache = TokenCache::open(args.token_cache)?;
-    let exact = CacheKey::new(
-        args.issuer.as_str(),
-        &args.cluster,
-        &args.client_id,
-        info.cluster.as_ref(),
-    );
-    let found = match cache.load(&exact)? {
-        Some(entry) => Some((exact.clone(), entry)),
-        // Not under the API-server key: a session from `kubectl credential login` serves too.
-        None if info.cluster.is_some() => {
-            let base = base_key(args);
-            cache.load(&base)?.map(|entry| (base, entry))
-        }
-        None => None,
-    };
-    if let Some((_, entry)) = &found {
+    let key = base_key(args);
+    let found = cache.load(&key)?;
+    if let Some(entry) = &found {
         if entry.is_fresh(clock.now()) {
             return exec::print_credential(info.version, entry);
         }
     }
-    get_without_fresh_token(args, &info, &cache, &exact, found, clock)
+    get_without_fresh_token(
+        args,
+        &info,
+        &cache,
+        &key,
+        found.map(|e| (key.clone(), e)),
+        clock,
+    )
 }
 
 /// `get` when the cache had no fresh token: refresh the session, or sign in, or give up.

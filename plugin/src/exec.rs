@@ -21,6 +21,13 @@ pub(crate) struct ExecInfo {
     /// Whether the plugin may talk to a person (device flow prompts on stderr).
     pub(crate) interactive: bool,
     /// The API server kubectl is about to call (`provideClusterInfo: true`).
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "parsed and validated now; binding cached sessions to the API server is the next step (issue 3)"
+        )
+    )]
     pub(crate) cluster: Option<ExecCluster>,
 }
 

@@ -138,7 +138,8 @@ mod tests {
     #[test]
     fn parses_kubectl_v1_request_with_cluster_info() {
         let raw = r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","spec":{"cluster":{"server":"https://127.0.0.1:6443","certificate-authority-data":"x","certificateAuthorityData":"Q0E=","config":null},"interactive":true}}"#;
-        let req: ExecCredentialRequest = serde_json::from_str(raw).unwrap_or_else(|e| panic!("{e}"));
+        let req: ExecCredentialRequest =
+            serde_json::from_str(raw).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ApiVersion::parse(&req.api_version), Some(ApiVersion::V1));
         assert!(req.spec.interactive);
         let cluster = req.spec.cluster.unwrap_or_default();
@@ -149,8 +150,12 @@ mod tests {
     #[test]
     fn parses_v1beta1_request_without_spec() {
         let raw = r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1beta1","spec":{}}"#;
-        let req: ExecCredentialRequest = serde_json::from_str(raw).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(ApiVersion::parse(&req.api_version), Some(ApiVersion::V1Beta1));
+        let req: ExecCredentialRequest =
+            serde_json::from_str(raw).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ApiVersion::parse(&req.api_version),
+            Some(ApiVersion::V1Beta1)
+        );
         assert!(!req.spec.interactive);
         assert!(req.spec.cluster.is_none());
     }

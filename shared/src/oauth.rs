@@ -319,7 +319,8 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip_and_unknown_is_tolerated() {
-        let e: OAuthError = serde_json::from_str(r#"{"error":"slow_down"}"#).unwrap_or_else(|e| panic!("{e}"));
+        let e: OAuthError =
+            serde_json::from_str(r#"{"error":"slow_down"}"#).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(e.error, OAuthErrorCode::SlowDown);
         assert_eq!(e.error.as_str(), "slow_down");
         let e: OAuthError =

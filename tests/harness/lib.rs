@@ -12,7 +12,6 @@
 pub mod bins;
 pub mod browser;
 pub mod control_plane;
-pub mod fail;
 pub mod http;
 pub mod issuer;
 pub mod plugin;
@@ -22,7 +21,6 @@ pub mod wait;
 
 pub use browser::{Browser, Page};
 pub use control_plane::{ControlPlane, OidcSettings};
-pub use fail::OrFail;
 pub use issuer::{Issuer, IssuerOptions};
 pub use plugin::{CachedToken, LoginProcess, PluginArgs, TokenCache, UserEnv};
 pub use process::Outcome;

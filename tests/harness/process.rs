@@ -347,11 +347,9 @@ mod tests {
 
     #[test]
     fn reaper_runs_its_script_on_drop() {
-        let dir = tempfile::tempdir().or_fail("tempdir");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let marker = dir.path().join("reaped");
         drop(Reaper::spawn("a test", r#"echo done > "$1""#, &[&marker]));
         assert!(marker.exists(), "the reaper did not run its cleanup script");
     }
-
-    use crate::OrFail as _;
 }

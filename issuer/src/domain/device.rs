@@ -112,7 +112,11 @@ mod tests {
             last_poll_at: last_poll_ago.map(|s| now - time::Duration::seconds(s)),
             interval_secs: 5,
         };
-        assert_eq!(poll(state, now), want, "{status:?} last={last_poll_ago:?} expires_in={expires_in}");
+        assert_eq!(
+            poll(state, now),
+            want,
+            "{status:?} last={last_poll_ago:?} expires_in={expires_in}"
+        );
     }
 
     #[test]
@@ -121,8 +125,22 @@ mod tests {
         use Status as S;
         check(S::Pending, None, 600, O::Pending);
         check(S::Pending, Some(5), 600, O::Pending);
-        check(S::Pending, Some(4), 600, O::SlowDown { new_interval_secs: 10 });
-        check(S::Approved, Some(1), 600, O::SlowDown { new_interval_secs: 10 });
+        check(
+            S::Pending,
+            Some(4),
+            600,
+            O::SlowDown {
+                new_interval_secs: 10,
+            },
+        );
+        check(
+            S::Approved,
+            Some(1),
+            600,
+            O::SlowDown {
+                new_interval_secs: 10,
+            },
+        );
         check(S::Approved, Some(6), 600, O::Issue);
         check(S::Approved, None, 600, O::Issue);
         check(S::Denied, None, 600, O::Denied);
@@ -135,7 +153,12 @@ mod tests {
 
     #[test]
     fn status_round_trip() {
-        for s in [Status::Pending, Status::Approved, Status::Denied, Status::Consumed] {
+        for s in [
+            Status::Pending,
+            Status::Approved,
+            Status::Denied,
+            Status::Consumed,
+        ] {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
         assert_eq!(Status::parse("x"), None);

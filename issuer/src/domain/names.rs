@@ -36,7 +36,10 @@ fn validate(name: &str, max: usize, extra: &[char]) -> Result<(), NameError> {
     if name.starts_with("system:") {
         return Err(NameError::Reserved);
     }
-    match name.chars().find(|c| !(c.is_ascii_alphanumeric() || extra.contains(c))) {
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || extra.contains(c)))
+    {
         Some(c) => Err(NameError::Character(c)),
         None => Ok(()),
     }

@@ -57,7 +57,13 @@ mod tests {
         };
         assert_eq!(liveness(f(later, None, None), now), Liveness::Live);
         assert_eq!(liveness(f(now, None, None), now), Liveness::Expired);
-        assert_eq!(liveness(f(later, Some(earlier), None), now), Liveness::Revoked);
-        assert_eq!(liveness(f(earlier, Some(earlier), Some(earlier)), now), Liveness::UserDisabled);
+        assert_eq!(
+            liveness(f(later, Some(earlier), None), now),
+            Liveness::Revoked
+        );
+        assert_eq!(
+            liveness(f(earlier, Some(earlier), Some(earlier)), now),
+            Liveness::UserDisabled
+        );
     }
 }

@@ -42,7 +42,9 @@ pub struct Minting<'a> {
 pub fn access_claims(who: &Subject<'_>, m: Minting<'_>) -> AccessTokenClaims {
     let iat = m.now.unix_timestamp();
     let ttl = i64::try_from(m.ttl.as_secs()).unwrap_or(i64::MAX);
-    let exp = iat.saturating_add(ttl).min(m.session_expires_at.unix_timestamp());
+    let exp = iat
+        .saturating_add(ttl)
+        .min(m.session_expires_at.unix_timestamp());
     AccessTokenClaims {
         iss: m.issuer.to_owned(),
         sub: who.user_id.to_owned(),
@@ -86,8 +88,17 @@ mod tests {
         };
         let c = access_claims(&who, m);
         assert_eq!(c.exp - c.iat, 100);
-        let c = access_claims(&who, Minting { session_expires_at: now + time::Duration::hours(1), ..m });
+        let c = access_claims(
+            &who,
+            Minting {
+                session_expires_at: now + time::Duration::hours(1),
+                ..m
+            },
+        );
         assert_eq!(c.exp - c.iat, 300);
-        assert_eq!((c.sub.as_str(), c.aud.as_str(), c.nbf), ("u1", "kubernetes", c.iat));
+        assert_eq!(
+            (c.sub.as_str(), c.aud.as_str(), c.nbf),
+            ("u1", "kubernetes", c.iat)
+        );
     }
 }

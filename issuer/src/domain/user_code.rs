@@ -62,7 +62,9 @@ mod tests {
 
     #[test]
     fn normalization() {
-        let check = |input: &str, want: Option<&str>| assert_eq!(normalize(input).as_deref(), want, "{input:?}");
+        let check = |input: &str, want: Option<&str>| {
+            assert_eq!(normalize(input).as_deref(), want, "{input:?}");
+        };
         check("WDJB-MJHT", Some("WDJBMJHT"));
         check("wdjb-mjht", Some("WDJBMJHT"));
         check("wdjbmjht", Some("WDJBMJHT"));

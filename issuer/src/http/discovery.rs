@@ -7,8 +7,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use credential_shared::api::{ClusterInfo, ClusterList};
 use credential_shared::oauth::{
-    DiscoveryDocument, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, PATH_DEVICE_AUTHORIZATION, PATH_DEVICE_PAGE,
-    PATH_JWKS, PATH_REVOKE, PATH_TOKEN,
+    DiscoveryDocument, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, PATH_DEVICE_AUTHORIZATION,
+    PATH_DEVICE_PAGE, PATH_JWKS, PATH_REVOKE, PATH_TOKEN,
 };
 
 use crate::app::AppState;
@@ -48,7 +48,9 @@ pub(super) async fn openid_configuration(State(state): State<AppState>) -> impl 
 }
 
 pub(super) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    let set = state.signer().jwks(state.now(), state.config().key_retention());
+    let set = state
+        .signer()
+        .jwks(state.now(), state.config().key_retention());
     ([(header::CACHE_CONTROL, PUBLIC_CACHE)], Json(set))
 }
 

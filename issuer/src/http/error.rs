@@ -70,7 +70,12 @@ impl IntoResponse for OAuthReply {
             error: self.code,
             error_description: self.description,
         };
-        (self.status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+        (
+            self.status,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(body),
+        )
+            .into_response()
     }
 }
 
@@ -128,7 +133,11 @@ impl PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        (self.status, Html(templates::error_page(self.title, &self.message))).into_response()
+        (
+            self.status,
+            Html(templates::error_page(self.title, &self.message)),
+        )
+            .into_response()
     }
 }
 

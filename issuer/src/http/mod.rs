@@ -33,12 +33,21 @@ pub fn router(state: AppState) -> Router {
         .route(o::PATH_DISCOVERY, get(discovery::openid_configuration))
         .route(o::PATH_JWKS, get(discovery::jwks))
         .route(api::PATH_CLUSTERS, get(discovery::clusters))
-        .route(o::PATH_DEVICE_AUTHORIZATION, post(oauth::device_authorization))
+        .route(
+            o::PATH_DEVICE_AUTHORIZATION,
+            post(oauth::device_authorization),
+        )
         .route(o::PATH_TOKEN, post(oauth::token))
         .route(o::PATH_REVOKE, post(oauth::revoke))
-        .route(o::PATH_DEVICE_PAGE, get(pages::device_form).post(pages::device_submit))
+        .route(
+            o::PATH_DEVICE_PAGE,
+            get(pages::device_form).post(pages::device_submit),
+        )
         .route("/login", get(pages::login_form).post(pages::login_submit))
-        .route("/consent", get(pages::consent_form).post(pages::consent_submit))
+        .route(
+            "/consent",
+            get(pages::consent_form).post(pages::consent_submit),
+        )
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz))
         .route("/", get(pages::index))

@@ -7,8 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use credential_shared::oauth::{
-    DeviceAuthorizationRequest, DeviceAuthorizationResponse, OAuthErrorCode as E, RevocationRequest, TokenRequest,
-    TokenResponse, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, PATH_DEVICE_PAGE,
+    DeviceAuthorizationRequest, DeviceAuthorizationResponse, OAuthErrorCode as E,
+    RevocationRequest, TokenRequest, TokenResponse, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
+    PATH_DEVICE_PAGE,
 };
 use time::OffsetDateTime;
 
@@ -21,8 +22,12 @@ use crate::secret::{hash, random_bytes, random_token, Secret};
 use crate::store::{AuditEvent, Presenter, RotateOutcome, Session, User};
 
 fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, OAuthReply> {
-    f.map(|Form(v)| v)
-        .map_err(|e| OAuthReply::bad(E::InvalidRequest, format!("malformed form body: {}", e.body_text())))
+    f.map(|Form(v)| v).map_err(|e| {
+        OAuthReply::bad(
+            E::InvalidRequest,
+            format!("malformed form body: {}", e.body_text()),
+        )
+    })
 }
 
 fn check_client(state: &AppState, client_id: &str) -> Result<(), OAuthReply> {
@@ -49,7 +54,10 @@ pub(super) async fn device_authorization(
         return Err(OAuthReply::bad(E::InvalidRequest, "cluster is required"));
     }
     if cfg.cluster(&req.cluster).is_none() {
-        return Err(OAuthReply::bad(E::InvalidScope, format!("unknown cluster {:?}", truncate(&req.cluster))));
+        return Err(OAuthReply::bad(
+            E::InvalidScope,
+            format!("unknown cluster {:?}", truncate(&req.cluster)),
+        ));
     }
     let now = state.now();
     let expires_at = now + cfg.device_code_ttl;
@@ -88,7 +96,10 @@ pub(super) async fn device_authorization(
             interval: cfg.poll_interval.as_secs(),
         }));
     }
-    Err(OAuthReply::bad(E::TemporarilyUnavailable, "could not allocate a user code; retry"))
+    Err(OAuthReply::bad(
+        E::TemporarilyUnavailable,
+        "could not allocate a user code; retry",
+    ))
 }
 
 /// `POST /oauth/token`.
@@ -110,17 +121,28 @@ pub(super) async fn token(
     }
 }
 
-async fn device_code_grant(state: &AppState, addr: &str, rid: &str, req: &TokenRequest) -> Result<Response, OAuthReply> {
+async fn device_code_grant(
+    state: &AppState,
+    addr: &str,
+    rid: &str,
+    req: &TokenRequest,
+) -> Result<Response, OAuthReply> {
     check_client(state, &req.client_id)?;
     let Some(code) = req.device_code.as_deref().filter(|c| !c.is_empty()) else {
-        return Err(OAuthReply::bad(E::InvalidRequest, "device_code is required"));
+        return Err(OAuthReply::bad(
+            E::InvalidRequest,
+            "device_code is required",
+        ));
     };
     let store = state.store();
     let Some(device) = store.device_by_code_hash(&hash(code)).await? else {
         return Err(OAuthReply::bad(E::InvalidGrant, "unknown device_code"));
     };
     if device.client_id != req.client_id {
-        return Err(OAuthReply::bad(E::InvalidGrant, "device_code was issued to another client"));
+        return Err(OAuthReply::bad(
+            E::InvalidGrant,
+            "device_code was issued to another client",
+        ));
     }
     let now = state.now();
     let outcome = poll(
@@ -143,11 +165,20 @@ async fn device_code_grant(state: &AppState, addr: &str, rid: &str, req: &TokenR
         PollOutcome::Pending => Err(OAuthReply::code(E::AuthorizationPending)),
         PollOutcome::SlowDown { .. } => Err(OAuthReply::code(E::SlowDown)),
         PollOutcome::Denied => Err(OAuthReply::bad(E::AccessDenied, "the sign-in was denied")),
-        PollOutcome::Expired => Err(OAuthReply::bad(E::ExpiredToken, "the device code expired; start again")),
-        PollOutcome::AlreadyUsed => Err(OAuthReply::bad(E::InvalidGrant, "device_code was already used")),
+        PollOutcome::Expired => Err(OAuthReply::bad(
+            E::ExpiredToken,
+            "the device code expired; start again",
+        )),
+        PollOutcome::AlreadyUsed => Err(OAuthReply::bad(
+            E::InvalidGrant,
+            "device_code was already used",
+        )),
         PollOutcome::Issue => {
             if !store.consume_device(&device.id).await? {
-                return Err(OAuthReply::bad(E::InvalidGrant, "device_code was already used"));
+                return Err(OAuthReply::bad(
+                    E::InvalidGrant,
+                    "device_code was already used",
+                ));
             }
             let user = match device.user_id.as_deref() {
                 Some(id) => store.user_by_id(id).await?,
@@ -166,8 +197,10 @@ async fn device_code_grant(state: &AppState, addr: &str, rid: &str, req: &TokenR
                 revoked_at: None,
             };
             let refresh = random_token(32);
-            store.create_session(&session, &hash(refresh.expose())).await?;
-            let reply = mint(state, &user, &session, refresh, now)?;
+            store
+                .create_session(&session, &hash(refresh.expose()))
+                .await?;
+            let reply = mint(state, &user, &session, &refresh, now)?;
             audit(state, "login", &user, &session.cluster, addr, rid, now).await;
             tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
             Ok(reply)
@@ -175,10 +208,18 @@ async fn device_code_grant(state: &AppState, addr: &str, rid: &str, req: &TokenR
     }
 }
 
-async fn refresh_grant(state: &AppState, addr: &str, rid: &str, req: &TokenRequest) -> Result<Response, OAuthReply> {
+async fn refresh_grant(
+    state: &AppState,
+    addr: &str,
+    rid: &str,
+    req: &TokenRequest,
+) -> Result<Response, OAuthReply> {
     check_client(state, &req.client_id)?;
     let Some(presented) = req.refresh_token.as_deref().filter(|c| !c.is_empty()) else {
-        return Err(OAuthReply::bad(E::InvalidRequest, "refresh_token is required"));
+        return Err(OAuthReply::bad(
+            E::InvalidRequest,
+            "refresh_token is required",
+        ));
     };
     let store = state.store();
     let now = state.now();
@@ -188,10 +229,18 @@ async fn refresh_grant(state: &AppState, addr: &str, rid: &str, req: &TokenReque
         client_addr: addr,
         request_id: rid,
     };
-    let session = match store.rotate_refresh(&hash(presented), &hash(next.expose()), now, by).await? {
-        RotateOutcome::Rotated(s) => s,
-        RotateOutcome::Unknown => return Err(OAuthReply::bad(E::InvalidGrant, "unknown refresh token")),
-        RotateOutcome::Reused { session_id, user_id } => {
+    let (session, user) = match store
+        .rotate_refresh(&hash(presented), &hash(next.expose()), now, by)
+        .await?
+    {
+        RotateOutcome::Rotated(s, u) => (s, u),
+        RotateOutcome::Unknown => {
+            return Err(OAuthReply::bad(E::InvalidGrant, "unknown refresh token"))
+        }
+        RotateOutcome::Reused {
+            session_id,
+            user_id,
+        } => {
             tracing::warn!(request_id = %rid, session_id, user_id, client_addr = %addr, "refresh token reused; session revoked");
             let e = AuditEvent {
                 event: "session.revoked.reuse",
@@ -212,17 +261,22 @@ async fn refresh_grant(state: &AppState, addr: &str, rid: &str, req: &TokenReque
         }
         RotateOutcome::Refused(s) => return Err(refused(state, &s, &req.client_id, now).await),
     };
-    // The rotation already checked liveness; this load is for the token's claims.
-    let Some(user) = store.user_by_id(&session.user_id).await? else {
-        return Err(OAuthReply::bad(E::InvalidGrant, "the account no longer exists"));
-    };
-    mint(state, &user, &session, next, now)
+    // The rotation already checked the session and the account in the same statement.
+    mint(state, &user, &session, &next, now)
 }
 
 /// Why a current refresh token was refused.
-async fn refused(state: &AppState, session: &Session, client_id: &str, now: OffsetDateTime) -> OAuthReply {
+async fn refused(
+    state: &AppState,
+    session: &Session,
+    client_id: &str,
+    now: OffsetDateTime,
+) -> OAuthReply {
     if session.client_id != client_id {
-        return OAuthReply::bad(E::InvalidGrant, "refresh token was issued to another client");
+        return OAuthReply::bad(
+            E::InvalidGrant,
+            "refresh token was issued to another client",
+        );
     }
     let user = match state.store().user_by_id(&session.user_id).await {
         Ok(u) => u,
@@ -235,18 +289,29 @@ async fn refused(state: &AppState, session: &Session, client_id: &str, now: Offs
     };
     match liveness(facts, now) {
         Liveness::Expired => OAuthReply::bad(E::InvalidGrant, "the session expired; log in again"),
-        Liveness::Revoked => OAuthReply::bad(E::InvalidGrant, "the session was revoked; log in again"),
+        Liveness::Revoked => {
+            OAuthReply::bad(E::InvalidGrant, "the session was revoked; log in again")
+        }
         Liveness::UserDisabled => OAuthReply::bad(E::InvalidGrant, "the account is disabled"),
         Liveness::Live => OAuthReply::bad(E::InvalidGrant, "refresh token refused"),
     }
 }
 
 /// Signs an access token for `user` in `session` and builds the token response.
-fn mint(state: &AppState, user: &User, session: &Session, refresh: Secret, now: OffsetDateTime) -> Result<Response, OAuthReply> {
+fn mint(
+    state: &AppState,
+    user: &User,
+    session: &Session,
+    refresh: &Secret,
+    now: OffsetDateTime,
+) -> Result<Response, OAuthReply> {
     let cfg = state.config();
     let Some(cluster) = cfg.cluster(&session.cluster) else {
         // The cluster was removed from the config after the session began.
-        return Err(OAuthReply::bad(E::InvalidGrant, "the cluster of this session is no longer configured"));
+        return Err(OAuthReply::bad(
+            E::InvalidGrant,
+            "the cluster of this session is no longer configured",
+        ));
     };
     let jti = random_token(16);
     let claims = tokens::access_claims(
@@ -275,10 +340,23 @@ fn mint(state: &AppState, user: &User, session: &Session, refresh: Secret, now: 
         refresh_token: refresh.expose().to_owned(),
         session_expires_at: Some(session.expires_at.unix_timestamp()),
     };
-    Ok((StatusCode::OK, [(axum::http::header::PRAGMA, "no-cache")], Json(body)).into_response())
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::PRAGMA, "no-cache")],
+        Json(body),
+    )
+        .into_response())
 }
 
-async fn audit(state: &AppState, event: &'static str, user: &User, cluster: &str, addr: &str, rid: &str, now: OffsetDateTime) {
+async fn audit(
+    state: &AppState,
+    event: &'static str,
+    user: &User,
+    cluster: &str,
+    addr: &str,
+    rid: &str,
+    now: OffsetDateTime,
+) {
     let e = AuditEvent {
         event,
         actor: Some(user.username.clone()),
@@ -307,7 +385,11 @@ pub(super) async fn revoke(
         return Err(OAuthReply::bad(E::InvalidRequest, "token is required"));
     }
     let now = state.now();
-    if let Some((session_id, user_id)) = state.store().revoke_by_refresh(&hash(&req.token), "logout", now).await? {
+    if let Some((session_id, user_id)) = state
+        .store()
+        .revoke_by_refresh(&hash(&req.token), "logout", now)
+        .await?
+    {
         tracing::info!(request_id = %rid, session_id, "session revoked by client");
         let e = AuditEvent {
             event: "logout",

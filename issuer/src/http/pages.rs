@@ -66,12 +66,18 @@ fn set_cookie(value: &Secret) -> Option<HeaderValue> {
 
 async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<WebSession>, PageError> {
     match cookie_value(headers) {
-        Some(v) if !v.is_empty() && v.len() <= 128 => Ok(state.store().web_session(&hash(v), state.now()).await?),
+        Some(v) if !v.is_empty() && v.len() <= 128 => {
+            Ok(state.store().web_session(&hash(v), state.now()).await?)
+        }
         _ => Ok(None),
     }
 }
 
-async fn new_session(state: &AppState, user_id: Option<String>, device_id: Option<String>) -> Result<Browser, PageError> {
+async fn new_session(
+    state: &AppState,
+    user_id: Option<String>,
+    device_id: Option<String>,
+) -> Result<Browser, PageError> {
     let id = random_token(32);
     let now = state.now();
     let session = WebSession {
@@ -99,7 +105,11 @@ async fn current_or_new(state: &AppState, headers: &HeaderMap) -> Result<Browser
 }
 
 /// The session of a form post, if its CSRF token matches.
-async fn verified(state: &AppState, headers: &HeaderMap, csrf: &str) -> Result<WebSession, PageError> {
+async fn verified(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<WebSession, PageError> {
     let session = current(state, headers).await?.ok_or_else(PageError::csrf)?;
     if csrf.is_empty() || !constant_time_eq(csrf, session.csrf_token.expose()) {
         return Err(PageError::csrf());
@@ -108,8 +118,13 @@ async fn verified(state: &AppState, headers: &HeaderMap, csrf: &str) -> Result<W
 }
 
 fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
-    f.map(|Form(v)| v)
-        .map_err(|_| PageError::new(StatusCode::BAD_REQUEST, "Invalid form", "The form was incomplete. Go back and try again."))
+    f.map(|Form(v)| v).map_err(|_| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid form",
+            "The form was incomplete. Go back and try again.",
+        )
+    })
 }
 
 fn see_other(to: &'static str) -> Response {
@@ -142,7 +157,11 @@ pub(super) async fn device_form(
         .and_then(|Query(q)| q.user_code)
         .and_then(|c| user_code::normalize(&c))
         .map(|c| user_code::display(&c));
-    let page = templates::device_page(browser.session.csrf_token.expose(), prefill.as_deref(), None);
+    let page = templates::device_page(
+        browser.session.csrf_token.expose(),
+        prefill.as_deref(),
+        None,
+    );
     Ok(browser.respond(Html(page)))
 }
 
@@ -202,12 +221,22 @@ pub(super) async fn device_submit(
         )
             .into_response());
     };
-    state.store().set_web_device(&session.id_hash, Some(&device.id)).await?;
-    Ok(see_other(if session.user_id.is_some() { "/consent" } else { "/login" }))
+    state
+        .store()
+        .set_web_device(&session.id_hash, Some(&device.id))
+        .await?;
+    Ok(see_other(if session.user_id.is_some() {
+        "/consent"
+    } else {
+        "/login"
+    }))
 }
 
 /// `GET /login`.
-pub(super) async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+pub(super) async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
     let browser = current_or_new(&state, &headers).await?;
     let page = templates::login_page(browser.session.csrf_token.expose(), "", None);
     Ok(browser.respond(Html(page)))
@@ -248,7 +277,15 @@ pub(super) async fn login_submit(
         || store.failures(&addr_key, now, window).await? >= limit.saturating_mul(4)
     {
         tracing::warn!(request_id = %rid, client_addr = %addr, "password sign-in rate limited");
-        audit_failure(&state, "login.rate_limited", Some(&username), &addr, &rid, now).await;
+        audit_failure(
+            &state,
+            "login.rate_limited",
+            Some(&username),
+            &addr,
+            &rid,
+            now,
+        )
+        .await;
         return Ok((
             StatusCode::TOO_MANY_REQUESTS,
             Html(templates::login_page(
@@ -259,7 +296,11 @@ pub(super) async fn login_submit(
         )
             .into_response());
     }
-    let user = if username.is_empty() { None } else { store.user_by_name(&username).await? };
+    let user = if username.is_empty() {
+        None
+    } else {
+        store.user_by_name(&username).await?
+    };
     let phc = user
         .as_ref()
         .and_then(|u| u.password_hash.clone())
@@ -276,7 +317,11 @@ pub(super) async fn login_submit(
         audit_failure(&state, "login.failed", Some(&username), &addr, &rid, now).await;
         return Ok((
             StatusCode::UNAUTHORIZED,
-            Html(templates::login_page(&csrf, &username, Some("Wrong username or password."))),
+            Html(templates::login_page(
+                &csrf,
+                &username,
+                Some("Wrong username or password."),
+            )),
         )
             .into_response());
     };
@@ -328,7 +373,10 @@ fn format_time(t: OffsetDateTime) -> String {
 }
 
 /// `GET /consent`.
-pub(super) async fn consent_form(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+pub(super) async fn consent_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
     let Some(session) = current(&state, &headers).await? else {
         return Ok(see_other("/device"));
     };
@@ -368,14 +416,23 @@ pub(super) async fn consent_submit(
     let approve = match f.action.as_str() {
         "approve" => true,
         "deny" => false,
-        _ => return Err(PageError::new(StatusCode::BAD_REQUEST, "Invalid form", "Choose Approve or Deny.")),
+        _ => {
+            return Err(PageError::new(
+                StatusCode::BAD_REQUEST,
+                "Invalid form",
+                "Choose Approve or Deny.",
+            ))
+        }
     };
     let (user, device) = match consent_context(&state, &session).await {
         Ok(x) => x,
         Err(page) => return Ok(page),
     };
     let now = state.now();
-    let decided = state.store().decide_device(&device.id, &user.id, approve, now).await?;
+    let decided = state
+        .store()
+        .decide_device(&device.id, &user.id, approve, now)
+        .await?;
     state.store().set_web_device(&session.id_hash, None).await?;
     if !decided {
         return Err(PageError::new(
@@ -385,7 +442,11 @@ pub(super) async fn consent_submit(
         ));
     }
     let e = AuditEvent {
-        event: if approve { "device.approved" } else { "device.denied" },
+        event: if approve {
+            "device.approved"
+        } else {
+            "device.denied"
+        },
         actor: Some(user.username.clone()),
         subject: Some(user.id.clone()),
         cluster: Some(device.cluster.clone()),
@@ -400,7 +461,14 @@ pub(super) async fn consent_submit(
     Ok(Html(templates::done_page(approve, &device.cluster)).into_response())
 }
 
-async fn audit_failure(state: &AppState, event: &'static str, username: Option<&str>, addr: &str, rid: &str, now: OffsetDateTime) {
+async fn audit_failure(
+    state: &AppState,
+    event: &'static str,
+    username: Option<&str>,
+    addr: &str,
+    rid: &str,
+    now: OffsetDateTime,
+) {
     let e = AuditEvent {
         event,
         actor: username.map(str::to_owned),

@@ -49,7 +49,10 @@ dl{{display:grid;grid-template-columns:auto 1fr;gap:.35rem 1rem}} dt{{color:#5b6
 }
 
 fn csrf_field(csrf: &str) -> String {
-    format!(r#"<input type="hidden" name="csrf_token" value="{}">"#, escape(csrf))
+    format!(
+        r#"<input type="hidden" name="csrf_token" value="{}">"#,
+        escape(csrf)
+    )
 }
 
 /// The page where a person types the code their terminal shows.
@@ -194,7 +197,10 @@ mod tests {
 
     #[test]
     fn escapes_everything_that_matters() {
-        assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
         let page = device_page("c\"sr<f", Some("<script>"), None);
         assert!(!page.contains("<script>"));
         assert!(page.contains(r#"<input type="hidden" name="csrf_token" value="c&quot;sr&lt;f">"#));

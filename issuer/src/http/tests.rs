@@ -10,7 +10,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
-use credential_shared::oauth::{DeviceAuthorizationResponse, Jwks, OAuthError, OAuthErrorCode as E, TokenResponse};
+use credential_shared::oauth::{
+    DeviceAuthorizationResponse, Jwks, OAuthError, OAuthErrorCode as E, TokenResponse,
+};
 use http_body_util::BodyExt as _;
 use time::macros::datetime;
 use tower::ServiceExt as _;
@@ -40,7 +42,8 @@ impl Reply {
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self) -> T {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("bad JSON ({e}): {} {}", self.status, self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("bad JSON ({e}): {} {}", self.status, self.body))
     }
 
     fn cookie(&self) -> Option<String> {
@@ -51,7 +54,11 @@ impl Reply {
 
     fn csrf(&self) -> String {
         let marker = r#"name="csrf_token" value=""#;
-        let start = self.body.find(marker).unwrap_or_else(|| panic!("no csrf in {}", self.body)) + marker.len();
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no csrf in {}", self.body))
+            + marker.len();
         self.body[start..].split('"').next().unwrap().to_owned()
     }
 }
@@ -72,19 +79,33 @@ impl TestApp {
         };
         let config = Config::from_parts(file, &o, || None).unwrap();
         let clock = FakeClock::new(datetime!(2026-11-25 12:00 UTC));
-        let state = AppState::open(config, Arc::new(clock.clone())).await.unwrap();
-        Self { state, clock, _dir: dir }
+        let state = AppState::open(config, Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        Self {
+            state,
+            clock,
+            _dir: dir,
+        }
     }
 
     async fn send(&self, req: Request<Body>) -> Reply {
         let mut req = req;
         req.extensions_mut()
             .insert(ConnectInfo("192.0.2.7:5555".parse::<SocketAddr>().unwrap()));
-        let res = crate::http::router(self.state.clone()).oneshot(req).await.unwrap();
+        let res = crate::http::router(self.state.clone())
+            .oneshot(req)
+            .await
+            .unwrap();
         let status = res.status();
         let headers = res.headers().clone();
-        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-        Reply { status, headers, body }
+        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     async fn post(&self, path: &str, form: &[(&str, &str)], cookie: Option<&str>) -> Reply {
@@ -93,7 +114,8 @@ impl TestApp {
             .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
             .collect::<Vec<_>>()
             .join("&");
-        let mut b = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let mut b =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(c) = cookie {
             b = b.header(header::COOKIE, c);
         }
@@ -165,7 +187,11 @@ impl TestApp {
         let page = self.get("/device", None).await;
         let cookie = page.cookie().unwrap();
         let r = self
-            .post("/device", &[("user_code", user_code), ("csrf_token", &page.csrf())], Some(&cookie))
+            .post(
+                "/device",
+                &[("user_code", user_code), ("csrf_token", &page.csrf())],
+                Some(&cookie),
+            )
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         assert_eq!(r.headers[header::LOCATION], "/login");
@@ -173,7 +199,11 @@ impl TestApp {
         let r = self
             .post(
                 "/login",
-                &[("username", user), ("password", "correct horse battery"), ("csrf_token", &login.csrf())],
+                &[
+                    ("username", user),
+                    ("password", "correct horse battery"),
+                    ("csrf_token", &login.csrf()),
+                ],
                 Some(&cookie),
             )
             .await;
@@ -182,8 +212,12 @@ impl TestApp {
         assert_ne!(cookie, cookie2, "session id must change at sign-in");
         let consent = self.get("/consent", Some(&cookie2)).await;
         assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
-        self.post("/consent", &[("action", action), ("csrf_token", &consent.csrf())], Some(&cookie2))
-            .await
+        self.post(
+            "/consent",
+            &[("action", action), ("csrf_token", &consent.csrf())],
+            Some(&cookie2),
+        )
+        .await
     }
 
     fn advance(&self, secs: u64) {
@@ -208,9 +242,14 @@ async fn device_authorization_response_follows_rfc8628() {
     let code = d.user_code.replace('-', "");
     assert_eq!(d.user_code.len(), 9);
     assert_eq!(&d.user_code[4..5], "-");
-    assert!(code.bytes().all(|b| crate::domain::user_code::ALPHABET.contains(&b)));
+    assert!(code
+        .bytes()
+        .all(|b| crate::domain::user_code::ALPHABET.contains(&b)));
     assert_eq!(d.verification_uri, "https://issuer.test/device");
-    assert_eq!(d.verification_uri_complete, format!("https://issuer.test/device?user_code={}", d.user_code));
+    assert_eq!(
+        d.verification_uri_complete,
+        format!("https://issuer.test/device?user_code={}", d.user_code)
+    );
     assert_eq!((d.expires_in, d.interval), (600, 5));
     assert!(d.device_code.len() >= 43);
 }
@@ -222,33 +261,68 @@ async fn device_authorization_rejects_bad_requests() {
         let app = &app;
         async move {
             let r = app.post("/oauth/device_authorization", &form, None).await;
-            assert_eq!((r.status, r.oauth_error()), (status, code), "{form:?}: {}", r.body);
+            assert_eq!(
+                (r.status, r.oauth_error()),
+                (status, code),
+                "{form:?}: {}",
+                r.body
+            );
             assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
         }
     };
-    check(vec![("cluster", "default")], StatusCode::BAD_REQUEST, E::InvalidRequest).await;
-    check(vec![("client_id", "evil"), ("cluster", "default")], StatusCode::UNAUTHORIZED, E::InvalidClient).await;
-    check(vec![("client_id", "kubectl-credential")], StatusCode::BAD_REQUEST, E::InvalidRequest).await;
-    check(vec![("client_id", "kubectl-credential"), ("cluster", "nope")], StatusCode::BAD_REQUEST, E::InvalidScope).await;
+    check(
+        vec![("cluster", "default")],
+        StatusCode::BAD_REQUEST,
+        E::InvalidRequest,
+    )
+    .await;
+    check(
+        vec![("client_id", "evil"), ("cluster", "default")],
+        StatusCode::UNAUTHORIZED,
+        E::InvalidClient,
+    )
+    .await;
+    check(
+        vec![("client_id", "kubectl-credential")],
+        StatusCode::BAD_REQUEST,
+        E::InvalidRequest,
+    )
+    .await;
+    check(
+        vec![("client_id", "kubectl-credential"), ("cluster", "nope")],
+        StatusCode::BAD_REQUEST,
+        E::InvalidScope,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn token_endpoint_error_paths() {
     let app = TestApp::new().await;
-    let r = app.post("/oauth/token", &[("grant_type", "password")], None).await;
+    let r = app
+        .post("/oauth/token", &[("grant_type", "password")], None)
+        .await;
     assert_eq!(r.oauth_error(), E::UnsupportedGrantType);
-    let r = app.post("/oauth/token", &[("client_id", "kubectl-credential")], None).await;
+    let r = app
+        .post("/oauth/token", &[("client_id", "kubectl-credential")], None)
+        .await;
     assert_eq!(r.oauth_error(), E::InvalidRequest);
     let r = app
         .post(
             "/oauth/token",
-            &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("client_id", "kubectl-credential")],
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", "kubectl-credential"),
+            ],
             None,
         )
         .await;
     assert_eq!(r.oauth_error(), E::InvalidRequest);
     let r = app.poll("not-a-real-code").await;
-    assert_eq!((r.status, r.oauth_error()), (StatusCode::BAD_REQUEST, E::InvalidGrant));
+    assert_eq!(
+        (r.status, r.oauth_error()),
+        (StatusCode::BAD_REQUEST, E::InvalidGrant)
+    );
     let d = app.start().await;
     let r = app
         .post(
@@ -268,7 +342,10 @@ async fn token_endpoint_error_paths() {
 async fn pending_then_slow_down_raises_interval_by_five_seconds() {
     let app = TestApp::new().await;
     let d = app.start().await;
-    assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::AuthorizationPending);
+    assert_eq!(
+        app.poll(&d.device_code).await.oauth_error(),
+        E::AuthorizationPending
+    );
     app.advance(2);
     assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::SlowDown);
     // The interval is now 10 s: 6 s later is still too fast.
@@ -276,7 +353,10 @@ async fn pending_then_slow_down_raises_interval_by_five_seconds() {
     assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::SlowDown);
     // ... and now 15 s.
     app.advance(15);
-    assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::AuthorizationPending);
+    assert_eq!(
+        app.poll(&d.device_code).await.oauth_error(),
+        E::AuthorizationPending
+    );
 }
 
 #[tokio::test]
@@ -284,12 +364,19 @@ async fn expired_device_code_is_expired_token() {
     let app = TestApp::new().await;
     let d = app.start().await;
     app.advance(601);
-    assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::ExpiredToken);
+    assert_eq!(
+        app.poll(&d.device_code).await.oauth_error(),
+        E::ExpiredToken
+    );
     // The page refuses the expired code too.
     let page = app.get("/device", None).await;
     let cookie = page.cookie().unwrap();
     let r = app
-        .post("/device", &[("user_code", &d.user_code), ("csrf_token", &page.csrf())], Some(&cookie))
+        .post(
+            "/device",
+            &[("user_code", &d.user_code), ("csrf_token", &page.csrf())],
+            Some(&cookie),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
@@ -303,7 +390,10 @@ async fn denied_is_access_denied() {
     assert_eq!(done.status, StatusCode::OK);
     assert!(done.body.contains("denied"), "{}", done.body);
     app.advance(5);
-    assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::AccessDenied);
+    assert_eq!(
+        app.poll(&d.device_code).await.oauth_error(),
+        E::AccessDenied
+    );
 }
 
 #[tokio::test]
@@ -332,9 +422,17 @@ async fn approved_device_code_yields_a_verifiable_token_once() {
     assert!(claims.sub.starts_with("u-"));
     // Single use.
     app.advance(5);
-    assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::InvalidGrant);
+    assert_eq!(
+        app.poll(&d.device_code).await.oauth_error(),
+        E::InvalidGrant
+    );
     // The trail has the approval and the login.
-    let events = app.state.store().audit_events_for(&claims.sub).await.unwrap();
+    let events = app
+        .state
+        .store()
+        .audit_events_for(&claims.sub)
+        .await
+        .unwrap();
     assert_eq!(events, ["device.approved", "login"]);
 }
 
@@ -362,15 +460,23 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     let r = app.refresh(&t0.refresh_token).await;
     assert_eq!(r.oauth_error(), E::InvalidGrant);
     assert!(r.body.contains("revoked"), "{}", r.body);
-    assert_eq!(app.refresh(&t1.refresh_token).await.oauth_error(), E::InvalidGrant);
+    assert_eq!(
+        app.refresh(&t1.refresh_token).await.oauth_error(),
+        E::InvalidGrant
+    );
 }
 
 #[tokio::test]
 async fn refresh_fails_after_session_end_and_for_disabled_users() {
     let app = TestApp::new().await;
     let t = logged_in(&app, "fred").await;
-    crate::admin::disable_user(app.state.store(), "fred", app.clock.now_for_tests()).await.unwrap();
-    assert_eq!(app.refresh(&t.refresh_token).await.oauth_error(), E::InvalidGrant);
+    crate::admin::disable_user(app.state.store(), "fred", app.clock.now_for_tests())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.refresh(&t.refresh_token).await.oauth_error(),
+        E::InvalidGrant
+    );
 
     let t = logged_in(&app, "gina").await;
     app.advance(12 * 3600);
@@ -384,13 +490,25 @@ async fn revoke_ends_the_session_and_never_reveals_token_validity() {
     let app = TestApp::new().await;
     let t = logged_in(&app, "hank").await;
     let form = |tok: &'static str| vec![("token", tok), ("client_id", "kubectl-credential")];
-    let r = app.post("/oauth/revoke", &form("unknown-token"), None).await;
-    assert_eq!(r.status, StatusCode::OK);
     let r = app
-        .post("/oauth/revoke", &[("token", &t.refresh_token), ("client_id", "kubectl-credential")], None)
+        .post("/oauth/revoke", &form("unknown-token"), None)
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(app.refresh(&t.refresh_token).await.oauth_error(), E::InvalidGrant);
+    let r = app
+        .post(
+            "/oauth/revoke",
+            &[
+                ("token", &t.refresh_token),
+                ("client_id", "kubectl-credential"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        app.refresh(&t.refresh_token).await.oauth_error(),
+        E::InvalidGrant
+    );
 }
 
 #[tokio::test]
@@ -413,12 +531,25 @@ async fn pages_set_hardened_cookies_and_headers() {
     let r = app.get("/device?user_code=wdjb-mjht", None).await;
     assert_eq!(r.status, StatusCode::OK);
     let set = r.headers[header::SET_COOKIE].to_str().unwrap();
-    for attr in ["__Host-credential-session=", "Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+    for attr in [
+        "__Host-credential-session=",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/",
+    ] {
         assert!(set.contains(attr), "{set} lacks {attr}");
     }
-    assert!(r.body.contains(r#"value="WDJB-MJHT""#), "prefilled code: {}", r.body);
+    assert!(
+        r.body.contains(r#"value="WDJB-MJHT""#),
+        "prefilled code: {}",
+        r.body
+    );
     assert_eq!(r.headers[header::X_FRAME_OPTIONS], "DENY");
-    assert!(r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(r.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     assert!(r.body.contains(r#"name="user_code""#));
     let login = app.get("/login", None).await;
     assert!(login.body.contains(r#"name="username""#) && login.body.contains(r#"name="password""#));
@@ -430,19 +561,35 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
     let d = app.start().await;
     let page = app.get("/device", None).await;
     let cookie = page.cookie().unwrap();
-    let r = app.post("/device", &[("user_code", &d.user_code)], Some(&cookie)).await;
+    let r = app
+        .post("/device", &[("user_code", &d.user_code)], Some(&cookie))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app
-        .post("/device", &[("user_code", &d.user_code), ("csrf_token", "forged")], Some(&cookie))
+        .post(
+            "/device",
+            &[("user_code", &d.user_code), ("csrf_token", "forged")],
+            Some(&cookie),
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // A token from another browser's session does not work with this cookie.
     let other = app.get("/device", None).await;
     let r = app
-        .post("/device", &[("user_code", &d.user_code), ("csrf_token", &other.csrf())], Some(&cookie))
+        .post(
+            "/device",
+            &[("user_code", &d.user_code), ("csrf_token", &other.csrf())],
+            Some(&cookie),
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = app.post("/consent", &[("action", "approve"), ("csrf_token", "x")], None).await;
+    let r = app
+        .post(
+            "/consent",
+            &[("action", "approve"), ("csrf_token", "x")],
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
@@ -461,14 +608,32 @@ async fn wrong_user_codes_are_rate_limited_per_address() {
     let cookie = page.cookie().unwrap();
     let csrf = page.csrf();
     for _ in 0..3 {
-        let r = app.post("/device", &[("user_code", "BBBB-BBBB"), ("csrf_token", &csrf)], Some(&cookie)).await;
+        let r = app
+            .post(
+                "/device",
+                &[("user_code", "BBBB-BBBB"), ("csrf_token", &csrf)],
+                Some(&cookie),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
     }
     // Even the right code is refused while limited: guessing cannot continue.
-    let r = app.post("/device", &[("user_code", &d.user_code), ("csrf_token", &csrf)], Some(&cookie)).await;
+    let r = app
+        .post(
+            "/device",
+            &[("user_code", &d.user_code), ("csrf_token", &csrf)],
+            Some(&cookie),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     app.advance(61);
-    let r = app.post("/device", &[("user_code", &d.user_code), ("csrf_token", &csrf)], Some(&cookie)).await;
+    let r = app
+        .post(
+            "/device",
+            &[("user_code", &d.user_code), ("csrf_token", &csrf)],
+            Some(&cookie),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 }
 
@@ -481,7 +646,15 @@ async fn wrong_passwords_are_refused_and_rate_limited() {
     let csrf = page.csrf();
     for _ in 0..5 {
         let r = app
-            .post("/login", &[("username", "jane"), ("password", "guess"), ("csrf_token", &csrf)], Some(&cookie))
+            .post(
+                "/login",
+                &[
+                    ("username", "jane"),
+                    ("password", "guess"),
+                    ("csrf_token", &csrf),
+                ],
+                Some(&cookie),
+            )
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(r.body.contains("Wrong username or password"));
@@ -489,14 +662,26 @@ async fn wrong_passwords_are_refused_and_rate_limited() {
     let r = app
         .post(
             "/login",
-            &[("username", "jane"), ("password", "correct horse battery"), ("csrf_token", &csrf)],
+            &[
+                ("username", "jane"),
+                ("password", "correct horse battery"),
+                ("csrf_token", &csrf),
+            ],
             Some(&cookie),
         )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     // Unknown accounts get the same answer as wrong passwords.
     let r = app
-        .post("/login", &[("username", "nobody"), ("password", "x"), ("csrf_token", &csrf)], Some(&cookie))
+        .post(
+            "/login",
+            &[
+                ("username", "nobody"),
+                ("password", "x"),
+                ("csrf_token", &csrf),
+            ],
+            Some(&cookie),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
@@ -508,13 +693,21 @@ async fn consent_page_names_cluster_client_and_origin() {
     let d = app.start().await;
     let page = app.get("/device", None).await;
     let cookie = page.cookie().unwrap();
-    app.post("/device", &[("user_code", &d.user_code), ("csrf_token", &page.csrf())], Some(&cookie))
-        .await;
+    app.post(
+        "/device",
+        &[("user_code", &d.user_code), ("csrf_token", &page.csrf())],
+        Some(&cookie),
+    )
+    .await;
     let login = app.get("/login", Some(&cookie)).await;
     let r = app
         .post(
             "/login",
-            &[("username", "kim"), ("password", "correct horse battery"), ("csrf_token", &login.csrf())],
+            &[
+                ("username", "kim"),
+                ("password", "correct horse battery"),
+                ("csrf_token", &login.csrf()),
+            ],
             Some(&cookie),
         )
         .await;
@@ -528,23 +721,37 @@ async fn consent_page_names_cluster_client_and_origin() {
         r#"name="action" value="approve""#,
         r#"name="action" value="deny""#,
     ] {
-        assert!(consent.body.contains(want), "consent page lacks {want}: {}", consent.body);
+        assert!(
+            consent.body.contains(want),
+            "consent page lacks {want}: {}",
+            consent.body
+        );
     }
 }
 
 #[tokio::test]
 async fn discovery_matches_what_kube_apiserver_needs() {
     let app = TestApp::new().await;
-    let doc: credential_shared::oauth::DiscoveryDocument = app.get("/.well-known/openid-configuration", None).await.json();
+    let doc: credential_shared::oauth::DiscoveryDocument = app
+        .get("/.well-known/openid-configuration", None)
+        .await
+        .json();
     assert_eq!(doc.issuer, "https://issuer.test");
     assert_eq!(doc.jwks_uri, "https://issuer.test/openid/v1/jwks");
     assert_eq!(doc.id_token_signing_alg_values_supported, ["ES256"]);
-    assert_eq!(doc.device_authorization_endpoint.as_deref(), Some("https://issuer.test/oauth/device_authorization"));
+    assert_eq!(
+        doc.device_authorization_endpoint.as_deref(),
+        Some("https://issuer.test/oauth/device_authorization")
+    );
     let jwks: Jwks = app.get("/openid/v1/jwks", None).await.json();
     assert_eq!(jwks.keys.len(), 1);
-    assert_eq!((jwks.keys[0].kty.as_str(), jwks.keys[0].alg.as_str()), ("EC", "ES256"));
+    assert_eq!(
+        (jwks.keys[0].kty.as_str(), jwks.keys[0].alg.as_str()),
+        ("EC", "ES256")
+    );
     assert_eq!(app.get("/healthz", None).await.body, "ok");
     assert_eq!(app.get("/readyz", None).await.status, StatusCode::OK);
-    let clusters: credential_shared::api::ClusterList = app.get("/api/v1/clusters", None).await.json();
+    let clusters: credential_shared::api::ClusterList =
+        app.get("/api/v1/clusters", None).await.json();
     assert_eq!(clusters.clusters[0].audience, "kubernetes");
 }

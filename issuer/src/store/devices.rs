@@ -118,35 +118,43 @@ impl Store {
 
     /// The authorization whose device code hashes to `hash`.
     pub async fn device_by_code_hash(&self, hash: &str) -> Result<Option<Device>> {
-        let row: Option<DeviceRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = ?"))
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<DeviceRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = ?"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(from_row).transpose()
     }
 
     /// The authorization whose user code hashes to `hash`.
     pub async fn device_by_user_code_hash(&self, hash: &str) -> Result<Option<Device>> {
-        let row: Option<DeviceRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_codes WHERE user_code_hash = ?"))
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<DeviceRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM device_codes WHERE user_code_hash = ?"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(from_row).transpose()
     }
 
     /// The authorization with row id `id`.
     pub async fn device_by_id(&self, id: &str) -> Result<Option<Device>> {
-        let row: Option<DeviceRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_codes WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<DeviceRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_codes WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(from_row).transpose()
     }
 
     /// Records a poll and the (possibly raised) interval.
-    pub async fn record_poll(&self, id: &str, now: OffsetDateTime, interval_secs: i64) -> Result<()> {
+    pub async fn record_poll(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        interval_secs: i64,
+    ) -> Result<()> {
         sqlx::query("UPDATE device_codes SET last_poll_at = ?, interval_secs = ? WHERE id = ?")
             .bind(now.unix_timestamp())
             .bind(interval_secs)
@@ -158,8 +166,18 @@ impl Store {
 
     /// Records the person's decision. Only a pending, unexpired authorization can be decided;
     /// returns whether this call decided it.
-    pub async fn decide_device(&self, id: &str, user_id: &str, approve: bool, now: OffsetDateTime) -> Result<bool> {
-        let status = if approve { Status::Approved } else { Status::Denied };
+    pub async fn decide_device(
+        &self,
+        id: &str,
+        user_id: &str,
+        approve: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let status = if approve {
+            Status::Approved
+        } else {
+            Status::Denied
+        };
         let n = sqlx::query(
             "UPDATE device_codes SET status = ?, user_id = ?, decided_at = ? WHERE id = ? AND status = 'pending' AND expires_at > ?",
         )
@@ -176,11 +194,13 @@ impl Store {
 
     /// Spends an approved authorization; true for exactly one caller.
     pub async fn consume_device(&self, id: &str) -> Result<bool> {
-        let n = sqlx::query("UPDATE device_codes SET status = 'consumed' WHERE id = ? AND status = 'approved'")
-            .bind(id)
-            .execute(&self.write)
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE device_codes SET status = 'consumed' WHERE id = ? AND status = 'approved'",
+        )
+        .bind(id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
         Ok(n == 1)
     }
 }
@@ -218,13 +238,32 @@ mod tests {
             expires_at: now + time::Duration::minutes(10),
             interval_secs: 5,
         };
-        s.create_device(&d, now).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(s.create_device(&d, now).await, Err(Error::Conflict(_))));
-        assert!(!s.consume_device("d1").await.unwrap_or(true), "pending cannot be consumed");
-        assert!(s.decide_device("d1", "u1", true, now).await.unwrap_or(false));
-        assert!(!s.decide_device("d1", "u1", false, now).await.unwrap_or(true), "decided twice");
+        s.create_device(&d, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            s.create_device(&d, now).await,
+            Err(Error::Conflict(_))
+        ));
+        assert!(
+            !s.consume_device("d1").await.unwrap_or(true),
+            "pending cannot be consumed"
+        );
+        assert!(s
+            .decide_device("d1", "u1", true, now)
+            .await
+            .unwrap_or(false));
+        assert!(
+            !s.decide_device("d1", "u1", false, now)
+                .await
+                .unwrap_or(true),
+            "decided twice"
+        );
         assert!(s.consume_device("d1").await.unwrap_or(false));
-        assert!(!s.consume_device("d1").await.unwrap_or(true), "consumed twice");
+        assert!(
+            !s.consume_device("d1").await.unwrap_or(true),
+            "consumed twice"
+        );
         let got = s.device_by_user_code_hash("uch").await.ok().flatten();
         assert_eq!(got.map(|d| d.status), Some(Status::Consumed));
     }

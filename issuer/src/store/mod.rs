@@ -99,10 +99,12 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // The writer never checkpoints the WAL itself (a checkpoint fsyncs and would stall every
+        // queued write behind it); `checkpoint` does it from a reader connection instead.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(opts.clone())
+            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -122,9 +124,10 @@ impl Store {
         )
         .execute(&self.write)
         .await?;
-        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-            .fetch_one(&self.pool)
-            .await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await?;
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         if current > supported {
             return Err(Error::TooNew {
@@ -149,10 +152,21 @@ impl Store {
         Ok(())
     }
 
+    /// Copies the write-ahead log back into the database file without blocking the writer
+    /// (`PASSIVE`). The server calls this every second.
+    pub async fn checkpoint(&self) -> Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Checks the database answers (readiness).
     pub async fn ping(&self) -> Result<()> {
         let _: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await?;
-        let _: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&self.write).await?;
+        let _: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&self.write)
+            .await?;
         Ok(())
     }
 
@@ -237,6 +251,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         drop(store);
         let err = Store::open_sqlite(&dir.path().join("t.db")).await.err();
-        assert!(matches!(err, Some(Error::TooNew { found: 999, .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(Error::TooNew { found: 999, .. })),
+            "{err:?}"
+        );
     }
 }

@@ -10,10 +10,11 @@ use super::{Result, Store};
 impl Store {
     /// Failures counted for `key` in the current window.
     pub async fn failures(&self, key: &str, now: OffsetDateTime, window: Duration) -> Result<u32> {
-        let row: Option<(i64, i64)> = sqlx::query_as("SELECT window_start, count FROM rate_limits WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT window_start, count FROM rate_limits WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
         let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
         Ok(match row {
             Some((start, count)) if now.unix_timestamp() < start.saturating_add(window) => {
@@ -24,7 +25,12 @@ impl Store {
     }
 
     /// Counts one failure for `key`, starting a new window when the old one is over.
-    pub async fn record_failure(&self, key: &str, now: OffsetDateTime, window: Duration) -> Result<()> {
+    pub async fn record_failure(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        window: Duration,
+    ) -> Result<()> {
         let t = now.unix_timestamp();
         let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
         sqlx::query(
@@ -61,16 +67,23 @@ mod tests {
     async fn window_counts_and_resets() {
         let (s, _d) = temp_store().await;
         let w = Duration::from_secs(60);
-        let t0 = OffsetDateTime::from_unix_timestamp(1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let t0 =
+            OffsetDateTime::from_unix_timestamp(1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         for _ in 0..3 {
-            s.record_failure("k", t0, w).await.unwrap_or_else(|e| panic!("{e}"));
+            s.record_failure("k", t0, w)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         assert_eq!(s.failures("k", t0, w).await.unwrap_or(0), 3);
         let later = t0 + time::Duration::seconds(61);
         assert_eq!(s.failures("k", later, w).await.unwrap_or(9), 0);
-        s.record_failure("k", later, w).await.unwrap_or_else(|e| panic!("{e}"));
+        s.record_failure("k", later, w)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.failures("k", later, w).await.unwrap_or(0), 1);
-        s.clear_failures("k").await.unwrap_or_else(|e| panic!("{e}"));
+        s.clear_failures("k")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.failures("k", later, w).await.unwrap_or(9), 0);
     }
 }

@@ -8,6 +8,7 @@
 
 use time::OffsetDateTime;
 
+use super::users::{User, USER_COLUMNS};
 use super::{opt_ts, ts, Result, Store};
 
 /// A login session: one device-flow login of one user for one cluster and client.
@@ -44,8 +45,8 @@ pub struct Presenter<'a> {
 #[derive(Debug, Clone)]
 pub enum RotateOutcome {
     /// The token was live, its session live and its account enabled; the token is spent and
-    /// the new one stored.
-    Rotated(Session),
+    /// the new one stored. The account comes back from the same statement.
+    Rotated(Session, User),
     /// The token is the session's current one, but the session is revoked or expired, the
     /// account disabled, or the token was issued to another client (the caller finds out
     /// which). Nothing changed.
@@ -107,11 +108,13 @@ impl Store {
         let t = now.unix_timestamp();
         // The conditional UPDATE is the single point of truth: of two racing presenters of
         // the same token, exactly one sees a row here.
-        let row: Option<SessionRow> = sqlx::query_as(&format!(
+        // The account is returned through a subquery so that a refresh is one round trip.
+        let row: Option<(String, String)> = sqlx::query_as(&format!(
             "UPDATE sessions SET refresh_hash = ?1, refreshed_at = ?2, last_client_addr = ?3, last_request_id = ?4
              WHERE refresh_hash = ?5 AND client_id = ?6 AND revoked_at IS NULL AND expires_at > ?2
                AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL)
-             RETURNING {COLUMNS}"
+             RETURNING json_array({COLUMNS}),
+               (SELECT json_array({USER_COLUMNS}) FROM users u WHERE u.id = sessions.user_id)"
         ))
         .bind(new_hash)
         .bind(t)
@@ -121,15 +124,22 @@ impl Store {
         .bind(by.client_id)
         .fetch_optional(&self.write)
         .await?;
-        if let Some(r) = row {
-            return Ok(RotateOutcome::Rotated(from_row(r)?));
+        if let Some((session, user)) = row {
+            let session: SessionRow =
+                serde_json::from_str(&session).map_err(|e| super::Error::Corrupt {
+                    table: "sessions",
+                    detail: e.to_string(),
+                })?;
+            let user = super::users::user_from_json(&user)?;
+            return Ok(RotateOutcome::Rotated(from_row(session)?, user));
         }
         // Slow path: say why.
-        let current: Option<SessionRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE refresh_hash = ?"))
-                .bind(old_hash)
-                .fetch_optional(&self.write)
-                .await?;
+        let current: Option<SessionRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE refresh_hash = ?"
+        ))
+        .bind(old_hash)
+        .fetch_optional(&self.write)
+        .await?;
         if let Some(r) = current {
             return Ok(RotateOutcome::Refused(from_row(r)?));
         }
@@ -149,12 +159,20 @@ impl Store {
         .bind(&session_id)
         .execute(&self.write)
         .await?;
-        Ok(RotateOutcome::Reused { session_id, user_id })
+        Ok(RotateOutcome::Reused {
+            session_id,
+            user_id,
+        })
     }
 
     /// Revokes the session a refresh token (current or spent) belongs to. Returns the session
     /// id and owner if there was one.
-    pub async fn revoke_by_refresh(&self, hash: &str, reason: &str, now: OffsetDateTime) -> Result<Option<(String, String)>> {
+    pub async fn revoke_by_refresh(
+        &self,
+        hash: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(String, String)>> {
         let owner: Option<(String, String)> = sqlx::query_as(
             "SELECT id, user_id FROM sessions WHERE refresh_hash = ?1
              UNION SELECT s.id, s.user_id FROM spent_refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?1",
@@ -175,10 +193,11 @@ impl Store {
 
     /// A session by id.
     pub async fn session(&self, id: &str) -> Result<Option<Session>> {
-        let row: Option<SessionRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<SessionRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(from_row).transpose()
     }
 }
@@ -222,24 +241,60 @@ mod tests {
             expires_at: now + time::Duration::hours(1),
             revoked_at: None,
         };
-        s.create_session(&sess("s1", "u1"), "r1").await.unwrap_or_else(|e| panic!("{e}"));
-        let o = s.rotate_refresh("r1", "r2", now, BY).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(o, RotateOutcome::Rotated(ref x) if x.id == "s1"), "{o:?}");
-        assert_eq!(s.audit_events_for("u1").await.unwrap_or_default(), ["refresh"]);
-        let o = s.rotate_refresh("r1", "r3", now, BY).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(o, RotateOutcome::Reused { ref session_id, .. } if session_id == "s1"), "{o:?}");
+        s.create_session(&sess("s1", "u1"), "r1")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let o = s
+            .rotate_refresh("r1", "r2", now, BY)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(o, RotateOutcome::Rotated(ref x, ref u) if x.id == "s1" && u.username == "a"),
+            "{o:?}"
+        );
+        assert_eq!(
+            s.audit_events_for("u1").await.unwrap_or_default(),
+            ["refresh"]
+        );
+        let o = s
+            .rotate_refresh("r1", "r3", now, BY)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(o, RotateOutcome::Reused { ref session_id, .. } if session_id == "s1"),
+            "{o:?}"
+        );
         // The live token r2 now belongs to a revoked session.
-        let o = s.rotate_refresh("r2", "r4", now, BY).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(o, RotateOutcome::Refused(ref x) if x.revoked_at.is_some()), "{o:?}");
-        let o = s.rotate_refresh("nope", "r5", now, BY).await.unwrap_or_else(|e| panic!("{e}"));
+        let o = s
+            .rotate_refresh("r2", "r4", now, BY)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(o, RotateOutcome::Refused(ref x) if x.revoked_at.is_some()),
+            "{o:?}"
+        );
+        let o = s
+            .rotate_refresh("nope", "r5", now, BY)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(o, RotateOutcome::Unknown));
         // Expired sessions and disabled accounts are refused without spending the token.
-        s.create_session(&sess("s2", "u2"), "q1").await.unwrap_or_else(|e| panic!("{e}"));
+        s.create_session(&sess("s2", "u2"), "q1")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let later = now + time::Duration::hours(2);
-        let o = s.rotate_refresh("q1", "q2", later, BY).await.unwrap_or_else(|e| panic!("{e}"));
+        let o = s
+            .rotate_refresh("q1", "q2", later, BY)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(o, RotateOutcome::Refused(_)), "{o:?}");
-        s.disable_user("b", now).await.unwrap_or_else(|e| panic!("{e}"));
-        let o = s.rotate_refresh("q1", "q2", now, BY).await.unwrap_or_else(|e| panic!("{e}"));
+        s.disable_user("b", now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let o = s
+            .rotate_refresh("q1", "q2", now, BY)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(o, RotateOutcome::Refused(_)), "{o:?}");
     }
 }

@@ -29,7 +29,10 @@ impl std::fmt::Debug for User {
             .field("id", &self.id)
             .field("username", &self.username)
             .field("email", &self.email)
-            .field("password_hash", &self.password_hash.as_ref().map(|_| "[redacted]"))
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "[redacted]"),
+            )
             .field("disabled_at", &self.disabled_at)
             .field("groups", &self.groups)
             .finish_non_exhaustive()
@@ -60,13 +63,30 @@ impl std::fmt::Debug for NewUser {
     }
 }
 
-type UserRow = (String, String, Option<String>, Option<String>, Option<i64>, i64, Option<String>);
+type UserRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+    Option<String>,
+);
 
 /// The user columns plus the sorted groups as one newline-joined string, so that loading an
 /// account is one query (it happens on every refresh). Group names cannot contain a newline.
-const USER_SELECT: &str = "SELECT u.id, u.username, u.email, u.password_hash, u.disabled_at, u.created_at,
-    (SELECT group_concat(group_name, char(10)) FROM (SELECT group_name FROM user_groups WHERE user_id = u.id ORDER BY group_name))
-    FROM users u";
+/// Alias `u` for `users`.
+pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.disabled_at, u.created_at, \
+    (SELECT group_concat(group_name, char(10)) FROM (SELECT group_name FROM user_groups WHERE user_id = u.id ORDER BY group_name))";
+
+/// Parses a `json_array(USER_COLUMNS)` value.
+pub(super) fn user_from_json(text: &str) -> Result<User> {
+    let row: UserRow = serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        table: "users",
+        detail: e.to_string(),
+    })?;
+    Store::user_from_row(row)
+}
 
 impl Store {
     /// Creates an account.
@@ -83,7 +103,9 @@ impl Store {
         .execute(&mut *tx)
         .await;
         match r {
-            Err(e) if is_unique_violation(&e) => return Err(Error::Conflict(format!("user {:?}", u.username))),
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::Conflict(format!("user {:?}", u.username)))
+            }
             r => r?,
         };
         for g in &u.groups {
@@ -115,27 +137,33 @@ impl Store {
 
     /// The account called `username`.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(&format!("{USER_SELECT} WHERE u.username = ?"))
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.username = ?"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(Self::user_from_row).transpose()
     }
 
     /// The account with id `id`.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(&format!("{USER_SELECT} WHERE u.id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(Self::user_from_row).transpose()
     }
 
     /// Every account, by name.
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        let rows: Vec<UserRow> = sqlx::query_as(&format!("{USER_SELECT} ORDER BY u.username"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u ORDER BY u.username"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter().map(Self::user_from_row).collect()
     }
 
@@ -193,13 +221,23 @@ mod tests {
     async fn create_find_list_and_conflict() {
         let (s, _d) = temp_store().await;
         let now = OffsetDateTime::now_utc();
-        s.create_user(&alice(), now).await.unwrap_or_else(|e| panic!("{e}"));
-        let u = s.user_by_name("alice").await.ok().flatten().unwrap_or_else(|| panic!("missing"));
+        s.create_user(&alice(), now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let u = s
+            .user_by_name("alice")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("missing"));
         assert_eq!(u.groups, ["admins", "dev"]);
         assert!(!format!("{u:?}").contains("fake"));
         assert!(s.user_by_id("u-alice").await.ok().flatten().is_some());
-        assert!(matches!(s.create_user(&alice(), now).await, Err(Error::Conflict(_))));
-        assert_eq!(s.list_users().await.map(|v| v.len()).unwrap_or(0), 1);
+        assert!(matches!(
+            s.create_user(&alice(), now).await,
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(s.list_users().await.map_or(0, |v| v.len()), 1);
     }
 
     #[tokio::test]

@@ -21,6 +21,8 @@ pub struct WebSession {
     pub expires_at: OffsetDateTime,
 }
 
+type WebRow = (String, String, Option<String>, Option<String>, i64);
+
 impl Store {
     /// Stores a new browser session.
     pub async fn create_web_session(&self, w: &WebSession, now: OffsetDateTime) -> Result<()> {
@@ -39,8 +41,12 @@ impl Store {
     }
 
     /// The live browser session with this hash.
-    pub async fn web_session(&self, id_hash: &str, now: OffsetDateTime) -> Result<Option<WebSession>> {
-        let row: Option<(String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+    pub async fn web_session(
+        &self,
+        id_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<WebSession>> {
+        let row: Option<WebRow> = sqlx::query_as(
             "SELECT id_hash, csrf_token, user_id, device_id, expires_at FROM web_sessions WHERE id_hash = ? AND expires_at > ?",
         )
         .bind(id_hash)

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# plugin.sh - benchmarks of kubectl-credential as kubectl uses it (results in docs/benchmarks.md):
+#   1. cached-hit `kubectl-credential get` next to /bin/true (hyperfine), and its peak RSS;
+#   2. `kubectl get namespaces` through the plugin next to the same kubectl with a static token,
+#      (a ServiceAccount token with the same role) against a real kube-apiserver (tests/envtest) whose --oidc-* flags trust the issuer.
+# It starts the release issuer and a control plane on loopback, logs a user in through the
+# device flow (driving the pages with curl, as a browser would), and stops everything on exit.
+#   bash bench/plugin.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for c in hyperfine kubectl curl etcd; do command -v $c >/dev/null || [ -x /usr/sbin/$c ] || { echo "$c not found: run bash tests/run.sh (installs test dependencies) or apt-get install hyperfine" >&2; exit 1; }; done
+cargo build --release --quiet --bins
+bin=$PWD/target/release
+work=$(mktemp -d)
+cleanup() { kill "${issuer_pid:-}" 2>/dev/null || true; [ -z "${cp:-}" ] || bash tests/envtest/start-control-plane.sh stop "$cp" >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+issuer=https://127.0.0.1:$port
+cat > "$work/issuer.toml" <<TOML
+[[clusters]]
+name = "bench"
+audience = "kubernetes"
+TOML
+RUST_LOG=warn "$bin/credential-issuer" serve --config "$work/issuer.toml" --data-dir "$work/data" \
+  --listen "127.0.0.1:$port" --issuer-url "$issuer" 2>"$work/issuer.log" & issuer_pid=$!
+ca=$work/data/tls/ca.crt
+for _ in $(seq 100); do [ -s "$ca" ] && curl -sf --cacert "$ca" "$issuer/readyz" >/dev/null && break; sleep 0.1; done
+echo 'bench password 123' | "$bin/credential-issuer" user add bencher --group k8s-readers --data-dir "$work/data" >/dev/null
+
+# Control plane trusting the issuer.
+cp=$work/cp
+OIDC_ISSUER_URL=$issuer OIDC_CA_FILE=$ca OIDC_CLIENT_ID=kubernetes OIDC_USERNAME_CLAIM=preferred_username \
+  OIDC_USERNAME_PREFIX=credential: OIDC_GROUPS_PREFIX=credential: \
+  bash tests/envtest/start-control-plane.sh start "$cp" >/dev/null 2>"$work/cp.log" || { cat "$work/cp.log"; exit 1; }
+. "$cp/env"
+kubectl --kubeconfig "$KUBE_ADMIN_KUBECONFIG" apply -f install/rbac-example.yaml >/dev/null
+# The static-token baseline: a ServiceAccount token (TokenRequest) with the same role.
+admin=(kubectl --kubeconfig "$KUBE_ADMIN_KUBECONFIG")
+"${admin[@]}" create serviceaccount bench -n default >/dev/null
+"${admin[@]}" create clusterrolebinding bench-sa --clusterrole namespace-reader --serviceaccount default:bench >/dev/null
+static_token=$("${admin[@]}" create token bench -n default --duration 1h)
+
+# Log in: the plugin in the background, the pages driven with curl as a browser would.
+export XDG_CACHE_HOME=$work/cache HOME=$work/home
+mkdir -p "$HOME"
+login_via_pages() { # TOKEN_CACHE
+    local args=(--issuer "$issuer" --cluster bench --issuer-ca "$ca" --token-cache "$1" --no-browser)
+    "$bin/kubectl-credential" login "${args[@]}" 2>"$work/login.log" & local login_pid=$!
+    local re='[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}'
+    for _ in $(seq 100); do grep -qoE "$re" "$work/login.log" && break; sleep 0.1; done
+    local code; code=$(grep -oE "$re" "$work/login.log" | head -1)
+    local jar=$work/jar.$1; local c=(curl -sf --cacert "$ca" -b "$jar" -c "$jar")
+    csrf() { sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1; }
+    local t; t=$("${c[@]}" "$issuer/device" | csrf)
+    "${c[@]}" -o /dev/null --data-urlencode "user_code=$code" --data-urlencode "csrf_token=$t" "$issuer/device"
+    t=$("${c[@]}" "$issuer/login" | csrf)
+    "${c[@]}" -o /dev/null --data-urlencode "username=bencher" --data-urlencode "password=bench password 123" --data-urlencode "csrf_token=$t" "$issuer/login"
+    t=$("${c[@]}" "$issuer/consent" | csrf)
+    "${c[@]}" -o /dev/null --data-urlencode "action=approve" --data-urlencode "csrf_token=$t" "$issuer/consent"
+    wait "$login_pid"
+}
+login_via_pages file
+args=(--issuer "$issuer" --cluster bench --issuer-ca "$ca" --token-cache file --no-browser)
+
+# Kubeconfigs: through the plugin, and with the admin's static token.
+cat > "$work/plugin.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: bench, cluster: {server: "$KUBE_APISERVER_URL", certificate-authority: "$KUBE_CA_FILE"}}]
+contexts: [{name: bench, context: {cluster: bench, user: bench}}]
+current-context: bench
+users:
+- name: bench
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: $bin/kubectl-credential
+      args: [get, --issuer, "$issuer", --cluster, bench, --issuer-ca, "$ca", --token-cache, file]
+      interactiveMode: Never
+      provideClusterInfo: true
+KC
+cat > "$work/static.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: bench, cluster: {server: "$KUBE_APISERVER_URL", certificate-authority: "$KUBE_CA_FILE"}}]
+contexts: [{name: bench, context: {cluster: bench, user: bench}}]
+current-context: bench
+users: [{name: bench, user: {token: "$static_token"}}]
+KC
+for _ in $(seq 60); do kubectl --kubeconfig "$work/plugin.kubeconfig" get namespaces >/dev/null 2>&1 && break; sleep 1; done
+
+echo "== binary size: $(stat -c %s "$bin/kubectl-credential") bytes"
+export KUBERNETES_EXEC_INFO='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}'
+hyperfine -N --warmup 50 --runs 1000 --export-markdown "$work/hit.md" \
+  "$bin/kubectl-credential get ${args[*]}" /bin/true
+cat "$work/hit.md"
+/usr/bin/time -f "peak RSS of a cached hit: %M KiB" "$bin/kubectl-credential" get "${args[@]}" >/dev/null
+unset KUBERNETES_EXEC_INFO
+hyperfine -N --warmup 5 --runs 60 --export-markdown "$work/kubectl.md" \
+  "kubectl --kubeconfig $work/plugin.kubeconfig get namespaces" \
+  "kubectl --kubeconfig $work/static.kubeconfig get namespaces"
+cat "$work/kubectl.md"
+
+# 3. The cached hit with the keyring backend: a private session bus with gnome-keyring.
+if command -v gnome-keyring-daemon >/dev/null && command -v dbus-daemon >/dev/null; then
+    eval "$(dbus-daemon --session --fork --print-address=1 --print-pid=1 | { read -r a; read -r p; echo "export DBUS_SESSION_BUS_ADDRESS=$a; bus_pid=$p"; })"
+    export XDG_DATA_HOME=$work/share XDG_RUNTIME_DIR=$work/run; mkdir -p "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
+    printf 'bench' | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+    login_via_pages keyring
+    export KUBERNETES_EXEC_INFO='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}'
+    hyperfine -N --warmup 20 --runs 300 --export-markdown "$work/keyring.md" \
+      "$bin/kubectl-credential get --issuer $issuer --cluster bench --issuer-ca $ca --token-cache keyring"
+    cat "$work/keyring.md"
+    /usr/bin/time -f "peak RSS of a cached hit (keyring): %M KiB" "$bin/kubectl-credential" get --issuer "$issuer" --cluster bench --issuer-ca "$ca" --token-cache keyring >/dev/null
+    pkill -f "gnome-keyring-daemon --unlock" 2>/dev/null || true; kill "$bus_pid" 2>/dev/null || true
+fi
