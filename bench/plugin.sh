@@ -89,17 +89,18 @@ users: [{name: bench, user: {token: "$static_token"}}]
 KC
 for _ in $(seq 60); do kubectl --kubeconfig "$work/plugin.kubeconfig" get namespaces >/dev/null 2>&1 && break; sleep 1; done
 
+medians() { python3 -c 'import json,sys; [print(f"median {r[\"median\"]*1000:.2f} ms  mean {r[\"mean\"]*1000:.2f} ms  {r[\"command\"][:90]}") for r in json.load(open(sys.argv[1]))["results"]]' "$1"; }
 echo "== binary size: $(stat -c %s "$bin/kubectl-credential") bytes"
 export KUBERNETES_EXEC_INFO='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}'
-hyperfine -N --warmup 50 --runs 1000 --export-markdown "$work/hit.md" \
+hyperfine -N --warmup 50 --runs 1000 --export-markdown "$work/hit.md" --export-json "$work/hit.json" \
   "$bin/kubectl-credential get ${args[*]}" /bin/true
-cat "$work/hit.md"
+cat "$work/hit.md"; medians "$work/hit.json"
 /usr/bin/time -f "peak RSS of a cached hit: %M KiB" "$bin/kubectl-credential" get "${args[@]}" >/dev/null
 unset KUBERNETES_EXEC_INFO
-hyperfine -N --warmup 5 --runs 60 --export-markdown "$work/kubectl.md" \
+hyperfine -N --warmup 5 --runs 60 --export-markdown "$work/kubectl.md" --export-json "$work/kubectl.json" \
   "kubectl --kubeconfig $work/plugin.kubeconfig get namespaces" \
   "kubectl --kubeconfig $work/static.kubeconfig get namespaces"
-cat "$work/kubectl.md"
+cat "$work/kubectl.md"; medians "$work/kubectl.json"
 
 # 3. The cached hit with the keyring backend: a private session bus with gnome-keyring.
 if command -v gnome-keyring-daemon >/dev/null && command -v dbus-daemon >/dev/null; then
@@ -108,9 +109,9 @@ if command -v gnome-keyring-daemon >/dev/null && command -v dbus-daemon >/dev/nu
     printf 'bench' | gnome-keyring-daemon --unlock --components=secrets >/dev/null
     login_via_pages keyring
     export KUBERNETES_EXEC_INFO='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}'
-    hyperfine -N --warmup 20 --runs 300 --export-markdown "$work/keyring.md" \
+    hyperfine -N --warmup 20 --runs 300 --export-markdown "$work/keyring.md" --export-json "$work/keyring.json" \
       "$bin/kubectl-credential get --issuer $issuer --cluster bench --issuer-ca $ca --token-cache keyring"
-    cat "$work/keyring.md"
+    cat "$work/keyring.md"; medians "$work/keyring.json"
     /usr/bin/time -f "peak RSS of a cached hit (keyring): %M KiB" "$bin/kubectl-credential" get --issuer "$issuer" --cluster bench --issuer-ca "$ca" --token-cache keyring >/dev/null
     pkill -f "gnome-keyring-daemon --unlock" 2>/dev/null || true; kill "$bus_pid" 2>/dev/null || true
 fi

@@ -48,6 +48,9 @@ pub enum Error {
         /// Newest version known here.
         supported: i64,
     },
+    /// A batched write was not committed (the cause is shared by every write in the batch).
+    #[error("database write not committed: {0}")]
+    BatchFailed(String),
     /// A uniqueness constraint failed (e.g. user name taken).
     #[error("{0} already exists")]
     Conflict(String),
@@ -86,6 +89,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_ini
 pub struct Store {
     pool: SqlitePool,
     write: SqlitePool,
+    rotations: sessions::Rotations,
 }
 
 impl Store {
@@ -111,7 +115,12 @@ impl Store {
             .min_connections(1)
             .connect_with(opts)
             .await?;
-        let store = Self { pool, write };
+        let rotations = sessions::Rotations::start(write.clone());
+        let store = Self {
+            pool,
+            write,
+            rotations,
+        };
         store.migrate().await?;
         #[cfg(unix)]
         restrict_permissions(path);
