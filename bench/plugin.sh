@@ -89,7 +89,12 @@ users: [{name: bench, user: {token: "$static_token"}}]
 KC
 for _ in $(seq 60); do kubectl --kubeconfig "$work/plugin.kubeconfig" get namespaces >/dev/null 2>&1 && break; sleep 1; done
 
-medians() { python3 -c 'import json,sys; [print(f"median {r[\"median\"]*1000:.2f} ms  mean {r[\"mean\"]*1000:.2f} ms  {r[\"command\"][:90]}") for r in json.load(open(sys.argv[1]))["results"]]' "$1"; }
+medians() { python3 - "$1" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    print("median %.2f ms  mean %.2f ms  %s" % (r["median"] * 1000, r["mean"] * 1000, r["command"][:90]))
+PY
+}
 echo "== binary size: $(stat -c %s "$bin/kubectl-credential") bytes"
 export KUBERNETES_EXEC_INFO='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}'
 hyperfine -N --warmup 50 --runs 1000 --export-markdown "$work/hit.md" --export-json "$work/hit.json" \
