@@ -47,11 +47,14 @@ pub(super) async fn openid_configuration(State(state): State<AppState>) -> impl 
     ([(header::CACHE_CONTROL, PUBLIC_CACHE)], Json(doc))
 }
 
+/// The JWKS is served uncacheable on purpose: kube-apiserver (go-oidc v2) refetches keys for an
+/// unknown `kid` only once its cached copy has expired, so a `max-age` here would make API
+/// servers refuse tokens signed with a freshly rotated key for that long.
 pub(super) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     let set = state
         .signer()
         .jwks(state.now(), state.config().key_retention());
-    ([(header::CACHE_CONTROL, PUBLIC_CACHE)], Json(set))
+    ([(header::CACHE_CONTROL, "no-cache")], Json(set))
 }
 
 pub(super) async fn clusters(State(state): State<AppState>) -> impl IntoResponse {

@@ -755,3 +755,90 @@ async fn discovery_matches_what_kube_apiserver_needs() {
         app.get("/api/v1/clusters", None).await.json();
     assert_eq!(clusters.clusters[0].audience, "kubernetes");
 }
+
+/// Collects everything the issuer logs, at every level.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn no_secret_ever_reaches_the_log() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = TestApp::new().await;
+    app.add_user("lena", &["dev"]).await;
+    // A wrong password, a wrong code, a full login, a refresh, a replay and a logout.
+    let page = app.get("/login", None).await;
+    let cookie = page.cookie().unwrap();
+    app.post(
+        "/login",
+        &[
+            ("username", "lena"),
+            ("password", "wrong-password-123"),
+            ("csrf_token", &page.csrf()),
+        ],
+        Some(&cookie),
+    )
+    .await;
+    let d = app.start().await;
+    app.get(&format!("/device?user_code={}", d.user_code), None)
+        .await;
+    app.decide(&d.user_code, "lena", "approve").await;
+    app.advance(5);
+    let t: TokenResponse = app.poll(&d.device_code).await.json();
+    let t2: TokenResponse = app.refresh(&t.refresh_token).await.json();
+    app.refresh(&t.refresh_token).await;
+    app.post(
+        "/oauth/revoke",
+        &[
+            ("token", &t2.refresh_token),
+            ("client_id", "kubectl-credential"),
+        ],
+        None,
+    )
+    .await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("device login completed"),
+        "the flow was logged: {text}"
+    );
+    for secret in [
+        d.device_code.as_str(),
+        d.user_code.as_str(),
+        &d.user_code.replace('-', ""),
+        t.access_token.as_str(),
+        t.refresh_token.as_str(),
+        t2.access_token.as_str(),
+        t2.refresh_token.as_str(),
+        "correct horse battery",
+        "wrong-password-123",
+        page.csrf().as_str(),
+        cookie.split('=').nth(1).unwrap(),
+    ] {
+        assert!(!text.contains(secret), "a secret reached the log: {secret}");
+    }
+}

@@ -478,7 +478,7 @@ mod batch_tests {
             {
                 RotateOutcome::Rotated(..) => rotated += 1,
                 RotateOutcome::Reused { .. } | RotateOutcome::Refused(_) => {}
-                other => panic!("{other:?}"),
+                other @ RotateOutcome::Unknown => panic!("{other:?}"),
             }
         }
         assert_eq!(rotated, 1, "exactly one presenter of a token may rotate it");
