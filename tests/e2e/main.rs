@@ -12,6 +12,7 @@ mod denial;
 mod device_flow;
 mod disabled_user;
 mod exec_versions;
+mod install_files;
 mod key_rotation;
 mod keyring;
 mod logout;

@@ -55,6 +55,22 @@ subjects:
   name: credential:k8s-readers
 "#;
 
+/// The `--oidc-*` flags of `install/apiserver-flags.txt` as (name, value) pairs, placeholders
+/// (`ISSUER_URL`, `CA_FILE`, `AUDIENCE`) left in.
+pub(crate) fn shipped_oidc_flags() -> Vec<(String, String)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../install/apiserver-flags.txt");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("--oidc-"))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
 /// The issuer and the control plane that trusts it.
 #[derive(Debug)]
 pub(crate) struct World {
@@ -90,14 +106,28 @@ impl World {
             token_ttl: format!("{}s", TOKEN_TTL.as_secs()),
             poll_interval: "1s".to_owned(),
         });
+        // The API server runs with exactly the flags install/ tells operators to use.
+        let flags = shipped_oidc_flags();
+        let flag = |name: &str| {
+            flags
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("install/apiserver-flags.txt lacks {name}"))
+        };
+        assert_eq!(flag("--oidc-signing-algs"), "ES256");
+        assert_eq!(flag("--oidc-username-prefix"), PREFIX);
+        assert_eq!(flag("--oidc-groups-prefix"), PREFIX);
         let control_plane = ControlPlane::start(&OidcSettings {
-            issuer_url: issuer.url().to_owned(),
-            ca_file: issuer.ca_file().to_owned(),
-            client_id: AUDIENCE.to_owned(),
-            username_claim: "preferred_username".to_owned(),
-            username_prefix: PREFIX.to_owned(),
-            groups_claim: "groups".to_owned(),
-            groups_prefix: PREFIX.to_owned(),
+            issuer_url: flag("--oidc-issuer-url").replace("ISSUER_URL", issuer.url()),
+            ca_file: PathBuf::from(
+                flag("--oidc-ca-file").replace("CA_FILE", &issuer.ca_file().to_string_lossy()),
+            ),
+            client_id: flag("--oidc-client-id").replace("AUDIENCE", AUDIENCE),
+            username_claim: flag("--oidc-username-claim"),
+            username_prefix: flag("--oidc-username-prefix"),
+            groups_claim: flag("--oidc-groups-claim"),
+            groups_prefix: flag("--oidc-groups-prefix"),
         });
         control_plane.apply(RBAC);
         let world = Self {

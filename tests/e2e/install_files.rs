@@ -1,0 +1,86 @@
+//! What `install/` ships works as written: the plugin is reachable through kubectl's plugin
+//! naming (`kubectl credential ...`), the example kubeconfig is one kubectl accepts, and the RBAC
+//! example is valid for the API server. (The API server flags are checked by every test: the
+//! shared world starts the API server with `install/apiserver-flags.txt`.)
+
+use std::path::PathBuf;
+
+use credential_shared::oauth::OAuthErrorCode;
+
+use crate::world::{shipped_oidc_flags, world, Laptop, READERS};
+
+fn install_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../install")
+        .join(name)
+}
+
+#[test]
+fn kubectl_finds_the_plugin_as_kubectl_credential() {
+    let world = world();
+    let nora = world.new_person("nora", &[READERS]);
+    let laptop = Laptop::new();
+    laptop.log_in(&nora);
+    let refresh_token = laptop.cached_token().refresh_token;
+
+    // kubectl runs `kubectl-credential` from PATH for `kubectl credential ...`.
+    let bin_dir = e2e::bins::kubectl_credential()
+        .parent()
+        .unwrap_or_else(|| panic!("the plugin binary has no directory"))
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = laptop.env.command(&e2e::bins::kubectl());
+    cmd.env("PATH", path).arg("credential").arg("logout");
+    cmd.args(laptop.plugin.for_subcommand("logout").iter().skip(1));
+    let out = e2e::process::run(&mut cmd, None, std::time::Duration::from_secs(30));
+    out.assert_success();
+    let refused = world
+        .issuer
+        .refresh(&refresh_token)
+        .err()
+        .unwrap_or_else(|| panic!("`kubectl credential logout` did not end the session"));
+    assert_eq!(refused.code(), Some(OAuthErrorCode::InvalidGrant));
+}
+
+#[test]
+fn the_example_kubeconfig_and_rbac_are_accepted() {
+    let world = world();
+    let kubeconfig = install_file("kubeconfig-example.yaml");
+    let out = world.control_plane.kubectl_admin(
+        &[
+            "config",
+            "view",
+            "--kubeconfig",
+            &kubeconfig.to_string_lossy(),
+            "-o",
+            "jsonpath={.users[0].user.exec.command} {.users[0].user.exec.args[0]} {.users[0].user.exec.interactiveMode}",
+        ],
+        None,
+    );
+    out.assert_success();
+    assert_eq!(
+        out.stdout.trim(),
+        "kubectl-credential get IfAvailable",
+        "{out}"
+    );
+
+    let rbac = std::fs::read_to_string(install_file("rbac-example.yaml"))
+        .unwrap_or_else(|e| panic!("rbac-example.yaml: {e}"));
+    world
+        .control_plane
+        .kubectl_admin(&["apply", "--dry-run=server", "-f", "-"], Some(&rbac))
+        .assert_success()
+        .assert_stdout_contains("credential-k8s-readers");
+    assert!(
+        rbac.contains(&format!("credential:{READERS}")),
+        "the RBAC example binds another group than the one the flags' prefix produces"
+    );
+    assert!(
+        shipped_oidc_flags().len() >= 8,
+        "install/apiserver-flags.txt lost flags"
+    );
+}
