@@ -109,11 +109,10 @@ impl World {
         // The API server runs with exactly the flags install/ tells operators to use.
         let flags = shipped_oidc_flags();
         let flag = |name: &str| {
-            flags
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("install/apiserver-flags.txt lacks {name}"))
+            flags.iter().find(|(k, _)| k == name).map_or_else(
+                || panic!("install/apiserver-flags.txt lacks {name}"),
+                |(_, v)| v.clone(),
+            )
         };
         assert_eq!(flag("--oidc-signing-algs"), "ES256");
         assert_eq!(flag("--oidc-username-prefix"), PREFIX);
