@@ -20,6 +20,7 @@ struct Inner {
     signer: Signer,
     clock: SharedClock,
     dummy_password_hash: String,
+    metrics: crate::metrics::Metrics,
 }
 
 /// Why the issuer could not start.
@@ -70,6 +71,7 @@ impl AppState {
                 signer,
                 clock,
                 dummy_password_hash,
+                metrics: crate::metrics::Metrics::default(),
             }),
         })
     }
@@ -96,6 +98,12 @@ impl AppState {
     #[must_use]
     pub fn now(&self) -> time::OffsetDateTime {
         self.inner.clock.now()
+    }
+
+    /// The counters behind `/metrics`.
+    #[must_use]
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// A password hash to verify against when an account does not exist.

@@ -88,3 +88,10 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, &'stat
         }
     }
 }
+
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics().render(),
+    )
+}

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz))
+        .route("/metrics", get(discovery::metrics))
         .route("/", get(pages::index))
         .fallback(pages::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

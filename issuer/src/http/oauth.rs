@@ -18,6 +18,7 @@ use crate::app::AppState;
 use crate::domain::device::{poll, PollOutcome, PollState};
 use crate::domain::session::{liveness, Liveness, SessionFacts};
 use crate::domain::{tokens, user_code};
+use crate::metrics::Failure;
 use crate::secret::{hash, random_bytes, random_token, Secret};
 use crate::store::{AuditEvent, Presenter, RotateOutcome, Session, User};
 
@@ -84,6 +85,7 @@ pub(super) async fn device_authorization(
             Err(crate::store::Error::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),
         }
+        state.metrics().device_authorization();
         tracing::info!(request_id = %rid, cluster = %req.cluster, client_addr = %addr, "device authorization started");
         let base = cfg.issuer();
         let display = user_code::display(&code);
@@ -164,7 +166,10 @@ async fn device_code_grant(
     match outcome {
         PollOutcome::Pending => Err(OAuthReply::code(E::AuthorizationPending)),
         PollOutcome::SlowDown { .. } => Err(OAuthReply::code(E::SlowDown)),
-        PollOutcome::Denied => Err(OAuthReply::bad(E::AccessDenied, "the sign-in was denied")),
+        PollOutcome::Denied => {
+            state.metrics().failure(Failure::Denied);
+            Err(OAuthReply::bad(E::AccessDenied, "the sign-in was denied"))
+        }
         PollOutcome::Expired => Err(OAuthReply::bad(
             E::ExpiredToken,
             "the device code expired; start again",
@@ -202,6 +207,7 @@ async fn device_code_grant(
                 .await?;
             let reply = mint(state, &user, &session, &refresh, now)?;
             audit(state, "login", &user, &session.cluster, addr, rid, now).await;
+            state.metrics().login();
             tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
             Ok(reply)
         }
@@ -235,13 +241,15 @@ async fn refresh_grant(
     {
         RotateOutcome::Rotated(s, u) => (s, u),
         RotateOutcome::Unknown => {
-            return Err(OAuthReply::bad(E::InvalidGrant, "unknown refresh token"))
+            state.metrics().failure(Failure::RefreshRefused);
+            return Err(OAuthReply::bad(E::InvalidGrant, "unknown refresh token"));
         }
         RotateOutcome::Reused {
             session_id,
             user_id,
         } => {
             tracing::warn!(request_id = %rid, session_id, user_id, client_addr = %addr, "refresh token reused; session revoked");
+            state.metrics().failure(Failure::RefreshReuse);
             let e = AuditEvent {
                 event: "session.revoked.reuse",
                 actor: Some("system".into()),
@@ -259,10 +267,15 @@ async fn refresh_grant(
                 "refresh token was already used; the session has been revoked",
             ));
         }
-        RotateOutcome::Refused(s) => return Err(refused(state, &s, &req.client_id, now).await),
+        RotateOutcome::Refused(s) => {
+            state.metrics().failure(Failure::RefreshRefused);
+            return Err(refused(state, &s, &req.client_id, now).await);
+        }
     };
     // The rotation already checked the session and the account in the same statement.
-    mint(state, &user, &session, &next, now)
+    let reply = mint(state, &user, &session, &next, now)?;
+    state.metrics().refresh();
+    Ok(reply)
 }
 
 /// Why a current refresh token was refused.
@@ -391,6 +404,7 @@ pub(super) async fn revoke(
         .await?
     {
         tracing::info!(request_id = %rid, session_id, "session revoked by client");
+        state.metrics().revocation();
         let e = AuditEvent {
             event: "logout",
             subject: Some(user_id),

@@ -18,6 +18,7 @@ use super::{ClientAddr, PageError, RequestId};
 use crate::app::AppState;
 use crate::domain::device::Status;
 use crate::domain::user_code;
+use crate::metrics::Failure;
 use crate::secret::{constant_time_eq, hash, random_token, Secret};
 use crate::store::{AuditEvent, WebSession};
 
@@ -191,6 +192,7 @@ pub(super) async fn device_submit(
     let window = cfg.rate_limits.window;
     if state.store().failures(&key, now, window).await? >= cfg.rate_limits.user_code_failures {
         tracing::warn!(request_id = %rid, client_addr = %addr, "user code entry rate limited");
+        state.metrics().failure(Failure::RateLimited);
         audit_failure(&state, "user_code.rate_limited", None, &addr, &rid, now).await;
         return Ok((
             StatusCode::TOO_MANY_REQUESTS,
@@ -210,6 +212,7 @@ pub(super) async fn device_submit(
     let Some(device) = device else {
         state.store().record_failure(&key, now, window).await?;
         tracing::info!(request_id = %rid, client_addr = %addr, "wrong or expired user code entered");
+        state.metrics().failure(Failure::UserCode);
         audit_failure(&state, "user_code.invalid", None, &addr, &rid, now).await;
         return Ok((
             StatusCode::BAD_REQUEST,
@@ -277,6 +280,7 @@ pub(super) async fn login_submit(
         || store.failures(&addr_key, now, window).await? >= limit.saturating_mul(4)
     {
         tracing::warn!(request_id = %rid, client_addr = %addr, "password sign-in rate limited");
+        state.metrics().failure(Failure::RateLimited);
         audit_failure(
             &state,
             "login.rate_limited",
@@ -314,6 +318,7 @@ pub(super) async fn login_submit(
         store.record_failure(&user_key, now, window).await?;
         store.record_failure(&addr_key, now, window).await?;
         tracing::info!(request_id = %rid, client_addr = %addr, "password sign-in failed");
+        state.metrics().failure(Failure::Password);
         audit_failure(&state, "login.failed", Some(&username), &addr, &rid, now).await;
         return Ok((
             StatusCode::UNAUTHORIZED,

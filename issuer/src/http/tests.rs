@@ -779,15 +779,26 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
     }
 }
 
+/// Every log line of this test binary, from a global subscriber at TRACE level. (A scoped,
+/// thread-local subscriber would miss events: tracing caches per-callsite interest globally, and
+/// tests running in parallel without a subscriber would turn callsites off.)
+fn captured_logs() -> &'static LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        logs
+    })
+}
+
 #[tokio::test]
 async fn no_secret_ever_reaches_the_log() {
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+    let logs = captured_logs();
     let app = TestApp::new().await;
     app.add_user("lena", &["dev"]).await;
     // A wrong password, a wrong code, a full login, a refresh, a replay and a logout.
@@ -840,5 +851,24 @@ async fn no_secret_ever_reaches_the_log() {
         cookie.split('=').nth(1).unwrap(),
     ] {
         assert!(!text.contains(secret), "a secret reached the log: {secret}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_logins_refreshes_and_failures() {
+    let app = TestApp::new().await;
+    let t = logged_in(&app, "mona").await;
+    app.refresh(&t.refresh_token).await;
+    app.refresh(&t.refresh_token).await; // reuse
+    let r = app.get("/metrics", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for line in [
+        "credential_issuer_device_authorizations_total 1",
+        "credential_issuer_logins_total 1",
+        "credential_issuer_refreshes_total 1",
+        "credential_issuer_tokens_issued_total 2",
+        "credential_issuer_failures_total{reason=\"refresh_reuse\"} 1",
+    ] {
+        assert!(r.body.contains(line), "missing {line:?} in\n{}", r.body);
     }
 }

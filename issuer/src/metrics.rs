@@ -1,0 +1,173 @@
+//! Prometheus metrics: counters the handlers bump, rendered in the text exposition format at
+//! `/metrics`. Plain atomics, no registry crate: the set is small and fixed.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a token request or sign-in failed, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A wrong or expired user code was entered.
+    UserCode,
+    /// A wrong password was entered.
+    Password,
+    /// A request was refused by a rate limit.
+    RateLimited,
+    /// A refresh token was presented twice; the session was revoked.
+    RefreshReuse,
+    /// A refresh was refused (revoked, expired, disabled, unknown).
+    RefreshRefused,
+    /// The person denied a device authorization.
+    Denied,
+}
+
+impl Failure {
+    const ALL: [Self; 6] = [
+        Self::UserCode,
+        Self::Password,
+        Self::RateLimited,
+        Self::RefreshReuse,
+        Self::RefreshRefused,
+        Self::Denied,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::UserCode => "user_code",
+            Self::Password => "password",
+            Self::RateLimited => "rate_limited",
+            Self::RefreshReuse => "refresh_reuse",
+            Self::RefreshRefused => "refresh_refused",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// The issuer's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    device_authorizations: AtomicU64,
+    logins: AtomicU64,
+    refreshes: AtomicU64,
+    tokens_issued: AtomicU64,
+    revocations: AtomicU64,
+    failures: [AtomicU64; 6],
+}
+
+impl Metrics {
+    /// A device authorization was started.
+    pub fn device_authorization(&self) {
+        self.device_authorizations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A device login completed (tokens issued for a new session).
+    pub fn login(&self) {
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A refresh succeeded.
+    pub fn refresh(&self) {
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session was revoked by its client.
+    pub fn revocation(&self) {
+        self.revocations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Something failed.
+    pub fn failure(&self, why: Failure) {
+        if let Some(i) = Failure::ALL.iter().position(|f| *f == why) {
+            self.failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Device authorizations started so far (tests count them).
+    #[must_use]
+    pub fn device_authorizations(&self) -> u64 {
+        self.device_authorizations.load(Ordering::Relaxed)
+    }
+
+    /// Successful refreshes so far (tests count them).
+    #[must_use]
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(1024);
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "credential_issuer_device_authorizations_total",
+            "Device authorizations started.",
+            self.device_authorizations.load(Ordering::Relaxed),
+        );
+        counter(
+            "credential_issuer_logins_total",
+            "Device logins completed.",
+            self.logins.load(Ordering::Relaxed),
+        );
+        counter(
+            "credential_issuer_refreshes_total",
+            "Successful refresh-token grants.",
+            self.refreshes.load(Ordering::Relaxed),
+        );
+        counter(
+            "credential_issuer_tokens_issued_total",
+            "Access tokens signed.",
+            self.tokens_issued.load(Ordering::Relaxed),
+        );
+        counter(
+            "credential_issuer_revocations_total",
+            "Sessions revoked by their client (logout).",
+            self.revocations.load(Ordering::Relaxed),
+        );
+        let name = "credential_issuer_failures_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Failed sign-ins and token requests by reason.\n# TYPE {name} counter"
+        );
+        for (f, v) in Failure::ALL.iter().zip(&self.failures) {
+            let _ = writeln!(
+                out,
+                "{name}{{reason=\"{}\"}} {}",
+                f.label(),
+                v.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters() {
+        let m = Metrics::default();
+        m.device_authorization();
+        m.login();
+        m.refresh();
+        m.failure(Failure::Password);
+        let text = m.render();
+        for line in [
+            "credential_issuer_device_authorizations_total 1",
+            "credential_issuer_tokens_issued_total 2",
+            "credential_issuer_failures_total{reason=\"password\"} 1",
+            "credential_issuer_failures_total{reason=\"user_code\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert_eq!((m.device_authorizations(), m.refreshes()), (1, 1));
+    }
+}
