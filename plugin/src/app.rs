@@ -2,17 +2,24 @@
 //! nothing else when it can (no network, no writes, no TLS setup); the issuer client is built
 //! only on the paths that need it.
 
-use std::io;
+use std::io::{self, IsTerminal as _, Write};
+use std::path::Path;
 
 use credential_shared::oauth::OAuthErrorCode;
 
-use crate::cache::{CacheKey, Entry, RefreshLock, TokenCache};
-use crate::cli::{self, Cli, Command, CommonArgs};
+use crate::cache::{CacheKey, Entry, Index, Listed, Origin, RefreshLock, TokenCache};
+use crate::cli::{
+    self, Cli, Command, CommonArgs, GetArgs, IssuerUrl, LogoutArgs, StatusArgs, TokenCacheKind,
+    WhoamiArgs,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::device_flow;
 use crate::error::{self, Error};
 use crate::exec::{self, ExecInfo};
 use crate::issuer::{Endpoints, IssuerClient};
+use crate::secret::Secret;
+use crate::show;
+use crate::term::printable;
 
 /// Runs one subcommand.
 pub(crate) fn run(cli: Cli) -> Result<(), Error> {
@@ -20,8 +27,73 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Get(args) => get(&args, &clock),
         Command::Login(args) => login(&args, &clock),
-        Command::Logout(args) => logout(&args, &clock),
+        Command::Logout(args) => match args.single() {
+            Some(single) => logout(&single, &clock),
+            None => logout_all(&args, &clock),
+        },
+        Command::Whoami(args) => whoami(&args, &clock),
+        Command::Status(args) => status(&args, &clock),
+        Command::Setup(args) => setup(&args, &clock),
     }
+}
+
+/// `setup`: fetch the issuer's clusters and merge exec entries for them into a kubeconfig.
+fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
+    use crate::setup::{self, ExecSettings, Written};
+    let client = IssuerClient::new(&args.issuer, args.issuer_ca.as_deref())?;
+    let list = client.clusters()?;
+    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_owned());
+    let Some(path) = setup::target_path(
+        args.output.as_deref(),
+        std::env::var_os("KUBECONFIG").as_deref(),
+        home.as_deref(),
+    ) else {
+        return Err(setup::SetupError::Io {
+            action: "find a home directory for",
+            path: "~/.kube/config".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        }
+        .into());
+    };
+    // The kubeconfig is used from other directories: record an absolute CA path.
+    let issuer_ca = args
+        .issuer_ca
+        .as_ref()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
+    let exec = ExecSettings {
+        command: args.command.clone(),
+        issuer: args.issuer.as_str().to_owned(),
+        issuer_ca,
+        file_cache: args.token_cache == Some(cli::TokenCacheKind::File),
+    };
+    let before = setup::read(&path)?;
+    let (doc, skipped) = setup::merge(before.clone(), &path, &list, &exec)?;
+    for name in &skipped {
+        eprintln!(
+            "note: skipped cluster \"{name}\": the issuer does not publish its API server URL"
+        );
+    }
+    match setup::write(&path, before.as_ref(), &doc, clock.now())? {
+        Written::Unchanged => eprintln!("{} is already up to date.", path.display()),
+        Written::Created => eprintln!("Wrote {}.", path.display()),
+        Written::Updated { backup } => eprintln!(
+            "Updated {} (previous version kept as {}).",
+            path.display(),
+            backup.display()
+        ),
+    }
+    let names: Vec<&str> = list
+        .clusters
+        .iter()
+        .filter(|c| c.server.is_some())
+        .map(|c| c.name.as_str())
+        .collect();
+    eprintln!(
+        "Contexts: {}. Try: kubectl --context {} get namespaces",
+        names.join(", "),
+        names.first().copied().unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// The cache key of a session: issuer, cluster name and client. `get`, `login` and `logout`
@@ -32,14 +104,37 @@ fn base_key(args: &CommonArgs) -> CacheKey {
     CacheKey::new(args.issuer.as_str(), &args.cluster, &args.client_id, None)
 }
 
-/// `get`: print a credential for kubectl.
-fn get(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
+/// Whose session `args` select, recorded in the entry and the index.
+fn origin_of(args: &CommonArgs) -> Origin {
+    Origin {
+        issuer: args.issuer.to_string(),
+        cluster: args.cluster.clone(),
+        client_id: args.client_id.clone(),
+    }
+}
+
+/// The error for "no usable session here": the user has to sign in.
+fn login_required(args: &CommonArgs) -> Error {
+    Error::LoginRequired {
+        cluster: args.cluster.clone(),
+        issuer: args.issuer.to_string(),
+        login_command: cli::login_command(args),
+    }
+}
+
+/// `get`: print a credential for kubectl. With `--force-refresh` the cached token is not
+/// handed out even if it looks fresh (the API server rejected it): the session is refreshed.
+fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
+    let GetArgs {
+        common: args,
+        force_refresh,
+    } = args;
     let info = exec::read_exec_info()?;
     let cache = TokenCache::open(args.token_cache)?;
     let key = base_key(args);
     let found = cache.load(&key)?;
     if let Some(entry) = &found {
-        if entry.is_fresh(clock.now()) {
+        if !force_refresh && entry.is_fresh(clock.now()) {
             return exec::print_credential(info.version, entry);
         }
     }
@@ -49,6 +144,7 @@ fn get(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
         &cache,
         &key,
         found.map(|e| (key.clone(), e)),
+        *force_refresh,
         clock,
     )
 }
@@ -62,12 +158,14 @@ fn get_without_fresh_token(
     cache: &TokenCache,
     exact: &CacheKey,
     found: Option<(CacheKey, Entry)>,
+    force_refresh: bool,
     clock: &dyn Clock,
 ) -> Result<(), Error> {
     let mut issuer = LazyIssuer::new(args);
     if let Some((key, entry)) = found {
         if entry.has_live_session(clock.now()) {
-            if let Some(entry) = refresh(args, cache, &key, &mut issuer, clock)? {
+            let rejected = force_refresh.then_some(&entry.access_token);
+            if let Some(entry) = refresh(args, cache, &key, &mut issuer, rejected, clock)? {
                 return exec::print_credential(info.version, &entry);
             }
             if info.interactive {
@@ -79,14 +177,10 @@ fn get_without_fresh_token(
         }
     }
     if !info.interactive {
-        return Err(Error::LoginRequired {
-            cluster: args.cluster.clone(),
-            issuer: args.issuer.to_string(),
-            login_command: cli::login_command(args),
-        });
+        return Err(login_required(args));
     }
     let (client, endpoints) = issuer.connect()?;
-    let entry = device_flow::sign_in(client, endpoints, args, clock, &mut io::stderr())?;
+    let entry = sign_in(client, endpoints, args, clock)?;
     store_or_warn(cache, exact, &entry);
     eprintln!(
         "Signed in as {} to cluster \"{}\".",
@@ -96,14 +190,31 @@ fn get_without_fresh_token(
     exec::print_credential(info.version, &entry)
 }
 
+/// Runs the device flow on stderr and records whose session the result is.
+fn sign_in(
+    client: &IssuerClient,
+    endpoints: &Endpoints,
+    args: &CommonArgs,
+    clock: &dyn Clock,
+) -> Result<Entry, Error> {
+    let terminal = io::stderr().is_terminal();
+    let entry = device_flow::sign_in(client, endpoints, args, clock, &mut io::stderr(), terminal)?;
+    Ok(entry.with_origin(origin_of(args)))
+}
+
 /// Refreshes the session stored under `key`, holding the refresh lock so that concurrent `get`s
 /// do not spend the same single-use refresh token twice. `Ok(None)` when there is no session
 /// left (the issuer said `invalid_grant`, and the entry is deleted).
+///
+/// `rejected` is a token the caller will not use even though it looks fresh (the API server
+/// refused it, or the person asked for a refresh); a fresh token other than that one, which
+/// another process stored while this one waited for the lock, is taken as is.
 fn refresh(
     args: &CommonArgs,
     cache: &TokenCache,
     key: &CacheKey,
     issuer: &mut LazyIssuer<'_>,
+    rejected: Option<&Secret>,
     clock: &dyn Clock,
 ) -> Result<Option<Entry>, Error> {
     let _lock = RefreshLock::acquire_default(key, clock);
@@ -111,7 +222,7 @@ fn refresh(
     let Some(entry) = cache.load(key)? else {
         return Ok(None);
     };
-    if entry.is_fresh(clock.now()) {
+    if !needs_refresh(&entry, rejected, clock.now()) {
         return Ok(Some(entry));
     }
     let Some(refresh_token) = entry
@@ -128,25 +239,63 @@ fn refresh(
                 .map_err(|source| Error::MalformedToken {
                     issuer: args.issuer.to_string(),
                     source,
-                })?;
+                })?
+                .with_origin(origin_of(args));
             store_or_warn(cache, key, &fresh);
             Ok(Some(fresh))
         }
         Err(err) if err.oauth_code() == Some(OAuthErrorCode::InvalidGrant) => {
             // Revoked, expired, reused or the user disabled: this entry will never work again.
             cache.delete(key)?;
+            forget(cache, std::slice::from_ref(key));
             Ok(None)
         }
         Err(err) => Err(err.into()),
     }
 }
 
+/// Whether the stored `entry` has to be refreshed: it is not fresh, or it still holds the
+/// token the caller rejected.
+fn needs_refresh(entry: &Entry, rejected: Option<&Secret>, now: i64) -> bool {
+    !entry.is_fresh(now) || rejected.is_some_and(|token| *token == entry.access_token)
+}
+
 /// Stores a session `get` already has in hand. If that fails the token is still handed to
 /// kubectl (it is valid), and the user is told that the session was not kept.
 fn store_or_warn(cache: &TokenCache, key: &CacheKey, entry: &Entry) {
-    if let Err(err) = cache.store(key, entry) {
-        eprintln!(
+    match cache.store(key, entry) {
+        Ok(()) => remember(cache, key, entry),
+        Err(err) => eprintln!(
             "warning: the session could not be saved, so the next command will need a new sign-in: {}",
+            error::report(&Error::Cache(err))
+        ),
+    }
+}
+
+/// Lists a stored session in the index (keyring backend only: files are found by listing their
+/// directory). Only on the paths that store a session, never on a cache hit; a failure is a
+/// warning, as the session itself is stored.
+fn remember(cache: &TokenCache, key: &CacheKey, entry: &Entry) {
+    let Some(origin) = entry.origin.as_ref().filter(|_| cache.needs_index()) else {
+        return;
+    };
+    if let Err(err) = Index::open_default().and_then(|index| index.add(key, origin)) {
+        eprintln!(
+            "warning: the list of sessions could not be updated, so `status` and `logout --all` \
+             miss this session until its next refresh: {}",
+            error::report(&Error::Cache(err))
+        );
+    }
+}
+
+/// Removes deleted sessions from the index (keyring backend only); a failure is a warning.
+fn forget(cache: &TokenCache, keys: &[CacheKey]) {
+    if !cache.needs_index() || keys.is_empty() {
+        return;
+    }
+    if let Err(err) = Index::open_default().and_then(|index| index.remove(keys)) {
+        eprintln!(
+            "warning: the list of sessions could not be updated: {}",
             error::report(&Error::Cache(err))
         );
     }
@@ -161,8 +310,9 @@ fn login(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     cache.prepare()?;
     let client = IssuerClient::new(&args.issuer, args.issuer_ca.as_deref())?;
     let endpoints = client.discover()?;
-    let entry = device_flow::sign_in(&client, &endpoints, args, clock, &mut io::stderr())?;
+    let entry = sign_in(&client, &endpoints, args, clock)?;
     cache.store(&key, &entry)?;
+    remember(&cache, &key, &entry);
     // The new session replaces the old one here; end the old one at the issuer as well.
     let old_token = previous
         .as_ref()
@@ -199,6 +349,7 @@ fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
         None => Ok(()),
     };
     let deleted = cache.delete(&key)?;
+    forget(&cache, &[key]);
     revoked.map_err(Error::RevokeFailed)?;
     if deleted {
         eprintln!(
@@ -212,6 +363,144 @@ fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// `logout --all`: end every stored session of the chosen backend, each revoked at its issuer
+/// (with `--issuer-ca` trusted for all of them, if given) and deleted locally.
+fn logout_all(args: &LogoutArgs, clock: &dyn Clock) -> Result<(), Error> {
+    let cache = TokenCache::open(args.token_cache)?;
+    let index = Index::open_default()?;
+    let ca = args.issuer_ca.as_deref();
+    end_every_session(
+        &cache,
+        &index,
+        clock.now(),
+        &mut |issuer, client_id, token| revoke_at(issuer, ca, client_id, token),
+        &mut io::stderr(),
+    )
+}
+
+/// Revokes `token` at `issuer`.
+fn revoke_at(
+    issuer: &IssuerUrl,
+    ca: Option<&Path>,
+    client_id: &str,
+    token: &Secret,
+) -> Result<(), Error> {
+    let client = IssuerClient::new(issuer, ca)?;
+    let endpoints = client.discover()?;
+    client.revoke(&endpoints, client_id, token)?;
+    Ok(())
+}
+
+/// What `logout --all` does, with revocation as a parameter so that it is tested without a
+/// network: every session is deleted whatever its issuer says; each one whose live session
+/// could not be revoked is reported on `ui` and counted in the error.
+fn end_every_session(
+    cache: &TokenCache,
+    index: &Index,
+    now: i64,
+    revoke: &mut dyn FnMut(&IssuerUrl, &str, &Secret) -> Result<(), Error>,
+    ui: &mut dyn Write,
+) -> Result<(), Error> {
+    // Keys the index listed before we started, to drop those whose item is already gone too.
+    let indexed: Vec<CacheKey> = if cache.needs_index() {
+        index.load()?.into_keys().collect()
+    } else {
+        Vec::new()
+    };
+    let listed = cache.list(index)?;
+    let mut not_revoked = 0;
+    let mut deleted = Vec::with_capacity(listed.len());
+    for Listed { key, entry, origin } in &listed {
+        let name = match origin {
+            Some(o) => format!(
+                "cluster \"{}\" at {}",
+                printable(&o.cluster),
+                printable(&o.issuer)
+            ),
+            None => "a session of an unknown issuer (stored by an older version)".to_owned(),
+        };
+        let live = entry
+            .refresh_token
+            .as_ref()
+            .filter(|_| entry.has_live_session(now));
+        let issuer = origin
+            .as_ref()
+            .and_then(|o| cli::normalize_issuer(&o.issuer).ok().map(|url| (url, o)));
+        let revoked = match (live, &issuer) {
+            (None, _) => Ok(()),
+            (Some(token), Some((url, o))) => revoke(url, &o.client_id, token).map_err(Some),
+            (Some(_), None) => Err(None),
+        };
+        cache.delete(key)?;
+        deleted.push(key.clone());
+        let _ = match revoked {
+            Ok(()) => writeln!(ui, "Logged out of {name}."),
+            Err(why) => {
+                not_revoked += 1;
+                let why = why.map_or_else(
+                    || "its issuer is not known".to_owned(),
+                    |e| error::report(&e),
+                );
+                writeln!(
+                    ui,
+                    "Deleted {name} locally, but it could not be revoked: {why}"
+                )
+            }
+        };
+    }
+    if cache.needs_index() {
+        deleted.extend(indexed);
+        index.remove(&deleted)?;
+    }
+    if listed.is_empty() {
+        let _ = writeln!(ui, "No sessions stored; nothing to do.");
+    }
+    if not_revoked > 0 {
+        return Err(Error::SomeNotRevoked { count: not_revoked });
+    }
+    Ok(())
+}
+
+/// `whoami`: who the stored session is, from the cache alone unless `--refresh` asks for a
+/// refresh first (through the same locked path as `get`).
+fn whoami(args: &WhoamiArgs, clock: &dyn Clock) -> Result<(), Error> {
+    let common = &args.common;
+    let cache = TokenCache::open(common.token_cache)?;
+    let key = base_key(common);
+    let mut entry = cache.load(&key)?;
+    if args.refresh {
+        let current = entry
+            .as_ref()
+            .filter(|e| e.has_live_session(clock.now()))
+            .map(|e| e.access_token.clone());
+        if let Some(current) = current {
+            let mut issuer = LazyIssuer::new(common);
+            entry = refresh(common, &cache, &key, &mut issuer, Some(&current), clock)?;
+        }
+    }
+    let entry = session_to_show(entry, common, clock.now())?;
+    show::print(&show::whoami(&entry, common, clock.now()))
+}
+
+/// The entry `whoami` reports on: one that is still of some use, else "log in".
+fn session_to_show(entry: Option<Entry>, args: &CommonArgs, now: i64) -> Result<Entry, Error> {
+    entry
+        .filter(|e| e.is_alive(now))
+        .ok_or_else(|| login_required(args))
+}
+
+/// `status`: one line per stored session.
+fn status(args: &StatusArgs, clock: &dyn Clock) -> Result<(), Error> {
+    let cache = TokenCache::open(args.token_cache)?;
+    let index = Index::open_default()?;
+    let listed = cache.list(&index)?;
+    let kind = match args.token_cache {
+        TokenCacheKind::Keyring => "keyring",
+        TokenCacheKind::File => "file",
+    };
+    show::print(&show::status(&listed, clock.now(), kind))
 }
 
 /// The issuer client and its endpoints, built and discovered on first use only.
@@ -238,5 +527,194 @@ impl<'a> LazyIssuer<'a> {
         };
         let (client, endpoints) = self.connected.insert(connected);
         Ok((client, endpoints))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use credential_shared::oauth::PLUGIN_CLIENT_ID;
+
+    use super::*;
+    use crate::cache::FileStore;
+    use crate::error::{EXIT_ISSUER, EXIT_LOGIN_REQUIRED};
+    use crate::issuer::IssuerError;
+
+    const NOW: i64 = 1_767_225_600;
+
+    fn entry(exp: i64, refresh: Option<&str>, session: Option<i64>) -> Entry {
+        Entry {
+            access_token: Secret::new(format!("AT-{exp}")),
+            iat: exp - 300,
+            exp,
+            refresh_token: refresh.map(|r| Secret::new(r.to_owned())),
+            session_expires_at: session,
+            username: "alice".to_owned(),
+            groups: vec![],
+            origin: None,
+        }
+    }
+
+    fn args(cluster: &str) -> CommonArgs {
+        CommonArgs {
+            issuer: cli::normalize_issuer("https://issuer.example")
+                .unwrap_or_else(|e| panic!("{e}")),
+            cluster: cluster.to_owned(),
+            issuer_ca: None,
+            token_cache: TokenCacheKind::File,
+            no_browser: true,
+            client_id: PLUGIN_CLIENT_ID.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_rejected_token_is_refreshed_unless_someone_replaced_it() {
+        let stored = entry(NOW + 300, Some("RT"), None);
+        assert!(!needs_refresh(&stored, None, NOW));
+        assert!(needs_refresh(&stored, None, NOW + 300));
+        // `--force-refresh` with the token still stored: refresh although it looks fresh.
+        assert!(needs_refresh(&stored, Some(&stored.access_token), NOW));
+        // Another process replaced it while we waited for the lock: take the new one.
+        let other = Secret::new("AT-old".to_owned());
+        assert!(!needs_refresh(&stored, Some(&other), NOW));
+    }
+
+    #[test]
+    fn whoami_needs_a_token_or_a_session_that_is_still_of_use() {
+        let shown = |e: Option<Entry>| session_to_show(e, &args("prod"), NOW).map(|_| ());
+        assert!(shown(Some(entry(NOW + 10, None, None))).is_ok());
+        assert!(shown(Some(entry(NOW - 10, Some("RT"), Some(NOW + 10)))).is_ok());
+        for dead in [
+            None,
+            Some(entry(NOW - 10, None, None)),
+            Some(entry(NOW - 10, Some("RT"), Some(NOW - 1))),
+        ] {
+            let err = shown(dead).err().unwrap_or_else(|| panic!("shown"));
+            assert_eq!(err.exit_code(), EXIT_LOGIN_REQUIRED);
+            assert!(error::report(&err).contains(
+                "run: kubectl credential login --issuer https://issuer.example --cluster prod"
+            ));
+        }
+    }
+
+    #[test]
+    fn logout_all_revokes_live_sessions_and_deletes_everything() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cache = TokenCache::File(FileStore::new(tmp.path().join("tokens")));
+        let index = Index::new(tmp.path().join("index.json"));
+        let store = |cluster: &str, e: Entry, with_origin: bool| {
+            let a = args(cluster);
+            let e = if with_origin {
+                e.with_origin(origin_of(&a))
+            } else {
+                e
+            };
+            cache
+                .store(&base_key(&a), &e)
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        store(
+            "prod",
+            entry(NOW + 60, Some("RT-prod"), Some(NOW + 600)),
+            true,
+        );
+        store(
+            "dev",
+            entry(NOW + 60, Some("RT-dev"), Some(NOW + 600)),
+            true,
+        );
+        // Session over: nothing to revoke.
+        store("old", entry(NOW - 60, Some("RT-old"), Some(NOW - 1)), true);
+        // Written by an older version: no issuer to revoke at.
+        store("legacy", entry(NOW + 60, Some("RT-legacy"), None), false);
+
+        let mut revoked = Vec::new();
+        let mut ui = Vec::new();
+        let result = end_every_session(
+            &cache,
+            &index,
+            NOW,
+            &mut |issuer, client_id, token| {
+                revoked.push((
+                    issuer.to_string(),
+                    client_id.to_owned(),
+                    token.expose().to_owned(),
+                ));
+                if token.expose() == "RT-dev" {
+                    Err(Error::Issuer(IssuerError::Status {
+                        issuer: issuer.to_string(),
+                        url: format!("{issuer}/oauth/revoke"),
+                        status: 503,
+                    }))
+                } else {
+                    Ok(())
+                }
+            },
+            &mut ui,
+        );
+        revoked.sort();
+        assert_eq!(
+            revoked,
+            [
+                (
+                    "https://issuer.example".to_owned(),
+                    PLUGIN_CLIENT_ID.to_owned(),
+                    "RT-dev".to_owned()
+                ),
+                (
+                    "https://issuer.example".to_owned(),
+                    PLUGIN_CLIENT_ID.to_owned(),
+                    "RT-prod".to_owned()
+                ),
+            ]
+        );
+        let err = result.err().unwrap_or_else(|| panic!("all revoked"));
+        assert_eq!(err.exit_code(), EXIT_ISSUER);
+        assert!(matches!(err, Error::SomeNotRevoked { count: 2 }), "{err:?}");
+        let ui = String::from_utf8_lossy(&ui);
+        assert!(
+            ui.contains("Logged out of cluster \"prod\" at https://issuer.example.\n"),
+            "{ui}"
+        );
+        assert!(
+            ui.contains("Logged out of cluster \"old\" at https://issuer.example.\n"),
+            "{ui}"
+        );
+        assert!(ui.contains("Deleted cluster \"dev\" at https://issuer.example locally, but it could not be revoked"), "{ui}");
+        assert!(ui.contains("Deleted a session of an unknown issuer (stored by an older version) locally, but it could not be revoked: its issuer is not known"), "{ui}");
+        assert!(!ui.contains("RT-"), "{ui}");
+        assert!(cache
+            .list(&index)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty());
+
+        // Nothing left: a second run says so and succeeds.
+        let mut ui = Vec::new();
+        end_every_session(&cache, &index, NOW, &mut |_, _, _| Ok(()), &mut ui)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&ui),
+            "No sessions stored; nothing to do.\n"
+        );
+    }
+
+    #[test]
+    fn stored_entries_carry_their_origin_for_status() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cache = TokenCache::File(FileStore::new(tmp.path().join("tokens")));
+        let index = Index::new(tmp.path().join("index.json"));
+        let a = args("prod");
+        let e = entry(NOW + 60, Some("RT"), None).with_origin(origin_of(&a));
+        cache
+            .store(&base_key(&a), &e)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let listed = cache.list(&index).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, base_key(&a));
+        assert_eq!(listed[0].origin, Some(origin_of(&a)));
+        let text = show::status(&listed, NOW, "file");
+        assert!(
+            text.contains("prod     https://issuer.example  alice"),
+            "{text}"
+        );
     }
 }

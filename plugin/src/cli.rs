@@ -1,5 +1,5 @@
-//! The command line: three subcommands sharing one set of flags, parsed into typed values so
-//! that a bad flag fails before anything else happens.
+//! The command line: five subcommands, most sharing one set of flags, parsed into typed values
+//! so that a bad flag fails before anything else happens.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -24,11 +24,111 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Print an `ExecCredential` for kubectl (what a kubeconfig `exec` entry runs).
-    Get(CommonArgs),
+    Get(GetArgs),
     /// Sign in now with the device flow and store the session.
     Login(CommonArgs),
     /// Revoke the stored session at the issuer and delete it locally.
-    Logout(CommonArgs),
+    Logout(LogoutArgs),
+    /// Show who the stored session signs in as, and when its token and the session expire.
+    Whoami(WhoamiArgs),
+    /// List every stored session.
+    Status(StatusArgs),
+    /// Write kubeconfig entries (one context per cluster the issuer serves) that run this
+    /// plugin; no secret goes into the file.
+    Setup(SetupArgs),
+}
+
+/// `setup`'s flags.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SetupArgs {
+    /// URL of the credential issuer, e.g. `https://issuer.example:8443`.
+    #[arg(long, value_name = "URL", value_parser = parse_issuer)]
+    pub(crate) issuer: IssuerUrl,
+    /// PEM bundle of the CA that signed the issuer's certificate (also written into the
+    /// kubeconfig entries, so give an absolute path).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) issuer_ca: Option<PathBuf>,
+    /// Write `--token-cache file` into the entries (machines without a keyring).
+    #[arg(long, value_name = "KIND", value_enum)]
+    pub(crate) token_cache: Option<TokenCacheKind>,
+    /// Write a separate kubeconfig here instead of merging into `$KUBECONFIG` or `~/.kube/config`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// The plugin command the entries run (default: `kubectl-credential`, found on PATH).
+    #[arg(long, value_name = "PATH", default_value = "kubectl-credential")]
+    pub(crate) command: String,
+}
+
+/// `get`'s flags.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GetArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Refresh the token even if it looks valid (for when the API server rejected it).
+    #[arg(long)]
+    pub(crate) force_refresh: bool,
+}
+
+/// `whoami`'s flags.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WhoamiArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Refresh the session at the issuer first, then show the new token.
+    #[arg(long, visible_alias = "force-refresh")]
+    pub(crate) refresh: bool,
+}
+
+/// `status`'s flags.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StatusArgs {
+    /// Which token cache to list.
+    #[arg(long, value_name = "KIND", value_enum, env = env::TOKEN_CACHE, default_value = "keyring")]
+    pub(crate) token_cache: TokenCacheKind,
+}
+
+/// `logout`'s flags: one session (`--issuer` and `--cluster`), or `--all`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LogoutArgs {
+    /// End every stored session: revoke each at its issuer where reachable, delete each locally.
+    #[arg(long, conflicts_with_all = ["issuer", "cluster", "client_id"])]
+    pub(crate) all: bool,
+    /// URL of the credential issuer, e.g. `https://issuer.example:8443`.
+    #[arg(long, value_name = "URL", value_parser = parse_issuer, required_unless_present = "all")]
+    pub(crate) issuer: Option<IssuerUrl>,
+    /// Name of the cluster as configured in the issuer.
+    #[arg(long, value_name = "NAME", value_parser = parse_cluster, required_unless_present = "all")]
+    pub(crate) cluster: Option<String>,
+    /// PEM bundle of the CA that signed the issuer's certificate; with `--all`, trusted for
+    /// every issuer.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) issuer_ca: Option<PathBuf>,
+    /// Where sessions are kept: the OS keyring, or files readable only by you.
+    #[arg(long, value_name = "KIND", value_enum, env = env::TOKEN_CACHE, default_value = "keyring")]
+    pub(crate) token_cache: TokenCacheKind,
+    /// Accepted for compatibility; logout opens no browser.
+    #[arg(long, hide = true)]
+    pub(crate) no_browser: bool,
+    /// OAuth client id to present to the issuer.
+    #[arg(long, value_name = "ID", value_parser = parse_non_empty)]
+    pub(crate) client_id: Option<String>,
+}
+
+impl LogoutArgs {
+    /// The one session to end; `None` with `--all`.
+    pub(crate) fn single(&self) -> Option<CommonArgs> {
+        Some(CommonArgs {
+            issuer: self.issuer.clone()?,
+            cluster: self.cluster.clone()?,
+            issuer_ca: self.issuer_ca.clone(),
+            token_cache: self.token_cache,
+            no_browser: self.no_browser,
+            client_id: self
+                .client_id
+                .clone()
+                .unwrap_or_else(|| PLUGIN_CLIENT_ID.to_owned()),
+        })
+    }
 }
 
 /// Flags every subcommand takes.
@@ -199,7 +299,11 @@ mod tests {
             "prod",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-        let Command::Get(args) = cli.command else {
+        let Command::Get(GetArgs {
+            common: args,
+            force_refresh: false,
+        }) = cli.command
+        else {
             panic!("not get")
         };
         assert_eq!(args.issuer.as_str(), "https://issuer.example:8443");
@@ -231,6 +335,10 @@ mod tests {
                 "disk",
             ],
             &["frobnicate"],
+            &["logout", "--cluster", "prod"],
+            &["logout", "--all", "--cluster", "prod"],
+            &["whoami", "--issuer", "https://x"],
+            &["status", "--issuer", "https://x"],
         ] {
             let err = parse(args)
                 .err()
@@ -262,10 +370,75 @@ mod tests {
             "file",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-        let (Command::Get(args) | Command::Login(args) | Command::Logout(args)) = cli.command;
+        let Command::Get(GetArgs { common: args, .. }) = cli.command else {
+            panic!("not get")
+        };
         assert_eq!(
             login_command(&args),
             "kubectl credential login --issuer https://x:8443 --cluster 'my prod' --issuer-ca /etc/ca.pem --token-cache file"
+        );
+    }
+
+    #[test]
+    fn parses_the_new_commands_and_flags() {
+        let cli = parse(&[
+            "get",
+            "--issuer",
+            "https://x",
+            "--cluster",
+            "c",
+            "--force-refresh",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            cli.command,
+            Command::Get(GetArgs {
+                force_refresh: true,
+                ..
+            })
+        ));
+        for flag in ["--refresh", "--force-refresh"] {
+            let cli = parse(&["whoami", "--issuer", "https://x", "--cluster", "c", flag])
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(matches!(
+                cli.command,
+                Command::Whoami(WhoamiArgs { refresh: true, .. })
+            ));
+        }
+        let cli = parse(&["status", "--token-cache", "file"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            cli.command,
+            Command::Status(StatusArgs {
+                token_cache: TokenCacheKind::File
+            })
+        ));
+
+        let cli = parse(&["logout", "--all"]).unwrap_or_else(|e| panic!("{e}"));
+        let Command::Logout(args) = cli.command else {
+            panic!("not logout")
+        };
+        assert!(args.all && args.single().is_none());
+
+        let cli = parse(&[
+            "logout",
+            "--issuer",
+            "https://x/",
+            "--cluster",
+            "c",
+            "--no-browser",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Logout(args) = cli.command else {
+            panic!("not logout")
+        };
+        let single = args.single().unwrap_or_else(|| panic!("no single session"));
+        assert_eq!(
+            (
+                single.issuer.as_str(),
+                single.cluster.as_str(),
+                single.client_id.as_str()
+            ),
+            ("https://x", "c", PLUGIN_CLIENT_ID)
         );
     }
 }

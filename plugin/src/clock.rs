@@ -36,6 +36,32 @@ pub(crate) fn rfc3339(unix: i64) -> Option<String> {
         .ok()
 }
 
+/// A duration for people: `45s`, `10m 0s`, `1h 5m`, `2d 3h`.
+pub(crate) fn human_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+/// `at` as seen from `now`: `in 4m 12s`, `3m 0s ago`.
+pub(crate) fn relative(at: i64, now: i64) -> String {
+    let delta = at.saturating_sub(now);
+    if delta >= 0 {
+        format!("in {}", human_duration(delta.unsigned_abs()))
+    } else {
+        format!("{} ago", human_duration(delta.unsigned_abs()))
+    }
+}
+
+/// `2026-01-01T00:04:12Z (in 4m 12s)`: absolute UTC time and relative to `now`.
+pub(crate) fn when(at: i64, now: i64) -> String {
+    let absolute = rfc3339(at).unwrap_or_else(|| at.to_string());
+    format!("{absolute} ({})", relative(at, now))
+}
+
 #[cfg(test)]
 pub(crate) mod fake {
     use std::cell::Cell;
@@ -78,7 +104,7 @@ pub(crate) mod fake {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
+    use super::{human_duration, relative, rfc3339, when};
 
     #[test]
     fn formats_rfc3339_in_utc() {
@@ -87,5 +113,26 @@ mod tests {
             Some("2026-01-01T00:00:00Z")
         );
         assert_eq!(rfc3339(i64::MAX), None);
+    }
+
+    #[test]
+    fn durations_and_relative_times_for_people() {
+        for (secs, text) in [
+            (0, "0s"),
+            (45, "45s"),
+            (60, "1m 0s"),
+            (252, "4m 12s"),
+            (3900, "1h 5m"),
+            (86_400 * 30 + 7200, "30d 2h"),
+        ] {
+            assert_eq!(human_duration(secs), text, "{secs}");
+        }
+        assert_eq!(relative(1_252, 1_000), "in 4m 12s");
+        assert_eq!(relative(1_000, 1_180), "3m 0s ago");
+        assert_eq!(relative(i64::MIN, i64::MAX), "106751991167300d 15h ago");
+        assert_eq!(
+            when(1_767_225_852, 1_767_225_600),
+            "2026-01-01T00:04:12Z (in 4m 12s)"
+        );
     }
 }

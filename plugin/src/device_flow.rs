@@ -10,7 +10,7 @@ use credential_shared::oauth::{DeviceAuthorizationResponse, OAuthErrorCode, Toke
 
 use crate::cache::Entry;
 use crate::cli::CommonArgs;
-use crate::clock::{rfc3339, Clock};
+use crate::clock::{human_duration, rfc3339, Clock};
 use crate::env;
 use crate::error::Error;
 use crate::issuer::{Endpoints, IssuerClient, IssuerError};
@@ -25,18 +25,30 @@ const SLOW_DOWN_SECS: u64 = 5;
 /// blip during a minute-long wait should not throw away an approval in progress.
 const MAX_TRANSIENT_FAILURES: u32 = 3;
 
+/// How often the wait is reported when stderr is not a terminal (a log file, CI): one line per
+/// period, so the log shows progress without a line per second.
+const PLAIN_PROGRESS_SECS: u64 = 30;
+
 /// Runs the whole device flow: asks the issuer for a code, shows it (and opens a browser), waits
-/// for the approval, and returns the new session. Talks to the person on `ui` (stderr).
+/// for the approval, and returns the new session. Talks to the person on `ui` (stderr);
+/// `terminal` says whether that is a terminal, which adds a QR code and a live countdown.
 pub(crate) fn sign_in(
     client: &IssuerClient,
     endpoints: &Endpoints,
     args: &CommonArgs,
     clock: &dyn Clock,
     ui: &mut dyn Write,
+    terminal: bool,
 ) -> Result<Entry, Error> {
     let auth = client.authorize_device(endpoints, &args.client_id, &args.cluster)?;
+    let openable = sign_in_url(&auth.verification_uri_complete, client.issuer_is_http());
+    // A QR code is for a person looking at a terminal; in a log it is only noise.
+    let qr = match &openable {
+        Ok(url) if terminal => qr_code(url.as_str()),
+        _ => None,
+    };
     // The prompt goes to a terminal that may be gone; the flow does not depend on it.
-    let _ = write_prompt(ui, &args.cluster, &auth);
+    let _ = write_prompt(ui, &args.cluster, &auth, qr.as_deref());
     let launch = choose_launcher(
         args.no_browser,
         |name| std::env::var_os(name),
@@ -47,8 +59,7 @@ pub(crate) fn sign_in(
         args: leading,
     } = launch
     {
-        if let Err(why) = open_browser(&program, &leading, &auth.verification_uri_complete, client)
-        {
+        if let Err(why) = openable.and_then(|url| open_browser(&program, &leading, &url)) {
             let _ = writeln!(
                 ui,
                 "note: could not open a browser ({why}); open the link above yourself"
@@ -56,22 +67,28 @@ pub(crate) fn sign_in(
         }
     }
     let device_code = Secret::new(auth.device_code);
-    let response = wait_for_approval(clock, auth.expires_in, auth.interval, || {
-        client.poll_device(endpoints, &args.client_id, &device_code)
-    })?;
-    Entry::from_token_response(response, None, clock.now()).map_err(|source| {
-        Error::MalformedToken {
-            issuer: client.issuer().to_owned(),
-            source,
-        }
+    let mut progress = Progress::new(ui, terminal);
+    let result = wait_for_approval(
+        clock,
+        auth.expires_in,
+        auth.interval,
+        &mut |left| progress.tick(left),
+        || client.poll_device(endpoints, &args.client_id, &device_code),
+    );
+    progress.finish();
+    Entry::from_token_response(result?, None, clock.now()).map_err(|source| Error::MalformedToken {
+        issuer: client.issuer().to_owned(),
+        source,
     })
 }
 
-/// The three lines that tell the person what to do.
+/// The lines that tell the person what to do, and the QR code of the complete link if there
+/// is one. How long is left is [`Progress`]'s to say.
 fn write_prompt(
     ui: &mut dyn Write,
     cluster: &str,
     auth: &DeviceAuthorizationResponse,
+    qr: Option<&str>,
 ) -> std::io::Result<()> {
     writeln!(
         ui,
@@ -80,29 +97,106 @@ fn write_prompt(
         printable(&auth.verification_uri),
         printable(&auth.user_code)
     )?;
-    writeln!(
-        ui,
-        "(or open {})",
-        printable(&auth.verification_uri_complete)
-    )?;
-    writeln!(
-        ui,
-        "Waiting for approval (expires in {})...",
-        human_duration(auth.expires_in)
-    )?;
+    let complete = printable(&auth.verification_uri_complete);
+    match qr {
+        Some(qr) => {
+            writeln!(ui, "(or open {complete}, or scan this code with a phone:)")?;
+            write!(ui, "{qr}")?;
+            if !qr.ends_with('\n') {
+                writeln!(ui)?;
+            }
+        }
+        None => writeln!(ui, "(or open {complete})")?,
+    }
     ui.flush()
 }
 
-/// Polls until the person approves, denies, or the code expires. `poll` is one token request.
+/// `url` as a QR code drawn with Unicode half blocks, two module rows per line, quiet zone
+/// included. Light modules are drawn as blocks and dark ones as blanks, so that on the usual
+/// dark terminal the code appears dark on light, as scanners expect (phone scanners also read
+/// the inverse on a light terminal). `None` if the URL is too long for a QR code.
+fn qr_code(url: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
+    Some(
+        code.render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+/// Reports the time left while waiting. On a terminal it rewrites one line with `\r` (no
+/// escape sequences, no raw mode: a Ctrl-C leaves the terminal as it was); elsewhere it writes
+/// a plain line at the start and then every [`PLAIN_PROGRESS_SECS`].
+struct Progress<'a> {
+    out: &'a mut dyn Write,
+    terminal: bool,
+    /// Length of the line last drawn on the terminal (0: none drawn).
+    drawn: usize,
+    /// Seconds left at the last plain line.
+    last_plain: Option<u64>,
+}
+
+impl<'a> Progress<'a> {
+    fn new(out: &'a mut dyn Write, terminal: bool) -> Self {
+        Self {
+            out,
+            terminal,
+            drawn: 0,
+            last_plain: None,
+        }
+    }
+
+    /// `left` seconds remain before the code expires. Write errors are ignored: the wait does
+    /// not depend on the terminal.
+    fn tick(&mut self, left: u64) {
+        let left_text = human_duration(left);
+        if self.terminal {
+            let line = format!("Waiting for approval: {left_text} left (Ctrl-C to cancel)");
+            // Blank out what a longer previous line left behind.
+            let pad = self.drawn.saturating_sub(line.len());
+            let _ = write!(self.out, "\r{line}{:pad$}", "");
+            self.drawn = line.len();
+        } else {
+            match self.last_plain {
+                None => {
+                    let _ = writeln!(self.out, "Waiting for approval (expires in {left_text})...");
+                }
+                Some(last) if last.saturating_sub(left) >= PLAIN_PROGRESS_SECS => {
+                    let _ = writeln!(self.out, "Still waiting for approval: {left_text} left.");
+                }
+                Some(_) => return,
+            }
+            self.last_plain = Some(left);
+        }
+        let _ = self.out.flush();
+    }
+
+    /// Ends the countdown line, so that what follows starts on a line of its own.
+    fn finish(&mut self) {
+        if self.terminal && self.drawn > 0 {
+            let _ = writeln!(self.out);
+            let _ = self.out.flush();
+            self.drawn = 0;
+        }
+    }
+}
+
+/// Polls until the person approves, denies, or the code expires. `poll` is one token request;
+/// `progress` hears the seconds left once a second while waiting between polls.
 pub(crate) fn wait_for_approval(
     clock: &dyn Clock,
     expires_in: u64,
     interval: u64,
+    progress: &mut dyn FnMut(u64),
     mut poll: impl FnMut() -> Result<TokenResponse, IssuerError>,
 ) -> Result<TokenResponse, Error> {
     let deadline = clock
         .now()
         .saturating_add(i64::try_from(expires_in).unwrap_or(i64::MAX));
+    let left = || u64::try_from(deadline.saturating_sub(clock.now())).unwrap_or(0);
     let mut interval = if interval == 0 {
         DEFAULT_INTERVAL_SECS
     } else {
@@ -110,11 +204,15 @@ pub(crate) fn wait_for_approval(
     };
     let mut transient_failures = 0;
     loop {
-        let remaining = u64::try_from(deadline.saturating_sub(clock.now())).unwrap_or(0);
+        let remaining = left();
         if remaining == 0 {
             return Err(Error::CodeExpired);
         }
-        clock.sleep(Duration::from_secs(interval.min(remaining)));
+        // Whole seconds, so the countdown moves once a second; the total is the interval.
+        for _ in 0..interval.min(remaining) {
+            progress(left());
+            clock.sleep(Duration::from_secs(1));
+        }
         if clock.now() >= deadline {
             return Err(Error::CodeExpired);
         }
@@ -178,24 +276,24 @@ fn choose_launcher(no_browser: bool, var: impl Fn(&str) -> Option<OsString>, os:
     }
 }
 
-/// Starts the browser, detached, with no access to stdout (which belongs to kubectl). Only
-/// http(s) URLs are opened: the URL comes from the issuer, and `xdg-open` would happily run a
-/// `file:` or custom-scheme URL.
-fn open_browser(
-    program: &OsString,
-    leading: &[OsString],
-    url: &str,
-    client: &IssuerClient,
-) -> Result<(), String> {
+/// The sign-in URL from the issuer, if it may be opened or shown as a QR code: only http(s)
+/// (plain http only for a plain-http development issuer). The URL comes from the issuer, and
+/// `xdg-open` would happily run a `file:` or custom-scheme URL.
+fn sign_in_url(url: &str, issuer_is_http: bool) -> Result<url::Url, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("bad sign-in URL: {e}"))?;
-    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && client.issuer_is_http()) {
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && issuer_is_http) {
         return Err("the sign-in URL is not https".to_owned());
     }
+    Ok(parsed)
+}
+
+/// Starts the browser, detached, with no access to stdout (which belongs to kubectl).
+fn open_browser(program: &OsString, leading: &[OsString], url: &url::Url) -> Result<(), String> {
     let url_arg = if cfg!(windows) {
         // cmd.exe would split the command at `&`.
-        parsed.as_str().replace('&', "^&")
+        url.as_str().replace('&', "^&")
     } else {
-        parsed.as_str().to_owned()
+        url.as_str().to_owned()
     };
     Command::new(program)
         .args(leading)
@@ -231,15 +329,6 @@ pub(crate) fn logged_in_message(entry: &Entry, cluster: &str) -> String {
         printable(&groups),
         printable(cluster)
     )
-}
-
-/// `10m 0s`, `1h 5m`, `45s`.
-fn human_duration(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
-        _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
-    }
 }
 
 #[cfg(test)]
@@ -290,13 +379,24 @@ mod tests {
         let clock = FakeClock::at(1_000_000);
         let mut answers: VecDeque<_> = answers.into();
         let mut polls = 0;
-        let result = wait_for_approval(&clock, expires_in, interval, || {
-            polls += 1;
-            answers
-                .pop_front()
-                .unwrap_or_else(|| oauth(OAuthErrorCode::AuthorizationPending))
-        });
-        (result, clock.slept().as_secs(), polls)
+        let mut ticks = Vec::new();
+        let result = wait_for_approval(
+            &clock,
+            expires_in,
+            interval,
+            &mut |left| ticks.push(left),
+            || {
+                polls += 1;
+                answers
+                    .pop_front()
+                    .unwrap_or_else(|| oauth(OAuthErrorCode::AuthorizationPending))
+            },
+        );
+        // The countdown hears every second of the wait, from the full lifetime down.
+        let slept = clock.slept().as_secs();
+        let want: Vec<u64> = (0..slept).map(|s| expires_in - s).collect();
+        assert_eq!(ticks, want);
+        (result, slept, polls)
     }
 
     #[test]
@@ -447,14 +547,21 @@ mod tests {
             interval: 5,
         };
         let mut out = Vec::new();
-        write_prompt(&mut out, "prod", &auth).unwrap_or_else(|e| panic!("{e}"));
+        write_prompt(&mut out, "prod", &auth, None).unwrap_or_else(|e| panic!("{e}"));
+        Progress::new(&mut out, false).tick(600);
         insta::assert_snapshot!(String::from_utf8_lossy(&out), @r#"
         To sign in to cluster "prod", open https://issuer/device and enter the code WDJB-MJHT
         (or open https://issuer/device?user_code=WDJB-MJHT?[2J)
         Waiting for approval (expires in 10m 0s)...
         "#);
-        assert_eq!(human_duration(45), "45s");
-        assert_eq!(human_duration(3900), "1h 5m");
+
+        let mut out = Vec::new();
+        write_prompt(&mut out, "prod", &auth, Some("[qr]\n")).unwrap_or_else(|e| panic!("{e}"));
+        insta::assert_snapshot!(String::from_utf8_lossy(&out), @r#"
+        To sign in to cluster "prod", open https://issuer/device and enter the code WDJB-MJHT
+        (or open https://issuer/device?user_code=WDJB-MJHT?[2J, or scan this code with a phone:)
+        [qr]
+        "#);
 
         let entry = Entry {
             access_token: Secret::new("t".to_owned()),
@@ -464,10 +571,76 @@ mod tests {
             session_expires_at: Some(1_767_225_600),
             username: "alice".to_owned(),
             groups: vec!["dev".to_owned(), "ops".to_owned()],
+            origin: None,
         };
         assert_eq!(
             logged_in_message(&entry, "prod"),
             "Logged in as alice (groups dev, ops) to cluster prod; session valid until 2026-01-01T00:00:00Z"
         );
+    }
+
+    #[test]
+    fn terminal_countdown_rewrites_one_line_and_ends_it() {
+        let mut out = Vec::new();
+        let mut progress = Progress::new(&mut out, true);
+        for left in [61, 60, 59] {
+            progress.tick(left);
+        }
+        progress.finish();
+        progress.finish();
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(
+            text,
+            "\rWaiting for approval: 1m 1s left (Ctrl-C to cancel)\
+             \rWaiting for approval: 1m 0s left (Ctrl-C to cancel)\
+             \rWaiting for approval: 59s left (Ctrl-C to cancel)  \n"
+        );
+        // No escape sequences: nothing to undo if Ctrl-C ends the process mid-line.
+        assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn plain_countdown_writes_a_line_every_30_seconds() {
+        let mut out = Vec::new();
+        let mut progress = Progress::new(&mut out, false);
+        for left in (500..=600).rev() {
+            progress.tick(left);
+        }
+        progress.finish();
+        insta::assert_snapshot!(String::from_utf8_lossy(&out), @r"
+        Waiting for approval (expires in 10m 0s)...
+        Still waiting for approval: 9m 30s left.
+        Still waiting for approval: 9m 0s left.
+        Still waiting for approval: 8m 30s left.
+        ");
+    }
+
+    #[test]
+    fn qr_code_is_square_blocks_with_a_quiet_zone() {
+        let url = "https://issuer.example:8443/device?user_code=WDJB-MJHT";
+        let qr = qr_code(url).unwrap_or_else(|| panic!("no QR code"));
+        let lines: Vec<&str> = qr.lines().collect();
+        let width = lines[0].chars().count();
+        // Version 4 (33 modules) plus a 4-module quiet zone each side; two rows per line.
+        assert_eq!(width, 33 + 8);
+        assert_eq!(lines.len(), (33 + 8_usize).div_ceil(2));
+        assert!(lines.iter().all(|l| l.chars().count() == width));
+        assert!(
+            qr.chars()
+                .all(|c| " \u{2580}\u{2584}\u{2588}\n".contains(c)),
+            "{qr}"
+        );
+        // The quiet zone is light, drawn as full blocks on the first line.
+        assert!(lines[0].chars().all(|c| c == '\u{2588}'), "{}", lines[0]);
+        assert!(qr_code(&"x".repeat(8000)).is_none());
+    }
+
+    #[test]
+    fn only_web_links_are_opened_or_shown_as_qr_codes() {
+        assert!(sign_in_url("https://issuer/device?user_code=A", false).is_ok());
+        assert!(sign_in_url("http://127.0.0.1/device", true).is_ok());
+        assert!(sign_in_url("http://issuer/device", false).is_err());
+        assert!(sign_in_url("file:///etc/passwd", true).is_err());
+        assert!(sign_in_url("not a url", true).is_err());
     }
 }

@@ -8,10 +8,11 @@
 //! | 0 | success; for `get`, one ExecCredential JSON document is on stdout |
 //! | 1 | unexpected error (a bug, or stdout closed) |
 //! | 2 | usage or bad input: bad flags, unreadable `--issuer-ca`, malformed `KUBERNETES_EXEC_INFO`, unsupported `apiVersion` |
-//! | 3 | login required: `get` is not interactive and has no usable session; run the printed `kubectl credential login` command |
-//! | 4 | the issuer is unreachable or answered badly (network, TLS, HTTP 5xx, malformed JSON or token, unexpected OAuth error); also `logout` when the issuer could not revoke the session (the local copy is deleted anyway) |
+//! | 3 | login required: `get` is not interactive and has no usable session, or `whoami` found no session; run the printed `kubectl credential login` command |
+//! | 4 | the issuer is unreachable or answered badly (network, TLS, HTTP 5xx, malformed JSON or token, unexpected OAuth error); also `logout` (`--all`) when an issuer could not revoke a session (the local copy is deleted anyway) |
 //! | 5 | sign-in refused: the request was denied, or the code expired before it was approved |
 //! | 6 | token cache unavailable: keyring locked or missing, cache directory unwritable; `--token-cache=file` is the way out when there is no keyring |
+//! | 7 | `setup` could not merge into or write the kubeconfig (malformed file, an entry of the same name that it did not write, an unwritable path) |
 
 use std::error::Error as _;
 
@@ -35,6 +36,9 @@ pub(crate) const EXIT_ISSUER: u8 = 4;
 pub(crate) const EXIT_LOGIN_REFUSED: u8 = 5;
 /// The token cache cannot be used.
 pub(crate) const EXIT_CACHE: u8 = 6;
+/// `setup` could not merge into or write the kubeconfig (malformed file, a conflicting entry
+/// it did not write, an unwritable path).
+pub(crate) const EXIT_KUBECONFIG: u8 = 7;
 
 /// Everything that can end a run early. The `Display` text is what the user reads after
 /// `error: `; causes follow it, and [`Error::hint`] says what to do next where that is not
@@ -81,12 +85,25 @@ pub(crate) enum Error {
     /// `logout` deleted the local session but could not revoke it at the issuer.
     #[error("deleted the local session, but the issuer could not revoke it, so it stays valid there until it expires")]
     RevokeFailed(#[source] IssuerError),
+    /// `logout --all` deleted every local session, but some could not be revoked at their
+    /// issuer (unreachable, or not known for entries written by an older version).
+    #[error(
+        "deleted every local session, but {count} of them could not be revoked at the issuer, \
+         so they stay valid there until they expire"
+    )]
+    SomeNotRevoked {
+        /// How many.
+        count: usize,
+    },
     /// A request to the issuer failed.
     #[error(transparent)]
     Issuer(#[from] IssuerError),
     /// The token cache failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// `setup` could not merge or write the kubeconfig.
+    #[error(transparent)]
+    Setup(#[from] crate::setup::SetupError),
     /// The credential could not be written to stdout (kubectl went away).
     #[error("could not write the credential to stdout")]
     Stdout(#[source] std::io::Error),
@@ -104,9 +121,13 @@ impl Error {
             | Self::UnsupportedApiVersion(_) => EXIT_USAGE,
             Self::LoginRequired { .. } => EXIT_LOGIN_REQUIRED,
             Self::AccessDenied | Self::CodeExpired => EXIT_LOGIN_REFUSED,
-            Self::MalformedToken { .. } | Self::RevokeFailed(_) => EXIT_ISSUER,
+            Self::MalformedToken { .. } | Self::RevokeFailed(_) | Self::SomeNotRevoked { .. } => {
+                EXIT_ISSUER
+            }
             Self::Issuer(e) => e.exit_code(),
             Self::Cache(_) => EXIT_CACHE,
+            Self::Setup(crate::setup::SetupError::NoClusters) => EXIT_ISSUER,
+            Self::Setup(_) => EXIT_KUBECONFIG,
             Self::Stdout(_) | Self::TimeOutOfRange(_) => EXIT_UNEXPECTED,
         }
     }
@@ -201,6 +222,7 @@ mod tests {
         );
         assert_eq!(Error::AccessDenied.exit_code(), EXIT_LOGIN_REFUSED);
         assert_eq!(Error::CodeExpired.exit_code(), EXIT_LOGIN_REFUSED);
+        assert_eq!(Error::SomeNotRevoked { count: 2 }.exit_code(), EXIT_ISSUER);
         assert_eq!(
             Error::LoginRequired {
                 cluster: "c".into(),

@@ -83,7 +83,8 @@ pub(crate) fn write_credential(
         .map_err(Error::Stdout)
 }
 
-/// Writes the `ExecCredential` to the process's stdout. The only place that touches stdout.
+/// Writes the `ExecCredential` to the process's stdout. The only place `get` touches stdout
+/// (`whoami` and `status` print their reports through `show::print`).
 pub(crate) fn print_credential(version: ApiVersion, entry: &Entry) -> Result<(), Error> {
     write_credential(&mut std::io::stdout().lock(), version, entry)
 }
@@ -149,6 +150,7 @@ mod tests {
             session_expires_at: None,
             username: "alice".to_owned(),
             groups: vec![],
+            origin: None,
         };
         let mut out = Vec::new();
         write_credential(&mut out, ApiVersion::V1, &entry).unwrap_or_else(|e| panic!("{e}"));

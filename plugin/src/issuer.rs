@@ -265,6 +265,17 @@ impl IssuerClient {
         })
     }
 
+    /// The issuer's public list of clusters (for `setup`).
+    pub(crate) fn clusters(&self) -> Result<credential_shared::api::ClusterList, IssuerError> {
+        let url = format!("{}{}", self.issuer, credential_shared::api::PATH_CLUSTERS);
+        let result = self
+            .agent
+            .get(&url)
+            .set("Accept", "application/json")
+            .call();
+        self.read_json(&url, result)
+    }
+
     /// Starts the device flow for `cluster`.
     pub(crate) fn authorize_device(
         &self,

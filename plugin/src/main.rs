@@ -11,6 +11,8 @@ mod exec;
 mod issuer;
 mod jwt;
 mod secret;
+mod setup;
+mod show;
 mod term;
 
 use std::process::ExitCode;

@@ -19,3 +19,4 @@ mod logout;
 mod pages;
 mod refresh;
 mod refresh_reuse;
+mod setup;

@@ -105,6 +105,7 @@ impl World {
             clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
             token_ttl: format!("{}s", TOKEN_TTL.as_secs()),
             poll_interval: "1s".to_owned(),
+            api_server: None,
         });
         // The API server runs with exactly the flags install/ tells operators to use.
         let flags = shipped_oidc_flags();

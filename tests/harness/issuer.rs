@@ -34,6 +34,9 @@ pub struct IssuerOptions {
     pub token_ttl: String,
     /// Device-flow polling interval told to clients; short, so that logins finish quickly.
     pub poll_interval: String,
+    /// API server URL and CA file published for every cluster in the cluster list (what
+    /// `kubectl credential setup` reads), when known.
+    pub api_server: Option<(String, PathBuf)>,
 }
 
 impl Default for IssuerOptions {
@@ -42,6 +45,7 @@ impl Default for IssuerOptions {
             clusters: vec![("envtest".to_owned(), "kubernetes".to_owned())],
             token_ttl: "10s".to_owned(),
             poll_interval: "1s".to_owned(),
+            api_server: None,
         }
     }
 }
@@ -115,6 +119,8 @@ impl Issuer {
                 .map(|(name, audience)| FileCluster {
                     name: name.clone(),
                     audience: Some(audience.clone()),
+                    server: options.api_server.as_ref().map(|(s, _)| s.clone()),
+                    ca_file: options.api_server.as_ref().map(|(_, ca)| ca.clone()),
                     ..FileCluster::default()
                 })
                 .collect(),

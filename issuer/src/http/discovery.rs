@@ -66,7 +66,11 @@ pub(super) async fn clusters(State(state): State<AppState>) -> impl IntoResponse
             .iter()
             .map(|c| ClusterInfo {
                 name: c.name.clone(),
-                server: c.server.as_ref().map(ToString::to_string),
+                // As written in the config: `Url` adds a trailing slash to a bare host.
+                server: c
+                    .server
+                    .as_ref()
+                    .map(|u| u.as_str().trim_end_matches('/').to_owned()),
                 certificate_authority_data: c.certificate_authority_data.clone(),
                 audience: c.audience.clone(),
             })

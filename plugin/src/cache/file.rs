@@ -89,6 +89,36 @@ impl FileStore {
         }
     }
 
+    /// The keys of every entry in the directory, sorted; none when it does not exist. Files
+    /// that are not `{64 hex digits}.json` (temporary files, strangers) are ignored.
+    pub(crate) fn keys(&self) -> Result<Vec<CacheKey>, CacheError> {
+        let dir = match fs::read_dir(&self.dir) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(CacheError::Read {
+                    path: self.dir.clone(),
+                    source,
+                })
+            }
+        };
+        let mut keys = Vec::new();
+        for item in dir {
+            let item = item.map_err(|source| CacheError::Read {
+                path: self.dir.clone(),
+                source,
+            })?;
+            let name = item.file_name();
+            let key = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(CacheKey::from_hex);
+            keys.extend(key);
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     /// Creates the directory (and its `kubectl-credential` parent) with mode 0700, and
     /// tightens them to 0700 if they already existed with looser modes.
     pub(crate) fn ensure_dir(&self) -> Result<(), CacheError> {
@@ -127,7 +157,7 @@ impl FileStore {
 
 /// Creates `path` (which must not exist) readable and writable only by the user, and writes
 /// and syncs `bytes`.
-fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -138,7 +168,7 @@ fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Makes the rename durable. Best effort: the entry is already in place either way.
-fn sync_dir(dir: &Path) {
+pub(super) fn sync_dir(dir: &Path) {
     #[cfg(unix)]
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
@@ -148,7 +178,7 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Distinguishes temporary files of one process (nanoseconds of the clock).
-fn unique_suffix() -> u32 {
+pub(super) fn unique_suffix() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())
@@ -233,6 +263,24 @@ mod tests {
         assert_eq!(store.load(&key("bin")).ok(), Some(None));
         assert_eq!(store.delete(&key("big")).ok(), Some(true));
         assert_eq!(store.delete(&key("big")).ok(), Some(false));
+    }
+
+    #[test]
+    fn keys_lists_entries_and_ignores_other_files() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = FileStore::new(tmp.path().join("tokens"));
+        assert_eq!(store.keys().ok(), Some(vec![]));
+        for name in ["b", "a"] {
+            store
+                .store(&key(name), "{}")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        for stranger in ["notes.txt", "abc.json", ".tmp.json"] {
+            fs::write(store.dir().join(stranger), "x").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut want = vec![key("a"), key("b")];
+        want.sort();
+        assert_eq!(store.keys().ok(), Some(want));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! entry holds, and the two places entries live (the OS keyring, or private files).
 //!
 //! An entry is a small versioned JSON document:
-//! `{"v":1,"access_token":..,"iat":..,"exp":..,"refresh_token":..,"session_expires_at":..,"username":..,"groups":[..]}`.
+//! `{"v":1,"access_token":..,"iat":..,"exp":..,"refresh_token":..,"session_expires_at":..,"username":..,"groups":[..],"issuer":..,"cluster":..,"client_id":..}`.
+//! `issuer`, `cluster` and `client_id` (the [`Origin`]) were added later and are optional: an
+//! entry written before them still reads, and `status` shows `?` for what it does not know.
 //! `iat` and `exp` are on the local clock (receipt time and receipt time plus the token's
 //! lifetime), so a skewed clock cannot make every token look expired. Anything that does not
 //! parse as version 1 is a miss, never a crash: the next sign-in overwrites it.
@@ -14,6 +16,7 @@
 //! key has no entry, so that `kubectl credential login` is what a non-interactive `get` needs.
 
 mod file;
+mod index;
 mod keyring;
 mod lock;
 
@@ -29,6 +32,7 @@ use crate::jwt::{self, JwtError};
 use crate::secret::Secret;
 
 pub(crate) use self::file::FileStore;
+pub(crate) use self::index::Index;
 pub(crate) use self::keyring::KeyringStore;
 pub(crate) use self::lock::RefreshLock;
 
@@ -72,7 +76,7 @@ pub(crate) enum CacheError {
 
 /// Identifies one cache entry: SHA-256 over a length-prefixed encoding of everything that
 /// decides which token is right. Hex, so it is a valid file name and keyring account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct CacheKey(String);
 
 impl CacheKey {
@@ -112,6 +116,26 @@ impl CacheKey {
     pub(crate) fn as_hex(&self) -> &str {
         &self.0
     }
+
+    /// A key read back from a file name or the index: exactly 64 lower-case hex digits, so
+    /// that nothing else (`..`, a path) can pose as a key.
+    pub(crate) fn from_hex(hex: &str) -> Option<Self> {
+        let valid = hex.len() == 64 && hex.bytes().all(|b| HEX.contains(&b));
+        valid.then(|| Self(hex.to_owned()))
+    }
+}
+
+/// Which issuer, cluster and OAuth client a session belongs to: what the cache key hashes,
+/// kept in the clear (none of it is secret) so that `status` and `logout --all` can name and
+/// revoke sessions whose key they cannot reverse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    /// The normalized issuer URL.
+    pub(crate) issuer: String,
+    /// The cluster name.
+    pub(crate) cluster: String,
+    /// The OAuth client id.
+    pub(crate) client_id: String,
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -133,6 +157,8 @@ pub(crate) struct Entry {
     pub(crate) username: String,
     /// `groups` of the token, for messages.
     pub(crate) groups: Vec<String>,
+    /// Whose session this is; `None` in entries written before it was recorded.
+    pub(crate) origin: Option<Origin>,
 }
 
 impl Entry {
@@ -160,7 +186,21 @@ impl Entry {
             session_expires_at: response.session_expires_at.or(previous_session_end),
             username: claims.preferred_username,
             groups: claims.groups,
+            origin: None,
         })
+    }
+
+    /// The same entry, recording whose session it is.
+    #[must_use]
+    pub(crate) fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// Whether anything in the entry is still of use at `now`: a token that has not expired,
+    /// or a session that can be refreshed.
+    pub(crate) fn is_alive(&self, now: i64) -> bool {
+        now < self.exp || self.has_live_session(now)
     }
 
     /// How long before `exp` the token stops being handed out: a fifth of its lifetime, at
@@ -204,6 +244,14 @@ impl Entry {
             session_expires_at: stored.session_expires_at,
             username: stored.username,
             groups: stored.groups,
+            origin: match (stored.issuer, stored.cluster, stored.client_id) {
+                (Some(issuer), Some(cluster), Some(client_id)) => Some(Origin {
+                    issuer,
+                    cluster,
+                    client_id,
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -218,6 +266,9 @@ impl Entry {
             session_expires_at: self.session_expires_at,
             username: &self.username,
             groups: &self.groups,
+            issuer: self.origin.as_ref().map(|o| o.issuer.as_str()),
+            cluster: self.origin.as_ref().map(|o| o.cluster.as_str()),
+            client_id: self.origin.as_ref().map(|o| o.client_id.as_str()),
         };
         // Serializing strings and integers cannot fail.
         serde_json::to_string(&stored).unwrap_or_default()
@@ -240,6 +291,12 @@ struct StoredEntry {
     username: String,
     #[serde(default)]
     groups: Vec<String>,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
 }
 
 /// The on-disk format, write side (borrows, so writing copies no token).
@@ -255,6 +312,23 @@ struct StoredEntryRef<'a> {
     session_expires_at: Option<i64>,
     username: &'a str,
     groups: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+}
+
+/// One session found by [`TokenCache::list`].
+#[derive(Debug)]
+pub(crate) struct Listed {
+    /// Where it is stored.
+    pub(crate) key: CacheKey,
+    /// What is stored.
+    pub(crate) entry: Entry,
+    /// Whose it is, when the entry or the index says.
+    pub(crate) origin: Option<Origin>,
 }
 
 /// The configured cache backend.
@@ -301,6 +375,32 @@ impl TokenCache {
         }
     }
 
+    /// Whether this backend needs the [`Index`] to find its sessions again (the keyring cannot
+    /// be enumerated portably; the file backend lists its directory).
+    pub(crate) fn needs_index(&self) -> bool {
+        matches!(self, Self::Keyring(_))
+    }
+
+    /// Every session this backend holds, each with its origin (from the entry, else from the
+    /// index), in key order. The file backend scans its directory; the keyring's sessions are
+    /// the keys in `index` whose item still exists.
+    pub(crate) fn list(&self, index: &Index) -> Result<Vec<Listed>, CacheError> {
+        let known = index.load()?;
+        let keys = match self {
+            Self::Keyring(_) => known.keys().cloned().collect(),
+            Self::File(store) => store.keys()?,
+        };
+        let mut listed = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(entry) = self.load(&key)? else {
+                continue;
+            };
+            let origin = entry.origin.clone().or_else(|| known.get(&key).cloned());
+            listed.push(Listed { key, entry, origin });
+        }
+        Ok(listed)
+    }
+
     /// Checks, before a person spends a minute signing in, that the result can be stored:
     /// the file backend creates its directory; the keyring was already probed by a `load`.
     pub(crate) fn prepare(&self) -> Result<(), CacheError> {
@@ -333,6 +433,7 @@ mod tests {
             session_expires_at: Some(exp + 3600),
             username: "alice".to_owned(),
             groups: vec!["dev".to_owned()],
+            origin: None,
         }
     }
 
@@ -411,6 +512,45 @@ mod tests {
         let json = e.to_json();
         insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice","groups":["dev"]}"#);
         assert_eq!(Entry::parse(&json), Some(e));
+    }
+
+    #[test]
+    fn origin_is_stored_and_old_entries_without_it_still_read() {
+        let origin = Origin {
+            issuer: "https://issuer.example".to_owned(),
+            cluster: "prod".to_owned(),
+            client_id: "kubectl-credential".to_owned(),
+        };
+        let e = entry(1000, 1900).with_origin(origin);
+        let json = e.to_json();
+        insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice","groups":["dev"],"issuer":"https://issuer.example","cluster":"prod","client_id":"kubectl-credential"}"#);
+        assert_eq!(Entry::parse(&json), Some(e));
+        // The format of the first release: no origin fields.
+        let old = entry(1000, 1900).to_json();
+        assert!(!old.contains("issuer"));
+        assert_eq!(Entry::parse(&old).and_then(|e| e.origin), None);
+        // A partial origin is no origin.
+        let partial = json.replace(",\"client_id\":\"kubectl-credential\"", "");
+        assert_eq!(Entry::parse(&partial).and_then(|e| e.origin), None);
+    }
+
+    #[test]
+    fn keys_read_back_from_hex_only_when_well_formed() {
+        let key = CacheKey::new("https://i", "prod", "kubectl-credential", None);
+        assert_eq!(CacheKey::from_hex(key.as_hex()), Some(key.clone()));
+        for bad in ["", "../x", &key.as_hex().to_uppercase(), &key.as_hex()[1..]] {
+            assert_eq!(CacheKey::from_hex(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn alive_means_a_usable_token_or_a_refreshable_session() {
+        let mut e = entry(0, 100);
+        assert!(e.is_alive(99));
+        assert!(e.is_alive(3699));
+        assert!(!e.is_alive(3700));
+        e.refresh_token = None;
+        assert!(e.is_alive(99) && !e.is_alive(100));
     }
 
     #[test]
