@@ -7,7 +7,10 @@ use std::path::Path;
 
 use credential_shared::oauth::OAuthErrorCode;
 
-use crate::cache::{CacheKey, Entry, Index, Listed, Origin, RefreshLock, TokenCache};
+use crate::cache::{
+    Acquired, CacheKey, Entry, Index, KeyLock, Listed, Origin, TokenCache, REFRESH_WAIT,
+    SIGN_IN_WAIT,
+};
 use crate::cli::{
     self, Cli, Command, CommonArgs, GetArgs, IssuerUrl, LogoutArgs, StatusArgs, TokenCacheKind,
     WhoamiArgs,
@@ -179,6 +182,33 @@ fn get_without_fresh_token(
     if !info.interactive {
         return Err(login_required(args));
     }
+    // One sign-in per key: parallel kubectl commands wait for the first one's device flow and
+    // then use its session, instead of each opening a browser tab.
+    let acquired = match KeyLock::default_dir() {
+        Some(dir) => KeyLock::acquire(&dir, exact, SIGN_IN_WAIT, clock, &mut || {
+            eprintln!(
+                "Another kubectl-credential is signing in to cluster \"{}\"; waiting for it to finish...",
+                args.cluster
+            );
+        }),
+        None => Acquired::Unavailable,
+    };
+    let _held = match acquired {
+        Acquired::TimedOut(path) => {
+            return Err(Error::SignInBusy {
+                cluster: args.cluster.clone(),
+                lock: path,
+            })
+        }
+        Acquired::Free(lock) | Acquired::AfterWaiting(lock) => Some(lock),
+        Acquired::Unavailable => None,
+    };
+    // Read again under the lock: another process may have just signed in.
+    if let Some(entry) = cache.load(exact)? {
+        if entry.is_fresh(clock.now()) {
+            return exec::print_credential(info.version, &entry);
+        }
+    }
     let (client, endpoints) = issuer.connect()?;
     let entry = sign_in(client, endpoints, args, clock)?;
     store_or_warn(cache, exact, &entry);
@@ -217,7 +247,9 @@ fn refresh(
     rejected: Option<&Secret>,
     clock: &dyn Clock,
 ) -> Result<Option<Entry>, Error> {
-    let _lock = RefreshLock::acquire_default(key, clock);
+    // Past the wait the refresh goes ahead unlocked, as it would on a machine without locks.
+    let _lock = KeyLock::default_dir()
+        .map(|dir| KeyLock::acquire(&dir, key, REFRESH_WAIT, clock, &mut || {}));
     // Read again under the lock: another process may have refreshed (or deleted) it meanwhile.
     let Some(entry) = cache.load(key)? else {
         return Ok(None);

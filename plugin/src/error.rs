@@ -101,6 +101,17 @@ pub(crate) enum Error {
     /// The token cache failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// Another process has been signing in for this key longer than a device code lives.
+    #[error(
+        "another kubectl-credential has been signing in to cluster \"{cluster}\" for over 11 minutes; \
+         finish or cancel that sign-in (it holds {})", lock.display()
+    )]
+    SignInBusy {
+        /// `--cluster`.
+        cluster: String,
+        /// The lock file.
+        lock: std::path::PathBuf,
+    },
     /// `setup` could not merge or write the kubeconfig.
     #[error(transparent)]
     Setup(#[from] crate::setup::SetupError),
@@ -119,7 +130,7 @@ impl Error {
             Self::ExecInfoNotUnicode
             | Self::ExecInfoInvalid(_)
             | Self::UnsupportedApiVersion(_) => EXIT_USAGE,
-            Self::LoginRequired { .. } => EXIT_LOGIN_REQUIRED,
+            Self::LoginRequired { .. } | Self::SignInBusy { .. } => EXIT_LOGIN_REQUIRED,
             Self::AccessDenied | Self::CodeExpired => EXIT_LOGIN_REFUSED,
             Self::MalformedToken { .. } | Self::RevokeFailed(_) | Self::SomeNotRevoked { .. } => {
                 EXIT_ISSUER

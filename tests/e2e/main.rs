@@ -8,6 +8,7 @@
 
 mod world;
 
+mod concurrency;
 mod denial;
 mod device_flow;
 mod disabled_user;

@@ -1,86 +1,103 @@
-//! A lock around refreshing one entry. Refresh tokens are single-use: two `get`s that refresh
-//! at the same moment with the same token make the issuer see a reuse, and it ends the session.
-//! With the lock, the second `get` waits for the first and then finds its fresh token.
+//! One sign-in or refresh at a time per cache key.
 //!
-//! The lock is a file created with `create_new` (atomic on every platform and every file
-//! system the cache can live on), removed on drop. A holder that died leaves the file behind;
-//! after [`STALE_AFTER_SECS`] it is taken over. The lock is best effort: when it cannot be
-//! created or is held too long, the refresh goes ahead without it, as it would without locking.
+//! Refresh tokens are single-use: two `get`s that refresh at the same moment with the same
+//! token make the issuer see a reuse, and it ends the session. And twenty kubectl commands
+//! started at once with no session (a shell loop, k9s, an IDE) must cause one device flow, not
+//! twenty browser tabs. So the process that signs in or refreshes holds a lock on the key; the
+//! others wait, then read the cache again and find the new token.
+//!
+//! The lock is an OS advisory lock (`flock`/`LockFileEx` through `std::fs::File::lock`) on a
+//! file per key that is never deleted: the OS releases it when the holder exits, however it
+//! exits, so there is no stale lock to guess about. Waiting is bounded; past the bound the
+//! caller gets a clear error (sign-in) or goes ahead (refresh, as it would without locking).
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{CacheKey, SERVICE};
 use crate::clock::Clock;
 
-/// Poll interval while waiting for another process's refresh.
+/// Poll interval while waiting for another process.
 const POLL: Duration = Duration::from_millis(100);
-/// Longest wait: two issuer requests at their 15 s timeout.
-const MAX_WAIT: Duration = Duration::from_secs(30);
-/// A lock older than this belongs to a process that died.
-const STALE_AFTER_SECS: i64 = 60;
+/// Longest wait for another process's refresh: two issuer requests at their 15 s timeout.
+pub(crate) const REFRESH_WAIT: Duration = Duration::from_secs(30);
+/// Longest wait for another process's sign-in: a device code lives 10 minutes by default.
+pub(crate) const SIGN_IN_WAIT: Duration = Duration::from_secs(11 * 60);
 
-/// Held while refreshing one entry; released on drop.
+/// Held while signing in or refreshing one key; released on drop (or when the process exits).
 #[derive(Debug)]
-pub(crate) struct RefreshLock {
-    path: PathBuf,
+pub(crate) struct KeyLock {
+    _file: fs::File,
 }
 
-impl RefreshLock {
-    /// Takes the lock for `key` in `{cache_dir}/kubectl-credential/locks`, waiting for another
-    /// holder; `None` when it cannot be had (no cache directory, or waited too long).
-    pub(crate) fn acquire_default(key: &CacheKey, clock: &dyn Clock) -> Option<Self> {
-        let base = directories::BaseDirs::new()?;
-        Self::acquire(&base.cache_dir().join(SERVICE).join("locks"), key, clock)
+/// The outcome of trying to take a lock.
+#[derive(Debug)]
+pub(crate) enum Acquired {
+    /// Taken without waiting.
+    Free(KeyLock),
+    /// Taken after another process released it (it may have stored what we need).
+    AfterWaiting(KeyLock),
+    /// Still held by another process after the wait; the path names the lock file.
+    TimedOut(PathBuf),
+    /// No lock is possible here (no cache directory, a file system without locks).
+    Unavailable,
+}
+
+impl KeyLock {
+    /// The lock directory: `{cache_dir}/kubectl-credential/locks`.
+    pub(crate) fn default_dir() -> Option<PathBuf> {
+        directories::BaseDirs::new().map(|b| b.cache_dir().join(SERVICE).join("locks"))
     }
 
-    /// Takes the lock for `key` in `dir`.
-    pub(crate) fn acquire(dir: &Path, key: &CacheKey, clock: &dyn Clock) -> Option<Self> {
+    /// Takes the lock for `key` in `dir`, waiting up to `max_wait`; `on_wait` runs once if the
+    /// lock is busy (to tell a person why nothing happens).
+    pub(crate) fn acquire(
+        dir: &Path,
+        key: &CacheKey,
+        max_wait: Duration,
+        clock: &dyn Clock,
+        on_wait: &mut dyn FnMut(),
+    ) -> Acquired {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir).ok()?;
+        if builder.create(dir).is_err() {
+            return Acquired::Unavailable;
+        }
         let path = dir.join(format!("{}.lock", key.as_hex()));
-        let attempts = MAX_WAIT.as_millis() / POLL.as_millis();
-        for _ in 0..attempts {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(_) => return Some(Self { path }),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if is_stale(&path, clock.now()) {
-                        let _ = fs::remove_file(&path);
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let Ok(file) = opts.open(&path) else {
+            return Acquired::Unavailable;
+        };
+        let attempts = max_wait.as_millis() / POLL.as_millis();
+        let mut waited = false;
+        for _ in 0..=attempts {
+            match file.try_lock() {
+                Ok(()) => {
+                    let lock = Self { _file: file };
+                    return if waited {
+                        Acquired::AfterWaiting(lock)
                     } else {
-                        clock.sleep(POLL);
-                    }
+                        Acquired::Free(lock)
+                    };
                 }
-                Err(_) => return None,
+                Err(fs::TryLockError::WouldBlock) => {
+                    if !waited {
+                        waited = true;
+                        on_wait();
+                    }
+                    clock.sleep(POLL);
+                }
+                Err(fs::TryLockError::Error(_)) => return Acquired::Unavailable,
             }
         }
-        None
+        Acquired::TimedOut(path)
     }
-}
-
-impl Drop for RefreshLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-/// Whether the lock file at `path` was left by a process that died (or is already gone).
-fn is_stale(path: &Path, now: i64) -> bool {
-    let Ok(modified) = fs::metadata(path).and_then(|m| m.modified()) else {
-        return true;
-    };
-    let modified = modified
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    now.saturating_sub(modified) > STALE_AFTER_SECS
 }
 
 #[cfg(test)]
@@ -94,26 +111,45 @@ mod tests {
     }
 
     #[test]
-    fn second_taker_waits_then_gives_up_and_a_dead_holder_is_taken_over() {
+    fn second_taker_waits_then_times_out_and_release_frees_it() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let now = SystemClock.now();
-        let first = RefreshLock::acquire(tmp.path(), &key(), &FakeClock::at(now));
-        assert!(first.is_some());
+        let mut waits = 0;
+        let first = KeyLock::acquire(
+            tmp.path(),
+            &key(),
+            REFRESH_WAIT,
+            &FakeClock::at(now),
+            &mut || waits += 1,
+        );
+        assert!(matches!(first, Acquired::Free(_)), "{first:?}");
 
-        // A live holder: the second caller polls for MAX_WAIT of (fake) time, then goes ahead.
+        // A live holder: the second caller polls for the whole (fake) wait, then gives up.
         let clock = FakeClock::at(now);
-        assert!(RefreshLock::acquire(tmp.path(), &key(), &clock).is_none());
-        assert_eq!(clock.slept(), MAX_WAIT);
+        let second = KeyLock::acquire(tmp.path(), &key(), REFRESH_WAIT, &clock, &mut || waits += 1);
+        assert!(matches!(second, Acquired::TimedOut(_)), "{second:?}");
+        assert!(clock.slept() >= REFRESH_WAIT);
+        assert_eq!(waits, 1, "the wait is announced once");
 
-        // The holder looks dead a minute later: its lock is taken over at once.
-        let later = FakeClock::at(now + STALE_AFTER_SECS + 5);
-        let second = RefreshLock::acquire(tmp.path(), &key(), &later);
-        assert!(second.is_some());
-        assert_eq!(later.slept(), Duration::ZERO);
-
-        // Released on drop.
-        drop(second);
+        // Released on drop (as it is when the holder process exits).
         drop(first);
-        assert!(RefreshLock::acquire(tmp.path(), &key(), &FakeClock::at(now)).is_some());
+        let third = KeyLock::acquire(
+            tmp.path(),
+            &key(),
+            REFRESH_WAIT,
+            &FakeClock::at(now),
+            &mut || {},
+        );
+        assert!(matches!(third, Acquired::Free(_)), "{third:?}");
+        // Other keys are independent.
+        let other = CacheKey::new("https://i", "other", "k", None);
+        let fourth = KeyLock::acquire(
+            tmp.path(),
+            &other,
+            REFRESH_WAIT,
+            &FakeClock::at(now),
+            &mut || {},
+        );
+        assert!(matches!(fourth, Acquired::Free(_)), "{fourth:?}");
     }
 }

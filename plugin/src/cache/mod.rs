@@ -34,7 +34,7 @@ use crate::secret::Secret;
 pub(crate) use self::file::FileStore;
 pub(crate) use self::index::Index;
 pub(crate) use self::keyring::KeyringStore;
-pub(crate) use self::lock::RefreshLock;
+pub(crate) use self::lock::{Acquired, KeyLock, REFRESH_WAIT, SIGN_IN_WAIT};
 
 /// The keyring service name and the cache directory name.
 pub(crate) const SERVICE: &str = "kubectl-credential";

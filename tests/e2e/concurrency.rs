@@ -1,0 +1,201 @@
+//! Many kubectl processes at once, as a shell loop, k9s or an IDE start them: with no session,
+//! twenty interactive calls cause exactly one device flow (one code, one browser approval) and
+//! then all succeed; with an expired token, twenty calls cause exactly one refresh. Counted on
+//! the issuer's side through its `/metrics`, on an issuer of this test's own so that other
+//! tests' logins do not count.
+
+use std::io::Read as _;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use credential_shared::exec_credential::ApiVersion;
+use e2e::wait::{self, Check};
+use e2e::{Issuer, IssuerOptions, PluginArgs, TokenCache, UserEnv};
+
+use crate::world::{AUDIENCE, CLUSTER};
+
+const PARALLEL: usize = 20;
+
+/// A counter from the issuer's `/metrics`.
+fn metric(issuer: &Issuer, name: &str) -> u64 {
+    let agent = e2e::http::agent(issuer.ca_file());
+    let resp = e2e::http::response(agent.get(&format!("{}/metrics", issuer.url())).call())
+        .unwrap_or_else(|e| panic!("/metrics: {e}"));
+    resp.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", resp.body))
+}
+
+struct Running {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Starts `kubectl-credential get` as kubectl would, with `interactive` in the exec info.
+fn start_get(env: &UserEnv, plugin: &PluginArgs, interactive: bool) -> Running {
+    let mut cmd = env.command(&e2e::bins::kubectl_credential());
+    cmd.args(plugin.for_subcommand("get"))
+        .arg("--no-browser")
+        .env(
+            "KUBERNETES_EXEC_INFO",
+            e2e::plugin::exec_info(ApiVersion::V1, interactive),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start kubectl-credential: {e}"));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut pipe = child
+        .stderr
+        .take()
+        .unwrap_or_else(|| panic!("no stderr pipe"));
+    let sink = Arc::clone(&stderr);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut s) = sink.lock() {
+                s.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    });
+    Running { child, stderr }
+}
+
+/// Waits for every process; returns the token each printed.
+fn tokens_of(running: Vec<Running>, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    running
+        .into_iter()
+        .map(|mut r| {
+            let status = loop {
+                if let Ok(Some(status)) = r.child.try_wait() {
+                    break status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "a kubectl-credential did not finish; stderr:\n{}",
+                    r.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let mut out = String::new();
+            if let Some(mut stdout) = r.child.stdout.take() {
+                let _ = stdout.read_to_string(&mut out);
+            }
+            assert!(
+                status.success(),
+                "kubectl-credential failed ({status}); stderr:\n{}",
+                r.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+            );
+            let doc: serde_json::Value = serde_json::from_str(&out)
+                .unwrap_or_else(|e| panic!("stdout is not one ExecCredential ({e}): {out:?}"));
+            doc["status"]["token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn user_code_in(text: &str) -> Option<String> {
+    const ALPHABET: &str = "BCDFGHJKLMNPQRSTVWXZ";
+    text.as_bytes().windows(9).find_map(|w| {
+        let s = std::str::from_utf8(w).ok()?;
+        let ok = s.char_indices().all(|(i, c)| {
+            if i == 4 {
+                c == '-'
+            } else {
+                ALPHABET.contains(c)
+            }
+        });
+        ok.then(|| s.to_owned())
+    })
+}
+
+#[test]
+fn twenty_parallel_calls_make_one_device_flow_then_one_refresh() {
+    let issuer = Issuer::start(&IssuerOptions {
+        clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
+        token_ttl: "3s".to_owned(),
+        ..IssuerOptions::default()
+    });
+    let password = "parallel password 1234";
+    issuer.add_user("paula", &["k8s-readers"], password);
+    let env = UserEnv::new();
+    let plugin = PluginArgs {
+        issuer: issuer.url().to_owned(),
+        cluster: CLUSTER.to_owned(),
+        issuer_ca: issuer.ca_file().to_owned(),
+        token_cache: TokenCache::File,
+    };
+
+    // Cold cache, twenty interactive calls at once.
+    let running: Vec<Running> = (0..PARALLEL)
+        .map(|_| start_get(&env, &plugin, true))
+        .collect();
+    let code = wait::until("a user code is shown", Duration::from_secs(30), || {
+        let codes: Vec<String> = running
+            .iter()
+            .filter_map(|r| r.stderr.lock().ok().and_then(|s| user_code_in(&s)))
+            .collect();
+        match codes.first() {
+            Some(c) => Check::Done(c.clone()),
+            None => Check::Retry("no code yet".to_owned()),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _ = issuer.browser().approve(&code, "paula", password);
+    let tokens = tokens_of(running, Duration::from_secs(60));
+    assert!(
+        tokens.iter().all(|t| !t.is_empty() && *t == tokens[0]),
+        "the calls did not share one session"
+    );
+    assert_eq!(
+        metric(&issuer, "credential_issuer_device_authorizations_total"),
+        1,
+        "twenty parallel calls must start exactly one device flow"
+    );
+    assert!(
+        env.browser_launches().is_empty(),
+        "--no-browser opened a browser"
+    );
+
+    // Let the token expire, then twenty non-interactive calls at once: one refresh.
+    let cached = env.cached_token();
+    wait::until("the cached token expires", Duration::from_secs(20), || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if now >= cached.exp {
+            Check::Done(())
+        } else {
+            Check::Retry(format!("{} s left", cached.exp - now))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let before = metric(&issuer, "credential_issuer_refreshes_total");
+    let running: Vec<Running> = (0..PARALLEL)
+        .map(|_| start_get(&env, &plugin, false))
+        .collect();
+    let tokens = tokens_of(running, Duration::from_secs(60));
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "the calls did not share one refresh"
+    );
+    assert_ne!(
+        tokens[0], cached.access_token,
+        "the expired token was handed out"
+    );
+    assert_eq!(
+        metric(&issuer, "credential_issuer_refreshes_total") - before,
+        1,
+        "twenty parallel calls with an expired token must refresh exactly once"
+    );
+}
