@@ -104,7 +104,12 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
 /// from `spec.cluster`): a session started by `login` serves kubectl, and `logout` clears a
 /// session that an interactive `get` started.
 fn base_key(args: &CommonArgs) -> CacheKey {
-    CacheKey::new(args.issuer.as_str(), &args.cluster, &args.client_id, None)
+    CacheKey::for_user(
+        args.issuer.as_str(),
+        &args.cluster,
+        &args.client_id,
+        args.username.as_deref(),
+    )
 }
 
 /// Whose session `args` select, recorded in the entry and the index.
@@ -229,6 +234,19 @@ fn sign_in(
 ) -> Result<Entry, Error> {
     let terminal = io::stderr().is_terminal();
     let entry = device_flow::sign_in(client, endpoints, args, clock, &mut io::stderr(), terminal)?;
+    if let Some(expected) = &args.username {
+        if entry.username != *expected {
+            // Somebody else approved (another account in the browser, or a phished code):
+            // never cache that session for this entry, and end it at the issuer.
+            if let Some(token) = &entry.refresh_token {
+                let _ = client.revoke(endpoints, &args.client_id, token);
+            }
+            return Err(Error::WrongAccount {
+                expected: expected.clone(),
+                signed_in: crate::term::printable(&entry.username).into_owned(),
+            });
+        }
+    }
     Ok(entry.with_origin(origin_of(args)))
 }
 
@@ -595,6 +613,7 @@ mod tests {
             token_cache: TokenCacheKind::File,
             no_browser: true,
             client_id: PLUGIN_CLIENT_ID.to_owned(),
+            username: None,
         }
     }
 

@@ -112,6 +112,9 @@ pub(crate) struct LogoutArgs {
     /// OAuth client id to present to the issuer.
     #[arg(long, value_name = "ID", value_parser = parse_non_empty)]
     pub(crate) client_id: Option<String>,
+    /// The account of the entry to end (as given to `get --username`).
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty, conflicts_with = "all")]
+    pub(crate) username: Option<String>,
 }
 
 impl LogoutArgs {
@@ -127,6 +130,7 @@ impl LogoutArgs {
                 .client_id
                 .clone()
                 .unwrap_or_else(|| PLUGIN_CLIENT_ID.to_owned()),
+            username: self.username.clone(),
         })
     }
 }
@@ -153,6 +157,11 @@ pub(crate) struct CommonArgs {
     /// OAuth client id to present to the issuer.
     #[arg(long, value_name = "ID", default_value = PLUGIN_CLIENT_ID, value_parser = parse_non_empty)]
     pub(crate) client_id: String,
+    /// The account this entry signs in as. Two kubeconfig users for the same cluster (say a
+    /// daily and an admin account) then keep separate sessions, and a sign-in as anyone else
+    /// is refused instead of being cached for this entry.
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty)]
+    pub(crate) username: Option<String>,
 }
 
 /// The two token cache backends.
@@ -265,6 +274,10 @@ pub(crate) fn login_command(args: &CommonArgs) -> String {
     if args.client_id != PLUGIN_CLIENT_ID {
         cmd.push_str(" --client-id ");
         cmd.push_str(&shell_quote(&args.client_id));
+    }
+    if let Some(user) = &args.username {
+        cmd.push_str(" --username ");
+        cmd.push_str(&shell_quote(user));
     }
     cmd
 }

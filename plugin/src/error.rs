@@ -101,6 +101,14 @@ pub(crate) enum Error {
     /// The token cache failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The sign-in was approved by another account than `--username` names.
+    #[error("the sign-in was approved as {signed_in:?}, but this entry signs in as {expected:?}; the session was ended. Sign in again as {expected:?}")]
+    WrongAccount {
+        /// `--username`.
+        expected: String,
+        /// Who approved.
+        signed_in: String,
+    },
     /// Another process has been signing in for this key longer than a device code lives.
     #[error(
         "another kubectl-credential has been signing in to cluster \"{cluster}\" for over 11 minutes; \
@@ -131,7 +139,9 @@ impl Error {
             | Self::ExecInfoInvalid(_)
             | Self::UnsupportedApiVersion(_) => EXIT_USAGE,
             Self::LoginRequired { .. } | Self::SignInBusy { .. } => EXIT_LOGIN_REQUIRED,
-            Self::AccessDenied | Self::CodeExpired => EXIT_LOGIN_REFUSED,
+            Self::AccessDenied | Self::CodeExpired | Self::WrongAccount { .. } => {
+                EXIT_LOGIN_REFUSED
+            }
             Self::MalformedToken { .. } | Self::RevokeFailed(_) | Self::SomeNotRevoked { .. } => {
                 EXIT_ISSUER
             }

@@ -4,15 +4,13 @@
 //! the issuer's side through its `/metrics`, on an issuer of this test's own so that other
 //! tests' logins do not count.
 
-use std::io::Read as _;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use credential_shared::exec_credential::ApiVersion;
 use e2e::wait::{self, Check};
 use e2e::{Issuer, IssuerOptions, PluginArgs, TokenCache, UserEnv};
 
+use crate::procs::{wait_for_code, Running};
 use crate::world::{AUDIENCE, CLUSTER};
 
 const PARALLEL: usize = 20;
@@ -28,95 +26,35 @@ fn metric(issuer: &Issuer, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", resp.body))
 }
 
-struct Running {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
 /// Starts `kubectl-credential get` as kubectl would, with `interactive` in the exec info.
 fn start_get(env: &UserEnv, plugin: &PluginArgs, interactive: bool) -> Running {
-    let mut cmd = env.command(&e2e::bins::kubectl_credential());
-    cmd.args(plugin.for_subcommand("get"))
-        .arg("--no-browser")
-        .env(
-            "KUBERNETES_EXEC_INFO",
-            e2e::plugin::exec_info(ApiVersion::V1, interactive),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start kubectl-credential: {e}"));
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut pipe = child
-        .stderr
-        .take()
-        .unwrap_or_else(|| panic!("no stderr pipe"));
-    let sink = Arc::clone(&stderr);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut s) = sink.lock() {
-                s.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-    });
-    Running { child, stderr }
+    let mut args = plugin.for_subcommand("get");
+    args.push("--no-browser".to_owned());
+    let info = e2e::plugin::exec_info(ApiVersion::V1, interactive);
+    Running::start(env, &args, Some(&info))
 }
 
 /// Waits for every process; returns the token each printed.
 fn tokens_of(running: Vec<Running>, timeout: Duration) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
     running
         .into_iter()
-        .map(|mut r| {
-            let status = loop {
-                if let Ok(Some(status)) = r.child.try_wait() {
-                    break status;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "a kubectl-credential did not finish; stderr:\n{}",
-                    r.stderr.lock().map(|s| s.clone()).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            };
-            let mut out = String::new();
-            if let Some(mut stdout) = r.child.stdout.take() {
-                let _ = stdout.read_to_string(&mut out);
-            }
+        .map(|r| {
+            let done = r.finish(timeout);
             assert!(
-                status.success(),
-                "kubectl-credential failed ({status}); stderr:\n{}",
-                r.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+                done.status.success(),
+                "kubectl-credential failed ({}); stderr:\n{}",
+                done.status,
+                done.stderr
             );
-            let doc: serde_json::Value = serde_json::from_str(&out)
-                .unwrap_or_else(|e| panic!("stdout is not one ExecCredential ({e}): {out:?}"));
+            let doc: serde_json::Value = serde_json::from_str(&done.stdout).unwrap_or_else(|e| {
+                panic!("stdout is not one ExecCredential ({e}): {:?}", done.stdout)
+            });
             doc["status"]["token"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned()
         })
         .collect()
-}
-
-fn user_code_in(text: &str) -> Option<String> {
-    const ALPHABET: &str = "BCDFGHJKLMNPQRSTVWXZ";
-    text.as_bytes().windows(9).find_map(|w| {
-        let s = std::str::from_utf8(w).ok()?;
-        let ok = s.char_indices().all(|(i, c)| {
-            if i == 4 {
-                c == '-'
-            } else {
-                ALPHABET.contains(c)
-            }
-        });
-        ok.then(|| s.to_owned())
-    })
 }
 
 #[test]
@@ -140,17 +78,7 @@ fn twenty_parallel_calls_make_one_device_flow_then_one_refresh() {
     let running: Vec<Running> = (0..PARALLEL)
         .map(|_| start_get(&env, &plugin, true))
         .collect();
-    let code = wait::until("a user code is shown", Duration::from_secs(30), || {
-        let codes: Vec<String> = running
-            .iter()
-            .filter_map(|r| r.stderr.lock().ok().and_then(|s| user_code_in(&s)))
-            .collect();
-        match codes.first() {
-            Some(c) => Check::Done(c.clone()),
-            None => Check::Retry("no code yet".to_owned()),
-        }
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let code = wait_for_code(&running.iter().collect::<Vec<_>>());
     let _ = issuer.browser().approve(&code, "paula", password);
     let tokens = tokens_of(running, Duration::from_secs(60));
     assert!(

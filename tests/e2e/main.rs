@@ -9,6 +9,7 @@
 mod world;
 
 mod concurrency;
+mod corrupt_cache;
 mod denial;
 mod device_flow;
 mod disabled_user;
@@ -16,8 +17,12 @@ mod exec_versions;
 mod install_files;
 mod key_rotation;
 mod keyring;
+mod keyring_locked;
 mod logout;
+mod logout_one_cluster;
 mod pages;
+mod procs;
 mod refresh;
 mod refresh_reuse;
 mod setup;
+mod switch_user;

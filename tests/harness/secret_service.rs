@@ -153,6 +153,67 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
         service
     }
 
+    /// Like [`SecretService::start`], but the login collection (the default one) is locked
+    /// right away, as a screen locker or `secret-tool lock` leaves it: the daemon runs and owns
+    /// `org.freedesktop.secrets`, but nothing in the collection can be read or written without
+    /// an unlock prompt, and no prompter can run on this bus.
+    #[track_caller]
+    #[must_use]
+    pub fn start_locked() -> Self {
+        let service = Self::start();
+        service.lock();
+        service
+    }
+
+    /// The object path of the login collection, the default one.
+    pub const LOGIN_COLLECTION: &'static str = "/org/freedesktop/secrets/collection/login";
+
+    /// Locks the login collection over D-Bus (`org.freedesktop.Secret.Service.Lock`, which
+    /// gnome-keyring performs without a prompt) and waits (at most 10 s) until the collection
+    /// reports `Locked = true`.
+    #[track_caller]
+    pub fn lock(&self) {
+        let out = self.dbus_send(&[
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.Lock",
+            &format!("array:objpath:{}", Self::LOGIN_COLLECTION),
+        ]);
+        out.assert_success();
+        wait::until(
+            "the login collection reports Locked = true",
+            Duration::from_secs(10),
+            || match self.is_locked() {
+                Ok(true) => Check::Done(()),
+                Ok(false) => Check::Retry("still unlocked".to_owned()),
+                Err(e) => Check::Retry(e),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Whether the login collection is locked (its `Locked` property), or why that could not
+    /// be read.
+    pub fn is_locked(&self) -> Result<bool, String> {
+        let out = self.dbus_send(&[
+            "--dest=org.freedesktop.secrets",
+            Self::LOGIN_COLLECTION,
+            "org.freedesktop.DBus.Properties.Get",
+            "string:org.freedesktop.Secret.Collection",
+            "string:Locked",
+        ]);
+        if !out.success() {
+            return Err(format!("{}{}", out.stdout.trim(), out.stderr.trim()));
+        }
+        if out.stdout.contains("boolean true") {
+            Ok(true)
+        } else if out.stdout.contains("boolean false") {
+            Ok(false)
+        } else {
+            Err(format!("unexpected reply: {}", out.stdout.trim()))
+        }
+    }
+
     /// `DBUS_SESSION_BUS_ADDRESS` of the private bus.
     #[must_use]
     pub fn address(&self) -> &str {

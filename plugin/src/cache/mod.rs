@@ -112,6 +112,32 @@ impl CacheKey {
         Self(hex)
     }
 
+    /// The key of a session that must belong to `username` (`--username`); without one, the
+    /// same as [`CacheKey::new`] (so that existing sessions keep their keys).
+    pub(crate) fn for_user(
+        issuer: &str,
+        cluster: &str,
+        client_id: &str,
+        username: Option<&str>,
+    ) -> Self {
+        let base = Self::new(issuer, cluster, client_id, None);
+        let Some(user) = username else {
+            return base;
+        };
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(KEY_DOMAIN);
+        ctx.update(b"user");
+        ctx.update(base.0.as_bytes());
+        ctx.update(&(user.len() as u64).to_be_bytes());
+        ctx.update(user.as_bytes());
+        let mut hex = String::with_capacity(64);
+        for byte in ctx.finish().as_ref() {
+            hex.push(char::from(HEX[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        Self(hex)
+    }
+
     /// Lower-case hex of the hash.
     pub(crate) fn as_hex(&self) -> &str {
         &self.0
@@ -471,6 +497,15 @@ mod tests {
             assert_ne!(&base, other, "variant {i}");
         }
         // The trailing slash is not significant; the result is 64 lower-case hex digits.
+        let alice = CacheKey::for_user("https://i", "prod", "kubectl-credential", Some("alice"));
+        let bob = CacheKey::for_user("https://i", "prod", "kubectl-credential", Some("bob"));
+        let nobody = CacheKey::for_user("https://i", "prod", "kubectl-credential", None);
+        assert_ne!(alice, bob);
+        assert_ne!(alice, nobody);
+        assert_eq!(
+            nobody,
+            CacheKey::new("https://i", "prod", "kubectl-credential", None)
+        );
         let again = CacheKey::new("https://i/", "prod", "kubectl-credential", Some(&api));
         assert_eq!(base, again);
         assert_eq!(base.as_hex().len(), 64);

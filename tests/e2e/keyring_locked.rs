@@ -1,0 +1,73 @@
+//! A Secret Service whose collection is locked (a locked screen, a login without the keyring
+//! password) is an unavailable token cache: `--token-cache keyring` fails at once with exit 6
+//! and points to `--token-cache=file`. It must neither hang on an unlock prompt that nobody can
+//! answer (kubectl waits for the plugin without a timeout) nor fall back to token files.
+
+use std::time::Duration;
+
+use credential_shared::exec_credential::ApiVersion;
+use e2e::plugin::exit;
+use e2e::{Outcome, SecretService, TokenCache, UserEnv};
+
+use crate::world::{world, Laptop, READERS};
+
+/// How long a failing non-interactive call may take.
+const FAST: Duration = Duration::from_secs(10);
+
+#[track_caller]
+fn assert_cache_unavailable(laptop: &Laptop, out: &Outcome) {
+    assert!(
+        out.elapsed < FAST,
+        "a locked keyring must fail fast, not wait for a prompt: {out}"
+    );
+    out.assert_code(exit::CACHE_UNAVAILABLE)
+        .assert_stderr_contains("--token-cache=file");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing but an ExecCredential may go to stdout: {out}"
+    );
+    assert!(
+        laptop.env.token_files().is_empty(),
+        "the plugin fell back to token files: {:?}",
+        laptop.env.token_files()
+    );
+}
+
+#[test]
+fn a_locked_keyring_fails_with_exit_6_at_once() {
+    let secrets = SecretService::start_locked();
+    let laptop = Laptop::with(
+        UserEnv::new().with_session_bus(secrets.address()),
+        TokenCache::Keyring,
+    );
+
+    let out = laptop.get_credential(ApiVersion::V1);
+    assert_cache_unavailable(&laptop, &out);
+    assert_eq!(
+        secrets.is_locked(),
+        Ok(true),
+        "the test's keyring was unlocked"
+    );
+}
+
+#[test]
+fn a_session_in_a_keyring_that_got_locked_fails_with_exit_6_at_once() {
+    let world = world();
+    let secrets = SecretService::start();
+    let lena = world.new_person("lena", &[READERS]);
+    let laptop = Laptop::with(
+        UserEnv::new().with_session_bus(secrets.address()),
+        TokenCache::Keyring,
+    );
+    laptop.log_in(&lena);
+    laptop.get_credential(ApiVersion::V1).assert_success();
+
+    secrets.lock();
+    let out = laptop.get_credential(ApiVersion::V1);
+    assert_cache_unavailable(&laptop, &out);
+    assert_eq!(
+        secrets.is_locked(),
+        Ok(true),
+        "the test's keyring was unlocked"
+    );
+}

@@ -1,0 +1,135 @@
+//! Plugin processes running in the background while a test does something else (approves a
+//! code in the browser, starts nineteen more): started with piped output, their stderr
+//! collected as it comes.
+
+use std::io::Read as _;
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::wait::{self, Check};
+use e2e::UserEnv;
+
+/// A running `kubectl-credential`.
+pub(crate) struct Running {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// What a finished process left.
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Running {
+    /// Starts `kubectl-credential ARGS` in `env`, with `exec_info` as `KUBERNETES_EXEC_INFO`.
+    pub(crate) fn start(env: &UserEnv, args: &[String], exec_info: Option<&str>) -> Self {
+        let mut cmd = env.command(&e2e::bins::kubectl_credential());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(info) = exec_info {
+            cmd.env("KUBERNETES_EXEC_INFO", info);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start kubectl-credential: {e}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child
+            .stderr
+            .take()
+            .unwrap_or_else(|| panic!("no stderr pipe"));
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+        Self { child, stderr }
+    }
+
+    /// What it printed on stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits for it to exit.
+    pub(crate) fn finish(mut self, timeout: Duration) -> Finished {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "kubectl-credential did not finish; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut stdout);
+        }
+        // The reader thread may still be draining the pipe: wait for the end of the stream.
+        let _ = wait::until("stderr drained", Duration::from_secs(5), || {
+            if Arc::strong_count(&self.stderr) == 1 {
+                Check::Done(())
+            } else {
+                Check::Retry(String::new())
+            }
+        });
+        Finished {
+            status,
+            stdout,
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first RFC 8628 user code (`XXXX-XXXX` from the base-20 alphabet) in `text`.
+pub(crate) fn user_code_in(text: &str) -> Option<String> {
+    const ALPHABET: &str = "BCDFGHJKLMNPQRSTVWXZ";
+    text.as_bytes().windows(9).find_map(|w| {
+        let s = std::str::from_utf8(w).ok()?;
+        let ok = s.char_indices().all(|(i, c)| {
+            if i == 4 {
+                c == '-'
+            } else {
+                ALPHABET.contains(c)
+            }
+        });
+        ok.then(|| s.to_owned())
+    })
+}
+
+/// Waits until one of `running` shows a user code, and returns it.
+pub(crate) fn wait_for_code(running: &[&Running]) -> String {
+    wait::until(
+        "a user code is shown",
+        Duration::from_secs(30),
+        || match running.iter().find_map(|r| user_code_in(&r.stderr())) {
+            Some(c) => Check::Done(c),
+            None => Check::Retry("no code yet".to_owned()),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
