@@ -8,7 +8,7 @@ use std::path::Path;
 use credential_shared::oauth::OAuthErrorCode;
 
 use crate::cache::{
-    Acquired, CacheKey, Entry, Index, KeyLock, Listed, Origin, TokenCache, REFRESH_WAIT,
+    Acquired, Backoff, CacheKey, Entry, Index, KeyLock, Listed, Origin, TokenCache, REFRESH_WAIT,
     SIGN_IN_WAIT,
 };
 use crate::cli::{
@@ -172,9 +172,32 @@ fn get_without_fresh_token(
     let mut issuer = LazyIssuer::new(args);
     if let Some((key, entry)) = found {
         if entry.has_live_session(clock.now()) {
+            let backoff = Backoff::for_key(&key);
+            if !info.interactive {
+                if let Some(until) = backoff.as_ref().and_then(|b| b.active_until(clock.now())) {
+                    return Err(Error::BackingOff {
+                        issuer: args.issuer.to_string(),
+                        retry_in: until - clock.now(),
+                        login_command: cli::login_command(args),
+                    });
+                }
+            }
             let rejected = force_refresh.then_some(&entry.access_token);
-            if let Some(entry) = refresh(args, cache, &key, &mut issuer, rejected, clock)? {
-                return exec::print_credential(info.version, &entry);
+            match refresh(args, cache, &key, &mut issuer, rejected, clock) {
+                Ok(Some(entry)) => {
+                    if let Some(b) = &backoff {
+                        b.clear();
+                    }
+                    return exec::print_credential(info.version, &entry);
+                }
+                Ok(None) => {}
+                Err(Error::Issuer(e)) if e.is_transient() => {
+                    if let Some(b) = &backoff {
+                        b.record_failure(clock.now());
+                    }
+                    return Err(Error::Issuer(e));
+                }
+                Err(e) => return Err(e),
             }
             if info.interactive {
                 eprintln!(

@@ -101,6 +101,17 @@ pub(crate) enum Error {
     /// The token cache failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A recent attempt to reach the issuer failed; non-interactive calls wait before trying
+    /// again, so that a tool polling the cluster neither hangs nor hammers the issuer.
+    #[error("the issuer at {issuer} could not be reached a moment ago; not trying again for {retry_in} s (to retry now, run: {login_command})")]
+    BackingOff {
+        /// The issuer.
+        issuer: String,
+        /// Seconds until the next attempt.
+        retry_in: i64,
+        /// What to run to retry at once.
+        login_command: String,
+    },
     /// The sign-in was approved by another account than `--username` names.
     #[error("the sign-in was approved as {signed_in:?}, but this entry signs in as {expected:?}; the session was ended. Sign in again as {expected:?}")]
     WrongAccount {
@@ -142,12 +153,13 @@ impl Error {
             Self::AccessDenied | Self::CodeExpired | Self::WrongAccount { .. } => {
                 EXIT_LOGIN_REFUSED
             }
-            Self::MalformedToken { .. } | Self::RevokeFailed(_) | Self::SomeNotRevoked { .. } => {
-                EXIT_ISSUER
-            }
+            Self::MalformedToken { .. }
+            | Self::RevokeFailed(_)
+            | Self::SomeNotRevoked { .. }
+            | Self::BackingOff { .. }
+            | Self::Setup(crate::setup::SetupError::NoClusters) => EXIT_ISSUER,
             Self::Issuer(e) => e.exit_code(),
             Self::Cache(_) => EXIT_CACHE,
-            Self::Setup(crate::setup::SetupError::NoClusters) => EXIT_ISSUER,
             Self::Setup(_) => EXIT_KUBECONFIG,
             Self::Stdout(_) | Self::TimeOutOfRange(_) => EXIT_UNEXPECTED,
         }

@@ -8,6 +8,7 @@
 
 mod world;
 
+mod backoff;
 mod concurrency;
 mod corrupt_cache;
 mod denial;

@@ -15,6 +15,7 @@
 //! API server, and use the key without it; `get` falls back to that key when the API-server
 //! key has no entry, so that `kubectl credential login` is what a non-interactive `get` needs.
 
+mod backoff;
 mod file;
 mod index;
 mod keyring;
@@ -31,6 +32,7 @@ use crate::cli::TokenCacheKind;
 use crate::jwt::{self, JwtError};
 use crate::secret::Secret;
 
+pub(crate) use self::backoff::Backoff;
 pub(crate) use self::file::FileStore;
 pub(crate) use self::index::Index;
 pub(crate) use self::keyring::KeyringStore;

@@ -1,0 +1,97 @@
+//! Backing off from an issuer that cannot be reached.
+//!
+//! An IDE or a dashboard polling the cluster runs the plugin many times a minute. When the
+//! issuer is down, each of those calls would wait for a connection timeout before failing,
+//! freezing the tool and piling load onto the issuer as it comes back. After a failed refresh
+//! the plugin records, per cache key, a time before which non-interactive calls fail at once
+//! (saying so and when it will try again). Only the refresh path reads or writes this; a cached
+//! hit never does.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::CacheKey;
+
+/// How long non-interactive calls stay away after a failed attempt.
+pub(crate) const BACKOFF_SECS: i64 = 30;
+
+/// The backoff record of one key, in `dir` (`{cache}/kubectl-credential/backoff`).
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    path: PathBuf,
+}
+
+impl Backoff {
+    /// The record for `key` in the user's cache directory.
+    pub(crate) fn for_key(key: &CacheKey) -> Option<Self> {
+        let base = directories::BaseDirs::new()?;
+        Some(Self::new(
+            &base.cache_dir().join(super::SERVICE).join("backoff"),
+            key,
+        ))
+    }
+
+    /// The record for `key` in `dir`.
+    pub(crate) fn new(dir: &Path, key: &CacheKey) -> Self {
+        Self {
+            path: dir.join(key.as_hex()),
+        }
+    }
+
+    /// The Unix time before which no attempt should be made, if that is after `now`. A missing
+    /// or unreadable record means no backoff.
+    pub(crate) fn active_until(&self, now: i64) -> Option<i64> {
+        let until: i64 = fs::read_to_string(&self.path).ok()?.trim().parse().ok()?;
+        // A record far in the future (a clock that jumped back) is not trusted.
+        (until > now && until <= now + BACKOFF_SECS).then_some(until)
+    }
+
+    /// Records a failed attempt at `now`; best effort (a full disk must not turn a network
+    /// error into a different one).
+    pub(crate) fn record_failure(&self, now: i64) {
+        if let Some(dir) = self.path.parent() {
+            let _ = fs::create_dir_all(dir);
+        }
+        let _ = fs::write(&self.path, (now + BACKOFF_SECS).to_string());
+    }
+
+    /// Forgets the record after a success.
+    pub(crate) fn clear(&self) {
+        if self.path.exists() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_expire_and_clear() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let b = Backoff::new(dir.path(), &CacheKey::new("https://i", "c", "k", None));
+        assert_eq!(b.active_until(1_000), None);
+        b.record_failure(1_000);
+        assert_eq!(b.active_until(1_010), Some(1_030));
+        assert_eq!(b.active_until(1_030), None, "over after BACKOFF_SECS");
+        assert_eq!(
+            b.active_until(900),
+            None,
+            "a record from the future is ignored"
+        );
+        b.clear();
+        assert_eq!(b.active_until(1_010), None);
+        std::fs::write(
+            dir.path()
+                .join(CacheKey::new("https://i", "c", "k", None).as_hex()),
+            "garbage",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            b.active_until(1_010),
+            None,
+            "a corrupt record is no backoff"
+        );
+    }
+}
