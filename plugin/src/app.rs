@@ -207,6 +207,9 @@ fn get_without_fresh_token(
             }
         }
     }
+    // A keyring that cannot store a session (locked) must be reported as such: "log in" would
+    // send the person through a sign-in whose result cannot be kept.
+    cache.prepare()?;
     if !info.interactive {
         return Err(login_required(args));
     }

@@ -50,6 +50,29 @@ fn a_locked_keyring_fails_with_exit_6_at_once() {
     );
 }
 
+/// `login` probes the cache before the device flow (so that nobody signs in for nothing), so
+/// a locked keyring must stop it before it shows a code.
+#[test]
+fn login_with_a_locked_keyring_fails_with_exit_6_before_showing_a_code() {
+    let secrets = SecretService::start_locked();
+    let laptop = Laptop::with(
+        UserEnv::new().with_session_bus(secrets.address()),
+        TokenCache::Keyring,
+    );
+
+    let mut login = laptop.env.command(&e2e::bins::kubectl_credential());
+    login
+        .args(laptop.plugin.for_subcommand("login"))
+        .arg("--no-browser");
+    // Killed after FAST: a login that waits for an approval has shown a code.
+    let out = e2e::process::run(&mut login, None, FAST);
+    assert!(
+        e2e::plugin::find_user_code(&out.stderr).is_none(),
+        "login showed a code although the result cannot be stored: {out}"
+    );
+    assert_cache_unavailable(&laptop, &out);
+}
+
 #[test]
 fn a_session_in_a_keyring_that_got_locked_fails_with_exit_6_at_once() {
     let world = world();

@@ -25,6 +25,21 @@ impl KeyringStore {
             .map_err(CacheError::KeyringUnavailable)
     }
 
+    /// Proves that the keyring accepts items, by writing and deleting a probe item. A locked
+    /// Secret Service collection answers a search with "no such item" rather than an error, so
+    /// a miss alone cannot tell "not logged in" from "cannot store anything"; this can.
+    pub(crate) fn probe_writable() -> Result<(), CacheError> {
+        let probe =
+            keyring::Entry::new(SERVICE, "write-probe").map_err(CacheError::KeyringUnavailable)?;
+        probe
+            .set_password("probe")
+            .map_err(CacheError::KeyringUnavailable)?;
+        match probe.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(CacheError::KeyringUnavailable(e)),
+        }
+    }
+
     /// Deletes the item under `key`; whether there was one.
     pub(crate) fn delete(key: &CacheKey) -> Result<bool, CacheError> {
         match Self::entry(key)?.delete_credential() {

@@ -429,11 +429,13 @@ impl TokenCache {
         Ok(listed)
     }
 
-    /// Checks, before a person spends a minute signing in, that the result can be stored:
-    /// the file backend creates its directory; the keyring was already probed by a `load`.
+    /// Checks, before a person spends a minute signing in (or before `get` reports "log in"),
+    /// that a session could be stored: the file backend creates its directory; the keyring
+    /// stores and deletes a probe item, which fails on a locked or read-only keyring. Only the
+    /// paths without a usable session call this, never a cached hit.
     pub(crate) fn prepare(&self) -> Result<(), CacheError> {
         match self {
-            Self::Keyring(_) => Ok(()),
+            Self::Keyring(_) => KeyringStore::probe_writable(),
             Self::File(store) => store.ensure_dir(),
         }
     }
