@@ -143,7 +143,7 @@ fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
     let found = cache.load(&key)?;
     if let Some(entry) = &found {
         if !force_refresh && entry.is_fresh(clock.now()) {
-            return exec::print_credential(info.version, entry);
+            return hand_out(&info, entry, args);
         }
     }
     get_without_fresh_token(
@@ -155,6 +155,12 @@ fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
         *force_refresh,
         clock,
     )
+}
+
+/// Prints the credential for kubectl, after checking it goes to the right API server.
+fn hand_out(info: &ExecInfo, entry: &Entry, args: &CommonArgs) -> Result<(), Error> {
+    exec::check_api_server(info, entry, &args.cluster)?;
+    exec::print_credential(info.version, entry)
 }
 
 /// `get` when the cache had no fresh token: refresh the session, or sign in, or give up.
@@ -188,7 +194,7 @@ fn get_without_fresh_token(
                     if let Some(b) = &backoff {
                         b.clear();
                     }
-                    return exec::print_credential(info.version, &entry);
+                    return hand_out(info, &entry, args);
                 }
                 Ok(None) => {}
                 Err(Error::Issuer(e)) if e.is_transient() => {
@@ -237,7 +243,7 @@ fn get_without_fresh_token(
     // Read again under the lock: another process may have just signed in.
     if let Some(entry) = cache.load(exact)? {
         if entry.is_fresh(clock.now()) {
-            return exec::print_credential(info.version, &entry);
+            return hand_out(info, &entry, args);
         }
     }
     let (client, endpoints) = issuer.connect()?;
@@ -248,7 +254,7 @@ fn get_without_fresh_token(
         crate::term::printable(&entry.username),
         args.cluster
     );
-    exec::print_credential(info.version, &entry)
+    hand_out(info, &entry, args)
 }
 
 /// Runs the device flow on stderr and records whose session the result is.
@@ -627,6 +633,7 @@ mod tests {
             username: "alice".to_owned(),
             groups: vec![],
             origin: None,
+            api_server: None,
         }
     }
 

@@ -454,4 +454,96 @@ mod tests {
             ("https://x", "c", PLUGIN_CLIENT_ID)
         );
     }
+
+    /// The help text clap answers `args` with, exactly as the person sees it: the snapshots
+    /// below make a changed flag or description show up in review.
+    fn help(args: &[&str]) -> String {
+        let err = parse(args)
+            .err()
+            .unwrap_or_else(|| panic!("{args:?} parsed"));
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{err}");
+        assert!(!err.use_stderr(), "{args:?}");
+        err.to_string()
+    }
+
+    /// clap shows the value of an `env` variable that is set; the snapshots must not depend
+    /// on the environment the tests run in. clap also indents its blank lines, which an inline
+    /// snapshot cannot hold (rustfmt and editors strip trailing blanks), so those go too.
+    fn help_filters() -> insta::Settings {
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(
+            r"\[env: KUBECTL_CREDENTIAL_TOKEN_CACHE=[^\]]*\]",
+            "[env: KUBECTL_CREDENTIAL_TOKEN_CACHE=]",
+        );
+        settings.add_filter(r"(?m)[ \t]+$", "");
+        settings
+    }
+
+    #[test]
+    fn top_level_help() {
+        help_filters().bind(|| insta::assert_snapshot!(help(&["--help"]), @r"
+        kubectl exec credential plugin: signs in with the device flow and caches short-lived tokens
+
+        Usage: kubectl credential <COMMAND>
+
+        Commands:
+          get     Print an `ExecCredential` for kubectl (what a kubeconfig `exec` entry runs)
+          login   Sign in now with the device flow and store the session
+          logout  Revoke the stored session at the issuer and delete it locally
+          whoami  Show who the stored session signs in as, and when its token and the session expire
+          status  List every stored session
+          setup   Write kubeconfig entries (one context per cluster the issuer serves) that run this plugin; no secret goes into the file
+          help    Print this message or the help of the given subcommand(s)
+
+        Options:
+          -h, --help     Print help
+          -V, --version  Print version
+        "));
+    }
+
+    #[test]
+    fn get_help() {
+        help_filters().bind(|| insta::assert_snapshot!(help(&["get", "--help"]), @r"
+        Print an `ExecCredential` for kubectl (what a kubeconfig `exec` entry runs)
+
+        Usage: kubectl credential get [OPTIONS] --issuer <URL> --cluster <NAME>
+
+        Options:
+              --issuer <URL>
+                  URL of the credential issuer, e.g. `https://issuer.example:8443`
+
+              --cluster <NAME>
+                  Name of the cluster as configured in the issuer
+
+              --issuer-ca <FILE>
+                  PEM bundle of the CA that signed the issuer's certificate; trusted instead of the built-in web roots
+
+              --token-cache <KIND>
+                  Where sessions are kept: the OS keyring, or files readable only by you
+
+                  Possible values:
+                  - keyring: The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager)
+                  - file:    JSON files, mode 0600, under the user's cache directory
+
+                  [env: KUBECTL_CREDENTIAL_TOKEN_CACHE=]
+                  [default: keyring]
+
+              --no-browser
+                  Print the sign-in link instead of opening a browser
+
+              --client-id <ID>
+                  OAuth client id to present to the issuer
+
+                  [default: kubectl-credential]
+
+              --username <NAME>
+                  The account this entry signs in as. Two kubeconfig users for the same cluster (say a daily and an admin account) then keep separate sessions, and a sign-in as anyone else is refused instead of being cached for this entry
+
+              --force-refresh
+                  Refresh the token even if it looks valid (for when the API server rejected it)
+
+          -h, --help
+                  Print help (see a summary with '-h')
+        "));
+    }
 }

@@ -366,6 +366,7 @@ mod tests {
             expires_in: 600,
             refresh_token: "r".to_owned(),
             session_expires_at: None,
+            api_server: None,
         }
     }
 
@@ -572,11 +573,99 @@ mod tests {
             username: "alice".to_owned(),
             groups: vec!["dev".to_owned(), "ops".to_owned()],
             origin: None,
+            api_server: None,
         };
         assert_eq!(
             logged_in_message(&entry, "prod"),
             "Logged in as alice (groups dev, ops) to cluster prod; session valid until 2026-01-01T00:00:00Z"
         );
+    }
+
+    /// What varies between sign-ins: the user code the issuer makes up and, against a test
+    /// issuer, its port. (The times come from the fake clock and need no filter.)
+    fn stderr_filters() -> insta::Settings {
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(
+            r"[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}",
+            "[USER-CODE]",
+        );
+        settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+        settings
+    }
+
+    /// What a log file (stderr not a terminal) holds for a sign-in approved after 65 seconds:
+    /// the prompt without a QR code, then a plain progress line every 30 seconds.
+    #[test]
+    fn non_terminal_prompt_and_wait() {
+        let auth = DeviceAuthorizationResponse {
+            device_code: "DC-secret".to_owned(),
+            user_code: "KRTD-BXQM".to_owned(),
+            verification_uri: "https://127.0.0.1:41873/device".to_owned(),
+            verification_uri_complete: "https://127.0.0.1:41873/device?user_code=KRTD-BXQM"
+                .to_owned(),
+            expires_in: 600,
+            interval: 5,
+        };
+        let clock = FakeClock::at(1_767_225_600);
+        let mut out = Vec::new();
+        write_prompt(&mut out, "prod", &auth, None).unwrap_or_else(|e| panic!("{e}"));
+        let mut polls = 0;
+        let mut progress = Progress::new(&mut out, false);
+        let result = wait_for_approval(
+            &clock,
+            auth.expires_in,
+            auth.interval,
+            &mut |left| progress.tick(left),
+            || {
+                polls += 1;
+                if polls < 13 {
+                    oauth(OAuthErrorCode::AuthorizationPending)
+                } else {
+                    Ok(approved())
+                }
+            },
+        );
+        progress.finish();
+        assert!(result.is_ok());
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            !text.contains("DC-secret") && !text.contains('\r'),
+            "{text}"
+        );
+        stderr_filters().bind(|| {
+            insta::assert_snapshot!(text, @r#"
+            To sign in to cluster "prod", open https://127.0.0.1:[PORT]/device and enter the code [USER-CODE]
+            (or open https://127.0.0.1:[PORT]/device?user_code=[USER-CODE])
+            Waiting for approval (expires in 10m 0s)...
+            Still waiting for approval: 9m 30s left.
+            Still waiting for approval: 9m 0s left.
+            "#);
+        });
+    }
+
+    fn signed_in(groups: &[&str], session_expires_at: Option<i64>) -> Entry {
+        Entry {
+            access_token: Secret::new("AT-secret".to_owned()),
+            iat: 1_767_225_600,
+            exp: 1_767_225_600 + 900,
+            refresh_token: Some(Secret::new("RT-secret".to_owned())),
+            session_expires_at,
+            username: "alice".to_owned(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            origin: None,
+            api_server: None,
+        }
+    }
+
+    #[test]
+    fn logged_in_message_with_and_without_a_session_end() {
+        let entry = signed_in(&["dev", "ops"], Some(1_767_225_600 + 12 * 3600));
+        insta::assert_snapshot!(logged_in_message(&entry, "prod"), @"Logged in as alice (groups dev, ops) to cluster prod; session valid until 2026-01-01T12:00:00Z");
+        let entry = signed_in(&[], None);
+        insta::assert_snapshot!(logged_in_message(&entry, "prod"), @"Logged in as alice (no groups) to cluster prod; token valid until 2026-01-01T00:15:00Z; the issuer did not say when the session ends");
+        let mut entry = signed_in(&["dev"], Some(1_767_225_600 + 3600));
+        entry.username = "mallory\u{1b}[2J".to_owned();
+        insta::assert_snapshot!(logged_in_message(&entry, "my prod"), @"Logged in as mallory?[2J (groups dev) to cluster my prod; session valid until 2026-01-01T01:00:00Z");
     }
 
     #[test]

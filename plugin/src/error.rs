@@ -101,6 +101,17 @@ pub(crate) enum Error {
     /// The token cache failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The kubeconfig sends this cluster's requests to another API server than the issuer has
+    /// configured for it.
+    #[error("the kubeconfig sends requests for cluster \"{cluster}\" to {requested}, but the issuer's API server for it is {expected}; the token was not handed out. Fix the kubeconfig's `server` (kubectl credential setup writes the right one)")]
+    ApiServerMismatch {
+        /// `--cluster`.
+        cluster: String,
+        /// `spec.cluster.server` from kubectl.
+        requested: String,
+        /// What the issuer said.
+        expected: String,
+    },
     /// A recent attempt to reach the issuer failed; non-interactive calls wait before trying
     /// again, so that a tool polling the cluster neither hangs nor hammers the issuer.
     #[error("the issuer at {issuer} could not be reached a moment ago; not trying again for {retry_in} s (to retry now, run: {login_command})")]
@@ -148,7 +159,8 @@ impl Error {
         match self {
             Self::ExecInfoNotUnicode
             | Self::ExecInfoInvalid(_)
-            | Self::UnsupportedApiVersion(_) => EXIT_USAGE,
+            | Self::UnsupportedApiVersion(_)
+            | Self::ApiServerMismatch { .. } => EXIT_USAGE,
             Self::LoginRequired { .. } | Self::SignInBusy { .. } => EXIT_LOGIN_REQUIRED,
             Self::AccessDenied | Self::CodeExpired | Self::WrongAccount { .. } => {
                 EXIT_LOGIN_REFUSED
@@ -310,5 +322,124 @@ mod tests {
             "no valid credential for cluster \"prod\" at https://issuer.example:8443; \
              run: kubectl credential login --issuer https://issuer.example:8443 --cluster prod"
         );
+    }
+
+    /// The flags of `get` for cluster `prod` at the example issuer, plus `extra`.
+    fn get_args(extra: &[&str]) -> crate::cli::CommonArgs {
+        use clap::Parser as _;
+
+        let args = [
+            "kubectl-credential",
+            "get",
+            "--issuer",
+            "https://issuer.example:8443",
+            "--cluster",
+            "prod",
+        ];
+        let cli = crate::cli::Cli::try_parse_from(args.iter().chain(extra))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let crate::cli::Command::Get(get) = cli.command else {
+            panic!("not get")
+        };
+        get.common
+    }
+
+    /// `LoginRequired` as `get` builds it, so that a change to the suggested command shows up.
+    fn login_required(extra: &[&str]) -> Error {
+        let args = get_args(extra);
+        Error::LoginRequired {
+            cluster: args.cluster.clone(),
+            issuer: args.issuer.to_string(),
+            login_command: crate::cli::login_command(&args),
+        }
+    }
+
+    #[test]
+    fn report_login_required() {
+        insta::assert_snapshot!(report(&login_required(&[])), @r#"no valid credential for cluster "prod" at https://issuer.example:8443; run: kubectl credential login --issuer https://issuer.example:8443 --cluster prod"#);
+        insta::assert_snapshot!(
+            report(&login_required(&["--issuer-ca", "/etc/kubernetes/issuer ca.pem"])),
+            @r#"no valid credential for cluster "prod" at https://issuer.example:8443; run: kubectl credential login --issuer https://issuer.example:8443 --cluster prod --issuer-ca '/etc/kubernetes/issuer ca.pem'"#
+        );
+        insta::assert_snapshot!(
+            report(&login_required(&["--username", "alice-admin", "--token-cache", "file"])),
+            @r#"no valid credential for cluster "prod" at https://issuer.example:8443; run: kubectl credential login --issuer https://issuer.example:8443 --cluster prod --token-cache file --username alice-admin"#
+        );
+    }
+
+    #[test]
+    fn report_keyring_unavailable_with_its_hint() {
+        let err = Error::Cache(CacheError::KeyringUnavailable(
+            keyring::Error::NoStorageAccess("the collection is locked".into()),
+        ));
+        insta::assert_snapshot!(report(&err), @r"
+        the OS keyring is unavailable: Couldn't access platform secure storage: the collection is locked
+        hint: unlock it, or use `--token-cache=file` (stores tokens in files readable only by you under ~/.cache/kubectl-credential); KUBECTL_CREDENTIAL_TOKEN_CACHE=file does the same for every command
+        ");
+    }
+
+    #[test]
+    fn report_issuer_unreachable_with_the_tls_hint() {
+        use std::io::{Read as _, Write as _};
+        use std::net::{Shutdown, TcpListener};
+
+        // A server that answers the TLS ClientHello with plain HTTP: a real rustls failure,
+        // reported through ureq exactly as a certificate from an unknown CA is (only the last
+        // cause differs). It reads the hello first and waits for the client to hang up, so the
+        // client sees the answer, not a connection reset.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let server = std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = stream.read(&mut [0; 4096]);
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+                let _ = stream.shutdown(Shutdown::Write);
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        });
+        let issuer = crate::cli::normalize_issuer(&format!("https://{addr}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let client =
+            crate::issuer::IssuerClient::new(&issuer, None).unwrap_or_else(|e| panic!("{e}"));
+        let err = client
+            .discover()
+            .err()
+            .unwrap_or_else(|| panic!("discovery succeeded"));
+        let _ = server.join();
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+        settings.bind(|| insta::assert_snapshot!(report(&Error::Issuer(err)), @r"
+        could not reach the issuer at https://127.0.0.1:[PORT]: https://127.0.0.1:[PORT]/.well-known/openid-configuration: Connection Failed: tls connection init failed: received corrupt message of type InvalidContentType
+        hint: the issuer's TLS certificate was not accepted; if it is signed by a private CA, pass that CA's PEM bundle with --issuer-ca FILE
+        "));
+    }
+
+    #[test]
+    fn report_wrong_account() {
+        let err = Error::WrongAccount {
+            expected: "alice-admin".into(),
+            signed_in: "alice".into(),
+        };
+        insta::assert_snapshot!(report(&err), @r#"the sign-in was approved as "alice", but this entry signs in as "alice-admin"; the session was ended. Sign in again as "alice-admin""#);
+    }
+
+    #[test]
+    fn report_backing_off() {
+        let args = get_args(&[]);
+        let err = Error::BackingOff {
+            issuer: args.issuer.to_string(),
+            retry_in: 27,
+            login_command: crate::cli::login_command(&args),
+        };
+        insta::assert_snapshot!(report(&err), @"the issuer at https://issuer.example:8443 could not be reached a moment ago; not trying again for 27 s (to retry now, run: kubectl credential login --issuer https://issuer.example:8443 --cluster prod)");
+    }
+
+    #[test]
+    fn report_sign_in_busy() {
+        let err = Error::SignInBusy {
+            cluster: "prod".into(),
+            lock: "/home/alice/.cache/kubectl-credential/locks/0123abcd.lock".into(),
+        };
+        insta::assert_snapshot!(report(&err), @r#"another kubectl-credential has been signing in to cluster "prod" for over 11 minutes; finish or cancel that sign-in (it holds /home/alice/.cache/kubectl-credential/locks/0123abcd.lock)"#);
     }
 }

@@ -21,13 +21,6 @@ pub(crate) struct ExecInfo {
     /// Whether the plugin may talk to a person (device flow prompts on stderr).
     pub(crate) interactive: bool,
     /// The API server kubectl is about to call (`provideClusterInfo: true`).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "parsed and validated now; binding cached sessions to the API server is the next step (issue 3)"
-        )
-    )]
     pub(crate) cluster: Option<ExecCluster>,
 }
 
@@ -81,6 +74,25 @@ pub(crate) fn write_credential(
     out.write_all(&json)
         .and_then(|()| out.flush())
         .map_err(Error::Stdout)
+}
+
+/// Refuses to hand `entry`'s token to an API server other than the one the issuer configured
+/// for the cluster, when both are known: a kubeconfig that points `--cluster prod` at another
+/// server (a mistake, or a planted kubeconfig harvesting tokens) gets nothing.
+pub(crate) fn check_api_server(info: &ExecInfo, entry: &Entry, cluster: &str) -> Result<(), Error> {
+    let (Some(requested), Some(expected)) = (info.cluster.as_ref(), entry.api_server.as_deref())
+    else {
+        return Ok(());
+    };
+    let requested = requested.server.trim_end_matches('/');
+    if requested.is_empty() || requested == expected.trim_end_matches('/') {
+        return Ok(());
+    }
+    Err(Error::ApiServerMismatch {
+        cluster: cluster.to_owned(),
+        requested: crate::term::printable(requested).into_owned(),
+        expected: expected.to_owned(),
+    })
 }
 
 /// Writes the `ExecCredential` to the process's stdout. The only place `get` touches stdout
@@ -151,6 +163,7 @@ mod tests {
             username: "alice".to_owned(),
             groups: vec![],
             origin: None,
+            api_server: None,
         };
         let mut out = Vec::new();
         write_credential(&mut out, ApiVersion::V1, &entry).unwrap_or_else(|e| panic!("{e}"));

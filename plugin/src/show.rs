@@ -149,6 +149,7 @@ mod tests {
             username: user.to_owned(),
             groups: vec!["dev".to_owned(), "ops".to_owned()],
             origin: None,
+            api_server: None,
         }
     }
 
@@ -246,5 +247,36 @@ mod tests {
             status(&[], NOW, "file"),
             "No sessions stored in the file token cache.\n"
         );
+    }
+
+    #[test]
+    fn whoami_of_an_expired_session() {
+        let e = entry("bob", NOW - 3 * 3600, Some(NOW - 2 * 3600 - 1800));
+        insta::assert_snapshot!(whoami(&e, &args(), NOW), @r"
+        user:    bob
+        groups:  dev, ops
+        cluster: prod
+        issuer:  https://issuer.example:8443
+        token:   expired 2025-12-31T21:00:00Z (3h 0m ago)
+        session: ended 2025-12-31T21:30:00Z (2h 30m ago)
+        ");
+    }
+
+    /// An entry in the keyring written before the plugin recorded whose session it is: `status`
+    /// still lists it, with `?` for what it cannot know.
+    #[test]
+    fn status_of_a_keyring_session_of_unknown_issuer() {
+        let mut e = entry("alice", NOW + 600, Some(NOW + 8 * 86_400));
+        e.groups.clear();
+        let listed = [Listed {
+            key: CacheKey::new("https://i", "prod", "c", None),
+            entry: e,
+            origin: None,
+        }];
+        insta::assert_snapshot!(status(&listed, NOW, "keyring"), @r"
+        CLUSTER  ISSUER  USER   TOKEN EXPIRES                     SESSION ENDS
+        ?        ?       alice  2026-01-01T00:10:00Z (in 10m 0s)  2026-01-09T00:00:00Z (in 8d 0h)
+        ");
+        insta::assert_snapshot!(status(&[], NOW, "keyring"), @"No sessions stored in the keyring token cache.");
     }
 }

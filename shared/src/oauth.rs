@@ -110,6 +110,10 @@ pub struct TokenResponse {
     /// Extension: Unix time at which the session (and so every refresh token) ends.
     #[serde(default)]
     pub session_expires_at: Option<i64>,
+    /// Extension: the API server URL the issuer has configured for the token's cluster. The
+    /// plugin refuses to hand the token to a kubeconfig that points the cluster elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_server: Option<String>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -120,6 +124,7 @@ impl std::fmt::Debug for TokenResponse {
             .field("expires_in", &self.expires_in)
             .field("refresh_token", &"[redacted]")
             .field("session_expires_at", &self.session_expires_at)
+            .field("api_server", &self.api_server)
             .finish()
     }
 }
@@ -346,6 +351,7 @@ mod tests {
             expires_in: 1,
             refresh_token: "RT-secret".into(),
             session_expires_at: None,
+            api_server: None,
         };
         let d = format!("{r:?}");
         assert!(!d.contains("AT-secret") && !d.contains("RT-secret"));

@@ -159,3 +159,48 @@ fn setup_merges_working_exec_contexts_into_the_kubeconfig_once() {
         .assert_stderr_contains(LOGIN_HINT)
         .assert_stderr_contains(issuer.url());
 }
+
+/// A kubeconfig that points the cluster at another API server than the issuer configured for
+/// it (a mistake, or a planted kubeconfig harvesting tokens) gets no token.
+#[test]
+fn a_token_is_only_handed_to_the_clusters_own_api_server() {
+    let world = world();
+    let issuer = Issuer::start(&IssuerOptions {
+        clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
+        api_server: Some((
+            world.control_plane.server().to_owned(),
+            world.control_plane.ca_file().to_owned(),
+        )),
+        ..IssuerOptions::default()
+    });
+    let password = "api server password 1234";
+    issuer.add_user("rita", &["k8s-readers"], password);
+    let env = UserEnv::new();
+    let plugin = e2e::PluginArgs {
+        issuer: issuer.url().to_owned(),
+        cluster: CLUSTER.to_owned(),
+        issuer_ca: issuer.ca_file().to_owned(),
+        token_cache: e2e::TokenCache::File,
+    };
+    let login = env.start_login(&plugin);
+    let _ = issuer
+        .browser()
+        .approve(login.user_code(), "rita", password);
+    login.finish(Duration::from_secs(60)).assert_success();
+
+    let get_for = |server: &str| {
+        let info = serde_json::json!({
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "kind": "ExecCredential",
+            "spec": { "interactive": false, "cluster": { "server": server } },
+        })
+        .to_string();
+        env.plugin_as_kubectl_would(&plugin.for_subcommand("get"), &info)
+    };
+    get_for(world.control_plane.server()).assert_success();
+    let out = get_for("https://collector.example:6443");
+    out.assert_code(2)
+        .assert_stderr_contains("collector.example")
+        .assert_stderr_contains(world.control_plane.server());
+    assert!(out.stdout.is_empty(), "a token was handed out: {out}");
+}

@@ -352,6 +352,10 @@ fn mint(
         expires_in: u64::try_from(claims.exp - claims.iat).unwrap_or(0),
         refresh_token: refresh.expose().to_owned(),
         session_expires_at: Some(session.expires_at.unix_timestamp()),
+        api_server: cluster
+            .server
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned()),
     };
     Ok((
         StatusCode::OK,

@@ -187,6 +187,8 @@ pub(crate) struct Entry {
     pub(crate) groups: Vec<String>,
     /// Whose session this is; `None` in entries written before it was recorded.
     pub(crate) origin: Option<Origin>,
+    /// The API server the issuer configured for this cluster, when it said.
+    pub(crate) api_server: Option<String>,
 }
 
 impl Entry {
@@ -215,6 +217,7 @@ impl Entry {
             username: claims.preferred_username,
             groups: claims.groups,
             origin: None,
+            api_server: response.api_server,
         })
     }
 
@@ -280,6 +283,7 @@ impl Entry {
                 }),
                 _ => None,
             },
+            api_server: stored.api_server,
         })
     }
 
@@ -297,6 +301,7 @@ impl Entry {
             issuer: self.origin.as_ref().map(|o| o.issuer.as_str()),
             cluster: self.origin.as_ref().map(|o| o.cluster.as_str()),
             client_id: self.origin.as_ref().map(|o| o.client_id.as_str()),
+            api_server: self.api_server.as_deref(),
         };
         // Serializing strings and integers cannot fail.
         serde_json::to_string(&stored).unwrap_or_default()
@@ -325,6 +330,8 @@ struct StoredEntry {
     cluster: Option<String>,
     #[serde(default)]
     client_id: Option<String>,
+    #[serde(default)]
+    api_server: Option<String>,
 }
 
 /// The on-disk format, write side (borrows, so writing copies no token).
@@ -346,6 +353,8 @@ struct StoredEntryRef<'a> {
     cluster: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_server: Option<&'a str>,
 }
 
 /// One session found by [`TokenCache::list`].
@@ -464,6 +473,7 @@ mod tests {
             username: "alice".to_owned(),
             groups: vec!["dev".to_owned()],
             origin: None,
+            api_server: None,
         }
     }
 
@@ -634,6 +644,7 @@ mod tests {
             expires_in: 900,
             refresh_token: "RT-2".to_owned(),
             session_expires_at: None,
+            api_server: None,
         };
         // Local clock far from the issuer's: times are placed on the local clock.
         let e = Entry::from_token_response(response, Some(99_999), 1_000)
@@ -649,6 +660,7 @@ mod tests {
             expires_in: 900,
             refresh_token: String::new(),
             session_expires_at: None,
+            api_server: None,
         };
         assert!(Entry::from_token_response(opaque, None, 0).is_err());
     }
