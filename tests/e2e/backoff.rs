@@ -5,52 +5,30 @@
 use std::time::Duration;
 
 use credential_shared::exec_credential::ApiVersion;
-use e2e::wait::{self, Check};
-use e2e::{Issuer, IssuerOptions, PluginArgs, TokenCache, UserEnv};
+use e2e::{IssuerOptions, UserEnv};
 
-use crate::procs::{wait_for_code, Running};
-use crate::world::{AUDIENCE, CLUSTER};
+use crate::procs::{wait_until_past, OwnIssuer, Running};
 
 #[test]
 fn an_unreachable_issuer_is_not_retried_by_every_call() {
-    let issuer = Issuer::start(&IssuerOptions {
-        clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
-        token_ttl: "2s".to_owned(),
-        ..IssuerOptions::default()
-    });
-    let password = "backoff password 1234";
-    issuer.add_user("quinn", &["k8s-readers"], password);
+    let own = OwnIssuer::start(
+        "quinn",
+        IssuerOptions {
+            token_ttl: "2s".to_owned(),
+            ..IssuerOptions::default()
+        },
+    );
     let env = UserEnv::new();
     // The issuer's files go with it; the person keeps their copy of its CA.
     let ca = env.home().join("issuer-ca.crt");
-    std::fs::copy(issuer.ca_file(), &ca).unwrap_or_else(|e| panic!("{e}"));
-    let plugin = PluginArgs {
-        issuer: issuer.url().to_owned(),
-        cluster: CLUSTER.to_owned(),
-        issuer_ca: ca,
-        token_cache: TokenCache::File,
-    };
-    let mut login = plugin.for_subcommand("login");
-    login.push("--no-browser".to_owned());
-    let running = Running::start(&env, &login, None);
-    let code = wait_for_code(&[&running]);
-    let _ = issuer.browser().approve(&code, "quinn", password);
-    assert!(running.finish(Duration::from_secs(60)).status.success());
+    std::fs::copy(own.issuer.ca_file(), &ca).unwrap_or_else(|e| panic!("{e}"));
+    let plugin = own.plugin_args(ca);
+    own.log_in(&env, &plugin);
 
     // The issuer goes away, and the token expires.
     let cached = env.cached_token();
-    drop(issuer);
-    wait::until("the cached token expires", Duration::from_secs(20), || {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        if now >= cached.exp {
-            Check::Done(())
-        } else {
-            Check::Retry(String::new())
-        }
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    drop(own);
+    wait_until_past(cached.exp);
 
     let info = e2e::plugin::exec_info(ApiVersion::V1, false);
     let get = || {

@@ -7,11 +7,9 @@
 use std::time::Duration;
 
 use credential_shared::exec_credential::ApiVersion;
-use e2e::wait::{self, Check};
-use e2e::{Issuer, IssuerOptions, PluginArgs, TokenCache, UserEnv};
+use e2e::{Issuer, IssuerOptions, PluginArgs, UserEnv};
 
-use crate::procs::{wait_for_code, Running};
-use crate::world::{AUDIENCE, CLUSTER};
+use crate::procs::{wait_for_code, wait_until_past, OwnIssuer, Running};
 
 const PARALLEL: usize = 20;
 
@@ -59,34 +57,32 @@ fn tokens_of(running: Vec<Running>, timeout: Duration) -> Vec<String> {
 
 #[test]
 fn twenty_parallel_calls_make_one_device_flow_then_one_refresh() {
-    let issuer = Issuer::start(&IssuerOptions {
-        clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
-        token_ttl: "3s".to_owned(),
-        ..IssuerOptions::default()
-    });
-    let password = "parallel password 1234";
-    issuer.add_user("paula", &["k8s-readers"], password);
+    let own = OwnIssuer::start(
+        "paula",
+        IssuerOptions {
+            token_ttl: "3s".to_owned(),
+            ..IssuerOptions::default()
+        },
+    );
+    let issuer = &own.issuer;
     let env = UserEnv::new();
-    let plugin = PluginArgs {
-        issuer: issuer.url().to_owned(),
-        cluster: CLUSTER.to_owned(),
-        issuer_ca: issuer.ca_file().to_owned(),
-        token_cache: TokenCache::File,
-    };
+    let plugin = own.plugin_args(issuer.ca_file().to_owned());
 
     // Cold cache, twenty interactive calls at once.
     let running: Vec<Running> = (0..PARALLEL)
         .map(|_| start_get(&env, &plugin, true))
         .collect();
     let code = wait_for_code(&running.iter().collect::<Vec<_>>());
-    let _ = issuer.browser().approve(&code, "paula", password);
+    let _ = issuer
+        .browser()
+        .approve(&code, &own.username, &own.password);
     let tokens = tokens_of(running, Duration::from_secs(60));
     assert!(
         tokens.iter().all(|t| !t.is_empty() && *t == tokens[0]),
         "the calls did not share one session"
     );
     assert_eq!(
-        metric(&issuer, "credential_issuer_device_authorizations_total"),
+        metric(issuer, "credential_issuer_device_authorizations_total"),
         1,
         "twenty parallel calls must start exactly one device flow"
     );
@@ -97,18 +93,8 @@ fn twenty_parallel_calls_make_one_device_flow_then_one_refresh() {
 
     // Let the token expire, then twenty non-interactive calls at once: one refresh.
     let cached = env.cached_token();
-    wait::until("the cached token expires", Duration::from_secs(20), || {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        if now >= cached.exp {
-            Check::Done(())
-        } else {
-            Check::Retry(format!("{} s left", cached.exp - now))
-        }
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let before = metric(&issuer, "credential_issuer_refreshes_total");
+    wait_until_past(cached.exp);
+    let before = metric(issuer, "credential_issuer_refreshes_total");
     let running: Vec<Running> = (0..PARALLEL)
         .map(|_| start_get(&env, &plugin, false))
         .collect();
@@ -122,7 +108,7 @@ fn twenty_parallel_calls_make_one_device_flow_then_one_refresh() {
         "the expired token was handed out"
     );
     assert_eq!(
-        metric(&issuer, "credential_issuer_refreshes_total") - before,
+        metric(issuer, "credential_issuer_refreshes_total") - before,
         1,
         "twenty parallel calls with an expired token must refresh exactly once"
     );

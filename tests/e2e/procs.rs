@@ -133,3 +133,67 @@ pub(crate) fn wait_for_code(running: &[&Running]) -> String {
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// An issuer of a test's own (its settings and `/metrics` are not shared with other tests),
+/// serving the one cluster `CLUSTER`, with one account in `k8s-readers`.
+pub(crate) struct OwnIssuer {
+    pub(crate) issuer: e2e::Issuer,
+    pub(crate) username: String,
+    pub(crate) password: String,
+}
+
+impl OwnIssuer {
+    /// Starts it with `options` (its `clusters` are replaced by the one cluster).
+    pub(crate) fn start(username: &str, options: e2e::IssuerOptions) -> Self {
+        let issuer = e2e::Issuer::start(&e2e::IssuerOptions {
+            clusters: vec![(
+                crate::world::CLUSTER.to_owned(),
+                crate::world::AUDIENCE.to_owned(),
+            )],
+            ..options
+        });
+        let password = format!("{username} password 1234");
+        issuer.add_user(username, &[crate::world::READERS], &password);
+        Self {
+            issuer,
+            username: username.to_owned(),
+            password,
+        }
+    }
+
+    /// The plugin's arguments for it, with a file cache, trusting `ca` (a copy of the issuer's
+    /// CA that outlives the issuer, or the issuer's own).
+    pub(crate) fn plugin_args(&self, ca: std::path::PathBuf) -> e2e::PluginArgs {
+        e2e::PluginArgs {
+            issuer: self.issuer.url().to_owned(),
+            cluster: crate::world::CLUSTER.to_owned(),
+            issuer_ca: ca,
+            token_cache: e2e::TokenCache::File,
+        }
+    }
+
+    /// `kubectl-credential login` in `env`, approved in the browser by the account.
+    pub(crate) fn log_in(&self, env: &UserEnv, plugin: &e2e::PluginArgs) {
+        let login = env.start_login(plugin);
+        let _ = self
+            .issuer
+            .browser()
+            .approve(login.user_code(), &self.username, &self.password);
+        login.finish(Duration::from_secs(60)).assert_success();
+    }
+}
+
+/// Waits until the wall clock has passed the Unix time `t` (a cached token's `exp`).
+pub(crate) fn wait_until_past(t: i64) {
+    wait::until("the cached token expires", Duration::from_secs(30), || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if now >= t {
+            Check::Done(())
+        } else {
+            Check::Retry(format!("{} s left", t - now))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use e2e::{Issuer, IssuerOptions, UserEnv};
 
+use crate::procs::OwnIssuer;
 use crate::world::{world, AUDIENCE, CLUSTER, LOGIN_HINT};
 
 const UNRELATED: &str = "apiVersion: v1
@@ -165,28 +166,19 @@ fn setup_merges_working_exec_contexts_into_the_kubeconfig_once() {
 #[test]
 fn a_token_is_only_handed_to_the_clusters_own_api_server() {
     let world = world();
-    let issuer = Issuer::start(&IssuerOptions {
-        clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
-        api_server: Some((
-            world.control_plane.server().to_owned(),
-            world.control_plane.ca_file().to_owned(),
-        )),
-        ..IssuerOptions::default()
-    });
-    let password = "api server password 1234";
-    issuer.add_user("rita", &["k8s-readers"], password);
+    let own = OwnIssuer::start(
+        "rita",
+        IssuerOptions {
+            api_server: Some((
+                world.control_plane.server().to_owned(),
+                world.control_plane.ca_file().to_owned(),
+            )),
+            ..IssuerOptions::default()
+        },
+    );
     let env = UserEnv::new();
-    let plugin = e2e::PluginArgs {
-        issuer: issuer.url().to_owned(),
-        cluster: CLUSTER.to_owned(),
-        issuer_ca: issuer.ca_file().to_owned(),
-        token_cache: e2e::TokenCache::File,
-    };
-    let login = env.start_login(&plugin);
-    let _ = issuer
-        .browser()
-        .approve(login.user_code(), "rita", password);
-    login.finish(Duration::from_secs(60)).assert_success();
+    let plugin = own.plugin_args(own.issuer.ca_file().to_owned());
+    own.log_in(&env, &plugin);
 
     let get_for = |server: &str| {
         let info = serde_json::json!({
