@@ -97,6 +97,9 @@ pub struct RateLimits {
     pub user_code_failures: u32,
     /// Wrong passwords accepted per account per window (and per address per window).
     pub password_failures: u32,
+    /// Device authorizations started per client address per window (each stores a row, so an
+    /// unauthenticated flood must not grow the database without bound).
+    pub device_authorizations: u32,
     /// Length of the window.
     pub window: Duration,
 }
@@ -106,6 +109,7 @@ impl Default for RateLimits {
         Self {
             user_code_failures: 10,
             password_failures: 5,
+            device_authorizations: 100,
             window: Duration::from_secs(15 * 60),
         }
     }
@@ -210,6 +214,8 @@ pub struct FileRateLimits {
     pub user_code_failures: Option<u32>,
     /// See [`RateLimits::password_failures`].
     pub password_failures: Option<u32>,
+    /// See [`RateLimits::device_authorizations`].
+    pub device_authorizations: Option<u32>,
     /// See [`RateLimits::window`], e.g. `"15m"`.
     pub window: Option<String>,
 }
@@ -374,6 +380,9 @@ impl Config {
             }
             if let Some(n) = r.password_failures {
                 rate_limits.password_failures = n;
+            }
+            if let Some(n) = r.device_authorizations {
+                rate_limits.device_authorizations = n;
             }
             rate_limits.window = duration_field("rate_limits.window", r.window.as_deref(), "15m")?;
         }

@@ -37,6 +37,16 @@ impl OAuthReply {
         }
     }
 
+    /// A 429 `slow_down`: a rate limit outside the token endpoint's polling.
+    #[must_use]
+    pub fn too_many(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: OAuthErrorCode::SlowDown,
+            description: Some(description.into()),
+        }
+    }
+
     /// A 401 `invalid_client`.
     #[must_use]
     pub fn invalid_client() -> Self {

@@ -61,6 +61,18 @@ pub(super) async fn device_authorization(
         ));
     }
     let now = state.now();
+    let key = format!("device_auth:addr:{addr}");
+    let started = state
+        .store()
+        .count_event(&key, now, cfg.rate_limits.window)
+        .await?;
+    if started > cfg.rate_limits.device_authorizations {
+        tracing::warn!(request_id = %rid, client_addr = %addr, "device authorization rate limited");
+        state.metrics().failure(Failure::RateLimited);
+        return Err(OAuthReply::too_many(
+            "too many sign-ins started from this address; wait a few minutes",
+        ));
+    }
     let expires_at = now + cfg.device_code_ttl;
     let interval = i64::try_from(cfg.poll_interval.as_secs()).unwrap_or(5);
     // A user-code collision is astronomically rare; retry a few times rather than fail.

@@ -95,14 +95,38 @@ async fn new_session(
     })
 }
 
-async fn current_or_new(state: &AppState, headers: &HeaderMap) -> Result<Browser, PageError> {
-    match current(state, headers).await? {
-        Some(session) => Ok(Browser {
+/// The browser's session, or a new one. New sessions are rows in the database, so each client
+/// address may start only so many per window (twice the device-authorization limit: a person
+/// opens the page about once per sign-in).
+async fn current_or_new(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: &str,
+) -> Result<Browser, PageError> {
+    if let Some(session) = current(state, headers).await? {
+        return Ok(Browser {
             session,
             set_cookie: None,
-        }),
-        None => new_session(state, None, None).await,
+        });
     }
+    let limits = &state.config().rate_limits;
+    let started = state
+        .store()
+        .count_event(
+            &format!("web_session:addr:{addr}"),
+            state.now(),
+            limits.window,
+        )
+        .await?;
+    if started > limits.device_authorizations.saturating_mul(2) {
+        state.metrics().failure(Failure::RateLimited);
+        return Err(PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Too many sign-in pages were opened from your address. Wait a few minutes, then try again.",
+        ));
+    }
+    new_session(state, None, None).await
 }
 
 /// The session of a form post, if its CSRF token matches.
@@ -150,9 +174,10 @@ pub(super) struct DeviceQuery {
 pub(super) async fn device_form(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
     q: Result<Query<DeviceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, PageError> {
-    let browser = current_or_new(&state, &headers).await?;
+    let browser = current_or_new(&state, &headers, &addr).await?;
     let prefill = q
         .ok()
         .and_then(|Query(q)| q.user_code)
@@ -239,8 +264,9 @@ pub(super) async fn device_submit(
 pub(super) async fn login_form(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
 ) -> Result<Response, PageError> {
-    let browser = current_or_new(&state, &headers).await?;
+    let browser = current_or_new(&state, &headers, &addr).await?;
     let page = templates::login_page(browser.session.csrf_token.expose(), "", None);
     Ok(browser.respond(Html(page)))
 }

@@ -872,3 +872,54 @@ async fn metrics_count_logins_refreshes_and_failures() {
         assert!(r.body.contains(line), "missing {line:?} in\n{}", r.body);
     }
 }
+
+#[tokio::test]
+async fn device_authorizations_are_limited_per_address() {
+    let app = TestApp::with(|f| {
+        f.rate_limits = Some(crate::config::FileRateLimits {
+            device_authorizations: Some(3),
+            window: Some("60s".into()),
+            ..Default::default()
+        });
+    })
+    .await;
+    for _ in 0..3 {
+        app.start().await;
+    }
+    let form = [("client_id", "kubectl-credential"), ("cluster", "default")];
+    let r = app.post("/oauth/device_authorization", &form, None).await;
+    assert_eq!(
+        (r.status, r.oauth_error()),
+        (StatusCode::TOO_MANY_REQUESTS, E::SlowDown)
+    );
+    app.advance(61);
+    let r = app.post("/oauth/device_authorization", &form, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn new_browser_sessions_are_limited_per_address() {
+    let app = TestApp::with(|f| {
+        f.rate_limits = Some(crate::config::FileRateLimits {
+            device_authorizations: Some(2),
+            window: Some("60s".into()),
+            ..Default::default()
+        });
+    })
+    .await;
+    let first = app.get("/device", None).await;
+    let cookie = first.cookie().unwrap();
+    for _ in 0..3 {
+        assert_eq!(app.get("/device", None).await.status, StatusCode::OK);
+    }
+    // Five cookie-less visits: the fifth new session is one too many.
+    assert_eq!(
+        app.get("/login", None).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A browser that already has a session is not affected.
+    assert_eq!(
+        app.get("/device", Some(&cookie)).await.status,
+        StatusCode::OK
+    );
+}

@@ -47,6 +47,18 @@ impl Store {
         Ok(())
     }
 
+    /// Counts one event for `key` and returns how many the current window holds, this one
+    /// included (for limits on things that are not failures, like starting a device flow).
+    pub async fn count_event(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        window: Duration,
+    ) -> Result<u32> {
+        self.record_failure(key, now, window).await?;
+        self.failures(key, now, window).await
+    }
+
     /// Forgets the failures of `key` (after a success).
     pub async fn clear_failures(&self, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM rate_limits WHERE key = ?")
