@@ -43,20 +43,26 @@ static_token=$("${admin[@]}" create token bench -n default --duration 1h)
 # Log in: the plugin in the background, the pages driven with curl as a browser would.
 export XDG_CACHE_HOME=$work/cache HOME=$work/home
 mkdir -p "$HOME"
-login_via_pages() { # TOKEN_CACHE
-    local args=(--issuer "$issuer" --cluster bench --issuer-ca "$ca" --token-cache "$1" --no-browser)
-    "$bin/kubectl-credential" login "${args[@]}" 2>"$work/login.log" & local login_pid=$!
-    local re='[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}'
-    for _ in $(seq 100); do grep -qoE "$re" "$work/login.log" && break; sleep 0.1; done
-    local code; code=$(grep -oE "$re" "$work/login.log" | head -1)
-    local jar=$work/jar.$1; local c=(curl -sf --cacert "$ca" -b "$jar" -c "$jar")
-    csrf() { sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1; }
+code_re='[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}'
+csrf() { sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1; }
+# Approves the user code that appears in the files FILES... (the plugins' stderr), driving the
+# pages as a browser would, with its own cookie jar; sets approved_at to the time of the click.
+approve_code() {
+    for _ in $(seq 100); do cat "$@" 2>/dev/null | grep -qoE "$code_re" && break; sleep 0.1; done
+    local code; code=$(cat "$@" | grep -oE "$code_re" | head -1)
+    local jar; jar=$(mktemp -p "$work"); local c=(curl -sf --cacert "$ca" -b "$jar" -c "$jar")
     local t; t=$("${c[@]}" "$issuer/device" | csrf)
     "${c[@]}" -o /dev/null --data-urlencode "user_code=$code" --data-urlencode "csrf_token=$t" "$issuer/device"
     t=$("${c[@]}" "$issuer/login" | csrf)
     "${c[@]}" -o /dev/null --data-urlencode "username=bencher" --data-urlencode "password=bench password 123" --data-urlencode "csrf_token=$t" "$issuer/login"
     t=$("${c[@]}" "$issuer/consent" | csrf)
+    approved_at=$(date +%s.%N)
     "${c[@]}" -o /dev/null --data-urlencode "action=approve" --data-urlencode "csrf_token=$t" "$issuer/consent"
+}
+login_via_pages() { # TOKEN_CACHE
+    "$bin/kubectl-credential" login --issuer "$issuer" --cluster bench --issuer-ca "$ca" --token-cache "$1" --no-browser \
+        2>"$work/login.$1.log" & local login_pid=$!
+    approve_code "$work/login.$1.log"
     wait "$login_pid"
 }
 login_via_pages file
@@ -114,18 +120,8 @@ pids=()
 for i in $(seq 20); do
   "$bin/kubectl-credential" get "${args[@]}" >"$work/par.$i.out" 2>"$work/par.$i.err" & pids+=($!)
 done
-re='[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}'
-for _ in $(seq 100); do cat "$work"/par.*.err | grep -qoE "$re" && break; sleep 0.1; done
-code=$(cat "$work"/par.*.err | grep -oE "$re" | head -1)
-jar=$work/jar.par; c=(curl -sf --cacert "$ca" -b "$jar" -c "$jar")
-csrf() { sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1; }
-t=$("${c[@]}" "$issuer/device" | csrf)
-"${c[@]}" -o /dev/null --data-urlencode "user_code=$code" --data-urlencode "csrf_token=$t" "$issuer/device"
-t=$("${c[@]}" "$issuer/login" | csrf)
-"${c[@]}" -o /dev/null --data-urlencode "username=bencher" --data-urlencode "password=bench password 123" --data-urlencode "csrf_token=$t" "$issuer/login"
-t=$("${c[@]}" "$issuer/consent" | csrf)
-start=$(date +%s.%N)
-"${c[@]}" -o /dev/null --data-urlencode "action=approve" --data-urlencode "csrf_token=$t" "$issuer/consent"
+approve_code "$work"/par.*.err
+start=$approved_at
 ok=0; for p in "${pids[@]}"; do wait "$p" && ok=$((ok + 1)); done
 end=$(date +%s.%N)
 echo "== 20 parallel cold calls: $ok succeeded, all done $(python3 -c "print(round(($end - $start) * 1000))") ms after the approval; device authorizations: $(curl -sf --cacert "$ca" "$issuer/metrics" | awk '/^credential_issuer_device_authorizations_total/{print $2}') (1 was the earlier login)"
