@@ -14,10 +14,7 @@ fn tokens_live_in_the_secret_service_and_not_on_disk() {
     let world = world();
     let secrets = SecretService::start();
     let mia = world.new_person("mia", &[READERS]);
-    let laptop = Laptop::with(
-        UserEnv::new().with_session_bus(secrets.address()),
-        TokenCache::Keyring,
-    );
+    let laptop = Laptop::with_keyring(&secrets);
 
     laptop.log_in(&mia);
     laptop.kubectl(&["get", "namespaces"]).assert_success();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use credential_shared::exec_credential::ApiVersion;
 use e2e::plugin::exit;
-use e2e::{Outcome, SecretService, TokenCache, UserEnv};
+use e2e::{Outcome, SecretService};
 
 use crate::world::{world, Laptop, READERS};
 
@@ -36,10 +36,7 @@ fn assert_cache_unavailable(laptop: &Laptop, out: &Outcome) {
 #[test]
 fn a_locked_keyring_fails_with_exit_6_at_once() {
     let secrets = SecretService::start_locked();
-    let laptop = Laptop::with(
-        UserEnv::new().with_session_bus(secrets.address()),
-        TokenCache::Keyring,
-    );
+    let laptop = Laptop::with_keyring(&secrets);
 
     let out = laptop.get_credential(ApiVersion::V1);
     assert_cache_unavailable(&laptop, &out);
@@ -55,10 +52,7 @@ fn a_locked_keyring_fails_with_exit_6_at_once() {
 #[test]
 fn login_with_a_locked_keyring_fails_with_exit_6_before_showing_a_code() {
     let secrets = SecretService::start_locked();
-    let laptop = Laptop::with(
-        UserEnv::new().with_session_bus(secrets.address()),
-        TokenCache::Keyring,
-    );
+    let laptop = Laptop::with_keyring(&secrets);
 
     let mut login = laptop.env.command(&e2e::bins::kubectl_credential());
     login
@@ -78,10 +72,7 @@ fn a_session_in_a_keyring_that_got_locked_fails_with_exit_6_at_once() {
     let world = world();
     let secrets = SecretService::start();
     let lena = world.new_person("lena", &[READERS]);
-    let laptop = Laptop::with(
-        UserEnv::new().with_session_bus(secrets.address()),
-        TokenCache::Keyring,
-    );
+    let laptop = Laptop::with_keyring(&secrets);
     laptop.log_in(&lena);
     laptop.get_credential(ApiVersion::V1).assert_success();
 

@@ -105,28 +105,15 @@ impl Drop for Running {
     }
 }
 
-/// The first RFC 8628 user code (`XXXX-XXXX` from the base-20 alphabet) in `text`.
-pub(crate) fn user_code_in(text: &str) -> Option<String> {
-    const ALPHABET: &str = "BCDFGHJKLMNPQRSTVWXZ";
-    text.as_bytes().windows(9).find_map(|w| {
-        let s = std::str::from_utf8(w).ok()?;
-        let ok = s.char_indices().all(|(i, c)| {
-            if i == 4 {
-                c == '-'
-            } else {
-                ALPHABET.contains(c)
-            }
-        });
-        ok.then(|| s.to_owned())
-    })
-}
-
 /// Waits until one of `running` shows a user code, and returns it.
 pub(crate) fn wait_for_code(running: &[&Running]) -> String {
     wait::until(
         "a user code is shown",
         Duration::from_secs(30),
-        || match running.iter().find_map(|r| user_code_in(&r.stderr())) {
+        || match running
+            .iter()
+            .find_map(|r| e2e::plugin::find_user_code(&r.stderr()).map(str::to_owned))
+        {
             Some(c) => Check::Done(c),
             None => Check::Retry("no code yet".to_owned()),
         },

@@ -243,6 +243,14 @@ impl Laptop {
         Self::with(UserEnv::new(), TokenCache::File)
     }
 
+    /// A fresh machine whose sessions go to the Secret Service `secrets`.
+    pub(crate) fn with_keyring(secrets: &e2e::SecretService) -> Self {
+        Self::with(
+            UserEnv::new().with_session_bus(secrets.address()),
+            TokenCache::Keyring,
+        )
+    }
+
     /// A machine with `env` and `token_cache`, with an exec kubeconfig in the newest protocol
     /// version kubectl speaks.
     pub(crate) fn with(env: UserEnv, token_cache: TokenCache) -> Self {
