@@ -18,6 +18,7 @@ struct Inner {
     config: Config,
     store: Store,
     signer: Signer,
+    sealer: crate::seal::Sealer,
     clock: SharedClock,
     dummy_password_hash: String,
     metrics: crate::metrics::Metrics,
@@ -44,6 +45,9 @@ pub enum StartError {
     /// TLS material could not be loaded or generated.
     #[error("cannot set up TLS")]
     Tls(#[from] crate::tls::Error),
+    /// The encryption key for secrets at rest could not be loaded or created.
+    #[error("cannot load the encryption key")]
+    Seal(#[from] crate::seal::SealError),
     /// Hashing setup failed.
     #[error("cannot initialise password hashing")]
     Password(#[from] crate::password::Error),
@@ -61,6 +65,7 @@ impl AppState {
         create_private_dir(&config.data_dir)?;
         let store = Store::open_sqlite(&config.database_path()).await?;
         let signer = Signer::open(&config.keys_dir(), clock.now())?;
+        let sealer = crate::seal::Sealer::load_or_create(&config.seal_key_file())?;
         let dummy_password_hash = tokio::task::spawn_blocking(crate::password::dummy_hash)
             .await
             .map_err(|e| crate::password::Error::from_join(&e))??;
@@ -69,6 +74,7 @@ impl AppState {
                 config,
                 store,
                 signer,
+                sealer,
                 clock,
                 dummy_password_hash,
                 metrics: crate::metrics::Metrics::default(),
@@ -92,6 +98,12 @@ impl AppState {
     #[must_use]
     pub fn signer(&self) -> &Signer {
         &self.inner.signer
+    }
+
+    /// Encryption of secrets kept at rest (upstream refresh tokens, TOTP seeds).
+    #[must_use]
+    pub fn sealer(&self) -> &crate::seal::Sealer {
+        &self.inner.sealer
     }
 
     /// The clock.

@@ -27,6 +27,10 @@ pub struct GlobalArgs {
     /// Directory for the database, signing keys and generated TLS files.
     #[arg(long, global = true, env = env::DATA_DIR, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// File with the 32-byte key that encrypts secrets at rest (default: seal.key in the data
+    /// directory, created on first start).
+    #[arg(long, global = true, env = env::ENCRYPTION_KEY_FILE, value_name = "FILE")]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// Commands.
@@ -110,6 +114,7 @@ impl Cli {
         Overrides {
             config_file: self.global.config.clone(),
             data_dir: self.global.data_dir.clone(),
+            encryption_key_file: self.global.encryption_key_file.clone(),
             listen: serve.and_then(|a| a.listen.clone()),
             issuer_url: serve.and_then(|a| a.issuer_url.clone()),
             tls_cert: serve.and_then(|a| a.tls_cert.clone()),

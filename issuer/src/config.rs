@@ -29,6 +29,8 @@ pub mod env {
     pub const SESSION_TTL: &str = "CREDENTIAL_ISSUER_SESSION_TTL";
     /// Log filter, as for every tracing program.
     pub const RUST_LOG: &str = "RUST_LOG";
+    /// File holding the 32-byte key that encrypts secrets at rest (raw or base64).
+    pub const ENCRYPTION_KEY_FILE: &str = "CREDENTIAL_ISSUER_ENCRYPTION_KEY_FILE";
     /// `json` for JSON logs, anything else for text.
     pub const LOG_FORMAT: &str = "CREDENTIAL_ISSUER_LOG_FORMAT";
 }
@@ -61,6 +63,9 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Limits on guessing.
     pub rate_limits: RateLimits,
+    /// File with the 32-byte key that encrypts secrets at rest; `None`: `seal.key` in the data
+    /// directory, created on first start.
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// Where the TLS certificate comes from.
@@ -188,6 +193,8 @@ pub struct FileConfig {
     pub clusters: Vec<FileCluster>,
     /// `[rate_limits]`.
     pub rate_limits: Option<FileRateLimits>,
+    /// See [`Config::encryption_key_file`].
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// `[[clusters]]`.
@@ -240,6 +247,8 @@ pub struct Overrides {
     pub token_ttl: Option<String>,
     /// `--session-ttl`.
     pub session_ttl: Option<String>,
+    /// `--encryption-key-file`.
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -399,6 +408,7 @@ impl Config {
             device_code_ttl,
             poll_interval,
             rate_limits,
+            encryption_key_file: o.encryption_key_file.clone().or(file.encryption_key_file),
         })
     }
 
@@ -432,6 +442,15 @@ impl Config {
     #[must_use]
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
+    }
+
+    /// The key that encrypts secrets kept at rest: `encryption_key_file`, or `seal.key` in the
+    /// data directory (created on first start).
+    #[must_use]
+    pub fn seal_key_file(&self) -> PathBuf {
+        self.encryption_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("seal.key"))
     }
 
     /// Directory of generated TLS material.

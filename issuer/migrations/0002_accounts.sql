@@ -1,0 +1,1 @@
+-- Local accounts: expiry, second factor (TOTP), single-use invitations. (issue 4)

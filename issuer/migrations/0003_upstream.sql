@@ -1,0 +1,1 @@
+-- Upstream OpenID Connect identities and sessions. (issue 4)
