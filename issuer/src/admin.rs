@@ -4,9 +4,10 @@
 
 use time::OffsetDateTime;
 
+use crate::domain::audit_chain::{self, Summary, Verifier};
 use crate::domain::names::{validate_group, validate_username, NameError};
 use crate::secret::{random_token, Secret};
-use crate::store::{AuditEvent, NewUser, Store};
+use crate::store::{AuditEvent, AuditFilter, NewUser, Store};
 
 /// An administrative operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,18 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// The audit trail does not verify.
+    #[error("the audit trail does not verify: {0}")]
+    Audit(#[from] audit_chain::Problem),
+    /// A time argument could not be read.
+    #[error("invalid time {0:?}: use RFC 3339 (2026-11-01T09:00:00Z) or a date (2026-11-01)")]
+    Time(String),
+    /// A `SEQ:HASH` head could not be read.
+    #[error("invalid head {0:?}: expected SEQ:HASH as printed by `audit verify`")]
+    Head(String),
+    /// Writing the output failed.
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
     /// Hashing failed.
     #[error(transparent)]
     Password(#[from] crate::password::Error),
@@ -118,6 +131,82 @@ pub async fn disable_user(store: &Store, name: &str, now: OffsetDateTime) -> Res
         )
         .await?;
     Ok(ended)
+}
+
+/// Events read per page when walking the audit trail.
+const AUDIT_PAGE: u32 = 5000;
+
+/// Links every audit event not chained yet (the server does this every second; admin
+/// commands do it for what they wrote, so the trail is complete even with no server running).
+pub async fn seal_audit_trail(store: &Store) -> Result<(), Error> {
+    while store.seal_audit(AUDIT_PAGE).await? == AUDIT_PAGE {}
+    Ok(())
+}
+
+/// Checks the whole audit trail's hash chain, page by page.
+pub async fn audit_verify(store: &Store, expect_head: Option<&str>) -> Result<Summary, Error> {
+    let expect = expect_head
+        .map(|h| audit_chain::parse_head(h).ok_or_else(|| Error::Head(h.to_owned())))
+        .transpose()?;
+    let mut verifier = Verifier::new(expect);
+    let mut after = 0;
+    loop {
+        let page = store
+            .audit_page(after, AUDIT_PAGE, &AuditFilter::default())
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            verifier.push(r)?;
+        }
+    }
+    Ok(verifier.finish()?)
+}
+
+/// Writes the events matching `filter` as JSON lines; returns how many.
+pub async fn audit_export(
+    store: &Store,
+    filter: &AuditFilter,
+    out: &mut impl std::io::Write,
+) -> Result<u64, Error> {
+    let mut after = 0;
+    let mut n = 0;
+    loop {
+        let page = store.audit_page(after, AUDIT_PAGE, filter).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in page {
+            let time = OffsetDateTime::from_unix_timestamp(r.at)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            if let (Some(obj), Some(time)) = (v.as_object_mut(), time) {
+                obj.insert("time".into(), time.into());
+            }
+            serde_json::to_writer(&mut *out, &v)
+                .map_err(|e| Error::Output(std::io::Error::other(e)))?;
+            out.write_all(b"\n").map_err(Error::Output)?;
+            n += 1;
+        }
+    }
+    out.flush().map_err(Error::Output)?;
+    Ok(n)
+}
+
+/// Reads a time argument: RFC 3339, or a date meaning its midnight UTC.
+pub fn parse_time(s: &str) -> Result<OffsetDateTime, Error> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let f = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &f)
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| Error::Time(s.to_owned()))
 }
 
 #[cfg(test)]

@@ -46,6 +46,47 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check and read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of the whole trail; exits 1 naming the first event that was
+    /// edited, inserted or deleted. Prints the head (SEQ:HASH) to keep for the next check.
+    Verify {
+        /// A head printed by an earlier `audit verify` (or logged by the server): fails if
+        /// that event is gone or changed, which also catches events cut off the end.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
+    },
+    /// Print events as JSON lines (one object per event, with its chain hash).
+    Export {
+        /// Only events at or after this time (RFC 3339, or a date: 2026-11-01).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only events before this time.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only events by or about this user id or name.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Only events in this cluster.
+        #[arg(long, value_name = "CLUSTER")]
+        cluster: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+    },
+}
+
+/// Formats of `audit export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
 }
 
 /// Flags of `serve`.

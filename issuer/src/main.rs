@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Parser as _;
-use credential_issuer::cli::{Cli, Command, KeysCommand, UserCommand};
+use credential_issuer::cli::{AuditCommand, Cli, Command, KeysCommand, UserCommand};
 use credential_issuer::config::Config;
 use credential_issuer::secret::Secret;
 use credential_issuer::{admin, app, clock, server, signing, store, telemetry};
@@ -48,6 +48,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(user(config, cmd))
         }
         Command::Keys(cmd) => keys(&config, &cmd),
+        Command::Audit(cmd) => {
+            telemetry::init("warn");
+            runtime.block_on(audit(config, cmd))
+        }
     }
 }
 
@@ -102,16 +106,59 @@ async fn shutdown_signal() {
     }
 }
 
-async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
+async fn open_store(config: &Config) -> anyhow::Result<store::Store> {
     app::create_private_dir(&config.data_dir)?;
-    let store = store::Store::open_sqlite(&config.database_path())
+    store::Store::open_sqlite(&config.database_path())
         .await
         .with_context(|| {
             format!(
                 "cannot open the database {}",
                 config.database_path().display()
             )
-        })?;
+        })
+}
+
+async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    match cmd {
+        AuditCommand::Verify { expect_head } => {
+            let s = admin::audit_verify(&store, expect_head.as_deref()).await?;
+            let head = s
+                .head
+                .map_or_else(|| "none".to_owned(), |(seq, h)| format!("{seq}:{h}"));
+            say(&format!(
+                "audit trail verified: {} event(s) chained, {} newest not sealed yet\nhead {head}",
+                s.sealed, s.pending
+            ));
+        }
+        AuditCommand::Export {
+            since,
+            until,
+            user,
+            cluster,
+            format: _,
+        } => {
+            let person_alias = match &user {
+                Some(name) => store.user_by_name(name).await?.map(|u| u.id),
+                None => None,
+            };
+            let filter = store::AuditFilter {
+                since: since.as_deref().map(admin::parse_time).transpose()?,
+                until: until.as_deref().map(admin::parse_time).transpose()?,
+                person: user,
+                person_alias,
+                cluster,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            admin::audit_export(&store, &filter, &mut out).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
     let now = time::OffsetDateTime::now_utc();
     match cmd {
         UserCommand::Add {
@@ -147,6 +194,8 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             say(&format!("disabled user {name}; ended {ended} session(s)"));
         }
     }
+    // Chain what this command wrote at once, rather than waiting for a running server.
+    admin::seal_audit_trail(&store).await?;
     Ok(())
 }
 

@@ -56,12 +56,14 @@ pub async fn serve(
     let handle = axum_server::Handle::new();
     let upkeep = tokio::spawn(upkeep(state.clone()));
     let checkpoints = tokio::spawn(checkpoints(state.clone()));
+    let audit = tokio::spawn(seal_audit(state.clone()));
     let h = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down; finishing in-flight requests");
         h.graceful_shutdown(Some(GRACE));
     });
+    let state_for_exit = state.clone();
     let app = crate::http::router(state);
     let result = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
         .handle(handle)
@@ -69,6 +71,9 @@ pub async fn serve(
         .await;
     upkeep.abort();
     checkpoints.abort();
+    audit.abort();
+    // Seal what the last requests wrote, so a clean stop leaves no unsealed tail.
+    seal_pending(&state_for_exit).await;
     result
 }
 
@@ -115,6 +120,45 @@ async fn checkpoints(state: AppState) {
         tick.tick().await;
         if let Err(e) = state.store().checkpoint().await {
             tracing::warn!(error = %e, "database checkpoint failed");
+        }
+    }
+}
+
+/// How often the audit trail's head is logged: a copy outside the database, against which
+/// `audit verify --expect-head` detects events cut off the end.
+const AUDIT_HEAD_LOG_EVERY: Duration = Duration::from_secs(600);
+
+/// Links new audit events into the hash chain every second (they are written by handlers and
+/// by database triggers, so they are chained here, in order, rather than at insert time).
+async fn seal_audit(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_head_log = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        seal_pending(&state).await;
+        if last_head_log.elapsed() >= AUDIT_HEAD_LOG_EVERY {
+            last_head_log = tokio::time::Instant::now();
+            match state.store().audit_head().await {
+                Ok(Some((seq, hash))) => {
+                    tracing::info!(head = %format!("{seq}:{hash}"), "audit chain head");
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "reading the audit chain head failed"),
+            }
+        }
+    }
+}
+
+async fn seal_pending(state: &AppState) {
+    const BATCH: u32 = 5000;
+    loop {
+        match state.store().seal_audit(BATCH).await {
+            Ok(n) if n == BATCH => {}
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "sealing audit events failed; will retry");
+                break;
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod world;
 
+mod audit;
 mod backoff;
 mod concurrency;
 mod corrupt_cache;

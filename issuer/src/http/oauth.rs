@@ -393,7 +393,7 @@ async fn audit(
         cluster: Some(cluster.to_owned()),
         client_addr: Some(addr.to_owned()),
         request_id: Some(rid.to_owned()),
-        detail: None,
+        ..AuditEvent::default()
     };
     if let Err(err) = state.store().audit(&e, now).await {
         tracing::error!(error = %err, "audit write failed");

@@ -484,6 +484,7 @@ pub(super) async fn consent_submit(
         client_addr: Some(addr),
         request_id: Some(rid.clone()),
         detail: Some(format!("{{\"requested_from\":{:?}}}", device.client_addr)),
+        ..AuditEvent::default()
     };
     if let Err(err) = state.store().audit(&e, now).await {
         tracing::error!(error = %err, "audit write failed");

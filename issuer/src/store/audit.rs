@@ -1,8 +1,10 @@
-//! The audit trail: append-only rows, never log lines.
+//! The audit trail: append-only rows, never log lines, sealed into a hash chain
+//! ([`crate::domain::audit_chain`]) by [`Store::seal_audit`] shortly after they are written.
 
 use time::OffsetDateTime;
 
 use super::{Result, Store};
+use crate::domain::audit_chain::{self, Record};
 
 /// One audit event.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +17,14 @@ pub struct AuditEvent {
     pub subject: Option<String>,
     /// Cluster.
     pub cluster: Option<String>,
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// Role.
+    pub role: Option<String>,
+    /// The reason given by the person asking.
+    pub reason: Option<String>,
+    /// Who approved.
+    pub approver: Option<String>,
     /// Client address.
     pub client_addr: Option<String>,
     /// Request id.
@@ -23,17 +33,74 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only events at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only events before this time.
+    pub until: Option<OffsetDateTime>,
+    /// Only events about this subject (user id) or by this actor (user name)...
+    pub person: Option<String>,
+    /// ...or about/by this second identifier (a person's id when `person` is their name).
+    pub person_alias: Option<String>,
+    /// Only events in this cluster.
+    pub cluster: Option<String>,
+}
+
+type Row = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+const COLUMNS: &str = "seq, at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail, hash";
+
+fn record(r: Row) -> Record {
+    Record {
+        seq: r.0,
+        at: r.1,
+        event: r.2,
+        actor: r.3,
+        subject: r.4,
+        cluster: r.5,
+        namespace: r.6,
+        role: r.7,
+        reason: r.8,
+        approver: r.9,
+        client_addr: r.10,
+        request_id: r.11,
+        detail: r.12,
+        hash: r.13,
+    }
+}
+
 impl Store {
     /// Appends an event.
     pub async fn audit(&self, e: &AuditEvent, now: OffsetDateTime) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit_events (at, event, actor, subject, cluster, client_addr, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_events (at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(now.unix_timestamp())
         .bind(e.event)
         .bind(&e.actor)
         .bind(&e.subject)
         .bind(&e.cluster)
+        .bind(&e.namespace)
+        .bind(&e.role)
+        .bind(&e.reason)
+        .bind(&e.approver)
         .bind(&e.client_addr)
         .bind(&e.request_id)
         .bind(&e.detail)
@@ -50,5 +117,192 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// Links up to `max` not yet sealed events into the hash chain, oldest first, in one
+    /// transaction. Returns how many were sealed (fewer than `max`: caught up).
+    pub async fn seal_audit(&self, max: u32) -> Result<u32> {
+        let mut tx = self.write.begin().await?;
+        let last: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, hash FROM audit_events WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (after, mut prev) = last.unwrap_or((0, audit_chain::GENESIS.to_owned()));
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"
+        ))
+        .bind(after)
+        .bind(i64::from(max))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut sealed = 0;
+        for row in rows {
+            let r = record(row);
+            let hash = audit_chain::link(&prev, &r);
+            sqlx::query("UPDATE audit_events SET hash = ? WHERE seq = ? AND hash IS NULL")
+                .bind(&hash)
+                .bind(r.seq)
+                .execute(&mut *tx)
+                .await?;
+            prev = hash;
+            sealed += 1;
+        }
+        tx.commit().await?;
+        Ok(sealed)
+    }
+
+    /// The newest sealed event's sequence number and hash.
+    pub async fn audit_head(&self) -> Result<Option<(i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, hash FROM audit_events WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Up to `limit` events after `after_seq` that match `filter`, in `seq` order. Callers
+    /// page through the whole trail by passing the last `seq` they got.
+    pub async fn audit_page(
+        &self,
+        after_seq: i64,
+        limit: u32,
+        filter: &AuditFilter,
+    ) -> Result<Vec<Record>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM audit_events
+             WHERE seq > ?1
+               AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3)
+               AND (?4 IS NULL OR subject IN (?4, ?5) OR actor IN (?4, ?5))
+               AND (?6 IS NULL OR cluster = ?6)
+             ORDER BY seq LIMIT ?7"
+        ))
+        .bind(after_seq)
+        .bind(filter.since.map(OffsetDateTime::unix_timestamp))
+        .bind(filter.until.map(OffsetDateTime::unix_timestamp))
+        .bind(&filter.person)
+        .bind(filter.person_alias.as_ref().or(filter.person.as_ref()))
+        .bind(&filter.cluster)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(record).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::domain::audit_chain::{Problem, Verifier};
+    use crate::store::test_support::temp_store;
+
+    async fn verify(store: &Store) -> std::result::Result<audit_chain::Summary, Problem> {
+        let mut v = Verifier::new(None);
+        let mut after = 0;
+        loop {
+            let page = store
+                .audit_page(after, 2, &AuditFilter::default())
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for r in &page {
+                v.push(r)?;
+            }
+        }
+        v.finish()
+    }
+
+    fn event(subject: &str) -> AuditEvent {
+        AuditEvent {
+            event: "login",
+            subject: Some(subject.into()),
+            reason: Some("on call".into()),
+            ..AuditEvent::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_sealed_in_order_and_verify() {
+        let (store, _dir) = temp_store().await;
+        let now = OffsetDateTime::now_utc();
+        for i in 0..5 {
+            store.audit(&event(&format!("u{i}")), now).await.unwrap();
+        }
+        assert_eq!(store.seal_audit(3).await.unwrap(), 3);
+        let s = verify(&store).await.unwrap();
+        assert_eq!((s.sealed, s.pending), (3, 2));
+        assert_eq!(store.seal_audit(100).await.unwrap(), 2);
+        assert_eq!(store.seal_audit(100).await.unwrap(), 0);
+        let s = verify(&store).await.unwrap();
+        assert_eq!((s.sealed, s.pending), (5, 0));
+        assert_eq!(s.head.map(|h| h.0), Some(5));
+    }
+
+    #[tokio::test]
+    async fn the_database_refuses_edits_and_deletes_and_the_chain_catches_the_rest() {
+        let (store, _dir) = temp_store().await;
+        let now = OffsetDateTime::now_utc();
+        for i in 0..4 {
+            store.audit(&event(&format!("u{i}")), now).await.unwrap();
+        }
+        store.seal_audit(100).await.unwrap();
+        let edit = sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
+            .execute(&store.write)
+            .await;
+        assert!(edit.is_err(), "a sealed event was editable");
+        let delete = sqlx::query("DELETE FROM audit_events WHERE seq = 2")
+            .execute(&store.write)
+            .await;
+        assert!(delete.is_err(), "an event was deletable");
+
+        // Someone with the file drops the guard and edits anyway: the chain shows where.
+        sqlx::query("DROP TRIGGER audit_events_no_update")
+            .execute(&store.write)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
+            .execute(&store.write)
+            .await
+            .unwrap();
+        assert_eq!(verify(&store).await, Err(Problem::Broken { seq: 2 }));
+    }
+
+    #[tokio::test]
+    async fn filters_select_by_time_person_and_cluster() {
+        let (store, _dir) = temp_store().await;
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let mut e = event("alice");
+        e.cluster = Some("prod".into());
+        store.audit(&e, t0).await.unwrap();
+        store
+            .audit(&event("bob"), t0 + time::Duration::hours(1))
+            .await
+            .unwrap();
+        let all = |f: AuditFilter| {
+            let store = store.clone();
+            async move { store.audit_page(0, 100, &f).await.unwrap() }
+        };
+        assert_eq!(all(AuditFilter::default()).await.len(), 2);
+        let by_person = all(AuditFilter {
+            person: Some("alice".into()),
+            ..AuditFilter::default()
+        })
+        .await;
+        assert_eq!(by_person.len(), 1);
+        assert_eq!(by_person[0].reason.as_deref(), Some("on call"));
+        let later = all(AuditFilter {
+            since: Some(t0 + time::Duration::minutes(30)),
+            ..AuditFilter::default()
+        })
+        .await;
+        assert_eq!(later[0].subject.as_deref(), Some("bob"));
+        let prod = all(AuditFilter {
+            cluster: Some("prod".into()),
+            ..AuditFilter::default()
+        })
+        .await;
+        assert_eq!(prod.len(), 1);
     }
 }

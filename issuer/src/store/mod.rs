@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
-pub use audit::AuditEvent;
+pub use audit::{AuditEvent, AuditFilter};
 pub use devices::{Device, NewDevice};
 pub use sessions::{Presenter, RotateOutcome, Session};
 pub use users::{NewUser, User};
@@ -81,6 +81,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_initial.sql")),
     (2, include_str!("../../migrations/0002_accounts.sql")),
     (3, include_str!("../../migrations/0003_upstream.sql")),
+    (5, include_str!("../../migrations/0005_audit_chain.sql")),
 ];
 
 /// The database.
@@ -137,18 +138,20 @@ impl Store {
         )
         .execute(&self.write)
         .await?;
-        let current: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&self.pool)
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+                .fetch_all(&self.pool)
                 .await?;
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);
-        if current > supported {
-            return Err(Error::TooNew {
-                found: current,
-                supported,
-            });
+        if let Some(&found) = applied
+            .iter()
+            .find(|v| !MIGRATIONS.iter().any(|m| m.0 == **v))
+        {
+            return Err(Error::TooNew { found, supported });
         }
-        for &(version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        // Every known migration not applied yet, in order (not only those above the newest
+        // applied one, so that a migration numbered between two applied ones still runs).
+        for &(version, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
             let mut tx = self.write.begin().await?;
             sqlx::raw_sql(sql)
                 .execute(&mut *tx)
