@@ -9,6 +9,7 @@
 mod world;
 
 mod backoff;
+mod browser;
 mod concurrency;
 mod corrupt_cache;
 mod denial;
