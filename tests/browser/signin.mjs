@@ -143,7 +143,7 @@ async function main() {
   let step = 'launching Chromium';
   const summary = {
     variant: args.variant,
-    javascript: variant.javaScriptEnabled,
+    javascript: null,
     viewport: variant.viewport,
     trust: 'issuer leaf SPKI pinned after verifying it against the CA file',
     pages: [],
@@ -189,6 +189,14 @@ async function main() {
     context.setDefaultTimeout(STEP_TIMEOUT_MS);
     context.setDefaultNavigationTimeout(STEP_TIMEOUT_MS);
     page = context.pages()[0] ?? (await context.newPage());
+
+    // 0. Whether this browser really runs scripts: <noscript> shows only when it does not.
+    step = 'checking whether JavaScript runs';
+    await page.goto('data:text/html,<body><noscript>off</noscript><script>document.write("on")</script></body>');
+    summary.javascript = (await page.locator('body').innerText()).trim() === 'on';
+    if (summary.javascript !== variant.javaScriptEnabled) {
+      fail(`JavaScript is ${summary.javascript ? 'on' : 'off'}, but the ${args.variant} variant wants it ${variant.javaScriptEnabled ? 'on' : 'off'}`);
+    }
 
     // 1. The link the plugin printed: the code is already filled in.
     step = 'opening the verification link';

@@ -30,7 +30,10 @@ const MIN_PNG_BYTES: u64 = 8 * 1024;
 #[test]
 fn a_person_signs_in_and_approves_in_headless_chromium() {
     let report = log_in_with(Variant::Desktop);
-    assert!(report.javascript, "the desktop browser ran without JavaScript");
+    assert!(
+        report.javascript,
+        "the desktop browser ran without JavaScript"
+    );
     for page in &report.pages {
         let (width, _) = chromium::assert_png(&page.screenshot, 1280, 800, MIN_PNG_BYTES);
         assert_eq!(width, 1280, "{} scrolls sideways on a desktop", page.name);

@@ -67,7 +67,7 @@ pub struct Report {
     pub ok: bool,
     /// The variant that ran.
     pub variant: String,
-    /// Whether JavaScript was enabled.
+    /// Whether scripts ran in the browser (measured with a `<noscript>` probe page).
     pub javascript: bool,
     /// The pages visited, in order.
     pub pages: Vec<PageShot>,
@@ -196,6 +196,7 @@ pub fn find_complete_link<'t>(text: &'t str, user_code: &str) -> Option<&'t str>
 /// Fails the test unless `path` is a PNG image of at least `min_width` x `min_height` pixels
 /// and at least `min_bytes` long (a blank page compresses to far less). Returns the size.
 #[track_caller]
+#[must_use]
 pub fn assert_png(path: &Path, min_width: u32, min_height: u32, min_bytes: u64) -> (u32, u32) {
     let bytes =
         std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
@@ -204,7 +205,8 @@ pub fn assert_png(path: &Path, min_width: u32, min_height: u32, min_bytes: u64) 
         "{} is not a PNG image",
         path.display()
     );
-    let be = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let be =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let (width, height) = (be(16), be(20));
     assert!(
         width >= min_width && height >= min_height,
@@ -231,7 +233,8 @@ mod tests {
             find_complete_link(stderr, "BCDF-GHJK"),
             Some("https://127.0.0.1:4431/device?user_code=BCDF-GHJK")
         );
-        let with_qr = "(or open https://h/device?user_code=BCDF-GHJK, or scan this code with a phone:)";
+        let with_qr =
+            "(or open https://h/device?user_code=BCDF-GHJK, or scan this code with a phone:)";
         assert_eq!(
             find_complete_link(with_qr, "BCDF-GHJK"),
             Some("https://h/device?user_code=BCDF-GHJK")
