@@ -30,7 +30,7 @@ import { parseArgs } from 'node:util';
 
 import { chromium } from 'playwright-core';
 
-const STEP_TIMEOUT_MS = 20_000;
+const STEP_TIMEOUT_MS = 30_000;
 
 const VARIANTS = {
   desktop: { viewport: { width: 1280, height: 800 }, javaScriptEnabled: true },
