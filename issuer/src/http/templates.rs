@@ -92,13 +92,24 @@ pub(super) fn login_page(csrf: &str, username: &str, error: Option<&str>) -> Str
         r#"<form method="post" action="/login">
 {csrf}
 <label for="username">Username</label>
-<input type="text" id="username" name="username" value="{user}" autocomplete="username" required autofocus>
+<input type="text" id="username" name="username" value="{user}" autocomplete="username" required{focus_user}>
 <label for="password">Password</label>
-<input type="password" id="password" name="password" autocomplete="current-password" required>
+<input type="password" id="password" name="password" autocomplete="current-password" required{focus_password}>
 <button type="submit">Sign in</button>
 </form>"#,
         csrf = csrf_field(csrf),
         user = escape(username),
+        // After a wrong password the name is filled in again: the cursor goes to the password.
+        focus_user = if username.is_empty() {
+            " autofocus"
+        } else {
+            ""
+        },
+        focus_password = if username.is_empty() {
+            ""
+        } else {
+            " autofocus"
+        },
     );
     layout("Sign in", &body)
 }
@@ -211,6 +222,20 @@ mod tests {
         let page = device_page("c\"sr<f", Some("<script>"), None);
         assert!(!page.contains("<script>"));
         assert!(page.contains(r#"<input type="hidden" name="csrf_token" value="c&quot;sr&lt;f">"#));
+    }
+
+    #[test]
+    fn the_login_form_focuses_the_first_empty_field() {
+        let autofocused = |page: &str| {
+            page.lines()
+                .find(|l| l.contains(" autofocus"))
+                .map(|l| l.contains(r#"name="password""#))
+        };
+        assert_eq!(autofocused(&login_page("c", "", None)), Some(false));
+        assert_eq!(
+            autofocused(&login_page("c", "alice", Some("Wrong"))),
+            Some(true)
+        );
     }
 
     #[test]
