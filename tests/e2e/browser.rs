@@ -58,6 +58,8 @@ fn the_pages_work_on_a_phone_with_javascript_off() {
 /// (`variant`); then the login completes and `kubectl get namespaces` works. Returns the
 /// script's report after checking that it saw every page and left a screenshot of each.
 fn log_in_with(variant: Variant) -> Report {
+    // A missing tool fails at once, before the shared world is started for nothing.
+    let _node = chromium::require_tools();
     let world = world();
     let person = world.new_person(&format!("chromium-{}", variant.as_str()), &[READERS]);
     let laptop = Laptop::new();

@@ -115,23 +115,59 @@ pub fn script_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
 
-/// Node, Chromium and the installed `playwright-core`; fails the test with the install command
-/// for whichever is missing.
+/// Node (20 or later), Chromium and the `playwright-core` that `tests/browser/package.json`
+/// pins; fails the test with the install command for whichever is missing or wrong.
 #[track_caller]
 #[must_use]
 pub fn require_tools() -> PathBuf {
-    let node = process::require("node", "apt-get install nodejs (Node 20 or later)");
+    const NPM_CI: &str = "run `bash tests/run.sh` (installs every test dependency) or `npm ci --prefix tests/browser`";
+    let node = process::require("node", "install Node.js 20 or later");
+    let version = process::run(
+        Command::new(&node).arg("--version"),
+        None,
+        Duration::from_secs(30),
+    );
+    let major = version
+        .stdout
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    assert!(
+        major.is_some_and(|m| m >= 20),
+        "tests/browser needs Node.js 20 or later, found {:?}: install a newer Node.js",
+        version.stdout.trim()
+    );
     assert!(
         Path::new(CHROMIUM).is_file(),
         "{CHROMIUM} not found: run `bash tests/run.sh` (installs every test dependency) or `apt-get install chromium`"
     );
-    let playwright = script_dir().join("node_modules/playwright-core/package.json");
-    assert!(
-        playwright.is_file(),
-        "{} not found: run `bash tests/run.sh` or `npm ci --prefix tests/browser`",
-        playwright.display()
+    let pinned = package_version(&script_dir().join("package.json"), true)
+        .unwrap_or_else(|| panic!("tests/browser/package.json pins no playwright-core version"));
+    let installed = package_version(
+        &script_dir().join("node_modules/playwright-core/package.json"),
+        false,
+    );
+    assert_eq!(
+        installed.as_deref(),
+        Some(pinned.as_str()),
+        "playwright-core {pinned} is not installed in tests/browser/node_modules: {NPM_CI}"
     );
     node
+}
+
+/// The `version` of the package.json at `path` or, with `dependency`, the version it pins for
+/// `playwright-core`.
+fn package_version(path: &Path, dependency: bool) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let version = if dependency {
+        &doc["dependencies"]["playwright-core"]
+    } else {
+        &doc["version"]
+    };
+    version.as_str().map(str::to_owned)
 }
 
 /// Runs the journey in Chromium, keeping screenshots in `artifacts`. Fails the test with the
