@@ -3,13 +3,16 @@
 #
 #   bash tests/run.sh
 #
-# On a fresh Debian 12 machine with Rust, it installs (with apt-get, only what is missing) the
-# programs the end-to-end tests start for real: etcd, kubectl, a D-Bus session bus with
-# gnome-keyring for the Secret Service, openssl and curl for the control-plane script, and the
-# Go toolchain that builds kube-apiserver from Debian's source package, once, into
-# ${K8S_ENVTEST_CACHE:-~/.cache/k8s-envtest}. Then it builds the workspace's binaries (the
-# e2e tests run them as child processes) and runs `cargo test --workspace`: unit, handler and
-# end-to-end tests. A second run with everything in place installs nothing and is quick.
+# On a fresh Debian 12 machine with Rust and Node, it installs (with apt-get, only what is
+# missing) the programs the end-to-end tests start for real: etcd, kubectl, a D-Bus session bus
+# with gnome-keyring for the Secret Service, openssl and curl for the control-plane script,
+# Chromium (and a font) for the browser test, and the Go toolchain that builds kube-apiserver
+# from Debian's source package, once, into ${K8S_ENVTEST_CACHE:-~/.cache/k8s-envtest}. It runs
+# `npm ci --prefix tests/browser` (playwright-core, which drives Debian's Chromium and downloads
+# no browser) when node_modules is missing or was installed from another lockfile. Then it
+# builds the workspace's binaries (the e2e tests run them as child processes) and runs
+# `cargo test --workspace`: unit, handler and end-to-end tests. A second run with everything in
+# place installs nothing and is quick.
 #
 # Environment: NO_APT_INSTALL=1 reports missing packages instead of installing them.
 # Extra arguments are passed to `cargo test` (e.g. `bash tests/run.sh -- device_flow`).
@@ -37,6 +40,9 @@ need curl curl
 need python3 python3
 need flock util-linux
 need kubectl kubernetes-client
+# The browser test (tests/e2e/browser.rs) drives Debian's Chromium, which needs a font to draw text.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 # kube-apiserver is built from source once; its build tools are only needed until then.
 APISERVER=${KUBE_APISERVER_BIN:-${K8S_ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/k8s-envtest}/kube-apiserver}
 if ! [ -x "$APISERVER" ]; then
@@ -57,7 +63,24 @@ else
     step "test dependencies already installed"
 fi
 
-# ---- 2. kube-apiserver (cached after the first build, about 5 minutes on 2 cores)
+# ---- 2. the browser test's npm packages (Node and npm come with the machine, like Rust)
+step "npm packages for tests/browser"
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+    || die "node and npm are missing: install Node.js 20 or later (Debian: \`apt-get install nodejs npm\`)"
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
+    || die "Node.js $(node --version) is too old for tests/browser: install Node.js 20 or later"
+# A stamp with the lockfile's hash says which lockfile node_modules was installed from.
+lock_hash=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+stamp=tests/browser/node_modules/.installed-from-lock
+if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_hash" ]; then
+    npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error \
+        || die "npm ci --prefix tests/browser failed"
+    printf '%s\n' "$lock_hash" > "$stamp"
+else
+    printf '    up to date\n'
+fi
+
+# ---- 3. kube-apiserver (cached after the first build, about 5 minutes on 2 cores)
 step "kube-apiserver"
 build_log=$(mktemp)
 trap 'rm -f "$build_log"' EXIT
@@ -70,7 +93,7 @@ fi
 export KUBE_APISERVER_BIN
 printf '    %s; etcd %s\n' "$(kubectl version --client 2>/dev/null | head -n 1)" "$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')"
 
-# ---- 3. build the binaries the end-to-end tests run, then every test
+# ---- 4. build the binaries the end-to-end tests run, then every test
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
 step "cargo test --workspace"

@@ -10,6 +10,7 @@ mod world;
 
 mod audit;
 mod backoff;
+mod browser;
 mod concurrency;
 mod corrupt_cache;
 mod denial;

@@ -11,6 +11,7 @@
 
 pub mod bins;
 pub mod browser;
+pub mod chromium;
 pub mod control_plane;
 pub mod http;
 pub mod issuer;

@@ -38,6 +38,8 @@ button.deny{{background:#fff;color:#b42318;border:1px solid #b42318;margin-left:
 dl{{display:grid;grid-template-columns:auto 1fr;gap:.35rem 1rem}} dt{{color:#5b6475}} dd{{margin:0;font-weight:600}}
 .warn{{background:#fff6e5;border-left:4px solid #f0a000;padding:.7rem .9rem;margin:1rem 0}}
 .muted{{color:#5b6475;font-size:.9rem}}
+dd{{min-width:0;overflow-wrap:anywhere}}
+@media (max-width:34rem){{body{{background:#fff}} main{{margin:0;border-radius:0;box-shadow:none;padding:1.5rem 1.25rem}}}}
 </style></head>
 <body><main>
 <h1>{title}</h1>
@@ -90,13 +92,24 @@ pub(super) fn login_page(csrf: &str, username: &str, error: Option<&str>) -> Str
         r#"<form method="post" action="/login">
 {csrf}
 <label for="username">Username</label>
-<input type="text" id="username" name="username" value="{user}" autocomplete="username" required autofocus>
+<input type="text" id="username" name="username" value="{user}" autocomplete="username" required{focus_user}>
 <label for="password">Password</label>
-<input type="password" id="password" name="password" autocomplete="current-password" required>
+<input type="password" id="password" name="password" autocomplete="current-password" required{focus_password}>
 <button type="submit">Sign in</button>
 </form>"#,
         csrf = csrf_field(csrf),
         user = escape(username),
+        // After a wrong password the name is filled in again: the cursor goes to the password.
+        focus_user = if username.is_empty() {
+            " autofocus"
+        } else {
+            ""
+        },
+        focus_password = if username.is_empty() {
+            ""
+        } else {
+            " autofocus"
+        },
     );
     layout("Sign in", &body)
 }
@@ -136,7 +149,7 @@ pub(super) fn consent_page(csrf: &str, v: &ConsentView<'_>) -> String {
 {csrf}
 <button type="submit" name="action" value="approve">Approve</button><button class="deny" type="submit" name="action" value="deny">Deny</button>
 </form>
-<p class="muted">This request expires in {mins} minute(s).</p>"#,
+<p class="muted">This request expires in {mins} {minutes}.</p>"#,
         user = escape(v.username),
         cluster = escape(v.cluster),
         client = escape(v.client_id),
@@ -144,6 +157,11 @@ pub(super) fn consent_page(csrf: &str, v: &ConsentView<'_>) -> String {
         at = escape(v.requested_at),
         csrf = csrf_field(csrf),
         mins = v.expires_in_minutes,
+        minutes = if v.expires_in_minutes == 1 {
+            "minute"
+        } else {
+            "minutes"
+        },
     );
     layout("Approve access", &body)
 }
@@ -204,5 +222,33 @@ mod tests {
         let page = device_page("c\"sr<f", Some("<script>"), None);
         assert!(!page.contains("<script>"));
         assert!(page.contains(r#"<input type="hidden" name="csrf_token" value="c&quot;sr&lt;f">"#));
+    }
+
+    #[test]
+    fn the_login_form_focuses_the_first_empty_field() {
+        let autofocused = |page: &str| {
+            page.lines()
+                .find(|l| l.contains(" autofocus"))
+                .map(|l| l.contains(r#"name="password""#))
+        };
+        assert_eq!(autofocused(&login_page("c", "", None)), Some(false));
+        assert_eq!(
+            autofocused(&login_page("c", "alice", Some("Wrong"))),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn the_consent_page_counts_minutes_in_words() {
+        let view = |expires_in_minutes| ConsentView {
+            username: "alice",
+            cluster: "prod",
+            client_id: "kubectl-credential",
+            client_addr: "192.0.2.7",
+            requested_at: "2026-01-01 00:00:00 UTC",
+            expires_in_minutes,
+        };
+        assert!(consent_page("c", &view(1)).contains("expires in 1 minute."));
+        assert!(consent_page("c", &view(10)).contains("expires in 10 minutes."));
     }
 }
