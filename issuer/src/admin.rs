@@ -60,8 +60,7 @@ pub fn parse_expiry(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, E
             .ok_or_else(|| Error::Expiry(text.to_owned()))?
     } else {
         let f = time::macros::format_description!("[year]-[month]-[day]");
-        let day =
-            time::Date::parse(text, &f).map_err(|_| Error::Expiry(text.to_owned()))?;
+        let day = time::Date::parse(text, &f).map_err(|_| Error::Expiry(text.to_owned()))?;
         day.next_day()
             .ok_or_else(|| Error::Expiry(text.to_owned()))?
             .midnight()
@@ -164,7 +163,11 @@ pub async fn create_invitation(
 }
 
 /// Withdraws the unused invitations of `name`. Returns how many.
-pub async fn revoke_invitations(store: &Store, name: &str, now: OffsetDateTime) -> Result<u64, Error> {
+pub async fn revoke_invitations(
+    store: &Store,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<u64, Error> {
     let n = store.revoke_invitations(name, now).await?;
     if n == 0 {
         return Err(Error::Store(crate::store::Error::NotFound(format!(
@@ -292,10 +295,19 @@ mod tests {
             parse_expiry("2026-12-31", now).ok(),
             Some(datetime!(2027-01-01 00:00 UTC))
         );
-        assert!(matches!(parse_expiry("2026-01-01", now), Err(Error::ExpiryPast(_))));
+        assert!(matches!(
+            parse_expiry("2026-01-01", now),
+            Err(Error::ExpiryPast(_))
+        ));
         assert!(matches!(parse_expiry("0s", now), Err(Error::ExpiryPast(_))));
-        assert!(matches!(parse_expiry("next week", now), Err(Error::Expiry(_))));
-        assert!(matches!(parse_expiry("2026-13-01", now), Err(Error::Expiry(_))));
+        assert!(matches!(
+            parse_expiry("next week", now),
+            Err(Error::Expiry(_))
+        ));
+        assert!(matches!(
+            parse_expiry("2026-13-01", now),
+            Err(Error::Expiry(_))
+        ));
     }
 
     #[tokio::test]

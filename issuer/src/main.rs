@@ -120,7 +120,8 @@ async fn open_store(config: &Config) -> anyhow::Result<store::Store> {
 
 fn format_time(t: time::OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    t.format(&f).unwrap_or_else(|_| t.unix_timestamp().to_string())
+    t.format(&f)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
@@ -180,7 +181,8 @@ async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
                     i.username,
                     format_time(i.created_at),
                     format_time(i.expires_at),
-                    i.account_expires_at.map_or_else(|| "never".to_owned(), format_time),
+                    i.account_expires_at
+                        .map_or_else(|| "never".to_owned(), format_time),
                 ));
             }
         }

@@ -161,11 +161,17 @@ mod tests {
     fn base32_round_trips_and_matches_rfc4648() {
         assert_eq!(base32_encode(b"foobar"), "MZXW6YTBOI");
         assert_eq!(base32_encode(b"f"), "MY");
-        assert_eq!(base32_decode("mzxw 6ytb oi======").as_deref(), Some(&b"foobar"[..]));
+        assert_eq!(
+            base32_decode("mzxw 6ytb oi======").as_deref(),
+            Some(&b"foobar"[..])
+        );
         assert_eq!(base32_decode("MZ1W"), None);
         let s = new_secret();
         assert_eq!(s.expose().len(), 32);
-        assert_eq!(base32_decode(s.expose()).map(|b| b.len()), Some(SECRET_BYTES));
+        assert_eq!(
+            base32_decode(s.expose()).map(|b| b.len()),
+            Some(SECRET_BYTES)
+        );
     }
 
     #[test]
@@ -181,7 +187,10 @@ mod tests {
         // Replay: the step was used already, or a later one was.
         assert_eq!(verify(key, &code_at(key, t), t, Some(now)), None);
         assert_eq!(verify(key, &code_at(key, t - 30), t, Some(now - 1)), None);
-        assert_eq!(verify(key, &code_at(key, t + 30), t, Some(now)), Some(now + 1));
+        assert_eq!(
+            verify(key, &code_at(key, t + 30), t, Some(now)),
+            Some(now + 1)
+        );
         // Garbage.
         assert_eq!(verify(key, "12345", t, None), None);
         assert_eq!(verify(key, "abcdef", t, None), None);
@@ -191,7 +200,11 @@ mod tests {
 
     #[test]
     fn otpauth_uri_has_the_key_uri_format() {
-        let uri = otpauth_uri("issuer.example.com", "alice b", &Secret::new("JBSWY3DPEHPK3PXP"));
+        let uri = otpauth_uri(
+            "issuer.example.com",
+            "alice b",
+            &Secret::new("JBSWY3DPEHPK3PXP"),
+        );
         assert_eq!(
             uri.expose(),
             "otpauth://totp/issuer.example.com:alice%20b?secret=JBSWY3DPEHPK3PXP&issuer=issuer.example.com&algorithm=SHA1&digits=6&period=30"

@@ -205,7 +205,16 @@ async fn device_code_grant(
                 return Err(OAuthReply::bad(E::AccessDenied, "the account is disabled"));
             };
             if user.is_expired(now) {
-                audit(state, "login.refused.expired", &user, &device.cluster, addr, rid, now).await;
+                audit(
+                    state,
+                    "login.refused.expired",
+                    &user,
+                    &device.cluster,
+                    addr,
+                    rid,
+                    now,
+                )
+                .await;
                 return Err(OAuthReply::bad(E::AccessDenied, "the account has expired"));
             }
             let session = Session {

@@ -152,6 +152,17 @@ impl Store {
         row.map(from_row).transpose()
     }
 
+    /// The invitation with id `id`.
+    pub async fn invitation_by_id(&self, id: &str) -> Result<Option<Invitation>> {
+        let row: Option<InvitationRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM invitations i JOIN users u ON u.id = i.user_id WHERE i.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?;
+        row.map(from_row).transpose()
+    }
+
     /// Every invitation, newest first.
     pub async fn list_invitations(&self) -> Result<Vec<Invitation>> {
         let rows: Vec<InvitationRow> = sqlx::query_as(&format!(
@@ -257,9 +268,14 @@ mod tests {
         let (s, _d) = temp_store().await;
         let now = OffsetDateTime::now_utc();
         let day: time::Duration = time::Duration::days(1);
-        s.create_invitation(&carol(), now + day * 30_i32, &invitation("i1", now + day), now)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        s.create_invitation(
+            &carol(),
+            now + day * 30_i32,
+            &invitation("i1", now + day),
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         // The account exists, expires, and cannot sign in yet.
         let u = s
             .user_by_name("carol")
@@ -285,8 +301,14 @@ mod tests {
             .ok()
             .flatten()
             .unwrap_or_else(|| panic!("no invitation"));
-        assert!(s.set_invitation_seed("i1", "sealed-1").await.unwrap_or(false));
-        assert!(!s.set_invitation_seed("i1", "sealed-2").await.unwrap_or(true));
+        assert!(s
+            .set_invitation_seed("i1", "sealed-1")
+            .await
+            .unwrap_or(false));
+        assert!(!s
+            .set_invitation_seed("i1", "sealed-2")
+            .await
+            .unwrap_or(true));
         let a = Acceptance {
             password_hash: "$argon2id$fake",
             totp_sealed: "sealed-user",
@@ -317,9 +339,14 @@ mod tests {
         let (s, _d) = temp_store().await;
         let now = OffsetDateTime::now_utc();
         let hour: time::Duration = time::Duration::hours(1);
-        s.create_invitation(&carol(), now + hour * 48_i32, &invitation("i1", now + hour), now)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        s.create_invitation(
+            &carol(),
+            now + hour * 48_i32,
+            &invitation("i1", now + hour),
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         let inv = s
             .invitation_by_token_hash("hash-i1")
             .await
@@ -331,7 +358,10 @@ mod tests {
             totp_sealed: "y",
             totp_step: 1,
         };
-        assert!(!s.accept_invitation(&inv, &a, now + hour).await.unwrap_or(true));
+        assert!(!s
+            .accept_invitation(&inv, &a, now + hour)
+            .await
+            .unwrap_or(true));
         assert_eq!(s.revoke_invitations("carol", now).await.unwrap_or(0), 1);
         assert!(!s.accept_invitation(&inv, &a, now).await.unwrap_or(true));
         let u = s.user_by_name("carol").await.ok().flatten();

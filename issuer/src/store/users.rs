@@ -113,28 +113,28 @@ pub(super) async fn insert_user(
     now: OffsetDateTime,
 ) -> Result<()> {
     let r = sqlx::query(
-            "INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&u.id)
-        .bind(&u.username)
-        .bind(&u.email)
-        .bind(&u.password_hash)
-        .bind(now.unix_timestamp())
-        .execute(&mut *tx)
-        .await;
-        match r {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::Conflict(format!("user {:?}", u.username)))
-            }
-            r => r?,
-        };
-        for g in &u.groups {
-            sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_name) VALUES (?, ?)")
-                .bind(&u.id)
-                .bind(g)
-                .execute(&mut *tx)
-                .await?;
+        "INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&u.id)
+    .bind(&u.username)
+    .bind(&u.email)
+    .bind(&u.password_hash)
+    .bind(now.unix_timestamp())
+    .execute(&mut *tx)
+    .await;
+    match r {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::Conflict(format!("user {:?}", u.username)))
         }
+        r => r?,
+    };
+    for g in &u.groups {
+        sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_name) VALUES (?, ?)")
+            .bind(&u.id)
+            .bind(g)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -234,15 +234,12 @@ impl Store {
 
     /// The sealed TOTP seed of an account and the last time step a code was accepted for.
     pub async fn user_totp(&self, user_id: &str) -> Result<Option<UserTotp>> {
-        let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT totp_secret_sealed, totp_last_step FROM users WHERE id = ?",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.and_then(|(sealed, last_step)| {
-            sealed.map(|sealed| UserTotp { sealed, last_step })
-        }))
+        let row: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT totp_secret_sealed, totp_last_step FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(sealed, last_step)| sealed.map(|sealed| UserTotp { sealed, last_step })))
     }
 
     /// Records that a code of `step` was accepted, unless that step or a later one was already
