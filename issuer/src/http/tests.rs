@@ -763,7 +763,7 @@ async fn discovery_matches_what_kube_apiserver_needs() {
 
 /// Collects everything the issuer logs, at every level.
 #[derive(Clone, Default)]
-struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+pub(super) struct LogBuffer(pub(super) Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for LogBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -787,7 +787,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
 /// Every log line of this test binary, from a global subscriber at TRACE level. (A scoped,
 /// thread-local subscriber would miss events: tracing caches per-callsite interest globally, and
 /// tests running in parallel without a subscriber would turn callsites off.)
-fn captured_logs() -> &'static LogBuffer {
+pub(super) fn captured_logs() -> &'static LogBuffer {
     static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = LogBuffer::default();
