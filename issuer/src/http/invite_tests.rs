@@ -274,7 +274,18 @@ async fn unknown_expired_and_withdrawn_links_each_have_a_page() {
     let withdrawn = app.get(&format!("/invite/{token}"), None).await;
     assert_eq!(withdrawn.status, StatusCode::GONE);
     assert!(withdrawn.body.contains("withdrew"), "{}", withdrawn.body);
-    for r in [&unknown, &expired, &withdrawn] {
+    let token = invite(&app, "fay", DAY * 30, DAY).await;
+    crate::admin::disable_user(app.state.store(), "fay", app.clock.now_for_tests())
+        .await
+        .unwrap();
+    let disabled = app.get(&format!("/invite/{token}"), None).await;
+    assert_eq!(disabled.status, StatusCode::GONE);
+    assert!(
+        disabled.body.contains("no longer valid"),
+        "{}",
+        disabled.body
+    );
+    for r in [&unknown, &expired, &withdrawn, &disabled] {
         assert!(!r.body.contains("panicked") && r.body.contains("<html"));
     }
 }
