@@ -1,4 +1,4 @@
-//! Administrative operations behind the `user` and `keys` commands. They work on the same
+//! Administrative operations behind the `user`, `invite` and `keys` commands. They work on the same
 //! data directory as a running server (SQLite in WAL mode allows it), so an administrator
 //! can disable an account while the issuer is serving and the next refresh fails.
 
@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 
 use crate::domain::audit_chain::{self, Summary, Verifier};
 use crate::domain::names::{validate_group, validate_username, NameError};
-use crate::secret::{random_token, Secret};
-use crate::store::{AuditEvent, AuditFilter, NewUser, Store};
+use crate::secret::{hash, random_token, Secret};
+use crate::store::{AuditEvent, AuditFilter, NewInvitation, NewUser, Store};
 
 /// An administrative operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,15 @@ pub enum Error {
     /// The e-mail address is not plausible.
     #[error("invalid e-mail address {0:?}")]
     Email(String),
+    /// `--expires` is neither a duration nor a date.
+    #[error("invalid --expires {0:?}: give a duration like 30d or 12h, or a date like 2026-12-31")]
+    Expiry(String),
+    /// `--expires` is not in the future.
+    #[error("--expires {0:?} is not in the future")]
+    ExpiryPast(String),
+    /// `--link-ttl` is not a positive duration.
+    #[error("invalid --link-ttl {0:?}: give a duration like 24h or 30m")]
+    LinkTtl(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
@@ -53,6 +62,166 @@ pub enum Error {
 /// accounts guard production clusters, so this asks for more).
 pub const MIN_PASSWORD_LEN: usize = 12;
 
+/// Parses `--expires`: a duration from `now` (`30d`, `12h`) or a date (`2026-12-31`), meaning
+/// the account works through that day and ends at the following midnight UTC.
+pub fn parse_expiry(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Error> {
+    let text = text.trim();
+    let at = if let Some(d) = crate::config::parse_duration(text) {
+        time::Duration::try_from(d)
+            .ok()
+            .and_then(|d| now.checked_add(d))
+            .ok_or_else(|| Error::Expiry(text.to_owned()))?
+    } else {
+        let f = time::macros::format_description!("[year]-[month]-[day]");
+        let day = time::Date::parse(text, &f).map_err(|_| Error::Expiry(text.to_owned()))?;
+        day.next_day()
+            .ok_or_else(|| Error::Expiry(text.to_owned()))?
+            .midnight()
+            .assume_utc()
+    };
+    if at <= now {
+        return Err(Error::ExpiryPast(text.to_owned()));
+    }
+    Ok(at)
+}
+
+/// What `invite create` asks for.
+#[derive(Debug, Clone)]
+pub struct InviteRequest<'a> {
+    /// Login name of the new account.
+    pub name: &'a str,
+    /// E-mail address.
+    pub email: Option<&'a str>,
+    /// Groups.
+    pub groups: &'a [String],
+    /// End of the account.
+    pub account_expires_at: OffsetDateTime,
+    /// Lifetime of the link.
+    pub link_ttl: std::time::Duration,
+}
+
+/// A created invitation: the only time its token exists in the clear.
+#[derive(Debug)]
+pub struct CreatedInvitation {
+    /// The link's token (goes into `/invite/<token>`).
+    pub token: Secret,
+    /// End of the link.
+    pub link_expires_at: OffsetDateTime,
+    /// End of the account.
+    pub account_expires_at: OffsetDateTime,
+}
+
+/// Creates an account that ends at `req.account_expires_at` and a single-use invitation to set
+/// its password and second factor. The token is returned once and stored only hashed.
+pub async fn create_invitation(
+    store: &Store,
+    req: &InviteRequest<'_>,
+    now: OffsetDateTime,
+) -> Result<CreatedInvitation, Error> {
+    validate_username(req.name).map_err(|source| Error::Name {
+        what: "user name",
+        value: req.name.to_owned(),
+        source,
+    })?;
+    let groups = checked_groups(req.groups)?;
+    if let Some(e) = req.email {
+        check_email(e)?;
+    }
+    let link_ttl = time::Duration::try_from(req.link_ttl)
+        .ok()
+        .filter(|d| d.is_positive())
+        .ok_or_else(|| Error::LinkTtl(format!("{}s", req.link_ttl.as_secs())))?;
+    let token = random_token(32);
+    let link_expires_at = now + link_ttl;
+    store
+        .create_invitation(
+            &NewUser {
+                id: format!("u-{}", random_token(12).expose()),
+                username: req.name.to_owned(),
+                email: req.email.map(str::to_owned),
+                password_hash: None,
+                groups,
+            },
+            req.account_expires_at,
+            &NewInvitation {
+                id: format!("i-{}", random_token(12).expose()),
+                token_hash: hash(token.expose()),
+                created_by: "admin-cli".to_owned(),
+                expires_at: link_expires_at,
+            },
+            now,
+        )
+        .await?;
+    store
+        .audit(
+            &AuditEvent {
+                event: "invitation.created",
+                actor: Some("admin-cli".into()),
+                subject: Some(req.name.to_owned()),
+                detail: Some(format!(
+                    "{{\"account_expires_at\":{},\"link_expires_at\":{}}}",
+                    req.account_expires_at.unix_timestamp(),
+                    link_expires_at.unix_timestamp()
+                )),
+                ..AuditEvent::default()
+            },
+            now,
+        )
+        .await?;
+    Ok(CreatedInvitation {
+        token,
+        link_expires_at,
+        account_expires_at: req.account_expires_at,
+    })
+}
+
+/// Withdraws the unused invitations of `name`. Returns how many.
+pub async fn revoke_invitations(
+    store: &Store,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<u64, Error> {
+    let n = store.revoke_invitations(name, now).await?;
+    if n == 0 {
+        return Err(Error::Store(crate::store::Error::NotFound(format!(
+            "unused invitation for {name:?}"
+        ))));
+    }
+    store
+        .audit(
+            &AuditEvent {
+                event: "invitation.revoked",
+                actor: Some("admin-cli".into()),
+                subject: Some(name.to_owned()),
+                ..AuditEvent::default()
+            },
+            now,
+        )
+        .await?;
+    Ok(n)
+}
+
+fn checked_groups(groups: &[String]) -> Result<Vec<String>, Error> {
+    let mut groups = groups.to_vec();
+    for g in &groups {
+        validate_group(g).map_err(|source| Error::Name {
+            what: "group",
+            value: g.clone(),
+            source,
+        })?;
+    }
+    groups.sort();
+    groups.dedup();
+    Ok(groups)
+}
+
+fn check_email(e: &str) -> Result<(), Error> {
+    if e.len() > 254 || !e.contains('@') || e.chars().any(char::is_whitespace) {
+        return Err(Error::Email(e.to_owned()));
+    }
+    Ok(())
+}
+
 /// Creates a local account.
 pub async fn add_user(
     store: &Store,
@@ -67,20 +236,9 @@ pub async fn add_user(
         value: name.to_owned(),
         source,
     })?;
-    let mut groups = groups.to_vec();
-    for g in &groups {
-        validate_group(g).map_err(|source| Error::Name {
-            what: "group",
-            value: g.clone(),
-            source,
-        })?;
-    }
-    groups.sort();
-    groups.dedup();
+    let groups = checked_groups(groups)?;
     if let Some(e) = email {
-        if e.len() > 254 || !e.contains('@') || e.chars().any(char::is_whitespace) {
-            return Err(Error::Email(e.to_owned()));
-        }
+        check_email(e)?;
     }
     if password.expose().chars().count() < MIN_PASSWORD_LEN {
         return Err(Error::WeakPassword);
@@ -213,6 +371,81 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, Error> {
 mod tests {
     use super::*;
     use crate::store::test_support::temp_store;
+    use time::macros::datetime;
+
+    #[test]
+    fn expiry_is_a_duration_or_a_date() {
+        let now = datetime!(2026-11-25 12:00 UTC);
+        assert_eq!(
+            parse_expiry("30d", now).ok(),
+            Some(datetime!(2026-12-25 12:00 UTC))
+        );
+        assert_eq!(
+            parse_expiry("2026-12-31", now).ok(),
+            Some(datetime!(2027-01-01 00:00 UTC))
+        );
+        assert!(matches!(
+            parse_expiry("2026-01-01", now),
+            Err(Error::ExpiryPast(_))
+        ));
+        assert!(matches!(parse_expiry("0s", now), Err(Error::ExpiryPast(_))));
+        assert!(matches!(
+            parse_expiry("next week", now),
+            Err(Error::Expiry(_))
+        ));
+        assert!(matches!(
+            parse_expiry("2026-13-01", now),
+            Err(Error::Expiry(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn invitations_store_only_the_token_hash() {
+        let (s, _d) = temp_store().await;
+        let now = datetime!(2026-11-25 12:00 UTC);
+        let groups = vec!["dev".to_owned()];
+        let req = InviteRequest {
+            name: "carol",
+            email: Some("carol@example.com"),
+            groups: &groups,
+            account_expires_at: now + time::Duration::days(30),
+            link_ttl: std::time::Duration::from_secs(3600),
+        };
+        let created = create_invitation(&s, &req, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(created.link_expires_at, now + time::Duration::hours(1));
+        assert!(s
+            .invitation_by_token_hash(created.token.expose())
+            .await
+            .ok()
+            .flatten()
+            .is_none());
+        assert!(s
+            .invitation_by_token_hash(&hash(created.token.expose()))
+            .await
+            .ok()
+            .flatten()
+            .is_some());
+        assert!(matches!(
+            create_invitation(&s, &req, now).await,
+            Err(Error::Store(crate::store::Error::Conflict(_)))
+        ));
+        let bad = InviteRequest {
+            name: "system:x",
+            ..req.clone()
+        };
+        assert!(matches!(
+            create_invitation(&s, &bad, now).await,
+            Err(Error::Name { .. })
+        ));
+        assert_eq!(revoke_invitations(&s, "carol", now).await.unwrap_or(0), 1);
+        assert!(revoke_invitations(&s, "carol", now).await.is_err());
+        assert_eq!(
+            s.audit_events_for("carol").await.unwrap_or_default(),
+            ["invitation.created", "invitation.revoked"]
+        );
+    }
 
     #[tokio::test]
     async fn add_user_validates_and_hashes() {

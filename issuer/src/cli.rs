@@ -43,6 +43,9 @@ pub enum Command {
     /// Manage local accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Invite contractors: an expiring local account and a single-use link to set it up.
+    #[command(subcommand)]
+    Invite(InviteCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -135,6 +138,41 @@ pub enum UserCommand {
     },
 }
 
+/// `invite ...`.
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Create an account valid until --expires and print a single-use link where the person
+    /// sets a password and enrols a second factor (TOTP). Nothing secret is shown here.
+    Create {
+        /// Login name of the new account.
+        #[arg(long)]
+        name: String,
+        /// E-mail address.
+        #[arg(long)]
+        email: Option<String>,
+        /// A group (repeatable).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// End of the account: a duration (30d, 12h) or a date (2026-12-31, valid through
+        /// that day, UTC).
+        #[arg(long, value_name = "DURATION|DATE")]
+        expires: String,
+        /// Lifetime of the link (default: `[accounts] invitation_ttl`, 24h).
+        #[arg(long, value_name = "DURATION")]
+        link_ttl: Option<String>,
+        /// Public https URL of the issuer, for the link (default: the configured one).
+        #[arg(long, env = env::ISSUER_URL, value_name = "URL")]
+        issuer_url: Option<String>,
+    },
+    /// List invitations and their state (no secrets).
+    List,
+    /// Withdraw the unused invitation of an account.
+    Revoke {
+        /// Login name.
+        name: String,
+    },
+}
+
 /// `keys ...`.
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -152,12 +190,16 @@ impl Cli {
             Command::Serve(a) | Command::CheckConfig(a) => Some(a),
             _ => None,
         };
+        let invite_url = match &self.command {
+            Command::Invite(InviteCommand::Create { issuer_url, .. }) => issuer_url.clone(),
+            _ => None,
+        };
         Overrides {
             config_file: self.global.config.clone(),
             data_dir: self.global.data_dir.clone(),
             encryption_key_file: self.global.encryption_key_file.clone(),
             listen: serve.and_then(|a| a.listen.clone()),
-            issuer_url: serve.and_then(|a| a.issuer_url.clone()),
+            issuer_url: serve.and_then(|a| a.issuer_url.clone()).or(invite_url),
             tls_cert: serve.and_then(|a| a.tls_cert.clone()),
             tls_key: serve.and_then(|a| a.tls_key.clone()),
             token_ttl: serve.and_then(|a| a.token_ttl.clone()),
@@ -196,6 +238,53 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn parses_invite_create() {
+        let cli = Cli::try_parse_from([
+            "credential-issuer",
+            "invite",
+            "create",
+            "--name",
+            "alice",
+            "--email",
+            "alice@example.com",
+            "--group",
+            "dev",
+            "--group",
+            "ops",
+            "--expires",
+            "30d",
+            "--link-ttl",
+            "2h",
+            "--issuer-url",
+            "https://issuer.example.com",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cli.overrides().issuer_url.as_deref(),
+            Some("https://issuer.example.com")
+        );
+        match cli.command {
+            Command::Invite(InviteCommand::Create {
+                name,
+                groups,
+                expires,
+                link_ttl,
+                ..
+            }) => {
+                assert_eq!(name, "alice");
+                assert_eq!(groups, ["dev", "ops"]);
+                assert_eq!(expires, "30d");
+                assert_eq!(link_ttl.as_deref(), Some("2h"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["credential-issuer", "invite", "create", "--name", "a"]).is_err(),
+            "--expires is required"
+        );
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Limits on guessing.
     pub rate_limits: RateLimits,
+    /// Local accounts: second factor policy and invitations.
+    pub accounts: Accounts,
     /// File with the 32-byte key that encrypts secrets at rest; `None`: `seal.key` in the data
     /// directory, created on first start.
     pub encryption_key_file: Option<PathBuf>,
@@ -95,6 +97,24 @@ pub struct ClusterConfig {
     pub audience: String,
 }
 
+/// `[accounts]`: local accounts' second factor and invitations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accounts {
+    /// Refuse password-only sign-in: every local account must have enrolled TOTP.
+    pub require_totp: bool,
+    /// Default lifetime of an invitation link (`invite create --link-ttl` overrides it).
+    pub invitation_ttl: Duration,
+}
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Self {
+            require_totp: false,
+            invitation_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// Rate limits against guessing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimits {
@@ -102,6 +122,9 @@ pub struct RateLimits {
     pub user_code_failures: u32,
     /// Wrong passwords accepted per account per window (and per address per window).
     pub password_failures: u32,
+    /// Wrong TOTP codes accepted per account (or invitation) per window (and four times as
+    /// many per address).
+    pub totp_failures: u32,
     /// Device authorizations started per client address per window (each stores a row, so an
     /// unauthenticated flood must not grow the database without bound).
     pub device_authorizations: u32,
@@ -114,6 +137,7 @@ impl Default for RateLimits {
         Self {
             user_code_failures: 10,
             password_failures: 5,
+            totp_failures: 5,
             device_authorizations: 100,
             window: Duration::from_secs(15 * 60),
         }
@@ -193,6 +217,8 @@ pub struct FileConfig {
     pub clusters: Vec<FileCluster>,
     /// `[rate_limits]`.
     pub rate_limits: Option<FileRateLimits>,
+    /// `[accounts]`.
+    pub accounts: Option<FileAccounts>,
     /// See [`Config::encryption_key_file`].
     pub encryption_key_file: Option<PathBuf>,
 }
@@ -213,6 +239,16 @@ pub struct FileCluster {
     pub audience: Option<String>,
 }
 
+/// `[accounts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccounts {
+    /// See [`Accounts::require_totp`].
+    pub require_totp: Option<bool>,
+    /// See [`Accounts::invitation_ttl`], e.g. `"24h"`.
+    pub invitation_ttl: Option<String>,
+}
+
 /// `[rate_limits]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,6 +257,8 @@ pub struct FileRateLimits {
     pub user_code_failures: Option<u32>,
     /// See [`RateLimits::password_failures`].
     pub password_failures: Option<u32>,
+    /// See [`RateLimits::totp_failures`].
+    pub totp_failures: Option<u32>,
     /// See [`RateLimits::device_authorizations`].
     pub device_authorizations: Option<u32>,
     /// See [`RateLimits::window`], e.g. `"15m"`.
@@ -390,10 +428,37 @@ impl Config {
             if let Some(n) = r.password_failures {
                 rate_limits.password_failures = n;
             }
+            if let Some(n) = r.totp_failures {
+                if n == 0 {
+                    return Err(invalid(
+                        "rate_limits.totp_failures",
+                        "must be at least 1 (0 would refuse every code)",
+                    ));
+                }
+                rate_limits.totp_failures = n;
+            }
             if let Some(n) = r.device_authorizations {
                 rate_limits.device_authorizations = n;
             }
             rate_limits.window = duration_field("rate_limits.window", r.window.as_deref(), "15m")?;
+        }
+
+        let mut accounts = Accounts::default();
+        if let Some(a) = file.accounts {
+            accounts.require_totp = a.require_totp.unwrap_or(false);
+            accounts.invitation_ttl = duration_field(
+                "accounts.invitation_ttl",
+                a.invitation_ttl.as_deref(),
+                "24h",
+            )?;
+            if accounts.invitation_ttl < Duration::from_secs(60)
+                || accounts.invitation_ttl > Duration::from_secs(30 * 86_400)
+            {
+                return Err(invalid(
+                    "accounts.invitation_ttl",
+                    "must be between 1m and 30d",
+                ));
+            }
         }
 
         Ok(Self {
@@ -408,6 +473,7 @@ impl Config {
             device_code_ttl,
             poll_interval,
             rate_limits,
+            accounts,
             encryption_key_file: o.encryption_key_file.clone().or(file.encryption_key_file),
         })
     }
@@ -651,6 +717,20 @@ mod tests {
                 "clusters[1].name",
             ),
             ("tokn_ttl = \"5m\"", "tokn_ttl"),
+            (
+                "[accounts]\ninvitation_ttl = \"10s\"",
+                "accounts.invitation_ttl",
+            ),
+            (
+                "[accounts]\ninvitation_ttl = \"soon\"",
+                "accounts.invitation_ttl",
+            ),
+            ("[accounts]\nrequire_totp = \"yes\"", "require_totp"),
+            ("[accounts]\nrequire_2fa = true", "require_2fa"),
+            (
+                "[rate_limits]\ntotp_failures = 0",
+                "rate_limits.totp_failures",
+            ),
         ];
         for (text, field) in cases {
             let e = err(text, &none);
@@ -659,6 +739,23 @@ mod tests {
                 "{text:?} gave {e:?}, which does not name {field}"
             );
         }
+    }
+
+    #[test]
+    fn accounts_defaults_and_file_values() {
+        let c = load("", &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.accounts, Accounts::default());
+        assert!(!c.accounts.require_totp);
+        assert_eq!(c.accounts.invitation_ttl, Duration::from_secs(86_400));
+        assert_eq!(c.rate_limits.totp_failures, 5);
+        let c = load(
+            "[accounts]\nrequire_totp = true\ninvitation_ttl = \"2d\"\n[rate_limits]\ntotp_failures = 3\n",
+            &Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.accounts.require_totp);
+        assert_eq!(c.accounts.invitation_ttl, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.rate_limits.totp_failures, 3);
     }
 
     #[test]

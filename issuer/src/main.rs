@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Parser as _;
-use credential_issuer::cli::{AuditCommand, Cli, Command, KeysCommand, UserCommand};
+use credential_issuer::cli::{AuditCommand, Cli, Command, InviteCommand, KeysCommand, UserCommand};
 use credential_issuer::config::Config;
 use credential_issuer::secret::Secret;
 use credential_issuer::{admin, app, clock, server, signing, store, telemetry};
@@ -46,6 +46,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => {
             telemetry::init("warn");
             runtime.block_on(user(config, cmd))
+        }
+        Command::Invite(cmd) => {
+            telemetry::init("warn");
+            runtime.block_on(invite(config, cmd))
         }
         Command::Keys(cmd) => keys(&config, &cmd),
         Command::Audit(cmd) => {
@@ -157,6 +161,83 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn format_time(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.format(&f)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let now = time::OffsetDateTime::now_utc();
+    match cmd {
+        InviteCommand::Create {
+            name,
+            email,
+            groups,
+            expires,
+            link_ttl,
+            issuer_url: _,
+        } => {
+            let link_ttl = match link_ttl {
+                Some(t) => credential_issuer::config::parse_duration(&t)
+                    .filter(|d| !d.is_zero())
+                    .ok_or(admin::Error::LinkTtl(t))?,
+                None => config.accounts.invitation_ttl,
+            };
+            let req = admin::InviteRequest {
+                name: &name,
+                email: email.as_deref(),
+                groups: &groups,
+                account_expires_at: admin::parse_expiry(&expires, now)?,
+                link_ttl,
+            };
+            let created = admin::create_invitation(&store, &req, now).await?;
+            say(&format!(
+                "invited {name} (groups: {}); the account expires {}",
+                groups.join(", "),
+                format_time(created.account_expires_at)
+            ));
+            say(&format!(
+                "single-use link, valid until {}; hand it to {name} over a channel you trust:",
+                format_time(created.link_expires_at)
+            ));
+            say(&format!(
+                "{}/invite/{}",
+                config.issuer(),
+                created.token.expose()
+            ));
+        }
+        InviteCommand::List => {
+            for i in store.list_invitations().await? {
+                let state = if i.used_at.is_some() {
+                    "used"
+                } else if i.revoked_at.is_some() {
+                    "revoked"
+                } else if i.expires_at <= now {
+                    "expired"
+                } else {
+                    "pending"
+                };
+                say(&format!(
+                    "{}\t{state}\tcreated {}\tlink expires {}\taccount expires {}",
+                    i.username,
+                    format_time(i.created_at),
+                    format_time(i.expires_at),
+                    i.account_expires_at
+                        .map_or_else(|| "never".to_owned(), format_time),
+                ));
+            }
+        }
+        InviteCommand::Revoke { name } => {
+            let n = admin::revoke_invitations(&store, &name, now).await?;
+            say(&format!("revoked {n} invitation(s) of {name}"));
+        }
+    }
+    admin::seal_audit_trail(&store).await?;
+    Ok(())
+}
+
 async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let now = time::OffsetDateTime::now_utc();
@@ -177,15 +258,21 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             for u in store.list_users().await? {
                 let state = if u.disabled_at.is_some() {
                     "disabled"
+                } else if u.is_expired(now) {
+                    "expired"
+                } else if u.password_hash.is_none() {
+                    "invited"
                 } else {
                     "active"
                 };
                 say(&format!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\texpires {}\t2fa {}",
                     u.username,
                     state,
-                    u.email.unwrap_or_default(),
-                    u.groups.join(",")
+                    u.email.clone().unwrap_or_default(),
+                    u.groups.join(","),
+                    u.expires_at.map_or_else(|| "never".to_owned(), format_time),
+                    if u.totp_enrolled { "totp" } else { "none" },
                 ));
             }
         }

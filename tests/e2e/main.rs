@@ -18,6 +18,7 @@ mod device_flow;
 mod disabled_user;
 mod exec_versions;
 mod install_files;
+mod invitation;
 mod key_rotation;
 mod keyring;
 mod keyring_locked;

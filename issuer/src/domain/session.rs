@@ -13,6 +13,8 @@ pub enum Liveness {
     Revoked,
     /// The account is disabled.
     UserDisabled,
+    /// The account is past its end date (invited contractors).
+    AccountExpired,
 }
 
 /// The facts liveness depends on.
@@ -24,6 +26,8 @@ pub struct SessionFacts {
     pub revoked_at: Option<OffsetDateTime>,
     /// Set when the user is disabled.
     pub user_disabled_at: Option<OffsetDateTime>,
+    /// End of the account, if it has one.
+    pub user_expires_at: Option<OffsetDateTime>,
 }
 
 /// Decides liveness; revocation and disabling win over expiry so the audit trail says why.
@@ -31,6 +35,8 @@ pub struct SessionFacts {
 pub fn liveness(f: SessionFacts, now: OffsetDateTime) -> Liveness {
     if f.user_disabled_at.is_some() {
         Liveness::UserDisabled
+    } else if f.user_expires_at.is_some_and(|e| now >= e) {
+        Liveness::AccountExpired
     } else if f.revoked_at.is_some() {
         Liveness::Revoked
     } else if now >= f.expires_at {
@@ -54,6 +60,7 @@ mod tests {
             expires_at,
             revoked_at,
             user_disabled_at,
+            user_expires_at: None,
         };
         assert_eq!(liveness(f(later, None, None), now), Liveness::Live);
         assert_eq!(liveness(f(now, None, None), now), Liveness::Expired);
@@ -65,5 +72,11 @@ mod tests {
             liveness(f(earlier, Some(earlier), Some(earlier)), now),
             Liveness::UserDisabled
         );
+        let ended = |user_expires_at| SessionFacts {
+            user_expires_at: Some(user_expires_at),
+            ..f(later, None, None)
+        };
+        assert_eq!(liveness(ended(now), now), Liveness::AccountExpired);
+        assert_eq!(liveness(ended(later), now), Liveness::Live);
     }
 }

@@ -3,10 +3,13 @@
 //! Handlers translate between HTTP and the store/domain/signing modules; policy lives in
 //! `domain`, persistence in `store`.
 
+mod account_templates;
 mod discovery;
 mod error;
+mod invite;
 mod oauth;
 mod pages;
+mod second_factor;
 mod templates;
 
 use std::net::SocketAddr;
@@ -44,6 +47,14 @@ pub fn router(state: AppState) -> Router {
             get(pages::device_form).post(pages::device_submit),
         )
         .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route(
+            "/login/totp",
+            get(second_factor::totp_form).post(second_factor::totp_submit),
+        )
+        .route(
+            "/invite/{token}",
+            get(invite::invite_form).post(invite::invite_submit),
+        )
         .route(
             "/consent",
             get(pages::consent_form).post(pages::consent_submit),
@@ -129,5 +140,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     }
 }
 
+#[cfg(test)]
+mod invite_tests;
 #[cfg(test)]
 mod tests;

@@ -204,6 +204,19 @@ async fn device_code_grant(
             let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
                 return Err(OAuthReply::bad(E::AccessDenied, "the account is disabled"));
             };
+            if user.is_expired(now) {
+                audit(
+                    state,
+                    "login.refused.expired",
+                    &user,
+                    &device.cluster,
+                    addr,
+                    rid,
+                    now,
+                )
+                .await;
+                return Err(OAuthReply::bad(E::AccessDenied, "the account has expired"));
+            }
             let session = Session {
                 id: random_token(12).expose().to_owned(),
                 user_id: user.id.clone(),
@@ -311,6 +324,7 @@ async fn refused(
         expires_at: session.expires_at,
         revoked_at: session.revoked_at,
         user_disabled_at: user.as_ref().map_or(Some(now), |u| u.disabled_at),
+        user_expires_at: user.as_ref().and_then(|u| u.expires_at),
     };
     match liveness(facts, now) {
         Liveness::Expired => OAuthReply::bad(E::InvalidGrant, "the session expired; log in again"),
@@ -318,6 +332,21 @@ async fn refused(
             OAuthReply::bad(E::InvalidGrant, "the session was revoked; log in again")
         }
         Liveness::UserDisabled => OAuthReply::bad(E::InvalidGrant, "the account is disabled"),
+        Liveness::AccountExpired => {
+            if let Some(u) = &user {
+                let e = AuditEvent {
+                    event: "refresh.refused.expired",
+                    actor: Some("system".into()),
+                    subject: Some(u.id.clone()),
+                    cluster: Some(session.cluster.clone()),
+                    ..AuditEvent::default()
+                };
+                if let Err(err) = state.store().audit(&e, now).await {
+                    tracing::error!(error = %err, "audit write failed");
+                }
+            }
+            OAuthReply::bad(E::InvalidGrant, "the account has expired")
+        }
         Liveness::Live => OAuthReply::bad(E::InvalidGrant, "refresh token refused"),
     }
 }
@@ -354,7 +383,10 @@ fn mint(
             jti: jti.expose(),
             now,
             ttl: cfg.token_ttl,
-            session_expires_at: session.expires_at,
+            // A token never outlives its session, nor its account.
+            session_expires_at: user
+                .expires_at
+                .map_or(session.expires_at, |e| e.min(session.expires_at)),
         },
     );
     let jwt = state.signer().sign(&claims)?;

@@ -29,14 +29,14 @@ pub(super) const COOKIE: &str = "__Host-credential-session";
 const WEB_SESSION_TTL: time::Duration = time::Duration::minutes(30);
 
 /// A web session and, when it was just created, the `Set-Cookie` value to send.
-struct Browser {
-    session: WebSession,
+pub(super) struct Browser {
+    pub(super) session: WebSession,
     set_cookie: Option<HeaderValue>,
 }
 
 impl Browser {
     /// Adds the cookie (if new) to a response.
-    fn respond(self, res: impl IntoResponse) -> Response {
+    pub(super) fn respond(self, res: impl IntoResponse) -> Response {
         let mut res = res.into_response();
         if let Some(c) = self.set_cookie {
             res.headers_mut().append(header::SET_COOKIE, c);
@@ -65,7 +65,10 @@ fn set_cookie(value: &Secret) -> Option<HeaderValue> {
     .ok()
 }
 
-async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<WebSession>, PageError> {
+pub(super) async fn current(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<WebSession>, PageError> {
     match cookie_value(headers) {
         Some(v) if !v.is_empty() && v.len() <= 128 => {
             Ok(state.store().web_session(&hash(v), state.now()).await?)
@@ -74,7 +77,7 @@ async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<WebSess
     }
 }
 
-async fn new_session(
+pub(super) async fn new_session(
     state: &AppState,
     user_id: Option<String>,
     device_id: Option<String>,
@@ -98,7 +101,7 @@ async fn new_session(
 /// The browser's session, or a new one. New sessions are rows in the database, so each client
 /// address may start only so many per window (twice the device-authorization limit: a person
 /// opens the page about once per sign-in).
-async fn current_or_new(
+pub(super) async fn current_or_new(
     state: &AppState,
     headers: &HeaderMap,
     addr: &str,
@@ -130,7 +133,7 @@ async fn current_or_new(
 }
 
 /// The session of a form post, if its CSRF token matches.
-async fn verified(
+pub(super) async fn verified(
     state: &AppState,
     headers: &HeaderMap,
     csrf: &str,
@@ -142,7 +145,7 @@ async fn verified(
     Ok(session)
 }
 
-fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
+pub(super) fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
     f.map(|Form(v)| v).map_err(|_| {
         PageError::new(
             StatusCode::BAD_REQUEST,
@@ -152,7 +155,7 @@ fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
     })
 }
 
-fn see_other(to: &'static str) -> Response {
+pub(super) fn see_other(to: &'static str) -> Response {
     Redirect::to(to).into_response()
 }
 
@@ -357,9 +360,58 @@ pub(super) async fn login_submit(
             .into_response());
     };
     store.clear_failures(&user_key).await?;
-    // A fresh session id for the signed-in browser (no fixation); the old one is gone.
-    store.delete_web_session(&session.id_hash).await?;
-    let browser = new_session(&state, Some(user.id.clone()), session.device_id.clone()).await?;
+    if user.is_expired(now) {
+        tracing::info!(request_id = %rid, client_addr = %addr, "sign-in of an expired account refused");
+        audit_failure(
+            &state,
+            "login.refused.expired",
+            Some(&user.username),
+            &addr,
+            &rid,
+            now,
+        )
+        .await;
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Account expired",
+            format!(
+                "Your account expired on {}. Ask your platform team to extend it or to invite you again.",
+                user.expires_at.map(format_time).unwrap_or_default()
+            ),
+        ));
+    }
+    if user.totp_enrolled {
+        return super::second_factor::begin(&state, &session, &user).await;
+    }
+    if cfg.accounts.require_totp {
+        audit_failure(
+            &state,
+            "login.refused.no_totp",
+            Some(&user.username),
+            &addr,
+            &rid,
+            now,
+        )
+        .await;
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Second factor required",
+            "This issuer requires a second factor (an authenticator app) and your account has none. Ask your platform team for an invitation to set one up.",
+        ));
+    }
+    signed_in(&state, &session, &user, &rid).await
+}
+
+/// Ends the password (and second-factor) steps: a fresh session id for the signed-in browser
+/// (no fixation; the old one is gone), then on to consent if a device is waiting.
+pub(super) async fn signed_in(
+    state: &AppState,
+    session: &WebSession,
+    user: &crate::store::User,
+    rid: &str,
+) -> Result<Response, PageError> {
+    state.store().delete_web_session(&session.id_hash).await?;
+    let browser = new_session(state, Some(user.id.clone()), session.device_id.clone()).await?;
     tracing::info!(request_id = %rid, user = %user.username, "signed in");
     let next = if browser.session.device_id.is_some() {
         see_other("/consent")
@@ -378,7 +430,7 @@ async fn consent_context(
         return Err(see_other("/login"));
     };
     let user = match state.store().user_by_id(user_id).await {
-        Ok(Some(u)) if u.disabled_at.is_none() => u,
+        Ok(Some(u)) if u.disabled_at.is_none() && !u.is_expired(state.now()) => u,
         Ok(_) => return Err(see_other("/login")),
         Err(e) => return Err(PageError::from(e).into_response()),
     };
@@ -398,7 +450,7 @@ async fn consent_context(
     }
 }
 
-fn format_time(t: OffsetDateTime) -> String {
+pub(super) fn format_time(t: OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     t.format(&f).unwrap_or_default()
 }
@@ -493,7 +545,7 @@ pub(super) async fn consent_submit(
     Ok(Html(templates::done_page(approve, &device.cluster)).into_response())
 }
 
-async fn audit_failure(
+pub(super) async fn audit_failure(
     state: &AppState,
     event: &'static str,
     username: Option<&str>,

@@ -22,7 +22,7 @@ pub(super) fn escape(s: &str) -> String {
     out
 }
 
-fn layout(title: &str, body: &str) -> String {
+pub(super) fn layout(title: &str, body: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -50,7 +50,7 @@ dd{{min-width:0;overflow-wrap:anywhere}}
     )
 }
 
-fn csrf_field(csrf: &str) -> String {
+pub(super) fn csrf_field(csrf: &str) -> String {
     format!(
         r#"<input type="hidden" name="csrf_token" value="{}">"#,
         escape(csrf)

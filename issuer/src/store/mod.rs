@@ -6,6 +6,7 @@
 
 mod audit;
 mod devices;
+mod invitations;
 mod rate_limits;
 mod sessions;
 mod users;
@@ -21,8 +22,9 @@ use time::OffsetDateTime;
 
 pub use audit::{AuditEvent, AuditFilter};
 pub use devices::{Device, NewDevice};
+pub use invitations::{Acceptance, Invitation, NewInvitation};
 pub use sessions::{Presenter, RotateOutcome, Session};
-pub use users::{NewUser, User};
+pub use users::{NewUser, User, UserTotp};
 pub use web::WebSession;
 
 /// A store error.

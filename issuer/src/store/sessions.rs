@@ -48,7 +48,7 @@ pub enum RotateOutcome {
     /// the new one stored. The account comes back from the same statement.
     Rotated(Session, User),
     /// The token is the session's current one, but the session is revoked or expired, the
-    /// account disabled, or the token was issued to another client (the caller finds out
+    /// account disabled or past its end, or the token was issued to another client (the caller finds out
     /// which). Nothing changed.
     Refused(Session),
     /// The token had been spent before: its session is now revoked.
@@ -175,7 +175,7 @@ async fn rotate_one(conn: &mut sqlx::SqliteConnection, job: &Rotation) -> Result
     Ok(sqlx::query_as(&format!(
         "UPDATE sessions SET refresh_hash = ?1, refreshed_at = ?2, last_client_addr = ?3, last_request_id = ?4
          WHERE refresh_hash = ?5 AND client_id = ?6 AND revoked_at IS NULL AND expires_at > ?2
-           AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL)
+           AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND (expires_at IS NULL OR expires_at > ?2))
          RETURNING json_array({COLUMNS}),
            (SELECT json_array({USER_COLUMNS}) FROM users u WHERE u.id = sessions.user_id)"
     ))

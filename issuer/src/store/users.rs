@@ -21,6 +21,18 @@ pub struct User {
     pub created_at: OffsetDateTime,
     /// Group names, sorted.
     pub groups: Vec<String>,
+    /// End of the account (invited contractors); `None`: no end.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Whether a second factor (TOTP) is enrolled: sign-in then asks for a code.
+    pub totp_enrolled: bool,
+}
+
+impl User {
+    /// Whether the account has passed its end date at `now`.
+    #[must_use]
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|e| now >= e)
+    }
 }
 
 impl std::fmt::Debug for User {
@@ -35,6 +47,8 @@ impl std::fmt::Debug for User {
             )
             .field("disabled_at", &self.disabled_at)
             .field("groups", &self.groups)
+            .field("expires_at", &self.expires_at)
+            .field("totp_enrolled", &self.totp_enrolled)
             .finish_non_exhaustive()
     }
 }
@@ -71,13 +85,16 @@ type UserRow = (
     Option<i64>,
     i64,
     Option<String>,
+    Option<i64>,
+    i64,
 );
 
 /// The user columns plus the sorted groups as one newline-joined string, so that loading an
 /// account is one query (it happens on every refresh). Group names cannot contain a newline.
 /// Alias `u` for `users`.
 pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.disabled_at, u.created_at, \
-    (SELECT group_concat(group_name, char(10)) FROM (SELECT group_name FROM user_groups WHERE user_id = u.id ORDER BY group_name))";
+    (SELECT group_concat(group_name, char(10)) FROM (SELECT group_name FROM user_groups WHERE user_id = u.id ORDER BY group_name)), \
+    u.expires_at, (u.totp_secret_sealed IS NOT NULL)";
 
 /// Parses a `json_array(USER_COLUMNS)` value.
 pub(super) fn user_from_json(text: &str) -> Result<User> {
@@ -88,39 +105,51 @@ pub(super) fn user_from_json(text: &str) -> Result<User> {
     Store::user_from_row(row)
 }
 
+/// Inserts an account and its groups inside `tx` (creating an invitation does it in the same
+/// transaction as the invitation row).
+pub(super) async fn insert_user(
+    tx: &mut sqlx::SqliteConnection,
+    u: &NewUser,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let r = sqlx::query(
+        "INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&u.id)
+    .bind(&u.username)
+    .bind(&u.email)
+    .bind(&u.password_hash)
+    .bind(now.unix_timestamp())
+    .execute(&mut *tx)
+    .await;
+    match r {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::Conflict(format!("user {:?}", u.username)))
+        }
+        r => r?,
+    };
+    for g in &u.groups {
+        sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_name) VALUES (?, ?)")
+            .bind(&u.id)
+            .bind(g)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Creates an account.
     pub async fn create_user(&self, u: &NewUser, now: OffsetDateTime) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        let r = sqlx::query(
-            "INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&u.id)
-        .bind(&u.username)
-        .bind(&u.email)
-        .bind(&u.password_hash)
-        .bind(now.unix_timestamp())
-        .execute(&mut *tx)
-        .await;
-        match r {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::Conflict(format!("user {:?}", u.username)))
-            }
-            r => r?,
-        };
-        for g in &u.groups {
-            sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_name) VALUES (?, ?)")
-                .bind(&u.id)
-                .bind(g)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_user(&mut tx, u, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
     fn user_from_row(row: UserRow) -> Result<User> {
-        let (id, username, email, password_hash, disabled_at, created_at, groups) = row;
+        let (id, username, email, password_hash, disabled_at, created_at, groups, expires_at, totp) =
+            row;
         let groups = groups
             .map(|g| g.split('\n').map(str::to_owned).collect())
             .unwrap_or_default();
@@ -132,6 +161,8 @@ impl Store {
             disabled_at: opt_ts("users", disabled_at)?,
             created_at: ts("users", created_at)?,
             groups,
+            expires_at: opt_ts("users", expires_at)?,
+            totp_enrolled: totp != 0,
         })
     }
 
@@ -193,12 +224,53 @@ impl Store {
         .await?
         .rows_affected();
         // Web sign-ins of the account end too, so a page left open cannot approve a device.
-        sqlx::query("DELETE FROM web_sessions WHERE user_id = ?")
+        sqlx::query("DELETE FROM web_sessions WHERE user_id = ?1 OR pending_user_id = ?1")
             .bind(&id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(ended)
+    }
+
+    /// The sealed TOTP seed of an account and the last time step a code was accepted for.
+    pub async fn user_totp(&self, user_id: &str) -> Result<Option<UserTotp>> {
+        let row: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT totp_secret_sealed, totp_last_step FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(sealed, last_step)| sealed.map(|sealed| UserTotp { sealed, last_step })))
+    }
+
+    /// Records that a code of `step` was accepted, unless that step or a later one was already
+    /// used (one conditional `UPDATE`: of two racing sign-ins with the same code, one wins).
+    pub async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE users SET totp_last_step = ?1 WHERE id = ?2 AND (totp_last_step IS NULL OR totp_last_step < ?1)",
+        )
+        .bind(step)
+        .bind(user_id)
+        .execute(&self.write)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+}
+
+/// An account's second factor as stored.
+#[derive(Clone)]
+pub struct UserTotp {
+    /// The base32 seed, sealed with context `totp:<user id>`.
+    pub sealed: String,
+    /// The last step a code was accepted for.
+    pub last_step: Option<i64>,
+}
+
+impl std::fmt::Debug for UserTotp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserTotp")
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
     }
 }
 

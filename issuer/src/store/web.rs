@@ -75,6 +75,35 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a browser session as waiting for the second factor of `user_id` until `until`
+    /// (the two-step sign-in), or clears that.
+    pub async fn set_web_pending(
+        &self,
+        id_hash: &str,
+        pending: Option<(&str, OffsetDateTime)>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE web_sessions SET pending_user_id = ?, pending_until = ? WHERE id_hash = ?",
+        )
+        .bind(pending.map(|p| p.0))
+        .bind(pending.map(|p| p.1.unix_timestamp()))
+        .bind(id_hash)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The account whose second factor this browser session is waiting for, if not too late.
+    pub async fn web_pending(&self, id_hash: &str, now: OffsetDateTime) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT pending_user_id FROM web_sessions WHERE id_hash = ?1 AND expires_at > ?2 AND pending_until > ?2 AND pending_user_id IS NOT NULL",
+        )
+        .bind(id_hash)
+        .bind(now.unix_timestamp())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Ends a browser session.
     pub async fn delete_web_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM web_sessions WHERE id_hash = ?")

@@ -1,0 +1,214 @@
+//! Time-based one-time passwords (RFC 6238 over RFC 4226), the second factor of local accounts:
+//! HMAC-SHA1, 30-second steps, 6 digits, one step of clock skew either way. Pure functions: the
+//! caller passes the time, and remembers the last step an account used (replay refusal).
+
+use ring::hmac;
+
+use crate::secret::{constant_time_eq, random_bytes, Secret};
+
+/// Length of one time step in seconds.
+pub const STEP_SECS: i64 = 30;
+/// Digits of a code.
+pub const DIGITS: u32 = 6;
+/// Steps accepted before and after the current one (clock skew of the person's phone).
+pub const SKEW_STEPS: i64 = 1;
+/// Bytes of a new secret (160 bits, as RFC 4226 recommends).
+pub const SECRET_BYTES: usize = 20;
+
+const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// A new random secret, base32 encoded (what authenticator apps accept).
+#[must_use]
+pub fn new_secret() -> Secret {
+    Secret::new(base32_encode(&random_bytes(SECRET_BYTES)))
+}
+
+/// RFC 4648 base32 without padding.
+#[must_use]
+pub fn base32_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(BASE32[((buffer >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(BASE32[((buffer << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+/// Decodes base32 (case-insensitive; spaces and `=` padding ignored). `None` if invalid.
+#[must_use]
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for c in text.chars().filter(|c| !c.is_whitespace() && *c != '=') {
+        let c = c.to_ascii_uppercase();
+        let v = BASE32.iter().position(|&b| char::from(b) == c)?;
+        buffer = (buffer << 5) | u32::try_from(v).ok()?;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buffer >> bits) & 0xff).ok()?);
+        }
+    }
+    Some(out)
+}
+
+/// The time step containing `unix_secs`.
+#[must_use]
+pub fn step_at(unix_secs: i64) -> i64 {
+    unix_secs.div_euclid(STEP_SECS)
+}
+
+/// The code of `step` for `key` (RFC 4226 HOTP with the step as counter), zero-padded.
+#[must_use]
+pub fn code_at_step(key: &[u8], step: i64) -> String {
+    let k = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    let counter = u64::try_from(step).unwrap_or(0).to_be_bytes();
+    let tag = hmac::sign(&k, &counter);
+    let mac = tag.as_ref();
+    let offset = usize::from(mac.last().copied().unwrap_or(0) & 0x0f);
+    let word = mac
+        .get(offset..offset + 4)
+        .and_then(|s| <[u8; 4]>::try_from(s).ok())
+        .map_or(0, u32::from_be_bytes)
+        & 0x7fff_ffff;
+    format!(
+        "{:0width$}",
+        word % 10_u32.pow(DIGITS),
+        width = DIGITS as usize
+    )
+}
+
+/// The code for `key` at `unix_secs`.
+#[must_use]
+pub fn code_at(key: &[u8], unix_secs: i64) -> String {
+    code_at_step(key, step_at(unix_secs))
+}
+
+/// Checks `code` against the steps around `unix_secs`. Returns the matching step, which the
+/// caller must record and refuse afterwards (a code works once); steps at or before
+/// `last_used_step` never match. Every candidate is compared in constant time.
+#[must_use]
+pub fn verify(key: &[u8], code: &str, unix_secs: i64, last_used_step: Option<i64>) -> Option<i64> {
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let now = step_at(unix_secs);
+    let mut found = None;
+    for step in (now - SKEW_STEPS)..=(now + SKEW_STEPS) {
+        if constant_time_eq(&code_at_step(key, step), &code)
+            && last_used_step.is_none_or(|last| step > last)
+            && found.is_none()
+        {
+            found = Some(step);
+        }
+    }
+    found
+}
+
+/// The `otpauth://` URI authenticator apps read from the QR code (Google Authenticator's
+/// key-URI format): label `ISSUER:ACCOUNT`, the base32 secret, and the parameters above.
+#[must_use]
+pub fn otpauth_uri(issuer: &str, account: &str, secret_base32: &Secret) -> Secret {
+    let enc = |s: &str| -> String {
+        url::form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
+    Secret::new(format!(
+        "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECS}",
+        enc(issuer),
+        enc(account),
+        secret_base32.expose(),
+        enc(issuer),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 6238 Appendix B, SHA-1 rows: the seed is the ASCII string "12345678901234567890"
+    /// and the codes are 8 digits; the 6-digit code is their last six digits (the same
+    /// truncation modulo 10^6).
+    #[test]
+    fn rfc6238_appendix_b_vectors() {
+        let key = b"12345678901234567890";
+        let table = [
+            (59, "94287082"),
+            (1_111_111_109, "07081804"),
+            (1_111_111_111, "14050471"),
+            (1_234_567_890, "89005924"),
+            (2_000_000_000, "69279037"),
+            (20_000_000_000, "65353130"),
+        ];
+        for (t, eight) in table {
+            assert_eq!(code_at(key, t), eight[2..], "T = {t}");
+        }
+    }
+
+    #[test]
+    fn base32_round_trips_and_matches_rfc4648() {
+        assert_eq!(base32_encode(b"foobar"), "MZXW6YTBOI");
+        assert_eq!(base32_encode(b"f"), "MY");
+        assert_eq!(
+            base32_decode("mzxw 6ytb oi======").as_deref(),
+            Some(&b"foobar"[..])
+        );
+        assert_eq!(base32_decode("MZ1W"), None);
+        let s = new_secret();
+        assert_eq!(s.expose().len(), 32);
+        assert_eq!(
+            base32_decode(s.expose()).map(|b| b.len()),
+            Some(SECRET_BYTES)
+        );
+    }
+
+    #[test]
+    fn verify_allows_one_step_of_skew_and_refuses_replay() {
+        let key = b"12345678901234567890";
+        let t = 1_111_111_111;
+        let now = step_at(t);
+        assert_eq!(verify(key, &code_at(key, t), t, None), Some(now));
+        assert_eq!(verify(key, &code_at(key, t - 30), t, None), Some(now - 1));
+        assert_eq!(verify(key, &code_at(key, t + 30), t, None), Some(now + 1));
+        assert_eq!(verify(key, &code_at(key, t - 60), t, None), None);
+        assert_eq!(verify(key, &code_at(key, t + 60), t, None), None);
+        // Replay: the step was used already, or a later one was.
+        assert_eq!(verify(key, &code_at(key, t), t, Some(now)), None);
+        assert_eq!(verify(key, &code_at(key, t - 30), t, Some(now - 1)), None);
+        assert_eq!(
+            verify(key, &code_at(key, t + 30), t, Some(now)),
+            Some(now + 1)
+        );
+        // Garbage.
+        assert_eq!(verify(key, "12345", t, None), None);
+        assert_eq!(verify(key, "abcdef", t, None), None);
+        let spaced = format!("{} {}", &code_at(key, t)[..3], &code_at(key, t)[3..]);
+        assert_eq!(verify(key, &spaced, t, None), Some(now));
+    }
+
+    #[test]
+    fn otpauth_uri_has_the_key_uri_format() {
+        let uri = otpauth_uri(
+            "issuer.example.com",
+            "alice b",
+            &Secret::new("JBSWY3DPEHPK3PXP"),
+        );
+        assert_eq!(
+            uri.expose(),
+            "otpauth://totp/issuer.example.com:alice%20b?secret=JBSWY3DPEHPK3PXP&issuer=issuer.example.com&algorithm=SHA1&digits=6&period=30"
+        );
+        assert_eq!(format!("{uri:?}"), "[redacted]");
+    }
+}
