@@ -19,3 +19,4 @@ pub mod signing;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream;

@@ -29,14 +29,14 @@ pub(super) const COOKIE: &str = "__Host-credential-session";
 const WEB_SESSION_TTL: time::Duration = time::Duration::minutes(30);
 
 /// A web session and, when it was just created, the `Set-Cookie` value to send.
-struct Browser {
-    session: WebSession,
+pub(super) struct Browser {
+    pub(super) session: WebSession,
     set_cookie: Option<HeaderValue>,
 }
 
 impl Browser {
     /// Adds the cookie (if new) to a response.
-    fn respond(self, res: impl IntoResponse) -> Response {
+    pub(super) fn respond(self, res: impl IntoResponse) -> Response {
         let mut res = res.into_response();
         if let Some(c) = self.set_cookie {
             res.headers_mut().append(header::SET_COOKIE, c);
@@ -65,7 +65,7 @@ fn set_cookie(value: &Secret) -> Option<HeaderValue> {
     .ok()
 }
 
-async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<WebSession>, PageError> {
+pub(super) async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<WebSession>, PageError> {
     match cookie_value(headers) {
         Some(v) if !v.is_empty() && v.len() <= 128 => {
             Ok(state.store().web_session(&hash(v), state.now()).await?)
@@ -74,7 +74,7 @@ async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<WebSess
     }
 }
 
-async fn new_session(
+pub(super) async fn new_session(
     state: &AppState,
     user_id: Option<String>,
     device_id: Option<String>,
@@ -130,7 +130,7 @@ async fn current_or_new(
 }
 
 /// The session of a form post, if its CSRF token matches.
-async fn verified(
+pub(super) async fn verified(
     state: &AppState,
     headers: &HeaderMap,
     csrf: &str,
@@ -142,7 +142,7 @@ async fn verified(
     Ok(session)
 }
 
-fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
+pub(super) fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
     f.map(|Form(v)| v).map_err(|_| {
         PageError::new(
             StatusCode::BAD_REQUEST,
@@ -152,7 +152,7 @@ fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
     })
 }
 
-fn see_other(to: &'static str) -> Response {
+pub(super) fn see_other(to: &'static str) -> Response {
     Redirect::to(to).into_response()
 }
 
@@ -267,8 +267,23 @@ pub(super) async fn login_form(
     ClientAddr(addr): ClientAddr,
 ) -> Result<Response, PageError> {
     let browser = current_or_new(&state, &headers, &addr).await?;
-    let page = templates::login_page(browser.session.csrf_token.expose(), "", None);
+    let page = templates::login_page(
+        browser.session.csrf_token.expose(),
+        "",
+        None,
+        &providers(&state),
+    );
     Ok(browser.respond(Html(page)))
+}
+
+/// The upstream providers offered on the sign-in page: `(id, name)`.
+pub(super) fn providers(state: &AppState) -> Vec<(&str, &str)> {
+    state
+        .config()
+        .upstreams
+        .iter()
+        .map(|u| (u.id.as_str(), u.name.as_str()))
+        .collect()
 }
 
 /// The sign-in form. Deliberately no `Debug`: it holds a password.
@@ -322,6 +337,7 @@ pub(super) async fn login_submit(
                 &csrf,
                 &username,
                 Some("Too many failed sign-ins. Wait a few minutes, then try again."),
+                &providers(&state),
             )),
         )
             .into_response());
@@ -352,6 +368,7 @@ pub(super) async fn login_submit(
                 &csrf,
                 &username,
                 Some("Wrong username or password."),
+                &providers(&state),
             )),
         )
             .into_response());
@@ -492,7 +509,7 @@ pub(super) async fn consent_submit(
     Ok(Html(templates::done_page(approve, &device.cluster)).into_response())
 }
 
-async fn audit_failure(
+pub(super) async fn audit_failure(
     state: &AppState,
     event: &'static str,
     username: Option<&str>,

@@ -8,6 +8,7 @@ mod audit;
 mod devices;
 mod rate_limits;
 mod sessions;
+mod upstream;
 mod users;
 mod web;
 
@@ -22,6 +23,7 @@ use time::OffsetDateTime;
 pub use audit::AuditEvent;
 pub use devices::{Device, NewDevice};
 pub use sessions::{Presenter, RotateOutcome, Session};
+pub use upstream::{grant_context, login_context, session_context, PendingLogin, UpstreamSession};
 pub use users::{NewUser, User};
 pub use web::WebSession;
 
@@ -196,6 +198,11 @@ impl Store {
         .await?;
         n += sqlx::query("DELETE FROM device_codes WHERE expires_at < ?")
             .bind(now - 3600)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        n += sqlx::query("DELETE FROM upstream_logins WHERE expires_at < ?")
+            .bind(now)
             .execute(&self.write)
             .await?
             .rows_affected();

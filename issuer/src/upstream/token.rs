@@ -1,0 +1,251 @@
+//! The token endpoint (code exchange and refresh, with `client_secret_basic` or `_post`), the
+//! userinfo endpoint, and turning validated claims into the person the issuer knows.
+
+use serde::Deserialize;
+
+use super::client::{Client, Req};
+use super::discovery::Metadata;
+use super::id_token::Claims;
+use super::Error;
+use crate::config::{ClientAuth, UpstreamConfig};
+use crate::domain::names::{validate_group, validate_username};
+use crate::secret::Secret;
+
+/// Tokens from the provider. No `Debug` derive: every field is secret.
+pub struct Tokens {
+    /// For userinfo.
+    pub access_token: Secret,
+    /// The ID token (always sent on a code exchange; usually on refresh).
+    pub id_token: Option<Secret>,
+    /// The provider's refresh token, when it issues one (`offline_access`).
+    pub refresh_token: Option<Secret>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("id_token", &self.id_token.is_some())
+            .field("refresh_token", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who the provider says the person is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `iss`.
+    pub issuer: String,
+    /// `sub`, stable at the provider.
+    pub subject: String,
+    /// From the configured username claim.
+    pub username: String,
+    /// `email`, when given.
+    pub email: Option<String>,
+    /// `email_verified`, when given.
+    pub email_verified: Option<bool>,
+    /// From the configured groups claim; names that cannot be group names are left out.
+    pub groups: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    access_token: String,
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+async fn token_request(
+    client: &Client,
+    cfg: &UpstreamConfig,
+    meta: &Metadata,
+    mut fields: Vec<(&'static str, Secret)>,
+) -> Result<Tokens, Error> {
+    let basic = match cfg.client_auth {
+        ClientAuth::Basic => Some((cfg.client_id.clone(), cfg.client_secret.clone())),
+        ClientAuth::Post => {
+            fields.push(("client_id", Secret::new(cfg.client_id.clone())));
+            fields.push(("client_secret", cfg.client_secret.clone()));
+            None
+        }
+    };
+    let resp = client
+        .send(Req::Form {
+            url: meta.token_endpoint.clone(),
+            fields,
+            basic,
+        })
+        .await?;
+    if resp.status == 200 {
+        let body: TokenBody = serde_json::from_str(&resp.body).map_err(|e| Error::Invalid {
+            provider: cfg.id.clone(),
+            detail: format!("token response: {e}"),
+        })?;
+        return Ok(Tokens {
+            access_token: Secret::new(body.access_token),
+            id_token: body.id_token.map(Secret::new),
+            refresh_token: body.refresh_token.map(Secret::new),
+        });
+    }
+    match serde_json::from_str::<ErrorBody>(&resp.body) {
+        // RFC 6749 section 5.2: an OAuth error is a refusal (5xx bodies are not trusted as one).
+        Ok(e) if resp.status < 500 => Err(Error::Refused {
+            provider: cfg.id.clone(),
+            error: e.error.chars().take(40).collect(),
+        }),
+        _ => Err(Error::Status {
+            provider: cfg.id.clone(),
+            status: resp.status,
+        }),
+    }
+}
+
+/// Exchanges an authorization code (with the PKCE verifier).
+pub(super) async fn exchange(
+    client: &Client,
+    cfg: &UpstreamConfig,
+    meta: &Metadata,
+    code: &Secret,
+    verifier: &Secret,
+    redirect_uri: &str,
+) -> Result<Tokens, Error> {
+    token_request(
+        client,
+        cfg,
+        meta,
+        vec![
+            ("grant_type", Secret::new("authorization_code")),
+            ("code", code.clone()),
+            ("redirect_uri", Secret::new(redirect_uri)),
+            ("code_verifier", verifier.clone()),
+        ],
+    )
+    .await
+}
+
+/// `grant_type=refresh_token`.
+pub(super) async fn refresh(
+    client: &Client,
+    cfg: &UpstreamConfig,
+    meta: &Metadata,
+    refresh_token: &Secret,
+) -> Result<Tokens, Error> {
+    token_request(
+        client,
+        cfg,
+        meta,
+        vec![
+            ("grant_type", Secret::new("refresh_token")),
+            ("refresh_token", refresh_token.clone()),
+        ],
+    )
+    .await
+}
+
+/// The userinfo claims (Core section 5.3).
+pub(super) async fn userinfo(
+    client: &Client,
+    cfg: &UpstreamConfig,
+    endpoint: &str,
+    access_token: &Secret,
+) -> Result<Claims, Error> {
+    let resp = client
+        .send(Req::Get {
+            url: endpoint.to_owned(),
+            bearer: Some(access_token.clone()),
+        })
+        .await?;
+    match resp.status {
+        200 => serde_json::from_str(&resp.body).map_err(|e| Error::Invalid {
+            provider: cfg.id.clone(),
+            detail: format!("userinfo: {e}"),
+        }),
+        401 | 403 => Err(Error::Refused {
+            provider: cfg.id.clone(),
+            error: "userinfo refused".into(),
+        }),
+        status => Err(Error::Status {
+            provider: cfg.id.clone(),
+            status,
+        }),
+    }
+}
+
+/// Reads the person from the ID token's claims (and userinfo, whose `sub` must match).
+pub fn identity(
+    cfg: &UpstreamConfig,
+    claims: &Claims,
+    userinfo: Option<&Claims>,
+) -> Result<Identity, Error> {
+    let invalid = |detail: String| Error::Invalid {
+        provider: cfg.id.clone(),
+        detail,
+    };
+    let s = |c: &Claims, f: &str| c.get(f).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let subject = s(claims, "sub").unwrap_or_default();
+    if let Some(u) = userinfo {
+        if s(u, "sub").as_deref() != Some(subject.as_str()) {
+            return Err(invalid("userinfo is about another subject".into()));
+        }
+    }
+    let get = |f: &str| {
+        claims
+            .get(f)
+            .or_else(|| userinfo.and_then(|u| u.get(f)))
+            .cloned()
+    };
+    let username = get(&cfg.username_claim)
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .ok_or_else(|| invalid(format!("no `{}` claim", cfg.username_claim)))?;
+    validate_username(&username)
+        .map_err(|e| invalid(format!("the `{}` claim is not a usable name: {e}", cfg.username_claim)))?;
+    let email = get("email").and_then(|v| v.as_str().map(str::to_owned));
+    let groups = match get(&cfg.groups_claim) {
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .filter(|g| validate_group(g).is_ok())
+            .map(str::to_owned)
+            .collect(),
+        Some(serde_json::Value::String(g)) if validate_group(&g).is_ok() => vec![g],
+        _ => Vec::new(),
+    };
+    let mut groups: Vec<String> = groups;
+    groups.sort();
+    groups.dedup();
+    Ok(Identity {
+        issuer: s(claims, "iss").unwrap_or_default(),
+        subject,
+        username,
+        email,
+        email_verified: get("email_verified").and_then(|v| v.as_bool()),
+        groups,
+    })
+}
+
+/// Whether `identity` may sign in under `cfg.allowed_email_domains`: always when the list is
+/// empty, else only with an e-mail in one of the domains that the provider has not marked
+/// unverified.
+#[must_use]
+pub fn email_allowed(cfg: &UpstreamConfig, identity: &Identity) -> bool {
+    if cfg.allowed_email_domains.is_empty() {
+        return true;
+    }
+    let Some(email) = identity.email.as_deref() else {
+        return false;
+    };
+    let Some((_, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    identity.email_verified != Some(false)
+        && cfg
+            .allowed_email_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+}
