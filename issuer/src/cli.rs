@@ -46,6 +46,23 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect the group-mapping policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the Kubernetes groups a person would get in a cluster and which rule gave each.
+    Explain {
+        /// Login name (local or signed in through an upstream provider).
+        #[arg(long)]
+        user: String,
+        /// Cluster name.
+        #[arg(long)]
+        cluster: String,
+    },
 }
 
 /// Flags of `serve`.

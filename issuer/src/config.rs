@@ -955,6 +955,44 @@ mod tests {
                 "clusters[1].name",
             ),
             ("tokn_ttl = \"5m\"", "tokn_ttl"),
+            (
+                "[[upstreams]]\nid = \"a b\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"",
+                "upstreams[0].id",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"http://idp.example\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"",
+                "upstreams[0].issuer_url",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"",
+                "upstreams[0].client_secret_file",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"CREDENTIAL_TEST_UNSET_VARIABLE\"",
+                "upstreams[0].client_secret_env",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"\ntoken_endpoint_auth_method = \"private_key_jwt\"",
+                "upstreams[0].token_endpoint_auth_method",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"\nallowed_email_domains = [\"nodot\"]",
+                "upstreams[0].allowed_email_domains[0]",
+            ),
+            ("[[policy.rules]]\ngroup = \"\"", "policy.rules[0].group"),
+            (
+                "[[policy.rules]]\ngroup = \"a\"\nkubernetes_groups = [\"system:masters\"]",
+                "policy.rules[0].kubernetes_groups[0]",
+            ),
+            (
+                "[[policy.rules]]\ngroup = \"a\"\nclusters = [\"nope\"]",
+                "policy.rules[0].clusters[0]",
+            ),
+            (
+                "[[policy.rules]]\ngroup = \"a\"\ndeny = true\nkubernetes_groups = [\"b\"]",
+                "policy.rules[0].kubernetes_groups",
+            ),
+            ("[[policy.rules]]\ngroup = \"a\"\nallow = true", "allow"),
         ];
         for (text, field) in cases {
             let e = err(text, &none);
@@ -963,6 +1001,29 @@ mod tests {
                 "{text:?} gave {e:?}, which does not name {field}"
             );
         }
+    }
+
+    #[test]
+    fn upstream_defaults_and_loopback_http() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap_or_else(|e| panic!("{e}"));
+        let text = format!(
+            "[[upstreams]]\nid = \"corp\"\nissuer_url = \"http://127.0.0.1:9999\"\nclient_id = \"c\"\nclient_secret_file = {:?}\nscopes = [\"email\"]\nallowed_email_domains = [\"@Corp.Example\"]\n",
+            secret.display().to_string()
+        );
+        let c = load(&text, &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        let u = &c.upstreams[0];
+        assert_eq!(u.name, "corp");
+        assert_eq!(u.client_secret.expose(), "s3cret");
+        assert_eq!(u.scopes, ["openid", "email"]);
+        assert_eq!(u.username_claim, "email");
+        assert_eq!(u.groups_claim, "groups");
+        assert_eq!(u.client_auth, ClientAuth::Basic);
+        assert_eq!(u.allowed_email_domains, ["corp.example"]);
+        assert!(!format!("{c:?}").contains("s3cret"), "the secret leaks in Debug");
+        let c = load("", &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.upstreams.is_empty() && c.policy.rules.is_empty());
     }
 
     #[test]
@@ -988,5 +1049,34 @@ mod example_tests {
             "install/issuer.example.toml: {:?}",
             parsed.err()
         );
+    }
+
+    /// The upstream and policy examples are commented out (they need a provider); uncommented,
+    /// they must parse.
+    #[test]
+    fn the_commented_upstream_and_policy_examples_parse() {
+        let text = include_str!("../../install/issuer.example.toml");
+        let start = text
+            .find("# Upstream OpenID Connect providers")
+            .unwrap_or_else(|| panic!("the upstream example is missing"));
+        let uncommented: String = text[start..]
+            .lines()
+            .map(|l| {
+                let rest = l.strip_prefix("# ").unwrap_or("");
+                let key = rest.split(" =").next().unwrap_or("");
+                if rest.starts_with("[[")
+                    || (!key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && rest.contains(" = "))
+                {
+                    rest
+                } else {
+                    ""
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed: super::FileConfig = toml::from_str(&uncommented)
+            .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(parsed.upstreams.len(), 1);
+        assert_eq!(parsed.policy.map_or(0, |p| p.rules.len()), 3);
     }
 }

@@ -114,6 +114,7 @@ pub(super) struct Callback {
     state: Option<String>,
     code: Option<String>,
     error: Option<String>,
+    iss: Option<String>,
 }
 
 fn invalid_link() -> PageError {
@@ -158,6 +159,17 @@ pub(super) async fn callback(
         return Err(invalid_link());
     };
     let name = provider.config().name.clone();
+    // RFC 9207: a provider that names itself in the response must be the one this login went
+    // to (mix-up defence; the ID token's `iss` is checked against it as well).
+    let expected_iss = provider.config().issuer_url.as_str().trim_end_matches('/');
+    if q
+        .iss
+        .as_deref()
+        .is_some_and(|iss| iss.trim_end_matches('/') != expected_iss)
+    {
+        audit_failure(&state, "login.upstream.mix_up", None, &addr, &rid, now).await;
+        return Err(invalid_link());
+    }
     if let Some(error) = q.error {
         // Only a short, plain code is echoed; the provider's description is not shown.
         let code: String = error

@@ -392,6 +392,42 @@ mod tests {
         assert!(check(&token, &refetched).is_ok());
     }
 
+    #[test]
+    fn rs256_verifies_from_the_modulus_and_exponent() {
+        use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+        // A throwaway 2048-bit key made for this test (`openssl genpkey -algorithm RSA`, then
+        // `openssl rsa -traditional -outform DER`).
+        let key = RsaKeyPair::from_der(include_bytes!("testdata/rs256-test-key.der")).unwrap();
+        let public = RsaPublicKeyComponents::<Vec<u8>>::from(key.public());
+        let jwks = Jwks::from_json(&serde_json::json!({"keys": [{
+            "kty": "RSA", "kid": "r1", "use": "sig",
+            "n": URL_SAFE_NO_PAD.encode(&public.n),
+            "e": URL_SAFE_NO_PAD.encode(&public.e),
+        }]}));
+        let sign = |claims: &serde_json::Value, alg: &str| {
+            let header = serde_json::json!({"alg": alg, "kid": "r1"});
+            let mut t = URL_SAFE_NO_PAD.encode(header.to_string());
+            t.push('.');
+            t.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+            let mut sig = vec![0; key.public().modulus_len()];
+            key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), t.as_bytes(), &mut sig)
+                .unwrap();
+            t.push('.');
+            t.push_str(&URL_SAFE_NO_PAD.encode(sig));
+            t
+        };
+        assert!(check(&sign(&good_claims(), "RS256"), &jwks).is_ok());
+        assert_eq!(
+            check(&sign(&with("nonce", "x".into()), "RS256"), &jwks),
+            Err(IdTokenError::Nonce)
+        );
+        // An RSA key never verifies a token that claims ES256.
+        assert_eq!(
+            check(&sign(&good_claims(), "ES256"), &jwks),
+            Err(IdTokenError::UnknownKey)
+        );
+    }
+
     fn jwk_json(s: &Signer) -> serde_json::Value {
         let Key::P256 { point, .. } = s.public() else {
             unreachable!()
