@@ -7,7 +7,8 @@
 # programs the end-to-end tests start for real: etcd, kubectl, a D-Bus session bus with
 # gnome-keyring for the Secret Service, openssl and curl for the control-plane script, and the
 # Go toolchain that builds kube-apiserver from Debian's source package, once, into
-# ${K8S_ENVTEST_CACHE:-~/.cache/k8s-envtest}. Then it builds the workspace's binaries (the
+# ${K8S_ENVTEST_CACHE:-~/.cache/k8s-envtest}; with npm, the upstream OpenID provider's packages
+# (tests/oidc-provider, from its package-lock.json). Then it builds the workspace's binaries (the
 # e2e tests run them as child processes) and runs `cargo test --workspace`: unit, handler and
 # end-to-end tests. A second run with everything in place installs nothing and is quick.
 #
@@ -55,6 +56,18 @@ if [ ${#missing[@]} -gt 0 ]; then
         || die "apt-get install ${missing[*]} failed"
 else
     step "test dependencies already installed"
+fi
+
+# ---- 1b. the upstream OpenID provider the e2e tests sign in at (Node package, installed once)
+step "upstream OpenID provider (tests/oidc-provider)"
+command -v node >/dev/null 2>&1 \
+    || die "Node.js 20.19 or newer is needed for the upstream OpenID provider: install it (Debian: apt-get install nodejs npm)"
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
+    || die "Node.js $(node --version) is too old for oidc-provider 9: install 20.19 or newer"
+if ! [ -f tests/oidc-provider/node_modules/oidc-provider/package.json ]; then
+    command -v npm >/dev/null 2>&1 || die "npm is missing: install it with Node.js"
+    npm ci --prefix tests/oidc-provider --no-audit --no-fund >/dev/null \
+        || die "npm ci --prefix tests/oidc-provider failed"
 fi
 
 # ---- 2. kube-apiserver (cached after the first build, about 5 minutes on 2 cores)

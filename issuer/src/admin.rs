@@ -155,7 +155,9 @@ pub fn explain(
         let _ = writeln!(out, "  (none)");
     }
     for g in &m.granted {
-        let by = g.rule.map_or_else(|| "no rules (pass-through)".to_owned(), rule);
+        let by = g
+            .rule
+            .map_or_else(|| "no rules (pass-through)".to_owned(), rule);
         let _ = writeln!(out, "  {}  <- {} by {by}", g.group, g.from);
     }
     if !m.dropped.is_empty() {
@@ -242,12 +244,11 @@ clusters = ["prod"]
 "#;
         let file: crate::config::FileConfig =
             toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
-        let cfg = crate::config::Config::from_parts(
-            file,
-            &crate::config::Overrides::default(),
-            || Some("/tmp/x".into()),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let cfg =
+            crate::config::Config::from_parts(file, &crate::config::Overrides::default(), || {
+                Some("/tmp/x".into())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
         let groups: Vec<String> = ["eng-contractors", "eng-web", "sales", "sre"]
             .iter()
             .map(|s| (*s).to_owned())
@@ -261,7 +262,6 @@ clusters = ["prod"]
           eng-contractors  denied by rule 0 (eng-contractors)
           sales  no rule matches (default deny)
         ");
-        assert!(explain(&cfg.policy, "ann", &groups, "staging")
-            .contains("sre  no rule matches"));
+        assert!(explain(&cfg.policy, "ann", &groups, "staging").contains("sre  no rule matches"));
     }
 }

@@ -689,7 +689,10 @@ fn validate_upstream(i: usize, u: FileUpstream) -> Result<UpstreamConfig, Config
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(invalid(field("id"), "must be 1 to 32 characters of [A-Za-z0-9_-]"));
+        return Err(invalid(
+            field("id"),
+            "must be 1 to 32 characters of [A-Za-z0-9_-]",
+        ));
     }
     let name = u.name.unwrap_or_else(|| u.id.clone());
     if name.trim().is_empty() || name.chars().count() > 64 {
@@ -708,7 +711,10 @@ fn validate_upstream(i: usize, u: FileUpstream) -> Result<UpstreamConfig, Config
         ));
     }
     if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
-        return Err(invalid(field("issuer_url"), "must not have a query or fragment"));
+        return Err(invalid(
+            field("issuer_url"),
+            "must not have a query or fragment",
+        ));
     }
     if u.client_id.is_empty() || u.client_id.len() > 256 {
         return Err(invalid(field("client_id"), "must be 1 to 256 characters"));
@@ -743,7 +749,10 @@ fn validate_upstream(i: usize, u: FileUpstream) -> Result<UpstreamConfig, Config
         })?,
     };
     if client_secret.is_empty() {
-        return Err(invalid(field("client_secret_file"), "the client secret is empty"));
+        return Err(invalid(
+            field("client_secret_file"),
+            "the client secret is empty",
+        ));
     }
     let client_auth = match u.token_endpoint_auth_method.as_deref() {
         None | Some("client_secret_basic") => ClientAuth::Basic,
@@ -755,14 +764,22 @@ fn validate_upstream(i: usize, u: FileUpstream) -> Result<UpstreamConfig, Config
             ))
         }
     };
-    let mut scopes = u
-        .scopes
-        .unwrap_or_else(|| DEFAULT_UPSTREAM_SCOPES.iter().map(|s| (*s).to_owned()).collect());
-    if scopes
-        .iter()
-        .any(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\'))
-    {
-        return Err(invalid(field("scopes"), "each scope must be visible ASCII without spaces"));
+    let mut scopes = u.scopes.unwrap_or_else(|| {
+        DEFAULT_UPSTREAM_SCOPES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    });
+    if scopes.iter().any(|s| {
+        s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    }) {
+        return Err(invalid(
+            field("scopes"),
+            "each scope must be visible ASCII without spaces",
+        ));
     }
     if !scopes.iter().any(|s| s == "openid") {
         scopes.insert(0, "openid".to_owned());
@@ -830,7 +847,10 @@ fn validate_policy(
         }
         for (j, g) in r.kubernetes_groups.iter().enumerate() {
             crate::domain::names::validate_group(g).map_err(|e| {
-                invalid(format!("policy.rules[{i}].kubernetes_groups[{j}]"), e.to_string())
+                invalid(
+                    format!("policy.rules[{i}].kubernetes_groups[{j}]"),
+                    e.to_string(),
+                )
             })?;
         }
         if let Some(cs) = &r.clusters {
@@ -1021,7 +1041,10 @@ mod tests {
         assert_eq!(u.groups_claim, "groups");
         assert_eq!(u.client_auth, ClientAuth::Basic);
         assert_eq!(u.allowed_email_domains, ["corp.example"]);
-        assert!(!format!("{c:?}").contains("s3cret"), "the secret leaks in Debug");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the secret leaks in Debug"
+        );
         let c = load("", &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
         assert!(c.upstreams.is_empty() && c.policy.rules.is_empty());
     }
@@ -1065,7 +1088,9 @@ mod example_tests {
                 let rest = l.strip_prefix("# ").unwrap_or("");
                 let key = rest.split(" =").next().unwrap_or("");
                 if rest.starts_with("[[")
-                    || (!key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && rest.contains(" = "))
+                    || (!key.is_empty()
+                        && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        && rest.contains(" = "))
                 {
                     rest
                 } else {
@@ -1074,8 +1099,8 @@ mod example_tests {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let parsed: super::FileConfig = toml::from_str(&uncommented)
-            .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        let parsed: super::FileConfig =
+            toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
         assert_eq!(parsed.upstreams.len(), 1);
         assert_eq!(parsed.policy.map_or(0, |p| p.rules.len()), 3);
     }

@@ -14,7 +14,7 @@ use crate::world::{
 
 /// Lets the mapped group `credential:upstream-engineers` list namespaces (the role the world
 /// defines for readers), and nothing else.
-const ENGINEERS_RBAC: &str = r#"
+const ENGINEERS_RBAC: &str = r"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
@@ -27,14 +27,20 @@ subjects:
 - apiGroup: rbac.authorization.k8s.io
   kind: Group
   name: credential:upstream-engineers
-"#;
+";
 
 /// From the user code to the provider's login form, through the button of `provider`.
 fn to_provider(browser: &Browser, user_code: &str, provider: &str) -> Page {
     let login = browser.enter_user_code(user_code);
-    assert_eq!(path_of(&login), "/login", "expected the sign-in page: {login:?}");
+    assert_eq!(
+        path_of(&login),
+        "/login",
+        "expected the sign-in page: {login:?}"
+    );
     assert!(
-        login.body.contains(&format!(r#"name="provider" value="{provider}""#)),
+        login
+            .body
+            .contains(&format!(r#"name="provider" value="{provider}""#)),
         "the sign-in page offers no button for {provider}:\n{}",
         login.body
     );
@@ -68,7 +74,10 @@ fn assert_clear_page(page: &Page, status: u16, words: &str) {
     assert_eq!(page.status, status, "unexpected status: {page:?}");
     assert!(page.body.contains(words), "expected {words:?} on {page:?}");
     for internal in ["panicked", "RUST_BACKTRACE", "src/", "Error {"] {
-        assert!(!page.body.contains(internal), "internals on the page: {page:?}");
+        assert!(
+            !page.body.contains(internal),
+            "internals on the page: {page:?}"
+        );
     }
 }
 
@@ -97,7 +106,11 @@ fn groups_come_from_the_provider_through_the_policy_and_follow_it_at_each_refres
     let browser = world.browser();
     let form = to_provider(&browser, login.user_code(), UPSTREAM);
     let consent = sign_in_at_provider(&browser, &form, "ann");
-    assert_eq!(path_of(&consent), "/consent", "expected consent: {consent:?}");
+    assert_eq!(
+        path_of(&consent),
+        "/consent",
+        "expected consent: {consent:?}"
+    );
     assert!(
         consent.body.contains(CLUSTER) && consent.body.contains("kubectl-credential"),
         "the consent page does not name the cluster and client: {}",

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use credential_issuer::config::{FilePolicy, FileRule, FileUpstream};
 use credential_shared::exec_credential::ApiVersion;
+use e2e::oidc_provider::{Account, Client};
 use e2e::plugin::exit;
 use e2e::wait::{self, Check};
-use credential_issuer::config::{FilePolicy, FileRule, FileUpstream};
-use e2e::oidc_provider::{Account, Client};
 use e2e::{
-    Browser, CachedToken, ControlPlane, Issuer, IssuerOptions, OidcProvider, OidcSettings,
-    Outcome, PluginArgs, TokenCache, UserEnv,
+    Browser, CachedToken, ControlPlane, Issuer, IssuerOptions, OidcProvider, OidcSettings, Outcome,
+    PluginArgs, TokenCache, UserEnv,
 };
 
 /// The cluster's name in the issuer and in kubeconfigs.
@@ -198,7 +198,11 @@ impl World {
                 api_server: None,
                 upstreams: vec![
                     upstream(UPSTREAM, "Corp SSO", &[]),
-                    upstream(UPSTREAM_DOMAIN_ONLY, "Corp SSO (corp.example only)", &[UPSTREAM_DOMAIN]),
+                    upstream(
+                        UPSTREAM_DOMAIN_ONLY,
+                        "Corp SSO (corp.example only)",
+                        &[UPSTREAM_DOMAIN],
+                    ),
                 ],
                 policy: Some(world_policy()),
             },

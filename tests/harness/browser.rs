@@ -96,11 +96,17 @@ impl Browser {
     #[track_caller]
     #[must_use]
     pub fn post_absolute(&self, url: &str, fields: &[(&str, &str)]) -> Page {
-        let origin = url::Url::parse(url)
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_else(|e| panic!("browser: {url} is not a URL: {e}"));
-        http::response(self.agent.post(url).set("Origin", &origin).send_form(fields))
-            .unwrap_or_else(|e| panic!("browser: POST {url}: {e}"))
+        let origin = url::Url::parse(url).map_or_else(
+            |e| panic!("browser: {url} is not a URL: {e}"),
+            |u| u.origin().ascii_serialization(),
+        );
+        http::response(
+            self.agent
+                .post(url)
+                .set("Origin", &origin)
+                .send_form(fields),
+        )
+        .unwrap_or_else(|e| panic!("browser: POST {url}: {e}"))
     }
 
     /// Opens `/device?user_code=CODE` and submits the code, as a person following the link
@@ -250,8 +256,10 @@ pub fn form_action(page: &Page, prefix: &str, suffix: &str) -> String {
     };
     url::Url::parse(&page.url)
         .and_then(|base| base.join(action))
-        .map(String::from)
-        .unwrap_or_else(|e| panic!("form action {action} on {}: {e}", page.url))
+        .map_or_else(
+            |e| panic!("form action {action} on {}: {e}", page.url),
+            String::from,
+        )
 }
 
 /// Finds `name="csrf_token" value="..."` in `html`.

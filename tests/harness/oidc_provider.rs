@@ -1,7 +1,7 @@
 //! The upstream OpenID provider: `tests/oidc-provider/server.mjs` (the OpenID Certified
 //! `oidc-provider` package on Node), started on `127.0.0.1` with a free port it picks itself and
 //! prints, and stopped on drop. Tests change a person's groups or disable them through its small
-//! admin API, as an identity team would at the company's IdP.
+//! admin API, as an identity team would at the company's identity provider.
 
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
@@ -73,7 +73,8 @@ impl OidcProvider {
         );
         let pkg = package_dir();
         assert!(
-            pkg.join("node_modules/oidc-provider/package.json").is_file(),
+            pkg.join("node_modules/oidc-provider/package.json")
+                .is_file(),
             "the upstream OpenID provider's packages are not installed: {INSTALL_HINT}"
         );
         let dir = tempfile::Builder::new()
@@ -139,12 +140,11 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
                 reaper: Some(reaper),
             }),
         };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => provider.url = url,
-            Err(_) => {
-                let log = provider.stop();
-                panic!("the OpenID provider did not print its URL within 30 s; its stderr:\n{log}\n(if a package is missing: {INSTALL_HINT})");
-            }
+        if let Ok(url) = rx.recv_timeout(Duration::from_secs(30)) {
+            provider.url = url;
+        } else {
+            let log = provider.stop();
+            panic!("the OpenID provider did not print its URL within 30 s; its stderr:\n{log}\n(if a package is missing: {INSTALL_HINT})");
         }
         provider
     }
@@ -196,7 +196,11 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
             }
         }
         drop(procs.reaper.take());
-        procs.stderr.take().map(Collector::finish).unwrap_or_default()
+        procs
+            .stderr
+            .take()
+            .map(Collector::finish)
+            .unwrap_or_default()
     }
 }
 

@@ -165,7 +165,9 @@ impl Policy {
             match self.rules.iter().position(|r| r.applies(g, cluster)) {
                 None => m.dropped.push((g.clone(), Dropped::NoRule)),
                 Some(i) if self.rules[i].deny => m.dropped.push((g.clone(), Dropped::Denied(i))),
-                Some(i) if self.rules[i].kubernetes_groups.is_empty() => give(&mut m, g, g, Some(i)),
+                Some(i) if self.rules[i].kubernetes_groups.is_empty() => {
+                    give(&mut m, g, g, Some(i))
+                }
                 Some(i) => {
                     for k in &self.rules[i].kubernetes_groups {
                         give(&mut m, k, g, Some(i));
@@ -221,7 +223,10 @@ mod tests {
         let m = check(&Policy::default(), &["dev", "ops"], "c", &["dev", "ops"]);
         assert_eq!(m.granted[0].rule, None);
         let m = check(&Policy::default(), &["system:masters"], "c", &[]);
-        assert_eq!(m.dropped, [("system:masters".to_owned(), Dropped::Reserved(None))]);
+        assert_eq!(
+            m.dropped,
+            [("system:masters".to_owned(), Dropped::Reserved(None))]
+        );
     }
 
     #[test]

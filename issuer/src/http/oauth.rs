@@ -221,14 +221,14 @@ async fn device_code_grant(
                 .create_session(&session, &hash(refresh.expose()))
                 .await?;
             if let Some((provider, sealed)) = grant {
-                let sealer = state.sealer();
-                let reseal = sealer
+                let seal = state.sealer();
+                let reseal = seal
                     .open(&sealed, &crate::store::grant_context(&device.id))
-                    .and_then(|rt| sealer.seal(&rt, &crate::store::session_context(&session.id)));
+                    .and_then(|rt| seal.seal(&rt, &crate::store::session_context(&session.id)));
                 match reseal {
-                    Ok(sealed) => {
+                    Ok(for_session) => {
                         store
-                            .put_upstream_session(&session.id, &provider, &sealed, now)
+                            .put_upstream_session(&session.id, &provider, &for_session, now)
                             .await?;
                     }
                     Err(e) => return Err(OAuthReply::internal(&e)),
@@ -364,7 +364,10 @@ async fn upstream_recheck(
             cluster: Some(up.session.cluster.clone()),
             client_addr: Some(addr.to_owned()),
             request_id: Some(rid.to_owned()),
-            detail: Some(format!("{{\"session\":{:?},\"provider\":{:?}}}", up.session.id, up.provider)),
+            detail: Some(format!(
+                "{{\"session\":{:?},\"provider\":{:?}}}",
+                up.session.id, up.provider
+            )),
         };
         if let Err(err) = store.audit(&e, now).await {
             tracing::error!(error = %err, "audit write failed");
@@ -385,7 +388,9 @@ async fn upstream_recheck(
         .map_err(|e| OAuthReply::internal(&e))?;
     match provider.refresh(&rt, now).await {
         Ok((identity, tokens)) => {
-            store.set_upstream_groups(&up.user.id, &identity.groups).await?;
+            store
+                .set_upstream_groups(&up.user.id, &identity.groups)
+                .await?;
             if let Some(rotated) = tokens.refresh_token {
                 let sealed = state
                     .sealer()

@@ -65,7 +65,10 @@ fn set_cookie(value: &Secret) -> Option<HeaderValue> {
     .ok()
 }
 
-pub(super) async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<WebSession>, PageError> {
+pub(super) async fn current(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<WebSession>, PageError> {
     match cookie_value(headers) {
         Some(v) if !v.is_empty() && v.len() <= 128 => {
             Ok(state.store().web_session(&hash(v), state.now()).await?)
@@ -273,7 +276,30 @@ pub(super) async fn login_form(
         None,
         &providers(&state),
     );
-    Ok(browser.respond(Html(page)))
+    let mut res = browser.respond(Html(page));
+    if let Some(csp) = login_csp(&state) {
+        res.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    Ok(res)
+}
+
+/// The sign-in page's CSP: as everywhere, plus the upstream providers' origins in
+/// `form-action`, since browsers apply it to the redirect that follows a provider's button.
+fn login_csp(state: &AppState) -> Option<HeaderValue> {
+    let upstreams = &state.config().upstreams;
+    if upstreams.is_empty() {
+        return None;
+    }
+    let origins: Vec<String> = upstreams
+        .iter()
+        .map(|u| u.issuer_url.origin().ascii_serialization())
+        .collect();
+    HeaderValue::from_str(&format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
+        origins.join(" ")
+    ))
+    .ok()
 }
 
 /// The upstream providers offered on the sign-in page: `(id, name)`.

@@ -162,8 +162,7 @@ pub(super) async fn callback(
     // RFC 9207: a provider that names itself in the response must be the one this login went
     // to (mix-up defence; the ID token's `iss` is checked against it as well).
     let expected_iss = provider.config().issuer_url.as_str().trim_end_matches('/');
-    if q
-        .iss
+    if q.iss
         .as_deref()
         .is_some_and(|iss| iss.trim_end_matches('/') != expected_iss)
     {
@@ -272,7 +271,15 @@ pub(super) async fn callback(
         Err(e) => return Err(e.into()),
     };
     if user.disabled_at.is_some() {
-        audit_failure(&state, "login.failed", Some(&user.username), &addr, &rid, now).await;
+        audit_failure(
+            &state,
+            "login.failed",
+            Some(&user.username),
+            &addr,
+            &rid,
+            now,
+        )
+        .await;
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
             "Account disabled",

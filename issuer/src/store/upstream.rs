@@ -310,7 +310,10 @@ mod tests {
             .sign_in_upstream("idp", &who("s1", "ann", &["eng"]), "u1", now)
             .await
             .unwrap();
-        assert_eq!((u.id.as_str(), u.groups.clone()), ("u1", vec!["eng".to_owned()]));
+        assert_eq!(
+            (u.id.as_str(), u.groups.clone()),
+            ("u1", vec!["eng".to_owned()])
+        );
         let u = s
             .sign_in_upstream("idp", &who("s1", "ann", &["ops"]), "u2", now)
             .await
@@ -322,7 +325,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Conflict(_)), "{err:?}");
-        assert_eq!(s.upstream_provider_of("u1").await.unwrap().as_deref(), Some("idp"));
+        assert_eq!(
+            s.upstream_provider_of("u1").await.unwrap().as_deref(),
+            Some("idp")
+        );
     }
 
     #[tokio::test]

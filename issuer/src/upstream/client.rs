@@ -34,10 +34,7 @@ impl std::fmt::Debug for Client {
 /// A request to send.
 pub(super) enum Req {
     /// `GET url` with an optional bearer token.
-    Get {
-        url: String,
-        bearer: Option<Secret>,
-    },
+    Get { url: String, bearer: Option<Secret> },
     /// `POST url` with a form body and optional HTTP Basic credentials.
     Form {
         url: String,
@@ -94,7 +91,9 @@ fn send_blocking(agent: &ureq::Agent, provider: &str, req: Req) -> Result<Resp, 
             if let Some((user, pass)) = basic {
                 use base64::Engine as _;
                 // RFC 6749 section 2.3.1: both parts are form-urlencoded before Basic encoding.
-                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
                 let pair = format!("{}:{}", enc(&user), enc(pass.expose()));
                 r = r.set(
                     "Authorization",
@@ -115,7 +114,7 @@ fn send_blocking(agent: &ureq::Agent, provider: &str, req: Req) -> Result<Resp, 
                 provider: provider.to_owned(),
                 // The kind and message only: the URL could carry a query.
                 detail: format!("{:?}: {}", t.kind(), t.message().unwrap_or("")),
-            })
+            });
         }
     };
     let status = response.status();

@@ -150,10 +150,7 @@ pub(super) async fn metadata(
     // OpenID Connect Discovery section 4.3: the issuer must be exactly the one configured, which
     // is also what stops a provider from speaking for another (mix-up).
     if doc.issuer.trim_end_matches('/') != base {
-        return Err(invalid(
-            cfg,
-            "the discovery document names another issuer",
-        ));
+        return Err(invalid(cfg, "the discovery document names another issuer"));
     }
     check_endpoint(cfg, "authorization_endpoint", &doc.authorization_endpoint)?;
     check_endpoint(cfg, "token_endpoint", &doc.token_endpoint)?;

@@ -73,7 +73,10 @@ impl Key {
     }
 
     fn fits(&self, alg: &str) -> bool {
-        matches!((self, alg), (Self::Rsa { .. }, "RS256") | (Self::P256 { .. }, "ES256"))
+        matches!(
+            (self, alg),
+            (Self::Rsa { .. }, "RS256") | (Self::P256 { .. }, "ES256")
+        )
     }
 }
 
@@ -148,7 +151,8 @@ pub type Claims = serde_json::Map<String, serde_json::Value>;
 /// Verifies the signature and the claims; returns the claims.
 pub fn validate(token: &str, jwks: &Jwks, want: &Expected<'_>) -> Result<Claims, IdTokenError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(IdTokenError::Malformed("not three parts"));
     };
@@ -190,9 +194,11 @@ pub fn validate(token: &str, jwks: &Jwks, want: &Expected<'_>) -> Result<Claims,
                 &sig,
             )
             .is_ok(),
-        Key::P256 { point, .. } => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-            .verify(signed.as_bytes(), &sig)
-            .is_ok(),
+        Key::P256 { point, .. } => {
+            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                .verify(signed.as_bytes(), &sig)
+                .is_ok()
+        }
     };
     if !ok {
         return Err(IdTokenError::Signature);
@@ -258,7 +264,8 @@ mod tests {
     impl Signer {
         fn new(kid: &'static str) -> Self {
             let rng = SystemRandom::new();
-            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            let pkcs8 =
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
             let key =
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
                     .unwrap();
@@ -328,7 +335,10 @@ mod tests {
                 IdTokenError::Audience,
             ),
             (with("azp", "other".into()), IdTokenError::Audience),
-            (with("iss", "https://evil.example".into()), IdTokenError::Issuer),
+            (
+                with("iss", "https://evil.example".into()),
+                IdTokenError::Issuer,
+            ),
             (
                 with("exp", (NOW.unix_timestamp() - SKEW_SECS - 1).into()),
                 IdTokenError::Expired,
@@ -371,9 +381,15 @@ mod tests {
         for alg in ["none", "HS256"] {
             let h = URL_SAFE_NO_PAD.encode(serde_json::json!({"alg": alg}).to_string());
             let p = URL_SAFE_NO_PAD.encode(good_claims().to_string());
-            assert_eq!(check(&format!("{h}.{p}."), &jwks), Err(IdTokenError::Algorithm));
+            assert_eq!(
+                check(&format!("{h}.{p}."), &jwks),
+                Err(IdTokenError::Algorithm)
+            );
         }
-        assert!(matches!(check("a.b", &jwks), Err(IdTokenError::Malformed(_))));
+        assert!(matches!(
+            check("a.b", &jwks),
+            Err(IdTokenError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -410,8 +426,13 @@ mod tests {
             t.push('.');
             t.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
             let mut sig = vec![0; key.public().modulus_len()];
-            key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), t.as_bytes(), &mut sig)
-                .unwrap();
+            key.sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                t.as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
             t.push('.');
             t.push_str(&URL_SAFE_NO_PAD.encode(sig));
             t

@@ -217,8 +217,8 @@ impl Provider {
         let claims = match id_token::validate(raw.expose(), &meta.jwks, &expected) {
             Err(id_token::IdTokenError::UnknownKey) => {
                 // The provider may have rotated its keys: fetch the JWKS again (rate limited).
-                let jwks = discovery::refresh_jwks(&self.client, &self.config, &self.cache, now)
-                    .await?;
+                let jwks =
+                    discovery::refresh_jwks(&self.client, &self.config, &self.cache, now).await?;
                 id_token::validate(raw.expose(), &jwks, &expected)?
             }
             other => other?,

@@ -47,7 +47,12 @@ pub struct Identity {
     pub groups: Vec<String>,
 }
 
+/// The token endpoint's answer (RFC 6749 section 5.1); the names are the wire's.
 #[derive(Deserialize)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "field names are the OAuth wire names"
+)]
 struct TokenBody {
     access_token: String,
     #[serde(default)]
@@ -187,7 +192,11 @@ pub fn identity(
         provider: cfg.id.clone(),
         detail,
     };
-    let s = |c: &Claims, f: &str| c.get(f).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let s = |c: &Claims, f: &str| {
+        c.get(f)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
     let subject = s(claims, "sub").unwrap_or_default();
     if let Some(u) = userinfo {
         if s(u, "sub").as_deref() != Some(subject.as_str()) {
@@ -203,8 +212,12 @@ pub fn identity(
     let username = get(&cfg.username_claim)
         .and_then(|v| v.as_str().map(str::to_owned))
         .ok_or_else(|| invalid(format!("no `{}` claim", cfg.username_claim)))?;
-    validate_username(&username)
-        .map_err(|e| invalid(format!("the `{}` claim is not a usable name: {e}", cfg.username_claim)))?;
+    validate_username(&username).map_err(|e| {
+        invalid(format!(
+            "the `{}` claim is not a usable name: {e}",
+            cfg.username_claim
+        ))
+    })?;
     let email = get("email").and_then(|v| v.as_str().map(str::to_owned));
     let groups = match get(&cfg.groups_claim) {
         Some(serde_json::Value::Array(a)) => a
