@@ -166,7 +166,7 @@ impl Policy {
                 None => m.dropped.push((g.clone(), Dropped::NoRule)),
                 Some(i) if self.rules[i].deny => m.dropped.push((g.clone(), Dropped::Denied(i))),
                 Some(i) if self.rules[i].kubernetes_groups.is_empty() => {
-                    give(&mut m, g, g, Some(i))
+                    give(&mut m, g, g, Some(i));
                 }
                 Some(i) => {
                     for k in &self.rules[i].kubernetes_groups {
