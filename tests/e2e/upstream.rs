@@ -120,6 +120,12 @@ fn groups_come_from_the_provider_through_the_policy_and_follow_it_at_each_refres
     assert!(done.body.contains("approved"), "{done:?}");
     login.finish(LOGIN_TIMEOUT).assert_success();
 
+    // Another code in the same browser goes through the provider again (each upstream session
+    // needs its own provider refresh token), not straight to the consent page.
+    let second = world.issuer.device_authorization(CLUSTER);
+    let page = browser.enter_user_code(&second.user_code);
+    assert_eq!(path_of(&page), "/login", "{page:?}");
+
     // The provider says eng-web and sales; the policy makes eng-web the mapped group and
     // drops sales (no rule): the token carries the mapping, not the raw groups.
     let cached = laptop.cached_token();

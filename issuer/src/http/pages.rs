@@ -252,6 +252,16 @@ pub(super) async fn device_submit(
         )
             .into_response());
     };
+    // A person who signed in through an upstream provider signs in there again for each code:
+    // that sign-in is what hands the issuer the provider refresh token the new session is
+    // re-checked with. So their browser session is replaced by a signed-out one.
+    if let Some(user_id) = session.user_id.as_deref() {
+        if state.store().upstream_provider_of(user_id).await?.is_some() {
+            state.store().delete_web_session(&session.id_hash).await?;
+            let browser = new_session(&state, None, Some(device.id.clone())).await?;
+            return Ok(browser.respond(see_other("/login")));
+        }
+    }
     state
         .store()
         .set_web_device(&session.id_hash, Some(&device.id))
