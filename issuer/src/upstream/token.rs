@@ -262,3 +262,85 @@ pub fn email_allowed(cfg: &UpstreamConfig, identity: &Identity) -> bool {
             .iter()
             .any(|d| d.eq_ignore_ascii_case(domain))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cfg(domains: &[&str]) -> UpstreamConfig {
+        UpstreamConfig {
+            id: "corp".into(),
+            name: "Corp".into(),
+            issuer_url: url::Url::parse("https://idp.example").unwrap(),
+            client_id: "c".into(),
+            client_secret: Secret::new("s"),
+            client_auth: ClientAuth::Basic,
+            scopes: vec!["openid".into()],
+            username_claim: "email".into(),
+            groups_claim: "groups".into(),
+            allowed_email_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+            ca_file: None,
+        }
+    }
+
+    fn claims(v: serde_json::Value) -> Claims {
+        match v {
+            serde_json::Value::Object(m) => m,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn identity_from_id_token_or_userinfo() {
+        let c = cfg(&[]);
+        let id = claims(serde_json::json!({
+            "iss": "https://idp.example", "sub": "s1", "email": "ann@corp.example",
+            "groups": ["eng", "system:masters", "bad group", "eng"],
+        }));
+        let who = identity(&c, &id, None).unwrap();
+        assert_eq!(who.username, "ann@corp.example");
+        // Unusable names are left out, duplicates removed.
+        assert_eq!(who.groups, ["eng"]);
+        // Groups from userinfo when the ID token has none; userinfo about someone else is refused.
+        let id = claims(serde_json::json!({"iss": "i", "sub": "s1", "email": "ann@corp.example"}));
+        let info = claims(serde_json::json!({"sub": "s1", "groups": "ops"}));
+        assert_eq!(identity(&c, &id, Some(&info)).unwrap().groups, ["ops"]);
+        let other = claims(serde_json::json!({"sub": "s2", "groups": ["ops"]}));
+        assert!(identity(&c, &id, Some(&other)).is_err());
+        // A username that cannot be a Kubernetes user name is refused.
+        let id = claims(serde_json::json!({"iss": "i", "sub": "s1", "email": "system:admin"}));
+        assert!(identity(&c, &id, None).is_err());
+        let id = claims(serde_json::json!({"iss": "i", "sub": "s1"}));
+        assert!(identity(&c, &id, None).is_err());
+    }
+
+    #[test]
+    fn email_domains() {
+        let who = |email: Option<&str>, verified: Option<bool>| Identity {
+            issuer: "i".into(),
+            subject: "s".into(),
+            username: "u".into(),
+            email: email.map(str::to_owned),
+            email_verified: verified,
+            groups: vec![],
+        };
+        assert!(email_allowed(&cfg(&[]), &who(None, None)));
+        let c = cfg(&["corp.example"]);
+        assert!(email_allowed(&c, &who(Some("a@CORP.example"), Some(true))));
+        assert!(email_allowed(&c, &who(Some("a@corp.example"), None)));
+        assert!(!email_allowed(
+            &c,
+            &who(Some("a@corp.example"), Some(false))
+        ));
+        assert!(!email_allowed(
+            &c,
+            &who(Some("a@evilcorp.example"), Some(true))
+        ));
+        assert!(!email_allowed(
+            &c,
+            &who(Some("a@corp.example.evil"), Some(true))
+        ));
+        assert!(!email_allowed(&c, &who(None, None)));
+    }
+}
