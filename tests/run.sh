@@ -7,10 +7,11 @@
 # missing) the programs the end-to-end tests start for real: etcd, kubectl, a D-Bus session bus
 # with gnome-keyring for the Secret Service, openssl and curl for the control-plane script,
 # Chromium (and a font) for the browser test, and the Go toolchain that builds kube-apiserver
-# from Debian's source package, once, into ${K8S_ENVTEST_CACHE:-~/.cache/k8s-envtest}. It runs
-# `npm ci --prefix tests/browser` (playwright-core, which drives Debian's Chromium and downloads
-# no browser) when node_modules is missing or was installed from another lockfile. Then it
-# builds the workspace's binaries (the e2e tests run them as child processes) and runs
+# from Debian's source package, once, into ${K8S_ENVTEST_CACHE:-~/.cache/k8s-envtest}. With npm
+# it installs, from their lockfiles, tests/browser (playwright-core, which drives Debian's
+# Chromium and downloads no browser) and tests/oidc-provider (the certified `oidc-provider`, the
+# upstream identity provider), each when node_modules is missing or came from another lockfile.
+# Then it builds the workspace's binaries (the e2e tests run them as child processes) and runs
 # `cargo test --workspace`: unit, handler and end-to-end tests. A second run with everything in
 # place installs nothing and is quick.
 #
@@ -63,22 +64,25 @@ else
     step "test dependencies already installed"
 fi
 
-# ---- 2. the browser test's npm packages (Node and npm come with the machine, like Rust)
-step "npm packages for tests/browser"
+# ---- 2. npm packages of the browser test and of the upstream OpenID provider (Node and npm
+# come with the machine, like Rust). oidc-provider 9 needs Node 20.19 or newer.
+step "npm packages (tests/browser, tests/oidc-provider)"
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
-    || die "node and npm are missing: install Node.js 20 or later (Debian: \`apt-get install nodejs npm\`)"
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
-    || die "Node.js $(node --version) is too old for tests/browser: install Node.js 20 or later"
-# A stamp with the lockfile's hash says which lockfile node_modules was installed from.
-lock_hash=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
-stamp=tests/browser/node_modules/.installed-from-lock
-if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_hash" ]; then
-    npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error \
-        || die "npm ci --prefix tests/browser failed"
-    printf '%s\n' "$lock_hash" > "$stamp"
-else
-    printf '    up to date\n'
-fi
+    || die "node and npm are missing: install Node.js 20.19 or later (Debian: \`apt-get install nodejs npm\`)"
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
+    || die "Node.js $(node --version) is too old (oidc-provider 9, playwright-core): install 20.19 or later"
+for pkg in tests/browser tests/oidc-provider; do
+    # A stamp with the lockfile's hash says which lockfile node_modules was installed from.
+    lock_hash=$(sha256sum "$pkg/package-lock.json" | cut -d' ' -f1)
+    stamp=$pkg/node_modules/.installed-from-lock
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_hash" ]; then
+        npm ci --prefix "$pkg" --no-audit --no-fund --loglevel=error \
+            || die "npm ci --prefix $pkg failed"
+        printf '%s\n' "$lock_hash" > "$stamp"
+    else
+        printf '    %s up to date\n' "$pkg"
+    fi
+done
 
 # ---- 3. kube-apiserver (cached after the first build, about 5 minutes on 2 cores)
 step "kube-apiserver"

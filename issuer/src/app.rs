@@ -22,6 +22,7 @@ struct Inner {
     clock: SharedClock,
     dummy_password_hash: String,
     metrics: crate::metrics::Metrics,
+    upstreams: crate::upstream::Upstreams,
 }
 
 /// Why the issuer could not start.
@@ -54,6 +55,9 @@ pub enum StartError {
     /// The listener could not be used.
     #[error("cannot use the listening socket")]
     Listener(#[source] std::io::Error),
+    /// An upstream provider's client could not be built (its CA file).
+    #[error("cannot set up an upstream identity provider")]
+    Upstream(#[from] crate::upstream::Error),
     /// The runtime could not be built.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -66,6 +70,7 @@ impl AppState {
         let store = Store::open_sqlite(&config.database_path()).await?;
         let signer = Signer::open(&config.keys_dir(), clock.now())?;
         let sealer = crate::seal::Sealer::load_or_create(&config.seal_key_file())?;
+        let upstreams = crate::upstream::Upstreams::new(&config.upstreams)?;
         let dummy_password_hash = tokio::task::spawn_blocking(crate::password::dummy_hash)
             .await
             .map_err(|e| crate::password::Error::from_join(&e))??;
@@ -78,6 +83,7 @@ impl AppState {
                 clock,
                 dummy_password_hash,
                 metrics: crate::metrics::Metrics::default(),
+                upstreams,
             }),
         })
     }
@@ -110,6 +116,12 @@ impl AppState {
     #[must_use]
     pub fn now(&self) -> time::OffsetDateTime {
         self.inner.clock.now()
+    }
+
+    /// The upstream OpenID Connect providers.
+    #[must_use]
+    pub fn upstreams(&self) -> &crate::upstream::Upstreams {
+        &self.inner.upstreams
     }
 
     /// The counters behind `/metrics`.

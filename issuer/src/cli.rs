@@ -49,6 +49,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect the group-mapping policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Check and read the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -90,6 +93,20 @@ pub enum AuditCommand {
 pub enum ExportFormat {
     /// One JSON object per line.
     Jsonl,
+}
+
+/// `policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the Kubernetes groups a person would get in a cluster and which rule gave each.
+    Explain {
+        /// Login name (local or signed in through an upstream provider).
+        #[arg(long)]
+        user: String,
+        /// Cluster name.
+        #[arg(long)]
+        cluster: String,
+    },
 }
 
 /// Flags of `serve`.

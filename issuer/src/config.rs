@@ -68,6 +68,49 @@ pub struct Config {
     /// File with the 32-byte key that encrypts secrets at rest; `None`: `seal.key` in the data
     /// directory, created on first start.
     pub encryption_key_file: Option<PathBuf>,
+    /// Upstream OpenID Connect providers offered on the sign-in page, in config order.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Group mapping applied to every identity at token minting.
+    pub policy: crate::domain::policy::Policy,
+}
+
+/// The scopes asked of an upstream provider when `scopes` is not set.
+pub const DEFAULT_UPSTREAM_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+
+/// How the issuer authenticates itself at an upstream provider's token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (the OpenID Connect default).
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+/// One upstream OpenID Connect provider (`[[upstreams]]`).
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Url-safe id, used in URLs, the database and audit rows.
+    pub id: String,
+    /// Name shown on the sign-in page.
+    pub name: String,
+    /// The provider's issuer (`iss`); discovery is `<issuer_url>/.well-known/openid-configuration`.
+    pub issuer_url: Url,
+    /// Client id registered at the provider; the ID token's `aud`.
+    pub client_id: String,
+    /// Client secret, read at start from a file or an environment variable.
+    pub client_secret: crate::secret::Secret,
+    /// Token endpoint authentication.
+    pub client_auth: ClientAuth,
+    /// Scopes requested (`openid` always included).
+    pub scopes: Vec<String>,
+    /// Claim that becomes the username (default `email`).
+    pub username_claim: String,
+    /// Claim holding the groups (default `groups`).
+    pub groups_claim: String,
+    /// When not empty, only people whose verified e-mail is in one of these domains may sign in.
+    pub allowed_email_domains: Vec<String>,
+    /// PEM CA bundle to trust for this provider instead of the system's web roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where the TLS certificate comes from.
@@ -221,6 +264,67 @@ pub struct FileConfig {
     pub accounts: Option<FileAccounts>,
     /// See [`Config::encryption_key_file`].
     pub encryption_key_file: Option<PathBuf>,
+    /// `[[upstreams]]` tables.
+    #[serde(default)]
+    pub upstreams: Vec<FileUpstream>,
+    /// `[policy]`.
+    pub policy: Option<FilePolicy>,
+}
+
+/// `[[upstreams]]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    /// See [`UpstreamConfig::id`].
+    pub id: String,
+    /// See [`UpstreamConfig::name`]; defaults to the id.
+    pub name: Option<String>,
+    /// See [`UpstreamConfig::issuer_url`].
+    pub issuer_url: String,
+    /// See [`UpstreamConfig::client_id`].
+    pub client_id: String,
+    /// File holding the client secret (trailing newline ignored).
+    pub client_secret_file: Option<PathBuf>,
+    /// Environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    pub token_endpoint_auth_method: Option<String>,
+    /// See [`UpstreamConfig::scopes`].
+    pub scopes: Option<Vec<String>>,
+    /// See [`UpstreamConfig::username_claim`].
+    pub username_claim: Option<String>,
+    /// See [`UpstreamConfig::groups_claim`].
+    pub groups_claim: Option<String>,
+    /// See [`UpstreamConfig::allowed_email_domains`].
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    /// See [`UpstreamConfig::ca_file`].
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePolicy {
+    /// `[[policy.rules]]`, first match wins.
+    #[serde(default)]
+    pub rules: Vec<FileRule>,
+}
+
+/// `[[policy.rules]]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRule {
+    /// Identity group name, or a glob (`eng-*`).
+    pub group: String,
+    /// Kubernetes groups given; default: the identity group's own name.
+    #[serde(default)]
+    pub kubernetes_groups: Vec<String>,
+    /// Clusters the rule applies to; default: all.
+    pub clusters: Option<Vec<String>>,
+    /// Deny the matching groups.
+    #[serde(default)]
+    pub deny: bool,
 }
 
 /// `[[clusters]]`.
@@ -460,6 +564,18 @@ impl Config {
                 ));
             }
         }
+        let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+        for (i, u) in file.upstreams.into_iter().enumerate() {
+            let u = validate_upstream(i, u)?;
+            if upstreams.iter().any(|p| p.id == u.id) {
+                return Err(invalid(
+                    format!("upstreams[{i}].id"),
+                    format!("duplicate upstream `{}`", u.id),
+                ));
+            }
+            upstreams.push(u);
+        }
+        let policy = validate_policy(file.policy.unwrap_or_default(), &clusters)?;
 
         Ok(Self {
             issuer_url,
@@ -475,7 +591,15 @@ impl Config {
             rate_limits,
             accounts,
             encryption_key_file: o.encryption_key_file.clone().or(file.encryption_key_file),
+            upstreams,
+            policy,
         })
+    }
+
+    /// The upstream provider with this id.
+    #[must_use]
+    pub fn upstream(&self, id: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.id == id)
     }
 
     /// The cluster called `name`.
@@ -621,6 +745,205 @@ fn validate_cluster(i: usize, c: FileCluster) -> Result<ClusterConfig, ConfigErr
     })
 }
 
+fn validate_upstream(i: usize, u: FileUpstream) -> Result<UpstreamConfig, ConfigError> {
+    let field = |f: &str| format!("upstreams[{i}].{f}");
+    if u.id.is_empty()
+        || u.id.len() > 32
+        || !u
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(
+            field("id"),
+            "must be 1 to 32 characters of [A-Za-z0-9_-]",
+        ));
+    }
+    let name = u.name.unwrap_or_else(|| u.id.clone());
+    if name.trim().is_empty() || name.chars().count() > 64 {
+        return Err(invalid(field("name"), "must be 1 to 64 characters"));
+    }
+    let issuer_url = Url::parse(&u.issuer_url).map_err(|e| {
+        invalid(
+            field("issuer_url"),
+            format!("`{}` is not a URL: {e}", u.issuer_url),
+        )
+    })?;
+    if !crate::upstream::is_allowed_url(&issuer_url) {
+        return Err(invalid(
+            field("issuer_url"),
+            "must be an https URL (plain http only for loopback addresses)",
+        ));
+    }
+    if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+        return Err(invalid(
+            field("issuer_url"),
+            "must not have a query or fragment",
+        ));
+    }
+    if u.client_id.is_empty() || u.client_id.len() > 256 {
+        return Err(invalid(field("client_id"), "must be 1 to 256 characters"));
+    }
+    let client_secret = match (u.client_secret_file, u.client_secret_env) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                field("client_secret_file"),
+                "set client_secret_file or client_secret_env, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                field("client_secret_file"),
+                "set client_secret_file or client_secret_env",
+            ))
+        }
+        (Some(path), None) => std::fs::read_to_string(&path)
+            .map_err(|e| {
+                invalid(
+                    field("client_secret_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        (None, Some(var)) => std::env::var(&var).map_err(|_| {
+            invalid(
+                field("client_secret_env"),
+                format!("environment variable {var} is not set"),
+            )
+        })?,
+    };
+    if client_secret.is_empty() {
+        return Err(invalid(
+            field("client_secret_file"),
+            "the client secret is empty",
+        ));
+    }
+    let client_auth = match u.token_endpoint_auth_method.as_deref() {
+        None | Some("client_secret_basic") => ClientAuth::Basic,
+        Some("client_secret_post") => ClientAuth::Post,
+        Some(other) => {
+            return Err(invalid(
+                field("token_endpoint_auth_method"),
+                format!("`{other}` is not client_secret_basic or client_secret_post"),
+            ))
+        }
+    };
+    let mut scopes = u.scopes.unwrap_or_else(|| {
+        DEFAULT_UPSTREAM_SCOPES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    });
+    if scopes.iter().any(|s| {
+        s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    }) {
+        return Err(invalid(
+            field("scopes"),
+            "each scope must be visible ASCII without spaces",
+        ));
+    }
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".to_owned());
+    }
+    let claim = |f: &str, v: Option<String>, default: &str| {
+        let v = v.unwrap_or_else(|| default.to_owned());
+        if v.is_empty() || v.len() > 64 {
+            Err(invalid(field(f), "must be 1 to 64 characters"))
+        } else {
+            Ok(v)
+        }
+    };
+    let username_claim = claim("username_claim", u.username_claim, "email")?;
+    let groups_claim = claim("groups_claim", u.groups_claim, "groups")?;
+    let mut allowed_email_domains = Vec::new();
+    for (j, d) in u.allowed_email_domains.iter().enumerate() {
+        let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+        if d.is_empty() || !d.contains('.') || d.contains(['@', ' ', '/']) {
+            return Err(invalid(
+                format!("upstreams[{i}].allowed_email_domains[{j}]"),
+                "must be a domain like example.com",
+            ));
+        }
+        allowed_email_domains.push(d);
+    }
+    if let Some(ca) = &u.ca_file {
+        if !ca.is_file() {
+            return Err(invalid(
+                field("ca_file"),
+                format!("{} is not a readable file", ca.display()),
+            ));
+        }
+    }
+    Ok(UpstreamConfig {
+        id: u.id,
+        name,
+        issuer_url,
+        client_id: u.client_id,
+        client_secret: crate::secret::Secret::new(client_secret),
+        client_auth,
+        scopes,
+        username_claim,
+        groups_claim,
+        allowed_email_domains,
+        ca_file: u.ca_file,
+    })
+}
+
+fn validate_policy(
+    p: FilePolicy,
+    clusters: &[ClusterConfig],
+) -> Result<crate::domain::policy::Policy, ConfigError> {
+    use crate::domain::policy::{Pattern, Policy, Rule};
+    let mut rules = Vec::new();
+    for (i, r) in p.rules.into_iter().enumerate() {
+        let field = |f: &str| format!("policy.rules[{i}].{f}");
+        if r.group.is_empty() || r.group.len() > 128 {
+            return Err(invalid(field("group"), "must be 1 to 128 characters"));
+        }
+        if r.deny && !r.kubernetes_groups.is_empty() {
+            return Err(invalid(
+                field("kubernetes_groups"),
+                "a rule with deny = true gives no groups",
+            ));
+        }
+        for (j, g) in r.kubernetes_groups.iter().enumerate() {
+            crate::domain::names::validate_group(g).map_err(|e| {
+                invalid(
+                    format!("policy.rules[{i}].kubernetes_groups[{j}]"),
+                    e.to_string(),
+                )
+            })?;
+        }
+        if let Some(cs) = &r.clusters {
+            if cs.is_empty() {
+                return Err(invalid(
+                    field("clusters"),
+                    "must name at least one cluster (leave it out for all clusters)",
+                ));
+            }
+            for (j, c) in cs.iter().enumerate() {
+                if !clusters.iter().any(|k| &k.name == c) {
+                    return Err(invalid(
+                        format!("policy.rules[{i}].clusters[{j}]"),
+                        format!("`{c}` is not a configured cluster"),
+                    ));
+                }
+            }
+        }
+        rules.push(Rule {
+            group: Pattern::parse(&r.group),
+            kubernetes_groups: r.kubernetes_groups,
+            clusters: r.clusters,
+            deny: r.deny,
+        });
+    }
+    Ok(Policy { rules })
+}
+
 /// Parses `90s`, `5m`, `12h`, `30d` (one unit; a bare number is seconds).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -731,6 +1054,44 @@ mod tests {
                 "[rate_limits]\ntotp_failures = 0",
                 "rate_limits.totp_failures",
             ),
+            (
+                "[[upstreams]]\nid = \"a b\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"",
+                "upstreams[0].id",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"http://idp.example\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"",
+                "upstreams[0].issuer_url",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"",
+                "upstreams[0].client_secret_file",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"CREDENTIAL_TEST_UNSET_VARIABLE\"",
+                "upstreams[0].client_secret_env",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"\ntoken_endpoint_auth_method = \"private_key_jwt\"",
+                "upstreams[0].token_endpoint_auth_method",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"\nallowed_email_domains = [\"nodot\"]",
+                "upstreams[0].allowed_email_domains[0]",
+            ),
+            ("[[policy.rules]]\ngroup = \"\"", "policy.rules[0].group"),
+            (
+                "[[policy.rules]]\ngroup = \"a\"\nkubernetes_groups = [\"system:masters\"]",
+                "policy.rules[0].kubernetes_groups[0]",
+            ),
+            (
+                "[[policy.rules]]\ngroup = \"a\"\nclusters = [\"nope\"]",
+                "policy.rules[0].clusters[0]",
+            ),
+            (
+                "[[policy.rules]]\ngroup = \"a\"\ndeny = true\nkubernetes_groups = [\"b\"]",
+                "policy.rules[0].kubernetes_groups",
+            ),
+            ("[[policy.rules]]\ngroup = \"a\"\nallow = true", "allow"),
         ];
         for (text, field) in cases {
             let e = err(text, &none);
@@ -759,6 +1120,32 @@ mod tests {
     }
 
     #[test]
+    fn upstream_defaults_and_loopback_http() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap_or_else(|e| panic!("{e}"));
+        let text = format!(
+            "[[upstreams]]\nid = \"corp\"\nissuer_url = \"http://127.0.0.1:9999\"\nclient_id = \"c\"\nclient_secret_file = {:?}\nscopes = [\"email\"]\nallowed_email_domains = [\"@Corp.Example\"]\n",
+            secret.display().to_string()
+        );
+        let c = load(&text, &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        let u = &c.upstreams[0];
+        assert_eq!(u.name, "corp");
+        assert_eq!(u.client_secret.expose(), "s3cret");
+        assert_eq!(u.scopes, ["openid", "email"]);
+        assert_eq!(u.username_claim, "email");
+        assert_eq!(u.groups_claim, "groups");
+        assert_eq!(u.client_auth, ClientAuth::Basic);
+        assert_eq!(u.allowed_email_domains, ["corp.example"]);
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the secret leaks in Debug"
+        );
+        let c = load("", &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.upstreams.is_empty() && c.policy.rules.is_empty());
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("12h"), Some(Duration::from_secs(43_200)));
@@ -781,5 +1168,36 @@ mod example_tests {
             "install/issuer.example.toml: {:?}",
             parsed.err()
         );
+    }
+
+    /// The upstream and policy examples are commented out (they need a provider); uncommented,
+    /// they must parse.
+    #[test]
+    fn the_commented_upstream_and_policy_examples_parse() {
+        let text = include_str!("../../install/issuer.example.toml");
+        let start = text
+            .find("# Upstream OpenID Connect providers")
+            .unwrap_or_else(|| panic!("the upstream example is missing"));
+        let uncommented: String = text[start..]
+            .lines()
+            .map(|l| {
+                let rest = l.strip_prefix("# ").unwrap_or("");
+                let key = rest.split(" =").next().unwrap_or("");
+                if rest.starts_with("[[")
+                    || (!key.is_empty()
+                        && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        && rest.contains(" = "))
+                {
+                    rest
+                } else {
+                    ""
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed: super::FileConfig =
+            toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(parsed.upstreams.len(), 1);
+        assert_eq!(parsed.policy.map_or(0, |p| p.rules.len()), 3);
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Parser as _;
-use credential_issuer::cli::{AuditCommand, Cli, Command, InviteCommand, KeysCommand, UserCommand};
+use credential_issuer::cli::{
+    AuditCommand, Cli, Command, InviteCommand, KeysCommand, PolicyCommand, UserCommand,
+};
 use credential_issuer::config::Config;
 use credential_issuer::secret::Secret;
 use credential_issuer::{admin, app, clock, server, signing, store, telemetry};
@@ -56,7 +58,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init("warn");
             runtime.block_on(audit(config, cmd))
         }
+        Command::Policy(cmd) => {
+            telemetry::init("warn");
+            runtime.block_on(policy(config, cmd))
+        }
     }
+}
+
+async fn policy(config: Config, cmd: PolicyCommand) -> anyhow::Result<()> {
+    let PolicyCommand::Explain { user, cluster } = cmd;
+    if config.cluster(&cluster).is_none() {
+        bail!("no cluster called {cluster:?} is configured");
+    }
+    let store = store::Store::open_sqlite(&config.database_path())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                config.database_path().display()
+            )
+        })?;
+    let Some(found) = store.user_by_name(&user).await? else {
+        bail!("no user called {user:?}");
+    };
+    say(admin::explain(&config.policy, &found.username, &found.groups, &cluster).trim_end());
+    Ok(())
 }
 
 /// Writes a line for the operator on stdout (the CLI's output, not a log).

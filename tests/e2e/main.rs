@@ -30,3 +30,4 @@ mod refresh;
 mod refresh_reuse;
 mod setup;
 mod switch_user;
+mod upstream;

@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use credential_issuer::config::{FilePolicy, FileRule, FileUpstream};
 use credential_shared::exec_credential::ApiVersion;
+use e2e::oidc_provider::{Account, Client};
 use e2e::plugin::exit;
 use e2e::wait::{self, Check};
 use e2e::{
-    Browser, CachedToken, ControlPlane, Issuer, IssuerOptions, OidcSettings, Outcome, PluginArgs,
-    TokenCache, UserEnv,
+    Browser, CachedToken, ControlPlane, Issuer, IssuerOptions, OidcProvider, OidcSettings, Outcome,
+    PluginArgs, TokenCache, UserEnv,
 };
 
 /// The cluster's name in the issuer and in kubeconfigs.
@@ -29,6 +31,49 @@ pub(crate) const TOKEN_TTL: Duration = Duration::from_secs(10);
 pub(crate) const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// What the plugin tells a person who must log in again.
 pub(crate) const LOGIN_HINT: &str = "kubectl credential login";
+
+/// The upstream provider's id in the issuer (its button on the sign-in page).
+pub(crate) const UPSTREAM: &str = "corp";
+/// The same provider, accepting only e-mail addresses of [`UPSTREAM_DOMAIN`].
+pub(crate) const UPSTREAM_DOMAIN_ONLY: &str = "corp-only";
+/// The one e-mail domain [`UPSTREAM_DOMAIN_ONLY`] accepts.
+pub(crate) const UPSTREAM_DOMAIN: &str = "corp.example";
+/// What the policy maps every upstream `eng-*` group to.
+pub(crate) const ENGINEERS: &str = "upstream-engineers";
+/// People with an account at the upstream provider: `(username, email, groups)`. Each story
+/// uses its own, since the provider's accounts are fixed when the world starts.
+pub(crate) const UPSTREAM_PEOPLE: &[(&str, &str, &[&str])] = &[
+    ("ann", "ann@corp.example", &["eng-web", "sales"]),
+    ("bob", "bob@corp.example", &["eng-web"]),
+    ("eve", "eve@elsewhere.example", &["eng-web"]),
+];
+
+/// The password of an upstream person.
+pub(crate) fn upstream_password(username: &str) -> String {
+    format!("upstream password of {username}")
+}
+
+/// The policy of the world's issuer: `k8s-*` groups (every local account's) pass unchanged,
+/// `eng-contractors` is denied, other `eng-*` groups become [`ENGINEERS`]; nothing else passes.
+fn world_policy() -> FilePolicy {
+    let rule = |group: &str, kubernetes_groups: &[&str], deny: bool| FileRule {
+        group: group.to_owned(),
+        kubernetes_groups: kubernetes_groups.iter().map(|g| (*g).to_owned()).collect(),
+        clusters: if deny {
+            None
+        } else {
+            Some(vec![CLUSTER.to_owned()])
+        },
+        deny,
+    };
+    FilePolicy {
+        rules: vec![
+            rule("k8s-*", &[], false),
+            rule("eng-contractors", &[], true),
+            rule("eng-*", &[ENGINEERS], false),
+        ],
+    }
+}
 
 /// Lets `credential:k8s-readers` get and list namespaces, and nothing else.
 const RBAC: &str = r#"
@@ -76,6 +121,8 @@ pub(crate) fn shipped_oidc_flags() -> Vec<(String, String)> {
 pub(crate) struct World {
     pub(crate) issuer: Issuer,
     pub(crate) control_plane: ControlPlane,
+    /// The company's identity provider, which the issuer offers as [`UPSTREAM`].
+    pub(crate) idp: OidcProvider,
 }
 
 static WORLD: OnceLock<Result<World, String>> = OnceLock::new();
@@ -101,12 +148,65 @@ pub(crate) fn world() -> &'static World {
 impl World {
     fn start() -> Self {
         let t0 = Instant::now();
-        let issuer = Issuer::start(&IssuerOptions {
-            clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
-            token_ttl: format!("{}s", TOKEN_TTL.as_secs()),
-            poll_interval: "1s".to_owned(),
-            api_server: None,
-        });
+        // The provider must know the issuer's callback URL, so the issuer's port comes first.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("listener address: {e}"))
+            .port();
+        let client = Client {
+            id: "credential-issuer".to_owned(),
+            secret: format!("e2e client secret {}", std::process::id()),
+            redirect_uri: format!("https://127.0.0.1:{port}/upstream/callback"),
+        };
+        let idp = OidcProvider::start(
+            &client,
+            &UPSTREAM_PEOPLE
+                .iter()
+                .map(|(username, email, groups)| Account {
+                    username: (*username).to_owned(),
+                    password: upstream_password(username),
+                    email: (*email).to_owned(),
+                    groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                })
+                .collect::<Vec<_>>(),
+        );
+        let secret_file = idp.dir().join("client-secret");
+        std::fs::write(&secret_file, &client.secret)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", secret_file.display()));
+        let upstream = |id: &str, name: &str, domains: &[&str]| FileUpstream {
+            id: id.to_owned(),
+            name: Some(name.to_owned()),
+            issuer_url: idp.url().to_owned(),
+            client_id: client.id.clone(),
+            client_secret_file: Some(secret_file.clone()),
+            scopes: Some(
+                ["openid", "profile", "email", "groups", "offline_access"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ),
+            allowed_email_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+            ..FileUpstream::default()
+        };
+        let issuer = Issuer::start_on(
+            listener,
+            &IssuerOptions {
+                clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
+                token_ttl: format!("{}s", TOKEN_TTL.as_secs()),
+                poll_interval: "1s".to_owned(),
+                api_server: None,
+                upstreams: vec![
+                    upstream(UPSTREAM, "Corp SSO", &[]),
+                    upstream(
+                        UPSTREAM_DOMAIN_ONLY,
+                        "Corp SSO (corp.example only)",
+                        &[UPSTREAM_DOMAIN],
+                    ),
+                ],
+                policy: Some(world_policy()),
+            },
+        );
         // The API server runs with exactly the flags install/ tells operators to use.
         let flags = shipped_oidc_flags();
         let flag = |name: &str| {
@@ -133,6 +233,7 @@ impl World {
         let world = Self {
             issuer,
             control_plane,
+            idp,
         };
         world.wait_for_oidc();
         eprintln!(

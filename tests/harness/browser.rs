@@ -84,6 +84,31 @@ impl Browser {
         .unwrap_or_else(|e| panic!("browser: POST {url}: {e}"))
     }
 
+    /// `GET url` for a URL anywhere (another site, such as an identity provider).
+    #[track_caller]
+    #[must_use]
+    pub fn get_absolute(&self, url: &str) -> Page {
+        http::response(self.agent.get(url).call())
+            .unwrap_or_else(|e| panic!("browser: GET {url}: {e}"))
+    }
+
+    /// Submits a form on another site: `POST url` with `fields`, `Origin` being that site's.
+    #[track_caller]
+    #[must_use]
+    pub fn post_absolute(&self, url: &str, fields: &[(&str, &str)]) -> Page {
+        let origin = url::Url::parse(url).map_or_else(
+            |e| panic!("browser: {url} is not a URL: {e}"),
+            |u| u.origin().ascii_serialization(),
+        );
+        http::response(
+            self.agent
+                .post(url)
+                .set("Origin", &origin)
+                .send_form(fields),
+        )
+        .unwrap_or_else(|e| panic!("browser: POST {url}: {e}"))
+    }
+
     /// Opens `/device?user_code=CODE` and submits the code, as a person following the link
     /// the plugin printed. Returns the page landed on (login, consent, or an error page).
     #[track_caller]
@@ -210,6 +235,31 @@ pub fn csrf_token(page: &Page) -> String {
             page.url, page.status, page.body
         )
     })
+}
+
+/// The `action` of the first form on `page` whose action starts with `prefix` and ends with
+/// `suffix`, made absolute against the page's URL; fails the test if there is none.
+#[track_caller]
+#[must_use]
+pub fn form_action(page: &Page, prefix: &str, suffix: &str) -> String {
+    let found = page
+        .body
+        .match_indices(r#"action=""#)
+        .map(|(i, m)| &page.body[i + m.len()..])
+        .filter_map(|rest| rest.find('"').map(|end| &rest[..end]))
+        .find(|a| a.starts_with(prefix) && a.ends_with(suffix));
+    let Some(action) = found else {
+        panic!(
+            "no form posting to {prefix}...{suffix} on {} (status {}):\n{}",
+            page.url, page.status, page.body
+        )
+    };
+    url::Url::parse(&page.url)
+        .and_then(|base| base.join(action))
+        .map_or_else(
+            |e| panic!("form action {action} on {}: {e}", page.url),
+            String::from,
+        )
 }
 
 /// Finds `name="csrf_token" value="..."` in `html`.

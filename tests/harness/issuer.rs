@@ -13,7 +13,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use credential_issuer::config::{Config, FileCluster, FileConfig, Overrides};
+use credential_issuer::config::{
+    Config, FileCluster, FileConfig, FilePolicy, FileUpstream, Overrides,
+};
 use credential_issuer::server::BackgroundIssuer;
 use credential_shared::oauth::{
     DeviceAuthorizationResponse, OAuthError, OAuthErrorCode, TokenResponse, GRANT_DEVICE_CODE,
@@ -37,6 +39,10 @@ pub struct IssuerOptions {
     /// API server URL and CA file published for every cluster in the cluster list (what
     /// `kubectl credential setup` reads), when known.
     pub api_server: Option<(String, PathBuf)>,
+    /// `[[upstreams]]`: upstream OpenID providers offered on the sign-in page.
+    pub upstreams: Vec<FileUpstream>,
+    /// `[policy]`: group mapping (none: groups pass unchanged).
+    pub policy: Option<FilePolicy>,
 }
 
 impl Default for IssuerOptions {
@@ -46,6 +52,8 @@ impl Default for IssuerOptions {
             token_ttl: "10s".to_owned(),
             poll_interval: "1s".to_owned(),
             api_server: None,
+            upstreams: Vec::new(),
+            policy: None,
         }
     }
 }
@@ -89,6 +97,16 @@ impl Issuer {
     #[track_caller]
     #[must_use]
     pub fn start(options: &IssuerOptions) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+        Self::start_on(listener, options)
+    }
+
+    /// Like [`Issuer::start`] on a listener the caller bound, for when something started
+    /// before the issuer needs its URL (an upstream provider's redirect URI).
+    #[track_caller]
+    #[must_use]
+    pub fn start_on(listener: TcpListener, options: &IssuerOptions) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("e2e-issuer.")
             .tempdir()
@@ -105,8 +123,6 @@ impl Issuer {
             &[dir.as_os_str(), keep.as_ref()],
         );
         let data_dir = dir.join("data");
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
         let port = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("listener address: {e}"))
@@ -125,6 +141,8 @@ impl Issuer {
                 })
                 .collect(),
             poll_interval: Some(options.poll_interval.clone()),
+            upstreams: options.upstreams.clone(),
+            policy: options.policy.clone(),
             ..FileConfig::default()
         };
         let overrides = Overrides {

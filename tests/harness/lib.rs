@@ -1,5 +1,5 @@
 //! The end-to-end test harness: it starts the real programs the system is made of (etcd and
-//! kube-apiserver, the issuer, the plugin, kubectl, a Secret Service), each in its own temporary
+//! kube-apiserver, the issuer, the plugin, kubectl, a Secret Service, an upstream OpenID provider), each in its own temporary
 //! directory, and stops them again, so that the tests in `tests/e2e/` read like a person's story.
 //!
 //! Rules every module keeps (see STYLE.md, "Tests"):
@@ -15,6 +15,7 @@ pub mod chromium;
 pub mod control_plane;
 pub mod http;
 pub mod issuer;
+pub mod oidc_provider;
 pub mod plugin;
 pub mod process;
 pub mod secret_service;
@@ -23,6 +24,7 @@ pub mod wait;
 pub use browser::{Browser, Page};
 pub use control_plane::{ControlPlane, OidcSettings};
 pub use issuer::{Issuer, IssuerOptions};
+pub use oidc_provider::OidcProvider;
 pub use plugin::{CachedToken, LoginProcess, PluginArgs, TokenCache, UserEnv};
 pub use process::Outcome;
 pub use secret_service::SecretService;

@@ -1,4 +1,5 @@
-//! Pure policy: user codes, device-flow decisions, session liveness, token claims, names.
+//! Pure policy: user codes, device-flow decisions, session liveness, token claims, names, group
+//! mapping.
 //!
 //! Nothing here does IO or reads the clock: callers pass `now` and random bytes in, which makes
 //! every rule a table-driven unit test.
@@ -6,6 +7,7 @@
 pub mod audit_chain;
 pub mod device;
 pub mod names;
+pub mod policy;
 pub mod session;
 pub mod tokens;
 pub mod user_code;

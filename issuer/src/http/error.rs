@@ -47,6 +47,16 @@ impl OAuthReply {
         }
     }
 
+    /// A 503 `temporarily_unavailable`: try again later, nothing was spent.
+    #[must_use]
+    pub fn unavailable(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: OAuthErrorCode::TemporarilyUnavailable,
+            description: Some(description.into()),
+        }
+    }
+
     /// A 401 `invalid_client`.
     #[must_use]
     pub fn invalid_client() -> Self {

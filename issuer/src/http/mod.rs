@@ -11,6 +11,7 @@ mod oauth;
 mod pages;
 mod second_factor;
 mod templates;
+mod upstream;
 
 use std::net::SocketAddr;
 
@@ -59,6 +60,8 @@ pub fn router(state: AppState) -> Router {
             "/consent",
             get(pages::consent_form).post(pages::consent_submit),
         )
+        .route("/upstream/start", post(upstream::start))
+        .route(upstream::CALLBACK_PATH, get(upstream::callback))
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz))
         .route("/metrics", get(discovery::metrics))

@@ -226,10 +226,27 @@ async fn device_code_grant(
                 expires_at: now + state.config().session_ttl,
                 revoked_at: None,
             };
-            let refresh = random_token(32);
+            // A sign-in through an upstream provider left the provider's refresh token for this
+            // device; the session keeps it so that every refresh re-checks the person there.
+            let grant = store.take_upstream_grant(&device.id).await?;
+            let refresh = new_refresh_token(grant.is_some());
             store
                 .create_session(&session, &hash(refresh.expose()))
                 .await?;
+            if let Some((provider, sealed)) = grant {
+                let seal = state.sealer();
+                let reseal = seal
+                    .open(&sealed, &crate::store::grant_context(&device.id))
+                    .and_then(|rt| seal.seal(&rt, &crate::store::session_context(&session.id)));
+                match reseal {
+                    Ok(for_session) => {
+                        store
+                            .put_upstream_session(&session.id, &provider, &for_session, now)
+                            .await?;
+                    }
+                    Err(e) => return Err(OAuthReply::internal(&e)),
+                }
+            }
             let reply = mint(state, &user, &session, &refresh, now)?;
             audit(state, "login", &user, &session.cluster, addr, rid, now).await;
             state.metrics().login();
@@ -254,7 +271,13 @@ async fn refresh_grant(
     };
     let store = state.store();
     let now = state.now();
-    let next = random_token(32);
+    // Sessions from an upstream provider are recognisable by their token's prefix, so the
+    // local-account fast path below stays one statement.
+    let upstream = presented.starts_with(UPSTREAM_REFRESH_PREFIX);
+    if upstream {
+        upstream_recheck(state, addr, rid, presented, &req.client_id, now).await?;
+    }
+    let next = new_refresh_token(upstream);
     let by = Presenter {
         client_id: &req.client_id,
         client_addr: addr,
@@ -301,6 +324,110 @@ async fn refresh_grant(
     let reply = mint(state, &user, &session, &next, now)?;
     state.metrics().refresh();
     Ok(reply)
+}
+
+/// Prefix of the refresh tokens of sessions whose person is re-checked at an upstream provider.
+/// (Tokens are base64url, which has no `.`, so the prefix cannot occur in a local token.)
+const UPSTREAM_REFRESH_PREFIX: &str = "up.";
+
+fn new_refresh_token(upstream: bool) -> Secret {
+    let t = random_token(32);
+    if upstream {
+        Secret::new(format!("{UPSTREAM_REFRESH_PREFIX}{}", t.expose()))
+    } else {
+        t
+    }
+}
+
+/// Before an upstream session's refresh token is rotated: refresh at the provider and take the
+/// person's groups from its answer. A provider that refuses ends the session (`invalid_grant`);
+/// one that cannot be reached fails this refresh only (`temporarily_unavailable`), and as the
+/// issuer's own token was not spent yet the client can simply retry. Anything else about the
+/// token (unknown, spent, session ended) is left to the rotation, which answers it.
+async fn upstream_recheck(
+    state: &AppState,
+    addr: &str,
+    rid: &str,
+    presented: &str,
+    client_id: &str,
+    now: OffsetDateTime,
+) -> Result<(), OAuthReply> {
+    let store = state.store();
+    let presented_hash = hash(presented);
+    let Some(up) = store.upstream_session_by_refresh(&presented_hash).await? else {
+        return Ok(());
+    };
+    let live = up.session.revoked_at.is_none()
+        && up.session.expires_at > now
+        && up.session.client_id == client_id
+        && up.user.disabled_at.is_none();
+    if !live {
+        return Ok(());
+    }
+    let up = &up;
+    let presented_hash = &presented_hash;
+    let refused = |reason: &'static str| async move {
+        if let Err(e) = store.revoke_by_refresh(presented_hash, reason, now).await {
+            return OAuthReply::from(e);
+        }
+        let e = AuditEvent {
+            event: "session.revoked.upstream",
+            actor: Some("system".into()),
+            subject: Some(up.user.id.clone()),
+            cluster: Some(up.session.cluster.clone()),
+            client_addr: Some(addr.to_owned()),
+            request_id: Some(rid.to_owned()),
+            detail: Some(format!(
+                "{{\"session\":{:?},\"provider\":{:?}}}",
+                up.session.id, up.provider
+            )),
+            ..AuditEvent::default()
+        };
+        if let Err(err) = store.audit(&e, now).await {
+            tracing::error!(error = %err, "audit write failed");
+        }
+        state.metrics().failure(Failure::RefreshRefused);
+        OAuthReply::bad(
+            E::InvalidGrant,
+            "your identity provider no longer accepts this sign-in; log in again",
+        )
+    };
+    let Some(provider) = state.upstreams().get(&up.provider) else {
+        return Err(refused("upstream.removed").await);
+    };
+    let context = crate::store::session_context(&up.session.id);
+    let rt = state
+        .sealer()
+        .open(&up.refresh_sealed, &context)
+        .map_err(|e| OAuthReply::internal(&e))?;
+    match provider.refresh(&rt, now).await {
+        Ok((identity, tokens)) => {
+            store
+                .set_upstream_groups(&up.user.id, &identity.groups)
+                .await?;
+            if let Some(rotated) = tokens.refresh_token {
+                let sealed = state
+                    .sealer()
+                    .seal(&rotated, &context)
+                    .map_err(|e| OAuthReply::internal(&e))?;
+                store
+                    .put_upstream_session(&up.session.id, &up.provider, &sealed, now)
+                    .await?;
+            }
+            tracing::info!(request_id = %rid, user = %up.user.username, provider = %up.provider, "person re-checked upstream");
+            Ok(())
+        }
+        Err(e) if e.is_refusal() => {
+            tracing::info!(request_id = %rid, user = %up.user.username, provider = %up.provider, error = %e, "upstream refused the refresh; session revoked");
+            Err(refused("upstream.refused").await)
+        }
+        Err(e) => {
+            tracing::warn!(request_id = %rid, provider = %up.provider, error = %e, "upstream unreachable during refresh");
+            Err(OAuthReply::unavailable(
+                "the identity provider cannot be reached; try again shortly",
+            ))
+        }
+    }
 }
 
 /// Why a current refresh token was refused.
@@ -368,12 +495,14 @@ fn mint(
         ));
     };
     let jti = random_token(16);
+    // The policy decides which Kubernetes groups the person's groups become in this cluster.
+    let groups = cfg.policy.map(&user.groups, &cluster.name).groups();
     let claims = tokens::access_claims(
         &tokens::Subject {
             user_id: &user.id,
             username: &user.username,
             email: user.email.as_deref(),
-            groups: &user.groups,
+            groups: &groups,
         },
         tokens::Minting {
             issuer: cfg.issuer(),

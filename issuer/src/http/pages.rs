@@ -252,6 +252,16 @@ pub(super) async fn device_submit(
         )
             .into_response());
     };
+    // A person who signed in through an upstream provider signs in there again for each code:
+    // that sign-in is what hands the issuer the provider refresh token the new session is
+    // re-checked with. So their browser session is replaced by a signed-out one.
+    if let Some(user_id) = session.user_id.as_deref() {
+        if state.store().upstream_provider_of(user_id).await?.is_some() {
+            state.store().delete_web_session(&session.id_hash).await?;
+            let browser = new_session(&state, None, Some(device.id.clone())).await?;
+            return Ok(browser.respond(see_other("/login")));
+        }
+    }
     state
         .store()
         .set_web_device(&session.id_hash, Some(&device.id))
@@ -270,8 +280,46 @@ pub(super) async fn login_form(
     ClientAddr(addr): ClientAddr,
 ) -> Result<Response, PageError> {
     let browser = current_or_new(&state, &headers, &addr).await?;
-    let page = templates::login_page(browser.session.csrf_token.expose(), "", None);
-    Ok(browser.respond(Html(page)))
+    let page = templates::login_page(
+        browser.session.csrf_token.expose(),
+        "",
+        None,
+        &providers(&state),
+    );
+    let mut res = browser.respond(Html(page));
+    if let Some(csp) = login_csp(&state) {
+        res.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    Ok(res)
+}
+
+/// The sign-in page's CSP: as everywhere, plus the upstream providers' origins in
+/// `form-action`, since browsers apply it to the redirect that follows a provider's button.
+fn login_csp(state: &AppState) -> Option<HeaderValue> {
+    let upstreams = &state.config().upstreams;
+    if upstreams.is_empty() {
+        return None;
+    }
+    let origins: Vec<String> = upstreams
+        .iter()
+        .map(|u| u.issuer_url.origin().ascii_serialization())
+        .collect();
+    HeaderValue::from_str(&format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
+        origins.join(" ")
+    ))
+    .ok()
+}
+
+/// The upstream providers offered on the sign-in page: `(id, name)`.
+pub(super) fn providers(state: &AppState) -> Vec<(&str, &str)> {
+    state
+        .config()
+        .upstreams
+        .iter()
+        .map(|u| (u.id.as_str(), u.name.as_str()))
+        .collect()
 }
 
 /// The sign-in form. Deliberately no `Debug`: it holds a password.
@@ -325,6 +373,7 @@ pub(super) async fn login_submit(
                 &csrf,
                 &username,
                 Some("Too many failed sign-ins. Wait a few minutes, then try again."),
+                &providers(&state),
             )),
         )
             .into_response());
@@ -355,6 +404,7 @@ pub(super) async fn login_submit(
                 &csrf,
                 &username,
                 Some("Wrong username or password."),
+                &providers(&state),
             )),
         )
             .into_response());

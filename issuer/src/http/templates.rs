@@ -80,12 +80,35 @@ pub(super) fn device_page(csrf: &str, prefill: Option<&str>, error: Option<&str>
     layout("Sign in to Kubernetes", &body)
 }
 
-/// The sign-in form for local accounts.
+/// The sign-in form for local accounts, after a button per upstream provider `(id, name)`.
+/// Each button is a POST with the CSRF token (never a plain link), so another site cannot start
+/// a sign-in in this browser (login CSRF).
 #[must_use]
-pub(super) fn login_page(csrf: &str, username: &str, error: Option<&str>) -> String {
+pub(super) fn login_page(
+    csrf: &str,
+    username: &str,
+    error: Option<&str>,
+    providers: &[(&str, &str)],
+) -> String {
     let mut body = String::new();
     if let Some(e) = error {
         let _ = write!(body, r#"<p class="warn" role="alert">{}</p>"#, escape(e));
+    }
+    for (id, name) in providers {
+        let _ = write!(
+            body,
+            r#"<form method="post" action="/upstream/start">
+{csrf}
+<input type="hidden" name="provider" value="{id}">
+<button type="submit">Sign in with {name}</button>
+</form>"#,
+            csrf = csrf_field(csrf),
+            id = escape(id),
+            name = escape(name),
+        );
+    }
+    if !providers.is_empty() {
+        body.push_str(r#"<p class="muted">Or with a local account:</p>"#);
     }
     let _ = write!(
         body,
@@ -231,9 +254,9 @@ mod tests {
                 .find(|l| l.contains(" autofocus"))
                 .map(|l| l.contains(r#"name="password""#))
         };
-        assert_eq!(autofocused(&login_page("c", "", None)), Some(false));
+        assert_eq!(autofocused(&login_page("c", "", None, &[])), Some(false));
         assert_eq!(
-            autofocused(&login_page("c", "alice", Some("Wrong"))),
+            autofocused(&login_page("c", "alice", Some("Wrong"), &[])),
             Some(true)
         );
     }

@@ -928,3 +928,121 @@ async fn new_browser_sessions_are_limited_per_address() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn the_policy_maps_local_accounts_groups_into_the_token() {
+    let app = TestApp::with(|f| {
+        let rule = |group: &str, k: &[&str], deny: bool| crate::config::FileRule {
+            group: group.into(),
+            kubernetes_groups: k.iter().map(|s| (*s).to_owned()).collect(),
+            clusters: None,
+            deny,
+        };
+        f.policy = Some(crate::config::FilePolicy {
+            rules: vec![
+                rule("ops", &[], true),
+                rule("k8s-*", &[], false),
+                rule("dev", &["developers"], false),
+            ],
+        });
+    })
+    .await;
+    app.add_user("alice", &["dev", "ops", "k8s-readers", "sales"])
+        .await;
+    let d = app.start().await;
+    app.decide(&d.user_code, "alice", "approve").await;
+    app.advance(5);
+    let t: TokenResponse = app.poll(&d.device_code).await.json();
+    let jwks: Jwks = app.get("/openid/v1/jwks", None).await.json();
+    let claims = crate::signing::verify(&jwks, &t.access_token).unwrap();
+    assert_eq!(claims.groups, ["developers", "k8s-readers"]);
+}
+
+#[tokio::test]
+async fn upstream_pages_refuse_forged_foreign_and_unreachable_logins() {
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("secret");
+    std::fs::write(&secret, "client-secret").unwrap();
+    let app = TestApp::with(|f| {
+        f.upstreams = vec![crate::config::FileUpstream {
+            id: "corp".into(),
+            name: Some("Corp SSO".into()),
+            // The discard port: nothing answers there.
+            issuer_url: "http://127.0.0.1:9".into(),
+            client_id: "issuer".into(),
+            client_secret_file: Some(secret.clone()),
+            ..crate::config::FileUpstream::default()
+        }];
+    })
+    .await;
+    let login = app.get("/login", None).await;
+    let cookie = login.cookie().unwrap();
+    assert!(
+        login.body.contains(r#"action="/upstream/start""#)
+            && login.body.contains(r#"name="provider" value="corp""#)
+            && login.body.contains("Sign in with Corp SSO"),
+        "{}",
+        login.body
+    );
+    let csp = login.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:9;"),
+        "{csp}"
+    );
+    // Without the CSRF token: refused (no login CSRF through a cross-site POST).
+    let r = app
+        .post("/upstream/start", &[("provider", "corp")], Some(&cookie))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    // The provider cannot be reached: a clear page, and nothing stored.
+    let r = app
+        .post(
+            "/upstream/start",
+            &[("provider", "corp"), ("csrf_token", &login.csrf())],
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    assert!(r.body.contains("could not reach Corp SSO"), "{}", r.body);
+    // A callback without the browser session, with a forged state, or with another
+    // browser's state gets the same clear page; the foreign state is spent by the attempt.
+    let r = app.get("/upstream/callback?state=s&code=c", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("Session expired"), "{}", r.body);
+    let r = app
+        .get("/upstream/callback?state=forged&code=c", Some(&cookie))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("Sign-in link not valid"), "{}", r.body);
+    let now = app.clock.now_for_tests();
+    let pending = crate::store::PendingLogin {
+        state_hash: crate::secret::hash("other-browsers-state"),
+        provider: "corp".into(),
+        web_session_hash: crate::secret::hash("another browser"),
+        nonce_sealed: "x".into(),
+        verifier_sealed: "y".into(),
+        expires_at: now + time::Duration::minutes(10),
+    };
+    app.state
+        .store()
+        .create_upstream_login(&pending, now)
+        .await
+        .unwrap();
+    let r = app
+        .get(
+            "/upstream/callback?state=other-browsers-state&code=c",
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("Sign-in link not valid"), "{}", r.body);
+    assert!(app
+        .state
+        .store()
+        .take_upstream_login(&pending.state_hash, now)
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -9,6 +9,7 @@ mod devices;
 mod invitations;
 mod rate_limits;
 mod sessions;
+mod upstream;
 mod users;
 mod web;
 
@@ -24,6 +25,7 @@ pub use audit::{AuditEvent, AuditFilter};
 pub use devices::{Device, NewDevice};
 pub use invitations::{Acceptance, Invitation, NewInvitation};
 pub use sessions::{Presenter, RotateOutcome, Session};
+pub use upstream::{grant_context, login_context, session_context, PendingLogin, UpstreamSession};
 pub use users::{NewUser, User, UserTotp};
 pub use web::WebSession;
 
@@ -201,6 +203,11 @@ impl Store {
         .await?;
         n += sqlx::query("DELETE FROM device_codes WHERE expires_at < ?")
             .bind(now - 3600)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        n += sqlx::query("DELETE FROM upstream_logins WHERE expires_at < ?")
+            .bind(now)
             .execute(&self.write)
             .await?
             .rows_affected();

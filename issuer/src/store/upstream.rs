@@ -1,0 +1,353 @@
+//! Upstream sign-in state: logins on their way through a provider, the link from a provider
+//! account to a user, and the provider refresh tokens (sealed by the caller) of grants and
+//! sessions.
+
+use time::OffsetDateTime;
+
+use super::sessions::Session;
+use super::users::{user_from_json, User, USER_COLUMNS};
+use super::{is_unique_violation, Error, Result, Store};
+
+/// A login waiting for the provider's callback. The nonce and verifier are sealed strings.
+#[derive(Clone)]
+pub struct PendingLogin {
+    /// SHA-256 of `state`.
+    pub state_hash: String,
+    /// Provider id.
+    pub provider: String,
+    /// The browser session that started it.
+    pub web_session_hash: String,
+    /// Sealed nonce.
+    pub nonce_sealed: String,
+    /// Sealed PKCE verifier.
+    pub verifier_sealed: String,
+    /// End of validity.
+    pub expires_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLogin")
+            .field("provider", &self.provider)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session started through a provider, found by its current refresh token.
+#[derive(Debug, Clone)]
+pub struct UpstreamSession {
+    /// The session.
+    pub session: Session,
+    /// Its owner.
+    pub user: User,
+    /// Provider id.
+    pub provider: String,
+    /// The provider's refresh token, sealed with context `upstream-session:<session id>`.
+    pub refresh_sealed: String,
+}
+
+/// The sealing context of a session's provider refresh token.
+#[must_use]
+pub fn session_context(session_id: &str) -> String {
+    format!("upstream-session:{session_id}")
+}
+
+/// The sealing context of a device grant's provider refresh token.
+#[must_use]
+pub fn grant_context(device_id: &str) -> String {
+    format!("upstream-device:{device_id}")
+}
+
+/// The sealing context of a pending login's nonce and verifier.
+#[must_use]
+pub fn login_context(state_hash: &str, what: &str) -> String {
+    format!("upstream-login:{what}:{state_hash}")
+}
+
+impl Store {
+    /// Stores a login on its way to the provider.
+    pub async fn create_upstream_login(&self, l: &PendingLogin, now: OffsetDateTime) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO upstream_logins (state_hash, provider, web_session_hash, nonce_sealed, verifier_sealed, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&l.state_hash)
+        .bind(&l.provider)
+        .bind(&l.web_session_hash)
+        .bind(&l.nonce_sealed)
+        .bind(&l.verifier_sealed)
+        .bind(now.unix_timestamp())
+        .bind(l.expires_at.unix_timestamp())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes (deletes and returns) the live login with this state: single use.
+    pub async fn take_upstream_login(
+        &self,
+        state_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<PendingLogin>> {
+        let row: Option<(String, String, String, String, String, i64)> = sqlx::query_as(
+            "DELETE FROM upstream_logins WHERE state_hash = ? RETURNING state_hash, provider, web_session_hash, nonce_sealed, verifier_sealed, expires_at",
+        )
+        .bind(state_hash)
+        .fetch_optional(&self.write)
+        .await?;
+        row.filter(|r| r.5 > now.unix_timestamp())
+            .map(|r| {
+                Ok(PendingLogin {
+                    state_hash: r.0,
+                    provider: r.1,
+                    web_session_hash: r.2,
+                    nonce_sealed: r.3,
+                    verifier_sealed: r.4,
+                    expires_at: super::ts("upstream_logins", r.5)?,
+                })
+            })
+            .transpose()
+    }
+
+    /// The user linked to the provider account (`iss`, `sub`), after updating their e-mail and
+    /// groups to what the provider says now; or, on first sign-in, a new user called `username`
+    /// (a name a local account already has is a conflict: it is never taken over).
+    pub async fn sign_in_upstream(
+        &self,
+        provider: &str,
+        identity: &crate::upstream::Identity,
+        new_user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<User> {
+        let mut tx = self.write.begin().await?;
+        let linked: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM upstream_identities WHERE issuer = ? AND subject = ?",
+        )
+        .bind(&identity.issuer)
+        .bind(&identity.subject)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let user_id = if let Some(id) = linked {
+            sqlx::query("UPDATE users SET email = ? WHERE id = ?")
+                .bind(&identity.email)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE upstream_identities SET last_login_at = ? WHERE user_id = ?")
+                .bind(now.unix_timestamp())
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            id
+        } else {
+            let r = sqlx::query("INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, NULL, ?)")
+                .bind(new_user_id)
+                .bind(&identity.username)
+                .bind(&identity.email)
+                .bind(now.unix_timestamp())
+                .execute(&mut *tx)
+                .await;
+            match r {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::Conflict(format!("user {:?}", identity.username)))
+                }
+                r => r?,
+            };
+            sqlx::query("INSERT INTO upstream_identities (issuer, subject, provider, user_id, created_at, last_login_at) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(&identity.issuer)
+                .bind(&identity.subject)
+                .bind(provider)
+                .bind(new_user_id)
+                .bind(now.unix_timestamp())
+                .bind(now.unix_timestamp())
+                .execute(&mut *tx)
+                .await?;
+            new_user_id.to_owned()
+        };
+        replace_groups(&mut tx, &user_id, &identity.groups).await?;
+        let user: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT json_array({USER_COLUMNS}) FROM users u WHERE u.id = ?"
+        ))
+        .bind(&user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        user_from_json(&user.ok_or_else(|| Error::NotFound("user".into()))?)
+    }
+
+    /// Replaces a user's groups with what the provider says now.
+    pub async fn set_upstream_groups(&self, user_id: &str, groups: &[String]) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        replace_groups(&mut tx, user_id, groups).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keeps a provider refresh token for the device authorization being approved.
+    pub async fn put_upstream_grant(
+        &self,
+        device_id: &str,
+        provider: &str,
+        refresh_sealed: &str,
+    ) -> Result<()> {
+        sqlx::query("INSERT OR REPLACE INTO upstream_grants (device_id, provider, refresh_sealed) VALUES (?, ?, ?)")
+            .bind(device_id)
+            .bind(provider)
+            .bind(refresh_sealed)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the provider refresh token kept for a device authorization: `(provider, sealed)`.
+    pub async fn take_upstream_grant(&self, device_id: &str) -> Result<Option<(String, String)>> {
+        Ok(sqlx::query_as(
+            "DELETE FROM upstream_grants WHERE device_id = ? RETURNING provider, refresh_sealed",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.write)
+        .await?)
+    }
+
+    /// Records that a session's refreshes must be checked at `provider`.
+    pub async fn put_upstream_session(
+        &self,
+        session_id: &str,
+        provider: &str,
+        refresh_sealed: &str,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query("INSERT OR REPLACE INTO upstream_sessions (session_id, provider, refresh_sealed, checked_at) VALUES (?, ?, ?, ?)")
+            .bind(session_id)
+            .bind(provider)
+            .bind(refresh_sealed)
+            .bind(now.unix_timestamp())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// The live, upstream-backed session whose current refresh token has this hash.
+    pub async fn upstream_session_by_refresh(
+        &self,
+        refresh_hash: &str,
+    ) -> Result<Option<UpstreamSession>> {
+        let row: Option<(String, String, String, String)> = sqlx::query_as(&format!(
+            "SELECT s.id, (SELECT json_array({USER_COLUMNS}) FROM users u WHERE u.id = s.user_id), x.provider, x.refresh_sealed
+             FROM sessions s JOIN upstream_sessions x ON x.session_id = s.id WHERE s.refresh_hash = ?"
+        ))
+        .bind(refresh_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, user, provider, refresh_sealed)) = row else {
+            return Ok(None);
+        };
+        let Some(session) = self.session(&id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(UpstreamSession {
+            session,
+            user: user_from_json(&user)?,
+            provider,
+            refresh_sealed,
+        }))
+    }
+
+    /// Which provider a user signed in through, if any.
+    pub async fn upstream_provider_of(&self, user_id: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT provider FROM upstream_identities WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
+
+async fn replace_groups(
+    tx: &mut sqlx::SqliteConnection,
+    user_id: &str,
+    groups: &[String],
+) -> Result<()> {
+    sqlx::query("DELETE FROM user_groups WHERE user_id = ?")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    for g in groups {
+        sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_name) VALUES (?, ?)")
+            .bind(user_id)
+            .bind(g)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::test_support::temp_store;
+    use crate::upstream::Identity;
+    use time::macros::datetime;
+
+    fn who(sub: &str, name: &str, groups: &[&str]) -> Identity {
+        Identity {
+            issuer: "https://idp".into(),
+            subject: sub.into(),
+            username: name.into(),
+            email: Some(format!("{name}@corp.example")),
+            email_verified: Some(true),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn first_sign_in_creates_then_links_and_updates_groups() {
+        let (s, _d) = temp_store().await;
+        let now = datetime!(2026-01-01 12:00 UTC);
+        let u = s
+            .sign_in_upstream("idp", &who("s1", "ann", &["eng"]), "u1", now)
+            .await
+            .unwrap();
+        assert_eq!(
+            (u.id.as_str(), u.groups.clone()),
+            ("u1", vec!["eng".to_owned()])
+        );
+        let u = s
+            .sign_in_upstream("idp", &who("s1", "ann", &["ops"]), "u2", now)
+            .await
+            .unwrap();
+        assert_eq!((u.id.as_str(), u.groups), ("u1", vec!["ops".to_owned()]));
+        // Another subject claiming an existing name is refused (local accounts alike).
+        let err = s
+            .sign_in_upstream("idp", &who("s2", "ann", &[]), "u3", now)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        assert_eq!(
+            s.upstream_provider_of("u1").await.unwrap().as_deref(),
+            Some("idp")
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_logins_are_single_use_and_expire() {
+        let (s, _d) = temp_store().await;
+        let now = datetime!(2026-01-01 12:00 UTC);
+        let l = PendingLogin {
+            state_hash: "h".into(),
+            provider: "idp".into(),
+            web_session_hash: "w".into(),
+            nonce_sealed: "n".into(),
+            verifier_sealed: "v".into(),
+            expires_at: now + time::Duration::minutes(10),
+        };
+        s.create_upstream_login(&l, now).await.unwrap();
+        assert!(s.take_upstream_login("h", now).await.unwrap().is_some());
+        assert!(s.take_upstream_login("h", now).await.unwrap().is_none());
+        s.create_upstream_login(&l, now).await.unwrap();
+        let late = now + time::Duration::minutes(11);
+        assert!(s.take_upstream_login("h", late).await.unwrap().is_none());
+    }
+}
