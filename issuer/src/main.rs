@@ -282,14 +282,17 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::List => {
             for u in store.list_users().await? {
+                let provider = store.upstream_provider_of(&u.id).await?;
                 let state = if u.disabled_at.is_some() {
-                    "disabled"
+                    "disabled".to_owned()
                 } else if u.is_expired(now) {
-                    "expired"
+                    "expired".to_owned()
+                } else if let Some(p) = provider {
+                    format!("active via {p}")
                 } else if u.password_hash.is_none() {
-                    "invited"
+                    "invited".to_owned()
                 } else {
-                    "active"
+                    "active".to_owned()
                 };
                 say(&format!(
                     "{}\t{}\t{}\t{}\texpires {}\t2fa {}",
