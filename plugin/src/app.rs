@@ -631,7 +631,6 @@ mod tests {
             refresh_token: refresh.map(|r| Secret::new(r.to_owned())),
             session_expires_at: session,
             username: "alice".to_owned(),
-            groups: vec![],
             origin: None,
             api_server: None,
         }

@@ -308,10 +308,11 @@ fn open_browser(program: &OsString, leading: &[OsString], url: &url::Url) -> Res
 
 /// The line `login` ends with.
 pub(crate) fn logged_in_message(entry: &Entry, cluster: &str) -> String {
-    let groups = if entry.groups.is_empty() {
+    let groups = entry.groups();
+    let groups = if groups.is_empty() {
         "no groups".to_owned()
     } else {
-        format!("groups {}", entry.groups.join(", "))
+        format!("groups {}", groups.join(", "))
     };
     let until = match entry.session_expires_at {
         Some(end) => format!(
@@ -565,13 +566,12 @@ mod tests {
         "#);
 
         let entry = Entry {
-            access_token: Secret::new("t".to_owned()),
+            access_token: Secret::new(crate::jwt::tests::token(0, 600, "alice", &["dev", "ops"])),
             iat: 0,
             exp: 600,
             refresh_token: None,
             session_expires_at: Some(1_767_225_600),
             username: "alice".to_owned(),
-            groups: vec!["dev".to_owned(), "ops".to_owned()],
             origin: None,
             api_server: None,
         };
@@ -645,13 +645,17 @@ mod tests {
 
     fn signed_in(groups: &[&str], session_expires_at: Option<i64>) -> Entry {
         Entry {
-            access_token: Secret::new("AT-secret".to_owned()),
+            access_token: Secret::new(crate::jwt::tests::token(
+                1_767_225_600,
+                1_767_225_600 + 900,
+                "alice",
+                groups,
+            )),
             iat: 1_767_225_600,
             exp: 1_767_225_600 + 900,
             refresh_token: Some(Secret::new("RT-secret".to_owned())),
             session_expires_at,
             username: "alice".to_owned(),
-            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             origin: None,
             api_server: None,
         }

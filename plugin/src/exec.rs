@@ -161,7 +161,6 @@ mod tests {
             refresh_token: None,
             session_expires_at: None,
             username: "alice".to_owned(),
-            groups: vec![],
             origin: None,
             api_server: None,
         };

@@ -2,7 +2,10 @@
 //! entry holds, and the two places entries live (the OS keyring, or private files).
 //!
 //! An entry is a small versioned JSON document:
-//! `{"v":1,"access_token":..,"iat":..,"exp":..,"refresh_token":..,"session_expires_at":..,"username":..,"groups":[..],"issuer":..,"cluster":..,"client_id":..}`.
+//! `{"v":1,"access_token":..,"iat":..,"exp":..,"refresh_token":..,"session_expires_at":..,"username":..,"issuer":..,"cluster":..,"client_id":..}`.
+//! The groups are not stored: the access token carries them, and a long group list stored
+//! twice would make the entry too large for one Windows credential (see `keyring`). Older
+//! entries that still hold a `groups` list read as before (the list is ignored).
 //! `issuer`, `cluster` and `client_id` (the [`Origin`]) were added later and are optional: an
 //! entry written before them still reads, and `status` shows `?` for what it does not know.
 //! `iat` and `exp` are on the local clock (receipt time and receipt time plus the token's
@@ -183,8 +186,6 @@ pub(crate) struct Entry {
     pub(crate) session_expires_at: Option<i64>,
     /// `preferred_username` of the token, for messages.
     pub(crate) username: String,
-    /// `groups` of the token, for messages.
-    pub(crate) groups: Vec<String>,
     /// Whose session this is; `None` in entries written before it was recorded.
     pub(crate) origin: Option<Origin>,
     /// The API server the issuer configured for this cluster, when it said.
@@ -215,7 +216,6 @@ impl Entry {
                 .map(Secret::new),
             session_expires_at: response.session_expires_at.or(previous_session_end),
             username: claims.preferred_username,
-            groups: claims.groups,
             origin: None,
             api_server: response.api_server,
         })
@@ -226,6 +226,14 @@ impl Entry {
     pub(crate) fn with_origin(mut self, origin: Origin) -> Self {
         self.origin = Some(origin);
         self
+    }
+
+    /// `groups` of the token, read from the token itself (for `whoami`; never on a cache hit).
+    /// Empty when the token is not a JWT with groups.
+    pub(crate) fn groups(&self) -> Vec<String> {
+        jwt::decode_claims(self.access_token.expose())
+            .map(|c| c.groups)
+            .unwrap_or_default()
     }
 
     /// Whether anything in the entry is still of use at `now`: a token that has not expired,
@@ -274,7 +282,6 @@ impl Entry {
                 .map(Secret::new),
             session_expires_at: stored.session_expires_at,
             username: stored.username,
-            groups: stored.groups,
             origin: match (stored.issuer, stored.cluster, stored.client_id) {
                 (Some(issuer), Some(cluster), Some(client_id)) => Some(Origin {
                     issuer,
@@ -297,7 +304,6 @@ impl Entry {
             refresh_token: self.refresh_token.as_ref().map(Secret::expose),
             session_expires_at: self.session_expires_at,
             username: &self.username,
-            groups: &self.groups,
             issuer: self.origin.as_ref().map(|o| o.issuer.as_str()),
             cluster: self.origin.as_ref().map(|o| o.cluster.as_str()),
             client_id: self.origin.as_ref().map(|o| o.client_id.as_str()),
@@ -323,8 +329,6 @@ struct StoredEntry {
     #[serde(default)]
     username: String,
     #[serde(default)]
-    groups: Vec<String>,
-    #[serde(default)]
     issuer: Option<String>,
     #[serde(default)]
     cluster: Option<String>,
@@ -346,7 +350,6 @@ struct StoredEntryRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     session_expires_at: Option<i64>,
     username: &'a str,
-    groups: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     issuer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -381,7 +384,7 @@ impl TokenCache {
     /// Opens the backend `kind`. Touches nothing yet (the file backend only finds its directory).
     pub(crate) fn open(kind: TokenCacheKind) -> Result<Self, CacheError> {
         Ok(match kind {
-            TokenCacheKind::Keyring => Self::Keyring(KeyringStore),
+            TokenCacheKind::Keyring => Self::Keyring(KeyringStore::default()),
             TokenCacheKind::File => Self::File(FileStore::open_default()?),
         })
     }
@@ -389,7 +392,7 @@ impl TokenCache {
     /// The entry under `key`; `Ok(None)` when absent or unreadable as an entry.
     pub(crate) fn load(&self, key: &CacheKey) -> Result<Option<Entry>, CacheError> {
         let raw = match self {
-            Self::Keyring(_) => KeyringStore::load(key)?,
+            Self::Keyring(store) => store.load(key)?,
             Self::File(store) => store.load(key)?,
         };
         Ok(raw.as_deref().and_then(Entry::parse))
@@ -399,7 +402,7 @@ impl TokenCache {
     pub(crate) fn store(&self, key: &CacheKey, entry: &Entry) -> Result<(), CacheError> {
         let json = entry.to_json();
         match self {
-            Self::Keyring(_) => KeyringStore::store(key, &json),
+            Self::Keyring(store) => store.store(key, &json),
             Self::File(store) => store.store(key, &json),
         }
     }
@@ -407,7 +410,7 @@ impl TokenCache {
     /// Deletes the entry under `key`; whether there was one.
     pub(crate) fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
         match self {
-            Self::Keyring(_) => KeyringStore::delete(key),
+            Self::Keyring(store) => store.delete(key),
             Self::File(store) => store.delete(key),
         }
     }
@@ -444,7 +447,7 @@ impl TokenCache {
     /// paths without a usable session call this, never a cached hit.
     pub(crate) fn prepare(&self) -> Result<(), CacheError> {
         match self {
-            Self::Keyring(_) => KeyringStore::probe_writable(),
+            Self::Keyring(store) => store.probe_writable(),
             Self::File(store) => store.ensure_dir(),
         }
     }
@@ -471,7 +474,6 @@ mod tests {
             refresh_token: Some(Secret::new("RT-secret".to_owned())),
             session_expires_at: Some(exp + 3600),
             username: "alice".to_owned(),
-            groups: vec!["dev".to_owned()],
             origin: None,
             api_server: None,
         }
@@ -559,7 +561,7 @@ mod tests {
     fn entries_round_trip_compactly() {
         let e = entry(1000, 1900);
         let json = e.to_json();
-        insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice","groups":["dev"]}"#);
+        insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice"}"#);
         assert_eq!(Entry::parse(&json), Some(e));
     }
 
@@ -572,7 +574,7 @@ mod tests {
         };
         let e = entry(1000, 1900).with_origin(origin);
         let json = e.to_json();
-        insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice","groups":["dev"],"issuer":"https://issuer.example","cluster":"prod","client_id":"kubectl-credential"}"#);
+        insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice","issuer":"https://issuer.example","cluster":"prod","client_id":"kubectl-credential"}"#);
         assert_eq!(Entry::parse(&json), Some(e));
         // The format of the first release: no origin fields.
         let old = entry(1000, 1900).to_json();
@@ -652,7 +654,8 @@ mod tests {
         assert_eq!((e.iat, e.exp), (1_000, 1_600));
         assert_eq!(e.session_expires_at, Some(99_999));
         assert_eq!(e.refresh_token.as_ref().map(Secret::expose), Some("RT-2"));
-        assert_eq!((e.username.as_str(), e.groups.len()), ("alice", 2));
+        assert_eq!((e.username.as_str(), e.groups().len()), ("alice", 2));
+        assert!(!e.to_json().contains("groups"), "groups are read from the token");
 
         let opaque = TokenResponse {
             access_token: "not-a-jwt".to_owned(),
