@@ -142,7 +142,12 @@ mod tests {
 
     fn entry(user: &str, exp: i64, session: Option<i64>) -> Entry {
         Entry {
-            access_token: Secret::new(crate::jwt::tests::token(NOW - 48, exp, user, &["dev", "ops"])),
+            access_token: Secret::new(crate::jwt::tests::token(
+                NOW - 48,
+                exp,
+                user,
+                &["dev", "ops"],
+            )),
             iat: NOW - 48,
             exp,
             refresh_token: Some(Secret::new("RT-secret".to_owned())),

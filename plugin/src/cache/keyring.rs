@@ -94,7 +94,7 @@ impl KeyringStore {
     }
 
     fn head(&self, key: &CacheKey) -> Result<Option<Head>, CacheError> {
-        Ok(self.read_item(key.as_hex())?.map(|text| parse_head(text)))
+        Ok(self.read_item(key.as_hex())?.map(parse_head))
     }
 
     /// The stored text under `key`; `None` when there is no item, its secret is not UTF-8, or
@@ -378,17 +378,24 @@ pub(crate) mod tests {
 
         // Exactly at the limit: still one item. One byte more: split.
         let at_limit = big(MAX_ITEM_BYTES, 'a');
-        store.store(&key(), &at_limit).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .store(&key(), &at_limit)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(accounts(&items).len(), 1);
         // Multi-byte characters are never cut in half.
         let large = format!("{}{}", big(6000, 'b'), "é".repeat(500));
-        store.store(&key(), &large).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .store(&key(), &large)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(store.load(&key()).ok().flatten(), Some(large.clone()));
         let stored = items.lock().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(stored.secrets.len(), 4, "header + 3 parts");
         assert!(stored.secrets.values().all(|s| s.len() <= MAX_ITEM_BYTES));
         let head = String::from_utf8_lossy(&stored.secrets[key().as_hex()]).into_owned();
-        assert!(head.starts_with("kubectl-credential chunks v1 3 "), "{head}");
+        assert!(
+            head.starts_with("kubectl-credential chunks v1 3 "),
+            "{head}"
+        );
     }
 
     #[test]
@@ -418,10 +425,16 @@ pub(crate) mod tests {
     fn unchanged_values_are_not_written_again() {
         let (store, items) = limited_store();
         let value = big(6000, 'a');
-        store.store(&key(), &value).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .store(&key(), &value)
+            .unwrap_or_else(|e| panic!("{e}"));
         let before = items.lock().map(|i| i.writes.clone()).unwrap_or_default();
-        store.store(&key(), &value).unwrap_or_else(|e| panic!("{e}"));
-        store.store(&key(), &value).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .store(&key(), &value)
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .store(&key(), &value)
+            .unwrap_or_else(|e| panic!("{e}"));
         let after = items.lock().map(|i| i.writes.clone()).unwrap_or_default();
         assert_eq!(before, after);
         store.store(&key(), "{}").unwrap_or_else(|e| panic!("{e}"));

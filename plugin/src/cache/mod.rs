@@ -13,10 +13,13 @@
 //! parse as version 1 is a miss, never a crash: the next sign-in overwrites it.
 //!
 //! Keys: `get` called by kubectl with `provideClusterInfo: true` uses a key that also covers the
-//! API server URL and CA, so two kubeconfig entries that share an issuer and cluster name but
-//! point at different API servers do not share tokens. `login`/`logout` are run by hand, know no
-//! API server, and use the key without it; `get` falls back to that key when the API-server
-//! key has no entry, so that `kubectl credential login` is what a non-interactive `get` needs.
+//! API server URL and CA (`spec.cluster.server`, `certificate-authority-data`), so two
+//! kubeconfig entries that share an issuer and cluster name but point at different API servers
+//! (or trust different CA bundles) never share a token. `login` is run by hand, knows no API
+//! server, and stores under the key without it; the first `get` with cluster info that finds
+//! nothing under its own key adopts that session (moves it to its key, under the lock of the
+//! key without server), so a login ahead of time serves kubectl and still belongs to one API
+//! server. `logout`/`whoami --cluster` find a cluster's sessions by their recorded origin.
 
 mod backoff;
 mod file;
@@ -106,7 +109,7 @@ impl CacheKey {
         field(Some(issuer.trim_end_matches('/')));
         field(Some(cluster));
         field(Some(client_id));
-        field(api_server.map(|c| c.server.as_str()));
+        field(api_server.map(|c| c.server.trim_end_matches('/')));
         field(api_server.and_then(|c| c.certificate_authority_data.as_deref()));
         let hash = ctx.finish();
         let mut hex = String::with_capacity(64);
@@ -124,8 +127,9 @@ impl CacheKey {
         cluster: &str,
         client_id: &str,
         username: Option<&str>,
+        api_server: Option<&ExecCluster>,
     ) -> Self {
-        let base = Self::new(issuer, cluster, client_id, None);
+        let base = Self::new(issuer, cluster, client_id, api_server);
         let Some(user) = username else {
             return base;
         };
@@ -513,14 +517,38 @@ mod tests {
             assert_ne!(&base, other, "variant {i}");
         }
         // The trailing slash is not significant; the result is 64 lower-case hex digits.
-        let alice = CacheKey::for_user("https://i", "prod", "kubectl-credential", Some("alice"));
-        let bob = CacheKey::for_user("https://i", "prod", "kubectl-credential", Some("bob"));
-        let nobody = CacheKey::for_user("https://i", "prod", "kubectl-credential", None);
+        let user =
+            |name, api| CacheKey::for_user("https://i", "prod", "kubectl-credential", name, api);
+        let alice = user(Some("alice"), None);
+        let bob = user(Some("bob"), None);
+        let nobody = user(None, None);
         assert_ne!(alice, bob);
         assert_ne!(alice, nobody);
         assert_eq!(
             nobody,
             CacheKey::new("https://i", "prod", "kubectl-credential", None)
+        );
+        // The API server separates sessions of one user too, and without a user the key is
+        // the plain API-server key.
+        assert_ne!(user(Some("alice"), Some(&api)), alice);
+        assert_ne!(
+            user(Some("alice"), Some(&api)),
+            user(Some("bob"), Some(&api))
+        );
+        assert_eq!(user(None, Some(&api)), base);
+        // The keys of sessions stored before API servers were part of them are unchanged.
+        insta::assert_snapshot!(nobody.as_hex(), @"aa904036e46a8117f024f2ccbf87f8001f8d6928ef203d03c9dbf22653a26171");
+        insta::assert_snapshot!(alice.as_hex(), @"8b3702b6222931b3084ce0cd4f8770d5771f01c8f8d6705fc5efae4fedcb39a5");
+        // A trailing slash on the server is not significant; another URL form is.
+        let slash = cluster("https://api:6443/", Some("Q0E="));
+        assert_eq!(
+            CacheKey::new("https://i", "prod", "kubectl-credential", Some(&slash)),
+            base
+        );
+        let by_name = cluster("https://localhost:6443", Some("Q0E="));
+        assert_ne!(
+            CacheKey::new("https://i", "prod", "kubectl-credential", Some(&by_name)),
+            base
         );
         let again = CacheKey::new("https://i/", "prod", "kubectl-credential", Some(&api));
         assert_eq!(base, again);
@@ -655,7 +683,10 @@ mod tests {
         assert_eq!(e.session_expires_at, Some(99_999));
         assert_eq!(e.refresh_token.as_ref().map(Secret::expose), Some("RT-2"));
         assert_eq!((e.username.as_str(), e.groups().len()), ("alice", 2));
-        assert!(!e.to_json().contains("groups"), "groups are read from the token");
+        assert!(
+            !e.to_json().contains("groups"),
+            "groups are read from the token"
+        );
 
         let opaque = TokenResponse {
             access_token: "not-a-jwt".to_owned(),
