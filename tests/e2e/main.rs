@@ -25,5 +25,6 @@ mod pages;
 mod procs;
 mod refresh;
 mod refresh_reuse;
+mod retry_after_401;
 mod setup;
 mod switch_user;

@@ -57,6 +57,14 @@ impl Running {
         Self { child, stderr }
     }
 
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    pub(crate) fn interrupt(&self) {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0))
+            .unwrap_or_else(|| panic!("no pid"));
+        rustix::process::kill_process(pid, rustix::process::Signal::INT)
+            .unwrap_or_else(|e| panic!("cannot send SIGINT: {e}"));
+    }
+
     /// What it printed on stderr so far.
     pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
@@ -103,6 +111,17 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A counter from the issuer's `/metrics`.
+pub(crate) fn metric(issuer: &e2e::Issuer, name: &str) -> u64 {
+    let agent = e2e::http::agent(issuer.ca_file());
+    let resp = e2e::http::response(agent.get(&format!("{}/metrics", issuer.url())).call())
+        .unwrap_or_else(|e| panic!("/metrics: {e}"));
+    resp.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", resp.body))
 }
 
 /// Waits until one of `running` shows a user code, and returns it.

@@ -100,10 +100,17 @@ pub(crate) fn world() -> &'static World {
 
 impl World {
     fn start() -> Self {
+        Self::start_own(TOKEN_TTL)
+    }
+
+    /// An issuer and control plane of one test's own, issuing tokens that live `token_ttl`:
+    /// for tests that count on the issuer's `/metrics` (other tests' logins do not count) and
+    /// need an API server trusting that issuer. Costs a control plane start.
+    pub(crate) fn start_own(token_ttl: Duration) -> Self {
         let t0 = Instant::now();
         let issuer = Issuer::start(&IssuerOptions {
             clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
-            token_ttl: format!("{}s", TOKEN_TTL.as_secs()),
+            token_ttl: format!("{}s", token_ttl.as_secs()),
             poll_interval: "1s".to_owned(),
             api_server: None,
         });
