@@ -134,14 +134,16 @@ mod tests {
     #[test]
     fn reads_v1_with_cluster_info_and_ignores_the_terminal() {
         let raw = r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1",
-            "spec":{"interactive":false,"cluster":{"server":"https://api:6443","certificateAuthorityData":"Q0E="}}}"#;
+            "spec":{"interactive":false,"cluster":{"server":"https://api:6443","certificate-authority-data":"Q0E=","tls-server-name":"api"}}}"#;
         let info = parse(Some(raw), true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(info.version, ApiVersion::V1);
         assert!(!info.interactive);
         assert!(info.from_kubectl);
         let cluster = info.cluster.unwrap_or_default();
         assert_eq!(cluster.server, "https://api:6443");
+        // Spelled as in a kubeconfig, as kubectl sends it.
         assert_eq!(cluster.certificate_authority_data.as_deref(), Some("Q0E="));
+        assert_eq!(cluster.tls_server_name.as_deref(), Some("api"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod world;
 
+mod api_server_keys;
 mod backoff;
 mod concurrency;
 mod corrupt_cache;
