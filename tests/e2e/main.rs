@@ -12,6 +12,7 @@ mod api_server_keys;
 mod backoff;
 mod concurrency;
 mod corrupt_cache;
+mod ctrl_c;
 mod denial;
 mod device_flow;
 mod disabled_user;

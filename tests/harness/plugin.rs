@@ -528,6 +528,13 @@ impl LoginProcess {
         &self.user_code
     }
 
+    /// Sends SIGINT to the login's process group, as Ctrl-C in its terminal would.
+    pub fn interrupt(&self) {
+        if let Some(child) = &self.child {
+            process::kill_group(child.id(), rustix::process::Signal::INT);
+        }
+    }
+
     /// Everything the plugin printed on stderr so far.
     #[must_use]
     pub fn stderr_so_far(&self) -> String {
