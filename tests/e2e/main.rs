@@ -20,6 +20,7 @@ mod exec_versions;
 mod install_files;
 mod key_rotation;
 mod keyring;
+mod keyring_large_token;
 mod keyring_locked;
 mod logout;
 mod logout_one_cluster;
