@@ -221,6 +221,28 @@ fn forget_handouts(key: &CacheKey, clock: &dyn Clock) {
     }
 }
 
+/// On the miss path of a `get` with cluster info: a stored session of this cluster whose token
+/// the issuer made for another API server means that this kubeconfig sends the cluster's
+/// requests elsewhere. That is reported as such (exit 2) rather than as "log in": a sign-in
+/// would end in the same refusal.
+fn check_known_api_server(
+    args: &CommonArgs,
+    info: &ExecInfo,
+    cache: &TokenCache,
+) -> Result<(), Error> {
+    if info.cluster.is_none() {
+        return Ok(());
+    }
+    let index = Index::open_default()?;
+    let origin = origin_of(args);
+    for listed in cache.list(&index)? {
+        if listed.origin.as_ref() == Some(&origin) {
+            exec::check_api_server(info, &listed.entry, &args.cluster)?;
+        }
+    }
+    Ok(())
+}
+
 /// A `get` with cluster info whose own key holds nothing takes over the session `login`
 /// stored under the key without an API server: moved to `key` (and so no longer there for
 /// another API server), under the lock of the base key so that two API servers cannot both
@@ -281,9 +303,14 @@ fn get_without_fresh_token(
     clock: &dyn Clock,
 ) -> Result<(), Error> {
     let mut issuer = LazyIssuer::new(args);
-    let found = match found {
-        Some(found) => Some(found),
-        None => adopt_login_session(args, info, cache, exact, clock)?.map(|e| (exact.clone(), e)),
+    let found = if let Some(found) = found {
+        Some(found)
+    } else {
+        let adopted = adopt_login_session(args, info, cache, exact, clock)?;
+        if adopted.is_none() {
+            check_known_api_server(args, info, cache)?;
+        }
+        adopted.map(|e| (exact.clone(), e))
     };
     if let Some((key, entry)) = found {
         if !force_refresh && entry.is_fresh(clock.now()) {

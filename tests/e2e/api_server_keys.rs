@@ -37,10 +37,13 @@ fn another_ca_bundle_gets_its_own_session_and_logout_ends_both() {
     } else {
         ApiVersion::V1Beta1
     };
-    let other =
-        laptop
-            .env
-            .write_kubeconfig("kubeconfig-b", server, &bundle_path, version, &laptop.plugin);
+    let other = laptop.env.write_kubeconfig(
+        "kubeconfig-b",
+        server,
+        &bundle_path,
+        version,
+        &laptop.plugin,
+    );
 
     // Login ahead of time: the (non-interactive) kubectl needs no device flow of its own.
     laptop.log_in(&pia);

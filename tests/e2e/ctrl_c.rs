@@ -36,7 +36,8 @@ fn ctrl_c_during_a_sign_in_exits_130_and_releases_the_lock() {
         done.stderr
     );
     assert!(
-        done.stderr.contains("error: sign-in cancelled; nothing was stored"),
+        done.stderr
+            .contains("error: sign-in cancelled; nothing was stored"),
         "{}",
         done.stderr
     );

@@ -32,7 +32,11 @@ fn edit_token_file(env: &UserEnv, edit: impl FnOnce(&mut Value)) -> Value {
 fn corrupt_signature(jwt: &str) -> String {
     let (rest, signature) = jwt.rsplit_once('.').unwrap_or_else(|| panic!("not a JWT"));
     let head = &signature[..signature.len() - 4];
-    let tail = if signature.ends_with("AAAA") { "BBBB" } else { "AAAA" };
+    let tail = if signature.ends_with("AAAA") {
+        "BBBB"
+    } else {
+        "AAAA"
+    };
     format!("{rest}.{head}{tail}")
 }
 
@@ -86,7 +90,10 @@ fn a_refused_token_is_refreshed_once_and_kubectl_succeeds() {
         now_cached.access_token, refused,
         "the refused token is still cached"
     );
-    assert_ne!(now_cached.refresh_token, refresh_token, "no refresh happened");
+    assert_ne!(
+        now_cached.refresh_token, refresh_token,
+        "no refresh happened"
+    );
 
     // A new kubectl process: the new token, no further refresh.
     env.kubectl(&kubeconfig, &["get", "namespaces"])

@@ -242,12 +242,20 @@ impl UserEnv {
         process::run(&mut cmd, None, CALL_TIMEOUT)
     }
 
-    /// Runs `kubectl-credential ARGS` the way kubectl does: with `KUBERNETES_EXEC_INFO`.
+    /// Runs `kubectl-credential ARGS` the way kubectl does: with `KUBERNETES_EXEC_INFO`, and
+    /// from a parent process of its own, as each kubectl command is. (The plugin takes a second
+    /// call from the same parent for the same token as kubectl's retry after a 401, and
+    /// refreshes; calls from the test process itself would all share one parent.) The parent
+    /// is a shell that waits for the plugin and exits with its code.
     #[track_caller]
     #[must_use]
     pub fn plugin_as_kubectl_would(&self, args: &[String], exec_info: &str) -> Outcome {
-        let mut cmd = self.command(&crate::bins::kubectl_credential());
-        cmd.args(args).env("KUBERNETES_EXEC_INFO", exec_info);
+        let mut cmd = self.command(Path::new("/bin/sh"));
+        cmd.arg("-c")
+            .arg(r#""$0" "$@"; exit $?"#)
+            .arg(crate::bins::kubectl_credential())
+            .args(args)
+            .env("KUBERNETES_EXEC_INFO", exec_info);
         process::run(&mut cmd, None, CALL_TIMEOUT)
     }
 
