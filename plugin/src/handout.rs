@@ -47,11 +47,15 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    /// The parent process, if it can be identified (Linux, a parent other than init).
+    /// The parent process, if it can be identified: not on this platform.
+    #[cfg(not(target_os = "linux"))]
     pub(crate) fn parent() -> Option<Self> {
-        if !cfg!(target_os = "linux") {
-            return None;
-        }
+        None
+    }
+
+    /// The parent process, if it can be identified (a parent other than init).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn parent() -> Option<Self> {
         let ppid = std::os::unix::process::parent_id();
         if ppid <= 1 {
             return None;
@@ -63,6 +67,10 @@ impl Caller {
     }
 
     /// A caller from its parts (tests name their own).
+    #[cfg_attr(
+        not(target_os = "linux"),
+        allow(dead_code, reason = "callers are identified on Linux only")
+    )]
     pub(crate) fn from_parts(boot: &str, pid: u32, start: u64) -> Self {
         Self {
             id: format!("{boot}:{pid}:{start}"),
@@ -72,6 +80,10 @@ impl Caller {
 
 /// Field 22 of `/proc/<pid>/stat` (start time). The command name (field 2) is in parentheses
 /// and may itself hold spaces and parentheses, so counting starts after the last `)`.
+#[cfg_attr(
+    not(target_os = "linux"),
+    allow(dead_code, reason = "callers are identified on Linux only")
+)]
 fn start_time(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()

@@ -3,13 +3,11 @@
 //! shows its code at once instead of waiting for the cancelled one.
 
 use credential_shared::exec_credential::ApiVersion;
+use e2e::plugin::exit::CANCELLED;
 use e2e::UserEnv;
 
 use crate::procs::{wait_for_code, Running};
 use crate::world::{world, Laptop, LOGIN_TIMEOUT, READERS};
-
-/// Exit code after Ctrl-C (128 + SIGINT).
-const CANCELLED: i32 = 130;
 
 /// An interactive `get`, as kubectl runs it in a terminal.
 fn start_interactive_get(laptop: &Laptop) -> Running {

@@ -36,6 +36,8 @@ pub mod exit {
     pub const LOGIN_REFUSED: i32 = 5;
     /// The token cache (keyring) is unavailable.
     pub const CACHE_UNAVAILABLE: i32 = 6;
+    /// Cancelled with Ctrl-C during a sign-in (128 + SIGINT).
+    pub const CANCELLED: i32 = 130;
 }
 
 /// Where the plugin keeps tokens: `--token-cache`.
