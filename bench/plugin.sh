@@ -102,7 +102,9 @@ for r in json.load(open(sys.argv[1]))["results"]:
 PY
 }
 echo "== binary size: $(stat -c %s "$bin/kubectl-credential") bytes"
-export KUBERNETES_EXEC_INFO='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}'
+# What kubectl sends with provideClusterInfo: true (the session is cached per API server and CA).
+hit_info='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false,"cluster":{"server":"'$KUBE_APISERVER_URL'","certificate-authority-data":"'$(base64 -w0 "$KUBE_CA_FILE")'"}}}'
+export KUBERNETES_EXEC_INFO=$hit_info
 # A cached hit records "this caller got this token" in $XDG_RUNTIME_DIR/kubectl-credential, and a
 # second call from the same process is taken as kubectl's retry after a 401 (it refreshes). Every
 # hyperfine run has hyperfine as its parent, so the markers are removed before each run (not
@@ -149,7 +151,7 @@ if command -v gnome-keyring-daemon >/dev/null && command -v dbus-daemon >/dev/nu
     export XDG_DATA_HOME=$work/share
     printf 'bench' | gnome-keyring-daemon --unlock --components=secrets >/dev/null
     login_via_pages keyring
-    export KUBERNETES_EXEC_INFO='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}'
+    export KUBERNETES_EXEC_INFO=$hit_info
     hyperfine -N --warmup 20 --runs 300 --prepare "$fresh_markers" --export-markdown "$work/keyring.md" --export-json "$work/keyring.json" \
       "$bin/kubectl-credential get --issuer $issuer --cluster bench --issuer-ca $ca --token-cache keyring"
     cat "$work/keyring.md"; medians "$work/keyring.json"

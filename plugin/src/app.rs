@@ -126,14 +126,11 @@ fn get_key(args: &CommonArgs, info: &ExecInfo) -> CacheKey {
     )
 }
 
-/// Whether a stored session belongs to the cluster (and `--username`) `args` name: what
-/// `logout`, `login` and `whoami --cluster` act on, whatever API server it was adopted by.
+/// Whether a stored session belongs to the cluster and `--username` (or its absence) `args`
+/// name: what `logout`, `login` and `whoami --cluster` act on, whatever API server it was
+/// adopted by. Sessions pinned to an account are left to commands naming that account.
 fn belongs_to(listed: &Listed, args: &CommonArgs) -> bool {
     listed.origin.as_ref() == Some(&origin_of(args))
-        && args
-            .username
-            .as_ref()
-            .is_none_or(|u| *u == listed.entry.username)
 }
 
 /// Every stored key of the cluster `args` name: its base key (even for an entry written before
@@ -155,6 +152,7 @@ fn origin_of(args: &CommonArgs) -> Origin {
         issuer: args.issuer.to_string(),
         cluster: args.cluster.clone(),
         client_id: args.client_id.clone(),
+        account: args.username.clone(),
     }
 }
 
@@ -236,7 +234,7 @@ fn check_known_api_server(
     let index = Index::open_default()?;
     let origin = origin_of(args);
     for listed in cache.list(&index)? {
-        if listed.origin.as_ref() == Some(&origin) {
+        if listed.origin.as_ref().is_some_and(|o| o.same_cluster(&origin)) {
             exec::check_api_server(info, &listed.entry, &args.cluster)?;
         }
     }
@@ -991,6 +989,35 @@ mod tests {
             String::from_utf8_lossy(&ui),
             "No sessions stored; nothing to do.\n"
         );
+    }
+
+    #[test]
+    fn login_and_logout_act_on_the_sessions_of_their_cluster_and_account_only() {
+        let listed = |cluster: &str, account: Option<&str>| {
+            let mut a = args(cluster);
+            a.username = account.map(str::to_owned);
+            Listed {
+                key: base_key(&a),
+                entry: entry(NOW + 60, Some("RT"), None),
+                origin: Some(origin_of(&a)),
+            }
+        };
+        let prod = args("prod");
+        let mut prod_admin = args("prod");
+        prod_admin.username = Some("admin".to_owned());
+        // A session kubectl took over for an API server has another key, the same origin.
+        let mut adopted = listed("prod", None);
+        adopted.key = CacheKey::new("https://issuer.example", "prod", PLUGIN_CLIENT_ID, None);
+        assert!(belongs_to(&adopted, &prod));
+        assert!(belongs_to(&listed("prod", None), &prod));
+        assert!(!belongs_to(&listed("prod", Some("admin")), &prod));
+        assert!(belongs_to(&listed("prod", Some("admin")), &prod_admin));
+        assert!(!belongs_to(&listed("prod", None), &prod_admin));
+        assert!(!belongs_to(&listed("dev", None), &prod));
+        // Written before origins were recorded: only its own (base) key finds it.
+        let mut legacy = listed("prod", None);
+        legacy.origin = None;
+        assert!(!belongs_to(&legacy, &prod));
     }
 
     #[test]

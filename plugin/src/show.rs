@@ -215,6 +215,7 @@ mod tests {
             issuer: "https://issuer.example:8443".to_owned(),
             cluster: cluster.to_owned(),
             client_id: "kubectl-credential".to_owned(),
+            account: None,
         };
         let key = |n: &str| CacheKey::new("https://i", n, "c", None);
         let mut no_refresh = entry("carol", NOW - 1, None);

@@ -171,6 +171,18 @@ pub(crate) struct Origin {
     pub(crate) cluster: String,
     /// The OAuth client id.
     pub(crate) client_id: String,
+    /// The account the session is pinned to (`--username`), if any: `login`/`logout` without
+    /// `--username` leave such sessions alone, as their keys do.
+    pub(crate) account: Option<String>,
+}
+
+impl Origin {
+    /// Whether `other` is a session of the same issuer, cluster and client (any account).
+    pub(crate) fn same_cluster(&self, other: &Self) -> bool {
+        self.issuer == other.issuer
+            && self.cluster == other.cluster
+            && self.client_id == other.client_id
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -291,6 +303,7 @@ impl Entry {
                     issuer,
                     cluster,
                     client_id,
+                    account: stored.account,
                 }),
                 _ => None,
             },
@@ -311,6 +324,7 @@ impl Entry {
             issuer: self.origin.as_ref().map(|o| o.issuer.as_str()),
             cluster: self.origin.as_ref().map(|o| o.cluster.as_str()),
             client_id: self.origin.as_ref().map(|o| o.client_id.as_str()),
+            account: self.origin.as_ref().and_then(|o| o.account.as_deref()),
             api_server: self.api_server.as_deref(),
         };
         // Serializing strings and integers cannot fail.
@@ -339,6 +353,8 @@ struct StoredEntry {
     #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
     api_server: Option<String>,
 }
 
@@ -360,6 +376,8 @@ struct StoredEntryRef<'a> {
     cluster: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     api_server: Option<&'a str>,
 }
@@ -599,11 +617,19 @@ mod tests {
             issuer: "https://issuer.example".to_owned(),
             cluster: "prod".to_owned(),
             client_id: "kubectl-credential".to_owned(),
+            account: None,
         };
-        let e = entry(1000, 1900).with_origin(origin);
+        let e = entry(1000, 1900).with_origin(origin.clone());
         let json = e.to_json();
         insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice","issuer":"https://issuer.example","cluster":"prod","client_id":"kubectl-credential"}"#);
         assert_eq!(Entry::parse(&json), Some(e));
+        // A session pinned to an account records it.
+        let pinned = entry(1000, 1900).with_origin(Origin {
+            account: Some("admin".to_owned()),
+            ..origin
+        });
+        assert!(pinned.to_json().contains(r#","account":"admin""#));
+        assert_eq!(Entry::parse(&pinned.to_json()), Some(pinned));
         // The format of the first release: no origin fields.
         let old = entry(1000, 1900).to_json();
         assert!(!old.contains("issuer"));
