@@ -234,7 +234,11 @@ fn check_known_api_server(
     let index = Index::open_default()?;
     let origin = origin_of(args);
     for listed in cache.list(&index)? {
-        if listed.origin.as_ref().is_some_and(|o| o.same_cluster(&origin)) {
+        if listed
+            .origin
+            .as_ref()
+            .is_some_and(|o| o.same_cluster(&origin))
+        {
             exec::check_api_server(info, &listed.entry, &args.cluster)?;
         }
     }
