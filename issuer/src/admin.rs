@@ -301,6 +301,15 @@ pub async fn seal_audit_trail(store: &Store) -> Result<(), Error> {
     Ok(())
 }
 
+/// As [`seal_audit_trail`] after an admin command, where the command itself has succeeded:
+/// if the database is busy the running server chains the events within a second, so this only
+/// warns.
+pub async fn seal_audit_trail_after_command(store: &Store) {
+    if let Err(e) = seal_audit_trail(store).await {
+        tracing::warn!(error = %e, "could not chain the new audit events now; a running issuer will");
+    }
+}
+
 /// Checks the whole audit trail's hash chain, page by page.
 pub async fn audit_verify(store: &Store, expect_head: Option<&str>) -> Result<Summary, Error> {
     let expect = expect_head

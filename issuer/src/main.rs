@@ -260,7 +260,7 @@ async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
             say(&format!("revoked {n} invitation(s) of {name}"));
         }
     }
-    admin::seal_audit_trail(&store).await?;
+    admin::seal_audit_trail_after_command(&store).await;
     Ok(())
 }
 
@@ -311,7 +311,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
     }
     // Chain what this command wrote at once, rather than waiting for a running server.
-    admin::seal_audit_trail(&store).await?;
+    admin::seal_audit_trail_after_command(&store).await;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use crate::cache::{
     Acquired, Backoff, CacheKey, Entry, Index, KeyLock, Listed, Origin, TokenCache, REFRESH_WAIT,
     SIGN_IN_WAIT,
 };
+use crate::cancel::Cancel;
 use crate::cli::{
     self, Cli, Command, CommonArgs, GetArgs, IssuerUrl, LogoutArgs, StatusArgs, TokenCacheKind,
     WhoamiArgs,
@@ -19,6 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::device_flow;
 use crate::error::{self, Error};
 use crate::exec::{self, ExecInfo};
+use crate::handout::{Caller, HandOuts};
 use crate::issuer::{Endpoints, IssuerClient};
 use crate::secret::Secret;
 use crate::show;
@@ -99,17 +101,49 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
     Ok(())
 }
 
-/// The cache key of a session: issuer, cluster name and client. `get`, `login` and `logout`
-/// must agree on it, so it does not include what only kubectl knows (the API server and CA
-/// from `spec.cluster`): a session started by `login` serves kubectl, and `logout` clears a
-/// session that an interactive `get` started.
+/// The cache key of a session started by hand (`login`): issuer, cluster name, client and
+/// `--username`, without the API server, which only kubectl knows.
 fn base_key(args: &CommonArgs) -> CacheKey {
     CacheKey::for_user(
         args.issuer.as_str(),
         &args.cluster,
         &args.client_id,
         args.username.as_deref(),
+        None,
     )
+}
+
+/// The cache key `get` uses: the base key, plus the API server and CA when kubectl says which
+/// (`provideClusterInfo: true`), so that two kubeconfig clusters with the same issuer and
+/// cluster name but another server or CA never share a token.
+fn get_key(args: &CommonArgs, info: &ExecInfo) -> CacheKey {
+    CacheKey::for_user(
+        args.issuer.as_str(),
+        &args.cluster,
+        &args.client_id,
+        args.username.as_deref(),
+        info.cluster.as_ref(),
+    )
+}
+
+/// Whether a stored session belongs to the cluster and `--username` (or its absence) `args`
+/// name: what `logout`, `login` and `whoami --cluster` act on, whatever API server it was
+/// adopted by. Sessions pinned to an account are left to commands naming that account.
+fn belongs_to(listed: &Listed, args: &CommonArgs) -> bool {
+    listed.origin.as_ref() == Some(&origin_of(args))
+}
+
+/// Every stored key of the cluster `args` name: its base key (even for an entry written before
+/// origins were recorded) and every API-server key whose session belongs to it.
+fn cluster_keys(cache: &TokenCache, args: &CommonArgs) -> Result<Vec<CacheKey>, Error> {
+    let index = Index::open_default()?;
+    let mut keys = vec![base_key(args)];
+    for listed in cache.list(&index)? {
+        if belongs_to(&listed, args) && !keys.contains(&listed.key) {
+            keys.push(listed.key);
+        }
+    }
+    Ok(keys)
 }
 
 /// Whose session `args` select, recorded in the entry and the index.
@@ -118,6 +152,7 @@ fn origin_of(args: &CommonArgs) -> Origin {
         issuer: args.issuer.to_string(),
         cluster: args.cluster.clone(),
         client_id: args.client_id.clone(),
+        account: args.username.clone(),
     }
 }
 
@@ -139,11 +174,15 @@ fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
     } = args;
     let info = exec::read_exec_info()?;
     let cache = TokenCache::open(args.token_cache)?;
-    let key = base_key(args);
+    let key = get_key(args, &info);
     let found = cache.load(&key)?;
+    let mut refused = false;
     if let Some(entry) = &found {
         if !force_refresh && entry.is_fresh(clock.now()) {
-            return hand_out(&info, entry, args);
+            refused = asked_again(&info, &key, entry);
+            if !refused {
+                return hand_out(&info, entry, args);
+            }
         }
     }
     get_without_fresh_token(
@@ -152,9 +191,99 @@ fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
         &cache,
         &key,
         found.map(|e| (key.clone(), e)),
-        *force_refresh,
+        *force_refresh || refused,
         clock,
     )
+}
+
+/// On a cache hit: records that the calling process received this token, and says whether it
+/// had received it before, which means the API server refused it (client-go runs the plugin
+/// again after a 401). Only for calls from a client-go program (a person running `get` twice
+/// is not a retry), and only where the caller can be identified (Linux).
+fn asked_again(info: &ExecInfo, key: &CacheKey, entry: &Entry) -> bool {
+    if !info.from_kubectl {
+        return false;
+    }
+    let (Some(caller), Some(handouts)) = (Caller::parent(), HandOuts::open_default()) else {
+        return false;
+    };
+    handouts.record(&caller, key, &entry.access_token)
+}
+
+/// Forgets which callers received `key`'s token, as it is being replaced (off the hit path).
+fn forget_handouts(key: &CacheKey, clock: &dyn Clock) {
+    if let Some(handouts) = HandOuts::open_default() {
+        let now = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(clock.now()).unwrap_or(0));
+        handouts.prune(key, now);
+    }
+}
+
+/// On the miss path of a `get` with cluster info: a stored session of this cluster whose token
+/// the issuer made for another API server means that this kubeconfig sends the cluster's
+/// requests elsewhere. That is reported as such (exit 2) rather than as "log in": a sign-in
+/// would end in the same refusal.
+fn check_known_api_server(
+    args: &CommonArgs,
+    info: &ExecInfo,
+    cache: &TokenCache,
+) -> Result<(), Error> {
+    if info.cluster.is_none() {
+        return Ok(());
+    }
+    let index = Index::open_default()?;
+    let origin = origin_of(args);
+    for listed in cache.list(&index)? {
+        if listed
+            .origin
+            .as_ref()
+            .is_some_and(|o| o.same_cluster(&origin))
+        {
+            exec::check_api_server(info, &listed.entry, &args.cluster)?;
+        }
+    }
+    Ok(())
+}
+
+/// A `get` with cluster info whose own key holds nothing takes over the session `login`
+/// stored under the key without an API server: moved to `key` (and so no longer there for
+/// another API server), under the lock of the base key so that two API servers cannot both
+/// take it. `None` when there is nothing alive to take.
+fn adopt_login_session(
+    args: &CommonArgs,
+    info: &ExecInfo,
+    cache: &TokenCache,
+    key: &CacheKey,
+    clock: &dyn Clock,
+) -> Result<Option<Entry>, Error> {
+    let base = base_key(args);
+    if base == *key {
+        return Ok(None);
+    }
+    let _lock = KeyLock::default_dir().map(|dir| {
+        KeyLock::acquire(
+            &dir,
+            &base,
+            REFRESH_WAIT,
+            clock,
+            &mut || {},
+            &Cancel::default(),
+        )
+    });
+    let Some(entry) = cache.load(&base)?.filter(|e| e.is_alive(clock.now())) else {
+        return Ok(None);
+    };
+    // A session for another API server than this kubeconfig's is not handed out here.
+    exec::check_api_server(info, &entry, &args.cluster)?;
+    let entry = match entry.origin {
+        Some(_) => entry,
+        None => entry.with_origin(origin_of(args)),
+    };
+    cache.store(key, &entry)?;
+    remember(cache, key, &entry);
+    cache.delete(&base)?;
+    forget(cache, std::slice::from_ref(&base));
+    Ok(Some(entry))
 }
 
 /// Prints the credential for kubectl, after checking it goes to the right API server.
@@ -176,7 +305,30 @@ fn get_without_fresh_token(
     clock: &dyn Clock,
 ) -> Result<(), Error> {
     let mut issuer = LazyIssuer::new(args);
+    let found = if let Some(found) = found {
+        Some(found)
+    } else {
+        let adopted = adopt_login_session(args, info, cache, exact, clock)?;
+        if adopted.is_none() {
+            check_known_api_server(args, info, cache)?;
+        }
+        match adopted {
+            Some(e) => Some((exact.clone(), e)),
+            // Without cluster info (`get` run by hand, or a kubeconfig without
+            // `provideClusterInfo`), the session kubectl adopted for an API server is still
+            // this cluster's session: use it rather than asking for another sign-in.
+            None if *exact == base_key(args) => match session_of_cluster(cache, args, clock.now())?
+            {
+                (key, Some(entry)) => Some((key, entry)),
+                (_, None) => None,
+            },
+            None => None,
+        }
+    };
     if let Some((key, entry)) = found {
+        if !force_refresh && entry.is_fresh(clock.now()) {
+            return hand_out(info, &entry, args);
+        }
         if entry.has_live_session(clock.now()) {
             let backoff = Backoff::for_key(&key);
             if !info.interactive {
@@ -219,15 +371,24 @@ fn get_without_fresh_token(
     if !info.interactive {
         return Err(login_required(args));
     }
+    // From here on a person is waiting: Ctrl-C ends the wait cleanly (exit 130).
+    let cancel = Cancel::on_ctrl_c();
     // One sign-in per key: parallel kubectl commands wait for the first one's device flow and
     // then use its session, instead of each opening a browser tab.
     let acquired = match KeyLock::default_dir() {
-        Some(dir) => KeyLock::acquire(&dir, exact, SIGN_IN_WAIT, clock, &mut || {
-            eprintln!(
+        Some(dir) => KeyLock::acquire(
+            &dir,
+            exact,
+            SIGN_IN_WAIT,
+            clock,
+            &mut || {
+                eprintln!(
                 "Another kubectl-credential is signing in to cluster \"{}\"; waiting for it to finish...",
                 args.cluster
             );
-        }),
+            },
+            &cancel,
+        ),
         None => Acquired::Unavailable,
     };
     let _held = match acquired {
@@ -237,6 +398,7 @@ fn get_without_fresh_token(
                 lock: path,
             })
         }
+        Acquired::Cancelled => return Err(Error::Cancelled),
         Acquired::Free(lock) | Acquired::AfterWaiting(lock) => Some(lock),
         Acquired::Unavailable => None,
     };
@@ -247,7 +409,8 @@ fn get_without_fresh_token(
         }
     }
     let (client, endpoints) = issuer.connect()?;
-    let entry = sign_in(client, endpoints, args, clock)?;
+    let entry = sign_in(client, endpoints, args, clock, &cancel)?;
+    forget_handouts(exact, clock);
     store_or_warn(cache, exact, &entry);
     eprintln!(
         "Signed in as {} to cluster \"{}\".",
@@ -263,9 +426,18 @@ fn sign_in(
     endpoints: &Endpoints,
     args: &CommonArgs,
     clock: &dyn Clock,
+    cancel: &Cancel,
 ) -> Result<Entry, Error> {
     let terminal = io::stderr().is_terminal();
-    let entry = device_flow::sign_in(client, endpoints, args, clock, &mut io::stderr(), terminal)?;
+    let entry = device_flow::sign_in(
+        client,
+        endpoints,
+        args,
+        clock,
+        &mut io::stderr(),
+        terminal,
+        cancel,
+    )?;
     if let Some(expected) = &args.username {
         if entry.username != *expected {
             // Somebody else approved (another account in the browser, or a phished code):
@@ -298,8 +470,16 @@ fn refresh(
     clock: &dyn Clock,
 ) -> Result<Option<Entry>, Error> {
     // Past the wait the refresh goes ahead unlocked, as it would on a machine without locks.
-    let _lock = KeyLock::default_dir()
-        .map(|dir| KeyLock::acquire(&dir, key, REFRESH_WAIT, clock, &mut || {}));
+    let _lock = KeyLock::default_dir().map(|dir| {
+        KeyLock::acquire(
+            &dir,
+            key,
+            REFRESH_WAIT,
+            clock,
+            &mut || {},
+            &Cancel::default(),
+        )
+    });
     // Read again under the lock: another process may have refreshed (or deleted) it meanwhile.
     let Some(entry) = cache.load(key)? else {
         return Ok(None);
@@ -323,6 +503,7 @@ fn refresh(
                     source,
                 })?
                 .with_origin(origin_of(args));
+            forget_handouts(key, clock);
             store_or_warn(cache, key, &fresh);
             Ok(Some(fresh))
         }
@@ -383,56 +564,79 @@ fn forget(cache: &TokenCache, keys: &[CacheKey]) {
     }
 }
 
-/// `login`: sign in now and store the session.
+/// `login`: sign in now and store the session. It replaces every session of this cluster on
+/// this machine (whichever API server adopted it): those are deleted and revoked.
 fn login(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
     let key = base_key(args);
     // Reading first proves the keyring answers before the person spends a minute signing in.
-    let previous = cache.load(&key)?;
+    let mut previous = Vec::new();
+    for old_key in cluster_keys(&cache, args)? {
+        if let Some(old) = cache.load(&old_key)? {
+            previous.push((old_key, old));
+        }
+    }
     cache.prepare()?;
     let client = IssuerClient::new(&args.issuer, args.issuer_ca.as_deref())?;
     let endpoints = client.discover()?;
-    let entry = sign_in(&client, &endpoints, args, clock)?;
+    let entry = sign_in(&client, &endpoints, args, clock, &Cancel::on_ctrl_c())?;
+    forget_handouts(&key, clock);
     cache.store(&key, &entry)?;
     remember(&cache, &key, &entry);
-    // The new session replaces the old one here; end the old one at the issuer as well.
-    let old_token = previous
-        .as_ref()
-        .filter(|old| old.has_live_session(clock.now()))
-        .and_then(|old| old.refresh_token.as_ref());
-    if let Some(old_token) = old_token {
-        if let Err(err) = client.revoke(&endpoints, &args.client_id, old_token) {
-            eprintln!(
-                "note: the previous session could not be revoked: {}",
-                error::report(&Error::Issuer(err))
-            );
+    for (old_key, old) in &previous {
+        if *old_key != key {
+            forget_handouts(old_key, clock);
+            cache.delete(old_key)?;
+            forget(&cache, std::slice::from_ref(old_key));
+        }
+        // The new session replaces the old one here; end the old one at the issuer as well.
+        let old_token = old
+            .refresh_token
+            .as_ref()
+            .filter(|_| old.has_live_session(clock.now()));
+        if let Some(old_token) = old_token {
+            if let Err(err) = client.revoke(&endpoints, &args.client_id, old_token) {
+                eprintln!(
+                    "note: the previous session could not be revoked: {}",
+                    error::report(&Error::Issuer(err))
+                );
+            }
         }
     }
     eprintln!("{}", device_flow::logged_in_message(&entry, &args.cluster));
     Ok(())
 }
 
-/// `logout`: revoke the session at the issuer, then delete it locally whatever the issuer said.
+/// `logout`: revoke the cluster's sessions at the issuer (the one `login` stored and every one
+/// kubectl adopted for an API server), then delete them locally whatever the issuer said.
 fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
-    let key = base_key(args);
-    let entry = cache.load(&key)?;
-    let live_token = entry
-        .as_ref()
-        .filter(|e| e.has_live_session(clock.now()))
-        .and_then(|e| e.refresh_token.as_ref());
-    let revoked = match live_token {
-        Some(token) => {
-            IssuerClient::new(&args.issuer, args.issuer_ca.as_deref()).and_then(|client| {
-                let endpoints = client.discover()?;
-                client.revoke(&endpoints, &args.client_id, token)
-            })
+    let mut issuer = LazyIssuer::new(args);
+    let mut deleted = false;
+    let mut not_revoked = None;
+    for key in cluster_keys(&cache, args)? {
+        let entry = cache.load(&key)?;
+        let live_token = entry
+            .as_ref()
+            .filter(|e| e.has_live_session(clock.now()))
+            .and_then(|e| e.refresh_token.as_ref());
+        if let Some(token) = live_token {
+            let revoked = issuer.connect().and_then(|(client, endpoints)| {
+                Ok(client.revoke(endpoints, &args.client_id, token)?)
+            });
+            if let Err(err) = revoked {
+                not_revoked.get_or_insert(err);
+            }
         }
-        None => Ok(()),
-    };
-    let deleted = cache.delete(&key)?;
-    forget(&cache, &[key]);
-    revoked.map_err(Error::RevokeFailed)?;
+        deleted |= cache.delete(&key)?;
+        forget(&cache, std::slice::from_ref(&key));
+        forget_handouts(&key, clock);
+    }
+    match not_revoked {
+        Some(Error::Issuer(err)) => return Err(Error::RevokeFailed(err)),
+        Some(err) => return Err(err),
+        None => {}
+    }
     if deleted {
         eprintln!(
             "Logged out of cluster \"{}\" at {}.",
@@ -550,8 +754,7 @@ fn end_every_session(
 fn whoami(args: &WhoamiArgs, clock: &dyn Clock) -> Result<(), Error> {
     let common = &args.common;
     let cache = TokenCache::open(common.token_cache)?;
-    let key = base_key(common);
-    let mut entry = cache.load(&key)?;
+    let (key, mut entry) = session_of_cluster(&cache, common, clock.now())?;
     if args.refresh {
         let current = entry
             .as_ref()
@@ -564,6 +767,29 @@ fn whoami(args: &WhoamiArgs, clock: &dyn Clock) -> Result<(), Error> {
     }
     let entry = session_to_show(entry, common, clock.now())?;
     show::print(&show::whoami(&entry, common, clock.now()))
+}
+
+/// The cluster's session `whoami` reports on: the one `login` stored, else the live one
+/// kubectl most recently adopted for an API server (`None` when there is none).
+fn session_of_cluster(
+    cache: &TokenCache,
+    args: &CommonArgs,
+    now: i64,
+) -> Result<(CacheKey, Option<Entry>), Error> {
+    let key = base_key(args);
+    if let Some(entry) = cache.load(&key)?.filter(|e| e.is_alive(now)) {
+        return Ok((key, Some(entry)));
+    }
+    let index = Index::open_default()?;
+    let adopted = cache
+        .list(&index)?
+        .into_iter()
+        .filter(|l| belongs_to(l, args) && l.entry.is_alive(now))
+        .max_by_key(|l| l.entry.iat);
+    Ok(match adopted {
+        Some(l) => (l.key, Some(l.entry)),
+        None => (key, None),
+    })
 }
 
 /// The entry `whoami` reports on: one that is still of some use, else "log in".
@@ -631,7 +857,6 @@ mod tests {
             refresh_token: refresh.map(|r| Secret::new(r.to_owned())),
             session_expires_at: session,
             username: "alice".to_owned(),
-            groups: vec![],
             origin: None,
             api_server: None,
         }
@@ -779,6 +1004,35 @@ mod tests {
             String::from_utf8_lossy(&ui),
             "No sessions stored; nothing to do.\n"
         );
+    }
+
+    #[test]
+    fn login_and_logout_act_on_the_sessions_of_their_cluster_and_account_only() {
+        let listed = |cluster: &str, account: Option<&str>| {
+            let mut a = args(cluster);
+            a.username = account.map(str::to_owned);
+            Listed {
+                key: base_key(&a),
+                entry: entry(NOW + 60, Some("RT"), None),
+                origin: Some(origin_of(&a)),
+            }
+        };
+        let prod = args("prod");
+        let mut prod_admin = args("prod");
+        prod_admin.username = Some("admin".to_owned());
+        // A session kubectl took over for an API server has another key, the same origin.
+        let mut adopted = listed("prod", None);
+        adopted.key = CacheKey::new("https://issuer.example", "prod", PLUGIN_CLIENT_ID, None);
+        assert!(belongs_to(&adopted, &prod));
+        assert!(belongs_to(&listed("prod", None), &prod));
+        assert!(!belongs_to(&listed("prod", Some("admin")), &prod));
+        assert!(belongs_to(&listed("prod", Some("admin")), &prod_admin));
+        assert!(!belongs_to(&listed("prod", None), &prod_admin));
+        assert!(!belongs_to(&listed("dev", None), &prod));
+        // Written before origins were recorded: only its own (base) key finds it.
+        let mut legacy = listed("prod", None);
+        legacy.origin = None;
+        assert!(!belongs_to(&legacy, &prod));
     }
 
     #[test]

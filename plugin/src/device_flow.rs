@@ -9,6 +9,7 @@ use std::time::Duration;
 use credential_shared::oauth::{DeviceAuthorizationResponse, OAuthErrorCode, TokenResponse};
 
 use crate::cache::Entry;
+use crate::cancel::Cancel;
 use crate::cli::CommonArgs;
 use crate::clock::{human_duration, rfc3339, Clock};
 use crate::env;
@@ -39,6 +40,7 @@ pub(crate) fn sign_in(
     clock: &dyn Clock,
     ui: &mut dyn Write,
     terminal: bool,
+    cancel: &Cancel,
 ) -> Result<Entry, Error> {
     let auth = client.authorize_device(endpoints, &args.client_id, &args.cluster)?;
     let openable = sign_in_url(&auth.verification_uri_complete, client.issuer_is_http());
@@ -73,6 +75,7 @@ pub(crate) fn sign_in(
         auth.expires_in,
         auth.interval,
         &mut |left| progress.tick(left),
+        cancel,
         || client.poll_device(endpoints, &args.client_id, &device_code),
     );
     progress.finish();
@@ -184,13 +187,15 @@ impl<'a> Progress<'a> {
     }
 }
 
-/// Polls until the person approves, denies, or the code expires. `poll` is one token request;
-/// `progress` hears the seconds left once a second while waiting between polls.
+/// Polls until the person approves, denies, the code expires or `cancel` is requested (checked
+/// once a second and after each poll). `poll` is one token request; `progress` hears the
+/// seconds left once a second while waiting between polls.
 pub(crate) fn wait_for_approval(
     clock: &dyn Clock,
     expires_in: u64,
     interval: u64,
     progress: &mut dyn FnMut(u64),
+    cancel: &Cancel,
     mut poll: impl FnMut() -> Result<TokenResponse, IssuerError>,
 ) -> Result<TokenResponse, Error> {
     let deadline = clock
@@ -210,13 +215,22 @@ pub(crate) fn wait_for_approval(
         }
         // Whole seconds, so the countdown moves once a second; the total is the interval.
         for _ in 0..interval.min(remaining) {
+            if cancel.requested() {
+                return Err(Error::Cancelled);
+            }
             progress(left());
             clock.sleep(Duration::from_secs(1));
+        }
+        if cancel.requested() {
+            return Err(Error::Cancelled);
         }
         if clock.now() >= deadline {
             return Err(Error::CodeExpired);
         }
         let err = match poll() {
+            // Approved at the moment of the Ctrl-C: the person asked to stop, so nothing is
+            // kept (the session ends at the issuer when its refresh token goes unused).
+            Ok(_) if cancel.requested() => return Err(Error::Cancelled),
             Ok(response) => return Ok(response),
             Err(err) => err,
         };
@@ -308,10 +322,11 @@ fn open_browser(program: &OsString, leading: &[OsString], url: &url::Url) -> Res
 
 /// The line `login` ends with.
 pub(crate) fn logged_in_message(entry: &Entry, cluster: &str) -> String {
-    let groups = if entry.groups.is_empty() {
+    let groups = entry.groups();
+    let groups = if groups.is_empty() {
         "no groups".to_owned()
     } else {
-        format!("groups {}", entry.groups.join(", "))
+        format!("groups {}", groups.join(", "))
     };
     let until = match entry.session_expires_at {
         Some(end) => format!(
@@ -386,6 +401,7 @@ mod tests {
             expires_in,
             interval,
             &mut |left| ticks.push(left),
+            &Cancel::default(),
             || {
                 polls += 1;
                 answers
@@ -398,6 +414,44 @@ mod tests {
         let want: Vec<u64> = (0..slept).map(|s| expires_in - s).collect();
         assert_eq!(ticks, want);
         (result, slept, polls)
+    }
+
+    #[test]
+    fn ctrl_c_stops_the_wait_even_when_the_approval_arrives_with_it() {
+        // Pressed while waiting between polls: no further poll is made.
+        let clock = FakeClock::at(1_000_000);
+        let cancel = Cancel::default();
+        let mut polls = 0;
+        let mut ticks = 0;
+        let result = wait_for_approval(
+            &clock,
+            600,
+            5,
+            &mut |_| {
+                ticks += 1;
+                if ticks == 7 {
+                    cancel.request();
+                }
+            },
+            &cancel,
+            || {
+                polls += 1;
+                oauth(OAuthErrorCode::AuthorizationPending)
+            },
+        );
+        assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+        assert_eq!((polls, ticks), (1, 7));
+        let err = result.err().unwrap_or_else(|| panic!("cancelled"));
+        assert_eq!(err.exit_code(), 130);
+        insta::assert_snapshot!(crate::error::report(&err), @"sign-in cancelled; nothing was stored");
+
+        // Pressed while the approving poll was in flight: the session is not kept.
+        let cancel = Cancel::default();
+        let result = wait_for_approval(&clock, 600, 1, &mut |_| {}, &cancel, || {
+            cancel.request();
+            Ok(approved())
+        });
+        assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
     }
 
     #[test]
@@ -565,13 +619,12 @@ mod tests {
         "#);
 
         let entry = Entry {
-            access_token: Secret::new("t".to_owned()),
+            access_token: Secret::new(crate::jwt::tests::token(0, 600, "alice", &["dev", "ops"])),
             iat: 0,
             exp: 600,
             refresh_token: None,
             session_expires_at: Some(1_767_225_600),
             username: "alice".to_owned(),
-            groups: vec!["dev".to_owned(), "ops".to_owned()],
             origin: None,
             api_server: None,
         };
@@ -616,6 +669,7 @@ mod tests {
             auth.expires_in,
             auth.interval,
             &mut |left| progress.tick(left),
+            &Cancel::default(),
             || {
                 polls += 1;
                 if polls < 13 {
@@ -645,13 +699,17 @@ mod tests {
 
     fn signed_in(groups: &[&str], session_expires_at: Option<i64>) -> Entry {
         Entry {
-            access_token: Secret::new("AT-secret".to_owned()),
+            access_token: Secret::new(crate::jwt::tests::token(
+                1_767_225_600,
+                1_767_225_600 + 900,
+                "alice",
+                groups,
+            )),
             iat: 1_767_225_600,
             exp: 1_767_225_600 + 900,
             refresh_token: Some(Secret::new("RT-secret".to_owned())),
             session_expires_at,
             username: "alice".to_owned(),
-            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             origin: None,
             api_server: None,
         }

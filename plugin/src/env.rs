@@ -43,3 +43,8 @@ pub(crate) const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
     reason = "read by the directories crate; listed so that every variable is documented here"
 )]
 pub(crate) const HOME: &str = "HOME";
+
+/// The per-user runtime directory (a tmpfs on systemd machines): where `get` records which
+/// caller received which token, to recognise kubectl's retry after a 401 (`handout`). Without
+/// it, a private `kubectl-credential-<uid>` directory in the temporary directory is used.
+pub(crate) const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";

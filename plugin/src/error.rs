@@ -13,6 +13,7 @@
 //! | 5 | sign-in refused: the request was denied, or the code expired before it was approved |
 //! | 6 | token cache unavailable: keyring locked or missing, cache directory unwritable; `--token-cache=file` is the way out when there is no keyring |
 //! | 7 | `setup` could not merge into or write the kubeconfig (malformed file, an entry of the same name that it did not write, an unwritable path) |
+//! | 130 | cancelled with Ctrl-C during a sign-in (nothing was stored; the lock is released) |
 
 use std::error::Error as _;
 
@@ -73,6 +74,9 @@ pub(crate) enum Error {
     /// The device code expired before it was approved.
     #[error("the code expired; run the command again")]
     CodeExpired,
+    /// The person pressed Ctrl-C during the sign-in.
+    #[error("sign-in cancelled; nothing was stored")]
+    Cancelled,
     /// The token endpoint returned something that is not a JWT with the expected claims.
     #[error("the issuer at {issuer} returned an access token that cannot be read")]
     MalformedToken {
@@ -174,6 +178,7 @@ impl Error {
             Self::Cache(_) => EXIT_CACHE,
             Self::Setup(_) => EXIT_KUBECONFIG,
             Self::Stdout(_) | Self::TimeOutOfRange(_) => EXIT_UNEXPECTED,
+            Self::Cancelled => crate::cancel::EXIT_CANCELLED,
         }
     }
 

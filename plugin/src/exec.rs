@@ -22,6 +22,9 @@ pub(crate) struct ExecInfo {
     pub(crate) interactive: bool,
     /// The API server kubectl is about to call (`provideClusterInfo: true`).
     pub(crate) cluster: Option<ExecCluster>,
+    /// Whether `KUBERNETES_EXEC_INFO` was given: a client-go program (kubectl, k9s...) runs
+    /// the plugin, and a second call from the same process can be its retry after a 401.
+    pub(crate) from_kubectl: bool,
 }
 
 /// Reads `KUBERNETES_EXEC_INFO` from the environment.
@@ -45,6 +48,7 @@ pub(crate) fn parse_exec_info(
             version: ApiVersion::V1Beta1,
             interactive: stdin_is_terminal(),
             cluster: None,
+            from_kubectl: false,
         });
     };
     let request: ExecCredentialRequest =
@@ -55,6 +59,7 @@ pub(crate) fn parse_exec_info(
         version,
         interactive: request.spec.interactive,
         cluster: request.spec.cluster,
+        from_kubectl: true,
     })
 }
 
@@ -120,6 +125,7 @@ mod tests {
             assert_eq!(info.version, ApiVersion::V1Beta1);
             assert_eq!(info.interactive, tty);
             assert!(info.cluster.is_none());
+            assert!(!info.from_kubectl);
         }
         let info = parse(Some(""), true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(info.version, ApiVersion::V1Beta1);
@@ -128,13 +134,16 @@ mod tests {
     #[test]
     fn reads_v1_with_cluster_info_and_ignores_the_terminal() {
         let raw = r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1",
-            "spec":{"interactive":false,"cluster":{"server":"https://api:6443","certificateAuthorityData":"Q0E="}}}"#;
+            "spec":{"interactive":false,"cluster":{"server":"https://api:6443","certificate-authority-data":"Q0E=","tls-server-name":"api"}}}"#;
         let info = parse(Some(raw), true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(info.version, ApiVersion::V1);
         assert!(!info.interactive);
+        assert!(info.from_kubectl);
         let cluster = info.cluster.unwrap_or_default();
         assert_eq!(cluster.server, "https://api:6443");
+        // Spelled as in a kubeconfig, as kubectl sends it.
         assert_eq!(cluster.certificate_authority_data.as_deref(), Some("Q0E="));
+        assert_eq!(cluster.tls_server_name.as_deref(), Some("api"));
     }
 
     #[test]
@@ -161,7 +170,6 @@ mod tests {
             refresh_token: None,
             session_expires_at: None,
             username: "alice".to_owned(),
-            groups: vec![],
             origin: None,
             api_server: None,
         };

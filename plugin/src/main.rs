@@ -2,12 +2,14 @@
 
 mod app;
 mod cache;
+mod cancel;
 mod cli;
 mod clock;
 mod device_flow;
 mod env;
 mod error;
 mod exec;
+mod handout;
 mod issuer;
 mod jwt;
 mod secret;

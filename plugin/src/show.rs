@@ -22,10 +22,11 @@ pub(crate) fn print(text: &str) -> Result<(), Error> {
 
 /// `whoami`'s report on the session in `entry`, stored for `args`.
 pub(crate) fn whoami(entry: &Entry, args: &CommonArgs, now: i64) -> String {
-    let groups = if entry.groups.is_empty() {
+    let groups = entry.groups();
+    let groups = if groups.is_empty() {
         "(none)".to_owned()
     } else {
-        entry.groups.join(", ")
+        groups.join(", ")
     };
     let rows = [
         ("user", printable(&entry.username).into_owned()),
@@ -141,13 +142,17 @@ mod tests {
 
     fn entry(user: &str, exp: i64, session: Option<i64>) -> Entry {
         Entry {
-            access_token: Secret::new("AT-secret".to_owned()),
+            access_token: Secret::new(crate::jwt::tests::token(
+                NOW - 48,
+                exp,
+                user,
+                &["dev", "ops"],
+            )),
             iat: NOW - 48,
             exp,
             refresh_token: Some(Secret::new("RT-secret".to_owned())),
             session_expires_at: session,
             username: user.to_owned(),
-            groups: vec!["dev".to_owned(), "ops".to_owned()],
             origin: None,
             api_server: None,
         }
@@ -185,7 +190,7 @@ mod tests {
     #[test]
     fn whoami_says_what_is_over_or_unknown() {
         let mut e = entry("al\u{1b}ice", NOW - 180, None);
-        e.groups.clear();
+        e.access_token = Secret::new(crate::jwt::tests::token(NOW - 48, NOW, "x", &[]));
         insta::assert_snapshot!(whoami(&e, &args(), NOW), @r"
         user:    al?ice
         groups:  (none)
@@ -210,6 +215,7 @@ mod tests {
             issuer: "https://issuer.example:8443".to_owned(),
             cluster: cluster.to_owned(),
             client_id: "kubectl-credential".to_owned(),
+            account: None,
         };
         let key = |n: &str| CacheKey::new("https://i", n, "c", None);
         let mut no_refresh = entry("carol", NOW - 1, None);
@@ -267,7 +273,7 @@ mod tests {
     #[test]
     fn status_of_a_keyring_session_of_unknown_issuer() {
         let mut e = entry("alice", NOW + 600, Some(NOW + 8 * 86_400));
-        e.groups.clear();
+        e.access_token = Secret::new(crate::jwt::tests::token(NOW - 48, NOW, "x", &[]));
         let listed = [Listed {
             key: CacheKey::new("https://i", "prod", "c", None),
             entry: e,

@@ -70,18 +70,18 @@ pub struct ExecCredentialSpec {
     pub cluster: Option<ExecCluster>,
 }
 
-/// `spec.cluster` of the request.
+/// `spec.cluster` of the request. Its fields are spelled as in a kubeconfig
+/// (`certificate-authority-data`, `tls-server-name`), unlike the rest of the document.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct ExecCluster {
     /// The API server URL.
     #[serde(default)]
     pub server: String,
     /// Base64 of the PEM CA bundle that kubectl trusts for this server.
-    #[serde(default)]
+    #[serde(default, rename = "certificate-authority-data")]
     pub certificate_authority_data: Option<String>,
     /// `tls-server-name` from the kubeconfig.
-    #[serde(default)]
+    #[serde(default, rename = "tls-server-name")]
     pub tls_server_name: Option<String>,
 }
 
@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn parses_kubectl_v1_request_with_cluster_info() {
-        let raw = r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","spec":{"cluster":{"server":"https://127.0.0.1:6443","certificate-authority-data":"x","certificateAuthorityData":"Q0E=","config":null},"interactive":true}}"#;
+        let raw = r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","spec":{"cluster":{"server":"https://127.0.0.1:6443","certificate-authority-data":"Q0E=","tls-server-name":"api","config":null},"interactive":true}}"#;
         let req: ExecCredentialRequest =
             serde_json::from_str(raw).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ApiVersion::parse(&req.api_version), Some(ApiVersion::V1));
@@ -145,6 +145,7 @@ mod tests {
         let cluster = req.spec.cluster.unwrap_or_default();
         assert_eq!(cluster.server, "https://127.0.0.1:6443");
         assert_eq!(cluster.certificate_authority_data.as_deref(), Some("Q0E="));
+        assert_eq!(cluster.tls_server_name.as_deref(), Some("api"));
     }
 
     #[test]

@@ -7,29 +7,18 @@
 use std::time::Duration;
 
 use credential_shared::exec_credential::ApiVersion;
-use e2e::{Issuer, IssuerOptions, PluginArgs, UserEnv};
+use e2e::{IssuerOptions, PluginArgs, UserEnv};
 
-use crate::procs::{wait_for_code, wait_until_past, OwnIssuer, Running};
+use crate::procs::{metric, wait_for_code, wait_until_past, OwnIssuer, Running};
 
 const PARALLEL: usize = 20;
-
-/// A counter from the issuer's `/metrics`.
-fn metric(issuer: &Issuer, name: &str) -> u64 {
-    let agent = e2e::http::agent(issuer.ca_file());
-    let resp = e2e::http::response(agent.get(&format!("{}/metrics", issuer.url())).call())
-        .unwrap_or_else(|e| panic!("/metrics: {e}"));
-    resp.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", resp.body))
-}
 
 /// Starts `kubectl-credential get` as kubectl would, with `interactive` in the exec info.
 fn start_get(env: &UserEnv, plugin: &PluginArgs, interactive: bool) -> Running {
     let mut args = plugin.for_subcommand("get");
     args.push("--no-browser".to_owned());
     let info = e2e::plugin::exec_info(ApiVersion::V1, interactive);
-    Running::start(env, &args, Some(&info))
+    Running::start_as_kubectl_would(env, &args, &info)
 }
 
 /// Waits for every process; returns the token each printed.

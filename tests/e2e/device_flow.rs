@@ -42,7 +42,22 @@ fn a_reader_logs_in_through_the_pages_and_may_list_namespaces_but_not_read_secre
     let cached = laptop.cached_token();
     assert_eq!(cached.v, 1);
     assert_eq!(cached.username.as_deref(), Some(alice.name.as_str()));
-    assert_eq!(cached.groups, vec![READERS.to_owned()]);
+    // The groups are in the token, not stored a second time next to it.
+    let raw: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&laptop.env.token_files()[0]).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    assert!(
+        raw.get("groups").is_none() && raw.get("v").is_some(),
+        "groups stored next to the token: {raw}"
+    );
+    let payload = cached.access_token.split('.').nth(1).unwrap_or_default();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    assert_eq!(claims["groups"], serde_json::json!([READERS]));
     let lifetime = cached.exp - cached.iat;
     assert!(
         lifetime > 0 && lifetime <= i64::try_from(TOKEN_TTL.as_secs()).unwrap_or(i64::MAX),

@@ -31,8 +31,11 @@ fn kubectl_works_with_both_exec_api_versions() {
             doc["status"]["expirationTimestamp"].is_string(),
             "no expirationTimestamp: {out}"
         );
+    }
 
-        // And kubectl itself, with a kubeconfig in that version, where kubectl speaks it.
+    // And kubectl itself, with a kubeconfig in each version, where kubectl speaks it. (The
+    // first kubectl takes the login session over for its API server; both versions share it.)
+    for version in [ApiVersion::V1, ApiVersion::V1Beta1] {
         if version == ApiVersion::V1 && !e2e::bins::kubectl_speaks_exec_v1() {
             eprintln!(
                 "note: kubectl 1.{} predates exec v1 (needs 1.22); v1 was checked against the plugin only",

@@ -17,13 +17,6 @@ fn tokens_live_in_the_secret_service_and_not_on_disk() {
     let laptop = Laptop::with_keyring(&secrets);
 
     laptop.log_in(&mia);
-    laptop.kubectl(&["get", "namespaces"]).assert_success();
-
-    assert!(
-        laptop.env.token_files().is_empty(),
-        "the keyring cache wrote token files: {:?}",
-        laptop.env.token_files()
-    );
     let out = laptop.get_credential(ApiVersion::V1);
     out.assert_success();
     let doc: Value = serde_json::from_str(&out.stdout)
@@ -33,6 +26,12 @@ fn tokens_live_in_the_secret_service_and_not_on_disk() {
         .unwrap_or_default()
         .to_owned();
     assert!(!token.is_empty(), "no token in {out}");
+    laptop.kubectl(&["get", "namespaces"]).assert_success();
+    assert!(
+        laptop.env.token_files().is_empty(),
+        "the keyring cache wrote token files: {:?}",
+        laptop.env.token_files()
+    );
     assert!(
         laptop.env.files_containing(&token).is_empty(),
         "the access token is on disk: {:?}",

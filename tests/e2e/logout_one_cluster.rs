@@ -36,7 +36,7 @@ fn log_in(env: &UserEnv, issuer: &Issuer, plugin: &PluginArgs, user: &str, passw
 fn read_entry(path: &PathBuf) -> CachedToken {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text)
+    CachedToken::parse(&text)
         .unwrap_or_else(|e| panic!("{} is not a token cache file ({e})", path.display()))
 }
 

@@ -8,11 +8,13 @@
 
 mod world;
 
+mod api_server_keys;
 mod audit;
 mod backoff;
 mod browser;
 mod concurrency;
 mod corrupt_cache;
+mod ctrl_c;
 mod denial;
 mod device_flow;
 mod disabled_user;
@@ -21,6 +23,7 @@ mod install_files;
 mod invitation;
 mod key_rotation;
 mod keyring;
+mod keyring_large_token;
 mod keyring_locked;
 mod logout;
 mod logout_one_cluster;
@@ -28,6 +31,7 @@ mod pages;
 mod procs;
 mod refresh;
 mod refresh_reuse;
+mod retry_after_401;
 mod setup;
 mod switch_user;
 mod upstream;

@@ -27,8 +27,24 @@ impl Running {
     /// Starts `kubectl-credential ARGS` in `env`, with `exec_info` as `KUBERNETES_EXEC_INFO`.
     pub(crate) fn start(env: &UserEnv, args: &[String], exec_info: Option<&str>) -> Self {
         let mut cmd = env.command(&e2e::bins::kubectl_credential());
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.args(args);
+        Self::spawn(cmd, exec_info)
+    }
+
+    /// As [`Running::start`], but from a parent process of its own, as every kubectl command
+    /// is: the plugin takes a second call from the same parent for the same cached token to be
+    /// kubectl's retry after a 401, and refreshes.
+    pub(crate) fn start_as_kubectl_would(env: &UserEnv, args: &[String], exec_info: &str) -> Self {
+        let mut cmd = env.command(std::path::Path::new("/bin/sh"));
+        cmd.arg("-c")
+            .arg(r#""$0" "$@"; exit $?"#)
+            .arg(e2e::bins::kubectl_credential())
+            .args(args);
+        Self::spawn(cmd, Some(exec_info))
+    }
+
+    fn spawn(mut cmd: std::process::Command, exec_info: Option<&str>) -> Self {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(info) = exec_info {
@@ -55,6 +71,14 @@ impl Running {
             }
         });
         Self { child, stderr }
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    pub(crate) fn interrupt(&self) {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0))
+            .unwrap_or_else(|| panic!("no pid"));
+        rustix::process::kill_process(pid, rustix::process::Signal::INT)
+            .unwrap_or_else(|e| panic!("cannot send SIGINT: {e}"));
     }
 
     /// What it printed on stderr so far.
@@ -103,6 +127,17 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A counter from the issuer's `/metrics`.
+pub(crate) fn metric(issuer: &e2e::Issuer, name: &str) -> u64 {
+    let agent = e2e::http::agent(issuer.ca_file());
+    let resp = e2e::http::response(agent.get(&format!("{}/metrics", issuer.url())).call())
+        .unwrap_or_else(|e| panic!("/metrics: {e}"));
+    resp.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", resp.body))
 }
 
 /// Waits until one of `running` shows a user code, and returns it.

@@ -147,6 +147,13 @@ pub(crate) fn world() -> &'static World {
 
 impl World {
     fn start() -> Self {
+        Self::start_own(TOKEN_TTL)
+    }
+
+    /// An issuer and control plane of one test's own, issuing tokens that live `token_ttl`:
+    /// for tests that count on the issuer's `/metrics` (other tests' logins do not count) and
+    /// need an API server trusting that issuer. Costs a control plane start.
+    pub(crate) fn start_own(token_ttl: Duration) -> Self {
         let t0 = Instant::now();
         // The provider must know the issuer's callback URL, so the issuer's port comes first.
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -193,7 +200,7 @@ impl World {
             listener,
             &IssuerOptions {
                 clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
-                token_ttl: format!("{}s", TOKEN_TTL.as_secs()),
+                token_ttl: format!("{}s", token_ttl.as_secs()),
                 poll_interval: "1s".to_owned(),
                 api_server: None,
                 upstreams: vec![

@@ -36,6 +36,8 @@ pub mod exit {
     pub const LOGIN_REFUSED: i32 = 5;
     /// The token cache (keyring) is unavailable.
     pub const CACHE_UNAVAILABLE: i32 = 6;
+    /// Cancelled with Ctrl-C during a sign-in (128 + SIGINT).
+    pub const CANCELLED: i32 = 130;
 }
 
 /// Where the plugin keeps tokens: `--token-cache`.
@@ -242,12 +244,20 @@ impl UserEnv {
         process::run(&mut cmd, None, CALL_TIMEOUT)
     }
 
-    /// Runs `kubectl-credential ARGS` the way kubectl does: with `KUBERNETES_EXEC_INFO`.
+    /// Runs `kubectl-credential ARGS` the way kubectl does: with `KUBERNETES_EXEC_INFO`, and
+    /// from a parent process of its own, as each kubectl command is. (The plugin takes a second
+    /// call from the same parent for the same token as kubectl's retry after a 401, and
+    /// refreshes; calls from the test process itself would all share one parent.) The parent
+    /// is a shell that waits for the plugin and exits with its code.
     #[track_caller]
     #[must_use]
     pub fn plugin_as_kubectl_would(&self, args: &[String], exec_info: &str) -> Outcome {
-        let mut cmd = self.command(&crate::bins::kubectl_credential());
-        cmd.args(args).env("KUBERNETES_EXEC_INFO", exec_info);
+        let mut cmd = self.command(Path::new("/bin/sh"));
+        cmd.arg("-c")
+            .arg(r#""$0" "$@"; exit $?"#)
+            .arg(crate::bins::kubectl_credential())
+            .args(args)
+            .env("KUBERNETES_EXEC_INFO", exec_info);
         process::run(&mut cmd, None, CALL_TIMEOUT)
     }
 
@@ -364,7 +374,7 @@ impl UserEnv {
         );
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        serde_json::from_str(&text)
+        CachedToken::parse(&text)
             .unwrap_or_else(|e| panic!("{} is not a token cache file ({e})", path.display()))
     }
 
@@ -429,9 +439,35 @@ pub struct CachedToken {
     /// Who is logged in.
     #[serde(default)]
     pub username: Option<String>,
-    /// Their groups.
-    #[serde(default)]
+    /// Their groups: not stored in the entry (the plugin keeps it small for keyrings), read
+    /// from the JWT's `groups` claim by [`CachedToken::parse`].
+    #[serde(skip)]
     pub groups: Vec<String>,
+}
+
+impl CachedToken {
+    /// Parses a cache entry and reads the groups from its JWT.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        use base64::Engine as _;
+        #[derive(Deserialize)]
+        struct Claims {
+            #[serde(default)]
+            groups: Vec<String>,
+        }
+        let mut entry: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let payload = entry
+            .access_token
+            .split('.')
+            .nth(1)
+            .ok_or("the access token is not a JWT")?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|e| format!("JWT payload is not base64url: {e}"))?;
+        let claims: Claims =
+            serde_json::from_slice(&bytes).map_err(|e| format!("JWT payload is not JSON: {e}"))?;
+        entry.groups = claims.groups;
+        Ok(entry)
+    }
 }
 
 impl fmt::Debug for CachedToken {
@@ -526,6 +562,13 @@ impl LoginProcess {
     #[must_use]
     pub fn user_code(&self) -> &str {
         &self.user_code
+    }
+
+    /// Sends SIGINT to the login's process group, as Ctrl-C in its terminal would.
+    pub fn interrupt(&self) {
+        if let Some(child) = &self.child {
+            process::kill_group(child.id(), rustix::process::Signal::INT);
+        }
     }
 
     /// Everything the plugin printed on stderr so far.

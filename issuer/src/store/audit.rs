@@ -122,7 +122,10 @@ impl Store {
     /// Links up to `max` not yet sealed events into the hash chain, oldest first, in one
     /// transaction. Returns how many were sealed (fewer than `max`: caught up).
     pub async fn seal_audit(&self, max: u32) -> Result<u32> {
-        let mut tx = self.write.begin().await?;
+        // IMMEDIATE: take the write lock first (waiting up to busy_timeout), so that another
+        // process sealing at the same time (an admin command next to the server) cannot make
+        // this read-then-write transaction fail with SQLITE_BUSY when it upgrades.
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let last: Option<(i64, String)> = sqlx::query_as(
             "SELECT seq, hash FROM audit_events WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
         )

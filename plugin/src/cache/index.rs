@@ -43,6 +43,8 @@ struct StoredOrigin {
     issuer: String,
     cluster: String,
     client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account: Option<String>,
 }
 
 impl Index {
@@ -126,6 +128,7 @@ impl Index {
                         issuer: o.issuer.clone(),
                         cluster: o.cluster.clone(),
                         client_id: o.client_id.clone(),
+                        account: o.account.clone(),
                     };
                     (key.as_hex().to_owned(), origin)
                 })
@@ -168,6 +171,7 @@ fn parse(bytes: &[u8]) -> BTreeMap<CacheKey, Origin> {
                 issuer: o.issuer,
                 cluster: o.cluster,
                 client_id: o.client_id,
+                account: o.account,
             };
             Some((CacheKey::from_hex(&hex)?, origin))
         })
@@ -183,6 +187,7 @@ mod tests {
             issuer: "https://issuer.example".to_owned(),
             cluster: cluster.to_owned(),
             client_id: "kubectl-credential".to_owned(),
+            account: None,
         }
     }
 

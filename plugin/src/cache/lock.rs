@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{CacheKey, SERVICE};
+use crate::cancel::Cancel;
 use crate::clock::Clock;
 
 /// Poll interval while waiting for another process.
@@ -42,6 +43,8 @@ pub(crate) enum Acquired {
     TimedOut(PathBuf),
     /// No lock is possible here (no cache directory, a file system without locks).
     Unavailable,
+    /// The person pressed Ctrl-C while waiting.
+    Cancelled,
 }
 
 impl KeyLock {
@@ -51,13 +54,14 @@ impl KeyLock {
     }
 
     /// Takes the lock for `key` in `dir`, waiting up to `max_wait`; `on_wait` runs once if the
-    /// lock is busy (to tell a person why nothing happens).
+    /// lock is busy (to tell a person why nothing happens); `cancel` ends the wait.
     pub(crate) fn acquire(
         dir: &Path,
         key: &CacheKey,
         max_wait: Duration,
         clock: &dyn Clock,
         on_wait: &mut dyn FnMut(),
+        cancel: &Cancel,
     ) -> Acquired {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
@@ -87,6 +91,9 @@ impl KeyLock {
                     };
                 }
                 Err(fs::TryLockError::WouldBlock) => {
+                    if cancel.requested() {
+                        return Acquired::Cancelled;
+                    }
                     if !waited {
                         waited = true;
                         on_wait();
@@ -121,15 +128,37 @@ mod tests {
             REFRESH_WAIT,
             &FakeClock::at(now),
             &mut || waits += 1,
+            &Cancel::default(),
         );
         assert!(matches!(first, Acquired::Free(_)), "{first:?}");
 
         // A live holder: the second caller polls for the whole (fake) wait, then gives up.
         let clock = FakeClock::at(now);
-        let second = KeyLock::acquire(tmp.path(), &key(), REFRESH_WAIT, &clock, &mut || waits += 1);
+        let second = KeyLock::acquire(
+            tmp.path(),
+            &key(),
+            REFRESH_WAIT,
+            &clock,
+            &mut || waits += 1,
+            &Cancel::default(),
+        );
         assert!(matches!(second, Acquired::TimedOut(_)), "{second:?}");
         assert!(clock.slept() >= REFRESH_WAIT);
         assert_eq!(waits, 1, "the wait is announced once");
+
+        // Ctrl-C while waiting: the wait ends at once.
+        let clock = FakeClock::at(now);
+        let cancel = Cancel::default();
+        let cancelled = KeyLock::acquire(
+            tmp.path(),
+            &key(),
+            SIGN_IN_WAIT,
+            &clock,
+            &mut || cancel.request(),
+            &cancel,
+        );
+        assert!(matches!(cancelled, Acquired::Cancelled), "{cancelled:?}");
+        assert!(clock.slept() < Duration::from_secs(1));
 
         // Released on drop (as it is when the holder process exits).
         drop(first);
@@ -139,6 +168,7 @@ mod tests {
             REFRESH_WAIT,
             &FakeClock::at(now),
             &mut || {},
+            &Cancel::default(),
         );
         assert!(matches!(third, Acquired::Free(_)), "{third:?}");
         // Other keys are independent.
@@ -149,6 +179,7 @@ mod tests {
             REFRESH_WAIT,
             &FakeClock::at(now),
             &mut || {},
+            &Cancel::default(),
         );
         assert!(matches!(fourth, Acquired::Free(_)), "{fourth:?}");
     }

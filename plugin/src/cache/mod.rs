@@ -2,7 +2,10 @@
 //! entry holds, and the two places entries live (the OS keyring, or private files).
 //!
 //! An entry is a small versioned JSON document:
-//! `{"v":1,"access_token":..,"iat":..,"exp":..,"refresh_token":..,"session_expires_at":..,"username":..,"groups":[..],"issuer":..,"cluster":..,"client_id":..}`.
+//! `{"v":1,"access_token":..,"iat":..,"exp":..,"refresh_token":..,"session_expires_at":..,"username":..,"issuer":..,"cluster":..,"client_id":..}`.
+//! The groups are not stored: the access token carries them, and a long group list stored
+//! twice would make the entry too large for one Windows credential (see `keyring`). Older
+//! entries that still hold a `groups` list read as before (the list is ignored).
 //! `issuer`, `cluster` and `client_id` (the [`Origin`]) were added later and are optional: an
 //! entry written before them still reads, and `status` shows `?` for what it does not know.
 //! `iat` and `exp` are on the local clock (receipt time and receipt time plus the token's
@@ -10,10 +13,13 @@
 //! parse as version 1 is a miss, never a crash: the next sign-in overwrites it.
 //!
 //! Keys: `get` called by kubectl with `provideClusterInfo: true` uses a key that also covers the
-//! API server URL and CA, so two kubeconfig entries that share an issuer and cluster name but
-//! point at different API servers do not share tokens. `login`/`logout` are run by hand, know no
-//! API server, and use the key without it; `get` falls back to that key when the API-server
-//! key has no entry, so that `kubectl credential login` is what a non-interactive `get` needs.
+//! API server URL and CA (`spec.cluster.server`, `certificate-authority-data`), so two
+//! kubeconfig entries that share an issuer and cluster name but point at different API servers
+//! (or trust different CA bundles) never share a token. `login` is run by hand, knows no API
+//! server, and stores under the key without it; the first `get` with cluster info that finds
+//! nothing under its own key adopts that session (moves it to its key, under the lock of the
+//! key without server), so a login ahead of time serves kubectl and still belongs to one API
+//! server. `logout`/`whoami --cluster` find a cluster's sessions by their recorded origin.
 
 mod backoff;
 mod file;
@@ -103,7 +109,7 @@ impl CacheKey {
         field(Some(issuer.trim_end_matches('/')));
         field(Some(cluster));
         field(Some(client_id));
-        field(api_server.map(|c| c.server.as_str()));
+        field(api_server.map(|c| c.server.trim_end_matches('/')));
         field(api_server.and_then(|c| c.certificate_authority_data.as_deref()));
         let hash = ctx.finish();
         let mut hex = String::with_capacity(64);
@@ -121,8 +127,9 @@ impl CacheKey {
         cluster: &str,
         client_id: &str,
         username: Option<&str>,
+        api_server: Option<&ExecCluster>,
     ) -> Self {
-        let base = Self::new(issuer, cluster, client_id, None);
+        let base = Self::new(issuer, cluster, client_id, api_server);
         let Some(user) = username else {
             return base;
         };
@@ -164,6 +171,18 @@ pub(crate) struct Origin {
     pub(crate) cluster: String,
     /// The OAuth client id.
     pub(crate) client_id: String,
+    /// The account the session is pinned to (`--username`), if any: `login`/`logout` without
+    /// `--username` leave such sessions alone, as their keys do.
+    pub(crate) account: Option<String>,
+}
+
+impl Origin {
+    /// Whether `other` is a session of the same issuer, cluster and client (any account).
+    pub(crate) fn same_cluster(&self, other: &Self) -> bool {
+        self.issuer == other.issuer
+            && self.cluster == other.cluster
+            && self.client_id == other.client_id
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -183,8 +202,6 @@ pub(crate) struct Entry {
     pub(crate) session_expires_at: Option<i64>,
     /// `preferred_username` of the token, for messages.
     pub(crate) username: String,
-    /// `groups` of the token, for messages.
-    pub(crate) groups: Vec<String>,
     /// Whose session this is; `None` in entries written before it was recorded.
     pub(crate) origin: Option<Origin>,
     /// The API server the issuer configured for this cluster, when it said.
@@ -215,7 +232,6 @@ impl Entry {
                 .map(Secret::new),
             session_expires_at: response.session_expires_at.or(previous_session_end),
             username: claims.preferred_username,
-            groups: claims.groups,
             origin: None,
             api_server: response.api_server,
         })
@@ -226,6 +242,14 @@ impl Entry {
     pub(crate) fn with_origin(mut self, origin: Origin) -> Self {
         self.origin = Some(origin);
         self
+    }
+
+    /// `groups` of the token, read from the token itself (for `whoami`; never on a cache hit).
+    /// Empty when the token is not a JWT with groups.
+    pub(crate) fn groups(&self) -> Vec<String> {
+        jwt::decode_claims(self.access_token.expose())
+            .map(|c| c.groups)
+            .unwrap_or_default()
     }
 
     /// Whether anything in the entry is still of use at `now`: a token that has not expired,
@@ -274,12 +298,12 @@ impl Entry {
                 .map(Secret::new),
             session_expires_at: stored.session_expires_at,
             username: stored.username,
-            groups: stored.groups,
             origin: match (stored.issuer, stored.cluster, stored.client_id) {
                 (Some(issuer), Some(cluster), Some(client_id)) => Some(Origin {
                     issuer,
                     cluster,
                     client_id,
+                    account: stored.account,
                 }),
                 _ => None,
             },
@@ -297,10 +321,10 @@ impl Entry {
             refresh_token: self.refresh_token.as_ref().map(Secret::expose),
             session_expires_at: self.session_expires_at,
             username: &self.username,
-            groups: &self.groups,
             issuer: self.origin.as_ref().map(|o| o.issuer.as_str()),
             cluster: self.origin.as_ref().map(|o| o.cluster.as_str()),
             client_id: self.origin.as_ref().map(|o| o.client_id.as_str()),
+            account: self.origin.as_ref().and_then(|o| o.account.as_deref()),
             api_server: self.api_server.as_deref(),
         };
         // Serializing strings and integers cannot fail.
@@ -323,13 +347,13 @@ struct StoredEntry {
     #[serde(default)]
     username: String,
     #[serde(default)]
-    groups: Vec<String>,
-    #[serde(default)]
     issuer: Option<String>,
     #[serde(default)]
     cluster: Option<String>,
     #[serde(default)]
     client_id: Option<String>,
+    #[serde(default)]
+    account: Option<String>,
     #[serde(default)]
     api_server: Option<String>,
 }
@@ -346,13 +370,14 @@ struct StoredEntryRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     session_expires_at: Option<i64>,
     username: &'a str,
-    groups: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     issuer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     api_server: Option<&'a str>,
 }
@@ -381,7 +406,7 @@ impl TokenCache {
     /// Opens the backend `kind`. Touches nothing yet (the file backend only finds its directory).
     pub(crate) fn open(kind: TokenCacheKind) -> Result<Self, CacheError> {
         Ok(match kind {
-            TokenCacheKind::Keyring => Self::Keyring(KeyringStore),
+            TokenCacheKind::Keyring => Self::Keyring(KeyringStore::default()),
             TokenCacheKind::File => Self::File(FileStore::open_default()?),
         })
     }
@@ -389,7 +414,7 @@ impl TokenCache {
     /// The entry under `key`; `Ok(None)` when absent or unreadable as an entry.
     pub(crate) fn load(&self, key: &CacheKey) -> Result<Option<Entry>, CacheError> {
         let raw = match self {
-            Self::Keyring(_) => KeyringStore::load(key)?,
+            Self::Keyring(store) => store.load(key)?,
             Self::File(store) => store.load(key)?,
         };
         Ok(raw.as_deref().and_then(Entry::parse))
@@ -399,7 +424,7 @@ impl TokenCache {
     pub(crate) fn store(&self, key: &CacheKey, entry: &Entry) -> Result<(), CacheError> {
         let json = entry.to_json();
         match self {
-            Self::Keyring(_) => KeyringStore::store(key, &json),
+            Self::Keyring(store) => store.store(key, &json),
             Self::File(store) => store.store(key, &json),
         }
     }
@@ -407,7 +432,7 @@ impl TokenCache {
     /// Deletes the entry under `key`; whether there was one.
     pub(crate) fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
         match self {
-            Self::Keyring(_) => KeyringStore::delete(key),
+            Self::Keyring(store) => store.delete(key),
             Self::File(store) => store.delete(key),
         }
     }
@@ -444,7 +469,7 @@ impl TokenCache {
     /// paths without a usable session call this, never a cached hit.
     pub(crate) fn prepare(&self) -> Result<(), CacheError> {
         match self {
-            Self::Keyring(_) => KeyringStore::probe_writable(),
+            Self::Keyring(store) => store.probe_writable(),
             Self::File(store) => store.ensure_dir(),
         }
     }
@@ -471,7 +496,6 @@ mod tests {
             refresh_token: Some(Secret::new("RT-secret".to_owned())),
             session_expires_at: Some(exp + 3600),
             username: "alice".to_owned(),
-            groups: vec!["dev".to_owned()],
             origin: None,
             api_server: None,
         }
@@ -511,14 +535,38 @@ mod tests {
             assert_ne!(&base, other, "variant {i}");
         }
         // The trailing slash is not significant; the result is 64 lower-case hex digits.
-        let alice = CacheKey::for_user("https://i", "prod", "kubectl-credential", Some("alice"));
-        let bob = CacheKey::for_user("https://i", "prod", "kubectl-credential", Some("bob"));
-        let nobody = CacheKey::for_user("https://i", "prod", "kubectl-credential", None);
+        let user =
+            |name, api| CacheKey::for_user("https://i", "prod", "kubectl-credential", name, api);
+        let alice = user(Some("alice"), None);
+        let bob = user(Some("bob"), None);
+        let nobody = user(None, None);
         assert_ne!(alice, bob);
         assert_ne!(alice, nobody);
         assert_eq!(
             nobody,
             CacheKey::new("https://i", "prod", "kubectl-credential", None)
+        );
+        // The API server separates sessions of one user too, and without a user the key is
+        // the plain API-server key.
+        assert_ne!(user(Some("alice"), Some(&api)), alice);
+        assert_ne!(
+            user(Some("alice"), Some(&api)),
+            user(Some("bob"), Some(&api))
+        );
+        assert_eq!(user(None, Some(&api)), base);
+        // The keys of sessions stored before API servers were part of them are unchanged.
+        insta::assert_snapshot!(nobody.as_hex(), @"aa904036e46a8117f024f2ccbf87f8001f8d6928ef203d03c9dbf22653a26171");
+        insta::assert_snapshot!(alice.as_hex(), @"8b3702b6222931b3084ce0cd4f8770d5771f01c8f8d6705fc5efae4fedcb39a5");
+        // A trailing slash on the server is not significant; another URL form is.
+        let slash = cluster("https://api:6443/", Some("Q0E="));
+        assert_eq!(
+            CacheKey::new("https://i", "prod", "kubectl-credential", Some(&slash)),
+            base
+        );
+        let by_name = cluster("https://localhost:6443", Some("Q0E="));
+        assert_ne!(
+            CacheKey::new("https://i", "prod", "kubectl-credential", Some(&by_name)),
+            base
         );
         let again = CacheKey::new("https://i/", "prod", "kubectl-credential", Some(&api));
         assert_eq!(base, again);
@@ -559,7 +607,7 @@ mod tests {
     fn entries_round_trip_compactly() {
         let e = entry(1000, 1900);
         let json = e.to_json();
-        insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice","groups":["dev"]}"#);
+        insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice"}"#);
         assert_eq!(Entry::parse(&json), Some(e));
     }
 
@@ -569,11 +617,19 @@ mod tests {
             issuer: "https://issuer.example".to_owned(),
             cluster: "prod".to_owned(),
             client_id: "kubectl-credential".to_owned(),
+            account: None,
         };
-        let e = entry(1000, 1900).with_origin(origin);
+        let e = entry(1000, 1900).with_origin(origin.clone());
         let json = e.to_json();
-        insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice","groups":["dev"],"issuer":"https://issuer.example","cluster":"prod","client_id":"kubectl-credential"}"#);
+        insta::assert_snapshot!(json, @r#"{"v":1,"access_token":"AT-secret","iat":1000,"exp":1900,"refresh_token":"RT-secret","session_expires_at":5500,"username":"alice","issuer":"https://issuer.example","cluster":"prod","client_id":"kubectl-credential"}"#);
         assert_eq!(Entry::parse(&json), Some(e));
+        // A session pinned to an account records it.
+        let pinned = entry(1000, 1900).with_origin(Origin {
+            account: Some("admin".to_owned()),
+            ..origin
+        });
+        assert!(pinned.to_json().contains(r#","account":"admin""#));
+        assert_eq!(Entry::parse(&pinned.to_json()), Some(pinned));
         // The format of the first release: no origin fields.
         let old = entry(1000, 1900).to_json();
         assert!(!old.contains("issuer"));
@@ -652,7 +708,11 @@ mod tests {
         assert_eq!((e.iat, e.exp), (1_000, 1_600));
         assert_eq!(e.session_expires_at, Some(99_999));
         assert_eq!(e.refresh_token.as_ref().map(Secret::expose), Some("RT-2"));
-        assert_eq!((e.username.as_str(), e.groups.len()), ("alice", 2));
+        assert_eq!((e.username.as_str(), e.groups().len()), ("alice", 2));
+        assert!(
+            !e.to_json().contains("groups"),
+            "groups are read from the token"
+        );
 
         let opaque = TokenResponse {
             access_token: "not-a-jwt".to_owned(),
