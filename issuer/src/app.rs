@@ -22,6 +22,7 @@ struct Inner {
     clock: SharedClock,
     dummy_password_hash: String,
     metrics: crate::metrics::Metrics,
+    reconcile_wakeup: crate::kube::reconcile::Wakeup,
 }
 
 /// Why the issuer could not start.
@@ -78,6 +79,7 @@ impl AppState {
                 clock,
                 dummy_password_hash,
                 metrics: crate::metrics::Metrics::default(),
+                reconcile_wakeup: crate::kube::reconcile::Wakeup::default(),
             }),
         })
     }
@@ -116,6 +118,12 @@ impl AppState {
     #[must_use]
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// Wakes the grant reconciler; call after changing grants in this process.
+    #[must_use]
+    pub fn reconcile_wakeup(&self) -> &crate::kube::reconcile::Wakeup {
+        &self.inner.reconcile_wakeup
     }
 
     /// A password hash to verify against when an account does not exist.

@@ -56,6 +56,7 @@ pub async fn serve(
     let handle = axum_server::Handle::new();
     let upkeep = tokio::spawn(upkeep(state.clone()));
     let checkpoints = tokio::spawn(checkpoints(state.clone()));
+    let reconciler = tokio::spawn(crate::kube::reconcile::run(state.clone()));
     let h = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -69,6 +70,7 @@ pub async fn serve(
         .await;
     upkeep.abort();
     checkpoints.abort();
+    reconciler.abort();
     result
 }
 

@@ -15,6 +15,7 @@ mod denial;
 mod device_flow;
 mod disabled_user;
 mod exec_versions;
+mod grants;
 mod install_files;
 mod key_rotation;
 mod keyring;

@@ -106,6 +106,7 @@ impl World {
             token_ttl: format!("{}s", TOKEN_TTL.as_secs()),
             poll_interval: "1s".to_owned(),
             api_server: None,
+            grant_roles: Some(crate::grants::ROLES.to_owned()),
         });
         // The API server runs with exactly the flags install/ tells operators to use.
         let flags = shipped_oidc_flags();
@@ -130,6 +131,12 @@ impl World {
             groups_prefix: flag("--oidc-groups-prefix"),
         });
         control_plane.apply(RBAC);
+        // The issuer's grant reconciler reaches the cluster as its admin.
+        std::fs::copy(
+            control_plane.admin_kubeconfig(),
+            issuer.reconciler_kubeconfig(CLUSTER),
+        )
+        .unwrap_or_else(|e| panic!("cannot give the issuer the admin kubeconfig: {e}"));
         let world = Self {
             issuer,
             control_plane,

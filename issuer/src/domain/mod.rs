@@ -1,9 +1,11 @@
-//! Pure policy: user codes, device-flow decisions, session liveness, token claims, names.
+//! Pure policy: user codes, device-flow decisions, session liveness, token claims, names,
+//! grants.
 //!
 //! Nothing here does IO or reads the clock: callers pass `now` and random bytes in, which makes
 //! every rule a table-driven unit test.
 
 pub mod device;
+pub mod grants;
 pub mod names;
 pub mod session;
 pub mod tokens;

@@ -217,7 +217,7 @@ async fn device_code_grant(
             store
                 .create_session(&session, &hash(refresh.expose()))
                 .await?;
-            let reply = mint(state, &user, &session, &refresh, now)?;
+            let reply = mint(state, &user, &session, &refresh, now).await?;
             audit(state, "login", &user, &session.cluster, addr, rid, now).await;
             state.metrics().login();
             tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
@@ -285,7 +285,7 @@ async fn refresh_grant(
         }
     };
     // The rotation already checked the session and the account in the same statement.
-    let reply = mint(state, &user, &session, &next, now)?;
+    let reply = mint(state, &user, &session, &next, now).await?;
     state.metrics().refresh();
     Ok(reply)
 }
@@ -323,7 +323,7 @@ async fn refused(
 }
 
 /// Signs an access token for `user` in `session` and builds the token response.
-fn mint(
+async fn mint(
     state: &AppState,
     user: &User,
     session: &Session,
@@ -357,6 +357,13 @@ fn mint(
             session_expires_at: session.expires_at,
         },
     );
+    // Grants in force now become groups and the `grants` claim (issue 5).
+    let mut claims = claims;
+    let grants = state
+        .store()
+        .active_grants_for(&user.username, &user.groups, &cluster.name, now)
+        .await?;
+    tokens::add_grants(&mut claims, &grants);
     let jwt = state.signer().sign(&claims)?;
     let body = TokenResponse {
         access_token: jwt,

@@ -6,6 +6,7 @@
 
 mod audit;
 mod devices;
+mod grants;
 mod rate_limits;
 mod sessions;
 mod users;
@@ -21,6 +22,7 @@ use time::OffsetDateTime;
 
 pub use audit::AuditEvent;
 pub use devices::{Device, NewDevice};
+pub use grants::GrantFilter;
 pub use sessions::{Presenter, RotateOutcome, Session};
 pub use users::{NewUser, User};
 pub use web::WebSession;
@@ -81,6 +83,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_initial.sql")),
     (2, include_str!("../../migrations/0002_accounts.sql")),
     (3, include_str!("../../migrations/0003_upstream.sql")),
+    (4, include_str!("../../migrations/0004_grants.sql")),
 ];
 
 /// The database.

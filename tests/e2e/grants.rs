@@ -1,0 +1,274 @@
+//! Time-bound grants made real in the cluster: `credential-issuer grant add` (the real binary,
+//! on the World's data directory) makes the running issuer's reconciler create a `RoleBinding`
+//! within seconds, drift is repaired, and revocation, expiry and disabling the person remove
+//! the binding, so that access ends at once and not when the last token expires.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use e2e::wait::{self, Check};
+
+use crate::world::{assert_forbidden, world, Laptop, Person, CLUSTER};
+
+/// The `[[roles]]` of the World's issuer.
+pub(crate) const ROLES: &str = r#"
+[[roles]]
+name = "pod-reader"
+rules = [{ api_groups = [""], resources = ["pods"], verbs = ["get", "list"] }]
+max_duration = "2h"
+"#;
+
+/// How long the reconciler may take to act on a change (it polls every second).
+const WITHIN: Duration = Duration::from_secs(20);
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn create_namespace(name: &str) {
+    world()
+        .control_plane
+        .kubectl_admin(&["create", "namespace", name], None)
+        .assert_success();
+}
+
+/// `grant add` with the real CLI; returns the grant id it printed.
+fn grant(person: &Person, namespace: &str, length: &str) -> String {
+    let out = world().issuer.cli(
+        &[
+            "grant",
+            "add",
+            "--user",
+            &person.name,
+            "--cluster",
+            CLUSTER,
+            "--namespace",
+            namespace,
+            "--role",
+            "pod-reader",
+            "--for",
+            length,
+            "--reason",
+            "e2e test",
+        ],
+        None,
+    );
+    out.assert_success();
+    let id = out
+        .stdout
+        .rsplit("(grant ")
+        .next()
+        .and_then(|s| s.split(')').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        id.len() == 10 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "no grant id in {out}"
+    );
+    id
+}
+
+/// `kubectl get rolebinding NAME -n NS -o json` as admin: the object, or `None` if absent.
+fn binding(namespace: &str, name: &str) -> Option<serde_json::Value> {
+    let out = world().control_plane.kubectl_admin(
+        &["get", "rolebinding", name, "-n", namespace, "-o", "json"],
+        None,
+    );
+    if out.success() {
+        Some(
+            serde_json::from_str(&out.stdout)
+                .unwrap_or_else(|e| panic!("bad kubectl output ({e}): {out}")),
+        )
+    } else {
+        assert!(out.stderr.contains("NotFound"), "kubectl failed: {out}");
+        None
+    }
+}
+
+fn wait_for_binding(namespace: &str, name: &str, what: &str) -> serde_json::Value {
+    wait::until(what, WITHIN, || match binding(namespace, name) {
+        Some(b) => Check::Done(b),
+        None => Check::Retry(format!("no RoleBinding {namespace}/{name}")),
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn wait_for_no_binding(namespace: &str, name: &str, what: &str) {
+    wait::until(what, WITHIN, || match binding(namespace, name) {
+        Some(_) => Check::Retry(format!("RoleBinding {namespace}/{name} still exists")),
+        None => Check::Done(()),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn binding_name(id: &str) -> String {
+    format!("credential-grant-{id}")
+}
+
+/// The `exp` claim of a `JWT` (not verified: the API server does that).
+fn expiry(jwt: &str) -> i64 {
+    let payload = jwt.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap_or_else(|e| panic!("token payload: {e}"));
+    let claims: serde_json::Value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("token claims: {e}"));
+    claims["exp"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no exp in {claims}"))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[test]
+fn a_grant_opens_a_namespace_and_revocation_closes_it_at_once() {
+    let world = world();
+    let kim = world.new_person("kim", &[]);
+    let (granted_ns, other_ns) = (unique("grants-a"), unique("grants-b"));
+    create_namespace(&granted_ns);
+    create_namespace(&other_ns);
+    let laptop = Laptop::new();
+    laptop.log_in(&kim);
+    assert_forbidden(&laptop.kubectl(&["get", "pods", "-n", &granted_ns]), &kim);
+
+    let id = grant(&kim, &granted_ns, "1h");
+    let name = binding_name(&id);
+    let b = wait_for_binding(
+        &granted_ns,
+        &name,
+        "the reconciler creates the grant's RoleBinding",
+    );
+    assert_eq!(
+        b["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "credential-issuer"
+    );
+    assert_eq!(
+        b["metadata"]["labels"]["credential.kubectl.dev/grant-id"],
+        id.as_str()
+    );
+    assert_eq!(b["roleRef"]["name"], "credential:role:pod-reader");
+    assert_eq!(b["subjects"][0]["name"], kim.kube_username().as_str());
+
+    wait::until("kim can list pods in the granted namespace", WITHIN, || {
+        let out = laptop.kubectl(&["get", "pods", "-n", &granted_ns]);
+        if out.success() {
+            Check::Done(())
+        } else {
+            Check::Retry(out.stderr.clone())
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_forbidden(&laptop.kubectl(&["get", "pods", "-n", &other_ns]), &kim);
+    assert!(
+        world
+            .issuer
+            .cli(&["grant", "list", "--user", &kim.name], None)
+            .assert_success()
+            .stdout
+            .contains(&id),
+        "grant list does not show {id}"
+    );
+
+    // Drift: a binding deleted by hand comes back.
+    world
+        .control_plane
+        .kubectl_admin(&["delete", "rolebinding", &name, "-n", &granted_ns], None)
+        .assert_success();
+    wait_for_binding(
+        &granted_ns,
+        &name,
+        "the reconciler restores a deleted binding",
+    );
+
+    // Drift: a managed binding without a grant goes.
+    let stray = format!(
+        r#"{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding",
+            "metadata":{{"name":"stray","namespace":"{granted_ns}",
+              "labels":{{"app.kubernetes.io/managed-by":"credential-issuer"}}}},
+            "roleRef":{{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"}},
+            "subjects":[{{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"credential:mallory"}}]}}"#
+    );
+    world.control_plane.apply(&stray);
+    wait_for_no_binding(
+        &granted_ns,
+        "stray",
+        "the reconciler removes a managed binding with no grant",
+    );
+
+    // Revocation: the same, still unexpired token is refused at once.
+    let tokens = world
+        .issuer
+        .login_over_http(CLUSTER, &kim.name, &kim.password);
+    let token = tokens.access_token;
+    let pods = format!("/api/v1/namespaces/{granted_ns}/pods");
+    let before = world.control_plane.get_with_token(&pods, &token);
+    assert_eq!(
+        before.status, 200,
+        "the fresh token should list pods: {before:?}"
+    );
+    world
+        .issuer
+        .cli(&["grant", "revoke", &id, "--reason", "done"], None)
+        .assert_success();
+    wait_for_no_binding(&granted_ns, &name, "revocation removes the binding");
+    wait::until("the API server forbids the same token", WITHIN, || {
+        let resp = world.control_plane.get_with_token(&pods, &token);
+        match resp.status {
+            403 => Check::Done(()),
+            200 => Check::Retry("still allowed".into()),
+            other => Check::Fail(format!("unexpected status {other}: {}", resp.body)),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        expiry(&token) > unix_now(),
+        "the token expired before the check, so it proves nothing about revocation"
+    );
+}
+
+#[test]
+fn a_grant_ends_by_itself() {
+    let world = world();
+    let lee = world.new_person("lee", &[]);
+    let ns = unique("grants-short");
+    create_namespace(&ns);
+    let id = grant(&lee, &ns, "5s");
+    let name = binding_name(&id);
+    wait_for_binding(
+        &ns,
+        &name,
+        "the reconciler creates the 5-second grant's RoleBinding",
+    );
+    wait_for_no_binding(
+        &ns,
+        &name,
+        "the binding of a 5-second grant disappears by itself",
+    );
+    let events = world
+        .issuer
+        .cli(&["grant", "list", "--user", &lee.name, "--all"], None);
+    events.assert_success().assert_stdout_contains("ended");
+}
+
+#[test]
+fn disabling_a_person_removes_their_bindings() {
+    let world = world();
+    let max = world.new_person("max", &[]);
+    let ns = unique("grants-disable");
+    create_namespace(&ns);
+    let id = grant(&max, &ns, "1h");
+    let name = binding_name(&id);
+    wait_for_binding(&ns, &name, "the reconciler creates the grant's RoleBinding");
+    world.issuer.disable_user(&max.name);
+    wait_for_no_binding(&ns, &name, "disabling the person removes the binding");
+}
