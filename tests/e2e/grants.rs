@@ -179,6 +179,14 @@ fn a_grant_opens_a_namespace_and_revocation_closes_it_at_once() {
         "grant list does not show {id}"
     );
 
+    // An operator can look at what a round would do; with the server reconciling, the cluster
+    // is in the desired state or about to be.
+    world
+        .issuer
+        .cli(&["reconcile", "--once", "--dry-run", "--cluster", CLUSTER], None)
+        .assert_success()
+        .assert_stdout_contains(&format!("cluster {CLUSTER}: would change"));
+
     // Drift: a binding deleted by hand comes back.
     world
         .control_plane
