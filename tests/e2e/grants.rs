@@ -59,7 +59,11 @@ fn grant(person: &Person, namespace: &str, length: &str) -> String {
         ],
         None,
     );
-    out.assert_success();
+    grant_id(out.assert_success())
+}
+
+/// The grant id that `grant add` printed: `... (grant ID)`.
+fn grant_id(out: &e2e::Outcome) -> String {
     let id = out
         .stdout
         .rsplit("(grant ")
@@ -183,7 +187,10 @@ fn a_grant_opens_a_namespace_and_revocation_closes_it_at_once() {
     // is in the desired state or about to be.
     world
         .issuer
-        .cli(&["reconcile", "--once", "--dry-run", "--cluster", CLUSTER], None)
+        .cli(
+            &["reconcile", "--once", "--dry-run", "--cluster", CLUSTER],
+            None,
+        )
         .assert_success()
         .assert_stdout_contains(&format!("cluster {CLUSTER}: would change"));
 
@@ -279,4 +286,94 @@ fn disabling_a_person_removes_their_bindings() {
     wait_for_binding(&ns, &name, "the reconciler creates the grant's RoleBinding");
     world.issuer.disable_user(&max.name);
     wait_for_no_binding(&ns, &name, "disabling the person removes the binding");
+}
+
+/// `kubectl get clusterrolebinding NAME -o json` as admin: the object, or `None` if absent.
+fn cluster_binding(name: &str) -> Option<serde_json::Value> {
+    let out = world()
+        .control_plane
+        .kubectl_admin(&["get", "clusterrolebinding", name, "-o", "json"], None);
+    if out.success() {
+        Some(
+            serde_json::from_str(&out.stdout)
+                .unwrap_or_else(|e| panic!("bad kubectl output ({e}): {out}")),
+        )
+    } else {
+        assert!(out.stderr.contains("NotFound"), "kubectl failed: {out}");
+        None
+    }
+}
+
+#[test]
+fn a_cluster_wide_grant_to_a_group_binds_the_group() {
+    let world = world();
+    let crew = unique("crew");
+    let nia = world.new_person("nia", &[&crew]);
+    let ns = unique("grants-group");
+    create_namespace(&ns);
+    let tokens = world
+        .issuer
+        .login_over_http(CLUSTER, &nia.name, &nia.password);
+    let pods = format!("/api/v1/namespaces/{ns}/pods");
+    let before = world
+        .control_plane
+        .get_with_token(&pods, &tokens.access_token);
+    assert_eq!(before.status, 403, "no grant yet, but {before:?}");
+
+    let out = world.issuer.cli(
+        &[
+            "grant",
+            "add",
+            "--group",
+            &crew,
+            "--cluster",
+            CLUSTER,
+            "--role",
+            "pod-reader",
+            "--for",
+            "1h",
+        ],
+        None,
+    );
+    let id = grant_id(out.assert_success().assert_stdout_contains("cluster-wide"));
+    let name = binding_name(&id);
+    let b = wait::until(
+        "the reconciler creates the ClusterRoleBinding",
+        WITHIN,
+        || match cluster_binding(&name) {
+            Some(b) => Check::Done(b),
+            None => Check::Retry(format!("no ClusterRoleBinding {name}")),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b["subjects"][0]["kind"], "Group");
+    assert_eq!(
+        b["subjects"][0]["name"],
+        format!("credential:{crew}").as_str()
+    );
+    wait::until("the group's member may list pods", WITHIN, || {
+        let resp = world
+            .control_plane
+            .get_with_token(&pods, &tokens.access_token);
+        match resp.status {
+            200 => Check::Done(()),
+            403 => Check::Retry("still forbidden".into()),
+            other => Check::Fail(format!("unexpected status {other}: {}", resp.body)),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    world
+        .issuer
+        .cli(&["grant", "revoke", &id], None)
+        .assert_success();
+    wait::until(
+        "revocation removes the ClusterRoleBinding",
+        WITHIN,
+        || match cluster_binding(&name) {
+            Some(_) => Check::Retry(format!("ClusterRoleBinding {name} still exists")),
+            None => Check::Done(()),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 }
