@@ -3,10 +3,13 @@
 //! within seconds, drift is repaired, and revocation, expiry and disabling the person remove
 //! the binding, so that access ends at once and not when the last token expires.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use e2e::wait::{self, Check};
+use e2e::ControlPlane;
 
 use crate::world::{assert_forbidden, world, Laptop, Person, CLUSTER};
 
@@ -17,6 +20,101 @@ name = "pod-reader"
 rules = [{ api_groups = [""], resources = ["pods"], verbs = ["get", "list"] }]
 max_duration = "2h"
 "#;
+
+/// The reconciler's identity in the cluster: a client certificate with this common name, bound
+/// by `install/reconciler-rbac.yaml`.
+const RECONCILER: &str = "credential-issuer-reconciler";
+
+/// Gives the issuer's grant reconciler its own identity in `cp`, with exactly the permissions
+/// of `install/reconciler-rbac.yaml` (so a permission missing there fails these tests): a client
+/// certificate signed by the control plane's CA, in a kubeconfig written to `kubeconfig` with
+/// the certificate and key inline and the CA as a file.
+pub(crate) fn give_the_reconciler_access(cp: &ControlPlane, kubeconfig: &Path) {
+    let rbac = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../install/reconciler-rbac.yaml");
+    let manifest = std::fs::read_to_string(&rbac)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", rbac.display()));
+    cp.apply(&manifest);
+    let pki = cp.run_dir().join("pki");
+    let dir = kubeconfig.parent().unwrap_or_else(|| Path::new("."));
+    let (key, csr, crt) = (
+        dir.join("reconciler.key"),
+        dir.join("reconciler.csr"),
+        dir.join("reconciler.crt"),
+    );
+    let openssl = e2e::process::require("openssl", "apt-get install -y openssl");
+    let run = |cmd: &mut Command| {
+        e2e::process::run(cmd, None, Duration::from_secs(30)).assert_success();
+    };
+    run(Command::new(&openssl)
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-subj", &format!("/CN={RECONCILER}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr));
+    // Extensions make it an X.509 v3 certificate; rustls (webpki) refuses v1 certificates.
+    let ext = dir.join("reconciler.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap_or_else(|e| panic!("cannot write {}: {e}", ext.display()));
+    run(Command::new(&openssl)
+        .args(["x509", "-req", "-days", "1", "-sha256", "-CAcreateserial"])
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(pki.join("ca.crt"))
+        .arg("-CAkey")
+        .arg(pki.join("ca.key"))
+        .arg("-CAserial")
+        .arg(dir.join("reconciler.srl"))
+        .arg("-out")
+        .arg(&crt));
+    let inline = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    let text = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: envtest
+  cluster:
+    server: {server}
+    certificate-authority: {ca}
+users:
+- name: reconciler
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: reconciler
+  context:
+    cluster: envtest
+    user: reconciler
+current-context: reconciler
+",
+        server = cp.server(),
+        ca = cp.ca_file().display(),
+        cert = inline(&crt),
+        key = inline(&key),
+    );
+    for f in [&key, &csr, &crt, &ext] {
+        let _ = std::fs::remove_file(f);
+    }
+    std::fs::write(kubeconfig, text)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", kubeconfig.display()));
+}
 
 /// How long the reconciler may take to act on a change (it polls every second).
 const WITHIN: Duration = Duration::from_secs(20);
@@ -100,7 +198,16 @@ fn wait_for_binding(namespace: &str, name: &str, what: &str) -> serde_json::Valu
         Some(b) => Check::Done(b),
         None => Check::Retry(format!("no RoleBinding {namespace}/{name}")),
     })
-    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|e| panic!("{e}\n{}", reconciler_diagnosis()))
+}
+
+/// What a dry-run round says, for failure messages: the in-process issuer's log is not shown.
+fn reconciler_diagnosis() -> String {
+    let out = world().issuer.cli(
+        &["reconcile", "--once", "--dry-run", "--cluster", CLUSTER],
+        None,
+    );
+    format!("`credential-issuer reconcile --once --dry-run` says: {out}")
 }
 
 fn wait_for_no_binding(namespace: &str, name: &str, what: &str) {
@@ -204,6 +311,33 @@ fn a_grant_opens_a_namespace_and_revocation_closes_it_at_once() {
         &name,
         "the reconciler restores a deleted binding",
     );
+
+    // Drift: a binding edited by hand is put back.
+    world
+        .control_plane
+        .kubectl_admin(
+            &[
+                "patch",
+                "rolebinding",
+                &name,
+                "-n",
+                &granted_ns,
+                "--type=json",
+                r#"-p=[{"op":"replace","path":"/subjects/0/name","value":"credential:mallory"}]"#,
+            ],
+            None,
+        )
+        .assert_success();
+    wait::until("the reconciler repairs an edited binding", WITHIN, || {
+        let b = binding(&granted_ns, &name);
+        let subject = b.as_ref().map(|b| b["subjects"][0]["name"].clone());
+        if subject.as_ref().and_then(|s| s.as_str()) == Some(kim.kube_username().as_str()) {
+            Check::Done(())
+        } else {
+            Check::Retry(format!("subject is {subject:?}"))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", reconciler_diagnosis()));
 
     // Drift: a managed binding without a grant goes.
     let stray = format!(

@@ -131,12 +131,10 @@ impl World {
             groups_prefix: flag("--oidc-groups-prefix"),
         });
         control_plane.apply(RBAC);
-        // The issuer's grant reconciler reaches the cluster as its admin.
-        std::fs::copy(
-            control_plane.admin_kubeconfig(),
-            issuer.reconciler_kubeconfig(CLUSTER),
-        )
-        .unwrap_or_else(|e| panic!("cannot give the issuer the admin kubeconfig: {e}"));
+        crate::grants::give_the_reconciler_access(
+            &control_plane,
+            &issuer.reconciler_kubeconfig(CLUSTER),
+        );
         let world = Self {
             issuer,
             control_plane,
