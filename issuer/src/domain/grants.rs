@@ -573,12 +573,14 @@ mod tests {
 
     #[test]
     fn validation() {
+        #[expect(
+            clippy::needless_pass_by_value,
+            reason = "table rows read better by value"
+        )]
         fn check(change: impl FnOnce(&mut NewGrant), want: Result<(), GrantError>) {
             let mut g = new_grant();
             change(&mut g);
-            let got = validate(&g, &roles(), &clusters(), NOW);
-            assert!(got == want, "{g:?}: got {got:?}, want {want:?}");
-            drop(want);
+            assert_eq!(validate(&g, &roles(), &clusters(), NOW), want, "{g:?}");
         }
         check(|_| {}, Ok(()));
         check(|g| g.namespaces.clear(), Ok(()));

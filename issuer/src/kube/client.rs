@@ -134,10 +134,11 @@ impl Client {
                     message,
                 })
             }
+            // The transport's text names the URL and the cause; the token is a header, not in it.
             Err(ureq::Error::Transport(t)) => Err(Error::Transport {
                 method,
                 path: path.to_owned(),
-                message: t.kind().to_string(),
+                message: t.to_string(),
             }),
         }
     }
