@@ -339,7 +339,15 @@ fn a_grant_opens_a_namespace_and_revocation_closes_it_at_once() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", reconciler_diagnosis()));
 
-    // Drift: a managed binding without a grant goes.
+    // Drift: a managed binding without a grant goes; a binding without the label stays, even
+    // with a name like ours (the round that removes the stray one has seen it too).
+    let lookalike = format!(
+        r#"{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding",
+            "metadata":{{"name":"credential-grant-0000000000","namespace":"{granted_ns}"}},
+            "roleRef":{{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"}},
+            "subjects":[{{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"credential:someone"}}]}}"#
+    );
+    world.control_plane.apply(&lookalike);
     let stray = format!(
         r#"{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding",
             "metadata":{{"name":"stray","namespace":"{granted_ns}",
@@ -353,6 +361,28 @@ fn a_grant_opens_a_namespace_and_revocation_closes_it_at_once() {
         "stray",
         "the reconciler removes a managed binding with no grant",
     );
+    assert!(
+        binding(&granted_ns, "credential-grant-0000000000").is_some(),
+        "the reconciler deleted a binding without its label"
+    );
+
+    // What it did is counted at /metrics.
+    let metrics = e2e::http::response(
+        e2e::http::agent(world.issuer.ca_file())
+            .get(&format!("{}/metrics", world.issuer.url()))
+            .call(),
+    )
+    .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    for line in [
+        format!("credential_reconciler_changes_total{{cluster=\"{CLUSTER}\",action=\"create\"}}"),
+        format!("credential_reconciler_changes_total{{cluster=\"{CLUSTER}\",action=\"delete\"}}"),
+    ] {
+        assert!(
+            metrics.body.contains(&line),
+            "no {line} in\n{}",
+            metrics.body
+        );
+    }
 
     // Revocation: the same, still unexpired token is refused at once.
     let tokens = world
