@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Parser as _;
-use credential_issuer::cli::{
-    Cli, Command, GrantAddArgs, GrantCommand, KeysCommand, ReconcileArgs, UserCommand,
-};
+use credential_issuer::cli::{Cli, Command, GrantCommand, KeysCommand, ReconcileArgs, UserCommand};
 use credential_issuer::config::Config;
 use credential_issuer::secret::Secret;
 use credential_issuer::{admin, app, clock, server, signing, store, telemetry};
@@ -129,37 +127,21 @@ async fn grant(config: Config, cmd: GrantCommand) -> anyhow::Result<()> {
     let now = time::OffsetDateTime::now_utc();
     match cmd {
         GrantCommand::Add(a) => {
-            let new = grant_request(&a, now)?;
+            let new = admin::new_grant(&a, now)?;
             let g = admin::add_grant(&store, &config, &new, admin::ADMIN_ACTOR, now).await?;
             say(&format!(
                 "granted {} to {} in {} until {} (grant {})",
                 g.role,
                 g.grantee,
-                where_(&g.cluster, &g.namespaces),
-                fmt_time(g.ends_at),
+                admin::grant_scope(&g),
+                admin::format_time(g.ends_at),
                 g.id
             ));
         }
         GrantCommand::List { user, cluster, all } => {
             let filter = store::GrantFilter { user, cluster, all };
             let grants = store.list_grants(&filter, now).await?;
-            say(&format!(
-                "{:<10}  {:<20}  {:<12}  {:<28}  {:<20}  {:<20}  {:<8}  REASON",
-                "ID", "WHO", "ROLE", "WHERE", "FROM", "UNTIL", "STATUS"
-            ));
-            for g in grants {
-                say(&format!(
-                    "{:<10}  {:<20}  {:<12}  {:<28}  {:<20}  {:<20}  {:<8}  {}",
-                    g.id,
-                    g.grantee.to_string(),
-                    g.role,
-                    where_(&g.cluster, &g.namespaces),
-                    fmt_time(g.starts_at),
-                    fmt_time(g.ends_at),
-                    g.status(now).as_str(),
-                    g.reason.as_deref().unwrap_or("")
-                ));
-            }
+            say(admin::grant_table(&grants, now).trim_end());
         }
         GrantCommand::Revoke { id, reason } => {
             let g = admin::revoke_grant(&store, &id, reason.as_deref(), admin::ADMIN_ACTOR, now)
@@ -171,58 +153,6 @@ async fn grant(config: Config, cmd: GrantCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn grant_request(
-    a: &GrantAddArgs,
-    now: time::OffsetDateTime,
-) -> anyhow::Result<credential_issuer::domain::grants::NewGrant> {
-    use credential_issuer::domain::grants::{span, Grantee, NewGrant};
-    let grantee = match (&a.user, &a.group) {
-        (Some(u), None) => Grantee::User(u.clone()),
-        (None, Some(g)) => Grantee::Group(g.clone()),
-        _ => bail!("give exactly one of --user and --group"),
-    };
-    let starts_at = match &a.from {
-        Some(s) => admin::parse_time("--from", s, false)?,
-        None => now,
-    };
-    let ends_at = match (&a.until, &a.for_) {
-        (Some(s), None) => admin::parse_time("--until", s, true)?,
-        (None, Some(d)) => {
-            let d = credential_issuer::config::parse_duration(d).with_context(|| {
-                format!("--for: `{d}` is not a duration like 90s, 5m, 8h or 30d")
-            })?;
-            starts_at + span(d)
-        }
-        _ => bail!("give exactly one of --until and --for"),
-    };
-    Ok(NewGrant {
-        grantee,
-        cluster: a.cluster.clone(),
-        namespaces: a.namespaces.clone(),
-        role: a.role.clone(),
-        starts_at,
-        ends_at,
-        reason: a.reason.clone(),
-        approved_by: None,
-        request_id: None,
-    })
-}
-
-fn where_(cluster: &str, namespaces: &[String]) -> String {
-    if namespaces.is_empty() {
-        format!("{cluster} (cluster-wide)")
-    } else {
-        format!("{cluster}/{}", namespaces.join(","))
-    }
-}
-
-fn fmt_time(t: time::OffsetDateTime) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
-    t.format(&format)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 async fn reconcile(config: Config, args: &ReconcileArgs) -> anyhow::Result<()> {
