@@ -252,6 +252,47 @@ impl Wakeup {
     }
 }
 
+/// How long to wait before retrying a cluster whose round failed (its kubeconfig may appear at
+/// any moment).
+pub const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// When one cluster's next round is due: at the end of its interval, at the next grant start
+/// or end, or soon after a failure. Pure, so that the timing rules are unit-tested.
+#[derive(Debug, Clone, Default)]
+pub struct Schedule {
+    due: Option<OffsetDateTime>,
+    boundary: Option<OffsetDateTime>,
+    failing: bool,
+}
+
+impl Schedule {
+    /// Whether a round should run at `now` (`force`: grants changed).
+    #[must_use]
+    pub fn is_due(&self, now: OffsetDateTime, force: bool) -> bool {
+        force || self.due.is_none_or(|t| now >= t) || self.boundary.is_some_and(|t| now >= t)
+    }
+
+    /// A round at `now` succeeded; the next is due after `interval`, or at `next_boundary` if
+    /// that is sooner.
+    pub fn succeeded(
+        &mut self,
+        now: OffsetDateTime,
+        interval: Duration,
+        next_boundary: Option<OffsetDateTime>,
+    ) {
+        self.due = Some(now + grants::span(interval));
+        self.boundary = next_boundary;
+        self.failing = false;
+    }
+
+    /// A round at `now` failed; retry after [`RETRY_AFTER`]. Returns whether this is the first
+    /// failure since a success (worth a warning; the following ones are only counted).
+    pub fn failed(&mut self, now: OffsetDateTime) -> bool {
+        self.due = Some(now + grants::span(RETRY_AFTER));
+        !std::mem::replace(&mut self.failing, true)
+    }
+}
+
 /// The reconciler loop of a running server; runs until aborted.
 pub async fn run(state: AppState) {
     let clusters: Vec<ClusterConfig> = state
@@ -266,10 +307,7 @@ pub async fn run(state: AppState) {
     }
     let wakeup = state.reconcile_wakeup().0.clone();
     let mut epoch = None;
-    // Per cluster: when the next interval round is due, and the next grant boundary.
-    let mut due: HashMap<String, OffsetDateTime> = HashMap::new();
-    let mut boundary: HashMap<String, OffsetDateTime> = HashMap::new();
-    let mut skipped_before: HashMap<String, bool> = HashMap::new();
+    let mut schedules: HashMap<String, Schedule> = HashMap::new();
     loop {
         let mut force = tokio::select! {
             () = wakeup.notified() => true,
@@ -286,16 +324,10 @@ pub async fn run(state: AppState) {
         }
         for cluster in &clusters {
             let now = state.now();
-            let is_due = force
-                || due.get(&cluster.name).is_none_or(|t| now >= *t)
-                || boundary.get(&cluster.name).is_some_and(|t| now >= *t);
-            if !is_due {
+            let schedule = schedules.entry(cluster.name.clone()).or_default();
+            if !schedule.is_due(now, force) {
                 continue;
             }
-            due.insert(
-                cluster.name.clone(),
-                now + grants::span(cluster.reconcile_interval),
-            );
             let ctx = Ctx {
                 config: state.config(),
                 store: state.store(),
@@ -304,23 +336,43 @@ pub async fn run(state: AppState) {
             };
             match round(ctx, cluster, false).await {
                 Ok(report) => {
-                    skipped_before.insert(cluster.name.clone(), false);
-                    match report.next_boundary {
-                        Some(t) => boundary.insert(cluster.name.clone(), t),
-                        None => boundary.remove(&cluster.name),
-                    };
+                    schedule.succeeded(now, cluster.reconcile_interval, report.next_boundary);
                 }
                 Err(e) => {
                     state.metrics().reconciler_error(&cluster.name);
-                    // Say it once per state change, not every round.
-                    let was_skipped = skipped_before.insert(cluster.name.clone(), true);
-                    if was_skipped != Some(true) {
+                    if schedule.failed(now) {
                         tracing::warn!(error = %e, "grant reconciler round failed");
                     }
-                    // Retry soon: the kubeconfig may appear at any moment.
-                    due.insert(cluster.name.clone(), now + time::Duration::seconds(2));
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn rounds_come_at_the_interval_at_grant_boundaries_and_soon_after_failures() {
+        let t0 = datetime!(2026-06-01 12:00 UTC);
+        let at = |secs: i64| t0 + time::Duration::seconds(secs);
+        let mut s = Schedule::default();
+        assert!(s.is_due(t0, false), "the first round runs at once");
+        // A grant ends 5 s from now; the interval is 30 s.
+        s.succeeded(t0, Duration::from_secs(30), Some(at(5)));
+        assert!(!s.is_due(at(4), false));
+        assert!(s.is_due(at(4), true), "a grant change forces a round");
+        assert!(s.is_due(at(5), false), "the grant's end wakes the loop");
+        s.succeeded(at(5), Duration::from_secs(30), None);
+        assert!(!s.is_due(at(34), false));
+        assert!(s.is_due(at(35), false), "the interval");
+        assert!(s.failed(at(35)), "the first failure is worth a warning");
+        assert!(!s.failed(at(37)), "the next ones are only counted");
+        assert!(!s.is_due(at(38), false));
+        assert!(s.is_due(at(39), false), "retried after RETRY_AFTER");
+        s.succeeded(at(39), Duration::from_secs(30), None);
+        assert!(s.failed(at(69)), "a failure after a success warns again");
     }
 }
