@@ -23,6 +23,7 @@ struct Inner {
     dummy_password_hash: String,
     metrics: crate::metrics::Metrics,
     upstreams: crate::upstream::Upstreams,
+    reconcile_wakeup: crate::kube::reconcile::Wakeup,
 }
 
 /// Why the issuer could not start.
@@ -84,6 +85,7 @@ impl AppState {
                 dummy_password_hash,
                 metrics: crate::metrics::Metrics::default(),
                 upstreams,
+                reconcile_wakeup: crate::kube::reconcile::Wakeup::default(),
             }),
         })
     }
@@ -128,6 +130,12 @@ impl AppState {
     #[must_use]
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// Wakes the grant reconciler; call after changing grants in this process.
+    #[must_use]
+    pub fn reconcile_wakeup(&self) -> &crate::kube::reconcile::Wakeup {
+        &self.inner.reconcile_wakeup
     }
 
     /// A password hash to verify against when an account does not exist.

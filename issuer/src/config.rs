@@ -33,6 +33,10 @@ pub mod env {
     pub const ENCRYPTION_KEY_FILE: &str = "CREDENTIAL_ISSUER_ENCRYPTION_KEY_FILE";
     /// `json` for JSON logs, anything else for text.
     pub const LOG_FORMAT: &str = "CREDENTIAL_ISSUER_LOG_FORMAT";
+    /// Set by Kubernetes in every pod: the API server's address (`in_cluster = true`).
+    pub const KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
+    /// Set by Kubernetes in every pod: the API server's port (`in_cluster = true`).
+    pub const KUBERNETES_SERVICE_PORT: &str = "KUBERNETES_SERVICE_PORT";
 }
 
 /// Default listen address.
@@ -72,6 +76,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Group mapping applied to every identity at token minting.
     pub policy: crate::domain::policy::Policy,
+    /// Roles that grants can give (`[[roles]]`).
+    pub roles: Vec<RoleConfig>,
 }
 
 /// The scopes asked of an upstream provider when `scopes` is not set.
@@ -113,6 +119,57 @@ pub struct UpstreamConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Default time between two reconciler rounds for a cluster.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A role that a grant can give: a reference to an existing `ClusterRole`, or rules from which the
+/// issuer makes a managed `ClusterRole` `credential:role:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleConfig {
+    /// Name used by `grant add --role`.
+    pub name: String,
+    /// What the role allows.
+    pub permissions: RolePermissions,
+    /// Longest grant of this role; `None`: no limit.
+    pub max_duration: Option<Duration>,
+}
+
+/// What a role allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolePermissions {
+    /// An existing `ClusterRole`, by name (`view`, `edit`, ...).
+    ClusterRole(String),
+    /// Rules of a `ClusterRole` the issuer manages.
+    Rules(Vec<PolicyRule>),
+}
+
+/// One RBAC rule of a role.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    /// API groups (`""` is the core group).
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    /// Resources, e.g. `pods`, `deployments/scale`.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Verbs, e.g. `get`, `list`, `*`.
+    #[serde(default)]
+    pub verbs: Vec<String>,
+    /// Restricts the rule to these object names.
+    #[serde(default)]
+    pub resource_names: Vec<String>,
+}
+
+/// How the reconciler reaches a cluster's API server with credentials of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeAccess {
+    /// A kubeconfig file, read at every round (so a file written or rotated later is used).
+    Kubeconfig(PathBuf),
+    /// The pod's service account: token and CA at the standard paths.
+    InCluster,
+}
+
 /// Where the TLS certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsSource {
@@ -138,6 +195,10 @@ pub struct ClusterConfig {
     pub certificate_authority_data: Option<String>,
     /// `aud` of tokens for this cluster; the API server's `--oidc-client-id`.
     pub audience: String,
+    /// How the grant reconciler reaches the cluster; `None`: grants are not made real here.
+    pub access: Option<KubeAccess>,
+    /// Time between two reconciler rounds (grant changes and grant ends start one sooner).
+    pub reconcile_interval: Duration,
 }
 
 /// `[accounts]`: local accounts' second factor and invitations.
@@ -269,6 +330,9 @@ pub struct FileConfig {
     pub upstreams: Vec<FileUpstream>,
     /// `[policy]`.
     pub policy: Option<FilePolicy>,
+    /// `[[roles]]` tables.
+    #[serde(default)]
+    pub roles: Vec<FileRole>,
 }
 
 /// `[[upstreams]]`.
@@ -327,6 +391,20 @@ pub struct FileRule {
     pub deny: bool,
 }
 
+/// `[[roles]]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRole {
+    /// Role name.
+    pub name: String,
+    /// An existing `ClusterRole` to bind.
+    pub cluster_role: Option<String>,
+    /// Rules of a managed `ClusterRole`.
+    pub rules: Option<Vec<PolicyRule>>,
+    /// Longest grant, e.g. `"30d"`.
+    pub max_duration: Option<String>,
+}
+
 /// `[[clusters]]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -341,6 +419,12 @@ pub struct FileCluster {
     pub certificate_authority_data: Option<String>,
     /// Token audience; defaults to the cluster name.
     pub audience: Option<String>,
+    /// Kubeconfig the grant reconciler uses for this cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// `true`: the reconciler uses the pod's service account.
+    pub in_cluster: Option<bool>,
+    /// e.g. `"30s"`.
+    pub reconcile_interval: Option<String>,
 }
 
 /// `[accounts]`.
@@ -500,6 +584,8 @@ impl Config {
                 server: None,
                 certificate_authority_data: None,
                 audience: "kubernetes".to_owned(),
+                access: None,
+                reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
             });
         }
         for (i, c) in clusters.iter().enumerate() {
@@ -576,8 +662,20 @@ impl Config {
             upstreams.push(u);
         }
         let policy = validate_policy(file.policy.unwrap_or_default(), &clusters)?;
+        let mut roles = Vec::new();
+        for (i, r) in file.roles.into_iter().enumerate() {
+            let role = validate_role(i, r)?;
+            if roles.iter().any(|p: &RoleConfig| p.name == role.name) {
+                return Err(invalid(
+                    format!("roles[{i}].name"),
+                    format!("duplicate role `{}`", role.name),
+                ));
+            }
+            roles.push(role);
+        }
 
         Ok(Self {
+            roles,
             issuer_url,
             listen,
             data_dir,
@@ -608,13 +706,19 @@ impl Config {
         self.clusters.iter().find(|c| c.name == name)
     }
 
+    /// The role called `name`.
+    #[must_use]
+    pub fn role(&self, name: &str) -> Option<&RoleConfig> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+
     /// The issuer URL as written into `iss` (no trailing slash).
     #[must_use]
     pub fn issuer(&self) -> &str {
         self.issuer_url.as_str().trim_end_matches('/')
     }
 
-    /// Path of the SQLite database.
+    /// Path of the `SQLite` database.
     #[must_use]
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("issuer.db")
@@ -737,11 +841,122 @@ fn validate_cluster(i: usize, c: FileCluster) -> Result<ClusterConfig, ConfigErr
     if audience.is_empty() || audience.len() > 256 {
         return Err(invalid(field("audience"), "must be 1 to 256 characters"));
     }
+    let access = match (c.kubeconfig, c.in_cluster.unwrap_or(false)) {
+        (Some(_), true) => {
+            return Err(invalid(
+                field("in_cluster"),
+                "set kubeconfig or in_cluster = true, not both",
+            ))
+        }
+        (Some(path), false) => {
+            if path.as_os_str().is_empty() {
+                return Err(invalid(field("kubeconfig"), "must not be empty"));
+            }
+            Some(KubeAccess::Kubeconfig(path))
+        }
+        (None, true) => Some(KubeAccess::InCluster),
+        (None, false) => None,
+    };
+    let reconcile_interval = duration_field(
+        &field("reconcile_interval"),
+        c.reconcile_interval.as_deref(),
+        "30s",
+    )?;
+    if reconcile_interval.is_zero() || reconcile_interval > Duration::from_secs(3600) {
+        return Err(invalid(
+            field("reconcile_interval"),
+            "must be between 1s and 1h",
+        ));
+    }
     Ok(ClusterConfig {
         name: c.name,
         server,
         certificate_authority_data,
         audience,
+        access,
+        reconcile_interval,
+    })
+}
+
+/// Longest role name: `credential:role:<name>` must stay a short, readable object name.
+const MAX_ROLE_NAME: usize = 40;
+
+fn validate_role(i: usize, r: FileRole) -> Result<RoleConfig, ConfigError> {
+    let field = |f: &str| format!("roles[{i}].{f}");
+    if !crate::domain::grants::is_dns_label(&r.name) || r.name.len() > MAX_ROLE_NAME {
+        return Err(invalid(
+            field("name"),
+            format!("must be 1 to {MAX_ROLE_NAME} characters of [a-z0-9-], starting and ending with a letter or digit"),
+        ));
+    }
+    let permissions = match (r.cluster_role, r.rules) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                field("rules"),
+                "set cluster_role or rules, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                field("cluster_role"),
+                "set cluster_role (an existing ClusterRole) or rules",
+            ))
+        }
+        (Some(name), None) => {
+            if name.is_empty()
+                || name.len() > 253
+                || name.chars().any(|c| c.is_whitespace() || c == '/')
+            {
+                return Err(invalid(field("cluster_role"), "must be a ClusterRole name"));
+            }
+            RolePermissions::ClusterRole(name)
+        }
+        (None, Some(rules)) => {
+            if rules.is_empty() {
+                return Err(invalid(field("rules"), "must hold at least one rule"));
+            }
+            for (j, rule) in rules.iter().enumerate() {
+                if rule.verbs.is_empty() {
+                    return Err(invalid(
+                        field(&format!("rules[{j}].verbs")),
+                        "must name at least one verb",
+                    ));
+                }
+                if rule.resources.is_empty() {
+                    return Err(invalid(
+                        field(&format!("rules[{j}].resources")),
+                        "must name at least one resource",
+                    ));
+                }
+                let all = rule
+                    .api_groups
+                    .iter()
+                    .chain(&rule.resources)
+                    .chain(&rule.verbs)
+                    .chain(&rule.resource_names);
+                for v in all {
+                    if v.len() > 253 || v.chars().any(char::is_whitespace) {
+                        return Err(invalid(
+                            field(&format!("rules[{j}]")),
+                            format!("`{v}` is not a valid RBAC value"),
+                        ));
+                    }
+                }
+            }
+            RolePermissions::Rules(rules)
+        }
+    };
+    let max_duration = match r.max_duration {
+        None => None,
+        Some(s) => Some(duration_field(&field("max_duration"), Some(&s), "0s")?),
+    };
+    if max_duration.is_some_and(|d| d.is_zero()) {
+        return Err(invalid(field("max_duration"), "must be at least 1s"));
+    }
+    Ok(RoleConfig {
+        name: r.name,
+        permissions,
+        max_duration,
     })
 }
 
@@ -1092,6 +1307,37 @@ mod tests {
                 "policy.rules[0].kubernetes_groups",
             ),
             ("[[policy.rules]]\ngroup = \"a\"\nallow = true", "allow"),
+            (
+                "[[clusters]]\nname = \"a\"\nkubeconfig = \"/k\"\nin_cluster = true",
+                "clusters[0].in_cluster",
+            ),
+            (
+                "[[clusters]]\nname = \"a\"\nreconcile_interval = \"0s\"",
+                "clusters[0].reconcile_interval",
+            ),
+            ("[[roles]]\nname = \"Bad_Name\"\ncluster_role = \"view\"", "roles[0].name"),
+            ("[[roles]]\nname = \"r\"", "roles[0].cluster_role"),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nrules = []",
+                "roles[0].rules",
+            ),
+            ("[[roles]]\nname = \"r\"\nrules = []", "roles[0].rules"),
+            (
+                "[[roles]]\nname = \"r\"\nrules = [{ resources = [\"pods\"] }]",
+                "roles[0].rules[0].verbs",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\nrules = [{ verbs = [\"get\"], resourcez = [\"pods\"] }]",
+                "resourcez",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nmax_duration = \"soon\"",
+                "roles[0].max_duration",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\n[[roles]]\nname = \"r\"\ncluster_role = \"edit\"",
+                "roles[1].name",
+            ),
         ];
         for (text, field) in cases {
             let e = err(text, &none);
@@ -1146,6 +1392,59 @@ mod tests {
     }
 
     #[test]
+    fn roles_and_reconciler_access() {
+        let c = load(
+            r#"
+[[clusters]]
+name = "prod"
+kubeconfig = "/etc/credential-issuer/prod.kubeconfig"
+reconcile_interval = "10s"
+[[clusters]]
+name = "here"
+in_cluster = true
+[[clusters]]
+name = "tokens-only"
+
+[[roles]]
+name = "viewer"
+cluster_role = "view"
+[[roles]]
+name = "deployer"
+rules = [{ api_groups = ["apps"], resources = ["deployments"], verbs = ["get", "update"] }]
+max_duration = "30d"
+"#,
+            &Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.clusters[0].access,
+            Some(KubeAccess::Kubeconfig(
+                "/etc/credential-issuer/prod.kubeconfig".into()
+            ))
+        );
+        assert_eq!(c.clusters[0].reconcile_interval, Duration::from_secs(10));
+        assert_eq!(c.clusters[1].access, Some(KubeAccess::InCluster));
+        assert_eq!(c.clusters[1].reconcile_interval, DEFAULT_RECONCILE_INTERVAL);
+        assert_eq!(c.clusters[2].access, None);
+        assert_eq!(
+            c.role("viewer").map(|r| &r.permissions),
+            Some(&RolePermissions::ClusterRole("view".into()))
+        );
+        let deployer = c.role("deployer").unwrap_or_else(|| panic!("no deployer"));
+        assert_eq!(
+            deployer.max_duration,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        match &deployer.permissions {
+            RolePermissions::Rules(rules) => {
+                assert_eq!(rules[0].api_groups, ["apps"]);
+                assert_eq!(rules[0].verbs, ["get", "update"]);
+            }
+            other @ RolePermissions::ClusterRole(_) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("12h"), Some(Duration::from_secs(43_200)));
@@ -1163,11 +1462,18 @@ mod example_tests {
     fn the_shipped_example_config_parses() {
         let text = include_str!("../../install/issuer.example.toml");
         let parsed: Result<super::FileConfig, _> = toml::from_str(text);
-        assert!(
-            parsed.is_ok(),
-            "install/issuer.example.toml: {:?}",
-            parsed.err()
-        );
+        let file = parsed.unwrap_or_else(|e| panic!("install/issuer.example.toml: {e}"));
+        assert!(!file.roles.is_empty(), "the example should show [[roles]]");
+        let mut file = file;
+        // ca_file in the example names a file that exists only on a real host.
+        for c in &mut file.clusters {
+            c.ca_file = None;
+        }
+        let config = super::Config::from_parts(file, &super::Overrides::default(), || {
+            Some("/tmp/data".into())
+        })
+        .unwrap_or_else(|e| panic!("install/issuer.example.toml: {e}"));
+        assert!(config.clusters.iter().any(|c| c.access.is_some()));
     }
 
     /// The upstream and policy examples are commented out (they need a provider); uncommented,

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod kube;
 pub mod metrics;
 pub mod password;
 pub mod seal;

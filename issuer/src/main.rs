@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use clap::Parser as _;
 use credential_issuer::cli::{
-    AuditCommand, Cli, Command, InviteCommand, KeysCommand, PolicyCommand, UserCommand,
+    AuditCommand, Cli, Command, GrantCommand, InviteCommand, KeysCommand, PolicyCommand,
+    ReconcileArgs, UserCommand,
 };
 use credential_issuer::config::Config;
 use credential_issuer::secret::Secret;
@@ -61,6 +62,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(cmd) => {
             telemetry::init("warn");
             runtime.block_on(policy(config, cmd))
+        }
+        Command::Grant(cmd) => {
+            telemetry::init("warn");
+            runtime.block_on(grant(config, cmd))
+        }
+        Command::Reconcile(args) => {
+            telemetry::init("warn");
+            runtime.block_on(reconcile(config, &args))
         }
     }
 }
@@ -173,8 +182,14 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
                 None => None,
             };
             let filter = store::AuditFilter {
-                since: since.as_deref().map(admin::parse_time).transpose()?,
-                until: until.as_deref().map(admin::parse_time).transpose()?,
+                since: since
+                    .as_deref()
+                    .map(|s| admin::parse_time("--since", s, false))
+                    .transpose()?,
+                until: until
+                    .as_deref()
+                    .map(|s| admin::parse_time("--until", s, false))
+                    .transpose()?,
                 person: user,
                 person_alias,
                 cluster,
@@ -182,6 +197,39 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             admin::audit_export(&store, &filter, &mut out).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn grant(config: Config, cmd: GrantCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let now = time::OffsetDateTime::now_utc();
+    match cmd {
+        GrantCommand::Add(a) => {
+            let new = admin::new_grant(&a, now)?;
+            let g = admin::add_grant(&store, &config, &new, admin::ADMIN_ACTOR, now).await?;
+            say(&format!(
+                "granted {} to {} in {} until {} (grant {})",
+                g.role,
+                g.grantee,
+                admin::grant_scope(&g),
+                admin::format_time(g.ends_at),
+                g.id
+            ));
+        }
+        GrantCommand::List { user, cluster, all } => {
+            let filter = store::GrantFilter { user, cluster, all };
+            let grants = store.list_grants(&filter, now).await?;
+            say(admin::grant_table(&grants, now).trim_end());
+        }
+        GrantCommand::Revoke { id, reason } => {
+            let g = admin::revoke_grant(&store, &id, reason.as_deref(), admin::ADMIN_ACTOR, now)
+                .await?;
+            say(&format!(
+                "revoked grant {} ({} for {}); its bindings are removed within seconds",
+                g.id, g.role, g.grantee
+            ));
         }
     }
     Ok(())
@@ -261,6 +309,56 @@ async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
         }
     }
     admin::seal_audit_trail_after_command(&store).await;
+    Ok(())
+}
+
+async fn reconcile(config: Config, args: &ReconcileArgs) -> anyhow::Result<()> {
+    use credential_issuer::kube::reconcile;
+    let store = open_store(&config).await?;
+    let metrics = credential_issuer::metrics::Metrics::default();
+    let mut failed = false;
+    for cluster in &config.clusters {
+        if args.cluster.as_ref().is_some_and(|c| *c != cluster.name) {
+            continue;
+        }
+        let ctx = reconcile::Ctx {
+            config: &config,
+            store: &store,
+            metrics: &metrics,
+            now: time::OffsetDateTime::now_utc(),
+        };
+        match reconcile::round(ctx, cluster, args.dry_run).await {
+            Ok(report) => {
+                let verb = if args.dry_run {
+                    "would change"
+                } else {
+                    "changed"
+                };
+                say(&format!(
+                    "cluster {}: {verb} {} object(s)",
+                    cluster.name,
+                    report.changes.len()
+                ));
+                for c in &report.changes {
+                    say(&format!("  {c}"));
+                }
+                for (c, e) in &report.failed {
+                    failed = true;
+                    say(&format!("  FAILED {c}: {e}"));
+                }
+            }
+            Err(e @ reconcile::RoundError::NoAccess(_)) if args.cluster.is_none() => {
+                say(&format!("cluster {}: skipped ({e})", cluster.name));
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("error: {e:#}");
+            }
+        }
+    }
+    if failed {
+        bail!("the reconcile round did not complete");
+    }
     Ok(())
 }
 

@@ -1,8 +1,10 @@
 //! Prometheus metrics: counters the handlers bump, rendered in the text exposition format at
 //! `/metrics`. Plain atomics, no registry crate: the set is small and fixed.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Why a token request or sign-in failed, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,10 @@ pub struct Metrics {
     tokens_issued: AtomicU64,
     revocations: AtomicU64,
     failures: [AtomicU64; 6],
+    /// `(cluster, action)` → changes made by the grant reconciler.
+    reconciler_changes: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// cluster → failed reconciler rounds or changes.
+    reconciler_errors: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -81,6 +87,20 @@ impl Metrics {
     pub fn failure(&self, why: Failure) {
         if let Some(i) = Failure::ALL.iter().position(|f| *f == why) {
             self.failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The grant reconciler changed an object in `cluster` (`action`: create, update, ...).
+    pub fn reconciler_change(&self, cluster: &str, action: &'static str) {
+        if let Ok(mut m) = self.reconciler_changes.lock() {
+            *m.entry((cluster.to_owned(), action)).or_default() += 1;
+        }
+    }
+
+    /// A reconciler round or change failed in `cluster` (including a skipped cluster).
+    pub fn reconciler_error(&self, cluster: &str) {
+        if let Ok(mut m) = self.reconciler_errors.lock() {
+            *m.entry(cluster.to_owned()).or_default() += 1;
         }
     }
 
@@ -144,8 +164,39 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
+        let name = "credential_reconciler_changes_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Objects changed by the grant reconciler.\n# TYPE {name} counter"
+        );
+        if let Ok(m) = self.reconciler_changes.lock() {
+            for ((cluster, action), v) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{cluster=\"{}\",action=\"{action}\"}} {v}",
+                    label_value(cluster)
+                );
+            }
+        }
+        let name = "credential_reconciler_errors_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Failed or skipped grant reconciler rounds and changes.\n# TYPE {name} counter"
+        );
+        if let Ok(m) = self.reconciler_errors.lock() {
+            for (cluster, v) in m.iter() {
+                let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", label_value(cluster));
+            }
+        }
         out
     }
+}
+
+/// Escapes a label value for the text exposition format.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -159,12 +210,17 @@ mod tests {
         m.login();
         m.refresh();
         m.failure(Failure::Password);
+        m.reconciler_change("prod", "create");
+        m.reconciler_change("prod", "create");
+        m.reconciler_error("prod");
         let text = m.render();
         for line in [
             "credential_issuer_device_authorizations_total 1",
             "credential_issuer_tokens_issued_total 2",
             "credential_issuer_failures_total{reason=\"password\"} 1",
             "credential_issuer_failures_total{reason=\"user_code\"} 0",
+            "credential_reconciler_changes_total{cluster=\"prod\",action=\"create\"} 2",
+            "credential_reconciler_errors_total{cluster=\"prod\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -57,6 +57,7 @@ pub async fn serve(
     let upkeep = tokio::spawn(upkeep(state.clone()));
     let checkpoints = tokio::spawn(checkpoints(state.clone()));
     let audit = tokio::spawn(seal_audit(state.clone()));
+    let reconciler = tokio::spawn(crate::kube::reconcile::run(state.clone()));
     let h = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -74,6 +75,7 @@ pub async fn serve(
     audit.abort();
     // Seal what the last requests wrote, so a clean stop leaves no unsealed tail.
     seal_pending(&state_for_exit).await;
+    reconciler.abort();
     result
 }
 

@@ -316,6 +316,10 @@ pub struct AccessTokenClaims {
     /// Id of the issuer-side session (used by the plugin for display only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// Ids of the grants in force when the token was minted (their roles also appear in
+    /// `groups` as `grant:<role>` or `grant:<role>:<namespace>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod denial;
 mod device_flow;
 mod disabled_user;
 mod exec_versions;
+mod grants;
 mod install_files;
 mod invitation;
 mod key_rotation;

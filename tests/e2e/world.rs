@@ -212,6 +212,7 @@ impl World {
                     ),
                 ],
                 policy: Some(world_policy()),
+                grant_roles: Some(crate::grants::ROLES.to_owned()),
             },
         );
         // The API server runs with exactly the flags install/ tells operators to use.
@@ -237,6 +238,10 @@ impl World {
             groups_prefix: flag("--oidc-groups-prefix"),
         });
         control_plane.apply(RBAC);
+        crate::grants::give_the_reconciler_access(
+            &control_plane,
+            &issuer.reconciler_kubeconfig(CLUSTER),
+        );
         let world = Self {
             issuer,
             control_plane,

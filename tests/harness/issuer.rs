@@ -43,6 +43,12 @@ pub struct IssuerOptions {
     pub upstreams: Vec<FileUpstream>,
     /// `[policy]`: group mapping (none: groups pass unchanged).
     pub policy: Option<FilePolicy>,
+    /// `[[roles]]` tables (TOML) for grants. When set, the configuration is also written to a
+    /// file that every [`Issuer::cli`] call passes as `--config` (the admin CLI checks grants
+    /// against the roles and clusters), and every cluster's grant reconciler uses the
+    /// kubeconfig at [`Issuer::reconciler_kubeconfig`] (absent until the test writes it),
+    /// every 2 seconds.
+    pub grant_roles: Option<String>,
 }
 
 impl Default for IssuerOptions {
@@ -54,6 +60,7 @@ impl Default for IssuerOptions {
             api_server: None,
             upstreams: Vec::new(),
             policy: None,
+            grant_roles: None,
         }
     }
 }
@@ -67,6 +74,7 @@ pub struct Issuer {
     url: String,
     ca_file: PathBuf,
     data_dir: PathBuf,
+    config_file: Option<PathBuf>,
     // Removes the temporary directory on drop, or when the test process exits without dropping
     // (the e2e fixture is a `static`).
     _cleanup: Reaper,
@@ -145,6 +153,21 @@ impl Issuer {
             policy: options.policy.clone(),
             ..FileConfig::default()
         };
+        let config_file = options
+            .grant_roles
+            .as_ref()
+            .map(|roles| write_grants_config(&dir, &data_dir, options, roles));
+        let file = match &config_file {
+            // The file holds what the admin CLI needs (clusters, roles); upstreams and policy
+            // (whose secrets the CLI does not need) come from the options as they are.
+            Some(path) => FileConfig {
+                poll_interval: file.poll_interval,
+                upstreams: file.upstreams,
+                policy: file.policy,
+                ..Config::read_file(path).unwrap_or_else(|e| panic!("issuer config: {e}"))
+            },
+            None => file,
+        };
         let overrides = Overrides {
             data_dir: Some(data_dir.clone()),
             listen: Some(format!("127.0.0.1:{port}")),
@@ -168,6 +191,7 @@ impl Issuer {
             url,
             ca_file,
             data_dir,
+            config_file,
             _cleanup: cleanup,
         }
     }
@@ -190,6 +214,12 @@ impl Issuer {
         &self.data_dir
     }
 
+    /// Where the grant reconciler of `cluster` reads its kubeconfig (in the data directory).
+    #[must_use]
+    pub fn reconciler_kubeconfig(&self, cluster: &str) -> PathBuf {
+        reconciler_kubeconfig(&self.data_dir, cluster)
+    }
+
     /// Runs `credential-issuer ARGS --data-dir DIR` with `stdin` as its input.
     #[track_caller]
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Outcome {
@@ -200,6 +230,9 @@ impl Issuer {
             .args(args)
             .arg("--data-dir")
             .arg(&self.data_dir);
+        if let Some(config) = &self.config_file {
+            cmd.arg("--config").arg(config);
+        }
         process::run(&mut cmd, stdin.map(str::as_bytes), Duration::from_secs(60))
     }
 
@@ -327,4 +360,37 @@ impl Issuer {
         )
         .unwrap_or_else(|e| panic!("{e}"))
     }
+}
+
+fn reconciler_kubeconfig(data_dir: &Path, cluster: &str) -> PathBuf {
+    data_dir.join(format!("reconciler-{cluster}.kubeconfig"))
+}
+
+/// Writes the clusters (with their reconciler kubeconfigs) and `roles` as a config file.
+fn write_grants_config(
+    dir: &Path,
+    data_dir: &Path,
+    options: &IssuerOptions,
+    roles: &str,
+) -> PathBuf {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for (name, audience) in &options.clusters {
+        let _ = writeln!(
+            text,
+            "[[clusters]]\nname = {name:?}\naudience = {audience:?}\nkubeconfig = {:?}\nreconcile_interval = \"2s\"",
+            reconciler_kubeconfig(data_dir, name).to_string_lossy()
+        );
+        if let Some((server, ca)) = &options.api_server {
+            let _ = writeln!(
+                text,
+                "server = {server:?}\nca_file = {:?}",
+                ca.to_string_lossy()
+            );
+        }
+    }
+    text.push_str(roles);
+    let path = dir.join("issuer.toml");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
 }

@@ -1,11 +1,12 @@
 //! Pure policy: user codes, device-flow decisions, session liveness, token claims, names, group
-//! mapping.
+//! mapping, grants, the audit hash chain.
 //!
 //! Nothing here does IO or reads the clock: callers pass `now` and random bytes in, which makes
 //! every rule a table-driven unit test.
 
 pub mod audit_chain;
 pub mod device;
+pub mod grants;
 pub mod names;
 pub mod policy;
 pub mod session;

@@ -17,6 +17,9 @@ pub enum NameError {
     /// Reserved by Kubernetes.
     #[error("must not start with `system:`")]
     Reserved,
+    /// Reserved for the groups that grants add to tokens.
+    #[error("must not start with `grant:` (reserved for groups derived from grants)")]
+    ReservedForGrants,
 }
 
 /// Validates a user name (also used as `preferred_username`).
@@ -24,8 +27,12 @@ pub fn validate_username(name: &str) -> Result<(), NameError> {
     validate(name, 64, &['.', '_', '@', '-'])
 }
 
-/// Validates a group name (`:` and `/` allowed for names like `team:sre` or `org/team`).
+/// Validates a group name (`:` and `/` allowed for names like `team:sre` or `org/team`). Names
+/// starting with `grant:` are refused: tokens carry such groups only for grants in force.
 pub fn validate_group(name: &str) -> Result<(), NameError> {
+    if name.starts_with(crate::domain::grants::GRANT_GROUP_PREFIX) {
+        return Err(NameError::ReservedForGrants);
+    }
     validate(name, 128, &['.', '_', '@', '-', ':', '/'])
 }
 
@@ -59,5 +66,9 @@ mod tests {
         assert_eq!(validate_group("team:sre"), Ok(()));
         assert_eq!(validate_group("system:masters"), Err(NameError::Reserved));
         assert_eq!(validate_group("a\nb"), Err(NameError::Character('\n')));
+        assert_eq!(
+            validate_group("grant:admin"),
+            Err(NameError::ReservedForGrants)
+        );
     }
 }

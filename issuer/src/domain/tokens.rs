@@ -58,7 +58,22 @@ pub fn access_claims(who: &Subject<'_>, m: Minting<'_>) -> AccessTokenClaims {
         groups: who.groups.to_vec(),
         cluster: Some(m.cluster.to_owned()),
         sid: Some(m.session_id.to_owned()),
+        grants: Vec::new(),
     }
+}
+
+/// Adds the grants in force at minting: their ids in the `grants` claim, and their groups
+/// (`grant:<role>` cluster-wide, `grant:<role>:<namespace>` otherwise) in `groups`, so that
+/// RBAC can bind to those groups as well as through the reconciler's bindings.
+pub fn add_grants(claims: &mut AccessTokenClaims, grants: &[crate::domain::grants::Grant]) {
+    for g in grants {
+        claims.grants.push(g.id.clone());
+        claims.groups.extend(g.token_groups());
+    }
+    claims.grants.sort();
+    claims.grants.dedup();
+    claims.groups.sort();
+    claims.groups.dedup();
 }
 
 #[cfg(test)]
@@ -100,5 +115,47 @@ mod tests {
             (c.sub.as_str(), c.aud.as_str(), c.nbf),
             ("u1", "kubernetes", c.iat)
         );
+    }
+
+    #[test]
+    fn grants_become_groups_and_a_claim() {
+        use crate::domain::grants::{Grant, Grantee};
+        let now = datetime!(2026-01-01 12:00 UTC);
+        let groups = vec!["dev".to_owned()];
+        let who = Subject {
+            user_id: "u1",
+            username: "alice",
+            email: None,
+            groups: &groups,
+        };
+        let m = Minting {
+            issuer: "https://i",
+            cluster: "prod",
+            audience: "kubernetes",
+            session_id: "s1",
+            jti: "j1",
+            now,
+            ttl: std::time::Duration::from_secs(300),
+            session_expires_at: now + time::Duration::hours(1),
+        };
+        let grant = |id: &str, namespaces: &[&str]| Grant {
+            id: id.into(),
+            grantee: Grantee::User("alice".into()),
+            cluster: "prod".into(),
+            namespaces: namespaces.iter().map(|s| (*s).to_owned()).collect(),
+            role: "deployer".into(),
+            starts_at: now,
+            ends_at: now + time::Duration::hours(1),
+            reason: None,
+            created_by: "admin-cli".into(),
+            approved_by: None,
+            request_id: None,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        let mut c = access_claims(&who, m);
+        add_grants(&mut c, &[grant("g2", &["web"]), grant("g1", &[])]);
+        assert_eq!(c.grants, ["g1", "g2"]);
+        assert_eq!(c.groups, ["dev", "grant:deployer", "grant:deployer:web"]);
     }
 }

@@ -247,7 +247,7 @@ async fn device_code_grant(
                     Err(e) => return Err(OAuthReply::internal(&e)),
                 }
             }
-            let reply = mint(state, &user, &session, &refresh, now)?;
+            let reply = mint(state, &user, &session, &refresh, now).await?;
             audit(state, "login", &user, &session.cluster, addr, rid, now).await;
             state.metrics().login();
             tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
@@ -321,7 +321,7 @@ async fn refresh_grant(
         }
     };
     // The rotation already checked the session and the account in the same statement.
-    let reply = mint(state, &user, &session, &next, now)?;
+    let reply = mint(state, &user, &session, &next, now).await?;
     state.metrics().refresh();
     Ok(reply)
 }
@@ -479,7 +479,7 @@ async fn refused(
 }
 
 /// Signs an access token for `user` in `session` and builds the token response.
-fn mint(
+async fn mint(
     state: &AppState,
     user: &User,
     session: &Session,
@@ -518,6 +518,13 @@ fn mint(
                 .map_or(session.expires_at, |e| e.min(session.expires_at)),
         },
     );
+    // Grants in force now become groups and the `grants` claim (issue 5).
+    let mut claims = claims;
+    let grants = state
+        .store()
+        .active_grants_for(&user.username, &user.groups, &cluster.name, now)
+        .await?;
+    tokens::add_grants(&mut claims, &grants);
     let jwt = state.signer().sign(&claims)?;
     let body = TokenResponse {
         access_token: jwt,

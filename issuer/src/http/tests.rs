@@ -517,6 +517,76 @@ async fn revoke_ends_the_session_and_never_reveals_token_validity() {
 }
 
 #[tokio::test]
+async fn tokens_carry_the_grants_in_force_at_minting() {
+    use crate::domain::grants::{Grantee, NewGrant};
+    let app = TestApp::with(|f| {
+        f.roles = vec![crate::config::FileRole {
+            name: "viewer".into(),
+            cluster_role: Some("view".into()),
+            ..crate::config::FileRole::default()
+        }];
+    })
+    .await;
+    let t0 = logged_in(&app, "jane").await;
+    let jwks: Jwks = app.get("/openid/v1/jwks", None).await.json();
+    let claims = crate::signing::verify(&jwks, &t0.access_token).unwrap();
+    assert!(claims.grants.is_empty(), "{:?}", claims.grants);
+    let now = app.clock.now_for_tests();
+    let grant = |grantee: Grantee, namespaces: &[&str], minutes: i64| NewGrant {
+        grantee,
+        cluster: "default".into(),
+        namespaces: namespaces.iter().map(|s| (*s).to_owned()).collect(),
+        role: "viewer".into(),
+        starts_at: now,
+        ends_at: now + time::Duration::minutes(minutes),
+        reason: None,
+        approved_by: None,
+        request_id: None,
+    };
+    let (store, config) = (app.state.store(), app.state.config());
+    let mine = crate::admin::add_grant(
+        store,
+        config,
+        &grant(Grantee::User("jane".into()), &["web"], 30),
+        "admin-cli",
+        now,
+    )
+    .await
+    .unwrap();
+    let team = crate::admin::add_grant(
+        store,
+        config,
+        &grant(Grantee::Group("dev".into()), &[], 90),
+        "admin-cli",
+        now,
+    )
+    .await
+    .unwrap();
+    let other = crate::admin::add_grant(
+        store,
+        config,
+        &grant(Grantee::Group("ops".into()), &[], 90),
+        "admin-cli",
+        now,
+    )
+    .await
+    .unwrap();
+    app.advance(60);
+    let t1: TokenResponse = app.refresh(&t0.refresh_token).await.json();
+    let claims = crate::signing::verify(&jwks, &t1.access_token).unwrap();
+    let mut want = vec![mine.id.clone(), team.id.clone()];
+    want.sort();
+    assert_eq!(claims.grants, want, "not {}", other.id);
+    assert_eq!(claims.groups, ["dev", "grant:viewer", "grant:viewer:web"]);
+    // Jane's own grant has ended an hour later; the team's is still in force.
+    app.advance(3600);
+    let t2: TokenResponse = app.refresh(&t1.refresh_token).await.json();
+    let claims = crate::signing::verify(&jwks, &t2.access_token).unwrap();
+    assert_eq!(claims.grants, [team.id]);
+    assert_eq!(claims.groups, ["dev", "grant:viewer"]);
+}
+
+#[tokio::test]
 async fn token_lifetime_is_capped_by_the_session() {
     let app = TestApp::with(|f| {
         f.token_ttl = Some("10m".into());

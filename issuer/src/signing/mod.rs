@@ -549,6 +549,7 @@ mod tests {
 
     fn claims() -> AccessTokenClaims {
         AccessTokenClaims {
+            grants: Vec::new(),
             iss: "https://issuer.test".into(),
             sub: "user-1".into(),
             aud: "prod".into(),

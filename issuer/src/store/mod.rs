@@ -6,6 +6,7 @@
 
 mod audit;
 mod devices;
+mod grants;
 mod invitations;
 mod rate_limits;
 mod sessions;
@@ -23,6 +24,7 @@ use time::OffsetDateTime;
 
 pub use audit::{AuditEvent, AuditFilter};
 pub use devices::{Device, NewDevice};
+pub use grants::GrantFilter;
 pub use invitations::{Acceptance, Invitation, NewInvitation};
 pub use sessions::{Presenter, RotateOutcome, Session};
 pub use upstream::{grant_context, login_context, session_context, PendingLogin, UpstreamSession};
@@ -85,6 +87,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_initial.sql")),
     (2, include_str!("../../migrations/0002_accounts.sql")),
     (3, include_str!("../../migrations/0003_upstream.sql")),
+    (4, include_str!("../../migrations/0004_grants.sql")),
     (5, include_str!("../../migrations/0005_audit_chain.sql")),
 ];
 
