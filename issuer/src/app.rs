@@ -22,6 +22,7 @@ struct Inner {
     clock: SharedClock,
     dummy_password_hash: String,
     metrics: crate::metrics::Metrics,
+    review_caches: crate::review::Caches,
 }
 
 /// Why the issuer could not start.
@@ -78,6 +79,7 @@ impl AppState {
                 clock,
                 dummy_password_hash,
                 metrics: crate::metrics::Metrics::default(),
+                review_caches: crate::review::Caches::default(),
             }),
         })
     }
@@ -116,6 +118,12 @@ impl AppState {
     #[must_use]
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// The token-review webhook's caches (verified tokens, session states).
+    #[must_use]
+    pub fn review_caches(&self) -> &crate::review::Caches {
+        &self.inner.review_caches
     }
 
     /// A password hash to verify against when an account does not exist.

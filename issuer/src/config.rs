@@ -66,6 +66,10 @@ pub struct Config {
     /// File with the 32-byte key that encrypts secrets at rest; `None`: `seal.key` in the data
     /// directory, created on first start.
     pub encryption_key_file: Option<PathBuf>,
+    /// How long the token-review webhook trusts a cached session state (zero: no cache). It
+    /// bounds how late a revocation made by another process (`user disable`, another replica)
+    /// is seen; this process's own revocations invalidate the cache at once.
+    pub webhook_cache_ttl: Duration,
 }
 
 /// Where the TLS certificate comes from.
@@ -195,6 +199,8 @@ pub struct FileConfig {
     pub rate_limits: Option<FileRateLimits>,
     /// See [`Config::encryption_key_file`].
     pub encryption_key_file: Option<PathBuf>,
+    /// See [`Config::webhook_cache_ttl`]; e.g. `"5s"`.
+    pub webhook_cache_ttl: Option<String>,
 }
 
 /// `[[clusters]]`.
@@ -346,6 +352,12 @@ impl Config {
             return Err(invalid("poll_interval", "must be between 1s and 60s"));
         }
 
+        let webhook_cache_ttl =
+            duration_field("webhook_cache_ttl", file.webhook_cache_ttl.as_deref(), "5s")?;
+        if webhook_cache_ttl > Duration::from_secs(300) {
+            return Err(invalid("webhook_cache_ttl", "must be at most 5m"));
+        }
+
         let mut clusters = Vec::new();
         for (i, c) in file.clusters.into_iter().enumerate() {
             clusters.push(validate_cluster(i, c)?);
@@ -409,6 +421,7 @@ impl Config {
             poll_interval,
             rate_limits,
             encryption_key_file: o.encryption_key_file.clone().or(file.encryption_key_file),
+            webhook_cache_ttl,
         })
     }
 

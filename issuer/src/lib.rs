@@ -12,6 +12,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod password;
+pub mod review;
 pub mod seal;
 pub mod secret;
 pub mod server;

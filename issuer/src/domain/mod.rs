@@ -1,10 +1,12 @@
-//! Pure policy: user codes, device-flow decisions, session liveness, token claims, names.
+//! Pure policy: user codes, device-flow decisions, session liveness, token claims, names, and
+//! the rules of a webhook token review.
 //!
 //! Nothing here does IO or reads the clock: callers pass `now` and random bytes in, which makes
 //! every rule a table-driven unit test.
 
 pub mod device;
 pub mod names;
+pub mod review;
 pub mod session;
 pub mod tokens;
 pub mod user_code;

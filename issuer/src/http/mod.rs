@@ -8,6 +8,7 @@ mod error;
 mod oauth;
 mod pages;
 mod templates;
+mod webhook;
 
 use std::net::SocketAddr;
 
@@ -47,6 +48,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/consent",
             get(pages::consent_form).post(pages::consent_submit),
+        )
+        .route("/authenticate", post(webhook::authenticate))
+        .route(
+            "/authenticate/{cluster}",
+            post(webhook::authenticate_cluster),
         )
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz))
@@ -131,3 +137,5 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhook_tests;

@@ -22,16 +22,16 @@ use crate::clock::FakeClock;
 use crate::config::{Config, FileConfig, Overrides};
 use crate::secret::Secret;
 
-struct TestApp {
-    state: AppState,
-    clock: FakeClock,
+pub(super) struct TestApp {
+    pub(super) state: AppState,
+    pub(super) clock: FakeClock,
     _dir: tempfile::TempDir,
 }
 
-struct Reply {
-    status: StatusCode,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
     headers: axum::http::HeaderMap,
-    body: String,
+    pub(super) body: String,
 }
 
 impl Reply {
@@ -41,7 +41,7 @@ impl Reply {
             .error
     }
 
-    fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+    pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> T {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("bad JSON ({e}): {} {}", self.status, self.body))
     }
@@ -64,11 +64,11 @@ impl Reply {
 }
 
 impl TestApp {
-    async fn new() -> Self {
+    pub(super) async fn new() -> Self {
         Self::with(|_| {}).await
     }
 
-    async fn with(edit: impl FnOnce(&mut FileConfig)) -> Self {
+    pub(super) async fn with(edit: impl FnOnce(&mut FileConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut file = FileConfig::default();
         edit(&mut file);
@@ -89,7 +89,7 @@ impl TestApp {
         }
     }
 
-    async fn send(&self, req: Request<Body>) -> Reply {
+    pub(super) async fn send(&self, req: Request<Body>) -> Reply {
         let mut req = req;
         req.extensions_mut()
             .insert(ConnectInfo("192.0.2.7:5555".parse::<SocketAddr>().unwrap()));
@@ -108,7 +108,12 @@ impl TestApp {
         }
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)], cookie: Option<&str>) -> Reply {
+    pub(super) async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        cookie: Option<&str>,
+    ) -> Reply {
         let body = form
             .iter()
             .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
@@ -122,7 +127,7 @@ impl TestApp {
         self.send(b.body(Body::from(body)).unwrap()).await
     }
 
-    async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+    pub(super) async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
         let mut b = Request::get(path);
         if let Some(c) = cookie {
             b = b.header(header::COOKIE, c);
@@ -155,7 +160,7 @@ impl TestApp {
         .await
     }
 
-    async fn refresh(&self, rt: &str) -> Reply {
+    pub(super) async fn refresh(&self, rt: &str) -> Reply {
         self.post(
             "/oauth/token",
             &[
@@ -168,7 +173,7 @@ impl TestApp {
         .await
     }
 
-    async fn add_user(&self, name: &str, groups: &[&str]) {
+    pub(super) async fn add_user(&self, name: &str, groups: &[&str]) {
         let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
         crate::admin::add_user(
             self.state.store(),
@@ -220,13 +225,13 @@ impl TestApp {
         .await
     }
 
-    fn advance(&self, secs: u64) {
+    pub(super) fn advance(&self, secs: u64) {
         self.clock.advance(Duration::from_secs(secs));
     }
 }
 
 impl FakeClock {
-    fn now_for_tests(&self) -> time::OffsetDateTime {
+    pub(super) fn now_for_tests(&self) -> time::OffsetDateTime {
         crate::clock::Clock::now(self)
     }
 }
@@ -436,7 +441,7 @@ async fn approved_device_code_yields_a_verifiable_token_once() {
     assert_eq!(events, ["device.approved", "login"]);
 }
 
-async fn logged_in(app: &TestApp, user: &str) -> TokenResponse {
+pub(super) async fn logged_in(app: &TestApp, user: &str) -> TokenResponse {
     app.add_user(user, &["dev"]).await;
     let d = app.start().await;
     app.decide(&d.user_code, user, "approve").await;
@@ -758,7 +763,7 @@ async fn discovery_matches_what_kube_apiserver_needs() {
 
 /// Collects everything the issuer logs, at every level.
 #[derive(Clone, Default)]
-struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+pub(super) struct LogBuffer(pub(super) Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for LogBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -782,7 +787,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
 /// Every log line of this test binary, from a global subscriber at TRACE level. (A scoped,
 /// thread-local subscriber would miss events: tracing caches per-callsite interest globally, and
 /// tests running in parallel without a subscriber would turn callsites off.)
-fn captured_logs() -> &'static LogBuffer {
+pub(super) fn captured_logs() -> &'static LogBuffer {
     static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = LogBuffer::default();

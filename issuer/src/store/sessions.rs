@@ -292,6 +292,45 @@ impl Store {
         Ok(owner)
     }
 
+    /// A session by id with its owner's `disabled_at` (`Some(None)` for an enabled account;
+    /// the outer `None` when the session does not exist, the inner one also when the account is
+    /// gone, which the caller treats as disabled). One statement: the webhook's cache miss.
+    pub async fn session_with_owner(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Session, Option<Option<OffsetDateTime>>)>> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT s.id, s.user_id, s.client_id, s.cluster, s.created_at, s.expires_at, s.revoked_at,
+                    u.disabled_at, u.id
+             FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, user_id, client_id, cluster, created, expires, revoked, disabled_at, user)) =
+            row
+        else {
+            return Ok(None);
+        };
+        let owner = match user {
+            Some(_) => Some(opt_ts("users", disabled_at)?),
+            None => None,
+        };
+        let session = from_row((id, user_id, client_id, cluster, created, expires, revoked))?;
+        Ok(Some((session, owner)))
+    }
+
     /// A session by id.
     pub async fn session(&self, id: &str) -> Result<Option<Session>> {
         let row: Option<SessionRow> =
