@@ -27,3 +27,4 @@ mod refresh;
 mod refresh_reuse;
 mod setup;
 mod switch_user;
+mod webhook;
