@@ -684,6 +684,19 @@ mod tests {
         assert_eq!(parse_duration(""), None);
         assert_eq!(parse_duration("99999999999999999999d"), None);
     }
+
+    #[test]
+    fn webhook_cache_ttl_defaults_to_5s_allows_0s_and_is_bounded() {
+        let o = Overrides::default();
+        let c = load("", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.webhook_cache_ttl, Duration::from_secs(5));
+        let c = load("webhook_cache_ttl = \"0s\"", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.webhook_cache_ttl.is_zero());
+        let err = load("webhook_cache_ttl = \"6m\"", &o)
+            .err()
+            .unwrap_or_else(|| panic!("6m was accepted"));
+        assert!(err.to_string().contains("webhook_cache_ttl"), "{err}");
+    }
 }
 
 #[cfg(test)]
