@@ -22,7 +22,7 @@ while read -r refresh; do
     -d client_id=kubectl-credential --data-urlencode "refresh_token=$refresh" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
 done <"$work/refresh.txt" >"$work/access.txt"
-echo "idle RSS: $(awk '/VmRSS/{print $2" "$3}' /proc/$pid/status)"
+echo "idle RSS: $(awk '/VmRSS/{print $2" "$3}' /proc/$pid/status), peak so far: $(awk '/VmHWM/{print $2" "$3}' /proc/$pid/status)"
 WEBHOOK_TOKENS="$work/access.txt" wrk -t2 -c"$conns" -d"$duration" --latency \
   -s bench/webhook.lua "https://127.0.0.1:$port"
 echo "RSS after load: $(awk '/VmRSS/{print $2" "$3}' /proc/$pid/status), peak: $(awk '/VmHWM/{print $2" "$3}' /proc/$pid/status)"
