@@ -84,3 +84,84 @@ fn the_example_kubeconfig_and_rbac_are_accepted() {
         "install/apiserver-flags.txt lost flags"
     );
 }
+
+/// The Kubernetes manifests in `install/kubernetes/` are accepted by a real API server
+/// (server-side dry run: schema, defaulting and admission, nothing created but the namespace),
+/// and the issuer's service account gets exactly the bindings reconciler's permissions.
+#[test]
+fn the_kubernetes_manifests_pass_a_server_side_dry_run() {
+    let cp = &world().control_plane;
+    let read = |name: &str| {
+        std::fs::read_to_string(install_file("kubernetes").join(name))
+            .unwrap_or_else(|e| panic!("install/kubernetes/{name}: {e}"))
+    };
+    // The namespace for real: the dry run of namespaced objects needs it to exist.
+    cp.apply(&read("namespace.yaml"));
+    let dry_run = |name: &str, text: &str, expect: &[&str]| {
+        let out = cp.kubectl_admin(&["apply", "--dry-run=server", "-f", "-"], Some(text));
+        out.assert_success();
+        for object in expect {
+            assert!(
+                out.stdout.contains(object),
+                "{name}: expected {object} in {out}"
+            );
+        }
+    };
+    dry_run(
+        "rbac.yaml",
+        &read("rbac.yaml"),
+        &[
+            "serviceaccount/credential-issuer",
+            "clusterrole.rbac.authorization.k8s.io/credential-issuer-bindings",
+            "clusterrolebinding.rbac.authorization.k8s.io/credential-issuer-bindings",
+        ],
+    );
+    dry_run(
+        "config.yaml",
+        &read("config.yaml"),
+        &["configmap/credential-issuer", "secret/credential-issuer"],
+    );
+    dry_run(
+        "deployment.yaml",
+        &read("deployment.yaml"),
+        &[
+            "deployment.apps/credential-issuer",
+            "persistentvolumeclaim/credential-issuer-data",
+            "service/credential-issuer",
+        ],
+    );
+    // The test API server is Kubernetes 1.20, which serves PodDisruptionBudget only as
+    // policy/v1beta1 (same fields); the file's comment says so.
+    let pdb = read("pdb.yaml");
+    assert!(pdb.contains("apiVersion: policy/v1\n"), "{pdb}");
+    dry_run(
+        "pdb.yaml",
+        &pdb.replace("apiVersion: policy/v1\n", "apiVersion: policy/v1beta1\n"),
+        &["poddisruptionbudget.policy/credential-issuer"],
+    );
+
+    // The configuration in the ConfigMap is one `credential-issuer check-config` accepts
+    // (with the issuer URL placeholder given on the command line).
+    let config = read("config.yaml");
+    let toml_lines: Vec<&str> = config
+        .split("issuer.toml: |\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("config.yaml has no issuer.toml"))
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(str::trim_start)
+        .collect();
+    let toml_text = toml_lines.join("\n");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("issuer.toml");
+    std::fs::write(&path, &toml_text).unwrap_or_else(|e| panic!("write: {e}"));
+    let mut cmd = std::process::Command::new(e2e::bins::credential_issuer());
+    cmd.arg("--config").arg(&path).args([
+        "check-config",
+        "--issuer-url",
+        "https://issuer.example.com",
+    ]);
+    e2e::process::run(&mut cmd, None, std::time::Duration::from_secs(30))
+        .assert_success()
+        .assert_stdout_contains("configuration is valid: issuer https://issuer.example.com");
+}
