@@ -236,6 +236,7 @@ fn webhook_mode_allows_forbids_audits_extra_and_refuses_a_logged_out_session_wit
     // `kubectl credential logout` revokes the session at the issuer.
     env.plugin(&plugin.for_subcommand("logout"))
         .assert_success();
+    let logged_out = std::time::Instant::now();
     let bound = CACHE_TTL + APISERVER_SUCCESS_CACHE;
     let refused_at = wait::until(
         "the webhook-mode API server refuses the logged-out session's token",
@@ -258,6 +259,10 @@ fn webhook_mode_allows_forbids_audits_extra_and_refuses_a_logged_out_session_wit
             cp.apiserver_log_tail(30)
         )
     });
+    eprintln!(
+        "webhook: the API server refused the logged-out session's token {:.1?} after the logout",
+        logged_out.elapsed()
+    );
     assert!(
         refused_at < cached.exp,
         "the token was refused only at its expiry ({}), not because of the logout",
