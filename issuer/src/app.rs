@@ -24,6 +24,7 @@ struct Inner {
     metrics: crate::metrics::Metrics,
     upstreams: crate::upstream::Upstreams,
     reconcile_wakeup: crate::kube::reconcile::Wakeup,
+    review_caches: crate::review::Caches,
 }
 
 /// Why the issuer could not start.
@@ -86,6 +87,7 @@ impl AppState {
                 metrics: crate::metrics::Metrics::default(),
                 upstreams,
                 reconcile_wakeup: crate::kube::reconcile::Wakeup::default(),
+                review_caches: crate::review::Caches::default(),
             }),
         })
     }
@@ -136,6 +138,12 @@ impl AppState {
     #[must_use]
     pub fn reconcile_wakeup(&self) -> &crate::kube::reconcile::Wakeup {
         &self.inner.reconcile_wakeup
+    }
+
+    /// The token-review webhook's caches (verified tokens, session states).
+    #[must_use]
+    pub fn review_caches(&self) -> &crate::review::Caches {
+        &self.inner.review_caches
     }
 
     /// A password hash to verify against when an account does not exist.

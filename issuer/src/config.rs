@@ -78,6 +78,10 @@ pub struct Config {
     pub policy: crate::domain::policy::Policy,
     /// Roles that grants can give (`[[roles]]`).
     pub roles: Vec<RoleConfig>,
+    /// How long the token-review webhook trusts a cached session state (zero: no cache). It
+    /// bounds how late a revocation made by another process (`user disable`, another replica)
+    /// is seen; this process's own revocations invalidate the cache at once.
+    pub webhook_cache_ttl: Duration,
 }
 
 /// The scopes asked of an upstream provider when `scopes` is not set.
@@ -333,6 +337,8 @@ pub struct FileConfig {
     /// `[[roles]]` tables.
     #[serde(default)]
     pub roles: Vec<FileRole>,
+    /// See [`Config::webhook_cache_ttl`]; e.g. `"5s"`.
+    pub webhook_cache_ttl: Option<String>,
 }
 
 /// `[[upstreams]]`.
@@ -572,6 +578,12 @@ impl Config {
             return Err(invalid("poll_interval", "must be between 1s and 60s"));
         }
 
+        let webhook_cache_ttl =
+            duration_field("webhook_cache_ttl", file.webhook_cache_ttl.as_deref(), "5s")?;
+        if webhook_cache_ttl > Duration::from_secs(300) {
+            return Err(invalid("webhook_cache_ttl", "must be at most 5m"));
+        }
+
         let mut clusters = Vec::new();
         for (i, c) in file.clusters.into_iter().enumerate() {
             clusters.push(validate_cluster(i, c)?);
@@ -691,6 +703,7 @@ impl Config {
             encryption_key_file: o.encryption_key_file.clone().or(file.encryption_key_file),
             upstreams,
             policy,
+            webhook_cache_ttl,
         })
     }
 
@@ -1453,6 +1466,19 @@ max_duration = "30d"
         assert_eq!(parse_duration("5w"), None);
         assert_eq!(parse_duration(""), None);
         assert_eq!(parse_duration("99999999999999999999d"), None);
+    }
+
+    #[test]
+    fn webhook_cache_ttl_defaults_to_5s_allows_0s_and_is_bounded() {
+        let o = Overrides::default();
+        let c = load("", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.webhook_cache_ttl, Duration::from_secs(5));
+        let c = load("webhook_cache_ttl = \"0s\"", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.webhook_cache_ttl.is_zero());
+        let err = load("webhook_cache_ttl = \"6m\"", &o)
+            .err()
+            .unwrap_or_else(|| panic!("6m was accepted"));
+        assert!(err.to_string().contains("webhook_cache_ttl"), "{err}");
     }
 }
 

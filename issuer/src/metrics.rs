@@ -45,6 +45,27 @@ impl Failure {
     }
 }
 
+/// Results of a token review, as metric labels (the `result` of
+/// `credential_issuer_webhook_requests_total`).
+pub const REVIEW_RESULTS: [&str; 10] = [
+    "authenticated",
+    "invalid_token",
+    "wrong_issuer",
+    "expired",
+    "wrong_audience",
+    "session_revoked",
+    "session_expired",
+    "user_disabled",
+    "bad_request",
+    "error",
+];
+
+/// Upper bounds (seconds) of the webhook latency histogram's buckets: fine below 5 ms, where
+/// the aim is.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
 /// The issuer's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -58,6 +79,11 @@ pub struct Metrics {
     reconciler_changes: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// cluster → failed reconciler rounds or changes.
     reconciler_errors: Mutex<BTreeMap<String, u64>>,
+    reviews: [AtomicU64; 10],
+    /// Cumulative counts per bucket, then `+Inf`.
+    review_latency: [AtomicU64; 13],
+    /// Sum of latencies in microseconds.
+    review_latency_sum_us: AtomicU64,
 }
 
 impl Metrics {
@@ -102,6 +128,21 @@ impl Metrics {
         if let Ok(mut m) = self.reconciler_errors.lock() {
             *m.entry(cluster.to_owned()).or_default() += 1;
         }
+    }
+
+    /// A token review ended with `result` (one of [`REVIEW_RESULTS`]) after `elapsed`.
+    pub fn review(&self, result: &str, elapsed: std::time::Duration) {
+        if let Some(i) = REVIEW_RESULTS.iter().position(|r| *r == result) {
+            self.reviews[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let secs = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.review_latency[bucket].fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.review_latency_sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
     /// Device authorizations started so far (tests count them).
@@ -188,6 +229,37 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", label_value(cluster));
             }
         }
+        let name = "credential_issuer_webhook_requests_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Token reviews answered, by result.\n# TYPE {name} counter"
+        );
+        for (r, v) in REVIEW_RESULTS.iter().zip(&self.reviews) {
+            let _ = writeln!(
+                out,
+                "{name}{{result=\"{r}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let name = "credential_issuer_webhook_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to answer a token review.\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, v) in self.review_latency.iter().enumerate() {
+            cumulative += v.load(Ordering::Relaxed);
+            let le = LATENCY_BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a sum of microseconds stays far below 2^52"
+        )]
+        let sum = self.review_latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
         out
     }
 }
@@ -225,5 +297,28 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert_eq!((m.device_authorizations(), m.refreshes()), (1, 1));
+    }
+
+    #[test]
+    fn renders_webhook_results_and_latency_histogram() {
+        let m = Metrics::default();
+        m.review("authenticated", std::time::Duration::from_micros(300));
+        m.review("authenticated", std::time::Duration::from_millis(3));
+        m.review("expired", std::time::Duration::from_secs(2));
+        let text = m.render();
+        for line in [
+            "credential_issuer_webhook_requests_total{result=\"authenticated\"} 2",
+            "credential_issuer_webhook_requests_total{result=\"expired\"} 1",
+            "credential_issuer_webhook_requests_total{result=\"user_disabled\"} 0",
+            "credential_issuer_webhook_duration_seconds_bucket{le=\"0.00025\"} 0",
+            "credential_issuer_webhook_duration_seconds_bucket{le=\"0.0005\"} 1",
+            "credential_issuer_webhook_duration_seconds_bucket{le=\"0.005\"} 2",
+            "credential_issuer_webhook_duration_seconds_bucket{le=\"1\"} 2",
+            "credential_issuer_webhook_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "credential_issuer_webhook_duration_seconds_count 3",
+            "credential_issuer_webhook_duration_seconds_sum 2.0033",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 }

@@ -281,7 +281,148 @@ fn ensure_generated_at(
 
 /// A rustls server configuration (ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`) serving the
 /// certificate chain in `cert` with the private key in `key`, both PEM.
+///
+/// The files are re-read without a restart when they change (a renewed certificate, a
+/// Kubernetes Secret update): see [`ReloadingCert`].
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Error> {
+    ReloadingCert::load(cert, key, RECHECK_EVERY)?.server_config()
+}
+
+/// How often, at most, a TLS handshake looks at the certificate files' metadata.
+const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What identifies a version of a file without reading it: modification time, length and, on
+/// Unix, the inode (a Kubernetes Secret update swaps a symlink to new files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp(Option<std::time::SystemTime>, u64, u64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some(Stamp(m.modified().ok(), m.len(), ino))
+}
+
+/// The serving certificate and key, re-read when their files change: on a TLS handshake, at
+/// most once per `recheck` (so no connection waits on more than two `stat` calls), the files'
+/// metadata is compared with what was loaded; if it differs they are read and parsed again.
+/// A half-written or invalid pair is logged and ignored: the current certificate stays in use
+/// until a valid pair is in place.
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    recheck: Duration,
+    current: std::sync::RwLock<(
+        Arc<rustls::sign::CertifiedKey>,
+        Option<Stamp>,
+        Option<Stamp>,
+    )>,
+    last_check: std::sync::Mutex<std::time::Instant>,
+}
+
+impl std::fmt::Debug for ReloadingCert {
+    // Written by hand: only the paths, never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingCert")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadingCert {
+    /// Loads the pair; fails (naming the file) if it is missing or invalid.
+    pub fn load(cert: &Path, key: &Path, recheck: Duration) -> Result<Arc<Self>, Error> {
+        let stamps = (stamp(cert), stamp(key));
+        let certified = certified_key(cert, key)?;
+        Ok(Arc::new(Self {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            recheck,
+            current: std::sync::RwLock::new((certified, stamps.0, stamps.1)),
+            last_check: std::sync::Mutex::new(std::time::Instant::now()),
+        }))
+    }
+
+    /// A server configuration whose certificate comes from `self`.
+    pub fn server_config(self: Arc<Self>) -> Result<Arc<rustls::ServerConfig>, Error> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|source| Error::Config {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                source,
+            })?
+            .with_no_client_auth()
+            .with_cert_resolver(self);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// Re-reads the files if their metadata changed; `Ok(true)` if a new pair is in use. On
+    /// error the current pair stays in use.
+    pub fn reload(&self) -> Result<bool, Error> {
+        let stamps = (stamp(&self.cert), stamp(&self.key));
+        {
+            let current = self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if current.1 == stamps.0 && current.2 == stamps.1 {
+                return Ok(false);
+            }
+        }
+        let certified = certified_key(&self.cert, &self.key)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (certified, stamps.0, stamps.1);
+        Ok(true)
+    }
+
+    fn recheck_if_due(&self) {
+        {
+            let mut last = self
+                .last_check
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.elapsed() < self.recheck {
+                return;
+            }
+            *last = std::time::Instant::now();
+        }
+        match self.reload() {
+            Ok(true) => tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "TLS certificate files changed but cannot be loaded; keeping the current certificate"
+            ),
+        }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.recheck_if_due();
+        Some(Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0,
+        ))
+    }
+}
+
+/// Reads and parses a certificate chain and its private key, checking that they belong
+/// together.
+fn certified_key(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, Error> {
     let cert_pem = read("TLS certificate", cert)?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
@@ -311,22 +452,14 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
             })
         }
     };
-    let config_error = |source| Error::Config {
-        cert: cert.to_owned(),
-        key: key.to_owned(),
-        source,
-    };
-    // The provider is explicit so that nothing depends on a process-wide default being
-    // installed first.
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(config_error)?
-        .with_no_client_auth()
-        // Checks that the key belongs to the certificate.
-        .with_single_cert(chain, private_key)
-        .map_err(config_error)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    // Also checks that the key belongs to the certificate.
+    rustls::sign::CertifiedKey::from_der(chain, private_key, &provider())
+        .map(Arc::new)
+        .map_err(|source| Error::Config {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            source,
+        })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -757,6 +890,57 @@ mod tests {
         fs::write(&garbage, "").unwrap_or_else(|e| panic!("write: {e}"));
         let err = server_config(&garbage, &files.key).err();
         assert!(matches!(&err, Some(Error::NoCertificate { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn changed_certificate_files_are_served_without_a_restart() {
+        let tmp = tempdir();
+        let a = generate(
+            &tmp.path().join("a"),
+            &["localhost"],
+            OffsetDateTime::now_utc(),
+        );
+        let b = generate(
+            &tmp.path().join("b"),
+            &["localhost"],
+            OffsetDateTime::now_utc(),
+        );
+        let (ca_a, ca_b) = (
+            a.ca.clone().unwrap_or_default(),
+            b.ca.clone().unwrap_or_default(),
+        );
+        let live = tmp.path().join("live");
+        fs::create_dir_all(&live).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        let (cert, key) = (live.join("tls.crt"), live.join("tls.key"));
+        let install = |from: &TlsFiles| {
+            // As a Secret update or certbot does it: new files renamed into place.
+            for (src, dst) in [(&from.cert, &cert), (&from.key, &key)] {
+                let tmp_file = dst.with_extension("new");
+                fs::copy(src, &tmp_file).unwrap_or_else(|e| panic!("copy: {e}"));
+                fs::rename(&tmp_file, dst).unwrap_or_else(|e| panic!("rename: {e}"));
+            }
+        };
+        install(&a);
+        // Rechecked on every handshake, so the test needs no waiting.
+        let reloading = ReloadingCert::load(&cert, &key, Duration::ZERO)
+            .unwrap_or_else(|e| panic!("load: {e}"));
+        let server = Arc::clone(&reloading)
+            .server_config()
+            .unwrap_or_else(|e| panic!("config: {e}"));
+        assert!(handshake(Arc::clone(&server), &ca_a, "localhost").is_ok());
+        assert!(!reloading.reload().unwrap_or(true), "nothing changed yet");
+
+        install(&b);
+        assert!(
+            handshake(Arc::clone(&server), &ca_b, "localhost").is_ok(),
+            "the handshake after the change serves the new certificate"
+        );
+        assert!(handshake(Arc::clone(&server), &ca_a, "localhost").is_err());
+
+        // A broken pair (the key of another certificate) is refused; the last good one stays.
+        fs::copy(&a.key, &key).unwrap_or_else(|e| panic!("copy: {e}"));
+        assert!(matches!(reloading.reload(), Err(Error::Config { .. })));
+        assert!(handshake(server, &ca_b, "localhost").is_ok());
     }
 
     #[test]

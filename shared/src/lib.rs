@@ -8,3 +8,4 @@
 pub mod api;
 pub mod exec_credential;
 pub mod oauth;
+pub mod token_review;

@@ -36,3 +36,4 @@ mod retry_after_401;
 mod setup;
 mod switch_user;
 mod upstream;
+mod webhook;

@@ -36,6 +36,12 @@
 #   OIDC_USERNAME_CLAIM default sub;  OIDC_GROUPS_CLAIM default groups
 #   OIDC_USERNAME_PREFIX / OIDC_GROUPS_PREFIX   passed only when set
 #   OIDC_SIGNING_ALGS   default ES256 (the only algorithm the project's issuer signs with)
+#   WEBHOOK_CONFIG_FILE webhook token authentication kubeconfig (install/webhook-kubeconfig.yaml
+#                       filled in); without it no --authentication-token-webhook-* flag is passed
+#   WEBHOOK_CACHE_TTL   --authentication-token-webhook-cache-ttl (default 2m, the API server's)
+#   WEBHOOK_VERSION     --authentication-token-webhook-version (default v1)
+#   AUDIT_POLICY_FILE   audit policy; with it the API server writes its audit log (JSON lines)
+#                       to RUN_DIR/audit.log, named KUBE_AUDIT_LOG in the env file
 #   APISERVER_EXTRA_ARGS  extra kube-apiserver flags (word-split)
 #   APISERVER_VERBOSITY   klog -v (default 2)
 set -euo pipefail
@@ -203,6 +209,22 @@ start_apiserver() { # RUN_DIR; sets SERVER, API_PORT
         [ -z "${OIDC_USERNAME_PREFIX+x}" ] || oidc+=("--oidc-username-prefix=$OIDC_USERNAME_PREFIX")
         [ -z "${OIDC_GROUPS_PREFIX+x}" ] || oidc+=("--oidc-groups-prefix=$OIDC_GROUPS_PREFIX")
     fi
+    if [ -n "${WEBHOOK_CONFIG_FILE:-}" ]; then
+        oidc+=(
+            "--authentication-token-webhook-config-file=$WEBHOOK_CONFIG_FILE"
+            "--authentication-token-webhook-cache-ttl=${WEBHOOK_CACHE_TTL:-2m}"
+            "--authentication-token-webhook-version=${WEBHOOK_VERSION:-v1}"
+        )
+    fi
+    if [ -n "${AUDIT_POLICY_FILE:-}" ]; then
+        # blocking mode: an event is in the file before the response is sent
+        oidc+=(
+            "--audit-policy-file=$AUDIT_POLICY_FILE"
+            "--audit-log-path=$run/audit.log"
+            "--audit-log-format=json"
+            "--audit-log-mode=blocking"
+        )
+    fi
     local extra=()
     # shellcheck disable=SC2206  # word splitting is the documented behaviour
     [ -z "${APISERVER_EXTRA_ARGS:-}" ] || extra=($APISERVER_EXTRA_ARGS)
@@ -269,6 +291,8 @@ do_start() { # RUN_DIR
         case $OIDC_ISSUER_URL in https://*) ;; *) die "OIDC_ISSUER_URL must be https (the API server accepts no other)" ;; esac
         [ -z "${OIDC_CA_FILE:-}" ] || [ -r "$OIDC_CA_FILE" ] || die "OIDC_CA_FILE $OIDC_CA_FILE is not readable"
     fi
+    [ -z "${WEBHOOK_CONFIG_FILE:-}" ] || [ -r "$WEBHOOK_CONFIG_FILE" ] || die "WEBHOOK_CONFIG_FILE $WEBHOOK_CONFIG_FILE is not readable"
+    [ -z "${AUDIT_POLICY_FILE:-}" ] || [ -r "$AUDIT_POLICY_FILE" ] || die "AUDIT_POLICY_FILE $AUDIT_POLICY_FILE is not readable"
 
     local t0=$SECONDS
     rm -rf "$run/pki" "$run/env"
@@ -295,6 +319,7 @@ KUBE_CA_FILE='$run/pki/ca.crt'
 KUBE_ADMIN_KUBECONFIG='$run/admin.kubeconfig'
 KUBE_APISERVER_LOG='$run/kube-apiserver.log'
 KUBE_OIDC_ISSUER_URL='${OIDC_ISSUER_URL:-}'
+KUBE_AUDIT_LOG='$([ -z "${AUDIT_POLICY_FILE:-}" ] || echo "$run/audit.log")'
 ETCD_URL='$ETCD_URL'
 ETCD_LOG='$run/etcd.log'
 ENV

@@ -32,6 +32,28 @@ pub struct OidcSettings {
     pub groups_prefix: String,
 }
 
+/// The API server's `--authentication-token-webhook-*` flags (webhook mode: no `--oidc-*`).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `--authentication-token-webhook-config-file`: a kubeconfig naming the webhook's URL.
+    pub config_file: PathBuf,
+    /// `--authentication-token-webhook-cache-ttl`, e.g. `2s`.
+    pub cache_ttl: String,
+    /// `--authentication-token-webhook-version`: `v1` or `v1beta1`.
+    pub version: String,
+    /// An audit policy: with it the API server writes its audit log, see
+    /// [`ControlPlane::audit_events`].
+    pub audit_policy: Option<PathBuf>,
+}
+
+/// How the API server authenticates bearer tokens.
+#[derive(Debug, Clone, Copy)]
+enum Authn<'a> {
+    None,
+    Oidc(&'a OidcSettings),
+    Webhook(&'a WebhookSettings),
+}
+
 /// A running etcd + kube-apiserver.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -40,6 +62,7 @@ pub struct ControlPlane {
     ca_file: PathBuf,
     admin_kubeconfig: PathBuf,
     apiserver_log: PathBuf,
+    audit_log: Option<PathBuf>,
     // Dropped last (fields drop in order): stops both processes and removes run_dir.
     _reaper: Reaper,
 }
@@ -47,7 +70,11 @@ pub struct ControlPlane {
 /// Set to keep run directories (logs, certificates, etcd data) after the tests, for debugging.
 pub const KEEP_ENV: &str = "E2E_KEEP";
 
-const OIDC_VARS: [&str; 8] = [
+const OIDC_VARS: [&str; 12] = [
+    "WEBHOOK_CONFIG_FILE",
+    "WEBHOOK_CACHE_TTL",
+    "WEBHOOK_VERSION",
+    "AUDIT_POLICY_FILE",
     "OIDC_ISSUER_URL",
     "OIDC_CA_FILE",
     "OIDC_CLIENT_ID",
@@ -64,18 +91,26 @@ impl ControlPlane {
     #[track_caller]
     #[must_use]
     pub fn start(oidc: &OidcSettings) -> Self {
-        Self::start_with(Some(oidc))
+        Self::start_with(Authn::Oidc(oidc))
+    }
+
+    /// Starts a control plane whose API server authenticates bearer tokens with a token-review
+    /// webhook (and no OIDC issuer).
+    #[track_caller]
+    #[must_use]
+    pub fn start_with_webhook(webhook: &WebhookSettings) -> Self {
+        Self::start_with(Authn::Webhook(webhook))
     }
 
     /// Starts a control plane without OIDC authentication (for the harness's self-test).
     #[track_caller]
     #[must_use]
     pub fn start_without_oidc() -> Self {
-        Self::start_with(None)
+        Self::start_with(Authn::None)
     }
 
     #[track_caller]
-    fn start_with(oidc: Option<&OidcSettings>) -> Self {
+    fn start_with(authn: Authn<'_>) -> Self {
         let apiserver = kube_apiserver_binary();
         process::require_all(&[
             ("etcd", "apt-get install etcd-server"),
@@ -110,7 +145,15 @@ impl ControlPlane {
         for var in OIDC_VARS {
             cmd.env_remove(var);
         }
-        if let Some(o) = oidc {
+        if let Authn::Webhook(w) = authn {
+            cmd.env("WEBHOOK_CONFIG_FILE", &w.config_file)
+                .env("WEBHOOK_CACHE_TTL", &w.cache_ttl)
+                .env("WEBHOOK_VERSION", &w.version);
+            if let Some(policy) = &w.audit_policy {
+                cmd.env("AUDIT_POLICY_FILE", policy);
+            }
+        }
+        if let Authn::Oidc(o) = authn {
             cmd.env("OIDC_ISSUER_URL", &o.issuer_url)
                 .env("OIDC_CA_FILE", &o.ca_file)
                 .env("OIDC_CLIENT_ID", &o.client_id)
@@ -147,6 +190,10 @@ impl ControlPlane {
             ca_file: get("KUBE_CA_FILE").into(),
             admin_kubeconfig: get("KUBE_ADMIN_KUBECONFIG").into(),
             apiserver_log: get("KUBE_APISERVER_LOG").into(),
+            audit_log: env
+                .get("KUBE_AUDIT_LOG")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
             run_dir,
             _reaper: reaper,
         }
@@ -182,6 +229,25 @@ impl ControlPlane {
         let text = std::fs::read_to_string(&self.apiserver_log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The events of the API server's audit log so far (JSON lines), when it was started with an
+    /// audit policy; fails the test otherwise.
+    #[track_caller]
+    #[must_use]
+    pub fn audit_events(&self) -> Vec<serde_json::Value> {
+        let Some(path) = &self.audit_log else {
+            panic!("this control plane was started without an audit policy")
+        };
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read the audit log {}: {e}", path.display()));
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("audit log line is not JSON ({e}): {l}"))
+            })
+            .collect()
     }
 
     /// Runs `kubectl ARGS` as the cluster admin.

@@ -22,7 +22,7 @@ pub mod secret_service;
 pub mod wait;
 
 pub use browser::{Browser, Page};
-pub use control_plane::{ControlPlane, OidcSettings};
+pub use control_plane::{ControlPlane, OidcSettings, WebhookSettings};
 pub use issuer::{Issuer, IssuerOptions};
 pub use oidc_provider::OidcProvider;
 pub use plugin::{CachedToken, LoginProcess, PluginArgs, TokenCache, UserEnv};

@@ -1,5 +1,5 @@
 //! Pure policy: user codes, device-flow decisions, session liveness, token claims, names, group
-//! mapping, grants, the audit hash chain.
+//! mapping, grants, the audit hash chain, and the rules of a webhook token review.
 //!
 //! Nothing here does IO or reads the clock: callers pass `now` and random bytes in, which makes
 //! every rule a table-driven unit test.
@@ -9,6 +9,7 @@ pub mod device;
 pub mod grants;
 pub mod names;
 pub mod policy;
+pub mod review;
 pub mod session;
 pub mod tokens;
 pub mod user_code;

@@ -296,6 +296,7 @@ async fn refresh_grant(
             session_id,
             user_id,
         } => {
+            state.review_caches().invalidate_session(&session_id);
             tracing::warn!(request_id = %rid, session_id, user_id, client_addr = %addr, "refresh token reused; session revoked");
             state.metrics().failure(Failure::RefreshReuse);
             let e = AuditEvent {
@@ -587,6 +588,7 @@ pub(super) async fn revoke(
         .revoke_by_refresh(&hash(&req.token), "logout", now)
         .await?
     {
+        state.review_caches().invalidate_session(&session_id);
         tracing::info!(request_id = %rid, session_id, "session revoked by client");
         state.metrics().revocation();
         let e = AuditEvent {

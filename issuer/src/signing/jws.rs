@@ -40,6 +40,21 @@ pub(super) fn encode(
 /// Checks the algorithm, the key and the signature and nothing else: callers check `exp`, `nbf`,
 /// `iss` and `aud` against their own clock and configuration.
 pub fn verify(jwks: &Jwks, token: &str) -> Result<AccessTokenClaims, Error> {
+    verify_with(token, |kid| {
+        let Some(jwk) = jwks.keys.iter().find(|k| k.kid == kid) else {
+            return Err(Error::UnknownKid(quote(kid)));
+        };
+        public_point(jwk).ok_or_else(|| Error::InvalidJwk(quote(kid)))
+    })
+}
+
+/// Verifies an ES256 compact JWS with the public key (uncompressed P-256 point) that `key_for`
+/// finds for the header's kid, and returns the decoded claims. Shared by [`verify`] (a JWKS)
+/// and the issuer's own key set (`Signer::verify`), so both parse tokens the same way.
+pub(super) fn verify_with<K: AsRef<[u8]>>(
+    token: &str,
+    key_for: impl FnOnce(&str) -> Result<K, Error>,
+) -> Result<AccessTokenClaims, Error> {
     let malformed = Error::MalformedToken {
         reason: "not three dot-separated parts",
     };
@@ -80,13 +95,10 @@ pub fn verify(jwks: &Jwks, token: &str) -> Result<AccessTokenClaims, Error> {
             reason: "header has no kid",
         });
     };
-    let Some(jwk) = jwks.keys.iter().find(|k| k.kid == kid) else {
-        return Err(Error::UnknownKid(quote(kid)));
-    };
-    let public_key = public_point(jwk).ok_or_else(|| Error::InvalidJwk(quote(kid)))?;
+    let public_key = key_for(kid)?;
 
     let signature = decode_part("signature", signature_b64)?;
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key)
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key.as_ref())
         .verify(signed.as_bytes(), &signature)
         .map_err(|_| Error::BadSignature)?;
 
@@ -118,6 +130,6 @@ fn public_point(jwk: &Jwk) -> Option<Vec<u8>> {
 }
 
 /// Bounds a value taken from the token before it goes into an error message (and so a log line).
-fn quote(value: &str) -> String {
+pub(super) fn quote(value: &str) -> String {
     value.chars().take(MAX_QUOTED).collect()
 }

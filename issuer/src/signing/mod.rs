@@ -16,6 +16,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -207,6 +208,9 @@ pub struct Signer {
     dir: PathBuf,
     keys: RwLock<Arc<KeySet>>,
     rng: SystemRandom,
+    /// Bumped whenever the key set changes, so that caches of verified tokens can drop what a
+    /// removed key verified.
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for Signer {
@@ -244,6 +248,7 @@ impl Signer {
             dir: keys_dir.to_owned(),
             keys: RwLock::new(Arc::new(keys)),
             rng,
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -297,7 +302,45 @@ impl Signer {
             "signing key set changed"
         );
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(true)
+    }
+
+    /// Verifies a token signed by one of this issuer's keys, with no JWKS round trip: the key
+    /// is looked up by kid among the loaded keys, and only a key that is still published (the
+    /// active key, or an older one superseded less than `retain` ago, as in [`Signer::jwks`])
+    /// is accepted. Checks the algorithm and the signature only; the caller checks the claims.
+    pub fn verify(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+        retain: std::time::Duration,
+    ) -> Result<AccessTokenClaims, Error> {
+        let keys = self.current();
+        jws::verify_with(token, |kid| {
+            if keys.active.info.kid == kid {
+                return Ok(keys.active.pair.public_key().as_ref());
+            }
+            let superseded_at = keys
+                .previous
+                .iter()
+                .skip(1)
+                .chain(std::iter::once(&keys.active))
+                .map(|k| k.info.created_at);
+            keys.previous
+                .iter()
+                .zip(superseded_at)
+                .find(|(k, _)| k.info.kid == kid)
+                .filter(|(_, superseded_at)| !is_retired(*superseded_at, now, retain))
+                .map(|(k, _)| k.pair.public_key().as_ref())
+                .ok_or_else(|| Error::UnknownKid(jws::quote(kid)))
+        })
+    }
+
+    /// Changes whenever [`Signer::reload`] changes the key set.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The kid of the key that signs now.
@@ -759,6 +802,53 @@ mod tests {
             .map(|k| k.kid)
             .collect();
         assert_eq!(on_disk, [third.kid.clone(), fourth.kid.clone()]);
+    }
+
+    #[test]
+    fn signer_verifies_with_its_loaded_keys_including_retained_old_ones() {
+        let tmp = tempdir();
+        let dir = tmp.path();
+        let signer = open(dir, T0);
+        let old_token = signer
+            .sign(&claims())
+            .unwrap_or_else(|e| panic!("sign: {e}"));
+        let got = signer
+            .verify(&old_token, T0, HOUR)
+            .unwrap_or_else(|e| panic!("verify: {e}"));
+        assert_eq!(json(&got), json(&claims()));
+
+        let t1 = T0 + Duration::from_secs(60);
+        rotate_ok(dir, t1);
+        assert!(signer.reload().unwrap_or_else(|e| panic!("reload: {e}")));
+        let new_token = signer
+            .sign(&claims())
+            .unwrap_or_else(|e| panic!("sign: {e}"));
+        // The superseded key verifies for `retain` after the rotation, then no more.
+        let late = t1 + HOUR - Duration::from_secs(1);
+        assert!(signer.verify(&old_token, late, HOUR).is_ok());
+        assert!(matches!(
+            signer.verify(&old_token, t1 + HOUR, HOUR),
+            Err(Error::UnknownKid(_))
+        ));
+        assert!(signer.verify(&new_token, t1 + HOUR, HOUR).is_ok());
+
+        // Another issuer's token and a tampered one are refused.
+        let other = open(&tmp.path().join("other"), T0);
+        let foreign = other
+            .sign(&claims())
+            .unwrap_or_else(|e| panic!("sign: {e}"));
+        assert!(matches!(
+            signer.verify(&foreign, t1, HOUR),
+            Err(Error::UnknownKid(_))
+        ));
+        let [header, _, signature] = parts(&new_token);
+        let mut forged = claims();
+        forged.preferred_username = "admin".into();
+        let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap_or_default());
+        assert!(matches!(
+            signer.verify(&format!("{header}.{forged}.{signature}"), t1, HOUR),
+            Err(Error::BadSignature)
+        ));
     }
 
     #[test]

@@ -62,6 +62,15 @@ pub enum RotateOutcome {
     Unknown,
 }
 
+/// The account state a token review needs about a session's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// Set when the account is disabled.
+    pub disabled_at: Option<OffsetDateTime>,
+    /// End of the account, if it has one.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
 type SessionRow = (String, String, String, String, i64, i64, Option<i64>);
 
 const COLUMNS: &str = "id, user_id, client_id, cluster, created_at, expires_at, revoked_at";
@@ -290,6 +299,56 @@ impl Store {
                 .await?;
         }
         Ok(owner)
+    }
+
+    /// A session by id with its owner's `disabled_at` (`Some(None)` for an enabled account;
+    /// the outer `None` when the session does not exist, the inner one also when the account is
+    /// gone, which the caller treats as disabled). One statement: the webhook's cache miss.
+    pub async fn session_with_owner(&self, id: &str) -> Result<Option<(Session, Option<Owner>)>> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT s.id, s.user_id, s.client_id, s.cluster, s.created_at, s.expires_at, s.revoked_at,
+                    u.disabled_at, u.id, u.expires_at
+             FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((
+            id,
+            user_id,
+            client_id,
+            cluster,
+            created,
+            expires,
+            revoked,
+            disabled_at,
+            user,
+            user_expires_at,
+        )) = row
+        else {
+            return Ok(None);
+        };
+        let owner = match user {
+            Some(_) => Some(Owner {
+                disabled_at: opt_ts("users", disabled_at)?,
+                expires_at: opt_ts("users", user_expires_at)?,
+            }),
+            None => None,
+        };
+        let session = from_row((id, user_id, client_id, cluster, created, expires, revoked))?;
+        Ok(Some((session, owner)))
     }
 
     /// A session by id.
