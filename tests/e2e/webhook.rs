@@ -31,31 +31,6 @@ const MARGIN: Duration = Duration::from_secs(5);
 /// Token lifetime of this test's issuer: well beyond the revocation bound.
 const TOKEN_TTL: &str = "90s";
 
-/// The same grant as the world's: `credential:k8s-readers` may list namespaces, nothing else.
-const RBAC: &str = r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: ns-reader
-rules:
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["get", "list"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: ns-reader-credential-readers
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: ns-reader
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: Group
-  name: credential:k8s-readers
-"#;
-
 /// Every request at Metadata level: who, what, the answer; no bodies.
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n";
 
@@ -107,7 +82,7 @@ fn webhook_control_plane(issuer: &Issuer, dir: &std::path::Path) -> ControlPlane
         version: flag("--authentication-token-webhook-version"),
         audit_policy: Some(policy_path),
     });
-    cp.apply(RBAC);
+    cp.apply(crate::world::RBAC);
     cp
 }
 

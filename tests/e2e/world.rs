@@ -76,7 +76,7 @@ fn world_policy() -> FilePolicy {
 }
 
 /// Lets `credential:k8s-readers` get and list namespaces, and nothing else.
-const RBAC: &str = r#"
+pub(crate) const RBAC: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
