@@ -152,11 +152,12 @@ async fn seal_audit(state: AppState) {
 }
 
 async fn seal_pending(state: &AppState) {
-    const BATCH: u32 = 5000;
-    loop {
-        match state.store().seal_audit(BATCH).await {
-            Ok(n) if n == BATCH => {}
-            Ok(_) => break,
+    // Bounded per tick, so a flood of events cannot keep this task busy forever; what is
+    // left is sealed in the next second.
+    for _ in 0..100 {
+        match state.store().seal_audit(crate::store::SEAL_BATCH).await {
+            Ok(0) => break,
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "sealing audit events failed; will retry");
                 break;

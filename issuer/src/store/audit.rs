@@ -48,6 +48,9 @@ pub struct AuditFilter {
     pub cluster: Option<String>,
 }
 
+/// Most events [`Store::seal_audit`] links in one statement (two bound values each).
+pub const SEAL_BATCH: u32 = 500;
+
 type Row = (
     i64,
     i64,
@@ -119,40 +122,62 @@ impl Store {
         )
     }
 
-    /// Links up to `max` not yet sealed events into the hash chain, oldest first, in one
-    /// transaction. Returns how many were sealed (fewer than `max`: caught up).
+    /// Links up to `max` (at most [`SEAL_BATCH`]) not yet sealed events into the hash chain,
+    /// oldest first. Returns how many were sealed; 0 when there is nothing to seal (or another
+    /// sealer got there first: the caller tries again later).
+    ///
+    /// The rows are read and hashed outside any write transaction (they are append-only), and
+    /// the hashes are written by one `UPDATE ... FROM (VALUES ...)` in a short `IMMEDIATE`
+    /// transaction that first checks the chain's head has not moved: the single writer
+    /// connection is held for one statement, not one per row, so refreshes queued behind it
+    /// are not delayed (docs/benchmarks.md).
     pub async fn seal_audit(&self, max: u32) -> Result<u32> {
-        // IMMEDIATE: take the write lock first (waiting up to busy_timeout), so that another
-        // process sealing at the same time (an admin command next to the server) cannot make
-        // this read-then-write transaction fail with SQLITE_BUSY when it upgrades.
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let last: Option<(i64, String)> = sqlx::query_as(
-            "SELECT seq, hash FROM audit_events WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (after, mut prev) = last.unwrap_or((0, audit_chain::GENESIS.to_owned()));
+        let limit = max.clamp(1, SEAL_BATCH);
+        let head = self.audit_head().await?;
+        let (after, mut prev) = head.clone().unwrap_or((0, audit_chain::GENESIS.to_owned()));
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"
         ))
         .bind(after)
-        .bind(i64::from(max))
-        .fetch_all(&mut *tx)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
         .await?;
-        let mut sealed = 0;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut hashes = Vec::with_capacity(rows.len());
         for row in rows {
             let r = record(row);
             let hash = audit_chain::link(&prev, &r);
-            sqlx::query("UPDATE audit_events SET hash = ? WHERE seq = ? AND hash IS NULL")
-                .bind(&hash)
-                .bind(r.seq)
-                .execute(&mut *tx)
-                .await?;
-            prev = hash;
-            sealed += 1;
+            prev.clone_from(&hash);
+            hashes.push((r.seq, hash));
         }
+        let values = vec!["(?, ?)"; hashes.len()].join(", ");
+        let sql = format!(
+            "UPDATE audit_events SET hash = v.column2 FROM (VALUES {values}) AS v \
+             WHERE audit_events.seq = v.column1 AND audit_events.hash IS NULL"
+        );
+        // IMMEDIATE: take the write lock first (waiting up to busy_timeout), so that another
+        // process sealing at the same time (an admin command next to the server) cannot make
+        // this transaction fail with SQLITE_BUSY when it upgrades from reading to writing.
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let head_now: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, hash FROM audit_events WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if head_now != head {
+            // Another sealer moved the chain since we read it; ours would not link.
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let mut q = sqlx::query(&sql);
+        for (seq, hash) in &hashes {
+            q = q.bind(*seq).bind(hash);
+        }
+        let done = q.execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
-        Ok(sealed)
+        Ok(u32::try_from(done).unwrap_or(u32::MAX))
     }
 
     /// The newest sealed event's sequence number and hash.

@@ -22,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
-pub use audit::{AuditEvent, AuditFilter};
+pub use audit::{AuditEvent, AuditFilter, SEAL_BATCH};
 pub use devices::{Device, NewDevice};
 pub use grants::GrantFilter;
 pub use invitations::{Acceptance, Invitation, NewInvitation};
