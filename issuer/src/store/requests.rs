@@ -249,9 +249,10 @@ mod tests {
     async fn two_approvers_racing_one_wins_and_the_grant_comes_with_the_approval() {
         let (store, _dir) = temp_store().await;
         ok(store.insert_request(&pending("r1")).await);
+        let (g1, g2) = (grant("g1", "r1"), grant("g2", "r1"));
         let (a, b) = tokio::join!(
-            store.approve_request("r1", "bob", Some("go"), &grant("g1", "r1"), NOW),
-            store.approve_request("r1", "carol", None, &grant("g2", "r1"), NOW),
+            store.approve_request("r1", "bob", Some("go"), &g1, NOW),
+            store.approve_request("r1", "carol", None, &g2, NOW),
         );
         let (a, b) = (ok(a), ok(b));
         assert!(a.is_some() != b.is_some(), "exactly one approval wins");
@@ -284,10 +285,8 @@ mod tests {
         assert_eq!(listed[0], pending("r1"));
         let late = NOW + time::Duration::hours(1);
         // Past the deadline nobody can approve it, even before the sweep.
-        assert!(ok(store
-            .approve_request("r1", "bob", None, &grant("g1", "r1"), late)
-            .await)
-        .is_none());
+        let g1 = grant("g1", "r1");
+        assert!(ok(store.approve_request("r1", "bob", None, &g1, late).await).is_none());
         let expired = ok(store.expire_requests(late).await);
         assert_eq!(expired.len(), 2);
         assert!(expired.iter().all(|r| r.status == RequestStatus::Expired));
