@@ -1083,9 +1083,7 @@ fn validate_role(i: usize, r: FileRole) -> Result<RoleConfig, ConfigError> {
             "a requestable role needs approvers (or break_glass with self_approve)",
         ));
     }
-    if !r.requestable
-        && (r.break_glass || r.reason_required || !r.approvers.is_empty())
-    {
+    if !r.requestable && (r.break_glass || r.reason_required || !r.approvers.is_empty()) {
         return Err(invalid(
             field("requestable"),
             "approvers, reason_required and break_glass only apply to a requestable role",
@@ -1121,12 +1119,8 @@ fn validate_notifications(n: FileNotifications) -> Result<Option<Notifications>,
         }
         return Ok(None);
     };
-    let webhook_url = Url::parse(&url).map_err(|e| {
-        invalid(
-            "notifications.webhook_url",
-            format!("not a URL: {e}"),
-        )
-    })?;
+    let webhook_url = Url::parse(&url)
+        .map_err(|e| invalid("notifications.webhook_url", format!("not a URL: {e}")))?;
     if !matches!(webhook_url.scheme(), "http" | "https") || webhook_url.host().is_none() {
         return Err(invalid(
             "notifications.webhook_url",

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use clap::Parser as _;
 use credential_issuer::cli::{
-    AuditCommand, Cli, Command, GrantCommand, InviteCommand, RequestCommand, KeysCommand, PolicyCommand,
-    ReconcileArgs, UserCommand,
+    AuditCommand, Cli, Command, GrantCommand, InviteCommand, KeysCommand, PolicyCommand,
+    ReconcileArgs, RequestCommand, UserCommand,
 };
 use credential_issuer::config::Config;
 use credential_issuer::secret::Secret;

@@ -59,28 +59,37 @@ pub fn body(kind: Kind, r: &AccessRequest, issuer: &str) -> serde_json::Value {
         format!("{}/{}", r.cluster, r.namespaces.join(","))
     };
     let reason = r.reason.as_deref().unwrap_or("none given");
-    let text = match kind {
-        Kind::Filed => format!(
+    let text =
+        match kind {
+            Kind::Filed => format!(
             "{} requests {} in {scope} for {}: {reason}. Approve at {issuer}/requests (request {})",
             r.requester, r.role, format_duration(r.duration), r.id
         ),
-        Kind::Approved => format!(
-            "{} approved {}'s request {} ({} in {scope})",
-            r.decided_by.as_deref().unwrap_or("?"), r.requester, r.id, r.role
-        ),
-        Kind::Denied => format!(
-            "{} denied {}'s request {} ({} in {scope})",
-            r.decided_by.as_deref().unwrap_or("?"), r.requester, r.id, r.role
-        ),
-        Kind::Expired => format!(
-            "{}'s request {} ({} in {scope}) expired undecided",
-            r.requester, r.id, r.role
-        ),
-        Kind::BreakGlass => format!(
+            Kind::Approved => format!(
+                "{} approved {}'s request {} ({} in {scope})",
+                r.decided_by.as_deref().unwrap_or("?"),
+                r.requester,
+                r.id,
+                r.role
+            ),
+            Kind::Denied => format!(
+                "{} denied {}'s request {} ({} in {scope})",
+                r.decided_by.as_deref().unwrap_or("?"),
+                r.requester,
+                r.id,
+                r.role
+            ),
+            Kind::Expired => format!(
+                "{}'s request {} ({} in {scope}) expired undecided",
+                r.requester, r.id, r.role
+            ),
+            Kind::BreakGlass => {
+                format!(
             ":rotating_light: BREAK-GLASS: {} took {} in {scope} for {}: {reason} (request {})",
             r.requester, r.role, format_duration(r.duration), r.id
-        ),
-    };
+        )
+            }
+        };
     json!({
         "text": text,
         "event": kind.as_str(),
@@ -223,7 +232,10 @@ mod tests {
         );
         let alert = body(Kind::BreakGlass, &r, "https://issuer.example");
         assert_eq!(alert["alert"], true);
-        assert!(alert["text"].as_str().unwrap_or_default().contains("BREAK-GLASS"));
+        assert!(alert["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("BREAK-GLASS"));
         // RFC 4231 test case 2.
         assert_eq!(
             signature(b"Jefe", b"what do ya want for nothing?"),

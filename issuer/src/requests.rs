@@ -60,11 +60,7 @@ pub async fn file(
     origin: &Origin,
     now: OffsetDateTime,
 ) -> Result<(AccessRequest, Vec<Notice>), Error> {
-    let reason = f
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
+    let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
     let duration = Duration::from_secs(f.duration_secs);
     let outcome = rules::check_filing(
         &Filing {
@@ -100,8 +96,16 @@ pub async fn file(
         .audit(&event("request.filed", &r, requester, origin), now)
         .await?;
     if outcome == Outcome::BreakGlass {
-        let approved = approve(store, config, &r, requester, Some("break-glass"), origin, now)
-            .await?;
+        let approved = approve(
+            store,
+            config,
+            &r,
+            requester,
+            Some("break-glass"),
+            origin,
+            now,
+        )
+        .await?;
         store
             .audit(
                 &event("request.break_glass", &approved, requester, origin),

@@ -60,7 +60,9 @@ pub(super) fn requests_page(
             age = row.age_minutes,
         );
         if row.own {
-            body.push_str("<p class=\"muted own\">Your own request: another approver decides it.</p>");
+            body.push_str(
+                "<p class=\"muted own\">Your own request: another approver decides it.</p>",
+            );
         } else {
             let _ = write!(
                 body,

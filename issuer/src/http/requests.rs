@@ -145,9 +145,8 @@ pub(super) async fn file(
     body: Result<Json<NewAccessRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let claims = caller(&state, &headers).await?;
-    let Json(body) = body.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
-    })?;
+    let Json(body) =
+        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let cfg = state.config();
     let now = state.now();
     let filed = state
@@ -159,7 +158,9 @@ pub(super) async fn file(
         )
         .await?;
     if filed > cfg.request_file_limit {
-        state.metrics().failure(crate::metrics::Failure::RateLimited);
+        state
+            .metrics()
+            .failure(crate::metrics::Failure::RateLimited);
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -415,7 +416,11 @@ pub(super) async fn decide(
                 Error::Decision(_) => StatusCode::FORBIDDEN,
                 _ => StatusCode::BAD_REQUEST,
             };
-            Err(PageError::new(status, "Cannot decide this request", format!("{e}.")))
+            Err(PageError::new(
+                status,
+                "Cannot decide this request",
+                format!("{e}."),
+            ))
         }
     }
 }

@@ -93,13 +93,15 @@ impl Store {
 
     /// The request with `id`.
     pub async fn request(&self, id: &str) -> Result<Option<AccessRequest>> {
-        sqlx::query(&format!("SELECT {COLUMNS} FROM access_requests WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(row_to_request)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM access_requests WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(row_to_request)
+        .transpose()
     }
 
     /// Requests matching `filter`, newest first.
