@@ -1530,6 +1530,38 @@ mod tests {
                 "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\n[[roles]]\nname = \"r\"\ncluster_role = \"edit\"",
                 "roles[1].name",
             ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nmax_duration = \"1h\"\nrequestable = true",
+                "roles[0].approvers",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nrequestable = true\napprovers = [\"a\"]",
+                "roles[0].max_duration",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nmax_duration = \"1h\"\nrequestable = true\nself_approve = true",
+                "roles[0].self_approve",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\napprovers = [\"a\"]",
+                "roles[0].requestable",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nmax_duration = \"1h\"\nrequestable = true\napprovers = [\"\"]",
+                "roles[0].approvers[0]",
+            ),
+            ("[requests]\npending_ttl = \"5s\"", "requests.pending_ttl"),
+            ("[requests]\nfile_limit = 0", "requests.file_limit"),
+            ("[notifications]\nwebhook_url = \"ftp://x\"", "notifications.webhook_url"),
+            (
+                "[notifications]\nwebhook_secret_file = \"/nonexistent\"",
+                "notifications.webhook_secret_file",
+            ),
+            (
+                "[notifications]\nwebhook_url = \"https://x\"\nwebhook_secret_file = \"/nonexistent\"",
+                "notifications.webhook_secret_file",
+            ),
+            ("[notifications]\nurl = \"https://x\"", "url"),
         ];
         for (text, field) in cases {
             let e = err(text, &none);
@@ -1679,6 +1711,20 @@ mod example_tests {
         })
         .unwrap_or_else(|e| panic!("install/issuer.example.toml: {e}"));
         assert!(config.clusters.iter().any(|c| c.access.is_some()));
+        let glass = config.role("break-glass").map(|r| r.request.clone());
+        assert!(
+            glass.is_some_and(|p| p.break_glass && p.self_approve && p.reason_required),
+            "the example shows a break-glass role"
+        );
+        let exec = config
+            .role("prod-exec")
+            .map(|r| r.request.approvers.clone());
+        assert_eq!(exec, Some(vec!["sre-leads".to_owned()]));
+        assert!(config.notifications.is_some());
+        assert_eq!(
+            config.request_pending_ttl,
+            std::time::Duration::from_secs(3600)
+        );
     }
 
     /// The upstream and policy examples are commented out (they need a provider); uncommented,
