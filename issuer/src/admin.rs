@@ -651,6 +651,7 @@ pub fn request_table(
 
 /// A grant (or access request) id: 10 lower-case hex digits, usable in Kubernetes object names
 /// and labels.
+#[must_use]
 pub fn grant_id() -> String {
     use std::fmt::Write as _;
     crate::secret::random_bytes(5)

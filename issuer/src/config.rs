@@ -148,6 +148,10 @@ pub struct RoleConfig {
 
 /// The just-in-time request policy of a role.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent policy switches, as written in the config file"
+)]
 pub struct RequestPolicy {
     /// People may file requests for this role (`kubectl credential request`).
     pub requestable: bool,
@@ -456,6 +460,10 @@ pub struct FileRule {
 /// `[[roles]]`.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "the config file's schema: one switch per key"
+)]
 pub struct FileRole {
     /// Role name.
     pub name: String,

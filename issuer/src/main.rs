@@ -257,18 +257,14 @@ async fn request(config: Config, cmd: RequestCommand) -> anyhow::Result<()> {
         RequestCommand::Approve { id, comment } => (true, id, comment),
         RequestCommand::Deny { id, comment } => (false, id, Some(comment)),
     };
-    let (r, notices) = svc::decide(
-        &store,
-        &config,
-        &id,
-        Decider::Admin,
-        admin::ADMIN_ACTOR,
+    let decision = svc::Decision {
+        id: &id,
+        decider: Decider::Admin,
+        actor: admin::ADMIN_ACTOR,
         approve,
-        comment.as_deref(),
-        &svc::Origin::default(),
-        now,
-    )
-    .await?;
+        comment: comment.as_deref(),
+    };
+    let (r, notices) = svc::decide(&store, &config, decision, &svc::Origin::default(), now).await?;
     say(&format!(
         "request {} of {} {}",
         r.id,

@@ -142,6 +142,7 @@ impl Notifier {
 
     /// Sends in the background; returns at once. The handle is for callers that must wait
     /// (the admin CLI exits right after).
+    #[must_use = "the handle lets a caller that is about to exit wait for delivery"]
     pub fn send(
         &self,
         kind: Kind,

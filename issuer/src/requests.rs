@@ -124,18 +124,36 @@ pub async fn file(
     Ok((r.clone(), vec![(Kind::Filed, r)]))
 }
 
-/// Approves (`approve`) or denies request `id` as `decider` (named `actor` in the trail).
+/// A decision on a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    /// The request.
+    pub id: &'a str,
+    /// Who decides (the rules that apply to them).
+    pub decider: Decider<'a>,
+    /// Their name in the trail and on the grant.
+    pub actor: &'a str,
+    /// Approve (`true`) or deny.
+    pub approve: bool,
+    /// Their comment (required for a denial).
+    pub comment: Option<&'a str>,
+}
+
+/// Approves or denies a request.
 pub async fn decide(
     store: &Store,
     config: &Config,
-    id: &str,
-    decider: Decider<'_>,
-    actor: &str,
-    approve_it: bool,
-    comment: Option<&str>,
+    d: Decision<'_>,
     origin: &Origin,
     now: OffsetDateTime,
 ) -> Result<(AccessRequest, Vec<Notice>), Error> {
+    let Decision {
+        id,
+        decider,
+        actor,
+        approve: approve_it,
+        comment,
+    } = d;
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());
     rules::check_text("comment", comment)?;
     let r = store

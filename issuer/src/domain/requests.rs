@@ -1,6 +1,7 @@
 //! Just-in-time access requests: who may file what, who may decide, the duration and reason
 //! rules, and when a pending request expires. Pure: callers pass the policy and `now` in.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -301,13 +302,13 @@ pub fn format_duration(d: Duration) -> String {
     let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
     let mut out = String::new();
     if h > 0 {
-        out.push_str(&format!("{h}h"));
+        let _ = write!(out, "{h}h");
     }
     if m > 0 {
-        out.push_str(&format!("{m}m"));
+        let _ = write!(out, "{m}m");
     }
     if sec > 0 || out.is_empty() {
-        out.push_str(&format!("{sec}s"));
+        let _ = write!(out, "{sec}s");
     }
     out
 }

@@ -244,21 +244,17 @@ pub(super) async fn approve_api(
         client_addr: Some(addr),
         http_request_id: Some(rid),
     };
-    let (r, notices) = svc::decide(
-        state.store(),
-        state.config(),
-        &id,
-        Decider::Person {
+    let decision = svc::Decision {
+        id: &id,
+        decider: Decider::Person {
             username: &user.username,
             groups: &user.groups,
         },
-        &user.username,
-        true,
-        None,
-        &origin,
-        now,
-    )
-    .await?;
+        actor: &user.username,
+        approve: true,
+        comment: None,
+    };
+    let (r, notices) = svc::decide(state.store(), state.config(), decision, &origin, now).await?;
     notify(&state, notices);
     Ok(Json(svc::info(state.store(), &r, now).await?))
 }
@@ -381,21 +377,17 @@ pub(super) async fn decide(
         http_request_id: Some(rid),
     };
     let now = state.now();
-    let result = svc::decide(
-        state.store(),
-        state.config(),
-        &id,
-        Decider::Person {
+    let decision = svc::Decision {
+        id: &id,
+        decider: Decider::Person {
             username: &user.username,
             groups: &user.groups,
         },
-        &user.username,
+        actor: &user.username,
         approve,
-        Some(&f.comment),
-        &origin,
-        now,
-    )
-    .await;
+        comment: Some(&f.comment),
+    };
+    let result = svc::decide(state.store(), state.config(), decision, &origin, now).await;
     match result {
         Ok((r, notices)) => {
             tracing::info!(request = %r.id, approver = %user.username, approve, "access request decided");
