@@ -357,8 +357,7 @@ impl IssuerClient {
             Err(ureq::Error::Status(status, response)) if (400..500).contains(&status) => {
                 let message = response
                     .into_json::<credential_shared::api::ApiErrorBody>()
-                    .map(|b| b.message)
-                    .unwrap_or_else(|_| format!("HTTP {status}"));
+                    .map_or_else(|_| format!("HTTP {status}"), |b| b.message);
                 return Err(IssuerError::Api {
                     issuer: self.issuer().to_owned(),
                     status,
