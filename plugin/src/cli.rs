@@ -543,13 +543,15 @@ mod tests {
         Usage: kubectl credential <COMMAND>
 
         Commands:
-          get     Print an `ExecCredential` for kubectl (what a kubeconfig `exec` entry runs)
-          login   Sign in now with the device flow and store the session
-          logout  Revoke the stored session at the issuer and delete it locally
-          whoami  Show who the stored session signs in as, and when its token and the session expire
-          status  List every stored session
-          setup   Write kubeconfig entries (one context per cluster the issuer serves) that run this plugin; no secret goes into the file
-          help    Print this message or the help of the given subcommand(s)
+          get       Print an `ExecCredential` for kubectl (what a kubeconfig `exec` entry runs)
+          login     Sign in now with the device flow and store the session
+          logout    Revoke the stored session at the issuer and delete it locally
+          whoami    Show who the stored session signs in as, and when its token and the session expire
+          status    List every stored session
+          setup     Write kubeconfig entries (one context per cluster the issuer serves) that run this plugin; no secret goes into the file
+          request   Ask for a role just in time (an approver decides, or a break-glass role starts at once)
+          requests  List your access requests and where they stand
+          help      Print this message or the help of the given subcommand(s)
 
         Options:
           -h, --help     Print help
