@@ -210,7 +210,7 @@ fn request_id(out: &e2e::Outcome) -> String {
     id
 }
 
-/// The managed RoleBinding's grant id in `namespace`, once there is one.
+/// The managed `RoleBinding`'s grant id in `namespace`, once there is one.
 fn wait_for_grant_binding(namespace: &str) -> String {
     wait::until(
         "the reconciler creates the approved grant's RoleBinding",
@@ -354,8 +354,8 @@ fn an_approved_request_opens_the_namespace_without_a_new_login_and_closes_at_its
     );
     assert_eq!(decided.status, 200, "{decided:?}");
     assert!(decided.body.contains("approved"), "{}", decided.body);
-    let approved = notification(&id, "request.approved");
-    assert_eq!(approved["decided_by"], approver.name.as_str());
+    let decision = notification(&id, "request.approved");
+    assert_eq!(decision["decided_by"], approver.name.as_str());
 
     // The very next kubectl call is allowed, without a new login, and `get` hands out a
     // token naming the grant.
@@ -376,8 +376,7 @@ fn an_approved_request_opens_the_namespace_without_a_new_login_and_closes_at_its
             }
         },
     )
-    .map(|out| assert_forbidden(&out, &requester))
-    .unwrap_or_else(|e| panic!("{e}"));
+    .map_or_else(|e| panic!("{e}"), |out| assert_forbidden(&out, &requester));
 }
 
 #[test]
