@@ -437,3 +437,57 @@ fn break_glass_is_self_approved_and_raises_an_alert() {
     // The token now carries the grant (the plugin refreshed after the approval).
     assert_eq!(grants_of_get(&laptop).len(), 1);
 }
+
+#[test]
+fn request_wait_ends_with_exit_8_when_the_request_is_denied() {
+    let world = world();
+    let requester = world.new_person("jit-waiter", &[]);
+    let laptop = Laptop::new();
+    laptop.log_in(&requester);
+    let mut args = laptop.plugin.for_subcommand("request");
+    args.extend(
+        [
+            "--role",
+            ROLE,
+            "--namespace",
+            "payments",
+            "--reason",
+            "waiting",
+            "--for",
+            "5m",
+            "--wait",
+        ]
+        .map(str::to_owned),
+    );
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| laptop.env.plugin(&args));
+        // The administrator finds the pending request and denies it.
+        let id = wait::until(
+            "the waiting request is listed as pending",
+            Duration::from_secs(30),
+            || {
+                let out = world.issuer.cli(&["request", "list", "--pending"], None);
+                match out
+                    .stdout
+                    .lines()
+                    .find(|l| l.contains(&requester.name))
+                    .and_then(|l| l.split_whitespace().next())
+                {
+                    Some(id) => Check::Done(id.to_owned()),
+                    None => Check::Retry(format!("not listed yet: {out}")),
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        world
+            .issuer
+            .cli(&["request", "deny", &id, "--comment", "not now"], None)
+            .assert_success();
+        let out = waiting
+            .join()
+            .unwrap_or_else(|_| panic!("the waiting plugin thread panicked"));
+        out.assert_code(8)
+            .assert_stderr_contains("was denied: not now")
+            .assert_stdout_contains("status:  denied");
+    });
+}
