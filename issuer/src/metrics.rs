@@ -332,6 +332,11 @@ mod tests {
         m.reconciler_change("prod", "create");
         m.reconciler_change("prod", "create");
         m.reconciler_error("prod");
+        m.request_filed();
+        m.break_glass();
+        m.notification(true);
+        m.notification(false);
+        m.notification(false);
         let text = m.render();
         for line in [
             "credential_issuer_device_authorizations_total 1",
@@ -340,6 +345,10 @@ mod tests {
             "credential_issuer_failures_total{reason=\"user_code\"} 0",
             "credential_reconciler_changes_total{cluster=\"prod\",action=\"create\"} 2",
             "credential_reconciler_errors_total{cluster=\"prod\"} 1",
+            "credential_issuer_access_requests_total 1",
+            "credential_issuer_break_glass_total 1",
+            "credential_issuer_notifications_sent_total 1",
+            "credential_issuer_notification_failures_total 2",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -391,3 +391,47 @@ async fn undecided_requests_expire_and_a_denial_needs_a_comment() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
 }
+
+#[tokio::test]
+async fn an_unreachable_chat_hook_is_counted_and_never_fails_the_request() {
+    let app = TestApp::with(|f| {
+        policy(f);
+        // Port 1 on loopback: connection refused at once.
+        f.notifications = Some(crate::config::FileNotifications {
+            webhook_url: Some("http://127.0.0.1:1/hook".into()),
+            webhook_secret_file: None,
+        });
+    })
+    .await;
+    let t = login(&app, "alice", &["dev"]).await;
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        Some(&t.access_token),
+        &filing("prod-exec", "x", 60),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let filed: AccessRequestInfo = r.json();
+    let stored = app.state.store().request(&filed.id).await.unwrap().unwrap();
+    // The same delivery the handler started in the background, awaited here.
+    let notifier = crate::notify::Notifier::new(
+        app.state.config().notifications.clone(),
+        app.state.config().issuer(),
+    );
+    notifier
+        .send(crate::notify::Kind::Filed, &stored, Some(app.state.clone()))
+        .unwrap()
+        .await
+        .unwrap();
+    let metrics = app.get("/metrics", None).await.body;
+    assert!(
+        !metrics.contains("credential_issuer_notification_failures_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("credential_issuer_notifications_sent_total 0"),
+        "{metrics}"
+    );
+}
