@@ -615,8 +615,44 @@ pub fn grant_table(grants: &[Grant], now: OffsetDateTime) -> String {
     out
 }
 
-/// A grant id: 10 lower-case hex digits, usable in Kubernetes object names and labels.
-fn grant_id() -> String {
+/// The table `request list` prints.
+#[must_use]
+pub fn request_table(
+    requests: &[crate::domain::requests::AccessRequest],
+    now: OffsetDateTime,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "{:<10}  {:<16}  {:<12}  {:<28}  {:<8}  {:<9}  {:<20}  {:<16}  REASON\n",
+        "ID", "REQUESTER", "ROLE", "WHERE", "FOR", "STATUS", "FILED", "DECIDED BY"
+    );
+    for r in requests {
+        let scope = if r.namespaces.is_empty() {
+            format!("{} (cluster-wide)", r.cluster)
+        } else {
+            format!("{}/{}", r.cluster, r.namespaces.join(","))
+        };
+        let _ = writeln!(
+            out,
+            "{:<10}  {:<16}  {:<12}  {:<28}  {:<8}  {:<9}  {:<20}  {:<16}  {}",
+            r.id,
+            r.requester,
+            r.role,
+            scope,
+            crate::domain::requests::format_duration(r.duration),
+            r.status_at(now).as_str(),
+            format_time(r.created_at),
+            r.decided_by.as_deref().unwrap_or("-"),
+            r.reason.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
+
+/// A grant (or access request) id: 10 lower-case hex digits, usable in Kubernetes object names
+/// and labels.
+#[must_use]
+pub fn grant_id() -> String {
     use std::fmt::Write as _;
     crate::secret::random_bytes(5)
         .iter()

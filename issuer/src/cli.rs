@@ -52,6 +52,9 @@ pub enum Command {
     /// Manage time-bound grants of roles in clusters.
     #[command(subcommand)]
     Grant(GrantCommand),
+    /// Decide just-in-time access requests (as the administrator).
+    #[command(subcommand)]
+    Request(RequestCommand),
     /// Run one round of the grant reconciler and print what it changed.
     Reconcile(ReconcileArgs),
     /// Inspect the group-mapping policy.
@@ -138,6 +141,33 @@ pub enum GrantCommand {
         /// Why (recorded in the audit trail).
         #[arg(long)]
         reason: Option<String>,
+    },
+}
+
+/// `request ...`.
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// List access requests, newest first.
+    List {
+        /// Only pending ones.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Approve a pending request: its grant starts now.
+    Approve {
+        /// Request id.
+        id: String,
+        /// Recorded with the decision.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny a pending request.
+    Deny {
+        /// Request id.
+        id: String,
+        /// Why (required; the requester sees it).
+        #[arg(long)]
+        comment: String,
     },
 }
 

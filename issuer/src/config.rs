@@ -82,6 +82,12 @@ pub struct Config {
     /// bounds how late a revocation made by another process (`user disable`, another replica)
     /// is seen; this process's own revocations invalidate the cache at once.
     pub webhook_cache_ttl: Duration,
+    /// How long an access request may stay pending before it expires.
+    pub request_pending_ttl: Duration,
+    /// Access requests one person may file per rate-limit window.
+    pub request_file_limit: u32,
+    /// The chat webhook, if configured.
+    pub notifications: Option<Notifications>,
 }
 
 /// The scopes asked of an upstream provider when `scopes` is not set.
@@ -136,6 +142,36 @@ pub struct RoleConfig {
     pub permissions: RolePermissions,
     /// Longest grant of this role; `None`: no limit.
     pub max_duration: Option<Duration>,
+    /// Who may ask for this role just in time, and who decides (issue 5).
+    pub request: RequestPolicy,
+}
+
+/// The just-in-time request policy of a role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent policy switches, as written in the config file"
+)]
+pub struct RequestPolicy {
+    /// People may file requests for this role (`kubectl credential request`).
+    pub requestable: bool,
+    /// Identity groups whose members may approve (never the requester).
+    pub approvers: Vec<String>,
+    /// A request must say why.
+    pub reason_required: bool,
+    /// A break-glass role: every use raises an alert.
+    pub break_glass: bool,
+    /// The requester's own request is approved at once (only with `break_glass`).
+    pub self_approve: bool,
+}
+
+/// `[notifications]`: the chat webhook told about requests and decisions.
+#[derive(Debug, Clone)]
+pub struct Notifications {
+    /// Where to POST (http or https).
+    pub webhook_url: Url,
+    /// HMAC-SHA256 key for the `X-Credential-Signature` header, read at start.
+    pub webhook_secret: Option<crate::secret::Secret>,
 }
 
 /// What a role allows.
@@ -339,6 +375,30 @@ pub struct FileConfig {
     pub roles: Vec<FileRole>,
     /// See [`Config::webhook_cache_ttl`]; e.g. `"5s"`.
     pub webhook_cache_ttl: Option<String>,
+    /// `[requests]`.
+    pub requests: Option<FileRequests>,
+    /// `[notifications]`.
+    pub notifications: Option<FileNotifications>,
+}
+
+/// `[requests]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRequests {
+    /// See [`Config::request_pending_ttl`], e.g. `"1h"`.
+    pub pending_ttl: Option<String>,
+    /// See [`Config::request_file_limit`].
+    pub file_limit: Option<u32>,
+}
+
+/// `[notifications]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNotifications {
+    /// See [`Notifications::webhook_url`].
+    pub webhook_url: Option<String>,
+    /// File holding the HMAC key.
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 /// `[[upstreams]]`.
@@ -400,6 +460,10 @@ pub struct FileRule {
 /// `[[roles]]`.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "the config file's schema: one switch per key"
+)]
 pub struct FileRole {
     /// Role name.
     pub name: String,
@@ -409,6 +473,21 @@ pub struct FileRole {
     pub rules: Option<Vec<PolicyRule>>,
     /// Longest grant, e.g. `"30d"`.
     pub max_duration: Option<String>,
+    /// See [`RequestPolicy::requestable`].
+    #[serde(default)]
+    pub requestable: bool,
+    /// See [`RequestPolicy::approvers`].
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// See [`RequestPolicy::reason_required`].
+    #[serde(default)]
+    pub reason_required: bool,
+    /// See [`RequestPolicy::break_glass`].
+    #[serde(default)]
+    pub break_glass: bool,
+    /// See [`RequestPolicy::self_approve`].
+    #[serde(default)]
+    pub self_approve: bool,
 }
 
 /// `[[clusters]]`.
@@ -685,8 +764,34 @@ impl Config {
             }
             roles.push(role);
         }
+        let requests = file.requests.unwrap_or_default();
+        let request_pending_ttl = duration_field(
+            "requests.pending_ttl",
+            requests.pending_ttl.as_deref(),
+            "1h",
+        )?;
+        if request_pending_ttl < Duration::from_secs(60)
+            || request_pending_ttl > Duration::from_secs(7 * 86_400)
+        {
+            return Err(invalid("requests.pending_ttl", "must be between 1m and 7d"));
+        }
+        let request_file_limit = requests.file_limit.unwrap_or(20);
+        if request_file_limit == 0 {
+            return Err(invalid(
+                "requests.file_limit",
+                "must be at least 1 (0 would refuse every request)",
+            ));
+        }
+        let notifications = file
+            .notifications
+            .map(validate_notifications)
+            .transpose()?
+            .flatten();
 
         Ok(Self {
+            request_pending_ttl,
+            request_file_limit,
+            notifications,
             roles,
             issuer_url,
             listen,
@@ -966,11 +1071,93 @@ fn validate_role(i: usize, r: FileRole) -> Result<RoleConfig, ConfigError> {
     if max_duration.is_some_and(|d| d.is_zero()) {
         return Err(invalid(field("max_duration"), "must be at least 1s"));
     }
+    for (j, g) in r.approvers.iter().enumerate() {
+        if crate::domain::names::validate_group(g).is_err() {
+            return Err(invalid(
+                field(&format!("approvers[{j}]")),
+                format!("`{g}` is not a valid group name"),
+            ));
+        }
+    }
+    if r.self_approve && !r.break_glass {
+        return Err(invalid(
+            field("self_approve"),
+            "only a break_glass role may be self-approved",
+        ));
+    }
+    if r.requestable && r.approvers.is_empty() && !r.self_approve {
+        return Err(invalid(
+            field("approvers"),
+            "a requestable role needs approvers (or break_glass with self_approve)",
+        ));
+    }
+    if !r.requestable && (r.break_glass || r.reason_required || !r.approvers.is_empty()) {
+        return Err(invalid(
+            field("requestable"),
+            "approvers, reason_required and break_glass only apply to a requestable role",
+        ));
+    }
+    if r.requestable && max_duration.is_none() {
+        return Err(invalid(
+            field("max_duration"),
+            "a requestable role needs a max_duration",
+        ));
+    }
     Ok(RoleConfig {
         name: r.name,
         permissions,
         max_duration,
+        request: RequestPolicy {
+            requestable: r.requestable,
+            approvers: r.approvers,
+            reason_required: r.reason_required || r.break_glass,
+            break_glass: r.break_glass,
+            self_approve: r.self_approve,
+        },
     })
+}
+
+fn validate_notifications(n: FileNotifications) -> Result<Option<Notifications>, ConfigError> {
+    let Some(url) = n.webhook_url else {
+        if n.webhook_secret_file.is_some() {
+            return Err(invalid(
+                "notifications.webhook_secret_file",
+                "needs notifications.webhook_url",
+            ));
+        }
+        return Ok(None);
+    };
+    let webhook_url = Url::parse(&url)
+        .map_err(|e| invalid("notifications.webhook_url", format!("not a URL: {e}")))?;
+    if !matches!(webhook_url.scheme(), "http" | "https") || webhook_url.host().is_none() {
+        return Err(invalid(
+            "notifications.webhook_url",
+            "must be an http or https URL",
+        ));
+    }
+    let webhook_secret = match n.webhook_secret_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    "notifications.webhook_secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let text = text.trim();
+            if text.len() < 16 {
+                return Err(invalid(
+                    "notifications.webhook_secret_file",
+                    "the secret must be at least 16 characters",
+                ));
+            }
+            Some(crate::secret::Secret::new(text.to_owned()))
+        }
+    };
+    Ok(Some(Notifications {
+        webhook_url,
+        webhook_secret,
+    }))
 }
 
 fn validate_upstream(i: usize, u: FileUpstream) -> Result<UpstreamConfig, ConfigError> {
@@ -1351,6 +1538,38 @@ mod tests {
                 "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\n[[roles]]\nname = \"r\"\ncluster_role = \"edit\"",
                 "roles[1].name",
             ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nmax_duration = \"1h\"\nrequestable = true",
+                "roles[0].approvers",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nrequestable = true\napprovers = [\"a\"]",
+                "roles[0].max_duration",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nmax_duration = \"1h\"\nrequestable = true\nself_approve = true",
+                "roles[0].self_approve",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\napprovers = [\"a\"]",
+                "roles[0].requestable",
+            ),
+            (
+                "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nmax_duration = \"1h\"\nrequestable = true\napprovers = [\"\"]",
+                "roles[0].approvers[0]",
+            ),
+            ("[requests]\npending_ttl = \"5s\"", "requests.pending_ttl"),
+            ("[requests]\nfile_limit = 0", "requests.file_limit"),
+            ("[notifications]\nwebhook_url = \"ftp://x\"", "notifications.webhook_url"),
+            (
+                "[notifications]\nwebhook_secret_file = \"/nonexistent\"",
+                "notifications.webhook_secret_file",
+            ),
+            (
+                "[notifications]\nwebhook_url = \"https://x\"\nwebhook_secret_file = \"/nonexistent\"",
+                "notifications.webhook_secret_file",
+            ),
+            ("[notifications]\nurl = \"https://x\"", "url"),
         ];
         for (text, field) in cases {
             let e = err(text, &none);
@@ -1500,6 +1719,20 @@ mod example_tests {
         })
         .unwrap_or_else(|e| panic!("install/issuer.example.toml: {e}"));
         assert!(config.clusters.iter().any(|c| c.access.is_some()));
+        let glass = config.role("break-glass").map(|r| r.request.clone());
+        assert!(
+            glass.is_some_and(|p| p.break_glass && p.self_approve && p.reason_required),
+            "the example shows a break-glass role"
+        );
+        let exec = config
+            .role("prod-exec")
+            .map(|r| r.request.approvers.clone());
+        assert_eq!(exec, Some(vec!["sre-leads".to_owned()]));
+        assert!(config.notifications.is_some());
+        assert_eq!(
+            config.request_pending_ttl,
+            std::time::Duration::from_secs(3600)
+        );
     }
 
     /// The upstream and policy examples are commented out (they need a provider); uncommented,

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use clap::Parser as _;
 use credential_issuer::cli::{
     AuditCommand, Cli, Command, GrantCommand, InviteCommand, KeysCommand, PolicyCommand,
-    ReconcileArgs, UserCommand,
+    ReconcileArgs, RequestCommand, UserCommand,
 };
 use credential_issuer::config::Config;
 use credential_issuer::secret::Secret;
@@ -66,6 +66,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Grant(cmd) => {
             telemetry::init("warn");
             runtime.block_on(grant(config, cmd))
+        }
+        Command::Request(cmd) => {
+            telemetry::init("warn");
+            runtime.block_on(request(config, cmd))
         }
         Command::Reconcile(args) => {
             telemetry::init("warn");
@@ -232,6 +236,54 @@ async fn grant(config: Config, cmd: GrantCommand) -> anyhow::Result<()> {
             ));
         }
     }
+    Ok(())
+}
+
+async fn request(config: Config, cmd: RequestCommand) -> anyhow::Result<()> {
+    use credential_issuer::domain::requests::Decider;
+    use credential_issuer::requests as svc;
+    let store = open_store(&config).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let (approve, id, comment) = match cmd {
+        RequestCommand::List { pending } => {
+            let filter = store::RequestFilter {
+                pending,
+                ..store::RequestFilter::default()
+            };
+            let list = store.list_requests(&filter, now).await?;
+            say(admin::request_table(&list, now).trim_end());
+            return Ok(());
+        }
+        RequestCommand::Approve { id, comment } => (true, id, comment),
+        RequestCommand::Deny { id, comment } => (false, id, Some(comment)),
+    };
+    let decision = svc::Decision {
+        id: &id,
+        decider: Decider::Admin,
+        actor: admin::ADMIN_ACTOR,
+        approve,
+        comment: comment.as_deref(),
+    };
+    let (r, notices) = svc::decide(&store, &config, decision, &svc::Origin::default(), now).await?;
+    say(&format!(
+        "request {} of {} {}",
+        r.id,
+        r.requester,
+        if approve {
+            "approved; the grant reaches the cluster within seconds"
+        } else {
+            "denied"
+        }
+    ));
+    // The process exits next: wait for the notifications (each has its own timeout).
+    let notifier =
+        credential_issuer::notify::Notifier::new(config.notifications.clone(), config.issuer());
+    for (kind, r) in notices {
+        if let Some(sent) = notifier.send(kind, &r, None) {
+            let _ = sent.await;
+        }
+    }
+    admin::seal_audit_trail_after_command(&store).await;
     Ok(())
 }
 

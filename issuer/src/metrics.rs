@@ -84,6 +84,14 @@ pub struct Metrics {
     review_latency: [AtomicU64; 13],
     /// Sum of latencies in microseconds.
     review_latency_sum_us: AtomicU64,
+    /// Access requests filed.
+    requests_filed: AtomicU64,
+    /// Break-glass self-approvals.
+    break_glass: AtomicU64,
+    /// Notifications delivered to the chat webhook.
+    notifications_sent: AtomicU64,
+    /// Notifications given up on after their retries.
+    notification_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -145,6 +153,25 @@ impl Metrics {
         self.review_latency_sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
+    /// An access request was filed.
+    pub fn request_filed(&self) {
+        self.requests_filed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A break-glass role was self-approved.
+    pub fn break_glass(&self) {
+        self.break_glass.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A notification was delivered (`true`) or given up on (`false`).
+    pub fn notification(&self, delivered: bool) {
+        if delivered {
+            self.notifications_sent.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.notification_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Device authorizations started so far (tests count them).
     #[must_use]
     pub fn device_authorizations(&self) -> u64 {
@@ -191,6 +218,26 @@ impl Metrics {
             "credential_issuer_revocations_total",
             "Sessions revoked by their client (logout).",
             self.revocations.load(Ordering::Relaxed),
+        );
+        counter(
+            "credential_issuer_access_requests_total",
+            "Access requests filed.",
+            self.requests_filed.load(Ordering::Relaxed),
+        );
+        counter(
+            "credential_issuer_break_glass_total",
+            "Break-glass roles self-approved (each raised an alert).",
+            self.break_glass.load(Ordering::Relaxed),
+        );
+        counter(
+            "credential_issuer_notifications_sent_total",
+            "Notifications delivered to the chat webhook.",
+            self.notifications_sent.load(Ordering::Relaxed),
+        );
+        counter(
+            "credential_issuer_notification_failures_total",
+            "Notifications not delivered after their retries.",
+            self.notification_failures.load(Ordering::Relaxed),
         );
         let name = "credential_issuer_failures_total";
         let _ = writeln!(
@@ -285,6 +332,11 @@ mod tests {
         m.reconciler_change("prod", "create");
         m.reconciler_change("prod", "create");
         m.reconciler_error("prod");
+        m.request_filed();
+        m.break_glass();
+        m.notification(true);
+        m.notification(false);
+        m.notification(false);
         let text = m.render();
         for line in [
             "credential_issuer_device_authorizations_total 1",
@@ -293,6 +345,10 @@ mod tests {
             "credential_issuer_failures_total{reason=\"user_code\"} 0",
             "credential_reconciler_changes_total{cluster=\"prod\",action=\"create\"} 2",
             "credential_reconciler_errors_total{cluster=\"prod\"} 1",
+            "credential_issuer_access_requests_total 1",
+            "credential_issuer_break_glass_total 1",
+            "credential_issuer_notifications_sent_total 1",
+            "credential_issuer_notification_failures_total 2",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

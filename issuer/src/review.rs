@@ -289,3 +289,37 @@ async fn session_state(
     }
     Ok(fresh)
 }
+
+/// Authenticates a person calling the issuer's own API with their access token (`Bearer`):
+/// the same checks as a token review for the cluster the token names (signature, issuer, time
+/// window, audience, live session, account not disabled). `None`: refused; the caller answers
+/// 401 without saying more.
+pub async fn authenticate_bearer(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<Arc<AccessTokenClaims>>, Error> {
+    let now = state.now();
+    let Some(claims) = verified_claims(state, token, now) else {
+        return Ok(None);
+    };
+    let cfg = state.config();
+    let found = cfg.clusters.iter().find(|c| {
+        c.audience == claims.aud && claims.cluster.as_deref().is_none_or(|n| n == c.name)
+    });
+    let Some(c) = found else {
+        return Ok(None);
+    };
+    let target = Target {
+        cluster: &c.name,
+        audience: &c.audience,
+    };
+    if review::check_claims(&claims, cfg.issuer(), target, now).is_err() {
+        return Ok(None);
+    }
+    let sid = claims.sid.as_deref().unwrap_or_default();
+    let session = session_state(state, sid, now).await?;
+    if review::check_session(&claims, session.as_deref().map(|(s, _)| s), target, now).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(claims))
+}

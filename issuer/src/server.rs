@@ -112,6 +112,10 @@ async fn upkeep(state: AppState) {
         if let Err(e) = state.store().purge_expired(state.now()).await {
             tracing::warn!(error = %e, "purging expired rows failed");
         }
+        match crate::requests::expire(state.store(), state.now()).await {
+            Ok(notices) => crate::http::notify_requests(&state, notices),
+            Err(e) => tracing::warn!(error = %e, "expiring access requests failed"),
+        }
     }
 }
 

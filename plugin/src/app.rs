@@ -21,7 +21,8 @@ use crate::device_flow;
 use crate::error::{self, Error};
 use crate::exec::{self, ExecInfo};
 use crate::handout::{Caller, HandOuts};
-use crate::issuer::{Endpoints, IssuerClient};
+use crate::issuer::{Endpoints, IssuerClient, IssuerError};
+use crate::requests;
 use crate::secret::Secret;
 use crate::show;
 use crate::term::printable;
@@ -39,6 +40,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
         Command::Whoami(args) => whoami(&args, &clock),
         Command::Status(args) => status(&args, &clock),
         Command::Setup(args) => setup(&args, &clock),
+        Command::Request(args) => request(&args, &clock),
+        Command::Requests(args) => list_requests(&args, &clock),
     }
 }
 
@@ -177,12 +180,26 @@ fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
     let key = get_key(args, &info);
     let found = cache.load(&key)?;
     let mut refused = false;
+    let mut approved = false;
     if let Some(entry) = &found {
         if !force_refresh && entry.is_fresh(clock.now()) {
             refused = asked_again(&info, &key, entry);
-            if !refused {
+            approved = !refused && pending_request_approved(args, entry, clock.now());
+            if !refused && !approved {
                 return hand_out(&info, entry, args);
             }
+        }
+    }
+    if approved {
+        // The token is valid, but a grant has started since it was minted: refresh so that
+        // its `grants` claim and groups name it (the binding already lets the old one in).
+        let current = found.as_ref().map(|e| e.access_token.clone());
+        let mut issuer = LazyIssuer::new(args);
+        if let Ok(Some(fresh)) = refresh(args, &cache, &key, &mut issuer, current.as_ref(), clock) {
+            return hand_out(&info, &fresh, args);
+        }
+        if let Some(entry) = &found {
+            return hand_out(&info, entry, args);
         }
     }
     get_without_fresh_token(
@@ -194,6 +211,136 @@ fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
         *force_refresh || refused,
         clock,
     )
+}
+
+/// Whether a request filed from here has been approved since the last check (only asked when
+/// one is recorded as pending, and at most every few seconds; a slow or failing issuer is
+/// ignored, the token in hand still works).
+fn pending_request_approved(args: &CommonArgs, entry: &Entry, now: i64) -> bool {
+    let Some(mut pending) = requests::Pending::load(args, now) else {
+        return false;
+    };
+    if !pending.due(now) {
+        return false;
+    }
+    pending.checked_at = now;
+    let Ok(client) = IssuerClient::new(&args.issuer, args.issuer_ca.as_deref()) else {
+        return false;
+    };
+    let mut approved = false;
+    pending.ids.retain(|(id, _)| {
+        match client.request_status(&entry.access_token, id, PENDING_CHECK_TIMEOUT) {
+            Ok(r) if r.status == "pending" => true,
+            Ok(r) => {
+                approved |= r.grant_active;
+                false
+            }
+            // Not ours any more, or the session is gone: stop asking.
+            Err(IssuerError::Api {
+                status: 401 | 404, ..
+            }) => false,
+            Err(_) => true,
+        }
+    });
+    pending.save(args);
+    approved
+}
+
+/// How long `get` waits for the issuer when checking a pending request.
+const PENDING_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often `request --wait` asks.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A live access token of the cluster's session, refreshed if it is not fresh.
+fn live_token(
+    args: &CommonArgs,
+    cache: &TokenCache,
+    issuer: &mut LazyIssuer<'_>,
+    clock: &dyn Clock,
+) -> Result<(CacheKey, Entry), Error> {
+    let (key, entry) = session_of_cluster(cache, args, clock.now())?;
+    let entry = session_to_show(entry, args, clock.now())?;
+    if entry.is_fresh(clock.now()) {
+        return Ok((key, entry));
+    }
+    let fresh = refresh(args, cache, &key, issuer, None, clock)?;
+    let fresh = fresh
+        .filter(|e| e.is_fresh(clock.now()))
+        .ok_or_else(|| login_required(args))?;
+    Ok((key, fresh))
+}
+
+/// `request`: file an access request; with `--wait`, wait for the decision and refresh.
+fn request(args: &cli::RequestArgs, clock: &dyn Clock) -> Result<(), Error> {
+    let common = &args.common;
+    let cache = TokenCache::open(common.token_cache)?;
+    let mut issuer = LazyIssuer::new(common);
+    let (key, entry) = live_token(common, &cache, &mut issuer, clock)?;
+    let body = credential_shared::api::NewAccessRequest {
+        cluster: common.cluster.clone(),
+        role: args.role.clone(),
+        namespaces: args.namespaces.clone(),
+        reason: args.reason.clone(),
+        duration_secs: args.duration,
+    };
+    let (client, _) = issuer.connect()?;
+    let mut r = client.file_request(&entry.access_token, &body)?;
+    let now = clock.now();
+    if r.status == "pending" {
+        let mut pending = requests::Pending::load(common, now).unwrap_or_default();
+        pending.ids.push((r.id.clone(), now));
+        pending.save(common);
+        if args.wait {
+            eprintln!(
+                "request {} filed; waiting for an approver (Ctrl-C stops waiting, the request stays)",
+                r.id
+            );
+            let cancel = Cancel::on_ctrl_c();
+            while r.status == "pending" {
+                if cancel.requested() {
+                    return Err(Error::Cancelled);
+                }
+                clock.sleep(WAIT_POLL);
+                let (client, _) = issuer.connect()?;
+                r = client.request_status(&entry.access_token, &r.id, WAIT_POLL * 5)?;
+            }
+        }
+    }
+    let done = r.status != "pending";
+    if done {
+        let mut pending = requests::Pending::load(common, now).unwrap_or_default();
+        pending.ids.retain(|(id, _)| *id != r.id);
+        pending.save(common);
+    }
+    if r.status == "approved" && r.grant_active {
+        // The grant is in force: a token that names it, without a new login.
+        let current = entry.access_token.clone();
+        refresh(common, &cache, &key, &mut issuer, Some(&current), clock)?;
+    }
+    show::print(&requests::describe(&r, clock.now()))?;
+    if done && r.status != "approved" {
+        return Err(Error::RequestNotApproved {
+            id: r.id,
+            status: r.status,
+            comment: r.comment,
+        });
+    }
+    if r.status == "pending" {
+        eprintln!(
+            "waiting for an approver; `kubectl credential requests` shows where it stands, and kubectl picks up the grant once it is approved"
+        );
+    }
+    Ok(())
+}
+
+/// `requests`: the person's requests.
+fn list_requests(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
+    let cache = TokenCache::open(args.token_cache)?;
+    let mut issuer = LazyIssuer::new(args);
+    let (_, entry) = live_token(args, &cache, &mut issuer, clock)?;
+    let (client, _) = issuer.connect()?;
+    let list = client.my_requests(&entry.access_token)?;
+    show::print(&requests::table(&list.requests))
 }
 
 /// On a cache hit: records that the calling process received this token, and says whether it

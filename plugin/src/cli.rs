@@ -36,6 +36,62 @@ pub(crate) enum Command {
     /// Write kubeconfig entries (one context per cluster the issuer serves) that run this
     /// plugin; no secret goes into the file.
     Setup(SetupArgs),
+    /// Ask for a role just in time (an approver decides, or a break-glass role starts at once).
+    Request(RequestArgs),
+    /// List your access requests and where they stand.
+    Requests(CommonArgs),
+}
+
+/// `request`'s flags.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RequestArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Role from the issuer's policy.
+    #[arg(long, value_name = "ROLE")]
+    pub(crate) role: String,
+    /// Namespace (repeatable); none means cluster-wide.
+    #[arg(long = "namespace", value_name = "NAMESPACE")]
+    pub(crate) namespaces: Vec<String>,
+    /// Why you need it (shown to approvers, recorded in the audit trail).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: Option<String>,
+    /// How long, e.g. 30m, 2h, 90s.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) duration: u64,
+    /// Wait for the decision, then refresh the token so that it carries the grant.
+    #[arg(long)]
+    pub(crate) wait: bool,
+}
+
+/// `90s`, `30m`, `2h`, `1d` (or a combination like `1h30m`) in seconds.
+pub(crate) fn parse_duration(raw: &str) -> Result<u64, String> {
+    let bad = || format!("`{raw}` is not a duration like 90s, 30m or 2h");
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in raw.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 /// `setup`'s flags.
@@ -487,13 +543,15 @@ mod tests {
         Usage: kubectl credential <COMMAND>
 
         Commands:
-          get     Print an `ExecCredential` for kubectl (what a kubeconfig `exec` entry runs)
-          login   Sign in now with the device flow and store the session
-          logout  Revoke the stored session at the issuer and delete it locally
-          whoami  Show who the stored session signs in as, and when its token and the session expire
-          status  List every stored session
-          setup   Write kubeconfig entries (one context per cluster the issuer serves) that run this plugin; no secret goes into the file
-          help    Print this message or the help of the given subcommand(s)
+          get       Print an `ExecCredential` for kubectl (what a kubeconfig `exec` entry runs)
+          login     Sign in now with the device flow and store the session
+          logout    Revoke the stored session at the issuer and delete it locally
+          whoami    Show who the stored session signs in as, and when its token and the session expire
+          status    List every stored session
+          setup     Write kubeconfig entries (one context per cluster the issuer serves) that run this plugin; no secret goes into the file
+          request   Ask for a role just in time (an approver decides, or a break-glass role starts at once)
+          requests  List your access requests and where they stand
+          help      Print this message or the help of the given subcommand(s)
 
         Options:
           -h, --help     Print help

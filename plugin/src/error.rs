@@ -13,6 +13,7 @@
 //! | 5 | sign-in refused: the request was denied, or the code expired before it was approved |
 //! | 6 | token cache unavailable: keyring locked or missing, cache directory unwritable; `--token-cache=file` is the way out when there is no keyring |
 //! | 7 | `setup` could not merge into or write the kubeconfig (malformed file, an entry of the same name that it did not write, an unwritable path) |
+//! | 8 | an access request was refused by the issuer's policy (`request`), or denied or expired (`request --wait`) |
 //! | 130 | cancelled with Ctrl-C during a sign-in (nothing was stored; the lock is released) |
 
 use std::error::Error as _;
@@ -40,6 +41,8 @@ pub(crate) const EXIT_CACHE: u8 = 6;
 /// `setup` could not merge into or write the kubeconfig (malformed file, a conflicting entry
 /// it did not write, an unwritable path).
 pub(crate) const EXIT_KUBECONFIG: u8 = 7;
+/// An access request was refused by policy, denied, or expired.
+pub(crate) const EXIT_REQUEST_REFUSED: u8 = 8;
 
 /// Everything that can end a run early. The `Display` text is what the user reads after
 /// `error: `; causes follow it, and [`Error::hint`] says what to do next where that is not
@@ -74,6 +77,16 @@ pub(crate) enum Error {
     /// The device code expired before it was approved.
     #[error("the code expired; run the command again")]
     CodeExpired,
+    /// An access request was denied or expired while `--wait` waited.
+    #[error("access request {id} was {status}{}", comment.as_deref().map(|c| format!(": {}", crate::term::printable(c))).unwrap_or_default())]
+    RequestNotApproved {
+        /// Request id.
+        id: String,
+        /// `denied`, `expired`, `cancelled`.
+        status: String,
+        /// The decider's comment.
+        comment: Option<String>,
+    },
     /// The person pressed Ctrl-C during the sign-in.
     #[error("sign-in cancelled; nothing was stored")]
     Cancelled,
@@ -179,6 +192,7 @@ impl Error {
             Self::Setup(_) => EXIT_KUBECONFIG,
             Self::Stdout(_) | Self::TimeOutOfRange(_) => EXIT_UNEXPECTED,
             Self::Cancelled => crate::cancel::EXIT_CANCELLED,
+            Self::RequestNotApproved { .. } => EXIT_REQUEST_REFUSED,
         }
     }
 

@@ -121,6 +121,16 @@ pub(crate) enum IssuerError {
     /// A request body could not be encoded (a bug).
     #[error("cannot encode the request")]
     Encode(#[source] serde_urlencoded::ser::Error),
+    /// The issuer's requests API refused the call (policy, permission, rate limit).
+    #[error("the issuer at {issuer} refused: {}", crate::term::printable(message))]
+    Api {
+        /// `--issuer`.
+        issuer: String,
+        /// HTTP status.
+        status: u16,
+        /// The issuer's explanation (from its error body).
+        message: String,
+    },
 }
 
 fn redirect_note(status: u16) -> &'static str {
@@ -145,6 +155,9 @@ impl IssuerError {
             Self::CaRead { .. } | Self::CaEmpty { .. } | Self::CaInvalid { .. } => EXIT_USAGE,
             Self::TlsSetup(_) | Self::Encode(_) => EXIT_UNEXPECTED,
             Self::OAuth { error, .. } => oauth_exit_code(error.error),
+            Self::Api { status: 401, .. } => crate::error::EXIT_LOGIN_REQUIRED,
+            Self::Api { status, .. } if *status >= 500 || *status == 429 => EXIT_ISSUER,
+            Self::Api { .. } => crate::error::EXIT_REQUEST_REFUSED,
             Self::Unreachable { .. }
             | Self::Status { .. }
             | Self::Malformed { .. }
@@ -161,6 +174,9 @@ impl IssuerError {
                  pass that CA's PEM bundle with --issuer-ca FILE",
             ),
             Self::Status { status: 404, .. } => Some("check the --issuer URL"),
+            Self::Api { status: 401, .. } => {
+                Some("your session is not valid any more; run `kubectl credential login`")
+            }
             _ => None,
         }
     }
@@ -274,6 +290,83 @@ impl IssuerClient {
             .set("Accept", "application/json")
             .call();
         self.read_json(&url, result)
+    }
+
+    /// Files an access request with the caller's access token.
+    pub(crate) fn file_request(
+        &self,
+        token: &Secret,
+        body: &credential_shared::api::NewAccessRequest,
+    ) -> Result<credential_shared::api::AccessRequestInfo, IssuerError> {
+        let url = format!("{}{}", self.issuer, credential_shared::api::PATH_REQUESTS);
+        let result = self
+            .agent
+            .post(&url)
+            .set("Accept", "application/json")
+            .set("Authorization", &format!("Bearer {}", token.expose()))
+            .send_json(body);
+        self.read_api(&url, result)
+    }
+
+    /// The caller's access requests.
+    pub(crate) fn my_requests(
+        &self,
+        token: &Secret,
+    ) -> Result<credential_shared::api::AccessRequestList, IssuerError> {
+        let url = format!("{}{}", self.issuer, credential_shared::api::PATH_REQUESTS);
+        let result = self
+            .agent
+            .get(&url)
+            .set("Accept", "application/json")
+            .set("Authorization", &format!("Bearer {}", token.expose()))
+            .call();
+        self.read_api(&url, result)
+    }
+
+    /// One of the caller's requests, waiting at most `timeout` (a `get` checking a pending
+    /// request must not hold kubectl up).
+    pub(crate) fn request_status(
+        &self,
+        token: &Secret,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<credential_shared::api::AccessRequestInfo, IssuerError> {
+        let id: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
+        let url = format!(
+            "{}{}/{id}",
+            self.issuer,
+            credential_shared::api::PATH_REQUESTS
+        );
+        let result = self
+            .agent
+            .get(&url)
+            .timeout(timeout)
+            .set("Accept", "application/json")
+            .set("Authorization", &format!("Bearer {}", token.expose()))
+            .call();
+        self.read_api(&url, result)
+    }
+
+    /// Like `read_json`, for the requests API, whose errors are `ApiErrorBody`s.
+    fn read_api<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        result: Result<ureq::Response, ureq::Error>,
+    ) -> Result<T, IssuerError> {
+        let result = match result {
+            Err(ureq::Error::Status(status, response)) if (400..500).contains(&status) => {
+                let message = response
+                    .into_json::<credential_shared::api::ApiErrorBody>()
+                    .map_or_else(|_| format!("HTTP {status}"), |b| b.message);
+                return Err(IssuerError::Api {
+                    issuer: self.issuer().to_owned(),
+                    status,
+                    message,
+                });
+            }
+            other => other,
+        };
+        self.read_json(url, result)
     }
 
     /// Starts the device flow for `cluster`.

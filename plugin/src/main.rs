@@ -12,6 +12,7 @@ mod exec;
 mod handout;
 mod issuer;
 mod jwt;
+mod requests;
 mod secret;
 mod setup;
 mod show;

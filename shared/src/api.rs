@@ -1,4 +1,5 @@
-//! The issuer's own JSON API bodies (beyond OAuth): the public cluster list.
+//! The issuer's own JSON API bodies (beyond OAuth): the public cluster list and access
+//! requests.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,4 +28,84 @@ pub struct ClusterInfo {
     pub certificate_authority_data: Option<String>,
     /// The `aud` of tokens for this cluster (the API server's `--oidc-client-id`).
     pub audience: String,
+}
+
+/// Path of the access requests of the caller (`GET` lists, `POST` files one); one request is
+/// at `PATH_REQUESTS/{id}`. Authenticated with the plugin's access token (`Bearer`).
+pub const PATH_REQUESTS: &str = "/api/v1/requests";
+
+/// `POST /api/v1/requests`: ask for a role just in time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewAccessRequest {
+    /// Cluster name.
+    pub cluster: String,
+    /// Role from the issuer's policy.
+    pub role: String,
+    /// Namespaces; empty for cluster-wide.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// How long the grant lasts once approved, in seconds.
+    pub duration_secs: u64,
+}
+
+/// One access request as the issuer reports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessRequestInfo {
+    /// Request id.
+    pub id: String,
+    /// Who asked.
+    pub requester: String,
+    /// Cluster.
+    pub cluster: String,
+    /// Role.
+    pub role: String,
+    /// Namespaces (empty: cluster-wide).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Asked-for length in seconds.
+    pub duration_secs: u64,
+    /// `pending`, `approved`, `denied`, `expired` or `cancelled` (new values may come).
+    pub status: String,
+    /// Filed at (Unix seconds).
+    pub created_at: i64,
+    /// Who decided.
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    /// The decider's comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// The grant an approval created.
+    #[serde(default)]
+    pub grant_id: Option<String>,
+    /// When that grant ends (Unix seconds).
+    #[serde(default)]
+    pub grant_ends_at: Option<i64>,
+    /// Whether the grant is in force now (the plugin then refreshes its token so that the
+    /// token's `grants` claim names it).
+    #[serde(default)]
+    pub grant_active: bool,
+}
+
+/// `GET /api/v1/requests`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AccessRequestList {
+    /// The caller's requests, newest first.
+    pub requests: Vec<AccessRequestInfo>,
+}
+
+/// An error body of the requests API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    /// Machine-readable code: `unauthorized`, `invalid_request`, `forbidden`, `not_found`,
+    /// `rate_limited`, `server_error`.
+    pub error: String,
+    /// For people.
+    #[serde(default)]
+    pub message: String,
 }

@@ -32,6 +32,7 @@ mod pages;
 mod procs;
 mod refresh;
 mod refresh_reuse;
+mod requests;
 mod retry_after_401;
 mod setup;
 mod switch_user;

@@ -212,7 +212,11 @@ impl World {
                     ),
                 ],
                 policy: Some(world_policy()),
-                grant_roles: Some(crate::grants::ROLES.to_owned()),
+                grant_roles: Some(format!(
+                    "{}{}",
+                    crate::grants::ROLES,
+                    crate::requests::config()
+                )),
             },
         );
         // The API server runs with exactly the flags install/ tells operators to use.

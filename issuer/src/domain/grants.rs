@@ -514,6 +514,7 @@ mod tests {
                 name: "viewer".into(),
                 permissions: RolePermissions::ClusterRole("view".into()),
                 max_duration: Some(Duration::from_secs(8 * 3600)),
+                request: crate::config::RequestPolicy::default(),
             },
             RoleConfig {
                 name: "deployer".into(),
@@ -524,6 +525,7 @@ mod tests {
                     resource_names: vec![],
                 }]),
                 max_duration: None,
+                request: crate::config::RequestPolicy::default(),
             },
         ]
     }

@@ -9,6 +9,7 @@ pub mod device;
 pub mod grants;
 pub mod names;
 pub mod policy;
+pub mod requests;
 pub mod review;
 pub mod session;
 pub mod tokens;

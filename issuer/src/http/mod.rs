@@ -9,6 +9,8 @@ mod error;
 mod invite;
 mod oauth;
 mod pages;
+mod request_templates;
+mod requests;
 mod second_factor;
 mod templates;
 mod upstream;
@@ -27,6 +29,7 @@ use axum::Router;
 use crate::app::AppState;
 
 pub use error::{OAuthReply, PageError};
+pub use requests::notify as notify_requests;
 
 /// Largest request body accepted: forms here are a few hundred bytes.
 const MAX_BODY: usize = 16 * 1024;
@@ -68,6 +71,20 @@ pub fn router(state: AppState) -> Router {
             "/authenticate/{cluster}",
             post(webhook::authenticate_cluster),
         )
+        .route(
+            api::PATH_REQUESTS,
+            get(requests::list_mine).post(requests::file),
+        )
+        .route(
+            &format!("{}/{{id}}", api::PATH_REQUESTS),
+            get(requests::get_one),
+        )
+        .route(
+            &format!("{}/{{id}}/approve", api::PATH_REQUESTS),
+            post(requests::approve_api),
+        )
+        .route("/requests", get(requests::page))
+        .route("/requests/{id}", post(requests::decide))
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz))
         .route("/metrics", get(discovery::metrics))
@@ -158,6 +175,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 
 #[cfg(test)]
 mod invite_tests;
+#[cfg(test)]
+mod requests_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -1,12 +1,345 @@
+//! Handler tests of access requests: the plugin's API (bearer tokens from the real device
+//! flow) and the approvals page (real sign-in, CSRF), with a fake clock and a temporary
+//! database.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use credential_shared::api::{AccessRequestInfo, AccessRequestList, ApiErrorBody};
+use credential_shared::oauth::{Jwks, TokenResponse};
+
+use super::tests::{Reply, TestApp};
+use crate::config::{FileConfig, FileRequests, FileRole};
+
+fn policy(f: &mut FileConfig) {
+    f.roles = vec![
+        FileRole {
+            name: "prod-exec".into(),
+            cluster_role: Some("edit".into()),
+            max_duration: Some("2h".into()),
+            requestable: true,
+            approvers: vec!["sre-leads".into()],
+            reason_required: true,
+            ..FileRole::default()
+        },
+        FileRole {
+            name: "glass".into(),
+            cluster_role: Some("admin".into()),
+            max_duration: Some("1h".into()),
+            requestable: true,
+            break_glass: true,
+            self_approve: true,
+            ..FileRole::default()
+        },
+    ];
+    f.requests = Some(FileRequests {
+        file_limit: Some(3),
+        ..FileRequests::default()
+    });
+}
+
+/// Logs `user` (in `groups`) in through the device flow.
+async fn login(app: &TestApp, user: &str, groups: &[&str]) -> TokenResponse {
+    app.add_user(user, groups).await;
+    let d = app.start().await;
+    app.decide(&d.user_code, user, "approve").await;
+    app.advance(5);
+    let r = app.poll(&d.device_code).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()
+}
+
+/// Signs `user` in on the web (no device waiting); returns the session cookie.
+async fn web_sign_in(app: &TestApp, user: &str) -> String {
+    let page = app.get("/login", None).await;
+    let cookie = page.cookie().unwrap();
+    let r = app
+        .post(
+            "/login",
+            &[
+                ("username", user),
+                ("password", "correct horse battery"),
+                ("csrf_token", &page.csrf()),
+            ],
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.cookie().unwrap()
+}
+
+async fn api(app: &TestApp, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    app.send(b.body(Body::from(body.to_owned())).unwrap()).await
+}
+
+fn filing(role: &str, reason: &str, secs: u64) -> String {
+    serde_json::json!({
+        "cluster": "default",
+        "role": role,
+        "namespaces": ["payments"],
+        "reason": reason,
+        "duration_secs": secs,
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn the_api_wants_a_live_token_and_never_echoes_it() {
+    let app = TestApp::with(policy).await;
+    let r = api(&app, "GET", "/api/v1/requests", None, "").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.headers[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    let bogus = "eyJhbGciOiJFUzI1NiJ9.e30.c2lnbmF0dXJlLXNlY3JldC10b2tlbg";
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        Some(bogus),
+        &filing("prod-exec", "x", 60),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!r.body.contains(bogus), "{}", r.body);
+    assert_eq!(r.json::<ApiErrorBody>().error, "unauthorized");
+    // A logged-out session's token is refused too.
+    let t = login(&app, "alice", &["dev"]).await;
+    let ok = api(&app, "GET", "/api/v1/requests", Some(&t.access_token), "").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let revoke = app
+        .post(
+            "/oauth/revoke",
+            &[
+                ("token", &t.refresh_token),
+                ("client_id", "kubectl-credential"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(revoke.status, StatusCode::OK, "{}", revoke.body);
+    let r = api(&app, "GET", "/api/v1/requests", Some(&t.access_token), "").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+}
+
+#[tokio::test]
+async fn filings_follow_the_policy_and_are_rate_limited() {
+    let app = TestApp::with(policy).await;
+    let t = login(&app, "alice", &["dev"]).await;
+    let tok = Some(t.access_token.as_str());
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        tok,
+        &filing("prod-exec", "", 60),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("requires a reason"), "{}", r.body);
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        tok,
+        &filing("prod-exec", "x", 3 * 3600),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    // The third filing this window is within the limit (3), the fourth is not.
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        tok,
+        &filing("prod-exec", "x", 60),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        tok,
+        &filing("prod-exec", "x", 60),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_requester_never_approves_and_another_approver_starts_the_grant() {
+    let app = TestApp::with(policy).await;
+    // Alice is herself in the approvers group: still not for her own request.
+    let alice = login(&app, "alice", &["dev", "sre-leads"]).await;
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        Some(&alice.access_token),
+        &filing("prod-exec", "OOM in payment-service", 1800),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let filed: AccessRequestInfo = r.json();
+    assert_eq!(filed.status, "pending");
+    let path = format!("/api/v1/requests/{}/approve", filed.id);
+    let r = api(&app, "POST", &path, Some(&alice.access_token), "").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("your own request"), "{}", r.body);
+
+    // On the page her request is listed without a form, and a forged post is refused.
+    let alice_web = web_sign_in(&app, "alice").await;
+    let page = app.get("/requests", Some(&alice_web)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Your own request"), "{}", page.body);
+    assert!(!page
+        .body
+        .contains(&format!("action=\"/requests/{}\"", filed.id)));
+    let form_path = format!("/requests/{}", filed.id);
+    let csrf = app.get("/login", Some(&alice_web)).await.csrf();
+    let r = app
+        .post(
+            &form_path,
+            &[("action", "approve"), ("csrf_token", &csrf)],
+            Some(&alice_web),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+
+    // Bob approves on the page; without the CSRF token nothing happens.
+    app.add_user("bob", &["sre-leads"]).await;
+    let bob_web = web_sign_in(&app, "bob").await;
+    let page = app.get("/requests", Some(&bob_web)).await;
+    assert!(
+        page.body.contains("OOM in payment-service"),
+        "{}",
+        page.body
+    );
+    let r = app
+        .post(&form_path, &[("action", "approve")], Some(&bob_web))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = app
+        .post(
+            &form_path,
+            &[
+                ("action", "approve"),
+                ("comment", "go"),
+                ("csrf_token", &page.csrf()),
+            ],
+            Some(&bob_web),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("approved"), "{}", r.body);
+    // A second decision loses.
+    let r = app
+        .post(
+            &form_path,
+            &[
+                ("action", "deny"),
+                ("comment", "no"),
+                ("csrf_token", &page.csrf()),
+            ],
+            Some(&bob_web),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+
+    let mine: AccessRequestList = api(
+        &app,
+        "GET",
+        "/api/v1/requests",
+        Some(&alice.access_token),
+        "",
+    )
+    .await
+    .json();
+    let got = &mine.requests[0];
+    assert_eq!(got.status, "approved");
+    assert_eq!(got.decided_by.as_deref(), Some("bob"));
+    assert!(got.grant_active);
+    let now = app.clock.now_for_tests().unix_timestamp();
+    assert_eq!(got.grant_ends_at, Some(now + 1800));
+    // The next refresh carries the grant, without a new login.
+    let t: TokenResponse = app.refresh(&alice.refresh_token).await.json();
+    let jwks: Jwks = app.get("/openid/v1/jwks", None).await.json();
+    let claims = crate::signing::verify(&jwks, &t.access_token).unwrap();
+    assert_eq!(claims.grants, [got.grant_id.clone().unwrap()]);
+    assert!(claims
+        .groups
+        .contains(&"grant:prod-exec:payments".to_owned()));
+    let events = app
+        .state
+        .store()
+        .audit_events_for("user:alice")
+        .await
+        .unwrap();
+    assert_eq!(events, ["request.filed", "request.approved"]);
+}
+
+#[tokio::test]
+async fn break_glass_is_approved_at_once_with_an_alert() {
+    let app = TestApp::with(policy).await;
+    let t = login(&app, "alice", &["dev"]).await;
+    let body = serde_json::json!({
+        "cluster": "default", "role": "glass", "reason": "outage", "duration_secs": 600
+    })
+    .to_string();
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        Some(&t.access_token),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let got: AccessRequestInfo = r.json();
+    assert_eq!(got.status, "approved");
+    assert_eq!(got.decided_by.as_deref(), Some("alice"));
+    assert!(got.grant_active);
+    let metrics = app.get("/metrics", None).await.body;
+    assert!(
+        metrics.contains("credential_issuer_break_glass_total 1"),
+        "{metrics}"
+    );
+    let events = app
+        .state
+        .store()
+        .audit_events_for("user:alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        events,
+        ["request.filed", "request.approved", "request.break_glass"]
+    );
+}
 
 #[tokio::test]
 async fn undecided_requests_expire_and_a_denial_needs_a_comment() {
     let app = TestApp::with(policy).await;
     let t = login(&app, "alice", &["dev"]).await;
     let tok = Some(t.access_token.as_str());
-    let filed: AccessRequestInfo = api(&app, "POST", "/api/v1/requests", tok, &filing("prod-exec", "x", 60))
-        .await
-        .json();
+    let filed: AccessRequestInfo = api(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        tok,
+        &filing("prod-exec", "x", 60),
+    )
+    .await
+    .json();
     app.add_user("bob", &["sre-leads"]).await;
     let bob = web_sign_in(&app, "bob").await;
     let page = app.get("/requests", Some(&bob)).await;
@@ -27,14 +360,78 @@ async fn undecided_requests_expire_and_a_denial_needs_a_comment() {
         .unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].0, crate::notify::Kind::Expired);
-    let got: AccessRequestInfo = api(&app, "GET", &format!("/api/v1/requests/{}", filed.id), tok, "")
-        .await
-        .json();
+    let t: TokenResponse = app.refresh(&t.refresh_token).await.json();
+    let tok = Some(t.access_token.as_str());
+    let got: AccessRequestInfo = api(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{}", filed.id),
+        tok,
+        "",
+    )
+    .await
+    .json();
     assert_eq!(got.status, "expired");
-    let events = app.state.store().audit_events_for("user:alice").await.unwrap();
+    let events = app
+        .state
+        .store()
+        .audit_events_for("user:alice")
+        .await
+        .unwrap();
     assert_eq!(events, ["request.filed", "request.expired"]);
     // Someone else's request is not found through the API.
     let other = login(&app, "carol", &["dev"]).await;
-    let r = api(&app, "GET", &format!("/api/v1/requests/{}", filed.id), Some(&other.access_token), "").await;
+    let r = api(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{}", filed.id),
+        Some(&other.access_token),
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+}
+
+#[tokio::test]
+async fn an_unreachable_chat_hook_is_counted_and_never_fails_the_request() {
+    let app = TestApp::with(|f| {
+        policy(f);
+        // Port 1 on loopback: connection refused at once.
+        f.notifications = Some(crate::config::FileNotifications {
+            webhook_url: Some("http://127.0.0.1:1/hook".into()),
+            webhook_secret_file: None,
+        });
+    })
+    .await;
+    let t = login(&app, "alice", &["dev"]).await;
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        Some(&t.access_token),
+        &filing("prod-exec", "x", 60),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let filed: AccessRequestInfo = r.json();
+    let stored = app.state.store().request(&filed.id).await.unwrap().unwrap();
+    // The same delivery the handler started in the background, awaited here.
+    let notifier = crate::notify::Notifier::new(
+        app.state.config().notifications.clone(),
+        app.state.config().issuer(),
+    );
+    notifier
+        .send(crate::notify::Kind::Filed, &stored, Some(app.state.clone()))
+        .unwrap()
+        .await
+        .unwrap();
+    let metrics = app.get("/metrics", None).await.body;
+    assert!(
+        !metrics.contains("credential_issuer_notification_failures_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("credential_issuer_notifications_sent_total 0"),
+        "{metrics}"
+    );
 }

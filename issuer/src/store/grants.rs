@@ -59,36 +59,8 @@ fn row_to_grant(row: &sqlx::sqlite::SqliteRow) -> Result<Grant> {
 impl Store {
     /// Stores a new grant (validated by the caller).
     pub async fn insert_grant(&self, g: &Grant, now: OffsetDateTime) -> Result<()> {
-        let (user, group) = match &g.grantee {
-            Grantee::User(u) => (Some(u.as_str()), None),
-            Grantee::Group(n) => (None, Some(n.as_str())),
-        };
-        sqlx::query(
-            "INSERT INTO grants (id, username, group_name, cluster, namespaces, role, starts_at, ends_at, reason, created_by, created_at, approved_by, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&g.id)
-        .bind(user)
-        .bind(group)
-        .bind(&g.cluster)
-        .bind(g.namespaces.join(","))
-        .bind(&g.role)
-        .bind(g.starts_at.unix_timestamp())
-        .bind(g.ends_at.unix_timestamp())
-        .bind(&g.reason)
-        .bind(&g.created_by)
-        .bind(now.unix_timestamp())
-        .bind(&g.approved_by)
-        .bind(&g.request_id)
-        .execute(&self.write)
-        .await
-        .map_err(|e| {
-            if super::is_unique_violation(&e) {
-                Error::Conflict(format!("grant {}", g.id))
-            } else {
-                Error::Database(e)
-            }
-        })?;
-        Ok(())
+        let mut conn = self.write.acquire().await?;
+        insert_grant_on(&mut conn, g, now).await
     }
 
     /// The grant with `id`.
@@ -212,6 +184,44 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// Inserts `g` on `conn` (a plain connection or a transaction).
+pub(super) async fn insert_grant_on(
+    conn: &mut sqlx::SqliteConnection,
+    g: &Grant,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let (user, group) = match &g.grantee {
+        Grantee::User(u) => (Some(u.as_str()), None),
+        Grantee::Group(n) => (None, Some(n.as_str())),
+    };
+    sqlx::query(
+        "INSERT INTO grants (id, username, group_name, cluster, namespaces, role, starts_at, ends_at, reason, created_by, created_at, approved_by, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&g.id)
+    .bind(user)
+    .bind(group)
+    .bind(&g.cluster)
+    .bind(g.namespaces.join(","))
+    .bind(&g.role)
+    .bind(g.starts_at.unix_timestamp())
+    .bind(g.ends_at.unix_timestamp())
+    .bind(&g.reason)
+    .bind(&g.created_by)
+    .bind(now.unix_timestamp())
+    .bind(&g.approved_by)
+    .bind(&g.request_id)
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        if super::is_unique_violation(&e) {
+            Error::Conflict(format!("grant {}", g.id))
+        } else {
+            Error::Database(e)
+        }
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

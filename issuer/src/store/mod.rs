@@ -9,6 +9,7 @@ mod devices;
 mod grants;
 mod invitations;
 mod rate_limits;
+mod requests;
 mod sessions;
 mod upstream;
 mod users;
@@ -26,6 +27,7 @@ pub use audit::{AuditEvent, AuditFilter, SEAL_BATCH};
 pub use devices::{Device, NewDevice};
 pub use grants::GrantFilter;
 pub use invitations::{Acceptance, Invitation, NewInvitation};
+pub use requests::RequestFilter;
 pub use sessions::{Presenter, RotateOutcome, Session};
 pub use upstream::{grant_context, login_context, session_context, PendingLogin, UpstreamSession};
 pub use users::{NewUser, User, UserTotp};
@@ -89,6 +91,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/0003_upstream.sql")),
     (4, include_str!("../../migrations/0004_grants.sql")),
     (5, include_str!("../../migrations/0005_audit_chain.sql")),
+    (6, include_str!("../../migrations/0006_requests.sql")),
 ];
 
 /// The database.

@@ -1,0 +1,80 @@
+//! The HTML of the approvals page (`/requests`). Field names (`action` = `approve` or `deny`,
+//! `comment`, hidden `csrf_token`) are a contract that tests and automation use.
+
+use std::fmt::Write as _;
+
+use super::templates::{csrf_field, escape, layout};
+use crate::domain::requests::{format_duration, AccessRequest};
+
+/// One pending request on the page.
+pub(super) struct Row<'a> {
+    /// The request.
+    pub(super) r: &'a AccessRequest,
+    /// Filed by the viewer: shown, never decidable by them.
+    pub(super) own: bool,
+    /// Minutes since it was filed.
+    pub(super) age_minutes: i64,
+}
+
+/// The approvals page.
+pub(super) fn requests_page(
+    csrf: &str,
+    username: &str,
+    approver: bool,
+    rows: &[Row<'_>],
+    notice: Option<&str>,
+) -> String {
+    let mut body = format!(
+        "<p class=\"muted\">Signed in as <strong>{}</strong>.</p>",
+        escape(username)
+    );
+    if let Some(n) = notice {
+        let _ = write!(body, "<p class=\"warn\" id=\"notice\">{}</p>", escape(n));
+    }
+    if !approver {
+        body.push_str("<p>You are not an approver of any role. Your own pending requests are listed below.</p>");
+    }
+    if rows.is_empty() {
+        body.push_str("<p id=\"empty\">No pending requests.</p>");
+    }
+    for row in rows {
+        let r = row.r;
+        let scope = if r.namespaces.is_empty() {
+            "(cluster-wide)".to_owned()
+        } else {
+            r.namespaces.join(", ")
+        };
+        let _ = write!(
+            body,
+            "<section class=\"request\" id=\"request-{id}\"><h2>Request {id}</h2><dl>\
+<dt>Requester</dt><dd>{who}</dd><dt>Cluster</dt><dd>{cluster}</dd><dt>Role</dt><dd>{role}</dd>\
+<dt>Namespaces</dt><dd>{scope}</dd><dt>Reason</dt><dd>{reason}</dd><dt>Duration</dt><dd>{dur}</dd>\
+<dt>Age</dt><dd>{age} min</dd></dl>",
+            id = escape(&r.id),
+            who = escape(&r.requester),
+            cluster = escape(&r.cluster),
+            role = escape(&r.role),
+            scope = escape(&scope),
+            reason = escape(r.reason.as_deref().unwrap_or("")),
+            dur = format_duration(r.duration),
+            age = row.age_minutes,
+        );
+        if row.own {
+            body.push_str(
+                "<p class=\"muted own\">Your own request: another approver decides it.</p>",
+            );
+        } else {
+            let _ = write!(
+                body,
+                "<form method=\"post\" action=\"/requests/{id}\">{csrf}\
+<label for=\"comment-{id}\">Comment</label><input type=\"text\" id=\"comment-{id}\" name=\"comment\" maxlength=\"500\">\
+<button type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
+<button type=\"submit\" name=\"action\" value=\"deny\" class=\"deny\">Deny</button></form>",
+                id = escape(&r.id),
+                csrf = csrf_field(csrf),
+            );
+        }
+        body.push_str("</section>");
+    }
+    layout("Access requests", &body)
+}

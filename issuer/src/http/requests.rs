@@ -1,0 +1,418 @@
+//! Access requests over HTTP: the plugin's JSON API (`/api/v1/requests`, authenticated with
+//! the person's access token as `Bearer`) and the approvers' page (`/requests`, a signed-in
+//! browser session with CSRF-protected forms).
+
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Form, Json};
+use credential_shared::api::{AccessRequestList, ApiErrorBody, NewAccessRequest};
+use credential_shared::oauth::AccessTokenClaims;
+use serde::Deserialize;
+
+use super::pages::{current, form, see_other, verified};
+use super::{request_templates, ClientAddr, PageError, RequestId};
+use crate::app::AppState;
+use crate::domain::requests::{is_approver, Decider, DecisionError};
+use crate::notify::Kind;
+use crate::requests::{self as svc, Error, Notice, Origin};
+use crate::store::RequestFilter;
+
+/// An error of the JSON API.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid access token of a live session is required; run `kubectl credential login`",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(ApiErrorBody {
+            error: self.code.to_owned(),
+            message: self.message,
+        });
+        if self.status == StatusCode::UNAUTHORIZED {
+            (
+                self.status,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    r#"Bearer realm="credential-issuer", error="invalid_token""#,
+                )],
+                body,
+            )
+                .into_response()
+        } else {
+            (self.status, body).into_response()
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Filing(_) | Error::Grant(_) | Error::CommentRequired => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+            }
+            Error::Decision(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            Error::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            Error::Store(e) => Self::from(e),
+        }
+    }
+}
+
+impl From<crate::store::Error> for ApiError {
+    fn from(e: crate::store::Error) -> Self {
+        tracing::error!(error = %e, "requests api: database error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal error; see the issuer's log",
+        )
+    }
+}
+
+impl From<crate::review::Error> for ApiError {
+    fn from(e: crate::review::Error) -> Self {
+        tracing::error!(error = %e, "requests api: authentication failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal error; see the issuer's log",
+        )
+    }
+}
+
+/// The caller's verified token claims, from `Authorization: Bearer`. The token itself is never
+/// logged or echoed.
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 8192)
+        .ok_or_else(ApiError::unauthorized)?;
+    let claims = crate::review::authenticate_bearer(state, token)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    Ok((*claims).clone())
+}
+
+/// Sends the notifications of a committed operation in the background.
+pub fn notify(state: &AppState, notices: Vec<Notice>) {
+    let notifier = crate::notify::Notifier::new(
+        state.config().notifications.clone(),
+        state.config().issuer(),
+    );
+    if notices.is_empty() {
+        return;
+    }
+    for (kind, r) in notices {
+        if kind == Kind::BreakGlass {
+            state.metrics().break_glass();
+        }
+        let _ = notifier.send(kind, &r, Some(state.clone()));
+    }
+    state.reconcile_wakeup().grants_changed();
+}
+
+/// `POST /api/v1/requests`.
+pub(super) async fn file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+    body: Result<Json<NewAccessRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let claims = caller(&state, &headers).await?;
+    let Json(body) =
+        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let cfg = state.config();
+    let now = state.now();
+    let filed = state
+        .store()
+        .count_event(
+            &format!("request:user:{}", claims.sub),
+            now,
+            cfg.rate_limits.window,
+        )
+        .await?;
+    if filed > cfg.request_file_limit {
+        state
+            .metrics()
+            .failure(crate::metrics::Failure::RateLimited);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many access requests; wait a few minutes",
+        ));
+    }
+    let origin = Origin {
+        client_addr: Some(addr),
+        http_request_id: Some(rid),
+    };
+    let (r, notices) = svc::file(
+        state.store(),
+        cfg,
+        &claims.preferred_username,
+        &body,
+        &origin,
+        now,
+    )
+    .await?;
+    state.metrics().request_filed();
+    tracing::info!(request = %r.id, requester = %r.requester, role = %r.role, cluster = %r.cluster, status = r.status.as_str(), "access request filed");
+    notify(&state, notices);
+    let info = svc::info(state.store(), &r, now).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// `GET /api/v1/requests`: the caller's requests.
+pub(super) async fn list_mine(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<AccessRequestList>, ApiError> {
+    let claims = caller(&state, &headers).await?;
+    let now = state.now();
+    let filter = RequestFilter {
+        requester: Some(claims.preferred_username.clone()),
+        pending: false,
+        limit: 50,
+    };
+    let mut requests = Vec::new();
+    for r in state.store().list_requests(&filter, now).await? {
+        requests.push(svc::info(state.store(), &r, now).await?);
+    }
+    Ok(Json(AccessRequestList { requests }))
+}
+
+/// `GET /api/v1/requests/{id}`: one of the caller's requests (another person's is 404).
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<credential_shared::api::AccessRequestInfo>, ApiError> {
+    let claims = caller(&state, &headers).await?;
+    let now = state.now();
+    let r = state
+        .store()
+        .request(&id)
+        .await?
+        .filter(|r| r.requester == claims.preferred_username)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such request"))?;
+    Ok(Json(svc::info(state.store(), &r, now).await?))
+}
+
+/// `POST /api/v1/requests/{id}/approve`: approval with a token (the same rules as the page;
+/// the requester is always refused).
+pub(super) async fn approve_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+) -> Result<Json<credential_shared::api::AccessRequestInfo>, ApiError> {
+    let claims = caller(&state, &headers).await?;
+    let user = state
+        .store()
+        .user_by_id(&claims.sub)
+        .await?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(ApiError::unauthorized)?;
+    let now = state.now();
+    let origin = Origin {
+        client_addr: Some(addr),
+        http_request_id: Some(rid),
+    };
+    let decision = svc::Decision {
+        id: &id,
+        decider: Decider::Person {
+            username: &user.username,
+            groups: &user.groups,
+        },
+        actor: &user.username,
+        approve: true,
+        comment: None,
+    };
+    let (r, notices) = svc::decide(state.store(), state.config(), decision, &origin, now).await?;
+    notify(&state, notices);
+    Ok(Json(svc::info(state.store(), &r, now).await?))
+}
+
+/// The signed-in person of a browser session, or the sign-in page.
+async fn person(
+    state: &AppState,
+    session: &crate::store::WebSession,
+) -> Result<Option<crate::store::User>, PageError> {
+    let Some(uid) = session.user_id.as_deref() else {
+        return Ok(None);
+    };
+    Ok(state
+        .store()
+        .user_by_id(uid)
+        .await?
+        .filter(|u| u.disabled_at.is_none() && !u.is_expired(state.now())))
+}
+
+/// `GET /requests`: pending requests the signed-in approver may decide, and their own.
+pub(super) async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    let Some(session) = current(&state, &headers).await? else {
+        return Ok(see_other("/login"));
+    };
+    let Some(user) = person(&state, &session).await? else {
+        return Ok(see_other("/login"));
+    };
+    render(&state, &session, &user, None).await
+}
+
+async fn render(
+    state: &AppState,
+    session: &crate::store::WebSession,
+    user: &crate::store::User,
+    notice: Option<&str>,
+) -> Result<Response, PageError> {
+    let cfg = state.config();
+    let now = state.now();
+    let pending = state
+        .store()
+        .list_requests(
+            &RequestFilter {
+                pending: true,
+                ..RequestFilter::default()
+            },
+            now,
+        )
+        .await?;
+    let rows: Vec<request_templates::Row<'_>> = pending
+        .iter()
+        .filter(|r| {
+            r.requester == user.username
+                || crate::domain::requests::may_decide(
+                    r,
+                    Decider::Person {
+                        username: &user.username,
+                        groups: &user.groups,
+                    },
+                    &cfg.roles,
+                    now,
+                )
+                .is_ok()
+        })
+        .map(|r| request_templates::Row {
+            r,
+            own: r.requester == user.username,
+            age_minutes: (now - r.created_at).whole_minutes(),
+        })
+        .collect();
+    let page = request_templates::requests_page(
+        session.csrf_token.expose(),
+        &user.username,
+        is_approver(&user.groups, &cfg.roles),
+        &rows,
+        notice,
+    );
+    Ok(Html(page).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct DecisionForm {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// `POST /requests/{id}`: approve or deny.
+pub(super) async fn decide(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+    f: Result<Form<DecisionForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let f = form(f)?;
+    let session = verified(&state, &headers, &f.csrf_token).await?;
+    let Some(user) = person(&state, &session).await? else {
+        return Ok(see_other("/login"));
+    };
+    let approve = match f.action.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            return Err(PageError::new(
+                StatusCode::BAD_REQUEST,
+                "Invalid form",
+                "Choose Approve or Deny.",
+            ))
+        }
+    };
+    let origin = Origin {
+        client_addr: Some(addr),
+        http_request_id: Some(rid),
+    };
+    let now = state.now();
+    let decision = svc::Decision {
+        id: &id,
+        decider: Decider::Person {
+            username: &user.username,
+            groups: &user.groups,
+        },
+        actor: &user.username,
+        approve,
+        comment: Some(&f.comment),
+    };
+    let result = svc::decide(state.store(), state.config(), decision, &origin, now).await;
+    match result {
+        Ok((r, notices)) => {
+            tracing::info!(request = %r.id, approver = %user.username, approve, "access request decided");
+            notify(&state, notices);
+            let msg = format!(
+                "Request {} of {} {}.",
+                r.id,
+                r.requester,
+                if approve { "approved" } else { "denied" }
+            );
+            render(&state, &session, &user, Some(&msg)).await
+        }
+        Err(Error::Store(e)) => Err(e.into()),
+        Err(e) => {
+            let status = match &e {
+                Error::NotFound(_) => StatusCode::NOT_FOUND,
+                Error::Decision(DecisionError::NotPending { .. }) => StatusCode::CONFLICT,
+                Error::Decision(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Err(PageError::new(
+                status,
+                "Cannot decide this request",
+                format!("{e}."),
+            ))
+        }
+    }
+}

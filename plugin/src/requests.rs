@@ -1,0 +1,257 @@
+//! Just-in-time access requests on the plugin's side: the text `request` and `requests` print,
+//! and the local record of pending requests that lets `get` notice an approval.
+//!
+//! After `request` files a request that waits for an approver, its id is recorded in a small
+//! file per issuer, cluster and account under the cache directory. While such a record exists,
+//! `get` asks the issuer about it at most every [`CHECK_EVERY`] seconds (with a short timeout,
+//! never holding kubectl up for long) and refreshes the token once the grant is active, so the
+//! token's `grants` claim and groups follow. Without a record the cached-hit path does no
+//! network call (one failed `open` is all it costs).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use credential_shared::api::AccessRequestInfo;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::CommonArgs;
+use crate::clock::when;
+use crate::term::printable;
+
+/// Least time between two checks of pending requests by `get`.
+pub(crate) const CHECK_EVERY: i64 = 5;
+/// A record older than this is dropped (the issuer expires pending requests sooner).
+const FORGET_AFTER: i64 = 8 * 86_400;
+
+/// A duration as the `--for` flag takes it: `30m`, `1h30m`, `90s`.
+pub(crate) fn flag_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        let _ = write!(out, "{h}h");
+    }
+    if m > 0 {
+        let _ = write!(out, "{m}m");
+    }
+    if s > 0 || out.is_empty() {
+        let _ = write!(out, "{s}s");
+    }
+    out
+}
+
+/// The human text for one request.
+pub(crate) fn describe(r: &AccessRequestInfo, now: i64) -> String {
+    let scope = if r.namespaces.is_empty() {
+        format!("{} (cluster-wide)", printable(&r.cluster))
+    } else {
+        format!(
+            "{}/{}",
+            printable(&r.cluster),
+            printable(&r.namespaces.join(","))
+        )
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "request: {}", printable(&r.id));
+    let _ = writeln!(out, "role:    {} in {scope}", printable(&r.role));
+    let _ = writeln!(out, "for:     {}", flag_duration(r.duration_secs));
+    let _ = writeln!(
+        out,
+        "reason:  {}",
+        printable(r.reason.as_deref().unwrap_or("-"))
+    );
+    let _ = writeln!(out, "status:  {}", printable(&r.status));
+    if let Some(by) = &r.decided_by {
+        let _ = writeln!(out, "by:      {}", printable(by));
+    }
+    if let Some(c) = &r.comment {
+        let _ = writeln!(out, "comment: {}", printable(c));
+    }
+    if let Some(end) = r.grant_ends_at {
+        let verb = if now < end { "ends" } else { "ended" };
+        let _ = writeln!(
+            out,
+            "grant:   {} {verb} {}",
+            printable(r.grant_id.as_deref().unwrap_or("?")),
+            when(end, now)
+        );
+    }
+    out
+}
+
+/// The table `requests` prints.
+pub(crate) fn table(list: &[AccessRequestInfo]) -> String {
+    if list.is_empty() {
+        return "no access requests\n".to_owned();
+    }
+    let mut out = format!(
+        "{:<10}  {:<14}  {:<24}  {:<6}  {:<9}  {:<12}  {:<20}  COMMENT\n",
+        "ID", "ROLE", "WHERE", "FOR", "STATUS", "DECIDED BY", "GRANT ENDS"
+    );
+    for r in list {
+        let scope = if r.namespaces.is_empty() {
+            format!("{} (all)", r.cluster)
+        } else {
+            format!("{}/{}", r.cluster, r.namespaces.join(","))
+        };
+        let ends = r
+            .grant_ends_at
+            .and_then(crate::clock::rfc3339)
+            .unwrap_or_else(|| "-".to_owned());
+        let row = format!(
+            "{:<10}  {:<14}  {:<24}  {:<6}  {:<9}  {:<12}  {ends:<20}  {}",
+            printable(&r.id),
+            printable(&r.role),
+            printable(&scope),
+            flag_duration(r.duration_secs),
+            printable(&r.status),
+            printable(r.decided_by.as_deref().unwrap_or("-")),
+            printable(r.comment.as_deref().unwrap_or("")),
+        );
+        let _ = writeln!(out, "{}", row.trim_end());
+    }
+    out
+}
+
+/// The pending requests filed from this machine for one issuer, cluster and account.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Pending {
+    /// `(request id, filed at)`.
+    pub(crate) ids: Vec<(String, i64)>,
+    /// Last time `get` asked the issuer.
+    pub(crate) checked_at: i64,
+}
+
+/// Where the record for `args` lives: `{cache_dir}/kubectl-credential/pending/<hash>.json`.
+fn path(args: &CommonArgs) -> Option<PathBuf> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [
+        args.issuer.as_str(),
+        args.cluster.as_str(),
+        args.client_id.as_str(),
+        args.username.as_deref().unwrap_or(""),
+    ] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let name = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+    directories::BaseDirs::new().map(|b| {
+        b.cache_dir()
+            .join(crate::cache::SERVICE)
+            .join("pending")
+            .join(format!("{name}.json"))
+    })
+}
+
+impl Pending {
+    /// The record for `args`, if there is one (the only cost on a cache hit).
+    pub(crate) fn load(args: &CommonArgs, now: i64) -> Option<Self> {
+        let text = std::fs::read(path(args)?).ok()?;
+        let mut p: Self = serde_json::from_slice(&text).ok()?;
+        p.ids.retain(|(_, at)| now - at < FORGET_AFTER);
+        Some(p)
+    }
+
+    /// Whether `get` should ask the issuer now.
+    pub(crate) fn due(&self, now: i64) -> bool {
+        !self.ids.is_empty() && (now - self.checked_at >= CHECK_EVERY || now < self.checked_at)
+    }
+
+    /// Writes the record (removes it when nothing is pending). Best effort: losing it only
+    /// means the token follows the grant at its next refresh instead.
+    pub(crate) fn save(&self, args: &CommonArgs) {
+        let Some(path) = path(args) else { return };
+        if self.ids.is_empty() {
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+        if let (Some(dir), Ok(json)) = (path.parent(), serde_json::to_vec(self)) {
+            let tmp = path.with_extension("tmp");
+            let _ = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&tmp, json))
+                .and_then(|()| std::fs::rename(&tmp, &path));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_767_225_600;
+
+    fn info(status: &str, decided: Option<&str>, ends: Option<i64>) -> AccessRequestInfo {
+        AccessRequestInfo {
+            id: "4f2a9c01de".into(),
+            requester: "alice".into(),
+            cluster: "prod".into(),
+            role: "prod-exec".into(),
+            namespaces: vec!["payments".into()],
+            reason: Some("OOM in payment-service".into()),
+            duration_secs: 1800,
+            status: status.into(),
+            created_at: NOW - 60,
+            decided_by: decided.map(str::to_owned),
+            comment: None,
+            grant_id: ends.map(|_| "0a1b2c3d4e".to_owned()),
+            grant_ends_at: ends,
+            grant_active: ends.is_some(),
+        }
+    }
+
+    #[test]
+    fn a_request_reads_as_a_short_report() {
+        insta::assert_snapshot!(describe(&info("approved", Some("bob"), Some(NOW + 1740)), NOW), @r"
+        request: 4f2a9c01de
+        role:    prod-exec in prod/payments
+        for:     30m
+        reason:  OOM in payment-service
+        status:  approved
+        by:      bob
+        grant:   0a1b2c3d4e ends 2026-01-01T00:29:00Z (in 29m 0s)
+        ");
+    }
+
+    #[test]
+    fn the_list_is_a_table() {
+        let mut denied = info("denied", Some("admin-cli"), None);
+        denied.id = "77aa00bb11".into();
+        denied.comment = Some("use staging".into());
+        insta::assert_snapshot!(table(&[info("pending", None, None), denied]), @r"
+        ID          ROLE            WHERE                     FOR     STATUS     DECIDED BY    GRANT ENDS            COMMENT
+        4f2a9c01de  prod-exec       prod/payments             30m     pending    -             -
+        77aa00bb11  prod-exec       prod/payments             30m     denied     admin-cli     -                     use staging
+        ");
+        assert_eq!(table(&[]), "no access requests\n");
+    }
+
+    #[test]
+    fn durations_read_like_the_flag() {
+        assert_eq!(flag_duration(1800), "30m");
+        assert_eq!(flag_duration(5400), "1h30m");
+        assert_eq!(flag_duration(20), "20s");
+        assert_eq!(crate::cli::parse_duration("1h30m"), Ok(5400));
+        assert_eq!(crate::cli::parse_duration("20s"), Ok(20));
+        assert!(crate::cli::parse_duration("30").is_err());
+        assert!(crate::cli::parse_duration("0m").is_err());
+        assert!(crate::cli::parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn pending_records_are_checked_every_few_seconds() {
+        let p = Pending {
+            ids: vec![("a".into(), NOW)],
+            checked_at: NOW,
+        };
+        assert!(!p.due(NOW + CHECK_EVERY - 1));
+        assert!(p.due(NOW + CHECK_EVERY));
+        assert!(p.due(NOW - 10), "a clock set back does not stop the checks");
+        assert!(!Pending::default().due(NOW));
+    }
+}
