@@ -247,8 +247,8 @@ async fn device_code_grant(
                     Err(e) => return Err(OAuthReply::internal(&e)),
                 }
             }
-            let reply = mint(state, &user, &session, &refresh, now).await?;
-            audit(state, "login", &user, &session.cluster, addr, rid, now).await;
+            let (reply, minted) = mint(state, &user, &session, &refresh, now).await?;
+            audit_token(state, "login", &user, &session.cluster, addr, rid, &minted, now).await;
             state.metrics().login();
             tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
             Ok(reply)
@@ -322,7 +322,8 @@ async fn refresh_grant(
         }
     };
     // The rotation already checked the session and the account in the same statement.
-    let reply = mint(state, &user, &session, &next, now).await?;
+    let (reply, minted) = mint(state, &user, &session, &next, now).await?;
+    audit_token(state, "refresh", &user, &session.cluster, addr, rid, &minted, now).await;
     state.metrics().refresh();
     Ok(reply)
 }
@@ -479,6 +480,13 @@ async fn refused(
     }
 }
 
+/// What a minted token gave, for its audit row: the `detail` JSON of `login` and `refresh`
+/// events (`{"session": .., "groups": [..], "grants": [..]}`), which `audit access` reads to
+/// say which groups reached a cluster.
+struct Minted {
+    detail: String,
+}
+
 /// Signs an access token for `user` in `session` and builds the token response.
 async fn mint(
     state: &AppState,
@@ -486,7 +494,7 @@ async fn mint(
     session: &Session,
     refresh: &Secret,
     now: OffsetDateTime,
-) -> Result<Response, OAuthReply> {
+) -> Result<(Response, Minted), OAuthReply> {
     let cfg = state.config();
     let Some(cluster) = cfg.cluster(&session.cluster) else {
         // The cluster was removed from the config after the session began.
@@ -527,6 +535,14 @@ async fn mint(
         .await?;
     tokens::add_grants(&mut claims, &grants);
     let jwt = state.signer().sign(&claims)?;
+    let minted = Minted {
+        detail: serde_json::json!({
+            "session": session.id,
+            "groups": claims.groups,
+            "grants": claims.grants,
+        })
+        .to_string(),
+    };
     let body = TokenResponse {
         access_token: jwt,
         token_type: "Bearer".into(),
@@ -539,11 +555,42 @@ async fn mint(
             .map(|u| u.as_str().trim_end_matches('/').to_owned()),
     };
     Ok((
-        StatusCode::OK,
-        [(axum::http::header::PRAGMA, "no-cache")],
-        Json(body),
-    )
-        .into_response())
+        (
+            StatusCode::OK,
+            [(axum::http::header::PRAGMA, "no-cache")],
+            Json(body),
+        )
+            .into_response(),
+        minted,
+    ))
+}
+
+/// The audit row of a minted token (`login` or `refresh`): who, which cluster, from where,
+/// and the groups and grants the token carries.
+#[expect(clippy::too_many_arguments, reason = "one audit row's fields")]
+async fn audit_token(
+    state: &AppState,
+    event: &'static str,
+    user: &User,
+    cluster: &str,
+    addr: &str,
+    rid: &str,
+    minted: &Minted,
+    now: OffsetDateTime,
+) {
+    let e = AuditEvent {
+        event,
+        actor: Some(user.username.clone()),
+        subject: Some(user.id.clone()),
+        cluster: Some(cluster.to_owned()),
+        client_addr: Some(addr.to_owned()),
+        request_id: Some(rid.to_owned()),
+        detail: Some(minted.detail.clone()),
+        ..AuditEvent::default()
+    };
+    if let Err(err) = state.store().audit(&e, now).await {
+        tracing::error!(error = %err, "audit write failed");
+    }
 }
 
 async fn audit(
