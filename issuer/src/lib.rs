@@ -13,6 +13,7 @@ pub mod http;
 pub mod kube;
 pub mod metrics;
 pub mod password;
+pub mod reports;
 pub mod review;
 pub mod seal;
 pub mod secret;

@@ -116,6 +116,20 @@ pub struct PersonTokens {
     pub refreshes: u32,
 }
 
+/// An issuer identity bound to a role in the namespace (or cluster-wide) at the time of the
+/// report, read from the cluster: Kubernetes keeps no history of bindings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundNow {
+    /// `RoleBinding <ns>/<name>` or `ClusterRoleBinding <name>`.
+    pub binding: String,
+    /// `ClusterRole/<name>` or `Role/<name>`.
+    pub role: String,
+    /// `User` or `Group`.
+    pub kind: String,
+    /// `credential:<name>`.
+    pub subject: String,
+}
+
 /// The answer to "who had access to namespace X in cluster Y between two dates".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessReport {
