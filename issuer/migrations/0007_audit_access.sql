@@ -14,3 +14,7 @@ END;
 -- Who obtained tokens for a cluster in a window, and each person's last token: reports scan
 -- the token events by cluster and time.
 CREATE INDEX audit_events_tokens ON audit_events(event, cluster, at);
+
+-- The auditor page sends a person who is not signed in to the sign-in page and back: the
+-- browser session remembers where to (a path of the issuer's own, never a full URL).
+ALTER TABLE web_sessions ADD COLUMN return_to TEXT;

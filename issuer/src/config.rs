@@ -82,6 +82,15 @@ pub struct Config {
     /// bounds how late a revocation made by another process (`user disable`, another replica)
     /// is seen; this process's own revocations invalidate the cache at once.
     pub webhook_cache_ttl: Duration,
+    /// `[audit]`: who may read the trail on the `/audit` page.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Members of any of these (identity) groups may open `/audit`; empty: nobody may.
+    pub auditor_groups: Vec<String>,
 }
 
 /// The scopes asked of an upstream provider when `scopes` is not set.
@@ -339,6 +348,17 @@ pub struct FileConfig {
     pub roles: Vec<FileRole>,
     /// See [`Config::webhook_cache_ttl`]; e.g. `"5s"`.
     pub webhook_cache_ttl: Option<String>,
+    /// `[audit]`.
+    pub audit: Option<FileAudit>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAudit {
+    /// See [`AuditConfig::auditor_groups`].
+    #[serde(default)]
+    pub auditor_groups: Vec<String>,
 }
 
 /// `[[upstreams]]`.
@@ -584,6 +604,14 @@ impl Config {
             return Err(invalid("webhook_cache_ttl", "must be at most 5m"));
         }
 
+        let audit = AuditConfig {
+            auditor_groups: file.audit.map(|a| a.auditor_groups).unwrap_or_default(),
+        };
+        for (i, g) in audit.auditor_groups.iter().enumerate() {
+            crate::domain::names::validate_group(g)
+                .map_err(|e| invalid(format!("audit.auditor_groups[{i}]"), e.to_string()))?;
+        }
+
         let mut clusters = Vec::new();
         for (i, c) in file.clusters.into_iter().enumerate() {
             clusters.push(validate_cluster(i, c)?);
@@ -704,6 +732,7 @@ impl Config {
             upstreams,
             policy,
             webhook_cache_ttl,
+            audit,
         })
     }
 
@@ -1214,6 +1243,26 @@ mod tests {
             message: e.to_string(),
         })?;
         Config::from_parts(file, o, || Some(PathBuf::from("/tmp/data")))
+    }
+
+    #[test]
+    fn auditor_groups_are_read_and_checked() {
+        let o = Overrides::default();
+        let c = load("", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.audit.auditor_groups.is_empty());
+        let c =
+            load("[audit]\nauditor_groups = [\"auditors\"]", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.audit.auditor_groups, vec!["auditors"]);
+        let err = load("[audit]\nauditor_groups = [\"system:masters\"]", &o)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("audit.auditor_groups[0]"), "{err}");
+        let err = load("[audit]\nauditors = []", &o)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("auditors"), "{err}");
     }
 
     #[test]

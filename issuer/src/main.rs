@@ -209,7 +209,8 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
             if window.until <= window.since {
                 bail!("--until must be after --since");
             }
-            let a = reports::audit_access(&store, &config, &cluster, &namespace, window, now).await?;
+            let a =
+                reports::audit_access(&store, &config, &cluster, &namespace, window, now).await?;
             print_report(&reports::render_access(&a, report_format(format)))?;
         }
         AuditCommand::Verify { expect_head } => {
@@ -245,6 +246,7 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
                 person: user,
                 person_alias,
                 cluster,
+                ..store::AuditFilter::default()
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());

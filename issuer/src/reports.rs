@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use time::OffsetDateTime;
 
 use crate::config::Config;
-use crate::domain::access::{self, Account, AccessReport, BoundNow, StaleReport, Window};
+use crate::domain::access::{self, AccessReport, Account, BoundNow, StaleReport, Window};
 use crate::store::{self, GrantFilter, Store};
 
 /// Output formats of the reports.
@@ -84,7 +84,11 @@ pub async fn audit_access(
 }
 
 /// Reads and assembles the stale report.
-pub async fn stale(store: &Store, days: u32, now: OffsetDateTime) -> Result<StaleReport, store::Error> {
+pub async fn stale(
+    store: &Store,
+    days: u32,
+    now: OffsetDateTime,
+) -> Result<StaleReport, store::Error> {
     let accounts: Vec<Account> = store
         .list_users()
         .await?
@@ -141,7 +145,10 @@ fn access_table(a: &Access) -> String {
         rfc3339(a.window.since),
         rfc3339(a.window.until)
     );
-    let _ = writeln!(out, "\ngrants in force in the window (this namespace or cluster-wide):");
+    let _ = writeln!(
+        out,
+        "\ngrants in force in the window (this namespace or cluster-wide):"
+    );
     if r.grants.is_empty() {
         let _ = writeln!(out, "  (none)");
     }
@@ -171,7 +178,12 @@ fn access_table(a: &Access) -> String {
         let _ = writeln!(out, "  (none)");
     }
     for g in &r.groups {
-        let _ = writeln!(out, "  group:{}  members: {}", g.group, g.members.join(", "));
+        let _ = writeln!(
+            out,
+            "  group:{}  members: {}",
+            g.group,
+            g.members.join(", ")
+        );
     }
     let _ = writeln!(
         out,
@@ -187,11 +199,19 @@ fn access_table(a: &Access) -> String {
         }
         Bindings::Read(b) => {
             for b in b {
-                let _ = writeln!(out, "  {} {}  {}  by {}", b.kind, b.subject, b.role, b.binding);
+                let _ = writeln!(
+                    out,
+                    "  {} {}  {}  by {}",
+                    b.kind, b.subject, b.role, b.binding
+                );
             }
         }
     }
-    let _ = writeln!(out, "\npeople who obtained tokens for {} in the window:", a.cluster);
+    let _ = writeln!(
+        out,
+        "\npeople who obtained tokens for {} in the window:",
+        a.cluster
+    );
     if r.people.is_empty() {
         let _ = writeln!(out, "  (none)");
     }
@@ -326,7 +346,10 @@ pub fn render_stale(r: &StaleReport, days: u32, format: Format) -> String {
                 let _ = writeln!(out, "nothing stale: every enabled account and grant was used in the last {days} day(s)");
                 return out;
             }
-            let _ = writeln!(out, "people with an enabled account and no token for {days} day(s):");
+            let _ = writeln!(
+                out,
+                "people with an enabled account and no token for {days} day(s):"
+            );
             if r.people.is_empty() {
                 let _ = writeln!(out, "  (none)");
             }
@@ -344,7 +367,10 @@ pub fn render_stale(r: &StaleReport, days: u32, format: Format) -> String {
                     grants
                 );
             }
-            let _ = writeln!(out, "\ngrants in force whose grantee has not used the cluster for {days} day(s):");
+            let _ = writeln!(
+                out,
+                "\ngrants in force whose grantee has not used the cluster for {days} day(s):"
+            );
             if r.grants.is_empty() {
                 let _ = writeln!(out, "  (none)");
             }

@@ -435,7 +435,10 @@ mod tests {
         let r = access_report("prod", "payments", window(0, 10), &grants, &[], now);
         assert_eq!(ids(&r), vec!["g1", "g3", "g5"]);
         let g5 = &r.grants[2];
-        assert_eq!((g5.to, g5.ended), (T0 + Duration::hours(12), Ended::Revoked));
+        assert_eq!(
+            (g5.to, g5.ended),
+            (T0 + Duration::hours(12), Ended::Revoked)
+        );
 
         // A grant still running says so.
         let r = access_report("prod", "payments", window(0, 10), &grants, &[], T0);
@@ -461,7 +464,12 @@ mod tests {
         let groups: Vec<(&str, Vec<&str>)> = r
             .groups
             .iter()
-            .map(|g| (g.group.as_str(), g.members.iter().map(String::as_str).collect()))
+            .map(|g| {
+                (
+                    g.group.as_str(),
+                    g.members.iter().map(String::as_str).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             groups,
@@ -479,7 +487,9 @@ mod tests {
     #[test]
     fn groups_are_read_from_the_detail_json() {
         assert_eq!(
-            TokenEvent::groups_from_detail(Some(r#"{"session":"s","groups":["a","b"],"grants":[]}"#)),
+            TokenEvent::groups_from_detail(Some(
+                r#"{"session":"s","groups":["a","b"],"grants":[]}"#
+            )),
             vec!["a", "b"]
         );
         assert!(TokenEvent::groups_from_detail(None).is_empty());

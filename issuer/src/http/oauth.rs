@@ -248,7 +248,17 @@ async fn device_code_grant(
                 }
             }
             let (reply, minted) = mint(state, &user, &session, &refresh, now).await?;
-            audit_token(state, "login", &user, &session.cluster, addr, rid, &minted, now).await;
+            audit_token(
+                state,
+                "login",
+                &user,
+                &session.cluster,
+                addr,
+                rid,
+                &minted,
+                now,
+            )
+            .await;
             state.metrics().login();
             tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
             Ok(reply)
@@ -323,7 +333,17 @@ async fn refresh_grant(
     };
     // The rotation already checked the session and the account in the same statement.
     let (reply, minted) = mint(state, &user, &session, &next, now).await?;
-    audit_token(state, "refresh", &user, &session.cluster, addr, rid, &minted, now).await;
+    audit_token(
+        state,
+        "refresh",
+        &user,
+        &session.cluster,
+        addr,
+        rid,
+        &minted,
+        now,
+    )
+    .await;
     state.metrics().refresh();
     Ok(reply)
 }

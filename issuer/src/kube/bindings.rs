@@ -12,7 +12,11 @@ use crate::domain::access::BoundNow;
 /// The prefix the API server adds to the issuer's user and group names.
 const PREFIX: &str = "credential:";
 
-fn bound(binding: String, role: &rbac::RoleRef, subjects: Option<&Vec<rbac::Subject>>) -> Vec<BoundNow> {
+fn bound(
+    binding: String,
+    role: &rbac::RoleRef,
+    subjects: Option<&Vec<rbac::Subject>>,
+) -> Vec<BoundNow> {
     subjects
         .into_iter()
         .flatten()
@@ -28,13 +32,18 @@ fn bound(binding: String, role: &rbac::RoleRef, subjects: Option<&Vec<rbac::Subj
 
 /// The issuer identities bound in `namespace` of `cluster` now, through the reconciler's
 /// kubeconfig. Errors when the cluster has no access configured or cannot be reached.
-pub async fn bound_now(cluster: &ClusterConfig, namespace: &str) -> Result<Vec<BoundNow>, RoundError> {
+pub async fn bound_now(
+    cluster: &ClusterConfig,
+    namespace: &str,
+) -> Result<Vec<BoundNow>, RoundError> {
     let client = connect(cluster)?;
     let ns = namespace.to_owned();
     let found = blocking(move || {
         let base = "/apis/rbac.authorization.k8s.io/v1";
         let mut out = Vec::new();
-        for b in client.list::<rbac::RoleBinding>(&format!("{base}/namespaces/{ns}/rolebindings"))? {
+        for b in
+            client.list::<rbac::RoleBinding>(&format!("{base}/namespaces/{ns}/rolebindings"))?
+        {
             let name = format!("RoleBinding {ns}/{}", b.metadata.name.unwrap_or_default());
             out.extend(bound(name, &b.role_ref, b.subjects.as_ref()));
         }
@@ -75,8 +84,14 @@ mod tests {
             subject("ServiceAccount", "credential:x"),
         ];
         let got = bound("RoleBinding payments/b".into(), &role, Some(&subjects));
-        let names: Vec<(&str, &str)> = got.iter().map(|b| (b.kind.as_str(), b.subject.as_str())).collect();
-        assert_eq!(names, vec![("Group", "credential:sre"), ("User", "credential:alice")]);
+        let names: Vec<(&str, &str)> = got
+            .iter()
+            .map(|b| (b.kind.as_str(), b.subject.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("Group", "credential:sre"), ("User", "credential:alice")]
+        );
         assert_eq!(got[0].role, "ClusterRole/edit");
     }
 }

@@ -88,16 +88,31 @@ mod tests {
         let (store, _dir) = temp_store().await;
         let t = datetime!(2026-11-01 00:00 UTC);
         let h = time::Duration::hours;
-        store.audit(&token("login", "alice", "prod", r#""dev""#), t).await.unwrap();
-        store.audit(&token("refresh", "alice", "prod", r#""dev""#), t + h(2)).await.unwrap();
-        store.audit(&token("login", "bob", "staging", ""), t + h(1)).await.unwrap();
-        store.audit(&token("login.failed", "carl", "prod", ""), t + h(1)).await.unwrap();
+        store
+            .audit(&token("login", "alice", "prod", r#""dev""#), t)
+            .await
+            .unwrap();
+        store
+            .audit(&token("refresh", "alice", "prod", r#""dev""#), t + h(2))
+            .await
+            .unwrap();
+        store
+            .audit(&token("login", "bob", "staging", ""), t + h(1))
+            .await
+            .unwrap();
+        store
+            .audit(&token("login.failed", "carl", "prod", ""), t + h(1))
+            .await
+            .unwrap();
 
         let events = store.token_events("prod", t, t + h(2)).await.unwrap();
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].username.as_deref(), Some("alice"));
         assert_eq!(events[0].groups, vec!["dev"]);
-        assert_eq!(store.token_events("prod", t, t + h(3)).await.unwrap().len(), 2);
+        assert_eq!(
+            store.token_events("prod", t, t + h(3)).await.unwrap().len(),
+            2
+        );
 
         let mut last = store.last_tokens().await.unwrap();
         last.sort_by(|a, b| a.user_id.cmp(&b.user_id));
@@ -107,7 +122,10 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![("id-alice", "prod", t + h(2)), ("id-bob", "staging", t + h(1))]
+            vec![
+                ("id-alice", "prod", t + h(2)),
+                ("id-bob", "staging", t + h(1))
+            ]
         );
     }
 }
