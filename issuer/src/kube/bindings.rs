@@ -13,7 +13,7 @@ use crate::domain::access::BoundNow;
 const PREFIX: &str = "credential:";
 
 fn bound(
-    binding: String,
+    binding: &str,
     role: &rbac::RoleRef,
     subjects: Option<&Vec<rbac::Subject>>,
 ) -> Vec<BoundNow> {
@@ -22,7 +22,7 @@ fn bound(
         .flatten()
         .filter(|s| s.name.starts_with(PREFIX) && (s.kind == "User" || s.kind == "Group"))
         .map(|s| BoundNow {
-            binding: binding.clone(),
+            binding: binding.to_owned(),
             role: format!("{}/{}", role.kind, role.name),
             kind: s.kind.clone(),
             subject: s.name.clone(),
@@ -45,11 +45,11 @@ pub async fn bound_now(
             client.list::<rbac::RoleBinding>(&format!("{base}/namespaces/{ns}/rolebindings"))?
         {
             let name = format!("RoleBinding {ns}/{}", b.metadata.name.unwrap_or_default());
-            out.extend(bound(name, &b.role_ref, b.subjects.as_ref()));
+            out.extend(bound(&name, &b.role_ref, b.subjects.as_ref()));
         }
         for b in client.list::<rbac::ClusterRoleBinding>(&format!("{base}/clusterrolebindings"))? {
             let name = format!("ClusterRoleBinding {}", b.metadata.name.unwrap_or_default());
-            out.extend(bound(name, &b.role_ref, b.subjects.as_ref()));
+            out.extend(bound(&name, &b.role_ref, b.subjects.as_ref()));
         }
         Ok(out)
     })
@@ -83,7 +83,7 @@ mod tests {
             subject("User", "bob"),
             subject("ServiceAccount", "credential:x"),
         ];
-        let got = bound("RoleBinding payments/b".into(), &role, Some(&subjects));
+        let got = bound("RoleBinding payments/b", &role, Some(&subjects));
         let names: Vec<(&str, &str)> = got
             .iter()
             .map(|b| (b.kind.as_str(), b.subject.as_str()))

@@ -6,6 +6,9 @@ use time::OffsetDateTime;
 use super::{ts, Result, Store};
 use crate::domain::access::{LastToken, TokenEvent};
 
+/// `at, event, subject, actor, detail` of a token event.
+type TokenRow = (i64, String, Option<String>, Option<String>, Option<String>);
+
 /// The audit events that record a minted token.
 const TOKEN_EVENTS: &str = "('login', 'refresh')";
 
@@ -17,17 +20,16 @@ impl Store {
         since: OffsetDateTime,
         until: OffsetDateTime,
     ) -> Result<Vec<TokenEvent>> {
-        let rows: Vec<(i64, String, Option<String>, Option<String>, Option<String>)> =
-            sqlx::query_as(&format!(
-                "SELECT at, event, subject, actor, detail FROM audit_events
+        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
+            "SELECT at, event, subject, actor, detail FROM audit_events
                  WHERE event IN {TOKEN_EVENTS} AND cluster = ?1 AND at >= ?2 AND at < ?3
                  ORDER BY seq"
-            ))
-            .bind(cluster)
-            .bind(since.unix_timestamp())
-            .bind(until.unix_timestamp())
-            .fetch_all(&self.pool)
-            .await?;
+        ))
+        .bind(cluster)
+        .bind(since.unix_timestamp())
+        .bind(until.unix_timestamp())
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(|(at, event, subject, actor, detail)| {
                 Ok(TokenEvent {
