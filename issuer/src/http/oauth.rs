@@ -258,7 +258,7 @@ async fn device_code_grant(
                 &minted,
                 now,
             )
-            .await;
+            .await?;
             state.metrics().login();
             tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
             Ok(reply)
@@ -343,7 +343,7 @@ async fn refresh_grant(
         &minted,
         now,
     )
-    .await;
+    .await?;
     state.metrics().refresh();
     Ok(reply)
 }
@@ -586,7 +586,8 @@ async fn mint(
 }
 
 /// The audit row of a minted token (`login` or `refresh`): who, which cluster, from where,
-/// and the groups and grants the token carries.
+/// and the groups and grants the token carries. No token is handed out without it: if the row
+/// cannot be written the request fails.
 #[expect(clippy::too_many_arguments, reason = "one audit row's fields")]
 async fn audit_token(
     state: &AppState,
@@ -597,7 +598,7 @@ async fn audit_token(
     rid: &str,
     minted: &Minted,
     now: OffsetDateTime,
-) {
+) -> Result<(), OAuthReply> {
     let e = AuditEvent {
         event,
         actor: Some(user.username.clone()),
@@ -608,9 +609,8 @@ async fn audit_token(
         detail: Some(minted.detail.clone()),
         ..AuditEvent::default()
     };
-    if let Err(err) = state.store().audit(&e, now).await {
-        tracing::error!(error = %err, "audit write failed");
-    }
+    state.store().audit(&e, now).await?;
+    Ok(())
 }
 
 async fn audit(
