@@ -204,7 +204,8 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
                     .as_deref()
                     .map(|u| admin::parse_time("--until", u, true))
                     .transpose()?
-                    .unwrap_or(now),
+                    // Events are stored in whole seconds: "until now" includes this second.
+                    .unwrap_or(now + time::Duration::seconds(1)),
             };
             if window.until <= window.since {
                 bail!("--until must be after --since");
