@@ -27,8 +27,8 @@ const PATH: &str = "/audit";
 pub(super) fn is_return_path(p: &str) -> bool {
     (p == PATH || p.starts_with("/audit?"))
         && p.len() <= 2048
-        && !p.contains(['\\', '\r', '\n'])
-        && !p.starts_with("//")
+        // Visible ASCII only (a header value), and no backslash some browsers read as `/`.
+        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
 
 /// The filter form's fields (all optional; empty means "any").
@@ -278,6 +278,9 @@ mod tests {
             "/auditx",
             "/consent",
             "/audit?\r\nx",
+            "/audit?a b",
+            "/audit?\\x",
+            "/audit?é",
         ] {
             assert!(!is_return_path(bad), "{bad}");
         }
