@@ -90,37 +90,27 @@ fn record(r: Row) -> Record {
     }
 }
 
-/// Inserts one event on `conn` (a transaction of the caller's, or the writer).
-pub(super) async fn insert(
-    conn: &mut sqlx::SqliteConnection,
-    e: &AuditEvent,
-    at: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_events (at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(at)
-    .bind(e.event)
-    .bind(&e.actor)
-    .bind(&e.subject)
-    .bind(&e.cluster)
-    .bind(&e.namespace)
-    .bind(&e.role)
-    .bind(&e.reason)
-    .bind(&e.approver)
-    .bind(&e.client_addr)
-    .bind(&e.request_id)
-    .bind(&e.detail)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 impl Store {
     /// Appends an event.
     pub async fn audit(&self, e: &AuditEvent, now: OffsetDateTime) -> Result<()> {
-        let mut conn = self.write.acquire().await?;
-        insert(&mut conn, e, now.unix_timestamp()).await
+        sqlx::query(
+            "INSERT INTO audit_events (at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(now.unix_timestamp())
+        .bind(e.event)
+        .bind(&e.actor)
+        .bind(&e.subject)
+        .bind(&e.cluster)
+        .bind(&e.namespace)
+        .bind(&e.role)
+        .bind(&e.reason)
+        .bind(&e.approver)
+        .bind(&e.client_addr)
+        .bind(&e.request_id)
+        .bind(&e.detail)
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 
     /// The event names recorded for `subject`, oldest first (for tests and the admin CLI).

@@ -3,9 +3,8 @@
 //!
 //! A session row holds the hash of its one live refresh token. The refresh fast path is a
 //! single conditional `UPDATE ... RETURNING` that checks the token, the session's liveness and
-//! the account in its `WHERE` clause; a trigger records the spent hash in the same statement
-//! (the audit row, which names the minted token's groups, is written once the token is
-//! signed). Only a refused refresh takes the slower diagnostic path.
+//! the account in its `WHERE` clause; a trigger records the spent hash and the audit row in
+//! the same statement. Only a refused refresh takes the slower diagnostic path.
 
 use time::OffsetDateTime;
 
@@ -40,6 +39,9 @@ pub struct Presenter<'a> {
     pub client_addr: &'a str,
     /// Request id.
     pub request_id: &'a str,
+    /// The `detail` of the refresh's audit row: the groups and grants of the token about to be
+    /// minted (JSON, no secret).
+    pub token_detail: &'a str,
 }
 
 /// Result of presenting a refresh token.
@@ -88,16 +90,6 @@ fn from_row(r: SessionRow) -> Result<Session> {
     })
 }
 
-/// One write waiting in the group-commit queue: a rotation, or the audit row of a token
-/// minted after one (so that a refresh costs no commit of its own for its audit row).
-#[derive(Debug)]
-pub(super) enum Job {
-    /// A refresh-token rotation.
-    Rotate(Rotation),
-    /// An audit row and its time.
-    Audit(Box<super::AuditEvent>, i64),
-}
-
 /// One refresh-token rotation waiting to be written.
 #[derive(Debug)]
 pub(super) struct Rotation {
@@ -107,6 +99,7 @@ pub(super) struct Rotation {
     client_id: String,
     client_addr: String,
     request_id: String,
+    token_detail: String,
 }
 
 /// What a rotation returns: the session and the account as JSON arrays, or nothing when the
@@ -122,7 +115,7 @@ type Rotated = Option<(String, String)>;
 /// is one rotation and the cost is one channel hop.
 #[derive(Debug, Clone)]
 pub(super) struct Rotations {
-    queue: tokio::sync::mpsc::Sender<(Job, tokio::sync::oneshot::Sender<Result<Rotated>>)>,
+    queue: tokio::sync::mpsc::Sender<(Rotation, tokio::sync::oneshot::Sender<Result<Rotated>>)>,
 }
 
 /// Largest batch written in one transaction.
@@ -132,7 +125,7 @@ impl Rotations {
     /// Starts the writer task on the current runtime. It ends when the last `Store` is dropped.
     pub(super) fn start(write: sqlx::SqlitePool) -> Self {
         let (queue, mut rx) = tokio::sync::mpsc::channel::<(
-            Job,
+            Rotation,
             tokio::sync::oneshot::Sender<Result<Rotated>>,
         )>(1024);
         tokio::spawn(async move {
@@ -151,7 +144,7 @@ impl Rotations {
         Self { queue }
     }
 
-    async fn submit(&self, job: Job) -> Result<Rotated> {
+    async fn rotate(&self, job: Rotation) -> Result<Rotated> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue
             .send((job, tx))
@@ -164,16 +157,13 @@ impl Rotations {
 
 async fn write_batch(
     write: &sqlx::SqlitePool,
-    batch: &mut Vec<(Job, tokio::sync::oneshot::Sender<Result<Rotated>>)>,
+    batch: &mut Vec<(Rotation, tokio::sync::oneshot::Sender<Result<Rotated>>)>,
 ) {
     let mut results: Vec<Result<Rotated>> = Vec::with_capacity(batch.len());
     let outcome: Result<()> = async {
         let mut tx = write.begin().await?;
         for (job, _) in batch.iter() {
-            results.push(match job {
-                Job::Rotate(r) => rotate_one(&mut tx, r).await,
-                Job::Audit(e, at) => super::audit::insert(&mut tx, e, *at).await.map(|()| None),
-            });
+            results.push(rotate_one(&mut tx, job).await);
         }
         tx.commit().await?;
         Ok(())
@@ -196,7 +186,8 @@ async fn write_batch(
 /// no second query.
 async fn rotate_one(conn: &mut sqlx::SqliteConnection, job: &Rotation) -> Result<Rotated> {
     Ok(sqlx::query_as(&format!(
-        "UPDATE sessions SET refresh_hash = ?1, refreshed_at = ?2, last_client_addr = ?3, last_request_id = ?4
+        "UPDATE sessions SET refresh_hash = ?1, refreshed_at = ?2, last_client_addr = ?3, last_request_id = ?4,
+           last_token_detail = ?7
          WHERE refresh_hash = ?5 AND client_id = ?6 AND revoked_at IS NULL AND expires_at > ?2
            AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND (expires_at IS NULL OR expires_at > ?2))
          RETURNING json_array({COLUMNS}),
@@ -208,6 +199,7 @@ async fn rotate_one(conn: &mut sqlx::SqliteConnection, job: &Rotation) -> Result
     .bind(&job.request_id)
     .bind(&job.old_hash)
     .bind(&job.client_id)
+    .bind(&job.token_detail)
     .fetch_optional(&mut *conn)
     .await?)
 }
@@ -247,8 +239,9 @@ impl Store {
             client_id: by.client_id.to_owned(),
             client_addr: by.client_addr.to_owned(),
             request_id: by.request_id.to_owned(),
+            token_detail: by.token_detail.to_owned(),
         };
-        if let Some((session, user)) = self.rotations.submit(Job::Rotate(job)).await? {
+        if let Some((session, user)) = self.rotations.rotate(job).await? {
             let session: SessionRow =
                 serde_json::from_str(&session).map_err(|e| super::Error::Corrupt {
                     table: "sessions",
@@ -289,13 +282,28 @@ impl Store {
         })
     }
 
-    /// Appends an audit event through the rotations' group commit: for the audit row of every
-    /// refresh, which would otherwise cost a commit of its own on the hottest path.
-    pub async fn audit_batched(&self, e: &super::AuditEvent, now: OffsetDateTime) -> Result<()> {
-        self.rotations
-            .submit(Job::Audit(Box::new(e.clone()), now.unix_timestamp()))
-            .await
-            .map(drop)
+    /// The session whose current refresh token has this hash, and its account (read before a
+    /// rotation, to know the groups of the token it will mint).
+    pub async fn session_by_refresh(&self, hash: &str) -> Result<Option<(Session, User)>> {
+        let row: Option<(String, String)> = sqlx::query_as(&format!(
+            "SELECT json_array({COLUMNS}), (SELECT json_array({USER_COLUMNS}) FROM users u WHERE u.id = sessions.user_id)
+             FROM sessions WHERE refresh_hash = ?"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((session, user)) = row else {
+            return Ok(None);
+        };
+        let session: SessionRow =
+            serde_json::from_str(&session).map_err(|e| super::Error::Corrupt {
+                table: "sessions",
+                detail: e.to_string(),
+            })?;
+        Ok(Some((
+            from_row(session)?,
+            super::users::user_from_json(&user)?,
+        )))
     }
 
     /// Revokes the session a refresh token (current or spent) belongs to. Returns the session
@@ -395,6 +403,7 @@ mod tests {
         client_id: "c",
         client_addr: "127.0.0.1",
         request_id: "r",
+        token_detail: r#"{"groups":["dev"],"grants":[]}"#,
     };
 
     #[tokio::test]
@@ -435,13 +444,17 @@ mod tests {
             matches!(o, RotateOutcome::Rotated(ref x, ref u) if x.id == "s1" && u.username == "a"),
             "{o:?}"
         );
-        // The refresh's audit row names the minted token's groups, so the handler writes it
-        // after signing (migration 7); the rotation itself records only the spent hash.
-        assert!(s
-            .audit_events_for("u1")
+        assert_eq!(
+            s.audit_events_for("u1").await.unwrap_or_default(),
+            ["refresh"]
+        );
+        let row = s
+            .audit_page(0, 10, &crate::store::AuditFilter::default())
             .await
-            .unwrap_or_default()
-            .is_empty());
+            .unwrap_or_default();
+        assert_eq!(row[0].detail.as_deref(), Some(BY.token_detail), "{row:?}");
+        assert_eq!(row[0].actor.as_deref(), Some("a"), "the account's name");
+        assert_eq!(row[0].client_addr.as_deref(), Some("127.0.0.1"));
         let o = s
             .rotate_refresh("r1", "r3", now, BY)
             .await
@@ -527,6 +540,7 @@ mod batch_tests {
             client_id: "c",
             client_addr: "a",
             request_id: "r",
+            token_detail: "{}",
         };
         let mut tasks = Vec::new();
         for i in 0..50 {
