@@ -248,7 +248,7 @@ async fn device_code_grant(
                 }
             }
             let contents = contents(state, &user, &session, now).await?;
-            let reply = mint(state, &user, &session, &refresh, &contents, now).await?;
+            let reply = mint(state, &user, &session, &refresh, &contents, now)?;
             audit_login(state, &user, &session.cluster, addr, rid, &contents, now).await?;
             state.metrics().login();
             tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
@@ -338,7 +338,7 @@ async fn refresh_grant(
         Some(c) => c,
         None => contents(state, &user, &session, now).await?,
     };
-    let reply = mint(state, &user, &session, &next, &contents, now).await?;
+    let reply = mint(state, &user, &session, &next, &contents, now)?;
     state.metrics().refresh();
     Ok(reply)
 }
@@ -543,7 +543,7 @@ async fn contents(
 
 /// Signs an access token for `user` in `session` carrying `contents` and builds the token
 /// response.
-async fn mint(
+fn mint(
     state: &AppState,
     user: &User,
     session: &Session,
