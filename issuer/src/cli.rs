@@ -63,6 +63,33 @@ pub enum Command {
     /// Check and read the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Reports for reviews and alerts.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+/// `report ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// People with an enabled account, and grants in force, whose access was not used (no
+    /// token obtained) for DAYS days. Exits 0, also when nothing is stale.
+    Stale {
+        /// Days without a token.
+        #[arg(long, value_name = "DAYS")]
+        days: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+}
+
+/// Formats of `audit access` and `report stale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Text for people.
+    Table,
+    /// One JSON object per line, each with a `kind`.
+    Jsonl,
 }
 
 /// `audit ...`.
@@ -75,6 +102,25 @@ pub enum AuditCommand {
         /// that event is gone or changed, which also catches events cut off the end.
         #[arg(long, value_name = "SEQ:HASH")]
         expect_head: Option<String>,
+    },
+    /// Who had access to a namespace of a cluster in a time window, why, and who approved it:
+    /// grants in force, groups in the tokens issued, bindings now, and who obtained tokens.
+    Access {
+        /// Cluster name.
+        #[arg(long)]
+        cluster: String,
+        /// Namespace.
+        #[arg(long)]
+        namespace: String,
+        /// Start of the window (RFC 3339, or a date: 2026-11-01).
+        #[arg(long, value_name = "TIME")]
+        since: String,
+        /// End of the window (exclusive; a date means the end of that day). Default: now.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
     },
     /// Print events as JSON lines (one object per event, with its chain hash).
     Export {

@@ -88,6 +88,15 @@ pub struct Config {
     pub request_file_limit: u32,
     /// The chat webhook, if configured.
     pub notifications: Option<Notifications>,
+    /// `[audit]`: who may read the trail on the `/audit` page.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Members of any of these (identity) groups may open `/audit`; empty: nobody may.
+    pub auditor_groups: Vec<String>,
 }
 
 /// The scopes asked of an upstream provider when `scopes` is not set.
@@ -379,6 +388,8 @@ pub struct FileConfig {
     pub requests: Option<FileRequests>,
     /// `[notifications]`.
     pub notifications: Option<FileNotifications>,
+    /// `[audit]`.
+    pub audit: Option<FileAudit>,
 }
 
 /// `[requests]`.
@@ -399,6 +410,15 @@ pub struct FileNotifications {
     pub webhook_url: Option<String>,
     /// File holding the HMAC key.
     pub webhook_secret_file: Option<PathBuf>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAudit {
+    /// See [`AuditConfig::auditor_groups`].
+    #[serde(default)]
+    pub auditor_groups: Vec<String>,
 }
 
 /// `[[upstreams]]`.
@@ -663,6 +683,14 @@ impl Config {
             return Err(invalid("webhook_cache_ttl", "must be at most 5m"));
         }
 
+        let audit = AuditConfig {
+            auditor_groups: file.audit.map(|a| a.auditor_groups).unwrap_or_default(),
+        };
+        for (i, g) in audit.auditor_groups.iter().enumerate() {
+            crate::domain::names::validate_group(g)
+                .map_err(|e| invalid(format!("audit.auditor_groups[{i}]"), e.to_string()))?;
+        }
+
         let mut clusters = Vec::new();
         for (i, c) in file.clusters.into_iter().enumerate() {
             clusters.push(validate_cluster(i, c)?);
@@ -809,6 +837,7 @@ impl Config {
             upstreams,
             policy,
             webhook_cache_ttl,
+            audit,
         })
     }
 
@@ -1401,6 +1430,26 @@ mod tests {
             message: e.to_string(),
         })?;
         Config::from_parts(file, o, || Some(PathBuf::from("/tmp/data")))
+    }
+
+    #[test]
+    fn auditor_groups_are_read_and_checked() {
+        let o = Overrides::default();
+        let c = load("", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.audit.auditor_groups.is_empty());
+        let c =
+            load("[audit]\nauditor_groups = [\"auditors\"]", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.audit.auditor_groups, vec!["auditors"]);
+        let err = load("[audit]\nauditor_groups = [\"system:masters\"]", &o)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("audit.auditor_groups[0]"), "{err}");
+        let err = load("[audit]\nauditors = []", &o)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("auditors"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod kube;
 pub mod metrics;
 pub mod notify;
 pub mod password;
+pub mod reports;
 pub mod requests;
 pub mod review;
 pub mod seal;

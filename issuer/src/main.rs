@@ -8,11 +8,11 @@ use anyhow::{bail, Context as _};
 use clap::Parser as _;
 use credential_issuer::cli::{
     AuditCommand, Cli, Command, GrantCommand, InviteCommand, KeysCommand, PolicyCommand,
-    ReconcileArgs, RequestCommand, UserCommand,
+    ReconcileArgs, ReportCommand, ReportFormat, RequestCommand, UserCommand,
 };
 use credential_issuer::config::Config;
 use credential_issuer::secret::Secret;
-use credential_issuer::{admin, app, clock, server, signing, store, telemetry};
+use credential_issuer::{admin, app, clock, reports, server, signing, store, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -58,6 +58,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cmd) => {
             telemetry::init("warn");
             runtime.block_on(audit(config, cmd))
+        }
+        Command::Report(cmd) => {
+            telemetry::init("warn");
+            runtime.block_on(report(config, cmd))
         }
         Command::Policy(cmd) => {
             telemetry::init("warn");
@@ -161,9 +165,59 @@ async fn open_store(config: &Config) -> anyhow::Result<store::Store> {
         })
 }
 
+fn report_format(f: ReportFormat) -> reports::Format {
+    match f {
+        ReportFormat::Table => reports::Format::Table,
+        ReportFormat::Jsonl => reports::Format::Jsonl,
+    }
+}
+
+/// Prints text as is (reports end their own lines).
+fn print_report(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write the report")
+}
+
+async fn report(config: Config, cmd: ReportCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    match cmd {
+        ReportCommand::Stale { days, format } => {
+            let now = time::OffsetDateTime::now_utc();
+            let r = reports::stale(&store, days, now).await?;
+            print_report(&reports::render_stale(&r, days, report_format(format)))
+        }
+    }
+}
+
 async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     match cmd {
+        AuditCommand::Access {
+            cluster,
+            namespace,
+            since,
+            until,
+            format,
+        } => {
+            let now = time::OffsetDateTime::now_utc();
+            let window = credential_issuer::domain::access::Window {
+                since: admin::parse_time("--since", &since, false)?,
+                until: until
+                    .as_deref()
+                    .map(|u| admin::parse_time("--until", u, true))
+                    .transpose()?
+                    // Events are stored in whole seconds: "until now" includes this second.
+                    .unwrap_or(now + time::Duration::seconds(1)),
+            };
+            if window.until <= window.since {
+                bail!("--until must be after --since");
+            }
+            let a =
+                reports::audit_access(&store, &config, &cluster, &namespace, window, now).await?;
+            print_report(&reports::render_access(&a, report_format(format)))?;
+        }
         AuditCommand::Verify { expect_head } => {
             let s = admin::audit_verify(&store, expect_head.as_deref()).await?;
             let head = s
@@ -197,6 +251,7 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
                 person: user,
                 person_alias,
                 cluster,
+                ..store::AuditFilter::default()
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());

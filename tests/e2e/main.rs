@@ -10,6 +10,7 @@ mod world;
 
 mod api_server_keys;
 mod audit;
+mod audit_reports;
 mod backoff;
 mod browser;
 mod concurrency;

@@ -25,6 +25,10 @@ pub(crate) const AUDIENCE: &str = "kubernetes";
 pub(crate) const PREFIX: &str = "credential:";
 /// The issuer group that RBAC lets list namespaces (as `credential:k8s-readers`).
 pub(crate) const READERS: &str = "k8s-readers";
+/// The issuer group whose members may read the audit trail on `/audit` (`[audit]`).
+pub(crate) const AUDITORS: &str = "k8s-auditors";
+/// The issuer's `[audit]` table (appended to the config file with the roles).
+const AUDIT_CONFIG: &str = "\n[audit]\nauditor_groups = [\"k8s-auditors\"]\n";
 /// The access token lifetime configured in the issuer: short, so that expiry can be watched.
 pub(crate) const TOKEN_TTL: Duration = Duration::from_secs(10);
 /// How long a whole device login may take.
@@ -213,7 +217,7 @@ impl World {
                 ],
                 policy: Some(world_policy()),
                 grant_roles: Some(format!(
-                    "{}{}",
+                    "{}{}{AUDIT_CONFIG}",
                     crate::grants::ROLES,
                     crate::requests::config()
                 )),

@@ -4,6 +4,7 @@
 //! Nothing here does IO or reads the clock: callers pass `now` and random bytes in, which makes
 //! every rule a table-driven unit test.
 
+pub mod access;
 pub mod audit_chain;
 pub mod device;
 pub mod grants;

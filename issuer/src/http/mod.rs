@@ -4,6 +4,8 @@
 //! `domain`, persistence in `store`.
 
 mod account_templates;
+mod audit_page;
+mod audit_templates;
 mod discovery;
 mod error;
 mod invite;
@@ -85,6 +87,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/requests", get(requests::page))
         .route("/requests/{id}", post(requests::decide))
+        .route("/audit", get(audit_page::audit_page))
+        .route("/audit/export", get(audit_page::audit_download))
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz))
         .route("/metrics", get(discovery::metrics))
@@ -173,6 +177,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     }
 }
 
+#[cfg(test)]
+mod audit_page_tests;
 #[cfg(test)]
 mod invite_tests;
 #[cfg(test)]

@@ -247,8 +247,9 @@ async fn device_code_grant(
                     Err(e) => return Err(OAuthReply::internal(&e)),
                 }
             }
-            let reply = mint(state, &user, &session, &refresh, now).await?;
-            audit(state, "login", &user, &session.cluster, addr, rid, now).await;
+            let contents = contents(state, &user, &session, now).await?;
+            let reply = mint(state, &user, &session, &refresh, &contents, now)?;
+            audit_login(state, &user, &session.cluster, addr, rid, &contents, now).await?;
             state.metrics().login();
             tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
             Ok(reply)
@@ -278,13 +279,22 @@ async fn refresh_grant(
         upstream_recheck(state, addr, rid, presented, &req.client_id, now).await?;
     }
     let next = new_refresh_token(upstream);
+    // What the new token will carry, from the account as it is now, so that the rotating
+    // statement records it in the refresh's audit row (a token the rotation refuses is never
+    // minted, and its row never written).
+    let presented_hash = hash(presented);
+    let planned = match store.session_by_refresh(&presented_hash).await? {
+        Some((s, u)) => Some(contents(state, &u, &s, now).await?),
+        None => None,
+    };
     let by = Presenter {
         client_id: &req.client_id,
         client_addr: addr,
         request_id: rid,
+        token_detail: planned.as_ref().map_or("{}", |c| c.detail.as_str()),
     };
     let (session, user) = match store
-        .rotate_refresh(&hash(presented), &hash(next.expose()), now, by)
+        .rotate_refresh(&presented_hash, &hash(next.expose()), now, by)
         .await?
     {
         RotateOutcome::Rotated(s, u) => (s, u),
@@ -322,7 +332,13 @@ async fn refresh_grant(
         }
     };
     // The rotation already checked the session and the account in the same statement.
-    let reply = mint(state, &user, &session, &next, now).await?;
+    // The token carries what the audit row says; `planned` is missing only if the token was
+    // rotated between the read and the rotation, which the rotation would have refused.
+    let contents = match planned {
+        Some(c) => c,
+        None => contents(state, &user, &session, now).await?,
+    };
+    let reply = mint(state, &user, &session, &next, &contents, now)?;
     state.metrics().refresh();
     Ok(reply)
 }
@@ -479,12 +495,60 @@ async fn refused(
     }
 }
 
-/// Signs an access token for `user` in `session` and builds the token response.
-async fn mint(
+/// What a token for `user` in a cluster will carry: the policy's groups, the grants in force
+/// (as groups and the `grants` claim), and the `detail` JSON of its `login` or `refresh` audit
+/// row (`{"session": .., "groups": [..], "grants": [..]}`), which `audit access` reads to say
+/// which groups reached a cluster. Computed before a refresh's rotation, whose statement
+/// writes that row.
+struct Contents {
+    groups: Vec<String>,
+    grants: Vec<crate::domain::grants::Grant>,
+    detail: String,
+}
+
+async fn contents(
+    state: &AppState,
+    user: &User,
+    session: &Session,
+    now: OffsetDateTime,
+) -> Result<Contents, OAuthReply> {
+    let cfg = state.config();
+    // The policy decides which Kubernetes groups the person's groups become in this cluster.
+    let mut groups = cfg.policy.map(&user.groups, &session.cluster).groups();
+    // Grants in force now become groups and the `grants` claim (issue 5).
+    let grants = state
+        .store()
+        .active_grants_for(&user.username, &user.groups, &session.cluster, now)
+        .await?;
+    let mut ids: Vec<&str> = grants.iter().map(|g| g.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut all = groups.clone();
+    all.extend(
+        grants
+            .iter()
+            .flat_map(crate::domain::grants::Grant::token_groups),
+    );
+    all.sort();
+    all.dedup();
+    let detail =
+        serde_json::json!({ "session": session.id, "groups": all, "grants": ids }).to_string();
+    groups.sort();
+    Ok(Contents {
+        groups,
+        grants,
+        detail,
+    })
+}
+
+/// Signs an access token for `user` in `session` carrying `contents` and builds the token
+/// response.
+fn mint(
     state: &AppState,
     user: &User,
     session: &Session,
     refresh: &Secret,
+    contents: &Contents,
     now: OffsetDateTime,
 ) -> Result<Response, OAuthReply> {
     let cfg = state.config();
@@ -496,14 +560,12 @@ async fn mint(
         ));
     };
     let jti = random_token(16);
-    // The policy decides which Kubernetes groups the person's groups become in this cluster.
-    let groups = cfg.policy.map(&user.groups, &cluster.name).groups();
-    let claims = tokens::access_claims(
+    let mut claims = tokens::access_claims(
         &tokens::Subject {
             user_id: &user.id,
             username: &user.username,
             email: user.email.as_deref(),
-            groups: &groups,
+            groups: &contents.groups,
         },
         tokens::Minting {
             issuer: cfg.issuer(),
@@ -519,13 +581,7 @@ async fn mint(
                 .map_or(session.expires_at, |e| e.min(session.expires_at)),
         },
     );
-    // Grants in force now become groups and the `grants` claim (issue 5).
-    let mut claims = claims;
-    let grants = state
-        .store()
-        .active_grants_for(&user.username, &user.groups, &cluster.name, now)
-        .await?;
-    tokens::add_grants(&mut claims, &grants);
+    tokens::add_grants(&mut claims, &contents.grants);
     let jwt = state.signer().sign(&claims)?;
     let body = TokenResponse {
         access_token: jwt,
@@ -544,6 +600,32 @@ async fn mint(
         Json(body),
     )
         .into_response())
+}
+
+/// The audit row of a login's token: who, which cluster, from where, and the groups and
+/// grants the token carries. No token is handed out without it: if the row cannot be written
+/// the request fails. (A refresh's row is written by the rotating statement.)
+async fn audit_login(
+    state: &AppState,
+    user: &User,
+    cluster: &str,
+    addr: &str,
+    rid: &str,
+    contents: &Contents,
+    now: OffsetDateTime,
+) -> Result<(), OAuthReply> {
+    let e = AuditEvent {
+        event: "login",
+        actor: Some(user.username.clone()),
+        subject: Some(user.id.clone()),
+        cluster: Some(cluster.to_owned()),
+        client_addr: Some(addr.to_owned()),
+        request_id: Some(rid.to_owned()),
+        detail: Some(contents.detail.clone()),
+        ..AuditEvent::default()
+    };
+    state.store().audit(&e, now).await?;
+    Ok(())
 }
 
 async fn audit(

@@ -460,15 +460,24 @@ pub(super) async fn signed_in(
     user: &crate::store::User,
     rid: &str,
 ) -> Result<Response, PageError> {
+    let back = state.store().web_return_to(&session.id_hash).await?;
     state.store().delete_web_session(&session.id_hash).await?;
     let browser = new_session(state, Some(user.id.clone()), session.device_id.clone()).await?;
     tracing::info!(request_id = %rid, user = %user.username, "signed in");
-    let next = if browser.session.device_id.is_some() {
-        see_other("/consent")
-    } else {
-        Html(templates::signed_in_page(&user.username)).into_response()
-    };
+    let next = next_page(&browser, back.as_deref(), &user.username);
     Ok(browser.respond(next))
+}
+
+/// Where a browser goes once signed in: to consent when a device waits, else back to the page
+/// that sent it to sign in (a local path, see [`super::audit_page`]), else a "signed in" page.
+pub(super) fn next_page(browser: &Browser, back: Option<&str>, username: &str) -> Response {
+    if browser.session.device_id.is_some() {
+        see_other("/consent")
+    } else if let Some(path) = back.filter(|p| super::audit_page::is_return_path(p)) {
+        Redirect::to(path).into_response()
+    } else {
+        Html(templates::signed_in_page(username)).into_response()
+    }
 }
 
 /// The session's user and pending device, or the page to show instead.

@@ -9,12 +9,11 @@
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::pages::{audit_failure, current, form, new_session, see_other, verified};
-use super::templates;
+use super::pages::{audit_failure, current, form, new_session, verified};
 use super::{ClientAddr, PageError, RequestId};
 use crate::app::AppState;
 use crate::metrics::Failure;
@@ -309,13 +308,10 @@ pub(super) async fn callback(
         tracing::error!(error = %err, "audit write failed");
     }
     // A fresh session id for the signed-in browser (no fixation).
+    let back = state.store().web_return_to(&session.id_hash).await?;
     state.store().delete_web_session(&session.id_hash).await?;
     let browser = new_session(&state, Some(user.id.clone()), session.device_id.clone()).await?;
     tracing::info!(request_id = %rid, user = %user.username, provider = %login.provider, "signed in upstream");
-    let next = if browser.session.device_id.is_some() {
-        see_other("/consent")
-    } else {
-        Html(templates::signed_in_page(&user.username)).into_response()
-    };
+    let next = super::pages::next_page(&browser, back.as_deref(), &user.username);
     Ok(browser.respond(next))
 }

@@ -2,6 +2,7 @@
 //! (`kubeconfig`), talks to an API server (`client`), translates the domain's managed objects
 //! to and from RBAC API objects (`objects`), and runs the grant reconciler (`reconcile`).
 
+pub mod bindings;
 pub mod client;
 pub mod kubeconfig;
 pub mod objects;

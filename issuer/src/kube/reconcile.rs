@@ -74,7 +74,7 @@ pub enum RoundError {
     },
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)
@@ -82,7 +82,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Join(e.to_string()))?
 }
 
-fn connect(cluster: &ClusterConfig) -> Result<Client, RoundError> {
+pub(super) fn connect(cluster: &ClusterConfig) -> Result<Client, RoundError> {
     let failed = |source| RoundError::Failed {
         cluster: cluster.name.clone(),
         source,

@@ -46,6 +46,10 @@ pub struct AuditFilter {
     pub person_alias: Option<String>,
     /// Only events in this cluster.
     pub cluster: Option<String>,
+    /// Only events in this namespace (events about several namespaces list them with commas).
+    pub namespace: Option<String>,
+    /// Only this event, or the events under it (`login` also selects `login.failed`).
+    pub event: Option<String>,
 }
 
 /// Most events [`Store::seal_audit`] links in one statement (two bound values each).
@@ -189,6 +193,21 @@ impl Store {
         .await?)
     }
 
+    /// Edits the first event behind the database's guard, as an intruder with the file would
+    /// (for tests of what the chain check shows).
+    #[cfg(test)]
+    pub(crate) async fn tamper_for_tests(&self) {
+        for sql in [
+            "DROP TRIGGER audit_events_no_update",
+            "UPDATE audit_events SET actor = 'mallory' WHERE seq = 1",
+        ] {
+            sqlx::query(sql)
+                .execute(&self.write)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
     /// Up to `limit` events after `after_seq` that match `filter`, in `seq` order. Callers
     /// page through the whole trail by passing the last `seq` they got.
     pub async fn audit_page(
@@ -203,6 +222,8 @@ impl Store {
                AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3)
                AND (?4 IS NULL OR subject IN (?4, ?5) OR actor IN (?4, ?5))
                AND (?6 IS NULL OR cluster = ?6)
+               AND (?8 IS NULL OR namespace = ?8 OR instr(',' || namespace || ',', ',' || ?8 || ',') > 0)
+               AND (?9 IS NULL OR event = ?9 OR substr(event, 1, length(?9) + 1) = ?9 || '.')
              ORDER BY seq LIMIT ?7"
         ))
         .bind(after_seq)
@@ -212,6 +233,8 @@ impl Store {
         .bind(filter.person_alias.as_ref().or(filter.person.as_ref()))
         .bind(&filter.cluster)
         .bind(i64::from(limit))
+        .bind(&filter.namespace)
+        .bind(&filter.event)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(record).collect())
@@ -332,5 +355,47 @@ mod tests {
         })
         .await;
         assert_eq!(prod.len(), 1);
+
+        let mut grant = event("carol");
+        grant.event = "grant.created";
+        grant.namespace = Some("payments,web".into());
+        store.audit(&grant, t0).await.unwrap();
+        let mut failed = event("dave");
+        failed.event = "login.failed";
+        store.audit(&failed, t0).await.unwrap();
+        let in_web = all(AuditFilter {
+            namespace: Some("web".into()),
+            ..AuditFilter::default()
+        })
+        .await;
+        assert_eq!(in_web.len(), 1);
+        assert_eq!(in_web[0].subject.as_deref(), Some("carol"));
+        let not_a_prefix = all(AuditFilter {
+            namespace: Some("we".into()),
+            ..AuditFilter::default()
+        })
+        .await;
+        assert!(not_a_prefix.is_empty());
+        let logins: Vec<String> = all(AuditFilter {
+            event: Some("login".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+        assert_eq!(logins, vec!["login", "login", "login.failed"]);
+        let exact = all(AuditFilter {
+            event: Some("login.failed".into()),
+            ..AuditFilter::default()
+        })
+        .await;
+        assert_eq!(exact.len(), 1);
+        let no_partial_word = all(AuditFilter {
+            event: Some("log".into()),
+            ..AuditFilter::default()
+        })
+        .await;
+        assert!(no_partial_word.is_empty());
     }
 }

@@ -4,6 +4,7 @@
 //! concurrent requests (spending a device code, rotating a refresh token) is a single
 //! conditional `UPDATE ... WHERE <still valid>` so that two racing requests cannot both win.
 
+mod access;
 mod audit;
 mod devices;
 mod grants;
@@ -92,6 +93,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/0004_grants.sql")),
     (5, include_str!("../../migrations/0005_audit_chain.sql")),
     (6, include_str!("../../migrations/0006_requests.sql")),
+    (7, include_str!("../../migrations/0007_audit_access.sql")),
 ];
 
 /// The database.

@@ -39,6 +39,9 @@ pub struct Presenter<'a> {
     pub client_addr: &'a str,
     /// Request id.
     pub request_id: &'a str,
+    /// The `detail` of the refresh's audit row: the groups and grants of the token about to be
+    /// minted (JSON, no secret).
+    pub token_detail: &'a str,
 }
 
 /// Result of presenting a refresh token.
@@ -96,6 +99,7 @@ pub(super) struct Rotation {
     client_id: String,
     client_addr: String,
     request_id: String,
+    token_detail: String,
 }
 
 /// What a rotation returns: the session and the account as JSON arrays, or nothing when the
@@ -182,7 +186,8 @@ async fn write_batch(
 /// no second query.
 async fn rotate_one(conn: &mut sqlx::SqliteConnection, job: &Rotation) -> Result<Rotated> {
     Ok(sqlx::query_as(&format!(
-        "UPDATE sessions SET refresh_hash = ?1, refreshed_at = ?2, last_client_addr = ?3, last_request_id = ?4
+        "UPDATE sessions SET refresh_hash = ?1, refreshed_at = ?2, last_client_addr = ?3, last_request_id = ?4,
+           last_token_detail = ?7
          WHERE refresh_hash = ?5 AND client_id = ?6 AND revoked_at IS NULL AND expires_at > ?2
            AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND (expires_at IS NULL OR expires_at > ?2))
          RETURNING json_array({COLUMNS}),
@@ -194,6 +199,7 @@ async fn rotate_one(conn: &mut sqlx::SqliteConnection, job: &Rotation) -> Result
     .bind(&job.request_id)
     .bind(&job.old_hash)
     .bind(&job.client_id)
+    .bind(&job.token_detail)
     .fetch_optional(&mut *conn)
     .await?)
 }
@@ -233,6 +239,7 @@ impl Store {
             client_id: by.client_id.to_owned(),
             client_addr: by.client_addr.to_owned(),
             request_id: by.request_id.to_owned(),
+            token_detail: by.token_detail.to_owned(),
         };
         if let Some((session, user)) = self.rotations.rotate(job).await? {
             let session: SessionRow =
@@ -273,6 +280,30 @@ impl Store {
             session_id,
             user_id,
         })
+    }
+
+    /// The session whose current refresh token has this hash, and its account (read before a
+    /// rotation, to know the groups of the token it will mint).
+    pub async fn session_by_refresh(&self, hash: &str) -> Result<Option<(Session, User)>> {
+        let row: Option<(String, String)> = sqlx::query_as(&format!(
+            "SELECT json_array({COLUMNS}), (SELECT json_array({USER_COLUMNS}) FROM users u WHERE u.id = sessions.user_id)
+             FROM sessions WHERE refresh_hash = ?"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((session, user)) = row else {
+            return Ok(None);
+        };
+        let session: SessionRow =
+            serde_json::from_str(&session).map_err(|e| super::Error::Corrupt {
+                table: "sessions",
+                detail: e.to_string(),
+            })?;
+        Ok(Some((
+            from_row(session)?,
+            super::users::user_from_json(&user)?,
+        )))
     }
 
     /// Revokes the session a refresh token (current or spent) belongs to. Returns the session
@@ -372,6 +403,7 @@ mod tests {
         client_id: "c",
         client_addr: "127.0.0.1",
         request_id: "r",
+        token_detail: r#"{"groups":["dev"],"grants":[]}"#,
     };
 
     #[tokio::test]
@@ -416,6 +448,13 @@ mod tests {
             s.audit_events_for("u1").await.unwrap_or_default(),
             ["refresh"]
         );
+        let row = s
+            .audit_page(0, 10, &crate::store::AuditFilter::default())
+            .await
+            .unwrap_or_default();
+        assert_eq!(row[0].detail.as_deref(), Some(BY.token_detail), "{row:?}");
+        assert_eq!(row[0].actor.as_deref(), Some("a"), "the account's name");
+        assert_eq!(row[0].client_addr.as_deref(), Some("127.0.0.1"));
         let o = s
             .rotate_refresh("r1", "r3", now, BY)
             .await
@@ -501,6 +540,7 @@ mod batch_tests {
             client_id: "c",
             client_addr: "a",
             request_id: "r",
+            token_detail: "{}",
         };
         let mut tasks = Vec::new();
         for i in 0..50 {

@@ -104,6 +104,28 @@ impl Store {
         .await?)
     }
 
+    /// Remembers where to send the browser after sign-in (a path starting with `/`), or
+    /// forgets it.
+    pub async fn set_web_return_to(&self, id_hash: &str, path: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE web_sessions SET return_to = ? WHERE id_hash = ?")
+            .bind(path)
+            .bind(id_hash)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Where to send the browser after sign-in, if somewhere.
+    pub async fn web_return_to(&self, id_hash: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar::<_, Option<String>>(
+            "SELECT return_to FROM web_sessions WHERE id_hash = ?",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.write)
+        .await?
+        .flatten())
+    }
+
     /// Ends a browser session.
     pub async fn delete_web_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM web_sessions WHERE id_hash = ?")

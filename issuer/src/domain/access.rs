@@ -1,0 +1,577 @@
+//! The auditor's answers, assembled from rows the caller read: who had access to a namespace
+//! of a cluster in a time window, why and who approved it (`audit access`), and who holds
+//! access they have not used for a while (`report stale`). Pure: no IO, `now` is passed in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use time::OffsetDateTime;
+
+use super::grants::{Grant, Grantee};
+
+/// A token the issuer minted, from a `login` or `refresh` audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenEvent {
+    /// When.
+    pub at: OffsetDateTime,
+    /// `login` or `refresh`.
+    pub event: String,
+    /// The person's id (the event's subject).
+    pub user_id: String,
+    /// The person's login name (the event's actor), when recorded.
+    pub username: Option<String>,
+    /// Cluster.
+    pub cluster: String,
+    /// Kubernetes groups the token carried (empty for events written before they were
+    /// recorded).
+    pub groups: Vec<String>,
+}
+
+impl TokenEvent {
+    /// Reads the groups from a token event's `detail` JSON (`{"groups": [..], ..}`).
+    #[must_use]
+    pub fn groups_from_detail(detail: Option<&str>) -> Vec<String> {
+        detail
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .and_then(|v| {
+                v.get("groups").and_then(|g| g.as_array()).map(|a| {
+                    a.iter()
+                        .filter_map(|g| g.as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    }
+
+    fn who(&self) -> &str {
+        self.username.as_deref().unwrap_or(&self.user_id)
+    }
+}
+
+/// A half-open time window `[since, until)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Start (inclusive).
+    pub since: OffsetDateTime,
+    /// End (exclusive).
+    pub until: OffsetDateTime,
+}
+
+/// How a grant's time in force ended (or did not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Revoked at `to`.
+    Revoked,
+    /// Ran to its end at `to`.
+    Expired,
+    /// Still in force at the time of the report (`to` is its planned end).
+    InForce,
+}
+
+impl Ended {
+    /// Lowercase name for reports.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::Expired => "ended",
+            Self::InForce => "in force",
+        }
+    }
+}
+
+/// A grant that gave access in the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantAccess {
+    /// The grant.
+    pub grant: Grant,
+    /// Start of the time it was actually in force.
+    pub from: OffsetDateTime,
+    /// End of that time: its revocation or its end.
+    pub to: OffsetDateTime,
+    /// Why `to`.
+    pub ended: Ended,
+}
+
+/// A Kubernetes group whose members obtained tokens for the cluster in the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupAccess {
+    /// Group name as in the token (RBAC sees `credential:<group>`).
+    pub group: String,
+    /// Login names of the members who got a token carrying it, sorted.
+    pub members: Vec<String>,
+}
+
+/// One person's tokens for the cluster in the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonTokens {
+    /// Login name (or id when the name was not recorded).
+    pub who: String,
+    /// First token in the window.
+    pub first: OffsetDateTime,
+    /// Last token in the window.
+    pub last: OffsetDateTime,
+    /// Logins in the window.
+    pub logins: u32,
+    /// Refreshes in the window.
+    pub refreshes: u32,
+}
+
+/// An issuer identity bound to a role in the namespace (or cluster-wide) at the time of the
+/// report, read from the cluster: Kubernetes keeps no history of bindings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundNow {
+    /// `RoleBinding <ns>/<name>` or `ClusterRoleBinding <name>`.
+    pub binding: String,
+    /// `ClusterRole/<name>` or `Role/<name>`.
+    pub role: String,
+    /// `User` or `Group`.
+    pub kind: String,
+    /// `credential:<name>`.
+    pub subject: String,
+}
+
+/// The answer to "who had access to namespace X in cluster Y between two dates".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessReport {
+    /// Grants covering the namespace (or cluster-wide) in force during the window.
+    pub grants: Vec<GrantAccess>,
+    /// Groups that reached the cluster in tokens, with their members.
+    pub groups: Vec<GroupAccess>,
+    /// Who obtained tokens for the cluster.
+    pub people: Vec<PersonTokens>,
+}
+
+/// Whether `g` gives access in `namespace` (namespaced grants list it; an empty list is
+/// cluster-wide).
+#[must_use]
+pub fn covers(g: &Grant, namespace: &str) -> bool {
+    g.namespaces.is_empty() || g.namespaces.iter().any(|n| n == namespace)
+}
+
+/// The time `g` was actually in force: from its start to the earlier of its end and its
+/// revocation. `None` when it was revoked before it started.
+#[must_use]
+pub fn in_force(g: &Grant, now: OffsetDateTime) -> Option<(OffsetDateTime, OffsetDateTime, Ended)> {
+    let (to, ended) = match g.revoked_at {
+        Some(r) if r < g.ends_at => (r, Ended::Revoked),
+        _ if g.ends_at > now => (g.ends_at, Ended::InForce),
+        _ => (g.ends_at, Ended::Expired),
+    };
+    (to > g.starts_at).then_some((g.starts_at, to, ended))
+}
+
+/// Assembles the access report for `namespace` of `cluster` in `window` from the cluster's
+/// grants (all of them, revoked and ended included) and the token events of the cluster in
+/// the window. Groups given by grants (`grant:...`) are left out of the group section: the
+/// grant section already names them with their reason.
+#[must_use]
+pub fn access_report(
+    cluster: &str,
+    namespace: &str,
+    window: Window,
+    grants: &[Grant],
+    tokens: &[TokenEvent],
+    now: OffsetDateTime,
+) -> AccessReport {
+    let mut in_window: Vec<GrantAccess> = grants
+        .iter()
+        .filter(|g| g.cluster == cluster && covers(g, namespace))
+        .filter_map(|g| {
+            let (from, to, ended) = in_force(g, now)?;
+            (from < window.until && to > window.since).then(|| GrantAccess {
+                grant: g.clone(),
+                from,
+                to,
+                ended,
+            })
+        })
+        .collect();
+    in_window.sort_by(|a, b| a.from.cmp(&b.from).then(a.grant.id.cmp(&b.grant.id)));
+
+    let tokens: Vec<&TokenEvent> = tokens
+        .iter()
+        .filter(|t| t.cluster == cluster && t.at >= window.since && t.at < window.until)
+        .collect();
+    let mut groups: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut people: BTreeMap<&str, PersonTokens> = BTreeMap::new();
+    for t in &tokens {
+        for g in t.groups.iter().filter(|g| !g.starts_with("grant:")) {
+            groups.entry(g).or_default().insert(t.who());
+        }
+        let p = people.entry(t.who()).or_insert_with(|| PersonTokens {
+            who: t.who().to_owned(),
+            first: t.at,
+            last: t.at,
+            logins: 0,
+            refreshes: 0,
+        });
+        p.first = p.first.min(t.at);
+        p.last = p.last.max(t.at);
+        if t.event == "login" {
+            p.logins += 1;
+        } else {
+            p.refreshes += 1;
+        }
+    }
+    AccessReport {
+        grants: in_window,
+        groups: groups
+            .into_iter()
+            .map(|(g, m)| GroupAccess {
+                group: g.to_owned(),
+                members: m.into_iter().map(str::to_owned).collect(),
+            })
+            .collect(),
+        people: people.into_values().collect(),
+    }
+}
+
+/// What the stale report knows about an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Id (the token's `sub`, the token events' subject).
+    pub id: String,
+    /// Login name.
+    pub username: String,
+    /// Identity groups.
+    pub groups: Vec<String>,
+    /// Enabled and not past its end.
+    pub enabled: bool,
+}
+
+/// The newest token of one person for one cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastToken {
+    /// Person's id.
+    pub user_id: String,
+    /// Cluster.
+    pub cluster: String,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// A person with an enabled account who has not obtained a token for `days` days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StalePerson {
+    /// Login name.
+    pub username: String,
+    /// Their newest token anywhere, if any.
+    pub last_token: Option<OffsetDateTime>,
+    /// Ids of the grants in force for them (directly or through a group).
+    pub active_grants: Vec<String>,
+}
+
+/// A grant in force whose grantee has not used the cluster for `days` days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleGrant {
+    /// The grant.
+    pub grant: Grant,
+    /// The grantee's newest token for the grant's cluster since the grant started, if any.
+    pub last_token: Option<OffsetDateTime>,
+}
+
+/// `report stale`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleReport {
+    /// People, by name.
+    pub people: Vec<StalePerson>,
+    /// Grants, by id.
+    pub grants: Vec<StaleGrant>,
+}
+
+fn grant_holders<'a>(g: &Grant, accounts: &'a [Account]) -> Vec<&'a Account> {
+    accounts
+        .iter()
+        .filter(|a| match &g.grantee {
+            Grantee::User(u) => &a.username == u,
+            Grantee::Group(n) => a.groups.iter().any(|x| x == n),
+        })
+        .collect()
+}
+
+/// People with an enabled account whose newest token is older than `days` days (or who never
+/// got one), and grants in force for at least `days` days whose grantee has not obtained a
+/// token for the grant's cluster in the last `days` days (or at all since the grant started).
+/// `grants` are those in force at `now`.
+#[must_use]
+pub fn stale_report(
+    accounts: &[Account],
+    grants: &[Grant],
+    last_tokens: &[LastToken],
+    days: u32,
+    now: OffsetDateTime,
+) -> StaleReport {
+    let cutoff = now - time::Duration::days(i64::from(days));
+    let newest = |user_id: &str, cluster: Option<&str>| {
+        last_tokens
+            .iter()
+            .filter(|t| t.user_id == user_id && cluster.is_none_or(|c| t.cluster == c))
+            .map(|t| t.at)
+            .max()
+    };
+    let active: Vec<&Grant> = grants.iter().filter(|g| g.is_active(now)).collect();
+    let mut people: Vec<StalePerson> = accounts
+        .iter()
+        .filter(|a| a.enabled)
+        .filter_map(|a| {
+            let last = newest(&a.id, None);
+            if last.is_some_and(|t| t >= cutoff) {
+                return None;
+            }
+            let active_grants = active
+                .iter()
+                .filter(|g| grant_holders(g, accounts).iter().any(|h| h.id == a.id))
+                .map(|g| g.id.clone())
+                .collect();
+            Some(StalePerson {
+                username: a.username.clone(),
+                last_token: last,
+                active_grants,
+            })
+        })
+        .collect();
+    people.sort_by(|a, b| a.username.cmp(&b.username));
+    let mut stale_grants: Vec<StaleGrant> = active
+        .iter()
+        .filter(|g| g.starts_at <= cutoff)
+        .filter_map(|g| {
+            let last = grant_holders(g, accounts)
+                .iter()
+                .filter(|h| h.enabled)
+                .filter_map(|h| newest(&h.id, Some(&g.cluster)))
+                .filter(|t| *t >= g.starts_at)
+                .max();
+            if last.is_some_and(|t| t >= cutoff) {
+                return None;
+            }
+            Some(StaleGrant {
+                grant: (*g).clone(),
+                last_token: last,
+            })
+        })
+        .collect();
+    stale_grants.sort_by(|a, b| a.grant.id.cmp(&b.grant.id));
+    StaleReport {
+        people,
+        grants: stale_grants,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+    use time::Duration;
+
+    const T0: OffsetDateTime = datetime!(2026-11-01 00:00 UTC);
+
+    fn grant(id: &str, grantee: Grantee, namespaces: &[&str], start_h: i64, end_h: i64) -> Grant {
+        Grant {
+            id: id.into(),
+            grantee,
+            cluster: "prod".into(),
+            namespaces: namespaces.iter().map(|s| (*s).to_owned()).collect(),
+            role: "edit".into(),
+            starts_at: T0 + Duration::hours(start_h),
+            ends_at: T0 + Duration::hours(end_h),
+            reason: Some("INC-1".into()),
+            created_by: "admin-cli".into(),
+            approved_by: Some("carol".into()),
+            request_id: Some("req1".into()),
+            revoked_at: None,
+            revoked_by: None,
+        }
+    }
+
+    fn token(who: &str, event: &str, h: i64, groups: &[&str]) -> TokenEvent {
+        TokenEvent {
+            at: T0 + Duration::hours(h),
+            event: event.into(),
+            user_id: format!("id-{who}"),
+            username: Some(who.into()),
+            cluster: "prod".into(),
+            groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn window(from_h: i64, to_h: i64) -> Window {
+        Window {
+            since: T0 + Duration::hours(from_h),
+            until: T0 + Duration::hours(to_h),
+        }
+    }
+
+    fn ids(r: &AccessReport) -> Vec<&str> {
+        r.grants.iter().map(|g| g.grant.id.as_str()).collect()
+    }
+
+    #[test]
+    fn grants_count_when_they_cover_the_namespace_and_overlap_the_window() {
+        let u = |n: &str| Grantee::User(n.into());
+        let mut revoked_early = grant("g5", u("eve"), &["payments"], 0, 100);
+        revoked_early.revoked_at = Some(T0 + Duration::hours(12));
+        let mut revoked_before_start = grant("g6", u("fay"), &["payments"], 30, 40);
+        revoked_before_start.revoked_at = Some(T0 + Duration::hours(1));
+        let mut other_cluster = grant("g7", u("gus"), &["payments"], 0, 100);
+        other_cluster.cluster = "staging".into();
+        let grants = vec![
+            grant("g1", u("alice"), &["payments"], 0, 48),
+            grant("g2", u("bob"), &["web"], 0, 48),
+            grant("g3", Grantee::Group("sre".into()), &[], 0, 48),
+            grant("g4", u("dan"), &["payments"], 50, 60),
+            revoked_early,
+            revoked_before_start,
+            other_cluster,
+        ];
+        let now = T0 + Duration::hours(200);
+        let r = access_report("prod", "payments", window(20, 30), &grants, &[], now);
+        // g1 (namespace), g3 (cluster-wide) overlap; g2 other namespace; g4 later; g5 revoked
+        // before the window; g6 never in force; g7 another cluster.
+        assert_eq!(ids(&r), vec!["g1", "g3"]);
+        assert_eq!(r.grants[0].to, T0 + Duration::hours(48));
+        assert_eq!(r.grants[0].ended, Ended::Expired);
+        assert_eq!(r.grants[0].grant.approved_by.as_deref(), Some("carol"));
+
+        let r = access_report("prod", "payments", window(0, 10), &grants, &[], now);
+        assert_eq!(ids(&r), vec!["g1", "g3", "g5"]);
+        let g5 = &r.grants[2];
+        assert_eq!(
+            (g5.to, g5.ended),
+            (T0 + Duration::hours(12), Ended::Revoked)
+        );
+
+        // A grant still running says so.
+        let r = access_report("prod", "payments", window(0, 10), &grants, &[], T0);
+        assert_eq!(r.grants[0].ended, Ended::InForce);
+        // The window is half-open: a grant starting at its end is out.
+        let r = access_report("prod", "payments", window(45, 50), &grants, &[], now);
+        assert_eq!(ids(&r), vec!["g1", "g3"]);
+    }
+
+    #[test]
+    fn token_events_give_groups_and_people_in_the_window_only() {
+        let tokens = vec![
+            token("alice", "login", 1, &["dev", "grant:edit:payments"]),
+            token("alice", "refresh", 2, &["dev"]),
+            token("bob", "login", 3, &["dev", "sre"]),
+            token("carl", "login", 30, &["ops"]),
+            TokenEvent {
+                cluster: "staging".into(),
+                ..token("dora", "login", 2, &["qa"])
+            },
+        ];
+        let r = access_report("prod", "payments", window(0, 10), &[], &tokens, T0);
+        let groups: Vec<(&str, Vec<&str>)> = r
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.group.as_str(),
+                    g.members.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            vec![("dev", vec!["alice", "bob"]), ("sre", vec!["bob"])]
+        );
+        assert_eq!(r.people.len(), 2);
+        let alice = &r.people[0];
+        assert_eq!(alice.who, "alice");
+        assert_eq!(
+            (alice.first, alice.last, alice.logins, alice.refreshes),
+            (T0 + Duration::hours(1), T0 + Duration::hours(2), 1, 1)
+        );
+    }
+
+    #[test]
+    fn groups_are_read_from_the_detail_json() {
+        assert_eq!(
+            TokenEvent::groups_from_detail(Some(
+                r#"{"session":"s","groups":["a","b"],"grants":[]}"#
+            )),
+            vec!["a", "b"]
+        );
+        assert!(TokenEvent::groups_from_detail(None).is_empty());
+        assert!(TokenEvent::groups_from_detail(Some("not json")).is_empty());
+    }
+
+    fn account(name: &str, groups: &[&str], enabled: bool) -> Account {
+        Account {
+            id: format!("id-{name}"),
+            username: name.into(),
+            groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+            enabled,
+        }
+    }
+
+    fn last(name: &str, cluster: &str, days_ago: i64, now: OffsetDateTime) -> LastToken {
+        LastToken {
+            user_id: format!("id-{name}"),
+            cluster: cluster.into(),
+            at: now - Duration::days(days_ago),
+        }
+    }
+
+    #[test]
+    fn stale_people_and_grants() {
+        let now = T0 + Duration::days(100);
+        let accounts = vec![
+            account("active", &[], true),
+            account("old", &["sre"], true),
+            account("never", &[], true),
+            account("gone", &[], false),
+            account("elsewhere", &[], true),
+        ];
+        let at = |days_ago: i64| now - Duration::days(days_ago);
+        let mk = |id: &str, grantee: Grantee, started_days_ago: i64| Grant {
+            starts_at: at(started_days_ago),
+            ends_at: now + Duration::days(10),
+            ..grant(id, grantee, &[], 0, 1)
+        };
+        let grants = vec![
+            mk("gactive", Grantee::User("active".into()), 60),
+            mk("gnew", Grantee::User("never".into()), 5),
+            mk("gnever", Grantee::User("never".into()), 60),
+            mk("gsre", Grantee::Group("sre".into()), 60),
+            mk("gelse", Grantee::User("elsewhere".into()), 60),
+        ];
+        let tokens = vec![
+            last("active", "prod", 1, now),
+            last("old", "prod", 45, now),
+            last("gone", "prod", 90, now),
+            // Recent, but in another cluster than the grant's.
+            last("elsewhere", "staging", 1, now),
+        ];
+        let r = stale_report(&accounts, &grants, &tokens, 30, now);
+        let people: Vec<(&str, Option<OffsetDateTime>, Vec<&str>)> = r
+            .people
+            .iter()
+            .map(|p| {
+                (
+                    p.username.as_str(),
+                    p.last_token,
+                    p.active_grants.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            people,
+            vec![
+                ("never", None, vec!["gnew", "gnever"]),
+                ("old", Some(at(45)), vec!["gsre"]),
+            ]
+        );
+        let grants: Vec<&str> = r.grants.iter().map(|g| g.grant.id.as_str()).collect();
+        // gnew is younger than 30 days; gactive was used yesterday.
+        assert_eq!(grants, vec!["gelse", "gnever", "gsre"]);
+        assert_eq!(r.grants[2].last_token, Some(at(45)));
+
+        // Zero days: everyone who has not got a token this very second.
+        let r = stale_report(&accounts, &[], &tokens, 0, now);
+        assert_eq!(r.people.len(), 4);
+        // Nothing stale: an empty report.
+        let r = stale_report(&[account("active", &[], true)], &[], &tokens, 30, now);
+        assert!(r.people.is_empty() && r.grants.is_empty());
+    }
+}

@@ -1,0 +1,288 @@
+//! `GET /audit`: the auditors' page. Members of `[audit] auditor_groups` filter the trail
+//! (person, cluster, namespace, event, dates), page through it, see whether the hash chain
+//! verifies, and download the same selection as JSON lines (`GET /audit/export`). Read-only:
+//! plain GET forms, so no CSRF token; the one write is the audit row recording the view.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+
+use super::audit_templates::{self, ChainStatus, Filters};
+use super::pages::{current, current_or_new, see_other};
+use super::{ClientAddr, PageError, RequestId};
+use crate::admin;
+use crate::app::AppState;
+use crate::store::{AuditEvent, AuditFilter, User};
+
+/// Events per page.
+const PAGE: u32 = 50;
+
+/// The page's path; also the only place a sign-in sends a browser back to.
+const PATH: &str = "/audit";
+
+/// Whether `p` is a path this module may be sent back to after sign-in: `/audit` with an
+/// optional query, nothing that a browser could read as another host.
+pub(super) fn is_return_path(p: &str) -> bool {
+    (p == PATH || p.starts_with("/audit?"))
+        && p.len() <= 2048
+        // Visible ASCII only (a header value), and no backslash some browsers read as `/`.
+        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+}
+
+/// The filter form's fields (all optional; empty means "any").
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct AuditQuery {
+    #[serde(default)]
+    person: String,
+    #[serde(default)]
+    cluster: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    event: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    /// Paging cursor: events after this sequence number.
+    after: Option<i64>,
+}
+
+fn field(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.chars().take(256).collect())
+}
+
+impl AuditQuery {
+    fn filters(&self) -> Filters {
+        Filters {
+            person: self.person.trim().to_owned(),
+            cluster: self.cluster.trim().to_owned(),
+            namespace: self.namespace.trim().to_owned(),
+            event: self.event.trim().to_owned(),
+            from: self.from.trim().to_owned(),
+            to: self.to.trim().to_owned(),
+        }
+    }
+}
+
+fn bad_filter(message: String) -> PageError {
+    PageError::new(StatusCode::BAD_REQUEST, "Invalid filter", message)
+}
+
+/// The store filter for the form's values.
+async fn store_filter(state: &AppState, q: &AuditQuery) -> Result<AuditFilter, PageError> {
+    let person = field(&q.person);
+    let person_alias = match &person {
+        Some(name) => state.store().user_by_name(name).await?.map(|u| u.id),
+        None => None,
+    };
+    let time = |flag: &'static str, s: &str, end: bool| {
+        field(s)
+            .map(|v| admin::parse_time(flag, &v, end))
+            .transpose()
+            .map_err(|e| bad_filter(e.to_string()))
+    };
+    Ok(AuditFilter {
+        since: time("from", &q.from, false)?,
+        until: time("to", &q.to, true)?,
+        person,
+        person_alias,
+        cluster: field(&q.cluster),
+        namespace: field(&q.namespace),
+        event: field(&q.event),
+    })
+}
+
+/// The signed-in auditor, or the response to send instead: the sign-in page (and back here
+/// afterwards) for a browser not signed in, a 403 page for anyone else.
+async fn auditor(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: &str,
+    rid: &str,
+    back: &str,
+) -> Result<Result<User, Response>, PageError> {
+    let signed_in = match current(state, headers).await? {
+        Some(s) => match s.user_id.as_deref() {
+            Some(id) => state.store().user_by_id(id).await?,
+            None => None,
+        },
+        None => None,
+    };
+    let now = state.now();
+    let Some(user) = signed_in.filter(|u| u.disabled_at.is_none() && !u.is_expired(now)) else {
+        let browser = current_or_new(state, headers, addr).await?;
+        let back = if is_return_path(back) { back } else { PATH };
+        state
+            .store()
+            .set_web_return_to(&browser.session.id_hash, Some(back))
+            .await?;
+        return Ok(Err(browser.respond(see_other("/login"))));
+    };
+    let groups = &state.config().audit.auditor_groups;
+    if !user.groups.iter().any(|g| groups.contains(g)) {
+        let e = AuditEvent {
+            event: "audit.view_refused",
+            actor: Some(user.username.clone()),
+            subject: Some(user.id.clone()),
+            client_addr: Some(addr.to_owned()),
+            request_id: Some(rid.to_owned()),
+            ..AuditEvent::default()
+        };
+        if let Err(err) = state.store().audit(&e, now).await {
+            tracing::error!(error = %err, "audit write failed");
+        }
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Not an auditor",
+            format!(
+                "You are signed in as {}, who is not in an auditor group, so the audit trail is not shown. Ask your security team to add you to one of the groups in the issuer's [audit] auditor_groups setting.",
+                user.username
+            ),
+        ));
+    }
+    Ok(Ok(user))
+}
+
+/// Records that `user` read the trail with these filters.
+async fn audit_view(
+    state: &AppState,
+    user: &User,
+    addr: &str,
+    rid: &str,
+    filters: &Filters,
+    download: bool,
+) {
+    let detail = serde_json::json!({
+        "person": filters.person,
+        "cluster": filters.cluster,
+        "namespace": filters.namespace,
+        "event": filters.event,
+        "from": filters.from,
+        "to": filters.to,
+        "download": download,
+    });
+    let e = AuditEvent {
+        event: "audit.viewed",
+        actor: Some(user.username.clone()),
+        subject: Some(user.id.clone()),
+        client_addr: Some(addr.to_owned()),
+        request_id: Some(rid.to_owned()),
+        detail: Some(detail.to_string()),
+        ..AuditEvent::default()
+    };
+    if let Err(err) = state.store().audit(&e, state.now()).await {
+        tracing::error!(error = %err, "audit write failed");
+    }
+}
+
+fn query(q: Result<Query<AuditQuery>, QueryRejection>) -> Result<AuditQuery, PageError> {
+    q.map(|Query(q)| q)
+        .map_err(|_| bad_filter("The filter could not be read. Reset it and try again.".into()))
+}
+
+fn back_path(raw: Option<&str>) -> String {
+    match raw {
+        Some(q) if !q.is_empty() => format!("{PATH}?{q}"),
+        _ => PATH.to_owned(),
+    }
+}
+
+/// `GET /audit`.
+pub(super) async fn audit_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+    RawQuery(raw): RawQuery,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let user = match auditor(&state, &headers, &addr, &rid, &back_path(raw.as_deref())).await? {
+        Ok(u) => u,
+        Err(res) => return Ok(res),
+    };
+    let q = query(q)?;
+    let filter = store_filter(&state, &q).await?;
+    let mut rows = state
+        .store()
+        .audit_page(q.after.unwrap_or(0).max(0), PAGE + 1, &filter)
+        .await?;
+    let more = rows.len() > PAGE as usize;
+    rows.truncate(PAGE as usize);
+    let chain = match admin::audit_verify(state.store(), None).await {
+        Ok(s) => ChainStatus::Verified(s),
+        Err(admin::Error::Audit(p)) => ChainStatus::Broken(p.to_string()),
+        Err(e) => return Err(PageError::internal(&e)),
+    };
+    let filters = q.filters();
+    audit_view(&state, &user, &addr, &rid, &filters, false).await;
+    let next = more.then(|| rows.last().map(|r| r.seq)).flatten();
+    let page = audit_templates::audit_page(&user.username, &filters, &rows, &chain, q.after, next);
+    Ok(Html(page).into_response())
+}
+
+/// `GET /audit/export`: the page's selection (all of it, not one page) as JSON lines.
+pub(super) async fn audit_download(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
+    RequestId(rid): RequestId,
+    RawQuery(raw): RawQuery,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let back = raw
+        .as_deref()
+        .map_or_else(|| PATH.to_owned(), |r| format!("{PATH}?{r}"));
+    let user = match auditor(&state, &headers, &addr, &rid, &back).await? {
+        Ok(u) => u,
+        Err(res) => return Ok(res),
+    };
+    let q = query(q)?;
+    let filter = store_filter(&state, &q).await?;
+    let mut body = Vec::new();
+    admin::audit_export(state.store(), &filter, &mut body)
+        .await
+        .map_err(|e| PageError::internal(&e))?;
+    audit_view(&state, &user, &addr, &rid, &q.filters(), true).await;
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"audit.jsonl\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_return_path;
+
+    #[test]
+    fn only_the_audit_page_is_a_return_path() {
+        assert!(is_return_path("/audit"));
+        assert!(is_return_path("/audit?person=alice&cluster=prod"));
+        for bad in [
+            "//evil.example/audit",
+            "https://evil.example/",
+            "/auditx",
+            "/consent",
+            "/audit?\r\nx",
+            "/audit?a b",
+            "/audit?\\x",
+            "/audit?é",
+        ] {
+            assert!(!is_return_path(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! What `audit access` and `report stale` do beyond parsing flags: read the rows, let
+//! [`crate::domain::access`] assemble the answer, and render it as a table for people or as
+//! JSON lines for tools. Usable from tests without a process.
+
+use std::fmt::Write as _;
+
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::domain::access::{self, AccessReport, Account, BoundNow, StaleReport, Window};
+use crate::store::{self, GrantFilter, Store};
+
+/// Output formats of the reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned text for people.
+    Table,
+    /// One JSON object per line, each with a `kind`.
+    Jsonl,
+}
+
+/// The RBAC part of the access report: read from the cluster now, or why not.
+#[derive(Debug, Clone)]
+pub enum Bindings {
+    /// Read at the time of the report.
+    Read(Vec<BoundNow>),
+    /// Not read (no access configured, unreachable).
+    NotRead(String),
+}
+
+/// Everything `audit access` prints.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The window.
+    pub window: Window,
+    /// Grants, groups, people.
+    pub report: AccessReport,
+    /// Bindings now.
+    pub bindings: Bindings,
+}
+
+/// Reads and assembles the access report. Bindings are read with the reconciler's kubeconfig
+/// when the cluster has one.
+pub async fn audit_access(
+    store: &Store,
+    config: &Config,
+    cluster: &str,
+    namespace: &str,
+    window: Window,
+    now: OffsetDateTime,
+) -> Result<Access, store::Error> {
+    let grants = store
+        .list_grants(
+            &GrantFilter {
+                cluster: Some(cluster.to_owned()),
+                all: true,
+                ..GrantFilter::default()
+            },
+            now,
+        )
+        .await?;
+    let tokens = store
+        .token_events(cluster, window.since, window.until)
+        .await?;
+    let report = access::access_report(cluster, namespace, window, &grants, &tokens, now);
+    let bindings = match config.cluster(cluster) {
+        None => Bindings::NotRead(format!("cluster `{cluster}` is not in the configuration")),
+        Some(c) => match crate::kube::bindings::bound_now(c, namespace).await {
+            Ok(b) => Bindings::Read(b),
+            Err(e) => Bindings::NotRead(e.to_string()),
+        },
+    };
+    Ok(Access {
+        cluster: cluster.to_owned(),
+        namespace: namespace.to_owned(),
+        window,
+        report,
+        bindings,
+    })
+}
+
+/// Reads and assembles the stale report.
+pub async fn stale(
+    store: &Store,
+    days: u32,
+    now: OffsetDateTime,
+) -> Result<StaleReport, store::Error> {
+    let accounts: Vec<Account> = store
+        .list_users()
+        .await?
+        .into_iter()
+        .map(|u| Account {
+            enabled: u.disabled_at.is_none() && !u.is_expired(now),
+            id: u.id,
+            username: u.username,
+            groups: u.groups,
+        })
+        .collect();
+    let grants = store.list_grants(&GrantFilter::default(), now).await?;
+    let last = store.last_tokens().await?;
+    Ok(access::stale_report(&accounts, &grants, &last, days, now))
+}
+
+/// RFC 3339 in UTC.
+#[must_use]
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+fn or_dash(s: Option<&str>) -> &str {
+    s.filter(|s| !s.is_empty()).unwrap_or("-")
+}
+
+fn namespaces(g: &crate::domain::grants::Grant) -> String {
+    if g.namespaces.is_empty() {
+        "(cluster-wide)".to_owned()
+    } else {
+        g.namespaces.join(",")
+    }
+}
+
+/// Renders the access report.
+#[must_use]
+pub fn render_access(a: &Access, format: Format) -> String {
+    match format {
+        Format::Table => access_table(a),
+        Format::Jsonl => access_jsonl(a),
+    }
+}
+
+fn access_table(a: &Access) -> String {
+    let mut out = String::new();
+    let r = &a.report;
+    let _ = writeln!(
+        out,
+        "access to namespace {} in cluster {} from {} until {}",
+        a.namespace,
+        a.cluster,
+        rfc3339(a.window.since),
+        rfc3339(a.window.until)
+    );
+    let _ = writeln!(
+        out,
+        "\ngrants in force in the window (this namespace or cluster-wide):"
+    );
+    if r.grants.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for g in &r.grants {
+        let _ = writeln!(
+            out,
+            "  {}  {}  role {} in {}  from {} to {} ({})  reason: {}  approved by: {}  request: {}  created by: {}",
+            g.grant.grantee,
+            g.grant.id,
+            g.grant.role,
+            namespaces(&g.grant),
+            rfc3339(g.from),
+            rfc3339(g.to),
+            g.ended.as_str(),
+            or_dash(g.grant.reason.as_deref()),
+            or_dash(g.grant.approved_by.as_deref()),
+            or_dash(g.grant.request_id.as_deref()),
+            g.grant.created_by,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\ngroups in the tokens issued for {} in the window (RBAC sees credential:<group>):",
+        a.cluster
+    );
+    if r.groups.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for g in &r.groups {
+        let _ = writeln!(
+            out,
+            "  group:{}  members: {}",
+            g.group,
+            g.members.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nissuer identities bound to roles in {} NOW (read from the cluster at the time of this report, not as of the window):",
+        a.namespace
+    );
+    match &a.bindings {
+        Bindings::NotRead(why) => {
+            let _ = writeln!(out, "  not read: {why}");
+        }
+        Bindings::Read(b) if b.is_empty() => {
+            let _ = writeln!(out, "  (none)");
+        }
+        Bindings::Read(b) => {
+            for b in b {
+                let _ = writeln!(
+                    out,
+                    "  {} {}  {}  by {}",
+                    b.kind, b.subject, b.role, b.binding
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\npeople who obtained tokens for {} in the window:",
+        a.cluster
+    );
+    if r.people.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for p in &r.people {
+        let _ = writeln!(
+            out,
+            "  {}  first {}  last {}  logins {}  refreshes {}",
+            p.who,
+            rfc3339(p.first),
+            rfc3339(p.last),
+            p.logins,
+            p.refreshes
+        );
+    }
+    out
+}
+
+fn line(out: &mut String, v: &serde_json::Value) {
+    let _ = writeln!(out, "{v}");
+}
+
+fn access_jsonl(a: &Access) -> String {
+    use serde_json::json;
+    let mut out = String::new();
+    for g in &a.report.grants {
+        line(
+            &mut out,
+            &json!({
+                "kind": "grant",
+                "cluster": a.cluster,
+                "namespace": a.namespace,
+                "grant_id": g.grant.id,
+                "grantee": g.grant.grantee.to_string(),
+                "role": g.grant.role,
+                "namespaces": g.grant.namespaces,
+                "from": rfc3339(g.from),
+                "to": rfc3339(g.to),
+                "status": g.ended.as_str(),
+                "reason": g.grant.reason,
+                "approver": g.grant.approved_by,
+                "request_id": g.grant.request_id,
+                "created_by": g.grant.created_by,
+            }),
+        );
+    }
+    for g in &a.report.groups {
+        line(
+            &mut out,
+            &json!({"kind": "group", "cluster": a.cluster, "group": g.group, "members": g.members}),
+        );
+    }
+    match &a.bindings {
+        Bindings::Read(b) => {
+            for b in b {
+                line(
+                    &mut out,
+                    &json!({
+                        "kind": "binding_now",
+                        "cluster": a.cluster,
+                        "namespace": a.namespace,
+                        "binding": b.binding,
+                        "role": b.role,
+                        "subject_kind": b.kind,
+                        "subject": b.subject,
+                    }),
+                );
+            }
+        }
+        Bindings::NotRead(why) => line(
+            &mut out,
+            &json!({"kind": "bindings_not_read", "cluster": a.cluster, "reason": why}),
+        ),
+    }
+    for p in &a.report.people {
+        line(
+            &mut out,
+            &json!({
+                "kind": "person",
+                "cluster": a.cluster,
+                "user": p.who,
+                "first": rfc3339(p.first),
+                "last": rfc3339(p.last),
+                "logins": p.logins,
+                "refreshes": p.refreshes,
+            }),
+        );
+    }
+    out
+}
+
+/// Renders the stale report (empty text for an empty report in JSON lines; a one-line "nothing
+/// stale" in a table).
+#[must_use]
+pub fn render_stale(r: &StaleReport, days: u32, format: Format) -> String {
+    use serde_json::json;
+    let last = |t: Option<OffsetDateTime>| t.map_or_else(|| "never".to_owned(), rfc3339);
+    let mut out = String::new();
+    match format {
+        Format::Jsonl => {
+            for p in &r.people {
+                line(
+                    &mut out,
+                    &json!({
+                        "kind": "person",
+                        "user": p.username,
+                        "last_token": p.last_token.map(rfc3339),
+                        "active_grants": p.active_grants,
+                        "days": days,
+                    }),
+                );
+            }
+            for g in &r.grants {
+                line(
+                    &mut out,
+                    &json!({
+                        "kind": "grant",
+                        "grant_id": g.grant.id,
+                        "grantee": g.grant.grantee.to_string(),
+                        "cluster": g.grant.cluster,
+                        "namespaces": g.grant.namespaces,
+                        "role": g.grant.role,
+                        "starts_at": rfc3339(g.grant.starts_at),
+                        "ends_at": rfc3339(g.grant.ends_at),
+                        "last_token": g.last_token.map(rfc3339),
+                        "days": days,
+                    }),
+                );
+            }
+        }
+        Format::Table => {
+            if r.people.is_empty() && r.grants.is_empty() {
+                let _ = writeln!(out, "nothing stale: every enabled account and grant was used in the last {days} day(s)");
+                return out;
+            }
+            let _ = writeln!(
+                out,
+                "people with an enabled account and no token for {days} day(s):"
+            );
+            if r.people.is_empty() {
+                let _ = writeln!(out, "  (none)");
+            }
+            for p in &r.people {
+                let grants = if p.active_grants.is_empty() {
+                    "-".to_owned()
+                } else {
+                    p.active_grants.join(",")
+                };
+                let _ = writeln!(
+                    out,
+                    "  {}  last token {}  active grants {}",
+                    p.username,
+                    last(p.last_token),
+                    grants
+                );
+            }
+            let _ = writeln!(
+                out,
+                "\ngrants in force whose grantee has not used the cluster for {days} day(s):"
+            );
+            if r.grants.is_empty() {
+                let _ = writeln!(out, "  (none)");
+            }
+            for g in &r.grants {
+                let _ = writeln!(
+                    out,
+                    "  {}  {}  role {} in {} of {}  since {}  last token there {}",
+                    g.grant.id,
+                    g.grant.grantee,
+                    g.grant.role,
+                    namespaces(&g.grant),
+                    g.grant.cluster,
+                    rfc3339(g.grant.starts_at),
+                    last(g.last_token)
+                );
+            }
+        }
+    }
+    out
+}
