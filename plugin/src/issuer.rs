@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::{pem::PemObject as _, CertificateDer};
+
 use credential_shared::oauth::{
     DeviceAuthorizationRequest, DeviceAuthorizationResponse, DiscoveryDocument, OAuthError,
     OAuthErrorCode, RevocationRequest, TokenRequest, TokenResponse, GRANT_DEVICE_CODE,
@@ -533,10 +535,10 @@ fn tls_config_trusting(path: &Path) -> Result<Arc<rustls::ClientConfig>, IssuerE
         source,
     })?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|source| IssuerError::CaRead {
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| IssuerError::CaRead {
             path: path.to_owned(),
-            source,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
         })?;
         roots.add(cert).map_err(|source| IssuerError::CaInvalid {
             path: path.to_owned(),

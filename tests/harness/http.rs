@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::{pem::PemObject as _, CertificateDer};
+
 /// An agent trusting only the CA certificates in `ca_file` (PEM), using rustls with the `ring`
 /// provider like the plugin and the issuer do. It keeps cookies and follows redirects, as a
 /// browser does.
@@ -15,7 +17,7 @@ pub fn agent(ca_file: &Path) -> ureq::Agent {
     let pem = std::fs::read(ca_file)
         .unwrap_or_else(|e| panic!("cannot read CA file {}: {e}", ca_file.display()));
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.unwrap_or_else(|e| panic!("bad PEM in {}: {e}", ca_file.display()));
         roots
             .add(cert)

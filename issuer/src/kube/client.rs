@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer};
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +57,7 @@ impl Client {
         let mut roots = rustls::RootCertStore::empty();
         match &endpoint.ca_pem {
             Some(pem) => {
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                for cert in CertificateDer::pem_slice_iter(pem) {
                     roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
                 }
                 if roots.is_empty() {
@@ -71,13 +73,12 @@ impl Client {
         let builder = builder.with_root_certificates(roots);
         let (config, token) = match &endpoint.auth {
             Auth::ClientCert { cert_pem, key_pem } => {
-                let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+                let certs = CertificateDer::pem_slice_iter(cert_pem)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| tls(&e))?;
                 // Never show the key's parser error: it could quote key material.
-                let key = rustls_pemfile::private_key(&mut key_pem.expose().as_bytes())
+                let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
                     .ok()
-                    .flatten()
                     .ok_or_else(|| Error::Tls("the client key is not a PEM private key".into()))?;
                 let config = builder
                     .with_client_auth_cert(certs, key)

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::{pem::PemObject as _, CertificateDer};
+
 use super::Error;
 use crate::secret::Secret;
 
@@ -137,7 +139,7 @@ fn tls_trusting(provider: &str, path: &Path) -> Result<Arc<rustls::ClientConfig>
     };
     let pem = std::fs::read(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| err(e.to_string()))?;
         roots.add(cert).map_err(|e| err(e.to_string()))?;
     }
