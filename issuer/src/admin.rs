@@ -653,13 +653,7 @@ pub fn request_table(
 /// and labels.
 #[must_use]
 pub fn grant_id() -> String {
-    use std::fmt::Write as _;
-    crate::secret::random_bytes(5)
-        .iter()
-        .fold(String::with_capacity(10), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::secret::hex(&crate::secret::random_bytes(5))
 }
 
 /// Reads `--from`/`--until`: RFC 3339 (`2026-12-31T18:00:00Z`), or a date (`2026-12-31`),

@@ -56,6 +56,15 @@ impl Clock for FakeClock {
 /// The clock as the server holds it.
 pub type SharedClock = Arc<dyn Clock>;
 
+/// A time as people read it on pages and in command output: `2026-12-31 18:00:00 UTC`.
+#[must_use]
+pub fn format_utc(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

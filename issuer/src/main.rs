@@ -10,6 +10,7 @@ use credential_issuer::cli::{
     AuditCommand, Cli, Command, GrantCommand, InviteCommand, KeysCommand, PolicyCommand,
     ReconcileArgs, ReportCommand, ReportFormat, RequestCommand, UserCommand,
 };
+use credential_issuer::clock::format_utc as format_time;
 use credential_issuer::config::Config;
 use credential_issuer::secret::Secret;
 use credential_issuer::{admin, app, clock, reports, server, signing, store, telemetry};
@@ -340,12 +341,6 @@ async fn request(config: Config, cmd: RequestCommand) -> anyhow::Result<()> {
     }
     admin::seal_audit_trail_after_command(&store).await;
     Ok(())
-}
-
-fn format_time(t: time::OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    t.format(&f)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {

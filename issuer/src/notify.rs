@@ -112,15 +112,9 @@ pub fn body(kind: Kind, r: &AccessRequest, issuer: &str) -> serde_json::Value {
 /// `sha256=<hex>` of `body` under `key`.
 #[must_use]
 pub fn signature(key: &[u8], body: &[u8]) -> String {
-    use std::fmt::Write as _;
     let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
     let tag = ring::hmac::sign(&k, body);
-    tag.as_ref()
-        .iter()
-        .fold(String::from("sha256="), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    format!("sha256={}", crate::secret::hex(tag.as_ref()))
 }
 
 /// Sends notifications, if configured.

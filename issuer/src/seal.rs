@@ -83,7 +83,7 @@ impl Sealer {
         let id = digest::digest(&digest::SHA256, bytes);
         Self {
             key: LessSafeKey::new(unbound),
-            key_id: hex(&id.as_ref()[..4]),
+            key_id: crate::secret::hex(&id.as_ref()[..4]),
             rng: SystemRandom::new(),
         }
     }
@@ -195,14 +195,6 @@ impl Sealer {
             .map(Secret::new)
             .map_err(|_| SealError::Corrupt)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

@@ -76,13 +76,19 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 /// leaked database does not hand out live device codes, refresh tokens or web sessions.
 #[must_use]
 pub fn hash(value: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()).as_ref())
+}
+
+/// Lowercase hex of `bytes` (digests, key ids, random ids).
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest.as_ref() {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 /// Compares two strings in time that depends only on their lengths.

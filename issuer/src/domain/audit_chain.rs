@@ -70,7 +70,7 @@ pub fn link(prev: &str, r: &Record) -> String {
     ctx.update(prev.as_bytes());
     ctx.update(b"\n");
     ctx.update(canonical.as_bytes());
-    hex(ctx.finish().as_ref())
+    crate::secret::hex(ctx.finish().as_ref())
 }
 
 /// What is wrong with a trail.
@@ -182,14 +182,6 @@ pub fn parse_head(s: &str) -> Option<(i64, String)> {
     let seq = seq.parse().ok()?;
     (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| (seq, hash.to_ascii_lowercase()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

@@ -81,35 +81,37 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    #[test]
-    fn token_never_outlives_session() {
-        let now = datetime!(2026-01-01 12:00 UTC);
-        let groups = vec!["dev".to_owned()];
-        let who = Subject {
-            user_id: "u1",
-            username: "alice",
-            email: None,
-            groups: &groups,
-        };
-        let m = Minting {
+    const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
+
+    fn minting(session_expires_at: OffsetDateTime) -> Minting<'static> {
+        Minting {
             issuer: "https://i",
             cluster: "prod",
             audience: "kubernetes",
             session_id: "s1",
             jti: "j1",
-            now,
+            now: NOW,
             ttl: std::time::Duration::from_secs(300),
-            session_expires_at: now + time::Duration::seconds(100),
-        };
-        let c = access_claims(&who, m);
+            session_expires_at,
+        }
+    }
+
+    fn alice(groups: &[String]) -> Subject<'_> {
+        Subject {
+            user_id: "u1",
+            username: "alice",
+            email: None,
+            groups,
+        }
+    }
+
+    #[test]
+    fn token_never_outlives_session() {
+        let groups = vec!["dev".to_owned()];
+        let who = alice(&groups);
+        let c = access_claims(&who, minting(NOW + time::Duration::seconds(100)));
         assert_eq!(c.exp - c.iat, 100);
-        let c = access_claims(
-            &who,
-            Minting {
-                session_expires_at: now + time::Duration::hours(1),
-                ..m
-            },
-        );
+        let c = access_claims(&who, minting(NOW + time::Duration::hours(1)));
         assert_eq!(c.exp - c.iat, 300);
         assert_eq!(
             (c.sub.as_str(), c.aud.as_str(), c.nbf),
@@ -120,24 +122,10 @@ mod tests {
     #[test]
     fn grants_become_groups_and_a_claim() {
         use crate::domain::grants::{Grant, Grantee};
-        let now = datetime!(2026-01-01 12:00 UTC);
+        let now = NOW;
         let groups = vec!["dev".to_owned()];
-        let who = Subject {
-            user_id: "u1",
-            username: "alice",
-            email: None,
-            groups: &groups,
-        };
-        let m = Minting {
-            issuer: "https://i",
-            cluster: "prod",
-            audience: "kubernetes",
-            session_id: "s1",
-            jti: "j1",
-            now,
-            ttl: std::time::Duration::from_secs(300),
-            session_expires_at: now + time::Duration::hours(1),
-        };
+        let who = alice(&groups);
+        let m = minting(now + time::Duration::hours(1));
         let grant = |id: &str, namespaces: &[&str]| Grant {
             id: id.into(),
             grantee: Grantee::User("alice".into()),

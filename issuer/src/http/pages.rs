@@ -509,10 +509,7 @@ async fn consent_context(
     }
 }
 
-pub(super) fn format_time(t: OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    t.format(&f).unwrap_or_default()
-}
+pub(super) use crate::clock::format_utc as format_time;
 
 /// `GET /consent`.
 pub(super) async fn consent_form(
@@ -545,6 +542,19 @@ pub(super) struct ConsentForm {
     csrf_token: String,
 }
 
+/// The Approve/Deny button of a decision form: `true` for approve.
+pub(super) fn approves(action: &str) -> Result<bool, PageError> {
+    match action {
+        "approve" => Ok(true),
+        "deny" => Ok(false),
+        _ => Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid form",
+            "Choose Approve or Deny.",
+        )),
+    }
+}
+
 /// `POST /consent`: approve or deny.
 pub(super) async fn consent_submit(
     State(state): State<AppState>,
@@ -555,17 +565,7 @@ pub(super) async fn consent_submit(
 ) -> Result<Response, PageError> {
     let f = form(f)?;
     let session = verified(&state, &headers, &f.csrf_token).await?;
-    let approve = match f.action.as_str() {
-        "approve" => true,
-        "deny" => false,
-        _ => {
-            return Err(PageError::new(
-                StatusCode::BAD_REQUEST,
-                "Invalid form",
-                "Choose Approve or Deny.",
-            ))
-        }
-    };
+    let approve = approves(&f.action)?;
     let (user, device) = match consent_context(&state, &session).await {
         Ok(x) => x,
         Err(page) => return Ok(page),

@@ -361,17 +361,7 @@ pub(super) async fn decide(
     let Some(user) = person(&state, &session).await? else {
         return Ok(see_other("/login"));
     };
-    let approve = match f.action.as_str() {
-        "approve" => true,
-        "deny" => false,
-        _ => {
-            return Err(PageError::new(
-                StatusCode::BAD_REQUEST,
-                "Invalid form",
-                "Choose Approve or Deny.",
-            ))
-        }
-    };
+    let approve = super::pages::approves(&f.action)?;
     let origin = Origin {
         client_addr: Some(addr),
         http_request_id: Some(rid),

@@ -42,7 +42,11 @@ pub(crate) fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     SystemRandom::new()
         .fill(&mut suffix)
         .map_err(|_| io::Error::other("system random number generator failed"))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), hex(&suffix)));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        crate::secret::hex(&suffix)
+    ));
 
     let result = write_new(&tmp, bytes, mode).and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
@@ -73,14 +77,6 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 #[cfg(test)]
