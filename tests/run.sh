@@ -4,18 +4,24 @@
 #   bash tests/run.sh
 #
 # On a fresh Debian 12 machine with Rust and Node, it installs (with apt-get, only what is
-# missing) the programs the end-to-end tests start for real: etcd, kubectl, a D-Bus session bus
-# with gnome-keyring for the Secret Service, openssl and curl for the control-plane script,
-# Chromium (and a font) for the browser test, and the Go toolchain that builds kube-apiserver
-# from Debian's source package, once, into ${K8S_ENVTEST_CACHE:-~/.cache/k8s-envtest}. With npm
-# it installs, from their lockfiles, tests/browser (playwright-core, which drives Debian's
-# Chromium and downloads no browser) and tests/oidc-provider (the certified `oidc-provider`, the
-# upstream identity provider), each when node_modules is missing or came from another lockfile.
-# Then it builds the workspace's binaries (the e2e tests run them as child processes) and runs
-# `cargo test --workspace`: unit, handler and end-to-end tests. A second run with everything in
-# place installs nothing and is quick.
+# missing) the programs the tests start for real: etcd, kubectl, a D-Bus session bus with
+# gnome-keyring for the Secret Service, openssl and curl for the control-plane script, Chromium
+# (and a font) for the browser test, PostgreSQL (server and psql) for the issuer's store, and
+# the Go toolchain that builds kube-apiserver from Debian's source package, once, into
+# ${K8S_ENVTEST_CACHE:-~/.cache/k8s-envtest}. With npm it installs, from their lockfiles,
+# tests/browser (playwright-core, which drives Debian's Chromium and downloads no browser) and
+# tests/oidc-provider (the certified `oidc-provider`, the upstream identity provider), each when
+# node_modules is missing or came from another lockfile.
+# Then it builds the workspace's binaries (the e2e tests run them as child processes), starts
+# one private PostgreSQL server for the whole run (tests/postgres/start-postgres.sh, in a
+# temporary directory, stopped and removed on exit) and runs `cargo test --workspace`: unit,
+# handler and end-to-end tests. Last, the issuer's own suite runs a second time with its store
+# on that PostgreSQL server (CREDENTIAL_TEST_STORE=postgres; the first pass used SQLite). A
+# second run with everything in place installs nothing and is quick.
 #
 # Environment: NO_APT_INSTALL=1 reports missing packages instead of installing them.
+# CREDENTIAL_TEST_POSTGRES_URL=postgres://USER:PASSWORD@HOST:PORT/postgres (a superuser
+# connection) runs the tests against that server instead of starting one.
 # Extra arguments are passed to `cargo test` (e.g. `bash tests/run.sh -- device_flow`).
 set -euo pipefail
 
@@ -44,6 +50,8 @@ need kubectl kubernetes-client
 # The browser test (tests/e2e/browser.rs) drives Debian's Chromium, which needs a font to draw text.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
+# The PostgreSQL server lives under /usr/lib/postgresql/VERSION/bin, off PATH; it brings psql.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 # kube-apiserver is built from source once; its build tools are only needed until then.
 APISERVER=${KUBE_APISERVER_BIN:-${K8S_ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/k8s-envtest}/kube-apiserver}
 if ! [ -x "$APISERVER" ]; then
@@ -87,7 +95,18 @@ done
 # ---- 3. kube-apiserver (cached after the first build, about 5 minutes on 2 cores)
 step "kube-apiserver"
 build_log=$(mktemp)
-trap 'rm -f "$build_log"' EXIT
+pg_dir=""
+# Everything this script leaves behind is cleaned up here, however it ends (Ctrl-C included).
+on_exit() {
+    rm -f "$build_log"
+    if [ -n "$pg_dir" ]; then
+        bash tests/postgres/stop-postgres.sh "$pg_dir" >/dev/null 2>&1 || true
+        rm -rf "$pg_dir"
+    fi
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # The script's own progress lines are shown; the compiler's output only if the build fails.
 if ! KUBE_APISERVER_BIN=$(bash tests/envtest/build-kube-apiserver.sh \
         2> >(tee "$build_log" | grep --line-buffered '^build-kube-apiserver:' | sed -u 's/^/    /' >&2) | tail -n 1); then
@@ -97,8 +116,23 @@ fi
 export KUBE_APISERVER_BIN
 printf '    %s; etcd %s\n' "$(kubectl version --client 2>/dev/null | head -n 1)" "$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')"
 
-# ---- 4. build the binaries the end-to-end tests run, then every test
+# ---- 4. build the binaries the end-to-end tests run
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
+
+# ---- 5. one PostgreSQL server for the whole run (the URL carries a password: never printed)
+if [ -n "${CREDENTIAL_TEST_POSTGRES_URL:-}" ]; then
+    step "PostgreSQL: the server CREDENTIAL_TEST_POSTGRES_URL names"
+else
+    step "PostgreSQL: starting a private server for this run"
+    pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/credential-test-postgres.XXXXXX")
+    CREDENTIAL_TEST_POSTGRES_URL=$(bash tests/postgres/start-postgres.sh "$pg_dir" 2> >(sed -u 's/^/    /' >&2)) \
+        || die "starting PostgreSQL failed (tests/postgres/start-postgres.sh's messages above)"
+    export CREDENTIAL_TEST_POSTGRES_URL
+fi
+
+# ---- 6. every test, then the issuer's suite again with its store on PostgreSQL
 step "cargo test --workspace"
 cargo test --workspace "$@"
+step "cargo test -p credential-issuer --lib, again on PostgreSQL (CREDENTIAL_TEST_STORE=postgres)"
+CREDENTIAL_TEST_STORE=postgres cargo test -p credential-issuer --lib "$@"

@@ -1,6 +1,7 @@
 //! The end-to-end test harness: it starts the real programs the system is made of (etcd and
-//! kube-apiserver, the issuer, the plugin, kubectl, a Secret Service, an upstream OpenID provider), each in its own temporary
-//! directory, and stops them again, so that the tests in `tests/e2e/` read like a person's story.
+//! kube-apiserver, the issuer, the plugin, kubectl, a Secret Service, an upstream OpenID provider,
+//! PostgreSQL), each in its own temporary directory, and stops them again, so that the tests in
+//! `tests/e2e/` read like a person's story.
 //!
 //! Rules every module keeps (see STYLE.md, "Tests"):
 //! - A missing program fails the test with the command that installs it; nothing is skipped.
@@ -17,6 +18,7 @@ pub mod http;
 pub mod issuer;
 pub mod oidc_provider;
 pub mod plugin;
+pub mod postgres;
 pub mod process;
 pub mod secret_service;
 pub mod wait;
@@ -26,5 +28,6 @@ pub use control_plane::{ControlPlane, OidcSettings, WebhookSettings};
 pub use issuer::{Issuer, IssuerOptions};
 pub use oidc_provider::OidcProvider;
 pub use plugin::{CachedToken, LoginProcess, PluginArgs, TokenCache, UserEnv};
+pub use postgres::Postgres;
 pub use process::Outcome;
 pub use secret_service::SecretService;
