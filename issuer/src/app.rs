@@ -69,7 +69,17 @@ impl AppState {
     /// Opens the database (applying migrations) and the signing keys under `config.data_dir`.
     pub async fn open(config: Config, clock: SharedClock) -> Result<Self, StartError> {
         create_private_dir(&config.data_dir)?;
-        let store = Store::open_sqlite(&config.database_path()).await?;
+        let store = Store::open(&config.database).await?;
+        Self::with_store(config, store, clock).await
+    }
+
+    /// As [`AppState::open`], on a database already open (tests choose theirs).
+    pub async fn with_store(
+        config: Config,
+        store: Store,
+        clock: SharedClock,
+    ) -> Result<Self, StartError> {
+        create_private_dir(&config.data_dir)?;
         let signer = Signer::open(&config.keys_dir(), clock.now())?;
         let sealer = crate::seal::Sealer::load_or_create(&config.seal_key_file())?;
         let upstreams = crate::upstream::Upstreams::new(&config.upstreams)?;

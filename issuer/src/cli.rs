@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{env, Overrides};
+use crate::config::{env, DatabaseUrl, Overrides};
 
 /// The central issuer of short-lived Kubernetes credentials.
 #[derive(Debug, Parser)]
@@ -31,6 +31,10 @@ pub struct GlobalArgs {
     /// directory, created on first start).
     #[arg(long, global = true, env = env::ENCRYPTION_KEY_FILE, value_name = "FILE")]
     pub encryption_key_file: Option<PathBuf>,
+    /// PostgreSQL shared by several replicas: `postgres://USER:PASSWORD@HOST/DB` (prefer the
+    /// environment variable: it holds a password). Default: SQLite in the data directory.
+    #[arg(long, global = true, env = env::DATABASE_URL, value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
 }
 
 /// Commands.
@@ -371,6 +375,7 @@ impl Cli {
             config_file: self.global.config.clone(),
             data_dir: self.global.data_dir.clone(),
             encryption_key_file: self.global.encryption_key_file.clone(),
+            database_url: self.global.database_url.clone(),
             listen: serve.and_then(|a| a.listen.clone()),
             issuer_url: serve.and_then(|a| a.issuer_url.clone()).or(invite_url),
             tls_cert: serve.and_then(|a| a.tls_cert.clone()),

@@ -1,6 +1,7 @@
 //! The issuer's configuration: defaults < TOML file < environment < flags, parsed once into typed
 //! values and validated before the server binds. A bad value fails with the field's name.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,6 +32,9 @@ pub mod env {
     pub const RUST_LOG: &str = "RUST_LOG";
     /// File holding the 32-byte key that encrypts secrets at rest (raw or base64).
     pub const ENCRYPTION_KEY_FILE: &str = "CREDENTIAL_ISSUER_ENCRYPTION_KEY_FILE";
+    /// `postgres://user:password@host/db` for a shared PostgreSQL (several replicas); unset:
+    /// SQLite in the data directory.
+    pub const DATABASE_URL: &str = "CREDENTIAL_ISSUER_DATABASE_URL";
     /// `json` for JSON logs, anything else for text.
     pub const LOG_FORMAT: &str = "CREDENTIAL_ISSUER_LOG_FORMAT";
     /// Set by Kubernetes in every pod: the API server's address (`in_cluster = true`).
@@ -51,6 +55,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Database, keys and generated TLS material live here.
     pub data_dir: PathBuf,
+    /// The database: SQLite in `data_dir` unless `database_url` names a PostgreSQL server.
+    pub database: crate::store::Location,
     /// Where the serving certificate comes from.
     pub tls: TlsSource,
     /// Clusters tokens can be issued for.
@@ -340,6 +346,82 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
     }
 }
 
+/// A database URL as the operator wrote it. It may carry a password, so `Debug` shows it
+/// redacted; only [`Config::database`] holds the usable value.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::store::redact_url(&self.0))
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// PostgreSQL connections per issuer process.
+const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+
+fn parse_database(
+    url: Option<&DatabaseUrl>,
+    data_dir: &Path,
+    encryption_key_file: Option<&Path>,
+) -> Result<crate::store::Location, ConfigError> {
+    use crate::store::{Location, PostgresOptions};
+    let Some(DatabaseUrl(url)) = url else {
+        return Ok(Location::Sqlite(data_dir.join("issuer.db")));
+    };
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() {
+            return Err(invalid(
+                "database_url",
+                "`sqlite:` needs a file path, e.g. sqlite:///var/lib/credential-issuer/issuer.db",
+            ));
+        }
+        return Ok(Location::Sqlite(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let parsed = Url::parse(url).map_err(|e| {
+            invalid(
+                "database_url",
+                format!("{} is not a valid URL: {e}", crate::store::redact_url(url)),
+            )
+        })?;
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("database_url", "the PostgreSQL URL names no host"));
+        }
+        if encryption_key_file.is_none() {
+            return Err(invalid(
+                "encryption_key_file",
+                "is required with a PostgreSQL database: every replica must seal and open secrets \
+                 with the same key. Create one with `head -c 32 /dev/urandom | base64 > FILE` \
+                 and give it to every replica (a Kubernetes Secret)",
+            ));
+        }
+        return Ok(Location::Postgres(PostgresOptions {
+            url: url.clone(),
+            max_connections: POSTGRES_MAX_CONNECTIONS,
+            schema: None,
+        }));
+    }
+    Err(invalid(
+        "database_url",
+        format!(
+            "{} is neither postgres://USER:PASSWORD@HOST/DB nor sqlite:PATH",
+            crate::store::redact_url(url)
+        ),
+    ))
+}
+
 /// The TOML file's schema. Unknown keys are errors so that typos fail at start.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -350,6 +432,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// See [`Config::data_dir`].
     pub data_dir: Option<PathBuf>,
+    /// See [`Config::database`]. (Prefer the environment variable: it holds a password.)
+    pub database_url: Option<DatabaseUrl>,
     /// See [`TlsSource::Files`].
     pub tls_cert: Option<PathBuf>,
     /// See [`TlsSource::Files`].
@@ -566,6 +650,8 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<DatabaseUrl>,
     /// `--listen`.
     pub listen: Option<String>,
     /// `--issuer-url`.
@@ -816,14 +902,17 @@ impl Config {
             .transpose()?
             .flatten();
 
+        let encryption_key_file = o.encryption_key_file.clone().or(file.encryption_key_file);
+        let database = parse_database(
+            o.database_url.as_ref().or(file.database_url.as_ref()),
+            &data_dir,
+            encryption_key_file.as_deref(),
+        )?;
         Ok(Self {
-            request_pending_ttl,
-            request_file_limit,
-            notifications,
-            roles,
             issuer_url,
             listen,
             data_dir,
+            database,
             tls,
             clusters,
             clients,
@@ -833,10 +922,14 @@ impl Config {
             poll_interval,
             rate_limits,
             accounts,
-            encryption_key_file: o.encryption_key_file.clone().or(file.encryption_key_file),
+            encryption_key_file,
             upstreams,
             policy,
+            roles,
             webhook_cache_ttl,
+            request_pending_ttl,
+            request_file_limit,
+            notifications,
             audit,
         })
     }
@@ -865,10 +958,15 @@ impl Config {
         self.issuer_url.as_str().trim_end_matches('/')
     }
 
-    /// Path of the `SQLite` database.
+    /// The database for people: the SQLite file, or the PostgreSQL URL without its password.
     #[must_use]
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("issuer.db")
+    pub fn database_description(&self) -> String {
+        match &self.database {
+            crate::store::Location::Sqlite(path) => format!("SQLite {}", path.display()),
+            crate::store::Location::Postgres(o) => {
+                format!("PostgreSQL {}", crate::store::redact_url(&o.url))
+            }
+        }
     }
 
     /// How long a superseded signing key stays published (and on disk): the longest token
@@ -1450,6 +1548,70 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("auditors"), "{err}");
+    }
+
+    #[test]
+    fn the_database_is_sqlite_in_the_data_dir_unless_a_url_says_otherwise() {
+        let c = load("", &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&c.database, crate::store::Location::Sqlite(p) if p == Path::new("/tmp/data/issuer.db")),
+            "{:?}",
+            c.database
+        );
+        let c = load(
+            "database_url = \"sqlite:///srv/x.db\"",
+            &Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&c.database, crate::store::Location::Sqlite(p) if p == Path::new("/srv/x.db"))
+        );
+
+        let url = "postgres://issuer:pa55word@db.example:5432/issuer?sslmode=require";
+        let with_key = Overrides {
+            database_url: Some(DatabaseUrl(url.into())),
+            encryption_key_file: Some("/etc/ci/seal.key".into()),
+            ..Overrides::default()
+        };
+        let c = load("", &with_key).unwrap_or_else(|e| panic!("{e}"));
+        let crate::store::Location::Postgres(pg) = &c.database else {
+            panic!("{:?}", c.database)
+        };
+        assert_eq!(pg.url, url);
+        // The password is in no printout of the configuration.
+        for text in [
+            format!("{c:?}"),
+            format!("{with_key:?}"),
+            c.database_description(),
+        ] {
+            assert!(!text.contains("pa55word"), "{text}");
+        }
+
+        // Replicas must share the sealing key: a generated per-replica key would not do.
+        let no_key = Overrides {
+            database_url: Some(DatabaseUrl(url.into())),
+            ..Overrides::default()
+        };
+        let e = load("", &no_key)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("encryption_key_file"), "{e}");
+        assert!(!e.contains("pa55word"), "{e}");
+
+        for bad in ["mysql://u:pa55word@h/db", "postgres://", "sqlite:"] {
+            let o = Overrides {
+                database_url: Some(DatabaseUrl(bad.into())),
+                encryption_key_file: Some("/k".into()),
+                ..Overrides::default()
+            };
+            let e = load("", &o)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("database_url"), "{bad}: {e}");
+            assert!(!e.contains("pa55word"), "{e}");
+        }
     }
 
     #[test]

@@ -88,14 +88,7 @@ async fn policy(config: Config, cmd: PolicyCommand) -> anyhow::Result<()> {
     if config.cluster(&cluster).is_none() {
         bail!("no cluster called {cluster:?} is configured");
     }
-    let store = store::Store::open_sqlite(&config.database_path())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                config.database_path().display()
-            )
-        })?;
+    let store = open_store(&config).await?;
     let Some(found) = store.user_by_name(&user).await? else {
         bail!("no user called {user:?}");
     };
@@ -123,7 +116,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         issuer = cfg.issuer(),
         listen = cfg.listen,
         data = cfg.data_dir.display(),
-        db = cfg.database_path().display(),
+        db = cfg.database_description(),
         keys = cfg.keys_dir().display(),
         kid = state.signer().active_kid(),
         ca = ca.display(),
@@ -156,14 +149,12 @@ async fn shutdown_signal() {
 
 async fn open_store(config: &Config) -> anyhow::Result<store::Store> {
     app::create_private_dir(&config.data_dir)?;
-    store::Store::open_sqlite(&config.database_path())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                config.database_path().display()
-            )
-        })
+    store::Store::open(&config.database).await.with_context(|| {
+        format!(
+            "cannot open the database ({})",
+            config.database_description()
+        )
+    })
 }
 
 fn report_format(f: ReportFormat) -> reports::Format {

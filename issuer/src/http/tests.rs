@@ -25,7 +25,7 @@ use crate::secret::Secret;
 pub(super) struct TestApp {
     pub(super) state: AppState,
     pub(super) clock: FakeClock,
-    _dir: tempfile::TempDir,
+    _db: crate::store::test_support::TestDb,
 }
 
 pub(super) struct Reply {
@@ -69,23 +69,23 @@ impl TestApp {
     }
 
     pub(super) async fn with(edit: impl FnOnce(&mut FileConfig)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let (store, db) = crate::store::test_support::temp_store().await;
         let mut file = FileConfig::default();
         edit(&mut file);
         let o = Overrides {
-            data_dir: Some(dir.path().to_owned()),
+            data_dir: Some(db.path().to_owned()),
             issuer_url: Some("https://issuer.test".into()),
             ..Overrides::default()
         };
         let config = Config::from_parts(file, &o, || None).unwrap();
         let clock = FakeClock::new(datetime!(2026-11-25 12:00 UTC));
-        let state = AppState::open(config, Arc::new(clock.clone()))
+        let state = AppState::with_store(config, store, Arc::new(clock.clone()))
             .await
             .unwrap();
         Self {
             state,
             clock,
-            _dir: dir,
+            _db: db,
         }
     }
 

@@ -22,7 +22,7 @@ impl Store {
     ) -> Result<Vec<TokenEvent>> {
         let rows: Vec<TokenRow> = sqlx::query_as(&format!(
             "SELECT at, event, subject, actor, detail FROM audit_events
-                 WHERE event IN {TOKEN_EVENTS} AND cluster = ?1 AND at >= ?2 AND at < ?3
+                 WHERE event IN {TOKEN_EVENTS} AND cluster = $1 AND at >= $2 AND at < $3
                  ORDER BY seq"
         ))
         .bind(cluster)

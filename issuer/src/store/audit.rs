@@ -3,7 +3,7 @@
 
 use time::OffsetDateTime;
 
-use super::{Result, Store};
+use super::{Backend, Result, Store};
 use crate::domain::audit_chain::{self, Record};
 
 /// One audit event.
@@ -52,6 +52,9 @@ pub struct AuditFilter {
     pub event: Option<String>,
 }
 
+/// The advisory lock key of the sealing transaction (PostgreSQL).
+const SEAL_LOCK: i64 = 0x6b63_7265_645f_6131;
+
 /// Most events [`Store::seal_audit`] links in one statement (two bound values each).
 pub const SEAL_BATCH: u32 = 500;
 
@@ -97,7 +100,7 @@ impl Store {
     /// Appends an event.
     pub async fn audit(&self, e: &AuditEvent, now: OffsetDateTime) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit_events (at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_events (at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(now.unix_timestamp())
         .bind(e.event)
@@ -119,7 +122,7 @@ impl Store {
     /// The event names recorded for `subject`, oldest first (for tests and the admin CLI).
     pub async fn audit_events_for(&self, subject: &str) -> Result<Vec<String>> {
         Ok(
-            sqlx::query_scalar("SELECT event FROM audit_events WHERE subject = ? ORDER BY seq")
+            sqlx::query_scalar("SELECT event FROM audit_events WHERE subject = $1 ORDER BY seq")
                 .bind(subject)
                 .fetch_all(&self.pool)
                 .await?,
@@ -139,8 +142,22 @@ impl Store {
         let limit = max.clamp(1, SEAL_BATCH);
         let head = self.audit_head().await?;
         let (after, mut prev) = head.clone().unwrap_or((0, audit_chain::GENESIS.to_owned()));
+        // PostgreSQL hands out `seq` at insert and transactions commit in any order, so a row
+        // with a lower `seq` may still appear after a higher one was sealed. Only the run of
+        // rows before the first one written less than `audit_settle_ms` ago (database clock)
+        // is sealed: by then every lower `seq` has committed. (SQLite has one writer: rows
+        // appear in `seq` order.)
+        let settled = match self.backend {
+            Backend::Sqlite => String::new(),
+            Backend::Postgres => format!(
+                "AND seq < COALESCE((SELECT MIN(seq) FROM audit_events WHERE seq > $1 \
+                 AND written_at > (floor(extract(epoch FROM clock_timestamp()) * 1000))::BIGINT - {}), \
+                 9223372036854775807)",
+                self.audit_settle_ms
+            ),
+        };
         let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"
+            "SELECT {COLUMNS} FROM audit_events WHERE seq > $1 {settled} ORDER BY seq LIMIT $2"
         ))
         .bind(after)
         .bind(i64::from(limit))
@@ -156,15 +173,29 @@ impl Store {
             prev.clone_from(&hash);
             hashes.push((r.seq, hash));
         }
-        let values = vec!["(?, ?)"; hashes.len()].join(", ");
+        let values = (0..hashes.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "UPDATE audit_events SET hash = v.column2 FROM (VALUES {values}) AS v \
              WHERE audit_events.seq = v.column1 AND audit_events.hash IS NULL"
         );
-        // IMMEDIATE: take the write lock first (waiting up to busy_timeout), so that another
-        // process sealing at the same time (an admin command next to the server) cannot make
-        // this transaction fail with SQLITE_BUSY when it upgrades from reading to writing.
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        // One sealer at a time, whichever process it runs in (an admin command next to the
+        // server, another replica). SQLite: IMMEDIATE takes the write lock first (waiting up to
+        // busy_timeout), so the transaction cannot fail with SQLITE_BUSY when it upgrades from
+        // reading to writing. PostgreSQL: a transaction-scoped advisory lock.
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.write.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(SEAL_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
         let head_now: Option<(i64, String)> = sqlx::query_as(
             "SELECT seq, hash FROM audit_events WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
         )
@@ -198,13 +229,22 @@ impl Store {
     #[cfg(test)]
     pub(crate) async fn tamper_for_tests(&self) {
         for sql in [
-            "DROP TRIGGER audit_events_no_update",
+            self.drop_audit_update_guard_sql(),
             "UPDATE audit_events SET actor = 'mallory' WHERE seq = 1",
         ] {
             sqlx::query(sql)
                 .execute(&self.write)
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    /// The statement an intruder with database access would use to remove the update guard.
+    #[cfg(test)]
+    pub(crate) fn drop_audit_update_guard_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "DROP TRIGGER audit_events_no_update",
+            Backend::Postgres => "DROP TRIGGER audit_events_no_update ON audit_events",
         }
     }
 
@@ -216,15 +256,18 @@ impl Store {
         limit: u32,
         filter: &AuditFilter,
     ) -> Result<Vec<Record>> {
+        let in_list = self
+            .backend
+            .contains("',' || namespace || ','", "',' || $8 || ','");
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM audit_events
-             WHERE seq > ?1
-               AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3)
-               AND (?4 IS NULL OR subject IN (?4, ?5) OR actor IN (?4, ?5))
-               AND (?6 IS NULL OR cluster = ?6)
-               AND (?8 IS NULL OR namespace = ?8 OR instr(',' || namespace || ',', ',' || ?8 || ',') > 0)
-               AND (?9 IS NULL OR event = ?9 OR substr(event, 1, length(?9) + 1) = ?9 || '.')
-             ORDER BY seq LIMIT ?7"
+             WHERE seq > $1
+               AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3)
+               AND ($4 IS NULL OR subject IN ($4, $5) OR actor IN ($4, $5))
+               AND ($6 IS NULL OR cluster = $6)
+               AND ($8 IS NULL OR namespace = $8 OR {in_list})
+               AND ($9 IS NULL OR event = $9 OR substr(event, 1, length($9) + 1) = $9 || '.')
+             ORDER BY seq LIMIT $7"
         ))
         .bind(after_seq)
         .bind(filter.since.map(OffsetDateTime::unix_timestamp))
@@ -309,7 +352,7 @@ mod tests {
         assert!(delete.is_err(), "an event was deletable");
 
         // Someone with the file drops the guard and edits anyway: the chain shows where.
-        sqlx::query("DROP TRIGGER audit_events_no_update")
+        sqlx::query(store.drop_audit_update_guard_sql())
             .execute(&store.write)
             .await
             .unwrap();

@@ -96,7 +96,7 @@ impl Store {
     /// the caller draws a new code.
     pub async fn create_device(&self, d: &NewDevice, now: OffsetDateTime) -> Result<()> {
         let r = sqlx::query(
-            "INSERT INTO device_codes (id, device_code_hash, user_code_hash, client_id, cluster, scope, client_addr, created_at, expires_at, interval_secs, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+            "INSERT INTO device_codes (id, device_code_hash, user_code_hash, client_id, cluster, scope, client_addr, created_at, expires_at, interval_secs, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending')",
         )
         .bind(&d.id)
         .bind(&d.device_code_hash)
@@ -119,7 +119,7 @@ impl Store {
     /// The authorization whose device code hashes to `hash`.
     pub async fn device_by_code_hash(&self, hash: &str) -> Result<Option<Device>> {
         let row: Option<DeviceRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = ?"
+            "SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = $1"
         ))
         .bind(hash)
         .fetch_optional(&self.pool)
@@ -130,7 +130,7 @@ impl Store {
     /// The authorization whose user code hashes to `hash`.
     pub async fn device_by_user_code_hash(&self, hash: &str) -> Result<Option<Device>> {
         let row: Option<DeviceRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM device_codes WHERE user_code_hash = ?"
+            "SELECT {COLUMNS} FROM device_codes WHERE user_code_hash = $1"
         ))
         .bind(hash)
         .fetch_optional(&self.pool)
@@ -141,7 +141,7 @@ impl Store {
     /// The authorization with row id `id`.
     pub async fn device_by_id(&self, id: &str) -> Result<Option<Device>> {
         let row: Option<DeviceRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_codes WHERE id = ?"))
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_codes WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -155,7 +155,7 @@ impl Store {
         now: OffsetDateTime,
         interval_secs: i64,
     ) -> Result<()> {
-        sqlx::query("UPDATE device_codes SET last_poll_at = ?, interval_secs = ? WHERE id = ?")
+        sqlx::query("UPDATE device_codes SET last_poll_at = $1, interval_secs = $2 WHERE id = $3")
             .bind(now.unix_timestamp())
             .bind(interval_secs)
             .bind(id)
@@ -179,7 +179,7 @@ impl Store {
             Status::Denied
         };
         let n = sqlx::query(
-            "UPDATE device_codes SET status = ?, user_id = ?, decided_at = ? WHERE id = ? AND status = 'pending' AND expires_at > ?",
+            "UPDATE device_codes SET status = $1, user_id = $2, decided_at = $3 WHERE id = $4 AND status = 'pending' AND expires_at > $5",
         )
         .bind(status.as_str())
         .bind(user_id)
@@ -195,7 +195,7 @@ impl Store {
     /// Spends an approved authorization; true for exactly one caller.
     pub async fn consume_device(&self, id: &str) -> Result<bool> {
         let n = sqlx::query(
-            "UPDATE device_codes SET status = 'consumed' WHERE id = ? AND status = 'approved'",
+            "UPDATE device_codes SET status = 'consumed' WHERE id = $1 AND status = 'approved'",
         )
         .bind(id)
         .execute(&self.write)

@@ -21,7 +21,7 @@ pub struct GrantFilter {
     pub all: bool,
 }
 
-fn row_to_grant(row: &sqlx::sqlite::SqliteRow) -> Result<Grant> {
+fn row_to_grant(row: &sqlx::any::AnyRow) -> Result<Grant> {
     let username: Option<String> = row.try_get("username")?;
     let group: Option<String> = row.try_get("group_name")?;
     let grantee = match (username, group) {
@@ -65,7 +65,7 @@ impl Store {
 
     /// The grant with `id`.
     pub async fn grant(&self, id: &str) -> Result<Option<Grant>> {
-        let sql = format!("SELECT {COLUMNS} FROM grants g WHERE g.id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM grants g WHERE g.id = $1");
         sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -83,7 +83,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Vec<Grant>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM grants g WHERE (?1 IS NULL OR g.username = ?1) AND (?2 IS NULL OR g.cluster = ?2) AND (?3 OR (g.revoked_at IS NULL AND g.ends_at > ?4)) ORDER BY g.starts_at DESC, g.id"
+            "SELECT {COLUMNS} FROM grants g WHERE ($1 IS NULL OR g.username = $1) AND ($2 IS NULL OR g.cluster = $2) AND ($3 OR (g.revoked_at IS NULL AND g.ends_at > $4)) ORDER BY g.starts_at DESC, g.id"
         );
         sqlx::query(&sql)
             .bind(&filter.user)
@@ -105,7 +105,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Vec<Grant>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM grants g LEFT JOIN users u ON u.username = g.username WHERE g.cluster = ? AND g.revoked_at IS NULL AND g.ends_at > ? AND (g.group_name IS NOT NULL OR (u.id IS NOT NULL AND u.disabled_at IS NULL)) ORDER BY g.id"
+            "SELECT {COLUMNS} FROM grants g LEFT JOIN users u ON u.username = g.username WHERE g.cluster = $1 AND g.revoked_at IS NULL AND g.ends_at > $2 AND (g.group_name IS NOT NULL OR (u.id IS NOT NULL AND u.disabled_at IS NULL)) ORDER BY g.id"
         );
         sqlx::query(&sql)
             .bind(cluster)
@@ -127,8 +127,9 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Vec<Grant>> {
         let now_s = now.unix_timestamp();
+        let groups_in = self.backend.json_strings("$5");
         let sql = format!(
-            "SELECT {COLUMNS} FROM grants g WHERE g.cluster = ? AND g.revoked_at IS NULL AND g.starts_at <= ? AND g.ends_at > ? AND (g.username = ? OR g.group_name IN (SELECT value FROM json_each(?))) ORDER BY g.id"
+            "SELECT {COLUMNS} FROM grants g WHERE g.cluster = $1 AND g.revoked_at IS NULL AND g.starts_at <= $2 AND g.ends_at > $3 AND (g.username = $4 OR g.group_name IN ({groups_in})) ORDER BY g.id"
         );
         let groups_json = serde_json::to_string(groups).map_err(|e| Error::Corrupt {
             table: TABLE,
@@ -156,7 +157,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Grant> {
         let done = sqlx::query(
-            "UPDATE grants SET revoked_at = ?, revoked_by = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL",
+            "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL",
         )
         .bind(now.unix_timestamp())
         .bind(by)
@@ -188,7 +189,7 @@ impl Store {
 
 /// Inserts `g` on `conn` (a plain connection or a transaction).
 pub(super) async fn insert_grant_on(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     g: &Grant,
     now: OffsetDateTime,
 ) -> Result<()> {
@@ -197,7 +198,7 @@ pub(super) async fn insert_grant_on(
         Grantee::Group(n) => (None, Some(n.as_str())),
     };
     sqlx::query(
-        "INSERT INTO grants (id, username, group_name, cluster, namespaces, role, starts_at, ends_at, reason, created_by, created_at, approved_by, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO grants (id, username, group_name, cluster, namespaces, role, starts_at, ends_at, reason, created_by, created_at, approved_by, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&g.id)
     .bind(user)

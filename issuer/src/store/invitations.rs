@@ -121,13 +121,13 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         insert_user(&mut tx, user, now).await?;
-        sqlx::query("UPDATE users SET expires_at = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET expires_at = $1 WHERE id = $2")
             .bind(account_expires_at.unix_timestamp())
             .bind(&user.id)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO invitations (id, token_hash, user_id, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO invitations (id, token_hash, user_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&inv.id)
         .bind(&inv.token_hash)
@@ -144,7 +144,7 @@ impl Store {
     /// The invitation whose token hashes to `token_hash`.
     pub async fn invitation_by_token_hash(&self, token_hash: &str) -> Result<Option<Invitation>> {
         let row: Option<InvitationRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM invitations i JOIN users u ON u.id = i.user_id WHERE i.token_hash = ?"
+            "SELECT {COLUMNS} FROM invitations i JOIN users u ON u.id = i.user_id WHERE i.token_hash = $1"
         ))
         .bind(token_hash)
         .fetch_optional(&self.write)
@@ -155,7 +155,7 @@ impl Store {
     /// The invitation with id `id`.
     pub async fn invitation_by_id(&self, id: &str) -> Result<Option<Invitation>> {
         let row: Option<InvitationRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM invitations i JOIN users u ON u.id = i.user_id WHERE i.id = ?"
+            "SELECT {COLUMNS} FROM invitations i JOIN users u ON u.id = i.user_id WHERE i.id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.write)
@@ -177,7 +177,7 @@ impl Store {
     /// opening the link at once get the same seed: the loser reads the winner's).
     pub async fn set_invitation_seed(&self, id: &str, sealed: &str) -> Result<bool> {
         Ok(sqlx::query(
-            "UPDATE invitations SET totp_seed_sealed = ? WHERE id = ? AND totp_seed_sealed IS NULL AND used_at IS NULL",
+            "UPDATE invitations SET totp_seed_sealed = $1 WHERE id = $2 AND totp_seed_sealed IS NULL AND used_at IS NULL",
         )
         .bind(sealed)
         .bind(id)
@@ -199,8 +199,8 @@ impl Store {
         let t = now.unix_timestamp();
         let mut tx = self.write.begin().await?;
         let won = sqlx::query(
-            "UPDATE invitations SET used_at = ?1, totp_seed_sealed = NULL
-             WHERE id = ?2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?1",
+            "UPDATE invitations SET used_at = $1, totp_seed_sealed = NULL
+             WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
         )
         .bind(t)
         .bind(&inv.id)
@@ -212,7 +212,7 @@ impl Store {
             return Ok(false);
         }
         sqlx::query(
-            "UPDATE users SET password_hash = ?, totp_secret_sealed = ?, totp_last_step = ? WHERE id = ?",
+            "UPDATE users SET password_hash = $1, totp_secret_sealed = $2, totp_last_step = $3 WHERE id = $4",
         )
         .bind(a.password_hash)
         .bind(a.totp_sealed)
@@ -227,8 +227,8 @@ impl Store {
     /// Withdraws the unused invitations of `username`. Returns how many.
     pub async fn revoke_invitations(&self, username: &str, now: OffsetDateTime) -> Result<u64> {
         Ok(sqlx::query(
-            "UPDATE invitations SET revoked_at = ?, totp_seed_sealed = NULL
-             WHERE user_id IN (SELECT id FROM users WHERE username = ?) AND used_at IS NULL AND revoked_at IS NULL",
+            "UPDATE invitations SET revoked_at = $1, totp_seed_sealed = NULL
+             WHERE user_id IN (SELECT id FROM users WHERE username = $2) AND used_at IS NULL AND revoked_at IS NULL",
         )
         .bind(now.unix_timestamp())
         .bind(username)

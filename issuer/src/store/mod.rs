@@ -1,8 +1,16 @@
 //! Persistence: the only module that knows SQL.
 //!
-//! SQLite (embedded, WAL) is the default. Every operation that must be atomic across
-//! concurrent requests (spending a device code, rotating a refresh token) is a single
-//! conditional `UPDATE ... WHERE <still valid>` so that two racing requests cannot both win.
+//! Two databases behind one interface: SQLite (embedded, WAL; the default, one issuer process)
+//! and PostgreSQL (chosen by a `postgres://` URL; several replicas share it). Both are reached
+//! through sqlx's `Any` driver, so every query is written once, with numbered placeholders
+//! (`$1`) and SQL both dialects accept; the few places where they differ ask [`Backend`] for
+//! the fragment (`dialect` functions in each file). Migrations exist once per dialect with the
+//! same versions (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! Every operation that must be atomic across concurrent requests, on any replica (spending a
+//! device code, rotating a refresh token, approving a request) is a single conditional
+//! `UPDATE ... WHERE <still valid>`, so that two racing requests cannot both win whichever
+//! process they reach.
 
 mod access;
 mod audit;
@@ -17,11 +25,10 @@ mod users;
 mod web;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions as _, Executor as _};
 use time::OffsetDateTime;
 
 pub use audit::{AuditEvent, AuditFilter, SEAL_BATCH};
@@ -85,91 +92,322 @@ impl From<sqlx::Error> for Error {
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Migrations, applied in order, each once.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../migrations/0001_initial.sql")),
-    (2, include_str!("../../migrations/0002_accounts.sql")),
-    (3, include_str!("../../migrations/0003_upstream.sql")),
-    (4, include_str!("../../migrations/0004_grants.sql")),
-    (5, include_str!("../../migrations/0005_audit_chain.sql")),
-    (6, include_str!("../../migrations/0006_requests.sql")),
-    (7, include_str!("../../migrations/0007_audit_access.sql")),
+/// SQLite migrations, applied in order, each once.
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_accounts.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_upstream.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_grants.sql")),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_audit_chain.sql"),
+    ),
+    (6, include_str!("../../migrations/sqlite/0006_requests.sql")),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_audit_access.sql"),
+    ),
 ];
+
+/// The same migrations in PostgreSQL's dialect (same versions, same tables and meaning).
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_accounts.sql"),
+    ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_upstream.sql"),
+    ),
+    (4, include_str!("../../migrations/postgres/0004_grants.sql")),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_audit_chain.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_requests.sql"),
+    ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_audit_access.sql"),
+    ),
+];
+
+/// The advisory lock key that serialises migrations of replicas starting together (PostgreSQL).
+const MIGRATION_LOCK: i64 = 0x6b63_7265_645f_6d31;
+
+/// Which database a [`Store`] talks to; the few dialect differences are asked of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One file, one issuer process.
+    Sqlite,
+    /// A server shared by several issuer replicas.
+    Postgres,
+}
+
+impl Backend {
+    fn migrations(self) -> &'static [(i64, &'static str)] {
+        match self {
+            Self::Sqlite => SQLITE_MIGRATIONS,
+            Self::Postgres => POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// `json_array(cols)` as text.
+    pub(crate) fn json_array(self, cols: &str) -> String {
+        match self {
+            Self::Sqlite => format!("json_array({cols})"),
+            Self::Postgres => format!("json_build_array({cols})::text"),
+        }
+    }
+
+    /// A subquery yielding the strings of the JSON array text bound at placeholder `param`.
+    pub(crate) fn json_strings(self, param: &str) -> String {
+        match self {
+            Self::Sqlite => format!("SELECT value FROM json_each({param})"),
+            Self::Postgres => format!("SELECT json_array_elements_text({param}::json)"),
+        }
+    }
+
+    /// Whether `needle` occurs in `haystack` (both SQL expressions).
+    pub(crate) fn contains(self, haystack: &str, needle: &str) -> String {
+        match self {
+            Self::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+            Self::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+        }
+    }
+}
+
+/// How to reach PostgreSQL.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:password@host:port/db?sslmode=...` (holds a password: never printed).
+    pub url: String,
+    /// Connections per process.
+    pub max_connections: u32,
+    /// A schema to use instead of the default search path (tests isolate themselves with it).
+    pub schema: Option<String>,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+/// A database URL with any password replaced by `***`, for logs and error messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable database URL>".to_owned(),
+    }
+}
+
+/// Where the database is.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// This SQLite file (created if missing).
+    Sqlite(std::path::PathBuf),
+    /// This PostgreSQL server.
+    Postgres(PostgresOptions),
+}
 
 /// The database.
 ///
 /// SQLite allows one writer at a time. Rather than let several connections race for the write
 /// lock (and back off in `busy_timeout` sleeps), all writes go through a pool of exactly one
 /// connection, where they queue without spinning; reads use a separate pool and, in WAL mode,
-/// never wait for the writer.
+/// never wait for the writer. With PostgreSQL both are the same pool.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    write: SqlitePool,
+    pool: AnyPool,
+    write: AnyPool,
+    backend: Backend,
     rotations: sessions::Rotations,
+    /// PostgreSQL: how old (database clock) an audit row must be before it is sealed, so that
+    /// every row with a lower `seq` has committed (see `seal_audit`).
+    audit_settle_ms: i64,
 }
 
+/// How long an audit row must have been written before the sealer links it (PostgreSQL).
+const AUDIT_SETTLE_MS: i64 = 5_000;
+
 impl Store {
+    /// Opens the database and applies migrations.
+    pub async fn open(location: &Location) -> Result<Self> {
+        match location {
+            Location::Sqlite(path) => Self::open_sqlite(path).await,
+            Location::Postgres(options) => Self::open_postgres(options).await,
+        }
+    }
+
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self> {
-        let opts = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(Error::Database)?
+        sqlx::any::install_default_drivers();
+        let url = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .to_url_lossy();
+        let opts = AnyConnectOptions::from_url(&url)?;
+        let pragmas = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                       PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
         // The writer never checkpoints the WAL itself (a checkpoint fsyncs and would stall every
         // queued write behind it); `checkpoint` does it from a reader connection instead.
-        let write = SqlitePoolOptions::new()
+        let write = AnyPoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(sqlx::raw_sql(pragmas)).await?;
+                    conn.execute(sqlx::raw_sql("PRAGMA wal_autocheckpoint = 0"))
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts.clone())
             .await?;
-        let pool = SqlitePoolOptions::new()
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
             .min_connections(1)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(sqlx::raw_sql(pragmas)).await?;
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await?;
-        let rotations = sessions::Rotations::start(write.clone());
-        let store = Self {
-            pool,
-            write,
-            rotations,
-        };
+        let store = Self::assemble(pool, Some(write), Backend::Sqlite, 0);
         store.migrate().await?;
         #[cfg(unix)]
         restrict_permissions(path);
         Ok(store)
     }
 
+    /// Connects to PostgreSQL and applies migrations (under an advisory lock, so replicas that
+    /// start together migrate once).
+    pub async fn open_postgres(options: &PostgresOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let opts = AnyConnectOptions::from_url(&options.url.parse().map_err(|_| {
+            Error::Database(sqlx::Error::Configuration(
+                format!("invalid database URL {}", redact_url(&options.url)).into(),
+            ))
+        })?)?;
+        let schema = options.schema.clone();
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    if let Some(schema) = schema {
+                        conn.execute(sqlx::raw_sql(&format!(
+                            "SET search_path TO \"{}\"",
+                            schema.replace('"', "")
+                        )))
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        let store = Self::assemble(pool, None, Backend::Postgres, AUDIT_SETTLE_MS);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Seals audit rows as soon as they are written (tests that seal right after writing).
+    #[cfg(test)]
+    pub(crate) fn without_audit_settle(mut self) -> Self {
+        self.audit_settle_ms = 0;
+        self
+    }
+
+    fn assemble(
+        pool: AnyPool,
+        write: Option<AnyPool>,
+        backend: Backend,
+        audit_settle_ms: i64,
+    ) -> Self {
+        let write = write.unwrap_or_else(|| pool.clone());
+        let rotations = sessions::Rotations::start(write.clone(), backend);
+        Self {
+            pool,
+            write,
+            backend,
+            rotations,
+            audit_settle_ms,
+        }
+    }
+
+    /// Which database this is.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     async fn migrate(&self) -> Result<()> {
+        let mut conn = self.write.acquire().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = self.migrate_on(&mut conn).await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        result
+    }
+
+    async fn migrate_on(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
         sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
-        .execute(&self.write)
+        .execute(&mut *conn)
         .await?;
         let applied: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
-        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
+        let migrations = self.backend.migrations();
+        let supported = migrations.last().map_or(0, |m| m.0);
         if let Some(&found) = applied
             .iter()
-            .find(|v| !MIGRATIONS.iter().any(|m| m.0 == **v))
+            .find(|v| !migrations.iter().any(|m| m.0 == **v))
         {
             return Err(Error::TooNew { found, supported });
         }
         // Every known migration not applied yet, in order (not only those above the newest
         // applied one, so that a migration numbered between two applied ones still runs).
-        for &(version, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
-            let mut tx = self.write.begin().await?;
+        for &(version, sql) in migrations.iter().filter(|m| !applied.contains(&m.0)) {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             sqlx::raw_sql(sql)
                 .execute(&mut *tx)
                 .await
                 .map_err(|source| Error::Migration { version, source })?;
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
                 .bind(OffsetDateTime::now_utc().unix_timestamp())
                 .execute(&mut *tx)
@@ -180,12 +418,14 @@ impl Store {
         Ok(())
     }
 
-    /// Copies the write-ahead log back into the database file without blocking the writer
-    /// (`PASSIVE`). The server calls this every second.
+    /// SQLite: copies the write-ahead log back into the database file without blocking the
+    /// writer (`PASSIVE`). The server calls this every second. PostgreSQL: nothing to do.
     pub async fn checkpoint(&self) -> Result<()> {
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&self.pool)
-            .await?;
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 
@@ -204,22 +444,22 @@ impl Store {
         let mut n = 0;
         // Web sessions may still point at a device code about to go.
         sqlx::query(
-            "UPDATE web_sessions SET device_id = NULL WHERE device_id IN (SELECT id FROM device_codes WHERE expires_at < ?)",
+            "UPDATE web_sessions SET device_id = NULL WHERE device_id IN (SELECT id FROM device_codes WHERE expires_at < $1)",
         )
         .bind(now - 3600)
         .execute(&self.write)
         .await?;
-        n += sqlx::query("DELETE FROM device_codes WHERE expires_at < ?")
+        n += sqlx::query("DELETE FROM device_codes WHERE expires_at < $1")
             .bind(now - 3600)
             .execute(&self.write)
             .await?
             .rows_affected();
-        n += sqlx::query("DELETE FROM upstream_logins WHERE expires_at < ?")
+        n += sqlx::query("DELETE FROM upstream_logins WHERE expires_at < $1")
             .bind(now)
             .execute(&self.write)
             .await?
             .rows_affected();
-        n += sqlx::query("DELETE FROM web_sessions WHERE expires_at < ?")
+        n += sqlx::query("DELETE FROM web_sessions WHERE expires_at < $1")
             .bind(now)
             .execute(&self.write)
             .await?
@@ -257,15 +497,82 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::Store;
+    //! The database every unit test runs on: SQLite by default, or, with
+    //! `CREDENTIAL_TEST_STORE=postgres`, a fresh schema on the PostgreSQL server at
+    //! `CREDENTIAL_TEST_POSTGRES_URL` (tests/run.sh starts one and runs the suite both ways).
+    use super::{PostgresOptions, Store};
 
-    /// A store in a fresh temporary directory (kept alive by the returned guard).
-    pub(crate) async fn temp_store() -> (Store, tempfile::TempDir) {
+    /// Where the tests' database lives.
+    pub(crate) enum Place {
+        /// `t.db` in the directory.
+        Sqlite,
+        /// A schema of its own on the test server.
+        Postgres { url: String, schema: String },
+    }
+
+    /// A store on a fresh database (kept alive, with a scratch directory, by the returned guard).
+    pub(crate) async fn temp_store() -> (Store, TestDb) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let store = Store::open_sqlite(&dir.path().join("t.db"))
+        let place = match std::env::var("CREDENTIAL_TEST_STORE").as_deref() {
+            Err(_) | Ok("" | "sqlite") => Place::Sqlite,
+            Ok("postgres") => {
+                let url = std::env::var("CREDENTIAL_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+                    panic!(
+                        "CREDENTIAL_TEST_STORE=postgres needs CREDENTIAL_TEST_POSTGRES_URL, the URL \
+                         of a PostgreSQL superuser (tests/run.sh starts a server and sets it; \
+                         or `bash tests/postgres/start-postgres.sh DIR` prints one)"
+                    )
+                });
+                let schema = format!("t_{}", crate::secret::hex(&crate::secret::random_bytes(8)));
+                create_schema(&url, &schema).await;
+                Place::Postgres { url, schema }
+            }
+            Ok(other) => panic!("CREDENTIAL_TEST_STORE={other:?}: use sqlite or postgres"),
+        };
+        let db = TestDb { dir, place };
+        let store = db.open().await.unwrap_or_else(|e| panic!("open: {e}"));
+        (store, db)
+    }
+
+    async fn create_schema(url: &str, schema: &str) {
+        use sqlx::{Connection as _, Executor as _};
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(url)
             .await
-            .unwrap_or_else(|e| panic!("open: {e}"));
-        (store, dir)
+            .unwrap_or_else(|e| panic!("connect to the test PostgreSQL: {e}"));
+        conn.execute(sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\"")))
+            .await
+            .unwrap_or_else(|e| panic!("create schema: {e}"));
+        let _ = conn.close().await;
+    }
+
+    /// A test's database and scratch directory.
+    pub(crate) struct TestDb {
+        dir: tempfile::TempDir,
+        place: Place,
+    }
+
+    impl TestDb {
+        /// Opens the database again (a second process, or a restart).
+        pub(crate) async fn open(&self) -> super::Result<Store> {
+            match &self.place {
+                Place::Sqlite => Store::open_sqlite(&self.dir.path().join("t.db")).await,
+                Place::Postgres { url, schema } => {
+                    let store = Store::open_postgres(&PostgresOptions {
+                        url: url.clone(),
+                        max_connections: 4,
+                        schema: Some(schema.clone()),
+                    })
+                    .await?;
+                    Ok(store.without_audit_settle())
+                }
+            }
+        }
+
+        /// A scratch directory for the test.
+        pub(crate) fn path(&self) -> &std::path::Path {
+            self.dir.path()
+        }
     }
 }
 
@@ -273,6 +580,20 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::temp_store;
     use super::*;
+
+    #[test]
+    fn both_dialects_have_the_same_migration_versions() {
+        let versions = |b: Backend| b.migrations().iter().map(|m| m.0).collect::<Vec<_>>();
+        assert_eq!(versions(Backend::Sqlite), versions(Backend::Postgres));
+    }
+
+    #[test]
+    fn database_urls_are_redacted() {
+        let r = redact_url("postgres://issuer:s3cret@db.example:5432/issuer?sslmode=require");
+        assert!(!r.contains("s3cret"), "{r}");
+        assert!(r.contains("issuer:***@db.example"), "{r}");
+        assert!(!redact_url("not a url s3cret").contains("s3cret"));
+    }
 
     #[tokio::test]
     async fn migrations_are_idempotent_and_refuse_newer_schema() {
@@ -283,7 +604,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         drop(store);
-        let err = Store::open_sqlite(&dir.path().join("t.db")).await.err();
+        let err = dir.open().await.err();
         assert!(
             matches!(err, Some(Error::TooNew { found: 999, .. })),
             "{err:?}"

@@ -11,7 +11,7 @@ impl Store {
     /// Failures counted for `key` in the current window.
     pub async fn failures(&self, key: &str, now: OffsetDateTime, window: Duration) -> Result<u32> {
         let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT window_start, count FROM rate_limits WHERE key = ?")
+            sqlx::query_as("SELECT window_start, count FROM rate_limits WHERE key = $1")
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -34,10 +34,10 @@ impl Store {
         let t = now.unix_timestamp();
         let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
         sqlx::query(
-            "INSERT INTO rate_limits (key, window_start, count) VALUES (?1, ?2, 1)
+            "INSERT INTO rate_limits (key, window_start, count) VALUES ($1, $2, 1)
              ON CONFLICT(key) DO UPDATE SET
-               count = CASE WHEN ?2 >= window_start + ?3 THEN 1 ELSE count + 1 END,
-               window_start = CASE WHEN ?2 >= window_start + ?3 THEN ?2 ELSE window_start END",
+               count = CASE WHEN $2 >= rate_limits.window_start + $3 THEN 1 ELSE rate_limits.count + 1 END,
+               window_start = CASE WHEN $2 >= rate_limits.window_start + $3 THEN $2 ELSE rate_limits.window_start END",
         )
         .bind(key)
         .bind(t)
@@ -61,7 +61,7 @@ impl Store {
 
     /// Forgets the failures of `key` (after a success).
     pub async fn clear_failures(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM rate_limits WHERE key = ?")
+        sqlx::query("DELETE FROM rate_limits WHERE key = $1")
             .bind(key)
             .execute(&self.write)
             .await?;

@@ -25,7 +25,7 @@ pub struct RequestFilter {
     pub limit: u32,
 }
 
-fn row_to_request(row: &sqlx::sqlite::SqliteRow) -> Result<AccessRequest> {
+fn row_to_request(row: &sqlx::any::AnyRow) -> Result<AccessRequest> {
     let namespaces: String = row.try_get("namespaces")?;
     let status: String = row.try_get("status")?;
     let secs: i64 = row.try_get("duration_secs")?;
@@ -62,7 +62,7 @@ impl Store {
     /// Stores a new (pending) request.
     pub async fn insert_request(&self, r: &AccessRequest) -> Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO access_requests ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO access_requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(&r.id)
         .bind(&r.requester)
@@ -94,7 +94,7 @@ impl Store {
     /// The request with `id`.
     pub async fn request(&self, id: &str) -> Result<Option<AccessRequest>> {
         sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM access_requests WHERE id = ?"
+            "SELECT {COLUMNS} FROM access_requests WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -112,12 +112,12 @@ impl Store {
     ) -> Result<Vec<AccessRequest>> {
         let limit = if filter.limit == 0 { 200 } else { filter.limit };
         sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM access_requests WHERE (?1 IS NULL OR requester = ?1) AND (NOT ?2 OR (status = 'pending' AND expires_at > ?3)) ORDER BY created_at DESC, id LIMIT ?4"
+            "SELECT {COLUMNS} FROM access_requests WHERE ($1 IS NULL OR requester = $1) AND (NOT $2 OR (status = 'pending' AND expires_at > $3)) ORDER BY created_at DESC, id LIMIT $4"
         ))
         .bind(&filter.requester)
         .bind(filter.pending)
         .bind(now.unix_timestamp())
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -137,7 +137,7 @@ impl Store {
     ) -> Result<Option<AccessRequest>> {
         let mut tx = self.write.begin().await?;
         let won = sqlx::query(
-            "UPDATE access_requests SET status = 'approved', decided_by = ?, comment = ?, decided_at = ?, grant_id = ? WHERE id = ? AND status = 'pending' AND expires_at > ?",
+            "UPDATE access_requests SET status = 'approved', decided_by = $1, comment = $2, decided_at = $3, grant_id = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $6",
         )
         .bind(approver)
         .bind(comment)
@@ -168,7 +168,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Option<AccessRequest>> {
         let won = sqlx::query(
-            "UPDATE access_requests SET status = 'denied', decided_by = ?, comment = ?, decided_at = ? WHERE id = ? AND status = 'pending' AND expires_at > ?",
+            "UPDATE access_requests SET status = 'denied', decided_by = $1, comment = $2, decided_at = $3 WHERE id = $4 AND status = 'pending' AND expires_at > $5",
         )
         .bind(by)
         .bind(comment)
@@ -187,7 +187,7 @@ impl Store {
     /// Records every pending request past its deadline as expired; returns them.
     pub async fn expire_requests(&self, now: OffsetDateTime) -> Result<Vec<AccessRequest>> {
         let rows = sqlx::query(&format!(
-            "UPDATE access_requests SET status = 'expired', decided_at = ?1 WHERE status = 'pending' AND expires_at <= ?1 RETURNING {COLUMNS}"
+            "UPDATE access_requests SET status = 'expired', decided_at = $1 WHERE status = 'pending' AND expires_at <= $1 RETURNING {COLUMNS}"
         ))
         .bind(now.unix_timestamp())
         .fetch_all(&self.write)

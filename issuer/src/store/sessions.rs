@@ -8,7 +8,7 @@
 
 use time::OffsetDateTime;
 
-use super::users::{User, USER_COLUMNS};
+use super::users::User;
 use super::{opt_ts, ts, Result, Store};
 
 /// A login session: one device-flow login of one user for one cluster and client.
@@ -113,9 +113,19 @@ type Rotated = Option<(String, String)>;
 /// queue here and one task writes all that are waiting in a single transaction; each statement
 /// keeps its own conditional `WHERE`, so atomicity per token is unchanged. With no load a batch
 /// is one rotation and the cost is one channel hop.
+///
+/// PostgreSQL takes many writers and groups commits itself, and a batch there would hold row
+/// locks of unrelated sessions until its commit (replicas batching the same sessions in another
+/// order could deadlock), so there every rotation is its own statement on the shared pool.
 #[derive(Debug, Clone)]
-pub(super) struct Rotations {
-    queue: tokio::sync::mpsc::Sender<(Rotation, tokio::sync::oneshot::Sender<Result<Rotated>>)>,
+pub(super) enum Rotations {
+    /// SQLite: the queue of the batching task.
+    Batched(
+        tokio::sync::mpsc::Sender<(Rotation, tokio::sync::oneshot::Sender<Result<Rotated>>)>,
+        super::Backend,
+    ),
+    /// PostgreSQL: straight to the pool.
+    Direct(sqlx::AnyPool, super::Backend),
 }
 
 /// Largest batch written in one transaction.
@@ -123,7 +133,10 @@ const MAX_BATCH: usize = 128;
 
 impl Rotations {
     /// Starts the writer task on the current runtime. It ends when the last `Store` is dropped.
-    pub(super) fn start(write: sqlx::SqlitePool) -> Self {
+    pub(super) fn start(write: sqlx::AnyPool, backend: super::Backend) -> Self {
+        if backend == super::Backend::Postgres {
+            return Self::Direct(write, backend);
+        }
         let (queue, mut rx) = tokio::sync::mpsc::channel::<(
             Rotation,
             tokio::sync::oneshot::Sender<Result<Rotated>>,
@@ -138,15 +151,22 @@ impl Rotations {
                         Err(_) => break,
                     }
                 }
-                write_batch(&write, &mut batch).await;
+                write_batch(&write, backend, &mut batch).await;
             }
         });
-        Self { queue }
+        Self::Batched(queue, backend)
     }
 
     async fn rotate(&self, job: Rotation) -> Result<Rotated> {
+        let (queue, _) = match self {
+            Self::Direct(pool, backend) => {
+                let mut conn = pool.acquire().await?;
+                return rotate_one(&mut conn, *backend, &job).await;
+            }
+            Self::Batched(queue, backend) => (queue, backend),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.queue
+        queue
             .send((job, tx))
             .await
             .map_err(|_| super::Error::Database(sqlx::Error::PoolClosed))?;
@@ -156,14 +176,15 @@ impl Rotations {
 }
 
 async fn write_batch(
-    write: &sqlx::SqlitePool,
+    write: &sqlx::AnyPool,
+    backend: super::Backend,
     batch: &mut Vec<(Rotation, tokio::sync::oneshot::Sender<Result<Rotated>>)>,
 ) {
     let mut results: Vec<Result<Rotated>> = Vec::with_capacity(batch.len());
     let outcome: Result<()> = async {
         let mut tx = write.begin().await?;
         for (job, _) in batch.iter() {
-            results.push(rotate_one(&mut tx, job).await);
+            results.push(rotate_one(&mut tx, backend, job).await);
         }
         tx.commit().await?;
         Ok(())
@@ -184,14 +205,20 @@ async fn write_batch(
 /// The conditional UPDATE is the single point of truth: of two presenters of the same token,
 /// exactly one sees a row. The account is returned through a subquery so that a refresh needs
 /// no second query.
-async fn rotate_one(conn: &mut sqlx::SqliteConnection, job: &Rotation) -> Result<Rotated> {
+async fn rotate_one(
+    conn: &mut sqlx::AnyConnection,
+    backend: super::Backend,
+    job: &Rotation,
+) -> Result<Rotated> {
+    let session = backend.json_array(COLUMNS);
+    let user = backend.json_array(&super::users::user_columns(backend));
     Ok(sqlx::query_as(&format!(
-        "UPDATE sessions SET refresh_hash = ?1, refreshed_at = ?2, last_client_addr = ?3, last_request_id = ?4,
-           last_token_detail = ?7
-         WHERE refresh_hash = ?5 AND client_id = ?6 AND revoked_at IS NULL AND expires_at > ?2
-           AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND (expires_at IS NULL OR expires_at > ?2))
-         RETURNING json_array({COLUMNS}),
-           (SELECT json_array({USER_COLUMNS}) FROM users u WHERE u.id = sessions.user_id)"
+        "UPDATE sessions SET refresh_hash = $1, refreshed_at = $2, last_client_addr = $3, last_request_id = $4,
+           last_token_detail = $7
+         WHERE refresh_hash = $5 AND client_id = $6 AND revoked_at IS NULL AND expires_at > $2
+           AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND (expires_at IS NULL OR expires_at > $2))
+         RETURNING {session},
+           (SELECT {user} FROM users u WHERE u.id = sessions.user_id)"
     ))
     .bind(&job.new_hash)
     .bind(job.at)
@@ -208,7 +235,7 @@ impl Store {
     /// Creates a session with its first refresh token.
     pub async fn create_session(&self, s: &Session, refresh_hash: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, client_id, cluster, created_at, expires_at, refresh_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id, user_id, client_id, cluster, created_at, expires_at, refresh_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&s.id)
         .bind(&s.user_id)
@@ -252,7 +279,7 @@ impl Store {
         }
         // Slow path: say why.
         let current: Option<SessionRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM sessions WHERE refresh_hash = ?"
+            "SELECT {COLUMNS} FROM sessions WHERE refresh_hash = $1"
         ))
         .bind(old_hash)
         .fetch_optional(&self.write)
@@ -261,7 +288,7 @@ impl Store {
             return Ok(RotateOutcome::Refused(from_row(r)?));
         }
         let spent: Option<(String, String)> = sqlx::query_as(
-            "SELECT s.id, s.user_id FROM spent_refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?",
+            "SELECT s.id, s.user_id FROM spent_refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
         )
         .bind(old_hash)
         .fetch_optional(&self.write)
@@ -270,7 +297,7 @@ impl Store {
             return Ok(RotateOutcome::Unknown);
         };
         sqlx::query(
-            "UPDATE sessions SET revoked_at = ?, revoke_reason = 'refresh token reused' WHERE id = ? AND revoked_at IS NULL",
+            "UPDATE sessions SET revoked_at = $1, revoke_reason = 'refresh token reused' WHERE id = $2 AND revoked_at IS NULL",
         )
         .bind(t)
         .bind(&session_id)
@@ -285,9 +312,13 @@ impl Store {
     /// The session whose current refresh token has this hash, and its account (read before a
     /// rotation, to know the groups of the token it will mint).
     pub async fn session_by_refresh(&self, hash: &str) -> Result<Option<(Session, User)>> {
+        let user_json = self
+            .backend
+            .json_array(&super::users::user_columns(self.backend));
+        let session_json = self.backend.json_array(COLUMNS);
         let row: Option<(String, String)> = sqlx::query_as(&format!(
-            "SELECT json_array({COLUMNS}), (SELECT json_array({USER_COLUMNS}) FROM users u WHERE u.id = sessions.user_id)
-             FROM sessions WHERE refresh_hash = ?"
+            "SELECT {session_json}, (SELECT {user_json} FROM users u WHERE u.id = sessions.user_id)
+             FROM sessions WHERE refresh_hash = $1"
         ))
         .bind(hash)
         .fetch_optional(&self.pool)
@@ -315,14 +346,14 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Option<(String, String)>> {
         let owner: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, user_id FROM sessions WHERE refresh_hash = ?1
-             UNION SELECT s.id, s.user_id FROM spent_refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?1",
+            "SELECT id, user_id FROM sessions WHERE refresh_hash = $1
+             UNION SELECT s.id, s.user_id FROM spent_refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
         )
         .bind(hash)
         .fetch_optional(&self.write)
         .await?;
         if let Some((id, _)) = &owner {
-            sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL")
+            sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
                 .bind(now.unix_timestamp())
                 .bind(reason)
                 .bind(id)
@@ -351,7 +382,7 @@ impl Store {
         let row: Option<Row> = sqlx::query_as(
             "SELECT s.id, s.user_id, s.client_id, s.cluster, s.created_at, s.expires_at, s.revoked_at,
                     u.disabled_at, u.id, u.expires_at
-             FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+             FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -385,7 +416,7 @@ impl Store {
     /// A session by id.
     pub async fn session(&self, id: &str) -> Result<Option<Session>> {
         let row: Option<SessionRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?"))
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;

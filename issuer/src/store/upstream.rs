@@ -5,7 +5,7 @@
 use time::OffsetDateTime;
 
 use super::sessions::Session;
-use super::users::{user_from_json, User, USER_COLUMNS};
+use super::users::{user_from_json, User};
 use super::{is_unique_violation, Error, Result, Store};
 
 /// A login waiting for the provider's callback. The nonce and verifier are sealed strings.
@@ -69,7 +69,7 @@ impl Store {
     /// Stores a login on its way to the provider.
     pub async fn create_upstream_login(&self, l: &PendingLogin, now: OffsetDateTime) -> Result<()> {
         sqlx::query(
-            "INSERT INTO upstream_logins (state_hash, provider, web_session_hash, nonce_sealed, verifier_sealed, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO upstream_logins (state_hash, provider, web_session_hash, nonce_sealed, verifier_sealed, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&l.state_hash)
         .bind(&l.provider)
@@ -90,7 +90,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Option<PendingLogin>> {
         let row: Option<(String, String, String, String, String, i64)> = sqlx::query_as(
-            "DELETE FROM upstream_logins WHERE state_hash = ? RETURNING state_hash, provider, web_session_hash, nonce_sealed, verifier_sealed, expires_at",
+            "DELETE FROM upstream_logins WHERE state_hash = $1 RETURNING state_hash, provider, web_session_hash, nonce_sealed, verifier_sealed, expires_at",
         )
         .bind(state_hash)
         .fetch_optional(&self.write)
@@ -121,26 +121,26 @@ impl Store {
     ) -> Result<User> {
         let mut tx = self.write.begin().await?;
         let linked: Option<String> = sqlx::query_scalar(
-            "SELECT user_id FROM upstream_identities WHERE issuer = ? AND subject = ?",
+            "SELECT user_id FROM upstream_identities WHERE issuer = $1 AND subject = $2",
         )
         .bind(&identity.issuer)
         .bind(&identity.subject)
         .fetch_optional(&mut *tx)
         .await?;
         let user_id = if let Some(id) = linked {
-            sqlx::query("UPDATE users SET email = ? WHERE id = ?")
+            sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
                 .bind(&identity.email)
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE upstream_identities SET last_login_at = ? WHERE user_id = ?")
+            sqlx::query("UPDATE upstream_identities SET last_login_at = $1 WHERE user_id = $2")
                 .bind(now.unix_timestamp())
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
             id
         } else {
-            let r = sqlx::query("INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, NULL, ?)")
+            let r = sqlx::query("INSERT INTO users (id, username, email, password_hash, created_at) VALUES ($1, $2, $3, NULL, $4)")
                 .bind(new_user_id)
                 .bind(&identity.username)
                 .bind(&identity.email)
@@ -153,7 +153,7 @@ impl Store {
                 }
                 r => r?,
             };
-            sqlx::query("INSERT INTO upstream_identities (issuer, subject, provider, user_id, created_at, last_login_at) VALUES (?, ?, ?, ?, ?, ?)")
+            sqlx::query("INSERT INTO upstream_identities (issuer, subject, provider, user_id, created_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(&identity.issuer)
                 .bind(&identity.subject)
                 .bind(provider)
@@ -165,12 +165,14 @@ impl Store {
             new_user_id.to_owned()
         };
         replace_groups(&mut tx, &user_id, &identity.groups).await?;
-        let user: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT json_array({USER_COLUMNS}) FROM users u WHERE u.id = ?"
-        ))
-        .bind(&user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let user_json = self
+            .backend
+            .json_array(&super::users::user_columns(self.backend));
+        let user: Option<String> =
+            sqlx::query_scalar(&format!("SELECT {user_json} FROM users u WHERE u.id = $1"))
+                .bind(&user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         tx.commit().await?;
         user_from_json(&user.ok_or_else(|| Error::NotFound("user".into()))?)
     }
@@ -190,7 +192,7 @@ impl Store {
         provider: &str,
         refresh_sealed: &str,
     ) -> Result<()> {
-        sqlx::query("INSERT OR REPLACE INTO upstream_grants (device_id, provider, refresh_sealed) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO upstream_grants (device_id, provider, refresh_sealed) VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE SET provider = excluded.provider, refresh_sealed = excluded.refresh_sealed")
             .bind(device_id)
             .bind(provider)
             .bind(refresh_sealed)
@@ -202,7 +204,7 @@ impl Store {
     /// Takes the provider refresh token kept for a device authorization: `(provider, sealed)`.
     pub async fn take_upstream_grant(&self, device_id: &str) -> Result<Option<(String, String)>> {
         Ok(sqlx::query_as(
-            "DELETE FROM upstream_grants WHERE device_id = ? RETURNING provider, refresh_sealed",
+            "DELETE FROM upstream_grants WHERE device_id = $1 RETURNING provider, refresh_sealed",
         )
         .bind(device_id)
         .fetch_optional(&self.write)
@@ -217,7 +219,7 @@ impl Store {
         refresh_sealed: &str,
         now: OffsetDateTime,
     ) -> Result<()> {
-        sqlx::query("INSERT OR REPLACE INTO upstream_sessions (session_id, provider, refresh_sealed, checked_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO upstream_sessions (session_id, provider, refresh_sealed, checked_at) VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO UPDATE SET provider = excluded.provider, refresh_sealed = excluded.refresh_sealed, checked_at = excluded.checked_at")
             .bind(session_id)
             .bind(provider)
             .bind(refresh_sealed)
@@ -232,9 +234,12 @@ impl Store {
         &self,
         refresh_hash: &str,
     ) -> Result<Option<UpstreamSession>> {
+        let user_json = self
+            .backend
+            .json_array(&super::users::user_columns(self.backend));
         let row: Option<(String, String, String, String)> = sqlx::query_as(&format!(
-            "SELECT s.id, (SELECT json_array({USER_COLUMNS}) FROM users u WHERE u.id = s.user_id), x.provider, x.refresh_sealed
-             FROM sessions s JOIN upstream_sessions x ON x.session_id = s.id WHERE s.refresh_hash = ?"
+            "SELECT s.id, (SELECT {user_json} FROM users u WHERE u.id = s.user_id), x.provider, x.refresh_sealed
+             FROM sessions s JOIN upstream_sessions x ON x.session_id = s.id WHERE s.refresh_hash = $1"
         ))
         .bind(refresh_hash)
         .fetch_optional(&self.pool)
@@ -256,7 +261,7 @@ impl Store {
     /// Which provider a user signed in through, if any.
     pub async fn upstream_provider_of(&self, user_id: &str) -> Result<Option<String>> {
         Ok(
-            sqlx::query_scalar("SELECT provider FROM upstream_identities WHERE user_id = ?")
+            sqlx::query_scalar("SELECT provider FROM upstream_identities WHERE user_id = $1")
                 .bind(user_id)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -265,20 +270,22 @@ impl Store {
 }
 
 async fn replace_groups(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     user_id: &str,
     groups: &[String],
 ) -> Result<()> {
-    sqlx::query("DELETE FROM user_groups WHERE user_id = ?")
+    sqlx::query("DELETE FROM user_groups WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
     for g in groups {
-        sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_name) VALUES (?, ?)")
-            .bind(user_id)
-            .bind(g)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO user_groups (user_id, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(g)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }

@@ -92,11 +92,18 @@ type UserRow = (
 /// The user columns plus the sorted groups as one newline-joined string, so that loading an
 /// account is one query (it happens on every refresh). Group names cannot contain a newline.
 /// Alias `u` for `users`.
-pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.disabled_at, u.created_at, \
-    (SELECT group_concat(group_name, char(10)) FROM (SELECT group_name FROM user_groups WHERE user_id = u.id ORDER BY group_name)), \
-    u.expires_at, (u.totp_secret_sealed IS NOT NULL)";
+pub(super) fn user_columns(backend: super::Backend) -> String {
+    let groups = match backend {
+        super::Backend::Sqlite => "(SELECT group_concat(group_name, char(10)) FROM (SELECT group_name FROM user_groups WHERE user_id = u.id ORDER BY group_name))",
+        super::Backend::Postgres => "(SELECT string_agg(group_name, E'\\n' ORDER BY group_name) FROM user_groups WHERE user_id = u.id)",
+    };
+    format!(
+        "u.id, u.username, u.email, u.password_hash, u.disabled_at, u.created_at, {groups}, \
+         u.expires_at, (CASE WHEN u.totp_secret_sealed IS NULL THEN 0 ELSE 1 END)"
+    )
+}
 
-/// Parses a `json_array(USER_COLUMNS)` value.
+/// Parses a `json_array(user_columns())` value.
 pub(super) fn user_from_json(text: &str) -> Result<User> {
     let row: UserRow = serde_json::from_str(text).map_err(|e| Error::Corrupt {
         table: "users",
@@ -108,12 +115,12 @@ pub(super) fn user_from_json(text: &str) -> Result<User> {
 /// Inserts an account and its groups inside `tx` (creating an invitation does it in the same
 /// transaction as the invitation row).
 pub(super) async fn insert_user(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     u: &NewUser,
     now: OffsetDateTime,
 ) -> Result<()> {
     let r = sqlx::query(
-        "INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO users (id, username, email, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&u.id)
     .bind(&u.username)
@@ -129,11 +136,13 @@ pub(super) async fn insert_user(
         r => r?,
     };
     for g in &u.groups {
-        sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_name) VALUES (?, ?)")
-            .bind(&u.id)
-            .bind(g)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO user_groups (user_id, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(&u.id)
+        .bind(g)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }
@@ -168,8 +177,9 @@ impl Store {
 
     /// The account called `username`.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+        let user_cols = super::users::user_columns(self.backend);
         let row: Option<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.username = ?"
+            "SELECT {user_cols} FROM users u WHERE u.username = $1"
         ))
         .bind(username)
         .fetch_optional(&self.pool)
@@ -179,19 +189,20 @@ impl Store {
 
     /// The account with id `id`.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let user_cols = super::users::user_columns(self.backend);
+        let row: Option<UserRow> =
+            sqlx::query_as(&format!("SELECT {user_cols} FROM users u WHERE u.id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(Self::user_from_row).transpose()
     }
 
     /// Every account, by name.
     pub async fn list_users(&self) -> Result<Vec<User>> {
+        let user_cols = super::users::user_columns(self.backend);
         let rows: Vec<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM users u ORDER BY u.username"
+            "SELECT {user_cols} FROM users u ORDER BY u.username"
         ))
         .fetch_all(&self.pool)
         .await?;
@@ -203,20 +214,20 @@ impl Store {
     pub async fn disable_user(&self, username: &str, now: OffsetDateTime) -> Result<u64> {
         let now = now.unix_timestamp();
         let mut tx = self.write.begin().await?;
-        let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = ?")
+        let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
             .bind(username)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(id) = id else {
             return Err(Error::NotFound(format!("user {username:?}")));
         };
-        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, ?) WHERE id = ?")
+        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1) WHERE id = $2")
             .bind(now)
             .bind(&id)
             .execute(&mut *tx)
             .await?;
         let ended = sqlx::query(
-            "UPDATE sessions SET revoked_at = ?, revoke_reason = 'user disabled' WHERE user_id = ? AND revoked_at IS NULL",
+            "UPDATE sessions SET revoked_at = $1, revoke_reason = 'user disabled' WHERE user_id = $2 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(&id)
@@ -224,7 +235,7 @@ impl Store {
         .await?
         .rows_affected();
         // Web sign-ins of the account end too, so a page left open cannot approve a device.
-        sqlx::query("DELETE FROM web_sessions WHERE user_id = ?1 OR pending_user_id = ?1")
+        sqlx::query("DELETE FROM web_sessions WHERE user_id = $1 OR pending_user_id = $1")
             .bind(&id)
             .execute(&mut *tx)
             .await?;
@@ -235,7 +246,7 @@ impl Store {
     /// The sealed TOTP seed of an account and the last time step a code was accepted for.
     pub async fn user_totp(&self, user_id: &str) -> Result<Option<UserTotp>> {
         let row: Option<(Option<String>, Option<i64>)> =
-            sqlx::query_as("SELECT totp_secret_sealed, totp_last_step FROM users WHERE id = ?")
+            sqlx::query_as("SELECT totp_secret_sealed, totp_last_step FROM users WHERE id = $1")
                 .bind(user_id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -246,7 +257,7 @@ impl Store {
     /// used (one conditional `UPDATE`: of two racing sign-ins with the same code, one wins).
     pub async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool> {
         Ok(sqlx::query(
-            "UPDATE users SET totp_last_step = ?1 WHERE id = ?2 AND (totp_last_step IS NULL OR totp_last_step < ?1)",
+            "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
         )
         .bind(step)
         .bind(user_id)

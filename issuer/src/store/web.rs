@@ -27,7 +27,7 @@ impl Store {
     /// Stores a new browser session.
     pub async fn create_web_session(&self, w: &WebSession, now: OffsetDateTime) -> Result<()> {
         sqlx::query(
-            "INSERT INTO web_sessions (id_hash, csrf_token, user_id, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO web_sessions (id_hash, csrf_token, user_id, device_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&w.id_hash)
         .bind(w.csrf_token.expose())
@@ -47,7 +47,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Option<WebSession>> {
         let row: Option<WebRow> = sqlx::query_as(
-            "SELECT id_hash, csrf_token, user_id, device_id, expires_at FROM web_sessions WHERE id_hash = ? AND expires_at > ?",
+            "SELECT id_hash, csrf_token, user_id, device_id, expires_at FROM web_sessions WHERE id_hash = $1 AND expires_at > $2",
         )
         .bind(id_hash)
         .bind(now.unix_timestamp())
@@ -67,7 +67,7 @@ impl Store {
 
     /// Points a browser session at a device authorization (or at none).
     pub async fn set_web_device(&self, id_hash: &str, device_id: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE web_sessions SET device_id = ? WHERE id_hash = ?")
+        sqlx::query("UPDATE web_sessions SET device_id = $1 WHERE id_hash = $2")
             .bind(device_id)
             .bind(id_hash)
             .execute(&self.write)
@@ -83,7 +83,7 @@ impl Store {
         pending: Option<(&str, OffsetDateTime)>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE web_sessions SET pending_user_id = ?, pending_until = ? WHERE id_hash = ?",
+            "UPDATE web_sessions SET pending_user_id = $1, pending_until = $2 WHERE id_hash = $3",
         )
         .bind(pending.map(|p| p.0))
         .bind(pending.map(|p| p.1.unix_timestamp()))
@@ -96,7 +96,7 @@ impl Store {
     /// The account whose second factor this browser session is waiting for, if not too late.
     pub async fn web_pending(&self, id_hash: &str, now: OffsetDateTime) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT pending_user_id FROM web_sessions WHERE id_hash = ?1 AND expires_at > ?2 AND pending_until > ?2 AND pending_user_id IS NOT NULL",
+            "SELECT pending_user_id FROM web_sessions WHERE id_hash = $1 AND expires_at > $2 AND pending_until > $2 AND pending_user_id IS NOT NULL",
         )
         .bind(id_hash)
         .bind(now.unix_timestamp())
@@ -107,7 +107,7 @@ impl Store {
     /// Remembers where to send the browser after sign-in (a path starting with `/`), or
     /// forgets it.
     pub async fn set_web_return_to(&self, id_hash: &str, path: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE web_sessions SET return_to = ? WHERE id_hash = ?")
+        sqlx::query("UPDATE web_sessions SET return_to = $1 WHERE id_hash = $2")
             .bind(path)
             .bind(id_hash)
             .execute(&self.write)
@@ -118,7 +118,7 @@ impl Store {
     /// Where to send the browser after sign-in, if somewhere.
     pub async fn web_return_to(&self, id_hash: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar::<_, Option<String>>(
-            "SELECT return_to FROM web_sessions WHERE id_hash = ?",
+            "SELECT return_to FROM web_sessions WHERE id_hash = $1",
         )
         .bind(id_hash)
         .fetch_optional(&self.write)
@@ -128,7 +128,7 @@ impl Store {
 
     /// Ends a browser session.
     pub async fn delete_web_session(&self, id_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM web_sessions WHERE id_hash = ?")
+        sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
             .bind(id_hash)
             .execute(&self.write)
             .await?;
