@@ -161,7 +161,7 @@ fn grant(person: &Person, namespace: &str, length: &str) -> String {
 }
 
 /// The grant id that `grant add` printed: `... (grant ID)`.
-fn grant_id(out: &e2e::Outcome) -> String {
+pub(crate) fn grant_id(out: &e2e::Outcome) -> String {
     let id = out
         .stdout
         .rsplit("(grant ")
@@ -218,7 +218,7 @@ fn wait_for_no_binding(namespace: &str, name: &str, what: &str) {
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
-fn binding_name(id: &str) -> String {
+pub(crate) fn binding_name(id: &str) -> String {
     format!("credential-grant-{id}")
 }
 

@@ -33,6 +33,7 @@ mod pages;
 mod procs;
 mod refresh;
 mod refresh_reuse;
+mod replicas;
 mod requests;
 mod retry_after_401;
 mod setup;

@@ -20,6 +20,7 @@ pub mod oidc_provider;
 pub mod plugin;
 pub mod postgres;
 pub mod process;
+pub mod replicas;
 pub mod secret_service;
 pub mod wait;
 
