@@ -313,6 +313,30 @@ fn grants_and_key_rotations_reach_every_replica_without_a_restart() {
     }
 }
 
+/// `grant add` of pod-reader in `ns` for lea; the grant id.
+fn grant_in(set: &Replicas, ns: &str) -> String {
+    let out = set.cli(
+        &[
+            "grant",
+            "add",
+            "--user",
+            "lea",
+            "--cluster",
+            CLUSTER,
+            "--namespace",
+            ns,
+            "--role",
+            "pod-reader",
+            "--for",
+            "1h",
+            "--reason",
+            "lease test",
+        ],
+        None,
+    );
+    crate::grants::grant_id(out.assert_success())
+}
+
 /// Which replica holds the leader lease, by its name (`a`, `b`), from the database.
 fn leader(set: &Replicas) -> Option<String> {
     let holder = set.sql("SELECT holder FROM leases WHERE name = 'leader' AND expires_at > extract(epoch FROM now())::bigint");
@@ -341,28 +365,6 @@ fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
     for ns in ["lease-a", "lease-b"] {
         cp.kubectl_admin(&["create", "namespace", ns], None)
             .assert_success();
-    }
-    fn grant_in(set: &Replicas, ns: &str) -> String {
-        let out = set.cli(
-            &[
-                "grant",
-                "add",
-                "--user",
-                "lea",
-                "--cluster",
-                CLUSTER,
-                "--namespace",
-                ns,
-                "--role",
-                "pod-reader",
-                "--for",
-                "1h",
-                "--reason",
-                "lease test",
-            ],
-            None,
-        );
-        crate::grants::grant_id(out.assert_success())
     }
     let binding_appears = |ns: &str, id: &str| {
         let name = crate::grants::binding_name(id);

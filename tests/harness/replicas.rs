@@ -212,7 +212,7 @@ impl Drop for Replica {
 /// behind a [`LoadBalancer`].
 #[derive(Debug)]
 pub struct Replicas {
-    replicas: Vec<Replica>,
+    members: Vec<Replica>,
     lb: LoadBalancer,
     dir: PathBuf,
     config_file: PathBuf,
@@ -267,7 +267,7 @@ impl Replicas {
         // The public URL must be known before the replicas start (it is every token's `iss`).
         let lb = LoadBalancer::start(Vec::new());
         let mut set = Self {
-            replicas: Vec::new(),
+            members: Vec::new(),
             lb,
             dir,
             config_file,
@@ -281,9 +281,9 @@ impl Replicas {
         let names = ["a", "b", "c", "d"];
         for name in names.iter().take(count) {
             let replica = set.spawn(name);
-            set.replicas.push(replica);
+            set.members.push(replica);
         }
-        for r in &set.replicas {
+        for r in &set.members {
             set.wait_ready(r);
         }
         set.lb.route_to(&set.addrs());
@@ -355,41 +355,41 @@ impl Replicas {
     pub fn add(&mut self, name: &str) -> usize {
         let r = self.spawn(name);
         self.wait_ready(&r);
-        self.replicas.push(r);
+        self.members.push(r);
         self.lb.route_to(&self.live_addrs());
-        self.replicas.len() - 1
+        self.members.len() - 1
     }
 
     /// The replicas, in start order.
     #[must_use]
     pub fn replicas(&self) -> &[Replica] {
-        &self.replicas
+        &self.members
     }
 
     /// Replica `i`.
     #[must_use]
     pub fn replica(&self, i: usize) -> &Replica {
-        &self.replicas[i]
+        &self.members[i]
     }
 
     /// Kills replica `i` with `SIGKILL`. The load balancer keeps it in its list (as a Service
     /// does until the endpoint is removed): connections to it fail over to another replica.
     pub fn kill(&mut self, i: usize) {
-        self.replicas[i].kill();
+        self.members[i].kill();
     }
 
     /// Stops replica `i` gracefully (`SIGTERM`).
     #[track_caller]
     pub fn stop(&mut self, i: usize) {
-        self.replicas[i].stop();
+        self.members[i].stop();
     }
 
     fn addrs(&self) -> Vec<SocketAddr> {
-        self.replicas.iter().map(Replica::addr).collect()
+        self.members.iter().map(Replica::addr).collect()
     }
 
     fn live_addrs(&self) -> Vec<SocketAddr> {
-        self.replicas
+        self.members
             .iter()
             .filter(|r| r.child.is_some())
             .map(Replica::addr)
@@ -404,7 +404,7 @@ impl Replicas {
 
     /// Sends all new connections to replica `i` only.
     pub fn route_to(&self, i: usize) {
-        self.lb.route_to(&[self.replicas[i].addr]);
+        self.lb.route_to(&[self.members[i].addr]);
     }
 
     /// Spreads connections over every replica again (dead ones included; they fail over).
@@ -477,7 +477,7 @@ impl Replicas {
     #[track_caller]
     #[must_use]
     pub fn get_from(&self, i: usize, path: &str) -> http::Response {
-        let url = format!("https://{}{path}", self.replicas[i].addr);
+        let url = format!("https://{}{path}", self.members[i].addr);
         http::response(http::agent(&self.ca_file).get(&url).call())
             .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
@@ -496,6 +496,5 @@ impl Replicas {
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     l.local_addr()
-        .map(|a| a.port())
-        .unwrap_or_else(|e: io::Error| panic!("{e}"))
+        .map_or_else(|e: io::Error| panic!("{e}"), |a| a.port())
 }
