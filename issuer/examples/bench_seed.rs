@@ -3,12 +3,13 @@
 //! line, so the load generator can start as many independent refresh chains.
 //!
 //! Usage: `cargo run --release -p credential-issuer --example bench_seed -- DATA_DIR COUNT OUT_FILE`
+//! (SQLite in `DATA_DIR`; with `CREDENTIAL_ISSUER_DATABASE_URL=postgres://...`, that database).
 
 use std::io::Write as _;
 use std::path::PathBuf;
 
 use credential_issuer::secret::{hash, random_token};
-use credential_issuer::store::{NewUser, Session, Store};
+use credential_issuer::store::{Location, NewUser, PostgresOptions, Session, Store};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -19,7 +20,17 @@ async fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(dir);
     let count: usize = count.parse()?;
     std::fs::create_dir_all(&dir)?;
-    let store = Store::open_sqlite(&dir.join("issuer.db")).await?;
+    let store = match std::env::var("CREDENTIAL_ISSUER_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            Store::open(&Location::Postgres(PostgresOptions {
+                url,
+                max_connections: 4,
+                schema: None,
+            }))
+            .await?
+        }
+        _ => Store::open_sqlite(&dir.join("issuer.db")).await?,
+    };
     let now = time::OffsetDateTime::now_utc();
     let user_id = format!("u-bench-{}", random_token(6).expose());
     store

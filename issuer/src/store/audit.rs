@@ -334,6 +334,57 @@ mod tests {
         assert_eq!(s.head.map(|h| h.0), Some(5));
     }
 
+    /// Writers whose transactions stay open a while (as a refresh's does until its commit)
+    /// while the sealer runs: with PostgreSQL a row with a lower `seq` becomes visible after a
+    /// higher one, and sealing the higher one first would leave it outside the chain for ever
+    /// (`Problem::Unsealed`). The settle delay keeps the sealer behind every open writer.
+    #[tokio::test]
+    async fn rows_committed_out_of_order_are_all_sealed_in_order() {
+        let (store, _dir) = temp_store().await;
+        let sealing = store.clone().with_audit_settle_ms(150);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sealer = {
+            let (sealing, stop) = (sealing.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    sealing.seal_audit(SEAL_BATCH).await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+        };
+        let mut writers = Vec::new();
+        for w in 0..8_u64 {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                for i in 0..10_u64 {
+                    let mut tx = store.write.begin().await.unwrap();
+                    sqlx::query(
+                        "INSERT INTO audit_events (at, event, subject) VALUES ($1, 'login', $2)",
+                    )
+                    .bind(1_800_000_000_i64)
+                    .bind(format!("w{w}-{i}"))
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                    // Writers hold their transaction for different times, so they commit in
+                    // another order than they took their `seq`.
+                    tokio::time::sleep(std::time::Duration::from_millis((w * 7 + i * 3) % 40))
+                        .await;
+                    tx.commit().await.unwrap();
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        sealer.await.unwrap();
+        let rest = store.clone().without_audit_settle();
+        while rest.seal_audit(SEAL_BATCH).await.unwrap() > 0 {}
+        let s = verify(&store).await.unwrap();
+        assert_eq!((s.sealed, s.pending), (80, 0));
+    }
+
     #[tokio::test]
     async fn the_database_refuses_edits_and_deletes_and_the_chain_catches_the_rest() {
         let (store, _dir) = temp_store().await;

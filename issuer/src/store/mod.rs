@@ -333,6 +333,15 @@ impl Store {
         Ok(store)
     }
 
+    /// Seals audit rows only `ms` after they were written (PostgreSQL; tests of the delay).
+    #[cfg(test)]
+    pub(crate) fn with_audit_settle_ms(mut self, ms: i64) -> Self {
+        if self.backend == Backend::Postgres {
+            self.audit_settle_ms = ms;
+        }
+        self
+    }
+
     /// Seals audit rows as soon as they are written (tests that seal right after writing).
     #[cfg(test)]
     pub(crate) fn without_audit_settle(mut self) -> Self {
