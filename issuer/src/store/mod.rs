@@ -9,9 +9,11 @@ mod audit;
 mod devices;
 mod grants;
 mod invitations;
+mod leases;
 mod rate_limits;
 mod requests;
 mod sessions;
+mod signing_keys;
 mod upstream;
 mod users;
 mod web;
@@ -30,6 +32,7 @@ pub use grants::GrantFilter;
 pub use invitations::{Acceptance, Invitation, NewInvitation};
 pub use requests::RequestFilter;
 pub use sessions::{Presenter, RotateOutcome, Session};
+pub use signing_keys::StoredSigningKey;
 pub use upstream::{grant_context, login_context, session_context, PendingLogin, UpstreamSession};
 pub use users::{NewUser, User, UserTotp};
 pub use web::WebSession;
@@ -94,6 +97,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/0005_audit_chain.sql")),
     (6, include_str!("../../migrations/0006_requests.sql")),
     (7, include_str!("../../migrations/0007_audit_access.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_replicas.sql")),
 ];
 
 /// The database.
