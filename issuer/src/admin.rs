@@ -3,6 +3,8 @@
 //! allows it), so an administrator
 //! can disable an account while the issuer is serving and the next refresh fails.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use crate::cli::GrantAddArgs;
@@ -11,6 +13,7 @@ use crate::domain::audit_chain::{self, Summary, Verifier};
 use crate::domain::grants::{self, Grant, Grantee, NewGrant};
 use crate::domain::names::{validate_group, validate_username, NameError};
 use crate::secret::{hash, random_token, Secret};
+use crate::signing::{KeyInfo, KeySource};
 use crate::store::{AuditEvent, AuditFilter, NewInvitation, NewUser, Store};
 
 /// An administrative operation failed.
@@ -63,6 +66,12 @@ pub enum Error {
     /// A grant for a user who has no account.
     #[error("no user {0:?}; create the account first (user add)")]
     NoSuchUser(String),
+    /// The signing keys could not be read, created or deleted.
+    #[error(transparent)]
+    Signing(#[from] crate::signing::Error),
+    /// The encryption key (for signing keys in the database) could not be loaded.
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
     /// A time or duration flag could not be read.
     #[error("{flag}: {message}")]
     Time {
@@ -71,6 +80,34 @@ pub enum Error {
         /// What is expected.
         message: String,
     },
+}
+
+/// Where `keys rotate` and `keys list` act with `[signing] keys = "database"`: the keys in
+/// `store`, opened with the encryption key file. The file must exist already: it is never
+/// created here, since a new key would not open the keys sealed with the one the replicas
+/// share.
+pub fn database_key_source(config: &Config, store: &Store) -> Result<KeySource, Error> {
+    let sealer = Arc::new(crate::seal::Sealer::load(&config.seal_key_file())?);
+    Ok(KeySource::Database {
+        store: store.clone(),
+        sealer,
+    })
+}
+
+/// `keys rotate`: adds a key that signs from now on. Older keys stay published (and stored)
+/// for [`Config::key_retention`], so every token they signed keeps verifying; running issuers
+/// pick the new key up at their next reload.
+pub async fn rotate_keys(
+    source: &KeySource,
+    config: &Config,
+    now: OffsetDateTime,
+) -> Result<KeyInfo, Error> {
+    Ok(source.rotate(now, config.key_retention()).await?)
+}
+
+/// `keys list`: the stored keys, oldest first, each read and checked.
+pub async fn list_keys(source: &KeySource) -> Result<Vec<KeyInfo>, Error> {
+    Ok(source.list().await?)
 }
 
 /// Minimum password length for local accounts (NIST SP 800-63B allows 8; contractors'

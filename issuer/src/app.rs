@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
-use crate::config::Config;
-use crate::signing::Signer;
+use crate::config::{Config, SigningKeys};
+use crate::signing::{KeySource, Signer};
 use crate::store::Store;
 
 /// Everything a request handler may touch. Config reaches handlers only through here.
@@ -18,8 +18,9 @@ struct Inner {
     config: Config,
     store: Store,
     signer: Signer,
-    sealer: crate::seal::Sealer,
+    sealer: Arc<crate::seal::Sealer>,
     clock: SharedClock,
+    leader: crate::leader::Leader,
     dummy_password_hash: String,
     metrics: crate::metrics::Metrics,
     upstreams: crate::upstream::Upstreams,
@@ -66,7 +67,8 @@ pub enum StartError {
 }
 
 impl AppState {
-    /// Opens the database (applying migrations) and the signing keys under `config.data_dir`.
+    /// Opens the database (applying migrations) and the signing keys (under `config.data_dir`
+    /// or in the database, as `[signing] keys` says).
     pub async fn open(config: Config, clock: SharedClock) -> Result<Self, StartError> {
         create_private_dir(&config.data_dir)?;
         let store = Store::open(&config.database).await?;
@@ -80,8 +82,11 @@ impl AppState {
         clock: SharedClock,
     ) -> Result<Self, StartError> {
         create_private_dir(&config.data_dir)?;
-        let signer = Signer::open(&config.keys_dir(), clock.now())?;
-        let sealer = crate::seal::Sealer::load_or_create(&config.seal_key_file())?;
+        let sealer = Arc::new(crate::seal::Sealer::load_or_create(
+            &config.seal_key_file(),
+        )?);
+        let source = key_source(&config, &store, &sealer);
+        let signer = Signer::open_source(source, clock.now()).await?;
         let upstreams = crate::upstream::Upstreams::new(&config.upstreams)?;
         let dummy_password_hash = tokio::task::spawn_blocking(crate::password::dummy_hash)
             .await
@@ -93,6 +98,7 @@ impl AppState {
                 signer,
                 sealer,
                 clock,
+                leader: crate::leader::Leader::new(crate::leader::holder_id()),
                 dummy_password_hash,
                 metrics: crate::metrics::Metrics::default(),
                 upstreams,
@@ -124,6 +130,13 @@ impl AppState {
     #[must_use]
     pub fn sealer(&self) -> &crate::seal::Sealer {
         &self.inner.sealer
+    }
+
+    /// This replica's side of the leader lease: whether it may run the reconciler and the
+    /// audit sealer now.
+    #[must_use]
+    pub fn leader(&self) -> &crate::leader::Leader {
+        &self.inner.leader
     }
 
     /// The clock.
@@ -160,6 +173,19 @@ impl AppState {
     #[must_use]
     pub fn dummy_password_hash(&self) -> &str {
         &self.inner.dummy_password_hash
+    }
+}
+
+/// Where the signing keys are, as configured: the keys directory, or the database with the
+/// encryption key (which configuration guarantees was given explicitly).
+#[must_use]
+pub fn key_source(config: &Config, store: &Store, sealer: &Arc<crate::seal::Sealer>) -> KeySource {
+    match config.signing_keys_source() {
+        SigningKeys::Directory => KeySource::Directory(config.keys_dir()),
+        SigningKeys::Database => KeySource::Database {
+            store: store.clone(),
+            sealer: Arc::clone(sealer),
+        },
     }
 }
 

@@ -41,6 +41,9 @@ pub mod env {
     pub const KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
     /// Set by Kubernetes in every pod: the API server's port (`in_cluster = true`).
     pub const KUBERNETES_SERVICE_PORT: &str = "KUBERNETES_SERVICE_PORT";
+    /// Set by Kubernetes in every pod (the pod's name): names this replica in the leader
+    /// lease; without it, the kernel's host name does.
+    pub const HOSTNAME: &str = "HOSTNAME";
 }
 
 /// Default listen address.
@@ -96,6 +99,19 @@ pub struct Config {
     pub notifications: Option<Notifications>,
     /// `[audit]`: who may read the trail on the `/audit` page.
     pub audit: AuditConfig,
+    /// `[signing] keys`: where the signing keys are kept. Read it through
+    /// [`Config::signing_keys_source`].
+    pub signing_keys: SigningKeys,
+}
+
+/// Where the signing keys are kept (`[signing] keys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningKeys {
+    /// `"directory"`: files in `<data dir>/keys` (one issuer).
+    Directory,
+    /// `"database"`: rows of the database, sealed with `encryption_key_file`, shared by every
+    /// replica.
+    Database,
 }
 
 /// `[audit]`.
@@ -474,6 +490,16 @@ pub struct FileConfig {
     pub notifications: Option<FileNotifications>,
     /// `[audit]`.
     pub audit: Option<FileAudit>,
+    /// `[signing]`.
+    pub signing: Option<FileSigning>,
+}
+
+/// `[signing]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSigning {
+    /// `"directory"` or `"database"`; see [`SigningKeys`].
+    pub keys: Option<String>,
 }
 
 /// `[requests]`.
@@ -901,12 +927,16 @@ impl Config {
             .map(validate_notifications)
             .transpose()?
             .flatten();
-
         let encryption_key_file = o.encryption_key_file.clone().or(file.encryption_key_file);
         let database = parse_database(
             o.database_url.as_ref().or(file.database_url.as_ref()),
             &data_dir,
             encryption_key_file.as_deref(),
+        )?;
+        let signing_keys = validate_signing(
+            &file.signing.unwrap_or_default(),
+            encryption_key_file.as_deref(),
+            &database,
         )?;
         Ok(Self {
             issuer_url,
@@ -931,6 +961,7 @@ impl Config {
             request_file_limit,
             notifications,
             audit,
+            signing_keys,
         })
     }
 
@@ -977,7 +1008,14 @@ impl Config {
         self.token_ttl + crate::server::KEY_RELOAD_EVERY + Duration::from_secs(60)
     }
 
-    /// Directory of the signing keys.
+    /// Where the signing keys are kept: `[signing] keys`, validated (in the database only
+    /// with an explicit `encryption_key_file`).
+    #[must_use]
+    pub fn signing_keys_source(&self) -> SigningKeys {
+        self.signing_keys
+    }
+
+    /// Directory of the signing keys (when they are kept in files).
     #[must_use]
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
@@ -997,6 +1035,40 @@ impl Config {
     pub fn tls_dir(&self) -> PathBuf {
         self.data_dir.join("tls")
     }
+}
+
+/// `[signing]`: where keys are kept. In the database they are sealed with the encryption key,
+/// which every replica must share, so it has to be given explicitly: the `seal.key` generated
+/// in one replica's data directory would differ from the next one's.
+fn validate_signing(
+    signing: &FileSigning,
+    encryption_key_file: Option<&Path>,
+    database: &crate::store::Location,
+) -> Result<SigningKeys, ConfigError> {
+    let keys = match signing.keys.as_deref() {
+        // Replicas on one PostgreSQL must sign with the same keys: there they live in it.
+        None if matches!(database, crate::store::Location::Postgres(_)) => SigningKeys::Database,
+        None | Some("directory") => SigningKeys::Directory,
+        Some("database") => SigningKeys::Database,
+        Some(other) => {
+            return Err(invalid(
+                "signing.keys",
+                format!("`{other}` is neither \"directory\" nor \"database\""),
+            ))
+        }
+    };
+    if keys == SigningKeys::Database && encryption_key_file.is_none() {
+        return Err(invalid(
+            "signing.keys",
+            format!(
+                "\"database\" seals the keys with the encryption key that every replica shares, \
+                 so it needs an explicit encryption_key_file (or {} / --encryption-key-file); \
+                 create one with `openssl rand -base64 32`",
+                env::ENCRYPTION_KEY_FILE
+            ),
+        ));
+    }
+    Ok(keys)
 }
 
 fn default_host(listen: SocketAddr) -> String {
@@ -1578,6 +1650,8 @@ mod tests {
             panic!("{:?}", c.database)
         };
         assert_eq!(pg.url, url);
+        // Replicas share one database, so by default they keep their signing keys in it.
+        assert_eq!(c.signing_keys_source(), SigningKeys::Database);
         // The password is in no printout of the configuration.
         for text in [
             format!("{c:?}"),
@@ -1612,6 +1686,41 @@ mod tests {
             assert!(e.contains("database_url"), "{bad}: {e}");
             assert!(!e.contains("pa55word"), "{e}");
         }
+    }
+
+    #[test]
+    fn signing_keys_in_the_database_need_an_explicit_encryption_key() {
+        let none = Overrides::default();
+        let c = load("", &none).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.signing_keys_source(), SigningKeys::Directory);
+        let c = load("[signing]\nkeys = \"directory\"", &none).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.signing_keys_source(), SigningKeys::Directory);
+
+        let database = "[signing]\nkeys = \"database\"";
+        let e = err(database, &none);
+        for part in [
+            "signing.keys",
+            "encryption_key_file",
+            env::ENCRYPTION_KEY_FILE,
+            "openssl rand",
+        ] {
+            assert!(e.contains(part), "{part:?} missing in {e}");
+        }
+        let c = load(
+            &format!("encryption_key_file = \"/run/secrets/seal.key\"\n{database}"),
+            &none,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.signing_keys_source(), SigningKeys::Database);
+        let flag = Overrides {
+            encryption_key_file: Some("/run/secrets/seal.key".into()),
+            ..Overrides::default()
+        };
+        let c = load(database, &flag).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.signing_keys_source(), SigningKeys::Database);
+
+        assert!(err("[signing]\nkeys = \"vault\"", &none).contains("signing.keys"));
+        assert!(err("[signing]\nkey = \"database\"", &none).contains("key"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod kube;
+pub mod leader;
 pub mod metrics;
 pub mod notify;
 pub mod password;

@@ -11,7 +11,7 @@ use credential_issuer::cli::{
     ReconcileArgs, ReportCommand, ReportFormat, RequestCommand, UserCommand,
 };
 use credential_issuer::clock::format_utc as format_time;
-use credential_issuer::config::Config;
+use credential_issuer::config::{Config, SigningKeys};
 use credential_issuer::secret::Secret;
 use credential_issuer::{admin, app, clock, reports, server, signing, store, telemetry};
 
@@ -55,7 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init("warn");
             runtime.block_on(invite(config, cmd))
         }
-        Command::Keys(cmd) => keys(&config, &cmd),
+        Command::Keys(cmd) => runtime.block_on(keys(&config, &cmd)),
         Command::Audit(cmd) => {
             telemetry::init("warn");
             runtime.block_on(audit(config, cmd))
@@ -117,7 +117,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listen = cfg.listen,
         data = cfg.data_dir.display(),
         db = cfg.database_description(),
-        keys = cfg.keys_dir().display(),
+        keys = state.signer().source(),
         kid = state.signer().active_kid(),
         ca = ca.display(),
         aud = cfg.clusters.first().map_or("kubernetes", |c| c.audience.as_str()),
@@ -527,21 +527,24 @@ fn read_password() -> anyhow::Result<Secret> {
     }
 }
 
-fn keys(config: &Config, cmd: &KeysCommand) -> anyhow::Result<()> {
-    let dir = config.keys_dir();
+async fn keys(config: &Config, cmd: &KeysCommand) -> anyhow::Result<()> {
+    let source = match config.signing_keys_source() {
+        SigningKeys::Directory => signing::KeySource::Directory(config.keys_dir()),
+        SigningKeys::Database => {
+            let store = open_store(config).await?;
+            admin::database_key_source(config, &store)
+                .context("cannot open the signing keys in the database")?
+        }
+    };
     match cmd {
         KeysCommand::Rotate => {
             // Old keys stay published for one token lifetime, so every token still valid
-            // keeps verifying; a running issuer picks the new key up within seconds.
-            let key = signing::rotate(
-                &dir,
-                time::OffsetDateTime::now_utc(),
-                config.key_retention(),
-            )?;
+            // keeps verifying; running issuers pick the new key up within seconds.
+            let key = admin::rotate_keys(&source, config, time::OffsetDateTime::now_utc()).await?;
             say(&format!("new signing key {} is active", key.kid));
         }
         KeysCommand::List => {
-            for k in signing::list(&dir)? {
+            for k in admin::list_keys(&source).await? {
                 say(&format!("{}\t{}", k.kid, k.created_at));
             }
         }

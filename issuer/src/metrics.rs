@@ -92,6 +92,8 @@ pub struct Metrics {
     notifications_sent: AtomicU64,
     /// Notifications given up on after their retries.
     notification_failures: AtomicU64,
+    /// 1 while this replica holds the leader lease.
+    leader: AtomicU64,
 }
 
 impl Metrics {
@@ -172,6 +174,11 @@ impl Metrics {
         }
     }
 
+    /// Whether this replica holds the leader lease (a gauge).
+    pub fn set_leader(&self, is_leader: bool) {
+        self.leader.store(u64::from(is_leader), Ordering::Relaxed);
+    }
+
     /// Device authorizations started so far (tests count them).
     #[must_use]
     pub fn device_authorizations(&self) -> u64 {
@@ -238,6 +245,12 @@ impl Metrics {
             "credential_issuer_notification_failures_total",
             "Notifications not delivered after their retries.",
             self.notification_failures.load(Ordering::Relaxed),
+        );
+        let name = "credential_issuer_leader";
+        let _ = writeln!(
+            out,
+            "# HELP {name} 1 on the replica that holds the leader lease (runs the reconciler and the audit sealer), 0 elsewhere.\n# TYPE {name} gauge\n{name} {}",
+            self.leader.load(Ordering::Relaxed)
         );
         let name = "credential_issuer_failures_total";
         let _ = writeln!(
@@ -349,10 +362,14 @@ mod tests {
             "credential_issuer_break_glass_total 1",
             "credential_issuer_notifications_sent_total 1",
             "credential_issuer_notification_failures_total 2",
+            "# TYPE credential_issuer_leader gauge",
+            "credential_issuer_leader 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert_eq!((m.device_authorizations(), m.refreshes()), (1, 1));
+        m.set_leader(true);
+        assert!(m.render().contains("\ncredential_issuer_leader 1\n"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Serving: TLS, the listener, graceful shutdown, background upkeep, and an in-process
-//! runner for tests.
+//! Serving: TLS, the listener, graceful shutdown, background upkeep, the leader lease and the
+//! tasks it gates, and an in-process runner for tests.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +16,8 @@ use crate::tls::TlsFiles;
 
 /// How long in-flight requests get to finish on shutdown.
 const GRACE: Duration = Duration::from_secs(10);
-/// How often the signing keys directory is re-read (so `keys rotate` needs no restart).
+/// How often the signing keys are re-read (so `keys rotate`, from the CLI or on another
+/// replica, needs no restart). Shorter than any token lifetime.
 pub const KEY_RELOAD_EVERY: Duration = Duration::from_secs(10);
 
 /// The TLS files to serve: the operator's, or generated ones for the issuer's host.
@@ -56,6 +57,8 @@ pub async fn serve(
     let handle = axum_server::Handle::new();
     let upkeep = tokio::spawn(upkeep(state.clone()));
     let checkpoints = tokio::spawn(checkpoints(state.clone()));
+    // The lease decides which replica runs the audit sealer and the reconciler.
+    let lease = tokio::spawn(crate::leader::run(state.clone()));
     let audit = tokio::spawn(seal_audit(state.clone()));
     let reconciler = tokio::spawn(crate::kube::reconcile::run(state.clone()));
     let h = handle.clone();
@@ -72,10 +75,20 @@ pub async fn serve(
         .await;
     upkeep.abort();
     checkpoints.abort();
+    lease.abort();
     audit.abort();
-    // Seal what the last requests wrote, so a clean stop leaves no unsealed tail.
-    seal_pending(&state_for_exit).await;
     reconciler.abort();
+    // Wait until the leader-only tasks are gone before the lease is given up, so that no
+    // work of theirs overlaps with a successor's.
+    let _ = audit.await;
+    let _ = reconciler.await;
+    // Seal what the last requests wrote, so a clean stop leaves no unsealed tail. Like an
+    // admin command's, this seal is safe next to the leader's (see `Store::seal_audit`).
+    seal_pending(&state_for_exit).await;
+    state_for_exit
+        .leader()
+        .release(state_for_exit.store())
+        .await;
     result
 }
 
@@ -102,7 +115,7 @@ async fn upkeep(state: AppState) {
         }
         #[cfg(not(unix))]
         tick.tick().await;
-        match state.signer().reload() {
+        match state.signer().reload().await {
             Ok(true) => tracing::info!(kid = %state.signer().active_kid(), "signing keys reloaded"),
             Ok(false) => {}
             Err(e) => {
@@ -136,11 +149,15 @@ const AUDIT_HEAD_LOG_EVERY: Duration = Duration::from_secs(600);
 
 /// Links new audit events into the hash chain every second (they are written by handlers and
 /// by database triggers, so they are chained here, in order, rather than at insert time).
+/// Only the leader does; the other replicas' events are sealed by it.
 async fn seal_audit(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_head_log = tokio::time::Instant::now();
     loop {
         tick.tick().await;
+        if !state.leader().is_leader() {
+            continue;
+        }
         seal_pending(&state).await;
         if last_head_log.elapsed() >= AUDIT_HEAD_LOG_EVERY {
             last_head_log = tokio::time::Instant::now();

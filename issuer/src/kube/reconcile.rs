@@ -4,7 +4,9 @@
 //! row per binding created or removed, a metric). The server runs rounds per cluster every
 //! `reconcile_interval`, at once after a grant change (in this process: a notify; from the
 //! admin CLI: the store's grants epoch, polled every second), and at the next grant start or
-//! end. The reconciler never touches an object without the managed-by label.
+//! end. The reconciler never touches an object without the managed-by label. Of several
+//! replicas only the leader ([`crate::leader`]) runs rounds; one that becomes leader runs
+//! them at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -297,7 +299,8 @@ impl Schedule {
     }
 }
 
-/// The reconciler loop of a running server; runs until aborted.
+/// The reconciler loop of a running server; runs until aborted. Rounds run only while this
+/// replica is the leader.
 pub async fn run(state: AppState) {
     let clusters: Vec<ClusterConfig> = state
         .config()
@@ -310,13 +313,35 @@ pub async fn run(state: AppState) {
         return;
     }
     let wakeup = state.reconcile_wakeup().0.clone();
+    let mut lease = state.leader().subscribe();
+    let mut was_leader = false;
     let mut epoch = None;
     let mut schedules: HashMap<String, Schedule> = HashMap::new();
     loop {
         let mut force = tokio::select! {
             () = wakeup.notified() => true,
             () = tokio::time::sleep(POLL_EVERY) => false,
+            // Wakes when this replica takes the lease (and at each renewal, which is cheap).
+            changed = lease.changed() => {
+                if changed.is_err() {
+                    // The sender lives as long as the state: not reached while serving.
+                    return;
+                }
+                false
+            }
         };
+        match crate::leader::turn(was_leader, state.leader().is_leader()) {
+            crate::leader::Turn::Skip => {
+                was_leader = false;
+                continue;
+            }
+            crate::leader::Turn::Begin => {
+                // The previous leader may have stopped mid-way: look at every cluster now.
+                was_leader = true;
+                force = true;
+            }
+            crate::leader::Turn::Continue => {}
+        }
         match state.store().grants_epoch().await {
             Ok(now_epoch) => {
                 if epoch != Some(now_epoch) {

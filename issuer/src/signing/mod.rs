@@ -1,13 +1,21 @@
-//! The keys that sign access tokens: ES256 keys on disk, their rotation, the JWKS the API
-//! servers verify against, and JWS signing and verification.
+//! The keys that sign access tokens: ES256 keys on disk or in the database, their rotation,
+//! the JWKS the API servers verify against, and JWS signing and verification.
 //!
-//! Each key is one file, `<created unix seconds, 12 digits>-<kid>.p8`, holding raw PKCS#8 DER
-//! with mode 0600. Rotation is therefore a file operation that `credential-issuer keys rotate`
-//! can do while the server runs; the server notices through [`Signer::reload`] (on a timer and
-//! on SIGHUP). The newest key signs. An older key stays published, and on disk, until every
-//! token it signed has expired: it was superseded (the next key was created) at least `retain`
-//! ago, where `retain` is the longest token lifetime. The `kid` is the key's RFC 7638 thumbprint,
-//! so it is derived from the key and a file cannot claim another key's id.
+//! Keys come from a [`KeySource`]; only loading, creating and deleting differ between the two,
+//! the key set, the choice of the signing key and the retention rule are shared:
+//!
+//! - [`KeySource::Directory`]: each key is one file, `<created unix seconds, 12 digits>-<kid>.p8`,
+//!   holding raw PKCS#8 DER with mode 0600.
+//! - [`KeySource::Database`]: each key is a row of `signing_keys` (`kid`, `created_at`, the DER
+//!   sealed with the encryption key under a context naming the row's kid and time, so a sealed
+//!   key moved to another row does not open). Every replica on the database shares them.
+//!
+//! Rotation is something `credential-issuer keys rotate` can do while the server runs; the
+//! server notices through [`Signer::reload`] (on a timer and on SIGHUP). The newest key, by
+//! (created time, kid), signs. An older key stays published, and stored, until every token it
+//! signed has expired: it was superseded (the next key was created) at least `retain` ago,
+//! where `retain` is the longest token lifetime. The `kid` is the key's RFC 7638 thumbprint,
+//! checked at every load, so a file or row cannot claim another key's id.
 
 pub(crate) mod atomic_file;
 mod jws;
@@ -19,12 +27,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use credential_shared::oauth::{AccessTokenClaims, Jwk, Jwks};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use time::OffsetDateTime;
+
+use crate::seal::{SealError, Sealer};
+use crate::secret::Secret;
+use crate::store::{Store, StoredSigningKey};
 
 pub use jws::verify;
 
@@ -120,6 +132,42 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
     },
+    /// The database could not be read or written (database key source).
+    #[error("cannot read or write the signing keys in the database")]
+    Database(#[source] crate::store::Error),
+    /// A key row does not open with the encryption key: it was altered, copied from another
+    /// row, or sealed with another encryption key (the cause says which).
+    #[error("cannot decrypt signing key {kid} from the database")]
+    Unseal {
+        /// The row's kid.
+        kid: String,
+        /// Why (never key material).
+        #[source]
+        source: SealError,
+    },
+    /// A key row opens but does not hold an ECDSA P-256 PKCS#8 key. `reason` is `ring`'s, and
+    /// never contains key material.
+    #[error("signing key {kid} in the database is not a valid ECDSA P-256 PKCS#8 key ({reason})")]
+    InvalidStoredKey {
+        /// The row's kid.
+        kid: String,
+        /// `ring`'s reason.
+        reason: String,
+    },
+    /// A key row holds another key than its kid names.
+    #[error("signing key {kid} in the database holds another key (its kid is {actual})")]
+    StoredKidMismatch {
+        /// The row's kid.
+        kid: String,
+        /// The key's real kid.
+        actual: String,
+    },
+    /// The database holds no signing key (on reload; [`Signer::open_source`] creates one).
+    #[error("no signing key in the database")]
+    NoStoredKeys,
+    /// A new key could not be sealed for the database.
+    #[error("cannot encrypt a new signing key")]
+    Seal(#[source] SealError),
     /// The system random number generator failed while generating a key.
     #[error("cannot generate a signing key: the system random number generator failed")]
     KeyGeneration,
@@ -164,15 +212,83 @@ pub enum Error {
     InvalidClaims(#[source] serde_json::Error),
 }
 
-/// A key file on disk.
+/// A stored key: a file on disk or a row in the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyInfo {
     /// The RFC 7638 thumbprint, the `kid` of tokens it signs.
     pub kid: String,
-    /// When the key was added (whole seconds, from the file name).
+    /// When the key was added (whole seconds, from the file name or the row).
     pub created_at: OffsetDateTime,
-    /// The file.
-    pub path: PathBuf,
+    /// The file; `None` for a key in the database.
+    pub path: Option<PathBuf>,
+}
+
+/// Where the signing keys are kept.
+#[derive(Clone)]
+pub enum KeySource {
+    /// One file per key in this directory (`<data dir>/keys`): a single issuer.
+    Directory(PathBuf),
+    /// Rows of `signing_keys`, sealed with `sealer`: shared by every replica on the database.
+    Database {
+        /// The database.
+        store: Store,
+        /// The encryption key every replica shares (`encryption_key_file`).
+        sealer: Arc<Sealer>,
+    },
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Directory(dir) => f.debug_tuple("Directory").field(dir).finish(),
+            Self::Database { sealer, .. } => f
+                .debug_struct("Database")
+                .field("encryption_key_id", &sealer.key_id())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl fmt::Display for KeySource {
+    // What an operator reads in the start banner.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Directory(dir) => write!(f, "{}", dir.display()),
+            Self::Database { sealer, .. } => {
+                write!(f, "in the database, encrypted with key {}", sealer.key_id())
+            }
+        }
+    }
+}
+
+impl KeySource {
+    /// Adds a new key, which becomes the active one, and deletes the keys superseded at least
+    /// `retain` ago. Returns the new key. What `keys rotate` does.
+    pub async fn rotate(
+        &self,
+        now: OffsetDateTime,
+        retain: std::time::Duration,
+    ) -> Result<KeyInfo, Error> {
+        match self {
+            Self::Directory(dir) => rotate(dir, now, retain),
+            Self::Database { store, sealer } => rotate_database(store, sealer, now, retain).await,
+        }
+    }
+
+    /// The stored keys, oldest first. Every key is read and checked (decrypted, in the
+    /// database), so a damaged one shows up here rather than at the next start.
+    pub async fn list(&self) -> Result<Vec<KeyInfo>, Error> {
+        match self {
+            Self::Directory(dir) => list(dir),
+            Self::Database { store, sealer } => {
+                let rows = store.signing_keys().await.map_err(Error::Database)?;
+                let rng = SystemRandom::new();
+                rows.iter()
+                    .map(|row| open_stored(row, sealer, &rng).map(|k| k.info))
+                    .collect()
+            }
+        }
+    }
 }
 
 /// A loaded key. Deliberately not `Debug`: it holds the private key.
@@ -182,7 +298,7 @@ struct Key {
     jwk: Jwk,
 }
 
-/// The keys of a directory at one moment. Keeping the active key apart makes "there is at least
+/// The keys of a source at one moment. Keeping the active key apart makes "there is at least
 /// one key" a property of the type.
 struct KeySet {
     /// Superseded keys, oldest first.
@@ -192,6 +308,15 @@ struct KeySet {
 }
 
 impl KeySet {
+    /// The set of `keys` (oldest first); `None` when there is none.
+    fn from_keys(mut keys: Vec<Key>) -> Option<Self> {
+        let active = keys.pop()?;
+        Some(Self {
+            previous: keys,
+            active,
+        })
+    }
+
     fn infos(&self) -> impl Iterator<Item = &KeyInfo> {
         self.previous
             .iter()
@@ -200,12 +325,12 @@ impl KeySet {
     }
 }
 
-/// Signs access tokens with the newest key of a directory and publishes the JWKS.
+/// Signs access tokens with the newest key of a [`KeySource`] and publishes the JWKS.
 ///
 /// The key set sits behind a lock so that [`Signer::reload`] works through `&self` on a shared
 /// `Signer`; readers clone the `Arc` and release the lock before signing.
 pub struct Signer {
-    dir: PathBuf,
+    source: KeySource,
     keys: RwLock<Arc<KeySet>>,
     rng: SystemRandom,
     /// Bumped whenever the key set changes, so that caches of verified tokens can drop what a
@@ -219,7 +344,7 @@ impl fmt::Debug for Signer {
         let keys = self.current();
         let kids: Vec<&str> = keys.infos().map(|i| i.kid.as_str()).collect();
         f.debug_struct("Signer")
-            .field("dir", &self.dir)
+            .field("source", &self.source)
             .field("active_kid", &keys.active.info.kid)
             .field("kids", &kids)
             .finish_non_exhaustive()
@@ -234,22 +359,65 @@ impl Signer {
         let rng = SystemRandom::new();
         let mut infos = scan(keys_dir)?;
         if infos.is_empty() {
-            let info = write_new_key(keys_dir, unix_seconds(now), &rng)?;
+            let (info, path) = write_new_key(keys_dir, unix_seconds(now), &rng)?;
             tracing::info!(
                 kid = %info.kid,
-                path = %info.path.display(),
+                path = %path.display(),
                 "created first signing key"
             );
             // Scan again rather than use `info`: another process may have raced us to it.
             infos = scan(keys_dir)?;
         }
         let keys = load_set(keys_dir, &infos, &rng)?;
-        Ok(Self {
-            dir: keys_dir.to_owned(),
+        Ok(Self::with(
+            KeySource::Directory(keys_dir.to_owned()),
+            keys,
+            rng,
+        ))
+    }
+
+    /// Loads every key of `source`, creating a first key if there is none (for a directory,
+    /// as [`Signer::open`]).
+    ///
+    /// In the database, replicas starting together must not each sign with a "first" key of
+    /// their own: the first key is inserted only into an empty table, and the table is read
+    /// again afterwards, so every replica signs with what the table holds (its newest key by
+    /// created time, then kid), whoever inserted it.
+    pub async fn open_source(source: KeySource, now: OffsetDateTime) -> Result<Self, Error> {
+        let (store, sealer) = match &source {
+            KeySource::Directory(dir) => return Self::open(dir, now),
+            KeySource::Database { store, sealer } => (store, sealer),
+        };
+        let rng = SystemRandom::new();
+        let mut rows = store.signing_keys().await.map_err(Error::Database)?;
+        if rows.is_empty() {
+            let (info, blob) = new_sealed_key(sealer, unix_seconds(now), &rng)?;
+            let inserted = store
+                .insert_first_signing_key(&info.kid, info.created_at, &blob)
+                .await
+                .map_err(Error::Database)?;
+            if inserted {
+                tracing::info!(kid = %info.kid, "created first signing key in the database");
+            }
+            rows = store.signing_keys().await.map_err(Error::Database)?;
+        }
+        let keys = open_rows(&rows, sealer, &rng)?;
+        Ok(Self::with(source, keys, rng))
+    }
+
+    fn with(source: KeySource, keys: KeySet, rng: SystemRandom) -> Self {
+        Self {
+            source,
             keys: RwLock::new(Arc::new(keys)),
             rng,
             generation: AtomicU64::new(0),
-        })
+        }
+    }
+
+    /// Where the keys come from.
+    #[must_use]
+    pub fn source(&self) -> &KeySource {
+        &self.source
     }
 
     /// Signs `claims` as a compact JWS with header `{"alg":"ES256","typ":"JWT","kid":...}`,
@@ -282,23 +450,41 @@ impl Signer {
         }
     }
 
-    /// Re-reads the directory; `Ok(true)` if the key set changed. Run on a timer and on SIGHUP,
-    /// so that `keys rotate` from the CLI is picked up without a restart.
+    /// Re-reads the key source; `Ok(true)` if the key set changed. Run on a timer and on
+    /// SIGHUP, so that `keys rotate` from the CLI or another replica is picked up without a
+    /// restart.
     ///
-    /// On error the current keys stay in use: a bad file dropped into the directory must not
-    /// stop a running issuer from signing.
-    pub fn reload(&self) -> Result<bool, Error> {
-        let infos = scan(&self.dir)?;
-        // File names contain the kid, which is derived from the content, so equal names mean
-        // equal keys and nothing needs to be read.
-        if self.current().infos().eq(infos.iter()) {
-            return Ok(false);
-        }
-        let keys = load_set(&self.dir, &infos, &self.rng)?;
+    /// On error the current keys stay in use: a bad file dropped into the directory, or a
+    /// damaged row, must not stop a running issuer from signing.
+    pub async fn reload(&self) -> Result<bool, Error> {
+        // Names and rows carry the kid, which is derived from the key and checked when it is
+        // loaded, so an equal list of (kid, created) means equal keys and nothing is read or
+        // decrypted.
+        let keys = match &self.source {
+            KeySource::Directory(dir) => {
+                let infos = scan(dir)?;
+                if self.current().infos().eq(infos.iter()) {
+                    return Ok(false);
+                }
+                load_set(dir, &infos, &self.rng)?
+            }
+            KeySource::Database { store, sealer } => {
+                let rows = store.signing_keys().await.map_err(Error::Database)?;
+                let unchanged = self
+                    .current()
+                    .infos()
+                    .map(|i| (i.kid.as_str(), i.created_at))
+                    .eq(rows.iter().map(|r| (r.kid.as_str(), r.created_at)));
+                if unchanged {
+                    return Ok(false);
+                }
+                open_rows(&rows, sealer, &self.rng)?
+            }
+        };
         // Debug only: the caller logs the change once, with its own context.
         tracing::debug!(
             active_kid = %keys.active.info.kid,
-            keys = infos.len(),
+            keys = keys.previous.len() + 1,
             "signing key set changed"
         );
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
@@ -367,36 +553,81 @@ pub fn rotate(
 ) -> Result<KeyInfo, Error> {
     create_dir(keys_dir)?;
     let mut infos = scan(keys_dir)?;
-    let created = match infos.last() {
-        Some(newest) => unix_seconds(now).max(newest.created_at.unix_timestamp().saturating_add(1)),
-        None => unix_seconds(now),
-    };
-    let new = write_new_key(keys_dir, created, &SystemRandom::new())?;
-    tracing::info!(kid = %new.kid, path = %new.path.display(), "created signing key");
+    let (new, path) = write_new_key(keys_dir, next_created(&infos, now), &SystemRandom::new())?;
+    tracing::info!(kid = %new.kid, path = %path.display(), "created signing key");
     infos.push(new.clone());
-    for pair in infos.windows(2) {
-        let [old, next] = pair else { continue };
-        if is_retired(next.created_at, now, retain) {
-            match fs::remove_file(&old.path) {
-                Ok(()) => {
-                    tracing::info!(
-                        kid = %old.kid,
-                        path = %old.path.display(),
-                        "deleted retired signing key"
-                    );
-                }
-                // A concurrent rotation got there first.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(Error::RemoveKey {
-                        path: old.path.clone(),
-                        source,
-                    })
-                }
+    for old in retired(&infos, now, retain) {
+        // Keys from `scan` always have a file.
+        let Some(path) = &old.path else { continue };
+        match fs::remove_file(path) {
+            Ok(()) => {
+                tracing::info!(
+                    kid = %old.kid,
+                    path = %path.display(),
+                    "deleted retired signing key"
+                );
+            }
+            // A concurrent rotation got there first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::RemoveKey {
+                    path: path.clone(),
+                    source,
+                })
             }
         }
     }
     Ok(new)
+}
+
+/// [`rotate`] for keys in the database.
+async fn rotate_database(
+    store: &Store,
+    sealer: &Sealer,
+    now: OffsetDateTime,
+    retain: std::time::Duration,
+) -> Result<KeyInfo, Error> {
+    let rows = store.signing_keys().await.map_err(Error::Database)?;
+    let mut infos: Vec<KeyInfo> = rows.iter().map(row_info).collect();
+    let (new, blob) = new_sealed_key(sealer, next_created(&infos, now), &SystemRandom::new())?;
+    store
+        .insert_signing_key(&new.kid, new.created_at, &blob)
+        .await
+        .map_err(Error::Database)?;
+    tracing::info!(kid = %new.kid, "created signing key in the database");
+    infos.push(new.clone());
+    for old in retired(&infos, now, retain) {
+        // `false`: a concurrent rotation got there first.
+        if store
+            .delete_signing_key(&old.kid)
+            .await
+            .map_err(Error::Database)?
+        {
+            tracing::info!(kid = %old.kid, "deleted retired signing key from the database");
+        }
+    }
+    Ok(new)
+}
+
+/// The created time of a new key: now, but at least one second after the newest key, so that
+/// it sorts last (and so is active) even when two rotations happen within the same second.
+fn next_created(infos: &[KeyInfo], now: OffsetDateTime) -> i64 {
+    match infos.last() {
+        Some(newest) => unix_seconds(now).max(newest.created_at.unix_timestamp().saturating_add(1)),
+        None => unix_seconds(now),
+    }
+}
+
+/// The keys (of `infos`, oldest first) that [`is_retired`]: no longer published, so deleted.
+fn retired(
+    infos: &[KeyInfo],
+    now: OffsetDateTime,
+    retain: std::time::Duration,
+) -> impl Iterator<Item = &KeyInfo> {
+    infos.windows(2).filter_map(move |pair| match pair {
+        [old, next] if is_retired(next.created_at, now, retain) => Some(old),
+        _ => None,
+    })
 }
 
 /// The keys on disk, oldest first. Every file is read and checked, so a corrupt key shows up
@@ -463,7 +694,7 @@ fn scan(dir: &Path) -> Result<Vec<KeyInfo>, Error> {
         infos.push(KeyInfo {
             kid,
             created_at,
-            path,
+            path: Some(path),
         });
     }
     infos.sort_by(|a, b| {
@@ -489,36 +720,44 @@ fn parse_file_name(name: &str) -> Option<(OffsetDateTime, String)> {
 }
 
 fn load_set(dir: &Path, infos: &[KeyInfo], rng: &SystemRandom) -> Result<KeySet, Error> {
-    let mut keys = infos
+    let keys = infos
         .iter()
         .map(|info| load_key(info, rng))
         .collect::<Result<Vec<_>, _>>()?;
-    let active = keys.pop().ok_or_else(|| Error::NoKeys {
+    KeySet::from_keys(keys).ok_or_else(|| Error::NoKeys {
         path: dir.to_owned(),
-    })?;
-    Ok(KeySet {
-        previous: keys,
-        active,
     })
 }
 
 fn load_key(info: &KeyInfo, rng: &SystemRandom) -> Result<Key, Error> {
-    let der = fs::read(&info.path).map_err(|source| Error::ReadKey {
-        path: info.path.clone(),
+    // Keys from `scan` always have a file.
+    let path = info.path.clone().unwrap_or_default();
+    let der = fs::read(&path).map_err(|source| Error::ReadKey {
+        path: path.clone(),
         source,
     })?;
-    let invalid = |reason: String| Error::InvalidKey {
-        path: info.path.clone(),
-        reason,
-    };
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, rng)
-        .map_err(|e| invalid(e.to_string()))?;
-    let jwk = jwk_of(&pair).ok_or_else(|| invalid("unexpected public key encoding".into()))?;
+    key_from_der(info, &der, rng).map_err(|problem| match problem {
+        KeyProblem::Invalid(reason) => Error::InvalidKey { path, reason },
+        KeyProblem::KidMismatch(kid) => Error::KidMismatch { path, kid },
+    })
+}
+
+/// What is wrong with a stored key's bytes; the caller names the file or row.
+enum KeyProblem {
+    /// Not an ECDSA P-256 PKCS#8 key (`ring`'s reason).
+    Invalid(String),
+    /// A valid key, whose kid (given) is not the stored one.
+    KidMismatch(String),
+}
+
+/// Parses PKCS#8 DER and checks that the key is the one `info` names.
+fn key_from_der(info: &KeyInfo, der: &[u8], rng: &SystemRandom) -> Result<Key, KeyProblem> {
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, rng)
+        .map_err(|e| KeyProblem::Invalid(e.to_string()))?;
+    let jwk = jwk_of(&pair)
+        .ok_or_else(|| KeyProblem::Invalid("unexpected public key encoding".into()))?;
     if jwk.kid != info.kid {
-        return Err(Error::KidMismatch {
-            path: info.path.clone(),
-            kid: jwk.kid,
-        });
+        return Err(KeyProblem::KidMismatch(jwk.kid));
     }
     Ok(Key {
         info: info.clone(),
@@ -527,13 +766,23 @@ fn load_key(info: &KeyInfo, rng: &SystemRandom) -> Result<Key, Error> {
     })
 }
 
-/// Generates a key and writes it as `<created>-<kid>.p8`.
-fn write_new_key(dir: &Path, created: i64, rng: &SystemRandom) -> Result<KeyInfo, Error> {
+/// A new key: its PKCS#8 DER and its kid.
+fn generate(rng: &SystemRandom) -> Result<(ring::pkcs8::Document, String), Error> {
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng)
         .map_err(|_| Error::KeyGeneration)?;
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), rng)
         .map_err(|_| Error::KeyGeneration)?;
     let kid = jwk_of(&pair).ok_or(Error::KeyGeneration)?.kid;
+    Ok((pkcs8, kid))
+}
+
+/// Generates a key and writes it as `<created>-<kid>.p8`; returns it and its file.
+fn write_new_key(
+    dir: &Path,
+    created: i64,
+    rng: &SystemRandom,
+) -> Result<(KeyInfo, PathBuf), Error> {
+    let (pkcs8, kid) = generate(rng)?;
     let created_at =
         OffsetDateTime::from_unix_timestamp(created).map_err(|_| Error::KeyGeneration)?;
     // The kid in the name makes names unique, so a new key never replaces an existing file.
@@ -544,11 +793,88 @@ fn write_new_key(dir: &Path, created: i64, rng: &SystemRandom) -> Result<KeyInfo
             source,
         },
     )?;
-    Ok(KeyInfo {
+    let info = KeyInfo {
         kid,
         created_at,
-        path,
+        path: Some(path.clone()),
+    };
+    Ok((info, path))
+}
+
+/// The context a key row is sealed under: its kid and created time, so that a sealed key
+/// copied into another row (or given another time, which would change which key signs) does
+/// not open.
+fn key_context(kid: &str, created_at: OffsetDateTime) -> String {
+    format!("signing-key:{kid}:{}", created_at.unix_timestamp())
+}
+
+/// Generates a key for the database: its info and its sealed PKCS#8 DER (the sealed text's
+/// bytes; the DER is base64-encoded first because sealed values are text).
+fn new_sealed_key(
+    sealer: &Sealer,
+    created: i64,
+    rng: &SystemRandom,
+) -> Result<(KeyInfo, Vec<u8>), Error> {
+    let (pkcs8, kid) = generate(rng)?;
+    let created_at =
+        OffsetDateTime::from_unix_timestamp(created).map_err(|_| Error::KeyGeneration)?;
+    let plain = Secret::new(STANDARD.encode(pkcs8.as_ref()));
+    let text = sealer
+        .seal(&plain, &key_context(&kid, created_at))
+        .map_err(Error::Seal)?;
+    let info = KeyInfo {
+        kid,
+        created_at,
+        path: None,
+    };
+    Ok((info, text.into_bytes()))
+}
+
+fn row_info(row: &StoredSigningKey) -> KeyInfo {
+    KeyInfo {
+        kid: row.kid.clone(),
+        created_at: row.created_at,
+        path: None,
+    }
+}
+
+/// Decrypts and checks one key row.
+fn open_stored(row: &StoredSigningKey, sealer: &Sealer, rng: &SystemRandom) -> Result<Key, Error> {
+    let unseal = |source| Error::Unseal {
+        kid: row.kid.clone(),
+        source,
+    };
+    let text = std::str::from_utf8(&row.sealed_key).map_err(|_| unseal(SealError::Corrupt))?;
+    let plain = sealer
+        .open(text, &key_context(&row.kid, row.created_at))
+        .map_err(unseal)?;
+    let der = STANDARD
+        .decode(plain.expose())
+        .map_err(|_| unseal(SealError::Corrupt))?;
+    drop(plain);
+    key_from_der(&row_info(row), &der, rng).map_err(|problem| match problem {
+        KeyProblem::Invalid(reason) => Error::InvalidStoredKey {
+            kid: row.kid.clone(),
+            reason,
+        },
+        KeyProblem::KidMismatch(actual) => Error::StoredKidMismatch {
+            kid: row.kid.clone(),
+            actual,
+        },
     })
+}
+
+/// The key set of the rows (oldest first), each decrypted and checked.
+fn open_rows(
+    rows: &[StoredSigningKey],
+    sealer: &Sealer,
+    rng: &SystemRandom,
+) -> Result<KeySet, Error> {
+    let keys = rows
+        .iter()
+        .map(|row| open_stored(row, sealer, rng))
+        .collect::<Result<Vec<_>, _>>()?;
+    KeySet::from_keys(keys).ok_or(Error::NoStoredKeys)
 }
 
 /// The public JWK of a key, with its RFC 7638 thumbprint as `kid`. `None` if the public key is
@@ -622,6 +948,12 @@ mod tests {
 
     fn rotate_ok(dir: &Path, now: OffsetDateTime) -> KeyInfo {
         rotate(dir, now, HOUR).unwrap_or_else(|e| panic!("rotate: {e}"))
+    }
+
+    fn file(key: &KeyInfo) -> &Path {
+        key.path
+            .as_deref()
+            .unwrap_or_else(|| panic!("key {} has no file", key.kid))
     }
 
     fn kids(jwks: &Jwks) -> Vec<&str> {
@@ -754,8 +1086,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn rotate_activates_the_new_key_and_retires_the_old_one_after_retain() {
+    #[tokio::test]
+    async fn rotate_activates_the_new_key_and_retires_the_old_one_after_retain() {
         let tmp = tempdir();
         let dir = tmp.path();
         let signer = open(dir, T0);
@@ -766,7 +1098,10 @@ mod tests {
 
         let t1 = T0 + Duration::from_secs(60);
         let second = rotate_ok(dir, t1);
-        assert!(signer.reload().unwrap_or_else(|e| panic!("reload: {e}")));
+        assert!(signer
+            .reload()
+            .await
+            .unwrap_or_else(|e| panic!("reload: {e}")));
         assert_eq!(signer.active_kid(), second.kid);
         assert_ne!(second.kid, first);
 
@@ -804,8 +1139,8 @@ mod tests {
         assert_eq!(on_disk, [third.kid.clone(), fourth.kid.clone()]);
     }
 
-    #[test]
-    fn signer_verifies_with_its_loaded_keys_including_retained_old_ones() {
+    #[tokio::test]
+    async fn signer_verifies_with_its_loaded_keys_including_retained_old_ones() {
         let tmp = tempdir();
         let dir = tmp.path();
         let signer = open(dir, T0);
@@ -819,7 +1154,10 @@ mod tests {
 
         let t1 = T0 + Duration::from_secs(60);
         rotate_ok(dir, t1);
-        assert!(signer.reload().unwrap_or_else(|e| panic!("reload: {e}")));
+        assert!(signer
+            .reload()
+            .await
+            .unwrap_or_else(|e| panic!("reload: {e}")));
         let new_token = signer
             .sign(&claims())
             .unwrap_or_else(|e| panic!("sign: {e}"));
@@ -851,17 +1189,26 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn reload_picks_up_a_rotation_by_another_process() {
+    #[tokio::test]
+    async fn reload_picks_up_a_rotation_by_another_process() {
         let tmp = tempdir();
         let dir = tmp.path().join("keys");
         let signer = open(&dir, T0);
-        assert!(!signer.reload().unwrap_or_else(|e| panic!("reload: {e}")));
+        assert!(!signer
+            .reload()
+            .await
+            .unwrap_or_else(|e| panic!("reload: {e}")));
 
         let new = rotate_ok(&dir, T0 + HOUR);
-        assert!(signer.reload().unwrap_or_else(|e| panic!("reload: {e}")));
+        assert!(signer
+            .reload()
+            .await
+            .unwrap_or_else(|e| panic!("reload: {e}")));
         assert_eq!(signer.active_kid(), new.kid);
-        assert!(!signer.reload().unwrap_or_else(|e| panic!("reload: {e}")));
+        assert!(!signer
+            .reload()
+            .await
+            .unwrap_or_else(|e| panic!("reload: {e}")));
 
         let token = signer
             .sign(&claims())
@@ -871,8 +1218,8 @@ mod tests {
         assert!(verify(&signer.jwks(T0 + HOUR, HOUR), &token).is_ok());
     }
 
-    #[test]
-    fn rotations_within_one_second_stay_ordered() {
+    #[tokio::test]
+    async fn rotations_within_one_second_stay_ordered() {
         let tmp = tempdir();
         let dir = tmp.path();
         let signer = open(dir, T0);
@@ -882,7 +1229,10 @@ mod tests {
         let on_disk = list(dir).unwrap_or_else(|e| panic!("list: {e}"));
         assert_eq!(on_disk.len(), 3);
         assert_eq!(on_disk.last().map(|k| &k.kid), Some(&b.kid));
-        assert!(signer.reload().unwrap_or_else(|e| panic!("reload: {e}")));
+        assert!(signer
+            .reload()
+            .await
+            .unwrap_or_else(|e| panic!("reload: {e}")));
         assert_eq!(signer.active_kid(), b.kid);
     }
 
@@ -916,9 +1266,9 @@ mod tests {
         let keys = list(&dir).unwrap_or_else(|e| panic!("list: {e}"));
         assert_eq!(keys.len(), 2);
         for key in keys {
-            assert_eq!(mode(&key.path), 0o600, "{}", key.path.display());
-            let name = key
-                .path
+            let path = file(&key);
+            assert_eq!(mode(path), 0o600, "{}", path.display());
+            let name = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
@@ -938,7 +1288,7 @@ mod tests {
         let keys = list(tmp.path()).unwrap_or_else(|e| panic!("list: {e}"));
         let der = keys
             .first()
-            .map(|k| fs::read(&k.path).unwrap_or_default())
+            .map(|k| fs::read(file(k)).unwrap_or_default())
             .unwrap_or_default();
         assert!(der.len() > 100, "key file is PKCS#8 DER");
         let hex = der.iter().fold(String::new(), |mut hex, b| {
@@ -958,8 +1308,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_corrupt_key_file_is_an_error_naming_it() {
+    #[tokio::test]
+    async fn a_corrupt_key_file_is_an_error_naming_it() {
         let tmp = tempdir();
         let dir = tmp.path();
         let signer = open(dir, T0);
@@ -974,6 +1324,7 @@ mod tests {
         // A running signer keeps its keys when a reload fails.
         let err = signer
             .reload()
+            .await
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -984,7 +1335,7 @@ mod tests {
 
         // A real key under another key's name, and a badly named key, are errors too.
         fs::remove_file(&corrupt).unwrap_or_else(|e| panic!("rm: {e}"));
-        let real = list(dir).unwrap_or_default().remove(0).path;
+        let real = file(&list(dir).unwrap_or_default().remove(0)).to_owned();
         for name in ["000000000001-AAAA.p8", "mykey.p8"] {
             let path = dir.join(name);
             fs::copy(&real, &path).unwrap_or_else(|e| panic!("cp: {e}"));
@@ -1001,5 +1352,241 @@ mod tests {
     fn signer_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Signer>();
+    }
+
+    // Keys in the database.
+
+    fn database(store: &Store, key: u8) -> KeySource {
+        KeySource::Database {
+            store: store.clone(),
+            sealer: Arc::new(Sealer::from_key(&[key; 32])),
+        }
+    }
+
+    async fn open_db(source: &KeySource, now: OffsetDateTime) -> Signer {
+        Signer::open_source(source.clone(), now)
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}"))
+    }
+
+    async fn rows(store: &Store) -> Vec<StoredSigningKey> {
+        store
+            .signing_keys()
+            .await
+            .unwrap_or_else(|e| panic!("rows: {e}"))
+    }
+
+    fn config(dir: &Path) -> crate::config::Config {
+        crate::config::Config::from_parts(
+            crate::config::FileConfig::default(),
+            &crate::config::Overrides::default(),
+            || Some(dir.to_owned()),
+        )
+        .unwrap_or_else(|e| panic!("config: {e}"))
+    }
+
+    #[tokio::test]
+    async fn two_signers_on_one_database_see_a_rotation_by_the_cli() {
+        let (store, dir) = crate::store::test_support::temp_store().await;
+        let source = database(&store, 7);
+        let a = open_db(&source, T0).await;
+        let b = open_db(&source, T0).await;
+        assert_eq!(a.active_kid(), b.active_kid());
+        assert_eq!(rows(&store).await.len(), 1, "one first key, not one each");
+        assert!(!dir.path().join("keys").exists(), "no key files");
+        let old_token = a.sign(&claims()).unwrap_or_else(|e| panic!("sign: {e}"));
+        let (gen_a, gen_b) = (a.generation(), b.generation());
+
+        let config = config(dir.path());
+        let t1 = T0 + Duration::from_secs(60);
+        let new = crate::admin::rotate_keys(&source, &config, t1)
+            .await
+            .unwrap_or_else(|e| panic!("rotate: {e}"));
+        assert_eq!(new.path, None);
+        for signer in [&a, &b] {
+            assert!(signer
+                .reload()
+                .await
+                .unwrap_or_else(|e| panic!("reload: {e}")));
+            assert_eq!(signer.active_kid(), new.kid);
+            assert!(!signer
+                .reload()
+                .await
+                .unwrap_or_else(|e| panic!("reload: {e}")));
+        }
+        assert_ne!(a.generation(), gen_a, "the webhook's token cache drops");
+        assert_ne!(b.generation(), gen_b);
+
+        let retain = config.key_retention();
+        let jwks = |s: &Signer| serde_json::to_value(s.jwks(t1, retain)).unwrap_or_default();
+        assert_eq!(jwks(&a), jwks(&b));
+        assert_eq!(
+            kids(&a.jwks(t1, retain)).len(),
+            2,
+            "the old key stays published"
+        );
+        let new_token = b.sign(&claims()).unwrap_or_else(|e| panic!("sign: {e}"));
+        for token in [&old_token, &new_token] {
+            assert!(a.verify(token, t1, retain).is_ok());
+            assert!(b.verify(token, t1, retain).is_ok());
+        }
+
+        let listed = crate::admin::list_keys(&source)
+            .await
+            .unwrap_or_else(|e| panic!("list: {e}"));
+        let listed: Vec<&str> = listed.iter().map(|k| k.kid.as_str()).collect();
+        let old_kid = kids(&a.jwks(t1, retain))[1].to_owned();
+        assert_eq!(listed, [old_kid.as_str(), new.kid.as_str()]);
+
+        // A rotation once `retain` has passed deletes the retired key's row.
+        let newest = crate::admin::rotate_keys(&source, &config, t1 + retain)
+            .await
+            .unwrap_or_else(|e| panic!("rotate: {e}"));
+        let left: Vec<String> = rows(&store).await.into_iter().map(|r| r.kid).collect();
+        assert_eq!(left, [new.kid.clone(), newest.kid.clone()]);
+        assert!(a.reload().await.unwrap_or_else(|e| panic!("reload: {e}")));
+        assert_eq!(a.active_kid(), newest.kid);
+    }
+
+    /// Asserts that loading fails for key `kid` with an error saying so, which shows no key
+    /// material, and that a running signer keeps its keys.
+    async fn assert_refused(source: &KeySource, running: &Signer, kid: &str, secrets: &[String]) {
+        let err = Signer::open_source(source.clone(), T0)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a damaged key row was accepted"));
+        let text = format!("{err} / {:?} / {:?}", std::error::Error::source(&err), err);
+        assert!(text.contains(kid), "{text}");
+        assert!(text.contains("database"), "{text}");
+        for secret in secrets {
+            assert!(!text.contains(secret.as_str()), "key material in {text}");
+        }
+        // A running signer read these rows before, when they were sound: the same kids and
+        // times are not decrypted again, and it keeps signing.
+        assert!(matches!(running.reload().await, Ok(false)));
+        assert!(running.sign(&claims()).is_ok(), "keeps signing");
+        assert!(source.list().await.is_err(), "keys list shows it too");
+    }
+
+    #[tokio::test]
+    async fn a_tampered_or_moved_key_row_is_refused() {
+        let (store, _dir) = crate::store::test_support::temp_store().await;
+        let source = database(&store, 7);
+        let signer = open_db(&source, T0).await;
+        source
+            .rotate(T0 + HOUR, HOUR)
+            .await
+            .unwrap_or_else(|e| panic!("rotate: {e}"));
+        let original = rows(&store).await;
+        let [a, b] = original.as_slice() else {
+            panic!("expected two keys, got {original:?}")
+        };
+        let sealer = Sealer::from_key(&[7; 32]);
+        let der_b64 = |row: &StoredSigningKey| {
+            let text = std::str::from_utf8(&row.sealed_key).unwrap_or_default();
+            sealer
+                .open(text, &key_context(&row.kid, row.created_at))
+                .map_or_else(|e| panic!("open: {e}"), |s| s.expose().to_owned())
+        };
+        // What must never appear in an error: the sealed text, and the key in the encodings a
+        // careless message might use.
+        let mut secrets = Vec::new();
+        for row in [a, b] {
+            let der = STANDARD.decode(der_b64(row)).unwrap_or_default();
+            assert!(der.len() > 100);
+            secrets.push(String::from_utf8_lossy(&row.sealed_key).into_owned());
+            secrets.push(der_b64(row));
+            secrets.push(URL_SAFE_NO_PAD.encode(&der));
+            secrets.push(crate::secret::hex(&der));
+        }
+        assert!(signer.reload().await.unwrap_or_else(|e| panic!("{e}")));
+
+        // One byte altered.
+        let mut altered = a.sealed_key.clone();
+        let last = altered.len() - 2;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        store
+            .set_sealed_signing_key_for_tests(&a.kid, &altered)
+            .await;
+        assert_refused(&source, &signer, &a.kid, &secrets).await;
+
+        // b's sealed key copied into a's row.
+        store
+            .set_sealed_signing_key_for_tests(&a.kid, &b.sealed_key)
+            .await;
+        assert_refused(&source, &signer, &a.kid, &secrets).await;
+
+        // b's key sealed for a's row (by someone holding the encryption key): the kid check.
+        let forged = sealer
+            .seal(&Secret::new(der_b64(b)), &key_context(&a.kid, a.created_at))
+            .unwrap_or_else(|e| panic!("seal: {e}"));
+        store
+            .set_sealed_signing_key_for_tests(&a.kid, forged.as_bytes())
+            .await;
+        assert_refused(&source, &signer, &a.kid, &secrets).await;
+        let err = source.list().await.err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains(&b.kid)),
+            "{err:?}"
+        );
+
+        // Restored, every row opens again; under another encryption key none does, and the
+        // error says to restore the key file.
+        store
+            .set_sealed_signing_key_for_tests(&a.kid, &a.sealed_key)
+            .await;
+        assert!(source.list().await.is_ok());
+        let err = Signer::open_source(database(&store, 8), T0).await.err();
+        let chain = err
+            .as_ref()
+            .and_then(|e| std::error::Error::source(e))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            chain.contains("restore the old encryption key file"),
+            "{chain}"
+        );
+    }
+
+    #[tokio::test]
+    async fn replicas_starting_together_sign_with_the_same_first_key() {
+        let (store, dir) = crate::store::test_support::temp_store().await;
+        // A second store on the same file: another process, with its own connections.
+        let other = dir.open().await.unwrap_or_else(|e| panic!("open: {e}"));
+        let (one, two) = (database(&store, 7), database(&other, 7));
+        let (a, b) = tokio::join!(
+            Signer::open_source(one.clone(), T0),
+            Signer::open_source(two.clone(), T0)
+        );
+        let (a, b) = (
+            a.unwrap_or_else(|e| panic!("open: {e}")),
+            b.unwrap_or_else(|e| panic!("open: {e}")),
+        );
+        assert_eq!(a.active_kid(), b.active_kid());
+        assert_eq!(rows(&store).await.len(), 1);
+
+        // Where the database let both insert a first key in the same second (PostgreSQL runs
+        // the two conditional inserts concurrently), both still pick the same one.
+        let (store, _dir) = crate::store::test_support::temp_store().await;
+        let source = database(&store, 7);
+        let KeySource::Database { sealer, .. } = &source else {
+            unreachable!()
+        };
+        let rng = SystemRandom::new();
+        let mut kids = Vec::new();
+        for _ in 0..2 {
+            let (info, sealed) = new_sealed_key(sealer, T0.unix_timestamp(), &rng)
+                .unwrap_or_else(|e| panic!("key: {e}"));
+            store
+                .insert_signing_key(&info.kid, info.created_at, &sealed)
+                .await
+                .unwrap_or_else(|e| panic!("insert: {e}"));
+            kids.push(info.kid);
+        }
+        kids.sort();
+        let a = open_db(&source, T0).await;
+        let b = open_db(&database(&store, 7), T0).await;
+        assert_eq!(a.active_kid(), kids[1]);
+        assert_eq!(b.active_kid(), kids[1]);
     }
 }

@@ -17,9 +17,11 @@ mod audit;
 mod devices;
 mod grants;
 mod invitations;
+mod leases;
 mod rate_limits;
 mod requests;
 mod sessions;
+mod signing_keys;
 mod upstream;
 mod users;
 mod web;
@@ -37,6 +39,7 @@ pub use grants::GrantFilter;
 pub use invitations::{Acceptance, Invitation, NewInvitation};
 pub use requests::RequestFilter;
 pub use sessions::{Presenter, RotateOutcome, Session};
+pub use signing_keys::StoredSigningKey;
 pub use upstream::{grant_context, login_context, session_context, PendingLogin, UpstreamSession};
 pub use users::{NewUser, User, UserTotp};
 pub use web::WebSession;
@@ -107,6 +110,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_audit_access.sql"),
     ),
+    (8, include_str!("../../migrations/sqlite/0008_replicas.sql")),
 ];
 
 /// The same migrations in PostgreSQL's dialect (same versions, same tables and meaning).
@@ -135,6 +139,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         7,
         include_str!("../../migrations/postgres/0007_audit_access.sql"),
+    ),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_replicas.sql"),
     ),
 ];
 
