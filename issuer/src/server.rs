@@ -115,7 +115,7 @@ async fn upkeep(state: AppState) {
         }
         #[cfg(not(unix))]
         tick.tick().await;
-        match state.signer().reload().await {
+        match state.signer().reload(state.now()).await {
             Ok(true) => tracing::info!(kid = %state.signer().active_kid(), "signing keys reloaded"),
             Ok(false) => {}
             Err(e) => {

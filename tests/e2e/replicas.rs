@@ -291,7 +291,9 @@ fn grants_and_key_rotations_reach_every_replica_without_a_restart() {
         set.route_to(replica);
         let signed_with = wait::until(
             &format!("replica {replica} signs with the new key"),
-            Duration::from_secs(40),
+            // Published first, signing 20 s after the rotation (PUBLISH_BEFORE_SIGNING), from
+            // each replica's next reload (every 10 s).
+            Duration::from_secs(60),
             || {
                 let (device_code, user_code) = device_authorization(&set);
                 approve(&set, "gus", &user_code);

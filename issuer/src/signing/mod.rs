@@ -303,17 +303,27 @@ struct Key {
 struct KeySet {
     /// Superseded keys, oldest first.
     previous: Vec<Key>,
-    /// The newest key, the one that signs.
+    /// The newest key whose time has come, the one that signs.
     active: Key,
+    /// Keys created for a time still to come, oldest first: published (and accepted) already,
+    /// signing from their created time (see [`PUBLISH_BEFORE_SIGNING`]).
+    upcoming: Vec<Key>,
 }
 
 impl KeySet {
-    /// The set of `keys` (oldest first); `None` when there is none.
-    fn from_keys(mut keys: Vec<Key>) -> Option<Self> {
+    /// The set of `keys` (oldest first) at `now`; `None` when there is none. The first key
+    /// signs even if it was stamped in the future (there is nothing else to sign with).
+    fn from_keys(mut keys: Vec<Key>, now: OffsetDateTime) -> Option<Self> {
+        let mut upcoming = Vec::new();
+        while keys.len() > 1 && keys.last().is_some_and(|k| k.info.created_at > now) {
+            upcoming.extend(keys.pop());
+        }
+        upcoming.reverse();
         let active = keys.pop()?;
         Some(Self {
             previous: keys,
             active,
+            upcoming,
         })
     }
 
@@ -321,9 +331,24 @@ impl KeySet {
         self.previous
             .iter()
             .chain(std::iter::once(&self.active))
+            .chain(&self.upcoming)
             .map(|k| &k.info)
     }
+
+    /// Whether an upcoming key's time has come by `now` (the set must be rebuilt).
+    fn due(&self, now: OffsetDateTime) -> bool {
+        self.upcoming
+            .first()
+            .is_some_and(|k| k.info.created_at <= now)
+    }
 }
+
+/// How far in the future `keys rotate` stamps a new key kept in the database: every replica
+/// loads keys every [`crate::server::KEY_RELOAD_EVERY`], so by the time any of them signs with
+/// the new key, every replica has published it for at least one reload interval, and an API
+/// server that meets the new `kid` and fetches the JWKS again finds it whichever replica
+/// answers. (With a directory, one process rotates and reloads: the key signs at once.)
+pub const PUBLISH_BEFORE_SIGNING: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Signs access tokens with the newest key of a [`KeySource`] and publishes the JWKS.
 ///
@@ -368,7 +393,7 @@ impl Signer {
             // Scan again rather than use `info`: another process may have raced us to it.
             infos = scan(keys_dir)?;
         }
-        let keys = load_set(keys_dir, &infos, &rng)?;
+        let keys = load_set(keys_dir, &infos, &rng, now)?;
         Ok(Self::with(
             KeySource::Directory(keys_dir.to_owned()),
             keys,
@@ -401,7 +426,7 @@ impl Signer {
             }
             rows = store.signing_keys().await.map_err(Error::Database)?;
         }
-        let keys = open_rows(&rows, sealer, &rng)?;
+        let keys = open_rows(&rows, sealer, &rng, now)?;
         Ok(Self::with(source, keys, rng))
     }
 
@@ -428,8 +453,8 @@ impl Signer {
     }
 
     /// The keys to publish: the active key first, then every older key superseded less than
-    /// `retain` ago (a key is superseded when the next newer key is created). `retain` is the
-    /// longest token lifetime, so every unexpired token stays verifiable.
+    /// `retain` ago (a key is superseded when the next newer key is created), then the upcoming
+    /// keys. `retain` is the longest token lifetime, so every unexpired token stays verifiable.
     #[must_use]
     pub fn jwks(&self, now: OffsetDateTime, retain: std::time::Duration) -> Jwks {
         let keys = self.current();
@@ -445,6 +470,7 @@ impl Signer {
         Jwks {
             keys: std::iter::once(&keys.active)
                 .chain(published.into_iter().rev().map(|(k, _)| k))
+                .chain(&keys.upcoming)
                 .map(|k| k.jwk.clone())
                 .collect(),
         }
@@ -456,35 +482,36 @@ impl Signer {
     ///
     /// On error the current keys stay in use: a bad file dropped into the directory, or a
     /// damaged row, must not stop a running issuer from signing.
-    pub async fn reload(&self) -> Result<bool, Error> {
+    pub async fn reload(&self, now: OffsetDateTime) -> Result<bool, Error> {
         // Names and rows carry the kid, which is derived from the key and checked when it is
         // loaded, so an equal list of (kid, created) means equal keys and nothing is read or
         // decrypted.
         let keys = match &self.source {
             KeySource::Directory(dir) => {
                 let infos = scan(dir)?;
-                if self.current().infos().eq(infos.iter()) {
+                let current = self.current();
+                if current.infos().eq(infos.iter()) && !current.due(now) {
                     return Ok(false);
                 }
-                load_set(dir, &infos, &self.rng)?
+                load_set(dir, &infos, &self.rng, now)?
             }
             KeySource::Database { store, sealer } => {
                 let rows = store.signing_keys().await.map_err(Error::Database)?;
-                let unchanged = self
-                    .current()
+                let current = self.current();
+                let unchanged = current
                     .infos()
                     .map(|i| (i.kid.as_str(), i.created_at))
                     .eq(rows.iter().map(|r| (r.kid.as_str(), r.created_at)));
-                if unchanged {
+                if unchanged && !current.due(now) {
                     return Ok(false);
                 }
-                open_rows(&rows, sealer, &self.rng)?
+                open_rows(&rows, sealer, &self.rng, now)?
             }
         };
         // Debug only: the caller logs the change once, with its own context.
         tracing::debug!(
             active_kid = %keys.active.info.kid,
-            keys = keys.previous.len() + 1,
+            keys = keys.previous.len() + 1 + keys.upcoming.len(),
             "signing key set changed"
         );
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
@@ -506,6 +533,10 @@ impl Signer {
         jws::verify_with(token, |kid| {
             if keys.active.info.kid == kid {
                 return Ok(keys.active.pair.public_key().as_ref());
+            }
+            // Another replica may sign with it already (its reload came first).
+            if let Some(k) = keys.upcoming.iter().find(|k| k.info.kid == kid) {
+                return Ok(k.pair.public_key().as_ref());
             }
             let superseded_at = keys
                 .previous
@@ -589,7 +620,12 @@ async fn rotate_database(
 ) -> Result<KeyInfo, Error> {
     let rows = store.signing_keys().await.map_err(Error::Database)?;
     let mut infos: Vec<KeyInfo> = rows.iter().map(row_info).collect();
-    let (new, blob) = new_sealed_key(sealer, next_created(&infos, now), &SystemRandom::new())?;
+    let publish_first = now + PUBLISH_BEFORE_SIGNING;
+    let (new, blob) = new_sealed_key(
+        sealer,
+        next_created(&infos, publish_first),
+        &SystemRandom::new(),
+    )?;
     store
         .insert_signing_key(&new.kid, new.created_at, &blob)
         .await
@@ -719,12 +755,17 @@ fn parse_file_name(name: &str) -> Option<(OffsetDateTime, String)> {
     Some((created_at, kid.to_owned()))
 }
 
-fn load_set(dir: &Path, infos: &[KeyInfo], rng: &SystemRandom) -> Result<KeySet, Error> {
+fn load_set(
+    dir: &Path,
+    infos: &[KeyInfo],
+    rng: &SystemRandom,
+    now: OffsetDateTime,
+) -> Result<KeySet, Error> {
     let keys = infos
         .iter()
         .map(|info| load_key(info, rng))
         .collect::<Result<Vec<_>, _>>()?;
-    KeySet::from_keys(keys).ok_or_else(|| Error::NoKeys {
+    KeySet::from_keys(keys, now).ok_or_else(|| Error::NoKeys {
         path: dir.to_owned(),
     })
 }
@@ -869,12 +910,13 @@ fn open_rows(
     rows: &[StoredSigningKey],
     sealer: &Sealer,
     rng: &SystemRandom,
+    now: OffsetDateTime,
 ) -> Result<KeySet, Error> {
     let keys = rows
         .iter()
         .map(|row| open_stored(row, sealer, rng))
         .collect::<Result<Vec<_>, _>>()?;
-    KeySet::from_keys(keys).ok_or(Error::NoStoredKeys)
+    KeySet::from_keys(keys, now).ok_or(Error::NoStoredKeys)
 }
 
 /// The public JWK of a key, with its RFC 7638 thumbprint as `kid`. `None` if the public key is
@@ -914,6 +956,8 @@ mod tests {
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2025-01-01 00:00:00 UTC);
+    /// After every time these tests stamp a key with: every key's time has come.
+    const LATER: OffsetDateTime = time::macros::datetime!(2100-01-01 00:00 UTC);
     const HOUR: Duration = Duration::from_secs(3600);
 
     fn claims() -> AccessTokenClaims {
@@ -1099,7 +1143,7 @@ mod tests {
         let t1 = T0 + Duration::from_secs(60);
         let second = rotate_ok(dir, t1);
         assert!(signer
-            .reload()
+            .reload(LATER)
             .await
             .unwrap_or_else(|e| panic!("reload: {e}")));
         assert_eq!(signer.active_kid(), second.kid);
@@ -1155,7 +1199,7 @@ mod tests {
         let t1 = T0 + Duration::from_secs(60);
         rotate_ok(dir, t1);
         assert!(signer
-            .reload()
+            .reload(LATER)
             .await
             .unwrap_or_else(|e| panic!("reload: {e}")));
         let new_token = signer
@@ -1195,18 +1239,18 @@ mod tests {
         let dir = tmp.path().join("keys");
         let signer = open(&dir, T0);
         assert!(!signer
-            .reload()
+            .reload(LATER)
             .await
             .unwrap_or_else(|e| panic!("reload: {e}")));
 
         let new = rotate_ok(&dir, T0 + HOUR);
         assert!(signer
-            .reload()
+            .reload(LATER)
             .await
             .unwrap_or_else(|e| panic!("reload: {e}")));
         assert_eq!(signer.active_kid(), new.kid);
         assert!(!signer
-            .reload()
+            .reload(LATER)
             .await
             .unwrap_or_else(|e| panic!("reload: {e}")));
 
@@ -1230,7 +1274,7 @@ mod tests {
         assert_eq!(on_disk.len(), 3);
         assert_eq!(on_disk.last().map(|k| &k.kid), Some(&b.kid));
         assert!(signer
-            .reload()
+            .reload(LATER)
             .await
             .unwrap_or_else(|e| panic!("reload: {e}")));
         assert_eq!(signer.active_kid(), b.kid);
@@ -1323,7 +1367,7 @@ mod tests {
         assert!(err.contains(&corrupt.display().to_string()), "{err}");
         // A running signer keeps its keys when a reload fails.
         let err = signer
-            .reload()
+            .reload(LATER)
             .await
             .err()
             .map(|e| e.to_string())
@@ -1405,12 +1449,12 @@ mod tests {
         assert_eq!(new.path, None);
         for signer in [&a, &b] {
             assert!(signer
-                .reload()
+                .reload(LATER)
                 .await
                 .unwrap_or_else(|e| panic!("reload: {e}")));
             assert_eq!(signer.active_kid(), new.kid);
             assert!(!signer
-                .reload()
+                .reload(LATER)
                 .await
                 .unwrap_or_else(|e| panic!("reload: {e}")));
         }
@@ -1438,14 +1482,64 @@ mod tests {
         let old_kid = kids(&a.jwks(t1, retain))[1].to_owned();
         assert_eq!(listed, [old_kid.as_str(), new.kid.as_str()]);
 
-        // A rotation once `retain` has passed deletes the retired key's row.
-        let newest = crate::admin::rotate_keys(&source, &config, t1 + retain)
-            .await
-            .unwrap_or_else(|e| panic!("rotate: {e}"));
+        // A rotation once `retain` has passed since the new key began to sign deletes the
+        // retired key's row.
+        let newest =
+            crate::admin::rotate_keys(&source, &config, t1 + PUBLISH_BEFORE_SIGNING + retain)
+                .await
+                .unwrap_or_else(|e| panic!("rotate: {e}"));
         let left: Vec<String> = rows(&store).await.into_iter().map(|r| r.kid).collect();
         assert_eq!(left, [new.kid.clone(), newest.kid.clone()]);
-        assert!(a.reload().await.unwrap_or_else(|e| panic!("reload: {e}")));
+        assert!(a
+            .reload(LATER)
+            .await
+            .unwrap_or_else(|e| panic!("reload: {e}")));
         assert_eq!(a.active_kid(), newest.kid);
+    }
+
+    /// Replicas reload at different moments: a rotated key is published by every replica
+    /// before any of them signs with it, and every replica accepts it meanwhile.
+    #[tokio::test]
+    async fn a_rotated_database_key_is_published_before_it_signs() {
+        let (store, dir) = crate::store::test_support::temp_store().await;
+        let source = database(&store, 7);
+        let (early, late) = (open_db(&source, T0).await, open_db(&source, T0).await);
+        let old = early.active_kid();
+        let config = config(dir.path());
+        let retain = config.key_retention();
+        let t1 = T0 + HOUR;
+        let new = crate::admin::rotate_keys(&source, &config, t1)
+            .await
+            .unwrap_or_else(|e| panic!("rotate: {e}"));
+        // Both reload right after the rotation: they publish the new key, still sign with the old.
+        for s in [&early, &late] {
+            assert!(s.reload(t1).await.unwrap_or_else(|e| panic!("reload: {e}")));
+            assert_eq!(s.active_kid(), old);
+            assert!(kids(&s.jwks(t1, retain)).contains(&new.kid.as_str()));
+        }
+        // `early` reloads once the new key's time has come and signs with it; `late` has not
+        // reloaded yet, still signs with the old key, and accepts tokens of the new one.
+        let due = t1 + PUBLISH_BEFORE_SIGNING;
+        assert!(early
+            .reload(due)
+            .await
+            .unwrap_or_else(|e| panic!("reload: {e}")));
+        assert_eq!(early.active_kid(), new.kid);
+        let token = early
+            .sign(&claims())
+            .unwrap_or_else(|e| panic!("sign: {e}"));
+        assert_eq!(late.active_kid(), old);
+        assert!(late.verify(&token, due, retain).is_ok());
+        // Nothing changes before the time (no rebuild on every reload), then `late` switches.
+        assert!(!late
+            .reload(t1 + Duration::from_secs(1))
+            .await
+            .unwrap_or(true));
+        assert!(late
+            .reload(due)
+            .await
+            .unwrap_or_else(|e| panic!("reload: {e}")));
+        assert_eq!(late.active_kid(), new.kid);
     }
 
     /// Asserts that loading fails for key `kid` with an error saying so, which shows no key
@@ -1463,7 +1557,7 @@ mod tests {
         }
         // A running signer read these rows before, when they were sound: the same kids and
         // times are not decrypted again, and it keeps signing.
-        assert!(matches!(running.reload().await, Ok(false)));
+        assert!(matches!(running.reload(LATER).await, Ok(false)));
         assert!(running.sign(&claims()).is_ok(), "keeps signing");
         assert!(source.list().await.is_err(), "keys list shows it too");
     }
@@ -1499,7 +1593,7 @@ mod tests {
             secrets.push(URL_SAFE_NO_PAD.encode(&der));
             secrets.push(crate::secret::hex(&der));
         }
-        assert!(signer.reload().await.unwrap_or_else(|e| panic!("{e}")));
+        assert!(signer.reload(LATER).await.unwrap_or_else(|e| panic!("{e}")));
 
         // One byte altered.
         let mut altered = a.sealed_key.clone();
