@@ -7,7 +7,9 @@
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
 use credential_shared::oauth::OAuthErrorCode;
+use serde_json::Value;
 
 use crate::world::{shipped_oidc_flags, world, Laptop, READERS};
 
@@ -87,64 +89,159 @@ fn the_example_kubeconfig_and_rbac_are_accepted() {
     );
 }
 
+fn read_manifest(name: &str) -> String {
+    std::fs::read_to_string(install_file("kubernetes").join(name))
+        .unwrap_or_else(|e| panic!("install/kubernetes/{name}: {e}"))
+}
+
+/// `kubectl apply --dry-run=server -o json` of `text`: the objects as the API server would
+/// store them (validated, defaulted, through admission), nothing created.
+fn server_dry_run(cp: &e2e::control_plane::ControlPlane, name: &str, text: &str) -> Vec<Value> {
+    let out = cp.kubectl_admin(
+        &["apply", "--dry-run=server", "-o", "json", "-f", "-"],
+        Some(text),
+    );
+    out.assert_success();
+    let doc: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{name}: the dry run printed no JSON ({e}): {out}"));
+    if doc["kind"] == "List" {
+        doc["items"].as_array().cloned().unwrap_or_default()
+    } else {
+        vec![doc]
+    }
+}
+
+/// The object of `kind` called `name` among `objects`.
+#[track_caller]
+fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} among {objects:#?}"))
+}
+
 /// The Kubernetes manifests in `install/kubernetes/` are accepted by a real API server
-/// (server-side dry run: schema, defaulting and admission, nothing created but the namespace),
-/// and the issuer's service account gets exactly the bindings reconciler's permissions.
+/// (server-side dry run: schema, defaulting and admission, nothing created but the namespace)
+/// and have the production shape: two replicas rolled one at a time and spread over nodes, no
+/// volume that ties the issuer to one node, the database URL (it holds a password) from a
+/// Secret and never a literal, a disruption budget that keeps one replica, and a service
+/// account holding exactly the reconciler's permissions of `install/reconciler-rbac.yaml`.
 #[test]
 fn the_kubernetes_manifests_pass_a_server_side_dry_run() {
     let cp = &world().control_plane;
-    let read = |name: &str| {
-        std::fs::read_to_string(install_file("kubernetes").join(name))
-            .unwrap_or_else(|e| panic!("install/kubernetes/{name}: {e}"))
-    };
     // The namespace for real: the dry run of namespaced objects needs it to exist.
-    cp.apply(&read("namespace.yaml"));
-    let dry_run = |name: &str, text: &str, expect: &[&str]| {
-        let out = cp.kubectl_admin(&["apply", "--dry-run=server", "-f", "-"], Some(text));
-        out.assert_success();
-        for object in expect {
-            assert!(
-                out.stdout.contains(object),
-                "{name}: expected {object} in {out}"
-            );
-        }
-    };
-    dry_run(
-        "rbac.yaml",
-        &read("rbac.yaml"),
-        &[
-            "serviceaccount/credential-issuer",
-            "clusterrole.rbac.authorization.k8s.io/credential-issuer-bindings",
-            "clusterrolebinding.rbac.authorization.k8s.io/credential-issuer-bindings",
-        ],
+    cp.apply(&read_manifest("namespace.yaml"));
+
+    let rbac = server_dry_run(cp, "rbac.yaml", &read_manifest("rbac.yaml"));
+    object(&rbac, "ServiceAccount", "credential-issuer");
+    let role = object(&rbac, "ClusterRole", "credential-issuer-reconciler");
+    let reference = std::fs::read_to_string(install_file("reconciler-rbac.yaml"))
+        .unwrap_or_else(|e| panic!("reconciler-rbac.yaml: {e}"));
+    let reference = server_dry_run(cp, "reconciler-rbac.yaml", &reference);
+    assert_eq!(
+        role["rules"],
+        object(&reference, "ClusterRole", "credential-issuer-reconciler")["rules"],
+        "install/kubernetes/rbac.yaml must give the service account exactly the rules of \
+         install/reconciler-rbac.yaml (what the reconciler is tested with)"
     );
-    dry_run(
-        "config.yaml",
-        &read("config.yaml"),
-        &["configmap/credential-issuer", "secret/credential-issuer"],
-    );
-    dry_run(
-        "deployment.yaml",
-        &read("deployment.yaml"),
-        &[
-            "deployment.apps/credential-issuer",
-            "persistentvolumeclaim/credential-issuer-data",
-            "service/credential-issuer",
-        ],
-    );
-    // The test API server is Kubernetes 1.20, which serves PodDisruptionBudget only as
-    // policy/v1beta1 (same fields); the file's comment says so.
-    let pdb = read("pdb.yaml");
-    assert!(pdb.contains("apiVersion: policy/v1\n"), "{pdb}");
-    dry_run(
-        "pdb.yaml",
-        &pdb.replace("apiVersion: policy/v1\n", "apiVersion: policy/v1beta1\n"),
-        &["poddisruptionbudget.policy/credential-issuer"],
+    let binding = object(&rbac, "ClusterRoleBinding", "credential-issuer");
+    assert_eq!(binding["roleRef"]["name"], "credential-issuer-reconciler");
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "credential-issuer", "namespace": "credential-issuer"}])
     );
 
-    // The configuration in the ConfigMap is one `credential-issuer check-config` accepts
-    // (with the issuer URL placeholder given on the command line).
-    let config = read("config.yaml");
+    let config = server_dry_run(cp, "config.yaml", &read_manifest("config.yaml"));
+    let toml_text = object(&config, "ConfigMap", "credential-issuer")["data"]["issuer.toml"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the ConfigMap has no issuer.toml"))
+        .to_owned();
+    assert!(
+        !toml_text.contains("database_url") && !toml_text.contains("postgres"),
+        "the database URL (with its password) belongs in the Secret, not the ConfigMap:\n{toml_text}"
+    );
+    object(&config, "Secret", "credential-issuer");
+    let database = object(&config, "Secret", "credential-issuer-database");
+    assert!(
+        database["data"]["url"].is_string(),
+        "the database Secret has no `url`: {database:#}"
+    );
+
+    let deployment = server_dry_run(cp, "deployment.yaml", &read_manifest("deployment.yaml"));
+    object(&deployment, "Service", "credential-issuer");
+    assert!(
+        !deployment
+            .iter()
+            .any(|o| o["kind"] == "PersistentVolumeClaim"),
+        "several replicas share the database, not a volume"
+    );
+    let spec = &object(&deployment, "Deployment", "credential-issuer")["spec"];
+    let replicas = spec["replicas"].as_i64().unwrap_or(0);
+    assert!(replicas >= 2, "replicas: {replicas}");
+    assert_eq!(spec["strategy"]["type"], "RollingUpdate");
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let pod = &spec["template"]["spec"];
+    assert_eq!(
+        pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+            ["podAffinityTerm"]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert!(
+        pod["topologySpreadConstraints"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "{pod:#}"
+    );
+    let volumes = pod["volumes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        volumes.iter().all(|v| v["persistentVolumeClaim"].is_null()),
+        "{volumes:#?}"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let env = container["env"].as_array().cloned().unwrap_or_default();
+    let url = env
+        .iter()
+        .find(|e| e["name"] == "CREDENTIAL_ISSUER_DATABASE_URL")
+        .unwrap_or_else(|| panic!("no CREDENTIAL_ISSUER_DATABASE_URL in {env:#?}"));
+    assert!(url["value"].is_null(), "a literal database URL: {url:#}");
+    assert_eq!(
+        url["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "credential-issuer-database", "key": "url"})
+    );
+    for var in &env {
+        let value = var["value"].as_str().unwrap_or("");
+        assert!(
+            !value.contains("://"),
+            "a literal URL in the environment: {var:#}"
+        );
+    }
+
+    // The test API server is Kubernetes 1.20, which serves PodDisruptionBudget only as
+    // policy/v1beta1 (same fields); the file's comment says so.
+    let pdb = read_manifest("pdb.yaml");
+    assert!(pdb.contains("apiVersion: policy/v1\n"), "{pdb}");
+    let pdb = server_dry_run(
+        cp,
+        "pdb.yaml",
+        &pdb.replace("apiVersion: policy/v1\n", "apiVersion: policy/v1beta1\n"),
+    );
+    let min_available = object(&pdb, "PodDisruptionBudget", "credential-issuer")["spec"]
+        ["minAvailable"]
+        .as_i64()
+        .unwrap_or(0);
+    assert!(
+        (1..replicas).contains(&min_available),
+        "minAvailable {min_available} with {replicas} replicas: a drain must keep one and move one"
+    );
+}
+
+/// The configuration in `config.yaml` is one `credential-issuer check-config` accepts, with
+/// what the Deployment adds (the database URL from the Secret in the environment) and the
+/// issuer URL placeholder given on the command line; the database password is not printed.
+#[test]
+fn the_kubernetes_config_passes_check_config() {
+    let config = read_manifest("config.yaml");
     let toml_lines: Vec<&str> = config
         .split("issuer.toml: |\n")
         .nth(1)
@@ -157,15 +254,30 @@ fn the_kubernetes_manifests_pass_a_server_side_dry_run() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let path = dir.path().join("issuer.toml");
     std::fs::write(&path, &toml_text).unwrap_or_else(|e| panic!("write: {e}"));
+    // The Secret's key file, as Kubernetes mounts it: base64 of 32 bytes.
+    let key_file = dir.path().join("seal.key");
+    std::fs::write(
+        &key_file,
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+    )
+    .unwrap_or_else(|e| panic!("write: {e}"));
+    let password = "db-password-not-to-print";
     let mut cmd = std::process::Command::new(e2e::bins::credential_issuer());
-    cmd.arg("--config").arg(&path).args([
-        "check-config",
-        "--issuer-url",
-        "https://issuer.example.com",
-    ]);
-    e2e::process::run(&mut cmd, None, std::time::Duration::from_secs(30))
-        .assert_success()
+    cmd.env(
+        "CREDENTIAL_ISSUER_DATABASE_URL",
+        format!("postgres://issuer:{password}@db.invalid:5432/issuer?sslmode=require"),
+    )
+    .env("CREDENTIAL_ISSUER_ENCRYPTION_KEY_FILE", &key_file)
+    .arg("--config")
+    .arg(&path)
+    .args(["check-config", "--issuer-url", "https://issuer.example.com"]);
+    let out = e2e::process::run(&mut cmd, None, std::time::Duration::from_secs(30));
+    out.assert_success()
         .assert_stdout_contains("configuration is valid: issuer https://issuer.example.com");
+    assert!(
+        !out.stdout.contains(password) && !out.stderr.contains(password),
+        "check-config printed the database password: {out}"
+    );
 }
 
 /// `install/install-plugin.sh` installs a release archive only when its SHA-256 matches (here
