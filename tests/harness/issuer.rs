@@ -115,21 +115,7 @@ impl Issuer {
     #[track_caller]
     #[must_use]
     pub fn start_on(listener: TcpListener, options: &IssuerOptions) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("e2e-issuer.")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
-            .keep();
-        let keep = if std::env::var_os(crate::control_plane::KEEP_ENV).is_some() {
-            "1"
-        } else {
-            ""
-        };
-        let cleanup = Reaper::spawn(
-            "the issuer's data directory",
-            r#"[ -n "$2" ] || rm -rf "$1""#,
-            &[dir.as_os_str(), keep.as_ref()],
-        );
+        let (dir, cleanup) = process::reaped_temp_dir("e2e-issuer.", "the issuer's data directory");
         let data_dir = dir.join("data");
         let port = listener
             .local_addr()

@@ -94,11 +94,7 @@ impl Postgres {
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
             .keep();
-        let keep = if std::env::var_os(crate::control_plane::KEEP_ENV).is_some() {
-            "1"
-        } else {
-            ""
-        };
+        let keep = process::keep_flag();
         // The reaper exists before the server, so even a failed start is cleaned up.
         let scripts = scripts_dir();
         let reaper = Reaper::spawn(

@@ -301,6 +301,35 @@ impl Reaper {
     }
 }
 
+/// `"1"` when the tests were asked to keep their temporary directories (`E2E_KEEP`), else `""`:
+/// the second argument reaper scripts test with `[ -n "$2" ]`.
+#[must_use]
+pub fn keep_flag() -> &'static str {
+    if std::env::var_os(crate::control_plane::KEEP_ENV).is_some() {
+        "1"
+    } else {
+        ""
+    }
+}
+
+/// A new temporary directory named `PREFIX...`, removed by a [`Reaper`] when the returned
+/// handle drops or the test process dies (kept with `E2E_KEEP`). `what` names it in messages.
+#[track_caller]
+#[must_use]
+pub fn reaped_temp_dir(prefix: &str, what: &str) -> (std::path::PathBuf, Reaper) {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
+        .keep();
+    let cleanup = Reaper::spawn(
+        what,
+        r#"[ -n "$2" ] || rm -rf "$1""#,
+        &[dir.as_os_str(), keep_flag().as_ref()],
+    );
+    (dir, cleanup)
+}
+
 impl Drop for Reaper {
     fn drop(&mut self) {
         drop(self.stdin.take());

@@ -232,21 +232,7 @@ impl Replicas {
     pub fn start(count: usize, config: &str) -> Self {
         let pg = Postgres::shared();
         let database_url = pg.fresh_database("replicas");
-        let dir = tempfile::Builder::new()
-            .prefix("e2e-replicas.")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
-            .keep();
-        let keep = if std::env::var_os(crate::control_plane::KEEP_ENV).is_some() {
-            "1"
-        } else {
-            ""
-        };
-        let cleanup = Reaper::spawn(
-            "the replicas' directory",
-            r#"[ -n "$2" ] || rm -rf "$1""#,
-            &[dir.as_os_str(), keep.as_ref()],
-        );
+        let (dir, cleanup) = process::reaped_temp_dir("e2e-replicas.", "the replicas' directory");
         // What a Secret gives every pod: the encryption key and the serving certificate.
         let key_file = dir.join("seal.key");
         credential_issuer::seal::Sealer::load_or_create(&key_file)
