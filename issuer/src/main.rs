@@ -39,11 +39,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig(_) => {
             say(&format!(
-                "configuration is valid: issuer {} on {}, {} cluster(s), data in {}",
+                "configuration is valid: issuer {} on {}, {} cluster(s), data in {}, database {}",
                 config.issuer(),
                 config.listen,
                 config.clusters.len(),
-                config.data_dir.display()
+                config.data_dir.display(),
+                config.database_description()
             ));
             Ok(())
         }

@@ -316,6 +316,12 @@ impl Store {
                 format!("invalid database URL {}", redact_url(&options.url)).into(),
             ))
         })?)?;
+        // One connection of its own first: a wrong host, password or database name fails here
+        // with the server's own words rather than as a pool timeout.
+        sqlx::Connection::close(
+            <sqlx::AnyConnection as sqlx::Connection>::connect_with(&opts).await?,
+        )
+        .await?;
         let schema = options.schema.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(2))
