@@ -425,7 +425,24 @@ impl Store {
         // Every known migration not applied yet, in order (not only those above the newest
         // applied one, so that a migration numbered between two applied ones still runs).
         for &(version, sql) in migrations.iter().filter(|m| !applied.contains(&m.0)) {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            // Another process may be migrating the same database right now (an admin command
+            // next to a starting server; PostgreSQL replicas are already serialised by the
+            // advisory lock): take the write lock first, then look again.
+            let mut tx = match self.backend {
+                Backend::Sqlite => {
+                    sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?
+                }
+                Backend::Postgres => sqlx::Connection::begin(&mut *conn).await?,
+            };
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if done.is_some() {
+                tx.rollback().await?;
+                continue;
+            }
             sqlx::raw_sql(sql)
                 .execute(&mut *tx)
                 .await
@@ -592,6 +609,22 @@ pub(crate) mod test_support {
             }
         }
 
+        /// Another empty database next to this one (a file in the directory, or a new schema).
+        pub(crate) async fn another_location(&self) -> super::Location {
+            match &self.place {
+                Place::Sqlite => super::Location::Sqlite(self.dir.path().join("other.db")),
+                Place::Postgres { url, schema } => {
+                    let other = format!("{schema}_b");
+                    create_schema(url, &other).await;
+                    super::Location::Postgres(PostgresOptions {
+                        url: url.clone(),
+                        max_connections: 4,
+                        schema: Some(other),
+                    })
+                }
+            }
+        }
+
         /// A scratch directory for the test.
         pub(crate) fn path(&self) -> &std::path::Path {
             self.dir.path()
@@ -616,6 +649,32 @@ mod tests {
         assert!(!r.contains("s3cret"), "{r}");
         assert!(r.contains("issuer:***@db.example"), "{r}");
         assert!(!redact_url("not a url s3cret").contains("s3cret"));
+    }
+
+    /// Two processes opening a new database at the same moment (a server starting while an
+    /// admin command runs, or replicas): both end up on the migrated schema, each migration
+    /// applied once.
+    #[tokio::test]
+    async fn processes_migrating_together_apply_each_migration_once() {
+        let (_first, db) = temp_store().await;
+        let fresh = db.another_location().await;
+        // Interleaved on one task: each waits on the database, so their migrations race there.
+        let (a, b, c) = tokio::join!(
+            Store::open(&fresh),
+            Store::open(&fresh),
+            Store::open(&fresh)
+        );
+        let stores: Vec<Store> = [a, b, c]
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("open: {e}")))
+            .collect();
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+                .fetch_all(&stores[0].pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        let expected: Vec<i64> = stores[0].backend.migrations().iter().map(|m| m.0).collect();
+        assert_eq!(versions, expected);
     }
 
     #[tokio::test]
