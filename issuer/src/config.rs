@@ -381,11 +381,12 @@ impl std::str::FromStr for DatabaseUrl {
     }
 }
 
-/// PostgreSQL connections per issuer process.
+/// PostgreSQL connections per issuer process, unless `database_max_connections` says otherwise.
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;
 
 fn parse_database(
     url: Option<&DatabaseUrl>,
+    max_connections: Option<u32>,
     data_dir: &Path,
     encryption_key_file: Option<&Path>,
 ) -> Result<crate::store::Location, ConfigError> {
@@ -423,9 +424,16 @@ fn parse_database(
                  and give it to every replica (a Kubernetes Secret)",
             ));
         }
+        let max_connections = max_connections.unwrap_or(POSTGRES_MAX_CONNECTIONS);
+        if !(2..=1000).contains(&max_connections) {
+            return Err(invalid(
+                "database_max_connections",
+                format!("{max_connections} is outside 2..=1000"),
+            ));
+        }
         return Ok(Location::Postgres(PostgresOptions {
             url: url.clone(),
-            max_connections: POSTGRES_MAX_CONNECTIONS,
+            max_connections,
             schema: None,
         }));
     }
@@ -450,6 +458,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// See [`Config::database`]. (Prefer the environment variable: it holds a password.)
     pub database_url: Option<DatabaseUrl>,
+    /// PostgreSQL connections per issuer process (default 10).
+    pub database_max_connections: Option<u32>,
     /// See [`TlsSource::Files`].
     pub tls_cert: Option<PathBuf>,
     /// See [`TlsSource::Files`].
@@ -930,6 +940,7 @@ impl Config {
         let encryption_key_file = o.encryption_key_file.clone().or(file.encryption_key_file);
         let database = parse_database(
             o.database_url.as_ref().or(file.database_url.as_ref()),
+            file.database_max_connections,
             &data_dir,
             encryption_key_file.as_deref(),
         )?;
@@ -1650,6 +1661,16 @@ mod tests {
             panic!("{:?}", c.database)
         };
         assert_eq!(pg.url, url);
+        assert_eq!(pg.max_connections, 10);
+        let c = load("database_max_connections = 40", &with_key).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&c.database, crate::store::Location::Postgres(pg) if pg.max_connections == 40)
+        );
+        let e = load("database_max_connections = 1", &with_key)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("database_max_connections"), "{e}");
         // Replicas share one database, so by default they keep their signing keys in it.
         assert_eq!(c.signing_keys_source(), SigningKeys::Database);
         // The password is in no printout of the configuration.
