@@ -7,8 +7,9 @@
 //!   the signing key set changes. A hit skips signature verification and JSON parsing.
 //! - Session states are cached by session id for `webhook_cache_ttl`. Every revocation this
 //!   process makes (logout, refresh-token reuse) invalidates the entry at once; revocations made
-//!   elsewhere (the `user disable` CLI, another replica) are seen within the TTL. A generation
-//!   counter keeps a read that raced an invalidation from re-inserting the old state.
+//!   elsewhere (the `user disable` CLI, another replica) reach it within about a second through
+//!   the server's revocation feed (`Store::revoked_since`), and within the TTL at worst. A
+//!   generation counter keeps a read that raced an invalidation from re-inserting the old state.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -59,6 +59,7 @@ pub async fn serve(
     let checkpoints = tokio::spawn(checkpoints(state.clone()));
     // The lease decides which replica runs the audit sealer and the reconciler.
     let lease = tokio::spawn(crate::leader::run(state.clone()));
+    let revocations = tokio::spawn(revocation_feed(state.clone()));
     let audit = tokio::spawn(seal_audit(state.clone()));
     let reconciler = tokio::spawn(crate::kube::reconcile::run(state.clone()));
     let h = handle.clone();
@@ -75,6 +76,7 @@ pub async fn serve(
         .await;
     upkeep.abort();
     checkpoints.abort();
+    revocations.abort();
     lease.abort();
     audit.abort();
     reconciler.abort();
@@ -128,6 +130,37 @@ async fn upkeep(state: AppState) {
         match crate::requests::expire(state.store(), state.now()).await {
             Ok(notices) => crate::http::notify_requests(&state, notices),
             Err(e) => tracing::warn!(error = %e, "expiring access requests failed"),
+        }
+    }
+}
+
+/// How often the webhook caches learn of revocations made by other processes.
+const REVOCATION_FEED_EVERY: Duration = Duration::from_secs(1);
+/// How far back each look reaches: revocation times come from the clocks of the processes that
+/// revoked (another replica's may be a little behind ours), and looking twice is harmless.
+const REVOCATION_FEED_OVERLAP: time::Duration = time::Duration::seconds(10);
+
+/// Drops from this process's webhook caches every session that another process (a replica,
+/// the admin CLI) revoked and every account it disabled, within a second: a review of such a
+/// token then reads the database and is refused, instead of waiting for `webhook_cache_ttl`.
+async fn revocation_feed(state: AppState) {
+    let mut tick = tokio::time::interval(REVOCATION_FEED_EVERY);
+    let mut since = state.now() - REVOCATION_FEED_OVERLAP;
+    loop {
+        tick.tick().await;
+        let now = state.now();
+        match state.store().revoked_since(since).await {
+            Ok((sessions, users)) => {
+                for id in &sessions {
+                    state.review_caches().invalidate_session(id);
+                }
+                for id in &users {
+                    state.review_caches().invalidate_user(id);
+                }
+                since = now - REVOCATION_FEED_OVERLAP;
+            }
+            // Keep `since`: the next look covers this one's window too.
+            Err(e) => tracing::warn!(error = %e, "reading revocations failed"),
         }
     }
 }

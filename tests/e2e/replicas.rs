@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use credential_shared::oauth::{
     OAuthErrorCode, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, PATH_DEVICE_AUTHORIZATION, PATH_JWKS,
-    PATH_TOKEN, PLUGIN_CLIENT_ID,
+    PATH_REVOKE, PATH_TOKEN, PLUGIN_CLIENT_ID,
 };
 use e2e::browser::path_of;
 use e2e::replicas::Replicas;
@@ -313,6 +313,74 @@ fn grants_and_key_rotations_reach_every_replica_without_a_restart() {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(signed_with, new_kid);
     }
+}
+
+/// What replica `i` answers to kube-apiserver's TokenReview of `token`: authenticated or not.
+fn reviewed_by(set: &Replicas, i: usize, token: &str) -> bool {
+    let body = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token},
+    });
+    let resp = set.post_json_to(i, &format!("/authenticate/{CLUSTER}"), &body.to_string());
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let review: serde_json::Value = serde_json::from_str(&resp.body)
+        .unwrap_or_else(|e| panic!("TokenReview ({e}): {}", resp.body));
+    review["status"]["authenticated"] == true
+}
+
+#[test]
+fn a_logout_on_one_replica_reaches_the_other_replicas_webhook_cache_within_seconds() {
+    // Session states are cached for a minute: only the revocation feed can end them sooner.
+    let set = Replicas::start(2, &format!("webhook_cache_ttl = \"60s\"\n{}", config("")));
+    set.add_user("wes", &["k8s-readers"], PASSWORD);
+    set.route_to(0);
+    let (device_code, user_code) = device_authorization(&set);
+    approve(&set, "wes", &user_code);
+    let (status, tokens) = redeem(&set, &device_code);
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // Both replicas authenticate the token, and now hold the session's state.
+    assert!(
+        reviewed_by(&set, 0, &access),
+        "replica a refused a fresh token"
+    );
+    assert!(
+        reviewed_by(&set, 1, &access),
+        "replica b refused a fresh token"
+    );
+
+    // The person logs out through replica a (RFC 7009).
+    let (status, body) = form(
+        &set,
+        PATH_REVOKE,
+        &[("token", refresh.as_str()), ("client_id", PLUGIN_CLIENT_ID)],
+    );
+    assert_eq!(status, 200, "logout refused: {body}");
+    assert!(
+        !reviewed_by(&set, 0, &access),
+        "replica a still accepts a logged-out session"
+    );
+    // Replica b learns of it from the database within a few seconds, not after 60.
+    wait::until(
+        "replica b refuses the logged-out session",
+        Duration::from_secs(10),
+        || {
+            if reviewed_by(&set, 1, &access) {
+                Check::Retry("still authenticated".to_owned())
+            } else {
+                Check::Done(())
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `grant add` of pod-reader in `ns` for lea; the grant id.

@@ -468,6 +468,21 @@ impl Replicas {
             .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
 
+    /// `POST path` with a JSON body to replica `i` directly, as an API server configured with
+    /// that replica's address would.
+    #[track_caller]
+    #[must_use]
+    pub fn post_json_to(&self, i: usize, path: &str, body: &str) -> http::Response {
+        let url = format!("https://{}{path}", self.members[i].addr);
+        http::response(
+            http::agent(&self.ca_file)
+                .post(&url)
+                .set("Content-Type", "application/json")
+                .send_string(body),
+        )
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+    }
+
     /// `POST path` with a form to the public URL, as an OAuth client.
     #[track_caller]
     #[must_use]

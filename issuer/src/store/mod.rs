@@ -111,6 +111,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0007_audit_access.sql"),
     ),
     (8, include_str!("../../migrations/sqlite/0008_replicas.sql")),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_revocation_feed.sql"),
+    ),
 ];
 
 /// The same migrations in PostgreSQL's dialect (same versions, same tables and meaning).
@@ -143,6 +147,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../migrations/postgres/0008_replicas.sql"),
+    ),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_revocation_feed.sql"),
     ),
 ];
 

@@ -232,6 +232,21 @@ async fn rotate_one(
 }
 
 impl Store {
+    /// The sessions revoked and the accounts disabled at or after `since`: what any process
+    /// (another replica, the admin CLI) changed, for the webhook caches of this one.
+    pub async fn revoked_since(&self, since: OffsetDateTime) -> Result<(Vec<String>, Vec<String>)> {
+        let since = since.unix_timestamp();
+        let sessions = sqlx::query_scalar("SELECT id FROM sessions WHERE revoked_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        let users = sqlx::query_scalar("SELECT id FROM users WHERE disabled_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok((sessions, users))
+    }
+
     /// Creates a session with its first refresh token.
     pub async fn create_session(&self, s: &Session, refresh_hash: &str) -> Result<()> {
         sqlx::query(
@@ -494,6 +509,14 @@ mod tests {
             matches!(o, RotateOutcome::Reused { ref session_id, .. } if session_id == "s1"),
             "{o:?}"
         );
+        // Another process sees the revocation through the feed, and only from its time on.
+        let (sessions, users) = s.revoked_since(now).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((sessions, users.len()), (vec!["s1".to_owned()], 0));
+        let (sessions, _) = s
+            .revoked_since(now + time::Duration::seconds(1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(sessions.is_empty(), "{sessions:?}");
         // The live token r2 now belongs to a revoked session.
         let o = s
             .rotate_refresh("r2", "r4", now, BY)

@@ -321,6 +321,13 @@ mod tests {
             Err(Error::Conflict(_))
         ));
         assert_eq!(s.list_users().await.map_or(0, |v| v.len()), 1);
+
+        // Disabling shows in the revocation feed that other processes read.
+        s.disable_user("alice", now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (_, users) = s.revoked_since(now).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(users, ["u-alice"]);
     }
 
     #[tokio::test]
