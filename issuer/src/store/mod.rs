@@ -113,7 +113,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/sqlite/0008_replicas.sql")),
     (
         9,
-        include_str!("../../migrations/sqlite/0009_revocation_feed.sql"),
+        include_str!("../../migrations/sqlite/0009_indexes.sql"),
     ),
 ];
 
@@ -150,7 +150,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         9,
-        include_str!("../../migrations/postgres/0009_revocation_feed.sql"),
+        include_str!("../../migrations/postgres/0009_indexes.sql"),
     ),
 ];
 
