@@ -111,10 +111,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0007_audit_access.sql"),
     ),
     (8, include_str!("../../migrations/sqlite/0008_replicas.sql")),
-    (
-        9,
-        include_str!("../../migrations/sqlite/0009_indexes.sql"),
-    ),
+    (9, include_str!("../../migrations/sqlite/0009_indexes.sql")),
 ];
 
 /// The same migrations in PostgreSQL's dialect (same versions, same tables and meaning).
