@@ -87,7 +87,7 @@ pub enum Error {
 /// created here, since a new key would not open the keys sealed with the one the replicas
 /// share.
 pub fn database_key_source(config: &Config, store: &Store) -> Result<KeySource, Error> {
-    let sealer = Arc::new(crate::seal::Sealer::load(&config.seal_key_file())?);
+    let sealer = Arc::new(config.sealer(false)?);
     Ok(KeySource::Database {
         store: store.clone(),
         sealer,

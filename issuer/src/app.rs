@@ -82,9 +82,7 @@ impl AppState {
         clock: SharedClock,
     ) -> Result<Self, StartError> {
         create_private_dir(&config.data_dir)?;
-        let sealer = Arc::new(crate::seal::Sealer::load_or_create(
-            &config.seal_key_file(),
-        )?);
+        let sealer = Arc::new(config.sealer(true)?);
         let source = key_source(&config, &store, &sealer);
         let signer = Signer::open_source(source, clock.now()).await?;
         let upstreams = crate::upstream::Upstreams::new(&config.upstreams)?;

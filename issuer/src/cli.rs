@@ -376,6 +376,11 @@ impl Cli {
             data_dir: self.global.data_dir.clone(),
             encryption_key_file: self.global.encryption_key_file.clone(),
             database_url: self.global.database_url.clone(),
+            // Read here, not through a flag: a key on the command line would show in `ps`.
+            encryption_key: std::env::var(env::ENCRYPTION_KEY)
+                .ok()
+                .filter(|k| !k.trim().is_empty())
+                .map(crate::secret::Secret::new),
             listen: serve.and_then(|a| a.listen.clone()),
             issuer_url: serve.and_then(|a| a.issuer_url.clone()).or(invite_url),
             tls_cert: serve.and_then(|a| a.tls_cert.clone()),

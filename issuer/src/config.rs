@@ -32,6 +32,8 @@ pub mod env {
     pub const RUST_LOG: &str = "RUST_LOG";
     /// File holding the 32-byte key that encrypts secrets at rest (raw or base64).
     pub const ENCRYPTION_KEY_FILE: &str = "CREDENTIAL_ISSUER_ENCRYPTION_KEY_FILE";
+    /// The 32-byte key itself, base64 (instead of `ENCRYPTION_KEY_FILE`; e.g. from a Secret).
+    pub const ENCRYPTION_KEY: &str = "CREDENTIAL_ISSUER_ENCRYPTION_KEY";
     /// `postgres://user:password@host/db` for a shared PostgreSQL (several replicas); unset:
     /// SQLite in the data directory.
     pub const DATABASE_URL: &str = "CREDENTIAL_ISSUER_DATABASE_URL";
@@ -79,8 +81,11 @@ pub struct Config {
     /// Local accounts: second factor policy and invitations.
     pub accounts: Accounts,
     /// File with the 32-byte key that encrypts secrets at rest; `None`: `seal.key` in the data
-    /// directory, created on first start.
+    /// directory, created on first start (unless `encryption_key` is given).
     pub encryption_key_file: Option<PathBuf>,
+    /// The key itself (base64), from `CREDENTIAL_ISSUER_ENCRYPTION_KEY`; excludes
+    /// `encryption_key_file`.
+    pub encryption_key: Option<crate::secret::Secret>,
     /// Upstream OpenID Connect providers offered on the sign-in page, in config order.
     pub upstreams: Vec<UpstreamConfig>,
     /// Group mapping applied to every identity at token minting.
@@ -702,6 +707,8 @@ pub struct Overrides {
     pub session_ttl: Option<String>,
     /// `--encryption-key-file`.
     pub encryption_key_file: Option<PathBuf>,
+    /// `CREDENTIAL_ISSUER_ENCRYPTION_KEY` (environment only: a flag would show in `ps`).
+    pub encryption_key: Option<crate::secret::Secret>,
 }
 
 impl Config {
@@ -938,17 +945,28 @@ impl Config {
             .transpose()?
             .flatten();
         let encryption_key_file = o.encryption_key_file.clone().or(file.encryption_key_file);
+        let encryption_key = o.encryption_key.clone();
+        if encryption_key.is_some() && encryption_key_file.is_some() {
+            return Err(invalid(
+                "encryption_key_file",
+                format!(
+                    "and {} are both set: give the key one way only",
+                    env::ENCRYPTION_KEY
+                ),
+            ));
+        }
+        // What replicas need: a key given to them, not one each generates for itself.
+        let explicit_key = encryption_key_file.as_deref().or(encryption_key
+            .as_ref()
+            .map(|_| Path::new(env::ENCRYPTION_KEY)));
         let database = parse_database(
             o.database_url.as_ref().or(file.database_url.as_ref()),
             file.database_max_connections,
             &data_dir,
-            encryption_key_file.as_deref(),
+            explicit_key,
         )?;
-        let signing_keys = validate_signing(
-            &file.signing.unwrap_or_default(),
-            encryption_key_file.as_deref(),
-            &database,
-        )?;
+        let signing_keys =
+            validate_signing(&file.signing.unwrap_or_default(), explicit_key, &database)?;
         Ok(Self {
             issuer_url,
             listen,
@@ -964,6 +982,7 @@ impl Config {
             rate_limits,
             accounts,
             encryption_key_file,
+            encryption_key,
             upstreams,
             policy,
             roles,
@@ -1039,6 +1058,21 @@ impl Config {
         self.encryption_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("seal.key"))
+    }
+
+    /// The key that seals secrets at rest: `CREDENTIAL_ISSUER_ENCRYPTION_KEY`, else the key
+    /// file, created when missing if `create` (the server; admin commands never create one: a
+    /// new key would not open what was sealed with the shared one).
+    pub fn sealer(&self, create: bool) -> Result<crate::seal::Sealer, crate::seal::SealError> {
+        if let Some(key) = &self.encryption_key {
+            return crate::seal::Sealer::from_text(env::ENCRYPTION_KEY, key.expose());
+        }
+        let path = self.seal_key_file();
+        if create {
+            crate::seal::Sealer::load_or_create(&path)
+        } else {
+            crate::seal::Sealer::load(&path)
+        }
     }
 
     /// Directory of generated TLS material.
@@ -1681,6 +1715,42 @@ mod tests {
         ] {
             assert!(!text.contains("pa55word"), "{text}");
         }
+
+        // The key itself may come from the environment instead of a file (never both), and
+        // shows in no printout.
+        let key = "q2bOqYVCJ6Ms3MhpsG1Df2V1dTlJ1k8m4yc1v0b9t0U=";
+        let env_key = Overrides {
+            database_url: Some(DatabaseUrl(url.into())),
+            encryption_key: Some(crate::secret::Secret::new(key)),
+            ..Overrides::default()
+        };
+        let c = load("", &env_key).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.signing_keys_source(), SigningKeys::Database);
+        assert!(c.sealer(false).is_ok());
+        assert!(!format!("{c:?}{env_key:?}").contains(key));
+        let both = Overrides {
+            encryption_key_file: Some("/k".into()),
+            ..env_key.clone()
+        };
+        let e = load("", &both)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains(env::ENCRYPTION_KEY) && !e.contains(key), "{e}");
+        let short = Overrides {
+            encryption_key: Some(crate::secret::Secret::new("c2hvcnQ=")),
+            ..env_key
+        };
+        let c = load("", &short).unwrap_or_else(|e| panic!("{e}"));
+        let e = c
+            .sealer(false)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains(env::ENCRYPTION_KEY) && !e.contains("c2hvcnQ"),
+            "{e}"
+        );
 
         // Replicas must share the sealing key: a generated per-replica key would not do.
         let no_key = Overrides {

@@ -42,6 +42,12 @@ pub enum SealError {
         /// The file.
         path: PathBuf,
     },
+    /// The key given in the environment is not base64 of 32 bytes.
+    #[error("{variable} must be the base64 of 32 random bytes (`openssl rand -base64 32`); it holds something else")]
+    KeyText {
+        /// The environment variable.
+        variable: &'static str,
+    },
     /// The sealed value was made with another key (the key file was replaced).
     #[error("the value was encrypted with key {found}, but the issuer has key {expected}; restore the old encryption key file")]
     WrongKey {
@@ -136,6 +142,12 @@ impl Sealer {
             .ok_or_else(|| SealError::KeyLength {
                 path: path.to_owned(),
             })
+    }
+
+    /// The key given as text (base64 of 32 bytes) in the environment variable `variable`.
+    pub fn from_text(variable: &'static str, text: &str) -> Result<Self, SealError> {
+        Self::parse_key(Path::new(variable), text.as_bytes())
+            .map_err(|_| SealError::KeyText { variable })
     }
 
     /// Short public id of the key (first bytes of its SHA-256), stored with each value.

@@ -3,7 +3,8 @@
 //!
 //! Every replica is a real process (so a test can kill it with `SIGKILL` in the middle of a
 //! request's life), started with the flags and environment an operator's Deployment gives it:
-//! the shared database URL, the shared encryption key file and the shared serving certificate.
+//! the shared database URL, the shared encryption key (a file for replica a, the environment
+//! variable for the others) and the shared serving certificate.
 //! The [`LoadBalancer`] stands in for the Kubernetes Service: it sends each new connection to
 //! the next replica that accepts it, and tests can steer it to one replica
 //! ([`LoadBalancer::route_to`]) to show that state written through one is honoured by another.
@@ -299,8 +300,6 @@ impl Replicas {
             .arg(&data_dir)
             .args(["--listen", &addr.to_string()])
             .args(["--issuer-url", &self.lb.url()])
-            .arg("--encryption-key-file")
-            .arg(&self.key_file)
             .arg("--tls-cert")
             .arg(&self.cert)
             .arg("--tls-key")
@@ -309,6 +308,18 @@ impl Replicas {
             .stdout(Stdio::null())
             .stderr(log_file)
             .process_group(0);
+        // The shared key as a file for replica a and as an environment variable (base64) for
+        // the others: both ways of handing it over must open the same sealed rows.
+        if name == "a" {
+            cmd.arg("--encryption-key-file").arg(&self.key_file);
+        } else {
+            let key = std::fs::read(&self.key_file)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.key_file.display()));
+            cmd.env(
+                "CREDENTIAL_ISSUER_ENCRYPTION_KEY",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key),
+            );
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start replica {name}: {e}"));
