@@ -393,7 +393,7 @@ fn parse_database(
     url: Option<&DatabaseUrl>,
     max_connections: Option<u32>,
     data_dir: &Path,
-    encryption_key_file: Option<&Path>,
+    explicit_key: bool,
 ) -> Result<crate::store::Location, ConfigError> {
     use crate::store::{Location, PostgresOptions};
     let Some(DatabaseUrl(url)) = url else {
@@ -421,7 +421,7 @@ fn parse_database(
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(invalid("database_url", "the PostgreSQL URL names no host"));
         }
-        if encryption_key_file.is_none() {
+        if !explicit_key {
             return Err(invalid(
                 "encryption_key_file",
                 "is required with a PostgreSQL database: every replica must seal and open secrets \
@@ -956,9 +956,7 @@ impl Config {
             ));
         }
         // What replicas need: a key given to them, not one each generates for itself.
-        let explicit_key = encryption_key_file.as_deref().or(encryption_key
-            .as_ref()
-            .map(|_| Path::new(env::ENCRYPTION_KEY)));
+        let explicit_key = encryption_key_file.is_some() || encryption_key.is_some();
         let database = parse_database(
             o.database_url.as_ref().or(file.database_url.as_ref()),
             file.database_max_connections,
@@ -1087,7 +1085,7 @@ impl Config {
 /// in one replica's data directory would differ from the next one's.
 fn validate_signing(
     signing: &FileSigning,
-    encryption_key_file: Option<&Path>,
+    explicit_key: bool,
     database: &crate::store::Location,
 ) -> Result<SigningKeys, ConfigError> {
     let keys = match signing.keys.as_deref() {
@@ -1102,7 +1100,7 @@ fn validate_signing(
             ))
         }
     };
-    if keys == SigningKeys::Database && encryption_key_file.is_none() {
+    if keys == SigningKeys::Database && !explicit_key {
         return Err(invalid(
             "signing.keys",
             format!(

@@ -277,34 +277,10 @@ impl Store {
             .create_if_missing(true)
             .to_url_lossy();
         let opts = AnyConnectOptions::from_url(&url)?;
-        let pragmas = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                       PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
         // The writer never checkpoints the WAL itself (a checkpoint fsyncs and would stall every
         // queued write behind it); `checkpoint` does it from a reader connection instead.
-        let write = AnyPoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    conn.execute(sqlx::raw_sql(pragmas)).await?;
-                    conn.execute(sqlx::raw_sql("PRAGMA wal_autocheckpoint = 0"))
-                        .await?;
-                    Ok(())
-                })
-            })
-            .connect_with(opts.clone())
-            .await?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    conn.execute(sqlx::raw_sql(pragmas)).await?;
-                    Ok(())
-                })
-            })
-            .connect_with(opts)
-            .await?;
+        let write = sqlite_pool(opts.clone(), 1, "PRAGMA wal_autocheckpoint = 0;").await?;
+        let pool = sqlite_pool(opts, 4, "").await?;
         let store = Self::assemble(pool, Some(write), Backend::Sqlite, 0);
         store.migrate().await?;
         #[cfg(unix)]
@@ -511,6 +487,27 @@ impl Store {
             .rows_affected();
         Ok(n)
     }
+}
+
+/// A pool of `size` SQLite connections, each set up with the pragmas every connection needs and
+/// then `extra`.
+async fn sqlite_pool(opts: AnyConnectOptions, size: u32, extra: &'static str) -> Result<AnyPool> {
+    const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                           PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+    Ok(AnyPoolOptions::new()
+        .max_connections(size)
+        .min_connections(1)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(sqlx::raw_sql(PRAGMAS)).await?;
+                if !extra.is_empty() {
+                    conn.execute(sqlx::raw_sql(extra)).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(opts)
+        .await?)
 }
 
 /// The database holds password hashes and session state: readable by the issuer's user only.

@@ -120,12 +120,9 @@ type Rotated = Option<(String, String)>;
 #[derive(Debug, Clone)]
 pub(super) enum Rotations {
     /// SQLite: the queue of the batching task.
-    Batched(
-        tokio::sync::mpsc::Sender<(Rotation, tokio::sync::oneshot::Sender<Result<Rotated>>)>,
-        super::Backend,
-    ),
+    Batched(tokio::sync::mpsc::Sender<(Rotation, tokio::sync::oneshot::Sender<Result<Rotated>>)>),
     /// PostgreSQL: straight to the pool.
-    Direct(sqlx::AnyPool, super::Backend),
+    Direct(sqlx::AnyPool),
 }
 
 /// Largest batch written in one transaction.
@@ -135,7 +132,7 @@ impl Rotations {
     /// Starts the writer task on the current runtime. It ends when the last `Store` is dropped.
     pub(super) fn start(write: sqlx::AnyPool, backend: super::Backend) -> Self {
         if backend == super::Backend::Postgres {
-            return Self::Direct(write, backend);
+            return Self::Direct(write);
         }
         let (queue, mut rx) = tokio::sync::mpsc::channel::<(
             Rotation,
@@ -151,19 +148,19 @@ impl Rotations {
                         Err(_) => break,
                     }
                 }
-                write_batch(&write, backend, &mut batch).await;
+                write_batch(&write, &mut batch).await;
             }
         });
-        Self::Batched(queue, backend)
+        Self::Batched(queue)
     }
 
     async fn rotate(&self, job: Rotation) -> Result<Rotated> {
-        let (queue, _) = match self {
-            Self::Direct(pool, backend) => {
+        let queue = match self {
+            Self::Direct(pool) => {
                 let mut conn = pool.acquire().await?;
-                return rotate_one(&mut conn, *backend, &job).await;
+                return rotate_one(&mut conn, super::Backend::Postgres, &job).await;
             }
-            Self::Batched(queue, backend) => (queue, backend),
+            Self::Batched(queue) => queue,
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         queue
@@ -177,14 +174,13 @@ impl Rotations {
 
 async fn write_batch(
     write: &sqlx::AnyPool,
-    backend: super::Backend,
     batch: &mut Vec<(Rotation, tokio::sync::oneshot::Sender<Result<Rotated>>)>,
 ) {
     let mut results: Vec<Result<Rotated>> = Vec::with_capacity(batch.len());
     let outcome: Result<()> = async {
         let mut tx = write.begin().await?;
         for (job, _) in batch.iter() {
-            results.push(rotate_one(&mut tx, backend, job).await);
+            results.push(rotate_one(&mut tx, super::Backend::Sqlite, job).await);
         }
         tx.commit().await?;
         Ok(())
