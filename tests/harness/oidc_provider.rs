@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use crate::process::{self, Collector, Reaper};
 
+/// How long Node may take to load the provider and listen. It needs about a second on a quiet
+/// machine; in CI it starts while kube-apiserver, etcd and issuer replicas of other tests start
+/// on the same two cores, and once took longer than 30 s there.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// What to run when the provider's packages are not installed.
 pub const INSTALL_HINT: &str = "run `npm ci --prefix tests/oidc-provider` (tests/run.sh does it)";
 
@@ -63,7 +67,7 @@ fn package_dir() -> PathBuf {
 
 impl OidcProvider {
     /// Starts the provider with `client` and `accounts`; returns once it prints its URL (at
-    /// most 30 s). Fails the test, saying how to install, when Node or the package is missing.
+    /// most [`START_TIMEOUT`]). Fails the test, saying how to install, when Node or the package is missing.
     #[track_caller]
     #[must_use]
     pub fn start(client: &Client, accounts: &[Account]) -> Self {
@@ -140,11 +144,20 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
                 reaper: Some(reaper),
             }),
         };
-        if let Ok(url) = rx.recv_timeout(Duration::from_secs(30)) {
-            provider.url = url;
-        } else {
-            let log = provider.stop();
-            panic!("the OpenID provider did not print its URL within 30 s; its stderr:\n{log}\n(if a package is missing: {INSTALL_HINT})");
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(url) => provider.url = url,
+            Err(e) => {
+                let how = match e {
+                    mpsc::RecvTimeoutError::Disconnected => {
+                        "exited before printing its URL".to_owned()
+                    }
+                    mpsc::RecvTimeoutError::Timeout => {
+                        format!("did not print its URL within {START_TIMEOUT:?}")
+                    }
+                };
+                let log = provider.stop();
+                panic!("the OpenID provider {how}; its stderr:\n{log}\n(if a package is missing: {INSTALL_HINT})");
+            }
         }
         provider
     }
