@@ -1659,8 +1659,8 @@ mod tests {
         assert_eq!(a.active_kid(), b.active_kid());
         assert_eq!(rows(&store).await.len(), 1);
 
-        // Where the database let both insert a first key in the same second (PostgreSQL runs
-        // the two conditional inserts concurrently), both still pick the same one.
+        // Should two keys of the same second ever be in the table (written by hand, or by two
+        // rotations at once), every replica still picks the same one.
         let (store, _dir) = crate::store::test_support::temp_store().await;
         let source = database(&store, 7);
         let KeySource::Database { sealer, .. } = &source else {

@@ -28,6 +28,10 @@ impl fmt::Debug for StoredSigningKey {
     }
 }
 
+/// The advisory lock key that serialises first-key inserts of replicas starting together
+/// (PostgreSQL).
+const FIRST_KEY_LOCK: i64 = 0x6b63_7265_645f_6b31;
+
 impl Store {
     /// Adds a key. A kid already present is a conflict (a thumbprint names one key).
     pub async fn insert_signing_key(
@@ -53,16 +57,23 @@ impl Store {
     }
 
     /// Adds a key only if the table is empty (the first start of the first replica). Returns
-    /// whether it was added. Replicas starting together may still both add one where the
-    /// database runs the two statements concurrently (PostgreSQL, read committed); the caller
-    /// re-reads the table and signs with its newest key, so they agree at the latest by their
-    /// next reload.
+    /// whether it was added. Replicas starting together add one between them: SQLite runs one
+    /// writer at a time, and on PostgreSQL (where two such statements would otherwise run
+    /// concurrently under read committed and both insert) a transaction-scoped advisory lock
+    /// makes the second look after the first committed.
     pub async fn insert_first_signing_key(
         &self,
         kid: &str,
         created_at: OffsetDateTime,
         sealed_key: &[u8],
     ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(FIRST_KEY_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         let done = sqlx::query(
             "INSERT INTO signing_keys (kid, created_at, sealed_key) SELECT $1, $2, $3 \
              WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
@@ -70,9 +81,10 @@ impl Store {
         .bind(kid)
         .bind(created_at.unix_timestamp())
         .bind(sealed_key.to_vec())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         Ok(done == 1)
     }
 
