@@ -48,10 +48,10 @@ pub struct PollState {
     pub status: Status,
     /// When the code expires.
     pub expires_at: OffsetDateTime,
-    /// Time of the previous poll, if any.
-    pub last_poll_at: Option<OffsetDateTime>,
-    /// Current minimum interval between polls, in seconds.
-    pub interval_secs: i64,
+    /// `Some(new interval)` when this poll came sooner after the previous one than the
+    /// interval allows. The store decides it in one statement with recording the poll, so
+    /// that of concurrent polls within one interval only one is in time.
+    pub too_early: Option<i64>,
 }
 
 /// What to answer.
@@ -84,12 +84,8 @@ pub fn poll(state: PollState, now: OffsetDateTime) -> PollOutcome {
     if now >= state.expires_at {
         return PollOutcome::Expired;
     }
-    if let Some(last) = state.last_poll_at {
-        if (now - last).whole_seconds() < state.interval_secs {
-            return PollOutcome::SlowDown {
-                new_interval_secs: state.interval_secs + 5,
-            };
-        }
+    if let Some(new_interval_secs) = state.too_early {
+        return PollOutcome::SlowDown { new_interval_secs };
     }
     match state.status {
         Status::Pending => PollOutcome::Pending,
@@ -104,18 +100,17 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    fn check(status: Status, last_poll_ago: Option<i64>, expires_in: i64, want: PollOutcome) {
+    fn check(status: Status, too_early: Option<i64>, expires_in: i64, want: PollOutcome) {
         let now = datetime!(2026-01-01 12:00 UTC);
         let state = PollState {
             status,
             expires_at: now + time::Duration::seconds(expires_in),
-            last_poll_at: last_poll_ago.map(|s| now - time::Duration::seconds(s)),
-            interval_secs: 5,
+            too_early,
         };
         assert_eq!(
             poll(state, now),
             want,
-            "{status:?} last={last_poll_ago:?} expires_in={expires_in}"
+            "{status:?} too_early={too_early:?} expires_in={expires_in}"
         );
     }
 
@@ -124,10 +119,9 @@ mod tests {
         use PollOutcome as O;
         use Status as S;
         check(S::Pending, None, 600, O::Pending);
-        check(S::Pending, Some(5), 600, O::Pending);
         check(
             S::Pending,
-            Some(4),
+            Some(10),
             600,
             O::SlowDown {
                 new_interval_secs: 10,
@@ -135,18 +129,17 @@ mod tests {
         );
         check(
             S::Approved,
-            Some(1),
+            Some(10),
             600,
             O::SlowDown {
                 new_interval_secs: 10,
             },
         );
-        check(S::Approved, Some(6), 600, O::Issue);
         check(S::Approved, None, 600, O::Issue);
         check(S::Denied, None, 600, O::Denied);
         check(S::Pending, None, 0, O::Expired);
         check(S::Approved, None, -1, O::Expired);
-        check(S::Denied, Some(1), -1, O::Expired);
+        check(S::Denied, Some(10), -1, O::Expired);
         check(S::Consumed, None, 600, O::AlreadyUsed);
         check(S::Consumed, None, -10, O::AlreadyUsed);
     }

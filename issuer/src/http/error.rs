@@ -14,6 +14,8 @@ pub struct OAuthReply {
     status: StatusCode,
     code: OAuthErrorCode,
     description: Option<String>,
+    /// Seconds for a `Retry-After` header (rate limits).
+    retry_after: Option<u64>,
 }
 
 impl OAuthReply {
@@ -24,6 +26,7 @@ impl OAuthReply {
             status: StatusCode::BAD_REQUEST,
             code,
             description: Some(description.into()),
+            retry_after: None,
         }
     }
 
@@ -34,6 +37,7 @@ impl OAuthReply {
             status: StatusCode::BAD_REQUEST,
             code,
             description: None,
+            retry_after: None,
         }
     }
 
@@ -44,6 +48,7 @@ impl OAuthReply {
             status: StatusCode::TOO_MANY_REQUESTS,
             code: OAuthErrorCode::SlowDown,
             description: Some(description.into()),
+            retry_after: None,
         }
     }
 
@@ -54,6 +59,7 @@ impl OAuthReply {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: OAuthErrorCode::TemporarilyUnavailable,
             description: Some(description.into()),
+            retry_after: None,
         }
     }
 
@@ -64,6 +70,7 @@ impl OAuthReply {
             status: StatusCode::UNAUTHORIZED,
             code: OAuthErrorCode::InvalidClient,
             description: Some("unknown client_id".into()),
+            retry_after: None,
         }
     }
 
@@ -74,7 +81,15 @@ impl OAuthReply {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: OAuthErrorCode::ServerError,
             description: Some("internal error; see the issuer's log".into()),
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header of `seconds`.
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The code (for tests).
@@ -90,12 +105,17 @@ impl IntoResponse for OAuthReply {
             error: self.code,
             error_description: self.description,
         };
-        (
+        let mut res = (
             self.status,
             [(header::CACHE_CONTROL, "no-store")],
             Json(body),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        res
     }
 }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::account_templates::{self, InviteView};
+use super::attempts::{self, Counter};
 use super::pages::{current_or_new, form, format_time, verified};
 use super::second_factor::user_context;
 use super::{ClientAddr, PageError, RequestId};
@@ -258,33 +259,48 @@ pub(super) async fn invite_submit(
         )
             .into_response())
     };
-    if store.failures(&inv_key, now, window).await? >= limit
-        || store.failures(&addr_key, now, window).await? >= limit.saturating_mul(4)
-    {
-        tracing::warn!(request_id = %rid, client_addr = %addr, "invitation code entry rate limited");
-        state.metrics().failure(Failure::RateLimited);
-        audit_invite(
-            &state,
-            "invitation.rate_limited",
-            &inv,
-            &addr,
-            &rid,
-            None,
-            now,
-        )
-        .await;
-        return again(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many wrong codes. Wait a few minutes, then try again. Check that your phone's clock is right.",
-        );
-    }
+    let counters = [
+        Counter {
+            key: &addr_key,
+            limit: limit.saturating_mul(4),
+        },
+        Counter {
+            key: &inv_key,
+            limit,
+        },
+    ];
+    let reserved = match attempts::reserve(store, now, window, &counters).await? {
+        Ok(r) => r,
+        Err(refused) => {
+            tracing::warn!(request_id = %rid, client_addr = %addr, "invitation code entry rate limited");
+            state.metrics().failure(Failure::RateLimited);
+            audit_invite(
+                &state,
+                "invitation.rate_limited",
+                &inv,
+                &addr,
+                &rid,
+                None,
+                now,
+            )
+            .await;
+            let msg = format!(
+                "Too many wrong codes. {} Check that your phone's clock is right.",
+                attempts::try_again(&refused)
+            );
+            return Ok(attempts::refused_page(
+                &refused,
+                render(&state, &token, &inv, &seed, csrf, Some(&msg))?,
+            ));
+        }
+    };
     if let Some(problem) = password_problem(&f.password, &f.password_confirm, &inv.username) {
+        // Not a guess: the code was not checked.
+        reserved.release(store).await?;
         return again(StatusCode::BAD_REQUEST, problem);
     }
     let key = crate::totp::base32_decode(seed.expose()).unwrap_or_default();
     let Some(step) = crate::totp::verify(&key, &f.totp_code, now.unix_timestamp(), None) else {
-        store.record_failure(&inv_key, now, window).await?;
-        store.record_failure(&addr_key, now, window).await?;
         tracing::info!(request_id = %rid, client_addr = %addr, "wrong code on an invitation");
         state.metrics().failure(Failure::Password);
         audit_invite(
@@ -330,6 +346,7 @@ pub(super) async fn invite_submit(
             "This invitation link has already been used; it works only once.",
         ));
     }
+    reserved.release(store).await?;
     store.clear_failures(&inv_key).await?;
     audit_invite(&state, "invitation.used", &inv, &addr, &rid, None, now).await;
     tracing::info!(request_id = %rid, user = %inv.username, "invitation accepted");

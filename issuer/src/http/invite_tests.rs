@@ -593,3 +593,133 @@ async fn no_invitation_secret_reaches_the_log() {
         assert!(!text.contains(s), "a secret reached the log: {s}");
     }
 }
+
+/// A wrong code that differs from the right one.
+fn wrong_code(right: &str) -> &'static str {
+    if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_wrong_codes_at_sign_in_gets_at_most_the_limit_checked() {
+    use super::burst_tests::{burst, count, says_when};
+    let app = std::sync::Arc::new(TestApp::new().await);
+    let secret = enrolled(&app, "iris", DAY * 30).await;
+    app.advance(60);
+    let d = app.start().await;
+    let (_, cookie) = password_step(&app, &d.user_code, "iris").await;
+    let page = app.get("/login/totp", Some(&cookie)).await;
+    let csrf = page.csrf();
+    let right = code(&app, &secret, 0);
+    let wrong = wrong_code(&right);
+    let replies = burst(&app, 100, |app, _| {
+        let (cookie, csrf) = (cookie.clone(), csrf.clone());
+        async move {
+            app.post(
+                "/login/totp",
+                &[("totp_code", wrong), ("csrf_token", &csrf)],
+                Some(&cookie),
+            )
+            .await
+        }
+    })
+    .await;
+    let checked = app
+        .state
+        .store()
+        .count_events("login.totp_failed")
+        .await
+        .unwrap();
+    assert_eq!(checked, 5, "codes checked in a burst of 100");
+    assert_eq!(count(&replies, StatusCode::UNAUTHORIZED), 5);
+    assert_eq!(count(&replies, StatusCode::TOO_MANY_REQUESTS), 95);
+    let r = code_step(&app, &cookie, &right).await;
+    says_when(&r);
+}
+
+/// The same right code sent twice at once (two browsers of one person, or a stolen code raced
+/// against its owner) is accepted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_code_sent_twice_at_once_is_accepted_once() {
+    use super::burst_tests::{burst, count};
+    let app = std::sync::Arc::new(TestApp::new().await);
+    let secret = enrolled(&app, "jude", DAY * 30).await;
+    app.advance(60);
+    // As many browsers as the per-account limit (5), so that none is refused for the limit.
+    let mut browsers = Vec::new();
+    for _ in 0..5 {
+        let d = app.start().await;
+        let (_, cookie) = password_step(&app, &d.user_code, "jude").await;
+        let page = app.get("/login/totp", Some(&cookie)).await;
+        browsers.push((cookie, page.csrf()));
+    }
+    let right = code(&app, &secret, 0);
+    let replies = burst(&app, browsers.len(), |app, i| {
+        let (cookie, csrf) = browsers[i].clone();
+        let right = right.clone();
+        async move {
+            app.post(
+                "/login/totp",
+                &[("totp_code", &right), ("csrf_token", &csrf)],
+                Some(&cookie),
+            )
+            .await
+        }
+    })
+    .await;
+    assert_eq!(count(&replies, StatusCode::SEE_OTHER), 1, "accepted once");
+    assert_eq!(
+        count(&replies, StatusCode::UNAUTHORIZED),
+        browsers.len() - 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_wrong_codes_on_an_invitation_gets_at_most_the_limit_checked() {
+    use super::burst_tests::{burst, count, says_when};
+    let app = std::sync::Arc::new(TestApp::new().await);
+    let token = invite(&app, "kurt", DAY, DAY).await;
+    let (page, cookie, secret) = open(&app, &token).await;
+    let csrf = page.csrf();
+    let right = code(&app, &secret, 0);
+    let wrong = wrong_code(&right);
+    let replies = burst(&app, 60, |app, _| {
+        let (token, cookie, csrf) = (token.clone(), cookie.clone(), csrf.clone());
+        async move { submit(&app, &token, &cookie, &csrf, (PASSWORD, PASSWORD, wrong)).await }
+    })
+    .await;
+    let events = app.state.store().audit_events_for("kurt").await.unwrap();
+    let checked = events
+        .iter()
+        .filter(|e| *e == "invitation.totp_failed")
+        .count();
+    assert_eq!(checked, 5, "codes checked in a burst of 60");
+    assert_eq!(count(&replies, StatusCode::BAD_REQUEST), 5);
+    assert_eq!(count(&replies, StatusCode::TOO_MANY_REQUESTS), 55);
+    let r = submit(&app, &token, &cookie, &csrf, (PASSWORD, PASSWORD, &right)).await;
+    says_when(&r);
+}
+
+/// An invitation link submitted right by several browsers at once sets the account up once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invitation_submitted_at_once_is_used_once() {
+    use super::burst_tests::{burst, count};
+    let app = std::sync::Arc::new(TestApp::new().await);
+    let token = invite(&app, "lena", DAY, DAY).await;
+    let (page, cookie, secret) = open(&app, &token).await;
+    let csrf = page.csrf();
+    let right = code(&app, &secret, 0);
+    let replies = burst(&app, 4, |app, _| {
+        let (token, cookie, csrf, right) =
+            (token.clone(), cookie.clone(), csrf.clone(), right.clone());
+        async move { submit(&app, &token, &cookie, &csrf, (PASSWORD, PASSWORD, &right)).await }
+    })
+    .await;
+    assert_eq!(count(&replies, StatusCode::OK), 1, "used once");
+    assert_eq!(count(&replies, StatusCode::GONE), 3);
+    let events = app.state.store().audit_events_for("lena").await.unwrap();
+    assert_eq!(events.iter().filter(|e| *e == "invitation.used").count(), 1);
+}

@@ -4,6 +4,7 @@
 //! `domain`, persistence in `store`.
 
 mod account_templates;
+mod attempts;
 mod audit_page;
 mod audit_templates;
 mod discovery;
@@ -179,6 +180,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 
 #[cfg(test)]
 mod audit_page_tests;
+#[cfg(test)]
+mod burst_tests;
 #[cfg(test)]
 mod invite_tests;
 #[cfg(test)]

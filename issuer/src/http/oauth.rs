@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::{ClientAddr, OAuthReply, RequestId};
 use crate::app::AppState;
-use crate::domain::device::{poll, PollOutcome, PollState};
+use crate::domain::device::{poll, PollOutcome, PollState, Status};
 use crate::domain::session::{liveness, Liveness, SessionFacts};
 use crate::domain::{tokens, user_code};
 use crate::metrics::Failure;
@@ -64,14 +64,21 @@ pub(super) async fn device_authorization(
     let key = format!("device_auth:addr:{addr}");
     let started = state
         .store()
-        .count_event(&key, now, cfg.rate_limits.window)
+        .reserve_attempt(
+            &key,
+            now,
+            cfg.rate_limits.window,
+            cfg.rate_limits.device_authorizations,
+        )
         .await?;
-    if started > cfg.rate_limits.device_authorizations {
+    if !started.allowed {
         tracing::warn!(request_id = %rid, client_addr = %addr, "device authorization rate limited");
         state.metrics().failure(Failure::RateLimited);
-        return Err(OAuthReply::too_many(
-            "too many sign-ins started from this address; wait a few minutes",
-        ));
+        let secs = started.retry_after.as_secs();
+        return Err(OAuthReply::too_many(format!(
+            "too many sign-ins started from this address; try again in {secs} s"
+        ))
+        .retry_after(secs));
     }
     let expires_at = now + cfg.device_code_ttl;
     let interval = i64::try_from(cfg.poll_interval.as_secs()).unwrap_or(5);
@@ -159,22 +166,19 @@ async fn device_code_grant(
         ));
     }
     let now = state.now();
+    let too_early = if matches!(device.status, Status::Consumed) || now >= device.expires_at {
+        None
+    } else {
+        store.claim_poll(&device.id, now).await?
+    };
     let outcome = poll(
         PollState {
             status: device.status,
             expires_at: device.expires_at,
-            last_poll_at: device.last_poll_at,
-            interval_secs: device.interval_secs,
+            too_early,
         },
         now,
     );
-    let interval = match outcome {
-        PollOutcome::SlowDown { new_interval_secs } => new_interval_secs,
-        _ => device.interval_secs,
-    };
-    if !matches!(outcome, PollOutcome::AlreadyUsed | PollOutcome::Expired) {
-        store.record_poll(&device.id, now, interval).await?;
-    }
     match outcome {
         PollOutcome::Pending => Err(OAuthReply::code(E::AuthorizationPending)),
         PollOutcome::SlowDown { .. } => Err(OAuthReply::code(E::SlowDown)),

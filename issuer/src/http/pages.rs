@@ -13,6 +13,7 @@ use axum::Form;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::attempts::{self, Counter};
 use super::templates::{self, ConsentView};
 use super::{ClientAddr, PageError, RequestId};
 use crate::app::AppState;
@@ -115,18 +116,22 @@ pub(super) async fn current_or_new(
     let limits = &state.config().rate_limits;
     let started = state
         .store()
-        .count_event(
+        .reserve_attempt(
             &format!("web_session:addr:{addr}"),
             state.now(),
             limits.window,
+            limits.device_authorizations.saturating_mul(2),
         )
         .await?;
-    if started > limits.device_authorizations.saturating_mul(2) {
+    if !started.allowed {
         state.metrics().failure(Failure::RateLimited);
         return Err(PageError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many requests",
-            "Too many sign-in pages were opened from your address. Wait a few minutes, then try again.",
+            format!(
+                "Too many sign-in pages were opened from your address. {}",
+                attempts::try_again(&started)
+            ),
         ));
     }
     new_session(state, None, None).await
@@ -218,27 +223,32 @@ pub(super) async fn device_submit(
     let now = state.now();
     let key = format!("user_code:addr:{addr}");
     let window = cfg.rate_limits.window;
-    if state.store().failures(&key, now, window).await? >= cfg.rate_limits.user_code_failures {
-        tracing::warn!(request_id = %rid, client_addr = %addr, "user code entry rate limited");
-        state.metrics().failure(Failure::RateLimited);
-        audit_failure(&state, "user_code.rate_limited", None, &addr, &rid, now).await;
-        return Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            Html(templates::device_page(
-                csrf,
-                None,
-                Some("Too many wrong codes from your address. Wait a few minutes, then try again."),
-            )),
-        )
-            .into_response());
-    }
+    let counters = [Counter {
+        key: &key,
+        limit: cfg.rate_limits.user_code_failures,
+    }];
+    let reserved = match attempts::reserve(state.store(), now, window, &counters).await? {
+        Ok(r) => r,
+        Err(refused) => {
+            tracing::warn!(request_id = %rid, client_addr = %addr, "user code entry rate limited");
+            state.metrics().failure(Failure::RateLimited);
+            audit_failure(&state, "user_code.rate_limited", None, &addr, &rid, now).await;
+            let msg = format!(
+                "Too many wrong codes from your address. {}",
+                attempts::try_again(&refused)
+            );
+            return Ok(attempts::refused_page(
+                &refused,
+                templates::device_page(csrf, None, Some(&msg)),
+            ));
+        }
+    };
     let device = match user_code::normalize(&f.user_code) {
         Some(code) => state.store().device_by_user_code_hash(&hash(&code)).await?,
         None => None,
     };
     let device = device.filter(|d| d.status == Status::Pending && d.expires_at > now);
     let Some(device) = device else {
-        state.store().record_failure(&key, now, window).await?;
         tracing::info!(request_id = %rid, client_addr = %addr, "wrong or expired user code entered");
         state.metrics().failure(Failure::UserCode);
         audit_failure(&state, "user_code.invalid", None, &addr, &rid, now).await;
@@ -252,6 +262,7 @@ pub(super) async fn device_submit(
         )
             .into_response());
     };
+    reserved.release(state.store()).await?;
     // A person who signed in through an upstream provider signs in there again for each code:
     // that sign-in is what hands the issuer the provider refresh token the new session is
     // re-checked with. So their browser session is replaced by a signed-out one.
@@ -353,31 +364,40 @@ pub(super) async fn login_submit(
     let addr_key = format!("password:addr:{addr}");
     let limit = cfg.rate_limits.password_failures;
     let store = state.store();
-    if store.failures(&user_key, now, window).await? >= limit
-        || store.failures(&addr_key, now, window).await? >= limit.saturating_mul(4)
-    {
-        tracing::warn!(request_id = %rid, client_addr = %addr, "password sign-in rate limited");
-        state.metrics().failure(Failure::RateLimited);
-        audit_failure(
-            &state,
-            "login.rate_limited",
-            Some(&username),
-            &addr,
-            &rid,
-            now,
-        )
-        .await;
-        return Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            Html(templates::login_page(
-                &csrf,
-                &username,
-                Some("Too many failed sign-ins. Wait a few minutes, then try again."),
-                &providers(&state),
-            )),
-        )
-            .into_response());
-    }
+    let counters = [
+        Counter {
+            key: &addr_key,
+            limit: limit.saturating_mul(4),
+        },
+        Counter {
+            key: &user_key,
+            limit,
+        },
+    ];
+    let reserved = match attempts::reserve(store, now, window, &counters).await? {
+        Ok(r) => r,
+        Err(refused) => {
+            tracing::warn!(request_id = %rid, client_addr = %addr, "password sign-in rate limited");
+            state.metrics().failure(Failure::RateLimited);
+            audit_failure(
+                &state,
+                "login.rate_limited",
+                Some(&username),
+                &addr,
+                &rid,
+                now,
+            )
+            .await;
+            let msg = format!(
+                "Too many failed sign-ins. {}",
+                attempts::try_again(&refused)
+            );
+            return Ok(attempts::refused_page(
+                &refused,
+                templates::login_page(&csrf, &username, Some(&msg), &providers(&state)),
+            ));
+        }
+    };
     let user = if username.is_empty() {
         None
     } else {
@@ -393,8 +413,6 @@ pub(super) async fn login_submit(
         .unwrap_or(false);
     let user = user.filter(|u| matches && u.password_hash.is_some() && u.disabled_at.is_none());
     let Some(user) = user else {
-        store.record_failure(&user_key, now, window).await?;
-        store.record_failure(&addr_key, now, window).await?;
         tracing::info!(request_id = %rid, client_addr = %addr, "password sign-in failed");
         state.metrics().failure(Failure::Password);
         audit_failure(&state, "login.failed", Some(&username), &addr, &rid, now).await;
@@ -409,6 +427,7 @@ pub(super) async fn login_submit(
         )
             .into_response());
     };
+    reserved.release(store).await?;
     store.clear_failures(&user_key).await?;
     if user.is_expired(now) {
         tracing::info!(request_id = %rid, client_addr = %addr, "sign-in of an expired account refused");

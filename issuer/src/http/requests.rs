@@ -151,20 +151,24 @@ pub(super) async fn file(
     let now = state.now();
     let filed = state
         .store()
-        .count_event(
+        .reserve_attempt(
             &format!("request:user:{}", claims.sub),
             now,
             cfg.rate_limits.window,
+            cfg.request_file_limit,
         )
         .await?;
-    if filed > cfg.request_file_limit {
+    if !filed.allowed {
         state
             .metrics()
             .failure(crate::metrics::Failure::RateLimited);
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            "too many access requests; wait a few minutes",
+            format!(
+                "too many access requests; try again in {} s",
+                filed.retry_after.as_secs()
+            ),
         ));
     }
     let origin = Origin {

@@ -435,3 +435,28 @@ async fn an_unreachable_chat_hook_is_counted_and_never_fails_the_request() {
         "{metrics}"
     );
 }
+
+/// A burst of filings stops at the per-person limit (3 in `policy`) on any replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_filings_stops_at_the_limit() {
+    use super::burst_tests::{burst, count};
+    let app = std::sync::Arc::new(TestApp::with(policy).await);
+    let t = login(&app, "bo", &["dev"]).await;
+    let tok = t.access_token.clone();
+    let replies = burst(&app, 50, |app, _| {
+        let tok = tok.clone();
+        async move {
+            api(
+                &app,
+                "POST",
+                "/api/v1/requests",
+                Some(&tok),
+                &filing("prod-exec", "incident 42", 60),
+            )
+            .await
+        }
+    })
+    .await;
+    assert_eq!(count(&replies, StatusCode::CREATED), 3);
+    assert_eq!(count(&replies, StatusCode::TOO_MANY_REQUESTS), 47);
+}

@@ -11,6 +11,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::account_templates;
+use super::attempts::{self, Counter};
 use super::pages::{self, audit_failure, current, form, new_session, see_other, verified};
 use super::{ClientAddr, PageError, RequestId};
 use crate::app::AppState;
@@ -124,32 +125,45 @@ pub(super) async fn totp_submit(
         )
             .into_response()
     };
-    if store.failures(&user_key, now, window).await? >= limit
-        || store.failures(&addr_key, now, window).await? >= limit.saturating_mul(4)
-    {
-        tracing::warn!(request_id = %rid, client_addr = %addr, "second factor rate limited");
-        state.metrics().failure(Failure::RateLimited);
-        audit_failure(
-            &state,
-            "login.totp_rate_limited",
-            Some(&user.username),
-            &addr,
-            &rid,
-            now,
-        )
-        .await;
-        return Ok(page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many wrong codes. Wait a few minutes, then sign in again.",
-        ));
-    }
+    let counters = [
+        Counter {
+            key: &addr_key,
+            limit: limit.saturating_mul(4),
+        },
+        Counter {
+            key: &user_key,
+            limit,
+        },
+    ];
+    let reserved = match attempts::reserve(store, now, window, &counters).await? {
+        Ok(r) => r,
+        Err(refused) => {
+            tracing::warn!(request_id = %rid, client_addr = %addr, "second factor rate limited");
+            state.metrics().failure(Failure::RateLimited);
+            audit_failure(
+                &state,
+                "login.totp_rate_limited",
+                Some(&user.username),
+                &addr,
+                &rid,
+                now,
+            )
+            .await;
+            let msg = format!(
+                "Too many wrong codes. {} Then sign in again.",
+                attempts::try_again(&refused)
+            );
+            return Ok(attempts::refused_page(
+                &refused,
+                account_templates::totp_page(csrf, &user.username, Some(&msg)),
+            ));
+        }
+    };
     let accepted = match check_user_code(&state, &user, &f.totp_code).await? {
         Some(step) => store.use_totp_step(&user.id, step).await?,
         None => false,
     };
     if !accepted {
-        store.record_failure(&user_key, now, window).await?;
-        store.record_failure(&addr_key, now, window).await?;
         tracing::info!(request_id = %rid, client_addr = %addr, "wrong second-factor code");
         state.metrics().failure(Failure::Password);
         audit_failure(
@@ -166,6 +180,7 @@ pub(super) async fn totp_submit(
             "That code is not right, or was already used. Enter the code your app shows now.",
         ));
     }
+    reserved.release(store).await?;
     store.clear_failures(&user_key).await?;
     pages::signed_in(&state, &session, &user, &rid).await
 }

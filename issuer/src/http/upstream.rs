@@ -67,14 +67,22 @@ pub(super) async fn start(
     let limits = &state.config().rate_limits;
     let started = state
         .store()
-        .count_event(&format!("upstream_start:addr:{addr}"), now, limits.window)
+        .reserve_attempt(
+            &format!("upstream_start:addr:{addr}"),
+            now,
+            limits.window,
+            limits.device_authorizations.saturating_mul(2),
+        )
         .await?;
-    if started > limits.device_authorizations.saturating_mul(2) {
+    if !started.allowed {
         state.metrics().failure(Failure::RateLimited);
         return Err(PageError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many requests",
-            "Too many sign-ins were started from your address. Wait a few minutes, then try again.",
+            format!(
+                "Too many sign-ins were started from your address. {}",
+                super::attempts::try_again(&started)
+            ),
         ));
     }
     let request = authorize::Request::new();

@@ -129,6 +129,16 @@ impl Store {
         )
     }
 
+    /// How many events named `event` were recorded (for tests).
+    #[cfg(test)]
+    pub(crate) async fn count_events(&self, event: &str) -> Result<usize> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE event = $1")
+            .bind(event)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Links up to `max` (at most [`SEAL_BATCH`]) not yet sealed events into the hash chain,
     /// oldest first. Returns how many were sealed; 0 when there is nothing to seal (or another
     /// sealer got there first: the caller tries again later).

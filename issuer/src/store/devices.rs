@@ -148,20 +148,34 @@ impl Store {
         row.map(from_row).transpose()
     }
 
-    /// Records a poll and the (possibly raised) interval.
-    pub async fn record_poll(
-        &self,
-        id: &str,
-        now: OffsetDateTime,
-        interval_secs: i64,
-    ) -> Result<()> {
-        sqlx::query("UPDATE device_codes SET last_poll_at = $1, interval_secs = $2 WHERE id = $3")
-            .bind(now.unix_timestamp())
-            .bind(interval_secs)
-            .bind(id)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+    /// Records a poll at `now`. Returns `Some(new interval)` when it came sooner than the
+    /// interval after the previous poll that was in time (the interval grows by 5 s, RFC 8628
+    /// section 3.5), else `None`. The check and the write are one conditional statement, so of
+    /// a burst of concurrent polls within one interval exactly one is in time, on any replica.
+    pub async fn claim_poll(&self, id: &str, now: OffsetDateTime) -> Result<Option<i64>> {
+        let t = now.unix_timestamp();
+        let in_time = sqlx::query(
+            "UPDATE device_codes SET last_poll_at = $1
+             WHERE id = $2 AND (last_poll_at IS NULL OR last_poll_at + interval_secs <= $1)",
+        )
+        .bind(t)
+        .bind(id)
+        .execute(&self.write)
+        .await?
+        .rows_affected()
+            == 1;
+        if in_time {
+            return Ok(None);
+        }
+        let interval: Option<(i64,)> = sqlx::query_as(
+            "UPDATE device_codes SET interval_secs = interval_secs + 5, last_poll_at = $1
+             WHERE id = $2 RETURNING interval_secs",
+        )
+        .bind(t)
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(Some(interval.map_or(5, |(i,)| i)))
     }
 
     /// Records the person's decision. Only a pending, unexpired authorization can be decided;

@@ -37,6 +37,7 @@ pub use audit::{AuditEvent, AuditFilter, SEAL_BATCH};
 pub use devices::{Device, NewDevice};
 pub use grants::GrantFilter;
 pub use invitations::{Acceptance, Invitation, NewInvitation};
+pub use rate_limits::Attempt;
 pub use requests::RequestFilter;
 pub use sessions::{Presenter, RotateOutcome, Session};
 pub use signing_keys::StoredSigningKey;

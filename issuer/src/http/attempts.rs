@@ -1,0 +1,73 @@
+//! Attempt limits for handlers: reserve before checking, give back on success.
+//!
+//! Every guessable secret (user code, password, TOTP code) is checked only after an attempt
+//! was reserved in each of its counters ([`crate::store::Store::reserve_attempt`], one atomic
+//! statement each), so a burst of concurrent guesses on any number of replicas gets at most
+//! the limit checked. A refused request is told when the window ends (`Retry-After`).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+use crate::store::{Attempt, Store};
+
+/// One counter of a limited action: its key and its limit per window.
+pub(super) struct Counter<'a> {
+    /// The counter's key, e.g. `password:user:jane`.
+    pub(super) key: &'a str,
+    /// Attempts allowed per window.
+    pub(super) limit: u32,
+}
+
+/// Attempts reserved in every counter of one request.
+#[derive(Debug)]
+pub(super) struct Reserved(Vec<Attempt>);
+
+impl Reserved {
+    /// The attempt succeeded: it does not count against any of its counters.
+    pub(super) async fn release(&self, store: &Store) -> Result<(), crate::store::Error> {
+        for a in &self.0 {
+            store.release_attempt(a).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Reserves one attempt in each counter, in order. The first counter over its limit refuses
+/// the request; the attempts reserved before it are given back (they were not checked).
+pub(super) async fn reserve(
+    store: &Store,
+    now: OffsetDateTime,
+    window: Duration,
+    counters: &[Counter<'_>],
+) -> Result<Result<Reserved, Attempt>, crate::store::Error> {
+    let mut reserved = Vec::with_capacity(counters.len());
+    for c in counters {
+        let a = store.reserve_attempt(c.key, now, window, c.limit).await?;
+        if !a.allowed {
+            Reserved(reserved).release(store).await?;
+            return Ok(Err(a));
+        }
+        reserved.push(a);
+    }
+    Ok(Ok(Reserved(reserved)))
+}
+
+/// "Try again in 3 minutes." for a refused attempt.
+pub(super) fn try_again(a: &Attempt) -> String {
+    match a.retry_minutes() {
+        1 => "Try again in a minute.".to_owned(),
+        n => format!("Try again in {n} minutes."),
+    }
+}
+
+/// A 429 page with `Retry-After`.
+pub(super) fn refused_page(a: &Attempt, html: String) -> Response {
+    let mut res = (StatusCode::TOO_MANY_REQUESTS, Html(html)).into_response();
+    res.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(a.retry_after.as_secs()),
+    );
+    res
+}
