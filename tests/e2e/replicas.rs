@@ -495,3 +495,121 @@ fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
         set.replica(survivor).log()
     );
 }
+
+/// `n` requests made by `request(i)` sent at once from as many threads; their statuses.
+fn burst(n: usize, request: impl Fn(usize) -> u16 + Sync) -> Vec<u16> {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (barrier, request) = (&barrier, &request);
+                s.spawn(move || {
+                    barrier.wait();
+                    request(i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| panic!("a request thread panicked"))
+            })
+            .collect()
+    })
+}
+
+fn tally(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+fn audit_count(set: &Replicas, event: &str) -> usize {
+    set.sql(&format!(
+        "SELECT count(*) FROM audit_events WHERE event = '{event}'"
+    ))
+    .trim()
+    .parse()
+    .unwrap_or_else(|e| panic!("count of {event}: {e}"))
+}
+
+/// Guesses sent at once, half to each replica, are checked at most as often as the limit
+/// allows in all (the counter is one row both replicas reserve from atomically), and a right
+/// guess after them is refused on both, with a page that says when to try again.
+#[test]
+fn bursts_of_guesses_across_replicas_get_at_most_the_limit_checked() {
+    let set = Replicas::start(
+        2,
+        &config("").replace(
+            "user_code_failures = 4\n",
+            "user_code_failures = 4\npassword_failures = 5\n",
+        ),
+    );
+    set.add_user("vera", &["k8s-readers"], PASSWORD);
+    let (_, user_code) = device_authorization(&set);
+
+    // Several hundred wrong user codes from one browser.
+    let browser = set.browser();
+    let form = browser.get("/device");
+    let csrf = e2e::browser::csrf_token(&form);
+    let via = [
+        browser.via(&set.replica_url(0)),
+        browser.via(&set.replica_url(1)),
+    ];
+    let statuses = burst(300, |i| {
+        via[i % 2]
+            .post(
+                "/device",
+                &[("user_code", "BCDF-GHJK"), ("csrf_token", &csrf)],
+            )
+            .status
+    });
+    assert_eq!(audit_count(&set, "user_code.invalid"), 4, "{statuses:?}");
+    assert_eq!(tally(&statuses, 400), 4, "{statuses:?}");
+    assert_eq!(tally(&statuses, 429), 296, "{statuses:?}");
+    for b in &via {
+        let page = b.post(
+            "/device",
+            &[("user_code", &user_code), ("csrf_token", &csrf)],
+        );
+        assert_eq!(page.status, 429, "the right code after the burst: {page:?}");
+        assert!(page.body.contains("Try again in"), "{}", page.body);
+    }
+
+    // Wrong passwords for one account, from another browser.
+    let browser = set.browser();
+    let login = browser.get("/login");
+    let csrf = e2e::browser::csrf_token(&login);
+    let via = [
+        browser.via(&set.replica_url(0)),
+        browser.via(&set.replica_url(1)),
+    ];
+    let statuses = burst(60, |i| {
+        let guess = format!("guess number {i}");
+        via[i % 2]
+            .post(
+                "/login",
+                &[
+                    ("username", "vera"),
+                    ("password", &guess),
+                    ("csrf_token", &csrf),
+                ],
+            )
+            .status
+    });
+    assert_eq!(audit_count(&set, "login.failed"), 5, "{statuses:?}");
+    assert_eq!(tally(&statuses, 401), 5, "{statuses:?}");
+    for b in &via {
+        let page = b.post(
+            "/login",
+            &[
+                ("username", "vera"),
+                ("password", PASSWORD),
+                ("csrf_token", &csrf),
+            ],
+        );
+        assert_eq!(
+            page.status, 429,
+            "the right password after the burst: {page:?}"
+        );
+    }
+}

@@ -22,6 +22,8 @@ pub type Page = http::Response;
 pub struct Browser {
     agent: ureq::Agent,
     base: String,
+    /// The `Origin` its form posts carry: the public URL, also when `base` is one replica.
+    origin: String,
 }
 
 /// What the person clicks on the consent page.
@@ -54,9 +56,22 @@ impl Browser {
     #[track_caller]
     #[must_use]
     pub fn new(issuer_url: &str, ca_file: &Path) -> Self {
+        let base = issuer_url.trim_end_matches('/').to_owned();
         Self {
             agent: http::agent(ca_file),
-            base: issuer_url.trim_end_matches('/').to_owned(),
+            origin: base.clone(),
+            base,
+        }
+    }
+
+    /// The same browser (same cookies, same `Origin`) reaching the issuer at `url` instead: one
+    /// replica's own address, as a load balancer would route it.
+    #[must_use]
+    pub fn via(&self, url: &str) -> Self {
+        Self {
+            agent: self.agent.clone(),
+            base: url.trim_end_matches('/').to_owned(),
+            origin: self.origin.clone(),
         }
     }
 
@@ -78,7 +93,7 @@ impl Browser {
         http::response(
             self.agent
                 .post(&url)
-                .set("Origin", &self.base)
+                .set("Origin", &self.origin)
                 .send_form(fields),
         )
         .unwrap_or_else(|e| panic!("browser: POST {url}: {e}"))

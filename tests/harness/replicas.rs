@@ -440,6 +440,12 @@ impl Replicas {
         Browser::new(&self.url(), &self.ca_file)
     }
 
+    /// Replica `i`'s own URL (not through the load balancer).
+    #[must_use]
+    pub fn replica_url(&self, i: usize) -> String {
+        format!("https://{}", self.members[i].addr)
+    }
+
     /// `credential-issuer ARGS` as an operator runs it against the shared database (from any
     /// machine: its own scratch data directory, the shared config, key and database URL).
     #[track_caller]
