@@ -96,6 +96,10 @@ pub struct Config {
     /// bounds how late a revocation made by another process (`user disable`, another replica)
     /// is seen; this process's own revocations invalidate the cache at once.
     pub webhook_cache_ttl: Duration,
+    /// How long after a rotation the previous refresh token, presented again, gets the same
+    /// successor back instead of counting as reuse (a client whose answer was lost retries);
+    /// zero: every second presentation revokes the session.
+    pub refresh_retry_grace: Duration,
     /// How long an access request may stay pending before it expires.
     pub request_pending_ttl: Duration,
     /// Access requests one person may file per rate-limit window.
@@ -499,6 +503,8 @@ pub struct FileConfig {
     pub roles: Vec<FileRole>,
     /// See [`Config::webhook_cache_ttl`]; e.g. `"5s"`.
     pub webhook_cache_ttl: Option<String>,
+    /// See [`Config::refresh_retry_grace`]; e.g. `"10s"`.
+    pub refresh_retry_grace: Option<String>,
     /// `[requests]`.
     pub requests: Option<FileRequests>,
     /// `[notifications]`.
@@ -811,6 +817,17 @@ impl Config {
         if webhook_cache_ttl > Duration::from_secs(300) {
             return Err(invalid("webhook_cache_ttl", "must be at most 5m"));
         }
+        let refresh_retry_grace = duration_field(
+            "refresh_retry_grace",
+            file.refresh_retry_grace.as_deref(),
+            "10s",
+        )?;
+        if refresh_retry_grace > Duration::from_secs(120) {
+            return Err(invalid(
+                "refresh_retry_grace",
+                "must be at most 2m (a spent token stays usable for that long)",
+            ));
+        }
 
         let audit = AuditConfig {
             auditor_groups: file.audit.map(|a| a.auditor_groups).unwrap_or_default(),
@@ -985,6 +1002,7 @@ impl Config {
             policy,
             roles,
             webhook_cache_ttl,
+            refresh_retry_grace,
             request_pending_ttl,
             request_file_limit,
             notifications,
@@ -2107,6 +2125,19 @@ max_duration = "30d"
             .err()
             .unwrap_or_else(|| panic!("6m was accepted"));
         assert!(err.to_string().contains("webhook_cache_ttl"), "{err}");
+    }
+
+    #[test]
+    fn refresh_retry_grace_defaults_to_10s_allows_0s_and_is_bounded() {
+        let o = Overrides::default();
+        let c = load("", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.refresh_retry_grace, Duration::from_secs(10));
+        let c = load("refresh_retry_grace = \"0s\"", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.refresh_retry_grace.is_zero());
+        let err = load("refresh_retry_grace = \"3m\"", &o)
+            .err()
+            .unwrap_or_else(|| panic!("3m was accepted"));
+        assert!(err.to_string().contains("refresh_retry_grace"), "{err}");
     }
 }
 

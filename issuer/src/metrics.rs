@@ -72,6 +72,7 @@ pub struct Metrics {
     device_authorizations: AtomicU64,
     logins: AtomicU64,
     refreshes: AtomicU64,
+    refresh_retries: AtomicU64,
     tokens_issued: AtomicU64,
     revocations: AtomicU64,
     failures: [AtomicU64; 6],
@@ -111,6 +112,12 @@ impl Metrics {
     /// A refresh succeeded.
     pub fn refresh(&self) {
         self.refreshes.fetch_add(1, Ordering::Relaxed);
+        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A refresh presented again within the retry grace got its successor back.
+    pub fn refresh_retried(&self) {
+        self.refresh_retries.fetch_add(1, Ordering::Relaxed);
         self.tokens_issued.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -215,6 +222,11 @@ impl Metrics {
             "credential_issuer_refreshes_total",
             "Successful refresh-token grants.",
             self.refreshes.load(Ordering::Relaxed),
+        );
+        counter(
+            "credential_issuer_refresh_retries_total",
+            "Refresh tokens presented again within refresh_retry_grace (a lost answer) that got the same successor back.",
+            self.refresh_retries.load(Ordering::Relaxed),
         );
         counter(
             "credential_issuer_tokens_issued_total",

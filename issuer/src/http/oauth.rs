@@ -20,7 +20,7 @@ use crate::domain::session::{liveness, Liveness, SessionFacts};
 use crate::domain::{tokens, user_code};
 use crate::metrics::Failure;
 use crate::secret::{hash, random_bytes, random_token, Secret};
-use crate::store::{AuditEvent, Presenter, RotateOutcome, Session, User};
+use crate::store::{AuditEvent, Presenter, RotateOutcome, Session, Successor, User};
 
 fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, OAuthReply> {
     f.map(|Form(v)| v).map_err(|e| {
@@ -297,11 +297,37 @@ async fn refresh_grant(
         request_id: rid,
         token_detail: planned.as_ref().map_or("{}", |c| c.detail.as_str()),
     };
+    let sealed = state
+        .sealer()
+        .seal(&next, &crate::store::successor_context(&presented_hash))
+        .map_err(|e| OAuthReply::internal(&e))?;
+    let successor = Successor {
+        hash: &hash(next.expose()),
+        sealed: &sealed,
+        retry_grace: state.config().refresh_retry_grace,
+    };
     let (session, user) = match store
-        .rotate_refresh(&presented_hash, &hash(next.expose()), now, by)
+        .rotate_refresh(&presented_hash, successor, now, by)
         .await?
     {
         RotateOutcome::Rotated(s, u) => (s, u),
+        RotateOutcome::Retried {
+            session,
+            user,
+            successor_sealed,
+        } => {
+            return retried(
+                state,
+                addr,
+                rid,
+                &presented_hash,
+                &session,
+                &user,
+                &successor_sealed,
+                now,
+            )
+            .await;
+        }
         RotateOutcome::Unknown => {
             state.metrics().failure(Failure::RefreshRefused);
             return Err(OAuthReply::bad(E::InvalidGrant, "unknown refresh token"));
@@ -345,6 +371,53 @@ async fn refresh_grant(
     let reply = mint(state, &user, &session, &next, &contents, now)?;
     state.metrics().refresh();
     Ok(reply)
+}
+
+/// A refresh presented again moments after its rotation (the answer was lost): the same
+/// successor refresh token and a new access token, audited as `refresh.retried`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; each value is needed"
+)]
+async fn retried(
+    state: &AppState,
+    addr: &str,
+    rid: &str,
+    presented_hash: &str,
+    session: &Session,
+    user: &User,
+    successor_sealed: &str,
+    now: OffsetDateTime,
+) -> Result<Response, OAuthReply> {
+    let successor = state
+        .sealer()
+        .open(
+            successor_sealed,
+            &crate::store::successor_context(presented_hash),
+        )
+        .map_err(|e| OAuthReply::internal(&e))?;
+    let contents = contents(state, user, session, now).await?;
+    let reply = mint(state, user, session, &successor, &contents, now)?;
+    tracing::info!(request_id = %rid, session_id = %session.id, client_addr = %addr, "refresh retried within the grace; same successor handed out");
+    let e = AuditEvent {
+        event: "refresh.retried",
+        actor: Some("system".into()),
+        subject: Some(user.id.clone()),
+        cluster: Some(session.cluster.clone()),
+        client_addr: Some(addr.to_owned()),
+        request_id: Some(rid.to_owned()),
+        detail: Some(format!("{{\"session\":{:?}}}", session.id)),
+        ..AuditEvent::default()
+    };
+    store_audit(state, &e, now).await;
+    state.metrics().refresh_retried();
+    Ok(reply)
+}
+
+async fn store_audit(state: &AppState, e: &AuditEvent, now: OffsetDateTime) {
+    if let Err(err) = state.store().audit(e, now).await {
+        tracing::error!(error = %err, "audit write failed");
+    }
 }
 
 /// Prefix of the refresh tokens of sessions whose person is re-checked at an upstream provider.

@@ -461,10 +461,74 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     let t1: TokenResponse = r.json();
     assert_ne!(t1.refresh_token, t0.refresh_token);
     assert_ne!(t1.access_token, t0.access_token);
-    // Replay of the spent token: refused, and the whole session dies.
+    // Replay of the spent token after the retry grace (10 s): refused, and the session dies.
+    app.advance(11);
     let r = app.refresh(&t0.refresh_token).await;
     assert_eq!(r.oauth_error(), E::InvalidGrant);
     assert!(r.body.contains("revoked"), "{}", r.body);
+    assert_eq!(
+        app.refresh(&t1.refresh_token).await.oauth_error(),
+        E::InvalidGrant
+    );
+}
+
+/// A client whose answer was lost presents the previous token again: within the grace it gets
+/// the same successor (and a new access token); the session lives on. Once the successor was
+/// used, or after the grace, the previous token is reuse again and ends the session.
+#[tokio::test]
+async fn a_retried_refresh_gets_the_same_successor_within_the_grace() {
+    let app = TestApp::new().await;
+    let t0 = logged_in(&app, "ruth").await;
+    app.advance(60);
+    let t1: TokenResponse = app.refresh(&t0.refresh_token).await.json();
+    app.advance(3);
+    let r = app.refresh(&t0.refresh_token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let again: TokenResponse = r.json();
+    assert_eq!(again.refresh_token, t1.refresh_token, "the same successor");
+    assert!(!again.access_token.is_empty());
+    let events = app
+        .state
+        .store()
+        .count_events("refresh.retried")
+        .await
+        .unwrap();
+    assert_eq!(events, 1);
+    // The successor still works, and rotates.
+    let t2: TokenResponse = app.refresh(&t1.refresh_token).await.json();
+    assert_ne!(t2.refresh_token, t1.refresh_token);
+    // The first token now is reuse (its successor was used): the session ends.
+    let r = app.refresh(&t0.refresh_token).await;
+    assert_eq!(r.oauth_error(), E::InvalidGrant, "{}", r.body);
+    assert_eq!(
+        app.refresh(&t2.refresh_token).await.oauth_error(),
+        E::InvalidGrant
+    );
+
+    // With the grace over, a retry is reuse too.
+    let u0 = logged_in(&app, "saul").await;
+    let u1: TokenResponse = app.refresh(&u0.refresh_token).await.json();
+    app.advance(11);
+    assert_eq!(
+        app.refresh(&u0.refresh_token).await.oauth_error(),
+        E::InvalidGrant
+    );
+    assert_eq!(
+        app.refresh(&u1.refresh_token).await.oauth_error(),
+        E::InvalidGrant
+    );
+}
+
+/// `refresh_retry_grace = "0s"` turns the grace off: every second presentation is reuse.
+#[tokio::test]
+async fn no_retry_grace_means_every_second_presentation_is_reuse() {
+    let app = TestApp::with(|f| f.refresh_retry_grace = Some("0s".into())).await;
+    let t0 = logged_in(&app, "tess").await;
+    let t1: TokenResponse = app.refresh(&t0.refresh_token).await.json();
+    assert_eq!(
+        app.refresh(&t0.refresh_token).await.oauth_error(),
+        E::InvalidGrant
+    );
     assert_eq!(
         app.refresh(&t1.refresh_token).await.oauth_error(),
         E::InvalidGrant
@@ -934,7 +998,8 @@ async fn metrics_count_logins_refreshes_and_failures() {
     let app = TestApp::new().await;
     let t = logged_in(&app, "mona").await;
     app.refresh(&t.refresh_token).await;
-    app.refresh(&t.refresh_token).await; // reuse
+    app.advance(11);
+    app.refresh(&t.refresh_token).await; // reuse, after the retry grace
     let r = app.get("/metrics", None).await;
     assert_eq!(r.status, StatusCode::OK);
     for line in [

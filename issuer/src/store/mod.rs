@@ -39,7 +39,7 @@ pub use grants::GrantFilter;
 pub use invitations::{Acceptance, Invitation, NewInvitation};
 pub use rate_limits::Attempt;
 pub use requests::RequestFilter;
-pub use sessions::{Presenter, RotateOutcome, Session};
+pub use sessions::{successor_context, Presenter, RotateOutcome, Session, Successor};
 pub use signing_keys::StoredSigningKey;
 pub use upstream::{grant_context, login_context, session_context, PendingLogin, UpstreamSession};
 pub use users::{NewUser, User, UserTotp};
@@ -113,6 +113,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (8, include_str!("../../migrations/sqlite/0008_replicas.sql")),
     (9, include_str!("../../migrations/sqlite/0009_indexes.sql")),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_refresh_retry.sql"),
+    ),
 ];
 
 /// The same migrations in PostgreSQL's dialect (same versions, same tables and meaning).
@@ -149,6 +153,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         9,
         include_str!("../../migrations/postgres/0009_indexes.sql"),
+    ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_refresh_retry.sql"),
     ),
 ];
 

@@ -44,6 +44,32 @@ pub struct Presenter<'a> {
     pub token_detail: &'a str,
 }
 
+/// The refresh token a rotation stores, and what a retry within the grace needs.
+#[derive(Clone, Copy)]
+pub struct Successor<'a> {
+    /// SHA-256 of the new refresh token.
+    pub hash: &'a str,
+    /// The new refresh token sealed with [`successor_context`] of the presented token's hash.
+    pub sealed: &'a str,
+    /// How long the presented token, presented again, gets this successor back.
+    pub retry_grace: std::time::Duration,
+}
+
+impl std::fmt::Debug for Successor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Successor")
+            .field("retry_grace", &self.retry_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sealing context of the successor of the refresh token whose hash is `previous_hash`: a
+/// sealed successor copied to another row does not open.
+#[must_use]
+pub fn successor_context(previous_hash: &str) -> String {
+    format!("refresh-successor:{previous_hash}")
+}
+
 /// Result of presenting a refresh token.
 #[derive(Debug, Clone)]
 pub enum RotateOutcome {
@@ -54,6 +80,17 @@ pub enum RotateOutcome {
     /// account disabled or past its end, or the token was issued to another client (the caller finds out
     /// which). Nothing changed.
     Refused(Session),
+    /// The token was rotated moments ago (within the retry grace) and its successor is still
+    /// the session's current token: a retry whose answer was lost. Nothing changed; the caller
+    /// hands out the same successor again.
+    Retried {
+        /// The session.
+        session: Session,
+        /// Its account.
+        user: User,
+        /// The successor, sealed with [`successor_context`] of the presented hash.
+        successor_sealed: String,
+    },
     /// The token had been spent before: its session is now revoked.
     Reused {
         /// The revoked session.
@@ -95,6 +132,7 @@ fn from_row(r: SessionRow) -> Result<Session> {
 pub(super) struct Rotation {
     old_hash: String,
     new_hash: String,
+    successor_sealed: String,
     at: i64,
     client_id: String,
     client_addr: String,
@@ -210,7 +248,7 @@ async fn rotate_one(
     let user = backend.json_array(&super::users::user_columns(backend));
     Ok(sqlx::query_as(&format!(
         "UPDATE sessions SET refresh_hash = $1, refreshed_at = $2, last_client_addr = $3, last_request_id = $4,
-           last_token_detail = $7
+           last_token_detail = $7, previous_refresh_hash = $5, successor_sealed = $8
          WHERE refresh_hash = $5 AND client_id = $6 AND revoked_at IS NULL AND expires_at > $2
            AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND (expires_at IS NULL OR expires_at > $2))
          RETURNING {session},
@@ -223,6 +261,7 @@ async fn rotate_one(
     .bind(&job.old_hash)
     .bind(&job.client_id)
     .bind(&job.token_detail)
+    .bind(&job.successor_sealed)
     .fetch_optional(&mut *conn)
     .await?)
 }
@@ -262,17 +301,21 @@ impl Store {
 
     /// Spends `old_hash` and stores `new_hash` for the same session, atomically, if the session
     /// may be refreshed; or detects reuse and revokes the session.
+    ///
+    /// A token presented again within `next.retry_grace` of its rotation, while its successor
+    /// is still current, is a retry ([`RotateOutcome::Retried`]), not reuse.
     pub async fn rotate_refresh(
         &self,
         old_hash: &str,
-        new_hash: &str,
+        next: Successor<'_>,
         now: OffsetDateTime,
         by: Presenter<'_>,
     ) -> Result<RotateOutcome> {
         let t = now.unix_timestamp();
         let job = Rotation {
             old_hash: old_hash.to_owned(),
-            new_hash: new_hash.to_owned(),
+            new_hash: next.hash.to_owned(),
+            successor_sealed: next.sealed.to_owned(),
             at: t,
             client_id: by.client_id.to_owned(),
             client_addr: by.client_addr.to_owned(),
@@ -298,6 +341,9 @@ impl Store {
         if let Some(r) = current {
             return Ok(RotateOutcome::Refused(from_row(r)?));
         }
+        if let Some(retried) = self.retry_of(old_hash, next.retry_grace, now, by).await? {
+            return Ok(retried);
+        }
         let spent: Option<(String, String)> = sqlx::query_as(
             "SELECT s.id, s.user_id FROM spent_refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
         )
@@ -318,6 +364,52 @@ impl Store {
             session_id,
             user_id,
         })
+    }
+
+    /// The session that rotated `old_hash` within `grace` and whose successor is still its
+    /// current token, if the session and its account are still live.
+    async fn retry_of(
+        &self,
+        old_hash: &str,
+        grace: std::time::Duration,
+        now: OffsetDateTime,
+        by: Presenter<'_>,
+    ) -> Result<Option<RotateOutcome>> {
+        if grace.is_zero() {
+            return Ok(None);
+        }
+        let t = now.unix_timestamp();
+        let since = t.saturating_sub(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
+        let user_json = self
+            .backend
+            .json_array(&super::users::user_columns(self.backend));
+        let session_json = self.backend.json_array(COLUMNS);
+        let row: Option<(String, Option<String>, String)> = sqlx::query_as(&format!(
+            "SELECT {session_json}, successor_sealed, (SELECT {user_json} FROM users u WHERE u.id = sessions.user_id)
+             FROM sessions
+             WHERE previous_refresh_hash = $1 AND client_id = $2 AND revoked_at IS NULL AND expires_at > $3
+               AND refreshed_at >= $4
+               AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND (expires_at IS NULL OR expires_at > $3))"
+        ))
+        .bind(old_hash)
+        .bind(by.client_id)
+        .bind(t)
+        .bind(since)
+        .fetch_optional(&self.write)
+        .await?;
+        let Some((session, Some(successor_sealed), user)) = row else {
+            return Ok(None);
+        };
+        let session: SessionRow =
+            serde_json::from_str(&session).map_err(|e| super::Error::Corrupt {
+                table: "sessions",
+                detail: e.to_string(),
+            })?;
+        Ok(Some(RotateOutcome::Retried {
+            session: from_row(session)?,
+            user: super::users::user_from_json(&user)?,
+            successor_sealed,
+        }))
     }
 
     /// The session whose current refresh token has this hash, and its account (read before a
@@ -438,6 +530,15 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A successor with no retry grace: a second presentation is reuse at once.
+    pub(super) fn next(hash: &str) -> Successor<'_> {
+        Successor {
+            hash,
+            sealed: "sealed",
+            retry_grace: std::time::Duration::ZERO,
+        }
+    }
     use crate::store::test_support::temp_store;
     use crate::store::NewUser;
 
@@ -479,7 +580,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let o = s
-            .rotate_refresh("r1", "r2", now, BY)
+            .rotate_refresh("r1", next("r2"), now, BY)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
@@ -498,7 +599,7 @@ mod tests {
         assert_eq!(row[0].actor.as_deref(), Some("a"), "the account's name");
         assert_eq!(row[0].client_addr.as_deref(), Some("127.0.0.1"));
         let o = s
-            .rotate_refresh("r1", "r3", now, BY)
+            .rotate_refresh("r1", next("r3"), now, BY)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
@@ -515,7 +616,7 @@ mod tests {
         assert!(sessions.is_empty(), "{sessions:?}");
         // The live token r2 now belongs to a revoked session.
         let o = s
-            .rotate_refresh("r2", "r4", now, BY)
+            .rotate_refresh("r2", next("r4"), now, BY)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
@@ -523,7 +624,7 @@ mod tests {
             "{o:?}"
         );
         let o = s
-            .rotate_refresh("nope", "r5", now, BY)
+            .rotate_refresh("nope", next("r5"), now, BY)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(o, RotateOutcome::Unknown));
@@ -533,7 +634,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let later = now + time::Duration::hours(2);
         let o = s
-            .rotate_refresh("q1", "q2", later, BY)
+            .rotate_refresh("q1", next("q2"), later, BY)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(o, RotateOutcome::Refused(_)), "{o:?}");
@@ -541,7 +642,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let o = s
-            .rotate_refresh("q1", "q2", now, BY)
+            .rotate_refresh("q1", next("q2"), now, BY)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(o, RotateOutcome::Refused(_)), "{o:?}");
@@ -553,6 +654,7 @@ mod batch_tests {
     use super::*;
     use crate::store::test_support::temp_store;
     use crate::store::NewUser;
+    use tests::next;
 
     /// Many rotations in flight at once are batched; each distinct token rotates exactly once,
     /// and of many presenters of the same token exactly one wins.
@@ -596,7 +698,7 @@ mod batch_tests {
         for i in 0..50 {
             let s = s.clone();
             tasks.push(tokio::spawn(async move {
-                s.rotate_refresh(&format!("t{i}"), &format!("n{i}"), now, by)
+                s.rotate_refresh(&format!("t{i}"), next(&format!("n{i}")), now, by)
                     .await
             }));
         }
@@ -615,7 +717,8 @@ mod batch_tests {
         for j in 0..10 {
             let s = s.clone();
             race.push(tokio::spawn(async move {
-                s.rotate_refresh("n7", &format!("y{j}"), now, by).await
+                s.rotate_refresh("n7", next(&format!("y{j}")), now, by)
+                    .await
             }));
         }
         let mut rotated = 0;
@@ -627,7 +730,9 @@ mod batch_tests {
             {
                 RotateOutcome::Rotated(..) => rotated += 1,
                 RotateOutcome::Reused { .. } | RotateOutcome::Refused(_) => {}
-                other @ RotateOutcome::Unknown => panic!("{other:?}"),
+                other @ (RotateOutcome::Unknown | RotateOutcome::Retried { .. }) => {
+                    panic!("{other:?}")
+                }
             }
         }
         assert_eq!(rotated, 1, "exactly one presenter of a token may rotate it");
