@@ -409,15 +409,10 @@ async fn retried(
         detail: Some(format!("{{\"session\":{:?}}}", session.id)),
         ..AuditEvent::default()
     };
-    store_audit(state, &e, now).await;
+    // No token without its audit row: if the row cannot be written, nothing is handed out.
+    state.store().audit(&e, now).await?;
     state.metrics().refresh_retried();
     Ok(reply)
-}
-
-async fn store_audit(state: &AppState, e: &AuditEvent, now: OffsetDateTime) {
-    if let Err(err) = state.store().audit(e, now).await {
-        tracing::error!(error = %err, "audit write failed");
-    }
 }
 
 /// Prefix of the refresh tokens of sessions whose person is re-checked at an upstream provider.
