@@ -77,6 +77,15 @@ pub enum Error {
     /// The named thing does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The SQLite file exists but is not a SQLite database (or cannot be opened as one). The
+    /// file is left untouched: it may be a backup someone needs.
+    #[error("{} is not a usable SQLite database ({reason}); it was left untouched: move it away to start with a new database, or restore the right file", path.display())]
+    NotSqlite {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A row holds a value this version cannot interpret.
     #[error("corrupt row in {table}: {detail}")]
     Corrupt {
@@ -281,11 +290,25 @@ impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self> {
         sqlx::any::install_default_drivers();
+        check_sqlite_file(path)?;
         let url = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .to_url_lossy();
         let opts = AnyConnectOptions::from_url(&url)?;
+        // One connection of its own first, reading the schema: a file SQLite cannot use fails
+        // here at once, named, instead of as a pool timeout after retries.
+        let probe = async {
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect_with(&opts).await?;
+            sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(&mut conn)
+                .await?;
+            sqlx::Connection::close(conn).await
+        };
+        probe.await.map_err(|e: sqlx::Error| Error::NotSqlite {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         // The writer never checkpoints the WAL itself (a checkpoint fsyncs and would stall every
         // queued write behind it); `checkpoint` does it from a reader connection instead.
         let write = sqlite_pool(opts.clone(), 1, "PRAGMA wal_autocheckpoint = 0;").await?;
@@ -530,6 +553,41 @@ fn restrict_permissions(path: &Path) {
     }
 }
 
+/// Refuses a file that exists, is not empty and does not start with SQLite's header, before
+/// SQLite itself touches it (opening would not change it, but the WAL and journal files it
+/// creates beside it would confuse whoever restores it).
+fn check_sqlite_file(path: &Path) -> Result<()> {
+    use std::io::Read as _;
+    const HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let not = |reason: String| Error::NotSqlite {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(not(format!("cannot read it: {e}"))),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| not(format!("cannot read it: {e}")))?;
+    if !meta.is_file() {
+        return Err(not("it is not a regular file".to_owned()));
+    }
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    let mut head = [0u8; 16];
+    match file.read_exact(&mut head) {
+        Ok(()) if &head == HEADER => Ok(()),
+        Ok(()) => Err(not("its first bytes are not SQLite's header".to_owned())),
+        Err(_) => Err(not(format!(
+            "it is {} bytes long, shorter than a SQLite header",
+            meta.len()
+        ))),
+    }
+}
+
 /// Unix seconds to a time, or a corrupt-row error.
 fn ts(table: &'static str, secs: i64) -> Result<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(secs).map_err(|e| Error::Corrupt {
@@ -652,6 +710,42 @@ mod tests {
     fn both_dialects_have_the_same_migration_versions() {
         let versions = |b: Backend| b.migrations().iter().map(|m| m.0).collect::<Vec<_>>();
         assert_eq!(versions(Backend::Sqlite), versions(Backend::Postgres));
+    }
+
+    /// A data directory whose `issuer.db` is something else (a text file, a truncated copy, a
+    /// database of another program's format) fails at once, naming the file, and the file is
+    /// exactly as it was, with nothing created beside it.
+    #[tokio::test]
+    async fn a_file_that_is_not_a_sqlite_database_is_refused_at_once_and_left_untouched() {
+        for (name, content) in [
+            ("text", b"this is a backup of something else\n".repeat(100)),
+            ("short", b"SQLite".to_vec()),
+            ("garbage header", {
+                let mut v = b"SQLite format 3\0".to_vec();
+                v.extend(std::iter::repeat_n(0xAB_u8, 8192));
+                v
+            }),
+        ] {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let path = dir.path().join("issuer.db");
+            std::fs::write(&path, &content).unwrap_or_else(|e| panic!("{e}"));
+            let err = Store::open_sqlite(&path)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{name}: a non-database was opened"));
+            let text = err.to_string();
+            assert!(matches!(err, Error::NotSqlite { .. }), "{name}: {err:?}");
+            assert!(text.contains(&path.display().to_string()), "{name}: {text}");
+            assert!(text.contains("left untouched"), "{name}: {text}");
+            assert_eq!(std::fs::read(&path).unwrap_or_default(), content, "{name}");
+            if name != "garbage header" {
+                let names: Vec<_> = std::fs::read_dir(dir.path())
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .filter_map(|e| e.ok().map(|e| e.file_name()))
+                    .collect();
+                assert_eq!(names.len(), 1, "{name}: files created beside it: {names:?}");
+            }
+        }
     }
 
     #[test]
