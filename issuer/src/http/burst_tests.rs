@@ -280,3 +280,23 @@ async fn a_burst_of_refreshes_rotates_once() {
     assert_eq!(store.count_events("refresh").await.unwrap(), 1);
     assert_eq!(store.count_events("refresh.retried").await.unwrap(), 49);
 }
+
+/// New browser sessions (rows in the database) opened at once from one address stop at twice
+/// the device-authorization limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_new_browser_sessions_stops_at_the_limit() {
+    let app = Arc::new(TestApp::with(limits(|l| l.device_authorizations = Some(10))).await);
+    let replies = burst(
+        &app,
+        100,
+        |app, _| async move { app.get("/device", None).await },
+    )
+    .await;
+    assert_eq!(count(&replies, StatusCode::OK), 20);
+    assert_eq!(count(&replies, StatusCode::TOO_MANY_REQUESTS), 80);
+    let refused = replies
+        .iter()
+        .find(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .unwrap();
+    assert!(refused.body.contains("Try again in"), "{}", refused.body);
+}
