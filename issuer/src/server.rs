@@ -127,6 +127,10 @@ async fn upkeep(state: AppState) {
         if let Err(e) = state.store().purge_expired(state.now()).await {
             tracing::warn!(error = %e, "purging expired rows failed");
         }
+        let grace_over = state.now() - state.config().refresh_retry_grace;
+        if let Err(e) = state.store().forget_successors(grace_over).await {
+            tracing::warn!(error = %e, "forgetting sealed refresh successors failed");
+        }
         match crate::requests::expire(state.store(), state.now()).await {
             Ok(notices) => crate::http::notify_requests(&state, notices),
             Err(e) => tracing::warn!(error = %e, "expiring access requests failed"),

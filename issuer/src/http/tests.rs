@@ -505,10 +505,19 @@ async fn a_retried_refresh_gets_the_same_successor_within_the_grace() {
         E::InvalidGrant
     );
 
-    // With the grace over, a retry is reuse too.
+    // With the grace over, a retry is reuse too; so it is once the upkeep has forgotten the
+    // sealed successor (which leaves the current token stored only as a hash again).
     let u0 = logged_in(&app, "saul").await;
     let u1: TokenResponse = app.refresh(&u0.refresh_token).await.json();
     app.advance(11);
+    let now = app.clock.now_for_tests();
+    let forgotten = app
+        .state
+        .store()
+        .forget_successors(now - app.state.config().refresh_retry_grace)
+        .await
+        .unwrap();
+    assert!(forgotten >= 1, "the upkeep forgot no successor");
     assert_eq!(
         app.refresh(&u0.refresh_token).await.oauth_error(),
         E::InvalidGrant

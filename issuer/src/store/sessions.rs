@@ -366,6 +366,20 @@ impl Store {
         })
     }
 
+    /// Forgets the sealed successors of rotations made before `before` (the retry grace is
+    /// over for them): the current refresh token is then kept only as a hash again. Returns
+    /// how many sessions were cleared.
+    pub async fn forget_successors(&self, before: OffsetDateTime) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE sessions SET successor_sealed = NULL, previous_refresh_hash = NULL
+             WHERE previous_refresh_hash IS NOT NULL AND refreshed_at < $1",
+        )
+        .bind(before.unix_timestamp())
+        .execute(&self.write)
+        .await?
+        .rows_affected())
+    }
+
     /// The session that rotated `old_hash` within `grace` and whose successor is still its
     /// current token, if the session and its account are still live.
     async fn retry_of(
