@@ -1,12 +1,18 @@
 //! The file backend, for machines without a usable keyring: one JSON file per entry in a
 //! directory only the user can enter, each file readable only by the user and replaced
 //! atomically, so a concurrent reader sees the old entry or the new one, never half of one.
+//!
+//! Every entry is opened through [`private`](super::private): a file others could read, one
+//! owned by someone else, a symbolic link in its place or in the directory chain is never used
+//! as an entry. What the plugin does about such a file is [`FileStore::refuse`]'s.
 
+use std::cell::RefCell;
 use std::fs;
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use super::{CacheError, CacheKey, SERVICE};
+use super::private::{self, Chain, EnsureError, Holds, Opened, Refusal, Why};
+use super::{CacheError, CacheKey, Entry, SERVICE};
 
 /// Larger files are not entries (an entry is about 2 KiB); reading stops there.
 const MAX_ENTRY_BYTES: u64 = 64 * 1024;
@@ -14,7 +20,29 @@ const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 /// `{cache_dir}/kubectl-credential/tokens/{key}.json`.
 #[derive(Debug, Clone)]
 pub(crate) struct FileStore {
+    /// The cache root the directory chain is checked from (`{cache_dir}/kubectl-credential`).
+    root: PathBuf,
     dir: PathBuf,
+    /// Entries refused because others could read them: their sessions are to be ended.
+    exposed: RefCell<Vec<Entry>>,
+    /// Paths already reported in this run (a refused directory is met by every load).
+    reported: RefCell<Vec<PathBuf>>,
+}
+
+/// What [`FileStore::load`] found.
+#[derive(Debug)]
+pub(crate) enum Loaded {
+    /// No entry.
+    Missing,
+    /// The stored text (`None` when too large or not UTF-8).
+    Found(Option<String>),
+    /// A file that is not trusted; its text when the content is ours (only its mode is wrong).
+    Refused {
+        /// What and why.
+        refusal: Refusal,
+        /// The text, for ending the session it holds.
+        content: Option<String>,
+    },
 }
 
 impl FileStore {
@@ -24,9 +52,16 @@ impl FileStore {
         Ok(Self::new(base.cache_dir().join(SERVICE).join("tokens")))
     }
 
-    /// A store in `dir` (created, mode 0700, on the first write).
+    /// A store in `dir` (created, mode 0700, on the first write); the directory chain is
+    /// checked from its parent, the cache root.
     pub(crate) fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        let root = dir.parent().map_or_else(|| dir.clone(), Path::to_owned);
+        Self {
+            root,
+            dir,
+            exposed: RefCell::default(),
+            reported: RefCell::default(),
+        }
     }
 
     /// The directory holding the entries.
@@ -35,30 +70,59 @@ impl FileStore {
         &self.dir
     }
 
-    fn path(&self, key: &CacheKey) -> PathBuf {
+    pub(super) fn path(&self, key: &CacheKey) -> PathBuf {
         self.dir.join(format!("{}.json", key.as_hex()))
     }
 
-    /// The stored text under `key`; `None` when absent, too large or not UTF-8.
-    pub(crate) fn load(&self, key: &CacheKey) -> Result<Option<String>, CacheError> {
+    /// The entry file under `key`, checked (see [`private`]). On a cache hit this is two
+    /// `lstat`s, one `open` and one `fstat`: no write.
+    pub(crate) fn load(&self, key: &CacheKey) -> Result<Loaded, CacheError> {
         let path = self.path(key);
-        let file = match fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CacheError::Read { path, source }),
+        let read_error = |source| CacheError::Read {
+            path: path.clone(),
+            source,
         };
-        let mut bytes = Vec::with_capacity(4096);
-        if let Err(source) = file.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes) {
-            return Err(CacheError::Read { path, source });
+        match private::open(&self.root, &path, Holds::Secret).map_err(read_error)? {
+            Opened::Missing => Ok(Loaded::Missing),
+            Opened::Trusted(file) => Ok(Loaded::Found(read_text(file).map_err(read_error)?)),
+            Opened::Refused(refusal, file) => {
+                let content = file.and_then(|f| read_text(f).ok().flatten());
+                Ok(Loaded::Refused { refusal, content })
+            }
         }
-        if bytes.len() as u64 > MAX_ENTRY_BYTES {
-            return Ok(None);
+    }
+
+    /// Deals with a refused file or directory: says so in one line (once per run), removes
+    /// what is ours to remove (the file, or a planted link), and keeps `entry`, the session
+    /// a file others could read held, for [`FileStore::take_exposed`] to end at its issuer.
+    pub(crate) fn refuse(&self, refusal: &Refusal, entry: Option<Entry>) {
+        if let Some(entry) = entry.filter(|e| e.refresh_token.is_some()) {
+            self.exposed.borrow_mut().push(entry);
         }
-        Ok(String::from_utf8(bytes).ok())
+        if self.reported.borrow().contains(&refusal.path) {
+            return;
+        }
+        self.reported.borrow_mut().push(refusal.path.clone());
+        let what = match (refusal.is_dir, refusal.why) {
+            (false, Why::Mode { .. }) => {
+                "its session is treated as exposed, ended and removed; sign in again"
+            }
+            (_, Why::Symlink) => "not followed, removed; sign in again",
+            (false, _) => "not read, removed; sign in again",
+            (true, _) => "the sessions in it are not used; fix or remove it, then sign in again",
+        };
+        private::notice(&format!("{refusal}: {what}"));
+        refusal.remove();
+    }
+
+    /// The sessions found exposed so far in this run, to be ended at their issuer.
+    pub(crate) fn take_exposed(&self) -> Vec<Entry> {
+        std::mem::take(&mut *self.exposed.borrow_mut())
     }
 
     /// Replaces the entry under `key` with `contents`: a 0600 temporary file in the same
-    /// directory, written and synced, then renamed over the old one.
+    /// directory, written and synced, then renamed over the old one (or over a link planted in
+    /// its place: `rename` replaces the link, never what it points to).
     pub(crate) fn store(&self, key: &CacheKey, contents: &str) -> Result<(), CacheError> {
         self.ensure_dir()?;
         let path = self.path(key);
@@ -79,9 +143,14 @@ impl FileStore {
         Ok(())
     }
 
-    /// Deletes the entry under `key`; whether there was one.
+    /// Deletes the entry under `key`; whether there was one. Nothing is deleted through a
+    /// directory that is not trusted.
     pub(crate) fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
         let path = self.path(key);
+        match self.chain()? {
+            Chain::Trusted => {}
+            Chain::Missing | Chain::Refused(_) => return Ok(false),
+        }
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -89,9 +158,25 @@ impl FileStore {
         }
     }
 
-    /// The keys of every entry in the directory, sorted; none when it does not exist. Files
-    /// that are not `{64 hex digits}.json` (temporary files, strangers) are ignored.
+    fn chain(&self) -> Result<Chain, CacheError> {
+        private::check_dirs(&self.root, &self.dir).map_err(|source| CacheError::Read {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    /// The keys of every entry in the directory, sorted; none when it does not exist or is
+    /// refused (which is reported). Files that are not `{64 hex digits}.json` (temporary
+    /// files, strangers) are ignored.
     pub(crate) fn keys(&self) -> Result<Vec<CacheKey>, CacheError> {
+        match self.chain()? {
+            Chain::Trusted => {}
+            Chain::Missing => return Ok(Vec::new()),
+            Chain::Refused(refusal) => {
+                self.refuse(&refusal, None);
+                return Ok(Vec::new());
+            }
+        }
         let dir = match fs::read_dir(&self.dir) {
             Ok(dir) => dir,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -119,40 +204,33 @@ impl FileStore {
         Ok(keys)
     }
 
-    /// Creates the directory (and its `kubectl-credential` parent) with mode 0700, and
-    /// tightens them to 0700 if they already existed with looser modes.
+    /// Creates the directory (and the cache root) with mode 0700, tightens them to 0700 if
+    /// they already existed with looser modes, removes a symbolic link planted for the
+    /// directory, and refuses a directory of another user's.
     pub(crate) fn ensure_dir(&self) -> Result<(), CacheError> {
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(&self.dir)
-            .map_err(|source| CacheError::Write {
-                path: self.dir.clone(),
-                source,
-            })?;
-        #[cfg(unix)]
-        for dir in [Some(self.dir.as_path()), self.dir.parent()]
-            .into_iter()
-            .flatten()
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let meta = fs::metadata(dir).map_err(|source| CacheError::Write {
-                path: dir.to_owned(),
-                source,
-            })?;
-            if meta.permissions().mode() & 0o777 != 0o700 {
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
-                    CacheError::Write {
-                        path: dir.to_owned(),
-                        source,
-                    }
-                })?;
-            }
-        }
-        Ok(())
+        ensure_dirs(&self.root, &self.dir)
     }
+}
+
+/// [`private::ensure_dirs`], with its failures as cache errors.
+pub(super) fn ensure_dirs(root: &Path, dir: &Path) -> Result<(), CacheError> {
+    private::ensure_dirs(root, dir).map_err(|e| match e {
+        EnsureError::Io(source) => CacheError::Write {
+            path: dir.to_owned(),
+            source,
+        },
+        EnsureError::Refused(refusal) => CacheError::Unsafe(refusal),
+    })
+}
+
+/// Reads at most [`MAX_ENTRY_BYTES`]; `None` when larger or not UTF-8.
+fn read_text(file: fs::File) -> io::Result<Option<String>> {
+    let mut bytes = Vec::with_capacity(4096);
+    file.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_ENTRY_BYTES {
+        return Ok(None);
+    }
+    Ok(String::from_utf8(bytes).ok())
 }
 
 /// Creates `path` (which must not exist) readable and writable only by the user, and writes

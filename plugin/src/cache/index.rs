@@ -8,15 +8,21 @@
 //! the same old copy, and one addition is lost. That is tolerated rather than locked against:
 //! a missing line only hides a session from `status` until its next refresh, which adds it
 //! again (storing always checks that the key is listed).
+//!
+//! The index steers which keyring items `status` and `logout --all` act on, so it is opened
+//! through [`private`](super::private) like the token files: one that is a symbolic link,
+//! another user's, or writable by group or others is not read; it is reported in one line,
+//! removed, and written anew with the next session stored.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read as _};
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::file::{sync_dir, unique_suffix, write_new_private};
+use super::file::{ensure_dirs, sync_dir, unique_suffix, write_new_private};
+use super::private::{self, Holds, Opened};
 use super::{CacheError, CacheKey, Origin, SERVICE};
 
 /// Version of the index format.
@@ -59,26 +65,38 @@ impl Index {
         Self { path }
     }
 
-    /// Every session listed. A missing, corrupt or other-version index is empty (the next
-    /// write replaces it); only an index that exists and cannot be read is an error.
+    /// The directory the index is in: the cache root its checks start from.
+    fn root(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
+    }
+
+    /// Every session listed. A missing, corrupt, other-version or untrusted index is empty (the
+    /// next write replaces it); only an index that exists and cannot be read is an error.
     pub(crate) fn load(&self) -> Result<BTreeMap<CacheKey, Origin>, CacheError> {
-        let file = match fs::File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(source) => {
-                return Err(CacheError::Read {
-                    path: self.path.clone(),
-                    source,
-                })
+        let read_error = |source| CacheError::Read {
+            path: self.path.clone(),
+            source,
+        };
+        let file = match private::open(self.root(), &self.path, Holds::Steering)
+            .map_err(read_error)?
+        {
+            Opened::Trusted(file) => file,
+            Opened::Missing => return Ok(BTreeMap::new()),
+            Opened::Refused(refusal, _) => {
+                let what = if refusal.is_dir {
+                    "the list of keyring sessions in it is not used; fix or remove it"
+                } else {
+                    "the list of keyring sessions is not trusted: ignored, removed, and written anew with the next session"
+                };
+                private::notice(&format!("{refusal}: {what}"));
+                refusal.remove();
+                return Ok(BTreeMap::new());
             }
         };
         let mut bytes = Vec::new();
         file.take(MAX_INDEX_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(|source| CacheError::Read {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(read_error)?;
         Ok(parse(&bytes))
     }
 
@@ -110,15 +128,8 @@ impl Index {
             path: self.path.clone(),
             source,
         };
-        let dir = self
-            .path
-            .parent()
-            .ok_or_else(|| error(io::ErrorKind::InvalidInput.into()))?;
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir).map_err(error)?;
+        let dir = self.root();
+        ensure_dirs(dir, dir)?;
         let stored = StoredIndex {
             v: INDEX_VERSION,
             sessions: sessions

@@ -26,6 +26,7 @@ mod file;
 mod index;
 mod keyring;
 mod lock;
+mod private;
 
 use std::path::PathBuf;
 
@@ -39,10 +40,11 @@ use crate::jwt::{self, JwtError};
 use crate::secret::Secret;
 
 pub(crate) use self::backoff::Backoff;
-pub(crate) use self::file::FileStore;
+pub(crate) use self::file::{FileStore, Loaded};
 pub(crate) use self::index::Index;
 pub(crate) use self::keyring::KeyringStore;
 pub(crate) use self::lock::{Acquired, KeyLock, REFRESH_WAIT, SIGN_IN_WAIT};
+pub(crate) use self::private::{check_dirs, notice, open as open_private, Chain, Holds, Opened};
 
 /// The keyring service name and the cache directory name.
 pub(crate) const SERVICE: &str = "kubectl-credential";
@@ -63,7 +65,7 @@ pub(crate) enum CacheError {
     #[error("no cache directory: set HOME or XDG_CACHE_HOME")]
     NoCacheDir,
     /// A cache file exists but cannot be read.
-    #[error("cannot read the token cache file {}", path.display())]
+    #[error("cannot read the token cache file {}", crate::term::path(path))]
     Read {
         /// The file.
         path: PathBuf,
@@ -72,7 +74,7 @@ pub(crate) enum CacheError {
         source: std::io::Error,
     },
     /// The cache directory or a file in it cannot be written.
-    #[error("cannot write the token cache in {}", path.display())]
+    #[error("cannot write the token cache in {}", crate::term::path(path))]
     Write {
         /// The file or directory.
         path: PathBuf,
@@ -80,6 +82,10 @@ pub(crate) enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// A directory on the way to the cache is not ours alone (another user's, or writable by
+    /// others), so no session is kept there.
+    #[error("{0}: no session is kept there; fix or remove it")]
+    Unsafe(#[source] private::Refusal),
 }
 
 /// Identifies one cache entry: SHA-256 over a length-prefixed encoding of everything that
@@ -411,13 +417,32 @@ impl TokenCache {
         })
     }
 
-    /// The entry under `key`; `Ok(None)` when absent or unreadable as an entry.
+    /// The entry under `key`; `Ok(None)` when absent or unreadable as an entry. A file entry
+    /// that is not private (readable by others, another user's, a symbolic link) is never
+    /// returned: it is reported, removed, and a session others could read is kept for
+    /// [`TokenCache::take_exposed`].
     pub(crate) fn load(&self, key: &CacheKey) -> Result<Option<Entry>, CacheError> {
         let raw = match self {
             Self::Keyring(store) => store.load(key)?,
-            Self::File(store) => store.load(key)?,
+            Self::File(store) => match store.load(key)? {
+                Loaded::Missing => None,
+                Loaded::Found(raw) => raw,
+                Loaded::Refused { refusal, content } => {
+                    store.refuse(&refusal, content.as_deref().and_then(Entry::parse));
+                    None
+                }
+            },
         };
         Ok(raw.as_deref().and_then(Entry::parse))
+    }
+
+    /// The sessions whose files others could read, found since the last call: the caller ends
+    /// them at their issuer (their refresh tokens count as exposed). Empty on a cache hit.
+    pub(crate) fn take_exposed(&self) -> Vec<Entry> {
+        match self {
+            Self::Keyring(_) => Vec::new(),
+            Self::File(store) => store.take_exposed(),
+        }
     }
 
     /// Stores `entry` under `key`, replacing what was there.
