@@ -22,6 +22,8 @@ use crate::term::printable;
 pub(crate) const CHECK_EVERY: i64 = 5;
 /// A record older than this is dropped (the issuer expires pending requests sooner).
 const FORGET_AFTER: i64 = 8 * 86_400;
+/// A larger record is not ours (a few ids and times).
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 /// A duration as the `--for` flag takes it: `30m`, `1h30m`, `90s`.
 pub(crate) fn flag_duration(secs: u64) -> String {
@@ -152,7 +154,11 @@ fn path(args: &CommonArgs) -> Option<PathBuf> {
 impl Pending {
     /// The record for `args`, if there is one (the only cost on a cache hit).
     pub(crate) fn load(args: &CommonArgs, now: i64) -> Option<Self> {
-        let text = std::fs::read(path(args)?).ok()?;
+        let path = path(args)?;
+        let root = path.parent()?.parent()?;
+        // Checked like the other cache files: a record that is a link, another user's or
+        // writable by others is not believed (it decides what `get` asks the issuer).
+        let text = crate::cache::read_steering(root, &path, MAX_RECORD_BYTES)?;
         let mut p: Self = serde_json::from_slice(&text).ok()?;
         p.ids.retain(|(_, at)| now - at < FORGET_AFTER);
         Some(p)
@@ -171,11 +177,11 @@ impl Pending {
             let _ = std::fs::remove_file(&path);
             return;
         }
-        if let (Some(dir), Ok(json)) = (path.parent(), serde_json::to_vec(self)) {
-            let tmp = path.with_extension("tmp");
-            let _ = std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(&tmp, json))
-                .and_then(|()| std::fs::rename(&tmp, &path));
+        if let (Some(root), Ok(json)) = (
+            path.parent().and_then(std::path::Path::parent),
+            serde_json::to_vec(self),
+        ) {
+            let _ = crate::cache::replace_private(root, &path, &json);
         }
     }
 }

@@ -5,7 +5,8 @@
 //! freezing the tool and piling load onto the issuer as it comes back. After a failed refresh
 //! the plugin records, per cache key, a time before which non-interactive calls fail at once
 //! (saying so and when it will try again). Only the refresh path reads or writes this; a cached
-//! hit never does.
+//! hit never does. Records are read and written like the other cache files (see
+//! `cache::private`): a planted or foreign record is not believed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,7 +42,9 @@ impl Backoff {
     /// The Unix time before which no attempt should be made, if that is after `now`. A missing
     /// or unreadable record means no backoff.
     pub(crate) fn active_until(&self, now: i64) -> Option<i64> {
-        let until: i64 = fs::read_to_string(&self.path).ok()?.trim().parse().ok()?;
+        let root = self.path.parent()?.parent()?;
+        let text = super::read_steering(root, &self.path, 64)?;
+        let until: i64 = std::str::from_utf8(&text).ok()?.trim().parse().ok()?;
         // A record far in the future (a clock that jumped back) is not trusted.
         (until > now && until <= now + BACKOFF_SECS).then_some(until)
     }
@@ -49,15 +52,15 @@ impl Backoff {
     /// Records a failed attempt at `now`; best effort (a full disk must not turn a network
     /// error into a different one).
     pub(crate) fn record_failure(&self, now: i64) {
-        if let Some(dir) = self.path.parent() {
-            let _ = fs::create_dir_all(dir);
+        if let Some(root) = self.path.parent().and_then(Path::parent) {
+            let until = (now + BACKOFF_SECS).to_string();
+            let _ = super::replace_private(root, &self.path, until.as_bytes());
         }
-        let _ = fs::write(&self.path, (now + BACKOFF_SECS).to_string());
     }
 
     /// Forgets the record after a success.
     pub(crate) fn clear(&self) {
-        if self.path.exists() {
+        if fs::symlink_metadata(&self.path).is_ok() {
             let _ = fs::remove_file(&self.path);
         }
     }

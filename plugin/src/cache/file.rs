@@ -223,6 +223,45 @@ pub(super) fn ensure_dirs(root: &Path, dir: &Path) -> Result<(), CacheError> {
     })
 }
 
+/// Replaces `path` (a file under `root`) with `bytes`, the way entries are written: the
+/// directories checked (and made, 0700), a 0600 temporary file renamed over it. For the small
+/// records that steer the plugin (pending requests, backoff).
+pub(crate) fn replace_private(root: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let write_error = |source| CacheError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .ok_or_else(|| write_error(io::ErrorKind::InvalidInput.into()))?;
+    ensure_dirs(root, dir)?;
+    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), unique_suffix()));
+    let result = write_new_private(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if let Err(source) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(write_error(source));
+    }
+    Ok(())
+}
+
+/// Reads `path`, a small file under `root` that steers the plugin, if it is trusted
+/// ([`Holds::Steering`]); at most `max` bytes. A refused one is reported, removed and reads as
+/// absent, like a missing or unreadable one.
+pub(crate) fn read_steering(root: &Path, path: &Path, max: u64) -> Option<Vec<u8>> {
+    let file = match private::open(root, path, Holds::Steering).ok()? {
+        Opened::Trusted(file) => file,
+        Opened::Missing => return None,
+        Opened::Refused(refusal, _) => {
+            private::notice(&format!("{refusal}: not trusted, ignored and removed"));
+            refusal.remove();
+            return None;
+        }
+    };
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= max).then_some(bytes)
+}
+
 /// Reads at most [`MAX_ENTRY_BYTES`]; `None` when larger or not UTF-8.
 fn read_text(file: fs::File) -> io::Result<Option<String>> {
     let mut bytes = Vec::with_capacity(4096);

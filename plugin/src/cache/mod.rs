@@ -40,11 +40,12 @@ use crate::jwt::{self, JwtError};
 use crate::secret::Secret;
 
 pub(crate) use self::backoff::Backoff;
-pub(crate) use self::file::{FileStore, Loaded};
+pub(crate) use self::file::{read_steering, replace_private, FileStore, Loaded};
 pub(crate) use self::index::Index;
 pub(crate) use self::keyring::KeyringStore;
 pub(crate) use self::lock::{Acquired, KeyLock, REFRESH_WAIT, SIGN_IN_WAIT};
-pub(crate) use self::private::{check_dirs, notice, open as open_private, Chain, Holds, Opened};
+#[cfg(unix)]
+pub(crate) use self::private::euid;
 
 /// The keyring service name and the cache directory name.
 pub(crate) const SERVICE: &str = "kubectl-credential";
