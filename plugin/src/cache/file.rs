@@ -100,6 +100,7 @@ impl FileStore {
             self.exposed.borrow_mut().push(entry);
         }
         if self.reported.borrow().contains(&refusal.path) {
+            refusal.remove();
             return;
         }
         self.reported.borrow_mut().push(refusal.path.clone());
@@ -315,6 +316,18 @@ mod tests {
         CacheKey::new("https://i", n, "c", None)
     }
 
+    /// What a plain load found: `Some(text)` for a trusted entry, `None` for anything else.
+    fn text(store: &FileStore, key: &CacheKey) -> Option<String> {
+        match store.load(key) {
+            Ok(Loaded::Found(text)) => text,
+            _ => None,
+        }
+    }
+
+    fn missing(store: &FileStore, key: &CacheKey) -> bool {
+        matches!(store.load(key), Ok(Loaded::Missing))
+    }
+
     #[test]
     fn writes_private_files_in_a_private_directory() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -324,7 +337,7 @@ mod tests {
         fs::set_permissions(&parent, fs::Permissions::from_mode(0o755))
             .unwrap_or_else(|e| panic!("{e}"));
         let store = FileStore::new(parent.join("tokens"));
-        assert_eq!(store.load(&key("a")).ok(), Some(None));
+        assert!(missing(&store, &key("a")));
 
         store
             .store(&key("a"), "{\"v\":1}")
@@ -334,7 +347,7 @@ mod tests {
         assert_eq!(mode(store.dir()), 0o700);
         assert_eq!(mode(&parent), 0o700);
         assert_eq!(
-            store.load(&key("a")).ok().flatten().as_deref(),
+            text(&store, &key("a")).as_deref(),
             Some("{\"v\":1}")
         );
     }
@@ -358,7 +371,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(seen, "first");
         assert_eq!(
-            store.load(&key("a")).ok().flatten().as_deref(),
+            text(&store, &key("a")).as_deref(),
             Some("second")
         );
         assert_eq!(mode(&file), 0o600);
@@ -372,12 +385,24 @@ mod tests {
     #[test]
     fn oversized_or_binary_files_are_misses_and_delete_reports_presence() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = FileStore::new(tmp.path().to_owned());
+        let store = FileStore::new(tmp.path().join("tokens"));
+        store.ensure_dir().unwrap_or_else(|e| panic!("{e}"));
         let path = |k: &CacheKey| store.dir().join(format!("{}.json", k.as_hex()));
-        fs::write(path(&key("big")), vec![b' '; 70 * 1024]).unwrap_or_else(|e| panic!("{e}"));
-        fs::write(path(&key("bin")), [0xff, 0xfe, 0x00]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(store.load(&key("big")).ok(), Some(None));
-        assert_eq!(store.load(&key("bin")).ok(), Some(None));
+        let write = |k: &CacheKey, bytes: &[u8]| {
+            let mut options = fs::OpenOptions::new();
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path(k))
+                .and_then(|mut f| f.write_all(bytes))
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        write(&key("big"), &vec![b' '; 70 * 1024]);
+        write(&key("bin"), &[0xff, 0xfe, 0x00]);
+        assert!(matches!(store.load(&key("big")), Ok(Loaded::Found(None))));
+        assert!(matches!(store.load(&key("bin")), Ok(Loaded::Found(None))));
         assert_eq!(store.delete(&key("big")).ok(), Some(true));
         assert_eq!(store.delete(&key("big")).ok(), Some(false));
     }
@@ -408,6 +433,9 @@ mod tests {
         fs::write(&blocker, "").unwrap_or_else(|e| panic!("{e}"));
         let store = FileStore::new(blocker.join("inner"));
         let err = store.store(&key("a"), "x").err();
-        assert!(matches!(err, Some(CacheError::Write { .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(CacheError::Write { .. } | CacheError::Unsafe(_))),
+            "{err:?}"
+        );
     }
 }

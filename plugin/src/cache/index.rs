@@ -284,4 +284,50 @@ mod tests {
             assert!(parse(bad.as_bytes()).is_empty(), "{bad}");
         }
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_index_others_could_change_is_ignored_and_replaced() {
+        use std::os::unix::fs::{symlink, MetadataExt as _, PermissionsExt as _};
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let index = Index::new(tmp.path().join(SERVICE).join("index.json"));
+        let planted = tmp.path().join("planted.json");
+        let make = |how: &str| {
+            let _ = fs::remove_file(&index.path);
+            index
+                .add(&key("prod"), &origin("prod"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            match how {
+                "world-writable" => fs::set_permissions(&index.path, fs::Permissions::from_mode(0o666))
+                    .unwrap_or_else(|e| panic!("{e}")),
+                "another user's" => std::os::unix::fs::lchown(&index.path, Some(65_534), None)
+                    .unwrap_or_else(|e| panic!("cannot chown the index to uid 65534 (run the tests as root): {e}")),
+                _ => {
+                    fs::rename(&index.path, &planted).unwrap_or_else(|e| panic!("{e}"));
+                    symlink(&planted, &index.path).unwrap_or_else(|e| panic!("{e}"));
+                }
+            }
+        };
+        for how in ["world-writable", "another user's", "a symbolic link"] {
+            make(how);
+            assert!(
+                index.load().unwrap_or_else(|e| panic!("{e}")).is_empty(),
+                "{how}: an untrusted index was read"
+            );
+            assert!(fs::symlink_metadata(&index.path).is_err(), "{how}: not removed");
+            // The next session stored writes a fresh, private index.
+            index
+                .add(&key("dev"), &origin("dev"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let listed = index.load().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(listed.keys().collect::<Vec<_>>(), [&key("dev")], "{how}");
+            let meta = fs::symlink_metadata(&index.path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(meta.is_file() && meta.mode() & 0o777 == 0o600, "{how}");
+        }
+        assert!(planted.exists(), "the link's target was touched");
+        // Readable by others is fine: the index holds no secret.
+        fs::set_permissions(&index.path, fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(index.load().map(|l| l.len()).ok(), Some(1));
+    }
 }

@@ -750,4 +750,106 @@ mod tests {
         };
         assert!(Entry::from_token_response(opaque, None, 0).is_err());
     }
+
+    #[cfg(unix)]
+    mod file_permissions {
+        use std::fs;
+        use std::os::unix::fs::{symlink, MetadataExt as _, PermissionsExt as _};
+        use std::path::PathBuf;
+
+        use super::super::*;
+        use super::entry;
+
+        fn store() -> (tempfile::TempDir, TokenCache, CacheKey, PathBuf) {
+            let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let store = FileStore::new(tmp.path().join(SERVICE).join("tokens"));
+            let key = CacheKey::new("https://i", "prod", "kubectl-credential", None);
+            let path = store.path(&key);
+            let cache = TokenCache::File(store);
+            cache
+                .store(&key, &entry(1000, 1900))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(cache.load(&key).ok().flatten().is_some(), "stored entry not read");
+            (tmp, cache, key, path)
+        }
+
+        fn gone(path: &std::path::Path) -> bool {
+            fs::symlink_metadata(path).is_err()
+        }
+
+        #[test]
+        fn an_entry_others_can_read_is_not_used_but_removed_and_its_session_kept_for_ending() {
+            let (_tmp, cache, key, path) = store();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cache.load(&key).ok(), Some(None), "an exposed entry was used");
+            assert!(gone(&path), "the exposed entry was not removed");
+            let exposed = cache.take_exposed();
+            assert_eq!(exposed.len(), 1);
+            assert_eq!(
+                exposed[0].refresh_token.as_ref().map(Secret::expose),
+                Some("RT-secret")
+            );
+            assert!(cache.take_exposed().is_empty(), "ended twice");
+            // The next sign-in stores a private entry again.
+            cache
+                .store(&key, &entry(1000, 1900))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(fs::metadata(&path).map_or(0, |m| m.mode() & 0o777), 0o600);
+            assert!(cache.load(&key).ok().flatten().is_some());
+        }
+
+        #[test]
+        fn an_entry_of_another_user_is_removed_unread() {
+            let (_tmp, cache, key, path) = store();
+            std::os::unix::fs::lchown(&path, Some(65_534), None).unwrap_or_else(|e| {
+                panic!("cannot chown the entry to uid 65534 (run the tests as root): {e}")
+            });
+            assert_eq!(cache.load(&key).ok(), Some(None));
+            assert!(gone(&path));
+            assert!(cache.take_exposed().is_empty(), "another user's file was read");
+        }
+
+        #[test]
+        fn a_link_planted_for_an_entry_is_removed_and_its_target_left() {
+            let (tmp, cache, key, path) = store();
+            // A valid, private entry elsewhere: the link must still not be followed.
+            let target = tmp.path().join("planted.json");
+            fs::rename(&path, &target).unwrap_or_else(|e| panic!("{e}"));
+            symlink(&target, &path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cache.load(&key).ok(), Some(None), "the link was followed");
+            assert!(gone(&path), "the link was not removed");
+            assert!(target.exists(), "the link's target was touched");
+            assert!(cache.take_exposed().is_empty());
+        }
+
+        #[test]
+        fn a_linked_token_directory_is_not_followed_for_reading_listing_or_writing() {
+            let (tmp, cache, key, path) = store();
+            let dir = path.parent().map(ToOwned::to_owned).unwrap_or_default();
+            let elsewhere = tmp.path().join("elsewhere");
+            fs::rename(&dir, &elsewhere).unwrap_or_else(|e| panic!("{e}"));
+            symlink(&elsewhere, &dir).unwrap_or_else(|e| panic!("{e}"));
+            let index = Index::new(tmp.path().join(SERVICE).join("index.json"));
+            assert!(cache.list(&index).unwrap_or_else(|e| panic!("{e}")).is_empty());
+            symlink(&elsewhere, &dir).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cache.load(&key).ok(), Some(None));
+            assert!(!fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()));
+            cache
+                .store(&key, &entry(1000, 1900))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()));
+            assert!(cache.load(&key).ok().flatten().is_some());
+        }
+
+        #[test]
+        fn a_token_directory_others_can_list_is_tightened_and_still_used() {
+            let (_tmp, cache, key, path) = store();
+            let dir = path.parent().map(ToOwned::to_owned).unwrap_or_default();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(cache.load(&key).ok().flatten().is_some());
+            assert_eq!(fs::metadata(&dir).map_or(0, |m| m.mode() & 0o777), 0o700);
+        }
+    }
 }

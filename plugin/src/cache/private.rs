@@ -372,3 +372,232 @@ mod imp {
         })
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::io::Read as _;
+    use std::os::unix::fs::{symlink, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+
+    use super::*;
+
+    /// An id that is not ours: `nobody`. The tests run as root, so `chown` to it works; if it
+    /// does not, the test fails (it cannot prove anything otherwise).
+    const OTHER_UID: u32 = 65_534;
+
+    /// A cache root (0700, ours) with `tokens/` (0700) and `tokens/entry.json` (0600).
+    fn layout() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = tmp.path().join("kubectl-credential");
+        let dir = root.join("tokens");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .unwrap_or_else(|e| panic!("{e}"));
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.join("entry.json");
+        write_private(&file, "secret");
+        (tmp, root, file)
+    }
+
+    use std::os::unix::fs::DirBuilderExt as _;
+
+    fn write_private(path: &Path, text: &str) {
+        use std::io::Write as _;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+    }
+
+    #[track_caller]
+    fn give_away(path: &Path) {
+        std::os::unix::fs::lchown(path, Some(OTHER_UID), None).unwrap_or_else(|e| {
+            panic!(
+                "cannot give {} to uid {OTHER_UID} (these tests must run as root to create \
+                 a file of another user's): {e}",
+                path.display()
+            )
+        });
+        let owner = fs::symlink_metadata(path).map_or(0, |m| m.uid());
+        assert_eq!(owner, OTHER_UID, "chown did not take effect");
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::symlink_metadata(path).map_or(0, |m| m.permissions().mode() & 0o7777)
+    }
+
+    #[track_caller]
+    fn refused(opened: io::Result<Opened>) -> (Refusal, Option<File>) {
+        match opened {
+            Ok(Opened::Refused(refusal, file)) => (refusal, file),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn trusted(opened: io::Result<Opened>) -> String {
+        match opened {
+            Ok(Opened::Trusted(mut file)) => {
+                let mut text = String::new();
+                file.read_to_string(&mut text)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                text
+            }
+            other => panic!("expected a trusted file, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_private_file_in_a_private_chain_is_trusted_and_a_missing_one_is_missing() {
+        let (_tmp, root, file) = layout();
+        assert_eq!(trusted(open(&root, &file, Holds::Secret)), "secret");
+        let absent = root.join("tokens").join("absent.json");
+        assert!(matches!(open(&root, &absent, Holds::Secret), Ok(Opened::Missing)));
+        let no_dir = root.join("pending").join("x.json");
+        assert!(matches!(open(&root, &no_dir, Holds::Steering), Ok(Opened::Missing)));
+    }
+
+    #[test]
+    fn a_file_others_can_read_is_refused_and_its_content_kept_for_ending_the_session() {
+        let (_tmp, root, file) = layout();
+        chmod(&file, 0o644);
+        let (refusal, content) = refused(open(&root, &file, Holds::Secret));
+        assert_eq!(refusal.why, Why::Mode { mode: 0o644 });
+        assert!(!refusal.is_dir);
+        assert_eq!(
+            refusal.to_string(),
+            format!("{} is readable by others (mode 0644)", file.display())
+        );
+        let mut text = String::new();
+        content
+            .unwrap_or_else(|| panic!("the content is ours and is given"))
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text, "secret");
+        // Group bits alone, and write-only bits, are refused too.
+        for mode in [0o640, 0o620, 0o602] {
+            chmod(&file, mode);
+            let (refusal, _) = refused(open(&root, &file, Holds::Secret));
+            assert_eq!(refusal.why, Why::Mode { mode }, "{mode:o}");
+        }
+        chmod(&file, 0o602);
+        assert!(refused(open(&root, &file, Holds::Secret)).0.to_string().contains("is writable by others (mode 0602)"));
+        // A file that holds no secret may be read by others, never written by them.
+        chmod(&file, 0o644);
+        assert_eq!(trusted(open(&root, &file, Holds::Steering)), "secret");
+        chmod(&file, 0o666);
+        let (refusal, _) = refused(open(&root, &file, Holds::Steering));
+        assert_eq!(refusal.why, Why::Mode { mode: 0o666 });
+        assert!(refusal.remove());
+        assert!(fs::symlink_metadata(&file).is_err(), "not removed");
+    }
+
+    #[test]
+    fn directories_of_ours_open_to_others_are_tightened_before_use() {
+        let (_tmp, root, file) = layout();
+        let dir = root.join("tokens");
+        chmod(&dir, 0o755);
+        chmod(&root, 0o777);
+        assert_eq!(trusted(open(&root, &file, Holds::Secret)), "secret");
+        assert_eq!(mode_of(&dir), 0o700, "tokens/ was not tightened");
+        assert_eq!(mode_of(&root), 0o700, "the root was not tightened");
+    }
+
+    #[test]
+    fn a_file_of_another_user_is_refused_unread_and_removed() {
+        let (_tmp, root, file) = layout();
+        give_away(&file);
+        let (refusal, content) = refused(open(&root, &file, Holds::Secret));
+        assert_eq!(refusal.why, Why::Owner { uid: OTHER_UID });
+        assert!(content.is_none(), "another user's file must not be read");
+        assert!(refusal.to_string().ends_with("is owned by another user (uid 65534)"));
+        assert!(refusal.remove());
+        assert!(fs::symlink_metadata(&file).is_err(), "not removed");
+    }
+
+    #[test]
+    fn a_directory_of_another_user_is_refused_and_left_alone() {
+        let (_tmp, root, file) = layout();
+        let dir = root.join("tokens");
+        give_away(&dir);
+        let (refusal, content) = refused(open(&root, &file, Holds::Secret));
+        assert_eq!(
+            refusal,
+            Refusal {
+                path: dir.clone(),
+                why: Why::Owner { uid: OTHER_UID },
+                is_dir: true
+            }
+        );
+        assert!(content.is_none());
+        assert!(!refusal.remove());
+        assert!(file.exists(), "nothing in another user's directory is touched");
+        // Nor is anything written there.
+        let err = ensure_dirs(&root, &dir).err();
+        assert!(matches!(err, Some(EnsureError::Refused(_))), "{err:?}");
+        // The root too.
+        let (_tmp, root, file) = layout();
+        give_away(&root);
+        assert_eq!(refused(open(&root, &file, Holds::Secret)).0.path, root);
+    }
+
+    #[test]
+    fn a_link_planted_for_the_file_is_not_followed() {
+        let (tmp, root, file) = layout();
+        let elsewhere = tmp.path().join("elsewhere.json");
+        write_private(&elsewhere, "planted");
+        fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+        symlink(&elsewhere, &file).unwrap_or_else(|e| panic!("{e}"));
+        let (refusal, content) = refused(open(&root, &file, Holds::Secret));
+        assert_eq!(refusal.why, Why::Symlink);
+        assert!(content.is_none());
+        assert!(refusal.remove());
+        assert!(fs::symlink_metadata(&file).is_err(), "the link is still there");
+        assert_eq!(fs::read_to_string(&elsewhere).ok().as_deref(), Some("planted"), "the target must stay");
+        // A dangling link is refused the same way (not "missing": it is somebody's plant).
+        symlink(tmp.path().join("nothing"), &file).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(refused(open(&root, &file, Holds::Secret)).0.why, Why::Symlink);
+    }
+
+    #[test]
+    fn a_link_planted_for_a_directory_in_the_chain_is_not_followed() {
+        let (tmp, root, _file) = layout();
+        let dir = root.join("tokens");
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::rename(&dir, &elsewhere).unwrap_or_else(|e| panic!("{e}"));
+        symlink(&elsewhere, &dir).unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.join("entry.json");
+        let (refusal, content) = refused(open(&root, &file, Holds::Secret));
+        assert_eq!((refusal.path.clone(), refusal.why, refusal.is_dir), (dir.clone(), Why::Symlink, true));
+        assert!(content.is_none());
+        // Writing removes the link and makes a real, private directory.
+        ensure_dirs(&root, &dir).unwrap_or_else(|e| panic!("{e:?}"));
+        let meta = fs::symlink_metadata(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert!(meta.is_dir() && mode_of(&dir) == 0o700);
+        assert!(elsewhere.join("entry.json").exists(), "the link's target must stay");
+        // The root itself may be a link (a cache moved to another disk).
+        let moved = tmp.path().join("moved-root");
+        fs::rename(&root, &moved).unwrap_or_else(|e| panic!("{e}"));
+        symlink(&moved, &root).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(open(&root, &root.join("tokens").join("x.json"), Holds::Secret), Ok(Opened::Missing)));
+    }
+
+    #[test]
+    fn a_fifo_does_not_hang_and_is_refused() {
+        let (_tmp, root, file) = layout();
+        fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+        rustix::fs::mkfifoat(rustix::fs::CWD, &file, rustix::fs::Mode::from_raw_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(refused(open(&root, &file, Holds::Secret)).0.why, Why::NotAFile);
+    }
+}
