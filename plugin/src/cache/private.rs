@@ -1,36 +1,64 @@
 //! Opening the plugin's own files so that nobody else can read what they hold or steer what
-//! they say: every file the plugin trusts lives under the cache root
-//! (`{cache_dir}/kubectl-credential`) and is opened through here.
+//! they say. Every file the plugin trusts (token-cache entries, the keyring index, lock files,
+//! backoff and pending-request records, hand-out markers) lives under a [`Root`], a directory
+//! the plugin makes for itself inside a directory it does not own (`{cache_dir}`, the runtime
+//! directory, the temporary directory), and is opened through here.
 //!
 //! What is accepted (Unix; elsewhere files are opened as they are):
 //!
-//! - **The cache root** may itself be a symbolic link (a cache directory moved to another
-//!   disk); what it points to must be a directory owned by this user (the effective uid) or by
-//!   root, and not writable by group or others. Directories above it (`$HOME`,
-//!   `$XDG_CACHE_HOME`) are the person's to keep; they are not checked.
-//! - **Every directory below the root** down to the file (`tokens/`, `pending/`) must be a real
-//!   directory (checked with `lstat`, so a symbolic link is refused, never followed), owned by
-//!   this user or root, and not writable by group or others.
-//! - A directory of ours (the root included) that group or others can enter or list (0755) is
-//!   tightened to 0700 at once, with a one-line note: nothing in it was readable through that
-//!   alone (each file is checked on its own), but it should not stay so. One that others can
-//!   write to (0775, 0777) is tightened the same way: its files are still each checked, and a
-//!   file we own cannot have been made by anyone else. A directory of root's that others can
-//!   write to, or one of another user's, is refused: nothing in it is read, nothing written.
+//! - **The directories above the root** (`{cache_dir}` and each of its ancestors up to `/`,
+//!   both as written and, when a link is on the way, as resolved: `~/.cache` may be a link to
+//!   another disk) must each be a directory owned by this user (the effective uid) or by root,
+//!   and not writable by group or others unless sticky (like `/tmp`). They are the person's:
+//!   they are never changed, and a flaw there makes the cache unusable (exit 6, naming it).
+//! - **The root and every directory below it** down to the file must be a real directory
+//!   (checked with `lstat`: a symbolic link is refused, never followed, and removed, as only a
+//!   link itself is), owned by this user. One of another user's is refused (and left alone).
+//!   One of ours that group or others can enter, list or write to (0755, 0777) is made 0700 at
+//!   once, with a one-line note: every file in it is still checked on its own, and a file we
+//!   own cannot have been made by anyone else. A sticky directory is never changed (it is a
+//!   shared directory, not one the plugin made).
 //! - **The file** is opened with `O_NOFOLLOW` (a symbolic link in its place is refused, not
 //!   followed) and `O_NONBLOCK` (a FIFO planted there cannot hang the plugin), then checked with
 //!   `fstat` on the opened descriptor, so what is checked is what is read: it must be a regular
 //!   file owned by this user. A file holding secrets ([`Holds::Secret`], token-cache entries)
 //!   must have no permission bit for group or others (0600 or stricter); a file that holds no
-//!   secret but steers the plugin ([`Holds::Steering`], the keyring index, pending-request
-//!   records) must have no write bit for them (0644 is accepted).
+//!   secret but steers the plugin ([`Holds::Steering`]: the keyring index, lock files, pending
+//!   and backoff records) must have no write bit for them (0644 is accepted).
 //!
-//! A refusal names the path and why ([`Refusal`]'s `Display`), and what the caller does about
-//! it is the caller's: the token cache treats a readable entry as an exposed session.
+//! Directories are checked by path, top down, each before anything below it: once a directory
+//! is known to be writable only by us (and root), nobody else can swap what is under it between
+//! the check and the use, so only the last step, the file, needs the descriptor.
+//!
+//! A refusal names the path and why ([`Refusal`]'s `Display`); what the caller does about it is
+//! the caller's: the token cache treats a readable entry as an exposed session.
 
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// A directory the plugin makes for itself: `name` inside `base`. Keeping the two apart is
+/// what lets the checks tell the directories the plugin may tighten (the root and below) from
+/// those it must leave as they are (the base and above), whatever paths tests or users give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Root {
+    base: PathBuf,
+    path: PathBuf,
+}
+
+impl Root {
+    /// The directory `name` (one path component) in `base`.
+    pub(crate) fn new(base: impl Into<PathBuf>, name: &str) -> Self {
+        let base = base.into();
+        let path = base.join(name);
+        Self { base, path }
+    }
+
+    /// The root directory itself.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
 
 /// What a file holds, which decides the permission bits it may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +79,20 @@ impl Holds {
     }
 }
 
+/// What to do with a directory of ours that group or others can enter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loose {
+    /// Make it 0700 and go on (its files are each checked on their own).
+    Tighten,
+    /// Refuse it (for the hand-out markers on the cache hit: their mere presence is what they
+    /// say, so ones made while the directory was open mean nothing; pruning tightens it).
+    Refuse,
+}
+
 /// Why a file or directory is not trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Why {
-    /// A symbolic link where a file or a directory below the root should be.
+    /// A symbolic link where a file, the root or a directory below it should be.
     Symlink,
     /// Something other than a regular file (a FIFO, a device, a directory) where a file should be.
     NotAFile,
@@ -65,17 +103,26 @@ pub(crate) enum Why {
         /// Its owner.
         uid: u32,
     },
-    /// A file of ours with permission bits for group or others that its kind forbids: what it
+    /// Permission bits for group or others that its kind forbids: for a file of ours, what it
     /// holds is ours, but others may have read (or changed) it.
     Mode {
         /// Its permission bits.
         mode: u32,
     },
-    /// A directory of root's that others can write to.
+    /// A directory above the root that others can write to (and not sticky), or a sticky
+    /// directory where one of ours should be.
     Writable {
         /// Its permission bits.
         mode: u32,
     },
+}
+
+impl Why {
+    /// Whether others may have changed what the file says (a write bit for group or others):
+    /// then nothing in it is believed, not even which issuer it names.
+    pub(crate) fn writable_by_others(self) -> bool {
+        matches!(self, Self::Mode { mode } | Self::Writable { mode } if mode & 0o022 != 0)
+    }
 }
 
 impl std::fmt::Display for Why {
@@ -88,8 +135,11 @@ impl std::fmt::Display for Why {
             Self::Mode { mode } if mode & 0o044 != 0 => {
                 write!(f, "is readable by others (mode {mode:04o})")
             }
-            Self::Mode { mode } | Self::Writable { mode } => {
+            Self::Mode { mode } | Self::Writable { mode } if mode & 0o022 != 0 => {
                 write!(f, "is writable by others (mode {mode:04o})")
+            }
+            Self::Mode { mode } | Self::Writable { mode } => {
+                write!(f, "is open to others (mode {mode:04o})")
             }
         }
     }
@@ -115,19 +165,14 @@ impl std::fmt::Display for Refusal {
 impl std::error::Error for Refusal {}
 
 impl Refusal {
-    /// Removes what was refused, where that is safe and ours to do: the file (or the link, never
-    /// what it points to) in a directory we trust, or a symbolic link planted for a directory.
-    /// A directory of another user's is left alone. Best effort: whether it went.
+    /// Removes what was refused, where that is safe and ours to do: the file (or the link,
+    /// never what it points to) in a directory we trust, or a symbolic link planted for the
+    /// root or a directory below it. A directory is never removed. Best effort: whether it went.
     pub(crate) fn remove(&self) -> bool {
         match (self.is_dir, self.why) {
             // `remove_file` unlinks the link itself.
-            (true, Why::Symlink) | (false, Why::Symlink | Why::Owner { .. } | Why::Mode { .. }) => {
-                fs::remove_file(&self.path).is_ok()
-            }
-            (false, Why::NotAFile) => {
-                fs::remove_file(&self.path).is_ok() || fs::remove_dir(&self.path).is_ok()
-            }
-            _ => false,
+            (true, Why::Symlink) | (false, _) => fs::remove_file(&self.path).is_ok(),
+            (true, _) => false,
         }
     }
 }
@@ -139,28 +184,10 @@ pub(crate) enum Opened {
     Missing,
     /// The file, trusted.
     Trusted(File),
-    /// Refused; the file is given when its content is ours ([`Why::content_is_ours`]).
+    /// Refused. The file is given when it is a regular file of ours refused only for its mode:
+    /// what it holds is ours (an exposed session can be ended); a link is not followed and
+    /// another user's file is not read.
     Refused(Refusal, Option<File>),
-}
-
-/// Prints one line for people on stderr, prefixed with the program's name. The one place the
-/// cache's notices reach the terminal.
-pub(crate) fn notice(line: &str) {
-    eprintln!("{}: {line}", super::SERVICE);
-}
-
-/// Opens `path`, a file under `root`, for reading, after checking the directories from `root`
-/// down to it and then the opened file itself (see the module docs for what is accepted).
-pub(crate) fn open(root: &Path, path: &Path, holds: Holds) -> io::Result<Opened> {
-    let Some(dir) = path.parent() else {
-        return Err(io::ErrorKind::InvalidInput.into());
-    };
-    match check_dirs(root, dir)? {
-        Chain::Missing => return Ok(Opened::Missing),
-        Chain::Refused(refusal) => return Ok(Opened::Refused(refusal, None)),
-        Chain::Trusted => {}
-    }
-    imp::open_file(path, holds)
 }
 
 /// What [`check_dirs`] found.
@@ -174,21 +201,56 @@ pub(crate) enum Chain {
     Refused(Refusal),
 }
 
-/// Checks `root` and every directory below it down to `dir` (which must be `root` or under it).
-/// Tightens directories of ours that others can enter to 0700, with a note.
-pub(crate) fn check_dirs(root: &Path, dir: &Path) -> io::Result<Chain> {
-    let Ok(below) = dir.strip_prefix(root) else {
+/// Prints one line for people on stderr, prefixed with the program's name: the one place the
+/// cache's notices reach the terminal.
+pub(crate) fn notice(line: &str) {
+    eprintln!("{}: {line}", super::SERVICE);
+}
+
+/// Opens `path`, a file in `root` or below, for reading, after checking the directories down
+/// to it and then the opened file itself (see the module docs for what is accepted).
+pub(crate) fn open(root: &Root, path: &Path, holds: Holds) -> io::Result<Opened> {
+    let Some(dir) = path.parent() else {
         return Err(io::ErrorKind::InvalidInput.into());
     };
-    // The root may be a link the person made: it is followed.
-    match imp::check_dir(root, true)? {
+    match check_dirs(root, dir, Loose::Tighten)? {
+        Chain::Missing => return Ok(Opened::Missing),
+        Chain::Refused(refusal) => return Ok(Opened::Refused(refusal, None)),
+        Chain::Trusted => {}
+    }
+    imp::open_file(path, holds, false)
+}
+
+/// Opens (creating it, mode 0600, if needed) `path`, a lock file in `root` or below, after
+/// making sure of the directories; checked as [`Holds::Steering`]. The caller deals with a
+/// refused one.
+pub(crate) fn open_or_create(root: &Root, path: &Path) -> Result<Opened, EnsureError> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| EnsureError::Io(io::ErrorKind::InvalidInput.into()))?;
+    ensure_dirs(root, dir)?;
+    imp::open_file(path, Holds::Steering, true).map_err(EnsureError::Io)
+}
+
+/// Checks the directories above `root`, `root` itself and every directory below it down to
+/// `dir` (which must be `root` or under it). Directories of ours that others can enter are
+/// tightened to 0700 with a note, or refused, as `loose` says.
+pub(crate) fn check_dirs(root: &Root, dir: &Path, loose: Loose) -> io::Result<Chain> {
+    let Ok(below) = dir.strip_prefix(&root.path) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    match imp::check_above(&root.base)? {
         Chain::Trusted => {}
         other => return Ok(other),
     }
-    let mut current = root.to_owned();
+    let mut current = root.path.clone();
+    match imp::check_own(&current, loose)? {
+        Chain::Trusted => {}
+        other => return Ok(other),
+    }
     for part in below.components() {
         current.push(part);
-        match imp::check_dir(&current, false)? {
+        match imp::check_own(&current, loose)? {
             Chain::Trusted => {}
             other => return Ok(other),
         }
@@ -196,23 +258,29 @@ pub(crate) fn check_dirs(root: &Path, dir: &Path) -> io::Result<Chain> {
     Ok(Chain::Trusted)
 }
 
-/// Makes sure the directories from `root` down to `dir` exist (created 0700) and are trusted
-/// before a file is written there: a symbolic link planted for one below the root is removed
-/// and a real directory made; one that is still refused is an error.
-pub(crate) fn ensure_dirs(root: &Path, dir: &Path) -> Result<(), EnsureError> {
-    if let Chain::Refused(refusal) = check_dirs(root, dir).map_err(EnsureError::Io)? {
-        if !(refusal.is_dir && refusal.why == Why::Symlink && refusal.path != root) {
-            return Err(EnsureError::Refused(refusal));
-        }
-        notice(&format!("{refusal}: not followed, removed"));
-        refusal.remove();
-    }
+/// Makes sure the directories from `root` down to `dir` exist (created 0700; the base too, if
+/// it is missing) and are trusted before a file is written there: a symbolic link planted for
+/// one of them is removed (with a note) and a real directory made; one that is still refused
+/// is an error.
+pub(crate) fn ensure_dirs(root: &Root, dir: &Path) -> Result<(), EnsureError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    if !root.base.exists() {
+        builder.create(&root.base).map_err(EnsureError::Io)?;
+    }
+    if let Chain::Refused(refusal) =
+        check_dirs(root, dir, Loose::Tighten).map_err(EnsureError::Io)?
+    {
+        if !(refusal.is_dir && refusal.why == Why::Symlink) {
+            return Err(EnsureError::Refused(refusal));
+        }
+        notice(&format!("{refusal}; not followed: removed the link"));
+        refusal.remove();
+    }
     builder.create(dir).map_err(EnsureError::Io)?;
-    match check_dirs(root, dir).map_err(EnsureError::Io)? {
+    match check_dirs(root, dir, Loose::Tighten).map_err(EnsureError::Io)? {
         Chain::Trusted => Ok(()),
         Chain::Refused(refusal) => Err(EnsureError::Refused(refusal)),
         Chain::Missing => Err(EnsureError::Io(io::ErrorKind::NotFound.into())),
@@ -228,7 +296,7 @@ pub(crate) enum EnsureError {
     Refused(Refusal),
 }
 
-/// This process's effective user id.
+/// This process's effective user id: the owner its files get.
 #[cfg(unix)]
 pub(crate) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -243,128 +311,192 @@ mod imp {
 
     use rustix::fs::OFlags;
 
-    use super::{euid, notice, Chain, Holds, Opened, Refusal, Why};
+    use super::{euid, notice, Chain, Holds, Loose, Opened, Refusal, Why};
+
+    /// The sticky bit: in such a directory only an entry's owner may remove or rename it.
+    const STICKY: u32 = 0o1000;
 
     /// Permission bits.
     fn mode(meta: &Metadata) -> u32 {
         meta.permissions().mode() & 0o7777
     }
 
-    pub(super) fn open_file(path: &Path, holds: Holds) -> io::Result<Opened> {
-        let refused = |why, file| {
-            let refusal = Refusal {
-                path: path.to_owned(),
-                why,
-                is_dir: false,
-            };
-            Ok(Opened::Refused(refusal, file))
-        };
+    fn refused(path: &Path, why: Why, is_dir: bool) -> Refusal {
+        Refusal {
+            path: path.to_owned(),
+            why,
+            is_dir,
+        }
+    }
+
+    /// Opens `path` without following a link (`create`: creating it, 0600, for a lock) and
+    /// checks the descriptor.
+    pub(super) fn open_file(path: &Path, holds: Holds, create: bool) -> io::Result<Opened> {
         let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK;
-        let file = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags.bits().cast_signed())
-            .open(path)
-        {
+        let mut options = fs::OpenOptions::new();
+        if create {
+            options.write(true).create(true).truncate(false).mode(0o600);
+        } else {
+            options.read(true);
+        }
+        let file = match options.custom_flags(flags.bits().cast_signed()).open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Opened::Missing),
-            // `O_NOFOLLOW` on a link: ELOOP.
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-                return refused(Why::Symlink, None)
+            Err(e) => {
+                // `O_NOFOLLOW` on a link fails with ELOOP (EMLINK on FreeBSD): ask `lstat`.
+                if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Ok(Opened::Refused(refused(path, Why::Symlink, false), None));
+                }
+                // A socket: ENXIO.
+                if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
+                    return Ok(Opened::Refused(refused(path, Why::NotAFile, false), None));
+                }
+                return Err(e);
             }
-            // A socket: ENXIO.
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
-                return refused(Why::NotAFile, None)
-            }
-            Err(e) => return Err(e),
         };
         // The descriptor's own metadata: what was checked is what will be read.
         let meta = file.metadata()?;
         if !meta.file_type().is_file() {
-            return refused(Why::NotAFile, None);
+            return Ok(Opened::Refused(refused(path, Why::NotAFile, false), None));
         }
         if meta.uid() != euid() {
-            return refused(Why::Owner { uid: meta.uid() }, None);
+            let why = Why::Owner { uid: meta.uid() };
+            return Ok(Opened::Refused(refused(path, why, false), None));
         }
         if mode(&meta) & holds.forbidden() != 0 {
-            return refused(Why::Mode { mode: mode(&meta) }, Some(file));
+            let why = Why::Mode { mode: mode(&meta) };
+            return Ok(Opened::Refused(refused(path, why, false), Some(file)));
         }
         Ok(Opened::Trusted(file))
     }
 
-    pub(super) fn check_dir(dir: &Path, follow: bool) -> io::Result<Chain> {
-        let meta = if follow {
-            fs::metadata(dir)
+    /// The base and its ancestors: as written (each `lstat`ed, and `stat`ed too when it is a
+    /// link), then, if a link was met, as resolved, top down.
+    pub(super) fn check_above(base: &Path) -> io::Result<Chain> {
+        match fs::metadata(base) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Chain::Missing),
+            Err(e) => return Err(e),
+        }
+        let written: Vec<&Path> = base
+            .ancestors()
+            .filter(|d| !d.as_os_str().is_empty())
+            .collect();
+        let mut linked = base.is_relative();
+        for dir in written.into_iter().rev() {
+            let mut meta = fs::symlink_metadata(dir)?;
+            if meta.file_type().is_symlink() {
+                linked = true;
+                meta = fs::metadata(dir)?;
+            }
+            if let Some(why) = judge_above(&meta) {
+                return Ok(Chain::Refused(refused(dir, why, true)));
+            }
+        }
+        if linked {
+            let real = fs::canonicalize(base)?;
+            let resolved: Vec<&Path> = real.ancestors().collect();
+            for dir in resolved.into_iter().rev() {
+                if let Some(why) = judge_above(&fs::metadata(dir)?) {
+                    return Ok(Chain::Refused(refused(dir, why, true)));
+                }
+            }
+        }
+        Ok(Chain::Trusted)
+    }
+
+    /// A directory above the root: ours or root's, and not writable by others unless sticky.
+    fn judge_above(meta: &Metadata) -> Option<Why> {
+        let bits = mode(meta);
+        if !meta.is_dir() {
+            Some(Why::NotADirectory)
+        } else if meta.uid() != euid() && meta.uid() != 0 {
+            Some(Why::Owner { uid: meta.uid() })
+        } else if bits & 0o022 != 0 && bits & STICKY == 0 {
+            Some(Why::Writable { mode: bits })
         } else {
-            fs::symlink_metadata(dir)
-        };
-        let meta = match meta {
+            None
+        }
+    }
+
+    /// The root or a directory below it: a real directory of ours, private (or tightened).
+    pub(super) fn check_own(dir: &Path, loose: Loose) -> io::Result<Chain> {
+        let meta = match fs::symlink_metadata(dir) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Chain::Missing),
             Err(e) => return Err(e),
         };
-        let refused = |why| {
-            Ok(Chain::Refused(Refusal {
-                path: dir.to_owned(),
-                why,
-                is_dir: true,
-            }))
-        };
+        let refuse = |why| Ok(Chain::Refused(refused(dir, why, true)));
         if meta.file_type().is_symlink() {
-            return refused(Why::Symlink);
+            return refuse(Why::Symlink);
         }
         if !meta.is_dir() {
-            return refused(Why::NotADirectory);
+            return refuse(Why::NotADirectory);
         }
-        let me = euid();
+        if meta.uid() != euid() {
+            return refuse(Why::Owner { uid: meta.uid() });
+        }
         let bits = mode(&meta);
-        if meta.uid() == me {
-            if bits & 0o077 != 0 {
-                // Ours: tighten it rather than refuse (see the module docs).
-                let tightened = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-                let line = match &tightened {
-                    Ok(()) => format!(
-                        "{} was open to others (mode {bits:04o}); now 0700",
-                        crate::term::path(dir)
-                    ),
-                    Err(e) => format!(
-                        "{} is open to others (mode {bits:04o}) and could not be tightened: {e}",
-                        crate::term::path(dir)
-                    ),
-                };
-                notice(&line);
-                if tightened.is_err() && bits & 0o022 != 0 {
-                    return refused(Why::Writable { mode: bits });
-                }
-            }
+        if bits & 0o077 == 0 {
             return Ok(Chain::Trusted);
         }
-        if meta.uid() != 0 {
-            return refused(Why::Owner { uid: meta.uid() });
+        if bits & STICKY != 0 {
+            // A shared directory (like /tmp) where ours should be: never changed.
+            return refuse(Why::Writable { mode: bits });
         }
-        if bits & 0o022 != 0 {
-            return refused(Why::Writable { mode: bits });
+        if loose == Loose::Refuse {
+            return refuse(Why::Mode { mode: bits });
         }
-        Ok(Chain::Trusted)
+        let shown = crate::term::path(dir);
+        match fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
+            Ok(()) => {
+                let what = Why::Mode { mode: bits };
+                notice(&format!("{shown} {what}; made it private (0700)"));
+                Ok(Chain::Trusted)
+            }
+            Err(e) => {
+                notice(&format!(
+                    "{shown} is open to others (mode {bits:04o}) and could not be made private: {e}"
+                ));
+                // Entering or listing it reads no file (each is checked); writing to it could
+                // replace them.
+                if bits & 0o022 == 0 {
+                    Ok(Chain::Trusted)
+                } else {
+                    refuse(Why::Writable { mode: bits })
+                }
+            }
+        }
     }
 }
 
 #[cfg(not(unix))]
 mod imp {
-    use std::fs::File;
+    use std::fs;
     use std::io;
     use std::path::Path;
 
-    use super::{Chain, Holds, Opened};
+    use super::{Chain, Holds, Loose, Opened};
 
-    pub(super) fn open_file(path: &Path, _holds: Holds) -> io::Result<Opened> {
-        match File::open(path) {
+    pub(super) fn open_file(path: &Path, _holds: Holds, create: bool) -> io::Result<Opened> {
+        let mut options = fs::OpenOptions::new();
+        if create {
+            options.write(true).create(true).truncate(false);
+        } else {
+            options.read(true);
+        }
+        match options.open(path) {
             Ok(file) => Ok(Opened::Trusted(file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Opened::Missing),
             Err(e) => Err(e),
         }
     }
 
-    pub(super) fn check_dir(dir: &Path, _follow: bool) -> io::Result<Chain> {
+    pub(super) fn check_above(base: &Path) -> io::Result<Chain> {
+        check_own(base, Loose::Tighten)
+    }
+
+    pub(super) fn check_own(dir: &Path, _loose: Loose) -> io::Result<Chain> {
         Ok(if dir.is_dir() {
             Chain::Trusted
         } else {
@@ -374,230 +506,271 @@ mod imp {
 }
 
 #[cfg(all(test, unix))]
-mod tests {
-    use std::io::Read as _;
-    use std::os::unix::fs::{symlink, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+pub(crate) mod tests {
+    use std::os::unix::fs::{symlink, PermissionsExt as _};
 
     use super::*;
 
-    /// An id that is not ours: `nobody`. The tests run as root, so `chown` to it works; if it
-    /// does not, the test fails (it cannot prove anything otherwise).
-    const OTHER_UID: u32 = 65_534;
-
-    /// A cache root (0700, ours) with `tokens/` (0700) and `tokens/entry.json` (0600).
-    fn layout() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    /// A fresh temporary directory and the root `kubectl-credential` in it (not yet made).
+    pub(crate) fn root() -> (tempfile::TempDir, Root) {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let root = tmp.path().join("kubectl-credential");
-        let dir = root.join("tokens");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .unwrap_or_else(|e| panic!("{e}"));
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let file = dir.join("entry.json");
-        write_private(&file, "secret");
-        (tmp, root, file)
+        let root = Root::new(tmp.path(), super::super::SERVICE);
+        (tmp, root)
     }
 
-    use std::os::unix::fs::DirBuilderExt as _;
-
-    fn write_private(path: &Path, text: &str) {
-        use std::io::Write as _;
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-    }
-
-    fn chmod(path: &Path, mode: u32) {
+    pub(crate) fn chmod(path: &Path, mode: u32) {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
     }
 
-    #[track_caller]
-    fn give_away(path: &Path) {
-        std::os::unix::fs::lchown(path, Some(OTHER_UID), None).unwrap_or_else(|e| {
-            panic!(
-                "cannot give {} to uid {OTHER_UID} (these tests must run as root to create \
-                 a file of another user's): {e}",
-                path.display()
-            )
-        });
-        let owner = fs::symlink_metadata(path).map_or(0, |m| m.uid());
-        assert_eq!(owner, OTHER_UID, "chown did not take effect");
-    }
-
-    fn mode_of(path: &Path) -> u32 {
+    pub(crate) fn mode_of(path: &Path) -> u32 {
         fs::symlink_metadata(path).map_or(0, |m| m.permissions().mode() & 0o7777)
     }
 
-    #[track_caller]
-    fn refused(opened: io::Result<Opened>) -> (Refusal, Option<File>) {
-        match opened {
-            Ok(Opened::Refused(refusal, file)) => (refusal, file),
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-    }
-
-    #[track_caller]
-    fn trusted(opened: io::Result<Opened>) -> String {
-        match opened {
-            Ok(Opened::Trusted(mut file)) => {
-                let mut text = String::new();
-                file.read_to_string(&mut text)
-                    .unwrap_or_else(|e| panic!("{e}"));
-                text
-            }
-            other => panic!("expected a trusted file, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_private_file_in_a_private_chain_is_trusted_and_a_missing_one_is_missing() {
-        let (_tmp, root, file) = layout();
-        assert_eq!(trusted(open(&root, &file, Holds::Secret)), "secret");
-        let absent = root.join("tokens").join("absent.json");
-        assert!(matches!(open(&root, &absent, Holds::Secret), Ok(Opened::Missing)));
-        let no_dir = root.join("pending").join("x.json");
-        assert!(matches!(open(&root, &no_dir, Holds::Steering), Ok(Opened::Missing)));
-    }
-
-    #[test]
-    fn a_file_others_can_read_is_refused_and_its_content_kept_for_ending_the_session() {
-        let (_tmp, root, file) = layout();
-        chmod(&file, 0o644);
-        let (refusal, content) = refused(open(&root, &file, Holds::Secret));
-        assert_eq!(refusal.why, Why::Mode { mode: 0o644 });
-        assert!(!refusal.is_dir);
+    /// Gives `path` (not following a link) to another user, failing the test, with the reason,
+    /// when that is impossible: only root can, and these cases must not go untested silently.
+    pub(crate) fn give_away(path: &Path) -> u32 {
+        let other = 65_534; // nobody
         assert_eq!(
-            refusal.to_string(),
+            euid(),
+            0,
+            "this test makes a file owned by another user, which needs root: run `cargo test -p \
+             kubectl-credential` as root (as the CI container does) to test that case"
+        );
+        std::os::unix::fs::lchown(path, Some(other), Some(other))
+            .unwrap_or_else(|e| panic!("cannot give {} to uid {other}: {e}", path.display()));
+        other
+    }
+
+    fn write(path: &Path, mode: u32) {
+        fs::write(path, "x").unwrap_or_else(|e| panic!("{e}"));
+        chmod(path, mode);
+    }
+
+    fn opened(root: &Root, path: &Path, holds: Holds) -> Result<(), Refusal> {
+        match open(root, path, holds) {
+            Ok(Opened::Trusted(_)) => Ok(()),
+            Ok(Opened::Refused(refusal, _)) => Err(refusal),
+            Ok(Opened::Missing) => panic!("{} is missing", path.display()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn files_must_be_ours_with_the_bits_their_kind_allows() {
+        let (_tmp, root) = root();
+        let dir = root.path().join("tokens");
+        ensure_dirs(&root, &dir).unwrap_or_else(|e| panic!("{e:?}"));
+        let file = dir.join("f");
+        // (mode, accepted as a secret, accepted as a steering file)
+        for (mode, secret, steering) in [
+            (0o600, true, true),
+            (0o400, true, true),
+            (0o640, false, true),
+            (0o644, false, true),
+            (0o604, false, true),
+            (0o620, false, false),
+            (0o666, false, false),
+            (0o602, false, false),
+        ] {
+            write(&file, mode);
+            assert_eq!(
+                opened(&root, &file, Holds::Secret).is_ok(),
+                secret,
+                "secret {mode:o}"
+            );
+            assert_eq!(
+                opened(&root, &file, Holds::Steering).is_ok(),
+                steering,
+                "steering {mode:o}"
+            );
+        }
+        write(&file, 0o644);
+        let refusal = opened(&root, &file, Holds::Secret).err();
+        let text = refusal.map(|r| r.to_string()).unwrap_or_default();
+        assert_eq!(
+            text,
             format!("{} is readable by others (mode 0644)", file.display())
         );
-        let mut text = String::new();
-        content
-            .unwrap_or_else(|| panic!("the content is ours and is given"))
-            .read_to_string(&mut text)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(text, "secret");
-        // Group bits alone, and write-only bits, are refused too.
-        for mode in [0o640, 0o620, 0o602] {
-            chmod(&file, mode);
-            let (refusal, _) = refused(open(&root, &file, Holds::Secret));
-            assert_eq!(refusal.why, Why::Mode { mode }, "{mode:o}");
-        }
-        chmod(&file, 0o602);
-        assert!(refused(open(&root, &file, Holds::Secret)).0.to_string().contains("is writable by others (mode 0602)"));
-        // A file that holds no secret may be read by others, never written by them.
-        chmod(&file, 0o644);
-        assert_eq!(trusted(open(&root, &file, Holds::Steering)), "secret");
-        chmod(&file, 0o666);
-        let (refusal, _) = refused(open(&root, &file, Holds::Steering));
-        assert_eq!(refusal.why, Why::Mode { mode: 0o666 });
-        assert!(refusal.remove());
-        assert!(fs::symlink_metadata(&file).is_err(), "not removed");
+        // The content of a file of ours refused for its mode is handed over; nothing else's is.
+        assert!(matches!(
+            open(&root, &file, Holds::Secret),
+            Ok(Opened::Refused(_, Some(_)))
+        ));
+        assert!(matches!(
+            open(&root, &dir.join("absent"), Holds::Secret),
+            Ok(Opened::Missing)
+        ));
     }
 
     #[test]
-    fn directories_of_ours_open_to_others_are_tightened_before_use() {
-        let (_tmp, root, file) = layout();
-        let dir = root.join("tokens");
-        chmod(&dir, 0o755);
-        chmod(&root, 0o777);
-        assert_eq!(trusted(open(&root, &file, Holds::Secret)), "secret");
-        assert_eq!(mode_of(&dir), 0o700, "tokens/ was not tightened");
-        assert_eq!(mode_of(&root), 0o700, "the root was not tightened");
-    }
-
-    #[test]
-    fn a_file_of_another_user_is_refused_unread_and_removed() {
-        let (_tmp, root, file) = layout();
-        give_away(&file);
-        let (refusal, content) = refused(open(&root, &file, Holds::Secret));
-        assert_eq!(refusal.why, Why::Owner { uid: OTHER_UID });
-        assert!(content.is_none(), "another user's file must not be read");
-        assert!(refusal.to_string().ends_with("is owned by another user (uid 65534)"));
-        assert!(refusal.remove());
-        assert!(fs::symlink_metadata(&file).is_err(), "not removed");
-    }
-
-    #[test]
-    fn a_directory_of_another_user_is_refused_and_left_alone() {
-        let (_tmp, root, file) = layout();
-        let dir = root.join("tokens");
-        give_away(&dir);
-        let (refusal, content) = refused(open(&root, &file, Holds::Secret));
-        assert_eq!(
-            refusal,
-            Refusal {
-                path: dir.clone(),
-                why: Why::Owner { uid: OTHER_UID },
-                is_dir: true
-            }
-        );
-        assert!(content.is_none());
-        assert!(!refusal.remove());
-        assert!(file.exists(), "nothing in another user's directory is touched");
-        // Nor is anything written there.
-        let err = ensure_dirs(&root, &dir).err();
-        assert!(matches!(err, Some(EnsureError::Refused(_))), "{err:?}");
-        // The root too.
-        let (_tmp, root, file) = layout();
-        give_away(&root);
-        assert_eq!(refused(open(&root, &file, Holds::Secret)).0.path, root);
-    }
-
-    #[test]
-    fn a_link_planted_for_the_file_is_not_followed() {
-        let (tmp, root, file) = layout();
-        let elsewhere = tmp.path().join("elsewhere.json");
-        write_private(&elsewhere, "planted");
-        fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
-        symlink(&elsewhere, &file).unwrap_or_else(|e| panic!("{e}"));
-        let (refusal, content) = refused(open(&root, &file, Holds::Secret));
-        assert_eq!(refusal.why, Why::Symlink);
-        assert!(content.is_none());
-        assert!(refusal.remove());
-        assert!(fs::symlink_metadata(&file).is_err(), "the link is still there");
-        assert_eq!(fs::read_to_string(&elsewhere).ok().as_deref(), Some("planted"), "the target must stay");
-        // A dangling link is refused the same way (not "missing": it is somebody's plant).
-        symlink(tmp.path().join("nothing"), &file).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(refused(open(&root, &file, Holds::Secret)).0.why, Why::Symlink);
-    }
-
-    #[test]
-    fn a_link_planted_for_a_directory_in_the_chain_is_not_followed() {
-        let (tmp, root, _file) = layout();
-        let dir = root.join("tokens");
-        let elsewhere = tmp.path().join("elsewhere");
-        fs::rename(&dir, &elsewhere).unwrap_or_else(|e| panic!("{e}"));
-        symlink(&elsewhere, &dir).unwrap_or_else(|e| panic!("{e}"));
-        let file = dir.join("entry.json");
-        let (refusal, content) = refused(open(&root, &file, Holds::Secret));
-        assert_eq!((refusal.path.clone(), refusal.why, refusal.is_dir), (dir.clone(), Why::Symlink, true));
-        assert!(content.is_none());
-        // Writing removes the link and makes a real, private directory.
+    fn another_users_file_is_refused_and_not_read() {
+        let (_tmp, root) = root();
+        let dir = root.path().join("tokens");
         ensure_dirs(&root, &dir).unwrap_or_else(|e| panic!("{e:?}"));
-        let meta = fs::symlink_metadata(&dir).unwrap_or_else(|e| panic!("{e}"));
-        assert!(meta.is_dir() && mode_of(&dir) == 0o700);
-        assert!(elsewhere.join("entry.json").exists(), "the link's target must stay");
-        // The root itself may be a link (a cache moved to another disk).
-        let moved = tmp.path().join("moved-root");
-        fs::rename(&root, &moved).unwrap_or_else(|e| panic!("{e}"));
-        symlink(&moved, &root).unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(open(&root, &root.join("tokens").join("x.json"), Holds::Secret), Ok(Opened::Missing)));
+        let file = dir.join("f");
+        write(&file, 0o600);
+        let uid = give_away(&file);
+        match open(&root, &file, Holds::Steering) {
+            Ok(Opened::Refused(refusal, None)) => {
+                assert_eq!(refusal.why, Why::Owner { uid });
+                assert!(refusal.remove(), "ours to remove: it is in our directory");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(fs::symlink_metadata(&file).is_err());
     }
 
     #[test]
-    fn a_fifo_does_not_hang_and_is_refused() {
-        let (_tmp, root, file) = layout();
-        fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
-        rustix::fs::mkfifoat(rustix::fs::CWD, &file, rustix::fs::Mode::from_raw_mode(0o600))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(refused(open(&root, &file, Holds::Secret)).0.why, Why::NotAFile);
+    fn links_are_never_followed_and_only_the_link_is_removed() {
+        let (tmp, root) = root();
+        let dir = root.path().join("tokens");
+        ensure_dirs(&root, &dir).unwrap_or_else(|e| panic!("{e:?}"));
+        let target = tmp.path().join("target");
+        write(&target, 0o600);
+        let link = dir.join("f");
+        symlink(&target, &link).unwrap_or_else(|e| panic!("{e}"));
+        match open(&root, &link, Holds::Secret) {
+            Ok(Opened::Refused(refusal, None)) => {
+                assert_eq!(refusal.why, Why::Symlink);
+                assert!(refusal.remove());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(fs::symlink_metadata(&link).is_err(), "the link is gone");
+        assert_eq!(fs::read_to_string(&target).ok().as_deref(), Some("x"));
+
+        // A link planted for a directory below the root: refused, and replaced by
+        // `ensure_dirs` with a real directory; the target directory is untouched.
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap_or_else(|e| panic!("{e}"));
+        chmod(&elsewhere, 0o700);
+        let pending = root.path().join("pending");
+        symlink(&elsewhere, &pending).unwrap_or_else(|e| panic!("{e}"));
+        let chain = check_dirs(&root, &pending, Loose::Tighten).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&chain, Chain::Refused(r) if r.why == Why::Symlink && r.is_dir),
+            "{chain:?}"
+        );
+        ensure_dirs(&root, &pending).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(fs::symlink_metadata(&pending).is_ok_and(|m| m.is_dir()));
+        assert!(fs::symlink_metadata(&elsewhere).is_ok_and(|m| m.is_dir()));
+
+        // The root itself may not be a link either.
+        let moved = tmp.path().join("moved");
+        fs::rename(root.path(), &moved).unwrap_or_else(|e| panic!("{e}"));
+        symlink(&moved, root.path()).unwrap_or_else(|e| panic!("{e}"));
+        let chain = check_dirs(&root, root.path(), Loose::Tighten).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&chain, Chain::Refused(r) if r.why == Why::Symlink),
+            "{chain:?}"
+        );
+    }
+
+    #[test]
+    fn open_directories_of_ours_are_tightened_shared_ones_never() {
+        let (tmp, root) = root();
+        let dir = root.path().join("tokens");
+        ensure_dirs(&root, &dir).unwrap_or_else(|e| panic!("{e:?}"));
+        chmod(root.path(), 0o755);
+        chmod(&dir, 0o777);
+        let chain = check_dirs(&root, &dir, Loose::Tighten).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(chain, Chain::Trusted);
+        assert_eq!(mode_of(root.path()), 0o700);
+        assert_eq!(mode_of(&dir), 0o700);
+
+        // Hand-out markers refuse instead (on the cache hit).
+        chmod(&dir, 0o750);
+        let chain = check_dirs(&root, &dir, Loose::Refuse).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(chain, Chain::Refused(ref r) if r.why == Why::Mode { mode: 0o750 }));
+        assert_eq!(mode_of(&dir), 0o750);
+
+        // A sticky directory where ours should be is a shared one: refused, never changed.
+        chmod(&dir, 0o1777);
+        let chain = check_dirs(&root, &dir, Loose::Tighten).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(chain, Chain::Refused(ref r) if r.why == Why::Writable { mode: 0o1777 }));
+        assert_eq!(mode_of(&dir), 0o1777);
+        chmod(&dir, 0o700);
+
+        // The base and above are never changed: a base writable by others is refused, a
+        // sticky one (like /tmp) accepted.
+        let base_mode = mode_of(tmp.path());
+        chmod(tmp.path(), 0o777);
+        let chain = check_dirs(&root, &dir, Loose::Tighten).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&chain, Chain::Refused(r) if r.path == tmp.path() && r.why == Why::Writable { mode: 0o777 }),
+            "{chain:?}"
+        );
+        assert_eq!(mode_of(tmp.path()), 0o777);
+        chmod(tmp.path(), 0o1777);
+        let chain = check_dirs(&root, &dir, Loose::Tighten).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(chain, Chain::Trusted);
+        chmod(tmp.path(), base_mode);
+    }
+
+    #[test]
+    fn directories_of_other_users_are_refused_above_and_below_the_root() {
+        let (tmp, root) = root();
+        let dir = root.path().join("tokens");
+        ensure_dirs(&root, &dir).unwrap_or_else(|e| panic!("{e:?}"));
+        let uid = give_away(&dir);
+        let chain = check_dirs(&root, &dir, Loose::Tighten).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&chain, Chain::Refused(r) if r.path == dir && r.why == Why::Owner { uid }),
+            "{chain:?}"
+        );
+        // `ensure_dirs` does not take it over.
+        assert!(matches!(
+            ensure_dirs(&root, &dir),
+            Err(EnsureError::Refused(_))
+        ));
+        // Above the root: a base of another user's (not root's).
+        let base = tmp.path().join("theirs");
+        fs::create_dir(&base).unwrap_or_else(|e| panic!("{e}"));
+        give_away(&base);
+        let theirs = Root::new(&base, super::super::SERVICE);
+        let chain = check_dirs(&theirs, theirs.path(), Loose::Tighten);
+        assert!(
+            matches!(&chain, Ok(Chain::Refused(r)) if r.path == base && r.why == Why::Owner { uid }),
+            "{chain:?}"
+        );
+    }
+
+    #[test]
+    fn a_linked_base_is_checked_where_it_leads() {
+        let (tmp, _) = root();
+        // `~/.cache` as a link into a directory that others can write to.
+        let open_dir = tmp.path().join("open");
+        let real = open_dir.join("cache");
+        fs::create_dir_all(&real).unwrap_or_else(|e| panic!("{e}"));
+        let link = tmp.path().join("cache-link");
+        symlink(&real, &link).unwrap_or_else(|e| panic!("{e}"));
+        let root = Root::new(&link, super::super::SERVICE);
+        ensure_dirs(&root, root.path()).unwrap_or_else(|e| panic!("{e:?}"));
+        chmod(&open_dir, 0o777);
+        let chain = check_dirs(&root, root.path(), Loose::Tighten);
+        assert!(
+            matches!(&chain, Ok(Chain::Refused(r)) if r.path.ends_with("open") && r.why == Why::Writable { mode: 0o777 }),
+            "{chain:?}"
+        );
+        chmod(&open_dir, 0o755);
+        let chain = check_dirs(&root, root.path(), Loose::Tighten);
+        assert!(matches!(chain, Ok(Chain::Trusted)), "{chain:?}");
+    }
+
+    #[test]
+    fn a_fifo_cannot_hang_the_open() {
+        let (_tmp, root) = root();
+        ensure_dirs(&root, root.path()).unwrap_or_else(|e| panic!("{e:?}"));
+        let fifo = root.path().join("f");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap_or_else(|e| panic!("mkfifo: {e}"));
+        assert!(made.success(), "mkfifo failed");
+        assert!(matches!(
+            open(&root, &fifo, Holds::Secret),
+            Ok(Opened::Refused(Refusal { why: Why::NotAFile, .. }, None))
+        ));
     }
 }
