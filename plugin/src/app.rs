@@ -490,9 +490,9 @@ fn adopt_login_session(
     if base == *key {
         return Ok(None);
     }
-    let _lock = KeyLock::default_dir().map(|dir| {
+    let _lock = KeyLock::default_root().map(|root| {
         KeyLock::acquire(
-            &dir,
+            &root,
             &base,
             REFRESH_WAIT,
             clock,
@@ -612,9 +612,9 @@ fn get_without_fresh_token(
     let cancel = Cancel::on_ctrl_c();
     // One sign-in per key: parallel kubectl commands wait for the first one's device flow and
     // then use its session, instead of each opening a browser tab.
-    let acquired = match KeyLock::default_dir() {
-        Some(dir) => KeyLock::acquire(
-            &dir,
+    let acquired = match KeyLock::default_root() {
+        Some(root) => KeyLock::acquire(
+            &root,
             exact,
             SIGN_IN_WAIT,
             clock,
@@ -707,9 +707,9 @@ fn refresh(
     clock: &dyn Clock,
 ) -> Result<Option<Entry>, Error> {
     // Past the wait the refresh goes ahead unlocked, as it would on a machine without locks.
-    let _lock = KeyLock::default_dir().map(|dir| {
+    let _lock = KeyLock::default_root().map(|root| {
         KeyLock::acquire(
-            &dir,
+            &root,
             key,
             REFRESH_WAIT,
             clock,
@@ -1095,7 +1095,7 @@ mod tests {
     use credential_shared::oauth::PLUGIN_CLIENT_ID;
 
     use super::*;
-    use crate::cache::FileStore;
+    use crate::cache::{FileStore, Root};
     use crate::error::{EXIT_ISSUER, EXIT_LOGIN_REQUIRED};
     use crate::issuer::IssuerError;
 
@@ -1160,8 +1160,8 @@ mod tests {
     #[test]
     fn logout_all_revokes_live_sessions_and_deletes_everything() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let cache = TokenCache::File(FileStore::new(tmp.path().join("tokens")));
-        let index = Index::new(tmp.path().join("index.json"));
+        let cache = TokenCache::File(FileStore::new(Root::new(tmp.path(), crate::cache::SERVICE)));
+        let index = Index::new(Root::new(tmp.path(), crate::cache::SERVICE));
         let store = |cluster: &str, e: Entry, with_origin: bool| {
             let a = args(cluster);
             let e = if with_origin {
@@ -1290,8 +1290,8 @@ mod tests {
     #[test]
     fn stored_entries_carry_their_origin_for_status() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let cache = TokenCache::File(FileStore::new(tmp.path().join("tokens")));
-        let index = Index::new(tmp.path().join("index.json"));
+        let cache = TokenCache::File(FileStore::new(Root::new(tmp.path(), crate::cache::SERVICE)));
+        let index = Index::new(Root::new(tmp.path(), crate::cache::SERVICE));
         let a = args("prod");
         let e = entry(NOW + 60, Some("RT"), None).with_origin(origin_of(&a));
         cache

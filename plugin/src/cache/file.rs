@@ -11,17 +11,17 @@ use std::fs;
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use super::private::{self, Chain, EnsureError, Holds, Opened, Refusal, Why};
-use super::{CacheError, CacheKey, Entry, SERVICE};
+use super::private::{self, Chain, EnsureError, Holds, Loose, Opened, Refusal, Root, Why};
+use super::{CacheError, CacheKey, Entry};
 
 /// Larger files are not entries (an entry is about 2 KiB); reading stops there.
 const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 
 /// `{cache_dir}/kubectl-credential/tokens/{key}.json`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct FileStore {
     /// The cache root the directory chain is checked from (`{cache_dir}/kubectl-credential`).
-    root: PathBuf,
+    root: Root,
     dir: PathBuf,
     /// Entries refused because others could read them: their sessions are to be ended.
     exposed: RefCell<Vec<Entry>>,
@@ -48,14 +48,12 @@ pub(crate) enum Loaded {
 impl FileStore {
     /// The store under the user's cache directory (`XDG_CACHE_HOME`, else `~/.cache`, on Linux).
     pub(crate) fn open_default() -> Result<Self, CacheError> {
-        let base = directories::BaseDirs::new().ok_or(CacheError::NoCacheDir)?;
-        Ok(Self::new(base.cache_dir().join(SERVICE).join("tokens")))
+        Ok(Self::new(super::root()?))
     }
 
-    /// A store in `dir` (created, mode 0700, on the first write); the directory chain is
-    /// checked from its parent, the cache root.
-    pub(crate) fn new(dir: PathBuf) -> Self {
-        let root = dir.parent().map_or_else(|| dir.clone(), Path::to_owned);
+    /// The store in `root`'s `tokens` directory (created, mode 0700, on the first write).
+    pub(crate) fn new(root: Root) -> Self {
+        let dir = root.path().join("tokens");
         Self {
             root,
             dir,
@@ -74,8 +72,8 @@ impl FileStore {
         self.dir.join(format!("{}.json", key.as_hex()))
     }
 
-    /// The entry file under `key`, checked (see [`private`]). On a cache hit this is two
-    /// `lstat`s, one `open` and one `fstat`: no write.
+    /// The entry file under `key`, checked (see [`private`]). On a cache hit this is a few
+    /// `lstat`s (the directories), one `open` and one `fstat`: no write.
     pub(crate) fn load(&self, key: &CacheKey) -> Result<Loaded, CacheError> {
         let path = self.path(key);
         let read_error = |source| CacheError::Read {
@@ -95,11 +93,17 @@ impl FileStore {
     /// Deals with a refused file or directory: says so in one line (once per run), removes
     /// what is ours to remove (the file, or a planted link), and keeps `entry`, the session
     /// a file others could read held, for [`FileStore::take_exposed`] to end at its issuer.
+    /// If others could also write the file, it is not trusted to name its issuer: the session
+    /// is then ended at the issuer of the command that found it, if any.
     pub(crate) fn refuse(&self, refusal: &Refusal, entry: Option<Entry>) {
-        if let Some(entry) = entry.filter(|e| e.refresh_token.is_some()) {
+        if let Some(mut entry) = entry.filter(|e| e.refresh_token.is_some()) {
+            if refusal.why.writable_by_others() {
+                entry.origin = None;
+            }
             self.exposed.borrow_mut().push(entry);
         }
         if self.reported.borrow().contains(&refusal.path) {
+            // Said once already; a link planted again is removed again all the same.
             refusal.remove();
             return;
         }
@@ -160,9 +164,11 @@ impl FileStore {
     }
 
     fn chain(&self) -> Result<Chain, CacheError> {
-        private::check_dirs(&self.root, &self.dir).map_err(|source| CacheError::Read {
-            path: self.dir.clone(),
-            source,
+        private::check_dirs(&self.root, &self.dir, Loose::Tighten).map_err(|source| {
+            CacheError::Read {
+                path: self.dir.clone(),
+                source,
+            }
         })
     }
 
@@ -206,15 +212,15 @@ impl FileStore {
     }
 
     /// Creates the directory (and the cache root) with mode 0700, tightens them to 0700 if
-    /// they already existed with looser modes, removes a symbolic link planted for the
-    /// directory, and refuses a directory of another user's.
+    /// they already existed with looser modes, removes a symbolic link planted for either,
+    /// and refuses a directory of another user's.
     pub(crate) fn ensure_dir(&self) -> Result<(), CacheError> {
         ensure_dirs(&self.root, &self.dir)
     }
 }
 
 /// [`private::ensure_dirs`], with its failures as cache errors.
-pub(super) fn ensure_dirs(root: &Path, dir: &Path) -> Result<(), CacheError> {
+pub(super) fn ensure_dirs(root: &Root, dir: &Path) -> Result<(), CacheError> {
     private::ensure_dirs(root, dir).map_err(|e| match e {
         EnsureError::Io(source) => CacheError::Write {
             path: dir.to_owned(),
@@ -224,10 +230,10 @@ pub(super) fn ensure_dirs(root: &Path, dir: &Path) -> Result<(), CacheError> {
     })
 }
 
-/// Replaces `path` (a file under `root`) with `bytes`, the way entries are written: the
+/// Replaces `path` (a file in `root` or below) with `bytes`, the way entries are written: the
 /// directories checked (and made, 0700), a 0600 temporary file renamed over it. For the small
 /// records that steer the plugin (pending requests, backoff).
-pub(crate) fn replace_private(root: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+pub(crate) fn replace_private(root: &Root, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let write_error = |source| CacheError::Write {
         path: path.to_owned(),
         source,
@@ -245,15 +251,32 @@ pub(crate) fn replace_private(root: &Path, path: &Path, bytes: &[u8]) -> Result<
     Ok(())
 }
 
-/// Reads `path`, a small file under `root` that steers the plugin, if it is trusted
+/// Removes `path` (a file in `root` or below), unless the directories on the way are not
+/// trusted (nothing is removed through a planted link). Best effort.
+pub(crate) fn remove_private(root: &Root, path: &Path) {
+    let trusted = path
+        .parent()
+        .and_then(|dir| private::check_dirs(root, dir, Loose::Tighten).ok())
+        == Some(Chain::Trusted);
+    if trusted {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// Reads `path`, a small file in `root` or below that steers the plugin, if it is trusted
 /// ([`Holds::Steering`]); at most `max` bytes. A refused one is reported, removed and reads as
 /// absent, like a missing or unreadable one.
-pub(crate) fn read_steering(root: &Path, path: &Path, max: u64) -> Option<Vec<u8>> {
+pub(crate) fn read_steering(root: &Root, path: &Path, max: u64) -> Option<Vec<u8>> {
     let file = match private::open(root, path, Holds::Steering).ok()? {
         Opened::Trusted(file) => file,
         Opened::Missing => return None,
         Opened::Refused(refusal, _) => {
-            private::notice(&format!("{refusal}: not trusted, ignored and removed"));
+            let what = if refusal.is_dir && refusal.why != Why::Symlink {
+                "not used; fix or remove it"
+            } else {
+                "not believed, removed"
+            };
+            private::notice(&format!("{refusal}: {what}"));
             refusal.remove();
             return None;
         }
@@ -304,13 +327,11 @@ pub(super) fn unique_suffix() -> u32 {
 
 #[cfg(all(test, unix))]
 mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::symlink;
 
+    use super::super::private::tests::{chmod, give_away, mode_of, root};
+    use super::super::SERVICE;
     use super::*;
-
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o777)
-    }
 
     fn key(n: &str) -> CacheKey {
         CacheKey::new("https://i", n, "c", None)
@@ -328,34 +349,41 @@ mod tests {
         matches!(store.load(key), Ok(Loaded::Missing))
     }
 
+    /// A store holding one entry under `key("a")`, and its path.
+    fn stored() -> (tempfile::TempDir, FileStore, PathBuf) {
+        let (tmp, root) = root();
+        let store = FileStore::new(root);
+        store
+            .store(&key("a"), "{\"v\":1}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let path = store.path(&key("a"));
+        (tmp, store, path)
+    }
+
     #[test]
     fn writes_private_files_in_a_private_directory() {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (tmp, root) = root();
         let parent = tmp.path().join(SERVICE);
-        // A pre-existing, too-open parent is tightened.
+        // A pre-existing, too-open root is tightened.
         fs::create_dir(&parent).unwrap_or_else(|e| panic!("{e}"));
-        fs::set_permissions(&parent, fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let store = FileStore::new(parent.join("tokens"));
+        chmod(&parent, 0o755);
+        let store = FileStore::new(root);
         assert!(missing(&store, &key("a")));
 
         store
             .store(&key("a"), "{\"v\":1}")
             .unwrap_or_else(|e| panic!("{e}"));
         let file = store.dir().join(format!("{}.json", key("a").as_hex()));
-        assert_eq!(mode(&file), 0o600);
-        assert_eq!(mode(store.dir()), 0o700);
-        assert_eq!(mode(&parent), 0o700);
-        assert_eq!(
-            text(&store, &key("a")).as_deref(),
-            Some("{\"v\":1}")
-        );
+        assert_eq!(mode_of(&file), 0o600);
+        assert_eq!(mode_of(store.dir()), 0o700);
+        assert_eq!(mode_of(&parent), 0o700);
+        assert_eq!(text(&store, &key("a")).as_deref(), Some("{\"v\":1}"));
     }
 
     #[test]
     fn replaces_atomically_and_leaves_no_temporary_files() {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = FileStore::new(tmp.path().join("tokens"));
+        let (_tmp, root) = root();
+        let store = FileStore::new(root);
         store
             .store(&key("a"), "first")
             .unwrap_or_else(|e| panic!("{e}"));
@@ -370,11 +398,8 @@ mod tests {
         old.read_to_string(&mut seen)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(seen, "first");
-        assert_eq!(
-            text(&store, &key("a")).as_deref(),
-            Some("second")
-        );
-        assert_eq!(mode(&file), 0o600);
+        assert_eq!(text(&store, &key("a")).as_deref(), Some("second"));
+        assert_eq!(mode_of(&file), 0o600);
         let names: Vec<_> = fs::read_dir(store.dir())
             .unwrap_or_else(|e| panic!("{e}"))
             .filter_map(|e| e.ok().map(|e| e.file_name()))
@@ -384,20 +409,11 @@ mod tests {
 
     #[test]
     fn oversized_or_binary_files_are_misses_and_delete_reports_presence() {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = FileStore::new(tmp.path().join("tokens"));
+        let (_tmp, root) = root();
+        let store = FileStore::new(root);
         store.ensure_dir().unwrap_or_else(|e| panic!("{e}"));
-        let path = |k: &CacheKey| store.dir().join(format!("{}.json", k.as_hex()));
         let write = |k: &CacheKey, bytes: &[u8]| {
-            let mut options = fs::OpenOptions::new();
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            options
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(path(k))
-                .and_then(|mut f| f.write_all(bytes))
-                .unwrap_or_else(|e| panic!("{e}"));
+            write_new_private(&store.path(k), bytes).unwrap_or_else(|e| panic!("{e}"));
         };
         write(&key("big"), &vec![b' '; 70 * 1024]);
         write(&key("bin"), &[0xff, 0xfe, 0x00]);
@@ -409,8 +425,8 @@ mod tests {
 
     #[test]
     fn keys_lists_entries_and_ignores_other_files() {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = FileStore::new(tmp.path().join("tokens"));
+        let (_tmp, root) = root();
+        let store = FileStore::new(root);
         assert_eq!(store.keys().ok(), Some(vec![]));
         for name in ["b", "a"] {
             store
@@ -427,15 +443,107 @@ mod tests {
 
     #[test]
     fn unwritable_directory_is_a_cache_error() {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (tmp, root) = root();
         // A file where the directory should be: creating the directory fails for root too.
-        let blocker = tmp.path().join("tokens");
+        let blocker = tmp.path().join(SERVICE);
         fs::write(&blocker, "").unwrap_or_else(|e| panic!("{e}"));
-        let store = FileStore::new(blocker.join("inner"));
+        let store = FileStore::new(root);
         let err = store.store(&key("a"), "x").err();
         assert!(
-            matches!(err, Some(CacheError::Write { .. } | CacheError::Unsafe(_))),
+            matches!(
+                err,
+                Some(CacheError::Write { .. } | CacheError::Unsafe(Refusal { why: Why::NotADirectory, .. }))
+            ),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn an_entry_others_can_read_is_refused_with_its_content_and_removed() {
+        let (_tmp, store, path) = stored();
+        chmod(&path, 0o644);
+        let Ok(Loaded::Refused { refusal, content }) = store.load(&key("a")) else {
+            panic!("a 0644 entry was not refused");
+        };
+        assert_eq!(refusal.why, Why::Mode { mode: 0o644 });
+        assert_eq!(
+            refusal.to_string(),
+            format!("{} is readable by others (mode 0644)", path.display())
+        );
+        // Its content is read (through the descriptor already open) so its session can be
+        // ended; the file is removed by `refuse`.
+        assert_eq!(content.as_deref(), Some("{\"v\":1}"));
+        store.refuse(&refusal, None);
+        assert!(fs::symlink_metadata(&path).is_err(), "the file is still there");
+        assert!(missing(&store, &key("a")));
+    }
+
+    #[test]
+    fn a_directory_others_can_enter_is_made_private_and_its_entries_still_checked() {
+        let (_tmp, store, path) = stored();
+        chmod(store.dir(), 0o755);
+        assert_eq!(text(&store, &key("a")).as_deref(), Some("{\"v\":1}"));
+        assert_eq!(mode_of(store.dir()), 0o700, "the directory was left open");
+        // An entry that is itself open is refused all the same.
+        chmod(store.dir(), 0o755);
+        chmod(&path, 0o640);
+        assert!(matches!(store.load(&key("a")), Ok(Loaded::Refused { .. })));
+        assert_eq!(mode_of(store.dir()), 0o700);
+    }
+
+    #[test]
+    fn an_entry_owned_by_another_user_is_not_read() {
+        let (_tmp, store, path) = stored();
+        let uid = give_away(&path);
+        let Ok(Loaded::Refused { refusal, content }) = store.load(&key("a")) else {
+            panic!("another user's entry was not refused");
+        };
+        assert_eq!(refusal.why, Why::Owner { uid });
+        assert_eq!(content, None, "another user's file was read");
+        store.refuse(&refusal, None);
+        assert!(fs::symlink_metadata(&path).is_err());
+    }
+
+    #[test]
+    fn a_link_planted_for_an_entry_is_not_followed_and_is_removed() {
+        let (tmp, store, path) = stored();
+        // The link points at a well-formed entry elsewhere: following it would be a hit.
+        let planted = tmp.path().join("planted.json");
+        fs::rename(&path, &planted).unwrap_or_else(|e| panic!("{e}"));
+        symlink(&planted, &path).unwrap_or_else(|e| panic!("{e}"));
+        let Ok(Loaded::Refused { refusal, content }) = store.load(&key("a")) else {
+            panic!("a link was followed");
+        };
+        assert_eq!((refusal.why, content), (Why::Symlink, None));
+        store.refuse(&refusal, None);
+        assert!(fs::symlink_metadata(&path).is_err(), "the link is still there");
+        assert_eq!(
+            fs::read_to_string(&planted).ok().as_deref(),
+            Some("{\"v\":1}"),
+            "the link's target was touched"
+        );
+        // Storing replaces a link planted in the entry's place, never its target.
+        symlink(&planted, &path).unwrap_or_else(|e| panic!("{e}"));
+        store.store(&key("a"), "new").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text(&store, &key("a")).as_deref(), Some("new"));
+        assert_eq!(fs::read_to_string(&planted).ok().as_deref(), Some("{\"v\":1}"));
+    }
+
+    #[test]
+    fn a_link_planted_for_the_directory_is_not_followed_and_is_removed() {
+        let (tmp, store, path) = stored();
+        // `tokens` replaced by a link to a directory holding a copy of the entry.
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::rename(store.dir(), &elsewhere).unwrap_or_else(|e| panic!("{e}"));
+        symlink(&elsewhere, store.dir()).unwrap_or_else(|e| panic!("{e}"));
+        let Ok(Loaded::Refused { refusal, content }) = store.load(&key("a")) else {
+            panic!("a linked directory was followed");
+        };
+        assert_eq!((refusal.why, refusal.is_dir, content), (Why::Symlink, true, None));
+        assert_eq!(store.keys().ok(), Some(vec![]), "listing followed the link");
+        store.refuse(&refusal, None);
+        assert!(fs::symlink_metadata(store.dir()).is_err(), "the link is still there");
+        assert!(missing(&store, &key("a")));
+        assert!(elsewhere.join(path.file_name().unwrap_or_default()).exists());
     }
 }

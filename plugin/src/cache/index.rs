@@ -17,13 +17,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::file::{ensure_dirs, sync_dir, unique_suffix, write_new_private};
 use super::private::{self, Holds, Opened};
-use super::{CacheError, CacheKey, Origin, SERVICE};
+use super::{CacheError, CacheKey, Origin, Root};
 
 /// Version of the index format.
 const INDEX_VERSION: u32 = 1;
@@ -33,6 +33,7 @@ const MAX_INDEX_BYTES: u64 = 1024 * 1024;
 /// The index file.
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
+    root: Root,
     path: PathBuf,
 }
 
@@ -56,18 +57,13 @@ struct StoredOrigin {
 impl Index {
     /// The index under the user's cache directory. Only finds the path; reads nothing.
     pub(crate) fn open_default() -> Result<Self, CacheError> {
-        let base = directories::BaseDirs::new().ok_or(CacheError::NoCacheDir)?;
-        Ok(Self::new(base.cache_dir().join(SERVICE).join("index.json")))
+        Ok(Self::new(super::root()?))
     }
 
-    /// The index at `path`.
-    pub(crate) fn new(path: PathBuf) -> Self {
-        Self { path }
-    }
-
-    /// The directory the index is in: the cache root its checks start from.
-    fn root(&self) -> &Path {
-        self.path.parent().unwrap_or(&self.path)
+    /// The index `index.json` in `root`.
+    pub(crate) fn new(root: Root) -> Self {
+        let path = root.path().join("index.json");
+        Self { root, path }
     }
 
     /// Every session listed. A missing, corrupt, other-version or untrusted index is empty (the
@@ -77,7 +73,7 @@ impl Index {
             path: self.path.clone(),
             source,
         };
-        let file = match private::open(self.root(), &self.path, Holds::Steering)
+        let file = match private::open(&self.root, &self.path, Holds::Steering)
             .map_err(read_error)?
         {
             Opened::Trusted(file) => file,
@@ -128,8 +124,8 @@ impl Index {
             path: self.path.clone(),
             source,
         };
-        let dir = self.root();
-        ensure_dirs(dir, dir)?;
+        let dir = self.root.path();
+        ensure_dirs(&self.root, dir)?;
         let stored = StoredIndex {
             v: INDEX_VERSION,
             sessions: sessions
@@ -191,6 +187,7 @@ fn parse(bytes: &[u8]) -> BTreeMap<CacheKey, Origin> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::SERVICE;
     use super::*;
 
     fn origin(cluster: &str) -> Origin {
@@ -218,7 +215,7 @@ mod tests {
     #[test]
     fn adds_and_removes_sessions_in_a_private_file() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let index = Index::new(tmp.path().join(SERVICE).join("index.json"));
+        let index = Index::new(Root::new(tmp.path(), SERVICE));
         assert!(index.load().unwrap_or_else(|e| panic!("{e}")).is_empty());
         // Removing from a missing index writes nothing.
         index
@@ -253,7 +250,7 @@ mod tests {
     #[test]
     fn adding_what_is_listed_does_not_rewrite() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let index = Index::new(tmp.path().join("index.json"));
+        let index = Index::new(Root::new(tmp.path(), SERVICE));
         index
             .add(&key("prod"), &origin("prod"))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -290,7 +287,7 @@ mod tests {
     fn an_index_others_could_change_is_ignored_and_replaced() {
         use std::os::unix::fs::{symlink, MetadataExt as _, PermissionsExt as _};
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let index = Index::new(tmp.path().join(SERVICE).join("index.json"));
+        let index = Index::new(Root::new(tmp.path(), SERVICE));
         let planted = tmp.path().join("planted.json");
         let make = |how: &str| {
             let _ = fs::remove_file(&index.path);

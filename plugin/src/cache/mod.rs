@@ -40,12 +40,13 @@ use crate::jwt::{self, JwtError};
 use crate::secret::Secret;
 
 pub(crate) use self::backoff::Backoff;
-pub(crate) use self::file::{read_steering, replace_private, FileStore, Loaded};
+pub(crate) use self::file::{read_steering, remove_private, replace_private, FileStore, Loaded};
 pub(crate) use self::index::Index;
 pub(crate) use self::keyring::KeyringStore;
 pub(crate) use self::lock::{Acquired, KeyLock, REFRESH_WAIT, SIGN_IN_WAIT};
 #[cfg(unix)]
 pub(crate) use self::private::euid;
+pub(crate) use self::private::Root;
 
 /// The keyring service name and the cache directory name.
 pub(crate) const SERVICE: &str = "kubectl-credential";
@@ -85,8 +86,16 @@ pub(crate) enum CacheError {
     },
     /// A directory on the way to the cache is not ours alone (another user's, or writable by
     /// others), so no session is kept there.
-    #[error("{0}: no session is kept there; fix or remove it")]
+    #[error("{0}: no session is kept there; fix it or remove it")]
     Unsafe(#[source] private::Refusal),
+}
+
+/// `{cache_dir}/kubectl-credential`, the directory the plugin makes for itself in the user's
+/// cache directory (`XDG_CACHE_HOME`, else `~/.cache`, on Linux): the token files, the index,
+/// locks, backoff and pending-request records are in it. Only finds the path.
+pub(crate) fn root() -> Result<Root, CacheError> {
+    let base = directories::BaseDirs::new().ok_or(CacheError::NoCacheDir)?;
+    Ok(Root::new(base.cache_dir(), SERVICE))
 }
 
 /// Identifies one cache entry: SHA-256 over a length-prefixed encoding of everything that
@@ -762,7 +771,7 @@ mod tests {
 
         fn store() -> (tempfile::TempDir, TokenCache, CacheKey, PathBuf) {
             let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-            let store = FileStore::new(tmp.path().join(SERVICE).join("tokens"));
+            let store = FileStore::new(Root::new(tmp.path(), SERVICE));
             let key = CacheKey::new("https://i", "prod", "kubectl-credential", None);
             let path = store.path(&key);
             let cache = TokenCache::File(store);
@@ -830,7 +839,7 @@ mod tests {
             let elsewhere = tmp.path().join("elsewhere");
             fs::rename(&dir, &elsewhere).unwrap_or_else(|e| panic!("{e}"));
             symlink(&elsewhere, &dir).unwrap_or_else(|e| panic!("{e}"));
-            let index = Index::new(tmp.path().join(SERVICE).join("index.json"));
+            let index = Index::new(Root::new(tmp.path(), SERVICE));
             assert!(cache.list(&index).unwrap_or_else(|e| panic!("{e}")).is_empty());
             symlink(&elsewhere, &dir).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(cache.load(&key).ok(), Some(None));

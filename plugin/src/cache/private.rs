@@ -276,7 +276,7 @@ pub(crate) fn ensure_dirs(root: &Root, dir: &Path) -> Result<(), EnsureError> {
         if !(refusal.is_dir && refusal.why == Why::Symlink) {
             return Err(EnsureError::Refused(refusal));
         }
-        notice(&format!("{refusal}; not followed: removed the link"));
+        notice(&format!("{refusal}: not followed, removed"));
         refusal.remove();
     }
     builder.create(dir).map_err(EnsureError::Io)?;
