@@ -183,7 +183,10 @@ fn end_exposed(
     now: i64,
 ) {
     for entry in cache.take_exposed() {
-        let Some(token) = entry.refresh_token.as_ref().filter(|_| entry.has_live_session(now))
+        let Some(token) = entry
+            .refresh_token
+            .as_ref()
+            .filter(|_| entry.has_live_session(now))
         else {
             continue;
         };

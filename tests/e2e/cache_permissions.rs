@@ -32,7 +32,10 @@ fn a_token_file_others_can_read_is_ended_at_the_issuer_and_removed() {
         .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
     let out = laptop.get_credential(ApiVersion::V1);
     assert_login_required(&out);
-    assert!(out.stdout.is_empty(), "an exposed token was handed out: {out}");
+    assert!(
+        out.stdout.is_empty(),
+        "an exposed token was handed out: {out}"
+    );
     let line = format!(
         "kubectl-credential: {} is readable by others (mode 0644): its session is treated as exposed, ended and removed; sign in again",
         path.display()

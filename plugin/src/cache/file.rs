@@ -452,7 +452,13 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Some(CacheError::Write { .. } | CacheError::Unsafe(Refusal { why: Why::NotADirectory, .. }))
+                Some(
+                    CacheError::Write { .. }
+                        | CacheError::Unsafe(Refusal {
+                            why: Why::NotADirectory,
+                            ..
+                        })
+                )
             ),
             "{err:?}"
         );
@@ -474,7 +480,10 @@ mod tests {
         // ended; the file is removed by `refuse`.
         assert_eq!(content.as_deref(), Some("{\"v\":1}"));
         store.refuse(&refusal, None);
-        assert!(fs::symlink_metadata(&path).is_err(), "the file is still there");
+        assert!(
+            fs::symlink_metadata(&path).is_err(),
+            "the file is still there"
+        );
         assert!(missing(&store, &key("a")));
     }
 
@@ -516,7 +525,10 @@ mod tests {
         };
         assert_eq!((refusal.why, content), (Why::Symlink, None));
         store.refuse(&refusal, None);
-        assert!(fs::symlink_metadata(&path).is_err(), "the link is still there");
+        assert!(
+            fs::symlink_metadata(&path).is_err(),
+            "the link is still there"
+        );
         assert_eq!(
             fs::read_to_string(&planted).ok().as_deref(),
             Some("{\"v\":1}"),
@@ -524,9 +536,14 @@ mod tests {
         );
         // Storing replaces a link planted in the entry's place, never its target.
         symlink(&planted, &path).unwrap_or_else(|e| panic!("{e}"));
-        store.store(&key("a"), "new").unwrap_or_else(|e| panic!("{e}"));
+        store
+            .store(&key("a"), "new")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(text(&store, &key("a")).as_deref(), Some("new"));
-        assert_eq!(fs::read_to_string(&planted).ok().as_deref(), Some("{\"v\":1}"));
+        assert_eq!(
+            fs::read_to_string(&planted).ok().as_deref(),
+            Some("{\"v\":1}")
+        );
     }
 
     #[test]
@@ -539,11 +556,19 @@ mod tests {
         let Ok(Loaded::Refused { refusal, content }) = store.load(&key("a")) else {
             panic!("a linked directory was followed");
         };
-        assert_eq!((refusal.why, refusal.is_dir, content), (Why::Symlink, true, None));
+        assert_eq!(
+            (refusal.why, refusal.is_dir, content),
+            (Why::Symlink, true, None)
+        );
         assert_eq!(store.keys().ok(), Some(vec![]), "listing followed the link");
         store.refuse(&refusal, None);
-        assert!(fs::symlink_metadata(store.dir()).is_err(), "the link is still there");
+        assert!(
+            fs::symlink_metadata(store.dir()).is_err(),
+            "the link is still there"
+        );
         assert!(missing(&store, &key("a")));
-        assert!(elsewhere.join(path.file_name().unwrap_or_default()).exists());
+        assert!(elsewhere
+            .join(path.file_name().unwrap_or_default())
+            .exists());
     }
 }

@@ -295,10 +295,19 @@ mod tests {
                 .add(&key("prod"), &origin("prod"))
                 .unwrap_or_else(|e| panic!("{e}"));
             match how {
-                "world-writable" => fs::set_permissions(&index.path, fs::Permissions::from_mode(0o666))
-                    .unwrap_or_else(|e| panic!("{e}")),
-                "another user's" => std::os::unix::fs::lchown(&index.path, Some(65_534), None)
-                    .unwrap_or_else(|e| panic!("cannot chown the index to uid 65534 (run the tests as root): {e}")),
+                "world-writable" => {
+                    fs::set_permissions(&index.path, fs::Permissions::from_mode(0o666))
+                        .unwrap_or_else(|e| panic!("{e}"));
+                }
+                "another user's" => {
+                    std::os::unix::fs::lchown(&index.path, Some(65_534), None).unwrap_or_else(
+                        |e| {
+                            panic!(
+                                "cannot chown the index to uid 65534 (run the tests as root): {e}"
+                            )
+                        },
+                    );
+                }
                 _ => {
                     fs::rename(&index.path, &planted).unwrap_or_else(|e| panic!("{e}"));
                     symlink(&planted, &index.path).unwrap_or_else(|e| panic!("{e}"));
@@ -311,7 +320,10 @@ mod tests {
                 index.load().unwrap_or_else(|e| panic!("{e}")).is_empty(),
                 "{how}: an untrusted index was read"
             );
-            assert!(fs::symlink_metadata(&index.path).is_err(), "{how}: not removed");
+            assert!(
+                fs::symlink_metadata(&index.path).is_err(),
+                "{how}: not removed"
+            );
             // The next session stored writes a fresh, private index.
             index
                 .add(&key("dev"), &origin("dev"))

@@ -778,7 +778,10 @@ mod tests {
             cache
                 .store(&key, &entry(1000, 1900))
                 .unwrap_or_else(|e| panic!("{e}"));
-            assert!(cache.load(&key).ok().flatten().is_some(), "stored entry not read");
+            assert!(
+                cache.load(&key).ok().flatten().is_some(),
+                "stored entry not read"
+            );
             (tmp, cache, key, path)
         }
 
@@ -791,7 +794,11 @@ mod tests {
             let (_tmp, cache, key, path) = store();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
                 .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(cache.load(&key).ok(), Some(None), "an exposed entry was used");
+            assert_eq!(
+                cache.load(&key).ok(),
+                Some(None),
+                "an exposed entry was used"
+            );
             assert!(gone(&path), "the exposed entry was not removed");
             let exposed = cache.take_exposed();
             assert_eq!(exposed.len(), 1);
@@ -816,7 +823,10 @@ mod tests {
             });
             assert_eq!(cache.load(&key).ok(), Some(None));
             assert!(gone(&path));
-            assert!(cache.take_exposed().is_empty(), "another user's file was read");
+            assert!(
+                cache.take_exposed().is_empty(),
+                "another user's file was read"
+            );
         }
 
         #[test]
@@ -840,7 +850,10 @@ mod tests {
             fs::rename(&dir, &elsewhere).unwrap_or_else(|e| panic!("{e}"));
             symlink(&elsewhere, &dir).unwrap_or_else(|e| panic!("{e}"));
             let index = Index::new(Root::new(tmp.path(), SERVICE));
-            assert!(cache.list(&index).unwrap_or_else(|e| panic!("{e}")).is_empty());
+            assert!(cache
+                .list(&index)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_empty());
             symlink(&elsewhere, &dir).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(cache.load(&key).ok(), Some(None));
             assert!(!fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()));

@@ -437,7 +437,7 @@ mod imp {
             return refuse(Why::Owner { uid: meta.uid() });
         }
         let bits = mode(&meta);
-        if bits & 0o077 == 0 {
+        if bits & (0o077 | STICKY) == 0 {
             return Ok(Chain::Trusted);
         }
         if bits & STICKY != 0 {
@@ -660,7 +660,8 @@ pub(crate) mod tests {
         let moved = tmp.path().join("moved");
         fs::rename(root.path(), &moved).unwrap_or_else(|e| panic!("{e}"));
         symlink(&moved, root.path()).unwrap_or_else(|e| panic!("{e}"));
-        let chain = check_dirs(&root, root.path(), Loose::Tighten).unwrap_or_else(|e| panic!("{e}"));
+        let chain =
+            check_dirs(&root, root.path(), Loose::Tighten).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             matches!(&chain, Chain::Refused(r) if r.why == Why::Symlink),
             "{chain:?}"
@@ -770,7 +771,13 @@ pub(crate) mod tests {
         assert!(made.success(), "mkfifo failed");
         assert!(matches!(
             open(&root, &fifo, Holds::Secret),
-            Ok(Opened::Refused(Refusal { why: Why::NotAFile, .. }, None))
+            Ok(Opened::Refused(
+                Refusal {
+                    why: Why::NotAFile,
+                    ..
+                },
+                None
+            ))
         ));
     }
 }
