@@ -168,6 +168,89 @@ fn login_required(args: &CommonArgs) -> Error {
     }
 }
 
+/// How long ending an exposed session at its issuer may take, per request (discovery, then
+/// revocation): it is a courtesy, and a person or kubectl is waiting.
+const EXPOSED_REVOKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Ends at their issuer the sessions whose cache files others could read (their refresh tokens
+/// count as exposed; the files are already gone). Best effort and bounded: a failure is one
+/// note, as the session cannot be used from here any more either way. An entry that does not
+/// record its issuer is ended at `fallback` (the issuer and client of the command's own key).
+fn end_exposed(
+    cache: &TokenCache,
+    fallback: Option<(&IssuerUrl, &str)>,
+    ca: Option<&Path>,
+    now: i64,
+) {
+    for entry in cache.take_exposed() {
+        let Some(token) = entry
+            .refresh_token
+            .as_ref()
+            .filter(|_| entry.has_live_session(now))
+        else {
+            continue;
+        };
+        let target = match &entry.origin {
+            Some(o) => cli::normalize_issuer(&o.issuer)
+                .ok()
+                .map(|url| (url, o.client_id.clone())),
+            None => fallback.map(|(url, client)| (url.clone(), client.to_owned())),
+        };
+        let Some((issuer, client_id)) = target else {
+            continue;
+        };
+        let ended = IssuerClient::with_timeouts(
+            &issuer,
+            ca,
+            EXPOSED_REVOKE_TIMEOUT,
+            EXPOSED_REVOKE_TIMEOUT,
+        )
+        .and_then(|client| {
+            let endpoints = client.discover()?;
+            client.revoke(&endpoints, &client_id, token)
+        });
+        if let Err(err) = ended {
+            eprintln!(
+                "note: the exposed session could not be ended at {}, so it stays valid there until it expires: {}",
+                printable(issuer.as_str()),
+                error::report(&Error::Issuer(err))
+            );
+        }
+    }
+}
+
+/// Runs [`end_exposed`] when a command is done with its cache, however it returns, for the
+/// exposed sessions no earlier call ended. On a cache hit there are none: no network call.
+struct EndExposed<'a> {
+    cache: &'a TokenCache,
+    fallback: Option<(&'a IssuerUrl, &'a str)>,
+    ca: Option<&'a Path>,
+    clock: &'a dyn Clock,
+}
+
+impl<'a> EndExposed<'a> {
+    /// For a command acting for `args`' issuer and client.
+    fn for_args(cache: &'a TokenCache, args: &'a CommonArgs, clock: &'a dyn Clock) -> Self {
+        Self {
+            cache,
+            fallback: Some((&args.issuer, &args.client_id)),
+            ca: args.issuer_ca.as_deref(),
+            clock,
+        }
+    }
+
+    /// Ends them now (before a sign-in or an answer that should not wait).
+    fn now(&self) {
+        end_exposed(self.cache, self.fallback, self.ca, self.clock.now());
+    }
+}
+
+impl Drop for EndExposed<'_> {
+    fn drop(&mut self) {
+        self.now();
+    }
+}
+
 /// `get`: print a credential for kubectl. With `--force-refresh` the cached token is not
 /// handed out even if it looks fresh (the API server rejected it): the session is refreshed.
 fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
@@ -177,6 +260,7 @@ fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
     } = args;
     let info = exec::read_exec_info()?;
     let cache = TokenCache::open(args.token_cache)?;
+    let _end_exposed = EndExposed::for_args(&cache, args, clock);
     let key = get_key(args, &info);
     let found = cache.load(&key)?;
     let mut refused = false;
@@ -274,6 +358,7 @@ fn live_token(
 fn request(args: &cli::RequestArgs, clock: &dyn Clock) -> Result<(), Error> {
     let common = &args.common;
     let cache = TokenCache::open(common.token_cache)?;
+    let _end_exposed = EndExposed::for_args(&cache, common, clock);
     let mut issuer = LazyIssuer::new(common);
     let (key, entry) = live_token(common, &cache, &mut issuer, clock)?;
     let body = credential_shared::api::NewAccessRequest {
@@ -336,6 +421,7 @@ fn request(args: &cli::RequestArgs, clock: &dyn Clock) -> Result<(), Error> {
 /// `requests`: the person's requests.
 fn list_requests(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
+    let _end_exposed = EndExposed::for_args(&cache, args, clock);
     let mut issuer = LazyIssuer::new(args);
     let (_, entry) = live_token(args, &cache, &mut issuer, clock)?;
     let (client, _) = issuer.connect()?;
@@ -407,9 +493,9 @@ fn adopt_login_session(
     if base == *key {
         return Ok(None);
     }
-    let _lock = KeyLock::default_dir().map(|dir| {
+    let _lock = KeyLock::default_root().map(|root| {
         KeyLock::acquire(
-            &dir,
+            &root,
             &base,
             REFRESH_WAIT,
             clock,
@@ -512,6 +598,13 @@ fn get_without_fresh_token(
             }
         }
     }
+    // A session found exposed is ended at its issuer before the person is sent to sign in again.
+    end_exposed(
+        cache,
+        Some((&args.issuer, &args.client_id)),
+        args.issuer_ca.as_deref(),
+        clock.now(),
+    );
     // A keyring that cannot store a session (locked) must be reported as such: "log in" would
     // send the person through a sign-in whose result cannot be kept.
     cache.prepare()?;
@@ -522,9 +615,9 @@ fn get_without_fresh_token(
     let cancel = Cancel::on_ctrl_c();
     // One sign-in per key: parallel kubectl commands wait for the first one's device flow and
     // then use its session, instead of each opening a browser tab.
-    let acquired = match KeyLock::default_dir() {
-        Some(dir) => KeyLock::acquire(
-            &dir,
+    let acquired = match KeyLock::default_root() {
+        Some(root) => KeyLock::acquire(
+            &root,
             exact,
             SIGN_IN_WAIT,
             clock,
@@ -617,9 +710,9 @@ fn refresh(
     clock: &dyn Clock,
 ) -> Result<Option<Entry>, Error> {
     // Past the wait the refresh goes ahead unlocked, as it would on a machine without locks.
-    let _lock = KeyLock::default_dir().map(|dir| {
+    let _lock = KeyLock::default_root().map(|root| {
         KeyLock::acquire(
-            &dir,
+            &root,
             key,
             REFRESH_WAIT,
             clock,
@@ -715,6 +808,7 @@ fn forget(cache: &TokenCache, keys: &[CacheKey]) {
 /// this machine (whichever API server adopted it): those are deleted and revoked.
 fn login(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
+    let _end_exposed = EndExposed::for_args(&cache, args, clock);
     let key = base_key(args);
     // Reading first proves the keyring answers before the person spends a minute signing in.
     let mut previous = Vec::new();
@@ -758,6 +852,7 @@ fn login(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
 /// kubectl adopted for an API server), then delete them locally whatever the issuer said.
 fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
+    let _end_exposed = EndExposed::for_args(&cache, args, clock);
     let mut issuer = LazyIssuer::new(args);
     let mut deleted = false;
     let mut not_revoked = None;
@@ -802,6 +897,12 @@ fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
 /// (with `--issuer-ca` trusted for all of them, if given) and deleted locally.
 fn logout_all(args: &LogoutArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
+    let _end_exposed = EndExposed {
+        cache: &cache,
+        fallback: None,
+        ca: args.issuer_ca.as_deref(),
+        clock,
+    };
     let index = Index::open_default()?;
     let ca = args.issuer_ca.as_deref();
     end_every_session(
@@ -901,6 +1002,7 @@ fn end_every_session(
 fn whoami(args: &WhoamiArgs, clock: &dyn Clock) -> Result<(), Error> {
     let common = &args.common;
     let cache = TokenCache::open(common.token_cache)?;
+    let _end_exposed = EndExposed::for_args(&cache, common, clock);
     let (key, mut entry) = session_of_cluster(&cache, common, clock.now())?;
     if args.refresh {
         let current = entry
@@ -949,6 +1051,12 @@ fn session_to_show(entry: Option<Entry>, args: &CommonArgs, now: i64) -> Result<
 /// `status`: one line per stored session.
 fn status(args: &StatusArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
+    let _end_exposed = EndExposed {
+        cache: &cache,
+        fallback: None,
+        ca: None,
+        clock,
+    };
     let index = Index::open_default()?;
     let listed = cache.list(&index)?;
     let kind = match args.token_cache {
@@ -990,7 +1098,7 @@ mod tests {
     use credential_shared::oauth::PLUGIN_CLIENT_ID;
 
     use super::*;
-    use crate::cache::FileStore;
+    use crate::cache::{FileStore, Root};
     use crate::error::{EXIT_ISSUER, EXIT_LOGIN_REQUIRED};
     use crate::issuer::IssuerError;
 
@@ -1055,8 +1163,8 @@ mod tests {
     #[test]
     fn logout_all_revokes_live_sessions_and_deletes_everything() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let cache = TokenCache::File(FileStore::new(tmp.path().join("tokens")));
-        let index = Index::new(tmp.path().join("index.json"));
+        let cache = TokenCache::File(FileStore::new(Root::new(tmp.path(), crate::cache::SERVICE)));
+        let index = Index::new(Root::new(tmp.path(), crate::cache::SERVICE));
         let store = |cluster: &str, e: Entry, with_origin: bool| {
             let a = args(cluster);
             let e = if with_origin {
@@ -1185,8 +1293,8 @@ mod tests {
     #[test]
     fn stored_entries_carry_their_origin_for_status() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let cache = TokenCache::File(FileStore::new(tmp.path().join("tokens")));
-        let index = Index::new(tmp.path().join("index.json"));
+        let cache = TokenCache::File(FileStore::new(Root::new(tmp.path(), crate::cache::SERVICE)));
+        let index = Index::new(Root::new(tmp.path(), crate::cache::SERVICE));
         let a = args("prod");
         let e = entry(NOW + 60, Some("RT"), None).with_origin(origin_of(&a));
         cache

@@ -212,11 +212,14 @@ fn is_private_dir(_dir: &Path) -> bool {
     false
 }
 
-/// This process's user id, from the owner of its `/proc` entry (no `unsafe` call needed).
+/// This process's effective user id (the owner its files get).
 #[cfg(unix)]
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "the same signature as on platforms without user ids"
+)]
 fn own_uid() -> Option<u32> {
-    use std::os::unix::fs::MetadataExt as _;
-    fs::metadata("/proc/self").ok().map(|m| m.uid())
+    Some(crate::cache::euid())
 }
 
 #[cfg(not(unix))]

@@ -229,9 +229,20 @@ impl IssuerClient {
     /// device requests carry secrets and must never be replayed to another host; nothing the
     /// plugin asks for is legitimately redirected.
     pub(crate) fn new(issuer: &IssuerUrl, ca_file: Option<&Path>) -> Result<Self, IssuerError> {
+        Self::with_timeouts(issuer, ca_file, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+    }
+
+    /// The same client with other bounds: for calls that are a courtesy to the issuer (ending
+    /// a session found exposed) and must not hold the person up for long.
+    pub(crate) fn with_timeouts(
+        issuer: &IssuerUrl,
+        ca_file: Option<&Path>,
+        connect: Duration,
+        request: Duration,
+    ) -> Result<Self, IssuerError> {
         let mut builder = ureq::AgentBuilder::new()
-            .timeout_connect(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .timeout_connect(connect)
+            .timeout(request)
             .redirects(0)
             .user_agent(USER_AGENT);
         if let Some(path) = ca_file {

@@ -22,6 +22,8 @@ use crate::term::printable;
 pub(crate) const CHECK_EVERY: i64 = 5;
 /// A record older than this is dropped (the issuer expires pending requests sooner).
 const FORGET_AFTER: i64 = 8 * 86_400;
+/// A larger record is not ours (a few ids and times).
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 /// A duration as the `--for` flag takes it: `30m`, `1h30m`, `90s`.
 pub(crate) fn flag_duration(secs: u64) -> String {
@@ -121,8 +123,9 @@ pub(crate) struct Pending {
     pub(crate) checked_at: i64,
 }
 
-/// Where the record for `args` lives: `{cache_dir}/kubectl-credential/pending/<hash>.json`.
-fn path(args: &CommonArgs) -> Option<PathBuf> {
+/// Where the record for `args` lives: `{cache_dir}/kubectl-credential/pending/<hash>.json`,
+/// with the cache root it is checked from.
+fn path(args: &CommonArgs) -> Option<(crate::cache::Root, PathBuf)> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for part in [
         args.issuer.as_str(),
@@ -141,18 +144,18 @@ fn path(args: &CommonArgs) -> Option<PathBuf> {
             let _ = write!(s, "{b:02x}");
             s
         });
-    directories::BaseDirs::new().map(|b| {
-        b.cache_dir()
-            .join(crate::cache::SERVICE)
-            .join("pending")
-            .join(format!("{name}.json"))
-    })
+    let root = crate::cache::root().ok()?;
+    let path = root.path().join("pending").join(format!("{name}.json"));
+    Some((root, path))
 }
 
 impl Pending {
     /// The record for `args`, if there is one (the only cost on a cache hit).
     pub(crate) fn load(args: &CommonArgs, now: i64) -> Option<Self> {
-        let text = std::fs::read(path(args)?).ok()?;
+        let (root, path) = path(args)?;
+        // Checked like the other cache files: a record that is a link, another user's or
+        // writable by others is not believed (it decides what `get` asks the issuer).
+        let text = crate::cache::read_steering(&root, &path, MAX_RECORD_BYTES)?;
         let mut p: Self = serde_json::from_slice(&text).ok()?;
         p.ids.retain(|(_, at)| now - at < FORGET_AFTER);
         Some(p)
@@ -166,16 +169,15 @@ impl Pending {
     /// Writes the record (removes it when nothing is pending). Best effort: losing it only
     /// means the token follows the grant at its next refresh instead.
     pub(crate) fn save(&self, args: &CommonArgs) {
-        let Some(path) = path(args) else { return };
+        let Some((root, path)) = path(args) else {
+            return;
+        };
         if self.ids.is_empty() {
-            let _ = std::fs::remove_file(&path);
+            crate::cache::remove_private(&root, &path);
             return;
         }
-        if let (Some(dir), Ok(json)) = (path.parent(), serde_json::to_vec(self)) {
-            let tmp = path.with_extension("tmp");
-            let _ = std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(&tmp, json))
-                .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Ok(json) = serde_json::to_vec(self) {
+            let _ = crate::cache::replace_private(&root, &path, &json);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! made safe to print on the person's terminal.
 
 use std::borrow::Cow;
+use std::path::Path;
 
 /// Text from the issuer, made safe to print on a terminal: control characters (which could
 /// move the cursor or rewrite the prompt) become `?`.
@@ -15,6 +16,13 @@ pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(text)
     }
+}
+
+/// A file or directory name as the person reads it: the one place paths are turned into
+/// terminal text (a name can hold control characters too), so that how they are escaped can be
+/// changed once for every message.
+pub(crate) fn path(path: &Path) -> String {
+    printable(&path.to_string_lossy()).into_owned()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod audit;
 mod audit_reports;
 mod backoff;
 mod browser;
+mod cache_permissions;
 mod concurrency;
 mod corrupt_cache;
 mod ctrl_c;

@@ -8,16 +8,22 @@
 //! the same old copy, and one addition is lost. That is tolerated rather than locked against:
 //! a missing line only hides a session from `status` until its next refresh, which adds it
 //! again (storing always checks that the key is listed).
+//!
+//! The index steers which keyring items `status` and `logout --all` act on, so it is opened
+//! through [`private`](super::private) like the token files: one that is a symbolic link,
+//! another user's, or writable by group or others is not read; it is reported in one line,
+//! removed, and written anew with the next session stored.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read as _};
+use std::io::Read as _;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::file::{sync_dir, unique_suffix, write_new_private};
-use super::{CacheError, CacheKey, Origin, SERVICE};
+use super::file::{ensure_dirs, sync_dir, unique_suffix, write_new_private};
+use super::private::{self, Holds, Opened};
+use super::{CacheError, CacheKey, Origin, Root};
 
 /// Version of the index format.
 const INDEX_VERSION: u32 = 1;
@@ -27,6 +33,7 @@ const MAX_INDEX_BYTES: u64 = 1024 * 1024;
 /// The index file.
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
+    root: Root,
     path: PathBuf,
 }
 
@@ -50,35 +57,42 @@ struct StoredOrigin {
 impl Index {
     /// The index under the user's cache directory. Only finds the path; reads nothing.
     pub(crate) fn open_default() -> Result<Self, CacheError> {
-        let base = directories::BaseDirs::new().ok_or(CacheError::NoCacheDir)?;
-        Ok(Self::new(base.cache_dir().join(SERVICE).join("index.json")))
+        Ok(Self::new(super::root()?))
     }
 
-    /// The index at `path`.
-    pub(crate) fn new(path: PathBuf) -> Self {
-        Self { path }
+    /// The index `index.json` in `root`.
+    pub(crate) fn new(root: Root) -> Self {
+        let path = root.path().join("index.json");
+        Self { root, path }
     }
 
-    /// Every session listed. A missing, corrupt or other-version index is empty (the next
-    /// write replaces it); only an index that exists and cannot be read is an error.
+    /// Every session listed. A missing, corrupt, other-version or untrusted index is empty (the
+    /// next write replaces it); only an index that exists and cannot be read is an error.
     pub(crate) fn load(&self) -> Result<BTreeMap<CacheKey, Origin>, CacheError> {
-        let file = match fs::File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(source) => {
-                return Err(CacheError::Read {
-                    path: self.path.clone(),
-                    source,
-                })
+        let read_error = |source| CacheError::Read {
+            path: self.path.clone(),
+            source,
+        };
+        let file = match private::open(&self.root, &self.path, Holds::Steering)
+            .map_err(read_error)?
+        {
+            Opened::Trusted(file) => file,
+            Opened::Missing => return Ok(BTreeMap::new()),
+            Opened::Refused(refusal, _) => {
+                let what = if refusal.is_dir {
+                    "the list of keyring sessions in it is not used; fix or remove it"
+                } else {
+                    "the list of keyring sessions is not trusted: ignored, removed, and written anew with the next session"
+                };
+                private::notice(&format!("{refusal}: {what}"));
+                refusal.remove();
+                return Ok(BTreeMap::new());
             }
         };
         let mut bytes = Vec::new();
         file.take(MAX_INDEX_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(|source| CacheError::Read {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(read_error)?;
         Ok(parse(&bytes))
     }
 
@@ -110,15 +124,8 @@ impl Index {
             path: self.path.clone(),
             source,
         };
-        let dir = self
-            .path
-            .parent()
-            .ok_or_else(|| error(io::ErrorKind::InvalidInput.into()))?;
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir).map_err(error)?;
+        let dir = self.root.path();
+        ensure_dirs(&self.root, dir)?;
         let stored = StoredIndex {
             v: INDEX_VERSION,
             sessions: sessions
@@ -180,6 +187,7 @@ fn parse(bytes: &[u8]) -> BTreeMap<CacheKey, Origin> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::SERVICE;
     use super::*;
 
     fn origin(cluster: &str) -> Origin {
@@ -207,7 +215,7 @@ mod tests {
     #[test]
     fn adds_and_removes_sessions_in_a_private_file() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let index = Index::new(tmp.path().join(SERVICE).join("index.json"));
+        let index = Index::new(Root::new(tmp.path(), SERVICE));
         assert!(index.load().unwrap_or_else(|e| panic!("{e}")).is_empty());
         // Removing from a missing index writes nothing.
         index
@@ -242,7 +250,7 @@ mod tests {
     #[test]
     fn adding_what_is_listed_does_not_rewrite() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let index = Index::new(tmp.path().join("index.json"));
+        let index = Index::new(Root::new(tmp.path(), SERVICE));
         index
             .add(&key("prod"), &origin("prod"))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -272,5 +280,63 @@ mod tests {
         ] {
             assert!(parse(bad.as_bytes()).is_empty(), "{bad}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_index_others_could_change_is_ignored_and_replaced() {
+        use std::os::unix::fs::{symlink, MetadataExt as _, PermissionsExt as _};
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let index = Index::new(Root::new(tmp.path(), SERVICE));
+        let planted = tmp.path().join("planted.json");
+        let make = |how: &str| {
+            let _ = fs::remove_file(&index.path);
+            index
+                .add(&key("prod"), &origin("prod"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            match how {
+                "world-writable" => {
+                    fs::set_permissions(&index.path, fs::Permissions::from_mode(0o666))
+                        .unwrap_or_else(|e| panic!("{e}"));
+                }
+                "another user's" => {
+                    std::os::unix::fs::lchown(&index.path, Some(65_534), None).unwrap_or_else(
+                        |e| {
+                            panic!(
+                                "cannot chown the index to uid 65534 (run the tests as root): {e}"
+                            )
+                        },
+                    );
+                }
+                _ => {
+                    fs::rename(&index.path, &planted).unwrap_or_else(|e| panic!("{e}"));
+                    symlink(&planted, &index.path).unwrap_or_else(|e| panic!("{e}"));
+                }
+            }
+        };
+        for how in ["world-writable", "another user's", "a symbolic link"] {
+            make(how);
+            assert!(
+                index.load().unwrap_or_else(|e| panic!("{e}")).is_empty(),
+                "{how}: an untrusted index was read"
+            );
+            assert!(
+                fs::symlink_metadata(&index.path).is_err(),
+                "{how}: not removed"
+            );
+            // The next session stored writes a fresh, private index.
+            index
+                .add(&key("dev"), &origin("dev"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let listed = index.load().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(listed.keys().collect::<Vec<_>>(), [&key("dev")], "{how}");
+            let meta = fs::symlink_metadata(&index.path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(meta.is_file() && meta.mode() & 0o777 == 0o600, "{how}");
+        }
+        assert!(planted.exists(), "the link's target was touched");
+        // Readable by others is fine: the index holds no secret.
+        fs::set_permissions(&index.path, fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(index.load().map(|l| l.len()).ok(), Some(1));
     }
 }

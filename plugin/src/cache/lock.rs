@@ -12,10 +12,11 @@
 //! caller gets a clear error (sign-in) or goes ahead (refresh, as it would without locking).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{CacheKey, SERVICE};
+use super::private::{self, Opened};
+use super::{CacheKey, Root};
 use crate::cancel::Cancel;
 use crate::clock::Clock;
 
@@ -48,35 +49,36 @@ pub(crate) enum Acquired {
 }
 
 impl KeyLock {
-    /// The lock directory: `{cache_dir}/kubectl-credential/locks`.
-    pub(crate) fn default_dir() -> Option<PathBuf> {
-        directories::BaseDirs::new().map(|b| b.cache_dir().join(SERVICE).join("locks"))
+    /// The cache root whose `locks` directory holds the lock files
+    /// (`{cache_dir}/kubectl-credential/locks`).
+    pub(crate) fn default_root() -> Option<Root> {
+        super::root().ok()
     }
 
-    /// Takes the lock for `key` in `dir`, waiting up to `max_wait`; `on_wait` runs once if the
+    /// Takes the lock for `key` in `root`'s `locks` directory, waiting up to `max_wait`; `on_wait` runs once if the
     /// lock is busy (to tell a person why nothing happens); `cancel` ends the wait.
     pub(crate) fn acquire(
-        dir: &Path,
+        root: &Root,
         key: &CacheKey,
         max_wait: Duration,
         clock: &dyn Clock,
         on_wait: &mut dyn FnMut(),
         cancel: &Cancel,
     ) -> Acquired {
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        if builder.create(dir).is_err() {
-            return Acquired::Unavailable;
-        }
-        let path = dir.join(format!("{}.lock", key.as_hex()));
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let Ok(file) = opts.open(&path) else {
-            return Acquired::Unavailable;
+        let path = root
+            .path()
+            .join("locks")
+            .join(format!("{}.lock", key.as_hex()));
+        // Opened like the other cache files: a link planted for a lock file is not followed
+        // (nor created through), and one of another user's is not shared.
+        let file: fs::File = match private::open_or_create(root, &path) {
+            Ok(Opened::Trusted(file)) => file,
+            Ok(Opened::Refused(refusal, _)) => {
+                private::notice(&format!("{refusal}: not used, removed"));
+                refusal.remove();
+                return Acquired::Unavailable;
+            }
+            Ok(Opened::Missing) | Err(_) => return Acquired::Unavailable,
         };
         let attempts = max_wait.as_millis() / POLL.as_millis();
         let mut waited = false;
@@ -119,11 +121,11 @@ mod tests {
 
     #[test]
     fn second_taker_waits_then_times_out_and_release_frees_it() {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (_tmp, root) = super::super::private::tests::root();
         let now = SystemClock.now();
         let mut waits = 0;
         let first = KeyLock::acquire(
-            tmp.path(),
+            &root,
             &key(),
             REFRESH_WAIT,
             &FakeClock::at(now),
@@ -135,7 +137,7 @@ mod tests {
         // A live holder: the second caller polls for the whole (fake) wait, then gives up.
         let clock = FakeClock::at(now);
         let second = KeyLock::acquire(
-            tmp.path(),
+            &root,
             &key(),
             REFRESH_WAIT,
             &clock,
@@ -150,7 +152,7 @@ mod tests {
         let clock = FakeClock::at(now);
         let cancel = Cancel::default();
         let cancelled = KeyLock::acquire(
-            tmp.path(),
+            &root,
             &key(),
             SIGN_IN_WAIT,
             &clock,
@@ -163,7 +165,7 @@ mod tests {
         // Released on drop (as it is when the holder process exits).
         drop(first);
         let third = KeyLock::acquire(
-            tmp.path(),
+            &root,
             &key(),
             REFRESH_WAIT,
             &FakeClock::at(now),
@@ -174,7 +176,7 @@ mod tests {
         // Other keys are independent.
         let other = CacheKey::new("https://i", "other", "k", None);
         let fourth = KeyLock::acquire(
-            tmp.path(),
+            &root,
             &other,
             REFRESH_WAIT,
             &FakeClock::at(now),

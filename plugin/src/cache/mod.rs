@@ -26,6 +26,7 @@ mod file;
 mod index;
 mod keyring;
 mod lock;
+mod private;
 
 use std::path::PathBuf;
 
@@ -39,10 +40,13 @@ use crate::jwt::{self, JwtError};
 use crate::secret::Secret;
 
 pub(crate) use self::backoff::Backoff;
-pub(crate) use self::file::FileStore;
+pub(crate) use self::file::{read_steering, remove_private, replace_private, FileStore, Loaded};
 pub(crate) use self::index::Index;
 pub(crate) use self::keyring::KeyringStore;
 pub(crate) use self::lock::{Acquired, KeyLock, REFRESH_WAIT, SIGN_IN_WAIT};
+#[cfg(unix)]
+pub(crate) use self::private::euid;
+pub(crate) use self::private::Root;
 
 /// The keyring service name and the cache directory name.
 pub(crate) const SERVICE: &str = "kubectl-credential";
@@ -63,7 +67,7 @@ pub(crate) enum CacheError {
     #[error("no cache directory: set HOME or XDG_CACHE_HOME")]
     NoCacheDir,
     /// A cache file exists but cannot be read.
-    #[error("cannot read the token cache file {}", path.display())]
+    #[error("cannot read the token cache file {}", crate::term::path(path))]
     Read {
         /// The file.
         path: PathBuf,
@@ -72,7 +76,7 @@ pub(crate) enum CacheError {
         source: std::io::Error,
     },
     /// The cache directory or a file in it cannot be written.
-    #[error("cannot write the token cache in {}", path.display())]
+    #[error("cannot write the token cache in {}", crate::term::path(path))]
     Write {
         /// The file or directory.
         path: PathBuf,
@@ -80,6 +84,18 @@ pub(crate) enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// A directory on the way to the cache is not ours alone (another user's, or writable by
+    /// others), so no session is kept there.
+    #[error("{0}: no session is kept there; fix it or remove it")]
+    Unsafe(#[source] private::Refusal),
+}
+
+/// `{cache_dir}/kubectl-credential`, the directory the plugin makes for itself in the user's
+/// cache directory (`XDG_CACHE_HOME`, else `~/.cache`, on Linux): the token files, the index,
+/// locks, backoff and pending-request records are in it. Only finds the path.
+pub(crate) fn root() -> Result<Root, CacheError> {
+    let base = directories::BaseDirs::new().ok_or(CacheError::NoCacheDir)?;
+    Ok(Root::new(base.cache_dir(), SERVICE))
 }
 
 /// Identifies one cache entry: SHA-256 over a length-prefixed encoding of everything that
@@ -411,13 +427,32 @@ impl TokenCache {
         })
     }
 
-    /// The entry under `key`; `Ok(None)` when absent or unreadable as an entry.
+    /// The entry under `key`; `Ok(None)` when absent or unreadable as an entry. A file entry
+    /// that is not private (readable by others, another user's, a symbolic link) is never
+    /// returned: it is reported, removed, and a session others could read is kept for
+    /// [`TokenCache::take_exposed`].
     pub(crate) fn load(&self, key: &CacheKey) -> Result<Option<Entry>, CacheError> {
         let raw = match self {
             Self::Keyring(store) => store.load(key)?,
-            Self::File(store) => store.load(key)?,
+            Self::File(store) => match store.load(key)? {
+                Loaded::Missing => None,
+                Loaded::Found(raw) => raw,
+                Loaded::Refused { refusal, content } => {
+                    store.refuse(&refusal, content.as_deref().and_then(Entry::parse));
+                    None
+                }
+            },
         };
         Ok(raw.as_deref().and_then(Entry::parse))
+    }
+
+    /// The sessions whose files others could read, found since the last call: the caller ends
+    /// them at their issuer (their refresh tokens count as exposed). Empty on a cache hit.
+    pub(crate) fn take_exposed(&self) -> Vec<Entry> {
+        match self {
+            Self::Keyring(_) => Vec::new(),
+            Self::File(store) => store.take_exposed(),
+        }
     }
 
     /// Stores `entry` under `key`, replacing what was there.
@@ -723,5 +758,120 @@ mod tests {
             api_server: None,
         };
         assert!(Entry::from_token_response(opaque, None, 0).is_err());
+    }
+
+    #[cfg(unix)]
+    mod file_permissions {
+        use std::fs;
+        use std::os::unix::fs::{symlink, MetadataExt as _, PermissionsExt as _};
+        use std::path::PathBuf;
+
+        use super::super::*;
+        use super::entry;
+
+        fn store() -> (tempfile::TempDir, TokenCache, CacheKey, PathBuf) {
+            let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let store = FileStore::new(Root::new(tmp.path(), SERVICE));
+            let key = CacheKey::new("https://i", "prod", "kubectl-credential", None);
+            let path = store.path(&key);
+            let cache = TokenCache::File(store);
+            cache
+                .store(&key, &entry(1000, 1900))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                cache.load(&key).ok().flatten().is_some(),
+                "stored entry not read"
+            );
+            (tmp, cache, key, path)
+        }
+
+        fn gone(path: &std::path::Path) -> bool {
+            fs::symlink_metadata(path).is_err()
+        }
+
+        #[test]
+        fn an_entry_others_can_read_is_not_used_but_removed_and_its_session_kept_for_ending() {
+            let (_tmp, cache, key, path) = store();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                cache.load(&key).ok(),
+                Some(None),
+                "an exposed entry was used"
+            );
+            assert!(gone(&path), "the exposed entry was not removed");
+            let exposed = cache.take_exposed();
+            assert_eq!(exposed.len(), 1);
+            assert_eq!(
+                exposed[0].refresh_token.as_ref().map(Secret::expose),
+                Some("RT-secret")
+            );
+            assert!(cache.take_exposed().is_empty(), "ended twice");
+            // The next sign-in stores a private entry again.
+            cache
+                .store(&key, &entry(1000, 1900))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(fs::metadata(&path).map_or(0, |m| m.mode() & 0o777), 0o600);
+            assert!(cache.load(&key).ok().flatten().is_some());
+        }
+
+        #[test]
+        fn an_entry_of_another_user_is_removed_unread() {
+            let (_tmp, cache, key, path) = store();
+            std::os::unix::fs::lchown(&path, Some(65_534), None).unwrap_or_else(|e| {
+                panic!("cannot chown the entry to uid 65534 (run the tests as root): {e}")
+            });
+            assert_eq!(cache.load(&key).ok(), Some(None));
+            assert!(gone(&path));
+            assert!(
+                cache.take_exposed().is_empty(),
+                "another user's file was read"
+            );
+        }
+
+        #[test]
+        fn a_link_planted_for_an_entry_is_removed_and_its_target_left() {
+            let (tmp, cache, key, path) = store();
+            // A valid, private entry elsewhere: the link must still not be followed.
+            let target = tmp.path().join("planted.json");
+            fs::rename(&path, &target).unwrap_or_else(|e| panic!("{e}"));
+            symlink(&target, &path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cache.load(&key).ok(), Some(None), "the link was followed");
+            assert!(gone(&path), "the link was not removed");
+            assert!(target.exists(), "the link's target was touched");
+            assert!(cache.take_exposed().is_empty());
+        }
+
+        #[test]
+        fn a_linked_token_directory_is_not_followed_for_reading_listing_or_writing() {
+            let (tmp, cache, key, path) = store();
+            let dir = path.parent().map(ToOwned::to_owned).unwrap_or_default();
+            let elsewhere = tmp.path().join("elsewhere");
+            fs::rename(&dir, &elsewhere).unwrap_or_else(|e| panic!("{e}"));
+            symlink(&elsewhere, &dir).unwrap_or_else(|e| panic!("{e}"));
+            let index = Index::new(Root::new(tmp.path(), SERVICE));
+            assert!(cache
+                .list(&index)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_empty());
+            symlink(&elsewhere, &dir).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cache.load(&key).ok(), Some(None));
+            assert!(!fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()));
+            cache
+                .store(&key, &entry(1000, 1900))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()));
+            assert!(cache.load(&key).ok().flatten().is_some());
+        }
+
+        #[test]
+        fn a_token_directory_others_can_list_is_tightened_and_still_used() {
+            let (_tmp, cache, key, path) = store();
+            let dir = path.parent().map(ToOwned::to_owned).unwrap_or_default();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(cache.load(&key).ok().flatten().is_some());
+            assert_eq!(fs::metadata(&dir).map_or(0, |m| m.mode() & 0o777), 0o700);
+        }
     }
 }
