@@ -25,7 +25,7 @@ use crate::issuer::{Endpoints, IssuerClient, IssuerError};
 use crate::requests;
 use crate::secret::Secret;
 use crate::show;
-use crate::term::printable;
+use credential_shared::text::Untrusted;
 
 /// Runs one subcommand.
 pub(crate) fn run(cli: Cli) -> Result<(), Error> {
@@ -78,16 +78,19 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
     let (doc, skipped) = setup::merge(before.clone(), &path, &list, &exec)?;
     for name in &skipped {
         eprintln!(
-            "note: skipped cluster \"{name}\": the issuer does not publish its API server URL"
+            "note: skipped cluster \"{}\": the issuer does not publish its API server URL",
+            Untrusted::new(name)
         );
     }
     match setup::write(&path, before.as_ref(), &doc, clock.now())? {
-        Written::Unchanged => eprintln!("{} is already up to date.", path.display()),
-        Written::Created => eprintln!("Wrote {}.", path.display()),
+        Written::Unchanged => {
+            eprintln!("{} is already up to date.", Untrusted::long(path.display()))
+        }
+        Written::Created => eprintln!("Wrote {}.", Untrusted::long(path.display())),
         Written::Updated { backup } => eprintln!(
             "Updated {} (previous version kept as {}).",
-            path.display(),
-            backup.display()
+            Untrusted::long(path.display()),
+            Untrusted::long(backup.display())
         ),
     }
     let names: Vec<&str> = list
@@ -98,8 +101,8 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
         .collect();
     eprintln!(
         "Contexts: {}. Try: kubectl --context {} get namespaces",
-        names.join(", "),
-        names.first().copied().unwrap_or_default()
+        Untrusted::long(names.join(", ")),
+        Untrusted::new(names.first().copied().unwrap_or_default())
     );
     Ok(())
 }
@@ -293,7 +296,7 @@ fn request(args: &cli::RequestArgs, clock: &dyn Clock) -> Result<(), Error> {
         if args.wait {
             eprintln!(
                 "request {} filed; waiting for an approver (Ctrl-C stops waiting, the request stays)",
-                r.id
+                Untrusted::new(&r.id)
             );
             let cancel = Cancel::on_ctrl_c();
             while r.status == "pending" {
@@ -507,7 +510,7 @@ fn get_without_fresh_token(
             if info.interactive {
                 eprintln!(
                     "The session for cluster \"{}\" has ended; sign in again.",
-                    args.cluster
+                    Untrusted::new(&args.cluster)
                 );
             }
         }
@@ -531,7 +534,7 @@ fn get_without_fresh_token(
             &mut || {
                 eprintln!(
                 "Another kubectl-credential is signing in to cluster \"{}\"; waiting for it to finish...",
-                args.cluster
+                Untrusted::new(&args.cluster)
             );
             },
             &cancel,
@@ -561,8 +564,8 @@ fn get_without_fresh_token(
     store_or_warn(cache, exact, &entry);
     eprintln!(
         "Signed in as {} to cluster \"{}\".",
-        crate::term::printable(&entry.username),
-        args.cluster
+        Untrusted::new(&entry.username),
+        Untrusted::new(&args.cluster)
     );
     hand_out(info, &entry, args)
 }
@@ -594,7 +597,7 @@ fn sign_in(
             }
             return Err(Error::WrongAccount {
                 expected: expected.clone(),
-                signed_in: crate::term::printable(&entry.username).into_owned(),
+                signed_in: entry.username.clone(),
             });
         }
     }
@@ -787,12 +790,14 @@ fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     if deleted {
         eprintln!(
             "Logged out of cluster \"{}\" at {}.",
-            args.cluster, args.issuer
+            Untrusted::new(&args.cluster),
+            args.issuer
         );
     } else {
         eprintln!(
             "No session stored for cluster \"{}\" at {}; nothing to do.",
-            args.cluster, args.issuer
+            Untrusted::new(&args.cluster),
+            args.issuer
         );
     }
     Ok(())
@@ -849,8 +854,8 @@ fn end_every_session(
         let name = match origin {
             Some(o) => format!(
                 "cluster \"{}\" at {}",
-                printable(&o.cluster),
-                printable(&o.issuer)
+                Untrusted::new(&o.cluster),
+                Untrusted::new(&o.issuer)
             ),
             None => "a session of an unknown issuer (stored by an older version)".to_owned(),
         };

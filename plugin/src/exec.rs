@@ -95,7 +95,7 @@ pub(crate) fn check_api_server(info: &ExecInfo, entry: &Entry, cluster: &str) ->
     }
     Err(Error::ApiServerMismatch {
         cluster: cluster.to_owned(),
-        requested: crate::term::printable(requested).into_owned(),
+        requested: requested.to_owned(),
         expected: expected.to_owned(),
     })
 }

@@ -16,7 +16,6 @@ mod requests;
 mod secret;
 mod setup;
 mod show;
-mod term;
 
 use std::process::ExitCode;
 

@@ -282,7 +282,10 @@ mod tests {
         ));
         let text = whoami(&e, &args(), NOW);
         assert_eq!(text.lines().count(), 6, "{text}");
-        assert!(text.contains(r"groups:  ops\x1b]0;title\x07, dev\nuser:    root"), "{text}");
+        assert!(
+            text.contains(r"groups:  ops\x1b]0;title\x07, dev\nuser:    root"),
+            "{text}"
+        );
         assert!(text.len() < 2000, "{} bytes", text.len());
         assert!(!text.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{text}");
         let listed = [Listed {
@@ -297,7 +300,10 @@ mod tests {
         }];
         let text = status(&listed, NOW, "keyring");
         assert_eq!(text.lines().count(), 2, "{text}");
-        assert!(text.contains(r"prod\r\nfake  https://x  root  https://i\x1b[2J"), "{text}");
+        assert!(
+            text.contains(r"prod\r\nfake  https://x  root  https://i\x1b[2J"),
+            "{text}"
+        );
         assert!(text.contains("…[+"), "not bounded");
         assert!(text.len() < 2000, "{} bytes", text.len());
     }

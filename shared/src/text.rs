@@ -418,6 +418,17 @@ mod tests {
         assert!(matches!(escape("abc", 2), Cow::Owned(_)));
     }
 
+    /// A `Display` that writes itself in three pieces.
+    struct Pieces;
+
+    impl fmt::Display for Pieces {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("abc")?;
+            f.write_str("\x1b")?;
+            f.write_str("def")
+        }
+    }
+
     #[test]
     fn the_wrapper_pads_quotes_and_formats_any_display() {
         let name = "a\nb";
@@ -426,14 +437,6 @@ mod tests {
         let err = std::io::Error::other("disk \x1b[5mfull");
         assert_eq!(Untrusted::long(&err).to_string(), r"disk \x1b[5mfull");
         // A value written in several pieces is bounded as a whole.
-        struct Pieces;
-        impl fmt::Display for Pieces {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("abc")?;
-                f.write_str("\x1b")?;
-                f.write_str("def")
-            }
-        }
         assert_eq!(Untrusted::bounded(Pieces, 6).to_string(), r"abc…[+4 bytes]");
         assert_eq!(
             Untrusted::bounded(Pieces, 7).to_string(),
