@@ -345,6 +345,84 @@ mod tests {
     }
 
     #[test]
+    fn the_issuers_error_description_is_escaped_and_bounded() {
+        let err = Error::Issuer(IssuerError::OAuth {
+            issuer: "https://x".to_owned(),
+            error: OAuthError {
+                error: OAuthErrorCode::InvalidGrant,
+                error_description: Some(format!(
+                    "expired\x1b[2J\x1b]0;title\x07\nerror: all is fine\u{202e}{}",
+                    "A".repeat(1 << 20)
+                )),
+            },
+        });
+        let text = report(&err);
+        assert!(
+            text.starts_with(
+                r"the issuer at https://x refused the request: invalid_grant: expired\x1b[2J\x1b]0;title\x07\nerror: all is fine\u{202e}AAA"
+            ),
+            "{text}"
+        );
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert_eq!(text.lines().count(), 1);
+        assert!(
+            text.chars().count() <= REPORT_MAX + text::MARKER_MAX,
+            "{}",
+            text.len()
+        );
+        // The Display text alone is bounded too.
+        assert!(err.to_string().len() < 2 * text::LONG);
+    }
+
+    #[test]
+    fn names_from_outside_are_escaped_in_every_message() {
+        let evil = "prod\x1b[31m\nerror: fake";
+        for err in [
+            Error::LoginRequired {
+                cluster: evil.into(),
+                issuer: "https://x".into(),
+                login_command: format!("kubectl credential login --cluster '{evil}'"),
+            },
+            Error::WrongAccount {
+                expected: evil.into(),
+                signed_in: evil.into(),
+            },
+            Error::ApiServerMismatch {
+                cluster: evil.into(),
+                requested: evil.into(),
+                expected: evil.into(),
+            },
+            Error::RequestNotApproved {
+                id: evil.into(),
+                status: evil.into(),
+                comment: Some(evil.into()),
+            },
+            Error::UnsupportedApiVersion(evil.into()),
+            Error::Issuer(IssuerError::Api {
+                issuer: "https://x".into(),
+                status: 403,
+                message: evil.into(),
+            }),
+            Error::Issuer(IssuerError::IssuerMismatch {
+                issuer: "https://x".into(),
+                url: evil.into(),
+                found: evil.into(),
+            }),
+            Error::Setup(crate::setup::SetupError::Conflict {
+                path: evil.into(),
+                kind: "user",
+                name: evil.into(),
+            }),
+        ] {
+            // The Display text itself, not only the report, must be clean: other messages
+            // embed it.
+            let text = err.to_string();
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+            assert!(text.contains(r"prod\x1b[31m\nerror: fake"), "{text}");
+        }
+    }
+
+    #[test]
     fn login_required_message_names_the_command() {
         let err = Error::LoginRequired {
             cluster: "prod".into(),

@@ -232,6 +232,27 @@ mod tests {
     }
 
     #[test]
+    fn names_and_comments_from_the_issuer_are_escaped() {
+        let mut r = info("denied", Some("eve\x1b[31m\nstatus:  approved"), None);
+        r.comment = Some(format!("no\u{202e}{}", "x".repeat(1 << 20)));
+        let text = describe(&r, NOW);
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+        assert!(
+            text.contains(r"by:      eve\x1b[31m\nstatus:  approved"),
+            "{text}"
+        );
+        assert!(text.len() < 4000, "{} bytes", text.len());
+        // The forged line did not become a line.
+        assert_eq!(text.lines().filter(|l| l.starts_with("status:")).count(), 1);
+        let table = table(&[r]);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(!table.contains('\x1b'), "{table}");
+    }
+
+    #[test]
     fn durations_read_like_the_flag() {
         assert_eq!(flag_duration(1800), "30m");
         assert_eq!(flag_duration(5400), "1h30m");
