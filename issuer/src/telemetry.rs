@@ -37,12 +37,8 @@ pub fn init(default_level: &str) {
         std::env::var_os(env::NO_COLOR).as_deref(),
     );
     // Fails only when a subscriber is already installed, and then that one stays.
-    let _ = tracing::subscriber::set_global_default(subscriber(
-        filter,
-        format,
-        ansi,
-        std::io::stderr,
-    ));
+    let _ =
+        tracing::subscriber::set_global_default(subscriber(filter, format, ansi, std::io::stderr));
 }
 
 /// The two log formats.
@@ -177,7 +173,11 @@ mod tests {
         let buffer = Buffer::default();
         let sub = subscriber(EnvFilter::new("info"), format, ansi, buffer.clone());
         tracing::subscriber::with_default(sub, log);
-        let bytes = buffer.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let bytes = buffer
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         String::from_utf8(bytes).unwrap_or_else(|e| panic!("log is not UTF-8: {e}"))
     }
 
@@ -197,7 +197,10 @@ mod tests {
         });
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(!text.contains('\x1b'), "{text}");
-        assert!(text.contains(r"user=bob\n2026-01-01T00:00:00.000000Z"), "{text}");
+        assert!(
+            text.contains(r"user=bob\n2026-01-01T00:00:00.000000Z"),
+            "{text}"
+        );
         // Strings keep their quotes (Debug already escaped the newline; escaping again
         // changes nothing).
         assert!(text.contains(r#"agent="bob\n2026"#), "{text}");

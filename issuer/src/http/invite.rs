@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
+use credential_shared::text::Untrusted;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -261,7 +262,7 @@ pub(super) async fn invite_submit(
     if store.failures(&inv_key, now, window).await? >= limit
         || store.failures(&addr_key, now, window).await? >= limit.saturating_mul(4)
     {
-        tracing::warn!(request_id = %rid, client_addr = %addr, "invitation code entry rate limited");
+        tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "invitation code entry rate limited");
         state.metrics().failure(Failure::RateLimited);
         audit_invite(
             &state,
@@ -285,7 +286,7 @@ pub(super) async fn invite_submit(
     let Some(step) = crate::totp::verify(&key, &f.totp_code, now.unix_timestamp(), None) else {
         store.record_failure(&inv_key, now, window).await?;
         store.record_failure(&addr_key, now, window).await?;
-        tracing::info!(request_id = %rid, client_addr = %addr, "wrong code on an invitation");
+        tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "wrong code on an invitation");
         state.metrics().failure(Failure::Password);
         audit_invite(
             &state,
@@ -332,7 +333,7 @@ pub(super) async fn invite_submit(
     }
     store.clear_failures(&inv_key).await?;
     audit_invite(&state, "invitation.used", &inv, &addr, &rid, None, now).await;
-    tracing::info!(request_id = %rid, user = %inv.username, "invitation accepted");
+    tracing::info!(request_id = %rid, user = %Untrusted::new(&inv.username), "invitation accepted");
     Ok(Html(account_templates::invite_done_page(&inv.username)).into_response())
 }
 

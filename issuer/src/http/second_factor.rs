@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
+use credential_shared::text::Untrusted;
 use serde::Deserialize;
 
 use super::account_templates;
@@ -127,7 +128,7 @@ pub(super) async fn totp_submit(
     if store.failures(&user_key, now, window).await? >= limit
         || store.failures(&addr_key, now, window).await? >= limit.saturating_mul(4)
     {
-        tracing::warn!(request_id = %rid, client_addr = %addr, "second factor rate limited");
+        tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "second factor rate limited");
         state.metrics().failure(Failure::RateLimited);
         audit_failure(
             &state,
@@ -150,7 +151,7 @@ pub(super) async fn totp_submit(
     if !accepted {
         store.record_failure(&user_key, now, window).await?;
         store.record_failure(&addr_key, now, window).await?;
-        tracing::info!(request_id = %rid, client_addr = %addr, "wrong second-factor code");
+        tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "wrong second-factor code");
         state.metrics().failure(Failure::Password);
         audit_failure(
             &state,
