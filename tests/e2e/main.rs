@@ -38,5 +38,6 @@ mod requests;
 mod retry_after_401;
 mod setup;
 mod switch_user;
+mod terminal_escapes;
 mod upstream;
 mod webhook;
