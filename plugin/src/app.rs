@@ -84,7 +84,7 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
     }
     match setup::write(&path, before.as_ref(), &doc, clock.now())? {
         Written::Unchanged => {
-            eprintln!("{} is already up to date.", Untrusted::long(path.display()))
+            eprintln!("{} is already up to date.", Untrusted::long(path.display()));
         }
         Written::Created => eprintln!("Wrote {}.", Untrusted::long(path.display())),
         Written::Updated { backup } => eprintln!(
