@@ -35,7 +35,7 @@ const USER_AGENT: &str = concat!("kubectl-credential/", env!("CARGO_PKG_VERSION"
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum IssuerError {
     /// `--issuer-ca` cannot be read.
-    #[error("cannot read --issuer-ca {}", path.display())]
+    #[error("cannot read --issuer-ca {}", Untrusted::long(path.display()))]
     CaRead {
         /// The file.
         path: PathBuf,
@@ -44,13 +44,13 @@ pub(crate) enum IssuerError {
         source: io::Error,
     },
     /// `--issuer-ca` holds no PEM certificate.
-    #[error("--issuer-ca {} holds no PEM certificate", path.display())]
+    #[error("--issuer-ca {} holds no PEM certificate", Untrusted::long(path.display()))]
     CaEmpty {
         /// The file.
         path: PathBuf,
     },
     /// A certificate in `--issuer-ca` is not usable as a trust anchor.
-    #[error("--issuer-ca {} holds a certificate that cannot be trusted as a CA", path.display())]
+    #[error("--issuer-ca {} holds a certificate that cannot be trusted as a CA", Untrusted::long(path.display()))]
     CaInvalid {
         /// The file.
         path: PathBuf,
