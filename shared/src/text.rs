@@ -7,7 +7,9 @@
 //! with a megabyte. Everything of that kind goes through this module before it is printed:
 //! [`escape`] (a `&str`), [`escape_bytes`] (bytes that may not be UTF-8), or
 //! the [`Untrusted`] wrapper (anything `Display`, for `format!` and tracing fields). All three
-//! are one routine, so one set of rules holds everywhere.
+//! are one routine, so one set of rules holds everywhere. JSON written for tools (the
+//! issuer's JSON-lines reports and audit export) goes through [`escape_json`], which applies
+//! the same rules inside JSON strings without changing the value or the length bound.
 //!
 //! # Rules
 //!
@@ -78,6 +80,32 @@ pub fn escape_bytes(bytes: &[u8], max: usize) -> Cow<'_, str> {
         }
     }
     let _ = escaper.finish();
+    Cow::Owned(out)
+}
+
+/// JSON text (as `serde_json` writes it) with the characters of these rules that JSON leaves
+/// raw (C1 controls, format characters, U+2028/U+2029; JSON itself escapes C0 controls in
+/// strings) written as `\uXXXX` escapes instead. A parser reads the same value; a terminal
+/// showing the text obeys nothing in it. Not bounded: an export must be complete. For valid
+/// JSON only, where such characters can stand only inside strings (the whitespace `\t`, `\n`,
+/// `\r` between tokens is left alone).
+#[must_use]
+pub fn escape_json(json: &str) -> Cow<'_, str> {
+    let needs = |c: char| !matches!(c, '\t' | '\n' | '\r') && escape_of(c).is_some();
+    if !json.chars().any(needs) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 32);
+    for c in json.chars() {
+        if needs(c) {
+            let mut units = [0; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
     Cow::Owned(out)
 }
 
@@ -416,6 +444,30 @@ mod tests {
         assert!(matches!(escape("alice", SHORT), Cow::Borrowed(_)));
         assert!(matches!(escape("a\nb", SHORT), Cow::Owned(_)));
         assert!(matches!(escape("abc", 2), Cow::Owned(_)));
+    }
+
+    #[test]
+    fn json_keeps_its_value_and_loses_what_a_terminal_obeys() {
+        for value in [
+            "plain",
+            "a\u{1b}[31m\nb",
+            "x\u{9b}2J\u{202e}\u{2028}",
+            "tag \u{e0041} and \u{200b}",
+        ] {
+            let json = serde_json::json!({ "user": value }).to_string();
+            let safe = escape_json(&json);
+            let back: serde_json::Value =
+                serde_json::from_str(&safe).unwrap_or_else(|e| panic!("{e}: {safe}"));
+            assert_eq!(back["user"], value);
+            assert!(!safe.chars().any(char::is_control), "{safe}");
+            assert!(!safe.chars().any(|c| is_spoofing(u32::from(c))), "{safe}");
+        }
+        assert_eq!(
+            escape_json("{\"a\":\"\u{202e}\u{e0041}\"}"),
+            r#"{"a":"\u202e\udb40\udc41"}"#
+        );
+        let pretty = "{\n\t\"a\": 1\r\n}";
+        assert!(matches!(escape_json(pretty), Cow::Borrowed(_)));
     }
 
     /// A `Display` that writes itself in three pieces.

@@ -100,16 +100,13 @@ async fn reviewed(
                 },
             )
         }
-        Err(review::Error::UnknownCluster(name)) => return (
-            "bad_request",
-            plain(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "unknown cluster \"{}\": the path must name a cluster of the issuer's config",
-                    Untrusted::new(&name)
-                ),
-            ),
-        ),
+        Err(review::Error::UnknownCluster(name)) => {
+            let message = format!(
+                "unknown cluster \"{}\": the path must name a cluster of the issuer's config",
+                Untrusted::new(&name)
+            );
+            return ("bad_request", plain(StatusCode::NOT_FOUND, message));
+        }
         Err(review::Error::Store(e)) => {
             tracing::error!(error = %e, "token review failed");
             return (
