@@ -831,7 +831,10 @@ mod tests {
         };
         let text = grant_table(&[grant], now);
         assert_eq!(text.lines().count(), 2, "{text}");
-        assert!(text.contains(r"user:mallory\x1b[31m\n2026-11-25 INFO"), "{text}");
+        assert!(
+            text.contains(r"user:mallory\x1b[31m\n2026-11-25 INFO"),
+            "{text}"
+        );
         assert!(text.contains(r"prod/pay\u{202e}ments"), "{text}");
         assert!(text.contains(r"viewer\x1b]0;pwned\x07"), "{text}");
         assert!(text.len() < 2000, "not bounded: {} bytes", text.len());
@@ -861,12 +864,20 @@ mod tests {
         assert!(!text.contains(['\x1b', '\r', '\u{9b}']), "{text}");
 
         let policy = crate::domain::policy::Policy::default();
-        let groups = ["dev\nkubernetes groups:".to_owned(), "ops\x1b[8m".to_owned()];
+        let groups = [
+            "dev\nkubernetes groups:".to_owned(),
+            "ops\x1b[8m".to_owned(),
+        ];
         let text = explain(&policy, evil, &groups, "prod");
         assert!(!text.contains('\x1b'), "{text}");
-        assert!(text.contains(r"[dev\nkubernetes groups:, ops\x1b[8m]"), "{text}");
+        assert!(
+            text.contains(r"[dev\nkubernetes groups:, ops\x1b[8m]"),
+            "{text}"
+        );
         assert_eq!(
-            text.lines().filter(|l| l.starts_with("kubernetes groups:")).count(),
+            text.lines()
+                .filter(|l| l.starts_with("kubernetes groups:"))
+                .count(),
             1,
             "a forged line: {text}"
         );

@@ -456,7 +456,10 @@ mod tests {
         for bindings in hostile {
             let a = access(bindings);
             let table = render_access(&a, Format::Table);
-            assert!(!table.contains(['\x1b', '\x07', '\u{9b}', '\u{202e}']), "{table}");
+            assert!(
+                !table.contains(['\x1b', '\x07', '\u{9b}', '\u{202e}']),
+                "{table}"
+            );
             assert!(table.contains(r"eve\x1b[2J\n  root"), "{table}");
             assert_eq!(
                 table.lines().filter(|l| l.starts_with("  root")).count(),
@@ -464,7 +467,10 @@ mod tests {
                 "a forged line: {table}"
             );
             let jsonl = render_access(&a, Format::Jsonl);
-            assert!(!jsonl.chars().any(|c| c.is_control() && c != '\n'), "{jsonl}");
+            assert!(
+                !jsonl.chars().any(|c| c.is_control() && c != '\n'),
+                "{jsonl}"
+            );
             assert!(!jsonl.contains(['\u{9b}', '\u{202e}']), "{jsonl}");
             for line in jsonl.lines() {
                 let v: serde_json::Value =
