@@ -116,11 +116,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let state = app::AppState::open(config, Arc::new(clock::SystemClock)).await?;
     let cfg = state.config();
     let ca = files.ca.as_deref().unwrap_or(&files.cert);
-    tracing::info!(issuer = %cfg.issuer(), listen = %cfg.listen, "credential-issuer serving");
+    // The bound address, not the configured one: with `--listen 127.0.0.1:0` the log says
+    // which port the system chose.
+    let listen = listener.local_addr().unwrap_or(cfg.listen);
+    tracing::info!(issuer = %cfg.issuer(), %listen, "credential-issuer serving");
     eprintln!(
         "\ncredential-issuer is serving {issuer} on {listen}\n  data directory: {data}\n  database:       {db}\n  signing keys:   {keys} (active key {kid})\n  TLS CA to trust: {ca}\n\nNext steps:\n  1. Point the API server at this issuer (see install/apiserver-flags.txt):\n       --oidc-issuer-url={issuer} --oidc-ca-file={ca} --oidc-client-id={aud}\n       --oidc-username-claim=preferred_username --oidc-username-prefix=credential: \\\n       --oidc-groups-claim=groups --oidc-groups-prefix=credential: --oidc-signing-algs=ES256\n  2. Create an account:  credential-issuer user add NAME --group GROUP --data-dir {data}\n  3. Log in:             kubectl credential login --issuer {issuer} --cluster {cluster} --issuer-ca {ca}\n",
         issuer = cfg.issuer(),
-        listen = cfg.listen,
         data = Untrusted::long(cfg.data_dir.display()),
         db = Untrusted::long(cfg.database_description()),
         keys = Untrusted::long(state.signer().source()),

@@ -23,6 +23,7 @@ mod exec_versions;
 mod grants;
 mod install_files;
 mod invitation;
+mod issuer_log;
 mod key_rotation;
 mod keyring;
 mod keyring_large_token;
