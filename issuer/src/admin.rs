@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use credential_shared::text::{escape_json, Untrusted};
 use time::OffsetDateTime;
 
 use crate::cli::GrantAddArgs;
@@ -407,9 +408,11 @@ pub async fn audit_export(
             if let (Some(obj), Some(time)) = (v.as_object_mut(), time) {
                 obj.insert("time".into(), time.into());
             }
-            serde_json::to_writer(&mut *out, &v)
-                .map_err(|e| Error::Output(std::io::Error::other(e)))?;
-            out.write_all(b"\n").map_err(Error::Output)?;
+            // As JSON escapes, plus what a terminal would obey that JSON leaves raw.
+            let json = v.to_string();
+            out.write_all(escape_json(&json).as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(Error::Output)?;
             n += 1;
         }
     }
@@ -429,17 +432,18 @@ pub fn explain(
     use crate::domain::policy::Dropped;
     use std::fmt::Write as _;
     let rule = |i: usize| {
-        policy
-            .rules
-            .get(i)
-            .map_or_else(String::new, |r| format!("rule {i} ({})", r.group.as_str()))
+        policy.rules.get(i).map_or_else(String::new, |r| {
+            format!("rule {i} ({})", Untrusted::new(r.group.as_str()))
+        })
     };
     let m = policy.map(identity_groups, cluster);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "user {username} in cluster {cluster}: identity groups [{}]",
-        identity_groups.join(", ")
+        "user {} in cluster {}: identity groups [{}]",
+        Untrusted::new(username),
+        Untrusted::new(cluster),
+        Untrusted::long(identity_groups.join(", "))
     );
     if policy.rules.is_empty() {
         let _ = writeln!(
@@ -455,7 +459,12 @@ pub fn explain(
         let by = g
             .rule
             .map_or_else(|| "no rules (pass-through)".to_owned(), rule);
-        let _ = writeln!(out, "  {}  <- {} by {by}", g.group, g.from);
+        let _ = writeln!(
+            out,
+            "  {}  <- {} by {by}",
+            Untrusted::new(&g.group),
+            Untrusted::new(&g.from)
+        );
     }
     if !m.dropped.is_empty() {
         let _ = writeln!(out, "dropped:");
@@ -469,7 +478,7 @@ pub fn explain(
             }
             Dropped::Reserved(None) => "reserved or invalid name".to_owned(),
         };
-        let _ = writeln!(out, "  {g}  {why}");
+        let _ = writeln!(out, "  {}  {why}", Untrusted::new(g));
     }
     out
 }
@@ -607,13 +616,22 @@ pub fn new_grant(a: &GrantAddArgs, now: OffsetDateTime) -> Result<NewGrant, Erro
     })
 }
 
-/// Where a grant applies: `prod/ns1,ns2` or `prod (cluster-wide)`.
+/// Where a grant applies: `prod/ns1,ns2` or `prod (cluster-wide)`, escaped for a terminal.
 #[must_use]
 pub fn grant_scope(g: &Grant) -> String {
-    if g.namespaces.is_empty() {
-        format!("{} (cluster-wide)", g.cluster)
+    scope(&g.cluster, &g.namespaces)
+}
+
+/// `cluster/ns1,ns2` or `cluster (cluster-wide)`, escaped for a terminal.
+fn scope(cluster: &str, namespaces: &[String]) -> String {
+    if namespaces.is_empty() {
+        format!("{} (cluster-wide)", Untrusted::new(cluster))
     } else {
-        format!("{}/{}", g.cluster, g.namespaces.join(","))
+        format!(
+            "{}/{}",
+            Untrusted::new(cluster),
+            Untrusted::long(namespaces.join(","))
+        )
     }
 }
 
@@ -627,7 +645,8 @@ pub fn format_time(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-/// The table `grant list` prints.
+/// The table `grant list` prints. Names, roles and reasons are escaped: they came from
+/// people (a reason typed into a request form, a name from an identity provider).
 #[must_use]
 pub fn grant_table(grants: &[Grant], now: OffsetDateTime) -> String {
     use std::fmt::Write as _;
@@ -639,20 +658,20 @@ pub fn grant_table(grants: &[Grant], now: OffsetDateTime) -> String {
         let _ = writeln!(
             out,
             "{:<10}  {:<20}  {:<12}  {:<28}  {:<20}  {:<20}  {:<8}  {}",
-            g.id,
-            g.grantee.to_string(),
-            g.role,
+            Untrusted::new(&g.id),
+            Untrusted::new(&g.grantee),
+            Untrusted::new(&g.role),
             grant_scope(g),
             format_time(g.starts_at),
             format_time(g.ends_at),
             g.status(now).as_str(),
-            g.reason.as_deref().unwrap_or("")
+            Untrusted::long(g.reason.as_deref().unwrap_or(""))
         );
     }
     out
 }
 
-/// The table `request list` prints.
+/// The table `request list` prints, escaped as [`grant_table`] is.
 #[must_use]
 pub fn request_table(
     requests: &[crate::domain::requests::AccessRequest],
@@ -664,23 +683,19 @@ pub fn request_table(
         "ID", "REQUESTER", "ROLE", "WHERE", "FOR", "STATUS", "FILED", "DECIDED BY"
     );
     for r in requests {
-        let scope = if r.namespaces.is_empty() {
-            format!("{} (cluster-wide)", r.cluster)
-        } else {
-            format!("{}/{}", r.cluster, r.namespaces.join(","))
-        };
+        let scope = scope(&r.cluster, &r.namespaces);
         let _ = writeln!(
             out,
             "{:<10}  {:<16}  {:<12}  {:<28}  {:<8}  {:<9}  {:<20}  {:<16}  {}",
-            r.id,
-            r.requester,
-            r.role,
+            Untrusted::new(&r.id),
+            Untrusted::new(&r.requester),
+            Untrusted::new(&r.role),
             scope,
             crate::domain::requests::format_duration(r.duration),
             r.status_at(now).as_str(),
             format_time(r.created_at),
-            r.decided_by.as_deref().unwrap_or("-"),
-            r.reason.as_deref().unwrap_or("")
+            Untrusted::new(r.decided_by.as_deref().unwrap_or("-")),
+            Untrusted::long(r.reason.as_deref().unwrap_or(""))
         );
     }
     out
@@ -790,6 +805,81 @@ mod tests {
         assert_eq!(
             s.audit_events_for("carol").await.unwrap_or_default(),
             ["invitation.created", "invitation.revoked"]
+        );
+    }
+
+    /// Names, roles and reasons come from people and identity providers: an escape sequence
+    /// or a newline in one reaches the operator's terminal escaped, on its own row.
+    #[test]
+    fn tables_and_explain_escape_names_from_outside() {
+        let now = datetime!(2026-11-25 12:00 UTC);
+        let evil = "mallory\x1b[31m\n2026-11-25 INFO admin-cli granted";
+        let grant = Grant {
+            id: "0a1b2c3d4e".into(),
+            grantee: Grantee::User(evil.into()),
+            cluster: "prod".into(),
+            namespaces: vec!["pay\u{202e}ments".into()],
+            role: "viewer\x1b]0;pwned\x07".into(),
+            starts_at: now,
+            ends_at: now + time::Duration::hours(1),
+            reason: Some("x".repeat(1 << 20)),
+            created_by: ADMIN_ACTOR.into(),
+            approved_by: None,
+            request_id: None,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        let text = grant_table(&[grant], now);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.contains(r"user:mallory\x1b[31m\n2026-11-25 INFO"),
+            "{text}"
+        );
+        assert!(text.contains(r"prod/pay\u{202e}ments"), "{text}");
+        assert!(text.contains(r"viewer\x1b]0;pwned\x07"), "{text}");
+        assert!(text.len() < 2000, "not bounded: {} bytes", text.len());
+        assert!(!text.contains(['\x1b', '\x07', '\u{202e}']), "{text}");
+
+        let request = crate::domain::requests::AccessRequest {
+            id: "4f2a9c01de".into(),
+            requester: evil.into(),
+            cluster: "prod".into(),
+            role: "viewer".into(),
+            namespaces: vec![],
+            reason: Some("because\r\n4f2a9c01de  root".into()),
+            duration: std::time::Duration::from_secs(1800),
+            created_at: now,
+            expires_at: now + time::Duration::hours(1),
+            status: crate::domain::requests::RequestStatus::Pending,
+            decided_by: Some("bob\u{9b}2J".into()),
+            comment: None,
+            decided_at: None,
+            grant_id: None,
+            client_addr: None,
+        };
+        let text = request_table(&[request], now);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains(r"because\r\n4f2a9c01de  root"), "{text}");
+        assert!(text.contains(r"bob\u{9b}2J"), "{text}");
+        assert!(!text.contains(['\x1b', '\r', '\u{9b}']), "{text}");
+
+        let policy = crate::domain::policy::Policy::default();
+        let groups = [
+            "dev\nkubernetes groups:".to_owned(),
+            "ops\x1b[8m".to_owned(),
+        ];
+        let text = explain(&policy, evil, &groups, "prod");
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(
+            text.contains(r"[dev\nkubernetes groups:, ops\x1b[8m]"),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("kubernetes groups:"))
+                .count(),
+            1,
+            "a forged line: {text}"
         );
     }
 

@@ -39,6 +39,9 @@ pub mod env {
     pub const DATABASE_URL: &str = "CREDENTIAL_ISSUER_DATABASE_URL";
     /// `json` for JSON logs, anything else for text.
     pub const LOG_FORMAT: &str = "CREDENTIAL_ISSUER_LOG_FORMAT";
+    /// Set (to anything but the empty string): no colours in the text log even on a terminal
+    /// (<https://no-color.org>). Without a terminal there are none anyway.
+    pub const NO_COLOR: &str = "NO_COLOR";
     /// Set by Kubernetes in every pod: the API server's address (`in_cluster = true`).
     pub const KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
     /// Set by Kubernetes in every pod: the API server's port (`in_cluster = true`).

@@ -14,13 +14,18 @@ use credential_issuer::clock::format_utc as format_time;
 use credential_issuer::config::{Config, SigningKeys};
 use credential_issuer::secret::Secret;
 use credential_issuer::{admin, app, clock, reports, server, signing, store, telemetry};
+use credential_shared::text::{Untrusted, LONG};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain can quote names from the database, a provider or a cluster.
+            eprintln!(
+                "error: {}",
+                Untrusted::bounded(format_args!("{e:#}"), 2 * LONG)
+            );
             ExitCode::FAILURE
         }
     }
@@ -43,8 +48,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.issuer(),
                 config.listen,
                 config.clusters.len(),
-                config.data_dir.display(),
-                config.database_description()
+                Untrusted::long(config.data_dir.display()),
+                Untrusted::long(config.database_description())
             ));
             Ok(())
         }
@@ -111,18 +116,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let state = app::AppState::open(config, Arc::new(clock::SystemClock)).await?;
     let cfg = state.config();
     let ca = files.ca.as_deref().unwrap_or(&files.cert);
-    tracing::info!(issuer = %cfg.issuer(), listen = %cfg.listen, "credential-issuer serving");
+    // The bound address, not the configured one: with `--listen 127.0.0.1:0` the log says
+    // which port the system chose.
+    let listen = listener.local_addr().unwrap_or(cfg.listen);
+    tracing::info!(issuer = %cfg.issuer(), %listen, "credential-issuer serving");
     eprintln!(
         "\ncredential-issuer is serving {issuer} on {listen}\n  data directory: {data}\n  database:       {db}\n  signing keys:   {keys} (active key {kid})\n  TLS CA to trust: {ca}\n\nNext steps:\n  1. Point the API server at this issuer (see install/apiserver-flags.txt):\n       --oidc-issuer-url={issuer} --oidc-ca-file={ca} --oidc-client-id={aud}\n       --oidc-username-claim=preferred_username --oidc-username-prefix=credential: \\\n       --oidc-groups-claim=groups --oidc-groups-prefix=credential: --oidc-signing-algs=ES256\n  2. Create an account:  credential-issuer user add NAME --group GROUP --data-dir {data}\n  3. Log in:             kubectl credential login --issuer {issuer} --cluster {cluster} --issuer-ca {ca}\n",
         issuer = cfg.issuer(),
-        listen = cfg.listen,
-        data = cfg.data_dir.display(),
-        db = cfg.database_description(),
-        keys = state.signer().source(),
-        kid = state.signer().active_kid(),
-        ca = ca.display(),
-        aud = cfg.clusters.first().map_or("kubernetes", |c| c.audience.as_str()),
-        cluster = cfg.clusters.first().map_or("default", |c| c.name.as_str()),
+        data = Untrusted::long(cfg.data_dir.display()),
+        db = Untrusted::long(cfg.database_description()),
+        keys = Untrusted::long(state.signer().source()),
+        kid = Untrusted::new(state.signer().active_kid()),
+        ca = Untrusted::long(ca.display()),
+        aud = Untrusted::new(cfg.clusters.first().map_or("kubernetes", |c| c.audience.as_str())),
+        cluster = Untrusted::new(cfg.clusters.first().map_or("default", |c| c.name.as_str())),
     );
     server::serve(listener, state, tls, shutdown_signal())
         .await
@@ -213,9 +220,10 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Verify { expect_head } => {
             let s = admin::audit_verify(&store, expect_head.as_deref()).await?;
-            let head = s
-                .head
-                .map_or_else(|| "none".to_owned(), |(seq, h)| format!("{seq}:{h}"));
+            let head = s.head.map_or_else(
+                || "none".to_owned(),
+                |(seq, h)| format!("{seq}:{}", Untrusted::new(h)),
+            );
             say(&format!(
                 "audit trail verified: {} event(s) chained, {} newest not sealed yet\nhead {head}",
                 s.sealed, s.pending
@@ -263,11 +271,11 @@ async fn grant(config: Config, cmd: GrantCommand) -> anyhow::Result<()> {
             let g = admin::add_grant(&store, &config, &new, admin::ADMIN_ACTOR, now).await?;
             say(&format!(
                 "granted {} to {} in {} until {} (grant {})",
-                g.role,
-                g.grantee,
+                Untrusted::new(&g.role),
+                Untrusted::new(&g.grantee),
                 admin::grant_scope(&g),
                 admin::format_time(g.ends_at),
-                g.id
+                Untrusted::new(&g.id)
             ));
         }
         GrantCommand::List { user, cluster, all } => {
@@ -280,7 +288,9 @@ async fn grant(config: Config, cmd: GrantCommand) -> anyhow::Result<()> {
                 .await?;
             say(&format!(
                 "revoked grant {} ({} for {}); its bindings are removed within seconds",
-                g.id, g.role, g.grantee
+                Untrusted::new(&g.id),
+                Untrusted::new(&g.role),
+                Untrusted::new(&g.grantee)
             ));
         }
     }
@@ -315,8 +325,8 @@ async fn request(config: Config, cmd: RequestCommand) -> anyhow::Result<()> {
     let (r, notices) = svc::decide(&store, &config, decision, &svc::Origin::default(), now).await?;
     say(&format!(
         "request {} of {} {}",
-        r.id,
-        r.requester,
+        Untrusted::new(&r.id),
+        Untrusted::new(&r.requester),
         if approve {
             "approved; the grant reaches the cluster within seconds"
         } else {
@@ -362,13 +372,15 @@ async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
             };
             let created = admin::create_invitation(&store, &req, now).await?;
             say(&format!(
-                "invited {name} (groups: {}); the account expires {}",
-                groups.join(", "),
+                "invited {} (groups: {}); the account expires {}",
+                Untrusted::new(&name),
+                Untrusted::long(groups.join(", ")),
                 format_time(created.account_expires_at)
             ));
             say(&format!(
-                "single-use link, valid until {}; hand it to {name} over a channel you trust:",
-                format_time(created.link_expires_at)
+                "single-use link, valid until {}; hand it to {} over a channel you trust:",
+                format_time(created.link_expires_at),
+                Untrusted::new(&name)
             ));
             say(&format!(
                 "{}/invite/{}",
@@ -389,7 +401,7 @@ async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
                 };
                 say(&format!(
                     "{}\t{state}\tcreated {}\tlink expires {}\taccount expires {}",
-                    i.username,
+                    Untrusted::new(&i.username),
                     format_time(i.created_at),
                     format_time(i.expires_at),
                     i.account_expires_at
@@ -399,7 +411,10 @@ async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
         }
         InviteCommand::Revoke { name } => {
             let n = admin::revoke_invitations(&store, &name, now).await?;
-            say(&format!("revoked {n} invitation(s) of {name}"));
+            say(&format!(
+                "revoked {n} invitation(s) of {}",
+                Untrusted::new(&name)
+            ));
         }
     }
     admin::seal_audit_trail_after_command(&store).await;
@@ -430,23 +445,34 @@ async fn reconcile(config: Config, args: &ReconcileArgs) -> anyhow::Result<()> {
                 };
                 say(&format!(
                     "cluster {}: {verb} {} object(s)",
-                    cluster.name,
+                    Untrusted::new(&cluster.name),
                     report.changes.len()
                 ));
                 for c in &report.changes {
-                    say(&format!("  {c}"));
+                    say(&format!("  {}", Untrusted::long(c)));
                 }
                 for (c, e) in &report.failed {
                     failed = true;
-                    say(&format!("  FAILED {c}: {e}"));
+                    say(&format!(
+                        "  FAILED {}: {}",
+                        Untrusted::long(c),
+                        Untrusted::long(e)
+                    ));
                 }
             }
             Err(e @ reconcile::RoundError::NoAccess(_)) if args.cluster.is_none() => {
-                say(&format!("cluster {}: skipped ({e})", cluster.name));
+                say(&format!(
+                    "cluster {}: skipped ({})",
+                    Untrusted::new(&cluster.name),
+                    Untrusted::long(&e)
+                ));
             }
             Err(e) => {
                 failed = true;
-                eprintln!("error: {e:#}");
+                eprintln!(
+                    "error: {}",
+                    Untrusted::bounded(format_args!("{e:#}"), 2 * LONG)
+                );
             }
         }
     }
@@ -468,8 +494,9 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             let password = read_password()?;
             admin::add_user(&store, &name, &groups, email.as_deref(), &password, now).await?;
             say(&format!(
-                "created user {name} (groups: {})",
-                groups.join(", ")
+                "created user {} (groups: {})",
+                Untrusted::new(&name),
+                Untrusted::long(groups.join(", "))
             ));
         }
         UserCommand::List => {
@@ -480,7 +507,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 } else if u.is_expired(now) {
                     "expired".to_owned()
                 } else if let Some(p) = provider {
-                    format!("active via {p}")
+                    format!("active via {}", Untrusted::new(&p))
                 } else if u.password_hash.is_none() {
                     "invited".to_owned()
                 } else {
@@ -488,10 +515,10 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 };
                 say(&format!(
                     "{}\t{}\t{}\t{}\texpires {}\t2fa {}",
-                    u.username,
+                    Untrusted::new(&u.username),
                     state,
-                    u.email.clone().unwrap_or_default(),
-                    u.groups.join(","),
+                    Untrusted::new(u.email.as_deref().unwrap_or_default()),
+                    Untrusted::long(u.groups.join(",")),
                     u.expires_at.map_or_else(|| "never".to_owned(), format_time),
                     if u.totp_enrolled { "totp" } else { "none" },
                 ));
@@ -499,7 +526,10 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Disable { name } => {
             let ended = admin::disable_user(&store, &name, now).await?;
-            say(&format!("disabled user {name}; ended {ended} session(s)"));
+            say(&format!(
+                "disabled user {}; ended {ended} session(s)",
+                Untrusted::new(&name)
+            ));
         }
     }
     // Chain what this command wrote at once, rather than waiting for a running server.
@@ -542,11 +572,14 @@ async fn keys(config: &Config, cmd: &KeysCommand) -> anyhow::Result<()> {
             // Old keys stay published for one token lifetime, so every token still valid
             // keeps verifying; running issuers pick the new key up within seconds.
             let key = admin::rotate_keys(&source, config, time::OffsetDateTime::now_utc()).await?;
-            say(&format!("new signing key {} is active", key.kid));
+            say(&format!(
+                "new signing key {} is active",
+                Untrusted::new(&key.kid)
+            ));
         }
         KeysCommand::List => {
             for k in admin::list_keys(&source).await? {
-                say(&format!("{}\t{}", k.kid, k.created_at));
+                say(&format!("{}\t{}", Untrusted::new(&k.kid), k.created_at));
             }
         }
     }

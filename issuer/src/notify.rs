@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use credential_shared::text::Untrusted;
 use serde_json::json;
 
 use crate::config::Notifications;
@@ -181,7 +182,7 @@ fn deliver(target: &Notifications, payload: &str, kind: Kind, request_id: &str) 
                     ureq::Error::Status(code, _) => format!("status {code}"),
                     ureq::Error::Transport(t) => t.kind().to_string(),
                 };
-                tracing::warn!(event = kind.as_str(), request = %request_id, attempt, error = %why, "notification failed");
+                tracing::warn!(event = kind.as_str(), request = %request_id, attempt, error = %Untrusted::long(&why), "notification failed");
                 if attempt < ATTEMPTS {
                     std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
                 }

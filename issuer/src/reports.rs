@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use credential_shared::text::{escape_json, Untrusted};
 use time::OffsetDateTime;
 
 use crate::config::Config;
@@ -121,11 +122,18 @@ fn namespaces(g: &crate::domain::grants::Grant) -> String {
     if g.namespaces.is_empty() {
         "(cluster-wide)".to_owned()
     } else {
-        g.namespaces.join(",")
+        Untrusted::long(g.namespaces.join(",")).to_string()
     }
 }
 
-/// Renders the access report.
+/// An optional value from outside for a table: escaped, or `-`.
+fn or_dash_escaped(s: Option<&str>) -> Untrusted<&str> {
+    Untrusted::new(or_dash(s))
+}
+
+/// Renders the access report. In the table every name, reason and error text is escaped
+/// (they come from people, identity providers and the cluster); JSON lines are escaped by
+/// JSON.
 #[must_use]
 pub fn render_access(a: &Access, format: Format) -> String {
     match format {
@@ -140,8 +148,8 @@ fn access_table(a: &Access) -> String {
     let _ = writeln!(
         out,
         "access to namespace {} in cluster {} from {} until {}",
-        a.namespace,
-        a.cluster,
+        Untrusted::new(&a.namespace),
+        Untrusted::new(&a.cluster),
         rfc3339(a.window.since),
         rfc3339(a.window.until)
     );
@@ -156,23 +164,23 @@ fn access_table(a: &Access) -> String {
         let _ = writeln!(
             out,
             "  {}  {}  role {} in {}  from {} to {} ({})  reason: {}  approved by: {}  request: {}  created by: {}",
-            g.grant.grantee,
-            g.grant.id,
-            g.grant.role,
+            Untrusted::new(&g.grant.grantee),
+            Untrusted::new(&g.grant.id),
+            Untrusted::new(&g.grant.role),
             namespaces(&g.grant),
             rfc3339(g.from),
             rfc3339(g.to),
             g.ended.as_str(),
-            or_dash(g.grant.reason.as_deref()),
-            or_dash(g.grant.approved_by.as_deref()),
-            or_dash(g.grant.request_id.as_deref()),
-            g.grant.created_by,
+            Untrusted::long(or_dash(g.grant.reason.as_deref())),
+            or_dash_escaped(g.grant.approved_by.as_deref()),
+            or_dash_escaped(g.grant.request_id.as_deref()),
+            Untrusted::new(&g.grant.created_by),
         );
     }
     let _ = writeln!(
         out,
         "\ngroups in the tokens issued for {} in the window (RBAC sees credential:<group>):",
-        a.cluster
+        Untrusted::new(&a.cluster)
     );
     if r.groups.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -181,18 +189,18 @@ fn access_table(a: &Access) -> String {
         let _ = writeln!(
             out,
             "  group:{}  members: {}",
-            g.group,
-            g.members.join(", ")
+            Untrusted::new(&g.group),
+            Untrusted::long(g.members.join(", "))
         );
     }
     let _ = writeln!(
         out,
         "\nissuer identities bound to roles in {} NOW (read from the cluster at the time of this report, not as of the window):",
-        a.namespace
+        Untrusted::new(&a.namespace)
     );
     match &a.bindings {
         Bindings::NotRead(why) => {
-            let _ = writeln!(out, "  not read: {why}");
+            let _ = writeln!(out, "  not read: {}", Untrusted::long(why));
         }
         Bindings::Read(b) if b.is_empty() => {
             let _ = writeln!(out, "  (none)");
@@ -202,7 +210,10 @@ fn access_table(a: &Access) -> String {
                 let _ = writeln!(
                     out,
                     "  {} {}  {}  by {}",
-                    b.kind, b.subject, b.role, b.binding
+                    Untrusted::new(&b.kind),
+                    Untrusted::new(&b.subject),
+                    Untrusted::new(&b.role),
+                    Untrusted::new(&b.binding)
                 );
             }
         }
@@ -210,7 +221,7 @@ fn access_table(a: &Access) -> String {
     let _ = writeln!(
         out,
         "\npeople who obtained tokens for {} in the window:",
-        a.cluster
+        Untrusted::new(&a.cluster)
     );
     if r.people.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -219,7 +230,7 @@ fn access_table(a: &Access) -> String {
         let _ = writeln!(
             out,
             "  {}  first {}  last {}  logins {}  refreshes {}",
-            p.who,
+            Untrusted::new(&p.who),
             rfc3339(p.first),
             rfc3339(p.last),
             p.logins,
@@ -229,8 +240,9 @@ fn access_table(a: &Access) -> String {
     out
 }
 
+/// One JSON line; the characters JSON leaves raw that a terminal would obey are escaped too.
 fn line(out: &mut String, v: &serde_json::Value) {
-    let _ = writeln!(out, "{v}");
+    let _ = writeln!(out, "{}", escape_json(&v.to_string()));
 }
 
 fn access_jsonl(a: &Access) -> String {
@@ -357,12 +369,12 @@ pub fn render_stale(r: &StaleReport, days: u32, format: Format) -> String {
                 let grants = if p.active_grants.is_empty() {
                     "-".to_owned()
                 } else {
-                    p.active_grants.join(",")
+                    Untrusted::long(p.active_grants.join(",")).to_string()
                 };
                 let _ = writeln!(
                     out,
                     "  {}  last token {}  active grants {}",
-                    p.username,
+                    Untrusted::new(&p.username),
                     last(p.last_token),
                     grants
                 );
@@ -378,11 +390,11 @@ pub fn render_stale(r: &StaleReport, days: u32, format: Format) -> String {
                 let _ = writeln!(
                     out,
                     "  {}  {}  role {} in {} of {}  since {}  last token there {}",
-                    g.grant.id,
-                    g.grant.grantee,
-                    g.grant.role,
+                    Untrusted::new(&g.grant.id),
+                    Untrusted::new(&g.grant.grantee),
+                    Untrusted::new(&g.grant.role),
                     namespaces(&g.grant),
-                    g.grant.cluster,
+                    Untrusted::new(&g.grant.cluster),
                     rfc3339(g.grant.starts_at),
                     last(g.last_token)
                 );
@@ -390,4 +402,94 @@ pub fn render_stale(r: &StaleReport, days: u32, format: Format) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::domain::access::{GroupAccess, PersonTokens, StalePerson};
+
+    const EVIL: &str = "eve\x1b[2J\n  root  first 2026-01-01T00:00:00Z";
+
+    fn access(bindings: Bindings) -> Access {
+        let now = datetime!(2026-11-25 12:00 UTC);
+        Access {
+            cluster: "prod".into(),
+            namespace: "pay\u{202e}ments".into(),
+            window: Window {
+                since: now - time::Duration::days(1),
+                until: now,
+            },
+            report: AccessReport {
+                grants: vec![],
+                groups: vec![GroupAccess {
+                    group: "ops\u{9b}31m".into(),
+                    members: vec![EVIL.into()],
+                }],
+                people: vec![PersonTokens {
+                    who: EVIL.into(),
+                    first: now,
+                    last: now,
+                    logins: 1,
+                    refreshes: 0,
+                }],
+            },
+            bindings,
+        }
+    }
+
+    /// Names from the audit trail and the cluster, and the error text of a cluster that could
+    /// not be read, reach the auditor's terminal escaped; JSON lines keep their values.
+    #[test]
+    fn reports_escape_outside_text() {
+        let hostile = [
+            Bindings::NotRead(format!("forbidden: {EVIL}")),
+            Bindings::Read(vec![BoundNow {
+                binding: "RoleBinding pay/x\x1b]8;;http://evil\x07".into(),
+                role: "ClusterRole/edit".into(),
+                kind: "User".into(),
+                subject: format!("credential:{EVIL}"),
+            }]),
+        ];
+        for bindings in hostile {
+            let a = access(bindings);
+            let table = render_access(&a, Format::Table);
+            assert!(
+                !table.contains(['\x1b', '\x07', '\u{9b}', '\u{202e}']),
+                "{table}"
+            );
+            assert!(table.contains(r"eve\x1b[2J\n  root"), "{table}");
+            assert_eq!(
+                table.lines().filter(|l| l.starts_with("  root")).count(),
+                0,
+                "a forged line: {table}"
+            );
+            let jsonl = render_access(&a, Format::Jsonl);
+            assert!(
+                !jsonl.chars().any(|c| c.is_control() && c != '\n'),
+                "{jsonl}"
+            );
+            assert!(!jsonl.contains(['\u{9b}', '\u{202e}']), "{jsonl}");
+            for line in jsonl.lines() {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                if v["kind"] == "person" {
+                    assert_eq!(v["user"], EVIL);
+                }
+            }
+        }
+        let stale = StaleReport {
+            people: vec![StalePerson {
+                username: EVIL.into(),
+                last_token: None,
+                active_grants: vec!["g\x1b".into()],
+            }],
+            grants: vec![],
+        };
+        let table = render_stale(&stale, 30, Format::Table);
+        assert!(!table.contains('\x1b'), "{table}");
+        assert!(table.contains(r"active grants g\x1b"), "{table}");
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use credential_shared::text::Untrusted;
 use time::OffsetDateTime;
 
 use crate::config::Config;
@@ -114,9 +115,9 @@ pub async fn file(
             .await?;
         tracing::warn!(
             request = %approved.id,
-            requester = %approved.requester,
-            role = %approved.role,
-            cluster = %approved.cluster,
+            requester = %Untrusted::new(&approved.requester),
+            role = %Untrusted::new(&approved.role),
+            cluster = %Untrusted::new(&approved.cluster),
             "break-glass role self-approved"
         );
         return Ok((approved.clone(), vec![(Kind::BreakGlass, approved)]));

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use credential_shared::oauth::AccessTokenClaims;
+use credential_shared::text::Untrusted;
 use time::OffsetDateTime;
 
 use crate::app::AppState;
@@ -243,7 +244,7 @@ fn verified_claims(
         }
         Err(e) => {
             // The error names the part that failed, never the token.
-            tracing::debug!(error = %e, "token review: token not verified");
+            tracing::debug!(error = %Untrusted::long(&e), "token review: token not verified");
             None
         }
     }

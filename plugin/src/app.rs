@@ -25,7 +25,7 @@ use crate::issuer::{Endpoints, IssuerClient, IssuerError};
 use crate::requests;
 use crate::secret::Secret;
 use crate::show;
-use crate::term::printable;
+use credential_shared::text::Untrusted;
 
 /// Runs one subcommand.
 pub(crate) fn run(cli: Cli) -> Result<(), Error> {
@@ -78,16 +78,19 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
     let (doc, skipped) = setup::merge(before.clone(), &path, &list, &exec)?;
     for name in &skipped {
         eprintln!(
-            "note: skipped cluster \"{name}\": the issuer does not publish its API server URL"
+            "note: skipped cluster \"{}\": the issuer does not publish its API server URL",
+            Untrusted::new(name)
         );
     }
     match setup::write(&path, before.as_ref(), &doc, clock.now())? {
-        Written::Unchanged => eprintln!("{} is already up to date.", path.display()),
-        Written::Created => eprintln!("Wrote {}.", path.display()),
+        Written::Unchanged => {
+            eprintln!("{} is already up to date.", Untrusted::long(path.display()));
+        }
+        Written::Created => eprintln!("Wrote {}.", Untrusted::long(path.display())),
         Written::Updated { backup } => eprintln!(
             "Updated {} (previous version kept as {}).",
-            path.display(),
-            backup.display()
+            Untrusted::long(path.display()),
+            Untrusted::long(backup.display())
         ),
     }
     let names: Vec<&str> = list
@@ -98,8 +101,8 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
         .collect();
     eprintln!(
         "Contexts: {}. Try: kubectl --context {} get namespaces",
-        names.join(", "),
-        names.first().copied().unwrap_or_default()
+        Untrusted::long(names.join(", ")),
+        Untrusted::new(names.first().copied().unwrap_or_default())
     );
     Ok(())
 }
@@ -212,7 +215,7 @@ fn end_exposed(
         if let Err(err) = ended {
             eprintln!(
                 "note: the exposed session could not be ended at {}, so it stays valid there until it expires: {}",
-                printable(issuer.as_str()),
+                credential_shared::text::Untrusted::new(issuer.as_str()),
                 error::report(&Error::Issuer(err))
             );
         }
@@ -378,7 +381,7 @@ fn request(args: &cli::RequestArgs, clock: &dyn Clock) -> Result<(), Error> {
         if args.wait {
             eprintln!(
                 "request {} filed; waiting for an approver (Ctrl-C stops waiting, the request stays)",
-                r.id
+                Untrusted::new(&r.id)
             );
             let cancel = Cancel::on_ctrl_c();
             while r.status == "pending" {
@@ -593,7 +596,7 @@ fn get_without_fresh_token(
             if info.interactive {
                 eprintln!(
                     "The session for cluster \"{}\" has ended; sign in again.",
-                    args.cluster
+                    Untrusted::new(&args.cluster)
                 );
             }
         }
@@ -624,7 +627,7 @@ fn get_without_fresh_token(
             &mut || {
                 eprintln!(
                 "Another kubectl-credential is signing in to cluster \"{}\"; waiting for it to finish...",
-                args.cluster
+                Untrusted::new(&args.cluster)
             );
             },
             &cancel,
@@ -654,8 +657,8 @@ fn get_without_fresh_token(
     store_or_warn(cache, exact, &entry);
     eprintln!(
         "Signed in as {} to cluster \"{}\".",
-        crate::term::printable(&entry.username),
-        args.cluster
+        Untrusted::new(&entry.username),
+        Untrusted::new(&args.cluster)
     );
     hand_out(info, &entry, args)
 }
@@ -687,7 +690,7 @@ fn sign_in(
             }
             return Err(Error::WrongAccount {
                 expected: expected.clone(),
-                signed_in: crate::term::printable(&entry.username).into_owned(),
+                signed_in: entry.username.clone(),
             });
         }
     }
@@ -882,12 +885,14 @@ fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     if deleted {
         eprintln!(
             "Logged out of cluster \"{}\" at {}.",
-            args.cluster, args.issuer
+            Untrusted::new(&args.cluster),
+            args.issuer
         );
     } else {
         eprintln!(
             "No session stored for cluster \"{}\" at {}; nothing to do.",
-            args.cluster, args.issuer
+            Untrusted::new(&args.cluster),
+            args.issuer
         );
     }
     Ok(())
@@ -950,8 +955,8 @@ fn end_every_session(
         let name = match origin {
             Some(o) => format!(
                 "cluster \"{}\" at {}",
-                printable(&o.cluster),
-                printable(&o.issuer)
+                Untrusted::new(&o.cluster),
+                Untrusted::new(&o.issuer)
             ),
             None => "a session of an unknown issuer (stored by an older version)".to_owned(),
         };

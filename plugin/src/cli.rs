@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use credential_shared::oauth::PLUGIN_CLIENT_ID;
+use credential_shared::text::Untrusted;
 use url::{Host, Url};
 
 use crate::env;
@@ -303,13 +304,27 @@ fn parse_non_empty(raw: &str) -> Result<String, String> {
 /// Prints a clap error (or the help or version text clap answers with) and picks the exit code:
 /// 0 for `--help`/`--version`, [`EXIT_USAGE`] for anything else.
 pub(crate) fn exit_after_clap_error(err: &clap::Error) -> ExitCode {
-    // Printing can only fail on a closed stream, and then there is nobody to tell.
-    let _ = err.print();
-    if err.use_stderr() {
-        ExitCode::from(EXIT_USAGE)
-    } else {
-        ExitCode::from(EXIT_OK)
+    if !err.use_stderr() {
+        // Our own help and version text, on stdout. Printing can only fail on a closed
+        // stream, and then there is nobody to tell.
+        let _ = err.print();
+        return ExitCode::from(EXIT_OK);
     }
+    // A usage error quotes the offending argument, which comes from a kubeconfig's `exec`
+    // args: printed plain (no colours) and line by line through the escaper.
+    eprint!("{}", clap_error_text(err));
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The text of a clap usage error, every line escaped and bounded.
+fn clap_error_text(err: &clap::Error) -> String {
+    use std::fmt::Write as _;
+
+    let mut out = String::new();
+    for line in err.render().to_string().lines() {
+        let _ = writeln!(out, "{}", Untrusted::long(line));
+    }
+    out
 }
 
 /// The `kubectl credential login` command line that signs in to the same cache entry as `args`,
@@ -379,6 +394,25 @@ mod tests {
         assert_eq!(args.client_id, "kubectl-credential");
         assert!(!args.no_browser);
         assert!(args.issuer_ca.is_none());
+    }
+
+    #[test]
+    fn a_usage_error_does_not_echo_the_argument_raw() {
+        let huge = format!("prod\x1b[2J\x1b]0;owned\x07\n{}", "x".repeat(120 * 1024));
+        for args in [
+            vec!["get", "--issuer", "https://i", "--cluster", huge.as_str()],
+            vec!["get", "--issuer", "https://i\x1b[31m", "--cluster", "prod"],
+            vec!["get", "--issuer", "https://i", "--bogus\x1b[2J"],
+        ] {
+            let err = parse(&args).err().unwrap_or_else(|| panic!("accepted"));
+            let text = clap_error_text(&err);
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "{text:?}"
+            );
+            assert!(text.contains(r"\x1b"), "{text}");
+            assert!(text.len() < 8 * 1024, "{} bytes", text.len());
+        }
     }
 
     #[test]

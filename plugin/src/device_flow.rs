@@ -16,7 +16,7 @@ use crate::env;
 use crate::error::Error;
 use crate::issuer::{Endpoints, IssuerClient, IssuerError};
 use crate::secret::Secret;
-use crate::term::printable;
+use credential_shared::text::Untrusted;
 
 /// Poll interval when the issuer gives none (RFC 8628 section 3.2).
 const DEFAULT_INTERVAL_SECS: u64 = 5;
@@ -64,7 +64,8 @@ pub(crate) fn sign_in(
         if let Err(why) = openable.and_then(|url| open_browser(&program, &leading, &url)) {
             let _ = writeln!(
                 ui,
-                "note: could not open a browser ({why}); open the link above yourself"
+                "note: could not open a browser ({}); open the link above yourself",
+                Untrusted::long(&why)
             );
         }
     }
@@ -96,11 +97,11 @@ fn write_prompt(
     writeln!(
         ui,
         "To sign in to cluster \"{}\", open {} and enter the code {}",
-        printable(cluster),
-        printable(&auth.verification_uri),
-        printable(&auth.user_code)
+        Untrusted::new(cluster),
+        Untrusted::long(&auth.verification_uri),
+        Untrusted::new(&auth.user_code)
     )?;
-    let complete = printable(&auth.verification_uri_complete);
+    let complete = Untrusted::long(&auth.verification_uri_complete);
     match qr {
         Some(qr) => {
             writeln!(ui, "(or open {complete}, or scan this code with a phone:)")?;
@@ -340,9 +341,9 @@ pub(crate) fn logged_in_message(entry: &Entry, cluster: &str) -> String {
     };
     format!(
         "Logged in as {} ({}) to cluster {}; {until}",
-        printable(&entry.username),
-        printable(&groups),
-        printable(cluster)
+        Untrusted::new(&entry.username),
+        Untrusted::long(&groups),
+        Untrusted::new(cluster)
     )
 }
 
@@ -606,7 +607,7 @@ mod tests {
         Progress::new(&mut out, false).tick(600);
         insta::assert_snapshot!(String::from_utf8_lossy(&out), @r#"
         To sign in to cluster "prod", open https://issuer/device and enter the code WDJB-MJHT
-        (or open https://issuer/device?user_code=WDJB-MJHT?[2J)
+        (or open https://issuer/device?user_code=WDJB-MJHT\x1b[2J)
         Waiting for approval (expires in 10m 0s)...
         "#);
 
@@ -614,7 +615,7 @@ mod tests {
         write_prompt(&mut out, "prod", &auth, Some("[qr]\n")).unwrap_or_else(|e| panic!("{e}"));
         insta::assert_snapshot!(String::from_utf8_lossy(&out), @r#"
         To sign in to cluster "prod", open https://issuer/device and enter the code WDJB-MJHT
-        (or open https://issuer/device?user_code=WDJB-MJHT?[2J, or scan this code with a phone:)
+        (or open https://issuer/device?user_code=WDJB-MJHT\x1b[2J, or scan this code with a phone:)
         [qr]
         "#);
 
@@ -723,7 +724,7 @@ mod tests {
         insta::assert_snapshot!(logged_in_message(&entry, "prod"), @"Logged in as alice (no groups) to cluster prod; token valid until 2026-01-01T00:15:00Z; the issuer did not say when the session ends");
         let mut entry = signed_in(&["dev"], Some(1_767_225_600 + 3600));
         entry.username = "mallory\u{1b}[2J".to_owned();
-        insta::assert_snapshot!(logged_in_message(&entry, "my prod"), @"Logged in as mallory?[2J (groups dev) to cluster my prod; session valid until 2026-01-01T01:00:00Z");
+        insta::assert_snapshot!(logged_in_message(&entry, "my prod"), @r"Logged in as mallory\x1b[2J (groups dev) to cluster my prod; session valid until 2026-01-01T01:00:00Z");
     }
 
     #[test]

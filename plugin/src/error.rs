@@ -19,6 +19,7 @@
 use std::error::Error as _;
 
 use credential_shared::oauth::OAuthErrorCode;
+use credential_shared::text::{self, Untrusted};
 
 use crate::cache::CacheError;
 use crate::issuer::IssuerError;
@@ -57,12 +58,18 @@ pub(crate) enum Error {
     ExecInfoInvalid(#[source] serde_json::Error),
     /// kubectl speaks a protocol version this plugin does not.
     #[error(
-        "KUBERNETES_EXEC_INFO asks for apiVersion \"{0}\"; this plugin speaks \
-         client.authentication.k8s.io/v1 and client.authentication.k8s.io/v1beta1"
+        "KUBERNETES_EXEC_INFO asks for apiVersion \"{}\"; this plugin speaks \
+         client.authentication.k8s.io/v1 and client.authentication.k8s.io/v1beta1",
+        Untrusted::new(.0)
     )]
     UnsupportedApiVersion(String),
     /// `get` found nothing usable and may not ask the person (kubectl runs it non-interactively).
-    #[error("no valid credential for cluster \"{cluster}\" at {issuer}; run: {login_command}")]
+    #[error(
+        "no valid credential for cluster \"{}\" at {}; run: {}",
+        Untrusted::new(cluster),
+        Untrusted::new(issuer),
+        Untrusted::long(login_command)
+    )]
     LoginRequired {
         /// `--cluster`.
         cluster: String,
@@ -78,7 +85,7 @@ pub(crate) enum Error {
     #[error("the code expired; run the command again")]
     CodeExpired,
     /// An access request was denied or expired while `--wait` waited.
-    #[error("access request {id} was {status}{}", comment.as_deref().map(|c| format!(": {}", crate::term::printable(c))).unwrap_or_default())]
+    #[error("access request {} was {}{}", Untrusted::new(id), Untrusted::new(status), comment.as_deref().map(|c| format!(": {}", Untrusted::long(c))).unwrap_or_default())]
     RequestNotApproved {
         /// Request id.
         id: String,
@@ -91,7 +98,10 @@ pub(crate) enum Error {
     #[error("sign-in cancelled; nothing was stored")]
     Cancelled,
     /// The token endpoint returned something that is not a JWT with the expected claims.
-    #[error("the issuer at {issuer} returned an access token that cannot be read")]
+    #[error(
+        "the issuer at {} returned an access token that cannot be read",
+        Untrusted::new(issuer)
+    )]
     MalformedToken {
         /// `--issuer`.
         issuer: String,
@@ -120,7 +130,7 @@ pub(crate) enum Error {
     Cache(#[from] CacheError),
     /// The kubeconfig sends this cluster's requests to another API server than the issuer has
     /// configured for it.
-    #[error("the kubeconfig sends requests for cluster \"{cluster}\" to {requested}, but the issuer's API server for it is {expected}; the token was not handed out. Fix the kubeconfig's `server` (kubectl credential setup writes the right one)")]
+    #[error("the kubeconfig sends requests for cluster \"{}\" to {}, but the issuer's API server for it is {}; the token was not handed out. Fix the kubeconfig's `server` (kubectl credential setup writes the right one)", Untrusted::new(cluster), Untrusted::new(requested), Untrusted::new(expected))]
     ApiServerMismatch {
         /// `--cluster`.
         cluster: String,
@@ -131,7 +141,7 @@ pub(crate) enum Error {
     },
     /// A recent attempt to reach the issuer failed; non-interactive calls wait before trying
     /// again, so that a tool polling the cluster neither hangs nor hammers the issuer.
-    #[error("the issuer at {issuer} could not be reached a moment ago; not trying again for {retry_in} s (to retry now, run: {login_command})")]
+    #[error("the issuer at {} could not be reached a moment ago; not trying again for {retry_in} s (to retry now, run: {})", Untrusted::new(issuer), Untrusted::long(login_command))]
     BackingOff {
         /// The issuer.
         issuer: String,
@@ -141,7 +151,7 @@ pub(crate) enum Error {
         login_command: String,
     },
     /// The sign-in was approved by another account than `--username` names.
-    #[error("the sign-in was approved as {signed_in:?}, but this entry signs in as {expected:?}; the session was ended. Sign in again as {expected:?}")]
+    #[error("the sign-in was approved as {:?}, but this entry signs in as {:?}; the session was ended. Sign in again as {:?}", Untrusted::new(signed_in), Untrusted::new(expected), Untrusted::new(expected))]
     WrongAccount {
         /// `--username`.
         expected: String,
@@ -150,8 +160,8 @@ pub(crate) enum Error {
     },
     /// Another process has been signing in for this key longer than a device code lives.
     #[error(
-        "another kubectl-credential has been signing in to cluster \"{cluster}\" for over 11 minutes; \
-         finish or cancel that sign-in (it holds {})", lock.display()
+        "another kubectl-credential has been signing in to cluster \"{}\" for over 11 minutes; \
+         finish or cancel that sign-in (it holds {})", Untrusted::new(cluster), Untrusted::long(lock.display())
     )]
     SignInBusy {
         /// `--cluster`.
@@ -224,20 +234,27 @@ pub(crate) fn oauth_exit_code(code: OAuthErrorCode) -> u8 {
     }
 }
 
+/// Bound of the error line [`report`] prints: the messages escape and bound each outside
+/// value, and the line as a whole is bounded again, since causes from libraries (serde's, ureq's,
+/// the keyring's) may quote outside text too.
+const REPORT_MAX: usize = 4 * text::LONG;
+
 /// The error and its causes on one line, `anyhow`'s `{:#}` style (`outer: cause: root cause`),
 /// then a `hint:` line if there is one. A cause whose text the line already holds is skipped:
-/// some libraries repeat their source in their own message.
+/// some libraries repeat their source in their own message. The line goes through
+/// [`text::escape`], so it is one line of printable text whatever a cause quotes.
 pub(crate) fn report(err: &Error) -> String {
-    let mut text = err.to_string();
+    let mut line = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
         let cause_text = cause.to_string();
-        if !cause_text.is_empty() && !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
+        if !cause_text.is_empty() && !line.contains(&cause_text) {
+            line.push_str(": ");
+            line.push_str(&cause_text);
         }
         source = cause.source();
     }
+    let mut text = text::escape(&line, REPORT_MAX).into_owned();
     if let Some(hint) = err.hint() {
         text.push_str("\nhint: ");
         text.push_str(hint);
@@ -325,6 +342,84 @@ mod tests {
             "{text}"
         );
         assert!(report(&oauth(OAuthErrorCode::InvalidScope)).contains("invalid_scope: because"));
+    }
+
+    #[test]
+    fn the_issuers_error_description_is_escaped_and_bounded() {
+        let err = Error::Issuer(IssuerError::OAuth {
+            issuer: "https://x".to_owned(),
+            error: OAuthError {
+                error: OAuthErrorCode::InvalidGrant,
+                error_description: Some(format!(
+                    "expired\x1b[2J\x1b]0;title\x07\nerror: all is fine\u{202e}{}",
+                    "A".repeat(1 << 20)
+                )),
+            },
+        });
+        let text = report(&err);
+        assert!(
+            text.starts_with(
+                r"the issuer at https://x refused the request: invalid_grant: expired\x1b[2J\x1b]0;title\x07\nerror: all is fine\u{202e}AAA"
+            ),
+            "{text}"
+        );
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert_eq!(text.lines().count(), 1);
+        assert!(
+            text.chars().count() <= REPORT_MAX + text::MARKER_MAX,
+            "{}",
+            text.len()
+        );
+        // The Display text alone is bounded too.
+        assert!(err.to_string().len() < 2 * text::LONG);
+    }
+
+    #[test]
+    fn names_from_outside_are_escaped_in_every_message() {
+        let evil = "prod\x1b[31m\nerror: fake";
+        for err in [
+            Error::LoginRequired {
+                cluster: evil.into(),
+                issuer: "https://x".into(),
+                login_command: format!("kubectl credential login --cluster '{evil}'"),
+            },
+            Error::WrongAccount {
+                expected: evil.into(),
+                signed_in: evil.into(),
+            },
+            Error::ApiServerMismatch {
+                cluster: evil.into(),
+                requested: evil.into(),
+                expected: evil.into(),
+            },
+            Error::RequestNotApproved {
+                id: evil.into(),
+                status: evil.into(),
+                comment: Some(evil.into()),
+            },
+            Error::UnsupportedApiVersion(evil.into()),
+            Error::Issuer(IssuerError::Api {
+                issuer: "https://x".into(),
+                status: 403,
+                message: evil.into(),
+            }),
+            Error::Issuer(IssuerError::IssuerMismatch {
+                issuer: "https://x".into(),
+                url: evil.into(),
+                found: evil.into(),
+            }),
+            Error::Setup(crate::setup::SetupError::Conflict {
+                path: evil.into(),
+                kind: "user",
+                name: evil.into(),
+            }),
+        ] {
+            // The Display text itself, not only the report, must be clean: other messages
+            // embed it.
+            let text = err.to_string();
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+            assert!(text.contains(r"prod\x1b[31m\nerror: fake"), "{text}");
+        }
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub(crate) fn check_api_server(info: &ExecInfo, entry: &Entry, cluster: &str) ->
     }
     Err(Error::ApiServerMismatch {
         cluster: cluster.to_owned(),
-        requested: crate::term::printable(requested).into_owned(),
+        requested: requested.to_owned(),
         expected: expected.to_owned(),
     })
 }
@@ -159,6 +159,46 @@ mod tests {
         assert_eq!(err.map(|e| e.exit_code()), Some(crate::error::EXIT_USAGE));
         let err = parse(Some("{not json"), false).err();
         assert!(matches!(err, Some(Error::ExecInfoInvalid(_))));
+    }
+
+    #[test]
+    fn an_exec_info_with_escapes_and_a_huge_api_version_is_reported_escaped_and_bounded() {
+        let version = format!("\x1b]0;owned\x07\x1b[2J\u{9b}31m{}", "v".repeat(120 * 1024));
+        let raw = serde_json::json!({"kind": "ExecCredential", "apiVersion": version}).to_string();
+        let err = parse(Some(&raw), false)
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        let text = crate::error::report(&err);
+        assert!(
+            text.starts_with(
+                r#"KUBERNETES_EXEC_INFO asks for apiVersion "\x1b]0;owned\x07\x1b[2J\u{9b}31mvvv"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("…[+"), "no marker: {text}");
+        assert!(
+            text.ends_with("client.authentication.k8s.io/v1beta1"),
+            "{text}"
+        );
+        assert!(text.len() < 1000, "{} bytes", text.len());
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+
+    #[test]
+    fn exec_info_that_is_not_utf8_or_not_json_is_not_echoed() {
+        use std::os::unix::ffi::OsStrExt as _;
+
+        let raw = OsStr::from_bytes(b"{\"apiVersion\":\"\xff\x1b[2J\"}");
+        let err = parse_exec_info(Some(raw), || false).err();
+        assert!(matches!(err, Some(Error::ExecInfoNotUnicode)));
+        // serde's message quotes the bad value: the report escapes it.
+        let raw =
+            r#"{"kind":"ExecCredential","apiVersion":"v1","spec":{"interactive":"\u001b[2J\n"}}"#;
+        let err = parse(Some(raw), false)
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        let text = crate::error::report(&err);
+        assert!(!text.chars().any(char::is_control), "{text:?}");
     }
 
     #[test]

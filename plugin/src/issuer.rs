@@ -18,6 +18,8 @@ use credential_shared::oauth::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use credential_shared::text::Untrusted;
+
 use crate::cli::{normalize_issuer, IssuerUrl};
 use crate::error::{oauth_exit_code, EXIT_ISSUER, EXIT_UNEXPECTED, EXIT_USAGE};
 use crate::secret::Secret;
@@ -33,7 +35,7 @@ const USER_AGENT: &str = concat!("kubectl-credential/", env!("CARGO_PKG_VERSION"
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum IssuerError {
     /// `--issuer-ca` cannot be read.
-    #[error("cannot read --issuer-ca {}", path.display())]
+    #[error("cannot read --issuer-ca {}", Untrusted::long(path.display()))]
     CaRead {
         /// The file.
         path: PathBuf,
@@ -42,13 +44,13 @@ pub(crate) enum IssuerError {
         source: io::Error,
     },
     /// `--issuer-ca` holds no PEM certificate.
-    #[error("--issuer-ca {} holds no PEM certificate", path.display())]
+    #[error("--issuer-ca {} holds no PEM certificate", Untrusted::long(path.display()))]
     CaEmpty {
         /// The file.
         path: PathBuf,
     },
     /// A certificate in `--issuer-ca` is not usable as a trust anchor.
-    #[error("--issuer-ca {} holds a certificate that cannot be trusted as a CA", path.display())]
+    #[error("--issuer-ca {} holds a certificate that cannot be trusted as a CA", Untrusted::long(path.display()))]
     CaInvalid {
         /// The file.
         path: PathBuf,
@@ -71,7 +73,7 @@ pub(crate) enum IssuerError {
         tls: bool,
     },
     /// An HTTP status that is neither success nor an OAuth error.
-    #[error("the issuer at {issuer} answered {url} with HTTP {status}{}", redirect_note(*status))]
+    #[error("the issuer at {issuer} answered {} with HTTP {status}{}", Untrusted::long(url), redirect_note(*status))]
     Status {
         /// `--issuer`.
         issuer: String,
@@ -81,7 +83,10 @@ pub(crate) enum IssuerError {
         status: u16,
     },
     /// A body that is not the JSON expected.
-    #[error("the issuer at {issuer} sent a malformed response from {url}")]
+    #[error(
+        "the issuer at {issuer} sent a malformed response from {}",
+        Untrusted::long(url)
+    )]
     Malformed {
         /// `--issuer`.
         issuer: String,
@@ -93,8 +98,10 @@ pub(crate) enum IssuerError {
     },
     /// The discovery document names another issuer.
     #[error(
-        "the discovery document at {url} names the issuer \"{found}\", not {issuer}; the --issuer URL \
-         may be misconfigured, or something else is answering for the issuer"
+        "the discovery document at {} names the issuer \"{}\", not {issuer}; the --issuer URL \
+         may be misconfigured, or something else is answering for the issuer",
+        Untrusted::long(url),
+        Untrusted::new(found)
     )]
     IssuerMismatch {
         /// `--issuer`.
@@ -105,7 +112,7 @@ pub(crate) enum IssuerError {
         found: String,
     },
     /// The discovery document has an endpoint URL the plugin will not use.
-    #[error("the discovery document of {issuer} has an unusable endpoint \"{endpoint}\" (it must be an https URL)")]
+    #[error("the discovery document of {issuer} has an unusable endpoint \"{}\" (it must be an https URL)", Untrusted::long(endpoint))]
     BadEndpoint {
         /// `--issuer`.
         issuer: String,
@@ -124,7 +131,7 @@ pub(crate) enum IssuerError {
     #[error("cannot encode the request")]
     Encode(#[source] serde_urlencoded::ser::Error),
     /// The issuer's requests API refused the call (policy, permission, rate limit).
-    #[error("the issuer at {issuer} refused: {}", crate::term::printable(message))]
+    #[error("the issuer at {issuer} refused: {}", Untrusted::long(message))]
     Api {
         /// `--issuer`.
         issuer: String,
@@ -145,7 +152,7 @@ fn redirect_note(status: u16) -> &'static str {
 
 fn describe(error: &OAuthError) -> String {
     match &error.error_description {
-        Some(d) if !d.is_empty() => format!(": {}", crate::term::printable(d)),
+        Some(d) if !d.is_empty() => format!(": {}", Untrusted::long(d)),
         _ => String::new(),
     }
 }
@@ -277,7 +284,7 @@ impl IssuerClient {
             return Err(IssuerError::IssuerMismatch {
                 issuer: self.issuer().to_owned(),
                 url,
-                found: crate::term::printable(&doc.issuer).into_owned(),
+                found: doc.issuer.clone(),
             });
         }
         let default = |path: &str| format!("{}{path}", self.issuer);
@@ -533,7 +540,7 @@ impl IssuerClient {
         } else {
             Err(IssuerError::BadEndpoint {
                 issuer: self.issuer().to_owned(),
-                endpoint: crate::term::printable(&endpoint).into_owned(),
+                endpoint,
             })
         }
     }

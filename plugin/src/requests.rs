@@ -12,11 +12,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use credential_shared::api::AccessRequestInfo;
+use credential_shared::text::Untrusted;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::CommonArgs;
 use crate::clock::when;
-use crate::term::printable;
 
 /// Least time between two checks of pending requests by `get`.
 pub(crate) const CHECK_EVERY: i64 = 5;
@@ -44,36 +44,36 @@ pub(crate) fn flag_duration(secs: u64) -> String {
 /// The human text for one request.
 pub(crate) fn describe(r: &AccessRequestInfo, now: i64) -> String {
     let scope = if r.namespaces.is_empty() {
-        format!("{} (cluster-wide)", printable(&r.cluster))
+        format!("{} (cluster-wide)", Untrusted::new(&r.cluster))
     } else {
         format!(
             "{}/{}",
-            printable(&r.cluster),
-            printable(&r.namespaces.join(","))
+            Untrusted::new(&r.cluster),
+            Untrusted::long(&r.namespaces.join(","))
         )
     };
     let mut out = String::new();
-    let _ = writeln!(out, "request: {}", printable(&r.id));
-    let _ = writeln!(out, "role:    {} in {scope}", printable(&r.role));
+    let _ = writeln!(out, "request: {}", Untrusted::new(&r.id));
+    let _ = writeln!(out, "role:    {} in {scope}", Untrusted::new(&r.role));
     let _ = writeln!(out, "for:     {}", flag_duration(r.duration_secs));
     let _ = writeln!(
         out,
         "reason:  {}",
-        printable(r.reason.as_deref().unwrap_or("-"))
+        Untrusted::long(r.reason.as_deref().unwrap_or("-"))
     );
-    let _ = writeln!(out, "status:  {}", printable(&r.status));
+    let _ = writeln!(out, "status:  {}", Untrusted::new(&r.status));
     if let Some(by) = &r.decided_by {
-        let _ = writeln!(out, "by:      {}", printable(by));
+        let _ = writeln!(out, "by:      {}", Untrusted::new(by));
     }
     if let Some(c) = &r.comment {
-        let _ = writeln!(out, "comment: {}", printable(c));
+        let _ = writeln!(out, "comment: {}", Untrusted::long(c));
     }
     if let Some(end) = r.grant_ends_at {
         let verb = if now < end { "ends" } else { "ended" };
         let _ = writeln!(
             out,
             "grant:   {} {verb} {}",
-            printable(r.grant_id.as_deref().unwrap_or("?")),
+            Untrusted::new(r.grant_id.as_deref().unwrap_or("?")),
             when(end, now)
         );
     }
@@ -101,13 +101,13 @@ pub(crate) fn table(list: &[AccessRequestInfo]) -> String {
             .unwrap_or_else(|| "-".to_owned());
         let row = format!(
             "{:<10}  {:<14}  {:<24}  {:<6}  {:<9}  {:<12}  {ends:<20}  {}",
-            printable(&r.id),
-            printable(&r.role),
-            printable(&scope),
+            Untrusted::new(&r.id),
+            Untrusted::new(&r.role),
+            Untrusted::long(&scope),
             flag_duration(r.duration_secs),
-            printable(&r.status),
-            printable(r.decided_by.as_deref().unwrap_or("-")),
-            printable(r.comment.as_deref().unwrap_or("")),
+            Untrusted::new(&r.status),
+            Untrusted::new(r.decided_by.as_deref().unwrap_or("-")),
+            Untrusted::long(r.comment.as_deref().unwrap_or("")),
         );
         let _ = writeln!(out, "{}", row.trim_end());
     }
@@ -231,6 +231,27 @@ mod tests {
         77aa00bb11  prod-exec       prod/payments             30m     denied     admin-cli     -                     use staging
         ");
         assert_eq!(table(&[]), "no access requests\n");
+    }
+
+    #[test]
+    fn names_and_comments_from_the_issuer_are_escaped() {
+        let mut r = info("denied", Some("eve\x1b[31m\nstatus:  approved"), None);
+        r.comment = Some(format!("no\u{202e}{}", "x".repeat(1 << 20)));
+        let text = describe(&r, NOW);
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+        assert!(
+            text.contains(r"by:      eve\x1b[31m\nstatus:  approved"),
+            "{text}"
+        );
+        assert!(text.len() < 4000, "{} bytes", text.len());
+        // The forged line did not become a line.
+        assert_eq!(text.lines().filter(|l| l.starts_with("status:")).count(), 1);
+        let table = table(&[r]);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(!table.contains('\x1b'), "{table}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use credential_shared::api::{ClusterInfo, ClusterList};
+use credential_shared::text::Untrusted;
 use serde_norway::{Mapping, Value};
 
 /// The extension name that marks an entry as written by `setup`.
@@ -32,7 +33,7 @@ pub(crate) struct ExecSettings {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SetupError {
     /// The existing kubeconfig is not YAML.
-    #[error("{path} is not a valid kubeconfig: {source}")]
+    #[error("{} is not a valid kubeconfig: {}", Untrusted::long(path.display()), Untrusted::long(source))]
     Parse {
         /// The file.
         path: PathBuf,
@@ -42,7 +43,8 @@ pub(crate) enum SetupError {
     },
     /// A `clusters`/`users`/`contexts` key is not a list, or an entry has no name.
     #[error(
-        "{path}: `{key}` is not a list of named entries; fix or move the file, or use --output"
+        "{}: `{key}` is not a list of named entries; fix or move the file, or use --output",
+        Untrusted::long(path.display())
     )]
     Shape {
         /// The file.
@@ -51,7 +53,7 @@ pub(crate) enum SetupError {
         key: &'static str,
     },
     /// An entry of the same name exists and was not written by setup.
-    #[error("{path} already has a {kind} named {name:?} that kubectl-credential did not write; rename it, or write a separate file with --output")]
+    #[error("{} already has a {kind} named {:?} that kubectl-credential did not write; rename it, or write a separate file with --output", Untrusted::long(path.display()), Untrusted::new(name))]
     Conflict {
         /// The file.
         path: PathBuf,
@@ -64,7 +66,7 @@ pub(crate) enum SetupError {
     #[error("the issuer lists no cluster with an API server URL; ask its operator to set `server` for each cluster")]
     NoClusters,
     /// Reading or writing a file failed.
-    #[error("cannot {action} {path}")]
+    #[error("cannot {action} {}", Untrusted::long(path.display()))]
     Io {
         /// What was attempted.
         action: &'static str,

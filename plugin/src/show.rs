@@ -6,11 +6,12 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
+use credential_shared::text::{escape, LONG, SHORT};
+
 use crate::cache::{Entry, Listed};
 use crate::cli::CommonArgs;
 use crate::clock::when;
 use crate::error::Error;
-use crate::term::printable;
 
 /// Writes a report to stdout.
 pub(crate) fn print(text: &str) -> Result<(), Error> {
@@ -29,9 +30,9 @@ pub(crate) fn whoami(entry: &Entry, args: &CommonArgs, now: i64) -> String {
         groups.join(", ")
     };
     let rows = [
-        ("user", printable(&entry.username).into_owned()),
-        ("groups", printable(&groups).into_owned()),
-        ("cluster", printable(&args.cluster).into_owned()),
+        ("user", escape(&entry.username, SHORT).into_owned()),
+        ("groups", escape(&groups, LONG).into_owned()),
+        ("cluster", escape(&args.cluster, SHORT).into_owned()),
         ("issuer", args.issuer.to_string()),
         ("token", token_expiry(entry, now)),
         ("session", session_expiry(entry, now)),
@@ -95,9 +96,9 @@ pub(crate) fn status(listed: &[Listed], now: i64, cache: &str) -> String {
                 (Some(_), None) => "unknown".to_owned(),
             };
             [
-                printable(cluster).into_owned(),
-                printable(issuer).into_owned(),
-                printable(user).into_owned(),
+                escape(cluster, SHORT).into_owned(),
+                escape(issuer, SHORT).into_owned(),
+                escape(user, SHORT).into_owned(),
                 token,
                 session,
             ]
@@ -192,7 +193,7 @@ mod tests {
         let mut e = entry("al\u{1b}ice", NOW - 180, None);
         e.access_token = Secret::new(crate::jwt::tests::token(NOW - 48, NOW, "x", &[]));
         insta::assert_snapshot!(whoami(&e, &args(), NOW), @r"
-        user:    al?ice
+        user:    al\x1bice
         groups:  (none)
         cluster: prod
         issuer:  https://issuer.example:8443
@@ -266,6 +267,45 @@ mod tests {
         token:   expired 2025-12-31T21:00:00Z (3h 0m ago)
         session: ended 2025-12-31T21:30:00Z (2h 30m ago)
         ");
+    }
+
+    /// Names from the issuer (user, groups in the token) and from the cache index (cluster,
+    /// issuer) reach stdout escaped and bounded: no ESC, no line of its own, no megabyte.
+    #[test]
+    fn reports_escape_and_bound_outside_text() {
+        let mut e = entry(&"m\u{202e}".repeat(1 << 18), NOW + 600, None);
+        e.access_token = Secret::new(crate::jwt::tests::token(
+            NOW - 48,
+            NOW + 600,
+            "x",
+            &["ops\u{1b}]0;title\u{7}", "dev\nuser:    root"],
+        ));
+        let text = whoami(&e, &args(), NOW);
+        assert_eq!(text.lines().count(), 6, "{text}");
+        assert!(
+            text.contains(r"groups:  ops\x1b]0;title\x07, dev\nuser:    root"),
+            "{text}"
+        );
+        assert!(text.len() < 2000, "{} bytes", text.len());
+        assert!(!text.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{text}");
+        let listed = [Listed {
+            key: CacheKey::new("https://i", "prod", "c", None),
+            entry: e,
+            origin: Some(Origin {
+                issuer: "https://i\u{1b}[2J".to_owned(),
+                cluster: "prod\r\nfake  https://x  root".to_owned(),
+                client_id: "kubectl-credential".to_owned(),
+                account: None,
+            }),
+        }];
+        let text = status(&listed, NOW, "keyring");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.contains(r"prod\r\nfake  https://x  root  https://i\x1b[2J"),
+            "{text}"
+        );
+        assert!(text.contains("…[+"), "not bounded");
+        assert!(text.len() < 2000, "{} bytes", text.len());
     }
 
     /// An entry in the keyring written before the plugin recorded whose session it is: `status`

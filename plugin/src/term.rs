@@ -1,37 +1,24 @@
-//! Text that comes from the network (the issuer's URLs, codes, names and error descriptions)
-//! made safe to print on the person's terminal.
+//! File and directory names as the person reads them: the one place the plugin turns a path
+//! into terminal text (a name can hold control characters too), through `shared::text`.
 
-use std::borrow::Cow;
 use std::path::Path;
 
-/// Text from the issuer, made safe to print on a terminal: control characters (which could
-/// move the cursor or rewrite the prompt) become `?`.
-pub(crate) fn printable(text: &str) -> Cow<'_, str> {
-    if text.chars().any(char::is_control) {
-        Cow::Owned(
-            text.chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect(),
-        )
-    } else {
-        Cow::Borrowed(text)
-    }
-}
+use credential_shared::text;
 
-/// A file or directory name as the person reads it: the one place paths are turned into
-/// terminal text (a name can hold control characters too), so that how they are escaped can be
-/// changed once for every message.
+/// `path` escaped and bounded for a terminal or an error message.
 pub(crate) fn path(path: &Path) -> String {
-    printable(&path.to_string_lossy()).into_owned()
+    text::escape(&path.to_string_lossy(), text::LONG).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::path;
 
     #[test]
-    fn control_characters_are_replaced() {
-        assert_eq!(printable("WDJB-MJHT"), "WDJB-MJHT");
-        assert_eq!(printable("a\u{1b}[2Jb\r\n"), "a?[2Jb??");
+    fn control_characters_in_paths_are_escaped() {
+        assert_eq!(path(Path::new("/home/a/x.json")), "/home/a/x.json");
+        assert_eq!(path(Path::new("/tmp/a\u{1b}[2J\nb")), "/tmp/a\\x1b[2J\\nb");
     }
+
+    use std::path::Path;
 }

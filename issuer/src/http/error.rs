@@ -5,6 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use credential_shared::oauth::{OAuthError, OAuthErrorCode};
+use credential_shared::text::Untrusted;
 
 use super::templates;
 
@@ -195,5 +196,5 @@ fn log_internal(err: &(dyn std::error::Error + 'static)) {
         chain.push_str(&s.to_string());
         source = s.source();
     }
-    tracing::error!(error = %chain, "internal error");
+    tracing::error!(error = %Untrusted::long(&chain), "internal error");
 }

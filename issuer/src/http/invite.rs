@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
+use credential_shared::text::Untrusted;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -272,7 +273,7 @@ pub(super) async fn invite_submit(
     let reserved = match attempts::reserve(store, now, window, &counters).await? {
         Ok(r) => r,
         Err(refused) => {
-            tracing::warn!(request_id = %rid, client_addr = %addr, "invitation code entry rate limited");
+            tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "invitation code entry rate limited");
             state.metrics().failure(Failure::RateLimited);
             audit_invite(
                 &state,
@@ -301,7 +302,7 @@ pub(super) async fn invite_submit(
     }
     let key = crate::totp::base32_decode(seed.expose()).unwrap_or_default();
     let Some(step) = crate::totp::verify(&key, &f.totp_code, now.unix_timestamp(), None) else {
-        tracing::info!(request_id = %rid, client_addr = %addr, "wrong code on an invitation");
+        tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "wrong code on an invitation");
         state.metrics().failure(Failure::Password);
         audit_invite(
             &state,
@@ -349,7 +350,7 @@ pub(super) async fn invite_submit(
     reserved.release(store).await?;
     store.clear_failures(&inv_key).await?;
     audit_invite(&state, "invitation.used", &inv, &addr, &rid, None, now).await;
-    tracing::info!(request_id = %rid, user = %inv.username, "invitation accepted");
+    tracing::info!(request_id = %rid, user = %Untrusted::new(&inv.username), "invitation accepted");
     Ok(Html(account_templates::invite_done_page(&inv.username)).into_response())
 }
 

@@ -135,7 +135,7 @@ async fn observe(mut req: Request, next: Next) -> Response {
         h.insert(HeaderName::from_static("x-request-id"), v);
     }
     let status = res.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let ms = round_ms(started.elapsed());
     // Token reviews come from API servers at thousands per second: a line each would cost more
     // than the review (measured in docs/benchmarks.md). Kubernetes' audit log and the webhook
     // metrics record them; failed ones are still logged here.
@@ -145,6 +145,15 @@ async fn observe(mut req: Request, next: Next) -> Response {
         tracing::info!(request_id = %id, %method, route, status, ms, "request");
     }
     res
+}
+
+/// A duration in milliseconds rounded to the microsecond (`ms=0.031`, not
+/// `ms=0.030527000000000002`): an integer divided once, so the float prints as the decimal.
+fn round_ms(elapsed: std::time::Duration) -> f64 {
+    // Microseconds stay below 2^53 for 285 years, so the conversion is exact.
+    #[expect(clippy::cast_precision_loss, reason = "exact below 2^53 microseconds")]
+    let us = elapsed.as_micros() as f64;
+    us / 1000.0
 }
 
 /// The address of the peer, for rate limits, audit rows and the consent page. The issuer does
@@ -190,3 +199,20 @@ mod requests_tests;
 mod tests;
 #[cfg(test)]
 mod webhook_tests;
+
+#[cfg(test)]
+mod latency_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn latencies_are_rounded_to_the_microsecond() {
+        for (elapsed, printed) in [
+            (Duration::from_nanos(30_527), "0.03"),
+            (Duration::from_nanos(31_999), "0.031"),
+            (Duration::from_micros(1_234_567), "1234.567"),
+            (Duration::ZERO, "0.0"),
+        ] {
+            assert_eq!(format!("{:?}", super::round_ms(elapsed)), printed);
+        }
+    }
+}

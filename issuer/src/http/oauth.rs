@@ -11,6 +11,7 @@ use credential_shared::oauth::{
     RevocationRequest, TokenRequest, TokenResponse, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
     PATH_DEVICE_PAGE,
 };
+use credential_shared::text::Untrusted;
 use time::OffsetDateTime;
 
 use super::{ClientAddr, OAuthReply, RequestId};
@@ -72,7 +73,7 @@ pub(super) async fn device_authorization(
         )
         .await?;
     if !started.allowed {
-        tracing::warn!(request_id = %rid, client_addr = %addr, "device authorization rate limited");
+        tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "device authorization rate limited");
         state.metrics().failure(Failure::RateLimited);
         let secs = started.retry_after.as_secs();
         return Err(OAuthReply::too_many(format!(
@@ -105,7 +106,7 @@ pub(super) async fn device_authorization(
             Err(e) => return Err(e.into()),
         }
         state.metrics().device_authorization();
-        tracing::info!(request_id = %rid, cluster = %req.cluster, client_addr = %addr, "device authorization started");
+        tracing::info!(request_id = %rid, cluster = %Untrusted::new(&req.cluster), client_addr = %Untrusted::new(&addr), "device authorization started");
         let base = cfg.issuer();
         let display = user_code::display(&code);
         return Ok(Json(DeviceAuthorizationResponse {
@@ -255,7 +256,7 @@ async fn device_code_grant(
             let reply = mint(state, &user, &session, &refresh, &contents, now)?;
             audit_login(state, &user, &session.cluster, addr, rid, &contents, now).await?;
             state.metrics().login();
-            tracing::info!(request_id = %rid, user = %user.username, cluster = %session.cluster, "device login completed");
+            tracing::info!(request_id = %rid, user = %Untrusted::new(&user.username), cluster = %Untrusted::new(&session.cluster), "device login completed");
             Ok(reply)
         }
     }
@@ -337,7 +338,7 @@ async fn refresh_grant(
             user_id,
         } => {
             state.review_caches().invalidate_session(&session_id);
-            tracing::warn!(request_id = %rid, session_id, user_id, client_addr = %addr, "refresh token reused; session revoked");
+            tracing::warn!(request_id = %rid, session_id, user_id, client_addr = %Untrusted::new(&addr), "refresh token reused; session revoked");
             state.metrics().failure(Failure::RefreshReuse);
             let e = AuditEvent {
                 event: "session.revoked.reuse",
@@ -398,7 +399,7 @@ async fn retried(
         .map_err(|e| OAuthReply::internal(&e))?;
     let contents = contents(state, user, session, now).await?;
     let reply = mint(state, user, session, &successor, &contents, now)?;
-    tracing::info!(request_id = %rid, session_id = %session.id, client_addr = %addr, "refresh retried within the grace; same successor handed out");
+    tracing::info!(request_id = %rid, session_id = %session.id, client_addr = %Untrusted::new(addr), "refresh retried within the grace; same successor handed out");
     let e = AuditEvent {
         event: "refresh.retried",
         actor: Some("system".into()),
@@ -503,15 +504,15 @@ async fn upstream_recheck(
                     .put_upstream_session(&up.session.id, &up.provider, &sealed, now)
                     .await?;
             }
-            tracing::info!(request_id = %rid, user = %up.user.username, provider = %up.provider, "person re-checked upstream");
+            tracing::info!(request_id = %rid, user = %Untrusted::new(&up.user.username), provider = %up.provider, "person re-checked upstream");
             Ok(())
         }
         Err(e) if e.is_refusal() => {
-            tracing::info!(request_id = %rid, user = %up.user.username, provider = %up.provider, error = %e, "upstream refused the refresh; session revoked");
+            tracing::info!(request_id = %rid, user = %Untrusted::new(&up.user.username), provider = %up.provider, error = %Untrusted::long(&e), "upstream refused the refresh; session revoked");
             Err(refused("upstream.refused").await)
         }
         Err(e) => {
-            tracing::warn!(request_id = %rid, provider = %up.provider, error = %e, "upstream unreachable during refresh");
+            tracing::warn!(request_id = %rid, provider = %up.provider, error = %Untrusted::long(&e), "upstream unreachable during refresh");
             Err(OAuthReply::unavailable(
                 "the identity provider cannot be reached; try again shortly",
             ))

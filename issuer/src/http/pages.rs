@@ -10,6 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
+use credential_shared::text::Untrusted;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -230,7 +231,7 @@ pub(super) async fn device_submit(
     let reserved = match attempts::reserve(state.store(), now, window, &counters).await? {
         Ok(r) => r,
         Err(refused) => {
-            tracing::warn!(request_id = %rid, client_addr = %addr, "user code entry rate limited");
+            tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "user code entry rate limited");
             state.metrics().failure(Failure::RateLimited);
             audit_failure(&state, "user_code.rate_limited", None, &addr, &rid, now).await;
             let msg = format!(
@@ -249,7 +250,7 @@ pub(super) async fn device_submit(
     };
     let device = device.filter(|d| d.status == Status::Pending && d.expires_at > now);
     let Some(device) = device else {
-        tracing::info!(request_id = %rid, client_addr = %addr, "wrong or expired user code entered");
+        tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "wrong or expired user code entered");
         state.metrics().failure(Failure::UserCode);
         audit_failure(&state, "user_code.invalid", None, &addr, &rid, now).await;
         return Ok((
@@ -377,7 +378,7 @@ pub(super) async fn login_submit(
     let reserved = match attempts::reserve(store, now, window, &counters).await? {
         Ok(r) => r,
         Err(refused) => {
-            tracing::warn!(request_id = %rid, client_addr = %addr, "password sign-in rate limited");
+            tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "password sign-in rate limited");
             state.metrics().failure(Failure::RateLimited);
             audit_failure(
                 &state,
@@ -413,7 +414,7 @@ pub(super) async fn login_submit(
         .unwrap_or(false);
     let user = user.filter(|u| matches && u.password_hash.is_some() && u.disabled_at.is_none());
     let Some(user) = user else {
-        tracing::info!(request_id = %rid, client_addr = %addr, "password sign-in failed");
+        tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "password sign-in failed");
         state.metrics().failure(Failure::Password);
         audit_failure(&state, "login.failed", Some(&username), &addr, &rid, now).await;
         return Ok((
@@ -430,7 +431,7 @@ pub(super) async fn login_submit(
     reserved.release(store).await?;
     store.clear_failures(&user_key).await?;
     if user.is_expired(now) {
-        tracing::info!(request_id = %rid, client_addr = %addr, "sign-in of an expired account refused");
+        tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "sign-in of an expired account refused");
         audit_failure(
             &state,
             "login.refused.expired",
@@ -482,7 +483,7 @@ pub(super) async fn signed_in(
     let back = state.store().web_return_to(&session.id_hash).await?;
     state.store().delete_web_session(&session.id_hash).await?;
     let browser = new_session(state, Some(user.id.clone()), session.device_id.clone()).await?;
-    tracing::info!(request_id = %rid, user = %user.username, "signed in");
+    tracing::info!(request_id = %rid, user = %Untrusted::new(&user.username), "signed in");
     let next = next_page(&browser, back.as_deref(), &user.username);
     Ok(browser.respond(next))
 }
@@ -619,7 +620,7 @@ pub(super) async fn consent_submit(
     if let Err(err) = state.store().audit(&e, now).await {
         tracing::error!(error = %err, "audit write failed");
     }
-    tracing::info!(request_id = %rid, user = %user.username, cluster = %device.cluster, approve, "device authorization decided");
+    tracing::info!(request_id = %rid, user = %Untrusted::new(&user.username), cluster = %Untrusted::new(&device.cluster), approve, "device authorization decided");
     Ok(Html(templates::done_page(approve, &device.cluster)).into_response())
 }
 

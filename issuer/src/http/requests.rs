@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
 use credential_shared::api::{AccessRequestList, ApiErrorBody, NewAccessRequest};
 use credential_shared::oauth::AccessTokenClaims;
+use credential_shared::text::Untrusted;
 use serde::Deserialize;
 
 use super::pages::{current, form, see_other, verified};
@@ -93,7 +94,7 @@ impl From<crate::store::Error> for ApiError {
 
 impl From<crate::review::Error> for ApiError {
     fn from(e: crate::review::Error) -> Self {
-        tracing::error!(error = %e, "requests api: authentication failed");
+        tracing::error!(error = %Untrusted::long(&e), "requests api: authentication failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
@@ -185,7 +186,7 @@ pub(super) async fn file(
     )
     .await?;
     state.metrics().request_filed();
-    tracing::info!(request = %r.id, requester = %r.requester, role = %r.role, cluster = %r.cluster, status = r.status.as_str(), "access request filed");
+    tracing::info!(request = %r.id, requester = %Untrusted::new(&r.requester), role = %Untrusted::new(&r.role), cluster = %Untrusted::new(&r.cluster), status = r.status.as_str(), "access request filed");
     notify(&state, notices);
     let info = svc::info(state.store(), &r, now).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
@@ -384,7 +385,7 @@ pub(super) async fn decide(
     let result = svc::decide(state.store(), state.config(), decision, &origin, now).await;
     match result {
         Ok((r, notices)) => {
-            tracing::info!(request = %r.id, approver = %user.username, approve, "access request decided");
+            tracing::info!(request = %r.id, approver = %Untrusted::new(&user.username), approve, "access request decided");
             notify(&state, notices);
             let msg = format!(
                 "Request {} of {} {}.",

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
+use credential_shared::text::Untrusted;
 use serde::Deserialize;
 
 use super::account_templates;
@@ -138,7 +139,7 @@ pub(super) async fn totp_submit(
     let reserved = match attempts::reserve(store, now, window, &counters).await? {
         Ok(r) => r,
         Err(refused) => {
-            tracing::warn!(request_id = %rid, client_addr = %addr, "second factor rate limited");
+            tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "second factor rate limited");
             state.metrics().failure(Failure::RateLimited);
             audit_failure(
                 &state,
@@ -164,7 +165,7 @@ pub(super) async fn totp_submit(
         None => false,
     };
     if !accepted {
-        tracing::info!(request_id = %rid, client_addr = %addr, "wrong second-factor code");
+        tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "wrong second-factor code");
         state.metrics().failure(Failure::Password);
         audit_failure(
             &state,

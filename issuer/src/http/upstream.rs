@@ -11,6 +11,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use credential_shared::text::Untrusted;
 use serde::Deserialize;
 
 use super::pages::{audit_failure, current, form, new_session, verified};
@@ -107,7 +108,7 @@ pub(super) async fn start(
     {
         Ok(u) => u,
         Err(e) => {
-            tracing::warn!(request_id = %rid, provider = %provider.config().id, error = %e, "upstream sign-in could not start");
+            tracing::warn!(request_id = %rid, provider = %provider.config().id, error = %Untrusted::long(&e), "upstream sign-in could not start");
             return Err(unavailable(&provider.config().name));
         }
     };
@@ -158,7 +159,7 @@ pub(super) async fn callback(
     let login = state.store().take_upstream_login(&hash(&st), now).await?;
     let Some(login) = login.filter(|l| constant_time_eq(&l.web_session_hash, &session.id_hash))
     else {
-        tracing::warn!(request_id = %rid, client_addr = %addr, "upstream callback with an unknown, spent or foreign state");
+        tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "upstream callback with an unknown, spent or foreign state");
         audit_failure(&state, "login.upstream.bad_state", None, &addr, &rid, now).await;
         return Err(invalid_link());
     };
@@ -218,7 +219,7 @@ pub(super) async fn callback(
     let (identity, tokens) = match exchanged {
         Ok(x) => x,
         Err(e) if e.is_refusal() => {
-            tracing::warn!(request_id = %rid, provider = %login.provider, error = %e, "upstream sign-in refused");
+            tracing::warn!(request_id = %rid, provider = %login.provider, error = %Untrusted::long(&e), "upstream sign-in refused");
             audit_failure(&state, "login.upstream.failed", None, &addr, &rid, now).await;
             return Err(PageError::new(
                 StatusCode::BAD_REQUEST,
@@ -227,7 +228,7 @@ pub(super) async fn callback(
             ));
         }
         Err(e) => {
-            tracing::warn!(request_id = %rid, provider = %login.provider, error = %e, "upstream sign-in failed");
+            tracing::warn!(request_id = %rid, provider = %login.provider, error = %Untrusted::long(&e), "upstream sign-in failed");
             audit_failure(&state, "login.upstream.failed", None, &addr, &rid, now).await;
             return Err(unavailable(&name));
         }
@@ -319,7 +320,7 @@ pub(super) async fn callback(
     let back = state.store().web_return_to(&session.id_hash).await?;
     state.store().delete_web_session(&session.id_hash).await?;
     let browser = new_session(&state, Some(user.id.clone()), session.device_id.clone()).await?;
-    tracing::info!(request_id = %rid, user = %user.username, provider = %login.provider, "signed in upstream");
+    tracing::info!(request_id = %rid, user = %Untrusted::new(&user.username), provider = %login.provider, "signed in upstream");
     let next = super::pages::next_page(&browser, back.as_deref(), &user.username);
     Ok(browser.respond(next))
 }

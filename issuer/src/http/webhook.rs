@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use credential_shared::text::Untrusted;
 use credential_shared::token_review::{
     TokenReviewRequest, TokenReviewResponse, TokenReviewStatus, UserInfo, API_VERSION_V1,
     API_VERSION_V1BETA1, KIND,
@@ -100,15 +101,11 @@ async fn reviewed(
             )
         }
         Err(review::Error::UnknownCluster(name)) => {
-            return (
-                "bad_request",
-                plain(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                    "unknown cluster {name:?}: the path must name a cluster of the issuer's config"
-                ),
-                ),
-            )
+            let message = format!(
+                "unknown cluster \"{}\": the path must name a cluster of the issuer's config",
+                Untrusted::new(&name)
+            );
+            return ("bad_request", plain(StatusCode::NOT_FOUND, message));
         }
         Err(review::Error::Store(e)) => {
             tracing::error!(error = %e, "token review failed");

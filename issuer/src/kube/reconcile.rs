@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use credential_shared::text::Untrusted;
 use time::OffsetDateTime;
 
 use super::client::Client;
@@ -150,14 +151,14 @@ pub async fn round(
         let ch = change.clone();
         match blocking(move || apply(&c, &ch)).await {
             Ok(()) => {
-                tracing::info!(cluster = %cluster.name, action = change.action(), object = %change.object(), "reconciler changed an object");
+                tracing::info!(cluster = %cluster.name, action = change.action(), object = %Untrusted::new(change.object()), "reconciler changed an object");
                 ctx.metrics
                     .reconciler_change(&cluster.name, change.action());
                 audit(ctx, &cluster.name, &change, &current).await;
                 report.changes.push(change);
             }
             Err(e) => {
-                tracing::warn!(cluster = %cluster.name, action = change.action(), object = %change.object(), error = %e, "reconciler change failed");
+                tracing::warn!(cluster = %cluster.name, action = change.action(), object = %Untrusted::new(change.object()), error = %Untrusted::long(&e), "reconciler change failed");
                 ctx.metrics.reconciler_error(&cluster.name);
                 report.failed.push((change, e.to_string()));
             }
@@ -370,7 +371,7 @@ pub async fn run(state: AppState) {
                 Err(e) => {
                     state.metrics().reconciler_error(&cluster.name);
                     if schedule.failed(now) {
-                        tracing::warn!(error = %e, "grant reconciler round failed");
+                        tracing::warn!(error = %Untrusted::long(&e), "grant reconciler round failed");
                     }
                 }
             }
