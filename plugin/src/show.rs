@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use credential_shared::text::{escape, LONG, SHORT};
+use credential_shared::text::{escape, SHORT};
 
 use crate::cache::{Entry, Listed};
 use crate::cli::CommonArgs;
@@ -24,14 +24,20 @@ pub(crate) fn print(text: &str) -> Result<(), Error> {
 /// `whoami`'s report on the session in `entry`, stored for `args`.
 pub(crate) fn whoami(entry: &Entry, args: &CommonArgs, now: i64) -> String {
     let groups = entry.groups();
+    // Each name is escaped and bounded on its own: a person in many groups sees them all (the
+    // token's size already bounds how many there are).
     let groups = if groups.is_empty() {
         "(none)".to_owned()
     } else {
-        groups.join(", ")
+        groups
+            .iter()
+            .map(|g| escape(g, SHORT))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let rows = [
         ("user", escape(&entry.username, SHORT).into_owned()),
-        ("groups", escape(&groups, LONG).into_owned()),
+        ("groups", groups),
         ("cluster", escape(&args.cluster, SHORT).into_owned()),
         ("issuer", args.issuer.to_string()),
         ("token", token_expiry(entry, now)),
