@@ -180,6 +180,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 #[cfg(test)]
 mod audit_page_tests;
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod invite_tests;
 #[cfg(test)]
 mod requests_tests;
