@@ -1083,3 +1083,33 @@ async fn a_user_name_with_control_characters_is_a_failed_sign_in() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     assert!(r.body.contains("Wrong username or password"), "{}", r.body);
 }
+
+/// Found by `token_reviews_accept_only_tokens_the_issuer_would` on PostgreSQL: a token signed
+/// with the issuer's key whose `sid` held NUL reached the session lookup, PostgreSQL refused the
+/// text, and the API server got a 500. (The issuer never mints such a token; the claim check now
+/// refuses any `sid` that is not a session id.)
+#[tokio::test]
+async fn a_signed_token_with_an_impossible_session_id_is_refused_not_a_server_error() {
+    let app = TestApp::new().await;
+    let live = logged_in(&app, "fuzz").await.access_token;
+    let mut claims = decode(&live);
+    claims.sid = Some("\0".to_owned());
+    let token = app
+        .state
+        .signer()
+        .sign(&claims)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let slot = serde_json::Value::String(token).to_string();
+    let r = app
+        .send(
+            Request::post("/authenticate/default")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(review_doc(&slot)))
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let review: TokenReviewResponse = r.json();
+    assert!(!review.status.authenticated);
+    assert_eq!(review.status.error, "token has no session");
+}
