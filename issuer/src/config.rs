@@ -733,10 +733,15 @@ impl Config {
 
     /// Parses a TOML file.
     pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_small_file(path, MAX_CONFIG_FILE)
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
+            .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
@@ -806,6 +811,9 @@ impl Config {
         }
         if session_ttl < token_ttl {
             return Err(invalid("session_ttl", "must not be shorter than token_ttl"));
+        }
+        if session_ttl > MAX_SESSION_TTL {
+            return Err(invalid("session_ttl", "must be at most 366d"));
         }
         if device_code_ttl < Duration::from_secs(30) || device_code_ttl > Duration::from_secs(3600)
         {
@@ -899,6 +907,9 @@ impl Config {
                 rate_limits.device_authorizations = n;
             }
             rate_limits.window = duration_field("rate_limits.window", r.window.as_deref(), "15m")?;
+            if rate_limits.window > MAX_RATE_LIMIT_WINDOW {
+                return Err(invalid("rate_limits.window", "must be at most 1d"));
+            }
         }
 
         let mut accounts = Accounts::default();
@@ -1202,7 +1213,7 @@ fn validate_cluster(i: usize, c: FileCluster) -> Result<ClusterConfig, ConfigErr
             ))
         }
         (Some(path), None) => {
-            let pem = std::fs::read(&path).map_err(|e| {
+            let pem = read_small_file(&path, MAX_CA_FILE).map_err(|e| {
                 invalid(
                     field("ca_file"),
                     format!("cannot read {}: {e}", path.display()),
@@ -1331,8 +1342,11 @@ fn validate_role(i: usize, r: FileRole) -> Result<RoleConfig, ConfigError> {
         None => None,
         Some(s) => Some(duration_field(&field("max_duration"), Some(&s), "0s")?),
     };
-    if max_duration.is_some_and(|d| d.is_zero()) {
-        return Err(invalid(field("max_duration"), "must be at least 1s"));
+    if max_duration.is_some_and(|d| d.is_zero() || d > MAX_GRANT_DURATION) {
+        return Err(invalid(
+            field("max_duration"),
+            "must be between 1s and 366d",
+        ));
     }
     for (j, g) in r.approvers.iter().enumerate() {
         if crate::domain::names::validate_group(g).is_err() {
@@ -1401,12 +1415,17 @@ fn validate_notifications(n: FileNotifications) -> Result<Option<Notifications>,
     let webhook_secret = match n.webhook_secret_file {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                invalid(
-                    "notifications.webhook_secret_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
+            let text = read_small_file(&path, MAX_SECRET_FILE)
+                .and_then(|b| {
+                    String::from_utf8(b)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                })
+                .map_err(|e| {
+                    invalid(
+                        "notifications.webhook_secret_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
             let text = text.trim();
             if text.len() < 16 {
                 return Err(invalid(
@@ -1475,7 +1494,11 @@ fn validate_upstream(i: usize, u: FileUpstream) -> Result<UpstreamConfig, Config
                 "set client_secret_file or client_secret_env",
             ))
         }
-        (Some(path), None) => std::fs::read_to_string(&path)
+        (Some(path), None) => read_small_file(&path, MAX_SECRET_FILE)
+            .and_then(|b| {
+                String::from_utf8(b)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
             .map_err(|e| {
                 invalid(
                     field("client_secret_file"),
@@ -1620,6 +1643,46 @@ fn validate_policy(
         });
     }
     Ok(Policy { rules })
+}
+
+/// Longest login session. Handlers add it to the time (`now + session_ttl`), which must stay a
+/// date; a year is far beyond any sensible login.
+const MAX_SESSION_TTL: Duration = Duration::from_secs(366 * 86_400);
+/// Longest rate-limit window. The store adds it to a time in SQL (a PostgreSQL `bigint`, which
+/// refuses to overflow), and a counter that forgives after more than a day locks people out.
+const MAX_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(86_400);
+/// Longest grant a role allows: a requested grant ends at `now + duration`, which must stay a
+/// date.
+const MAX_GRANT_DURATION: Duration = Duration::from_secs(366 * 86_400);
+/// Largest config file read (the example is 10 KiB).
+const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+/// Largest CA bundle read for a cluster.
+const MAX_CA_FILE: u64 = 1024 * 1024;
+/// Largest secret file read (client secrets and webhook secrets are short).
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Reads a file the config names: a regular file of at most `max` bytes. A device (`/dev/zero`
+/// would be read until memory runs out), a FIFO (whose `open` waits for a writer) or a huge
+/// file is an error, so a wrong path fails at start with the field's name instead of hanging.
+fn read_small_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Parses `90s`, `5m`, `12h`, `30d` (one unit; a bare number is seconds).
@@ -2143,6 +2206,9 @@ max_duration = "30d"
         assert!(err.to_string().contains("refresh_retry_grace"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;
 
 #[cfg(test)]
 mod example_tests {

@@ -9,6 +9,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+#[cfg(test)]
+mod fuzz_support;
 pub mod http;
 pub mod kube;
 pub mod leader;

@@ -9,6 +9,8 @@ mod device_flow;
 mod env;
 mod error;
 mod exec;
+#[cfg(test)]
+mod fuzz_tests;
 mod handout;
 mod issuer;
 mod jwt;

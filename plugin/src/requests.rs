@@ -22,7 +22,11 @@ use crate::clock::when;
 pub(crate) const CHECK_EVERY: i64 = 5;
 /// A record older than this is dropped (the issuer expires pending requests sooner).
 const FORGET_AFTER: i64 = 8 * 86_400;
-/// A larger record is not ours (a few ids and times).
+/// Most requests a record keeps (the newest): `get` may ask the issuer about each, with a
+/// timeout, on kubectl's path, so a record cannot be allowed to make it ask about thousands.
+/// The issuer lets one person file 20 per window by default.
+const MAX_PENDING: usize = 32;
+/// A larger record is not ours (one id is a few dozen bytes); it reads as none.
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 /// A duration as the `--for` flag takes it: `30m`, `1h30m`, `90s`.
@@ -155,15 +159,34 @@ impl Pending {
         let (root, path) = path(args)?;
         // Checked like the other cache files: a record that is a link, another user's or
         // writable by others is not believed (it decides what `get` asks the issuer).
-        let text = crate::cache::read_steering(&root, &path, MAX_RECORD_BYTES)?;
-        let mut p: Self = serde_json::from_slice(&text).ok()?;
-        p.ids.retain(|(_, at)| now - at < FORGET_AFTER);
+        let bytes = crate::cache::read_steering(&root, &path, MAX_RECORD_BYTES)?;
+        Self::parse(&bytes, now)
+    }
+
+    /// Reads a stored record: `None` unless it is one, and only the ids worth asking about
+    /// (recent, at most [`MAX_PENDING`] of them, each an id the issuer could have given). The
+    /// times are whatever the file says, so they are compared without overflowing.
+    pub(crate) fn parse(bytes: &[u8], now: i64) -> Option<Self> {
+        if bytes.len() as u64 > MAX_RECORD_BYTES {
+            return None;
+        }
+        let mut p: Self = serde_json::from_slice(bytes).ok()?;
+        p.ids.retain(|(id, at)| {
+            now.saturating_sub(*at) < FORGET_AFTER
+                && !id.is_empty()
+                && id.len() <= 64
+                && id.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        if p.ids.len() > MAX_PENDING {
+            p.ids.drain(..p.ids.len() - MAX_PENDING);
+        }
         Some(p)
     }
 
     /// Whether `get` should ask the issuer now.
     pub(crate) fn due(&self, now: i64) -> bool {
-        !self.ids.is_empty() && (now - self.checked_at >= CHECK_EVERY || now < self.checked_at)
+        !self.ids.is_empty()
+            && (now.saturating_sub(self.checked_at) >= CHECK_EVERY || now < self.checked_at)
     }
 
     /// Writes the record (removes it when nothing is pending). Best effort: losing it only
@@ -276,5 +299,44 @@ mod tests {
         assert!(p.due(NOW + CHECK_EVERY));
         assert!(p.due(NOW - 10), "a clock set back does not stop the checks");
         assert!(!Pending::default().due(NOW));
+    }
+
+    /// Found by `fuzz_tests::pending_records_are_short_and_well_formed`: `now - at` with the
+    /// smallest `i64` in the file overflowed (a panic in debug builds, a wrapped comparison in
+    /// release ones), and so did `now - checked_at` in `due`.
+    #[test]
+    fn pending_records_with_extreme_times_do_not_overflow() {
+        let raw = br#"{"ids":[["a0aa00a0aa",-9223372036854775808]],"checked_at":0}"#;
+        let p = Pending::parse(raw, 0);
+        assert_eq!(
+            p.map(|p| p.ids.len()),
+            Some(0),
+            "a request filed at the dawn of time is old"
+        );
+        let raw = br#"{"ids":[["a0aa00a0aa",0]],"checked_at":-9223372036854775808}"#;
+        let p = Pending::parse(raw, 0).unwrap_or_default();
+        assert!(p.due(0));
+        assert!(p.due(i64::MAX));
+    }
+
+    /// Found by the same property: a record with thousands of ids (2,000 fit in 64 KiB) made `get` ask the issuer
+    /// about each one (3 s timeout each) on kubectl's path, and ids the issuer never gives
+    /// (empty, or with characters it never uses) were kept and asked about forever.
+    #[test]
+    fn pending_records_keep_a_few_well_formed_ids() {
+        let ids: Vec<String> = (0..2000).map(|i| format!("[\"{i:010x}\",{NOW}]")).collect();
+        let raw = format!(r#"{{"ids":[{}],"checked_at":0}}"#, ids.join(","));
+        let p = Pending::parse(raw.as_bytes(), NOW).unwrap_or_default();
+        assert_eq!(p.ids.len(), MAX_PENDING);
+        assert_eq!(
+            p.ids.last().map(|(id, _)| id.as_str()),
+            Some("00000007cf"),
+            "the newest are kept"
+        );
+        let raw = format!(r#"{{"ids":[["",{NOW}],["../x",{NOW}],["ok1",{NOW}]],"checked_at":0}}"#);
+        let p = Pending::parse(raw.as_bytes(), NOW).unwrap_or_default();
+        assert_eq!(p.ids, [("ok1".to_owned(), NOW)]);
+        let huge = vec![b' '; 70 * 1024];
+        assert_eq!(Pending::parse(&huge, NOW), None);
     }
 }

@@ -119,10 +119,21 @@ pub fn check_claims(
     {
         return Err(Refusal::WrongAudience);
     }
-    if c.sid.as_deref().is_none_or(str::is_empty) {
+    if !c.sid.as_deref().is_some_and(is_session_id) {
         return Err(Refusal::NoSession);
     }
     Ok(())
+}
+
+/// Whether `sid` can name a session: the issuer's session ids are base64url (`random_token`).
+/// Anything else is refused before the database is asked, which (PostgreSQL) would refuse text
+/// holding NUL with an error rather than an empty answer.
+fn is_session_id(sid: &str) -> bool {
+    !sid.is_empty()
+        && sid.len() <= 64
+        && sid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// What the issuer knows about a session at review time.
@@ -251,7 +262,7 @@ mod tests {
 
     #[test]
     fn claims_table() {
-        let cases: [Case; 9] = [
+        let cases: [Case; 11] = [
             ("valid", |_| {}, NOW, Ok(())),
             (
                 "other issuer",
@@ -290,6 +301,21 @@ mod tests {
                 Err(Refusal::WrongAudience),
             ),
             ("no sid", |c| c.sid = None, NOW, Err(Refusal::NoSession)),
+            // Found by `http::fuzz_tests::token_reviews_accept_only_tokens_the_issuer_would` on
+            // PostgreSQL: a signed token whose sid held NUL reached the session lookup, which
+            // failed (a 500). No session id has such characters.
+            (
+                "sid no session has",
+                |c| c.sid = Some("s\0".into()),
+                NOW,
+                Err(Refusal::NoSession),
+            ),
+            (
+                "empty sid",
+                |c| c.sid = Some(String::new()),
+                NOW,
+                Err(Refusal::NoSession),
+            ),
             (
                 "one second before exp",
                 |c| c.exp = NOW.unix_timestamp() + 1,

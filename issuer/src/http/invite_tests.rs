@@ -13,10 +13,10 @@ use super::tests::{Reply, TestApp};
 use crate::admin::{create_invitation, InviteRequest};
 use crate::config::FileAccounts;
 
-const PASSWORD: &str = "a contractor's passphrase";
+pub(super) const PASSWORD: &str = "a contractor's passphrase";
 
 /// Invites `name` (account valid for `account`, link for `link`); returns the link's token.
-async fn invite(app: &TestApp, name: &str, account: Duration, link: Duration) -> String {
+pub(super) async fn invite(app: &TestApp, name: &str, account: Duration, link: Duration) -> String {
     let now = app.clock.now_for_tests();
     let groups = vec!["contractors".to_owned()];
     let created = create_invitation(
@@ -35,10 +35,10 @@ async fn invite(app: &TestApp, name: &str, account: Duration, link: Duration) ->
     created.token.expose().to_owned()
 }
 
-const DAY: Duration = Duration::from_secs(86_400);
+pub(super) const DAY: Duration = Duration::from_secs(86_400);
 
 /// The invitation page, opened in a new browser: (page, cookie, base32 secret).
-async fn open(app: &TestApp, token: &str) -> (Reply, String, String) {
+pub(super) async fn open(app: &TestApp, token: &str) -> (Reply, String, String) {
     let page = app.get(&format!("/invite/{token}"), None).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let cookie = page
@@ -84,7 +84,7 @@ async fn submit(
 }
 
 /// Invites and accepts; returns the base32 secret the person enrolled.
-async fn enrolled(app: &TestApp, name: &str, account: Duration) -> String {
+pub(super) async fn enrolled(app: &TestApp, name: &str, account: Duration) -> String {
     let token = invite(app, name, account, DAY).await;
     let (page, cookie, secret) = open(app, &token).await;
     let c = code(app, &secret, 0);
@@ -95,7 +95,7 @@ async fn enrolled(app: &TestApp, name: &str, account: Duration) -> String {
 
 /// Enters `user_code` and the password in a new browser; returns the reply to the password
 /// and the cookie it set.
-async fn password_step(app: &TestApp, user_code: &str, name: &str) -> (Reply, String) {
+pub(super) async fn password_step(app: &TestApp, user_code: &str, name: &str) -> (Reply, String) {
     let page = app.get("/device", None).await;
     let cookie = page.cookie().unwrap();
     let r = app

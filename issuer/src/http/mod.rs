@@ -192,6 +192,8 @@ mod audit_page_tests;
 #[cfg(test)]
 mod burst_tests;
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod invite_tests;
 #[cfg(test)]
 mod requests_tests;

@@ -61,6 +61,12 @@ pub(super) async fn device_authorization(
             format!("unknown cluster {:?}", truncate(&req.cluster)),
         ));
     }
+    if req.scope.as_deref().is_some_and(|s| !is_scope(s)) {
+        return Err(OAuthReply::bad(
+            E::InvalidScope,
+            "scope must be space-separated tokens of visible ASCII (RFC 6749 section 3.3)",
+        ));
+    }
     let now = state.now();
     let key = format!("device_auth:addr:{addr}");
     let started = state
@@ -759,6 +765,22 @@ pub(super) async fn revoke(
         }
     }
     Ok(StatusCode::OK)
+}
+
+/// Longest `scope` a device authorization stores (the plugin sends none).
+const MAX_SCOPE: usize = 1024;
+
+/// Whether `scope` is what RFC 6749 section 3.3 allows (`scope-token *( SP scope-token )`, a
+/// token being visible ASCII but `"` and `\`), and short. The scope is stored with the device
+/// code, and PostgreSQL refuses text holding NUL, so anything else is the client's error.
+fn is_scope(scope: &str) -> bool {
+    scope.len() <= MAX_SCOPE
+        && scope.split(' ').all(|token| {
+            !token.is_empty()
+                && token
+                    .bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+        })
 }
 
 /// Keeps echoed client input short in error descriptions.

@@ -360,7 +360,15 @@ pub(super) async fn login_submit(
     let cfg = state.config();
     let now = state.now();
     let window = cfg.rate_limits.window;
-    let username: String = f.username.trim().chars().take(64).collect();
+    // No account name holds a control character, and PostgreSQL refuses text with NUL in the
+    // lookup, the rate-limit key and the audit row: such characters are dropped here.
+    let username: String = f
+        .username
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
     let user_key = format!("password:user:{}", username.to_lowercase());
     let addr_key = format!("password:addr:{addr}");
     let limit = cfg.rate_limits.password_failures;
