@@ -20,6 +20,26 @@ pub(super) struct Counter<'a> {
     pub(super) limit: u32,
 }
 
+/// The two counters of a guess at one account's secret (a password, a TOTP code, an
+/// invitation's code): the client address, which may try four times the account's limit over
+/// all accounts, then the account.
+pub(super) fn address_and_account<'a>(
+    addr_key: &'a str,
+    account_key: &'a str,
+    limit: u32,
+) -> [Counter<'a>; 2] {
+    [
+        Counter {
+            key: addr_key,
+            limit: limit.saturating_mul(4),
+        },
+        Counter {
+            key: account_key,
+            limit,
+        },
+    ]
+}
+
 /// Attempts reserved in every counter of one request.
 #[derive(Debug)]
 pub(super) struct Reserved(Vec<Attempt>);

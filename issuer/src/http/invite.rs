@@ -16,7 +16,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::account_templates::{self, InviteView};
-use super::attempts::{self, Counter};
+use super::attempts;
 use super::pages::{current_or_new, form, format_time, verified};
 use super::second_factor::user_context;
 use super::{ClientAddr, PageError, RequestId};
@@ -260,16 +260,7 @@ pub(super) async fn invite_submit(
         )
             .into_response())
     };
-    let counters = [
-        Counter {
-            key: &addr_key,
-            limit: limit.saturating_mul(4),
-        },
-        Counter {
-            key: &inv_key,
-            limit,
-        },
-    ];
+    let counters = attempts::address_and_account(&addr_key, &inv_key, limit);
     let reserved = match attempts::reserve(store, now, window, &counters).await? {
         Ok(r) => r,
         Err(refused) => {

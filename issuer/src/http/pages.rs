@@ -373,16 +373,7 @@ pub(super) async fn login_submit(
     let addr_key = format!("password:addr:{addr}");
     let limit = cfg.rate_limits.password_failures;
     let store = state.store();
-    let counters = [
-        Counter {
-            key: &addr_key,
-            limit: limit.saturating_mul(4),
-        },
-        Counter {
-            key: &user_key,
-            limit,
-        },
-    ];
+    let counters = attempts::address_and_account(&addr_key, &user_key, limit);
     let reserved = match attempts::reserve(store, now, window, &counters).await? {
         Ok(r) => r,
         Err(refused) => {

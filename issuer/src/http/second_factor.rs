@@ -12,7 +12,7 @@ use credential_shared::text::Untrusted;
 use serde::Deserialize;
 
 use super::account_templates;
-use super::attempts::{self, Counter};
+use super::attempts;
 use super::pages::{self, audit_failure, current, form, new_session, see_other, verified};
 use super::{ClientAddr, PageError, RequestId};
 use crate::app::AppState;
@@ -126,16 +126,7 @@ pub(super) async fn totp_submit(
         )
             .into_response()
     };
-    let counters = [
-        Counter {
-            key: &addr_key,
-            limit: limit.saturating_mul(4),
-        },
-        Counter {
-            key: &user_key,
-            limit,
-        },
-    ];
+    let counters = attempts::address_and_account(&addr_key, &user_key, limit);
     let reserved = match attempts::reserve(store, now, window, &counters).await? {
         Ok(r) => r,
         Err(refused) => {
