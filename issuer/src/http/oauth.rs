@@ -330,7 +330,7 @@ async fn refresh_grant(
                 &presented_hash,
                 &session,
                 &user,
-                &successor_sealed,
+                successor_sealed.expose(),
                 now,
             )
             .await;

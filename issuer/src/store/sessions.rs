@@ -88,8 +88,9 @@ pub enum RotateOutcome {
         session: Session,
         /// Its account.
         user: User,
-        /// The successor, sealed with [`successor_context`] of the presented hash.
-        successor_sealed: String,
+        /// The successor, sealed with [`successor_context`] of the presented hash (kept out
+        /// of `Debug` prints all the same).
+        successor_sealed: crate::secret::Secret,
     },
     /// The token had been spent before: its session is now revoked.
     Reused {
@@ -114,6 +115,16 @@ pub struct Owner {
 type SessionRow = (String, String, String, String, i64, i64, Option<i64>);
 
 const COLUMNS: &str = "id, user_id, client_id, cluster, created_at, expires_at, revoked_at";
+
+/// A session from the JSON array of [`COLUMNS`] that a statement returned alongside another
+/// row (`Backend::json_array`).
+fn session_from_json(json: &str) -> Result<Session> {
+    let row: SessionRow = serde_json::from_str(json).map_err(|e| super::Error::Corrupt {
+        table: "sessions",
+        detail: e.to_string(),
+    })?;
+    from_row(row)
+}
 
 fn from_row(r: SessionRow) -> Result<Session> {
     Ok(Session {
@@ -323,13 +334,8 @@ impl Store {
             token_detail: by.token_detail.to_owned(),
         };
         if let Some((session, user)) = self.rotations.rotate(job).await? {
-            let session: SessionRow =
-                serde_json::from_str(&session).map_err(|e| super::Error::Corrupt {
-                    table: "sessions",
-                    detail: e.to_string(),
-                })?;
             let user = super::users::user_from_json(&user)?;
-            return Ok(RotateOutcome::Rotated(from_row(session)?, user));
+            return Ok(RotateOutcome::Rotated(session_from_json(&session)?, user));
         }
         // Slow path: say why.
         let current: Option<SessionRow> = sqlx::query_as(&format!(
@@ -414,15 +420,10 @@ impl Store {
         let Some((session, Some(successor_sealed), user)) = row else {
             return Ok(None);
         };
-        let session: SessionRow =
-            serde_json::from_str(&session).map_err(|e| super::Error::Corrupt {
-                table: "sessions",
-                detail: e.to_string(),
-            })?;
         Ok(Some(RotateOutcome::Retried {
-            session: from_row(session)?,
+            session: session_from_json(&session)?,
             user: super::users::user_from_json(&user)?,
-            successor_sealed,
+            successor_sealed: crate::secret::Secret::new(successor_sealed),
         }))
     }
 
@@ -443,13 +444,8 @@ impl Store {
         let Some((session, user)) = row else {
             return Ok(None);
         };
-        let session: SessionRow =
-            serde_json::from_str(&session).map_err(|e| super::Error::Corrupt {
-                table: "sessions",
-                detail: e.to_string(),
-            })?;
         Ok(Some((
-            from_row(session)?,
+            session_from_json(&session)?,
             super::users::user_from_json(&user)?,
         )))
     }
