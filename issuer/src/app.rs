@@ -26,6 +26,7 @@ struct Inner {
     upstreams: crate::upstream::Upstreams,
     reconcile_wakeup: crate::kube::reconcile::Wakeup,
     review_caches: crate::review::Caches,
+    health: crate::health::Health,
 }
 
 /// Why the issuer could not start.
@@ -102,6 +103,7 @@ impl AppState {
                 upstreams,
                 reconcile_wakeup: crate::kube::reconcile::Wakeup::default(),
                 review_caches: crate::review::Caches::default(),
+                health: crate::health::Health::default(),
             }),
         })
     }
@@ -116,6 +118,12 @@ impl AppState {
     #[must_use]
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The database's health as last seen (see [`crate::health`]).
+    #[must_use]
+    pub fn health(&self) -> &crate::health::Health {
+        &self.inner.health
     }
 
     /// The signing keys.

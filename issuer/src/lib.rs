@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 #[cfg(test)]
 mod fuzz_support;
+pub mod health;
 pub mod http;
 pub mod kube;
 pub mod leader;

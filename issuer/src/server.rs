@@ -57,6 +57,7 @@ pub async fn serve(
     let handle = axum_server::Handle::new();
     let upkeep = tokio::spawn(upkeep(state.clone()));
     let checkpoints = tokio::spawn(checkpoints(state.clone()));
+    let probe = tokio::spawn(probe_database(state.clone()));
     // The lease decides which replica runs the audit sealer and the reconciler.
     let lease = tokio::spawn(crate::leader::run(state.clone()));
     let revocations = tokio::spawn(revocation_feed(state.clone()));
@@ -76,6 +77,7 @@ pub async fn serve(
         .await;
     upkeep.abort();
     checkpoints.abort();
+    probe.abort();
     revocations.abort();
     lease.abort();
     audit.abort();
@@ -165,6 +167,50 @@ async fn revocation_feed(state: AppState) {
             }
             // Keep `since`: the next look covers this one's window too.
             Err(e) => tracing::warn!(error = %e, "reading revocations failed"),
+        }
+    }
+}
+
+/// Keeps [`crate::health`] fresh: reads and a one-row write every second, each bounded by the
+/// same second, so that `/readyz` answers from memory and a fault is seen (and its end too)
+/// within a second whether or not requests are coming in.
+async fn probe_database(state: AppState) {
+    let mut tick = tokio::time::interval(crate::health::PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = state.now();
+        let probe = state.store().probe(state.leader().holder(), now);
+        let (fault, detail) = match tokio::time::timeout(crate::health::PROBE_EVERY, probe).await {
+            Ok(Ok(())) => {
+                if let Some(t) = state.health().recovered() {
+                    let down_s = (state.now() - t.since).whole_seconds();
+                    tracing::warn!(
+                        fault = t.fault.describe(),
+                        down_s,
+                        "the database is healthy again"
+                    );
+                }
+                continue;
+            }
+            Ok(Err(e)) => (
+                e.fault().unwrap_or(crate::store::Fault::Io),
+                crate::store::cause_chain(&e),
+            ),
+            Err(_) => (
+                crate::store::Fault::TimedOut,
+                format!(
+                    "no answer within {} ms",
+                    crate::health::PROBE_EVERY.as_millis()
+                ),
+            ),
+        };
+        if state.health().report(fault, now) {
+            tracing::error!(
+                fault = fault.describe(),
+                error = %credential_shared::text::Untrusted::long(&detail),
+                "database fault: requests that need the database are answered 503 until it passes"
+            );
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Public documents: OpenID discovery and JWKS (what kube-apiserver's `--oidc-issuer-url`
 //! fetches), the cluster list, and health probes.
 
+use std::fmt::Write as _;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -83,19 +85,36 @@ pub(super) async fn healthz() -> &'static str {
     "ok"
 }
 
-pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.store().ping().await {
-        Ok(()) => (StatusCode::OK, "ok"),
-        Err(e) => {
-            tracing::error!(error = %e, "readiness check failed: database");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+/// Ready while the database answered the last probe (within a second), from memory: a probe
+/// with a one-second timeout gets its answer at once even while the database hangs. The body
+/// says what is wrong and since when.
+pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    match state.health().trouble() {
+        None => (StatusCode::OK, "ok".to_owned()),
+        Some(t) => {
+            let since = t
+                .since
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let for_s = (state.now() - t.since).whole_seconds();
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "not ready: {} (since {since}, {for_s} s ago); see the issuer's log\n",
+                    t.fault.describe()
+                ),
+            )
         }
     }
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(),
-    )
+    let mut text = state.metrics().render();
+    let up = u8::from(state.health().trouble().is_none());
+    let _ = write!(
+        text,
+        "# HELP credential_issuer_database_up Whether the database answered the last health probe (reads and a write) and no request met a fault since.\n\
+         # TYPE credential_issuer_database_up gauge\ncredential_issuer_database_up {up}\n"
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

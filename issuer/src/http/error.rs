@@ -8,6 +8,25 @@ use credential_shared::oauth::{OAuthError, OAuthErrorCode};
 use credential_shared::text::Untrusted;
 
 use super::templates;
+use crate::store::Fault;
+
+/// Seconds a client is asked to wait after a database fault: long enough not to hammer a
+/// database that is coming back, short enough that a person retrying by hand barely notices.
+pub(super) const DATABASE_RETRY_AFTER: u64 = 5;
+
+/// What the client reads when the database failed it.
+const DATABASE_UNAVAILABLE: &str =
+    "the issuer cannot use its database right now; try again in a few seconds";
+
+/// A response that failed for a database fault carries this in its extensions, so that
+/// `database_gate` records it in [`crate::health`] and logs it once (not once per request).
+#[derive(Debug, Clone)]
+pub(super) struct DatabaseFault {
+    /// The kind.
+    pub(super) fault: Fault,
+    /// The database's words, for the log.
+    pub(super) detail: String,
+}
 
 /// An OAuth error response (RFC 6749 section 5.2).
 #[derive(Debug)]
@@ -17,6 +36,8 @@ pub struct OAuthReply {
     description: Option<String>,
     /// Seconds for a `Retry-After` header (rate limits).
     retry_after: Option<u64>,
+    /// The database fault behind a 503, for the health state.
+    fault: Option<DatabaseFault>,
 }
 
 impl OAuthReply {
@@ -28,6 +49,7 @@ impl OAuthReply {
             code,
             description: Some(description.into()),
             retry_after: None,
+            fault: None,
         }
     }
 
@@ -39,6 +61,7 @@ impl OAuthReply {
             code,
             description: None,
             retry_after: None,
+            fault: None,
         }
     }
 
@@ -50,6 +73,7 @@ impl OAuthReply {
             code: OAuthErrorCode::SlowDown,
             description: Some(description.into()),
             retry_after: None,
+            fault: None,
         }
     }
 
@@ -61,6 +85,7 @@ impl OAuthReply {
             code: OAuthErrorCode::TemporarilyUnavailable,
             description: Some(description.into()),
             retry_after: None,
+            fault: None,
         }
     }
 
@@ -72,6 +97,7 @@ impl OAuthReply {
             code: OAuthErrorCode::InvalidClient,
             description: Some("unknown client_id".into()),
             retry_after: None,
+            fault: None,
         }
     }
 
@@ -83,6 +109,7 @@ impl OAuthReply {
             code: OAuthErrorCode::ServerError,
             description: Some("internal error; see the issuer's log".into()),
             retry_after: None,
+            fault: None,
         }
     }
 
@@ -116,13 +143,31 @@ impl IntoResponse for OAuthReply {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
+        if let Some(f) = self.fault {
+            res.extensions_mut().insert(f);
+        }
         res
+    }
+}
+
+impl OAuthReply {
+    /// A 503 `temporarily_unavailable` for a database fault, with `Retry-After`.
+    pub(super) fn database(fault: Option<DatabaseFault>) -> Self {
+        let mut reply = Self::unavailable(DATABASE_UNAVAILABLE).retry_after(DATABASE_RETRY_AFTER);
+        reply.fault = fault;
+        reply
     }
 }
 
 impl From<crate::store::Error> for OAuthReply {
     fn from(e: crate::store::Error) -> Self {
-        Self::internal(&e)
+        match e.fault() {
+            Some(fault) => Self::database(Some(DatabaseFault {
+                fault,
+                detail: crate::store::cause_chain(&e),
+            })),
+            None => Self::internal(&e),
+        }
     }
 }
 
@@ -138,6 +183,8 @@ pub struct PageError {
     status: StatusCode,
     title: &'static str,
     message: String,
+    /// The database fault behind a 503, for the health state and `Retry-After`.
+    fault: Option<DatabaseFault>,
 }
 
 impl PageError {
@@ -148,7 +195,21 @@ impl PageError {
             status,
             title,
             message: message.into(),
+            fault: None,
         }
+    }
+
+    /// A 503 page for a database fault: nothing is wrong with what the person did.
+    pub(super) fn database(fault: Option<DatabaseFault>) -> Self {
+        let mut page = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Temporarily unavailable",
+            "The issuer cannot reach its database right now. Nothing you entered was lost: \
+             wait a few seconds and try again (reload this page, or go back and send the form \
+             again). If it keeps failing, tell your platform team.",
+        );
+        page.fault = fault;
+        page
     }
 
     /// A 500 page; `err` is logged, not shown.
@@ -174,27 +235,35 @@ impl PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        (
+        let mut res = (
             self.status,
             Html(templates::error_page(self.title, &self.message)),
         )
-            .into_response()
+            .into_response();
+        if let Some(f) = self.fault {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(DATABASE_RETRY_AFTER),
+            );
+            res.extensions_mut().insert(f);
+        }
+        res
     }
 }
 
 impl From<crate::store::Error> for PageError {
     fn from(e: crate::store::Error) -> Self {
-        Self::internal(&e)
+        match e.fault() {
+            Some(fault) => Self::database(Some(DatabaseFault {
+                fault,
+                detail: crate::store::cause_chain(&e),
+            })),
+            None => Self::internal(&e),
+        }
     }
 }
 
 fn log_internal(err: &(dyn std::error::Error + 'static)) {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
+    let chain = crate::store::cause_chain(err);
     tracing::error!(error = %Untrusted::long(&chain), "internal error");
 }

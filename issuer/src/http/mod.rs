@@ -9,6 +9,7 @@ mod audit_page;
 mod audit_templates;
 mod discovery;
 mod error;
+mod gate;
 mod invite;
 mod oauth;
 mod pages;
@@ -96,6 +97,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::index))
         .fallback(pages::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            gate::database_gate,
+        ))
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }

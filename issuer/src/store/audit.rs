@@ -195,17 +195,13 @@ impl Store {
         // server, another replica). SQLite: IMMEDIATE takes the write lock first (waiting up to
         // busy_timeout), so the transaction cannot fail with SQLITE_BUSY when it upgrades from
         // reading to writing. PostgreSQL: a transaction-scoped advisory lock.
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => {
-                let mut tx = self.write.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(SEAL_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
-        };
+        let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SEAL_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         let head_now: Option<(i64, String)> = sqlx::query_as(
             "SELECT seq, hash FROM audit_events WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
         )

@@ -119,7 +119,7 @@ impl Store {
         inv: &NewInvitation,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
         insert_user(&mut tx, user, now).await?;
         sqlx::query("UPDATE users SET expires_at = $1 WHERE id = $2")
             .bind(account_expires_at.unix_timestamp())
@@ -197,7 +197,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<bool> {
         let t = now.unix_timestamp();
-        let mut tx = self.write.begin().await?;
+        let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
         let won = sqlx::query(
             "UPDATE invitations SET used_at = $1, totp_seed_sealed = NULL
              WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1",

@@ -15,6 +15,8 @@
 mod access;
 mod audit;
 mod devices;
+#[cfg(test)]
+mod disk_full_tests;
 mod grants;
 mod invitations;
 mod leases;
@@ -22,6 +24,7 @@ mod rate_limits;
 mod requests;
 mod sessions;
 mod signing_keys;
+mod tx;
 mod upstream;
 mod users;
 mod web;
@@ -69,8 +72,13 @@ pub enum Error {
         supported: i64,
     },
     /// A batched write was not committed (the cause is shared by every write in the batch).
-    #[error("database write not committed: {0}")]
-    BatchFailed(String),
+    #[error("database write not committed: {reason}")]
+    BatchFailed {
+        /// The passing fault behind it, if it was one.
+        fault: Option<Fault>,
+        /// The database's words.
+        reason: String,
+    },
     /// A uniqueness constraint failed (e.g. user name taken).
     #[error("{0} already exists")]
     Conflict(String),
@@ -94,6 +102,111 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+}
+
+/// A fault of the database that passes by itself or by an operator's hand (a full disk, a
+/// server that is down or restarting, a timeout, a lock held elsewhere): the request was not
+/// carried out and may be tried again. Anything else (a constraint, a corrupt row, a bug) is not
+/// a fault in this sense and stays an internal error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// No space left on the database's disk (SQLite `SQLITE_FULL`, PostgreSQL class 53).
+    DiskFull,
+    /// The database server cannot be reached or cut the connection (PostgreSQL class 08, a
+    /// shutdown, an I/O error on the socket, no connection to be had).
+    Unreachable,
+    /// A statement ran past its time limit or waited too long for a connection.
+    TimedOut,
+    /// Another writer holds a lock (SQLite `SQLITE_BUSY`, PostgreSQL serialization/deadlock).
+    Busy,
+    /// The database refuses writes (a read-only file or file system, a hot standby).
+    ReadOnly,
+    /// Reading or writing the database file failed (SQLite `SQLITE_IOERR`).
+    Io,
+    /// The database server is out of memory or connections (PostgreSQL class 53 but a full
+    /// disk).
+    Overloaded,
+}
+
+impl Fault {
+    /// What an operator reads in the log and on `/readyz`.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::DiskFull => "the database's disk is full",
+            Self::Unreachable => "the database cannot be reached",
+            Self::TimedOut => "the database did not answer in time",
+            Self::Busy => "the database is locked by another writer",
+            Self::ReadOnly => "the database is read-only",
+            Self::Io => "the database file cannot be read or written (I/O error)",
+            Self::Overloaded => "the database server is out of memory or connections",
+        }
+    }
+}
+
+impl Error {
+    /// The passing fault behind this error, if it is one.
+    #[must_use]
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            Self::Database(e) | Self::Migration { source: e, .. } => fault_of(e),
+            Self::BatchFailed { fault, .. } => *fault,
+            _ => None,
+        }
+    }
+}
+
+/// Classifies a driver error (see [`Fault`]).
+fn fault_of(e: &sqlx::Error) -> Option<Fault> {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Some(Fault::Unreachable),
+        sqlx::Error::PoolTimedOut => Some(Fault::TimedOut),
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                return postgres_fault(pg.code());
+            }
+            // SQLite: the primary result code is the low byte of the extended one.
+            let code: i64 = db.code()?.parse().ok()?;
+            match code & 0xff {
+                13 => Some(Fault::DiskFull),
+                5 | 6 => Some(Fault::Busy),
+                8 => Some(Fault::ReadOnly),
+                10 | 14 => Some(Fault::Io),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// PostgreSQL SQLSTATEs that pass (Appendix A of its manual).
+fn postgres_fault(sqlstate: &str) -> Option<Fault> {
+    match sqlstate {
+        "53100" => Some(Fault::DiskFull),
+        s if s.starts_with("53") => Some(Fault::Overloaded),
+        s if s.starts_with("08") => Some(Fault::Unreachable),
+        "57P01" | "57P02" | "57P03" => Some(Fault::Unreachable),
+        "57014" => Some(Fault::TimedOut),
+        "40001" | "40P01" | "55P03" => Some(Fault::Busy),
+        "25006" => Some(Fault::ReadOnly),
+        "58030" => Some(Fault::Io),
+        _ => None,
+    }
+}
+
+/// An error and its sources, joined, for a log line.
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    chain
 }
 
 impl From<sqlx::Error> for Error {
@@ -125,6 +238,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (
         10,
         include_str!("../../migrations/sqlite/0010_refresh_retry.sql"),
+    ),
+    (
+        11,
+        include_str!("../../migrations/sqlite/0011_health_probe.sql"),
     ),
 ];
 
@@ -167,7 +284,17 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/postgres/0010_refresh_retry.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/postgres/0011_health_probe.sql"),
+    ),
 ];
+
+/// How long a request waits for a PostgreSQL connection before it fails. While the server is
+/// down, requests do not wait at all: the health probe (`crate::health`) sees it within a
+/// second and the HTTP layer answers 503 at once; this bounds the wait of those already in
+/// flight.
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The advisory lock key that serialises migrations of replicas starting together (PostgreSQL).
 const MIGRATION_LOCK: i64 = 0x6b63_7265_645f_6d31;
@@ -339,7 +466,7 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 let schema = schema.clone();
                 Box::pin(async move {
@@ -491,6 +618,23 @@ impl Store {
         Ok(())
     }
 
+    /// Checks that the database answers reads on both pools and commits a write (a full disk
+    /// fails only writes): one row of `health_probe` per process, updated in a transaction of
+    /// its own.
+    pub async fn probe(&self, process: &str, now: OffsetDateTime) -> Result<()> {
+        self.ping().await?;
+        let mut tx = tx::WriteTx::begin(&self.write, self.backend).await?;
+        sqlx::query(
+            "INSERT INTO health_probe (process, written_at) VALUES ($1, $2)
+             ON CONFLICT (process) DO UPDATE SET written_at = excluded.written_at",
+        )
+        .bind(process)
+        .bind(now.unix_timestamp())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
     /// Deletes expired device codes, web sessions and rate-limit windows. Returns rows removed.
     pub async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64> {
         let now = now.unix_timestamp();
@@ -514,6 +658,11 @@ impl Store {
             .rows_affected();
         n += sqlx::query("DELETE FROM web_sessions WHERE expires_at < $1")
             .bind(now)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        n += sqlx::query("DELETE FROM health_probe WHERE written_at < $1")
+            .bind(now - 86_400)
             .execute(&self.write)
             .await?
             .rows_affected();

@@ -135,7 +135,7 @@ impl Store {
         grant: &Grant,
         now: OffsetDateTime,
     ) -> Result<Option<AccessRequest>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
         let won = sqlx::query(
             "UPDATE access_requests SET status = 'approved', decided_by = $1, comment = $2, decided_at = $3, grant_id = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $6",
         )

@@ -227,7 +227,7 @@ async fn write_batch(
 ) {
     let mut results: Vec<Result<Rotated>> = Vec::with_capacity(batch.len());
     let outcome: Result<()> = async {
-        let mut tx = write.begin().await?;
+        let mut tx = super::tx::WriteTx::begin(write, super::Backend::Sqlite).await?;
         for (job, _) in batch.iter() {
             results.push(rotate_one(&mut tx, super::Backend::Sqlite, job).await);
         }
@@ -238,7 +238,10 @@ async fn write_batch(
     for (i, (_, reply)) in batch.drain(..).enumerate() {
         let r = match &outcome {
             // The commit failed: nothing in the batch happened.
-            Err(e) => Err(super::Error::BatchFailed(e.to_string())),
+            Err(e) => Err(super::Error::BatchFailed {
+                fault: e.fault(),
+                reason: super::cause_chain(e),
+            }),
             Ok(()) => results
                 .get_mut(i)
                 .map_or(Ok(None), |r| std::mem::replace(r, Ok(None))),
@@ -538,11 +541,11 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A successor with no retry grace: a second presentation is reuse at once.
-    pub(super) fn next(hash: &str) -> Successor<'_> {
+    pub(crate) fn next(hash: &str) -> Successor<'_> {
         Successor {
             hash,
             sealed: "sealed",

@@ -67,7 +67,7 @@ impl Store {
         created_at: OffsetDateTime,
         sealed_key: &[u8],
     ) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
         if self.backend == super::Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(FIRST_KEY_LOCK)

@@ -119,7 +119,7 @@ impl Store {
         new_user_id: &str,
         now: OffsetDateTime,
     ) -> Result<User> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
         let linked: Option<String> = sqlx::query_scalar(
             "SELECT user_id FROM upstream_identities WHERE issuer = $1 AND subject = $2",
         )
@@ -179,7 +179,7 @@ impl Store {
 
     /// Replaces a user's groups with what the provider says now.
     pub async fn set_upstream_groups(&self, user_id: &str, groups: &[String]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
         replace_groups(&mut tx, user_id, groups).await?;
         tx.commit().await?;
         Ok(())

@@ -150,7 +150,7 @@ pub(super) async fn insert_user(
 impl Store {
     /// Creates an account.
     pub async fn create_user(&self, u: &NewUser, now: OffsetDateTime) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
         insert_user(&mut tx, u, now).await?;
         tx.commit().await?;
         Ok(())
@@ -213,7 +213,7 @@ impl Store {
     /// number of sessions ended.
     pub async fn disable_user(&self, username: &str, now: OffsetDateTime) -> Result<u64> {
         let now = now.unix_timestamp();
-        let mut tx = self.write.begin().await?;
+        let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
         let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
             .bind(username)
             .fetch_optional(&mut *tx)
