@@ -20,6 +20,7 @@ mod ctrl_c;
 mod denial;
 mod device_flow;
 mod disabled_user;
+mod disk_full;
 mod exec_versions;
 mod grants;
 mod install_files;

@@ -221,6 +221,7 @@ impl World {
                     crate::grants::ROLES,
                     crate::requests::config()
                 )),
+                ..IssuerOptions::default()
             },
         );
         // The API server runs with exactly the flags install/ tells operators to use.

@@ -51,6 +51,8 @@ pub struct Response {
     pub url: String,
     /// The body as text.
     pub body: String,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 /// Turns ureq's "4xx/5xx is an error" into a plain [`Response`]; only a transport failure
@@ -62,8 +64,14 @@ pub fn response(result: Result<ureq::Response, ureq::Error>) -> Result<Response,
     };
     let status = resp.status();
     let url = resp.get_url().to_owned();
+    let retry_after = resp.header("retry-after").map(str::to_owned);
     let body = resp
         .into_string()
         .map_err(|e| format!("cannot read the body from {url}: {e}"))?;
-    Ok(Response { status, url, body })
+    Ok(Response {
+        status,
+        url,
+        body,
+        retry_after,
+    })
 }

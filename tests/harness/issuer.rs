@@ -49,6 +49,9 @@ pub struct IssuerOptions {
     /// kubeconfig at [`Issuer::reconciler_kubeconfig`] (absent until the test writes it),
     /// every 2 seconds.
     pub grant_roles: Option<String>,
+    /// The data directory, when the test keeps it (a small disk, a restart on the same
+    /// database); by default a new one inside the issuer's temporary directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for IssuerOptions {
@@ -61,6 +64,7 @@ impl Default for IssuerOptions {
             upstreams: Vec::new(),
             policy: None,
             grant_roles: None,
+            data_dir: None,
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct TokenError {
     pub error: Option<OAuthError>,
     /// The raw body, for messages.
     pub body: String,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl TokenError {
@@ -116,7 +122,7 @@ impl Issuer {
     #[must_use]
     pub fn start_on(listener: TcpListener, options: &IssuerOptions) -> Self {
         let (dir, cleanup) = process::reaped_temp_dir("e2e-issuer.", "the issuer's data directory");
-        let data_dir = dir.join("data");
+        let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.join("data"));
         let port = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("listener address: {e}"))
@@ -262,6 +268,15 @@ impl Issuer {
         Browser::new(&self.url, &self.ca_file)
     }
 
+    /// `GET path`, without cookies.
+    #[track_caller]
+    #[must_use]
+    pub fn get(&self, path: &str) -> http::Response {
+        let url = format!("{}{path}", self.url);
+        http::response(http::agent(&self.ca_file).get(&url).call())
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
     /// `POST path` with a form body, as an OAuth client (no cookies kept between calls).
     #[track_caller]
     #[must_use]
@@ -296,6 +311,7 @@ impl Issuer {
                 status: resp.status,
                 error: serde_json::from_str(&resp.body).ok(),
                 body: resp.body,
+                retry_after: resp.retry_after,
             })
         }
     }

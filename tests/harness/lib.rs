@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod process;
 pub mod replicas;
 pub mod secret_service;
+pub mod small_disk;
 pub mod wait;
 
 pub use browser::{Browser, Page};

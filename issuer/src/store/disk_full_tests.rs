@@ -174,7 +174,13 @@ async fn answered_rotations_survive_a_full_disk_and_the_store_recovers() {
         }
     }
     // Audit sealing works again too.
-    assert!(store.seal_audit(SEAL_BATCH).await.unwrap_or_else(|e| panic!("seal: {e}")) > 0);
+    assert!(
+        store
+            .seal_audit(SEAL_BATCH)
+            .await
+            .unwrap_or_else(|e| panic!("seal: {e}"))
+            > 0
+    );
     // Another process (a restart) sees every answered rotation, each with its audit row.
     drop(store);
     let again = Store::open_sqlite(&path)
