@@ -46,11 +46,19 @@ fn a_full_disk_loses_no_answered_refresh_and_the_issuer_recovers() {
             let (issuer, live, answered) = (issuer.clone(), live.clone(), answered.clone());
             scope.spawn(move || {
                 for _ in 0..REFRESHES {
-                    let token = live.lock().unwrap_or_else(|e| e.into_inner())[i].clone();
+                    let token = live
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)[i]
+                        .clone();
                     match issuer.refresh(&token) {
                         Ok(TokenResponse { refresh_token, .. }) => {
-                            live.lock().unwrap_or_else(|e| e.into_inner())[i] = refresh_token;
-                            answered.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+                            live.lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)[i] =
+                                refresh_token;
+                            answered
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .0 += 1;
                         }
                         Err(e) => {
                             assert_eq!(
@@ -59,14 +67,19 @@ fn a_full_disk_loses_no_answered_refresh_and_the_issuer_recovers() {
                                 "a full disk is a passing fault, never the person's: {e:?}"
                             );
                             assert!(e.retry_after.is_some(), "503 without Retry-After: {e:?}");
-                            answered.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+                            answered
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .1 += 1;
                         }
                     }
                 }
             });
         }
     });
-    let (ok, unavailable) = *answered.lock().unwrap_or_else(|e| e.into_inner());
+    let (ok, unavailable) = *answered
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     eprintln!("disk full: {ok} refreshes answered 200, {unavailable} answered 503");
     assert!(
         unavailable > 0,
@@ -96,7 +109,10 @@ fn a_full_disk_loses_no_answered_refresh_and_the_issuer_recovers() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut tokens = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut tokens = live
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     for (i, token) in tokens.iter_mut().enumerate() {
         *token = issuer
             .refresh(token)
