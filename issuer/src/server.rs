@@ -197,13 +197,20 @@ async fn probe_database(state: AppState) {
                 e.fault().unwrap_or(crate::store::Fault::Io),
                 crate::store::cause_chain(&e),
             ),
-            Err(_) => (
-                crate::store::Fault::TimedOut,
-                format!(
-                    "no answer within {} ms",
-                    crate::health::PROBE_EVERY.as_millis()
-                ),
-            ),
+            Err(_) => {
+                let named =
+                    tokio::time::timeout(crate::health::PROBE_EVERY / 2, state.store().diagnose())
+                        .await;
+                named.ok().flatten().unwrap_or_else(|| {
+                    (
+                        crate::store::Fault::TimedOut,
+                        format!(
+                            "no answer within {} ms",
+                            crate::health::PROBE_EVERY.as_millis()
+                        ),
+                    )
+                })
+            }
         };
         if state.health().report(fault, now) {
             tracing::error!(

@@ -17,6 +17,7 @@ mod cache_permissions;
 mod concurrency;
 mod corrupt_cache;
 mod ctrl_c;
+mod database_down;
 mod denial;
 mod device_flow;
 mod disabled_user;

@@ -13,11 +13,11 @@ use e2e::replicas::Replicas;
 use e2e::wait::{self, Check};
 use e2e::{ControlPlane, PluginArgs, TokenCache, UserEnv};
 
-const CLUSTER: &str = "envtest";
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const CLUSTER: &str = "envtest";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// The issuer.toml every replica and every admin command reads.
-fn config(extra: &str) -> String {
+pub(crate) fn config(extra: &str) -> String {
     format!(
         "poll_interval = \"1s\"\ntoken_ttl = \"60s\"\n\n[rate_limits]\nuser_code_failures = 4\n\n\
          [[clusters]]\nname = \"{CLUSTER}\"\naudience = \"kubernetes\"\n{extra}\n{}",
@@ -25,13 +25,17 @@ fn config(extra: &str) -> String {
     )
 }
 
-fn form(set: &Replicas, path: &str, fields: &[(&str, &str)]) -> (u16, serde_json::Value) {
+pub(crate) fn form(
+    set: &Replicas,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
     let resp = set.post_form(path, fields);
     let body = serde_json::from_str(&resp.body).unwrap_or(serde_json::Value::Null);
     (resp.status, body)
 }
 
-fn device_authorization(set: &Replicas) -> (String, String) {
+pub(crate) fn device_authorization(set: &Replicas) -> (String, String) {
     let (status, body) = form(
         set,
         PATH_DEVICE_AUTHORIZATION,
@@ -44,7 +48,7 @@ fn device_authorization(set: &Replicas) -> (String, String) {
     )
 }
 
-fn redeem(set: &Replicas, device_code: &str) -> (u16, serde_json::Value) {
+pub(crate) fn redeem(set: &Replicas, device_code: &str) -> (u16, serde_json::Value) {
     form(
         set,
         PATH_TOKEN,
@@ -68,7 +72,7 @@ fn refresh(set: &Replicas, refresh_token: &str) -> (u16, serde_json::Value) {
     )
 }
 
-fn error_code(body: &serde_json::Value) -> Option<OAuthErrorCode> {
+pub(crate) fn error_code(body: &serde_json::Value) -> Option<OAuthErrorCode> {
     serde_json::from_value(body["error"].clone()).ok()
 }
 
@@ -101,7 +105,7 @@ fn kids(set: &Replicas, replica: usize) -> Vec<String> {
 }
 
 /// Approves `user_code` in a fresh browser through the load balancer (routed by the caller).
-fn approve(set: &Replicas, user: &str, user_code: &str) {
+pub(crate) fn approve(set: &Replicas, user: &str, user_code: &str) {
     let _ = set.browser().approve(user_code, user, PASSWORD);
 }
 

@@ -14,6 +14,14 @@ use rustls::pki_types::{pem::PemObject as _, CertificateDer};
 #[track_caller]
 #[must_use]
 pub fn agent(ca_file: &Path) -> ureq::Agent {
+    agent_with_timeout(ca_file, Duration::from_secs(30))
+}
+
+/// Like [`agent`], giving up on a request after `timeout` (as a kubelet probe does after its
+/// `timeoutSeconds`).
+#[track_caller]
+#[must_use]
+pub fn agent_with_timeout(ca_file: &Path, timeout: Duration) -> ureq::Agent {
     let pem = std::fs::read(ca_file)
         .unwrap_or_else(|e| panic!("cannot read CA file {}: {e}", ca_file.display()));
     let mut roots = rustls::RootCertStore::empty();
@@ -37,7 +45,7 @@ pub fn agent(ca_file: &Path) -> ureq::Agent {
     .with_no_client_auth();
     ureq::AgentBuilder::new()
         .tls_config(Arc::new(tls))
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .redirects(10)
         .build()
 }

@@ -168,6 +168,68 @@ impl Postgres {
         self.private.as_ref().map(|p| p.dir.as_path())
     }
 
+    /// Stops a server this handle started (`stop-postgres.sh`, an immediate shutdown): the
+    /// database is down until [`Postgres::restart`].
+    #[track_caller]
+    pub fn stop(&self) {
+        self.run_script("stop-postgres.sh", &[]);
+    }
+
+    /// Starts a server stopped by [`Postgres::stop`] again, on the same port and data.
+    #[track_caller]
+    pub fn restart(&self) {
+        let port = parse(&self.url, "the server URL")
+            .port()
+            .unwrap_or(5432)
+            .to_string();
+        self.run_script("restart-postgres.sh", &[&port]);
+    }
+
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) every process of a server this handle started:
+    /// connections stay open and nothing answers, as when the database's machine hangs.
+    #[track_caller]
+    pub fn freeze(&self, frozen: bool) {
+        let dir = self.private_dir("freeze");
+        let pid_file = dir.join("data/postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", pid_file.display()));
+        let pid = pid.lines().next().unwrap_or_default().trim().to_owned();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        // The backends first, then the postmaster (which would otherwise notice them).
+        let _ = Command::new("pkill").args([signal, "-P", &pid]).status();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    #[track_caller]
+    fn private_dir(&self, what: &str) -> &Path {
+        self.dir().unwrap_or_else(|| {
+            panic!("{what}: only a server the test started itself (Postgres::start) can be")
+        })
+    }
+
+    #[track_caller]
+    fn run_script(&self, script: &str, args: &[&str]) {
+        let dir = self.private_dir(script);
+        let bash = process::require("bash", "apt-get install bash");
+        let out = process::run(
+            Command::new(bash)
+                .arg(scripts_dir().join(script))
+                .arg(dir)
+                .args(args),
+            None,
+            Duration::from_secs(120),
+        );
+        assert!(
+            out.success(),
+            "tests/postgres/{script} failed:\n{}",
+            out.stderr.trim_end()
+        );
+    }
+
     /// Creates a new database, named after `name_hint` and unique on this server (across test
     /// processes too), and returns its URL with the superuser's credentials.
     #[track_caller]

@@ -231,7 +231,14 @@ impl Replicas {
     #[track_caller]
     #[must_use]
     pub fn start(count: usize, config: &str) -> Self {
-        let pg = Postgres::shared();
+        Self::start_on(Postgres::shared(), count, config)
+    }
+
+    /// Like [`Replicas::start`], on a fresh database of `pg` (a private server a fault test
+    /// stops or freezes).
+    #[track_caller]
+    #[must_use]
+    pub fn start_on(pg: &Postgres, count: usize, config: &str) -> Self {
         let database_url = pg.fresh_database("replicas");
         let (dir, cleanup) = process::reaped_temp_dir("e2e-replicas.", "the replicas' directory");
         // What a Secret gives every pod: the encryption key and the serving certificate.

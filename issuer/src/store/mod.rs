@@ -400,6 +400,19 @@ pub struct Store {
     /// PostgreSQL: how old (database clock) an audit row must be before it is sealed, so that
     /// every row with a lower `seq` has committed (see `seal_audit`).
     audit_settle_ms: i64,
+    /// PostgreSQL: how to open a connection of its own, to name the cause when the pool has
+    /// none to give ([`Store::diagnose`]).
+    direct: Option<Direct>,
+}
+
+/// Connect options (they hold the password: `Debug` shows nothing of them).
+#[derive(Clone)]
+struct Direct(AnyConnectOptions);
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Direct(..)")
+    }
 }
 
 /// How long an audit row must have been written before the sealer links it (PostgreSQL).
@@ -456,6 +469,7 @@ impl Store {
                 format!("invalid database URL {}", redact_url(&options.url)).into(),
             ))
         })?)?;
+        let direct = opts.clone();
         // One connection of its own first: a wrong host, password or database name fails here
         // with the server's own words rather than as a pool timeout.
         sqlx::Connection::close(
@@ -482,7 +496,8 @@ impl Store {
             })
             .connect_with(opts)
             .await?;
-        let store = Self::assemble(pool, None, Backend::Postgres, AUDIT_SETTLE_MS);
+        let mut store = Self::assemble(pool, None, Backend::Postgres, AUDIT_SETTLE_MS);
+        store.direct = Some(Direct(direct));
         store.migrate().await?;
         Ok(store)
     }
@@ -517,6 +532,7 @@ impl Store {
             backend,
             rotations,
             audit_settle_ms,
+            direct: None,
         }
     }
 
@@ -633,6 +649,24 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await
+    }
+
+    /// Why the database does not answer, when [`Store::probe`] timed out: PostgreSQL's pool
+    /// retries connecting until its timeout and then says only that, so one connection of its
+    /// own names the cause (refused, no route, wrong password, the server shutting down).
+    /// `None` when that connection works, or for SQLite.
+    pub async fn diagnose(&self) -> Option<(Fault, String)> {
+        let Direct(opts) = self.direct.as_ref()?;
+        match <sqlx::AnyConnection as sqlx::Connection>::connect_with(opts).await {
+            Ok(conn) => {
+                let _ = sqlx::Connection::close(conn).await;
+                None
+            }
+            Err(e) => {
+                let e = Error::Database(e);
+                Some((e.fault().unwrap_or(Fault::Unreachable), cause_chain(&e)))
+            }
+        }
     }
 
     /// Deletes expired device codes, web sessions and rate-limit windows. Returns rows removed.
