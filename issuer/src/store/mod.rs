@@ -826,7 +826,7 @@ pub(crate) mod test_support {
         (store, db)
     }
 
-    async fn create_schema(url: &str, schema: &str) {
+    pub(crate) async fn create_schema(url: &str, schema: &str) {
         use sqlx::{Connection as _, Executor as _};
         sqlx::any::install_default_drivers();
         let mut conn = sqlx::AnyConnection::connect(url)
