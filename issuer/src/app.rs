@@ -32,11 +32,13 @@ struct Inner {
 /// Why the issuer could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The data directory could not be created.
-    #[error("cannot create data directory {path}")]
+    /// The data directory cannot be created or used.
+    #[error("data directory {}: {problem}", path.display())]
     DataDir {
         /// The directory.
         path: std::path::PathBuf,
+        /// What is wrong and what to do, in words.
+        problem: &'static str,
         /// Why.
         #[source]
         source: std::io::Error,
@@ -195,17 +197,72 @@ pub fn key_source(config: &Config, store: &Store, sealer: &Arc<crate::seal::Seal
     }
 }
 
-/// Creates `path` (and parents) readable only by the issuer's user.
+/// Creates `path` (and parents) readable only by the issuer's user, and checks that the issuer
+/// can write there (its database, keys and TLS material live in it), naming the problem: a
+/// read-only file system, a directory owned by someone else, no permission.
 pub fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
-    let err = |source| StartError::DataDir {
+    use std::io::ErrorKind;
+    let fail = |problem, source| StartError::DataDir {
         path: path.to_owned(),
+        problem,
         source,
     };
-    std::fs::create_dir_all(path).map_err(err)?;
+    let words = |e: &std::io::Error, doing: &'static str| -> &'static str {
+        match (e.kind(), doing) {
+            (ErrorKind::ReadOnlyFilesystem, _) => {
+                "it is on a read-only file system; the issuer writes its database, keys and TLS \
+                 material there: mount it read-write, or choose another --data-dir"
+            }
+            (ErrorKind::PermissionDenied, "create") => {
+                "cannot create it: permission denied (create it for the issuer's user, or choose \
+                 another --data-dir)"
+            }
+            (ErrorKind::PermissionDenied, "restrict") => {
+                "cannot restrict it to mode 0700: it belongs to another user (chown it to the \
+                 issuer's user)"
+            }
+            (ErrorKind::PermissionDenied, _) => {
+                "the issuer's user cannot write in it (check its owner and mode)"
+            }
+            (ErrorKind::StorageFull, _) => "its disk is full",
+            (_, "create") => "cannot create it",
+            _ => "cannot write in it",
+        }
+    };
+    std::fs::create_dir_all(path).map_err(|e| fail(words(&e, "create"), e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail(words(&e, "restrict"), e))?;
     }
+    // A directory can be ours and mode 0700 and still refuse writes (a read-only mount that
+    // allowed the chmod of an already-0700 directory, an immutable flag): try.
+    let probe = path.join(".write-check");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| fail(words(&e, "write"), e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::disk_full_tests::SmallDisk;
+
+    /// A data directory on a read-only mount (a `ConfigMap` volume, a read-only root file system)
+    /// is reported as read-only, whether it exists or would have to be created, with the path.
+    #[test]
+    fn a_read_only_data_directory_says_so() {
+        let disk = SmallDisk::mount_with("size=1m,mode=0700,ro");
+        for dir in [disk.path().to_owned(), disk.path().join("data")] {
+            let err = create_private_dir(&dir)
+                .err()
+                .unwrap_or_else(|| panic!("{}: a read-only directory was accepted", dir.display()));
+            let text = err.to_string();
+            assert!(text.contains("read-only file system"), "{text}");
+            assert!(text.contains(&dir.display().to_string()), "{text}");
+            assert!(!text.contains("cannot create"), "{text}");
+        }
+    }
 }

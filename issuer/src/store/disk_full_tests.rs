@@ -19,19 +19,23 @@ impl SmallDisk {
     /// Mounts `size` (e.g. `"8m"`), its root owned by `uid` (PostgreSQL's tablespace must
     /// belong to the server's user).
     pub(crate) fn mount(size: &str, uid: Option<u32>) -> Self {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let opts = match uid {
+        Self::mount_with(&match uid {
             Some(uid) => format!("size={size},mode=0700,uid={uid}"),
             None => format!("size={size},mode=0700"),
-        };
+        })
+    }
+
+    /// Mounts a tmpfs with these `mount -o` options (`ro` for a read-only one).
+    pub(crate) fn mount_with(opts: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
             .arg(dir.path())
             .output()
             .unwrap_or_else(|e| panic!("run mount: {e}"));
         assert!(
             out.status.success(),
-            "this test fills a real {size} tmpfs and must mount one: run it as root (CI and \
+            "this test needs a real tmpfs ({opts}) and must mount one: run it as root (CI and \
              tests/run.sh do): {}",
             String::from_utf8_lossy(&out.stderr)
         );

@@ -16,7 +16,7 @@ mod access;
 mod audit;
 mod devices;
 #[cfg(test)]
-mod disk_full_tests;
+pub(crate) mod disk_full_tests;
 mod grants;
 mod invitations;
 mod leases;
