@@ -96,6 +96,7 @@ pub async fn stale(
         .into_iter()
         .map(|u| Account {
             enabled: u.disabled_at.is_none() && !u.is_expired(now),
+            created_at: u.created_at,
             id: u.id,
             username: u.username,
             groups: u.groups,

@@ -252,6 +252,7 @@ fn report_stale_lists_people_who_never_got_a_token_or_not_for_days() {
     let idle = world.new_person("audit-idle", &[]);
     let active = world.new_person("audit-active", &[READERS]);
     let old = world.new_person("audit-old", &[]);
+    let newcomer = world.new_person("audit-newcomer", &[]);
     let _ = world
         .issuer
         .login_over_http(CLUSTER, &active.name, &active.password);
@@ -264,6 +265,14 @@ fn report_stale_lists_people_who_never_got_a_token_or_not_for_days() {
         "INSERT INTO audit_events (at, event, actor, subject, cluster) SELECT {forty_days_ago}, 'login', username, id, '{CLUSTER}' FROM users WHERE username = '{}';",
         old.name
     ));
+    // Accounts of a long-running issuer: created 50 days ago (the newcomer just now).
+    for person in [&idle, &active, &old] {
+        sql(&format!(
+            "UPDATE users SET created_at = {} WHERE username = '{}';",
+            forty_days_ago - 10 * 86_400,
+            person.name
+        ));
+    }
 
     let names = |lines: &[serde_json::Value]| -> Vec<String> {
         of_kind(lines, "person")
@@ -276,6 +285,8 @@ fn report_stale_lists_people_who_never_got_a_token_or_not_for_days() {
     assert!(stale.contains(&idle.name), "{stale:?}");
     assert!(stale.contains(&old.name), "{stale:?}");
     assert!(!stale.contains(&active.name), "{stale:?}");
+    // An account created minutes ago has had no time to be idle.
+    assert!(!stale.contains(&newcomer.name), "{stale:?}");
     let old_line = of_kind(&month, "person")
         .into_iter()
         .find(|p| p["user"] == old.name.as_str())
@@ -297,12 +308,13 @@ fn report_stale_lists_people_who_never_got_a_token_or_not_for_days() {
         now.contains(&active.name) && now.contains(&idle.name),
         "{now:?}"
     );
-    // A year: the 40-day-old login is recent enough.
+    // A year: the 40-day-old login is recent enough, and an account 50 days old has not been
+    // idle for a year either (idle time counts from its creation).
     let year = names(&jsonl(&[
         "report", "stale", "--days", "365", "--format", "jsonl",
     ]));
     assert!(
-        !year.contains(&old.name) && year.contains(&idle.name),
+        !year.contains(&old.name) && !year.contains(&idle.name),
         "{year:?}"
     );
     // The table for people, exit code 0.

@@ -237,6 +237,8 @@ pub struct Account {
     pub groups: Vec<String>,
     /// Enabled and not past its end.
     pub enabled: bool,
+    /// When the account was created: one younger than the report's window is not stale.
+    pub created_at: OffsetDateTime,
 }
 
 /// The newest token of one person for one cluster.
@@ -312,7 +314,7 @@ pub fn stale_report(
     let active: Vec<&Grant> = grants.iter().filter(|g| g.is_active(now)).collect();
     let mut people: Vec<StalePerson> = accounts
         .iter()
-        .filter(|a| a.enabled)
+        .filter(|a| a.enabled && a.created_at <= cutoff)
         .filter_map(|a| {
             let last = newest(&a.id, None);
             if last.is_some_and(|t| t >= cutoff) {
@@ -502,6 +504,7 @@ mod tests {
             username: name.into(),
             groups: groups.iter().map(|s| (*s).to_owned()).collect(),
             enabled,
+            created_at: T0,
         }
     }
 
@@ -573,5 +576,12 @@ mod tests {
         // Nothing stale: an empty report.
         let r = stale_report(&[account("active", &[], true)], &[], &tokens, 30, now);
         assert!(r.people.is_empty() && r.grants.is_empty());
+        // An account created five minutes ago has had no time to get a token: not stale.
+        let newcomer = Account {
+            created_at: now - Duration::minutes(5),
+            ..account("newcomer", &[], true)
+        };
+        let r = stale_report(&[newcomer], &[], &[], 30, now);
+        assert!(r.people.is_empty(), "{r:?}");
     }
 }
