@@ -110,7 +110,11 @@ pub async fn stale(
 /// RFC 3339 in UTC.
 #[must_use]
 pub fn rfc3339(t: OffsetDateTime) -> String {
+    // Whole seconds: `--until`'s default (now) would otherwise print with nanoseconds, and
+    // every time in the store is whole seconds anyway.
     t.to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
@@ -492,5 +496,17 @@ mod tests {
         let table = render_stale(&stale, 30, Format::Table);
         assert!(!table.contains('\x1b'), "{table}");
         assert!(table.contains(r"active grants g\x1b"), "{table}");
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::rfc3339;
+
+    /// `--until` defaults to now, which carries nanoseconds: reports print whole seconds.
+    #[test]
+    fn times_print_in_whole_seconds() {
+        let t = time::macros::datetime!(2026-12-07 10:11:12.123456789 UTC);
+        assert_eq!(rfc3339(t), "2026-12-07T10:11:12Z");
     }
 }
