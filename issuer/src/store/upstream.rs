@@ -45,6 +45,10 @@ pub struct UpstreamSession {
     pub provider: String,
     /// The provider's refresh token, sealed with context `upstream-session:<session id>`.
     pub refresh_sealed: String,
+    /// When the provider last confirmed the person (sign-in or a successful refresh there).
+    pub checked_at: OffsetDateTime,
+    /// The person's `sub` at the provider, when linked.
+    pub subject: Option<String>,
 }
 
 /// The sealing context of a session's provider refresh token.
@@ -234,17 +238,19 @@ impl Store {
         &self,
         refresh_hash: &str,
     ) -> Result<Option<UpstreamSession>> {
+        type Row = (String, String, String, String, i64, Option<String>);
         let user_json = self
             .backend
             .json_array(&super::users::user_columns(self.backend));
-        let row: Option<(String, String, String, String)> = sqlx::query_as(&format!(
-            "SELECT s.id, (SELECT {user_json} FROM users u WHERE u.id = s.user_id), x.provider, x.refresh_sealed
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT s.id, (SELECT {user_json} FROM users u WHERE u.id = s.user_id), x.provider, x.refresh_sealed, x.checked_at,
+                    (SELECT i.subject FROM upstream_identities i WHERE i.user_id = s.user_id)
              FROM sessions s JOIN upstream_sessions x ON x.session_id = s.id WHERE s.refresh_hash = $1"
         ))
         .bind(refresh_hash)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((id, user, provider, refresh_sealed)) = row else {
+        let Some((id, user, provider, refresh_sealed, checked_at, subject)) = row else {
             return Ok(None);
         };
         let Some(session) = self.session(&id).await? else {
@@ -255,7 +261,19 @@ impl Store {
             user: user_from_json(&user)?,
             provider,
             refresh_sealed,
+            checked_at: super::ts("upstream_sessions", checked_at)?,
+            subject,
         }))
+    }
+
+    /// Records that the provider confirmed the person of a session just now.
+    pub async fn mark_upstream_checked(&self, session_id: &str, now: OffsetDateTime) -> Result<()> {
+        sqlx::query("UPDATE upstream_sessions SET checked_at = $1 WHERE session_id = $2")
+            .bind(now.unix_timestamp())
+            .bind(session_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     /// Which provider a user signed in through, if any.
