@@ -22,6 +22,7 @@ mod device_flow;
 mod disabled_user;
 mod exec_versions;
 mod grants;
+mod idp_faults;
 mod install_files;
 mod invitation;
 mod issuer_log;
