@@ -1,7 +1,8 @@
 //! The upstream OpenID provider: `tests/oidc-provider/server.mjs` (the OpenID Certified
 //! `oidc-provider` package on Node), started on `127.0.0.1` with a free port it picks itself and
 //! prints, and stopped on drop. Tests change a person's groups or disable them through its small
-//! admin API, as an identity team would at the company's identity provider.
+//! admin API, as an identity team would at the company's identity provider, or rotate its
+//! signing key under the same key id; it can announce a proxy in front of it as its issuer.
 
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
