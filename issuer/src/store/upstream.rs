@@ -356,6 +356,39 @@ mod tests {
         );
     }
 
+    /// The offline grace counts from the last time the provider confirmed the person: sign-in,
+    /// then every successful refresh there, rotated provider token or not.
+    #[tokio::test]
+    async fn a_session_remembers_its_last_check_and_subject() {
+        let (s, _d) = temp_store().await;
+        let t0 = datetime!(2026-01-01 12:00 UTC);
+        let u = s
+            .sign_in_upstream("idp", &who("sub-1", "ann", &["eng"]), "u1", t0)
+            .await
+            .unwrap();
+        let session = Session {
+            id: "s1".into(),
+            user_id: u.id.clone(),
+            client_id: "c".into(),
+            cluster: "k".into(),
+            created_at: t0,
+            expires_at: t0 + time::Duration::hours(8),
+            revoked_at: None,
+        };
+        s.create_session(&session, "rh").await.unwrap();
+        s.put_upstream_session("s1", "idp", "sealed", t0)
+            .await
+            .unwrap();
+        let up = s.upstream_session_by_refresh("rh").await.unwrap().unwrap();
+        assert_eq!(up.checked_at, t0);
+        assert_eq!(up.subject.as_deref(), Some("sub-1"));
+        let t1 = t0 + time::Duration::minutes(5);
+        s.mark_upstream_checked("s1", t1).await.unwrap();
+        let up = s.upstream_session_by_refresh("rh").await.unwrap().unwrap();
+        assert_eq!(up.checked_at, t1);
+        assert_eq!(up.refresh_sealed, "sealed");
+    }
+
     #[tokio::test]
     async fn pending_logins_are_single_use_and_expire() {
         let (s, _d) = temp_store().await;

@@ -207,4 +207,23 @@ mod tests {
         assert!(!cache.may_refetch_jwks(t0 + Duration::seconds(5)));
         assert!(cache.may_refetch_jwks(t0 + JWKS_REFETCH_EVERY));
     }
+
+    /// The fetch that comes with the metadata does not count against the limit: a key rotated
+    /// (under the same key id) just after it is picked up by the first token that fails.
+    #[test]
+    fn the_first_failure_after_loading_the_metadata_refetches() {
+        let cache = Cache::default();
+        let t0 = datetime!(2026-01-01 12:00 UTC);
+        let m = Metadata {
+            issuer: "https://idp".into(),
+            authorization_endpoint: "https://idp/a".into(),
+            token_endpoint: "https://idp/t".into(),
+            userinfo_endpoint: None,
+            jwks_uri: "https://idp/k".into(),
+            jwks: Arc::new(Jwks::default()),
+        };
+        cache.store(m, t0);
+        assert!(cache.may_refetch_jwks(t0 + Duration::seconds(1)));
+        assert!(!cache.may_refetch_jwks(t0 + Duration::seconds(2)));
+    }
 }
