@@ -170,7 +170,17 @@ pub struct UpstreamConfig {
     pub allowed_email_domains: Vec<String>,
     /// PEM CA bundle to trust for this provider instead of the system's web roots.
     pub ca_file: Option<PathBuf>,
+    /// While the provider cannot give an answer about a person (down, frozen, slow, server
+    /// errors, the issuer's client refused, ...; never when it refuses the person), sessions
+    /// whose last successful check there is younger than this keep refreshing, their tokens
+    /// marked as not re-checked. Zero turns the grace off. See docs/threat-model.md.
+    pub offline_grace: Duration,
 }
+
+/// Default [`UpstreamConfig::offline_grace`]; docs/threat-model.md says why an hour.
+pub const DEFAULT_OFFLINE_GRACE: &str = "1h";
+/// Longest [`UpstreamConfig::offline_grace`] accepted.
+pub const MAX_OFFLINE_GRACE: Duration = Duration::from_secs(12 * 3600);
 
 /// Default time between two reconciler rounds for a cluster.
 pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
@@ -584,6 +594,8 @@ pub struct FileUpstream {
     pub allowed_email_domains: Vec<String>,
     /// See [`UpstreamConfig::ca_file`].
     pub ca_file: Option<PathBuf>,
+    /// See [`UpstreamConfig::offline_grace`]; e.g. `"1h"`, `"0s"` to turn it off.
+    pub offline_grace: Option<String>,
 }
 
 /// `[policy]`.
@@ -1579,6 +1591,17 @@ fn validate_upstream(i: usize, u: FileUpstream) -> Result<UpstreamConfig, Config
             ));
         }
     }
+    let offline_grace = duration_field(
+        &field("offline_grace"),
+        u.offline_grace.as_deref(),
+        DEFAULT_OFFLINE_GRACE,
+    )?;
+    if offline_grace > MAX_OFFLINE_GRACE {
+        return Err(invalid(
+            field("offline_grace"),
+            "must be at most 12h (a longer grace keeps removed people in for too long)",
+        ));
+    }
     Ok(UpstreamConfig {
         id: u.id,
         name,
@@ -1591,6 +1614,7 @@ fn validate_upstream(i: usize, u: FileUpstream) -> Result<UpstreamConfig, Config
         groups_claim,
         allowed_email_domains,
         ca_file: u.ca_file,
+        offline_grace,
     })
 }
 
@@ -1975,6 +1999,14 @@ mod tests {
                 "upstreams[0].client_secret_file",
             ),
             (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"\noffline_grace = \"13h\"",
+                "upstreams[0].offline_grace",
+            ),
+            (
+                "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"\noffline_grace = \"a while\"",
+                "upstreams[0].offline_grace",
+            ),
+            (
                 "[[upstreams]]\nid = \"a\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\nclient_secret_env = \"CREDENTIAL_TEST_UNSET_VARIABLE\"",
                 "upstreams[0].client_secret_env",
             ),
@@ -2108,6 +2140,7 @@ mod tests {
         assert_eq!(u.groups_claim, "groups");
         assert_eq!(u.client_auth, ClientAuth::Basic);
         assert_eq!(u.allowed_email_domains, ["corp.example"]);
+        assert_eq!(u.offline_grace, Duration::from_secs(3600));
         assert!(
             !format!("{c:?}").contains("s3cret"),
             "the secret leaks in Debug"

@@ -95,6 +95,10 @@ pub struct Metrics {
     notification_failures: AtomicU64,
     /// 1 while this replica holds the leader lease.
     leader: AtomicU64,
+    /// `(provider, operation, cause)` → failed calls to an upstream provider.
+    upstream_failures: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    /// provider → refreshes let through on the offline grace.
+    upstream_grace: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -178,6 +182,22 @@ impl Metrics {
             self.notifications_sent.fetch_add(1, Ordering::Relaxed);
         } else {
             self.notification_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A call to an upstream provider failed: `operation` is `refresh`, `sign_in` or
+    /// `sign_in_start`, `cause` an [`crate::upstream::Error::label`].
+    pub fn upstream_failure(&self, provider: &str, operation: &'static str, cause: &'static str) {
+        if let Ok(mut m) = self.upstream_failures.lock() {
+            *m.entry((provider.to_owned(), operation, cause))
+                .or_default() += 1;
+        }
+    }
+
+    /// A refresh went through on the offline grace of `provider` (not re-checked there).
+    pub fn upstream_grace(&self, provider: &str) {
+        if let Ok(mut m) = self.upstream_grace.lock() {
+            *m.entry(provider.to_owned()).or_default() += 1;
         }
     }
 
@@ -299,6 +319,30 @@ impl Metrics {
         if let Ok(m) = self.reconciler_errors.lock() {
             for (cluster, v) in m.iter() {
                 let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", label_value(cluster));
+            }
+        }
+        let name = "credential_issuer_upstream_failures_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Failed calls to upstream identity providers, by provider, operation and cause.\n# TYPE {name} counter"
+        );
+        if let Ok(m) = self.upstream_failures.lock() {
+            for ((provider, op, cause), v) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{provider=\"{}\",operation=\"{op}\",cause=\"{cause}\"}} {v}",
+                    label_value(provider)
+                );
+            }
+        }
+        let name = "credential_issuer_upstream_offline_grace_refreshes_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Refreshes let through on a provider's offline_grace without a check there.\n# TYPE {name} counter"
+        );
+        if let Ok(m) = self.upstream_grace.lock() {
+            for (provider, v) in m.iter() {
+                let _ = writeln!(out, "{name}{{provider=\"{}\"}} {v}", label_value(provider));
             }
         }
         let name = "credential_issuer_webhook_requests_total";

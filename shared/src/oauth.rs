@@ -320,6 +320,11 @@ pub struct AccessTokenClaims {
     /// `groups` as `grant:<role>` or `grant:<role>:<namespace>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<String>,
+    /// Set only on a token minted while the person's identity provider could not be asked
+    /// (its offline grace): when the provider last confirmed the person (Unix seconds). Such a
+    /// token says "not re-checked since" this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_checked_at: Option<i64>,
 }
 
 #[cfg(test)]

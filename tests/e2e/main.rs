@@ -24,6 +24,7 @@ mod disabled_user;
 mod disk_full;
 mod exec_versions;
 mod grants;
+mod idp_faults;
 mod install_files;
 mod invitation;
 mod issuer_log;

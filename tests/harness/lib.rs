@@ -14,6 +14,7 @@ pub mod bins;
 pub mod browser;
 pub mod chromium;
 pub mod control_plane;
+pub mod fault_proxy;
 pub mod http;
 pub mod issuer;
 pub mod oidc_provider;
@@ -27,6 +28,7 @@ pub mod wait;
 
 pub use browser::{Browser, Page};
 pub use control_plane::{ControlPlane, OidcSettings, WebhookSettings};
+pub use fault_proxy::{Fault, FaultProxy};
 pub use issuer::{Issuer, IssuerOptions};
 pub use oidc_provider::OidcProvider;
 pub use plugin::{CachedToken, LoginProcess, PluginArgs, TokenCache, UserEnv};

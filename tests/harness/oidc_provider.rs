@@ -1,7 +1,8 @@
 //! The upstream OpenID provider: `tests/oidc-provider/server.mjs` (the OpenID Certified
 //! `oidc-provider` package on Node), started on `127.0.0.1` with a free port it picks itself and
 //! prints, and stopped on drop. Tests change a person's groups or disable them through its small
-//! admin API, as an identity team would at the company's identity provider.
+//! admin API, as an identity team would at the company's identity provider, or rotate its
+//! signing key under the same key id; it can announce a proxy in front of it as its issuer.
 
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
@@ -48,6 +49,8 @@ pub struct Client {
 #[derive(Debug)]
 pub struct OidcProvider {
     url: String,
+    /// Where it listens (the same as the issuer's address unless it announces a proxy's).
+    address: String,
     admin_token: String,
     pgid: u32,
     dir: tempfile::TempDir,
@@ -71,6 +74,14 @@ impl OidcProvider {
     #[track_caller]
     #[must_use]
     pub fn start(client: &Client, accounts: &[Account]) -> Self {
+        Self::start_announcing(client, accounts, None)
+    }
+
+    /// Like [`OidcProvider::start`], but announcing `issuer` (a proxy in front of it, such as
+    /// [`crate::fault_proxy::FaultProxy`]) as its issuer URL.
+    #[track_caller]
+    #[must_use]
+    pub fn start_announcing(client: &Client, accounts: &[Account], issuer: Option<&str>) -> Self {
         let node = process::require(
             "node",
             "install Node.js 20.19 or newer (Debian: apt-get install nodejs npm)",
@@ -98,7 +109,8 @@ impl OidcProvider {
         std::fs::write(&accounts_file, serde_json::Value::from(json).to_string())
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", accounts_file.display()));
         let admin_token = format!("admin-{}", std::process::id());
-        let mut child = Command::new(node)
+        let mut command = Command::new(node);
+        command
             .arg(pkg.join("server.mjs"))
             .current_dir(&pkg)
             .env_clear()
@@ -107,7 +119,11 @@ impl OidcProvider {
             .env("OIDC_CLIENT_SECRET", &client.secret)
             .env("OIDC_REDIRECT_URI", &client.redirect_uri)
             .env("OIDC_ACCOUNTS_FILE", &accounts_file)
-            .env("OIDC_ADMIN_TOKEN", &admin_token)
+            .env("OIDC_ADMIN_TOKEN", &admin_token);
+        if let Some(issuer) = issuer {
+            command.env("OIDC_ISSUER", issuer);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -126,15 +142,20 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
         let (tx, rx) = mpsc::channel();
         if let Some(out) = child.stdout.take() {
             std::thread::spawn(move || {
+                let mut address = String::new();
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if let Some(a) = line.strip_prefix("address ") {
+                        a.trim().clone_into(&mut address);
+                    }
                     if let Some(url) = line.strip_prefix("listening ") {
-                        let _ = tx.send(url.trim().to_owned());
+                        let _ = tx.send((url.trim().to_owned(), address.clone()));
                     }
                 }
             });
         }
         let mut provider = Self {
             url: String::new(),
+            address: String::new(),
             admin_token,
             pgid,
             dir,
@@ -145,7 +166,10 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
             }),
         };
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(url) => provider.url = url,
+            Ok((url, address)) => {
+                provider.url = url;
+                provider.address = address;
+            }
             Err(e) => {
                 let how = match e {
                     mpsc::RecvTimeoutError::Disconnected => {
@@ -174,8 +198,31 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
         self.dir.path()
     }
 
+    /// Where it listens, for a proxy in front of it.
+    #[must_use]
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address.parse().unwrap_or_else(|e| {
+            panic!(
+                "the OpenID provider printed a bad address {:?}: {e}",
+                self.address
+            )
+        })
+    }
+
+    /// Replaces the provider's signing key by a new one under the same key id.
+    #[track_caller]
+    pub fn rotate_key_keeping_kid(&self) {
+        let url = format!("http://{}/admin/rotate-key-same-kid", self.address);
+        let resp = ureq::post(&url)
+            .set("Authorization", &format!("Bearer {}", self.admin_token))
+            .call();
+        if let Err(e) = resp {
+            panic!("the OpenID provider's admin API refused the key rotation: {e}");
+        }
+    }
+
     fn admin(&self, username: &str, change: &serde_json::Value) {
-        let url = format!("{}/admin/accounts/{username}", self.url);
+        let url = format!("http://{}/admin/accounts/{username}", self.address);
         let resp = ureq::post(&url)
             .set("Authorization", &format!("Bearer {}", self.admin_token))
             .set("Content-Type", "application/json")

@@ -10,15 +10,20 @@
 //   OIDC_REDIRECT_URI   the issuer's callback URL
 //   OIDC_ACCOUNTS_FILE  JSON: [{"username", "password", "email", "groups": [...]}]
 //   OIDC_ADMIN_TOKEN    bearer token required by the admin API
+//   OIDC_ISSUER         optional: the issuer URL to announce, when the provider is reached
+//                       through a proxy (the tests' fault-injecting one) at that address
 // Prints `listening http://127.0.0.1:PORT` on stdout once it accepts connections.
 //
 // Admin API: POST /admin/accounts/<username> with JSON {"groups": [...]} and/or
-// {"disabled": true|false}; answers the account as JSON.
+// {"disabled": true|false}; answers the account as JSON. POST /admin/rotate-key-same-kid
+// replaces the signing key by a new one under the same key id (as some providers do), keeping
+// every session, grant and token.
 
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
+import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 const env = (name) => {
   const v = process.env[name];
@@ -40,8 +45,14 @@ const accounts = new Map(
   ]),
 );
 
-const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'e2e-rs256', alg: 'RS256', use: 'sig' };
+const newJwk = () => {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...privateKey.export({ format: 'jwk' }), kid: 'e2e-rs256', alg: 'RS256', use: 'sig' };
+};
+const cookieKeys = [randomBytes(32).toString('hex')];
+// One in-memory store for every Provider instance, so that a key rotation (a new instance)
+// keeps sessions, grants and tokens.
+const adapter = createMemoryAdapter(0);
 
 const same = (a, b) => {
   const x = Buffer.from(String(a));
@@ -131,6 +142,14 @@ async function admin(req, res, url) {
     res.writeHead(401).end();
     return;
   }
+  if (url.pathname === '/admin/rotate-key-same-kid' && req.method === 'POST') {
+    // A new Provider with a new key under the same kid. The in-memory adapter's storage is
+    // shared by every instance in the process, so sessions, grants and tokens carry over.
+    provider = makeProvider(provider.issuer, newJwk());
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ rotated: true }));
+    return;
+  }
   const username = decodeURIComponent(url.pathname.slice('/admin/accounts/'.length));
   const account = accounts.get(username);
   if (req.method !== 'POST' || !account) {
@@ -148,7 +167,7 @@ const server = createServer((req, res) => {
   const url = new URL(req.url, 'http://127.0.0.1');
   let handled;
   if (url.pathname.startsWith('/interaction/')) handled = interaction(req, res, url);
-  else if (url.pathname.startsWith('/admin/accounts/')) handled = admin(req, res, url);
+  else if (url.pathname.startsWith('/admin/')) handled = admin(req, res, url);
   else return provider.callback()(req, res);
   handled.catch((err) => {
     console.error(`server.mjs: ${req.method} ${url.pathname}: ${err?.message ?? err}`);
@@ -156,10 +175,8 @@ const server = createServer((req, res) => {
   });
 });
 
-server.listen(Number(process.env.OIDC_PORT ?? 0), '127.0.0.1', () => {
-  const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}`;
-  provider = new Provider(issuer, {
+const makeProvider = (issuer, jwk) => {
+  const p = new Provider(issuer, {
     clients: [{
       client_id: clientId,
       client_secret: clientSecret,
@@ -168,8 +185,9 @@ server.listen(Number(process.env.OIDC_PORT ?? 0), '127.0.0.1', () => {
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
     }],
+    adapter,
     jwks: { keys: [jwk] },
-    cookies: { keys: [randomBytes(32).toString('hex')] },
+    cookies: { keys: cookieKeys },
     scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
     claims: {
       openid: ['sub'],
@@ -201,7 +219,16 @@ server.listen(Number(process.env.OIDC_PORT ?? 0), '127.0.0.1', () => {
     },
   });
   // Refresh tokens keep working for the whole test; the issuer stores the rotated one anyway.
-  provider.on('server_error', (ctx, err) => console.error(`server.mjs: server_error ${err?.message}`));
+  p.on('server_error', (ctx, err) => console.error(`server.mjs: server_error ${err?.message}`));
+  return p;
+};
+
+server.listen(Number(process.env.OIDC_PORT ?? 0), '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = process.env.OIDC_ISSUER || `http://127.0.0.1:${port}`;
+  provider = makeProvider(issuer, newJwk());
+  // The address it listens on, then its issuer (the same unless OIDC_ISSUER names a proxy).
+  console.log(`address 127.0.0.1:${port}`);
   console.log(`listening ${issuer}`);
 });
 

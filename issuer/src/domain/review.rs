@@ -240,6 +240,7 @@ mod tests {
             cluster: Some("prod".into()),
             sid: Some("s1".into()),
             grants: Vec::new(),
+            upstream_checked_at: None,
         }
     }
 

@@ -59,6 +59,7 @@ pub fn access_claims(who: &Subject<'_>, m: Minting<'_>) -> AccessTokenClaims {
         cluster: Some(m.cluster.to_owned()),
         sid: Some(m.session_id.to_owned()),
         grants: Vec::new(),
+        upstream_checked_at: None,
     }
 }
 

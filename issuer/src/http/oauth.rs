@@ -286,18 +286,23 @@ async fn refresh_grant(
     // Sessions from an upstream provider are recognisable by their token's prefix, so the
     // local-account fast path below stays one statement.
     let upstream = presented.starts_with(UPSTREAM_REFRESH_PREFIX);
-    if upstream {
-        upstream_recheck(state, addr, rid, presented, &req.client_id, now).await?;
-    }
+    let unchecked_since = if upstream {
+        upstream_recheck(state, addr, rid, presented, &req.client_id, now).await?
+    } else {
+        None
+    };
     let next = new_refresh_token(upstream);
     // What the new token will carry, from the account as it is now, so that the rotating
     // statement records it in the refresh's audit row (a token the rotation refuses is never
     // minted, and its row never written).
     let presented_hash = hash(presented);
-    let planned = match store.session_by_refresh(&presented_hash).await? {
+    let mut planned = match store.session_by_refresh(&presented_hash).await? {
         Some((s, u)) => Some(contents(state, &u, &s, now).await?),
         None => None,
     };
+    if let (Some(c), Some(since)) = (planned.as_mut(), unchecked_since) {
+        mark_unchecked(c, since);
+    }
     let by = Presenter {
         client_id: &req.client_id,
         client_addr: addr,
@@ -371,9 +376,14 @@ async fn refresh_grant(
     // The rotation already checked the session and the account in the same statement.
     // The token carries what the audit row says; `planned` is missing only if the token was
     // rotated between the read and the rotation, which the rotation would have refused.
-    let contents = match planned {
-        Some(c) => c,
-        None => contents(state, &user, &session, now).await?,
+    let contents = if let Some(c) = planned {
+        c
+    } else {
+        let mut c = contents(state, &user, &session, now).await?;
+        if let Some(since) = unchecked_since {
+            mark_unchecked(&mut c, since);
+        }
+        c
     };
     let reply = mint(state, &user, &session, &next, &contents, now)?;
     state.metrics().refresh();
@@ -436,10 +446,15 @@ fn new_refresh_token(upstream: bool) -> Secret {
 }
 
 /// Before an upstream session's refresh token is rotated: refresh at the provider and take the
-/// person's groups from its answer. A provider that refuses ends the session (`invalid_grant`);
-/// one that cannot be reached fails this refresh only (`temporarily_unavailable`), and as the
-/// issuer's own token was not spent yet the client can simply retry. Anything else about the
-/// token (unknown, spent, session ended) is left to the rotation, which answers it.
+/// person's groups from its answer. A provider that refuses the person (`invalid_grant`) ends
+/// the session. Any other failure (unreachable, frozen, slow, server errors, the issuer's own
+/// client refused, rate limiting, a malformed answer, an ID token that does not verify) is
+/// the provider's or the issuer's problem: within the provider's `offline_grace` since the
+/// last successful check the refresh goes on without it (`Ok(Some(checked_at))`, the token
+/// and its audit row marked), after that it fails this refresh only
+/// (`temporarily_unavailable`, naming the cause), and as the issuer's own token was not spent
+/// yet the client can simply retry. Anything else about the token (unknown, spent, session
+/// ended) is left to the rotation, which answers it.
 async fn upstream_recheck(
     state: &AppState,
     addr: &str,
@@ -447,18 +462,18 @@ async fn upstream_recheck(
     presented: &str,
     client_id: &str,
     now: OffsetDateTime,
-) -> Result<(), OAuthReply> {
+) -> Result<Option<OffsetDateTime>, OAuthReply> {
     let store = state.store();
     let presented_hash = hash(presented);
     let Some(up) = store.upstream_session_by_refresh(&presented_hash).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let live = up.session.revoked_at.is_none()
         && up.session.expires_at > now
         && up.session.client_id == client_id
         && up.user.disabled_at.is_none();
     if !live {
-        return Ok(());
+        return Ok(None);
     }
     let up = &up;
     let presented_hash = &presented_hash;
@@ -496,11 +511,15 @@ async fn upstream_recheck(
         .sealer()
         .open(&up.refresh_sealed, &context)
         .map_err(|e| OAuthReply::internal(&e))?;
-    match provider.refresh(&rt, now).await {
+    match provider.refresh(&rt, up.subject.as_deref(), now).await {
         Ok((identity, tokens)) => {
-            store
-                .set_upstream_groups(&up.user.id, &identity.groups)
-                .await?;
+            // Without an ID token or userinfo (OpenID Connect Core 12.2), the provider still
+            // accepted the grant: the person is there, and the stored claims stand.
+            if let Some(identity) = &identity {
+                store
+                    .set_upstream_groups(&up.user.id, &identity.groups)
+                    .await?;
+            }
             if let Some(rotated) = tokens.refresh_token {
                 let sealed = state
                     .sealer()
@@ -509,21 +528,59 @@ async fn upstream_recheck(
                 store
                     .put_upstream_session(&up.session.id, &up.provider, &sealed, now)
                     .await?;
+            } else {
+                store.mark_upstream_checked(&up.session.id, now).await?;
             }
-            tracing::info!(request_id = %rid, user = %Untrusted::new(&up.user.username), provider = %up.provider, "person re-checked upstream");
-            Ok(())
+            tracing::info!(request_id = %rid, user = %Untrusted::new(&up.user.username), provider = %up.provider, claims_from = if identity.is_some() { "provider" } else { "stored" }, "person re-checked upstream");
+            Ok(None)
         }
-        Err(e) if e.is_refusal() => {
-            tracing::info!(request_id = %rid, user = %Untrusted::new(&up.user.username), provider = %up.provider, error = %Untrusted::long(&e), "upstream refused the refresh; session revoked");
+        Err(e) if e.ends_session() => {
+            state
+                .metrics()
+                .upstream_failure(&up.provider, "refresh", e.label());
+            tracing::info!(request_id = %rid, user = %Untrusted::new(&up.user.username), provider = %up.provider, cause = e.label(), error = %Untrusted::long(&e), "upstream refused the refresh; session revoked");
             Err(refused("upstream.refused").await)
         }
         Err(e) => {
-            tracing::warn!(request_id = %rid, provider = %up.provider, error = %Untrusted::long(&e), "upstream unreachable during refresh");
-            Err(OAuthReply::unavailable(
-                "the identity provider cannot be reached; try again shortly",
-            ))
+            state
+                .metrics()
+                .upstream_failure(&up.provider, "refresh", e.label());
+            let grace = provider.config().offline_grace;
+            let unchecked_for = now - up.checked_at;
+            if offline_grace_applies(grace, unchecked_for) {
+                state.metrics().upstream_grace(&up.provider);
+                tracing::warn!(request_id = %rid, user = %Untrusted::new(&up.user.username), provider = %up.provider, cause = e.label(), error = %Untrusted::long(&e), checked_at = %up.checked_at, "identity provider failed; refresh allowed on the offline grace, person not re-checked");
+                return Ok(Some(up.checked_at));
+            }
+            tracing::error!(request_id = %rid, user = %Untrusted::new(&up.user.username), provider = %up.provider, cause = e.label(), error = %Untrusted::long(&e), checked_at = %up.checked_at, "identity provider failed during refresh; session kept, refresh refused for now");
+            Err(OAuthReply::unavailable(format!(
+                "the identity provider {} {}; your session is kept, try again shortly",
+                up.provider,
+                e.describe()
+            )))
         }
     }
+}
+
+/// Whether a refresh may go through without the provider's answer: the grace is on and the
+/// person was confirmed there less than `grace` ago.
+fn offline_grace_applies(grace: std::time::Duration, unchecked_for: time::Duration) -> bool {
+    !grace.is_zero() && unchecked_for >= time::Duration::ZERO && unchecked_for < grace
+}
+
+/// Records in a token's audit detail that the person was not re-checked since `checked_at`.
+fn mark_unchecked(contents: &mut Contents, checked_at: OffsetDateTime) {
+    if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&contents.detail) {
+        let since = checked_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| checked_at.unix_timestamp().to_string());
+        m.insert(
+            "upstream_not_rechecked_since".into(),
+            serde_json::Value::String(since),
+        );
+        contents.detail = serde_json::Value::Object(m).to_string();
+    }
+    contents.upstream_checked_at = Some(checked_at);
 }
 
 /// Why a current refresh token was refused.
@@ -583,6 +640,8 @@ struct Contents {
     groups: Vec<String>,
     grants: Vec<crate::domain::grants::Grant>,
     detail: String,
+    /// Set when the token goes out on an upstream's offline grace: the last check there.
+    upstream_checked_at: Option<OffsetDateTime>,
 }
 
 async fn contents(
@@ -617,6 +676,7 @@ async fn contents(
         groups,
         grants,
         detail,
+        upstream_checked_at: None,
     })
 }
 
@@ -661,6 +721,9 @@ fn mint(
         },
     );
     tokens::add_grants(&mut claims, &contents.grants);
+    claims.upstream_checked_at = contents
+        .upstream_checked_at
+        .map(OffsetDateTime::unix_timestamp);
     let jwt = state.signer().sign(&claims)?;
     let body = TokenResponse {
         access_token: jwt,
@@ -786,4 +849,23 @@ fn is_scope(scope: &str) -> bool {
 /// Keeps echoed client input short in error descriptions.
 fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offline_grace_is_bounded_by_the_last_check() {
+        let hour = std::time::Duration::from_secs(3600);
+        assert!(offline_grace_applies(hour, time::Duration::minutes(5)));
+        assert!(offline_grace_applies(hour, time::Duration::minutes(59)));
+        assert!(!offline_grace_applies(hour, time::Duration::minutes(60)));
+        // Off when zero; a check in the future (clock skew between replicas) is not trusted.
+        assert!(!offline_grace_applies(
+            std::time::Duration::ZERO,
+            time::Duration::seconds(1)
+        ));
+        assert!(!offline_grace_applies(hour, time::Duration::seconds(-5)));
+    }
 }

@@ -1148,8 +1148,13 @@ async fn upstream_pages_refuse_forged_foreign_and_unreachable_logins() {
             Some(&cookie),
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
-    assert!(r.body.contains("could not reach Corp SSO"), "{}", r.body);
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert!(
+        r.body
+            .contains("cannot reach Corp SSO right now (connection refused)"),
+        "{}",
+        r.body
+    );
     // A callback without the browser session, with a forged state, or with another
     // browser's state gets the same clear page; the foreign state is spent by the attempt.
     let r = app.get("/upstream/callback?state=s&code=c", None).await;

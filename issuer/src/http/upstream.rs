@@ -39,11 +39,26 @@ fn redirect_uri(state: &AppState) -> String {
     format!("{}{CALLBACK_PATH}", state.config().issuer())
 }
 
-fn unavailable(name: &str) -> PageError {
+/// The page for a provider that cannot sign people in now, naming what failed (from a closed
+/// set of words, never the provider's own text).
+fn unavailable(name: &str, e: &crate::upstream::Error) -> PageError {
+    let (title, what) = match e {
+        crate::upstream::Error::Unreachable { cause, .. } => (
+            "Identity provider unreachable",
+            format!(
+                "The issuer cannot reach {name} right now ({}).",
+                cause.describe()
+            ),
+        ),
+        _ => (
+            "Identity provider unavailable",
+            format!("{name} could not sign you in: it {}.", e.describe()),
+        ),
+    };
     PageError::new(
-        StatusCode::BAD_GATEWAY,
-        "Identity provider unavailable",
-        format!("The issuer could not reach {name} to sign you in. Try again in a minute; if it keeps failing, tell your platform team."),
+        StatusCode::SERVICE_UNAVAILABLE,
+        title,
+        format!("{what} Nothing is wrong with your account. Try again in a few minutes; if it keeps failing, tell your platform team (people with a local account can still sign in with it)."),
     )
 }
 
@@ -102,14 +117,24 @@ pub(super) async fn start(
         verifier_sealed: seal(&request.verifier, "verifier")?,
         expires_at: now + LOGIN_TTL,
     };
-    let url = match provider
-        .authorization_url(&request, &redirect_uri(&state), now)
-        .await
-    {
+    // The metadata is cached for an hour, so building the URL alone would send the browser
+    // to a provider that is down: ask it first (a short GET of its discovery document).
+    let url = match provider.probe().await {
+        Ok(()) => {
+            provider
+                .authorization_url(&request, &redirect_uri(&state), now)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let url = match url {
         Ok(u) => u,
         Err(e) => {
-            tracing::warn!(request_id = %rid, provider = %provider.config().id, error = %Untrusted::long(&e), "upstream sign-in could not start");
-            return Err(unavailable(&provider.config().name));
+            state
+                .metrics()
+                .upstream_failure(&provider.config().id, "sign_in_start", e.label());
+            tracing::warn!(request_id = %rid, provider = %provider.config().id, cause = e.label(), error = %Untrusted::long(&e), "upstream sign-in could not start");
+            return Err(unavailable(&provider.config().name, &e));
         }
     };
     state.store().create_upstream_login(&pending, now).await?;
@@ -218,8 +243,12 @@ pub(super) async fn callback(
         .await;
     let (identity, tokens) = match exchanged {
         Ok(x) => x,
-        Err(e) if e.is_refusal() => {
-            tracing::warn!(request_id = %rid, provider = %login.provider, error = %Untrusted::long(&e), "upstream sign-in refused");
+        // Only `invalid_grant` means the code itself was refused (expired, used, not ours).
+        Err(e) if e.ends_session() => {
+            state
+                .metrics()
+                .upstream_failure(&login.provider, "sign_in", e.label());
+            tracing::warn!(request_id = %rid, provider = %login.provider, cause = e.label(), error = %Untrusted::long(&e), "upstream sign-in refused");
             audit_failure(&state, "login.upstream.failed", None, &addr, &rid, now).await;
             return Err(PageError::new(
                 StatusCode::BAD_REQUEST,
@@ -228,9 +257,12 @@ pub(super) async fn callback(
             ));
         }
         Err(e) => {
-            tracing::warn!(request_id = %rid, provider = %login.provider, error = %Untrusted::long(&e), "upstream sign-in failed");
+            state
+                .metrics()
+                .upstream_failure(&login.provider, "sign_in", e.label());
+            tracing::error!(request_id = %rid, provider = %login.provider, cause = e.label(), error = %Untrusted::long(&e), "upstream sign-in failed");
             audit_failure(&state, "login.upstream.failed", None, &addr, &rid, now).await;
-            return Err(unavailable(&name));
+            return Err(unavailable(&name, &e));
         }
     };
     if !token::email_allowed(provider.config(), &identity) {

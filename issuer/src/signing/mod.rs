@@ -963,6 +963,7 @@ mod tests {
     fn claims() -> AccessTokenClaims {
         AccessTokenClaims {
             grants: Vec::new(),
+            upstream_checked_at: None,
             iss: "https://issuer.test".into(),
             sub: "user-1".into(),
             aud: "prod".into(),

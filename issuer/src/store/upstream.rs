@@ -45,6 +45,10 @@ pub struct UpstreamSession {
     pub provider: String,
     /// The provider's refresh token, sealed with context `upstream-session:<session id>`.
     pub refresh_sealed: String,
+    /// When the provider last confirmed the person (sign-in or a successful refresh there).
+    pub checked_at: OffsetDateTime,
+    /// The person's `sub` at the provider, when linked.
+    pub subject: Option<String>,
 }
 
 /// The sealing context of a session's provider refresh token.
@@ -234,17 +238,19 @@ impl Store {
         &self,
         refresh_hash: &str,
     ) -> Result<Option<UpstreamSession>> {
+        type Row = (String, String, String, String, i64, Option<String>);
         let user_json = self
             .backend
             .json_array(&super::users::user_columns(self.backend));
-        let row: Option<(String, String, String, String)> = sqlx::query_as(&format!(
-            "SELECT s.id, (SELECT {user_json} FROM users u WHERE u.id = s.user_id), x.provider, x.refresh_sealed
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT s.id, (SELECT {user_json} FROM users u WHERE u.id = s.user_id), x.provider, x.refresh_sealed, x.checked_at,
+                    (SELECT i.subject FROM upstream_identities i WHERE i.user_id = s.user_id)
              FROM sessions s JOIN upstream_sessions x ON x.session_id = s.id WHERE s.refresh_hash = $1"
         ))
         .bind(refresh_hash)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((id, user, provider, refresh_sealed)) = row else {
+        let Some((id, user, provider, refresh_sealed, checked_at, subject)) = row else {
             return Ok(None);
         };
         let Some(session) = self.session(&id).await? else {
@@ -255,7 +261,19 @@ impl Store {
             user: user_from_json(&user)?,
             provider,
             refresh_sealed,
+            checked_at: super::ts("upstream_sessions", checked_at)?,
+            subject,
         }))
+    }
+
+    /// Records that the provider confirmed the person of a session just now.
+    pub async fn mark_upstream_checked(&self, session_id: &str, now: OffsetDateTime) -> Result<()> {
+        sqlx::query("UPDATE upstream_sessions SET checked_at = $1 WHERE session_id = $2")
+            .bind(now.unix_timestamp())
+            .bind(session_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     /// Which provider a user signed in through, if any.
@@ -336,6 +354,39 @@ mod tests {
             s.upstream_provider_of("u1").await.unwrap().as_deref(),
             Some("idp")
         );
+    }
+
+    /// The offline grace counts from the last time the provider confirmed the person: sign-in,
+    /// then every successful refresh there, rotated provider token or not.
+    #[tokio::test]
+    async fn a_session_remembers_its_last_check_and_subject() {
+        let (s, _d) = temp_store().await;
+        let t0 = datetime!(2026-01-01 12:00 UTC);
+        let u = s
+            .sign_in_upstream("idp", &who("sub-1", "ann", &["eng"]), "u1", t0)
+            .await
+            .unwrap();
+        let session = Session {
+            id: "s1".into(),
+            user_id: u.id.clone(),
+            client_id: "c".into(),
+            cluster: "k".into(),
+            created_at: t0,
+            expires_at: t0 + time::Duration::hours(8),
+            revoked_at: None,
+        };
+        s.create_session(&session, "rh").await.unwrap();
+        s.put_upstream_session("s1", "idp", "sealed", t0)
+            .await
+            .unwrap();
+        let up = s.upstream_session_by_refresh("rh").await.unwrap().unwrap();
+        assert_eq!(up.checked_at, t0);
+        assert_eq!(up.subject.as_deref(), Some("sub-1"));
+        let t1 = t0 + time::Duration::minutes(5);
+        s.mark_upstream_checked("s1", t1).await.unwrap();
+        let up = s.upstream_session_by_refresh("rh").await.unwrap().unwrap();
+        assert_eq!(up.checked_at, t1);
+        assert_eq!(up.refresh_sealed, "sealed");
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rustls::pki_types::{pem::PemObject as _, CertificateDer};
 
-use super::Error;
+use super::{Error, Transport};
 use crate::secret::Secret;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,10 +33,15 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// How long a reachability probe (before sending a browser to the provider) may take.
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A request to send.
 pub(super) enum Req {
     /// `GET url` with an optional bearer token.
     Get { url: String, bearer: Option<Secret> },
+    /// `GET url` with [`PROBE_TIMEOUT`], to learn whether the provider answers at all.
+    Probe { url: String },
     /// `POST url` with a form body and optional HTTP Basic credentials.
     Form {
         url: String,
@@ -74,6 +79,7 @@ impl Client {
             .await
             .map_err(|e| Error::Unreachable {
                 provider: self.provider.clone(),
+                cause: Transport::Other,
                 detail: e.to_string(),
             })?
     }
@@ -88,6 +94,11 @@ fn send_blocking(agent: &ureq::Agent, provider: &str, req: Req) -> Result<Resp, 
             }
             r.call()
         }
+        Req::Probe { url } => agent
+            .get(&url)
+            .set("Accept", "application/json")
+            .timeout(PROBE_TIMEOUT)
+            .call(),
         Req::Form { url, fields, basic } => {
             let mut r = agent.post(&url).set("Accept", "application/json");
             if let Some((user, pass)) = basic {
@@ -114,6 +125,7 @@ fn send_blocking(agent: &ureq::Agent, provider: &str, req: Req) -> Result<Resp, 
         Err(ureq::Error::Transport(t)) => {
             return Err(Error::Unreachable {
                 provider: provider.to_owned(),
+                cause: transport_cause(&t),
                 // The kind and message only: the URL could carry a query.
                 detail: format!("{:?}: {}", t.kind(), t.message().unwrap_or("")),
             });
@@ -127,9 +139,49 @@ fn send_blocking(agent: &ureq::Agent, provider: &str, req: Req) -> Result<Resp, 
     )
     .map_err(|e| Error::Unreachable {
         provider: provider.to_owned(),
+        cause: io_cause(e.kind()),
         detail: e.to_string(),
     })?;
     Ok(Resp { status, body })
+}
+
+/// Names a transport failure from the I/O error under it (ureq wraps it), so that a log line
+/// and a metric tell a provider that is down from one that hangs.
+fn transport_cause(t: &ureq::Transport) -> Transport {
+    match t.kind() {
+        ureq::ErrorKind::Dns => return Transport::Dns,
+        ureq::ErrorKind::InsecureRequestHttpsOnly => return Transport::Tls,
+        ureq::ErrorKind::BadStatus | ureq::ErrorKind::BadHeader => return Transport::Protocol,
+        _ => {}
+    }
+    let mut source = std::error::Error::source(t);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if inner.downcast_ref::<rustls::Error>().is_some() {
+                    return Transport::Tls;
+                }
+            }
+            return io_cause(io.kind());
+        }
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return Transport::Tls;
+        }
+        source = e.source();
+    }
+    Transport::Other
+}
+
+fn io_cause(kind: std::io::ErrorKind) -> Transport {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::ConnectionRefused => Transport::ConnectionRefused,
+        K::TimedOut | K::WouldBlock => Transport::TimedOut,
+        K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
+            Transport::ConnectionReset
+        }
+        _ => Transport::Other,
+    }
 }
 
 fn tls_trusting(provider: &str, path: &Path) -> Result<Arc<rustls::ClientConfig>, Error> {

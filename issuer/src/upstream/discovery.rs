@@ -1,9 +1,11 @@
 //! Provider metadata (OpenID Connect Discovery 1.0) and its signing keys, cached per provider.
 //!
 //! Discovery and the JWKS are fetched on first use and kept for an hour. An ID token signed with
-//! a key id the cache does not know makes the provider's JWKS be fetched again (keys rotate), at
-//! most once per [`JWKS_REFETCH_EVERY`], so tokens with made-up key ids cannot make the issuer
-//! hammer the provider.
+//! a key id the cache does not know, or whose signature does not verify with the cached key of
+//! its key id (a provider that rotated its key but kept the key id), makes the provider's JWKS
+//! be fetched again, at most once per [`JWKS_REFETCH_EVERY`], so bad tokens cannot make the
+//! issuer hammer the provider. The fetch that comes with the metadata does not count: the
+//! first bad signature after it refetches at once.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,7 +19,7 @@ use crate::config::UpstreamConfig;
 
 /// How long discovery and keys are trusted without asking again.
 pub const METADATA_TTL: Duration = Duration::hours(1);
-/// Least time between two JWKS fetches caused by an unknown key id.
+/// Least time between two JWKS fetches caused by a token that did not verify.
 pub const JWKS_REFETCH_EVERY: Duration = Duration::seconds(30);
 
 /// What the issuer uses from a provider's metadata.
@@ -56,7 +58,7 @@ pub struct Cache {
 #[derive(Debug, Default)]
 struct State {
     metadata: Option<(Metadata, OffsetDateTime)>,
-    last_jwks_fetch: Option<OffsetDateTime>,
+    last_jwks_refetch: Option<OffsetDateTime>,
 }
 
 impl Cache {
@@ -72,20 +74,19 @@ impl Cache {
     fn store(&self, m: Metadata, now: OffsetDateTime) {
         if let Ok(mut state) = self.inner.lock() {
             state.metadata = Some((m, now));
-            state.last_jwks_fetch = Some(now);
         }
     }
 
-    /// Whether an unknown key id may trigger a fetch now; records the fetch if so.
+    /// Whether a token that did not verify may trigger a fetch now; records the fetch if so.
     pub fn may_refetch_jwks(&self, now: OffsetDateTime) -> bool {
         let Ok(mut state) = self.inner.lock() else {
             return false;
         };
         let allowed = state
-            .last_jwks_fetch
+            .last_jwks_refetch
             .is_none_or(|at| now - at >= JWKS_REFETCH_EVERY || at > now);
         if allowed {
-            state.last_jwks_fetch = Some(now);
+            state.last_jwks_refetch = Some(now);
         }
         allowed
     }
@@ -176,7 +177,7 @@ async fn fetch_jwks(client: &Client, cfg: &UpstreamConfig, url: &str) -> Result<
     Ok(Jwks::from_json(&value))
 }
 
-/// Fetches the JWKS again after an unknown key id, unless that happened too recently (then
+/// Fetches the JWKS again after a token that did not verify, unless that happened too recently (then
 /// the cached keys are returned and the token fails as signed by an unknown key).
 pub(super) async fn refresh_jwks(
     client: &Client,
@@ -205,5 +206,24 @@ mod tests {
         assert!(cache.may_refetch_jwks(t0));
         assert!(!cache.may_refetch_jwks(t0 + Duration::seconds(5)));
         assert!(cache.may_refetch_jwks(t0 + JWKS_REFETCH_EVERY));
+    }
+
+    /// The fetch that comes with the metadata does not count against the limit: a key rotated
+    /// (under the same key id) just after it is picked up by the first token that fails.
+    #[test]
+    fn the_first_failure_after_loading_the_metadata_refetches() {
+        let cache = Cache::default();
+        let t0 = datetime!(2026-01-01 12:00 UTC);
+        let m = Metadata {
+            issuer: "https://idp".into(),
+            authorization_endpoint: "https://idp/a".into(),
+            token_endpoint: "https://idp/t".into(),
+            userinfo_endpoint: None,
+            jwks_uri: "https://idp/k".into(),
+            jwks: Arc::new(Jwks::default()),
+        };
+        cache.store(m, t0);
+        assert!(cache.may_refetch_jwks(t0 + Duration::seconds(1)));
+        assert!(!cache.may_refetch_jwks(t0 + Duration::seconds(2)));
     }
 }

@@ -25,7 +25,7 @@ pub enum IdTokenError {
     #[error("signed with an unknown key")]
     UnknownKey,
     /// The signature does not verify.
-    #[error("bad signature")]
+    #[error("the signature does not verify with the provider's published keys")]
     Signature,
     /// `iss` is not the provider.
     #[error("wrong issuer")]

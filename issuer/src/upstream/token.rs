@@ -281,6 +281,7 @@ mod tests {
             groups_claim: "groups".into(),
             allowed_email_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
             ca_file: None,
+            offline_grace: std::time::Duration::from_secs(3600),
         }
     }
 
