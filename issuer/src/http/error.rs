@@ -9,6 +9,11 @@ use credential_shared::text::Untrusted;
 
 use super::templates;
 
+/// The `Retry-After` of a 503 `temporarily_unavailable`: what it waits for (an identity
+/// provider, a database) is usually back within seconds, and a client asking again then costs
+/// little.
+pub(super) const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
 /// An OAuth error response (RFC 6749 section 5.2).
 #[derive(Debug)]
 pub struct OAuthReply {
@@ -53,14 +58,16 @@ impl OAuthReply {
         }
     }
 
-    /// A 503 `temporarily_unavailable`: try again later, nothing was spent.
+    /// A 503 `temporarily_unavailable`: try again later, nothing was spent. It carries
+    /// `Retry-After: UNAVAILABLE_RETRY_AFTER_SECS`, so that clients come back soon rather than
+    /// after a back-off of their own choosing (`retry_after` sets another wait).
     #[must_use]
     pub fn unavailable(description: impl Into<String>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: OAuthErrorCode::TemporarilyUnavailable,
             description: Some(description.into()),
-            retry_after: None,
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER_SECS),
         }
     }
 
@@ -197,4 +204,31 @@ fn log_internal(err: &(dyn std::error::Error + 'static)) {
         source = s.source();
     }
     tracing::error!(error = %Untrusted::long(&chain), "internal error");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporarily_unavailable_tells_clients_when_to_come_back() {
+        let res =
+            OAuthReply::unavailable("the identity provider cannot be reached").into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let retry_after = res
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(retry_after, Some("5"));
+        let res = OAuthReply::unavailable("busy")
+            .retry_after(30)
+            .into_response();
+        let retry_after = res
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(retry_after, Some("30"));
+        let res = OAuthReply::bad(OAuthErrorCode::InvalidGrant, "no").into_response();
+        assert!(res.headers().get(header::RETRY_AFTER).is_none());
+    }
 }
