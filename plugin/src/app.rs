@@ -8,8 +8,8 @@ use std::path::Path;
 use credential_shared::oauth::OAuthErrorCode;
 
 use crate::cache::{
-    Acquired, Backoff, CacheKey, Entry, Index, KeyLock, Listed, Origin, TokenCache, REFRESH_WAIT,
-    SIGN_IN_WAIT,
+    Acquired, Backoff, CacheKey, Entry, Hold, Index, KeyLock, Listed, Origin, TokenCache,
+    REFRESH_WAIT, SIGN_IN_WAIT,
 };
 use crate::cancel::Cancel;
 use crate::cli::{
@@ -21,7 +21,7 @@ use crate::device_flow;
 use crate::error::{self, Error};
 use crate::exec::{self, ExecInfo};
 use crate::handout::{Caller, HandOuts};
-use crate::issuer::{Endpoints, IssuerClient, IssuerError};
+use crate::issuer::{Endpoints, IssuerClient, IssuerError, Retry};
 use crate::requests;
 use crate::secret::Secret;
 use crate::show;
@@ -528,6 +528,19 @@ fn hand_out(info: &ExecInfo, entry: &Entry, args: &CommonArgs) -> Result<(), Err
     exec::print_credential(info.version, entry)
 }
 
+/// How long non-interactive calls leave the issuer alone after a failed refresh, and why: the
+/// issuer's own `Retry-After` when it answered, a fixed back-off when it could not be reached.
+fn hold_for(retry: Retry<'_>) -> Hold {
+    match retry {
+        Retry::Unreachable => Hold::Unreachable,
+        Retry::Later {
+            status,
+            retry_after,
+            description,
+        } => Hold::answered(status, retry_after, description),
+    }
+}
+
 /// `get` when the cache had no fresh token: refresh the session, or sign in, or give up.
 #[cold]
 #[inline(never)]
@@ -568,10 +581,11 @@ fn get_without_fresh_token(
         if entry.has_live_session(clock.now()) {
             let backoff = Backoff::for_key(&key);
             if !info.interactive {
-                if let Some(until) = backoff.as_ref().and_then(|b| b.active_until(clock.now())) {
+                if let Some(held) = backoff.as_ref().and_then(|b| b.active(clock.now())) {
                     return Err(Error::BackingOff {
                         issuer: args.issuer.to_string(),
-                        retry_in: until - clock.now(),
+                        retry_in: held.until - clock.now(),
+                        hold: held.hold,
                         login_command: cli::login_command(args),
                     });
                 }
@@ -586,8 +600,8 @@ fn get_without_fresh_token(
                 }
                 Ok(None) => {}
                 Err(Error::Issuer(e)) if e.is_transient() => {
-                    if let Some(b) = &backoff {
-                        b.record_failure(clock.now());
+                    if let (Some(b), Some(hold)) = (&backoff, e.retry().map(hold_for)) {
+                        b.record(clock.now(), &hold);
                     }
                     return Err(Error::Issuer(e));
                 }
@@ -1213,6 +1227,7 @@ mod tests {
                         issuer: issuer.to_string(),
                         url: format!("{issuer}/oauth/revoke"),
                         status: 503,
+                        retry_after: None,
                     }))
                 } else {
                     Ok(())

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use credential_shared::oauth::{DeviceAuthorizationResponse, OAuthErrorCode, TokenResponse};
 
-use crate::cache::Entry;
+use crate::cache::{Entry, MAX_WAIT_SECS};
 use crate::cancel::Cancel;
 use crate::cli::CommonArgs;
 use crate::clock::{human_duration, rfc3339, Clock};
 use crate::env;
 use crate::error::Error;
-use crate::issuer::{Endpoints, IssuerClient, IssuerError};
+use crate::issuer::{Endpoints, IssuerClient, IssuerError, Retry};
 use crate::secret::Secret;
 use credential_shared::text::Untrusted;
 
@@ -209,13 +209,15 @@ pub(crate) fn wait_for_approval(
         interval
     };
     let mut transient_failures = 0;
+    // The wait before the next poll: the interval, or longer when the issuer asked for it.
+    let mut wait = interval;
     loop {
         let remaining = left();
         if remaining == 0 {
             return Err(Error::CodeExpired);
         }
-        // Whole seconds, so the countdown moves once a second; the total is the interval.
-        for _ in 0..interval.min(remaining) {
+        // Whole seconds, so the countdown moves once a second; the total is the wait.
+        for _ in 0..wait.min(remaining) {
             if cancel.requested() {
                 return Err(Error::Cancelled);
             }
@@ -235,16 +237,27 @@ pub(crate) fn wait_for_approval(
             Ok(response) => return Ok(response),
             Err(err) => err,
         };
+        wait = interval;
         match err.oauth_code() {
             Some(OAuthErrorCode::AuthorizationPending) => transient_failures = 0,
             Some(OAuthErrorCode::SlowDown) => {
                 interval += SLOW_DOWN_SECS;
+                wait = interval;
                 transient_failures = 0;
             }
             Some(OAuthErrorCode::AccessDenied) => return Err(Error::AccessDenied),
             Some(OAuthErrorCode::ExpiredToken) => return Err(Error::CodeExpired),
             _ if err.is_transient() && transient_failures < MAX_TRANSIENT_FAILURES => {
                 transient_failures += 1;
+                // The issuer's `Retry-After`, bounded as `get` bounds it; the code's expiry
+                // bounds it again.
+                if let Some(Retry::Later {
+                    retry_after: Some(secs),
+                    ..
+                }) = err.retry()
+                {
+                    wait = interval.max(secs.min(MAX_WAIT_SECS));
+                }
             }
             _ => return Err(err.into()),
         }
@@ -360,10 +373,24 @@ mod tests {
     fn oauth(code: OAuthErrorCode) -> Result<TokenResponse, IssuerError> {
         Err(IssuerError::OAuth {
             issuer: "https://i".to_owned(),
+            status: 400,
             error: OAuthError {
                 error: code,
                 error_description: None,
             },
+            retry_after: None,
+        })
+    }
+
+    fn unavailable_for(secs: u64) -> Result<TokenResponse, IssuerError> {
+        Err(IssuerError::OAuth {
+            issuer: "https://i".to_owned(),
+            status: 503,
+            error: OAuthError {
+                error: OAuthErrorCode::TemporarilyUnavailable,
+                error_description: Some("the identity provider cannot be reached".to_owned()),
+            },
+            retry_after: Some(secs),
         })
     }
 
@@ -372,6 +399,7 @@ mod tests {
             issuer: "https://i".to_owned(),
             url: "https://i/oauth/token".to_owned(),
             status: 503,
+            retry_after: None,
         })
     }
 
@@ -525,6 +553,28 @@ mod tests {
         let (result, _, polls) = check(600, 5, answers);
         assert_eq!(result.err().map(|e| e.exit_code()), Some(EXIT_ISSUER));
         assert_eq!(polls, 4);
+    }
+
+    #[test]
+    fn a_retry_after_while_waiting_is_followed_once() {
+        // Poll at 5 s: asked to wait 20 s, so the next poll is at 25 s, then at the interval.
+        let (result, slept, polls) = check(
+            600,
+            5,
+            vec![
+                unavailable_for(20),
+                oauth(OAuthErrorCode::AuthorizationPending),
+                Ok(approved()),
+            ],
+        );
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!((slept, polls), (5 + 20 + 5, 3));
+        // Asked for less than the interval, or for a day: the interval, or the code's expiry.
+        let (_, slept, polls) = check(600, 5, vec![unavailable_for(1), Ok(approved())]);
+        assert_eq!((slept, polls), (10, 2));
+        let (result, slept, _) = check(120, 5, vec![unavailable_for(86_400), Ok(approved())]);
+        assert!(matches!(result, Err(Error::CodeExpired)), "{result:?}");
+        assert_eq!(slept, 120);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::error::Error as _;
 use credential_shared::oauth::OAuthErrorCode;
 use credential_shared::text::{self, Untrusted};
 
-use crate::cache::CacheError;
+use crate::cache::{CacheError, Hold};
 use crate::issuer::IssuerError;
 use crate::jwt::JwtError;
 
@@ -139,14 +139,21 @@ pub(crate) enum Error {
         /// What the issuer said.
         expected: String,
     },
-    /// A recent attempt to reach the issuer failed; non-interactive calls wait before trying
-    /// again, so that a tool polling the cluster neither hangs nor hammers the issuer.
-    #[error("the issuer at {} could not be reached a moment ago; not trying again for {retry_in} s (to retry now, run: {})", Untrusted::new(issuer), Untrusted::long(login_command))]
+    /// A recent attempt to reach the issuer failed, or the issuer asked to wait; non-interactive
+    /// calls wait before trying again, so that a tool polling the cluster neither hangs nor
+    /// hammers the issuer.
+    #[error(
+        "{}; not trying again for {retry_in} s (to retry now, run: {})",
+        held_off_because(issuer, hold),
+        Untrusted::long(login_command)
+    )]
     BackingOff {
         /// The issuer.
         issuer: String,
         /// Seconds until the next attempt.
         retry_in: i64,
+        /// Why: unreachable, or what the issuer answered.
+        hold: Hold,
         /// What to run to retry at once.
         login_command: String,
     },
@@ -224,6 +231,38 @@ impl Error {
     }
 }
 
+/// The first half of [`Error::BackingOff`]'s message: what happened a moment ago.
+fn held_off_because(issuer: &str, hold: &Hold) -> String {
+    let issuer = Untrusted::new(issuer);
+    let reason = |reason: &Option<String>| {
+        reason
+            .as_deref()
+            .map(|r| format!(": {}", Untrusted::new(r)))
+            .unwrap_or_default()
+    };
+    match hold {
+        Hold::Unreachable => format!("the issuer at {issuer} could not be reached a moment ago"),
+        Hold::Answered {
+            wait,
+            asked: true,
+            reason: why,
+            ..
+        } => format!(
+            "the issuer at {issuer} asked to wait {wait} s{}",
+            reason(why)
+        ),
+        Hold::Answered {
+            status,
+            asked: false,
+            reason: why,
+            ..
+        } => format!(
+            "the issuer at {issuer} could not serve a request a moment ago (HTTP {status}){}",
+            reason(why)
+        ),
+    }
+}
+
 /// Maps an OAuth error code from the issuer to an exit code: the person's refusals are
 /// [`EXIT_LOGIN_REFUSED`]; every other code means the issuer did not accept a request that
 /// should have worked, [`EXIT_ISSUER`].
@@ -271,10 +310,12 @@ mod tests {
     fn oauth(code: OAuthErrorCode) -> Error {
         Error::Issuer(IssuerError::OAuth {
             issuer: "https://x".to_owned(),
+            status: 400,
             error: OAuthError {
                 error: code,
                 error_description: Some("because".to_owned()),
             },
+            retry_after: None,
         })
     }
 
@@ -348,6 +389,8 @@ mod tests {
     fn the_issuers_error_description_is_escaped_and_bounded() {
         let err = Error::Issuer(IssuerError::OAuth {
             issuer: "https://x".to_owned(),
+            status: 400,
+            retry_after: None,
             error: OAuthError {
                 error: OAuthErrorCode::InvalidGrant,
                 error_description: Some(format!(
@@ -537,15 +580,52 @@ mod tests {
         insta::assert_snapshot!(report(&err), @r#"the sign-in was approved as "alice", but this entry signs in as "alice-admin"; the session was ended. Sign in again as "alice-admin""#);
     }
 
+    fn backing_off(hold: Hold, retry_in: i64) -> Error {
+        let args = get_args(&[]);
+        Error::BackingOff {
+            issuer: args.issuer.to_string(),
+            retry_in,
+            hold,
+            login_command: crate::cli::login_command(&args),
+        }
+    }
+
     #[test]
     fn report_backing_off() {
-        let args = get_args(&[]);
-        let err = Error::BackingOff {
-            issuer: args.issuer.to_string(),
-            retry_in: 27,
-            login_command: crate::cli::login_command(&args),
-        };
-        insta::assert_snapshot!(report(&err), @"the issuer at https://issuer.example:8443 could not be reached a moment ago; not trying again for 27 s (to retry now, run: kubectl credential login --issuer https://issuer.example:8443 --cluster prod)");
+        insta::assert_snapshot!(report(&backing_off(Hold::Unreachable, 27)), @"the issuer at https://issuer.example:8443 could not be reached a moment ago; not trying again for 27 s (to retry now, run: kubectl credential login --issuer https://issuer.example:8443 --cluster prod)");
+    }
+
+    #[test]
+    fn report_backing_off_after_the_issuer_asked_to_wait() {
+        let asked = Hold::answered(
+            503,
+            Some(5),
+            Some("the identity provider cannot be reached; try again shortly"),
+        );
+        insta::assert_snapshot!(report(&backing_off(asked, 4)), @"the issuer at https://issuer.example:8443 asked to wait 5 s: the identity provider cannot be reached; try again shortly; not trying again for 4 s (to retry now, run: kubectl credential login --issuer https://issuer.example:8443 --cluster prod)");
+        insta::assert_snapshot!(report(&backing_off(Hold::answered(502, None, None), 3)), @"the issuer at https://issuer.example:8443 could not serve a request a moment ago (HTTP 502); not trying again for 3 s (to retry now, run: kubectl credential login --issuer https://issuer.example:8443 --cluster prod)");
+        let evil = backing_off(
+            Hold::answered(503, Some(5), Some("down\x1b[2J\nerror: ok")),
+            2,
+        );
+        let text = evil.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+
+    #[test]
+    fn report_an_issuer_that_cannot_serve_now() {
+        let err = Error::Issuer(IssuerError::OAuth {
+            issuer: "https://issuer.example:8443".to_owned(),
+            status: 503,
+            error: OAuthError {
+                error: OAuthErrorCode::TemporarilyUnavailable,
+                error_description: Some(
+                    "the identity provider cannot be reached; try again shortly".to_owned(),
+                ),
+            },
+            retry_after: Some(5),
+        });
+        insta::assert_snapshot!(report(&err), @"the issuer at https://issuer.example:8443 cannot serve the request now (HTTP 503): temporarily_unavailable: the identity provider cannot be reached; try again shortly; it asks to wait 5 s");
     }
 
     #[test]

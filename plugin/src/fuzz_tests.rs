@@ -535,8 +535,10 @@ proptest! {
         });
     }
 
-    /// A backoff record with any content is no backoff or one that ends within
-    /// `BACKOFF_SECS`: a record cannot keep the plugin away from the issuer for long.
+    /// A backoff record with any content is no backoff or one that ends within what its kind
+    /// allows (`BACKOFF_SECS` for an unreachable issuer, the wait asked for, never more than
+    /// `MAX_WAIT_SECS`), with an explanation that is one bounded, escaped line: a record
+    /// cannot keep the plugin away from the issuer for long, nor reach the terminal raw.
     #[test]
     fn backoff_records_never_hold_back_for_long(record in backoff_record(), now in now()) {
         bounded(move || {
@@ -548,8 +550,21 @@ proptest! {
             private_dir(&records);
             write_private(&records.join(key.as_hex()), &raw);
             let backoff = crate::cache::Backoff::new(root, &key);
-            if let Some(until) = backoff.active_until(now) {
-                assert!(until > now && until - now <= 30 /* BACKOFF_SECS */);
+            if let Some(held) = backoff.active(now) {
+                let until = held.until;
+                match held.hold {
+                    crate::cache::Hold::Unreachable => {
+                        assert!(until > now && until - now <= 30 /* BACKOFF_SECS */);
+                    }
+                    crate::cache::Hold::Answered { wait, reason, .. } => {
+                        assert!(wait <= 300 /* MAX_WAIT_SECS */);
+                        assert!(until > now && until - now <= i64::try_from(wait).unwrap_or(0));
+                        if let Some(reason) = reason {
+                            assert!(!reason.chars().any(char::is_control), "{reason:?}");
+                            assert!(reason.chars().count() <= 200 + 32, "{reason:?}");
+                        }
+                    }
+                }
             }
         });
     }
@@ -629,11 +644,17 @@ fn index_doc() -> BoxedStrategy<String> {
     ])
 }
 
-/// A backoff record: a time near `now` (written as `record_failure` writes it, or with
-/// spaces, signs and other spellings), or anything else.
+/// A backoff record: a time near `now` (written as `record` writes it, or with spaces, signs
+/// and other spellings), then a kind line as `record` writes it or not and an explanation;
+/// or anything else.
 #[derive(Debug, Clone)]
 enum BackoffRecord {
-    Near { offset: i64, spelling: u8 },
+    Near {
+        offset: i64,
+        spelling: u8,
+        kind: String,
+        reason: String,
+    },
     Raw(Bytes),
 }
 
@@ -645,23 +666,46 @@ fn backoff_record() -> impl Strategy<Value = BackoffRecord> {
     ]
     .boxed();
     prop_oneof![
-        3 => (-100..100i64, 0..4u8).prop_map(|(offset, spelling)| BackoffRecord::Near { offset, spelling }),
+        3 => (-400..400i64, 0..4u8, backoff_kind(), text()).prop_map(|(offset, spelling, kind, reason)| {
+            BackoffRecord::Near { offset, spelling, kind, reason }
+        }),
         2 => bytes_like(raw).prop_map(BackoffRecord::Raw),
+    ]
+}
+
+/// The kind line of a backoff record: none (the first releases), as `record` writes it, or
+/// near that.
+fn backoff_kind() -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => Just(String::new()),
+        1 => Just("unreachable".to_owned()),
+        3 => (any::<u16>(), 0..400u64, 0..3u8)
+            .prop_map(|(status, wait, asked)| format!("answered {status} {wait} {asked}")),
+        1 => text(),
     ]
 }
 
 impl BackoffRecord {
     fn bytes(&self, now: i64) -> Vec<u8> {
         match self {
-            Self::Near { offset, spelling } => {
+            Self::Near {
+                offset,
+                spelling,
+                kind,
+                reason,
+            } => {
                 let t = now.saturating_add(*offset);
-                match spelling {
+                let time = match spelling {
                     0 => t.to_string(),
-                    1 => format!(" {t}\n"),
+                    1 => format!(" {t}"),
                     2 => format!("+{t}"),
                     _ => format!("{t}.0"),
+                };
+                if kind.is_empty() {
+                    time.into_bytes()
+                } else {
+                    format!("{time}\n{kind}\n{reason}\n").into_bytes()
                 }
-                .into_bytes()
             }
             Self::Raw(b) => b.0.clone(),
         }

@@ -73,7 +73,7 @@ pub(crate) enum IssuerError {
         tls: bool,
     },
     /// An HTTP status that is neither success nor an OAuth error.
-    #[error("the issuer at {issuer} answered {} with HTTP {status}{}", Untrusted::long(url), redirect_note(*status))]
+    #[error("the issuer at {issuer} answered {} with HTTP {status}{}{}", Untrusted::long(url), redirect_note(*status), wait_note(*retry_after))]
     Status {
         /// `--issuer`.
         issuer: String,
@@ -81,6 +81,8 @@ pub(crate) enum IssuerError {
         url: String,
         /// The status.
         status: u16,
+        /// `Retry-After` in seconds, when the answer had one.
+        retry_after: Option<u64>,
     },
     /// A body that is not the JSON expected.
     #[error(
@@ -119,19 +121,25 @@ pub(crate) enum IssuerError {
         /// The endpoint URL.
         endpoint: String,
     },
-    /// The issuer refused the request with an OAuth error.
-    #[error("the issuer at {issuer} refused the request: {}{}", error.error.as_str(), describe(error))]
+    /// The issuer answered with an OAuth error: it refused the request (HTTP 400, 401), or it
+    /// cannot serve it now (429, 5xx).
+    #[error("the issuer at {issuer} {}: {}{}{}", oauth_outcome(*status), error.error.as_str(), describe(error), wait_note(*retry_after))]
     OAuth {
         /// `--issuer`.
         issuer: String,
+        /// The HTTP status.
+        status: u16,
         /// The error body.
         error: OAuthError,
+        /// `Retry-After` in seconds, when the answer had one.
+        retry_after: Option<u64>,
     },
     /// A request body could not be encoded (a bug).
     #[error("cannot encode the request")]
     Encode(#[source] serde_urlencoded::ser::Error),
-    /// The issuer's requests API refused the call (policy, permission, rate limit).
-    #[error("the issuer at {issuer} refused: {}", Untrusted::long(message))]
+    /// The issuer's requests API refused the call (policy, permission, rate limit), or could
+    /// not serve it (5xx).
+    #[error("the issuer at {issuer} {}: {}", api_outcome(*status), Untrusted::long(message))]
     Api {
         /// `--issuer`.
         issuer: String,
@@ -148,6 +156,45 @@ fn redirect_note(status: u16) -> &'static str {
     } else {
         ""
     }
+}
+
+/// Whether `status` says the issuer cannot serve the request now, rather than refusing it.
+fn is_busy(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+fn oauth_outcome(status: u16) -> String {
+    if is_busy(status) {
+        format!("cannot serve the request now (HTTP {status})")
+    } else {
+        "refused the request".to_owned()
+    }
+}
+
+fn api_outcome(status: u16) -> String {
+    if status >= 500 {
+        format!("cannot serve the request now (HTTP {status})")
+    } else {
+        "refused".to_owned()
+    }
+}
+
+fn wait_note(retry_after: Option<u64>) -> String {
+    match retry_after {
+        Some(secs) if secs > 0 => format!("; it asks to wait {secs} s"),
+        _ => String::new(),
+    }
+}
+
+/// The seconds of a `Retry-After` header in its delta-seconds form (what the issuer sends; an
+/// HTTP date is not read, and counts as no header). A number too large for `u64` is `u64::MAX`:
+/// callers bound the wait.
+fn retry_after(response: &ureq::Response) -> Option<u64> {
+    let value = response.header("Retry-After")?.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(value.parse().unwrap_or(u64::MAX))
 }
 
 fn describe(error: &OAuthError) -> String {
@@ -198,18 +245,62 @@ impl IssuerError {
         }
     }
 
-    /// Whether trying again later may work: no connection, HTTP 5xx, or the issuer saying so.
+    /// Whether trying again later may work: no connection, HTTP 429 or 5xx, or the issuer
+    /// saying so.
     pub(crate) fn is_transient(&self) -> bool {
+        self.retry().is_some()
+    }
+
+    /// When trying again may work, why: the issuer could not be reached, or it answered that
+    /// it cannot serve the request now (with how long it asked to wait, and its explanation).
+    pub(crate) fn retry(&self) -> Option<Retry<'_>> {
         match self {
-            Self::Unreachable { tls, .. } => !tls,
-            Self::Status { status, .. } => *status >= 500,
-            Self::OAuth { error, .. } => matches!(
-                error.error,
-                OAuthErrorCode::ServerError | OAuthErrorCode::TemporarilyUnavailable
-            ),
-            _ => false,
+            Self::Unreachable { tls, .. } => (!tls).then_some(Retry::Unreachable),
+            Self::Status {
+                status,
+                retry_after,
+                ..
+            } if is_busy(*status) => Some(Retry::Later {
+                status: *status,
+                retry_after: *retry_after,
+                description: None,
+            }),
+            Self::OAuth {
+                status,
+                error,
+                retry_after,
+                ..
+            } if is_busy(*status)
+                || matches!(
+                    error.error,
+                    OAuthErrorCode::ServerError | OAuthErrorCode::TemporarilyUnavailable
+                ) =>
+            {
+                Some(Retry::Later {
+                    status: *status,
+                    retry_after: *retry_after,
+                    description: error.error_description.as_deref(),
+                })
+            }
+            _ => None,
         }
     }
+}
+
+/// Why a failed request may work later; see [`IssuerError::retry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry<'a> {
+    /// No connection, or a timeout.
+    Unreachable,
+    /// The issuer answered that it cannot serve the request now.
+    Later {
+        /// The HTTP status.
+        status: u16,
+        /// Its `Retry-After` in seconds (unbounded: callers bound it).
+        retry_after: Option<u64>,
+        /// Its `error_description`, as sent (escape before printing).
+        description: Option<&'a str>,
+    },
 }
 
 /// The endpoints the plugin uses, from discovery (or the issuer's default paths).
@@ -373,20 +464,12 @@ impl IssuerClient {
         url: &str,
         result: Result<ureq::Response, ureq::Error>,
     ) -> Result<T, IssuerError> {
-        let result = match result {
-            Err(ureq::Error::Status(status, response)) if (400..500).contains(&status) => {
-                let message = response
-                    .into_json::<credential_shared::api::ApiErrorBody>()
-                    .map_or_else(|_| format!("HTTP {status}"), |b| b.message);
-                return Err(IssuerError::Api {
-                    issuer: self.issuer().to_owned(),
-                    status,
-                    message,
-                });
+        match result {
+            Err(ureq::Error::Status(status, response)) => {
+                Err(self.error_answer(url, status, response, true))
             }
-            other => other,
-        };
-        self.read_json(url, result)
+            other => self.read_json(url, other),
+        }
     }
 
     /// Starts the device flow for `cluster`.
@@ -500,31 +583,75 @@ impl IssuerClient {
         url: &str,
         result: Result<ureq::Response, ureq::Error>,
     ) -> Result<ureq::Response, IssuerError> {
-        let status_error = |status| IssuerError::Status {
-            issuer: self.issuer().to_owned(),
-            url: url.to_owned(),
-            status,
-        };
         match result {
             Ok(response) if (200..300).contains(&response.status()) => Ok(response),
             // 1xx/3xx: with redirects off, ureq hands a redirect back as a response.
-            Ok(response) => Err(status_error(response.status())),
+            Ok(response) => Err(IssuerError::Status {
+                issuer: self.issuer().to_owned(),
+                url: url.to_owned(),
+                status: response.status(),
+                retry_after: None,
+            }),
             Err(ureq::Error::Status(status, response)) => {
-                if matches!(status, 400 | 401) {
-                    if let Ok(error) = response.into_json::<OAuthError>() {
-                        return Err(IssuerError::OAuth {
-                            issuer: self.issuer().to_owned(),
-                            error,
-                        });
-                    }
-                }
-                Err(status_error(status))
+                Err(self.error_answer(url, status, response, false))
             }
             Err(ureq::Error::Transport(transport)) => Err(IssuerError::Unreachable {
                 issuer: self.issuer().to_owned(),
                 tls: is_tls_error(&transport),
                 source: Box::new(transport),
             }),
+        }
+    }
+
+    /// What an error status (4xx, 5xx) from `url` says, with the issuer's explanation when its
+    /// body has one: the requests API's `ApiErrorBody` (when `api`), else an OAuth error on
+    /// 400, 401, 429 and 5xx (a refusal, or why it cannot serve now, and its `Retry-After`),
+    /// else the bare status.
+    fn error_answer(
+        &self,
+        url: &str,
+        status: u16,
+        response: ureq::Response,
+        api: bool,
+    ) -> IssuerError {
+        let retry_after = retry_after(&response);
+        // ureq bounds a body read as a string (10 MB); what is printed of it is bounded again.
+        let body = response.into_string().unwrap_or_default();
+        if api {
+            let parsed = serde_json::from_str::<credential_shared::api::ApiErrorBody>(&body);
+            match parsed {
+                Ok(b) if status < 500 || !b.message.is_empty() => {
+                    return IssuerError::Api {
+                        issuer: self.issuer().to_owned(),
+                        status,
+                        message: b.message,
+                    }
+                }
+                Err(_) if status < 500 => {
+                    return IssuerError::Api {
+                        issuer: self.issuer().to_owned(),
+                        status,
+                        message: format!("HTTP {status}"),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if matches!(status, 400 | 401) || is_busy(status) {
+            if let Ok(error) = serde_json::from_str::<OAuthError>(&body) {
+                return IssuerError::OAuth {
+                    issuer: self.issuer().to_owned(),
+                    status,
+                    error,
+                    retry_after,
+                };
+            }
+        }
+        IssuerError::Status {
+            issuer: self.issuer().to_owned(),
+            url: url.to_owned(),
+            status,
+            retry_after,
         }
     }
 
@@ -607,13 +734,25 @@ mod tests {
     fn serve(
         responses: impl FnOnce(&str) -> Vec<(u16, String)>,
     ) -> (String, thread::JoinHandle<Vec<String>>) {
+        serve_with_headers(|base| {
+            responses(base)
+                .into_iter()
+                .map(|(status, body)| (status, String::new(), body))
+                .collect()
+        })
+    }
+
+    /// [`serve`] with extra header lines (each ending in `\r\n`) in each response.
+    fn serve_with_headers(
+        responses: impl FnOnce(&str) -> Vec<(u16, String, String)>,
+    ) -> (String, thread::JoinHandle<Vec<String>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let base = format!("http://{addr}");
         let responses = responses(&base);
         let handle = thread::spawn(move || {
             let mut requests = Vec::new();
-            for (status, body) in responses {
+            for (status, headers, body) in responses {
                 let Ok((stream, _)) = listener.accept() else {
                     break;
                 };
@@ -636,7 +775,7 @@ mod tests {
                 let mut stream = reader.into_inner();
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
             }
@@ -765,6 +904,149 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(err.map(|e| e.exit_code()), Some(EXIT_ISSUER));
+    }
+
+    #[test]
+    fn an_issuer_that_cannot_serve_now_is_heard_out() {
+        let unavailable = r#"{"error":"temporarily_unavailable","error_description":"the identity provider cannot be reached; try again shortly"}"#;
+        let (base, server) = serve_with_headers(move |_| {
+            vec![
+                (503, "Retry-After: 7\r\n".to_owned(), unavailable.to_owned()),
+                (503, String::new(), unavailable.to_owned()),
+                (
+                    429,
+                    "Retry-After: 60\r\n".to_owned(),
+                    r#"{"error":"slow_down","error_description":"too many sign-ins started from this address; try again in 60 s"}"#.to_owned(),
+                ),
+                (
+                    502,
+                    "Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n".to_owned(),
+                    "<html>bad gateway</html>".to_owned(),
+                ),
+                (500, "Retry-After: 99999999999999999999999\r\n".to_owned(), r#"{"error":"server_error","error_description":"internal error; see the issuer's log"}"#.to_owned()),
+            ]
+        });
+        let c = client(&base);
+        let ep = endpoints(&base);
+        let rt = Secret::new("RT".to_owned());
+
+        let err = c
+            .refresh(&ep, "kubectl-credential", &rt)
+            .err()
+            .unwrap_or_else(|| panic!("refresh succeeded"));
+        assert_eq!(
+            err.retry(),
+            Some(Retry::Later {
+                status: 503,
+                retry_after: Some(7),
+                description: Some("the identity provider cannot be reached; try again shortly"),
+            })
+        );
+        assert_eq!(err.exit_code(), EXIT_ISSUER);
+        let text = err.to_string();
+        assert!(
+            text.ends_with("cannot serve the request now (HTTP 503): temporarily_unavailable: the identity provider cannot be reached; try again shortly; it asks to wait 7 s"),
+            "{text}"
+        );
+
+        // No Retry-After: the same, without a wait (the caller picks a short one).
+        let err = c.refresh(&ep, "kubectl-credential", &rt).err();
+        assert!(
+            matches!(
+                err.as_ref().and_then(IssuerError::retry),
+                Some(Retry::Later {
+                    status: 503,
+                    retry_after: None,
+                    description: Some(_)
+                })
+            ),
+            "{err:?}"
+        );
+
+        // A rate limit on starting sign-ins: the reason is shown, not just "HTTP 429".
+        let err = c
+            .authorize_device(&ep, "kubectl-credential", "prod")
+            .err()
+            .unwrap_or_else(|| panic!("authorized"));
+        assert_eq!(err.oauth_code(), Some(OAuthErrorCode::SlowDown));
+        assert!(
+            err.to_string().contains(
+                "(HTTP 429): slow_down: too many sign-ins started from this address; try again in 60 s; it asks to wait 60 s"
+            ),
+            "{err}"
+        );
+        assert!(matches!(
+            err.retry(),
+            Some(Retry::Later {
+                status: 429,
+                retry_after: Some(60),
+                ..
+            })
+        ));
+
+        // A proxy's page, with a date: the bare status, no wait read from it.
+        let err = c.refresh(&ep, "kubectl-credential", &rt).err();
+        assert!(
+            matches!(
+                &err,
+                Some(IssuerError::Status {
+                    status: 502,
+                    retry_after: None,
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        // A number too large is the largest (bounded by the caller), not a parse failure.
+        let err = c.refresh(&ep, "kubectl-credential", &rt).err();
+        assert!(
+            matches!(
+                err.as_ref().and_then(IssuerError::retry),
+                Some(Retry::Later {
+                    status: 500,
+                    retry_after: Some(u64::MAX),
+                    description: Some("internal error; see the issuer's log"),
+                })
+            ),
+            "{err:?}"
+        );
+        let _ = server.join();
+    }
+
+    #[test]
+    fn the_requests_api_explains_server_errors_too() {
+        let (base, server) = serve(canned(&[
+            (
+                503,
+                r#"{"error":"server_error","message":"the database is unavailable"}"#,
+            ),
+            (
+                403,
+                r#"{"error":"forbidden","message":"no role lets you ask for admin"}"#,
+            ),
+            (500, "oops"),
+        ]));
+        let c = client(&base);
+        let token = Secret::new("AT".to_owned());
+        let err = c.my_requests(&token).err();
+        let text = err.as_ref().map(ToString::to_string).unwrap_or_default();
+        assert!(
+            text.ends_with("cannot serve the request now (HTTP 503): the database is unavailable"),
+            "{text}"
+        );
+        assert_eq!(err.map(|e| e.exit_code()), Some(EXIT_ISSUER));
+        let err = c.my_requests(&token).err();
+        let text = err.as_ref().map(ToString::to_string).unwrap_or_default();
+        assert!(
+            text.ends_with("refused: no role lets you ask for admin"),
+            "{text}"
+        );
+        let err = c.my_requests(&token).err();
+        assert!(
+            matches!(err, Some(IssuerError::Status { status: 500, .. })),
+            "{err:?}"
+        );
+        let _ = server.join();
     }
 
     #[test]

@@ -244,8 +244,22 @@ kill -KILL -- "-$1" 2>/dev/null || true"#,
         self.admin(username, &serde_json::json!({ "disabled": disabled }));
     }
 
+    /// Freezes the provider (`SIGSTOP` to its process group), as a provider that hangs: the
+    /// kernel still accepts connections, but nothing answers them, so the issuer's calls time
+    /// out. Its state (sessions, refresh tokens) is kept for [`OidcProvider::resume`].
+    pub fn pause(&self) {
+        process::kill_group(self.pgid, rustix::process::Signal::STOP);
+    }
+
+    /// Lets a paused provider run again; it answers as before.
+    pub fn resume(&self) {
+        process::kill_group(self.pgid, rustix::process::Signal::CONT);
+    }
+
     fn stop(&mut self) -> String {
         process::kill_group(self.pgid, rustix::process::Signal::TERM);
+        // A paused provider acts on SIGTERM only once it runs again.
+        self.resume();
         let procs = match self.procs.get_mut() {
             Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),

@@ -10,10 +10,6 @@ use credential_shared::text::Untrusted;
 use super::templates;
 use crate::store::Fault;
 
-/// Seconds a client is asked to wait after a database fault: long enough not to hammer a
-/// database that is coming back, short enough that a person retrying by hand barely notices.
-pub(super) const DATABASE_RETRY_AFTER: u64 = 5;
-
 /// What the client reads when the database failed it.
 const DATABASE_UNAVAILABLE: &str =
     "the issuer cannot use its database right now; try again in a few seconds";
@@ -27,6 +23,11 @@ pub(super) struct DatabaseFault {
     /// The database's words, for the log.
     pub(super) detail: String,
 }
+
+/// The `Retry-After` of a 503 `temporarily_unavailable`: what it waits for (an identity
+/// provider, a database) is usually back within seconds, and a client asking again then costs
+/// little.
+pub(super) const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// An OAuth error response (RFC 6749 section 5.2).
 #[derive(Debug)]
@@ -77,14 +78,16 @@ impl OAuthReply {
         }
     }
 
-    /// A 503 `temporarily_unavailable`: try again later, nothing was spent.
+    /// A 503 `temporarily_unavailable`: try again later, nothing was spent. It carries
+    /// `Retry-After: UNAVAILABLE_RETRY_AFTER_SECS`, so that clients come back soon rather than
+    /// after a back-off of their own choosing (`retry_after` sets another wait).
     #[must_use]
     pub fn unavailable(description: impl Into<String>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: OAuthErrorCode::TemporarilyUnavailable,
             description: Some(description.into()),
-            retry_after: None,
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER_SECS),
             fault: None,
         }
     }
@@ -153,7 +156,7 @@ impl IntoResponse for OAuthReply {
 impl OAuthReply {
     /// A 503 `temporarily_unavailable` for a database fault, with `Retry-After`.
     pub(super) fn database(fault: Option<DatabaseFault>) -> Self {
-        let mut reply = Self::unavailable(DATABASE_UNAVAILABLE).retry_after(DATABASE_RETRY_AFTER);
+        let mut reply = Self::unavailable(DATABASE_UNAVAILABLE);
         reply.fault = fault;
         reply
     }
@@ -243,7 +246,7 @@ impl IntoResponse for PageError {
         if let Some(f) = self.fault {
             res.headers_mut().insert(
                 header::RETRY_AFTER,
-                header::HeaderValue::from(DATABASE_RETRY_AFTER),
+                header::HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
             );
             res.extensions_mut().insert(f);
         }
@@ -266,4 +269,31 @@ impl From<crate::store::Error> for PageError {
 fn log_internal(err: &(dyn std::error::Error + 'static)) {
     let chain = crate::store::cause_chain(err);
     tracing::error!(error = %Untrusted::long(&chain), "internal error");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporarily_unavailable_tells_clients_when_to_come_back() {
+        let res =
+            OAuthReply::unavailable("the identity provider cannot be reached").into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let retry_after = res
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(retry_after, Some("5"));
+        let res = OAuthReply::unavailable("busy")
+            .retry_after(30)
+            .into_response();
+        let retry_after = res
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(retry_after, Some("30"));
+        let res = OAuthReply::bad(OAuthErrorCode::InvalidGrant, "no").into_response();
+        assert!(res.headers().get(header::RETRY_AFTER).is_none());
+    }
 }

@@ -39,7 +39,7 @@ use crate::cli::TokenCacheKind;
 use crate::jwt::{self, JwtError};
 use crate::secret::Secret;
 
-pub(crate) use self::backoff::Backoff;
+pub(crate) use self::backoff::{Backoff, Hold, MAX_WAIT_SECS};
 pub(crate) use self::file::{read_steering, remove_private, replace_private, FileStore, Loaded};
 pub(crate) use self::index::Index;
 pub(crate) use self::keyring::KeyringStore;
