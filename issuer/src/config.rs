@@ -114,6 +114,11 @@ pub struct Config {
     /// `[signing] keys`: where the signing keys are kept. Read it through
     /// [`Config::signing_keys_source`].
     pub signing_keys: SigningKeys,
+    /// `leader_lease`: how long the leader lease lasts in the database; it is renewed every
+    /// third of that, and its holder stops acting as leader a fifth before it expires
+    /// ([`crate::leader::Timing`]). A killed leader is replaced within about the lease plus a
+    /// renewal.
+    pub leader_lease: Duration,
 }
 
 /// Where the signing keys are kept (`[signing] keys`).
@@ -516,6 +521,8 @@ pub struct FileConfig {
     pub audit: Option<FileAudit>,
     /// `[signing]`.
     pub signing: Option<FileSigning>,
+    /// See [`Config::leader_lease`]; e.g. `"15s"`.
+    pub leader_lease: Option<String>,
 }
 
 /// `[signing]`.
@@ -840,6 +847,23 @@ impl Config {
             ));
         }
 
+        let leader_lease = duration_field(
+            "leader_lease",
+            file.leader_lease.as_deref(),
+            &format!("{}s", crate::leader::DEFAULT_TTL.as_secs()),
+        )?;
+        if !(crate::leader::MIN_TTL..=crate::leader::MAX_TTL).contains(&leader_lease) {
+            return Err(invalid(
+                "leader_lease",
+                format!(
+                    "must be between {}s and {}m (shorter: less clock skew tolerated between \
+                     replicas; longer: a dead leader's work waits that long)",
+                    crate::leader::MIN_TTL.as_secs(),
+                    crate::leader::MAX_TTL.as_secs() / 60
+                ),
+            ));
+        }
+
         let audit = AuditConfig {
             auditor_groups: file.audit.map(|a| a.auditor_groups).unwrap_or_default(),
         };
@@ -1022,6 +1046,7 @@ impl Config {
             notifications,
             audit,
             signing_keys,
+            leader_lease,
         })
     }
 
@@ -2204,6 +2229,24 @@ max_duration = "30d"
             .err()
             .unwrap_or_else(|| panic!("3m was accepted"));
         assert!(err.to_string().contains("refresh_retry_grace"), "{err}");
+    }
+
+    #[test]
+    fn leader_lease_defaults_to_15s_and_is_bounded() {
+        let o = Overrides::default();
+        let c = load("", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.leader_lease, Duration::from_secs(15));
+        for (text, secs) in [("5s", 5), ("1m", 60), ("5m", 300)] {
+            let c = load(&format!("leader_lease = \"{text}\""), &o)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(c.leader_lease, Duration::from_secs(secs), "{text}");
+        }
+        for text in ["4s", "0s", "301s", "1h", "soon"] {
+            let err = load(&format!("leader_lease = \"{text}\""), &o)
+                .err()
+                .unwrap_or_else(|| panic!("{text} was accepted"));
+            assert!(err.to_string().contains("leader_lease"), "{text}: {err}");
+        }
     }
 }
 
