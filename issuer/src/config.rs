@@ -119,6 +119,24 @@ pub struct Config {
     /// ([`crate::leader::Timing`]). A killed leader is replaced within about the lease plus a
     /// renewal.
     pub leader_lease: Duration,
+    /// Where the settings that locate the store were given, so that a command printed for the
+    /// operator names the same store as this process (`crate::banner`).
+    pub store_origin: StoreOrigin,
+}
+
+/// Where the settings that locate the store (config file, database URL, encryption key file)
+/// came from. A hint that repeats them must name the file, or the flag or environment
+/// variable, that gave them, and never paste a database URL that holds a password.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreOrigin {
+    /// `--config` (or `CREDENTIAL_ISSUER_CONFIG`): the file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    /// `database_url` came from `--database-url` or `CREDENTIAL_ISSUER_DATABASE_URL` rather
+    /// than from the config file.
+    pub database_url_overridden: bool,
+    /// `encryption_key_file` came from `--encryption-key-file` or its environment variable
+    /// rather than from the config file.
+    pub encryption_key_file_overridden: bool,
 }
 
 /// Where the signing keys are kept (`[signing] keys`).
@@ -999,6 +1017,11 @@ impl Config {
             .map(validate_notifications)
             .transpose()?
             .flatten();
+        let store_origin = StoreOrigin {
+            config_file: o.config_file.clone(),
+            database_url_overridden: o.database_url.is_some(),
+            encryption_key_file_overridden: o.encryption_key_file.is_some(),
+        };
         let encryption_key_file = o.encryption_key_file.clone().or(file.encryption_key_file);
         let encryption_key = o.encryption_key.clone();
         if encryption_key.is_some() && encryption_key_file.is_some() {
@@ -1047,6 +1070,7 @@ impl Config {
             audit,
             signing_keys,
             leader_lease,
+            store_origin,
         })
     }
 
