@@ -92,6 +92,10 @@ impl AppState {
         let dummy_password_hash = tokio::task::spawn_blocking(crate::password::dummy_hash)
             .await
             .map_err(|e| crate::password::Error::from_join(&e))??;
+        let leader = crate::leader::Leader::new(
+            crate::leader::holder_id(),
+            crate::leader::Timing::new(config.leader_lease),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -99,7 +103,7 @@ impl AppState {
                 signer,
                 sealer,
                 clock,
-                leader: crate::leader::Leader::new(crate::leader::holder_id()),
+                leader,
                 dummy_password_hash,
                 metrics: crate::metrics::Metrics::default(),
                 upstreams,

@@ -8,7 +8,16 @@ use crate::config::{env, DatabaseUrl, Overrides};
 
 /// The central issuer of short-lived Kubernetes credentials.
 #[derive(Debug, Parser)]
-#[command(name = "credential-issuer", version, about)]
+#[command(
+    name = "credential-issuer",
+    version,
+    about,
+    after_help = "Admin commands (user, invite, keys, grant, request, reconcile, policy, audit, \
+                  report) act on the store these options name: give them the server's --config \
+                  and --data-dir, and on PostgreSQL its CREDENTIAL_ISSUER_DATABASE_URL and \
+                  encryption key. Without them they open a SQLite store in your own data \
+                  directory."
+)]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
@@ -24,7 +33,8 @@ pub struct GlobalArgs {
     /// TOML config file.
     #[arg(long, global = true, env = env::CONFIG, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Directory for the database, signing keys and generated TLS files.
+    /// Directory for the SQLite database (unless --database-url names another), signing keys
+    /// and generated TLS files.
     #[arg(long, global = true, env = env::DATA_DIR, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// File with the 32-byte key that encrypts secrets at rest (default: seal.key in the data
@@ -33,6 +43,7 @@ pub struct GlobalArgs {
     pub encryption_key_file: Option<PathBuf>,
     /// PostgreSQL shared by several replicas: `postgres://USER:PASSWORD@HOST/DB` (prefer the
     /// environment variable: it holds a password). Default: SQLite in the data directory.
+    /// Admin commands need the server's URL to act on its database.
     #[arg(long, global = true, env = env::DATABASE_URL, value_name = "URL", hide_env_values = true)]
     pub database_url: Option<DatabaseUrl>,
 }
@@ -394,6 +405,20 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_help_says_admin_commands_need_the_servers_store() {
+        use clap::CommandFactory as _;
+        let help = Cli::command().render_help().to_string();
+        for needed in [
+            "--config",
+            "--data-dir",
+            env::DATABASE_URL,
+            "encryption key",
+        ] {
+            assert!(help.contains(needed), "{needed} missing from:\n{help}");
+        }
+    }
 
     #[test]
     fn parses_user_add_with_global_data_dir() {

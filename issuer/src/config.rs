@@ -114,6 +114,29 @@ pub struct Config {
     /// `[signing] keys`: where the signing keys are kept. Read it through
     /// [`Config::signing_keys_source`].
     pub signing_keys: SigningKeys,
+    /// `leader_lease`: how long the leader lease lasts in the database; it is renewed every
+    /// third of that, and its holder stops acting as leader a fifth before it expires
+    /// ([`crate::leader::Timing`]). A killed leader is replaced within about the lease plus a
+    /// renewal.
+    pub leader_lease: Duration,
+    /// Where the settings that locate the store were given, so that a command printed for the
+    /// operator names the same store as this process (`crate::banner`).
+    pub store_origin: StoreOrigin,
+}
+
+/// Where the settings that locate the store (config file, database URL, encryption key file)
+/// came from. A hint that repeats them must name the file, or the flag or environment
+/// variable, that gave them, and never paste a database URL that holds a password.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreOrigin {
+    /// `--config` (or `CREDENTIAL_ISSUER_CONFIG`): the file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    /// `database_url` came from `--database-url` or `CREDENTIAL_ISSUER_DATABASE_URL` rather
+    /// than from the config file.
+    pub database_url_overridden: bool,
+    /// `encryption_key_file` came from `--encryption-key-file` or its environment variable
+    /// rather than from the config file.
+    pub encryption_key_file_overridden: bool,
 }
 
 /// Where the signing keys are kept (`[signing] keys`).
@@ -526,6 +549,8 @@ pub struct FileConfig {
     pub audit: Option<FileAudit>,
     /// `[signing]`.
     pub signing: Option<FileSigning>,
+    /// See [`Config::leader_lease`]; e.g. `"15s"`.
+    pub leader_lease: Option<String>,
 }
 
 /// `[signing]`.
@@ -852,6 +877,23 @@ impl Config {
             ));
         }
 
+        let leader_lease = duration_field(
+            "leader_lease",
+            file.leader_lease.as_deref(),
+            &format!("{}s", crate::leader::DEFAULT_TTL.as_secs()),
+        )?;
+        if !(crate::leader::MIN_TTL..=crate::leader::MAX_TTL).contains(&leader_lease) {
+            return Err(invalid(
+                "leader_lease",
+                format!(
+                    "must be between {}s and {}m (shorter: less clock skew tolerated between \
+                     replicas; longer: a dead leader's work waits that long)",
+                    crate::leader::MIN_TTL.as_secs(),
+                    crate::leader::MAX_TTL.as_secs() / 60
+                ),
+            ));
+        }
+
         let audit = AuditConfig {
             auditor_groups: file.audit.map(|a| a.auditor_groups).unwrap_or_default(),
         };
@@ -987,6 +1029,11 @@ impl Config {
             .map(validate_notifications)
             .transpose()?
             .flatten();
+        let store_origin = StoreOrigin {
+            config_file: o.config_file.clone(),
+            database_url_overridden: o.database_url.is_some(),
+            encryption_key_file_overridden: o.encryption_key_file.is_some(),
+        };
         let encryption_key_file = o.encryption_key_file.clone().or(file.encryption_key_file);
         let encryption_key = o.encryption_key.clone();
         if encryption_key.is_some() && encryption_key_file.is_some() {
@@ -1034,6 +1081,8 @@ impl Config {
             notifications,
             audit,
             signing_keys,
+            leader_lease,
+            store_origin,
         })
     }
 
@@ -2237,6 +2286,24 @@ max_duration = "30d"
             .err()
             .unwrap_or_else(|| panic!("3m was accepted"));
         assert!(err.to_string().contains("refresh_retry_grace"), "{err}");
+    }
+
+    #[test]
+    fn leader_lease_defaults_to_15s_and_is_bounded() {
+        let o = Overrides::default();
+        let c = load("", &o).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.leader_lease, Duration::from_secs(15));
+        for (text, secs) in [("5s", 5), ("1m", 60), ("5m", 300)] {
+            let c = load(&format!("leader_lease = \"{text}\""), &o)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(c.leader_lease, Duration::from_secs(secs), "{text}");
+        }
+        for text in ["4s", "0s", "301s", "1h", "soon"] {
+            let err = load(&format!("leader_lease = \"{text}\""), &o)
+                .err()
+                .unwrap_or_else(|| panic!("{text} was accepted"));
+            assert!(err.to_string().contains("leader_lease"), "{text}: {err}");
+        }
     }
 }
 

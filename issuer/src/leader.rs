@@ -1,13 +1,20 @@
 //! The leader lease: of several issuer replicas on one database, only the one holding the
 //! lease named [`LEASE`] runs the work that must not run twice at once (the grant reconciler
-//! and the audit sealer). Every replica tries every [`RENEW_EVERY`] to take or renew the lease
-//! for [`TTL`]; the database's one conditional upsert (`store::leases`) decides who holds it.
+//! and the audit sealer). Every replica tries every [`Timing::renew_every`] (a third of the
+//! configured `leader_lease`) to take or renew the lease for [`Timing::ttl`]; the database's
+//! one conditional upsert (`store::leases`) decides who holds it.
 //!
-//! Never two leaders: a replica acts as leader only until [`MARGIN`] before its last
-//! successful renewal would expire, measured on its own monotonic clock from the moment the
-//! renewal was *sent*, while another replica takes the lease over only once it has expired
-//! in the database. So a holder that cannot reach the database (or is paused) stops before
-//! anyone else can start, as long as the replicas' clocks agree within the margin.
+//! Never two leaders: a replica acts as leader only until [`Timing::margin`] (a fifth of the
+//! lease) before its last successful renewal would expire, measured on its own monotonic clock
+//! from the moment the renewal was *sent*, while another replica takes the lease over only
+//! once it has expired in the database. So a holder that cannot reach the database (or is
+//! paused) stops before anyone else can start, as long as the replicas' clocks agree within
+//! the margin.
+//!
+//! The lease trades takeover time against that margin: a killed leader is replaced between
+//! about `ttl - renew_every` and `ttl + renew_every` (plus a second of rounding) after it
+//! died; a shorter lease replaces it sooner but tolerates less clock skew, and costs one
+//! statement per replica every `renew_every`.
 
 use std::time::Duration;
 
@@ -21,35 +28,69 @@ use crate::store::Store;
 
 /// The lease's name in the `leases` table.
 pub const LEASE: &str = "leader";
-/// How often the lease is taken or renewed.
-pub const RENEW_EVERY: Duration = Duration::from_secs(5);
-/// How long a taken or renewed lease lasts in the database.
-pub const TTL: Duration = Duration::from_secs(15);
-/// How long before its lease would expire a replica stops acting as leader: the clock skew
-/// between replicas that is tolerated.
-pub const MARGIN: Duration = Duration::from_secs(3);
+/// The lease's lifetime when `leader_lease` is not configured (today's 15 s).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
+/// The shortest `leader_lease`: below it the margin (a fifth) leaves less than a second of
+/// clock skew, and every replica writes the lease row more than once a second or so.
+pub const MIN_TTL: Duration = Duration::from_secs(5);
+/// The longest `leader_lease`: grants would stay unreconciled for minutes after a crash.
+pub const MAX_TTL: Duration = Duration::from_secs(300);
+
+/// The timing of the lease, all derived from its lifetime (`leader_lease`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a taken or renewed lease lasts in the database.
+    pub ttl: Duration,
+    /// How often the lease is taken or renewed (a third of `ttl`), and how long one statement
+    /// may take.
+    pub renew_every: Duration,
+    /// How long before its lease would expire a replica stops acting as leader (a fifth of
+    /// `ttl`): the clock skew between replicas that is tolerated.
+    pub margin: Duration,
+}
+
+impl Timing {
+    /// The timing of a lease of `ttl` (the config checks [`MIN_TTL`]..=[`MAX_TTL`]). With
+    /// renewals every third of the lease and leadership ending a fifth before it, a leader
+    /// survives two missed renewals (4/5 of the lease against 1/3 per renewal) whatever the
+    /// lease.
+    #[must_use]
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            renew_every: ttl / 3,
+            margin: ttl / 5,
+        }
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self::new(DEFAULT_TTL)
+    }
+}
 
 /// What this replica knows of its lease. Pure, so that the timing rule is unit-tested.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaderState {
-    /// When the last successful take or renewal was sent; `None`: not held.
-    renewed_at: Option<Instant>,
+    /// Until when this replica may act as leader; `None`: not held.
+    until: Option<Instant>,
 }
 
 impl LeaderState {
-    /// The lease was taken or renewed by a statement sent at `at`.
+    /// The lease was taken or renewed, with `timing`, by a statement sent at `at`.
     #[must_use]
-    pub fn renewed(at: Instant) -> Self {
+    pub fn renewed(at: Instant, timing: Timing) -> Self {
         Self {
-            renewed_at: Some(at),
+            until: Some(at + timing.ttl.saturating_sub(timing.margin)),
         }
     }
 
-    /// Until when this replica may act as leader: [`TTL`] minus [`MARGIN`] after its last
-    /// renewal was sent; `None` when it does not hold the lease.
+    /// Until when this replica may act as leader: the lease's TTL minus its margin after its
+    /// last renewal was sent; `None` when it does not hold the lease.
     #[must_use]
     pub fn until(&self) -> Option<Instant> {
-        self.renewed_at.map(|t| t + TTL.saturating_sub(MARGIN))
+        self.until
     }
 
     /// Whether this replica may do leader-only work at `now`.
@@ -86,7 +127,7 @@ pub enum LeaseError {
     /// The statement failed (database unreachable, ...).
     #[error("the leader lease statement failed")]
     Store(#[from] crate::store::Error),
-    /// The statement did not finish within [`RENEW_EVERY`].
+    /// The statement did not finish within [`Timing::renew_every`].
     #[error("the leader lease statement timed out")]
     Timeout,
 }
@@ -96,17 +137,25 @@ pub enum LeaseError {
 #[derive(Debug)]
 pub struct Leader {
     holder: String,
+    timing: Timing,
     state: watch::Sender<LeaderState>,
 }
 
 impl Leader {
-    /// A replica called `holder` that does not hold the lease yet.
+    /// A replica called `holder`, taking leases with `timing`, that does not hold one yet.
     #[must_use]
-    pub fn new(holder: String) -> Self {
+    pub fn new(holder: String, timing: Timing) -> Self {
         Self {
             holder,
+            timing,
             state: watch::Sender::new(LeaderState::default()),
         }
+    }
+
+    /// The lease's timing.
+    #[must_use]
+    pub fn timing(&self) -> Timing {
+        self.timing
     }
 
     /// This replica's holder id.
@@ -138,13 +187,13 @@ impl Leader {
         at: Instant,
     ) -> Result<bool, LeaseError> {
         let held = tokio::time::timeout(
-            RENEW_EVERY,
-            store.try_acquire_lease(LEASE, &self.holder, now, TTL),
+            self.timing.renew_every,
+            store.try_acquire_lease(LEASE, &self.holder, now, self.timing.ttl),
         )
         .await
         .map_err(|_| LeaseError::Timeout)??;
         self.state.send_replace(if held {
-            LeaderState::renewed(at)
+            LeaderState::renewed(at, self.timing)
         } else {
             LeaderState::default()
         });
@@ -168,7 +217,11 @@ impl Leader {
     fn report(&self, was_leader: bool, metrics: &Metrics) -> bool {
         let is_leader = self.is_leader();
         match (was_leader, is_leader) {
-            (false, true) => tracing::info!(holder = %self.holder, "acquired leader lease"),
+            (false, true) => tracing::info!(
+                holder = %self.holder,
+                lease_secs = self.timing.ttl.as_secs(),
+                "acquired leader lease"
+            ),
             (true, false) => tracing::warn!(holder = %self.holder, "lost leader lease"),
             _ => {}
         }
@@ -213,7 +266,7 @@ pub async fn run(state: AppState) {
             }
         }
         was_leader = leader.report(was_leader, metrics);
-        let next = at + RENEW_EVERY;
+        let next = at + leader.timing.renew_every;
         // When leadership runs out before the next attempt (the database is unreachable),
         // wake then too, so that the loss is logged and counted on time.
         let until = leader.state.borrow().until();
@@ -244,19 +297,48 @@ mod tests {
         assert!(!none.is_leader(t));
         assert_eq!(none.until(), None);
 
-        let held = LeaderState::renewed(t);
+        let timing = Timing::default();
+        assert_eq!(
+            timing,
+            Timing {
+                ttl: secs(15),
+                renew_every: secs(5),
+                margin: secs(3)
+            },
+            "without leader_lease the timing is that of the first releases"
+        );
+        let held = LeaderState::renewed(t, timing);
         assert!(held.is_leader(t));
         assert!(held.is_leader(t + secs(11)));
         // TTL 15 s, margin 3 s: leadership ends 12 s after the renewal was sent, while the
         // database lets another replica take over only after 15 s.
         assert!(!held.is_leader(t + secs(12)));
         assert!(!held.is_leader(t + secs(15)));
-        assert_eq!(held.until(), Some(t + TTL - MARGIN));
+        assert_eq!(held.until(), Some(t + timing.ttl - timing.margin));
         // Renewals every 5 s keep it without a gap.
-        assert!(LeaderState::renewed(t + RENEW_EVERY).is_leader(t + secs(12)));
+        assert!(LeaderState::renewed(t + timing.renew_every, timing).is_leader(t + secs(12)));
         // Two missed renewals still leave a second; a third missed one ends it.
-        assert!(held.is_leader(t + RENEW_EVERY * 2 + secs(1)));
-        assert!(!held.is_leader(t + RENEW_EVERY * 3));
+        assert!(held.is_leader(t + timing.renew_every * 2 + secs(1)));
+        assert!(!held.is_leader(t + timing.renew_every * 3));
+    }
+
+    #[test]
+    fn every_lease_survives_two_missed_renewals_and_ends_before_its_expiry() {
+        for ttl in [MIN_TTL, secs(7), DEFAULT_TTL, secs(60), MAX_TTL] {
+            let timing = Timing::new(ttl);
+            let t = Instant::now();
+            let held = LeaderState::renewed(t, timing);
+            assert!(timing.margin > Duration::ZERO, "{timing:?}");
+            assert!(
+                held.is_leader(t + timing.renew_every * 2),
+                "two missed renewals: {timing:?}"
+            );
+            assert!(
+                !held.is_leader(t + timing.ttl - timing.margin),
+                "{timing:?}"
+            );
+            assert!(timing.renew_every * 3 <= ttl, "{timing:?}");
+        }
     }
 
     #[test]
@@ -290,8 +372,8 @@ mod tests {
     #[tokio::test]
     async fn two_replicas_one_leader_and_the_watch_follows() {
         let (store, _dir) = temp_store().await;
-        let a = Leader::new("a".into());
-        let b = Leader::new("b".into());
+        let a = Leader::new("a".into(), Timing::default());
+        let b = Leader::new("b".into(), Timing::default());
         let mut watch_a = a.subscribe();
         let metrics = Metrics::default();
 
@@ -328,9 +410,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_configured_lease_is_what_the_database_and_the_gate_use() {
+        use crate::clock::{Clock as _, FakeClock};
+        let (store, _dir) = temp_store().await;
+        // leader_lease = "6s": renewals every 2 s, leadership ends 1.2 s before the expiry.
+        let timing = Timing::new(secs(6));
+        let clock = FakeClock::new(T0);
+        let a = Leader::new("a".into(), timing);
+        let b = Leader::new("b".into(), timing);
+
+        let sent = Instant::now();
+        assert!(matches!(
+            a.attempt(&store, clock.now(), sent).await,
+            Ok(true)
+        ));
+        let row = store.lease_holder(LEASE, clock.now()).await;
+        let expected = ("a".to_owned(), T0 + time::Duration::seconds(6));
+        assert!(
+            matches!(&row, Ok(Some(r)) if *r == expected),
+            "the row lasts the configured 6 s: {row:?}"
+        );
+        let state = *a.subscribe().borrow();
+        assert!(state.is_leader(sent + secs(4)));
+        assert!(!state.is_leader(sent + Duration::from_millis(4_800)));
+
+        // a is killed and renews no more: b, trying every renew_every of the fake clock, is
+        // refused while the lease lasts and takes it at the first attempt after its expiry.
+        let mut waited = Duration::ZERO;
+        loop {
+            clock.advance(timing.renew_every);
+            waited += timing.renew_every;
+            if attempt(&b, &store, clock.now()).await {
+                break;
+            }
+            assert!(!b.is_leader());
+            assert!(waited < secs(60), "b never took the lease over");
+        }
+        assert!(b.is_leader());
+        assert_eq!(
+            waited,
+            secs(8),
+            "the first attempt after the 6 s lease expired"
+        );
+        assert!(waited <= timing.ttl + timing.renew_every + secs(1));
+        // With the default lease the same row would still have been a's.
+        assert!(waited < DEFAULT_TTL);
+    }
+
+    #[tokio::test]
     async fn a_failed_renewal_keeps_the_state_until_it_runs_out() {
         let (store, _dir) = temp_store().await;
-        let a = Leader::new("a".into());
+        let a = Leader::new("a".into(), Timing::default());
         let sent = Instant::now();
         assert!(matches!(a.attempt(&store, T0, sent).await, Ok(true)));
         store.close_for_tests().await;
@@ -339,10 +469,10 @@ mod tests {
         let state = *a.subscribe().borrow();
         assert_eq!(
             state,
-            LeaderState::renewed(sent),
+            LeaderState::renewed(sent, Timing::default()),
             "a failure changes nothing"
         );
-        assert!(!state.is_leader(sent + TTL - MARGIN));
+        assert!(!state.is_leader(sent + secs(15) - secs(3)));
     }
 
     #[test]

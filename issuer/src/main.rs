@@ -13,7 +13,7 @@ use credential_issuer::cli::{
 use credential_issuer::clock::format_utc as format_time;
 use credential_issuer::config::{Config, SigningKeys};
 use credential_issuer::secret::Secret;
-use credential_issuer::{admin, app, clock, reports, server, signing, store, telemetry};
+use credential_issuer::{admin, app, banner, clock, reports, server, signing, store, telemetry};
 use credential_shared::text::{Untrusted, LONG};
 
 fn main() -> ExitCode {
@@ -115,22 +115,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let tls = credential_issuer::tls::server_config(&files.cert, &files.key)?;
     let state = app::AppState::open(config, Arc::new(clock::SystemClock)).await?;
     let cfg = state.config();
-    let ca = files.ca.as_deref().unwrap_or(&files.cert);
     // The bound address, not the configured one: with `--listen 127.0.0.1:0` the log says
     // which port the system chose.
     let listen = listener.local_addr().unwrap_or(cfg.listen);
     tracing::info!(issuer = %cfg.issuer(), %listen, "credential-issuer serving");
-    eprintln!(
-        "\ncredential-issuer is serving {issuer} on {listen}\n  data directory: {data}\n  database:       {db}\n  signing keys:   {keys} (active key {kid})\n  TLS CA to trust: {ca}\n\nNext steps:\n  1. Point the API server at this issuer (see install/apiserver-flags.txt):\n       --oidc-issuer-url={issuer} --oidc-ca-file={ca} --oidc-client-id={aud}\n       --oidc-username-claim=preferred_username --oidc-username-prefix=credential: \\\n       --oidc-groups-claim=groups --oidc-groups-prefix=credential: --oidc-signing-algs=ES256\n  2. Create an account:  credential-issuer user add NAME --group GROUP --data-dir {data}\n  3. Log in:             kubectl credential login --issuer {issuer} --cluster {cluster} --issuer-ca {ca}\n",
-        issuer = cfg.issuer(),
-        data = Untrusted::long(cfg.data_dir.display()),
-        db = Untrusted::long(cfg.database_description()),
-        keys = Untrusted::long(state.signer().source()),
-        kid = Untrusted::new(state.signer().active_kid()),
-        ca = Untrusted::long(ca.display()),
-        aud = Untrusted::new(cfg.clusters.first().map_or("kubernetes", |c| c.audience.as_str())),
-        cluster = Untrusted::new(cfg.clusters.first().map_or("default", |c| c.name.as_str())),
-    );
+    let keys = state.signer().source().to_string();
+    let kid = state.signer().active_kid();
+    let facts = banner::Facts {
+        listen,
+        keys: &keys,
+        kid: &kid,
+        cert: &files.cert,
+        generated_ca: files.ca.as_deref(),
+    };
+    eprint!("{}", banner::render(cfg, &facts));
     server::serve(listener, state, tls, shutdown_signal())
         .await
         .context("server failed")

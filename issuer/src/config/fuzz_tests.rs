@@ -113,6 +113,7 @@ fn check_runnable(cfg: &Config) {
         ("device_code_ttl", cfg.device_code_ttl),
         ("poll_interval", cfg.poll_interval),
         ("webhook_cache_ttl", cfg.webhook_cache_ttl),
+        ("leader_lease", cfg.leader_lease),
         ("rate_limits.window", cfg.rate_limits.window),
         ("accounts.invitation_ttl", cfg.accounts.invitation_ttl),
         ("requests.pending_ttl", cfg.request_pending_ttl),
@@ -168,6 +169,7 @@ fn paths() -> Vec<Vec<Seg>> {
         "tls_key",
         "encryption_key_file",
         "refresh_retry_grace",
+        "leader_lease",
         "typo",
     ]
     .into_iter()
@@ -282,7 +284,7 @@ fn kind(path: &[Seg]) -> Kind {
         k if k.ends_with("_ttl") || k.ends_with("interval") || k.ends_with("window") => {
             Kind::Duration
         }
-        "max_duration" | "refresh_retry_grace" => Kind::Duration,
+        "max_duration" | "refresh_retry_grace" | "leader_lease" => Kind::Duration,
         k if k.ends_with("_failures") => Kind::Count,
         "device_authorizations" | "file_limit" | "database_max_connections" => Kind::Count,
         "require_totp" | "in_cluster" | "requestable" | "reason_required" | "break_glass"
