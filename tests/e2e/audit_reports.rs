@@ -23,24 +23,9 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// Runs SQL on the issuer's database with Python's sqlite3 module, as the just-in-time
-/// approval feature (or an operator's script) writes rows the CLI has no flag for.
+/// Runs SQL on the shared issuer's database (see [`e2e::Issuer::sqlite`]).
 fn sql(statement: &str) {
-    let db = world().issuer.data_dir().join("issuer.db");
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=30); c.executescript(sys.argv[2]); c.commit()",
-        ])
-        .arg(&db)
-        .arg(statement)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 (apt-get install python3): {e}"));
-    assert!(
-        out.status.success(),
-        "SQL failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    world().issuer.sqlite(statement);
 }
 
 /// The JSON lines of a CLI report.

@@ -15,7 +15,8 @@ use crate::procs::{wait_until_past, OwnIssuer, Running};
 use crate::world::{upstream_password, World, LOGIN_TIMEOUT, TOKEN_TTL, UPSTREAM};
 
 /// What the issuer says when the provider cannot be reached during a refresh.
-const PROVIDER_DOWN: &str = "the identity provider cannot be reached; try again shortly";
+const PROVIDER_DOWN: &str =
+    "the identity provider corp cannot be reached (no answer in time); your session is kept, try again shortly";
 /// Its `Retry-After` (`issuer/src/http/error.rs`).
 const ISSUER_RETRY_AFTER: u64 = 5;
 
@@ -80,10 +81,19 @@ fn an_issuer_that_cannot_serve_is_heard_out_and_tried_again_when_it_asked() {
     let kubectl = || env.kubectl(&kubeconfig, &["get", "namespaces"]);
     kubectl().assert_success();
 
-    // The token expires while the provider hangs: the issuer cannot re-check bob there, and
-    // answers 503 temporarily_unavailable with Retry-After.
+    // The token expires while the provider hangs. bob was confirmed there minutes ago, so his
+    // refresh goes on within the offline grace (default 1h) once the issuer gave up on the
+    // provider (10 s), and the token it gets is valid from then on: kubectl works.
     wait_until_past(env.cached_token().exp);
     world.idp.pause();
+    let graced = kubectl();
+    graced.assert_success();
+    // Last confirmed at the provider two hours ago: beyond the grace. The issuer cannot re-check
+    // bob and answers 503 temporarily_unavailable with Retry-After.
+    world
+        .issuer
+        .sqlite("UPDATE upstream_sessions SET checked_at = checked_at - 7200;");
+    wait_until_past(env.cached_token().exp);
     let out = kubectl();
     out.assert_failure();
     assert!(

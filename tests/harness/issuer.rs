@@ -268,6 +268,28 @@ impl Issuer {
         Browser::new(&self.url, &self.ca_file)
     }
 
+    /// Runs SQL on the issuer's SQLite database with Python's sqlite3 module, as an operator's
+    /// script would, for rows the CLI has no flag for (an event of long ago, a session last
+    /// confirmed hours ago).
+    #[track_caller]
+    pub fn sqlite(&self, statement: &str) {
+        let db = self.data_dir.join("issuer.db");
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=30); c.executescript(sys.argv[2]); c.commit()",
+            ])
+            .arg(&db)
+            .arg(statement)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run python3 (apt-get install python3): {e}"));
+        assert!(
+            out.status.success(),
+            "SQL failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `GET path`, without cookies.
     #[track_caller]
     #[must_use]

@@ -282,15 +282,17 @@ async fn refresh_grant(
         ));
     };
     let store = state.store();
-    let now = state.now();
     // Sessions from an upstream provider are recognisable by their token's prefix, so the
     // local-account fast path below stays one statement.
     let upstream = presented.starts_with(UPSTREAM_REFRESH_PREFIX);
     let unchecked_since = if upstream {
-        upstream_recheck(state, addr, rid, presented, &req.client_id, now).await?
+        upstream_recheck(state, addr, rid, presented, &req.client_id, state.now()).await?
     } else {
         None
     };
+    // Read the clock after the provider answered (which may take up to its timeout): the new
+    // token's lifetime starts when it is minted, not when the request came in.
+    let now = state.now();
     let next = new_refresh_token(upstream);
     // What the new token will carry, from the account as it is now, so that the rotating
     // statement records it in the refresh's audit row (a token the rotation refuses is never
