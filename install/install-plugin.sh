@@ -5,7 +5,9 @@
 #   bash install/install-plugin.sh --from-source [--bin-dir DIR]         # cargo install --path plugin
 #
 # A release binary is downloaded as kubectl-credential-VERSION-TARGET.tar.gz together with its
-# .sha256 file from KUBECTL_CREDENTIAL_RELEASE_URL (default: the project's releases), and
+# .sha256 file from KUBECTL_CREDENTIAL_RELEASE_URL (default: RELEASE_URL below, which the
+# release process writes into the copy of this script it publishes with the binaries; in a
+# source checkout it is empty and the script says to use --from-source), and
 # installed only if the SHA-256 matches. TARGET is x86_64/aarch64-unknown-linux-gnu or
 # x86_64/aarch64-apple-darwin. BIN_DIR defaults to ~/.local/bin; kubectl finds the plugin as
 # `kubectl credential` when BIN_DIR is on PATH.
@@ -15,14 +17,16 @@ die() { printf 'install-plugin: %s\n' "$*" >&2; exit 1; }
 
 version=${KUBECTL_CREDENTIAL_VERSION:-0.1.0}
 bin_dir=${BIN_DIR:-$HOME/.local/bin}
-base_url=${KUBECTL_CREDENTIAL_RELEASE_URL:-https://example.invalid/kubectl-credential/releases/download}
+# Filled in by the release process (docs/releasing.md); empty in a source checkout.
+RELEASE_URL=""
+base_url=${KUBECTL_CREDENTIAL_RELEASE_URL:-$RELEASE_URL}
 from_source=
 while [ $# -gt 0 ]; do
     case $1 in
         --version) version=${2:?--version needs a value}; shift 2 ;;
         --bin-dir) bin_dir=${2:?--bin-dir needs a value}; shift 2 ;;
         --from-source) from_source=1; shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -43,6 +47,10 @@ case "$(uname -s)-$(uname -m)" in
     Darwin-arm64) target=aarch64-apple-darwin ;;
     *) die "no release binary for $(uname -s) $(uname -m): use --from-source" ;;
 esac
+[ -n "$base_url" ] || die "this copy of the script names no release to download from (no release has been published
+with it). Install from source instead, with Rust (https://rustup.rs) and a checkout of the
+project: bash install/install-plugin.sh --from-source
+or point KUBECTL_CREDENTIAL_RELEASE_URL at your organisation's mirror of the release files."
 for tool in curl tar; do command -v "$tool" >/dev/null || die "$tool not found"; done
 if command -v sha256sum >/dev/null; then sha256() { sha256sum "$1" | cut -d' ' -f1; }
 elif command -v shasum >/dev/null; then sha256() { shasum -a 256 "$1" | cut -d' ' -f1; }

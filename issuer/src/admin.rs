@@ -518,7 +518,10 @@ pub async fn add_grant(
     };
     store.insert_grant(&grant, now).await?;
     store
-        .audit(&grant_event("grant.created", &grant, actor, None), now)
+        .audit(
+            &AuditEvent::for_grant("grant.created", &grant, actor, None),
+            now,
+        )
         .await?;
     Ok(grant)
 }
@@ -533,41 +536,12 @@ pub async fn revoke_grant(
 ) -> Result<Grant, Error> {
     let grant = store.revoke_grant(id, actor, reason, now).await?;
     store
-        .audit(&grant_event("grant.revoked", &grant, actor, reason), now)
+        .audit(
+            &AuditEvent::for_grant("grant.revoked", &grant, actor, reason),
+            now,
+        )
         .await?;
     Ok(grant)
-}
-
-fn grant_event(
-    event: &'static str,
-    g: &Grant,
-    actor: &str,
-    revoke_reason: Option<&str>,
-) -> AuditEvent {
-    let detail = serde_json::json!({
-        "grant_id": g.id,
-        "namespaces": g.namespaces,
-        "role": g.role,
-        "starts_at": g.starts_at.unix_timestamp(),
-        "ends_at": g.ends_at.unix_timestamp(),
-        "reason": revoke_reason.map(str::to_owned).or_else(|| g.reason.clone()),
-        "approver": g.approved_by,
-    });
-    AuditEvent {
-        event,
-        actor: Some(actor.to_owned()),
-        subject: Some(g.grantee.to_string()),
-        cluster: Some(g.cluster.clone()),
-        namespace: (!g.namespaces.is_empty()).then(|| g.namespaces.join(",")),
-        role: Some(g.role.clone()),
-        reason: revoke_reason
-            .map(str::to_owned)
-            .or_else(|| g.reason.clone()),
-        approver: g.approved_by.clone(),
-        request_id: g.request_id.clone(),
-        detail: Some(detail.to_string()),
-        ..AuditEvent::default()
-    }
 }
 
 /// The grant `grant add` asks for: `--user`/`--group`, `--from` (default now), and `--until`

@@ -184,22 +184,6 @@ fn access_table(a: &Access) -> String {
     }
     let _ = writeln!(
         out,
-        "\ngroups in the tokens issued for {} in the window (RBAC sees credential:<group>):",
-        Untrusted::new(&a.cluster)
-    );
-    if r.groups.is_empty() {
-        let _ = writeln!(out, "  (none)");
-    }
-    for g in &r.groups {
-        let _ = writeln!(
-            out,
-            "  group:{}  members: {}",
-            Untrusted::new(&g.group),
-            Untrusted::long(g.members.join(", "))
-        );
-    }
-    let _ = writeln!(
-        out,
         "\nissuer identities bound to roles in {} NOW (read from the cluster at the time of this report, not as of the window):",
         Untrusted::new(&a.namespace)
     );
@@ -225,7 +209,50 @@ fn access_table(a: &Access) -> String {
     }
     let _ = writeln!(
         out,
-        "\npeople who obtained tokens for {} in the window:",
+        "\npeople who could reach {} and obtained tokens for {} in the window, and how:",
+        Untrusted::new(&a.namespace),
+        Untrusted::new(&a.cluster)
+    );
+    let reached = a.reached();
+    if reached.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for p in &reached {
+        let via: Vec<String> = p.via.iter().map(describe_via).collect();
+        let _ = writeln!(
+            out,
+            "  {}  via {}",
+            Untrusted::new(&p.who),
+            Untrusted::long(via.join("; "))
+        );
+    }
+    if matches!(a.bindings, Bindings::NotRead(_)) {
+        let _ = writeln!(
+            out,
+            "  (through grants only: the namespace's bindings could not be read, see below)"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nCLUSTER-WIDE, not evidence of access to {}: groups in the tokens issued for {} in the window (RBAC sees credential:<group>):",
+        Untrusted::new(&a.namespace),
+        Untrusted::new(&a.cluster)
+    );
+    if r.groups.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for g in &r.groups {
+        let _ = writeln!(
+            out,
+            "  group:{}  members: {}",
+            Untrusted::new(&g.group),
+            Untrusted::long(g.members.join(", "))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nCLUSTER-WIDE, not evidence of access to {}: people who obtained tokens for {} in the window:",
+        Untrusted::new(&a.namespace),
         Untrusted::new(&a.cluster)
     );
     if r.people.is_empty() {
@@ -243,6 +270,30 @@ fn access_table(a: &Access) -> String {
         );
     }
     out
+}
+
+/// `via grant g-1 (role deployer)` / `via group credential:x (RoleBinding ns/b, ClusterRole/edit)`.
+fn describe_via(v: &access::Via) -> String {
+    match v {
+        access::Via::Grant { id, role } => format!("grant {id} (role {role})"),
+        access::Via::Binding {
+            subject,
+            binding,
+            role,
+        } => format!("{subject} ({binding}, {role})"),
+    }
+}
+
+impl Access {
+    /// The people who could reach the namespace (see [`access::reached`]).
+    #[must_use]
+    pub fn reached(&self) -> Vec<access::Reached> {
+        let bound: &[access::BoundNow] = match &self.bindings {
+            Bindings::Read(b) => b,
+            Bindings::NotRead(_) => &[],
+        };
+        access::reached(&self.report, bound, crate::kube::bindings::PREFIX)
+    }
 }
 
 /// One JSON line; the characters JSON leaves raw that a terminal would obey are escaped too.
@@ -274,10 +325,28 @@ fn access_jsonl(a: &Access) -> String {
             }),
         );
     }
+    for p in a.reached() {
+        let via: Vec<serde_json::Value> = p
+            .via
+            .iter()
+            .map(|v| match v {
+                access::Via::Grant { id, role } => json!({"grant_id": id, "role": role}),
+                access::Via::Binding {
+                    subject,
+                    binding,
+                    role,
+                } => json!({"subject": subject, "binding": binding, "role": role}),
+            })
+            .collect();
+        line(
+            &mut out,
+            &json!({"kind": "reached", "cluster": a.cluster, "namespace": a.namespace, "user": p.who, "via": via}),
+        );
+    }
     for g in &a.report.groups {
         line(
             &mut out,
-            &json!({"kind": "group", "cluster": a.cluster, "group": g.group, "members": g.members}),
+            &json!({"kind": "group", "scope": "cluster", "cluster": a.cluster, "group": g.group, "members": g.members}),
         );
     }
     match &a.bindings {
@@ -307,6 +376,7 @@ fn access_jsonl(a: &Access) -> String {
             &mut out,
             &json!({
                 "kind": "person",
+                "scope": "cluster",
                 "cluster": a.cluster,
                 "user": p.who,
                 "first": rfc3339(p.first),

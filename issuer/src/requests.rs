@@ -234,6 +234,11 @@ async fn approve(
     store
         .audit(&event("request.approved", &done, actor, origin), now)
         .await?;
+    // The grant the approval created is a grant like any other: its own row, as for
+    // `grant add` (docs/operations.md lists both).
+    let mut created = AuditEvent::for_grant("grant.created", &grant, actor, None);
+    created.client_addr.clone_from(&origin.client_addr);
+    store.audit(&created, now).await?;
     Ok(done)
 }
 

@@ -111,6 +111,9 @@ fn audit_access_names_who_had_access_to_a_namespace_why_and_who_approved() {
     member_laptop
         .kubectl(&["get", "namespaces"])
         .assert_success();
+    // Someone who got tokens for the cluster but has no way into the namespace.
+    let outsider = world.new_person("audit-outsider", &["k8s-outsiders"]);
+    Laptop::new().log_in(&outsider);
 
     let args = [
         "audit",
@@ -125,6 +128,47 @@ fn audit_access_names_who_had_access_to_a_namespace_why_and_who_approved() {
         "jsonl",
     ];
     let report = jsonl(&args);
+
+    // (0) Who could reach the namespace, and how: the granted person through the grant, the
+    // member through the binding of their group; never the outsider, who appears only in the
+    // cluster-wide sections.
+    let reached = of_kind(&report, "reached");
+    let via = |who: &str| -> String {
+        reached
+            .iter()
+            .find(|r| r["user"] == who)
+            .map(|r| r["via"].to_string())
+            .unwrap_or_else(|| panic!("{who} not among those who reached {ns}: {reached:?}"))
+    };
+    assert!(via(&granted.name).contains(&id), "{reached:?}");
+    assert!(
+        via(&member.name).contains(&format!("credential:{READERS}")),
+        "{reached:?}"
+    );
+    assert!(
+        !reached.iter().any(|r| r["user"] == outsider.name.as_str()),
+        "{} never had access to {ns} but is listed as reaching it: {reached:?}",
+        outsider.name
+    );
+    assert!(
+        of_kind(&report, "person")
+            .iter()
+            .any(|p| p["user"] == outsider.name.as_str() && p["scope"] == "cluster"),
+        "the outsider's tokens belong to the cluster-wide section: {report:?}"
+    );
+    let table = world.issuer.cli(&args[..args.len() - 2], None);
+    table.assert_success();
+    let under_namespace = table
+        .stdout
+        .split("CLUSTER-WIDE")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        !under_namespace.contains(&outsider.name),
+        "the table lists {} before its cluster-wide part:\n{}",
+        outsider.name,
+        table.stdout
+    );
 
     // (1) The grant: grantee, role, interval in force, reason, approver, request.
     let grants = of_kind(&report, "grant");

@@ -74,6 +74,8 @@ fn the_example_kubeconfig_and_rbac_are_accepted() {
 
     let rbac = std::fs::read_to_string(install_file("rbac-example.yaml"))
         .unwrap_or_else(|e| panic!("rbac-example.yaml: {e}"));
+    // Its namespaced example binds in team-b, which the operator creates first.
+    world.control_plane.apply(TEAM_B_NAMESPACE);
     world
         .control_plane
         .kubectl_admin(&["apply", "--dry-run=server", "-f", "-"], Some(&rbac))
@@ -87,6 +89,32 @@ fn the_example_kubeconfig_and_rbac_are_accepted() {
         shipped_oidc_flags().len() >= 8,
         "install/apiserver-flags.txt lost flags"
     );
+}
+
+const TEAM_B_NAMESPACE: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n";
+
+/// The namespaced case of `install/rbac-example.yaml`, applied as written: a person in the
+/// issuer group `k8s-team-b` signs in with the plugin and may work in team-b, and nowhere else.
+#[test]
+fn the_namespace_example_lets_a_team_into_its_namespace_only() {
+    let world = world();
+    world.control_plane.apply(TEAM_B_NAMESPACE);
+    let rbac = std::fs::read_to_string(install_file("rbac-example.yaml"))
+        .unwrap_or_else(|e| panic!("rbac-example.yaml: {e}"));
+    world.control_plane.apply(&rbac);
+    let tess = world.new_person("tess", &["k8s-team-b"]);
+    let laptop = Laptop::new();
+    laptop.log_in(&tess);
+    laptop
+        .kubectl(&["auth", "can-i", "create", "deployments", "-n", "team-b"])
+        .assert_success()
+        .assert_stdout_contains("yes");
+    laptop
+        .kubectl(&["get", "pods", "-n", "team-b"])
+        .assert_success();
+    let elsewhere = laptop.kubectl(&["get", "pods", "-n", "default"]);
+    elsewhere.assert_failure();
+    assert!(elsewhere.stderr.contains("Forbidden"), "{elsewhere}");
 }
 
 fn read_manifest(name: &str) -> String {
@@ -347,6 +375,45 @@ fn install_plugin_verifies_the_checksum_before_installing() {
     run(Command::new(bin_dir.join("kubectl-credential")).arg("--version"))
         .assert_success()
         .assert_stdout_contains("kubectl-credential 0.1.0");
+
+    // The script as checked out names no release: it says to install from source.
+    let plain = run(Command::new("bash")
+        .arg(install_file("install-plugin.sh"))
+        .arg("--bin-dir")
+        .arg(tmp.path().join("plain-bin"))
+        .env_remove("KUBECTL_CREDENTIAL_RELEASE_URL"));
+    plain
+        .assert_failure()
+        .assert_stderr_contains("--from-source");
+    // The copy the release process publishes has its RELEASE_URL filled in
+    // (docs/releasing.md): it installs without any variable.
+    let script = std::fs::read_to_string(install_file("install-plugin.sh"))
+        .unwrap_or_else(|e| panic!("install-plugin.sh: {e}"));
+    assert_eq!(
+        script.matches("\nRELEASE_URL=\"\"\n").count(),
+        1,
+        "the release process fills exactly this line"
+    );
+    let published = tmp.path().join("install-plugin.sh");
+    std::fs::write(
+        &published,
+        script.replace(
+            "\nRELEASE_URL=\"\"\n",
+            &format!(
+                "\nRELEASE_URL=\"file://{}\"\n",
+                tmp.path().join("releases").display()
+            ),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("write: {e}"));
+    let from_release = tmp.path().join("release-bin");
+    run(Command::new("bash")
+        .arg(&published)
+        .args(["--version", version, "--bin-dir"])
+        .arg(&from_release)
+        .env_remove("KUBECTL_CREDENTIAL_RELEASE_URL"))
+    .assert_success()
+    .assert_stdout_contains("installed");
 }
 
 /// The systemd unit keeps the sandbox the operations guide promises.

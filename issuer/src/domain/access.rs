@@ -160,6 +160,92 @@ pub fn in_force(g: &Grant, now: OffsetDateTime) -> Option<(OffsetDateTime, Offse
     (to > g.starts_at).then_some((g.starts_at, to, ended))
 }
 
+/// How a person could reach the namespace: the evidence behind their line in the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// A grant for them (or for a group whose tokens they held) covering the namespace.
+    Grant {
+        /// Grant id.
+        id: String,
+        /// Its role.
+        role: String,
+    },
+    /// A token group of theirs that a binding in the namespace (read now) names.
+    Binding {
+        /// The Kubernetes group or user name the binding names (`credential:<name>`).
+        subject: String,
+        /// The binding, e.g. `RoleBinding team-b/x`.
+        binding: String,
+        /// Its role.
+        role: String,
+    },
+}
+
+/// A person who obtained tokens for the cluster in the window and could reach the namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    /// User name.
+    pub who: String,
+    /// Every way they could (at least one).
+    pub via: Vec<Via>,
+}
+
+/// The people of `report` who could reach its namespace: those a grant of the report covers
+/// (as user, or through a group their tokens carried), and those whose tokens carried a group
+/// (or whose name is) a subject of the namespace's bindings read now (`prefix` is the API
+/// server's, `credential:`). Everyone else who obtained tokens for the cluster is no evidence
+/// of access to the namespace and is not listed here.
+#[must_use]
+pub fn reached(report: &AccessReport, bindings: &[BoundNow], prefix: &str) -> Vec<Reached> {
+    let members = |group: &str| -> Vec<&str> {
+        report
+            .groups
+            .iter()
+            .filter(|g| g.group == group)
+            .flat_map(|g| g.members.iter().map(String::as_str))
+            .collect()
+    };
+    let mut out: BTreeMap<&str, Vec<Via>> = BTreeMap::new();
+    let got_tokens = |who: &str| report.people.iter().any(|p| p.who == who);
+    for g in &report.grants {
+        let via = Via::Grant {
+            id: g.grant.id.clone(),
+            role: g.grant.role.clone(),
+        };
+        let people: Vec<&str> = match &g.grant.grantee {
+            Grantee::User(u) => vec![u.as_str()],
+            Grantee::Group(group) => members(group),
+        };
+        for who in people.into_iter().filter(|w| got_tokens(w)) {
+            out.entry(who).or_default().push(via.clone());
+        }
+    }
+    for b in bindings {
+        let Some(name) = b.subject.strip_prefix(prefix) else {
+            continue;
+        };
+        let via = Via::Binding {
+            subject: b.subject.clone(),
+            binding: b.binding.clone(),
+            role: b.role.clone(),
+        };
+        let people: Vec<&str> = match b.kind.as_str() {
+            "Group" => members(name),
+            "User" => vec![name],
+            _ => vec![],
+        };
+        for who in people.into_iter().filter(|w| got_tokens(w)) {
+            out.entry(who).or_default().push(via.clone());
+        }
+    }
+    out.into_iter()
+        .map(|(who, via)| Reached {
+            who: who.to_owned(),
+            via,
+        })
+        .collect()
+}
+
 /// Assembles the access report for `namespace` of `cluster` in `window` from the cluster's
 /// grants (all of them, revoked and ended included) and the token events of the cluster in
 /// the window. Groups given by grants (`grant:...`) are left out of the group section: the
@@ -448,6 +534,54 @@ mod tests {
         // The window is half-open: a grant starting at its end is out.
         let r = access_report("prod", "payments", window(45, 50), &grants, &[], now);
         assert_eq!(ids(&r), vec!["g1", "g3"]);
+    }
+
+    /// Only people with a way into the namespace are listed under it: a grant covering it, or
+    /// a group (or their name) that one of its bindings names. Someone who merely obtained
+    /// tokens for the cluster, with groups bound elsewhere, is not.
+    #[test]
+    fn only_people_who_could_reach_the_namespace_are_listed_under_it() {
+        let u = |n: &str| Grantee::User(n.into());
+        let grants = vec![
+            grant("g1", u("alice"), &["team-b"], 0, 48),
+            grant("g2", Grantee::Group("sre".into()), &[], 0, 48),
+            grant("g3", u("nobody-came"), &["team-b"], 0, 48),
+        ];
+        let tokens = vec![
+            token("alice", "login", 1, &[]),
+            token("sam", "login", 2, &["sre"]),
+            token("tess", "login", 3, &["k8s-team-b"]),
+            token("una", "login", 4, &["k8s-team-a", "k8s-readers"]),
+            token("vic", "login", 5, &[]),
+        ];
+        let r = access_report("prod", "team-b", window(0, 10), &grants, &tokens, T0);
+        let bindings = vec![
+            BoundNow {
+                binding: "RoleBinding team-b/edit".into(),
+                role: "ClusterRole/edit".into(),
+                kind: "Group".into(),
+                subject: "credential:k8s-team-b".into(),
+            },
+            BoundNow {
+                binding: "RoleBinding team-b/vic".into(),
+                role: "ClusterRole/view".into(),
+                kind: "User".into(),
+                subject: "credential:vic".into(),
+            },
+        ];
+        let got = reached(&r, &bindings, "credential:");
+        let who: Vec<&str> = got.iter().map(|p| p.who.as_str()).collect();
+        // una got tokens for the cluster, but nothing of hers reaches team-b; nobody-came
+        // holds a grant but never obtained a token.
+        assert_eq!(who, ["alice", "sam", "tess", "vic"]);
+        assert!(matches!(&got[0].via[..], [Via::Grant { id, .. }] if id == "g1"));
+        assert!(matches!(&got[1].via[..], [Via::Grant { id, .. }] if id == "g2"));
+        assert!(
+            matches!(&got[2].via[..], [Via::Binding { subject, .. }] if subject == "credential:k8s-team-b")
+        );
+        assert!(
+            matches!(&got[3].via[..], [Via::Binding { binding, .. }] if binding == "RoleBinding team-b/vic")
+        );
     }
 
     #[test]

@@ -285,7 +285,10 @@ async fn the_requester_never_approves_and_another_approver_starts_the_grant() {
         .audit_events_for("user:alice")
         .await
         .unwrap();
-    assert_eq!(events, ["request.filed", "request.approved"]);
+    assert_eq!(
+        events,
+        ["request.filed", "request.approved", "grant.created"]
+    );
 }
 
 #[tokio::test]
@@ -322,7 +325,12 @@ async fn break_glass_is_approved_at_once_with_an_alert() {
         .unwrap();
     assert_eq!(
         events,
-        ["request.filed", "request.approved", "request.break_glass"]
+        [
+            "request.filed",
+            "request.approved",
+            "grant.created",
+            "request.break_glass"
+        ]
     );
 }
 

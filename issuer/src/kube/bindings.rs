@@ -10,7 +10,7 @@ use crate::config::ClusterConfig;
 use crate::domain::access::BoundNow;
 
 /// The prefix the API server adds to the issuer's user and group names.
-const PREFIX: &str = "credential:";
+pub const PREFIX: &str = "credential:";
 
 fn bound(
     binding: &str,

@@ -33,6 +33,43 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+impl AuditEvent {
+    /// The row of a grant's creation or revocation: who, for whom, where, which role, why, who
+    /// approved it and from which request (`revoke_reason` replaces the grant's reason).
+    #[must_use]
+    pub fn for_grant(
+        event: &'static str,
+        g: &crate::domain::grants::Grant,
+        actor: &str,
+        revoke_reason: Option<&str>,
+    ) -> Self {
+        let detail = serde_json::json!({
+            "grant_id": g.id,
+            "namespaces": g.namespaces,
+            "role": g.role,
+            "starts_at": g.starts_at.unix_timestamp(),
+            "ends_at": g.ends_at.unix_timestamp(),
+            "reason": revoke_reason.map(str::to_owned).or_else(|| g.reason.clone()),
+            "approver": g.approved_by,
+        });
+        Self {
+            event,
+            actor: Some(actor.to_owned()),
+            subject: Some(g.grantee.to_string()),
+            cluster: Some(g.cluster.clone()),
+            namespace: (!g.namespaces.is_empty()).then(|| g.namespaces.join(",")),
+            role: Some(g.role.clone()),
+            reason: revoke_reason
+                .map(str::to_owned)
+                .or_else(|| g.reason.clone()),
+            approver: g.approved_by.clone(),
+            request_id: g.request_id.clone(),
+            detail: Some(detail.to_string()),
+            ..Self::default()
+        }
+    }
+}
+
 /// Which events to read.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -40,7 +77,8 @@ pub struct AuditFilter {
     pub since: Option<OffsetDateTime>,
     /// Only events before this time.
     pub until: Option<OffsetDateTime>,
-    /// Only events about this subject (user id) or by this actor (user name)...
+    /// Only events about this subject (user id, or the grantee `user:NAME` of grant, request and
+    /// binding events) or by this actor (user name)...
     pub person: Option<String>,
     /// ...or about/by this second identifier (a person's id when `person` is their name).
     pub person_alias: Option<String>,
@@ -269,7 +307,7 @@ impl Store {
             "SELECT {COLUMNS} FROM audit_events
              WHERE seq > $1
                AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3)
-               AND ($4 IS NULL OR subject IN ($4, $5) OR actor IN ($4, $5))
+               AND ($4 IS NULL OR subject IN ($4, $5, 'user:' || $4, 'user:' || $5) OR actor IN ($4, $5))
                AND ($6 IS NULL OR cluster = $6)
                AND ($8 IS NULL OR namespace = $8 OR {in_list})
                AND ($9 IS NULL OR event = $9 OR substr(event, 1, length($9) + 1) = $9 || '.')
@@ -418,6 +456,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(verify(&store).await, Err(Problem::Broken { seq: 2 }));
+    }
+
+    /// A person's events are every row about them, whatever names them as subject: their id
+    /// (tokens), `user:NAME` (grants, requests, bindings), or as the actor.
+    #[tokio::test]
+    async fn the_person_filter_finds_every_kind_of_subject() {
+        let (store, _dir) = temp_store().await;
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        for (event, subject, actor) in [
+            ("login", "u-alice", None),
+            ("request.approved", "user:alice", Some("bob")),
+            ("grant.created", "user:alice", Some("bob")),
+            ("binding.created", "user:alice", Some("reconciler")),
+            ("request.filed", "user:bob", Some("alice")),
+            ("login", "u-bob", None),
+            ("grant.created", "user:alice2", Some("bob")),
+        ] {
+            let e = AuditEvent {
+                event,
+                subject: Some(subject.into()),
+                actor: actor.map(str::to_owned),
+                ..AuditEvent::default()
+            };
+            store.audit(&e, t0).await.unwrap();
+        }
+        let found = store
+            .audit_page(
+                0,
+                100,
+                &AuditFilter {
+                    person: Some("alice".into()),
+                    person_alias: Some("u-alice".into()),
+                    ..AuditFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        let events: Vec<(&str, Option<&str>)> = found
+            .iter()
+            .map(|r| (r.event.as_str(), r.subject.as_deref()))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                ("login", Some("u-alice")),
+                ("request.approved", Some("user:alice")),
+                ("grant.created", Some("user:alice")),
+                ("binding.created", Some("user:alice")),
+                ("request.filed", Some("user:bob")),
+            ]
+        );
     }
 
     #[tokio::test]
