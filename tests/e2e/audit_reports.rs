@@ -134,11 +134,10 @@ fn audit_access_names_who_had_access_to_a_namespace_why_and_who_approved() {
     // cluster-wide sections.
     let reached = of_kind(&report, "reached");
     let via = |who: &str| -> String {
-        reached
-            .iter()
-            .find(|r| r["user"] == who)
-            .map(|r| r["via"].to_string())
-            .unwrap_or_else(|| panic!("{who} not among those who reached {ns}: {reached:?}"))
+        reached.iter().find(|r| r["user"] == who).map_or_else(
+            || panic!("{who} not among those who reached {ns}: {reached:?}"),
+            |r| r["via"].to_string(),
+        )
     };
     assert!(via(&granted.name).contains(&id), "{reached:?}");
     assert!(
