@@ -11,25 +11,6 @@ use e2e::wait::{self, Check};
 use crate::procs::OwnIssuer;
 use crate::world::CLUSTER;
 
-/// Runs SQL on the issuer's database with Python's sqlite3 module: what an intruder with the
-/// file (not the issuer) would do.
-fn tamper(db: &std::path::Path, sql: &str) {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()",
-        ])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 (apt-get install python3): {e}"));
-    assert!(
-        out.status.success(),
-        "tampering failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_trail_exports_who_did_what_and_detects_an_edited_or_truncated_history() {
     let own = OwnIssuer::start("ava-audit", e2e::IssuerOptions::default());
@@ -117,8 +98,7 @@ fn the_trail_exports_who_did_what_and_detects_an_edited_or_truncated_history() {
     );
     // ...and when the guard is removed and the login is rewritten, verify names the event.
     let login_seq = login["seq"].as_i64().unwrap_or_else(|| panic!("{login}"));
-    tamper(
-        &db,
+    own.issuer.sqlite(
         &format!(
             "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET client_addr = '10.9.9.9' WHERE seq = {login_seq};"
         ),
@@ -146,13 +126,9 @@ fn the_trail_exports_who_did_what_and_detects_an_edited_or_truncated_history() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let (last, _) = head2.split_once(':').unwrap_or_else(|| panic!("{head2}"));
-    let db2 = own2.issuer.data_dir().join("issuer.db");
-    tamper(
-        &db2,
-        &format!(
-            "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = {last};"
-        ),
-    );
+    own2.issuer.sqlite(&format!(
+        "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = {last};"
+    ));
     own2.issuer.cli(&["audit", "verify"], None).assert_success();
     let cut = own2
         .issuer

@@ -20,22 +20,6 @@ const PROVIDER_DOWN: &str =
 /// Its `Retry-After` (`issuer/src/http/error.rs`).
 const ISSUER_RETRY_AFTER: u64 = 5;
 
-/// Lets the mapped group `credential:upstream-engineers` list namespaces.
-const ENGINEERS_RBAC: &str = r"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: ns-reader-upstream-engineers
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: ns-reader
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: Group
-  name: credential:upstream-engineers
-";
-
 /// The seconds in "not trying again for N s".
 fn held_for(stderr: &str) -> Option<u64> {
     let rest = stderr.split("not trying again for ").nth(1)?;
@@ -47,7 +31,7 @@ fn an_issuer_that_cannot_serve_is_heard_out_and_tried_again_when_it_asked() {
     // A world of its own: its identity provider is frozen below, which would break other
     // stories signing in through the shared one.
     let world = World::start_own(TOKEN_TTL);
-    world.control_plane.apply(ENGINEERS_RBAC);
+    world.control_plane.apply(crate::upstream::ENGINEERS_RBAC);
     let env = UserEnv::new();
     let plugin = world.plugin_args(TokenCache::File);
     let kubeconfig = env.write_kubeconfig(

@@ -14,7 +14,7 @@ use crate::world::{
 
 /// Lets the mapped group `credential:upstream-engineers` list namespaces (the role the world
 /// defines for readers), and nothing else.
-const ENGINEERS_RBAC: &str = r"
+pub(crate) const ENGINEERS_RBAC: &str = r"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:

@@ -250,29 +250,39 @@ impl Drop for DropTablespace {
     }
 }
 
+/// A store on a new schema (`extra` appended to its URL) with one session, and another
+/// connection inside a transaction holding that session's row: the store's rotation of `t0`
+/// will wait in its `UPDATE`.
+async fn behind_a_held_lock(
+    url: &str,
+    extra: &str,
+) -> (Store, sqlx::AnyConnection, OffsetDateTime) {
+    let (location, schema) = postgres_location(url, extra).await;
+    let store = Store::open(&location)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = OffsetDateTime::now_utc();
+    one_session(&store, now).await;
+    let mut holder = admin(url, Some(&schema)).await;
+    sql(
+        &mut holder,
+        "BEGIN; SELECT id FROM sessions WHERE id = 's' FOR UPDATE",
+    )
+    .await;
+    (store, holder, now)
+}
+
 /// The issuer's connection is killed by the server (`pg_terminate_backend`: what a failover, an
 /// operator or a connection limit does) while its rotation waits inside a transaction: the
 /// request fails with a passing fault, nothing was spent, and the pool works on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_connection_killed_mid_transaction_spends_nothing() {
     let url = postgres_url();
-    let (location, schema) = postgres_location(&url, "").await;
-    let store = Store::open(&location)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let now = OffsetDateTime::now_utc();
-    one_session(&store, now).await;
-    // Another session holds the row, so the rotation waits in its UPDATE.
-    let mut holder = admin(&url, Some(&schema)).await;
+    let (store, mut holder, now) = behind_a_held_lock(&url, "").await;
     let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut holder)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    sql(
-        &mut holder,
-        "BEGIN; SELECT id FROM sessions WHERE id = 's' FOR UPDATE",
-    )
-    .await;
     let s = store.clone();
     let rotation = tokio::spawn(async move { s.rotate_refresh("t0", next("t1"), now, BY).await });
     let mut killer = admin(&url, None).await;
@@ -320,18 +330,8 @@ async fn postgres_a_connection_killed_mid_transaction_spends_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_statement_timeout_spends_nothing() {
     let url = postgres_url();
-    let (location, schema) = postgres_location(&url, "options=-c%20statement_timeout%3D300").await;
-    let store = Store::open(&location)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let now = OffsetDateTime::now_utc();
-    one_session(&store, now).await;
-    let mut holder = admin(&url, Some(&schema)).await;
-    sql(
-        &mut holder,
-        "BEGIN; SELECT id FROM sessions WHERE id = 's' FOR UPDATE",
-    )
-    .await;
+    let (store, mut holder, now) =
+        behind_a_held_lock(&url, "options=-c%20statement_timeout%3D300").await;
     let err = store
         .rotate_refresh("t0", next("t1"), now, BY)
         .await
