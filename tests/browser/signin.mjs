@@ -30,31 +30,9 @@ import { parseArgs } from 'node:util';
 
 import { chromium } from 'playwright-core';
 
+import { CHROMIUM_FLAGS, VARIANTS, pngSize } from './common.mjs';
+
 const STEP_TIMEOUT_MS = 30_000;
-
-const VARIANTS = {
-  desktop: { viewport: { width: 1280, height: 800 }, javaScriptEnabled: true },
-  phone: {
-    viewport: { width: 360, height: 740 },
-    deviceScaleFactor: 1,
-    isMobile: true,
-    hasTouch: true,
-    javaScriptEnabled: false,
-  },
-};
-
-// Flags that keep Chromium quiet on a machine without network access: no background
-// connections (component updates, sync, safe browsing lists, QUIC probes), no first-run UI.
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 class StepError extends Error {}
 
@@ -123,11 +101,6 @@ function verifiedLeafSpki(url, caFile) {
     });
     socket.once('error', (e) => reject(new Error(`TLS connection to ${url.host} trusting ${caFile}: ${e.message}`)));
   });
-}
-
-// Width and height from a PNG's IHDR chunk.
-function pngSize(buffer) {
-  return { width: buffer.readUInt32BE(16), height: buffer.readUInt32BE(20) };
 }
 
 async function main() {

@@ -17,13 +17,13 @@ use e2e::{Browser, Page};
 use crate::world::{assert_login_required, world, Laptop, LOGIN_TIMEOUT, READERS};
 
 /// An invited person, as the test follows them.
-struct Contractor {
-    name: String,
-    password: String,
+pub(crate) struct Contractor {
+    pub(crate) name: String,
+    pub(crate) password: String,
     /// The TOTP key their authenticator app holds (read off the invitation page).
-    key: Vec<u8>,
+    pub(crate) key: Vec<u8>,
     /// The last time step a code of theirs was accepted for (codes work once).
-    last_step: i64,
+    pub(crate) last_step: i64,
 }
 
 fn unix_now() -> i64 {
@@ -35,7 +35,7 @@ fn unix_now() -> i64 {
 /// `credential-issuer invite create` as the administrator runs it against the world's issuer:
 /// returns the link it printed (and checks that the output says when the account ends).
 #[track_caller]
-fn invite(name: &str, expires: &str, link_ttl: Option<&str>) -> String {
+pub(crate) fn invite(name: &str, expires: &str, link_ttl: Option<&str>) -> String {
     let world = world();
     let mut args = vec![
         "invite",
@@ -69,14 +69,14 @@ fn invite(name: &str, expires: &str, link_ttl: Option<&str>) -> String {
 }
 
 /// The path of `link` on the issuer (`/invite/<token>`).
-fn path(link: &str) -> String {
+pub(crate) fn path(link: &str) -> String {
     let base = world().issuer.url();
     link.strip_prefix(base)
         .unwrap_or_else(|| panic!("{link} is not on {base}"))
         .to_owned()
 }
 
-fn key_on(page: &Page) -> Vec<u8> {
+pub(crate) fn key_on(page: &Page) -> Vec<u8> {
     let marker = r#"<code id="totp-secret">"#;
     let start =
         page.body.find(marker).unwrap_or_else(|| {
@@ -89,7 +89,7 @@ fn key_on(page: &Page) -> Vec<u8> {
 impl Contractor {
     /// A code for a time step after the last one used and at most one step ahead of now
     /// (the issuer allows one step of clock skew), waiting for the clock if it must.
-    fn next_code(&mut self) -> String {
+    pub(crate) fn next_code(&mut self) -> String {
         let step = wait::until(
             "a TOTP time step not used yet",
             Duration::from_secs(70),
@@ -150,7 +150,7 @@ fn accept(browser: &Browser, link: &str, name: &str) -> Contractor {
 
 /// Enters `user_code` and the password: returns the page landed on (the code step).
 #[track_caller]
-fn password_step(browser: &Browser, user_code: &str, who: &Contractor) -> Page {
+pub(crate) fn password_step(browser: &Browser, user_code: &str, who: &Contractor) -> Page {
     let login = browser.enter_user_code(user_code);
     assert_eq!(path_of(&login), "/login", "{login:?}");
     browser.post(
@@ -165,7 +165,7 @@ fn password_step(browser: &Browser, user_code: &str, who: &Contractor) -> Page {
 
 /// Submits `code` on the second-step page `page`.
 #[track_caller]
-fn code_step(browser: &Browser, page: &Page, code: &str) -> Page {
+pub(crate) fn code_step(browser: &Browser, page: &Page, code: &str) -> Page {
     assert_eq!(
         path_of(page),
         "/login/totp",

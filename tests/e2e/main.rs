@@ -41,6 +41,7 @@ mod refresh_reuse;
 mod replicas;
 mod requests;
 mod retry_after_401;
+mod screenshots;
 mod setup;
 mod switch_user;
 mod terminal_escapes;

@@ -18,9 +18,9 @@ use e2e::wait::{self, Check};
 use crate::world::{assert_forbidden, world, Laptop};
 
 /// The identity group whose members approve [`ROLE`].
-const APPROVERS: &str = "jit-approvers";
+pub(crate) const APPROVERS: &str = "jit-approvers";
 /// A requestable namespace role.
-const ROLE: &str = "jit-pod-reader";
+pub(crate) const ROLE: &str = "jit-pod-reader";
 /// A break-glass role, self-approved.
 const GLASS: &str = "jit-glass";
 /// The HMAC key of the notifications.
@@ -157,7 +157,7 @@ fn notification(id: &str, event: &str) -> serde_json::Value {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(1);
     format!(
@@ -167,7 +167,7 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-fn create_namespace(name: &str) {
+pub(crate) fn create_namespace(name: &str) {
     world()
         .control_plane
         .kubectl_admin(&["create", "namespace", name], None)
@@ -175,7 +175,12 @@ fn create_namespace(name: &str) {
 }
 
 /// `kubectl-credential request ...` on `laptop`.
-fn file(laptop: &Laptop, role: &str, namespace: Option<&str>, length: &str) -> e2e::Outcome {
+pub(crate) fn file(
+    laptop: &Laptop,
+    role: &str,
+    namespace: Option<&str>,
+    length: &str,
+) -> e2e::Outcome {
     let mut args = laptop.plugin.for_subcommand("request");
     args.extend(
         [
@@ -195,7 +200,7 @@ fn file(laptop: &Laptop, role: &str, namespace: Option<&str>, length: &str) -> e
 }
 
 /// The request id `request` printed (`request: ID`).
-fn request_id(out: &e2e::Outcome) -> String {
+pub(crate) fn request_id(out: &e2e::Outcome) -> String {
     let id = out
         .stdout
         .lines()

@@ -90,15 +90,83 @@ pub struct PageShot {
     pub height: u32,
 }
 
+/// What `render.mjs` reports: each page it rendered.
+#[derive(Debug, Deserialize)]
+pub struct Rendered {
+    /// The variant.
+    pub variant: String,
+    /// The screenshots, in the order given.
+    pub shots: Vec<Shot>,
+}
+
+/// One rendered page.
+#[derive(Debug, Deserialize)]
+pub struct Shot {
+    /// The name given (the PNG's file name without `.png`).
+    pub name: String,
+    /// Its `<h1>`.
+    pub heading: String,
+    /// The full-page screenshot.
+    pub screenshot: PathBuf,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// Renders `pages` (`(name, html)`: HTML the issuer served) in Chromium as `variant` shows them,
+/// a full-page PNG each in `dir`. Fails the test with the script's message when a page is wider
+/// than the screen or renders without a heading.
+#[track_caller]
+#[must_use]
+pub fn render(pages: &[(String, String)], variant: Variant, dir: &Path) -> Rendered {
+    let node = require_tools();
+    let home = tempfile::Builder::new()
+        .prefix("e2e-chromium.")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+    let input = serde_json::Value::Array(
+        pages
+            .iter()
+            .map(|(name, html)| serde_json::json!({"name": name, "html": html}))
+            .collect(),
+    )
+    .to_string();
+    let mut cmd = Command::new(node);
+    cmd.current_dir(script_dir())
+        .arg("render.mjs")
+        .arg("--artifacts")
+        .arg(dir)
+        .arg("--variant")
+        .arg(variant.as_str())
+        .arg("--chromium")
+        .arg(CHROMIUM)
+        .env("HOME", home.path())
+        .env("TMPDIR", home.path())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY");
+    let out = process::run(&mut cmd, Some(input.as_bytes()), JOURNEY_TIMEOUT);
+    out.assert_success();
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("render.mjs printed no JSON report ({e}): {out}"))
+}
+
 /// `target/e2e-artifacts/browser/VARIANT`, emptied: where this journey's screenshots go.
 #[track_caller]
 #[must_use]
 pub fn artifacts_dir(variant: Variant) -> PathBuf {
+    artifacts_dir_of("browser", variant)
+}
+
+/// `target/e2e-artifacts/KIND/VARIANT`, emptied.
+#[track_caller]
+#[must_use]
+pub fn artifacts_dir_of(kind: &str, variant: Variant) -> PathBuf {
     let profile = crate::bins::profile_dir();
     let target = profile.parent().unwrap_or(&profile);
     let dir = target
         .join("e2e-artifacts")
-        .join("browser")
+        .join(kind)
         .join(variant.as_str());
     if dir.exists() {
         std::fs::remove_dir_all(&dir)
