@@ -50,6 +50,10 @@ pub enum Error {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// The database cannot answer now (see [`crate::health`]): a cache miss is refused at
+    /// once instead of waiting for a connection.
+    #[error("the database is unavailable: {}", .0.describe())]
+    DatabaseDown(crate::store::Fault),
 }
 
 /// A session as the cache holds it.
@@ -261,6 +265,9 @@ async fn session_state(
     let (hit, generation) = caches.cached_session(sid, now, ttl);
     if let Some(hit) = hit {
         return Ok(hit.state);
+    }
+    if let Some(t) = state.health().fail_fast() {
+        return Err(Error::DatabaseDown(t.fault));
     }
     let row = state.store().session_with_owner(sid).await?;
     let fresh = row.map(|(s, owner)| {

@@ -10,7 +10,9 @@ use e2e::replicas::Replicas;
 use e2e::wait::{self, Check};
 use e2e::{http, Postgres};
 
-use crate::replicas::{approve, config, device_authorization, error_code, redeem, PASSWORD};
+use crate::replicas::{
+    approve, config, device_authorization, error_code, redeem, CLUSTER, PASSWORD,
+};
 
 /// The kubelet's default probe timeout, and what a person's kubectl should not wait past for
 /// an answer that only says "later".
@@ -61,16 +63,33 @@ fn wait_ready(set: &Replicas, ready: bool) -> String {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Logs `user` in through the device flow; returns the refresh token.
-fn log_in(set: &Replicas, user: &str) -> String {
+/// Logs `user` in through the device flow; returns the refresh and the access token.
+fn log_in(set: &Replicas, user: &str) -> (String, String) {
     let (device_code, user_code) = device_authorization(set);
     approve(set, user, &user_code);
     let (status, tokens) = redeem(set, &device_code);
     assert_eq!(status, 200, "login: {tokens}");
-    tokens["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    let field = |name: &str| tokens[name].as_str().unwrap_or_default().to_owned();
+    (field("refresh_token"), field("access_token"))
+}
+
+/// The status replica 0 answers an API server's TokenReview of `token` with, through a client
+/// that gives up after [`PROBE_TIMEOUT`].
+fn impatient_review(set: &Replicas, token: &str) -> u16 {
+    let url = format!("{}/authenticate/{CLUSTER}", set.replica_url(0));
+    let body = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token},
+    });
+    http::response(
+        http::agent_with_timeout(set.ca_file(), PROBE_TIMEOUT)
+            .post(&url)
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string()),
+    )
+    .unwrap_or_else(|e| panic!("the token review got no answer within {PROBE_TIMEOUT:?}: {e}"))
+    .status
 }
 
 #[test]
@@ -83,7 +102,9 @@ fn a_stopped_or_frozen_database_gets_fast_503s_and_sessions_survive_it() {
     pg.psql(pg.url(), "SELECT pg_reload_conf()");
     let set = Replicas::start_on(&pg, 1, &config(""));
     set.add_user("dana", &["k8s-readers"], PASSWORD);
-    let token = log_in(&set, "dana");
+    let (token, _) = log_in(&set, "dana");
+    // A second session, never reviewed: its review is a cache miss that needs the database.
+    let (_, unseen) = log_in(&set, "dana");
 
     for (fault, break_it, mend_it) in [
         (
@@ -112,6 +133,13 @@ fn a_stopped_or_frozen_database_gets_fast_503s_and_sessions_survive_it() {
             );
             assert!(retry_after.is_some(), "{fault}: 503 without Retry-After");
         }
+        // A token review that is not in the cache cannot be answered either, and says so at
+        // once: the API server retries a 503.
+        assert_eq!(
+            impatient_review(&set, &unseen),
+            503,
+            "{fault}: token review"
+        );
         mend_it();
         wait_ready(&set, true);
     }

@@ -94,6 +94,16 @@ impl From<crate::store::Error> for ApiError {
 
 impl From<crate::review::Error> for ApiError {
     fn from(e: crate::review::Error) -> Self {
+        if let crate::review::Error::DatabaseDown(fault) = e {
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                format!(
+                    "the issuer's database is unavailable ({}); try again in a few seconds",
+                    fault.describe()
+                ),
+            );
+        }
         tracing::error!(error = %Untrusted::long(&e), "requests api: authentication failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

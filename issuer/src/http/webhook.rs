@@ -62,6 +62,17 @@ async fn answer(
     response
 }
 
+/// The answer to an API server when the database cannot answer: 503, so that it retries.
+fn unavailable(fault: crate::store::Fault) -> Response {
+    plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the issuer's database is unavailable ({}); retry",
+            fault.describe()
+        ),
+    )
+}
+
 async fn reviewed(
     state: &AppState,
     cluster: Option<&str>,
@@ -106,6 +117,18 @@ async fn reviewed(
                 Untrusted::new(&name)
             );
             return ("bad_request", plain(StatusCode::NOT_FOUND, message));
+        }
+        Err(review::Error::DatabaseDown(fault)) => {
+            // A cache miss while the database cannot answer: at once, not after the pool's
+            // timeout (the health state already logged the fault).
+            return ("error", unavailable(fault));
+        }
+        Err(review::Error::Store(e)) if e.fault().is_some() => {
+            tracing::warn!(error = %Untrusted::long(&crate::store::cause_chain(&e)), "token review failed: database fault");
+            return (
+                "error",
+                unavailable(e.fault().unwrap_or(crate::store::Fault::Unreachable)),
+            );
         }
         Err(review::Error::Store(e)) => {
             tracing::error!(error = %e, "token review failed");
