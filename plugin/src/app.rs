@@ -49,6 +49,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
 fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
     use crate::setup::{self, ExecSettings, Written};
     let client = IssuerClient::new(&args.issuer, args.issuer_ca.as_deref())?;
+    // Discovery first: a URL that is not an issuer's (an API server's, say) is named as such.
+    client.discover()?;
     let list = client.clusters()?;
     let home = directories::BaseDirs::new().map(|d| d.home_dir().to_owned());
     let Some(path) = setup::target_path(
@@ -99,8 +101,11 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
         .filter(|c| c.server.is_some())
         .map(|c| c.name.as_str())
         .collect();
+    // What the person may do depends on their grants, which setup does not know: asking the
+    // API server what is allowed works for everyone who can sign in.
     eprintln!(
-        "Contexts: {}. Try: kubectl --context {} get namespaces",
+        "Contexts: {}. Try: kubectl --context {} auth can-i --list (what you may do there; \
+         add --namespace NAME for a namespace your grants name)",
         Untrusted::long(names.join(", ")),
         Untrusted::new(names.first().copied().unwrap_or_default())
     );
@@ -295,7 +300,10 @@ fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
         &cache,
         &key,
         found.map(|e| (key.clone(), e)),
-        *force_refresh || refused,
+        Refresh {
+            force: *force_refresh || refused,
+            asked: *force_refresh,
+        },
         clock,
     )
 }
@@ -541,6 +549,15 @@ fn hold_for(retry: Retry<'_>) -> Hold {
     }
 }
 
+/// Why `get` refreshes a token that looks fresh.
+#[derive(Debug, Clone, Copy)]
+struct Refresh {
+    /// Refresh even a fresh token (`--force-refresh`, or kubectl's retry after a 401).
+    force: bool,
+    /// The person asked for it with `--force-refresh`: the back-off does not hold them off.
+    asked: bool,
+}
+
 /// `get` when the cache had no fresh token: refresh the session, or sign in, or give up.
 #[cold]
 #[inline(never)]
@@ -550,9 +567,15 @@ fn get_without_fresh_token(
     cache: &TokenCache,
     exact: &CacheKey,
     found: Option<(CacheKey, Entry)>,
-    force_refresh: bool,
+    refresh_how: Refresh,
     clock: &dyn Clock,
 ) -> Result<(), Error> {
+    let force_refresh = refresh_how.force;
+    // Local mistakes first: a missing or unusable --issuer-ca is the person's to fix, and must
+    // not hide behind a back-off from an earlier outage.
+    if let Some(ca) = &args.issuer_ca {
+        crate::issuer::check_ca(ca)?;
+    }
     let mut issuer = LazyIssuer::new(args);
     let found = if let Some(found) = found {
         Some(found)
@@ -580,7 +603,8 @@ fn get_without_fresh_token(
         }
         if entry.has_live_session(clock.now()) {
             let backoff = Backoff::for_key(&key);
-            if !info.interactive {
+            // A person at the terminal, or one who asked for a refresh, is not held off.
+            if !info.interactive && !refresh_how.asked {
                 if let Some(held) = backoff.as_ref().and_then(|b| b.active(clock.now())) {
                     return Err(Error::BackingOff {
                         issuer: args.issuer.to_string(),
