@@ -45,6 +45,23 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// Whether the kubectl command that ran this call was already shown the error `text` by an
+/// earlier call (within [`crate::handout::TOLD_WINDOW`]): then it is not printed again, so
+/// that one kubectl command shows one plugin error among its own, however often it ran the
+/// plugin. Only for calls from client-go (`KUBERNETES_EXEC_INFO` set), whose parent is the
+/// kubectl process; a person running the plugin by hand always reads the error.
+pub(crate) fn told_this_caller(text: &str) -> bool {
+    let from_kubectl =
+        std::env::var_os(crate::env::KUBERNETES_EXEC_INFO).is_some_and(|v| !v.is_empty());
+    if !from_kubectl {
+        return false;
+    }
+    let (Some(caller), Some(handouts)) = (Caller::parent(), HandOuts::open_default()) else {
+        return false;
+    };
+    handouts.told_before(&caller, text, std::time::SystemTime::now())
+}
+
 /// `setup`: fetch the issuer's clusters and merge exec entries for them into a kubeconfig.
 fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
     use crate::setup::{self, ExecSettings, Written};

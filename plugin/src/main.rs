@@ -32,7 +32,10 @@ fn main() -> ExitCode {
     match app::run(cli) {
         Ok(()) => ExitCode::from(error::EXIT_OK),
         Err(err) => {
-            eprintln!("error: {}", error::report(&err));
+            let text = error::report(&err);
+            if !app::told_this_caller(&text) {
+                eprintln!("error: {text}");
+            }
             ExitCode::from(err.exit_code())
         }
     }

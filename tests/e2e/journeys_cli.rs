@@ -1,0 +1,79 @@
+//! The plugin's journeys (issue 14) as the person walks them: a wrong issuer URL is named as
+//! such, with the URL to use instead, rather than reported as a network error or answered
+//! with a hint to pass a flag the person already passed.
+
+use e2e::{IssuerOptions, UserEnv};
+
+use crate::procs::OwnIssuer;
+use crate::world::world;
+
+/// `--issuer http://...` for an issuer that speaks https (a copy-paste from a URL without
+/// its scheme, or a guess): the person is told the https URL, not a parse error of TLS bytes.
+#[test]
+fn an_http_issuer_url_is_answered_with_the_https_url() {
+    let own = OwnIssuer::start("hugo", IssuerOptions::default());
+    let env = UserEnv::new();
+    let https = own.issuer.url().to_owned();
+    let http = https.replacen("https://", "http://", 1);
+    assert_ne!(http, https, "the issuer is not an https URL: {https}");
+    let mut plugin = own.plugin_args(own.issuer.ca_file().to_owned());
+    plugin.issuer = http.clone();
+
+    let out = env.plugin(&plugin.for_subcommand("login"));
+    out.assert_code(e2e::plugin::exit::USAGE)
+        .assert_stderr_contains("the issuer speaks https")
+        .assert_stderr_contains(&format!("use --issuer {https}"));
+    assert!(
+        !out.stderr.contains("Header field"),
+        "the parse error of the TLS answer leaked: {out}"
+    );
+    // The URL it names works.
+    plugin.issuer = https;
+    own.log_in(&env, &plugin);
+}
+
+/// The Kubernetes API server's URL given as `--issuer`, once with the issuer's CA (its
+/// certificate is then refused) and once with the cluster's CA (it answers, but has no
+/// issuer discovery for an anonymous caller): both say what the issuer URL looks like.
+#[test]
+fn the_api_servers_url_as_issuer_is_named_as_not_an_issuer() {
+    let world = world();
+    let own = OwnIssuer::start("ivy", IssuerOptions::default());
+    let env = UserEnv::new();
+    let mut plugin = own.plugin_args(own.issuer.ca_file().to_owned());
+    plugin.issuer = world.control_plane.server().to_owned();
+
+    let out = env.plugin(&plugin.for_subcommand("login"));
+    out.assert_code(e2e::plugin::exit::ISSUER_UNREACHABLE)
+        .assert_stderr_contains("not signed by the CA in --issuer-ca")
+        .assert_stderr_contains("not the Kubernetes API server's");
+    assert!(
+        !out.stderr
+            .contains("pass that CA's PEM bundle with --issuer-ca"),
+        "the hint asks for a flag already passed: {out}"
+    );
+
+    plugin.issuer_ca = world.control_plane.ca_file().to_owned();
+    env.plugin(&plugin.for_subcommand("login"))
+        .assert_code(e2e::plugin::exit::USAGE)
+        .assert_stderr_contains(&format!(
+            "is not a credential issuer (no OpenID discovery at {}/.well-known/openid-configuration)",
+            world.control_plane.server()
+        ))
+        .assert_stderr_contains("e.g. https://issuer.example.com, not the Kubernetes API server's");
+
+    // `setup` with that URL says the same before it writes anything.
+    let kubeconfig = env.home().join("kubeconfig");
+    let mut cmd = env.command(&e2e::bins::kubectl_credential());
+    cmd.env("KUBECONFIG", &kubeconfig).args([
+        "setup",
+        "--issuer",
+        world.control_plane.server(),
+        "--issuer-ca",
+        &world.control_plane.ca_file().to_string_lossy(),
+    ]);
+    e2e::process::run(&mut cmd, None, std::time::Duration::from_secs(30))
+        .assert_code(e2e::plugin::exit::USAGE)
+        .assert_stderr_contains("is not a credential issuer");
+    assert!(!kubeconfig.exists(), "setup wrote a kubeconfig");
+}
