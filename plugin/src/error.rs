@@ -213,6 +213,17 @@ impl Error {
         }
     }
 
+    /// What makes two errors "the same failure" for [`crate::app::told_this_caller`], when
+    /// their text may differ: an issuer that could not serve the first call holds the next
+    /// ones off with a message of its own (and a countdown). `None`: the text itself.
+    pub(crate) fn repeat_topic(&self) -> Option<&'static str> {
+        match self {
+            Self::BackingOff { .. } => Some("the issuer is unavailable"),
+            Self::Issuer(e) if e.is_transient() => Some("the issuer is unavailable"),
+            _ => None,
+        }
+    }
+
     /// What to do next, when the message itself does not say.
     pub(crate) fn hint(&self) -> Option<&'static str> {
         match self {

@@ -2,10 +2,11 @@
 //! such, with the URL to use instead, rather than reported as a network error or answered
 //! with a hint to pass a flag the person already passed.
 
+use credential_shared::exec_credential::ApiVersion;
 use e2e::{IssuerOptions, UserEnv};
 
-use crate::procs::OwnIssuer;
-use crate::world::world;
+use crate::procs::{wait_until_past, OwnIssuer};
+use crate::world::{world, LOGIN_HINT};
 
 /// `--issuer http://...` for an issuer that speaks https (a copy-paste from a URL without
 /// its scheme, or a guess): the person is told the https URL, not a parse error of TLS bytes.
@@ -76,4 +77,71 @@ fn the_api_servers_url_as_issuer_is_named_as_not_an_issuer() {
         .assert_code(e2e::plugin::exit::USAGE)
         .assert_stderr_contains("is not a credential issuer");
     assert!(!kubeconfig.exists(), "setup wrote a kubeconfig");
+}
+
+/// kubectl runs the plugin several times for one command (API discovery, then the request).
+/// Each failing call used to print the same error, six times among kubectl's own lines: now
+/// one kubectl command shows it once, and the next command shows it again.
+#[test]
+fn one_kubectl_command_shows_the_plugins_error_once() {
+    let world = world();
+    let own = OwnIssuer::start(
+        "kit",
+        IssuerOptions {
+            token_ttl: "2s".to_owned(),
+            ..IssuerOptions::default()
+        },
+    );
+    let env = UserEnv::new();
+    let ca = env.home().join("issuer-ca.crt");
+    std::fs::copy(own.issuer.ca_file(), &ca).unwrap_or_else(|e| panic!("{e}"));
+    let plugin = own.plugin_args(ca);
+    let kubeconfig = env.write_kubeconfig(
+        "kubeconfig",
+        world.control_plane.server(),
+        world.control_plane.ca_file(),
+        ApiVersion::V1,
+        &plugin,
+    );
+    let kubectl = || env.kubectl(&kubeconfig, &["get", "namespaces"]);
+    let plugin_lines = |stderr: &str, needle: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("error: ") && l.contains(needle))
+            .count()
+    };
+    // kubectl's own lines, one per failed plugin run.
+    let runs = |stderr: &str| stderr.matches("failed with exit code").count();
+
+    // No session yet: the login hint, once per command.
+    for _ in 0..2 {
+        let out = kubectl();
+        out.assert_failure();
+        assert!(
+            runs(&out.stderr) >= 2,
+            "kubectl ran the plugin once only; the story needs its retries: {out}"
+        );
+        assert_eq!(
+            plugin_lines(&out.stderr, LOGIN_HINT),
+            1,
+            "the login hint once per kubectl command: {out}"
+        );
+    }
+
+    // Signed in, then the issuer stops and the token expires: the first run finds it
+    // unreachable, the later ones are held off; one error line for all of them.
+    own.log_in(&env, &plugin);
+    let cached = env.cached_token();
+    drop(own);
+    wait_until_past(cached.exp);
+    for _ in 0..2 {
+        let out = kubectl();
+        out.assert_failure();
+        assert!(runs(&out.stderr) >= 2, "{out}");
+        assert_eq!(
+            plugin_lines(&out.stderr, "the issuer at"),
+            1,
+            "the outage once per kubectl command: {out}"
+        );
+    }
 }
