@@ -14,7 +14,6 @@ use crate::cache::{
 use crate::cancel::Cancel;
 use crate::cli::{
     self, Cli, Command, CommonArgs, GetArgs, IssuerUrl, LogoutArgs, StatusArgs, TokenCacheKind,
-    WhoamiArgs,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::device_flow;
@@ -34,14 +33,14 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
         Command::Get(args) => get(&args, &clock),
         Command::Login(args) => login(&args, &clock),
         Command::Logout(args) => match args.single() {
-            Some(single) => logout(&single, &clock),
+            Some(single) => logout(&single.resolve()?, &clock),
             None => logout_all(&args, &clock),
         },
-        Command::Whoami(args) => whoami(&args, &clock),
+        Command::Whoami(args) => whoami(&args.common.resolve()?, args.refresh, &clock),
         Command::Status(args) => status(&args, &clock),
         Command::Setup(args) => setup(&args, &clock),
-        Command::Request(args) => request(&args, &clock),
-        Command::Requests(args) => list_requests(&args, &clock),
+        Command::Request(args) => request(&args, &args.common.resolve()?, &clock),
+        Command::Requests(args) => list_requests(&args.resolve()?, &clock),
     }
 }
 
@@ -383,8 +382,7 @@ fn live_token(
 }
 
 /// `request`: file an access request; with `--wait`, wait for the decision and refresh.
-fn request(args: &cli::RequestArgs, clock: &dyn Clock) -> Result<(), Error> {
-    let common = &args.common;
+fn request(args: &cli::RequestArgs, common: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(common.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, common, clock);
     let mut issuer = LazyIssuer::new(common);
@@ -956,7 +954,7 @@ fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
 /// `logout --all`: end every stored session of the chosen backend, each revoked at its issuer
 /// (with `--issuer-ca` trusted for all of them, if given) and deleted locally.
 fn logout_all(args: &LogoutArgs, clock: &dyn Clock) -> Result<(), Error> {
-    let cache = TokenCache::open(args.token_cache)?;
+    let cache = TokenCache::open(args.token_cache.unwrap_or(cli::TokenCacheKind::Keyring))?;
     let _end_exposed = EndExposed {
         cache: &cache,
         fallback: None,
@@ -1059,12 +1057,11 @@ fn end_every_session(
 
 /// `whoami`: who the stored session is, from the cache alone unless `--refresh` asks for a
 /// refresh first (through the same locked path as `get`).
-fn whoami(args: &WhoamiArgs, clock: &dyn Clock) -> Result<(), Error> {
-    let common = &args.common;
+fn whoami(common: &CommonArgs, refresh_first: bool, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(common.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, common, clock);
     let (key, mut entry) = session_of_cluster(&cache, common, clock.now())?;
-    if args.refresh {
+    if refresh_first {
         let current = entry
             .as_ref()
             .filter(|e| e.has_live_session(clock.now()))

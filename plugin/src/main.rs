@@ -14,6 +14,7 @@ mod fuzz_tests;
 mod handout;
 mod issuer;
 mod jwt;
+mod kubeconfig;
 mod requests;
 mod secret;
 mod setup;
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(error::EXIT_OK),
         Err(err) => {
             let text = error::report(&err);
-            if !app::told_this_caller(&text) {
+            if !app::told_this_caller(err.repeat_topic().unwrap_or(&text)) {
                 eprintln!("error: {text}");
             }
             ExitCode::from(err.exit_code())
