@@ -176,7 +176,6 @@ impl HandOuts {
         }
         let path = self.dir.join(name);
         match create_new(&path) {
-            Ok(()) => false,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let _ = self.ensure_dir().and_then(|()| create_new(&path));
                 false
@@ -193,7 +192,7 @@ impl HandOuts {
                 }
                 recent
             }
-            Err(_) => false,
+            Ok(()) | Err(_) => false,
         }
     }
 

@@ -238,7 +238,11 @@ impl IssuerError {
     /// The exit code; see [`crate::error`].
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Self::CaRead { .. } | Self::CaEmpty { .. } | Self::CaInvalid { .. } => EXIT_USAGE,
+            Self::CaRead { .. }
+            | Self::CaEmpty { .. }
+            | Self::CaInvalid { .. }
+            | Self::SpeaksHttps { .. }
+            | Self::NotAnIssuer { .. } => EXIT_USAGE,
             Self::TlsSetup(_) | Self::Encode(_) => EXIT_UNEXPECTED,
             Self::OAuth { error, .. } => oauth_exit_code(error.error),
             Self::Api { status: 401, .. } => crate::error::EXIT_LOGIN_REQUIRED,
@@ -249,7 +253,6 @@ impl IssuerError {
             | Self::Malformed { .. }
             | Self::IssuerMismatch { .. }
             | Self::BadEndpoint { .. } => EXIT_ISSUER,
-            Self::SpeaksHttps { .. } | Self::NotAnIssuer { .. } => EXIT_USAGE,
         }
     }
 
@@ -1287,7 +1290,7 @@ mod tests {
                 ureq::get("http://[::1]:1")
                     .call()
                     .err()
-                    .and_then(|e| e.into_transport())
+                    .and_then(ureq::Error::into_transport)
                     .unwrap_or_else(|| panic!("no transport error")),
             ),
             tls: true,

@@ -145,3 +145,74 @@ fn one_kubectl_command_shows_the_plugins_error_once() {
         );
     }
 }
+
+/// After `setup` (with `--token-cache file` and `--issuer-ca`), the commands that act on a
+/// cluster need no flags: they read the exec entry of the current context, or of `--context`,
+/// instead of failing on a keyring that is not there.
+#[test]
+fn commands_on_a_cluster_read_its_kubeconfig_entry() {
+    let world = world();
+    let own = OwnIssuer::start(
+        "lena",
+        IssuerOptions {
+            api_server: Some((
+                world.control_plane.server().to_owned(),
+                world.control_plane.ca_file().to_owned(),
+            )),
+            ..IssuerOptions::default()
+        },
+    );
+    let env = UserEnv::new();
+    let kubeconfig = env.home().join("config");
+    let plugin_bin = e2e::bins::kubectl_credential();
+    let run = |args: &[&str]| {
+        let mut cmd = env.command(&plugin_bin);
+        cmd.env("KUBECONFIG", &kubeconfig).args(args);
+        e2e::process::run(&mut cmd, None, std::time::Duration::from_secs(30))
+    };
+    run(&[
+        "setup",
+        "--issuer",
+        own.issuer.url(),
+        "--issuer-ca",
+        &own.issuer.ca_file().to_string_lossy(),
+        "--token-cache",
+        "file",
+        "--command",
+        &plugin_bin.to_string_lossy(),
+    ])
+    .assert_success();
+    // The cluster's context is the current one, whatever setup chose for a new file.
+    let mut cmd = env.command(&e2e::bins::kubectl());
+    cmd.args([
+        "--kubeconfig",
+        &kubeconfig.to_string_lossy(),
+        "config",
+        "use-context",
+        crate::world::CLUSTER,
+    ]);
+    e2e::process::run(&mut cmd, None, std::time::Duration::from_secs(30)).assert_success();
+
+    let plugin = own.plugin_args(own.issuer.ca_file().to_owned());
+    own.log_in(&env, &plugin);
+
+    // No flags at all: the current context's entry. And by --context.
+    for args in [
+        &["whoami"][..],
+        &["whoami", "--context", crate::world::CLUSTER],
+    ] {
+        let out = run(args);
+        out.assert_success().assert_stdout_contains("lena");
+        assert!(
+            !out.stderr.contains("keyring") && !out.stderr.contains("D-Bus"),
+            "{out}"
+        );
+    }
+    run(&["requests"]).assert_success();
+    run(&["whoami", "--context", "nope"])
+        .assert_code(e2e::plugin::exit::USAGE)
+        .assert_stderr_contains("no context \"nope\"");
+    run(&["logout"]).assert_success();
+    assert!(env.token_files().is_empty(), "logout left the session");
+    run(&["whoami"]).assert_code(e2e::plugin::exit::LOGIN_REQUIRED);
+}
