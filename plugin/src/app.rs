@@ -58,7 +58,15 @@ pub(crate) fn told_this_caller(text: &str) -> bool {
     let (Some(caller), Some(handouts)) = (Caller::parent(), HandOuts::open_default()) else {
         return false;
     };
-    handouts.told_before(&caller, text, std::time::SystemTime::now())
+    // The same failure of the same exec entry for the same person: the arguments and the
+    // home directory are part of what was told, so that another entry's error (or another
+    // account's, run by the same parent) is still printed.
+    let mut told = String::from(text);
+    for part in std::env::args_os().chain(std::env::var_os("HOME")) {
+        told.push('\0');
+        told.push_str(&part.to_string_lossy());
+    }
+    handouts.told_before(&caller, &told, std::time::SystemTime::now())
 }
 
 /// `setup`: fetch the issuer's clusters and merge exec entries for them into a kubeconfig.

@@ -108,7 +108,7 @@ fn an_issuer_that_cannot_serve_is_heard_out_and_tried_again_when_it_asked() {
     // A tool polling meanwhile is held off at once, for what the issuer asked, and told why.
     let info = e2e::plugin::exec_info(ApiVersion::V1, false);
     let get = || {
-        Running::start(&env, &plugin.for_subcommand("get"), Some(&info))
+        Running::start_as_kubectl_would(&env, &plugin.for_subcommand("get"), &info)
             .finish(Duration::from_secs(60))
     };
     let held = wait::until("a call is held off", Duration::from_secs(60), || {
@@ -187,7 +187,7 @@ fn an_unreachable_issuer_is_not_retried_by_every_call() {
 
     let info = e2e::plugin::exec_info(ApiVersion::V1, false);
     let get = || {
-        Running::start(&env, &plugin.for_subcommand("get"), Some(&info))
+        Running::start_as_kubectl_would(&env, &plugin.for_subcommand("get"), &info)
             .finish(Duration::from_secs(60))
     };
     let first = get();
@@ -230,7 +230,7 @@ fn an_unreachable_issuer_is_not_retried_by_every_call() {
     // found (still unreachable), not the back-off.
     let mut forced = plugin.for_subcommand("get");
     forced.push("--force-refresh".to_owned());
-    let out = Running::start(&env, &forced, Some(&info)).finish(Duration::from_secs(60));
+    let out = Running::start_as_kubectl_would(&env, &forced, &info).finish(Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
     assert!(
         out.stderr.contains("could not reach the issuer")
