@@ -14,7 +14,6 @@ use crate::cache::{
 use crate::cancel::Cancel;
 use crate::cli::{
     self, Cli, Command, CommonArgs, GetArgs, IssuerUrl, LogoutArgs, StatusArgs, TokenCacheKind,
-    WhoamiArgs,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::device_flow;
@@ -34,21 +33,48 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
         Command::Get(args) => get(&args, &clock),
         Command::Login(args) => login(&args, &clock),
         Command::Logout(args) => match args.single() {
-            Some(single) => logout(&single, &clock),
+            Some(single) => logout(&single.resolve()?, &clock),
             None => logout_all(&args, &clock),
         },
-        Command::Whoami(args) => whoami(&args, &clock),
+        Command::Whoami(args) => whoami(&args.common.resolve()?, args.refresh, &clock),
         Command::Status(args) => status(&args, &clock),
         Command::Setup(args) => setup(&args, &clock),
-        Command::Request(args) => request(&args, &clock),
-        Command::Requests(args) => list_requests(&args, &clock),
+        Command::Request(args) => request(&args, &args.common.resolve()?, &clock),
+        Command::Requests(args) => list_requests(&args.resolve()?, &clock),
     }
+}
+
+/// Whether the kubectl command that ran this call was already shown the error `text` by an
+/// earlier call (within [`crate::handout::TOLD_WINDOW`]): then it is not printed again, so
+/// that one kubectl command shows one plugin error among its own, however often it ran the
+/// plugin. Only for calls from client-go (`KUBERNETES_EXEC_INFO` set), whose parent is the
+/// kubectl process; a person running the plugin by hand always reads the error.
+pub(crate) fn told_this_caller(text: &str) -> bool {
+    let from_kubectl =
+        std::env::var_os(crate::env::KUBERNETES_EXEC_INFO).is_some_and(|v| !v.is_empty());
+    if !from_kubectl {
+        return false;
+    }
+    let (Some(caller), Some(handouts)) = (Caller::parent(), HandOuts::open_default()) else {
+        return false;
+    };
+    // The same failure of the same exec entry for the same person: the arguments and the
+    // home directory are part of what was told, so that another entry's error (or another
+    // account's, run by the same parent) is still printed.
+    let mut told = String::from(text);
+    for part in std::env::args_os().chain(std::env::var_os("HOME")) {
+        told.push('\0');
+        told.push_str(&part.to_string_lossy());
+    }
+    handouts.told_before(&caller, &told, std::time::SystemTime::now())
 }
 
 /// `setup`: fetch the issuer's clusters and merge exec entries for them into a kubeconfig.
 fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
     use crate::setup::{self, ExecSettings, Written};
     let client = IssuerClient::new(&args.issuer, args.issuer_ca.as_deref())?;
+    // Discovery first: a URL that is not an issuer's (an API server's, say) is named as such.
+    client.discover()?;
     let list = client.clusters()?;
     let home = directories::BaseDirs::new().map(|d| d.home_dir().to_owned());
     let Some(path) = setup::target_path(
@@ -99,8 +125,11 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
         .filter(|c| c.server.is_some())
         .map(|c| c.name.as_str())
         .collect();
+    // What the person may do depends on their grants, which setup does not know: asking the
+    // API server what is allowed works for everyone who can sign in.
     eprintln!(
-        "Contexts: {}. Try: kubectl --context {} get namespaces",
+        "Contexts: {}. Try: kubectl --context {} auth can-i --list (what you may do there; \
+         add --namespace NAME for a namespace your grants name)",
         Untrusted::long(names.join(", ")),
         Untrusted::new(names.first().copied().unwrap_or_default())
     );
@@ -295,7 +324,10 @@ fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
         &cache,
         &key,
         found.map(|e| (key.clone(), e)),
-        *force_refresh || refused,
+        Refresh {
+            force: *force_refresh || refused,
+            asked: *force_refresh,
+        },
         clock,
     )
 }
@@ -358,8 +390,7 @@ fn live_token(
 }
 
 /// `request`: file an access request; with `--wait`, wait for the decision and refresh.
-fn request(args: &cli::RequestArgs, clock: &dyn Clock) -> Result<(), Error> {
-    let common = &args.common;
+fn request(args: &cli::RequestArgs, common: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(common.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, common, clock);
     let mut issuer = LazyIssuer::new(common);
@@ -541,6 +572,15 @@ fn hold_for(retry: Retry<'_>) -> Hold {
     }
 }
 
+/// Why `get` refreshes a token that looks fresh.
+#[derive(Debug, Clone, Copy)]
+struct Refresh {
+    /// Refresh even a fresh token (`--force-refresh`, or kubectl's retry after a 401).
+    force: bool,
+    /// The person asked for it with `--force-refresh`: the back-off does not hold them off.
+    asked: bool,
+}
+
 /// `get` when the cache had no fresh token: refresh the session, or sign in, or give up.
 #[cold]
 #[inline(never)]
@@ -550,9 +590,15 @@ fn get_without_fresh_token(
     cache: &TokenCache,
     exact: &CacheKey,
     found: Option<(CacheKey, Entry)>,
-    force_refresh: bool,
+    refresh_how: Refresh,
     clock: &dyn Clock,
 ) -> Result<(), Error> {
+    let force_refresh = refresh_how.force;
+    // Local mistakes first: a missing or unusable --issuer-ca is the person's to fix, and must
+    // not hide behind a back-off from an earlier outage.
+    if let Some(ca) = &args.issuer_ca {
+        crate::issuer::check_ca(ca)?;
+    }
     let mut issuer = LazyIssuer::new(args);
     let found = if let Some(found) = found {
         Some(found)
@@ -580,7 +626,8 @@ fn get_without_fresh_token(
         }
         if entry.has_live_session(clock.now()) {
             let backoff = Backoff::for_key(&key);
-            if !info.interactive {
+            // A person at the terminal, or one who asked for a refresh, is not held off.
+            if !info.interactive && !refresh_how.asked {
                 if let Some(held) = backoff.as_ref().and_then(|b| b.active(clock.now())) {
                     return Err(Error::BackingOff {
                         issuer: args.issuer.to_string(),
@@ -915,7 +962,7 @@ fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
 /// `logout --all`: end every stored session of the chosen backend, each revoked at its issuer
 /// (with `--issuer-ca` trusted for all of them, if given) and deleted locally.
 fn logout_all(args: &LogoutArgs, clock: &dyn Clock) -> Result<(), Error> {
-    let cache = TokenCache::open(args.token_cache)?;
+    let cache = TokenCache::open(args.token_cache.unwrap_or(cli::TokenCacheKind::Keyring))?;
     let _end_exposed = EndExposed {
         cache: &cache,
         fallback: None,
@@ -1018,12 +1065,11 @@ fn end_every_session(
 
 /// `whoami`: who the stored session is, from the cache alone unless `--refresh` asks for a
 /// refresh first (through the same locked path as `get`).
-fn whoami(args: &WhoamiArgs, clock: &dyn Clock) -> Result<(), Error> {
-    let common = &args.common;
+fn whoami(common: &CommonArgs, refresh_first: bool, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(common.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, common, clock);
     let (key, mut entry) = session_of_cluster(&cache, common, clock.now())?;
-    if args.refresh {
+    if refresh_first {
         let current = entry
             .as_ref()
             .filter(|e| e.has_live_session(clock.now()))

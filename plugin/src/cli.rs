@@ -40,14 +40,14 @@ pub(crate) enum Command {
     /// Ask for a role just in time (an approver decides, or a break-glass role starts at once).
     Request(RequestArgs),
     /// List your access requests and where they stand.
-    Requests(CommonArgs),
+    Requests(TargetArgs),
 }
 
 /// `request`'s flags.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RequestArgs {
     #[command(flatten)]
-    pub(crate) common: CommonArgs,
+    pub(crate) common: TargetArgs,
     /// Role from the issuer's policy.
     #[arg(long, value_name = "ROLE")]
     pub(crate) role: String,
@@ -130,7 +130,7 @@ pub(crate) struct GetArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct WhoamiArgs {
     #[command(flatten)]
-    pub(crate) common: CommonArgs,
+    pub(crate) common: TargetArgs,
     /// Refresh the session at the issuer first, then show the new token.
     #[arg(long, visible_alias = "force-refresh")]
     pub(crate) refresh: bool,
@@ -148,21 +148,27 @@ pub(crate) struct StatusArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct LogoutArgs {
     /// End every stored session: revoke each at its issuer where reachable, delete each locally.
-    #[arg(long, conflicts_with_all = ["issuer", "cluster", "client_id"])]
+    #[arg(long, conflicts_with_all = ["issuer", "cluster", "client_id", "context"])]
     pub(crate) all: bool,
-    /// URL of the credential issuer, e.g. `https://issuer.example:8443`.
-    #[arg(long, value_name = "URL", value_parser = parse_issuer, required_unless_present = "all")]
+    /// The kubeconfig context whose exec entry names the session to end, when `--issuer` and
+    /// `--cluster` are not given (default: the current context).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) context: Option<String>,
+    /// URL of the credential issuer, e.g. `https://issuer.example:8443` (default: from the
+    /// kubeconfig entry).
+    #[arg(long, value_name = "URL", value_parser = parse_issuer)]
     pub(crate) issuer: Option<IssuerUrl>,
-    /// Name of the cluster as configured in the issuer.
-    #[arg(long, value_name = "NAME", value_parser = parse_cluster, required_unless_present = "all")]
+    /// Name of the cluster as configured in the issuer (default: from the kubeconfig entry).
+    #[arg(long, value_name = "NAME", value_parser = parse_cluster)]
     pub(crate) cluster: Option<String>,
     /// PEM bundle of the CA that signed the issuer's certificate; with `--all`, trusted for
     /// every issuer.
     #[arg(long, value_name = "FILE")]
     pub(crate) issuer_ca: Option<PathBuf>,
-    /// Where sessions are kept: the OS keyring, or files readable only by you.
-    #[arg(long, value_name = "KIND", value_enum, env = env::TOKEN_CACHE, default_value = "keyring")]
-    pub(crate) token_cache: TokenCacheKind,
+    /// Where sessions are kept: the OS keyring, or files readable only by you (default: from
+    /// the kubeconfig entry, else the keyring).
+    #[arg(long, value_name = "KIND", value_enum, env = env::TOKEN_CACHE)]
+    pub(crate) token_cache: Option<TokenCacheKind>,
     /// Accepted for compatibility; logout opens no browser.
     #[arg(long, hide = true)]
     pub(crate) no_browser: bool,
@@ -175,19 +181,135 @@ pub(crate) struct LogoutArgs {
 }
 
 impl LogoutArgs {
-    /// The one session to end; `None` with `--all`.
-    pub(crate) fn single(&self) -> Option<CommonArgs> {
-        Some(CommonArgs {
-            issuer: self.issuer.clone()?,
-            cluster: self.cluster.clone()?,
+    /// The one session to end (from the flags, completed from the kubeconfig); `None` with
+    /// `--all`.
+    pub(crate) fn single(&self) -> Option<TargetArgs> {
+        (!self.all).then(|| TargetArgs {
+            context: self.context.clone(),
+            issuer: self.issuer.clone(),
+            cluster: self.cluster.clone(),
             issuer_ca: self.issuer_ca.clone(),
             token_cache: self.token_cache,
+            no_browser: self.no_browser,
+            client_id: self.client_id.clone(),
+            username: self.username.clone(),
+        })
+    }
+}
+
+/// The flags of commands that act on one cluster's session (`whoami`, `logout`, `request`,
+/// `requests`): each one absent is taken from the plugin's exec entry in the kubeconfig, of
+/// `--context` or else of the current context (what `setup` wrote), so that
+/// `kubectl credential whoami --context prod` is enough.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TargetArgs {
+    /// The kubeconfig context whose exec entry supplies the flags not given (default: the
+    /// current context).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) context: Option<String>,
+    /// URL of the credential issuer, e.g. `https://issuer.example:8443` (default: from the
+    /// kubeconfig entry).
+    #[arg(long, value_name = "URL", value_parser = parse_issuer)]
+    pub(crate) issuer: Option<IssuerUrl>,
+    /// Name of the cluster as configured in the issuer (default: from the kubeconfig entry).
+    #[arg(long, value_name = "NAME", value_parser = parse_cluster)]
+    pub(crate) cluster: Option<String>,
+    /// PEM bundle of the CA that signed the issuer's certificate (default: from the
+    /// kubeconfig entry).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) issuer_ca: Option<PathBuf>,
+    /// Where sessions are kept (default: from the kubeconfig entry, else the keyring).
+    #[arg(long, value_name = "KIND", value_enum, env = env::TOKEN_CACHE)]
+    pub(crate) token_cache: Option<TokenCacheKind>,
+    /// Print the sign-in link instead of opening a browser.
+    #[arg(long)]
+    pub(crate) no_browser: bool,
+    /// OAuth client id to present to the issuer (default: from the kubeconfig entry).
+    #[arg(long, value_name = "ID", value_parser = parse_non_empty)]
+    pub(crate) client_id: Option<String>,
+    /// The account of the entry (default: from the kubeconfig entry).
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty)]
+    pub(crate) username: Option<String>,
+}
+
+/// Why [`TargetArgs::resolve`] could not name a cluster.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TargetError {
+    /// The kubeconfig has no usable entry.
+    #[error(transparent)]
+    Kubeconfig(#[from] crate::kubeconfig::KubeconfigError),
+    /// The entry's value of a flag is not valid.
+    #[error(
+        "the kubeconfig entry's {flag} \"{}\" is not valid: {reason}",
+        Untrusted::new(value)
+    )]
+    BadValue {
+        /// The flag.
+        flag: &'static str,
+        /// Its value in the kubeconfig.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// Neither the flags nor the entry name the issuer or the cluster.
+    #[error("the kubeconfig entry has no {0}; pass it")]
+    Missing(&'static str),
+}
+
+impl TargetArgs {
+    /// Whether the flags alone name the session (then the kubeconfig is not read).
+    fn complete(&self) -> bool {
+        self.context.is_none() && self.issuer.is_some() && self.cluster.is_some()
+    }
+
+    /// The flags, completed from the kubeconfig entry where absent.
+    pub(crate) fn resolve(&self) -> Result<CommonArgs, TargetError> {
+        let entry = if self.complete() {
+            crate::kubeconfig::ExecEntry::default()
+        } else {
+            crate::kubeconfig::exec_entry(self.context.as_deref())?
+        };
+        self.resolve_with(&entry)
+    }
+
+    fn resolve_with(
+        &self,
+        entry: &crate::kubeconfig::ExecEntry,
+    ) -> Result<CommonArgs, TargetError> {
+        let bad = |flag, value: &str, reason: String| TargetError::BadValue {
+            flag,
+            value: value.to_owned(),
+            reason,
+        };
+        let issuer = match (&self.issuer, &entry.issuer) {
+            (Some(i), _) => i.clone(),
+            (None, Some(raw)) => normalize_issuer(raw).map_err(|e| bad("--issuer", raw, e))?,
+            (None, None) => return Err(TargetError::Missing("--issuer")),
+        };
+        let cluster = match (&self.cluster, &entry.cluster) {
+            (Some(c), _) => c.clone(),
+            (None, Some(raw)) => parse_cluster(raw).map_err(|e| bad("--cluster", raw, e))?,
+            (None, None) => return Err(TargetError::Missing("--cluster")),
+        };
+        let token_cache = match (self.token_cache, &entry.token_cache) {
+            (Some(k), _) => k,
+            (None, Some(raw)) => {
+                TokenCacheKind::from_str(raw, false).map_err(|e| bad("--token-cache", raw, e))?
+            }
+            (None, None) => TokenCacheKind::Keyring,
+        };
+        Ok(CommonArgs {
+            issuer,
+            cluster,
+            issuer_ca: self.issuer_ca.clone().or_else(|| entry.issuer_ca.clone()),
+            token_cache,
             no_browser: self.no_browser,
             client_id: self
                 .client_id
                 .clone()
+                .or_else(|| entry.client_id.clone())
                 .unwrap_or_else(|| PLUGIN_CLIENT_ID.to_owned()),
-            username: self.username.clone(),
+            username: self.username.clone().or_else(|| entry.username.clone()),
         })
     }
 }
@@ -438,9 +560,7 @@ mod tests {
                 "disk",
             ],
             &["frobnicate"],
-            &["logout", "--cluster", "prod"],
             &["logout", "--all", "--cluster", "prod"],
-            &["whoami", "--issuer", "https://x"],
             &["status", "--issuer", "https://x"],
         ] {
             let err = parse(args)
@@ -534,7 +654,11 @@ mod tests {
         let Command::Logout(args) = cli.command else {
             panic!("not logout")
         };
-        let single = args.single().unwrap_or_else(|| panic!("no single session"));
+        let single = args
+            .single()
+            .unwrap_or_else(|| panic!("no single session"))
+            .resolve()
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (
                 single.issuer.as_str(),
@@ -542,6 +666,65 @@ mod tests {
                 single.client_id.as_str()
             ),
             ("https://x", "c", PLUGIN_CLIENT_ID)
+        );
+    }
+
+    /// Flags win over the kubeconfig entry; the entry fills in the rest (what `setup` wrote),
+    /// and a bad value in it is named.
+    #[test]
+    fn target_flags_are_completed_from_the_kubeconfig_entry() {
+        let entry = crate::kubeconfig::ExecEntry {
+            issuer: Some("https://Issuer.example/".to_owned()),
+            cluster: Some("prod".to_owned()),
+            issuer_ca: Some(PathBuf::from("/etc/ca.pem")),
+            token_cache: Some("file".to_owned()),
+            username: Some("ann".to_owned()),
+            client_id: None,
+        };
+        let cli = parse(&["whoami", "--cluster", "staging"]).unwrap_or_else(|e| panic!("{e}"));
+        let Command::Whoami(WhoamiArgs { common, .. }) = cli.command else {
+            panic!("not whoami")
+        };
+        let args = common
+            .resolve_with(&entry)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.issuer.as_str(), "https://issuer.example");
+        assert_eq!(args.cluster, "staging", "the flag wins");
+        assert_eq!(
+            args.issuer_ca.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(args.username.as_deref(), Some("ann"));
+        assert_eq!(args.client_id, PLUGIN_CLIENT_ID);
+        if std::env::var_os(env::TOKEN_CACHE).is_none() {
+            assert_eq!(args.token_cache, TokenCacheKind::File);
+        }
+
+        let bad = crate::kubeconfig::ExecEntry {
+            issuer: Some("http://issuer.example".to_owned()),
+            ..entry
+        };
+        let cli = parse(&["requests"]).unwrap_or_else(|e| panic!("{e}"));
+        let Command::Requests(target) = cli.command else {
+            panic!("not requests")
+        };
+        let err = target.resolve_with(&bad).err();
+        assert!(
+            matches!(
+                &err,
+                Some(TargetError::BadValue {
+                    flag: "--issuer",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        let err = target
+            .resolve_with(&crate::kubeconfig::ExecEntry::default())
+            .err();
+        assert!(
+            matches!(&err, Some(TargetError::Missing("--issuer"))),
+            "{err:?}"
         );
     }
 

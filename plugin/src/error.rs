@@ -7,7 +7,7 @@
 //! |-----:|---------|
 //! | 0 | success; for `get`, one ExecCredential JSON document is on stdout |
 //! | 1 | unexpected error (a bug, or stdout closed) |
-//! | 2 | usage or bad input: bad flags, unreadable `--issuer-ca`, malformed `KUBERNETES_EXEC_INFO`, unsupported `apiVersion` |
+//! | 2 | usage or bad input: bad flags, unreadable `--issuer-ca`, an `http://` issuer URL that speaks https, a URL without OpenID discovery (not an issuer), a context whose kubeconfig entry does not name the cluster, malformed `KUBERNETES_EXEC_INFO`, unsupported `apiVersion` |
 //! | 3 | login required: `get` is not interactive and has no usable session, or `whoami` found no session; run the printed `kubectl credential login` command |
 //! | 4 | the issuer is unreachable or answered badly (network, TLS, HTTP 5xx, malformed JSON or token, unexpected OAuth error); also `logout` (`--all`) when an issuer could not revoke a session (the local copy is deleted anyway) |
 //! | 5 | sign-in refused: the request was denied, or the code expired before it was approved |
@@ -179,6 +179,9 @@ pub(crate) enum Error {
     /// `setup` could not merge or write the kubeconfig.
     #[error(transparent)]
     Setup(#[from] crate::setup::SetupError),
+    /// The flags do not name a cluster, and the kubeconfig entry does not either.
+    #[error(transparent)]
+    Target(#[from] crate::cli::TargetError),
     /// The credential could not be written to stdout (kubectl went away).
     #[error("could not write the credential to stdout")]
     Stdout(#[source] std::io::Error),
@@ -194,7 +197,8 @@ impl Error {
             Self::ExecInfoNotUnicode
             | Self::ExecInfoInvalid(_)
             | Self::UnsupportedApiVersion(_)
-            | Self::ApiServerMismatch { .. } => EXIT_USAGE,
+            | Self::ApiServerMismatch { .. }
+            | Self::Target(_) => EXIT_USAGE,
             Self::LoginRequired { .. } | Self::SignInBusy { .. } => EXIT_LOGIN_REQUIRED,
             Self::AccessDenied | Self::CodeExpired | Self::WrongAccount { .. } => {
                 EXIT_LOGIN_REFUSED
@@ -210,6 +214,17 @@ impl Error {
             Self::Stdout(_) | Self::TimeOutOfRange(_) => EXIT_UNEXPECTED,
             Self::Cancelled => crate::cancel::EXIT_CANCELLED,
             Self::RequestNotApproved { .. } => EXIT_REQUEST_REFUSED,
+        }
+    }
+
+    /// What makes two errors "the same failure" for [`crate::app::told_this_caller`], when
+    /// their text may differ: an issuer that could not serve the first call holds the next
+    /// ones off with a message of its own (and a countdown). `None`: the text itself.
+    pub(crate) fn repeat_topic(&self) -> Option<&'static str> {
+        match self {
+            Self::BackingOff { .. } => Some("the issuer is unavailable"),
+            Self::Issuer(e) if e.is_transient() => Some("the issuer is unavailable"),
+            _ => None,
         }
     }
 

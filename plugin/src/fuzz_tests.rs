@@ -91,7 +91,7 @@ fn common_args() -> crate::cli::CommonArgs {
     let crate::cli::Command::Whoami(crate::cli::WhoamiArgs { common, .. }) = cli.command else {
         panic!("not whoami")
     };
-    common
+    common.resolve().unwrap_or_else(|e| panic!("{e}"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -36,6 +36,14 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 const MARKER_DOMAIN: &[u8] = b"kubectl-credential hand-out marker v1";
 /// Markers older than this are removed whatever their key (a token lives far less).
 const MAX_MARKER_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Domain separation for the hash of an error already shown to a caller.
+const TOLD_DOMAIN: &[u8] = b"kubectl-credential told marker v1";
+/// Prefix of those markers' names (never a key's hex prefix: `-` is not a hex digit).
+const TOLD_PREFIX: &str = "told-";
+/// How long one caller is spared an error it was already shown: longer than a kubectl
+/// command's discovery retries, short enough that a long-lived caller (k9s, an IDE) shows a
+/// lasting failure again now and then.
+pub(crate) const TOLD_WINDOW: Duration = Duration::from_secs(60);
 /// Hex digits of the key at the start of a marker's name (so a key's markers can be found).
 const KEY_PREFIX_LEN: usize = 16;
 
@@ -144,6 +152,45 @@ impl HandOuts {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let _ = self.ensure_dir().and_then(|()| create_new(&path));
                 false
+            }
+            Ok(()) | Err(_) => false,
+        }
+    }
+
+    /// Whether `caller` was shown `message` less than [`TOLD_WINDOW`] ago; if not, records that
+    /// it is being shown now. kubectl runs the plugin several times for one command (API
+    /// discovery, then the request), and each run failing the same way would print the same
+    /// error again: only the first prints it. Any failure to tell counts as "not told", so the
+    /// error is printed.
+    pub(crate) fn told_before(&self, caller: &Caller, message: &str, now: SystemTime) -> bool {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(TOLD_DOMAIN);
+        for part in [caller.id.as_bytes(), message.as_bytes()] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        let mut name = String::from(TOLD_PREFIX);
+        for byte in &ctx.finish().as_ref()[..16] {
+            name.push(char::from(HEX[usize::from(byte >> 4)]));
+            name.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        let path = self.dir.join(name);
+        match create_new(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let _ = self.ensure_dir().and_then(|()| create_new(&path));
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.is_private() => {
+                let recent = fs::symlink_metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age < TOLD_WINDOW);
+                if !recent {
+                    // Told long ago (or the clock moved): tell again, from now on.
+                    let _ = fs::remove_file(&path).and_then(|()| create_new(&path));
+                }
+                recent
             }
             Ok(()) | Err(_) => false,
         }
@@ -261,6 +308,35 @@ mod tests {
             // The test runner has a parent with a start time.
             assert!(Caller::parent().is_some());
         }
+    }
+
+    #[test]
+    fn an_error_is_told_once_per_caller_and_again_after_the_window() {
+        let (_tmp, handouts) = private_dir();
+        let kubectl = Caller::from_parts("boot", 100, 5000);
+        let next_kubectl = Caller::from_parts("boot", 101, 5001);
+        let now = SystemTime::now();
+        let told = |caller: &Caller, message: &str, at: SystemTime| {
+            handouts.told_before(caller, message, at)
+        };
+        assert!(!told(&kubectl, "unreachable", now), "first time: printed");
+        assert!(
+            told(&kubectl, "unreachable", now),
+            "the same command again: spared"
+        );
+        assert!(
+            !told(&kubectl, "login required", now),
+            "another error: printed"
+        );
+        assert!(
+            !told(&next_kubectl, "unreachable", now),
+            "the next kubectl command: printed"
+        );
+        let later = now + TOLD_WINDOW + Duration::from_secs(1);
+        assert!(
+            !told(&kubectl, "unreachable", later),
+            "a long-lived caller is told again after the window"
+        );
     }
 
     #[test]

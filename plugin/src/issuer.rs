@@ -71,6 +71,36 @@ pub(crate) enum IssuerError {
         source: Box<ureq::Transport>,
         /// Whether TLS rejected the issuer's certificate (the hint then names `--issuer-ca`).
         tls: bool,
+        /// Whether `--issuer-ca` was given: a certificate it does not accept then points at a
+        /// wrong URL rather than at a missing flag.
+        ca_given: bool,
+    },
+    /// An `http://` issuer URL reached a server that does not speak plain HTTP there (the
+    /// issuer speaks https, and answered the plain request with a TLS alert).
+    #[error(
+        "the server at {issuer} did not answer in plain HTTP{}; the issuer speaks https: use --issuer {https}",
+        if *tls { " (it answered with TLS)" } else { "" }
+    )]
+    SpeaksHttps {
+        /// `--issuer`.
+        issuer: String,
+        /// The same URL with `https`.
+        https: String,
+        /// Whether the answer looked like a TLS record.
+        tls: bool,
+    },
+    /// The server at `--issuer` answered, but has no OpenID discovery document of its own: a
+    /// Kubernetes API server, a web page, another service.
+    #[error(
+        "{issuer} is not a credential issuer (no OpenID discovery at {}); the issuer URL is the one \
+         your platform team gave, e.g. https://issuer.example.com, not the Kubernetes API server's",
+        Untrusted::long(url)
+    )]
+    NotAnIssuer {
+        /// `--issuer`.
+        issuer: String,
+        /// The discovery URL asked.
+        url: String,
     },
     /// An HTTP status that is neither success nor an OAuth error.
     #[error("the issuer at {issuer} answered {} with HTTP {status}{}{}", Untrusted::long(url), redirect_note(*status), wait_note(*retry_after))]
@@ -208,7 +238,11 @@ impl IssuerError {
     /// The exit code; see [`crate::error`].
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Self::CaRead { .. } | Self::CaEmpty { .. } | Self::CaInvalid { .. } => EXIT_USAGE,
+            Self::CaRead { .. }
+            | Self::CaEmpty { .. }
+            | Self::CaInvalid { .. }
+            | Self::SpeaksHttps { .. }
+            | Self::NotAnIssuer { .. } => EXIT_USAGE,
             Self::TlsSetup(_) | Self::Encode(_) => EXIT_UNEXPECTED,
             Self::OAuth { error, .. } => oauth_exit_code(error.error),
             Self::Api { status: 401, .. } => crate::error::EXIT_LOGIN_REQUIRED,
@@ -225,6 +259,16 @@ impl IssuerError {
     /// What to do next.
     pub(crate) fn hint(&self) -> Option<&'static str> {
         match self {
+            Self::Unreachable {
+                tls: true,
+                ca_given: true,
+                ..
+            } => Some(
+                "the server's TLS certificate is not signed by the CA in --issuer-ca; check that \
+                 --issuer is the credential issuer's URL (the one your platform team gave, e.g. \
+                 https://issuer.example.com), not the Kubernetes API server's, and that \
+                 --issuer-ca is the issuer's CA",
+            ),
             Self::Unreachable { tls: true, .. } => Some(
                 "the issuer's TLS certificate was not accepted; if it is signed by a private CA, \
                  pass that CA's PEM bundle with --issuer-ca FILE",
@@ -319,6 +363,8 @@ pub(crate) struct Endpoints {
 pub(crate) struct IssuerClient {
     issuer: IssuerUrl,
     agent: ureq::Agent,
+    /// Whether `--issuer-ca` was given (for the hint of a refused certificate).
+    ca_given: bool,
 }
 
 impl IssuerClient {
@@ -349,6 +395,7 @@ impl IssuerClient {
         Ok(Self {
             issuer: issuer.clone(),
             agent: builder.build(),
+            ca_given: ca_file.is_some(),
         })
     }
 
@@ -370,7 +417,9 @@ impl IssuerClient {
             .get(&url)
             .set("Accept", "application/json")
             .call();
-        let doc: DiscoveryDocument = self.read_json(&url, result)?;
+        let doc: DiscoveryDocument = self
+            .read_json(&url, result)
+            .map_err(|e| self.not_an_issuer(&url, e))?;
         if normalize_issuer(&doc.issuer).ok().as_ref() != Some(&self.issuer) {
             return Err(IssuerError::IssuerMismatch {
                 issuer: self.issuer().to_owned(),
@@ -595,11 +644,63 @@ impl IssuerClient {
             Err(ureq::Error::Status(status, response)) => {
                 Err(self.error_answer(url, status, response, false))
             }
-            Err(ureq::Error::Transport(transport)) => Err(IssuerError::Unreachable {
+            Err(ureq::Error::Transport(transport)) => {
+                if let Some(answer) = self.speaks_https(&transport) {
+                    return Err(answer);
+                }
+                Err(IssuerError::Unreachable {
+                    issuer: self.issuer().to_owned(),
+                    tls: is_tls_error(&transport),
+                    ca_given: self.ca_given,
+                    source: Box::new(transport),
+                })
+            }
+        }
+    }
+
+    /// For a plain-http issuer, a server that answered but not in HTTP: the issuer (or some
+    /// other TLS server) listens there with https, and the person is told the URL to use.
+    fn speaks_https(&self, transport: &ureq::Transport) -> Option<IssuerError> {
+        if !self.issuer.is_http() {
+            return None;
+        }
+        let garbled = match transport.kind() {
+            ureq::ErrorKind::BadStatus | ureq::ErrorKind::BadHeader => true,
+            ureq::ErrorKind::Io => transport.to_string().contains("didn't end with"),
+            _ => false,
+        };
+        if !garbled {
+            return None;
+        }
+        // A TLS record starts with its type (alert 21, handshake 22) and version major 3;
+        // ureq quotes the bytes it read.
+        let text = transport.to_string();
+        let tls = text.contains("[21, 3, ") || text.contains("[22, 3, ");
+        Some(IssuerError::SpeaksHttps {
+            issuer: self.issuer().to_owned(),
+            https: format!("https{}", &self.issuer()["http".len()..]),
+            tls,
+        })
+    }
+
+    /// A discovery request that got an answer which is not this issuer's document: a status
+    /// that says there is no such document here, or a body that is not one.
+    fn not_an_issuer(&self, url: &str, err: IssuerError) -> IssuerError {
+        let missing = match &err {
+            IssuerError::Status { status, .. } => matches!(status, 401 | 403 | 404 | 405),
+            IssuerError::OAuth { status, .. } | IssuerError::Api { status, .. } => {
+                matches!(status, 401 | 403 | 404)
+            }
+            IssuerError::Malformed { .. } => true,
+            _ => false,
+        };
+        if missing {
+            IssuerError::NotAnIssuer {
                 issuer: self.issuer().to_owned(),
-                tls: is_tls_error(&transport),
-                source: Box::new(transport),
-            }),
+                url: url.to_owned(),
+            }
+        } else {
+            err
         }
     }
 
@@ -671,6 +772,12 @@ impl IssuerClient {
             })
         }
     }
+}
+
+/// Checks that `--issuer-ca` can be used (a readable PEM bundle of CA certificates) without
+/// connecting: a local mistake is reported as such before anything about the network.
+pub(crate) fn check_ca(path: &Path) -> Result<(), IssuerError> {
+    tls_config_trusting(path).map(drop)
 }
 
 /// A rustls configuration that trusts exactly the certificates in the PEM file at `path`.
@@ -1104,5 +1211,98 @@ mod tests {
             .and_then(IssuerError::hint)
             .is_some_and(|h| h.contains("--issuer-ca")));
         let _ = server.join();
+    }
+
+    /// A TLS server reached with `http://`: it reads the plain request as a bad handshake and
+    /// answers with a TLS alert, which ureq cannot read as a status line.
+    #[test]
+    fn an_http_url_to_a_tls_server_names_the_https_url() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let server = thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut buf = [0; 512];
+                let _ = stream.read(&mut buf);
+                // A decode_error alert, as rustls sends it.
+                let _ = stream.write_all(&[21, 3, 3, 0, 2, 2, 50]);
+            }
+        });
+        let err = client(&format!("http://{addr}")).discover().err();
+        let Some(err @ IssuerError::SpeaksHttps { tls: true, .. }) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the server at http://{addr} did not answer in plain HTTP (it answered with TLS); \
+                 the issuer speaks https: use --issuer https://{addr}"
+            )
+        );
+        assert_eq!(err.exit_code(), EXIT_USAGE);
+        assert!(!err.is_transient(), "a wrong URL is not retried later");
+        let _ = server.join();
+    }
+
+    /// A server that answers, but without the issuer's discovery document (an API server says
+    /// 401 or 403 to an anonymous caller, a web server 404, a page HTML): not an issuer.
+    #[test]
+    fn a_server_without_discovery_is_not_an_issuer() {
+        let (base, server) = serve(canned(&[
+            (401, r#"{"kind":"Status","code":401}"#),
+            (403, r#"{"kind":"Status","code":403}"#),
+            (404, "404 page not found"),
+            (200, "<html>hello</html>"),
+            (503, "busy"),
+        ]));
+        let c = client(&base);
+        for _ in 0..4 {
+            let err = c.discover().err();
+            let Some(err @ IssuerError::NotAnIssuer { .. }) = err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{base} is not a credential issuer (no OpenID discovery at \
+                     {base}/.well-known/openid-configuration); the issuer URL is the one your \
+                     platform team gave, e.g. https://issuer.example.com, not the Kubernetes API \
+                     server's"
+                )
+            );
+            assert_eq!(err.exit_code(), EXIT_USAGE);
+        }
+        // An issuer that cannot serve now is still an issuer: tried again later.
+        let err = c.discover().err();
+        assert!(
+            matches!(&err, Some(e @ IssuerError::Status { status: 503, .. }) if e.is_transient()),
+            "{err:?}"
+        );
+        let _ = server.join();
+    }
+
+    /// With --issuer-ca given, a refused certificate means the URL is probably not the
+    /// issuer's: the hint says so instead of asking for the flag already passed.
+    #[test]
+    fn a_refused_certificate_with_issuer_ca_points_at_the_url() {
+        let unreachable = |ca_given| IssuerError::Unreachable {
+            issuer: "https://x".to_owned(),
+            source: Box::new(
+                ureq::get("http://[::1]:1")
+                    .call()
+                    .err()
+                    .and_then(ureq::Error::into_transport)
+                    .unwrap_or_else(|| panic!("no transport error")),
+            ),
+            tls: true,
+            ca_given,
+        };
+        let hint = unreachable(true).hint().unwrap_or_default();
+        assert!(hint.contains("not the Kubernetes API server's"), "{hint}");
+        assert!(!hint.contains("pass that CA"), "{hint}");
+        let hint = unreachable(false).hint().unwrap_or_default();
+        assert!(
+            hint.contains("pass that CA's PEM bundle with --issuer-ca"),
+            "{hint}"
+        );
     }
 }

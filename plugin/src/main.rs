@@ -14,6 +14,7 @@ mod fuzz_tests;
 mod handout;
 mod issuer;
 mod jwt;
+mod kubeconfig;
 mod requests;
 mod secret;
 mod setup;
@@ -32,7 +33,10 @@ fn main() -> ExitCode {
     match app::run(cli) {
         Ok(()) => ExitCode::from(error::EXIT_OK),
         Err(err) => {
-            eprintln!("error: {}", error::report(&err));
+            let text = error::report(&err);
+            if !app::told_this_caller(err.repeat_topic().unwrap_or(&text)) {
+                eprintln!("error: {text}");
+            }
             ExitCode::from(err.exit_code())
         }
     }

@@ -178,7 +178,7 @@ mod tests {
         let Command::Whoami(WhoamiArgs { common, .. }) = cli.command else {
             panic!("not whoami")
         };
-        common
+        common.resolve().unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

@@ -92,7 +92,7 @@ fn an_issuer_that_cannot_serve_is_heard_out_and_tried_again_when_it_asked() {
     // A tool polling meanwhile is held off at once, for what the issuer asked, and told why.
     let info = e2e::plugin::exec_info(ApiVersion::V1, false);
     let get = || {
-        Running::start(&env, &plugin.for_subcommand("get"), Some(&info))
+        Running::start_as_kubectl_would(&env, &plugin.for_subcommand("get"), &info)
             .finish(Duration::from_secs(60))
     };
     let held = wait::until("a call is held off", Duration::from_secs(60), || {
@@ -161,7 +161,7 @@ fn an_unreachable_issuer_is_not_retried_by_every_call() {
     // The issuer's files go with it; the person keeps their copy of its CA.
     let ca = env.home().join("issuer-ca.crt");
     std::fs::copy(own.issuer.ca_file(), &ca).unwrap_or_else(|e| panic!("{e}"));
-    let plugin = own.plugin_args(ca);
+    let plugin = own.plugin_args(ca.clone());
     own.log_in(&env, &plugin);
 
     // The issuer goes away, and the token expires.
@@ -171,7 +171,7 @@ fn an_unreachable_issuer_is_not_retried_by_every_call() {
 
     let info = e2e::plugin::exec_info(ApiVersion::V1, false);
     let get = || {
-        Running::start(&env, &plugin.for_subcommand("get"), Some(&info))
+        Running::start_as_kubectl_would(&env, &plugin.for_subcommand("get"), &info)
             .finish(Duration::from_secs(60))
     };
     let first = get();
@@ -191,4 +191,35 @@ fn an_unreachable_issuer_is_not_retried_by_every_call() {
     assert!(second.stdout.is_empty() && first.stdout.is_empty());
     // The session is kept: it is the issuer that is gone, not the session.
     assert_eq!(env.token_files().len(), 1);
+
+    // A local mistake is reported at once, not hidden behind the back-off: the CA file was
+    // moved away.
+    let moved = env.home().join("issuer-ca.moved");
+    std::fs::rename(&ca, &moved).unwrap_or_else(|e| panic!("{e}"));
+    let local = get();
+    assert_eq!(local.status.code(), Some(2), "{}", local.stderr);
+    assert!(
+        local.stderr.contains("cannot read --issuer-ca")
+            && !local.stderr.contains("not trying again"),
+        "the missing CA file must be named, not the back-off: {}",
+        local.stderr
+    );
+    std::fs::rename(&moved, &ca).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        get().stderr.contains("not trying again"),
+        "the back-off is still on"
+    );
+
+    // `--force-refresh` is the person asking: it tries the issuer now, and reports what it
+    // found (still unreachable), not the back-off.
+    let mut forced = plugin.for_subcommand("get");
+    forced.push("--force-refresh".to_owned());
+    let out = Running::start_as_kubectl_would(&env, &forced, &info).finish(Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("could not reach the issuer")
+            && !out.stderr.contains("not trying again"),
+        "--force-refresh must skip the back-off: {}",
+        out.stderr
+    );
 }

@@ -28,6 +28,7 @@ mod idp_faults;
 mod install_files;
 mod invitation;
 mod issuer_log;
+mod journeys_cli;
 mod key_rotation;
 mod keyring;
 mod keyring_large_token;

@@ -74,7 +74,17 @@ fn setup_merges_working_exec_contexts_into_the_kubeconfig_once() {
         ]);
         e2e::process::run(&mut cmd, None, Duration::from_secs(30))
     };
-    setup().assert_success().assert_stderr_contains("backup");
+    let first = setup();
+    first.assert_success().assert_stderr_contains("backup");
+    // The suggestion is something anyone who can sign in may run, not a listing that most
+    // people (a contractor with one namespace) are forbidden.
+    first.assert_stderr_contains(&format!(
+        "Try: kubectl --context {CLUSTER} auth can-i --list"
+    ));
+    assert!(
+        !first.stderr.contains("get namespaces"),
+        "setup suggested a command most people may not run: {first}"
+    );
 
     let written = std::fs::read_to_string(&kubeconfig).unwrap_or_else(|e| panic!("{e}"));
     let saved = backups(&kube_dir);
