@@ -143,14 +143,14 @@ pub(super) fn invite_done_page(v: &DoneView<'_>) -> String {
         escape(v.username)
     );
     if let Some(ca) = v.ca_path {
-        let _ = write!(
+        let _ = writeln!(
             body,
             "<li><p>This issuer's certificate is signed by its own CA. \
              <a id=\"ca-download\" href=\"{href}\" download=\"credential-issuer-ca.crt\">Download the CA certificate</a> \
              and save it as <code>{file}</code>, or in a terminal: \
              <code id=\"ca-command\">{fetch}</code> \
              (<code>-k</code> because your machine does not trust that CA yet; compare the file \
-             with what your platform team gave you if you can).</p></li>\n",
+             with what your platform team gave you if you can).</p></li>",
             href = escape(ca),
             file = escape(CA_FILE),
             fetch = escape(&format!(
@@ -159,10 +159,10 @@ pub(super) fn invite_done_page(v: &DoneView<'_>) -> String {
             )),
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<li><p>Add the clusters to your kubeconfig (a backup of it is kept):</p>\n\
-         <pre><code id=\"setup-command\">{}</code></pre></li>\n",
+         <pre><code id=\"setup-command\">{}</code></pre></li>",
         escape(&setup_command(v.issuer, v.ca_path.is_some()))
     );
     let next = match v.clusters.first() {
