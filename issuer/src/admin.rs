@@ -46,6 +46,12 @@ pub enum Error {
     /// `--link-ttl` is not a positive duration.
     #[error("invalid --link-ttl {0:?}: give a duration like 24h or 30m")]
     LinkTtl(String),
+    /// `invite renew` for an account that has been set up (or was never invited).
+    #[error("{0:?} has no invitation to renew: the account was set up already (the person signs in) or was not created by `invite create`")]
+    NotRenewable(String),
+    /// `invite create` for a name whose invited account was never set up.
+    #[error("user {0:?} already exists and was invited but never set up; give them a new link with `credential-issuer invite renew {0}`")]
+    InvitedNotSetUp(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
@@ -186,7 +192,7 @@ pub async fn create_invitation(
         .ok_or_else(|| Error::LinkTtl(format!("{}s", req.link_ttl.as_secs())))?;
     let token = random_token(32);
     let link_expires_at = now + link_ttl;
-    store
+    let created = store
         .create_invitation(
             &NewUser {
                 id: format!("u-{}", random_token(12).expose()),
@@ -204,7 +210,20 @@ pub async fn create_invitation(
             },
             now,
         )
-        .await?;
+        .await;
+    if let Err(crate::store::Error::Conflict(what)) = created {
+        // The name is taken. If by an invitation that was never used, say how to renew it.
+        let never_set_up = store
+            .user_by_name(req.name)
+            .await?
+            .is_some_and(|u| u.password_hash.is_none() && !u.totp_enrolled);
+        return Err(if never_set_up {
+            Error::InvitedNotSetUp(req.name.to_owned())
+        } else {
+            Error::Store(crate::store::Error::Conflict(what))
+        });
+    }
+    created?;
     store
         .audit(
             &AuditEvent {
@@ -225,6 +244,63 @@ pub async fn create_invitation(
         token,
         link_expires_at,
         account_expires_at: req.account_expires_at,
+    })
+}
+
+/// A new single-use link for `name`, whose account was invited but never set up (its link
+/// expired or was revoked): the old links are withdrawn, the account (groups, end) is kept.
+/// Audited as `invitation.renewed`. The token is returned once and stored only hashed.
+pub async fn renew_invitation(
+    store: &Store,
+    name: &str,
+    link_ttl: std::time::Duration,
+    now: OffsetDateTime,
+) -> Result<CreatedInvitation, Error> {
+    let link_ttl = time::Duration::try_from(link_ttl)
+        .ok()
+        .filter(|d| d.is_positive())
+        .ok_or_else(|| Error::LinkTtl(format!("{}s", link_ttl.as_secs())))?;
+    let Some(user) = store.user_by_name(name).await? else {
+        return Err(Error::Store(crate::store::Error::NotFound(format!(
+            "user {name:?}"
+        ))));
+    };
+    let token = random_token(32);
+    let link_expires_at = now + link_ttl;
+    let renewed = store
+        .renew_invitation(
+            name,
+            &NewInvitation {
+                id: format!("i-{}", random_token(12).expose()),
+                token_hash: hash(token.expose()),
+                created_by: "admin-cli".to_owned(),
+                expires_at: link_expires_at,
+            },
+            now,
+        )
+        .await?;
+    if !renewed {
+        return Err(Error::NotRenewable(name.to_owned()));
+    }
+    store
+        .audit(
+            &AuditEvent {
+                event: "invitation.renewed",
+                actor: Some("admin-cli".into()),
+                subject: Some(name.to_owned()),
+                detail: Some(format!(
+                    "{{\"link_expires_at\":{}}}",
+                    link_expires_at.unix_timestamp()
+                )),
+                ..AuditEvent::default()
+            },
+            now,
+        )
+        .await?;
+    Ok(CreatedInvitation {
+        token,
+        link_expires_at,
+        account_expires_at: user.expires_at.unwrap_or(link_expires_at),
     })
 }
 
@@ -762,9 +838,10 @@ mod tests {
             .ok()
             .flatten()
             .is_some());
+        // The name is taken by an account never set up: the error says to renew it.
         assert!(matches!(
             create_invitation(&s, &req, now).await,
-            Err(Error::Store(crate::store::Error::Conflict(_)))
+            Err(Error::InvitedNotSetUp(_))
         ));
         let bad = InviteRequest {
             name: "system:x",

@@ -359,6 +359,18 @@ pub enum InviteCommand {
         /// Login name.
         name: String,
     },
+    /// A new single-use link for an account that was invited but never set up (its link
+    /// expired or was revoked). The account keeps its groups and end; older links stop working.
+    Renew {
+        /// Login name.
+        name: String,
+        /// Lifetime of the link (default: `[accounts] invitation_ttl`, 24h).
+        #[arg(long, value_name = "DURATION")]
+        link_ttl: Option<String>,
+        /// Public https URL of the issuer, for the link (default: the configured one).
+        #[arg(long, env = env::ISSUER_URL, value_name = "URL")]
+        issuer_url: Option<String>,
+    },
 }
 
 /// `keys ...`.
@@ -379,7 +391,9 @@ impl Cli {
             _ => None,
         };
         let invite_url = match &self.command {
-            Command::Invite(InviteCommand::Create { issuer_url, .. }) => issuer_url.clone(),
+            Command::Invite(
+                InviteCommand::Create { issuer_url, .. } | InviteCommand::Renew { issuer_url, .. },
+            ) => issuer_url.clone(),
             _ => None,
         };
         Overrides {

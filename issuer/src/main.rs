@@ -343,6 +343,16 @@ async fn request(config: Config, cmd: RequestCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--link-ttl`, or the configured default.
+fn link_ttl_of(config: &Config, flag: Option<String>) -> Result<std::time::Duration, admin::Error> {
+    match flag {
+        Some(t) => credential_issuer::config::parse_duration(&t)
+            .filter(|d| !d.is_zero())
+            .ok_or(admin::Error::LinkTtl(t)),
+        None => Ok(config.accounts.invitation_ttl),
+    }
+}
+
 async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let now = time::OffsetDateTime::now_utc();
@@ -355,12 +365,7 @@ async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
             link_ttl,
             issuer_url: _,
         } => {
-            let link_ttl = match link_ttl {
-                Some(t) => credential_issuer::config::parse_duration(&t)
-                    .filter(|d| !d.is_zero())
-                    .ok_or(admin::Error::LinkTtl(t))?,
-                None => config.accounts.invitation_ttl,
-            };
+            let link_ttl = link_ttl_of(&config, link_ttl)?;
             let req = admin::InviteRequest {
                 name: &name,
                 email: email.as_deref(),
@@ -406,6 +411,29 @@ async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
                         .map_or_else(|| "never".to_owned(), format_time),
                 ));
             }
+        }
+        InviteCommand::Renew {
+            name,
+            link_ttl,
+            issuer_url: _,
+        } => {
+            let link_ttl = link_ttl_of(&config, link_ttl)?;
+            let renewed = admin::renew_invitation(&store, &name, link_ttl, now).await?;
+            say(&format!(
+                "renewed the invitation of {}; older links no longer work; the account expires {}",
+                Untrusted::new(&name),
+                format_time(renewed.account_expires_at)
+            ));
+            say(&format!(
+                "single-use link, valid until {}; hand it to {} over a channel you trust:",
+                format_time(renewed.link_expires_at),
+                Untrusted::new(&name)
+            ));
+            say(&format!(
+                "{}/invite/{}",
+                config.issuer(),
+                renewed.token.expose()
+            ));
         }
         InviteCommand::Revoke { name } => {
             let n = admin::revoke_invitations(&store, &name, now).await?;

@@ -94,26 +94,60 @@ pub fn code_at(key: &[u8], unix_secs: i64) -> String {
     code_at_step(key, step_at(unix_secs))
 }
 
-/// Checks `code` against the steps around `unix_secs`. Returns the matching step, which the
-/// caller must record and refuse afterwards (a code works once); steps at or before
-/// `last_used_step` never match. Every candidate is compared in constant time.
+/// What a code is worth at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It is the code of this step, not used before: record the step.
+    Valid(i64),
+    /// It is the right code, but of a step already used (at or before the last used one):
+    /// typically the code that just proved the enrolment or the last sign-in, still on the
+    /// person's screen. The next code appears in `wait_secs` seconds.
+    Reused {
+        /// Seconds until the app shows a code of a step after the last used one.
+        wait_secs: i64,
+    },
+    /// Not a code of any step around now.
+    Wrong,
+}
+
+/// Checks `code` against the steps around `unix_secs`. A valid step must be recorded by the
+/// caller and refused afterwards (a code works once); steps at or before `last_used_step` are
+/// [`Verdict::Reused`]. Every candidate is compared in constant time.
 #[must_use]
-pub fn verify(key: &[u8], code: &str, unix_secs: i64, last_used_step: Option<i64>) -> Option<i64> {
+pub fn check(key: &[u8], code: &str, unix_secs: i64, last_used_step: Option<i64>) -> Verdict {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+        return Verdict::Wrong;
     }
     let now = step_at(unix_secs);
     let mut found = None;
+    let mut reused = false;
     for step in (now - SKEW_STEPS)..=(now + SKEW_STEPS) {
-        if constant_time_eq(&code_at_step(key, step), &code)
-            && last_used_step.is_none_or(|last| step > last)
-            && found.is_none()
-        {
+        let matches = constant_time_eq(&code_at_step(key, step), &code);
+        let fresh = last_used_step.is_none_or(|last| step > last);
+        if matches && fresh && found.is_none() {
             found = Some(step);
         }
+        reused |= matches && !fresh;
     }
-    found
+    match (found, reused, last_used_step) {
+        (Some(step), _, _) => Verdict::Valid(step),
+        (None, true, Some(last)) => Verdict::Reused {
+            // The first step that counts again is `last + 1`; it starts at `(last + 1) * 30`.
+            wait_secs: ((last + 1) * STEP_SECS - unix_secs).max(1),
+        },
+        _ => Verdict::Wrong,
+    }
+}
+
+/// Checks `code` as [`check`] does: the matching step, which the caller must record, or
+/// `None` (wrong or already used).
+#[must_use]
+pub fn verify(key: &[u8], code: &str, unix_secs: i64, last_used_step: Option<i64>) -> Option<i64> {
+    match check(key, code, unix_secs, last_used_step) {
+        Verdict::Valid(step) => Some(step),
+        Verdict::Reused { .. } | Verdict::Wrong => None,
+    }
 }
 
 /// The `otpauth://` URI authenticator apps read from the QR code (Google Authenticator's
@@ -196,6 +230,38 @@ mod tests {
         assert_eq!(verify(key, "abcdef", t, None), None);
         let spaced = format!("{} {}", &code_at(key, t)[..3], &code_at(key, t)[3..]);
         assert_eq!(verify(key, &spaced, t, None), Some(now));
+    }
+
+    #[test]
+    fn a_used_code_is_told_apart_from_a_wrong_one_with_the_wait() {
+        let key = b"12345678901234567890";
+        // 10 s into a step whose code was just used (to enrol, say).
+        let t = 1_111_111_110;
+        let now = step_at(t);
+        let start = now * STEP_SECS;
+        let at = start + 10;
+        assert_eq!(
+            check(key, &code_at(key, at), at, Some(now)),
+            Verdict::Reused { wait_secs: 20 }
+        );
+        // The next code is valid, even before its step starts here (skew).
+        assert_eq!(
+            check(key, &code_at_step(key, now + 1), at, Some(now)),
+            Verdict::Valid(now + 1)
+        );
+        // A wrong code stays wrong, and says nothing of a wait.
+        let wrong = (0..10)
+            .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
+            .find(|c| (now - 2..=now + 2).all(|s| code_at_step(key, s) != *c))
+            .unwrap_or_default();
+        assert_eq!(check(key, &wrong, at, Some(now)), Verdict::Wrong);
+        assert_eq!(check(key, &wrong, at, None), Verdict::Wrong);
+        // A phone one step ahead used the next step already: wait for the one after it.
+        assert_eq!(
+            check(key, &code_at_step(key, now + 1), at, Some(now + 1)),
+            Verdict::Reused { wait_secs: 50 }
+        );
+        assert_eq!(check(key, "12a456", at, Some(now)), Verdict::Wrong);
     }
 
     #[test]

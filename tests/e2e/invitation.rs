@@ -338,3 +338,200 @@ fn an_expired_account_cannot_sign_in_and_its_refresh_is_refused() {
     assert!(page.body.contains("Account expired"), "{page:?}");
     drop(login);
 }
+
+/// The text of `<code id="ID">` on `page`, as the person copies it (entities decoded).
+#[track_caller]
+fn code_text(page: &Page, id: &str) -> String {
+    let marker = format!(r#"<code id="{id}">"#);
+    let start = page
+        .body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {marker} on the page:\n{}", page.body))
+        + marker.len();
+    let html = page.body[start..]
+        .split("</code>")
+        .next()
+        .unwrap_or_default();
+    html.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// What the contractor's terminal runs: `line` in a POSIX shell, as pasted, on `env`'s machine
+/// with the plugin installed on `PATH` (so `kubectl credential` finds it).
+fn paste(env: &e2e::UserEnv, line: &str) -> e2e::Outcome {
+    let plugin = e2e::bins::kubectl_credential();
+    let bin_dir = plugin
+        .parent()
+        .unwrap_or_else(|| panic!("{} has no directory", plugin.display()));
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_owned()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap_or_else(|e| panic!("PATH: {e}"));
+    let mut cmd = env.command(std::path::Path::new("/bin/sh"));
+    cmd.env("PATH", path).args(["-c", line]);
+    e2e::process::run(&mut cmd, None, Duration::from_secs(60))
+}
+
+/// The "Account ready" page is enough to go on: the person downloads the CA with the command
+/// it shows, runs its `kubectl credential setup` line as written, and has a kubeconfig whose
+/// context the page names next.
+#[test]
+fn the_account_ready_page_gives_commands_that_work_as_written() {
+    let world = world();
+    let _curl = e2e::process::require("curl", "apt-get install curl");
+    let issuer = e2e::Issuer::start(&e2e::IssuerOptions {
+        clusters: vec![(
+            crate::world::CLUSTER.to_owned(),
+            crate::world::AUDIENCE.to_owned(),
+        )],
+        api_server: Some((
+            world.control_plane.server().to_owned(),
+            world.control_plane.ca_file().to_owned(),
+        )),
+        ..e2e::IssuerOptions::default()
+    });
+    let name = "contractor-newcomer";
+    let out = issuer.cli(
+        &[
+            "invite",
+            "create",
+            "--name",
+            name,
+            "--group",
+            READERS,
+            "--expires",
+            "30d",
+            "--issuer-url",
+            issuer.url(),
+        ],
+        None,
+    );
+    out.assert_success();
+    let link = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("/invite/"))
+        .unwrap_or_else(|| panic!("no link in: {out}"))
+        .trim()
+        .to_owned();
+    let browser = Browser::new(issuer.url(), issuer.ca_file());
+    let invite_path = link
+        .strip_prefix(issuer.url())
+        .unwrap_or_else(|| panic!("{link} is not on {}", issuer.url()));
+    let page = browser.get(invite_path);
+    assert_eq!(page.status, 200, "{page:?}");
+    let key = key_on(&page);
+    let code = totp::code_at(&key, unix_now());
+    let password = "the newcomer's long passphrase";
+    let done = browser.post(
+        invite_path,
+        &[
+            ("password", password),
+            ("password_confirm", password),
+            ("totp_code", &code),
+            ("csrf_token", &csrf_token(&page)),
+        ],
+    );
+    assert_eq!(done.status, 200, "{done:?}");
+    assert!(done.body.contains("install-plugin.sh"), "{done:?}");
+
+    // On a new machine, with nothing of the issuer's yet.
+    let env = e2e::UserEnv::new();
+    paste(&env, &code_text(&done, "ca-command")).assert_success();
+    let saved = env.home().join(".kube/credential-issuer-ca.crt");
+    assert_eq!(
+        std::fs::read_to_string(&saved).unwrap_or_else(|e| panic!("{}: {e}", saved.display())),
+        std::fs::read_to_string(issuer.ca_file()).unwrap_or_default(),
+        "the CA the page offers is not the issuer's"
+    );
+    let setup = code_text(&done, "setup-command");
+    assert!(
+        setup.starts_with(&format!(
+            "kubectl credential setup --issuer {}",
+            issuer.url()
+        )),
+        "{setup}"
+    );
+    paste(&env, &setup)
+        .assert_success()
+        .assert_stderr_contains(crate::world::CLUSTER);
+    let kubeconfig = std::fs::read_to_string(env.home().join(".kube/config")).unwrap_or_default();
+    assert!(
+        kubeconfig.contains(&saved.to_string_lossy().into_owned()),
+        "the kubeconfig does not trust the downloaded CA:\n{kubeconfig}"
+    );
+    // What the page says to run next names a context that setup wrote.
+    let next = code_text(&done, "next-command");
+    assert_eq!(
+        next,
+        format!("kubectl --context {} get namespaces", crate::world::CLUSTER)
+    );
+    assert!(
+        kubeconfig.contains(&format!("name: {}", crate::world::CLUSTER)),
+        "{kubeconfig}"
+    );
+}
+
+/// An expired link is not a dead end: the page names the command, `invite create` points at
+/// it, and `invite renew` prints a link that works while the old one stays dead.
+#[test]
+fn an_expired_invitation_is_renewed_with_the_command_the_page_names() {
+    let world = world();
+    let name = "contractor-renewed".to_owned();
+    let old = invite(&name, "30d", Some("1s"));
+    let browser = world.browser();
+    let page = wait::until(
+        "the invitation link has expired",
+        Duration::from_secs(30),
+        || {
+            let page = browser.get(&path(&old));
+            match page.status {
+                410 => Check::Done(page),
+                200 => Check::Retry("still open".to_owned()),
+                other => Check::Fail(format!("unexpected status {other}: {}", page.body)),
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let command = format!("credential-issuer invite renew {name}");
+    assert!(page.body.contains(&command), "{page:?}");
+    assert!(!page.body.contains(r#"href="/device""#), "{page:?}");
+
+    let again = world.issuer.cli(
+        &[
+            "invite",
+            "create",
+            "--name",
+            &name,
+            "--expires",
+            "30d",
+            "--issuer-url",
+            world.issuer.url(),
+        ],
+        None,
+    );
+    assert!(!again.success(), "{again}");
+    assert!(again.stderr.contains(&command), "{again}");
+
+    let args: Vec<&str> = command.split(' ').skip(1).collect();
+    let mut args = args;
+    args.extend(["--issuer-url", world.issuer.url()]);
+    let renewed = world.issuer.cli(&args, None);
+    renewed.assert_success();
+    let link = renewed
+        .stdout
+        .lines()
+        .find(|l| l.contains("/invite/"))
+        .unwrap_or_else(|| panic!("no link in: {renewed}"))
+        .trim()
+        .to_owned();
+    assert_ne!(link, old);
+    assert_eq!(world.browser().get(&path(&old)).status, 410);
+    let mut person = accept(&world.browser(), &link, &name);
+    let laptop = Laptop::new();
+    log_in(&laptop, &mut person);
+    laptop.kubectl(&["get", "namespaces"]).assert_success();
+}

@@ -1,5 +1,5 @@
 //! Public documents: OpenID discovery and JWKS (what kube-apiserver's `--oidc-issuer-url`
-//! fetches), the cluster list, and health probes.
+//! fetches), the cluster list, the generated CA certificate (`/ca.crt`), and health probes.
 
 use std::fmt::Write as _;
 
@@ -79,6 +79,46 @@ pub(super) async fn clusters(State(state): State<AppState>) -> impl IntoResponse
             .collect(),
     };
     ([(header::CACHE_CONTROL, PUBLIC_CACHE)], Json(list))
+}
+
+/// Where the issuer's generated CA certificate is served. Only a CA the issuer generated
+/// itself is offered: an operator's chain is theirs to publish (and may not be a private CA).
+pub(super) const PATH_CA: &str = "/ca.crt";
+
+/// The CA certificate a person must trust to reach this issuer, when the issuer generated it
+/// (`None` with the operator's own certificate, or when the file cannot be read).
+pub(super) fn generated_ca(state: &AppState) -> Option<Vec<u8>> {
+    let config = state.config();
+    if config.tls != crate::config::TlsSource::Generated {
+        return None;
+    }
+    // Public data (a CA certificate, never its key); read per request so a regenerated CA
+    // is served without a restart.
+    std::fs::read(config.tls_dir().join("ca.crt")).ok()
+}
+
+/// `GET /ca.crt`: the generated CA certificate (PEM), which the invitation's "Account ready"
+/// page offers for `kubectl credential setup --issuer-ca`. 404 when the issuer serves the
+/// operator's certificate.
+pub(super) async fn ca_certificate(State(state): State<AppState>) -> axum::response::Response {
+    match generated_ca(&state) {
+        Some(pem) => (
+            [
+                (header::CONTENT_TYPE, "application/x-pem-file"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"credential-issuer-ca.crt\"",
+                ),
+            ],
+            pem,
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "this issuer serves its operator's certificate; ask your platform team for its CA\n",
+        )
+            .into_response(),
+    }
 }
 
 pub(super) async fn healthz() -> &'static str {

@@ -186,6 +186,9 @@ pub struct PageError {
     status: StatusCode,
     title: &'static str,
     message: String,
+    /// Where the page's one link goes and what it says; `None`: no link (the message says
+    /// what to do). Default: "Start again" at `/device`, the start of a sign-in.
+    link: Option<(String, &'static str)>,
     /// The database fault behind a 503, for the health state and `Retry-After`.
     fault: Option<DatabaseFault>,
 }
@@ -198,8 +201,24 @@ impl PageError {
             status,
             title,
             message: message.into(),
+            link: Some(("/device".to_owned(), "Start again")),
             fault: None,
         }
+    }
+
+    /// The same page with its link to `href` saying `label` (a path on this issuer).
+    #[must_use]
+    pub(super) fn link_to(mut self, href: impl Into<String>, label: &'static str) -> Self {
+        self.link = Some((href.into(), label));
+        self
+    }
+
+    /// The same page without a link: for pages where starting a sign-in is no way on (a
+    /// contractor's invitation: they have no device code yet).
+    #[must_use]
+    pub(super) fn without_link(mut self) -> Self {
+        self.link = None;
+        self
     }
 
     /// A 503 page for a database fault: nothing is wrong with what the person did.
@@ -240,7 +259,13 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let mut res = (
             self.status,
-            Html(templates::error_page(self.title, &self.message)),
+            Html(templates::error_page(
+                self.title,
+                &self.message,
+                self.link
+                    .as_ref()
+                    .map(|(href, label)| (href.as_str(), *label)),
+            )),
         )
             .into_response();
         if let Some(f) = self.fault {

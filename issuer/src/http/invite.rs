@@ -15,7 +15,7 @@ use credential_shared::text::Untrusted;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::account_templates::{self, InviteView};
+use super::account_templates::{self, DoneView, InviteView};
 use super::attempts;
 use super::pages::{current_or_new, form, format_time, verified};
 use super::second_factor::user_context;
@@ -44,6 +44,7 @@ async fn usable(
             "Invitation not found",
             "There is no invitation at this address. Check that you copied the whole link, or ask your platform team for a new one.",
         )
+        .without_link()
     };
     let Ok(Path(token)) = token else {
         return Err(not_found());
@@ -68,21 +69,31 @@ async fn usable(
         Some((
             "used",
             "Invitation already used",
-            "This invitation link has already been used; it works only once. If you set up your account with it, sign in with `kubectl credential login`. If you did not, tell your platform team at once.".to_owned(),
+            format!(
+                "This invitation link has already been used; it works only once. If you set up your account with it, go on with `{}` and then kubectl (see the project's README). If you did not, tell your platform team at once.",
+                account_templates::setup_command(
+                    state.config().issuer(),
+                    super::discovery::generated_ca(state).is_some()
+                )
+            ),
         ))
     } else if inv.revoked_at.is_some() {
         Some((
             "revoked",
             "Invitation withdrawn",
-            "Your platform team withdrew this invitation. Ask them for a new one.".to_owned(),
+            format!(
+                "Your platform team withdrew this invitation. If you still need access, ask them for a new link: they run `{}`.",
+                renew_command(&inv.username)
+            ),
         ))
     } else if inv.expires_at <= now {
         Some((
             "expired",
             "Invitation expired",
             format!(
-                "This invitation link expired on {}. Ask your platform team for a new one.",
-                format_time(inv.expires_at)
+                "This invitation link expired on {}. Ask your platform team for a new link: they run `{}`, and you open the link it prints.",
+                format_time(inv.expires_at),
+                renew_command(&inv.username)
             ),
         ))
     } else if inv.account_disabled || inv.account_expires_at.is_some_and(|e| e <= now) {
@@ -97,7 +108,9 @@ async fn usable(
     if let Some((reason, title, message)) = refusal {
         let detail = Some(format!("{{\"reason\":{reason:?}}}"));
         audit_invite(state, "invitation.refused", &inv, addr, rid, detail, now).await;
-        return Err(PageError::new(StatusCode::GONE, title, message));
+        // `/device` is no way on from here: the person has no account to sign in with yet (or,
+        // for a used link, has one and goes on with kubectl, as the message says).
+        return Err(PageError::new(StatusCode::GONE, title, message).without_link());
     }
     Ok((token, inv))
 }
@@ -128,6 +141,7 @@ async fn seed_of(state: &AppState, inv: &Invitation) -> Result<Secret, PageError
                 "Invitation already used",
                 "This invitation link has already been used; it works only once.",
             )
+            .without_link()
         })?
     };
     state
@@ -154,6 +168,11 @@ fn qr_svg(uri: &Secret) -> Result<String, PageError> {
         .map_or_else(String::new, |i| svg[i..].to_owned()))
 }
 
+/// What the operator runs to give `username` a new link (the `invite renew` subcommand).
+fn renew_command(username: &str) -> String {
+    format!("credential-issuer invite renew {username}")
+}
+
 fn render(
     state: &AppState,
     token: &str,
@@ -161,6 +180,7 @@ fn render(
     seed: &Secret,
     csrf: &str,
     error: Option<&str>,
+    password: Option<&str>,
 ) -> Result<String, PageError> {
     let host = state
         .config()
@@ -179,6 +199,7 @@ fn render(
             link_expires: &format_time(inv.expires_at),
             account_expires: account_expires.as_deref(),
             min_password_len: MIN_PASSWORD_LEN,
+            password,
         },
         error,
     ))
@@ -201,6 +222,7 @@ pub(super) async fn invite_form(
         &inv,
         &seed,
         browser.session.csrf_token.expose(),
+        None,
         None,
     )?;
     Ok(browser.respond(Html(page)))
@@ -242,7 +264,14 @@ pub(super) async fn invite_submit(
     f: Result<Form<InviteForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let f = form(f)?;
-    let session = verified(&state, &headers, &f.csrf_token).await?;
+    // A stale form (another tab, an ended session) starts again at the invitation itself.
+    let again_at = match &token {
+        Ok(Path(t)) => format!("/invite/{t}"),
+        Err(_) => "/".to_owned(),
+    };
+    let session = verified(&state, &headers, &f.csrf_token)
+        .await
+        .map_err(|e| e.link_to(again_at, "Open the invitation again"))?;
     let csrf = session.csrf_token.expose();
     let (token, inv) = usable(&state, token, &addr, &rid).await?;
     let cfg = state.config();
@@ -253,13 +282,22 @@ pub(super) async fn invite_submit(
     let addr_key = format!("totp:addr:{addr}");
     let store = state.store();
     let seed = seed_of(&state, &inv).await?;
-    let again = |status: StatusCode, error: &str| -> Result<Response, PageError> {
-        Ok((
-            status,
-            Html(render(&state, &token, &inv, &seed, csrf, Some(error))?),
-        )
-            .into_response())
-    };
+    let again =
+        |status: StatusCode, error: &str, password: Option<&str>| -> Result<Response, PageError> {
+            Ok((
+                status,
+                Html(render(
+                    &state,
+                    &token,
+                    &inv,
+                    &seed,
+                    csrf,
+                    Some(error),
+                    password,
+                )?),
+            )
+                .into_response())
+        };
     let counters = attempts::address_and_account(&addr_key, &inv_key, limit);
     let reserved = match attempts::reserve(store, now, window, &counters).await? {
         Ok(r) => r,
@@ -282,14 +320,14 @@ pub(super) async fn invite_submit(
             );
             return Ok(attempts::refused_page(
                 &refused,
-                render(&state, &token, &inv, &seed, csrf, Some(&msg))?,
+                render(&state, &token, &inv, &seed, csrf, Some(&msg), None)?,
             ));
         }
     };
     if let Some(problem) = password_problem(&f.password, &f.password_confirm, &inv.username) {
         // Not a guess: the code was not checked.
         reserved.release(store).await?;
-        return again(StatusCode::BAD_REQUEST, problem);
+        return again(StatusCode::BAD_REQUEST, problem, None);
     }
     let key = crate::totp::base32_decode(seed.expose()).unwrap_or_default();
     let Some(step) = crate::totp::verify(&key, &f.totp_code, now.unix_timestamp(), None) else {
@@ -305,9 +343,15 @@ pub(super) async fn invite_submit(
             now,
         )
         .await;
+        // The password was fine: give it back in both fields, so a mistyped code costs only
+        // the code. It goes only to the browser that just sent it, in the answer to its own
+        // POST, over TLS and with `Cache-Control: no-store` (as every page); never to a log.
+        // Asking for the password again instead would make the person retype a long
+        // passphrase for a six-digit typo, which invites a weaker one.
         return again(
             StatusCode::BAD_REQUEST,
-            "That code is not right. Scan the QR code again (or type the key), then enter the code your app shows now.",
+            "That code is not right. Scan the QR code again (or type the key), then enter the code your app shows now. Your password is kept.",
+            Some(&f.password),
         );
     };
     let password = Secret::new(f.password);
@@ -336,13 +380,22 @@ pub(super) async fn invite_submit(
             StatusCode::GONE,
             "Invitation already used",
             "This invitation link has already been used; it works only once.",
-        ));
+        )
+        .without_link());
     }
     reserved.release(store).await?;
     store.clear_failures(&inv_key).await?;
     audit_invite(&state, "invitation.used", &inv, &addr, &rid, None, now).await;
     tracing::info!(request_id = %rid, user = %Untrusted::new(&inv.username), "invitation accepted");
-    Ok(Html(account_templates::invite_done_page(&inv.username)).into_response())
+    let ca = super::discovery::generated_ca(&state).map(|_| super::discovery::PATH_CA);
+    let clusters: Vec<&str> = cfg.clusters.iter().map(|c| c.name.as_str()).collect();
+    Ok(Html(account_templates::invite_done_page(&DoneView {
+        username: &inv.username,
+        issuer: cfg.issuer(),
+        ca_path: ca,
+        clusters: &clusters,
+    }))
+    .into_response())
 }
 
 /// An audit row about an invitation; its subject is the account name (as for

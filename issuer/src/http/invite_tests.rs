@@ -252,9 +252,13 @@ async fn unknown_expired_and_withdrawn_links_each_have_a_page() {
     let expired = app.get(&format!("/invite/{token}"), None).await;
     assert_eq!(expired.status, StatusCode::GONE);
     assert!(expired.body.contains("expired"), "{}", expired.body);
-    assert!(expired
-        .body
-        .contains("Ask your platform team for a new one"));
+    assert!(
+        expired
+            .body
+            .contains("they run `credential-issuer invite renew dave`"),
+        "the page names what the operator runs: {}",
+        expired.body
+    );
     // Submitting the form opened before the end is refused as well.
     let c = code(&app, &secret, 0);
     let late = submit(
@@ -274,6 +278,11 @@ async fn unknown_expired_and_withdrawn_links_each_have_a_page() {
     let withdrawn = app.get(&format!("/invite/{token}"), None).await;
     assert_eq!(withdrawn.status, StatusCode::GONE);
     assert!(withdrawn.body.contains("withdrew"), "{}", withdrawn.body);
+    assert!(
+        withdrawn.body.contains("invite renew erin"),
+        "{}",
+        withdrawn.body
+    );
     let token = invite(&app, "fay", DAY * 30, DAY).await;
     crate::admin::disable_user(app.state.store(), "fay", app.clock.now_for_tests())
         .await
@@ -287,6 +296,8 @@ async fn unknown_expired_and_withdrawn_links_each_have_a_page() {
     );
     for r in [&unknown, &expired, &withdrawn, &disabled] {
         assert!(!r.body.contains("panicked") && r.body.contains("<html"));
+        // A contractor has no device code: "Start again" at /device would be a dead end.
+        assert!(!r.body.contains(r#"href="/device""#), "{}", r.body);
     }
 }
 
@@ -392,11 +403,26 @@ async fn sign_in_asks_for_the_code_after_the_password_and_refuses_replay() {
     let consent = app.get("/consent", Some(&cookie)).await;
     assert_eq!(consent.headers[header::LOCATION], "/login");
     // The enrolment code's time step was used: the same code is refused (replay).
+    // The person is told it was used and how long until the next code, not "not right".
     let replay = code_step(&app, &cookie, &code(&app, &secret, 0)).await;
     assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.body);
-    assert!(replay.body.contains("already used"), "{}", replay.body);
+    let now = app.clock.now_for_tests().unix_timestamp();
+    let left = crate::totp::STEP_SECS - now.rem_euclid(crate::totp::STEP_SECS);
+    assert!(
+        replay.body.contains("That code was just used")
+            && replay.body.contains(&format!("in about {left} seconds")),
+        "{}",
+        replay.body
+    );
+    assert!(!replay.body.contains("not right"), "{}", replay.body);
     let wrong = code_step(&app, &cookie, "12345x").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong.body.contains("That code is not right"),
+        "{}",
+        wrong.body
+    );
+    assert!(!wrong.body.contains("just used"), "{}", wrong.body);
     // The next step's code works (one step of skew).
     let ok = code_step(&app, &cookie, &code(&app, &secret, 1)).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
@@ -447,6 +473,7 @@ async fn the_second_step_expires() {
     let page = app.get("/login/totp", Some(&cookie)).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
     assert!(page.body.contains("Sign in again"), "{}", page.body);
+    assert!(page.body.contains(r#"href="/login""#), "{}", page.body);
 }
 
 #[tokio::test]
@@ -722,4 +749,179 @@ async fn an_invitation_submitted_at_once_is_used_once() {
     assert_eq!(count(&replies, StatusCode::GONE), 3);
     let events = app.state.store().audit_events_for("lena").await.unwrap();
     assert_eq!(events.iter().filter(|e| *e == "invitation.used").count(), 1);
+}
+
+#[tokio::test]
+async fn account_ready_says_how_to_install_set_up_and_go_on() {
+    let app = TestApp::new().await;
+    // As `serve` does without operator TLS files: the issuer generates its CA.
+    let dir = app.state.config().tls_dir();
+    let files = crate::tls::ensure_generated(&dir, &["issuer.test".to_owned()]).unwrap();
+    let token = invite(&app, "kate", DAY * 30, DAY).await;
+    let (page, cookie, secret) = open(&app, &token).await;
+    let c = code(&app, &secret, 0);
+    let done = submit(
+        &app,
+        &token,
+        &cookie,
+        &page.csrf(),
+        (PASSWORD, PASSWORD, &c),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let body = &done.body;
+    assert!(body.contains("Account ready"), "{body}");
+    assert!(
+        body.contains("install-plugin.sh"),
+        "no install step: {body}"
+    );
+    assert!(
+        body.contains(
+            r#"<code id="setup-command">kubectl credential setup --issuer https://issuer.test --issuer-ca ~/.kube/credential-issuer-ca.crt</code>"#
+        ),
+        "the exact setup line: {body}"
+    );
+    assert!(body.contains(r#"href="/ca.crt""#), "{body}");
+    assert!(
+        body.contains("kubectl --context default get namespaces"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("run <code>kubectl credential login</code>"),
+        "{body}"
+    );
+    // The CA offered is the one that signed the serving certificate, and only the certificate.
+    let ca = app.get("/ca.crt", None).await;
+    assert_eq!(ca.status, StatusCode::OK, "{}", ca.body);
+    let pem = std::fs::read_to_string(files.ca.unwrap()).unwrap();
+    assert_eq!(ca.body, pem);
+    assert!(!ca.body.contains("PRIVATE KEY"));
+}
+
+#[tokio::test]
+async fn with_the_operators_certificate_no_ca_is_offered() {
+    let app = TestApp::new().await;
+    // No generated CA (as with operator TLS files, where `/ca.crt` is not served).
+    assert_eq!(app.get("/ca.crt", None).await.status, StatusCode::NOT_FOUND);
+    let token = invite(&app, "lena", DAY * 30, DAY).await;
+    let (page, cookie, secret) = open(&app, &token).await;
+    let c = code(&app, &secret, 0);
+    let done = submit(
+        &app,
+        &token,
+        &cookie,
+        &page.csrf(),
+        (PASSWORD, PASSWORD, &c),
+    )
+    .await;
+    assert!(
+        done.body.contains(
+            r#"<code id="setup-command">kubectl credential setup --issuer https://issuer.test</code>"#
+        ),
+        "{}",
+        done.body
+    );
+    assert!(!done.body.contains("ca.crt"), "{}", done.body);
+}
+
+#[tokio::test]
+async fn a_wrong_code_on_the_invitation_keeps_the_password() {
+    let app = TestApp::new().await;
+    let token = invite(&app, "mona", DAY * 30, DAY).await;
+    let (page, cookie, secret) = open(&app, &token).await;
+    let right = code(&app, &secret, 0);
+    let r = submit(
+        &app,
+        &token,
+        &cookie,
+        &page.csrf(),
+        (PASSWORD, PASSWORD, wrong_code(&right)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let kept = format!(r#"value="{}""#, super::templates::escape(PASSWORD));
+    assert_eq!(
+        r.body.matches(&kept).count(),
+        2,
+        "both password fields keep what was typed: {}",
+        r.body
+    );
+    // The kept form is sent as it is and works.
+    let ok = submit(
+        &app,
+        &token,
+        &cookie,
+        &r.csrf(),
+        (PASSWORD, PASSWORD, &right),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    // A password problem is not given back.
+    let token = invite(&app, "nina", DAY * 30, DAY).await;
+    let (page, cookie, secret) = open(&app, &token).await;
+    let c = code(&app, &secret, 0);
+    let r = submit(
+        &app,
+        &token,
+        &cookie,
+        &page.csrf(),
+        (PASSWORD, "something else!", &c),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(!r.body.contains("value=\"a contractor"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn an_expired_or_withdrawn_invitation_is_renewed_by_the_operator() {
+    let app = TestApp::new().await;
+    let old = invite(&app, "olga", DAY * 30, DAY).await;
+    let now = app.clock.now_for_tests();
+    crate::admin::revoke_invitations(app.state.store(), "olga", now)
+        .await
+        .unwrap();
+    // `invite create` again says what to run instead of a bare "already exists".
+    let groups = vec!["contractors".to_owned()];
+    let again = create_invitation(
+        app.state.store(),
+        &InviteRequest {
+            name: "olga",
+            email: None,
+            groups: &groups,
+            account_expires_at: now + DAY,
+            link_ttl: DAY,
+        },
+        now,
+    )
+    .await
+    .unwrap_err();
+    assert!(again.to_string().contains("invite renew olga"), "{again}");
+    let renewed = crate::admin::renew_invitation(app.state.store(), "olga", DAY, now)
+        .await
+        .unwrap();
+    let new = renewed.token.expose().to_owned();
+    assert_eq!(
+        app.get(&format!("/invite/{old}"), None).await.status,
+        StatusCode::GONE
+    );
+    let (page, cookie, secret) = open(&app, &new).await;
+    let c = code(&app, &secret, 0);
+    let done = submit(&app, &new, &cookie, &page.csrf(), (PASSWORD, PASSWORD, &c)).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    // Once set up there is nothing to renew.
+    let err = crate::admin::renew_invitation(app.state.store(), "olga", DAY, now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, crate::admin::Error::NotRenewable(_)), "{err}");
+    let events = app.state.store().audit_events_for("olga").await.unwrap();
+    assert_eq!(
+        events,
+        [
+            "invitation.created",
+            "invitation.revoked",
+            "invitation.renewed",
+            "invitation.refused",
+            "invitation.used"
+        ]
+    );
 }

@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/requests/{id}", post(requests::decide))
         .route("/audit", get(audit_page::audit_page))
         .route("/audit/export", get(audit_page::audit_download))
+        .route(discovery::PATH_CA, get(discovery::ca_certificate))
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz))
         .route("/metrics", get(discovery::metrics))

@@ -18,6 +18,7 @@ use super::{ClientAddr, PageError, RequestId};
 use crate::app::AppState;
 use crate::metrics::Failure;
 use crate::store::{User, WebSession};
+use crate::totp::Verdict;
 
 /// How long a browser may take between the password and the code.
 const PENDING_TTL: time::Duration = time::Duration::minutes(5);
@@ -56,6 +57,7 @@ async fn pending(state: &AppState, headers: &HeaderMap) -> Result<(WebSession, U
                 "Sign-in expired",
                 "Too much time passed since you entered your password, or you did not enter it in this browser. Sign in again.",
             )
+            .link_to("/login", "Sign in again")
             .into_response())
         }
         Err(e) => return Err(PageError::from(e).into_response()),
@@ -102,7 +104,9 @@ pub(super) async fn totp_submit(
     f: Result<Form<TotpForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let f = form(f)?;
-    verified(&state, &headers, &f.csrf_token).await?;
+    verified(&state, &headers, &f.csrf_token)
+        .await
+        .map_err(|e| e.link_to("/login", "Sign in again"))?;
     let (session, user) = match pending(&state, &headers).await {
         Ok(x) => x,
         Err(page) => return Ok(page),
@@ -151,11 +155,28 @@ pub(super) async fn totp_submit(
             ));
         }
     };
-    let accepted = match check_user_code(&state, &user, &f.totp_code).await? {
-        Some(step) => store.use_totp_step(&user.id, step).await?,
-        None => false,
+    let verdict = match check_user_code(&state, &user, &f.totp_code).await? {
+        Verdict::Valid(step) if store.use_totp_step(&user.id, step).await? => Verdict::Valid(step),
+        // Another sign-in used this step between the check and the update.
+        Verdict::Valid(step) => Verdict::Reused {
+            wait_secs: ((step + 1) * crate::totp::STEP_SECS - now.unix_timestamp()).max(1),
+        },
+        other => other,
     };
-    if !accepted {
+    if let Verdict::Reused { wait_secs } = verdict {
+        // The right code, already used (typically the one that just proved the enrolment,
+        // still on the person's screen): not a guess, so it does not count as a failure, and
+        // the person is told what to wait for instead of "not right".
+        reserved.release(store).await?;
+        tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "second-factor code already used");
+        return Ok(page(
+            StatusCode::UNAUTHORIZED,
+            &format!(
+                "That code was just used, and each code works once. Wait for your app to show the next code (in about {wait_secs} seconds), then enter that one."
+            ),
+        ));
+    }
+    if verdict == Verdict::Wrong {
         tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "wrong second-factor code");
         state.metrics().failure(Failure::Password);
         audit_failure(
@@ -169,7 +190,7 @@ pub(super) async fn totp_submit(
         .await;
         return Ok(page(
             StatusCode::UNAUTHORIZED,
-            "That code is not right, or was already used. Enter the code your app shows now.",
+            "That code is not right. Enter the code your app shows now; if it keeps failing, check that your phone's clock is right.",
         ));
     }
     reserved.release(store).await?;
@@ -183,15 +204,11 @@ pub(super) fn user_context(user_id: &str) -> String {
     format!("totp:{user_id}")
 }
 
-/// Checks `code` against the account's second factor: the time step it matches, if any, that
-/// is later than the last one used. The caller records the step.
-async fn check_user_code(
-    state: &AppState,
-    user: &User,
-    code: &str,
-) -> Result<Option<i64>, PageError> {
+/// Checks `code` against the account's second factor: valid (the time step it matches, later
+/// than the last one used; the caller records it), already used, or wrong.
+async fn check_user_code(state: &AppState, user: &User, code: &str) -> Result<Verdict, PageError> {
     let Some(totp) = state.store().user_totp(&user.id).await? else {
-        return Ok(None);
+        return Ok(Verdict::Wrong);
     };
     let seed = state
         .sealer()
@@ -203,7 +220,7 @@ async fn check_user_code(
             detail: "TOTP seed is not base32".to_owned(),
         }));
     };
-    Ok(crate::totp::verify(
+    Ok(crate::totp::check(
         &key,
         code,
         state.now().unix_timestamp(),

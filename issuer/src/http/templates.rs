@@ -220,16 +220,17 @@ pub(super) fn signed_in_page(username: &str) -> String {
     )
 }
 
-/// Any error.
+/// Any error, with its one way on (`(href, label)`), if it has one.
 #[must_use]
-pub(super) fn error_page(title: &str, message: &str) -> String {
-    layout(
-        title,
-        &format!(
-            "<p>{}</p><p><a href=\"/device\">Start again</a></p>",
-            escape(message)
-        ),
-    )
+pub(super) fn error_page(title: &str, message: &str, link: Option<(&str, &str)>) -> String {
+    let link = link.map_or_else(String::new, |(href, label)| {
+        format!(
+            "<p><a id=\"next\" href=\"{}\">{}</a></p>",
+            escape(href),
+            escape(label)
+        )
+    });
+    layout(title, &format!("<p>{}</p>{link}", escape(message)))
 }
 
 #[cfg(test)]

@@ -224,6 +224,52 @@ impl Store {
         Ok(true)
     }
 
+    /// A new invitation for `username`'s account if it never finished enrolment (no password,
+    /// no used invitation): its unused invitations are withdrawn and `inv` takes their place,
+    /// in one transaction. `Ok(false)`: no such account, or it has been set up already (then
+    /// the person signs in, or the operator disables it).
+    pub async fn renew_invitation(
+        &self,
+        username: &str,
+        inv: &NewInvitation,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let t = now.unix_timestamp();
+        let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
+        let user_id: Option<(String,)> = sqlx::query_as(
+            "SELECT u.id FROM users u WHERE u.username = $1 AND u.password_hash IS NULL
+             AND EXISTS (SELECT 1 FROM invitations i WHERE i.user_id = u.id)
+             AND NOT EXISTS (SELECT 1 FROM invitations i WHERE i.user_id = u.id AND i.used_at IS NOT NULL)",
+        )
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((user_id,)) = user_id else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE invitations SET revoked_at = $1, totp_seed_sealed = NULL
+             WHERE user_id = $2 AND used_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(t)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO invitations (id, token_hash, user_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&inv.id)
+        .bind(&inv.token_hash)
+        .bind(&user_id)
+        .bind(&inv.created_by)
+        .bind(t)
+        .bind(inv.expires_at.unix_timestamp())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Withdraws the unused invitations of `username`. Returns how many.
     pub async fn revoke_invitations(&self, username: &str, now: OffsetDateTime) -> Result<u64> {
         Ok(sqlx::query(
@@ -366,5 +412,61 @@ mod tests {
         assert!(!s.accept_invitation(&inv, &a, now).await.unwrap_or(true));
         let u = s.user_by_name("carol").await.ok().flatten();
         assert!(u.is_some_and(|u| u.password_hash.is_none()));
+    }
+
+    #[tokio::test]
+    async fn only_an_account_that_never_enrolled_gets_a_renewed_invitation() {
+        let (s, _d) = temp_store().await;
+        let now = OffsetDateTime::now_utc();
+        let hour: time::Duration = time::Duration::hours(1);
+        s.create_invitation(
+            &carol(),
+            now + hour * 48_i32,
+            &invitation("i1", now + hour),
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.revoke_invitations("carol", now).await.unwrap_or(0), 1);
+        // Revoked: a renewal replaces it, and the old link stays dead.
+        assert!(s
+            .renew_invitation("carol", &invitation("i2", now + hour), now)
+            .await
+            .unwrap_or(false));
+        // Renewing again withdraws the pending renewal too: one live link at a time.
+        assert!(s
+            .renew_invitation("carol", &invitation("i3", now + hour), now)
+            .await
+            .unwrap_or(false));
+        let live: Vec<String> = s
+            .list_invitations()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| i.revoked_at.is_none())
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(live, ["i3"]);
+        let inv = s
+            .invitation_by_token_hash("hash-i3")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no renewed invitation"));
+        let a = Acceptance {
+            password_hash: "x",
+            totp_sealed: "y",
+            totp_step: 1,
+        };
+        assert!(s.accept_invitation(&inv, &a, now).await.unwrap_or(false));
+        // Set up: no renewal, nor for a name nobody has.
+        assert!(!s
+            .renew_invitation("carol", &invitation("i4", now + hour), now)
+            .await
+            .unwrap_or(true));
+        assert!(!s
+            .renew_invitation("nobody", &invitation("i5", now + hour), now)
+            .await
+            .unwrap_or(true));
     }
 }
