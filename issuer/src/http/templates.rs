@@ -39,6 +39,7 @@ dl{{display:grid;grid-template-columns:auto 1fr;gap:.35rem 1rem}} dt{{color:#5b6
 .warn{{background:#fff6e5;border-left:4px solid #f0a000;padding:.7rem .9rem;margin:1rem 0}}
 .muted{{color:#5b6475;font-size:.9rem}}
 dd{{min-width:0;overflow-wrap:anywhere}}
+code{{overflow-wrap:anywhere}} pre{{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f5f7;padding:.6rem .7rem;border-radius:6px}}
 @media (max-width:34rem){{body{{background:#fff}} main{{margin:0;border-radius:0;box-shadow:none;padding:1.5rem 1.25rem}}}}
 </style></head>
 <body><main>
