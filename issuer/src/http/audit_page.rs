@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::audit_templates::{self, ChainStatus, Filters};
-use super::pages::{current, current_or_new, see_other};
+use super::pages::{current, sign_in_then};
 use super::{ClientAddr, PageError, RequestId};
 use crate::admin;
 use crate::app::AppState;
@@ -19,17 +19,8 @@ use crate::store::{AuditEvent, AuditFilter, User};
 /// Events per page.
 const PAGE: u32 = 50;
 
-/// The page's path; also the only place a sign-in sends a browser back to.
+/// The page's path; a sign-in started here comes back to it.
 const PATH: &str = "/audit";
-
-/// Whether `p` is a path this module may be sent back to after sign-in: `/audit` with an
-/// optional query, nothing that a browser could read as another host.
-pub(super) fn is_return_path(p: &str) -> bool {
-    (p == PATH || p.starts_with("/audit?"))
-        && p.len() <= 2048
-        // Visible ASCII only (a header value), and no backslash some browsers read as `/`.
-        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
-}
 
 /// The filter form's fields (all optional; empty means "any").
 #[derive(Debug, Default, Deserialize)]
@@ -114,13 +105,7 @@ async fn auditor(
     };
     let now = state.now();
     let Some(user) = signed_in.filter(|u| u.disabled_at.is_none() && !u.is_expired(now)) else {
-        let browser = current_or_new(state, headers, addr).await?;
-        let back = if is_return_path(back) { back } else { PATH };
-        state
-            .store()
-            .set_web_return_to(&browser.session.id_hash, Some(back))
-            .await?;
-        return Ok(Err(browser.respond(see_other("/login"))));
+        return Ok(Err(sign_in_then(state, headers, addr, back, PATH).await?));
     };
     let groups = &state.config().audit.auditor_groups;
     if !user.groups.iter().any(|g| groups.contains(g)) {
@@ -262,27 +247,4 @@ pub(super) async fn audit_download(
         body,
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_return_path;
-
-    #[test]
-    fn only_the_audit_page_is_a_return_path() {
-        assert!(is_return_path("/audit"));
-        assert!(is_return_path("/audit?person=alice&cluster=prod"));
-        for bad in [
-            "//evil.example/audit",
-            "https://evil.example/",
-            "/auditx",
-            "/consent",
-            "/audit?\r\nx",
-            "/audit?a b",
-            "/audit?\\x",
-            "/audit?é",
-        ] {
-            assert!(!is_return_path(bad), "{bad}");
-        }
-    }
 }

@@ -12,13 +12,16 @@ use credential_shared::oauth::AccessTokenClaims;
 use credential_shared::text::Untrusted;
 use serde::Deserialize;
 
-use super::pages::{current, form, see_other, verified};
+use super::pages::{current, form, sign_in_then, verified};
 use super::{request_templates, ClientAddr, PageError, RequestId};
 use crate::app::AppState;
 use crate::domain::requests::{is_approver, Decider, DecisionError};
 use crate::notify::Kind;
 use crate::requests::{self as svc, Error, Notice, Origin};
 use crate::store::RequestFilter;
+
+/// The approvals page; a sign-in started here comes back to it.
+const PATH: &str = "/requests";
 
 /// An error of the JSON API.
 #[derive(Debug)]
@@ -280,15 +283,18 @@ async fn person(
 }
 
 /// `GET /requests`: pending requests the signed-in approver may decide, and their own.
+/// A browser not signed in goes to the sign-in page and comes back here afterwards.
 pub(super) async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
 ) -> Result<Response, PageError> {
-    let Some(session) = current(&state, &headers).await? else {
-        return Ok(see_other("/login"));
+    let signed_in = match current(&state, &headers).await? {
+        Some(session) => person(&state, &session).await?.map(|user| (session, user)),
+        None => None,
     };
-    let Some(user) = person(&state, &session).await? else {
-        return Ok(see_other("/login"));
+    let Some((session, user)) = signed_in else {
+        return sign_in_then(&state, &headers, &addr, PATH, PATH).await;
     };
     render(&state, &session, &user, None).await
 }
@@ -364,7 +370,7 @@ pub(super) async fn decide(
     let f = form(f)?;
     let session = verified(&state, &headers, &f.csrf_token).await?;
     let Some(user) = person(&state, &session).await? else {
-        return Ok(see_other("/login"));
+        return sign_in_then(&state, &headers, &addr, PATH, PATH).await;
     };
     let approve = super::pages::approves(&f.action)?;
     let origin = Origin {
