@@ -295,6 +295,17 @@ pub fn is_approver(groups: &[String], roles: &[RoleConfig]) -> bool {
         .any(|r| r.request.approvers.iter().any(|a| groups.contains(a)))
 }
 
+/// The roles people may request, in the policy's order, each with whether a request waits for
+/// an approver (a break-glass role that approves itself does not).
+#[must_use]
+pub fn requestable(roles: &[RoleConfig]) -> Vec<(&RoleConfig, bool)> {
+    roles
+        .iter()
+        .filter(|r| r.request.requestable)
+        .map(|r| (r, !(r.request.break_glass && r.request.self_approve)))
+        .collect()
+}
+
 /// `30m`, `4h`, `1h30m`, `90s`, `30d`: a duration as people write it (and as the config file
 /// and the plugin's `--for` take it), never a bare number of seconds. Whole days are shown in
 /// days, anything else in hours, minutes and seconds.
@@ -509,6 +520,16 @@ mod tests {
         );
         assert!(is_approver(&leads, &roles()));
         assert!(!is_approver(&devs, &roles()));
+    }
+
+    #[test]
+    fn only_requestable_roles_are_listed_and_break_glass_needs_no_approval() {
+        let roles = roles();
+        let listed: Vec<(&str, bool)> = requestable(&roles)
+            .into_iter()
+            .map(|(r, approval)| (r.name.as_str(), approval))
+            .collect();
+        assert_eq!(listed, [("prod-exec", true), ("glass", false)]);
     }
 
     #[test]

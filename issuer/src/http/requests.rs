@@ -7,7 +7,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
-use credential_shared::api::{AccessRequestList, ApiErrorBody, NewAccessRequest};
+use credential_shared::api::{
+    AccessRequestList, ApiErrorBody, NewAccessRequest, RoleInfo, RoleList,
+};
 use credential_shared::oauth::AccessTokenClaims;
 use credential_shared::text::Untrusted;
 use serde::Deserialize;
@@ -15,7 +17,7 @@ use serde::Deserialize;
 use super::pages::{current, form, sign_in_then, verified};
 use super::{request_templates, ClientAddr, PageError, RequestId};
 use crate::app::AppState;
-use crate::domain::requests::{is_approver, Decider, DecisionError};
+use crate::domain::requests::{format_duration, is_approver, requestable, Decider, DecisionError};
 use crate::notify::Kind;
 use crate::requests::{self as svc, Error, Notice, Origin};
 use crate::store::RequestFilter;
@@ -214,6 +216,37 @@ pub(super) async fn list_mine(
     Ok(Json(AccessRequestList { requests }))
 }
 
+/// The roles of `roles` one may request, as the API and the page show them.
+fn role_infos(roles: &[crate::config::RoleConfig]) -> Vec<RoleInfo> {
+    requestable(roles)
+        .into_iter()
+        .map(|(r, needs_approval)| {
+            let max = r.max_duration.unwrap_or_default();
+            RoleInfo {
+                name: r.name.clone(),
+                max_duration_secs: max.as_secs(),
+                max_duration: format_duration(max),
+                needs_approval,
+                approvers: r.request.approvers.clone(),
+                reason_required: r.request.reason_required,
+                break_glass: r.request.break_glass,
+            }
+        })
+        .collect()
+}
+
+/// `GET /api/v1/roles`: the roles the caller may request for the cluster of their token.
+pub(super) async fn roles(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<RoleList>, ApiError> {
+    let claims = caller(&state, &headers).await?;
+    Ok(Json(RoleList {
+        cluster: claims.cluster,
+        roles: role_infos(&state.config().roles),
+    }))
+}
+
 /// `GET /api/v1/requests/{id}`: one of the caller's requests (another person's is 404).
 pub(super) async fn get_one(
     State(state): State<AppState>,
@@ -343,6 +376,7 @@ async fn render(
         &user.username,
         is_approver(&user.groups, &cfg.roles),
         &rows,
+        &role_infos(&cfg.roles),
         notice,
     );
     Ok(Html(page).into_response())

@@ -539,3 +539,51 @@ async fn a_return_target_on_another_host_is_refused() {
         assert!(!r.headers.contains_key(header::LOCATION), "{evil}");
     }
 }
+
+/// Before asking, a person sees which roles they may ask for, for how long at most and who
+/// approves: from the plugin's token (`GET /api/v1/roles`) and on the page.
+#[tokio::test]
+async fn the_roles_one_may_request_are_listed_with_their_limits() {
+    use credential_shared::api::{RoleList, PATH_ROLES};
+    let app = TestApp::with(|f| {
+        policy(f);
+        f.roles.push(FileRole {
+            name: "viewer".into(),
+            cluster_role: Some("view".into()),
+            ..FileRole::default()
+        });
+    })
+    .await;
+    let r = api(&app, "GET", PATH_ROLES, None, "").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    let t = login(&app, "alice", &["dev"]).await;
+    let r = api(&app, "GET", PATH_ROLES, Some(&t.access_token), "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let list: RoleList = r.json();
+    assert_eq!(list.cluster.as_deref(), Some("default"));
+    let names: Vec<&str> = list.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["prod-exec", "glass"],
+        "not the unrequestable viewer"
+    );
+    let exec = &list.roles[0];
+    assert_eq!(exec.max_duration, "2h");
+    assert_eq!(exec.max_duration_secs, 7200);
+    assert!(exec.needs_approval && exec.reason_required && !exec.break_glass);
+    assert_eq!(exec.approvers, ["sre-leads"]);
+    let glass = &list.roles[1];
+    assert_eq!(glass.max_duration, "1h");
+    assert!(!glass.needs_approval && glass.break_glass);
+
+    let web = web_sign_in(&app, "alice").await;
+    let page = app.get("/requests", Some(&web)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let roles = &page.body[page.body.find(r#"id="roles""#).expect("a roles section")..];
+    assert!(roles.contains(r#"id="role-prod-exec""#), "{roles}");
+    assert!(roles.contains("<td>2h</td>"), "{roles}");
+    assert!(roles.contains("a member of sre-leads"), "{roles}");
+    assert!(roles.contains(r#"id="role-glass""#), "{roles}");
+    assert!(roles.contains("approved at once"), "{roles}");
+    assert!(!roles.contains("role-viewer"), "{roles}");
+}
