@@ -3,6 +3,8 @@
 //! verifies, and download the same selection as JSON lines (`GET /audit/export`). Read-only:
 //! plain GET forms, so no CSRF token; the one write is the audit row recording the view.
 
+use std::collections::HashMap;
+
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -205,8 +207,37 @@ pub(super) async fn audit_page(
     let filters = q.filters();
     audit_view(&state, &user, &addr, &rid, &filters, false).await;
     let next = more.then(|| rows.last().map(|r| r.seq)).flatten();
-    let page = audit_templates::audit_page(&user.username, &filters, &rows, &chain, q.after, next);
+    let names = subject_names(&state, &rows).await?;
+    let page = audit_templates::audit_page(
+        &user.username,
+        &filters,
+        &rows,
+        &names,
+        &chain,
+        q.after,
+        next,
+    );
     Ok(Html(page).into_response())
+}
+
+/// The account names of the subjects on a page that are user ids (`u-...` for local accounts,
+/// a random id for a provider's people; written by sign-in, token and logout events), so that
+/// every row names a person one can read. Other subjects (`user:NAME`, `group:NAME`, a name)
+/// already read as names and match no id. The export keeps the ids.
+async fn subject_names(
+    state: &AppState,
+    rows: &[crate::domain::audit_chain::Record],
+) -> Result<HashMap<String, String>, PageError> {
+    let mut names = HashMap::new();
+    for id in rows.iter().filter_map(|r| r.subject.as_deref()) {
+        if names.contains_key(id) || id.contains(':') {
+            continue;
+        }
+        if let Some(u) = state.store().user_by_id(id).await? {
+            names.insert(id.to_owned(), u.username);
+        }
+    }
+    Ok(names)
 }
 
 /// `GET /audit/export`: the page's selection (all of it, not one page) as JSON lines.

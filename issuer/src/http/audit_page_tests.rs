@@ -160,13 +160,40 @@ async fn filters_page_and_download_select_the_same_events_and_views_are_audited(
     );
     assert!(!dl.body.contains("fred"), "{}", dl.body);
 
+    // Login and refresh rows name the person, not their opaque id; the export keeps the id.
+    let erin_id = app
+        .state
+        .store()
+        .user_by_name("erin")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let page = app.get("/audit?person=erin", Some(&ann)).await;
+    assert!(
+        page.body
+            .contains(&format!(r#"<td title="{erin_id}">erin</td>"#)),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains(&format!(">{erin_id}<")),
+        "no cell shows the id: {}",
+        page.body
+    );
+    assert!(
+        lines.iter().any(|l| l["subject"] == erin_id.as_str()),
+        "{}",
+        dl.body
+    );
+
     // Paging: one event per page would need 50+; instead check the cursor skips what it saw.
     let all = trail(&app).await;
     let first = all.first().unwrap().seq;
     let after = app.get(&format!("/audit?after={first}"), Some(&ann)).await;
-    assert!(!after
-        .body
-        .contains(&format!("<tr class=\"event\"><td>{first}</td>")));
+    assert!(!after.body.contains(&format!(
+        "<tr class=\"event\"><td class=\"num\">{first}</td>"
+    )));
 
     // Bad dates are a clear 400 page.
     let bad = app.get("/audit?from=yesterday", Some(&ann)).await;
