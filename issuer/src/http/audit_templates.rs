@@ -103,9 +103,9 @@ pub(super) fn audit_page(
         "<style>main{max-width:none;margin:1rem}\
          .scroll{overflow-x:auto;border:1px solid #dde1e8;border-radius:6px;margin:.6rem 0}\
          table.trail{border-collapse:collapse;font-size:.85rem;width:100%}\
-         table.trail th,table.trail td{border-bottom:1px solid #dde1e8;padding:.3rem .5rem;text-align:left;vertical-align:top;white-space:nowrap}\
+         table.trail th,table.trail td{border-bottom:1px solid #dde1e8;padding:.3rem .4rem;text-align:left;vertical-align:top;white-space:nowrap}\
          table.trail th{background:#f4f5f7}table.trail td.num{text-align:right}\
-         table.trail td.reason{white-space:normal;min-width:12rem;max-width:24rem;overflow-wrap:break-word}\
+         table.trail td.reason{white-space:normal;min-width:9rem;max-width:15rem;overflow-wrap:break-word}\
          form.filters label{display:inline-block;margin:.3rem .8rem .3rem 0;font-weight:600}\
          form.filters input{width:11rem;padding:.3rem;font-size:.9rem}\
          form.filters input::placeholder{color:#8a94a6;font-style:italic;font-weight:400}\
