@@ -312,7 +312,7 @@ pub fn requestable(roles: &[RoleConfig]) -> Vec<(&RoleConfig, bool)> {
 #[must_use]
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
-    if s > 0 && s % 86_400 == 0 {
+    if s > 0 && s.is_multiple_of(86_400) {
         return format!("{}d", s / 86_400);
     }
     let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);

@@ -400,7 +400,7 @@ fn event_literals_in_code() -> std::collections::BTreeSet<String> {
                 continue;
             }
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if !name.ends_with(".rs") || name.ends_with("_tests.rs") {
+            if path.extension().is_none_or(|e| e != "rs") || name.ends_with("_tests.rs") {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();

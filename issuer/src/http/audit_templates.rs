@@ -243,12 +243,19 @@ mod tests {
         let chain = ChainStatus::Broken("x".into());
         let html = audit_page("ann", &Filters::default(), &[r], &names, &chain, None, None);
         let marker = "table.trail th,table.trail td{";
-        let rule = &html[html.find(marker).expect("a rule for the cells") + marker.len()..];
+        let rule = &html[html
+            .find(marker)
+            .unwrap_or_else(|| panic!("no rule for the cells: {html}"))
+            + marker.len()..];
         let rule = &rule[..rule.find('}').unwrap_or(rule.len())];
         assert!(rule.contains("white-space:nowrap"), "{rule}");
         assert!(!rule.contains("overflow-wrap"), "{rule}");
-        let scroll = html.find(r#"<div class="scroll">"#).expect("a scroll box");
-        let table = html.find(r#"<table class="trail">"#).expect("the table");
+        let scroll = html
+            .find(r#"<div class="scroll">"#)
+            .unwrap_or_else(|| panic!("no scroll box: {html}"));
+        let table = html
+            .find(r#"<table class="trail">"#)
+            .unwrap_or_else(|| panic!("no table: {html}"));
         assert!(scroll < table, "the table is inside the scroll box");
         assert!(html.contains(".scroll{overflow-x:auto"), "{html}");
         for name in ["from", "to"] {

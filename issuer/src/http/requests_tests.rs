@@ -2,7 +2,7 @@
 //! flow) and the approvals page (real sign-in, CSRF), with a fake clock and a temporary
 //! database.
 
-#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
