@@ -88,12 +88,18 @@ pub(super) fn requests_page(
 /// The roles one may request: name, longest duration, who approves, whether a reason is
 /// needed, and the command that asks for one.
 fn roles_section(body: &mut String, roles: &[RoleInfo]) {
-    body.push_str("<section id=\"roles\"><h2>Roles you may request</h2>");
+    body.push_str(
+        "<style>h2{font-size:1.1rem;margin:1.4rem 0 .5rem}\
+         table.roles{border-collapse:collapse;font-size:.9rem;width:100%}\
+         table.roles th,table.roles td{text-align:left;vertical-align:top;padding:.25rem .4rem;border-bottom:1px solid #dde1e8}\
+         table.roles td:first-child,table.roles td:nth-child(2){white-space:nowrap}</style>\
+         <section id=\"roles\"><h2>Roles you may request</h2>",
+    );
     if roles.is_empty() {
         body.push_str("<p>No role can be requested on this issuer.</p></section>");
         return;
     }
-    body.push_str("<table><thead><tr><th>Role</th><th>At most</th><th>Approval</th><th>Reason</th></tr></thead><tbody>");
+    body.push_str("<table class=\"roles\"><thead><tr><th>Role</th><th>At most</th><th>Approval</th><th>Reason</th></tr></thead><tbody>");
     for r in roles {
         let approval = if !r.needs_approval {
             "none: approved at once, and an alert is sent".to_owned()
@@ -106,7 +112,7 @@ fn roles_section(body: &mut String, roles: &[RoleInfo]) {
             body,
             "<tr class=\"role\" id=\"role-{name}\"><td><code>{name}</code>{glass}</td><td>{max}</td><td>{approval}</td><td>{reason}</td></tr>",
             name = escape(&r.name),
-            glass = if r.break_glass { " (break-glass)" } else { "" },
+            glass = if r.break_glass { "<br>(break-glass)" } else { "" },
             max = escape(&r.max_duration),
             approval = escape(&approval),
             reason = if r.reason_required { "required" } else { "optional" },
