@@ -15,6 +15,7 @@ mod handout;
 mod issuer;
 mod jwt;
 mod requests;
+mod roles;
 mod secret;
 mod setup;
 mod show;

@@ -565,6 +565,20 @@ fn the_requests_page_returns_after_sign_in_and_lists_the_roles_one_may_request()
     assert_eq!(listed.max_duration, "1h");
     assert!(listed.needs_approval);
 
+    // `kubectl credential roles` prints the same list.
+    let listed = laptop.env.plugin(&laptop.plugin.for_subcommand("roles"));
+    listed.assert_success();
+    let line = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{ROLE} ")))
+        .unwrap_or_else(|| panic!("{ROLE} not listed: {listed}"));
+    assert!(
+        line.contains(" 1h ") && line.contains("required") && line.contains(APPROVERS),
+        "{line}"
+    );
+    assert!(listed.stdout.contains(GLASS), "{listed}");
+
     let out = file(&laptop, ROLE, None, "2h");
     out.assert_failure().assert_stderr_contains("at most 1h");
     assert!(!out.stderr.contains("3600"), "{out}");
