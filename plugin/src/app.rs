@@ -41,6 +41,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
         Command::Setup(args) => setup(&args, &clock),
         Command::Request(args) => request(&args, &args.common.resolve()?, &clock),
         Command::Requests(args) => list_requests(&args.resolve()?, &clock),
+        Command::Roles(args) => list_roles(&args.resolve()?, &clock),
     }
 }
 
@@ -461,6 +462,17 @@ fn list_requests(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
     let (client, _) = issuer.connect()?;
     let list = client.my_requests(&entry.access_token)?;
     show::print(&requests::table(&list.requests))
+}
+
+/// `roles`: what `request --role` accepts on the session's cluster.
+fn list_roles(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
+    let cache = TokenCache::open(args.token_cache)?;
+    let _end_exposed = EndExposed::for_args(&cache, args, clock);
+    let mut issuer = LazyIssuer::new(args);
+    let (_, entry) = live_token(args, &cache, &mut issuer, clock)?;
+    let (client, _) = issuer.connect()?;
+    let list = client.roles(&entry.access_token)?;
+    show::print(&crate::roles::table(&list))
 }
 
 /// On a cache hit: records that the calling process received this token, and says whether it

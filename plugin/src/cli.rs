@@ -41,6 +41,8 @@ pub(crate) enum Command {
     Request(RequestArgs),
     /// List your access requests and where they stand.
     Requests(TargetArgs),
+    /// List the roles you may request, how long at most and who approves.
+    Roles(TargetArgs),
 }
 
 /// `request`'s flags.
@@ -768,6 +770,7 @@ mod tests {
           setup     Write kubeconfig entries (one context per cluster the issuer serves) that run this plugin; no secret goes into the file
           request   Ask for a role just in time (an approver decides, or a break-glass role starts at once)
           requests  List your access requests and where they stand
+          roles     List the roles you may request, how long at most and who approves
           help      Print this message or the help of the given subcommand(s)
 
         Options:

@@ -468,6 +468,21 @@ impl IssuerClient {
         self.read_api(&url, result)
     }
 
+    /// The roles the caller may request on the token's cluster.
+    pub(crate) fn roles(
+        &self,
+        token: &Secret,
+    ) -> Result<credential_shared::api::RoleList, IssuerError> {
+        let url = format!("{}{}", self.issuer, credential_shared::api::PATH_ROLES);
+        let result = self
+            .agent
+            .get(&url)
+            .set("Accept", "application/json")
+            .set("Authorization", &format!("Bearer {}", token.expose()))
+            .call();
+        self.read_api(&url, result)
+    }
+
     /// The caller's access requests.
     pub(crate) fn my_requests(
         &self,

@@ -16,6 +16,7 @@ mod issuer;
 mod jwt;
 mod kubeconfig;
 mod requests;
+mod roles;
 mod secret;
 mod setup;
 mod show;

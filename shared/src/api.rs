@@ -1,5 +1,5 @@
-//! The issuer's own JSON API bodies (beyond OAuth): the public cluster list and access
-//! requests.
+//! The issuer's own JSON API bodies (beyond OAuth): the public cluster list, the roles one may
+//! request, and access requests.
 
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +97,44 @@ pub struct AccessRequestInfo {
 pub struct AccessRequestList {
     /// The caller's requests, newest first.
     pub requests: Vec<AccessRequestInfo>,
+}
+
+/// Path of the roles the caller may request (`GET`), with their limits. Authenticated with
+/// the plugin's access token (`Bearer`), like [`PATH_REQUESTS`].
+pub const PATH_ROLES: &str = "/api/v1/roles";
+
+/// `GET /api/v1/roles`: what `kubectl credential request --role` accepts on the caller's
+/// cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoleList {
+    /// The cluster of the caller's token (requests are filed for it).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// The requestable roles, by name.
+    pub roles: Vec<RoleInfo>,
+}
+
+/// One role that may be requested.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoleInfo {
+    /// Name used with `--role`.
+    pub name: String,
+    /// Longest `--for`, in seconds.
+    pub max_duration_secs: u64,
+    /// The same limit as people write it (`4h`, `30m`, `30d`).
+    pub max_duration: String,
+    /// Whether a request waits for an approver (false: break-glass, approved at once and
+    /// alerted).
+    pub needs_approval: bool,
+    /// Identity groups whose members approve (never the requester).
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Whether a request must say why (`--reason`).
+    #[serde(default)]
+    pub reason_required: bool,
+    /// Whether this is a break-glass role (every use raises an alert).
+    #[serde(default)]
+    pub break_glass: bool,
 }
 
 /// An error body of the requests API.

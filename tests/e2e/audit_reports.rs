@@ -391,6 +391,32 @@ fn an_auditor_reads_the_trail_in_the_browser_and_others_get_403() {
     );
     assert!(page.body.contains("Hash chain"), "{}", page.body);
     assert!(page.body.contains("/audit/export?"), "{}", page.body);
+    // The login row names the person in its subject column too, not their opaque id; the
+    // export keeps the id.
+    let id = jsonl(&["audit", "export", "--user", &nosy.name])
+        .iter()
+        .find(|e| e["event"] == "login")
+        .and_then(|e| e["subject"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no login with a subject in the export"));
+    assert!(
+        page.body
+            .contains(&format!(r#"<td title="{id}">{}</td>"#, nosy.name)),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(&format!(">{id}<")), "{}", page.body);
+    // Readable at any width: the table scrolls in its own box, the date fields are empty.
+    assert!(
+        page.body.contains(r#"<div class="scroll"><table"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(r#"name="from" value="" placeholder="YYYY-MM-DD""#),
+        "{}",
+        page.body
+    );
 
     let refused = sign_in_at_audit(&nosy, "/audit");
     assert_eq!(refused.status, 403, "{refused:?}");

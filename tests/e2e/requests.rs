@@ -496,3 +496,95 @@ fn request_wait_ends_with_exit_8_when_the_request_is_denied() {
             .assert_stdout_contains("status:  denied");
     });
 }
+
+/// A person opens the approvals page without being signed in: they sign in and land back on
+/// `/requests`, which lists the roles they may ask for with the limit as configured (`1h`);
+/// the plugin's token reads the same list from `/api/v1/roles`, and a request for longer is
+/// refused naming `1h`, not a number of seconds.
+#[test]
+fn the_requests_page_returns_after_sign_in_and_lists_the_roles_one_may_request() {
+    let world = world();
+    let person = world.new_person("jit-roles", &["jit-nobody"]);
+    let browser = world.browser();
+    let login = browser.get("/requests");
+    assert_eq!(
+        e2e::browser::path_of(&login),
+        "/login",
+        "not sent to sign in: {login:?}"
+    );
+    let back = browser.sign_in(&login, &person.name, &person.password);
+    assert_eq!(back.status, 200, "{back:?}");
+    assert_eq!(
+        e2e::browser::path_of(&back),
+        "/requests",
+        "the sign-in did not come back to /requests: {}",
+        back.body
+    );
+    let roles = &back.body[back
+        .body
+        .find(r#"id="roles""#)
+        .unwrap_or_else(|| panic!("no roles section: {}", back.body))..];
+    let role_row = |name: &str| -> String {
+        let start = roles
+            .find(&format!(r#"id="role-{name}""#))
+            .unwrap_or_else(|| panic!("{name} is not listed: {roles}"));
+        let row = &roles[start..];
+        row[..row.find("</tr>").unwrap_or(row.len())].to_owned()
+    };
+    let row = role_row(ROLE);
+    assert!(row.contains("<td>1h</td>"), "{row}");
+    assert!(row.contains(APPROVERS), "{row}");
+    assert!(row.contains("required"), "{row}");
+    assert!(role_row(GLASS).contains("approved at once"), "{roles}");
+
+    let laptop = Laptop::new();
+    laptop.log_in(&person);
+    let token = {
+        let out = laptop.get_credential(ApiVersion::V1);
+        let cred: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("bad ExecCredential ({e}): {out}"));
+        cred["status"]["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let api = e2e::http::response(
+        e2e::http::agent(world.issuer.ca_file())
+            .get(&format!(
+                "{}{}",
+                world.issuer.url(),
+                credential_shared::api::PATH_ROLES
+            ))
+            .set("Authorization", &format!("Bearer {token}"))
+            .call(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(api.status, 200, "{api:?}");
+    let list: credential_shared::api::RoleList =
+        serde_json::from_str(&api.body).unwrap_or_else(|e| panic!("{e}: {}", api.body));
+    let listed = list
+        .roles
+        .iter()
+        .find(|r| r.name == ROLE)
+        .unwrap_or_else(|| panic!("{ROLE} not in {list:?}"));
+    assert_eq!(listed.max_duration, "1h");
+    assert!(listed.needs_approval);
+
+    // `kubectl credential roles` prints the same list.
+    let listed = laptop.env.plugin(&laptop.plugin.for_subcommand("roles"));
+    listed.assert_success();
+    let line = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{ROLE} ")))
+        .unwrap_or_else(|| panic!("{ROLE} not listed: {listed}"));
+    assert!(
+        line.contains(" 1h ") && line.contains("required") && line.contains(APPROVERS),
+        "{line}"
+    );
+    assert!(listed.stdout.contains(GLASS), "{listed}");
+
+    let out = file(&laptop, ROLE, None, "2h");
+    out.assert_failure().assert_stderr_contains("at most 1h");
+    assert!(!out.stderr.contains("3600"), "{out}");
+}

@@ -178,12 +178,12 @@ pub enum GrantError {
     #[error("the end of the grant is in the past")]
     EndInPast,
     /// Longer than the role allows.
-    #[error("role `{role}` may be granted for at most {max_secs}s")]
+    #[error("role `{role}` may be granted for at most {}", super::requests::format_duration(*.max))]
     TooLong {
         /// The role.
         role: String,
-        /// Its limit in seconds.
-        max_secs: u64,
+        /// Its limit.
+        max: Duration,
     },
     /// A namespace name is not a DNS-1123 label.
     #[error("`{0}` is not a valid namespace name (lower-case letters, digits and -, at most 63)")]
@@ -245,7 +245,7 @@ pub fn validate(
         if length > max {
             return Err(GrantError::TooLong {
                 role: role.name.clone(),
-                max_secs: max.as_secs(),
+                max,
             });
         }
     }
@@ -601,7 +601,7 @@ mod tests {
             |g| g.ends_at = NOW + time::Duration::hours(9),
             Err(GrantError::TooLong {
                 role: "viewer".into(),
-                max_secs: 8 * 3600,
+                max: Duration::from_secs(8 * 3600),
             }),
         );
         check(

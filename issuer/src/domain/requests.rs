@@ -144,12 +144,12 @@ pub enum FilingError {
     #[error("the duration must be at least 1s")]
     ZeroDuration,
     /// Longer than the role allows.
-    #[error("role `{role}` may be requested for at most {max_secs}s")]
+    #[error("role `{role}` may be requested for at most {}", format_duration(*.max))]
     TooLong {
         /// Role.
         role: String,
         /// Limit.
-        max_secs: u64,
+        max: Duration,
     },
     /// Bad namespace name.
     #[error("`{0}` is not a valid namespace name (lower-case letters, digits and -, at most 63)")]
@@ -187,7 +187,7 @@ pub fn check_filing(
         if f.duration > max {
             return Err(FilingError::TooLong {
                 role: role.name.clone(),
-                max_secs: max.as_secs(),
+                max,
             });
         }
     }
@@ -295,10 +295,26 @@ pub fn is_approver(groups: &[String], roles: &[RoleConfig]) -> bool {
         .any(|r| r.request.approvers.iter().any(|a| groups.contains(a)))
 }
 
-/// `30m`, `2h`, `1h30m`, `90s`: a request's duration for people.
+/// The roles people may request, in the policy's order, each with whether a request waits for
+/// an approver (a break-glass role that approves itself does not).
+#[must_use]
+pub fn requestable(roles: &[RoleConfig]) -> Vec<(&RoleConfig, bool)> {
+    roles
+        .iter()
+        .filter(|r| r.request.requestable)
+        .map(|r| (r, !(r.request.break_glass && r.request.self_approve)))
+        .collect()
+}
+
+/// `30m`, `4h`, `1h30m`, `90s`, `30d`: a duration as people write it (and as the config file
+/// and the plugin's `--for` take it), never a bare number of seconds. Whole days are shown in
+/// days, anything else in hours, minutes and seconds.
 #[must_use]
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
+    if s > 0 && s.is_multiple_of(86_400) {
+        return format!("{}d", s / 86_400);
+    }
     let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
     let mut out = String::new();
     if h > 0 {
@@ -423,7 +439,7 @@ mod tests {
             check("prod", "prod-exec", &[], Some("x"), 3601),
             Err(E::TooLong {
                 role: "prod-exec".into(),
-                max_secs: 3600
+                max: Duration::from_secs(3600)
             })
         );
         assert_eq!(
@@ -507,11 +523,33 @@ mod tests {
     }
 
     #[test]
+    fn only_requestable_roles_are_listed_and_break_glass_needs_no_approval() {
+        let roles = roles();
+        let listed: Vec<(&str, bool)> = requestable(&roles)
+            .into_iter()
+            .map(|(r, approval)| (r.name.as_str(), approval))
+            .collect();
+        assert_eq!(listed, [("prod-exec", true), ("glass", false)]);
+    }
+
+    #[test]
     fn durations_read_like_the_flags() {
         assert_eq!(format_duration(Duration::from_secs(1800)), "30m");
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_secs(5)), "5s");
         assert_eq!(format_duration(Duration::from_secs(0)), "0s");
+        assert_eq!(format_duration(Duration::from_secs(14_400)), "4h");
+        assert_eq!(format_duration(Duration::from_secs(3600 + 1)), "1h1s");
+        assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
+        assert_eq!(format_duration(Duration::from_secs(36 * 3600)), "36h");
+        let too_long = FilingError::TooLong {
+            role: "prod-exec".into(),
+            max: Duration::from_secs(14_400),
+        };
+        assert_eq!(
+            too_long.to_string(),
+            "role `prod-exec` may be requested for at most 4h"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! no JavaScript. Field names (`person`, `cluster`, `namespace`, `event`, `from`, `to`,
 //! `after`) are a contract tests and bookmarks use.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::templates::{escape, layout};
@@ -74,21 +75,42 @@ fn input(name: &str, label: &str, value: &str, hint: &str) -> String {
     )
 }
 
-/// The page: form, chain status, table, links.
+/// The subject cell: the account's name where the subject is a user id (the id kept in the
+/// cell's `title` and in the export), else the subject as recorded.
+fn subject_cell(subject: Option<&str>, names: &HashMap<String, String>) -> String {
+    match subject.and_then(|s| names.get(s).map(|n| (s, n))) {
+        Some((id, name)) => format!("<td title=\"{}\">{}</td>", escape(id), escape(name)),
+        None => cell(subject),
+    }
+}
+
+/// The page: form, chain status, table, links. `names` maps subject user ids to account
+/// names.
 pub(super) fn audit_page(
     auditor: &str,
     f: &Filters,
     rows: &[Record],
+    names: &HashMap<String, String>,
     chain: &ChainStatus,
     after: Option<i64>,
     next: Option<i64>,
 ) -> String {
     let mut b = String::new();
+    // Cells never wrap inside a word or a number ("Clust er", "1 0"): they keep one line and the
+    // table scrolls sideways in its own box at any width (1280 px shows every column; a phone
+    // scrolls). Only the free-text reason wraps, at spaces.
     b.push_str(
-        "<style>main{max-width:none;margin:1rem}table{border-collapse:collapse;font-size:.85rem;width:100%}\
-         th,td{border-bottom:1px solid #dde1e8;padding:.3rem .4rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
+        "<style>main{max-width:none;margin:1rem}\
+         .scroll{overflow-x:auto;border:1px solid #dde1e8;border-radius:6px;margin:.6rem 0}\
+         table.trail{border-collapse:collapse;font-size:.85rem;width:100%}\
+         table.trail th,table.trail td{border-bottom:1px solid #dde1e8;padding:.3rem .4rem;text-align:left;vertical-align:top;white-space:nowrap}\
+         table.trail th{background:#f4f5f7}table.trail td.num{text-align:right}\
+         table.trail td.reason{white-space:normal;min-width:9rem;max-width:15rem;overflow-wrap:break-word}\
          form.filters label{display:inline-block;margin:.3rem .8rem .3rem 0;font-weight:600}\
-         form.filters input{width:11rem;padding:.3rem;font-size:.9rem}.ok{color:#067647}.bad{color:#b42318;font-weight:700}</style>",
+         form.filters input{width:11rem;padding:.3rem;font-size:.9rem}\
+         form.filters input::placeholder{color:#8a94a6;font-style:italic;font-weight:400}\
+         .ok{color:#067647}.bad{color:#b42318;font-weight:700}\
+         @media (max-width:40rem){main{margin:0;padding:1rem}form.filters label{display:block}form.filters input{width:100%;box-sizing:border-box}}</style>",
     );
     let _ = write!(
         b,
@@ -122,37 +144,38 @@ pub(super) fn audit_page(
     b.push_str(&input("cluster", "Cluster", &f.cluster, "any"));
     b.push_str(&input("namespace", "Namespace", &f.namespace, "any"));
     b.push_str(&input("event", "Event", &f.event, "e.g. login, grant"));
-    b.push_str(&input("from", "From", &f.from, "2026-11-01"));
-    b.push_str(&input("to", "To (inclusive date)", &f.to, "2026-11-30"));
+    // Hints that read as hints, not as dates already filled in.
+    b.push_str(&input("from", "From", &f.from, "YYYY-MM-DD"));
+    b.push_str(&input("to", "To (inclusive date)", &f.to, "YYYY-MM-DD"));
     b.push_str(r#"<button type="submit">Filter</button> <a href="/audit">Reset</a></form>"#);
     let _ = write!(
         b,
         r#"<p><a id="download" href="/audit/export?{}">Download this selection as JSON lines</a></p>"#,
         escape(&f.query(None))
     );
-    b.push_str("<table><thead><tr><th>#</th><th>Time (UTC)</th><th>Event</th><th>Actor</th><th>Subject</th><th>Cluster</th><th>Namespace</th><th>Role</th><th>Reason</th><th>Approver</th><th>Address</th><th>Request id</th></tr></thead><tbody>");
+    b.push_str("<div class=\"scroll\"><table class=\"trail\"><thead><tr><th>#</th><th>Time (UTC)</th><th>Event</th><th>Actor</th><th>Subject</th><th>Cluster</th><th>Namespace</th><th>Role</th><th>Reason</th><th>Approver</th><th>Address</th><th>Request id</th></tr></thead><tbody>");
     if rows.is_empty() {
         b.push_str(r#"<tr><td colspan="12">No events match.</td></tr>"#);
     }
     for r in rows {
         let _ = write!(
             b,
-            "<tr class=\"event\"><td>{}</td><td>{}</td>{}{}{}{}{}{}{}{}{}{}</tr>",
+            "<tr class=\"event\"><td class=\"num\">{}</td><td>{}</td>{}{}{}{}{}{}<td class=\"reason\">{}</td>{}{}{}</tr>",
             r.seq,
             time(r.at),
             cell(Some(&r.event)),
             cell(r.actor.as_deref()),
-            cell(r.subject.as_deref()),
+            subject_cell(r.subject.as_deref(), names),
             cell(r.cluster.as_deref()),
             cell(r.namespace.as_deref()),
             cell(r.role.as_deref()),
-            cell(r.reason.as_deref()),
+            escape(r.reason.as_deref().unwrap_or("")),
             cell(r.approver.as_deref()),
             cell(r.client_addr.as_deref()),
             cell(r.request_id.as_deref()),
         );
     }
-    b.push_str("</tbody></table><p>");
+    b.push_str("</tbody></table></div><p>");
     if after.is_some() {
         let _ = write!(
             b,
@@ -190,7 +213,7 @@ mod tests {
             ..Record::default()
         };
         let chain = ChainStatus::Broken("the chain breaks at event 3".into());
-        let html = audit_page("ann", &f, &[r], &chain, None, Some(7));
+        let html = audit_page("ann", &f, &[r], &HashMap::new(), &chain, None, Some(7));
         assert!(!html.contains("<b>mallory"), "{html}");
         assert!(html.contains("&lt;b&gt;mallory"));
         assert!(!html.contains("<script>"));
@@ -201,5 +224,55 @@ mod tests {
         );
         assert!(html.contains(r#"href="/audit?person=%3Cscript%3E&amp;cluster=prod&amp;after=7""#));
         assert!(html.contains("2027-01-15 08:00:00Z"), "{html}");
+    }
+
+    /// The table stays readable at any width: no cell breaks inside a word, the table scrolls
+    /// in its own box, and the date fields are empty with a hint, not prefilled-looking dates.
+    #[test]
+    fn cells_keep_one_line_in_a_scroll_box_and_hints_are_placeholders() {
+        let r = Record {
+            seq: 10,
+            at: 1_800_000_000,
+            event: "login".into(),
+            subject: Some("u-tjMlBurBKbHsJKea".into()),
+            cluster: Some("default".into()),
+            client_addr: Some("127.0.0.1".into()),
+            ..Record::default()
+        };
+        let names = HashMap::from([("u-tjMlBurBKbHsJKea".to_owned(), "gina".to_owned())]);
+        let chain = ChainStatus::Broken("x".into());
+        let html = audit_page("ann", &Filters::default(), &[r], &names, &chain, None, None);
+        let marker = "table.trail th,table.trail td{";
+        let rule = &html[html
+            .find(marker)
+            .unwrap_or_else(|| panic!("no rule for the cells: {html}"))
+            + marker.len()..];
+        let rule = &rule[..rule.find('}').unwrap_or(rule.len())];
+        assert!(rule.contains("white-space:nowrap"), "{rule}");
+        assert!(!rule.contains("overflow-wrap"), "{rule}");
+        let scroll = html
+            .find(r#"<div class="scroll">"#)
+            .unwrap_or_else(|| panic!("no scroll box: {html}"));
+        let table = html
+            .find(r#"<table class="trail">"#)
+            .unwrap_or_else(|| panic!("no table: {html}"));
+        assert!(scroll < table, "the table is inside the scroll box");
+        assert!(html.contains(".scroll{overflow-x:auto"), "{html}");
+        for name in ["from", "to"] {
+            assert!(
+                html.contains(&format!(
+                    r#"name="{name}" value="" placeholder="YYYY-MM-DD""#
+                )),
+                "{name}: {html}"
+            );
+        }
+        assert!(
+            !html.contains("2026-11-"),
+            "no example date that reads as a value"
+        );
+        assert!(
+            html.contains(r#"<td title="u-tjMlBurBKbHsJKea">gina</td>"#),
+            "the subject reads as a name, its id on hover: {html}"
+        );
     }
 }

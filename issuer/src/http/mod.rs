@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
             &format!("{}/{{id}}/approve", api::PATH_REQUESTS),
             post(requests::approve_api),
         )
+        .route(api::PATH_ROLES, get(requests::roles))
         .route("/requests", get(requests::page))
         .route("/requests/{id}", post(requests::decide))
         .route("/audit", get(audit_page::audit_page))

@@ -161,6 +161,38 @@ pub(super) fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError>
     })
 }
 
+/// The pages that need a signed-in person and that a sign-in sends the browser back to.
+const RETURN_PAGES: &[&str] = &["/audit", "/requests"];
+
+/// Whether `p` is a path a sign-in may send a browser back to: one of [`RETURN_PAGES`] with an
+/// optional query, nothing that a browser could read as another host (no scheme, no `//`).
+pub(super) fn is_return_path(p: &str) -> bool {
+    let page = p.split_once('?').map_or(p, |(page, _)| page);
+    RETURN_PAGES.contains(&page)
+        && p.len() <= 2048
+        // Visible ASCII only (a header value), and no backslash some browsers read as `/`.
+        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+}
+
+/// The answer to a browser that is not signed in on a page that needs it: the sign-in page,
+/// remembering `back` (if it is a [return path](is_return_path), else `fallback`) so that the
+/// sign-in ends there.
+pub(super) async fn sign_in_then(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: &str,
+    back: &str,
+    fallback: &'static str,
+) -> Result<Response, PageError> {
+    let browser = current_or_new(state, headers, addr).await?;
+    let back = if is_return_path(back) { back } else { fallback };
+    state
+        .store()
+        .set_web_return_to(&browser.session.id_hash, Some(back))
+        .await?;
+    Ok(browser.respond(see_other("/login")))
+}
+
 pub(super) fn see_other(to: &'static str) -> Response {
     Redirect::to(to).into_response()
 }
@@ -488,11 +520,11 @@ pub(super) async fn signed_in(
 }
 
 /// Where a browser goes once signed in: to consent when a device waits, else back to the page
-/// that sent it to sign in (a local path, see [`super::audit_page`]), else a "signed in" page.
+/// that sent it to sign in (a local path, see [`is_return_path`]), else a "signed in" page.
 pub(super) fn next_page(browser: &Browser, back: Option<&str>, username: &str) -> Response {
     if browser.session.device_id.is_some() {
         see_other("/consent")
-    } else if let Some(path) = back.filter(|p| super::audit_page::is_return_path(p)) {
+    } else if let Some(path) = back.filter(|p| is_return_path(p)) {
         Redirect::to(path).into_response()
     } else {
         Html(templates::signed_in_page(username)).into_response()
@@ -640,5 +672,41 @@ pub(super) async fn audit_failure(
     };
     if let Err(err) = state.store().audit(&e, now).await {
         tracing::error!(error = %err, "audit write failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_return_path;
+
+    #[test]
+    fn only_local_pages_that_need_sign_in_are_return_paths() {
+        for good in [
+            "/audit",
+            "/audit?person=alice&cluster=prod",
+            "/requests",
+            "/requests?x=1",
+        ] {
+            assert!(is_return_path(good), "{good}");
+        }
+        for bad in [
+            "//evil.example/audit",
+            "https://evil.example/",
+            "https://evil.example/requests",
+            "http:/requests",
+            "/\\evil.example/requests",
+            "/auditx",
+            "/requestsx",
+            "/requests/../evil",
+            "/consent",
+            "/login",
+            "",
+            "/audit?\r\nx",
+            "/audit?a b",
+            "/audit?\\x",
+            "/audit?é",
+        ] {
+            assert!(!is_return_path(bad), "{bad}");
+        }
     }
 }

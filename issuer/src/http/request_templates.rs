@@ -1,9 +1,12 @@
-//! The HTML of the approvals page (`/requests`). Field names (`action` = `approve` or `deny`,
+//! The HTML of the approvals page (`/requests`): the roles one may request, then the pending
+//! requests. Field names (`action` = `approve` or `deny`,
 //! `comment`, hidden `csrf_token`) are a contract that tests and automation use.
 
 use std::fmt::Write as _;
 
 use super::templates::{csrf_field, escape, layout};
+use credential_shared::api::RoleInfo;
+
 use crate::domain::requests::{format_duration, AccessRequest};
 
 /// One pending request on the page.
@@ -22,6 +25,7 @@ pub(super) fn requests_page(
     username: &str,
     approver: bool,
     rows: &[Row<'_>],
+    roles: &[RoleInfo],
     notice: Option<&str>,
 ) -> String {
     let mut body = format!(
@@ -34,6 +38,8 @@ pub(super) fn requests_page(
     if !approver {
         body.push_str("<p>You are not an approver of any role. Your own pending requests are listed below.</p>");
     }
+    roles_section(&mut body, roles);
+    body.push_str("<h2>Pending requests</h2>");
     if rows.is_empty() {
         body.push_str("<p id=\"empty\">No pending requests.</p>");
     }
@@ -77,4 +83,40 @@ pub(super) fn requests_page(
         body.push_str("</section>");
     }
     layout("Access requests", &body)
+}
+
+/// The roles one may request: name, longest duration, who approves, whether a reason is
+/// needed, and the command that asks for one.
+fn roles_section(body: &mut String, roles: &[RoleInfo]) {
+    body.push_str(
+        "<style>h2{font-size:1.1rem;margin:1.4rem 0 .5rem}\
+         table.roles{border-collapse:collapse;font-size:.9rem;width:100%}\
+         table.roles th,table.roles td{text-align:left;vertical-align:top;padding:.25rem .4rem;border-bottom:1px solid #dde1e8}\
+         table.roles td:first-child,table.roles td:nth-child(2){white-space:nowrap}</style>\
+         <section id=\"roles\"><h2>Roles you may request</h2>",
+    );
+    if roles.is_empty() {
+        body.push_str("<p>No role can be requested on this issuer.</p></section>");
+        return;
+    }
+    body.push_str("<table class=\"roles\"><thead><tr><th>Role</th><th>At most</th><th>Approval</th><th>Reason</th></tr></thead><tbody>");
+    for r in roles {
+        let approval = if !r.needs_approval {
+            "none: approved at once, and an alert is sent".to_owned()
+        } else if r.approvers.is_empty() {
+            "an administrator".to_owned()
+        } else {
+            format!("a member of {}", r.approvers.join(", "))
+        };
+        let _ = write!(
+            body,
+            "<tr class=\"role\" id=\"role-{name}\"><td><code>{name}</code>{glass}</td><td>{max}</td><td>{approval}</td><td>{reason}</td></tr>",
+            name = escape(&r.name),
+            glass = if r.break_glass { "<br>(break-glass)" } else { "" },
+            max = escape(&r.max_duration),
+            approval = escape(&approval),
+            reason = if r.reason_required { "required" } else { "optional" },
+        );
+    }
+    body.push_str("</tbody></table><p class=\"muted\">Ask with <code>kubectl credential request --role ROLE --for 1h --reason TEXT</code>.</p></section>");
 }

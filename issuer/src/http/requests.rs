@@ -7,18 +7,23 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
-use credential_shared::api::{AccessRequestList, ApiErrorBody, NewAccessRequest};
+use credential_shared::api::{
+    AccessRequestList, ApiErrorBody, NewAccessRequest, RoleInfo, RoleList,
+};
 use credential_shared::oauth::AccessTokenClaims;
 use credential_shared::text::Untrusted;
 use serde::Deserialize;
 
-use super::pages::{current, form, see_other, verified};
+use super::pages::{current, form, sign_in_then, verified};
 use super::{request_templates, ClientAddr, PageError, RequestId};
 use crate::app::AppState;
-use crate::domain::requests::{is_approver, Decider, DecisionError};
+use crate::domain::requests::{format_duration, is_approver, requestable, Decider, DecisionError};
 use crate::notify::Kind;
 use crate::requests::{self as svc, Error, Notice, Origin};
 use crate::store::RequestFilter;
+
+/// The approvals page; a sign-in started here comes back to it.
+const PATH: &str = "/requests";
 
 /// An error of the JSON API.
 #[derive(Debug)]
@@ -221,6 +226,37 @@ pub(super) async fn list_mine(
     Ok(Json(AccessRequestList { requests }))
 }
 
+/// The roles of `roles` one may request, as the API and the page show them.
+fn role_infos(roles: &[crate::config::RoleConfig]) -> Vec<RoleInfo> {
+    requestable(roles)
+        .into_iter()
+        .map(|(r, needs_approval)| {
+            let max = r.max_duration.unwrap_or_default();
+            RoleInfo {
+                name: r.name.clone(),
+                max_duration_secs: max.as_secs(),
+                max_duration: format_duration(max),
+                needs_approval,
+                approvers: r.request.approvers.clone(),
+                reason_required: r.request.reason_required,
+                break_glass: r.request.break_glass,
+            }
+        })
+        .collect()
+}
+
+/// `GET /api/v1/roles`: the roles the caller may request for the cluster of their token.
+pub(super) async fn roles(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<RoleList>, ApiError> {
+    let claims = caller(&state, &headers).await?;
+    Ok(Json(RoleList {
+        cluster: claims.cluster,
+        roles: role_infos(&state.config().roles),
+    }))
+}
+
 /// `GET /api/v1/requests/{id}`: one of the caller's requests (another person's is 404).
 pub(super) async fn get_one(
     State(state): State<AppState>,
@@ -290,15 +326,18 @@ async fn person(
 }
 
 /// `GET /requests`: pending requests the signed-in approver may decide, and their own.
+/// A browser not signed in goes to the sign-in page and comes back here afterwards.
 pub(super) async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
 ) -> Result<Response, PageError> {
-    let Some(session) = current(&state, &headers).await? else {
-        return Ok(see_other("/login"));
+    let signed_in = match current(&state, &headers).await? {
+        Some(session) => person(&state, &session).await?.map(|user| (session, user)),
+        None => None,
     };
-    let Some(user) = person(&state, &session).await? else {
-        return Ok(see_other("/login"));
+    let Some((session, user)) = signed_in else {
+        return sign_in_then(&state, &headers, &addr, PATH, PATH).await;
     };
     render(&state, &session, &user, None).await
 }
@@ -347,6 +386,7 @@ async fn render(
         &user.username,
         is_approver(&user.groups, &cfg.roles),
         &rows,
+        &role_infos(&cfg.roles),
         notice,
     );
     Ok(Html(page).into_response())
@@ -374,7 +414,7 @@ pub(super) async fn decide(
     let f = form(f)?;
     let session = verified(&state, &headers, &f.csrf_token).await?;
     let Some(user) = person(&state, &session).await? else {
-        return Ok(see_other("/login"));
+        return sign_in_then(&state, &headers, &addr, PATH, PATH).await;
     };
     let approve = super::pages::approves(&f.action)?;
     let origin = Origin {

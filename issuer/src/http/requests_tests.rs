@@ -2,7 +2,7 @@
 //! flow) and the approvals page (real sign-in, CSRF), with a fake clock and a temporary
 //! database.
 
-#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -155,6 +155,10 @@ async fn filings_follow_the_policy_and_are_rate_limited() {
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    // The limit reads as the config file wrote it (`2h`), not as a number of seconds.
+    let refused = r.json::<ApiErrorBody>().message;
+    assert!(refused.contains("at most 2h"), "{refused}");
+    assert!(!refused.contains("7200"), "{refused}");
     // The third filing this window is within the limit (3), the fourth is not.
     let r = api(
         &app,
@@ -467,4 +471,119 @@ async fn a_burst_of_filings_stops_at_the_limit() {
     .await;
     assert_eq!(count(&replies, StatusCode::CREATED), 3);
     assert_eq!(count(&replies, StatusCode::TOO_MANY_REQUESTS), 47);
+}
+
+/// A person who opens `/requests` without being signed in signs in and lands back on it, not
+/// on the "run `kubectl credential login`" page.
+#[tokio::test]
+async fn signing_in_from_the_approvals_page_returns_to_it() {
+    let app = TestApp::with(policy).await;
+    app.add_user("bob", &["sre-leads"]).await;
+    let r = app.get("/requests", None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.headers[header::LOCATION], "/login");
+    let cookie = r.cookie().expect("a browser session for the sign-in");
+    let login = app.get("/login", Some(&cookie)).await;
+    let r = app
+        .post(
+            "/login",
+            &[
+                ("username", "bob"),
+                ("password", "correct horse battery"),
+                ("csrf_token", &login.csrf()),
+            ],
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.headers[header::LOCATION], "/requests");
+    let bob = r.cookie().expect("a fresh session after sign-in");
+    let page = app.get("/requests", Some(&bob)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Access requests"), "{}", page.body);
+    assert!(page.body.contains("bob"), "{}", page.body);
+}
+
+/// A return target that is not one of the issuer's own pages is never followed, even if it
+/// reached the session's row.
+#[tokio::test]
+async fn a_return_target_on_another_host_is_refused() {
+    let app = TestApp::with(policy).await;
+    app.add_user("bob", &["sre-leads"]).await;
+    for evil in [
+        "https://evil.example/requests",
+        "//evil.example/requests",
+        "/\\evil.example",
+    ] {
+        let r = app.get("/requests", None).await;
+        let cookie = r.cookie().unwrap();
+        let hash = crate::secret::hash(cookie.split_once('=').unwrap().1);
+        app.state
+            .store()
+            .set_web_return_to(&hash, Some(evil))
+            .await
+            .unwrap();
+        let login = app.get("/login", Some(&cookie)).await;
+        let r = app
+            .post(
+                "/login",
+                &[
+                    ("username", "bob"),
+                    ("password", "correct horse battery"),
+                    ("csrf_token", &login.csrf()),
+                ],
+                Some(&cookie),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{evil}: {}", r.body);
+        assert!(!r.headers.contains_key(header::LOCATION), "{evil}");
+    }
+}
+
+/// Before asking, a person sees which roles they may ask for, for how long at most and who
+/// approves: from the plugin's token (`GET /api/v1/roles`) and on the page.
+#[tokio::test]
+async fn the_roles_one_may_request_are_listed_with_their_limits() {
+    use credential_shared::api::{RoleList, PATH_ROLES};
+    let app = TestApp::with(|f| {
+        policy(f);
+        f.roles.push(FileRole {
+            name: "viewer".into(),
+            cluster_role: Some("view".into()),
+            ..FileRole::default()
+        });
+    })
+    .await;
+    let r = api(&app, "GET", PATH_ROLES, None, "").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    let t = login(&app, "alice", &["dev"]).await;
+    let r = api(&app, "GET", PATH_ROLES, Some(&t.access_token), "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let list: RoleList = r.json();
+    assert_eq!(list.cluster.as_deref(), Some("default"));
+    let names: Vec<&str> = list.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["prod-exec", "glass"],
+        "not the unrequestable viewer"
+    );
+    let exec = &list.roles[0];
+    assert_eq!(exec.max_duration, "2h");
+    assert_eq!(exec.max_duration_secs, 7200);
+    assert!(exec.needs_approval && exec.reason_required && !exec.break_glass);
+    assert_eq!(exec.approvers, ["sre-leads"]);
+    let glass = &list.roles[1];
+    assert_eq!(glass.max_duration, "1h");
+    assert!(!glass.needs_approval && glass.break_glass);
+
+    let web = web_sign_in(&app, "alice").await;
+    let page = app.get("/requests", Some(&web)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let roles = &page.body[page.body.find(r#"id="roles""#).expect("a roles section")..];
+    assert!(roles.contains(r#"id="role-prod-exec""#), "{roles}");
+    assert!(roles.contains("<td>2h</td>"), "{roles}");
+    assert!(roles.contains("a member of sre-leads"), "{roles}");
+    assert!(roles.contains(r#"id="role-glass""#), "{roles}");
+    assert!(roles.contains("approved at once"), "{roles}");
+    assert!(!roles.contains("role-viewer"), "{roles}");
 }
