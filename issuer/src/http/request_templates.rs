@@ -92,14 +92,15 @@ fn roles_section(body: &mut String, roles: &[RoleInfo]) {
         "<style>h2{font-size:1.1rem;margin:1.4rem 0 .5rem}\
          table.roles{border-collapse:collapse;font-size:.9rem;width:100%}\
          table.roles th,table.roles td{text-align:left;vertical-align:top;padding:.25rem .4rem;border-bottom:1px solid #dde1e8}\
-         table.roles td:first-child,table.roles td:nth-child(2){white-space:nowrap}</style>\
+         table.roles td:first-child,table.roles td:nth-child(2){white-space:nowrap}\
+         .scroll{overflow-x:auto;max-width:100%}</style>\
          <section id=\"roles\"><h2>Roles you may request</h2>",
     );
     if roles.is_empty() {
         body.push_str("<p>No role can be requested on this issuer.</p></section>");
         return;
     }
-    body.push_str("<table class=\"roles\"><thead><tr><th>Role</th><th>At most</th><th>Approval</th><th>Reason</th></tr></thead><tbody>");
+    body.push_str("<div class=\"scroll\"><table class=\"roles\"><thead><tr><th>Role</th><th>At most</th><th>Approval</th><th>Reason</th></tr></thead><tbody>");
     for r in roles {
         let approval = if !r.needs_approval {
             "none: approved at once, and an alert is sent".to_owned()
@@ -118,5 +119,5 @@ fn roles_section(body: &mut String, roles: &[RoleInfo]) {
             reason = if r.reason_required { "required" } else { "optional" },
         );
     }
-    body.push_str("</tbody></table><p class=\"muted\">Ask with <code>kubectl credential request --role ROLE --for 1h --reason TEXT</code>.</p></section>");
+    body.push_str("</tbody></table></div><p class=\"muted\">Ask with <code>kubectl credential request --role ROLE --for 1h --reason TEXT</code>.</p></section>");
 }
