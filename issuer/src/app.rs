@@ -242,7 +242,13 @@ pub fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
     }
     // A directory can be ours and mode 0700 and still refuse writes (a read-only mount that
     // allowed the chmod of an already-0700 directory, an immutable flag): try.
-    let probe = path.join(".write-check");
+    // A name of its own: the server and an admin command next to it check the same directory
+    // at the same moment.
+    let probe = path.join(format!(
+        ".write-check-{}-{}",
+        std::process::id(),
+        crate::secret::hex(&crate::secret::random_bytes(6))
+    ));
     std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| fail(words(&e, "write"), e))?;
@@ -256,6 +262,28 @@ mod tests {
 
     /// A data directory on a read-only mount (a `ConfigMap` volume, a read-only root file system)
     /// is reported as read-only, whether it exists or would have to be created, with the path.
+    /// Processes checking the same directory at once (a server and admin commands) do not
+    /// trip over each other's check.
+    #[test]
+    fn concurrent_checks_of_one_directory_all_pass() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("data");
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| s.spawn(|| (0..20).try_for_each(|_| create_private_dir(&path))))
+                .collect();
+            for h in handles {
+                if let Err(e) = h.join().unwrap_or_else(|_| panic!("a check panicked")) {
+                    panic!("a concurrent check failed: {e}");
+                }
+            }
+        });
+        let left: Vec<_> = std::fs::read_dir(&path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .collect();
+        assert!(left.is_empty(), "probe files left behind: {left:?}");
+    }
+
     #[test]
     fn a_read_only_data_directory_says_so() {
         let disk = SmallDisk::mount_with("size=1m,mode=0700,ro");

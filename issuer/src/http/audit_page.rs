@@ -63,6 +63,7 @@ impl AuditQuery {
 
 fn bad_filter(message: String) -> PageError {
     PageError::new(StatusCode::BAD_REQUEST, "Invalid filter", message)
+        .link_to("/audit", "Back to the audit trail")
 }
 
 /// The store filter for the form's values.
@@ -129,7 +130,8 @@ async fn auditor(
                 "You are signed in as {}, who is not in an auditor group, so the audit trail is not shown. Ask your security team to add you to one of the groups in the issuer's [audit] auditor_groups setting.",
                 user.username
             ),
-        ));
+        )
+        .without_link());
     }
     Ok(Ok(user))
 }

@@ -93,6 +93,7 @@ async fn strangers_sign_in_and_come_back_and_non_auditors_get_403() {
     assert!(r.body.contains("Not an auditor"), "{}", r.body);
     assert!(r.body.contains("bob"), "{}", r.body);
     assert!(!r.body.contains("<table>"), "no events for a non-auditor");
+    assert!(!r.body.contains(r#"href="/device""#), "{}", r.body);
     let r = app.get("/audit/export", Some(&bob)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let events: Vec<String> = trail(&app).await.into_iter().map(|r| r.event).collect();
@@ -199,6 +200,9 @@ async fn filters_page_and_download_select_the_same_events_and_views_are_audited(
     let bad = app.get("/audit?from=yesterday", Some(&ann)).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("yesterday"), "{}", bad.body);
+    // Its way on is the trail again, not a device sign-in.
+    assert!(bad.body.contains(r#"href="/audit""#), "{}", bad.body);
+    assert!(!bad.body.contains(r#"href="/device""#), "{}", bad.body);
 
     // Every view is itself an audit event, with the filters in its detail.
     let viewed: Vec<Record> = trail(&app)

@@ -453,11 +453,10 @@ pub(super) async fn decide(
                 Error::Decision(_) => StatusCode::FORBIDDEN,
                 _ => StatusCode::BAD_REQUEST,
             };
-            Err(PageError::new(
-                status,
-                "Cannot decide this request",
-                format!("{e}."),
-            ))
+            Err(
+                PageError::new(status, "Cannot decide this request", format!("{e}."))
+                    .link_to("/requests", "Back to the requests"),
+            )
         }
     }
 }

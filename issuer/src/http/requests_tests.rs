@@ -259,6 +259,11 @@ async fn the_requester_never_approves_and_another_approver_starts_the_grant() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(
+        r.body.contains(r#"href="/requests""#),
+        "back to the list: {}",
+        r.body
+    );
 
     let mine: AccessRequestList = api(
         &app,
