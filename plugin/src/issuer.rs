@@ -473,14 +473,7 @@ impl IssuerClient {
         &self,
         token: &Secret,
     ) -> Result<credential_shared::api::RoleList, IssuerError> {
-        let url = format!("{}{}", self.issuer, credential_shared::api::PATH_ROLES);
-        let result = self
-            .agent
-            .get(&url)
-            .set("Accept", "application/json")
-            .set("Authorization", &format!("Bearer {}", token.expose()))
-            .call();
-        self.read_api(&url, result)
+        self.get_api(credential_shared::api::PATH_ROLES, token)
     }
 
     /// The caller's access requests.
@@ -488,7 +481,12 @@ impl IssuerClient {
         &self,
         token: &Secret,
     ) -> Result<credential_shared::api::AccessRequestList, IssuerError> {
-        let url = format!("{}{}", self.issuer, credential_shared::api::PATH_REQUESTS);
+        self.get_api(credential_shared::api::PATH_REQUESTS, token)
+    }
+
+    /// `GET path` of the requests API with the caller's access token.
+    fn get_api<T: DeserializeOwned>(&self, path: &str, token: &Secret) -> Result<T, IssuerError> {
+        let url = format!("{}{path}", self.issuer);
         let result = self
             .agent
             .get(&url)

@@ -120,11 +120,6 @@ pub struct Shot {
 #[track_caller]
 #[must_use]
 pub fn render(pages: &[(String, String)], variant: Variant, dir: &Path) -> Rendered {
-    let node = require_tools();
-    let home = tempfile::Builder::new()
-        .prefix("e2e-chromium.")
-        .tempdir()
-        .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
     let input = serde_json::Value::Array(
         pages
             .iter()
@@ -132,19 +127,11 @@ pub fn render(pages: &[(String, String)], variant: Variant, dir: &Path) -> Rende
             .collect(),
     )
     .to_string();
-    let mut cmd = Command::new(node);
-    cmd.current_dir(script_dir())
-        .arg("render.mjs")
-        .arg("--artifacts")
+    let (mut cmd, _home) = node_script("render.mjs");
+    cmd.arg("--artifacts")
         .arg(dir)
         .arg("--variant")
-        .arg(variant.as_str())
-        .arg("--chromium")
-        .arg(CHROMIUM)
-        .env("HOME", home.path())
-        .env("TMPDIR", home.path())
-        .env_remove("DISPLAY")
-        .env_remove("WAYLAND_DISPLAY");
+        .arg(variant.as_str());
     let out = process::run(&mut cmd, Some(input.as_bytes()), JOURNEY_TIMEOUT);
     out.assert_success();
     serde_json::from_str(&out.stdout)
@@ -238,11 +225,11 @@ fn package_version(path: &Path, dependency: bool) -> Option<String> {
     version.as_str().map(str::to_owned)
 }
 
-/// Runs the journey in Chromium, keeping screenshots in `artifacts`. Fails the test with the
-/// script's message (which names the step and the page) unless every step worked.
+/// `node SCRIPT --chromium CHROMIUM` in `tests/browser/`, with a HOME and TMPDIR of its own
+/// (Chromium writes its state below them: crash reports, NSS database) that live as long as the
+/// returned directory, and no display.
 #[track_caller]
-#[must_use]
-pub fn sign_in(journey: &Journey<'_>, artifacts: &Path) -> Report {
+fn node_script(script: &str) -> (Command, tempfile::TempDir) {
     let node = require_tools();
     let home = tempfile::Builder::new()
         .prefix("e2e-chromium.")
@@ -250,8 +237,23 @@ pub fn sign_in(journey: &Journey<'_>, artifacts: &Path) -> Report {
         .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
     let mut cmd = Command::new(node);
     cmd.current_dir(script_dir())
-        .arg("signin.mjs")
-        .arg("--url")
+        .arg(script)
+        .arg("--chromium")
+        .arg(CHROMIUM)
+        .env("HOME", home.path())
+        .env("TMPDIR", home.path())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY");
+    (cmd, home)
+}
+
+/// Runs the journey in Chromium, keeping screenshots in `artifacts`. Fails the test with the
+/// script's message (which names the step and the page) unless every step worked.
+#[track_caller]
+#[must_use]
+pub fn sign_in(journey: &Journey<'_>, artifacts: &Path) -> Report {
+    let (mut cmd, _home) = node_script("signin.mjs");
+    cmd.arg("--url")
         .arg(journey.url)
         .arg("--username")
         .arg(journey.username)
@@ -266,14 +268,7 @@ pub fn sign_in(journey: &Journey<'_>, artifacts: &Path) -> Report {
         .arg("--address")
         .arg(journey.address)
         .arg("--variant")
-        .arg(journey.variant.as_str())
-        .arg("--chromium")
-        .arg(CHROMIUM)
-        // Chromium writes its own state below HOME and TMPDIR (crash reports, NSS database).
-        .env("HOME", home.path())
-        .env("TMPDIR", home.path())
-        .env_remove("DISPLAY")
-        .env_remove("WAYLAND_DISPLAY");
+        .arg(journey.variant.as_str());
     let password = format!("{}\n", journey.password);
     let out = process::run(&mut cmd, Some(password.as_bytes()), JOURNEY_TIMEOUT);
     report(&out)
