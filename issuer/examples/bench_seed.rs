@@ -8,7 +8,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use credential_issuer::secret::{hash, random_token};
+use credential_issuer::secrets::secret::{hash, random_token};
 use credential_issuer::store::{Location, NewUser, PostgresOptions, Session, Store};
 
 #[tokio::main(flavor = "current_thread")]

@@ -2,6 +2,8 @@
 //! values and validated before the server binds. A bad value fails with the field's name.
 
 use std::fmt;
+
+use crate::env;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,46 +12,21 @@ use base64::Engine as _;
 use serde::Deserialize;
 use url::Url;
 
-/// Environment variables the issuer reads, each documented once here.
-pub mod env {
-    /// Path of the TOML config file.
-    pub const CONFIG: &str = "CREDENTIAL_ISSUER_CONFIG";
-    /// Directory of the database, keys and generated TLS material.
-    pub const DATA_DIR: &str = "CREDENTIAL_ISSUER_DATA_DIR";
-    /// Socket address to listen on, e.g. `127.0.0.1:8443`.
-    pub const LISTEN: &str = "CREDENTIAL_ISSUER_LISTEN";
-    /// Public https URL of the issuer (the `iss` claim).
-    pub const ISSUER_URL: &str = "CREDENTIAL_ISSUER_URL";
-    /// PEM certificate chain to serve instead of the generated one.
-    pub const TLS_CERT: &str = "CREDENTIAL_ISSUER_TLS_CERT";
-    /// PEM private key of `TLS_CERT`.
-    pub const TLS_KEY: &str = "CREDENTIAL_ISSUER_TLS_KEY";
-    /// Access token lifetime, e.g. `5m`.
-    pub const TOKEN_TTL: &str = "CREDENTIAL_ISSUER_TOKEN_TTL";
-    /// Session (refresh) lifetime, e.g. `12h`.
-    pub const SESSION_TTL: &str = "CREDENTIAL_ISSUER_SESSION_TTL";
-    /// Log filter, as for every tracing program.
-    pub const RUST_LOG: &str = "RUST_LOG";
-    /// File holding the 32-byte key that encrypts secrets at rest (raw or base64).
-    pub const ENCRYPTION_KEY_FILE: &str = "CREDENTIAL_ISSUER_ENCRYPTION_KEY_FILE";
-    /// The 32-byte key itself, base64 (instead of `ENCRYPTION_KEY_FILE`; e.g. from a Secret).
-    pub const ENCRYPTION_KEY: &str = "CREDENTIAL_ISSUER_ENCRYPTION_KEY";
-    /// `postgres://user:password@host/db` for a shared PostgreSQL (several replicas); unset:
-    /// SQLite in the data directory.
-    pub const DATABASE_URL: &str = "CREDENTIAL_ISSUER_DATABASE_URL";
-    /// `json` for JSON logs, anything else for text.
-    pub const LOG_FORMAT: &str = "CREDENTIAL_ISSUER_LOG_FORMAT";
-    /// Set (to anything but the empty string): no colours in the text log even on a terminal
-    /// (<https://no-color.org>). Without a terminal there are none anyway.
-    pub const NO_COLOR: &str = "NO_COLOR";
-    /// Set by Kubernetes in every pod: the API server's address (`in_cluster = true`).
-    pub const KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
-    /// Set by Kubernetes in every pod: the API server's port (`in_cluster = true`).
-    pub const KUBERNETES_SERVICE_PORT: &str = "KUBERNETES_SERVICE_PORT";
-    /// Set by Kubernetes in every pod (the pod's name): names this replica in the leader
-    /// lease; without it, the kernel's host name does.
-    pub const HOSTNAME: &str = "HOSTNAME";
-}
+pub use crate::domain::cluster::{
+    ClusterConfig, KubeAccess, PolicyRule, RequestPolicy, RoleConfig, RolePermissions,
+    DEFAULT_RECONCILE_INTERVAL,
+};
+pub use crate::upstream::settings::{
+    ClientAuth, UpstreamConfig, DEFAULT_OFFLINE_GRACE, DEFAULT_UPSTREAM_SCOPES, MAX_OFFLINE_GRACE,
+};
+
+/// The lease's lifetime when `leader_lease` is not configured (today's 15 s).
+pub const LEADER_LEASE_DEFAULT: Duration = Duration::from_secs(15);
+/// The shortest `leader_lease`: below it the margin (a fifth) leaves less than a second of
+/// clock skew, and every replica writes the lease row more than once a second or so.
+pub const LEADER_LEASE_MIN: Duration = Duration::from_secs(5);
+/// The longest `leader_lease`: grants would stay unreconciled for minutes after a crash.
+pub const LEADER_LEASE_MAX: Duration = Duration::from_secs(300);
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -88,7 +65,7 @@ pub struct Config {
     pub encryption_key_file: Option<PathBuf>,
     /// The key itself (base64), from `CREDENTIAL_ISSUER_ENCRYPTION_KEY`; excludes
     /// `encryption_key_file`.
-    pub encryption_key: Option<crate::secret::Secret>,
+    pub encryption_key: Option<crate::secrets::secret::Secret>,
     /// Upstream OpenID Connect providers offered on the sign-in page, in config order.
     pub upstreams: Vec<UpstreamConfig>,
     /// Group mapping applied to every identity at token minting.
@@ -116,11 +93,11 @@ pub struct Config {
     pub signing_keys: SigningKeys,
     /// `leader_lease`: how long the leader lease lasts in the database; it is renewed every
     /// third of that, and its holder stops acting as leader a fifth before it expires
-    /// ([`crate::leader::Timing`]). A killed leader is replaced within about the lease plus a
+    /// (the leader lease's `Timing`). A killed leader is replaced within about the lease plus a
     /// renewal.
     pub leader_lease: Duration,
     /// Where the settings that locate the store were given, so that a command printed for the
-    /// operator names the same store as this process (`crate::banner`).
+    /// operator names the same store as this process (`crate::cli::banner`).
     pub store_origin: StoreOrigin,
 }
 
@@ -156,134 +133,13 @@ pub struct AuditConfig {
     pub auditor_groups: Vec<String>,
 }
 
-/// The scopes asked of an upstream provider when `scopes` is not set.
-pub const DEFAULT_UPSTREAM_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
-
-/// How the issuer authenticates itself at an upstream provider's token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// HTTP Basic with the client id and secret (the OpenID Connect default).
-    Basic,
-    /// `client_id` and `client_secret` in the form body.
-    Post,
-}
-
-/// One upstream OpenID Connect provider (`[[upstreams]]`).
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    /// Url-safe id, used in URLs, the database and audit rows.
-    pub id: String,
-    /// Name shown on the sign-in page.
-    pub name: String,
-    /// The provider's issuer (`iss`); discovery is `<issuer_url>/.well-known/openid-configuration`.
-    pub issuer_url: Url,
-    /// Client id registered at the provider; the ID token's `aud`.
-    pub client_id: String,
-    /// Client secret, read at start from a file or an environment variable.
-    pub client_secret: crate::secret::Secret,
-    /// Token endpoint authentication.
-    pub client_auth: ClientAuth,
-    /// Scopes requested (`openid` always included).
-    pub scopes: Vec<String>,
-    /// Claim that becomes the username (default `email`).
-    pub username_claim: String,
-    /// Claim holding the groups (default `groups`).
-    pub groups_claim: String,
-    /// When not empty, only people whose verified e-mail is in one of these domains may sign in.
-    pub allowed_email_domains: Vec<String>,
-    /// PEM CA bundle to trust for this provider instead of the system's web roots.
-    pub ca_file: Option<PathBuf>,
-    /// While the provider cannot give an answer about a person (down, frozen, slow, server
-    /// errors, the issuer's client refused, ...; never when it refuses the person), sessions
-    /// whose last successful check there is younger than this keep refreshing, their tokens
-    /// marked as not re-checked. Zero turns the grace off. See docs/threat-model.md.
-    pub offline_grace: Duration,
-}
-
-/// Default [`UpstreamConfig::offline_grace`]; docs/threat-model.md says why an hour.
-pub const DEFAULT_OFFLINE_GRACE: &str = "1h";
-/// Longest [`UpstreamConfig::offline_grace`] accepted.
-pub const MAX_OFFLINE_GRACE: Duration = Duration::from_secs(12 * 3600);
-
-/// Default time between two reconciler rounds for a cluster.
-pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
-
-/// A role that a grant can give: a reference to an existing `ClusterRole`, or rules from which the
-/// issuer makes a managed `ClusterRole` `credential:role:<name>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleConfig {
-    /// Name used by `grant add --role`.
-    pub name: String,
-    /// What the role allows.
-    pub permissions: RolePermissions,
-    /// Longest grant of this role; `None`: no limit.
-    pub max_duration: Option<Duration>,
-    /// Who may ask for this role just in time, and who decides (issue 5).
-    pub request: RequestPolicy,
-}
-
-/// The just-in-time request policy of a role.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "independent policy switches, as written in the config file"
-)]
-pub struct RequestPolicy {
-    /// People may file requests for this role (`kubectl credential request`).
-    pub requestable: bool,
-    /// Identity groups whose members may approve (never the requester).
-    pub approvers: Vec<String>,
-    /// A request must say why.
-    pub reason_required: bool,
-    /// A break-glass role: every use raises an alert.
-    pub break_glass: bool,
-    /// The requester's own request is approved at once (only with `break_glass`).
-    pub self_approve: bool,
-}
-
 /// `[notifications]`: the chat webhook told about requests and decisions.
 #[derive(Debug, Clone)]
 pub struct Notifications {
     /// Where to POST (http or https).
     pub webhook_url: Url,
     /// HMAC-SHA256 key for the `X-Credential-Signature` header, read at start.
-    pub webhook_secret: Option<crate::secret::Secret>,
-}
-
-/// What a role allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RolePermissions {
-    /// An existing `ClusterRole`, by name (`view`, `edit`, ...).
-    ClusterRole(String),
-    /// Rules of a `ClusterRole` the issuer manages.
-    Rules(Vec<PolicyRule>),
-}
-
-/// One RBAC rule of a role.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyRule {
-    /// API groups (`""` is the core group).
-    #[serde(default)]
-    pub api_groups: Vec<String>,
-    /// Resources, e.g. `pods`, `deployments/scale`.
-    #[serde(default)]
-    pub resources: Vec<String>,
-    /// Verbs, e.g. `get`, `list`, `*`.
-    #[serde(default)]
-    pub verbs: Vec<String>,
-    /// Restricts the rule to these object names.
-    #[serde(default)]
-    pub resource_names: Vec<String>,
-}
-
-/// How the reconciler reaches a cluster's API server with credentials of its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KubeAccess {
-    /// A kubeconfig file, read at every round (so a file written or rotated later is used).
-    Kubeconfig(PathBuf),
-    /// The pod's service account: token and CA at the standard paths.
-    InCluster,
+    pub webhook_secret: Option<crate::secrets::secret::Secret>,
 }
 
 /// Where the TLS certificate comes from.
@@ -298,23 +154,6 @@ pub enum TlsSource {
         /// Private key.
         key: PathBuf,
     },
-}
-
-/// One cluster whose API server trusts this issuer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterConfig {
-    /// Name used by `--cluster`.
-    pub name: String,
-    /// API server URL, published in the cluster list.
-    pub server: Option<Url>,
-    /// Base64 PEM CA of the API server, published in the cluster list.
-    pub certificate_authority_data: Option<String>,
-    /// `aud` of tokens for this cluster; the API server's `--oidc-client-id`.
-    pub audience: String,
-    /// How the grant reconciler reaches the cluster; `None`: grants are not made real here.
-    pub access: Option<KubeAccess>,
-    /// Time between two reconciler rounds (grant changes and grant ends start one sooner).
-    pub reconcile_interval: Duration,
 }
 
 /// `[accounts]`: local accounts' second factor and invitations.
@@ -754,7 +593,7 @@ pub struct Overrides {
     /// `--encryption-key-file`.
     pub encryption_key_file: Option<PathBuf>,
     /// `CREDENTIAL_ISSUER_ENCRYPTION_KEY` (environment only: a flag would show in `ps`).
-    pub encryption_key: Option<crate::secret::Secret>,
+    pub encryption_key: Option<crate::secrets::secret::Secret>,
 }
 
 impl Config {
@@ -880,16 +719,16 @@ impl Config {
         let leader_lease = duration_field(
             "leader_lease",
             file.leader_lease.as_deref(),
-            &format!("{}s", crate::leader::DEFAULT_TTL.as_secs()),
+            &format!("{}s", LEADER_LEASE_DEFAULT.as_secs()),
         )?;
-        if !(crate::leader::MIN_TTL..=crate::leader::MAX_TTL).contains(&leader_lease) {
+        if !(LEADER_LEASE_MIN..=LEADER_LEASE_MAX).contains(&leader_lease) {
             return Err(invalid(
                 "leader_lease",
                 format!(
                     "must be between {}s and {}m (shorter: less clock skew tolerated between \
                      replicas; longer: a dead leader's work waits that long)",
-                    crate::leader::MIN_TTL.as_secs(),
-                    crate::leader::MAX_TTL.as_secs() / 60
+                    LEADER_LEASE_MIN.as_secs(),
+                    LEADER_LEASE_MAX.as_secs() / 60
                 ),
             ));
         }
@@ -1126,7 +965,7 @@ impl Config {
     /// with the old key, plus a minute of clock skew.
     #[must_use]
     pub fn key_retention(&self) -> Duration {
-        self.token_ttl + crate::server::KEY_RELOAD_EVERY + Duration::from_secs(60)
+        self.token_ttl + crate::signing::RELOAD_EVERY + Duration::from_secs(60)
     }
 
     /// Where the signing keys are kept: `[signing] keys`, validated (in the database only
@@ -1154,15 +993,18 @@ impl Config {
     /// The key that seals secrets at rest: `CREDENTIAL_ISSUER_ENCRYPTION_KEY`, else the key
     /// file, created when missing if `create` (the server; admin commands never create one: a
     /// new key would not open what was sealed with the shared one).
-    pub fn sealer(&self, create: bool) -> Result<crate::seal::Sealer, crate::seal::SealError> {
+    pub fn sealer(
+        &self,
+        create: bool,
+    ) -> Result<crate::secrets::seal::Sealer, crate::secrets::seal::SealError> {
         if let Some(key) = &self.encryption_key {
-            return crate::seal::Sealer::from_text(env::ENCRYPTION_KEY, key.expose());
+            return crate::secrets::seal::Sealer::from_text(env::ENCRYPTION_KEY, key.expose());
         }
         let path = self.seal_key_file();
         if create {
-            crate::seal::Sealer::load_or_create(&path)
+            crate::secrets::seal::Sealer::load_or_create(&path)
         } else {
-            crate::seal::Sealer::load(&path)
+            crate::secrets::seal::Sealer::load(&path)
         }
     }
 
@@ -1494,7 +1336,7 @@ fn validate_notifications(n: FileNotifications) -> Result<Option<Notifications>,
                     "the secret must be at least 16 characters",
                 ));
             }
-            Some(crate::secret::Secret::new(text.to_owned()))
+            Some(crate::secrets::secret::Secret::new(text.to_owned()))
         }
     };
     Ok(Some(Notifications {
@@ -1656,7 +1498,7 @@ fn validate_upstream(i: usize, u: FileUpstream) -> Result<UpstreamConfig, Config
         name,
         issuer_url,
         client_id: u.client_id,
-        client_secret: crate::secret::Secret::new(client_secret),
+        client_secret: crate::secrets::secret::Secret::new(client_secret),
         client_auth,
         scopes,
         username_claim,
@@ -1876,7 +1718,7 @@ mod tests {
         let key = "q2bOqYVCJ6Ms3MhpsG1Df2V1dTlJ1k8m4yc1v0b9t0U=";
         let env_key = Overrides {
             database_url: Some(DatabaseUrl(url.into())),
-            encryption_key: Some(crate::secret::Secret::new(key)),
+            encryption_key: Some(crate::secrets::secret::Secret::new(key)),
             ..Overrides::default()
         };
         let c = load("", &env_key).unwrap_or_else(|e| panic!("{e}"));
@@ -1893,7 +1735,7 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains(env::ENCRYPTION_KEY) && !e.contains(key), "{e}");
         let short = Overrides {
-            encryption_key: Some(crate::secret::Secret::new("c2hvcnQ=")),
+            encryption_key: Some(crate::secrets::secret::Secret::new("c2hvcnQ=")),
             ..env_key
         };
         let c = load("", &short).unwrap_or_else(|e| panic!("{e}"));

@@ -6,14 +6,18 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Parser as _;
-use credential_issuer::cli::{
+use credential_issuer::cli::args::{
     AuditCommand, Cli, Command, GrantCommand, InviteCommand, KeysCommand, PolicyCommand,
     ReconcileArgs, ReportCommand, ReportFormat, RequestCommand, UserCommand,
 };
+use credential_issuer::cli::banner;
 use credential_issuer::clock::format_utc as format_time;
 use credential_issuer::config::{Config, SigningKeys};
-use credential_issuer::secret::Secret;
-use credential_issuer::{admin, app, banner, clock, reports, server, signing, store, telemetry};
+use credential_issuer::secrets::secret::Secret;
+use credential_issuer::serve as server;
+use credential_issuer::service::{admin, reports, state as app};
+use credential_issuer::telemetry::logging as telemetry;
+use credential_issuer::{clock, signing, store};
 use credential_shared::text::{Untrusted, LONG};
 
 fn main() -> ExitCode {
@@ -112,7 +116,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {} (set --listen)", config.listen))?;
     let files = server::tls_files(&config)?;
-    let tls = credential_issuer::tls::server_config(&files.cert, &files.key)?;
+    let tls = credential_issuer::serve::tls::server_config(&files.cert, &files.key)?;
     let state = app::AppState::open(config, Arc::new(clock::SystemClock)).await?;
     let cfg = state.config();
     // The bound address, not the configured one: with `--listen 127.0.0.1:0` the log says
@@ -265,7 +269,7 @@ async fn grant(config: Config, cmd: GrantCommand) -> anyhow::Result<()> {
     let now = time::OffsetDateTime::now_utc();
     match cmd {
         GrantCommand::Add(a) => {
-            let new = admin::new_grant(&a, now)?;
+            let new = admin::new_grant(&a.words(), now)?;
             let g = admin::add_grant(&store, &config, &new, admin::ADMIN_ACTOR, now).await?;
             say(&format!(
                 "granted {} to {} in {} until {} (grant {})",
@@ -297,7 +301,7 @@ async fn grant(config: Config, cmd: GrantCommand) -> anyhow::Result<()> {
 
 async fn request(config: Config, cmd: RequestCommand) -> anyhow::Result<()> {
     use credential_issuer::domain::requests::Decider;
-    use credential_issuer::requests as svc;
+    use credential_issuer::service::requests as svc;
     let store = open_store(&config).await?;
     let now = time::OffsetDateTime::now_utc();
     let (approve, id, comment) = match cmd {
@@ -332,8 +336,10 @@ async fn request(config: Config, cmd: RequestCommand) -> anyhow::Result<()> {
         }
     ));
     // The process exits next: wait for the notifications (each has its own timeout).
-    let notifier =
-        credential_issuer::notify::Notifier::new(config.notifications.clone(), config.issuer());
+    let notifier = credential_issuer::service::notify::Notifier::new(
+        config.notifications.clone(),
+        config.issuer(),
+    );
     for (kind, r) in notices {
         if let Some(sent) = notifier.send(kind, &r, None) {
             let _ = sent.await;
@@ -450,14 +456,14 @@ async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
 async fn reconcile(config: Config, args: &ReconcileArgs) -> anyhow::Result<()> {
     use credential_issuer::kube::reconcile;
     let store = open_store(&config).await?;
-    let metrics = credential_issuer::metrics::Metrics::default();
+    let metrics = credential_issuer::telemetry::metrics::Metrics::default();
     let mut failed = false;
     for cluster in &config.clusters {
         if args.cluster.as_ref().is_some_and(|c| *c != cluster.name) {
             continue;
         }
         let ctx = reconcile::Ctx {
-            config: &config,
+            roles: &config.roles,
             store: &store,
             metrics: &metrics,
             now: time::OffsetDateTime::now_utc(),

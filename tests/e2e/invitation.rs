@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use credential_issuer::totp;
+use credential_issuer::secrets::totp;
 use credential_shared::exec_credential::ApiVersion;
 use credential_shared::oauth::OAuthErrorCode;
 use e2e::browser::{csrf_token, path_of};

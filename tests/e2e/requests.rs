@@ -72,7 +72,8 @@ fn receiver() -> &'static Receiver {
                 let mut body = vec![0; length.min(1 << 20)];
                 if reader.read_exact(&mut body).is_ok() {
                     let raw = String::from_utf8_lossy(&body).into_owned();
-                    let expected = credential_issuer::notify::signature(SECRET.as_bytes(), &body);
+                    let expected =
+                        credential_issuer::service::notify::signature(SECRET.as_bytes(), &body);
                     // Only correctly signed bodies count: a test then fails for a bad signature.
                     let signed = signature.as_deref() == Some(expected.as_str());
                     if let Ok(v) = serde_json::from_str(&raw) {

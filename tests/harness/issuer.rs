@@ -16,7 +16,7 @@ use std::time::Duration;
 use credential_issuer::config::{
     Config, FileCluster, FileConfig, FilePolicy, FileUpstream, Overrides,
 };
-use credential_issuer::server::BackgroundIssuer;
+use credential_issuer::serve::BackgroundIssuer;
 use credential_shared::oauth::{
     DeviceAuthorizationResponse, OAuthError, OAuthErrorCode, TokenResponse, GRANT_DEVICE_CODE,
     GRANT_REFRESH_TOKEN, PATH_DEVICE_AUTHORIZATION, PATH_TOKEN, PLUGIN_CLIENT_ID,

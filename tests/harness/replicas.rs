@@ -243,9 +243,9 @@ impl Replicas {
         let (dir, cleanup) = process::reaped_temp_dir("e2e-replicas.", "the replicas' directory");
         // What a Secret gives every pod: the encryption key and the serving certificate.
         let key_file = dir.join("seal.key");
-        credential_issuer::seal::Sealer::load_or_create(&key_file)
+        credential_issuer::secrets::seal::Sealer::load_or_create(&key_file)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", key_file.display()));
-        let tls = credential_issuer::tls::ensure_generated(
+        let tls = credential_issuer::serve::tls::ensure_generated(
             &dir.join("tls"),
             &["127.0.0.1".to_owned(), "localhost".to_owned()],
         )

@@ -70,7 +70,7 @@ pub fn link(prev: &str, r: &Record) -> String {
     ctx.update(prev.as_bytes());
     ctx.update(b"\n");
     ctx.update(canonical.as_bytes());
-    crate::secret::hex(ctx.finish().as_ref())
+    crate::secrets::secret::hex(ctx.finish().as_ref())
 }
 
 /// What is wrong with a trail.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::config::{ClusterConfig, PolicyRule, RoleConfig, RolePermissions};
+use crate::domain::cluster::{ClusterConfig, PolicyRule, RoleConfig, RolePermissions};
 use crate::domain::names::{validate_group, validate_username, NameError};
 
 /// `app.kubernetes.io/managed-by` value of every object the issuer manages.
@@ -25,8 +25,7 @@ pub const SUBJECT_PREFIX: &str = "credential:";
 pub const BINDING_PREFIX: &str = "credential-grant-";
 /// Prefix of managed `ClusterRole` names.
 pub const ROLE_PREFIX: &str = "credential:role:";
-/// Prefix of the token groups derived from grants.
-pub const GRANT_GROUP_PREFIX: &str = "grant:";
+pub use super::names::GRANT_GROUP_PREFIX;
 /// The label selector of managed objects.
 #[must_use]
 pub fn managed_selector() -> String {
@@ -514,7 +513,7 @@ mod tests {
                 name: "viewer".into(),
                 permissions: RolePermissions::ClusterRole("view".into()),
                 max_duration: Some(Duration::from_secs(8 * 3600)),
-                request: crate::config::RequestPolicy::default(),
+                request: crate::domain::cluster::RequestPolicy::default(),
             },
             RoleConfig {
                 name: "deployer".into(),
@@ -525,7 +524,7 @@ mod tests {
                     resource_names: vec![],
                 }]),
                 max_duration: None,
-                request: crate::config::RequestPolicy::default(),
+                request: crate::domain::cluster::RequestPolicy::default(),
             },
         ]
     }

@@ -6,8 +6,10 @@
 
 pub mod access;
 pub mod audit_chain;
+pub mod cluster;
 pub mod device;
 pub mod grants;
+pub mod identity;
 pub mod names;
 pub mod policy;
 pub mod requests;

@@ -2,6 +2,9 @@
 //! API server's prefix), so they must not be able to pose as `system:` identities or smuggle
 //! separators into RBAC subjects.
 
+/// Prefix of the token groups derived from grants.
+pub const GRANT_GROUP_PREFIX: &str = "grant:";
+
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -30,7 +33,7 @@ pub fn validate_username(name: &str) -> Result<(), NameError> {
 /// Validates a group name (`:` and `/` allowed for names like `team:sre` or `org/team`). Names
 /// starting with `grant:` are refused: tokens carry such groups only for grants in force.
 pub fn validate_group(name: &str) -> Result<(), NameError> {
-    if name.starts_with(crate::domain::grants::GRANT_GROUP_PREFIX) {
+    if name.starts_with(GRANT_GROUP_PREFIX) {
         return Err(NameError::ReservedForGrants);
     }
     validate(name, 128, &['.', '_', '@', '-', ':', '/'])

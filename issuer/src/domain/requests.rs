@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::config::{ClusterConfig, RoleConfig};
+use crate::domain::cluster::{ClusterConfig, RoleConfig};
 use crate::domain::grants::is_dns_label;
 
 /// Longest free text (reason, comment), in characters.
@@ -332,7 +332,7 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RequestPolicy, RolePermissions};
+    use crate::domain::cluster::{RequestPolicy, RolePermissions};
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);

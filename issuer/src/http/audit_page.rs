@@ -14,8 +14,8 @@ use serde::Deserialize;
 use super::audit_templates::{self, ChainStatus, Filters};
 use super::pages::{current, sign_in_then};
 use super::{ClientAddr, PageError, RequestId};
-use crate::admin;
-use crate::app::AppState;
+use crate::service::admin;
+use crate::service::state::AppState;
 use crate::store::{AuditEvent, AuditFilter, User};
 
 /// Events per page.

@@ -122,7 +122,7 @@ async fn filters_page_and_download_select_the_same_events_and_views_are_audited(
     let r = app.refresh(&erin.refresh_token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let _ = logged_in(&app, "fred").await;
-    crate::admin::seal_audit_trail(app.state.store())
+    crate::service::admin::seal_audit_trail(app.state.store())
         .await
         .unwrap();
     let ann = browser_of(&app, "ann").await;
@@ -224,7 +224,7 @@ async fn filters_page_and_download_select_the_same_events_and_views_are_audited(
 async fn a_broken_chain_is_shown_on_the_page() {
     let app = app().await;
     app.add_user("ann", &["auditors"]).await;
-    crate::admin::seal_audit_trail(app.state.store())
+    crate::service::admin::seal_audit_trail(app.state.store())
         .await
         .unwrap();
     app.state.store().tamper_for_tests().await;
@@ -250,7 +250,7 @@ async fn every_kind_of_event_is_recorded_with_its_fields() {
     let app = app().await;
     let gina = logged_in(&app, "gina").await;
     let now = app.clock.now_for_tests();
-    let grant = crate::admin::add_grant(
+    let grant = crate::service::admin::add_grant(
         app.state.store(),
         app.state.config(),
         &NewGrant {
@@ -273,7 +273,7 @@ async fn every_kind_of_event_is_recorded_with_its_fields() {
     let r = app.refresh(&gina.refresh_token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let refreshed: TokenResponse = r.json();
-    crate::admin::revoke_grant(
+    crate::service::admin::revoke_grant(
         app.state.store(),
         &grant.id,
         Some("done"),

@@ -13,7 +13,7 @@ use credential_shared::oauth::{
     PATH_DEVICE_PAGE, PATH_JWKS, PATH_REVOKE, PATH_TOKEN,
 };
 
-use crate::app::AppState;
+use crate::service::state::AppState;
 
 /// How long API servers and plugins may cache the public documents.
 const PUBLIC_CACHE: &str = "public, max-age=60";

@@ -15,7 +15,7 @@ const DATABASE_UNAVAILABLE: &str =
     "the issuer cannot use its database right now; try again in a few seconds";
 
 /// A response that failed for a database fault carries this in its extensions, so that
-/// `database_gate` records it in [`crate::health`] and logs it once (not once per request).
+/// `database_gate` records it in [`crate::telemetry::health`] and logs it once (not once per request).
 #[derive(Debug, Clone)]
 pub(super) struct DatabaseFault {
     /// The kind.

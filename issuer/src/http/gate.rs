@@ -1,4 +1,4 @@
-//! The database gate: while [`crate::health`] knows the database cannot answer, requests that
+//! The database gate: while [`crate::telemetry::health`] knows the database cannot answer, requests that
 //! need it are refused at once with 503 and `Retry-After` (each would otherwise wait out the
 //! pool's timeout), and every response that met a database fault is recorded there.
 
@@ -8,7 +8,7 @@ use axum::response::{IntoResponse as _, Response};
 
 use super::error::DatabaseFault;
 use super::{OAuthReply, PageError};
-use crate::app::AppState;
+use crate::service::state::AppState;
 
 /// Routes answered from memory (or, for token reviews, from caches first), which keep working
 /// while the database is down.

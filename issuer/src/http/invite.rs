@@ -20,11 +20,11 @@ use super::attempts;
 use super::pages::{current_or_new, form, format_time, verified};
 use super::second_factor::user_context;
 use super::{ClientAddr, PageError, RequestId};
-use crate::admin::MIN_PASSWORD_LEN;
-use crate::app::AppState;
-use crate::metrics::Failure;
-use crate::secret::{hash, Secret};
+use crate::secrets::secret::{hash, Secret};
+use crate::service::admin::MIN_PASSWORD_LEN;
+use crate::service::state::AppState;
 use crate::store::{Acceptance, AuditEvent, Invitation};
+use crate::telemetry::metrics::Failure;
 
 fn invite_context(id: &str) -> String {
     format!("invite:{id}")
@@ -121,7 +121,7 @@ async fn seed_of(state: &AppState, inv: &Invitation) -> Result<Secret, PageError
     let sealed = if let Some(s) = &inv.totp_seed_sealed {
         s.clone()
     } else {
-        let fresh = crate::totp::new_secret();
+        let fresh = crate::secrets::totp::new_secret();
         let sealed = state
             .sealer()
             .seal(&fresh, &ctx)
@@ -187,7 +187,7 @@ fn render(
         .issuer_url
         .host_str()
         .unwrap_or("kubectl-credential");
-    let uri = crate::totp::otpauth_uri(host, &inv.username, seed);
+    let uri = crate::secrets::totp::otpauth_uri(host, &inv.username, seed);
     let account_expires = inv.account_expires_at.map(format_time);
     Ok(account_templates::invite_page(
         csrf,
@@ -245,7 +245,7 @@ pub(super) struct InviteForm {
 fn password_problem(password: &str, confirm: &str, username: &str) -> Option<&'static str> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         Some("The password must be at least 12 characters long.")
-    } else if !crate::secret::constant_time_eq(password, confirm) {
+    } else if !crate::secrets::secret::constant_time_eq(password, confirm) {
         Some("The two passwords do not match.")
     } else if password.trim().eq_ignore_ascii_case(username) {
         Some("The password must not be your username.")
@@ -329,8 +329,9 @@ pub(super) async fn invite_submit(
         reserved.release(store).await?;
         return again(StatusCode::BAD_REQUEST, problem, None);
     }
-    let key = crate::totp::base32_decode(seed.expose()).unwrap_or_default();
-    let Some(step) = crate::totp::verify(&key, &f.totp_code, now.unix_timestamp(), None) else {
+    let key = crate::secrets::totp::base32_decode(seed.expose()).unwrap_or_default();
+    let Some(step) = crate::secrets::totp::verify(&key, &f.totp_code, now.unix_timestamp(), None)
+    else {
         tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "wrong code on an invitation");
         state.metrics().failure(Failure::Password);
         audit_invite(
@@ -355,9 +356,9 @@ pub(super) async fn invite_submit(
         );
     };
     let password = Secret::new(f.password);
-    let phc = tokio::task::spawn_blocking(move || crate::password::hash(&password))
+    let phc = tokio::task::spawn_blocking(move || crate::secrets::password::hash(&password))
         .await
-        .map_err(|e| crate::password::Error::from_join(&e))
+        .map_err(|e| crate::secrets::password::Error::from_join(&e))
         .and_then(|r| r)
         .map_err(|e| PageError::internal(&e))?;
     let sealed = state

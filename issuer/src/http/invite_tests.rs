@@ -10,8 +10,8 @@ use axum::http::{header, StatusCode};
 use credential_shared::oauth::{OAuthErrorCode as E, TokenResponse};
 
 use super::tests::{Reply, TestApp};
-use crate::admin::{create_invitation, InviteRequest};
 use crate::config::FileAccounts;
+use crate::service::admin::{create_invitation, InviteRequest};
 
 pub(super) const PASSWORD: &str = "a contractor's passphrase";
 
@@ -56,10 +56,10 @@ fn secret_on(page: &Reply) -> String {
 
 /// The code of `secret` at the fake clock's time plus `steps` time steps.
 fn code(app: &TestApp, secret: &str, steps: i64) -> String {
-    let key = crate::totp::base32_decode(secret).unwrap();
-    crate::totp::code_at(
+    let key = crate::secrets::totp::base32_decode(secret).unwrap();
+    crate::secrets::totp::code_at(
         &key,
-        app.clock.now_for_tests().unix_timestamp() + steps * crate::totp::STEP_SECS,
+        app.clock.now_for_tests().unix_timestamp() + steps * crate::secrets::totp::STEP_SECS,
     )
 }
 
@@ -190,9 +190,9 @@ async fn an_invitation_sets_password_and_second_factor_exactly_once() {
         .unwrap()
         .unwrap();
     assert!(user.totp_enrolled);
-    assert!(crate::password::verify(
+    assert!(crate::secrets::password::verify(
         user.password_hash.as_deref().unwrap(),
-        &crate::secret::Secret::new(PASSWORD)
+        &crate::secrets::secret::Secret::new(PASSWORD)
     ));
 
     // The link works once: reopening or resubmitting it says so.
@@ -272,7 +272,7 @@ async fn unknown_expired_and_withdrawn_links_each_have_a_page() {
     assert_eq!(late.status, StatusCode::GONE, "{}", late.body);
 
     let token = invite(&app, "erin", DAY * 30, DAY).await;
-    crate::admin::revoke_invitations(app.state.store(), "erin", app.clock.now_for_tests())
+    crate::service::admin::revoke_invitations(app.state.store(), "erin", app.clock.now_for_tests())
         .await
         .unwrap();
     let withdrawn = app.get(&format!("/invite/{token}"), None).await;
@@ -284,7 +284,7 @@ async fn unknown_expired_and_withdrawn_links_each_have_a_page() {
         withdrawn.body
     );
     let token = invite(&app, "fay", DAY * 30, DAY).await;
-    crate::admin::disable_user(app.state.store(), "fay", app.clock.now_for_tests())
+    crate::service::admin::disable_user(app.state.store(), "fay", app.clock.now_for_tests())
         .await
         .unwrap();
     let disabled = app.get(&format!("/invite/{token}"), None).await;
@@ -407,7 +407,7 @@ async fn sign_in_asks_for_the_code_after_the_password_and_refuses_replay() {
     let replay = code_step(&app, &cookie, &code(&app, &secret, 0)).await;
     assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.body);
     let now = app.clock.now_for_tests().unix_timestamp();
-    let left = crate::totp::STEP_SECS - now.rem_euclid(crate::totp::STEP_SECS);
+    let left = crate::secrets::totp::STEP_SECS - now.rem_euclid(crate::secrets::totp::STEP_SECS);
     assert!(
         replay.body.contains("That code was just used")
             && replay.body.contains(&format!("in about {left} seconds")),
@@ -756,7 +756,7 @@ async fn account_ready_says_how_to_install_set_up_and_go_on() {
     let app = TestApp::new().await;
     // As `serve` does without operator TLS files: the issuer generates its CA.
     let dir = app.state.config().tls_dir();
-    let files = crate::tls::ensure_generated(&dir, &["issuer.test".to_owned()]).unwrap();
+    let files = crate::serve::tls::ensure_generated(&dir, &["issuer.test".to_owned()]).unwrap();
     let token = invite(&app, "kate", DAY * 30, DAY).await;
     let (page, cookie, secret) = open(&app, &token).await;
     let c = code(&app, &secret, 0);
@@ -877,7 +877,7 @@ async fn an_expired_or_withdrawn_invitation_is_renewed_by_the_operator() {
     let app = TestApp::new().await;
     let old = invite(&app, "olga", DAY * 30, DAY).await;
     let now = app.clock.now_for_tests();
-    crate::admin::revoke_invitations(app.state.store(), "olga", now)
+    crate::service::admin::revoke_invitations(app.state.store(), "olga", now)
         .await
         .unwrap();
     // `invite create` again says what to run instead of a bare "already exists".
@@ -896,7 +896,7 @@ async fn an_expired_or_withdrawn_invitation_is_renewed_by_the_operator() {
     .await
     .unwrap_err();
     assert!(again.to_string().contains("invite renew olga"), "{again}");
-    let renewed = crate::admin::renew_invitation(app.state.store(), "olga", DAY, now)
+    let renewed = crate::service::admin::renew_invitation(app.state.store(), "olga", DAY, now)
         .await
         .unwrap();
     let new = renewed.token.expose().to_owned();
@@ -909,10 +909,13 @@ async fn an_expired_or_withdrawn_invitation_is_renewed_by_the_operator() {
     let done = submit(&app, &new, &cookie, &page.csrf(), (PASSWORD, PASSWORD, &c)).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     // Once set up there is nothing to renew.
-    let err = crate::admin::renew_invitation(app.state.store(), "olga", DAY, now)
+    let err = crate::service::admin::renew_invitation(app.state.store(), "olga", DAY, now)
         .await
         .unwrap_err();
-    assert!(matches!(err, crate::admin::Error::NotRenewable(_)), "{err}");
+    assert!(
+        matches!(err, crate::service::admin::Error::NotRenewable(_)),
+        "{err}"
+    );
     let events = app.state.store().audit_events_for("olga").await.unwrap();
     assert_eq!(
         events,

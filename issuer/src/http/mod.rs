@@ -30,7 +30,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::app::AppState;
+use crate::service::state::AppState;
 
 pub use error::{OAuthReply, PageError};
 pub use requests::notify as notify_requests;
@@ -114,7 +114,7 @@ pub struct RequestId(pub String);
 
 /// Adds a request id, security headers and one log line per request.
 async fn observe(mut req: Request, next: Next) -> Response {
-    let id = crate::secret::random_token(9).expose().to_owned();
+    let id = crate::secrets::secret::random_token(9).expose().to_owned();
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     // The matched route, not the raw URI: query strings can hold user codes.

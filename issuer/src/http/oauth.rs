@@ -15,13 +15,13 @@ use credential_shared::text::Untrusted;
 use time::OffsetDateTime;
 
 use super::{ClientAddr, OAuthReply, RequestId};
-use crate::app::AppState;
 use crate::domain::device::{poll, PollOutcome, PollState, Status};
 use crate::domain::session::{liveness, Liveness, SessionFacts};
 use crate::domain::{tokens, user_code};
-use crate::metrics::Failure;
-use crate::secret::{hash, random_bytes, random_token, Secret};
+use crate::secrets::secret::{hash, random_bytes, random_token, Secret};
+use crate::service::state::AppState;
 use crate::store::{AuditEvent, Presenter, RotateOutcome, Session, Successor, User};
+use crate::telemetry::metrics::Failure;
 
 fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, OAuthReply> {
     f.map(|Form(v)| v).map_err(|e| {

@@ -17,12 +17,12 @@ use time::OffsetDateTime;
 use super::attempts::{self, Counter};
 use super::templates::{self, ConsentView};
 use super::{ClientAddr, PageError, RequestId};
-use crate::app::AppState;
 use crate::domain::device::Status;
 use crate::domain::user_code;
-use crate::metrics::Failure;
-use crate::secret::{constant_time_eq, hash, random_token, Secret};
+use crate::secrets::secret::{constant_time_eq, hash, random_token, Secret};
+use crate::service::state::AppState;
 use crate::store::{AuditEvent, WebSession};
+use crate::telemetry::metrics::Failure;
 
 /// Name of the browser-session cookie. The `__Host-` prefix makes browsers refuse it unless it
 /// is `Secure`, has `Path=/` and no `Domain`, so a sibling host cannot plant one.
@@ -440,9 +440,10 @@ pub(super) async fn login_submit(
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| state.dummy_password_hash().to_owned());
     let password = Secret::new(f.password);
-    let matches = tokio::task::spawn_blocking(move || crate::password::verify(&phc, &password))
-        .await
-        .unwrap_or(false);
+    let matches =
+        tokio::task::spawn_blocking(move || crate::secrets::password::verify(&phc, &password))
+            .await
+            .unwrap_or(false);
     let user = user.filter(|u| matches && u.password_hash.is_some() && u.disabled_at.is_none());
     let Some(user) = user else {
         tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "password sign-in failed");

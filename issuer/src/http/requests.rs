@@ -16,10 +16,10 @@ use serde::Deserialize;
 
 use super::pages::{current, form, sign_in_then, verified};
 use super::{request_templates, ClientAddr, PageError, RequestId};
-use crate::app::AppState;
 use crate::domain::requests::{format_duration, is_approver, requestable, Decider, DecisionError};
-use crate::notify::Kind;
-use crate::requests::{self as svc, Error, Notice, Origin};
+use crate::service::notify::Kind;
+use crate::service::requests::{self as svc, Error, Notice, Origin};
+use crate::service::state::AppState;
 use crate::store::RequestFilter;
 
 /// The approvals page; a sign-in started here comes back to it.
@@ -97,9 +97,9 @@ impl From<crate::store::Error> for ApiError {
     }
 }
 
-impl From<crate::review::Error> for ApiError {
-    fn from(e: crate::review::Error) -> Self {
-        if let crate::review::Error::DatabaseDown(fault) = e {
+impl From<crate::service::review::Error> for ApiError {
+    fn from(e: crate::service::review::Error) -> Self {
+        if let crate::service::review::Error::DatabaseDown(fault) = e {
             return Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
@@ -128,7 +128,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<AccessTokenClai
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 8192)
         .ok_or_else(ApiError::unauthorized)?;
-    let claims = crate::review::authenticate_bearer(state, token)
+    let claims = crate::service::review::authenticate_bearer(state, token)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
     Ok((*claims).clone())
@@ -136,7 +136,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<AccessTokenClai
 
 /// Sends the notifications of a committed operation in the background.
 pub fn notify(state: &AppState, notices: Vec<Notice>) {
-    let notifier = crate::notify::Notifier::new(
+    let notifier = crate::service::notify::Notifier::new(
         state.config().notifications.clone(),
         state.config().issuer(),
     );
@@ -177,7 +177,7 @@ pub(super) async fn file(
     if !filed.allowed {
         state
             .metrics()
-            .failure(crate::metrics::Failure::RateLimited);
+            .failure(crate::telemetry::metrics::Failure::RateLimited);
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

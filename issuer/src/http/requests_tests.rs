@@ -372,11 +372,11 @@ async fn undecided_requests_expire_and_a_denial_needs_a_comment() {
     assert!(r.body.contains("comment"), "{}", r.body);
     // An hour later (the default pending_ttl) nobody decided: it is recorded as expired.
     app.advance(3600);
-    let expired = crate::requests::expire(app.state.store(), app.clock.now_for_tests())
+    let expired = crate::service::requests::expire(app.state.store(), app.clock.now_for_tests())
         .await
         .unwrap();
     assert_eq!(expired.len(), 1);
-    assert_eq!(expired[0].0, crate::notify::Kind::Expired);
+    assert_eq!(expired[0].0, crate::service::notify::Kind::Expired);
     let t: TokenResponse = app.refresh(&t.refresh_token).await.json();
     let tok = Some(t.access_token.as_str());
     let got: AccessRequestInfo = api(
@@ -433,12 +433,16 @@ async fn an_unreachable_chat_hook_is_counted_and_never_fails_the_request() {
     let filed: AccessRequestInfo = r.json();
     let stored = app.state.store().request(&filed.id).await.unwrap().unwrap();
     // The same delivery the handler started in the background, awaited here.
-    let notifier = crate::notify::Notifier::new(
+    let notifier = crate::service::notify::Notifier::new(
         app.state.config().notifications.clone(),
         app.state.config().issuer(),
     );
     notifier
-        .send(crate::notify::Kind::Filed, &stored, Some(app.state.clone()))
+        .send(
+            crate::service::notify::Kind::Filed,
+            &stored,
+            Some(app.state.clone()),
+        )
         .unwrap()
         .await
         .unwrap();
@@ -522,7 +526,7 @@ async fn a_return_target_on_another_host_is_refused() {
     ] {
         let r = app.get("/requests", None).await;
         let cookie = r.cookie().unwrap();
-        let hash = crate::secret::hash(cookie.split_once('=').unwrap().1);
+        let hash = crate::secrets::secret::hash(cookie.split_once('=').unwrap().1);
         app.state
             .store()
             .set_web_return_to(&hash, Some(evil))

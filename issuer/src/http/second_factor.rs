@@ -15,10 +15,10 @@ use super::account_templates;
 use super::attempts;
 use super::pages::{self, audit_failure, current, form, new_session, see_other, verified};
 use super::{ClientAddr, PageError, RequestId};
-use crate::app::AppState;
-use crate::metrics::Failure;
+use crate::secrets::totp::Verdict;
+use crate::service::state::AppState;
 use crate::store::{User, WebSession};
-use crate::totp::Verdict;
+use crate::telemetry::metrics::Failure;
 
 /// How long a browser may take between the password and the code.
 const PENDING_TTL: time::Duration = time::Duration::minutes(5);
@@ -159,7 +159,7 @@ pub(super) async fn totp_submit(
         Verdict::Valid(step) if store.use_totp_step(&user.id, step).await? => Verdict::Valid(step),
         // Another sign-in used this step between the check and the update.
         Verdict::Valid(step) => Verdict::Reused {
-            wait_secs: ((step + 1) * crate::totp::STEP_SECS - now.unix_timestamp()).max(1),
+            wait_secs: ((step + 1) * crate::secrets::totp::STEP_SECS - now.unix_timestamp()).max(1),
         },
         other => other,
     };
@@ -214,13 +214,13 @@ async fn check_user_code(state: &AppState, user: &User, code: &str) -> Result<Ve
         .sealer()
         .open(&totp.sealed, &user_context(&user.id))
         .map_err(|e| PageError::internal(&e))?;
-    let Some(key) = crate::totp::base32_decode(seed.expose()) else {
+    let Some(key) = crate::secrets::totp::base32_decode(seed.expose()) else {
         return Err(PageError::internal(&crate::store::Error::Corrupt {
             table: "users",
             detail: "TOTP seed is not base32".to_owned(),
         }));
     };
-    Ok(crate::totp::check(
+    Ok(crate::secrets::totp::check(
         &key,
         code,
         state.now().unix_timestamp(),

@@ -17,10 +17,10 @@ use http_body_util::BodyExt as _;
 use time::macros::datetime;
 use tower::ServiceExt as _;
 
-use crate::app::AppState;
 use crate::clock::FakeClock;
 use crate::config::{Config, FileConfig, Overrides};
-use crate::secret::Secret;
+use crate::secrets::secret::Secret;
+use crate::service::state::AppState;
 
 pub(super) struct TestApp {
     pub(super) state: AppState,
@@ -175,7 +175,7 @@ impl TestApp {
 
     pub(super) async fn add_user(&self, name: &str, groups: &[&str]) {
         let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
-        crate::admin::add_user(
+        crate::service::admin::add_user(
             self.state.store(),
             name,
             &groups,
@@ -548,7 +548,7 @@ async fn no_retry_grace_means_every_second_presentation_is_reuse() {
 async fn refresh_fails_after_session_end_and_for_disabled_users() {
     let app = TestApp::new().await;
     let t = logged_in(&app, "fred").await;
-    crate::admin::disable_user(app.state.store(), "fred", app.clock.now_for_tests())
+    crate::service::admin::disable_user(app.state.store(), "fred", app.clock.now_for_tests())
         .await
         .unwrap();
     assert_eq!(
@@ -617,7 +617,7 @@ async fn tokens_carry_the_grants_in_force_at_minting() {
         request_id: None,
     };
     let (store, config) = (app.state.store(), app.state.config());
-    let mine = crate::admin::add_grant(
+    let mine = crate::service::admin::add_grant(
         store,
         config,
         &grant(Grantee::User("jane".into()), &["web"], 30),
@@ -626,7 +626,7 @@ async fn tokens_carry_the_grants_in_force_at_minting() {
     )
     .await
     .unwrap();
-    let team = crate::admin::add_grant(
+    let team = crate::service::admin::add_grant(
         store,
         config,
         &grant(Grantee::Group("dev".into()), &[], 90),
@@ -635,7 +635,7 @@ async fn tokens_carry_the_grants_in_force_at_minting() {
     )
     .await
     .unwrap();
-    let other = crate::admin::add_grant(
+    let other = crate::service::admin::add_grant(
         store,
         config,
         &grant(Grantee::Group("ops".into()), &[], 90),
@@ -1167,9 +1167,9 @@ async fn upstream_pages_refuse_forged_foreign_and_unreachable_logins() {
     assert!(r.body.contains("Sign-in link not valid"), "{}", r.body);
     let now = app.clock.now_for_tests();
     let pending = crate::store::PendingLogin {
-        state_hash: crate::secret::hash("other-browsers-state"),
+        state_hash: crate::secrets::secret::hash("other-browsers-state"),
         provider: "corp".into(),
-        web_session_hash: crate::secret::hash("another browser"),
+        web_session_hash: crate::secrets::secret::hash("another browser"),
         nonce_sealed: "x".into(),
         verifier_sealed: "y".into(),
         expires_at: now + time::Duration::minutes(10),

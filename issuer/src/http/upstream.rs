@@ -16,10 +16,10 @@ use serde::Deserialize;
 
 use super::pages::{audit_failure, current, form, new_session, verified};
 use super::{ClientAddr, PageError, RequestId};
-use crate::app::AppState;
-use crate::metrics::Failure;
-use crate::secret::{constant_time_eq, hash, random_token, Secret};
+use crate::secrets::secret::{constant_time_eq, hash, random_token, Secret};
+use crate::service::state::AppState;
 use crate::store::{grant_context, login_context, AuditEvent, PendingLogin};
+use crate::telemetry::metrics::Failure;
 use crate::upstream::{authorize, token};
 
 /// Where providers send the browser back to.

@@ -21,8 +21,8 @@ use credential_shared::token_review::{
     API_VERSION_V1BETA1, KIND,
 };
 
-use crate::app::AppState;
-use crate::review::{self, Outcome};
+use crate::service::review::{self, Outcome};
+use crate::service::state::AppState;
 
 /// `POST /authenticate`.
 pub(super) async fn authenticate(

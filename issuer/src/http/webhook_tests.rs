@@ -237,7 +237,7 @@ async fn logout_is_seen_at_once_and_other_processes_revocations_within_the_cache
         .state
         .store()
         .revoke_by_refresh(
-            &crate::secret::hash(&t.refresh_token),
+            &crate::secrets::secret::hash(&t.refresh_token),
             "test",
             app.clock.now_for_tests(),
         )
@@ -276,7 +276,7 @@ async fn disabled_user_is_refused_within_the_cache_ttl() {
     assert!(review(&app, &t.access_token).await.status.authenticated);
     // `credential-issuer user disable` runs in another process: this one learns it when its
     // cached state is older than the TTL.
-    crate::admin::disable_user(app.state.store(), "wanda", app.clock.now_for_tests())
+    crate::service::admin::disable_user(app.state.store(), "wanda", app.clock.now_for_tests())
         .await
         .unwrap();
     app.advance(2);

@@ -6,8 +6,8 @@
 use k8s_openapi::api::rbac::v1 as rbac;
 
 use super::reconcile::{blocking, connect, RoundError};
-use crate::config::ClusterConfig;
 use crate::domain::access::BoundNow;
+use crate::domain::cluster::ClusterConfig;
 
 /// The prefix the API server adds to the issuer's user and group names.
 pub const PREFIX: &str = "credential:";

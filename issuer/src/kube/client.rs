@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::kubeconfig::{Auth, Endpoint};
 use super::Error;
-use crate::secret::Secret;
+use crate::secrets::secret::Secret;
 
 /// How long one API call may take.
 const TIMEOUT: Duration = Duration::from_secs(10);

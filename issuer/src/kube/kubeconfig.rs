@@ -9,7 +9,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::Error;
-use crate::secret::Secret;
+use crate::secrets::secret::Secret;
 
 /// Where the service-account token and CA of a pod are mounted.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -251,17 +251,15 @@ fn read_token(path: &Path) -> Result<Secret, Error> {
 /// The pod's own service account: `KUBERNETES_SERVICE_HOST`/`_PORT`, and the token and CA in
 /// [`SERVICE_ACCOUNT_DIR`]. The token is read at every round (the kubelet rotates it).
 pub fn in_cluster() -> Result<Endpoint, Error> {
-    let host = std::env::var(crate::config::env::KUBERNETES_SERVICE_HOST).map_err(|_| {
-        Error::Kubeconfig {
+    let host =
+        std::env::var(crate::env::KUBERNETES_SERVICE_HOST).map_err(|_| Error::Kubeconfig {
             path: SERVICE_ACCOUNT_DIR.into(),
             message: format!(
                 "in_cluster = true but {} is not set (not running in a pod?)",
-                crate::config::env::KUBERNETES_SERVICE_HOST
+                crate::env::KUBERNETES_SERVICE_HOST
             ),
-        }
-    })?;
-    let port =
-        std::env::var(crate::config::env::KUBERNETES_SERVICE_PORT).unwrap_or_else(|_| "443".into());
+        })?;
+    let port = std::env::var(crate::env::KUBERNETES_SERVICE_PORT).unwrap_or_else(|_| "443".into());
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::config::PolicyRule;
+use crate::domain::cluster::PolicyRule;
 use crate::domain::grants::{
     managed_selector, Binding, ManagedRole, Objects, Subject, GRANT_ID_LABEL, MANAGED_BY,
     MANAGED_BY_LABEL, ROLE_LABEL,

@@ -5,10 +5,9 @@
 //! `reconcile_interval`, at once after a grant change (in this process: a notify; from the
 //! admin CLI: the store's grants epoch, polled every second), and at the next grant start or
 //! end. The reconciler never touches an object without the managed-by label. Of several
-//! replicas only the leader ([`crate::leader`]) runs rounds; one that becomes leader runs
+//! replicas only the leader ([`crate::serve::leader`]) runs rounds; one that becomes leader runs
 //! them at once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,11 +16,10 @@ use time::OffsetDateTime;
 
 use super::client::Client;
 use super::{kubeconfig, objects, Error};
-use crate::app::AppState;
-use crate::config::{ClusterConfig, Config, KubeAccess};
+use crate::domain::cluster::{ClusterConfig, KubeAccess, RoleConfig};
 use crate::domain::grants::{self, Binding, Change, Grant};
-use crate::metrics::Metrics;
 use crate::store::{AuditEvent, Store};
+use crate::telemetry::metrics::Metrics;
 
 /// How often the server looks for grant changes made by other processes.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -29,8 +27,8 @@ pub const POLL_EVERY: Duration = Duration::from_secs(1);
 /// What a round needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
-    /// The configuration (roles, clusters).
-    pub config: &'a Config,
+    /// The roles grants refer to (`[[roles]]`).
+    pub roles: &'a [RoleConfig],
     /// The store (grants, audit).
     pub store: &'a Store,
     /// Counters.
@@ -127,7 +125,7 @@ pub async fn round(
         .filter(|g| g.is_active(ctx.now))
         .cloned()
         .collect();
-    let desired = grants::desired(&active, &ctx.config.roles);
+    let desired = grants::desired(&active, ctx.roles);
     let c = client.clone();
     let actual = blocking(move || {
         Ok(objects::actual(
@@ -253,6 +251,12 @@ async fn audit(ctx: Ctx<'_>, cluster: &str, change: &Change, grants: &[Grant]) {
 pub struct Wakeup(Arc<tokio::sync::Notify>);
 
 impl Wakeup {
+    /// What the reconciler loop waits on.
+    #[must_use]
+    pub fn waiter(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.0)
+    }
+
     /// Asks for a round in every cluster now.
     pub fn grants_changed(&self) {
         self.0.notify_one();
@@ -297,85 +301,6 @@ impl Schedule {
     pub fn failed(&mut self, now: OffsetDateTime) -> bool {
         self.due = Some(now + grants::span(RETRY_AFTER));
         !std::mem::replace(&mut self.failing, true)
-    }
-}
-
-/// The reconciler loop of a running server; runs until aborted. Rounds run only while this
-/// replica is the leader.
-pub async fn run(state: AppState) {
-    let clusters: Vec<ClusterConfig> = state
-        .config()
-        .clusters
-        .iter()
-        .filter(|c| c.access.is_some())
-        .cloned()
-        .collect();
-    if clusters.is_empty() {
-        return;
-    }
-    let wakeup = state.reconcile_wakeup().0.clone();
-    let mut lease = state.leader().subscribe();
-    let mut was_leader = false;
-    let mut epoch = None;
-    let mut schedules: HashMap<String, Schedule> = HashMap::new();
-    loop {
-        let mut force = tokio::select! {
-            () = wakeup.notified() => true,
-            () = tokio::time::sleep(POLL_EVERY) => false,
-            // Wakes when this replica takes the lease (and at each renewal, which is cheap).
-            changed = lease.changed() => {
-                if changed.is_err() {
-                    // The sender lives as long as the state: not reached while serving.
-                    return;
-                }
-                false
-            }
-        };
-        match crate::leader::turn(was_leader, state.leader().is_leader()) {
-            crate::leader::Turn::Skip => {
-                was_leader = false;
-                continue;
-            }
-            crate::leader::Turn::Begin => {
-                // The previous leader may have stopped mid-way: look at every cluster now.
-                was_leader = true;
-                force = true;
-            }
-            crate::leader::Turn::Continue => {}
-        }
-        match state.store().grants_epoch().await {
-            Ok(now_epoch) => {
-                if epoch != Some(now_epoch) {
-                    force = true;
-                    epoch = Some(now_epoch);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read the grants epoch"),
-        }
-        for cluster in &clusters {
-            let now = state.now();
-            let schedule = schedules.entry(cluster.name.clone()).or_default();
-            if !schedule.is_due(now, force) {
-                continue;
-            }
-            let ctx = Ctx {
-                config: state.config(),
-                store: state.store(),
-                metrics: state.metrics(),
-                now,
-            };
-            match round(ctx, cluster, false).await {
-                Ok(report) => {
-                    schedule.succeeded(now, cluster.reconcile_interval, report.next_boundary);
-                }
-                Err(e) => {
-                    state.metrics().reconciler_error(&cluster.name);
-                    if schedule.failed(now) {
-                        tracing::warn!(error = %Untrusted::long(&e), "grant reconciler round failed");
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -17,7 +17,6 @@
 //! where `retain` is the longest token lifetime. The `kid` is the key's RFC 7638 thumbprint,
 //! checked at every load, so a file or row cannot claim another key's id.
 
-pub(crate) mod atomic_file;
 mod jws;
 
 use std::fmt;
@@ -34,11 +33,15 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use time::OffsetDateTime;
 
-use crate::seal::{SealError, Sealer};
-use crate::secret::Secret;
+use crate::secrets::seal::{SealError, Sealer};
+use crate::secrets::secret::Secret;
 use crate::store::{Store, StoredSigningKey};
 
 pub use jws::verify;
+
+/// How often the signing keys are re-read (so `keys rotate`, from the CLI or on another
+/// replica, needs no restart). Shorter than any token lifetime.
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The JWS algorithm of every token.
 const ALG: &str = "ES256";
@@ -344,7 +347,7 @@ impl KeySet {
 }
 
 /// How far in the future `keys rotate` stamps a new key kept in the database: every replica
-/// loads keys every [`crate::server::KEY_RELOAD_EVERY`], so by the time any of them signs with
+/// loads keys every [`RELOAD_EVERY`], so by the time any of them signs with
 /// the new key, every replica has published it for at least one reload interval, and an API
 /// server that meets the new `kid` and fetches the JWKS again finds it whichever replica
 /// answers. (With a directory, one process rotates and reloads: the key signs at once.)
@@ -694,7 +697,7 @@ fn unix_seconds(t: OffsetDateTime) -> i64 {
 }
 
 fn create_dir(dir: &Path) -> Result<(), Error> {
-    atomic_file::create_private_dir(dir).map_err(|source| Error::CreateDir {
+    crate::secrets::private_file::create_private_dir(dir).map_err(|source| Error::CreateDir {
         path: dir.to_owned(),
         source,
     })
@@ -828,12 +831,15 @@ fn write_new_key(
         OffsetDateTime::from_unix_timestamp(created).map_err(|_| Error::KeyGeneration)?;
     // The kid in the name makes names unique, so a new key never replaces an existing file.
     let path = dir.join(format!("{created:012}-{kid}{KEY_EXTENSION}"));
-    atomic_file::write(&path, pkcs8.as_ref(), atomic_file::PRIVATE_FILE_MODE).map_err(
-        |source| Error::WriteKey {
-            path: path.clone(),
-            source,
-        },
-    )?;
+    crate::secrets::private_file::write(
+        &path,
+        pkcs8.as_ref(),
+        crate::secrets::private_file::PRIVATE_FILE_MODE,
+    )
+    .map_err(|source| Error::WriteKey {
+        path: path.clone(),
+        source,
+    })?;
     let info = KeyInfo {
         kid,
         created_at,
@@ -1444,7 +1450,7 @@ mod tests {
 
         let config = config(dir.path());
         let t1 = T0 + Duration::from_secs(60);
-        let new = crate::admin::rotate_keys(&source, &config, t1)
+        let new = crate::service::admin::rotate_keys(&source, &config, t1)
             .await
             .unwrap_or_else(|e| panic!("rotate: {e}"));
         assert_eq!(new.path, None);
@@ -1476,7 +1482,7 @@ mod tests {
             assert!(b.verify(token, t1, retain).is_ok());
         }
 
-        let listed = crate::admin::list_keys(&source)
+        let listed = crate::service::admin::list_keys(&source)
             .await
             .unwrap_or_else(|e| panic!("list: {e}"));
         let listed: Vec<&str> = listed.iter().map(|k| k.kid.as_str()).collect();
@@ -1485,10 +1491,13 @@ mod tests {
 
         // A rotation once `retain` has passed since the new key began to sign deletes the
         // retired key's row.
-        let newest =
-            crate::admin::rotate_keys(&source, &config, t1 + PUBLISH_BEFORE_SIGNING + retain)
-                .await
-                .unwrap_or_else(|e| panic!("rotate: {e}"));
+        let newest = crate::service::admin::rotate_keys(
+            &source,
+            &config,
+            t1 + PUBLISH_BEFORE_SIGNING + retain,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("rotate: {e}"));
         let left: Vec<String> = rows(&store).await.into_iter().map(|r| r.kid).collect();
         assert_eq!(left, [new.kid.clone(), newest.kid.clone()]);
         assert!(a
@@ -1509,7 +1518,7 @@ mod tests {
         let config = config(dir.path());
         let retain = config.key_retention();
         let t1 = T0 + HOUR;
-        let new = crate::admin::rotate_keys(&source, &config, t1)
+        let new = crate::service::admin::rotate_keys(&source, &config, t1)
             .await
             .unwrap_or_else(|e| panic!("rotate: {e}"));
         // Both reload right after the rotation: they publish the new key, still sign with the old.
@@ -1592,7 +1601,7 @@ mod tests {
             secrets.push(String::from_utf8_lossy(&row.sealed_key).into_owned());
             secrets.push(der_b64(row));
             secrets.push(URL_SAFE_NO_PAD.encode(&der));
-            secrets.push(crate::secret::hex(&der));
+            secrets.push(crate::secrets::secret::hex(&der));
         }
         assert!(signer.reload(LATER).await.unwrap_or_else(|e| panic!("{e}")));
 

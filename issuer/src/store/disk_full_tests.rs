@@ -103,7 +103,10 @@ async fn sql(conn: &mut sqlx::AnyConnection, statement: &str) {
 
 /// A store on a new schema of the test server, with `extra` appended to the URL's query.
 async fn postgres_location(url: &str, extra: &str) -> (Location, String) {
-    let schema = format!("f_{}", crate::secret::hex(&crate::secret::random_bytes(8)));
+    let schema = format!(
+        "f_{}",
+        crate::secrets::secret::hex(&crate::secrets::secret::random_bytes(8))
+    );
     create_schema(url, &schema).await;
     let sep = if url.contains('?') { '&' } else { '?' };
     let url = if extra.is_empty() {
@@ -186,7 +189,10 @@ async fn postgres_answered_rotations_survive_a_full_disk_and_the_store_recovers(
             .uid()
     };
     let disk = SmallDisk::mount("8m", Some(uid));
-    let space = format!("ts_{}", crate::secret::hex(&crate::secret::random_bytes(6)));
+    let space = format!(
+        "ts_{}",
+        crate::secrets::secret::hex(&crate::secrets::secret::random_bytes(6))
+    );
     sql(
         &mut conn,
         &format!(
@@ -394,7 +400,7 @@ async fn full_disk_scenario(location: &Location, disk: &Path) {
     let detail: &'static str = Box::leak(
         format!(
             r#"{{"groups":["{}"],"grants":[]}}"#,
-            crate::secret::hex(&crate::secret::random_bytes(1500))
+            crate::secrets::secret::hex(&crate::secrets::secret::random_bytes(1500))
         )
         .into_boxed_str(),
     );

@@ -1,6 +1,6 @@
 //! Leases: a named row that one holder owns until `expires_at`, so that of several issuer
 //! replicas on one database exactly one does the work only one may do (the leader lease of
-//! [`crate::leader`]). Taking, renewing and taking over are one conditional upsert, so two
+//! [`crate::serve::leader`]). Taking, renewing and taking over are one conditional upsert, so two
 //! replicas racing for an expired lease cannot both win.
 
 use std::time::Duration;

@@ -291,7 +291,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// How long a request waits for a PostgreSQL connection before it fails. While the server is
-/// down, requests do not wait at all: the health probe (`crate::health`) sees it within a
+/// down, requests do not wait at all: the health probe (`crate::telemetry::health`) sees it within a
 /// second and the HTTP layer answers 503 at once; this bounds the wait of those already in
 /// flight.
 const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -815,7 +815,10 @@ pub(crate) mod test_support {
                          or `bash tests/postgres/start-postgres.sh DIR` prints one)"
                     )
                 });
-                let schema = format!("t_{}", crate::secret::hex(&crate::secret::random_bytes(8)));
+                let schema = format!(
+                    "t_{}",
+                    crate::secrets::secret::hex(&crate::secrets::secret::random_bytes(8))
+                );
                 create_schema(&url, &schema).await;
                 Place::Postgres { url, schema }
             }

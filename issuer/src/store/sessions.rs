@@ -90,7 +90,7 @@ pub enum RotateOutcome {
         user: User,
         /// The successor, sealed with [`successor_context`] of the presented hash (kept out
         /// of `Debug` prints all the same).
-        successor_sealed: crate::secret::Secret,
+        successor_sealed: crate::secrets::secret::Secret,
     },
     /// The token had been spent before: its session is now revoked.
     Reused {
@@ -426,7 +426,7 @@ impl Store {
         Ok(Some(RotateOutcome::Retried {
             session: session_from_json(&session)?,
             user: super::users::user_from_json(&user)?,
-            successor_sealed: crate::secret::Secret::new(successor_sealed),
+            successor_sealed: crate::secrets::secret::Secret::new(successor_sealed),
         }))
     }
 

@@ -119,7 +119,7 @@ impl Store {
     pub async fn sign_in_upstream(
         &self,
         provider: &str,
-        identity: &crate::upstream::Identity,
+        identity: &crate::domain::identity::Identity,
         new_user_id: &str,
         now: OffsetDateTime,
     ) -> Result<User> {
@@ -312,8 +312,8 @@ async fn replace_groups(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::domain::identity::Identity;
     use crate::store::test_support::temp_store;
-    use crate::upstream::Identity;
     use time::macros::datetime;
 
     fn who(sub: &str, name: &str, groups: &[&str]) -> Identity {

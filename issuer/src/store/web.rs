@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use super::{ts, Result, Store};
-use crate::secret::Secret;
+use crate::secrets::secret::Secret;
 
 /// A browser session. The cookie value is not stored, only its hash.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use url::Url;
 
 use super::discovery::Metadata;
 use super::Error;
-use crate::config::UpstreamConfig;
-use crate::secret::{random_token, Secret};
+use crate::secrets::secret::{random_token, Secret};
+use crate::upstream::settings::UpstreamConfig;
 
 /// The secrets of one login attempt. Only hashes or sealed copies are stored.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rustls::pki_types::{pem::PemObject as _, CertificateDer};
 
 use super::{Error, Transport};
-use crate::secret::Secret;
+use crate::secrets::secret::Secret;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

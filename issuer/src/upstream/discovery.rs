@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 use super::client::{Client, Req};
 use super::id_token::Jwks;
 use super::Error;
-use crate::config::UpstreamConfig;
+use crate::upstream::settings::UpstreamConfig;
 
 /// How long discovery and keys are trusted without asking again.
 pub const METADATA_TTL: Duration = Duration::hours(1);

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use time::OffsetDateTime;
 
-use crate::secret::{constant_time_eq, Secret};
+use crate::secrets::secret::{constant_time_eq, Secret};
 
 /// Clock difference tolerated between the provider and the issuer, in seconds.
 pub const SKEW_SECS: i64 = 60;

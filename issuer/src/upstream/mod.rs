@@ -9,6 +9,7 @@ pub mod authorize;
 mod client;
 pub mod discovery;
 pub mod id_token;
+pub mod settings;
 pub mod token;
 
 use std::collections::HashMap;
@@ -17,8 +18,8 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::config::UpstreamConfig;
-use crate::secret::Secret;
+use crate::secrets::secret::Secret;
+use crate::upstream::settings::UpstreamConfig;
 
 pub use token::{Identity, Tokens};
 

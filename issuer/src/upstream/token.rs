@@ -7,9 +7,9 @@ use super::client::{Client, Req};
 use super::discovery::Metadata;
 use super::id_token::Claims;
 use super::Error;
-use crate::config::{ClientAuth, UpstreamConfig};
 use crate::domain::names::{validate_group, validate_username};
-use crate::secret::Secret;
+use crate::secrets::secret::Secret;
+use crate::upstream::settings::{ClientAuth, UpstreamConfig};
 
 /// Tokens from the provider. No `Debug` derive: every field is secret.
 pub struct Tokens {
@@ -30,22 +30,7 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-/// Who the provider says the person is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// `iss`.
-    pub issuer: String,
-    /// `sub`, stable at the provider.
-    pub subject: String,
-    /// From the configured username claim.
-    pub username: String,
-    /// `email`, when given.
-    pub email: Option<String>,
-    /// `email_verified`, when given.
-    pub email_verified: Option<bool>,
-    /// From the configured groups claim; names that cannot be group names are left out.
-    pub groups: Vec<String>,
-}
+pub use crate::domain::identity::Identity;
 
 /// The token endpoint's answer (RFC 6749 section 5.1); the names are the wire's.
 #[derive(Deserialize)]

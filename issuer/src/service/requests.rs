@@ -13,7 +13,7 @@ use crate::domain::requests::{
     self as rules, AccessRequest, Decider, DecisionError, Filing, FilingError, Outcome,
     RequestStatus,
 };
-use crate::notify::Kind;
+use crate::service::notify::Kind;
 use crate::store::{AuditEvent, Store};
 
 /// Why a request operation failed.
@@ -76,7 +76,7 @@ pub async fn file(
         &config.clusters,
     )?;
     let r = AccessRequest {
-        id: crate::admin::grant_id(),
+        id: crate::service::admin::grant_id(),
         requester: requester.to_owned(),
         cluster: f.cluster.clone(),
         role: f.role.clone(),
@@ -213,7 +213,7 @@ async fn approve(
     };
     grants::validate(&new, &config.roles, &config.clusters, now)?;
     let grant = Grant {
-        id: crate::admin::grant_id(),
+        id: crate::service::admin::grant_id(),
         grantee: new.grantee,
         cluster: new.cluster,
         namespaces: new.namespaces,

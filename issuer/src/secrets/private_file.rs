@@ -1,5 +1,5 @@
 //! Crash-safe writes of key and certificate files, shared by [`crate::signing`] and
-//! [`crate::tls`].
+//! [`crate::serve::tls`].
 //!
 //! A key file is either absent or complete: it is written to a temporary file that already has
 //! its final mode (so a private key is never readable by others, not even for a moment), synced,
@@ -45,7 +45,7 @@ pub(crate) fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),
-        crate::secret::hex(&suffix)
+        crate::secrets::secret::hex(&suffix)
     ));
 
     let result = write_new(&tmp, bytes, mode).and_then(|()| fs::rename(&tmp, path));

@@ -18,8 +18,8 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::secret::Secret;
-use crate::signing::atomic_file;
+use crate::secrets::private_file;
+use crate::secrets::secret::Secret;
 
 const KEY_LEN: usize = 32;
 const VERSION: &str = "v1";
@@ -89,7 +89,7 @@ impl Sealer {
         let id = digest::digest(&digest::SHA256, bytes);
         Self {
             key: LessSafeKey::new(unbound),
-            key_id: crate::secret::hex(&id.as_ref()[..4]),
+            key_id: crate::secrets::secret::hex(&id.as_ref()[..4]),
             rng: SystemRandom::new(),
         }
     }
@@ -108,9 +108,9 @@ impl Sealer {
                     .fill(&mut key)
                     .map_err(|_| SealError::Random)?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    atomic_file::create_private_dir(dir).map_err(io)?;
+                    private_file::create_private_dir(dir).map_err(io)?;
                 }
-                atomic_file::write(path, &key, atomic_file::PRIVATE_FILE_MODE).map_err(io)?;
+                private_file::write(path, &key, private_file::PRIVATE_FILE_MODE).map_err(io)?;
                 Ok(Self::from_key(&key))
             }
             Err(e) => Err(io(e)),

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use credential_shared::text::{escape_json, Untrusted};
 use time::OffsetDateTime;
 
-use crate::cli::GrantAddArgs;
 use crate::config::Config;
 use crate::domain::audit_chain::{self, Summary, Verifier};
 use crate::domain::grants::{self, Grant, Grantee, NewGrant};
 use crate::domain::names::{validate_group, validate_username, NameError};
-use crate::secret::{hash, random_token, Secret};
+use crate::secrets::secret::{hash, random_token, Secret};
 use crate::signing::{KeyInfo, KeySource};
 use crate::store::{AuditEvent, AuditFilter, NewInvitation, NewUser, Store};
 
@@ -66,7 +65,7 @@ pub enum Error {
     Output(#[source] std::io::Error),
     /// Hashing failed.
     #[error(transparent)]
-    Password(#[from] crate::password::Error),
+    Password(#[from] crate::secrets::password::Error),
     /// The grant breaks a rule of the policy.
     #[error(transparent)]
     Grant(#[from] crate::domain::grants::GrantError),
@@ -78,7 +77,7 @@ pub enum Error {
     Signing(#[from] crate::signing::Error),
     /// The encryption key (for signing keys in the database) could not be loaded.
     #[error(transparent)]
-    Seal(#[from] crate::seal::SealError),
+    Seal(#[from] crate::secrets::seal::SealError),
     /// A time or duration flag could not be read.
     #[error("{flag}: {message}")]
     Time {
@@ -373,9 +372,9 @@ pub async fn add_user(
         return Err(Error::WeakPassword);
     }
     let pw = password.clone();
-    let phc = tokio::task::spawn_blocking(move || crate::password::hash(&pw))
+    let phc = tokio::task::spawn_blocking(move || crate::secrets::password::hash(&pw))
         .await
-        .map_err(|e| crate::password::Error::from_join(&e))??;
+        .map_err(|e| crate::secrets::password::Error::from_join(&e))??;
     store
         .create_user(
             &NewUser {
@@ -620,9 +619,32 @@ pub async fn revoke_grant(
     Ok(grant)
 }
 
+/// A grant as typed at `grant add`, before it is checked: who, where, what, when and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantWords {
+    /// The person (login name).
+    pub user: Option<String>,
+    /// Everyone in this group.
+    pub group: Option<String>,
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace (repeatable); none means cluster-wide.
+    pub namespaces: Vec<String>,
+    /// Role from the issuer's policy (`[[roles]]`).
+    pub role: String,
+    /// Start (RFC 3339 or YYYY-MM-DD); default now.
+    pub from: Option<String>,
+    /// End (RFC 3339, or YYYY-MM-DD meaning the end of that day, UTC).
+    pub until: Option<String>,
+    /// Length from the start, e.g. 8h.
+    pub for_: Option<String>,
+    /// Why (shown in `grant list`, recorded in the audit trail).
+    pub reason: Option<String>,
+}
+
 /// The grant `grant add` asks for: `--user`/`--group`, `--from` (default now), and `--until`
 /// or `--for`.
-pub fn new_grant(a: &GrantAddArgs, now: OffsetDateTime) -> Result<NewGrant, Error> {
+pub fn new_grant(a: &GrantWords, now: OffsetDateTime) -> Result<NewGrant, Error> {
     let grantee = match (&a.user, &a.group) {
         (Some(u), None) => Grantee::User(u.clone()),
         (None, Some(g)) => Grantee::Group(g.clone()),
@@ -755,7 +777,7 @@ pub fn request_table(
 /// and labels.
 #[must_use]
 pub fn grant_id() -> String {
-    crate::secret::hex(&crate::secret::random_bytes(5))
+    crate::secrets::secret::hex(&crate::secrets::secret::random_bytes(5))
 }
 
 /// Reads `--from`/`--until`: RFC 3339 (`2026-12-31T18:00:00Z`), or a date (`2026-12-31`),
@@ -1018,7 +1040,7 @@ mod tests {
     #[test]
     fn grant_requests_and_the_list_table() {
         let now = time::macros::datetime!(2026-06-01 12:00 UTC);
-        let args = GrantAddArgs {
+        let args = GrantWords {
             user: Some("alice".into()),
             group: None,
             cluster: "prod".into(),
@@ -1035,7 +1057,7 @@ mod tests {
             (now, now + time::Duration::hours(8))
         );
         let bad = new_grant(
-            &GrantAddArgs {
+            &GrantWords {
                 for_: Some("a while".into()),
                 ..args
             },
@@ -1111,7 +1133,7 @@ ID          WHO                   ROLE          WHERE                         FR
             .flatten()
             .unwrap_or_else(|| panic!("no bob"));
         assert_eq!(u.groups, ["a", "b"]);
-        assert!(crate::password::verify(
+        assert!(crate::secrets::password::verify(
             u.password_hash.as_deref().unwrap_or(""),
             &pw
         ));

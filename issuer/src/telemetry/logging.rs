@@ -21,7 +21,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::env;
+use crate::env;
 
 /// Installs the global subscriber (once, from `main`). Logs go to stderr.
 pub fn init(default_level: &str) {

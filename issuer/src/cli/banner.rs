@@ -13,7 +13,8 @@ use std::path::Path;
 
 use credential_shared::text::Untrusted;
 
-use crate::config::{env, Config};
+use crate::config::Config;
+use crate::env;
 use crate::store::Location;
 
 /// What the banner shows besides the config.
@@ -173,7 +174,7 @@ fn holds_secret(url: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::{FileConfig, Overrides};
-    use crate::secret::Secret;
+    use crate::secrets::secret::Secret;
     use std::path::PathBuf;
 
     const PG: &str = "postgres://issuer:hunter2-secret@db.example.com:5432/credential";

@@ -115,7 +115,7 @@ pub fn body(kind: Kind, r: &AccessRequest, issuer: &str) -> serde_json::Value {
 pub fn signature(key: &[u8], body: &[u8]) -> String {
     let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
     let tag = ring::hmac::sign(&k, body);
-    format!("sha256={}", crate::secret::hex(tag.as_ref()))
+    format!("sha256={}", crate::secrets::secret::hex(tag.as_ref()))
 }
 
 /// Sends notifications, if configured.
@@ -142,7 +142,7 @@ impl Notifier {
         &self,
         kind: Kind,
         r: &AccessRequest,
-        state: Option<crate::app::AppState>,
+        state: Option<crate::service::state::AppState>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let target = Arc::clone(self.target.as_ref()?);
         let payload = body(kind, r, &self.issuer).to_string();

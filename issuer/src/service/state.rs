@@ -18,15 +18,14 @@ struct Inner {
     config: Config,
     store: Store,
     signer: Signer,
-    sealer: Arc<crate::seal::Sealer>,
+    sealer: Arc<crate::secrets::seal::Sealer>,
     clock: SharedClock,
-    leader: crate::leader::Leader,
     dummy_password_hash: String,
-    metrics: crate::metrics::Metrics,
+    metrics: crate::telemetry::metrics::Metrics,
     upstreams: crate::upstream::Upstreams,
     reconcile_wakeup: crate::kube::reconcile::Wakeup,
-    review_caches: crate::review::Caches,
-    health: crate::health::Health,
+    review_caches: crate::service::review::caches::Caches,
+    health: crate::telemetry::health::Health,
 }
 
 /// Why the issuer could not start.
@@ -51,13 +50,13 @@ pub enum StartError {
     Signing(#[from] crate::signing::Error),
     /// TLS material could not be loaded or generated.
     #[error("cannot set up TLS")]
-    Tls(#[from] crate::tls::Error),
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The encryption key for secrets at rest could not be loaded or created.
     #[error("cannot load the encryption key")]
-    Seal(#[from] crate::seal::SealError),
+    Seal(#[from] crate::secrets::seal::SealError),
     /// Hashing setup failed.
     #[error("cannot initialise password hashing")]
-    Password(#[from] crate::password::Error),
+    Password(#[from] crate::secrets::password::Error),
     /// The listener could not be used.
     #[error("cannot use the listening socket")]
     Listener(#[source] std::io::Error),
@@ -89,13 +88,9 @@ impl AppState {
         let source = key_source(&config, &store, &sealer);
         let signer = Signer::open_source(source, clock.now()).await?;
         let upstreams = crate::upstream::Upstreams::new(&config.upstreams)?;
-        let dummy_password_hash = tokio::task::spawn_blocking(crate::password::dummy_hash)
+        let dummy_password_hash = tokio::task::spawn_blocking(crate::secrets::password::dummy_hash)
             .await
-            .map_err(|e| crate::password::Error::from_join(&e))??;
-        let leader = crate::leader::Leader::new(
-            crate::leader::holder_id(),
-            crate::leader::Timing::new(config.leader_lease),
-        );
+            .map_err(|e| crate::secrets::password::Error::from_join(&e))??;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -103,13 +98,12 @@ impl AppState {
                 signer,
                 sealer,
                 clock,
-                leader,
                 dummy_password_hash,
-                metrics: crate::metrics::Metrics::default(),
+                metrics: crate::telemetry::metrics::Metrics::default(),
                 upstreams,
                 reconcile_wakeup: crate::kube::reconcile::Wakeup::default(),
-                review_caches: crate::review::Caches::default(),
-                health: crate::health::Health::default(),
+                review_caches: crate::service::review::caches::Caches::default(),
+                health: crate::telemetry::health::Health::default(),
             }),
         })
     }
@@ -126,9 +120,9 @@ impl AppState {
         &self.inner.store
     }
 
-    /// The database's health as last seen (see [`crate::health`]).
+    /// The database's health as last seen (see [`crate::telemetry::health`]).
     #[must_use]
-    pub fn health(&self) -> &crate::health::Health {
+    pub fn health(&self) -> &crate::telemetry::health::Health {
         &self.inner.health
     }
 
@@ -140,15 +134,8 @@ impl AppState {
 
     /// Encryption of secrets kept at rest (upstream refresh tokens, TOTP seeds).
     #[must_use]
-    pub fn sealer(&self) -> &crate::seal::Sealer {
+    pub fn sealer(&self) -> &crate::secrets::seal::Sealer {
         &self.inner.sealer
-    }
-
-    /// This replica's side of the leader lease: whether it may run the reconciler and the
-    /// audit sealer now.
-    #[must_use]
-    pub fn leader(&self) -> &crate::leader::Leader {
-        &self.inner.leader
     }
 
     /// The clock.
@@ -165,7 +152,7 @@ impl AppState {
 
     /// The counters behind `/metrics`.
     #[must_use]
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
+    pub fn metrics(&self) -> &crate::telemetry::metrics::Metrics {
         &self.inner.metrics
     }
 
@@ -177,7 +164,7 @@ impl AppState {
 
     /// The token-review webhook's caches (verified tokens, session states).
     #[must_use]
-    pub fn review_caches(&self) -> &crate::review::Caches {
+    pub fn review_caches(&self) -> &crate::service::review::caches::Caches {
         &self.inner.review_caches
     }
 
@@ -191,7 +178,11 @@ impl AppState {
 /// Where the signing keys are, as configured: the keys directory, or the database with the
 /// encryption key (which configuration guarantees was given explicitly).
 #[must_use]
-pub fn key_source(config: &Config, store: &Store, sealer: &Arc<crate::seal::Sealer>) -> KeySource {
+pub fn key_source(
+    config: &Config,
+    store: &Store,
+    sealer: &Arc<crate::secrets::seal::Sealer>,
+) -> KeySource {
     match config.signing_keys_source() {
         SigningKeys::Directory => KeySource::Directory(config.keys_dir()),
         SigningKeys::Database => KeySource::Database {
@@ -247,7 +238,7 @@ pub fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
     let probe = path.join(format!(
         ".write-check-{}-{}",
         std::process::id(),
-        crate::secret::hex(&crate::secret::random_bytes(6))
+        crate::secrets::secret::hex(&crate::secrets::secret::random_bytes(6))
     ));
     std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))

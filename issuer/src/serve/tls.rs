@@ -22,7 +22,7 @@ use rustls::pki_types::pem::{self, PemObject as _};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use time::OffsetDateTime;
 
-use crate::signing::atomic_file;
+use crate::secrets::private_file;
 
 /// Common name of the generated CA. It must stay fixed: re-issuing a leaf rebuilds the issuer
 /// name from it rather than parsing `ca.crt`.
@@ -217,7 +217,7 @@ fn ensure_generated_at(
     now: OffsetDateTime,
 ) -> Result<TlsFiles, Error> {
     let hosts = parse_hosts(hosts)?;
-    atomic_file::create_private_dir(dir).map_err(|source| Error::CreateDir {
+    private_file::create_private_dir(dir).map_err(|source| Error::CreateDir {
         path: dir.to_owned(),
         source,
     })?;
@@ -269,12 +269,12 @@ fn ensure_generated_at(
     write(
         &files.key,
         key_pem.as_bytes(),
-        atomic_file::PRIVATE_FILE_MODE,
+        private_file::PRIVATE_FILE_MODE,
     )?;
     write(
         &files.cert,
         cert_pem.as_bytes(),
-        atomic_file::PUBLIC_FILE_MODE,
+        private_file::PUBLIC_FILE_MODE,
     )?;
     Ok(files)
 }
@@ -526,12 +526,12 @@ fn generate_ca(cert_path: &Path, key_path: &Path, now: OffsetDateTime) -> Result
     write(
         key_path,
         key.serialize_pem().as_bytes(),
-        atomic_file::PRIVATE_FILE_MODE,
+        private_file::PRIVATE_FILE_MODE,
     )?;
     write(
         cert_path,
         cert.pem().as_bytes(),
-        atomic_file::PUBLIC_FILE_MODE,
+        private_file::PUBLIC_FILE_MODE,
     )?;
     tracing::info!(ca = %cert_path.display(), "generated local CA");
     Ok(Ca {
@@ -669,10 +669,16 @@ fn read_optional(what: &'static str, path: &Path) -> Result<Option<Vec<u8>>, Err
 }
 
 fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
-    atomic_file::write(path, bytes, mode).map_err(|source| Error::Write {
+    private_file::write(path, bytes, mode).map_err(|source| Error::Write {
         path: path.to_owned(),
         source,
     })
+}
+
+impl From<Error> for crate::service::state::StartError {
+    fn from(e: Error) -> Self {
+        Self::Tls(Box::new(e))
+    }
 }
 
 #[cfg(test)]

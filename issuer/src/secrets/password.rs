@@ -5,7 +5,7 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
-use crate::secret::{random_bytes, Secret};
+use crate::secrets::secret::{random_bytes, Secret};
 
 /// Hashing failed (only on invalid parameters or a corrupt stored hash).
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub fn verify(phc: &str, password: &Secret) -> bool {
 /// A valid hash of a random password, verified against when the account does not exist so that
 /// "no such user" and "wrong password" take the same time.
 pub fn dummy_hash() -> Result<String, Error> {
-    hash(&crate::secret::random_token(16))
+    hash(&crate::secrets::secret::random_token(16))
 }
 
 #[cfg(test)]

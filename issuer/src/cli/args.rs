@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{env, DatabaseUrl, Overrides};
+use crate::config::{DatabaseUrl, Overrides};
+use crate::env;
+use crate::service::admin::GrantWords;
 
 /// The central issuer of short-lived Kubernetes credentials.
 #[derive(Debug, Parser)]
@@ -266,6 +268,24 @@ pub struct GrantAddArgs {
     pub reason: Option<String>,
 }
 
+impl GrantAddArgs {
+    /// The flags as the words of a grant, for [`crate::service::admin::new_grant`].
+    #[must_use]
+    pub fn words(&self) -> GrantWords {
+        GrantWords {
+            user: self.user.clone(),
+            group: self.group.clone(),
+            cluster: self.cluster.clone(),
+            namespaces: self.namespaces.clone(),
+            role: self.role.clone(),
+            from: self.from.clone(),
+            until: self.until.clone(),
+            for_: self.for_.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
 /// Flags of `reconcile`.
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
@@ -405,7 +425,7 @@ impl Cli {
             encryption_key: std::env::var(env::ENCRYPTION_KEY)
                 .ok()
                 .filter(|k| !k.trim().is_empty())
-                .map(crate::secret::Secret::new),
+                .map(crate::secrets::secret::Secret::new),
             listen: serve.and_then(|a| a.listen.clone()),
             issuer_url: serve.and_then(|a| a.issuer_url.clone()).or(invite_url),
             tls_cert: serve.and_then(|a| a.tls_cert.clone()),

@@ -22,19 +22,15 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::app::AppState;
-use crate::metrics::Metrics;
+use crate::service::state::AppState;
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 
 /// The lease's name in the `leases` table.
 pub const LEASE: &str = "leader";
-/// The lease's lifetime when `leader_lease` is not configured (today's 15 s).
-pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
-/// The shortest `leader_lease`: below it the margin (a fifth) leaves less than a second of
-/// clock skew, and every replica writes the lease row more than once a second or so.
-pub const MIN_TTL: Duration = Duration::from_secs(5);
-/// The longest `leader_lease`: grants would stay unreconciled for minutes after a crash.
-pub const MAX_TTL: Duration = Duration::from_secs(300);
+pub use crate::config::{
+    LEADER_LEASE_DEFAULT as DEFAULT_TTL, LEADER_LEASE_MAX as MAX_TTL, LEADER_LEASE_MIN as MIN_TTL,
+};
 
 /// The timing of the lease, all derived from its lifetime (`leader_lease`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,21 +231,20 @@ impl Leader {
 /// process with a reused pid from its predecessor.
 #[must_use]
 pub fn holder_id() -> String {
-    let host = std::env::var(crate::config::env::HOSTNAME)
+    let host = std::env::var(crate::env::HOSTNAME)
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().chars().take(64).collect::<String>())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "issuer".to_owned());
-    let random = crate::secret::hex(&crate::secret::random_bytes(3));
+    let random = crate::secrets::secret::hex(&crate::secrets::secret::random_bytes(3));
     format!("{host}-{}-{random}", std::process::id())
 }
 
 /// The lease task of a running server; runs until aborted. The server releases the lease
 /// after aborting it ([`Leader::release`]).
-pub async fn run(state: AppState) {
-    let leader = state.leader();
+pub async fn run(state: AppState, leader: std::sync::Arc<Leader>) {
     let metrics = state.metrics();
     metrics.set_leader(false);
     let mut was_leader = false;

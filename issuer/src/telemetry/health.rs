@@ -2,7 +2,7 @@
 //! requests fail fast while the database is down instead of each waiting out the pool's
 //! timeout.
 //!
-//! Two things feed it: a probe every second (`crate::server`), which reads on both pools and
+//! Two things feed it: a probe every second (`crate::serve`), which reads on both pools and
 //! commits a one-row write (a full disk fails only writes), and every request that met a
 //! database fault (the HTTP layer reports it). Only the probe clears a fault: a process that
 //! stopped taking traffic because of one notices by itself when the database is back.
@@ -25,7 +25,7 @@ pub struct Trouble {
     pub since: OffsetDateTime,
 }
 
-/// The shared state; one per process, in [`crate::app::AppState`].
+/// The shared state; one per process, in [`crate::service::state::AppState`].
 #[derive(Debug, Default)]
 pub struct Health {
     trouble: Mutex<Option<Trouble>>,

@@ -4,7 +4,7 @@
 
 use ring::hmac;
 
-use crate::secret::{constant_time_eq, random_bytes, Secret};
+use crate::secrets::secret::{constant_time_eq, random_bytes, Secret};
 
 /// Length of one time step in seconds.
 pub const STEP_SECS: i64 = 30;
