@@ -11,18 +11,17 @@ use crate::cache::{
     Acquired, Backoff, CacheKey, Entry, Hold, Index, KeyLock, Listed, Origin, TokenCache,
     REFRESH_WAIT, SIGN_IN_WAIT,
 };
-use crate::cancel::Cancel;
-use crate::cli::{
-    self, Cli, Command, CommonArgs, GetArgs, IssuerUrl, LogoutArgs, StatusArgs, TokenCacheKind,
-};
-use crate::clock::{Clock, SystemClock};
+use crate::base::cancel::Cancel;
+use crate::base::target::{IssuerUrl, Target, TokenCacheKind};
+use crate::cli::{self, Cli, Command, GetArgs, LogoutArgs, StatusArgs};
+use crate::base::clock::{Clock, SystemClock};
 use crate::device_flow;
 use crate::error::{self, Error};
 use crate::exec::{self, ExecInfo};
 use crate::handout::{Caller, HandOuts};
 use crate::issuer::{Endpoints, IssuerClient, IssuerError, Retry};
 use crate::requests;
-use crate::secret::Secret;
+use crate::base::secret::Secret;
 use crate::show;
 use credential_shared::text::Untrusted;
 
@@ -31,7 +30,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
     let clock = SystemClock;
     match cli.command {
         Command::Get(args) => get(&args, &clock),
-        Command::Login(args) => login(&args, &clock),
+        Command::Login(args) => login(&args.into(), &clock),
         Command::Logout(args) => match args.single() {
             Some(single) => logout(&single.resolve()?, &clock),
             None => logout_all(&args, &clock),
@@ -52,7 +51,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
 /// kubectl process; a person running the plugin by hand always reads the error.
 pub(crate) fn told_this_caller(text: &str) -> bool {
     let from_kubectl =
-        std::env::var_os(crate::env::KUBERNETES_EXEC_INFO).is_some_and(|v| !v.is_empty());
+        std::env::var_os(crate::base::env::KUBERNETES_EXEC_INFO).is_some_and(|v| !v.is_empty());
     if !from_kubectl {
         return false;
     }
@@ -99,7 +98,7 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
         command: args.command.clone(),
         issuer: args.issuer.as_str().to_owned(),
         issuer_ca,
-        file_cache: args.token_cache == Some(cli::TokenCacheKind::File),
+        file_cache: args.token_cache == Some(crate::base::target::TokenCacheKind::File),
     };
     let before = setup::read(&path)?;
     let (doc, skipped) = setup::merge(before.clone(), &path, &list, &exec)?;
@@ -139,7 +138,7 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
 
 /// The cache key of a session started by hand (`login`): issuer, cluster name, client and
 /// `--username`, without the API server, which only kubectl knows.
-fn base_key(args: &CommonArgs) -> CacheKey {
+fn base_key(args: &Target) -> CacheKey {
     CacheKey::for_user(
         args.issuer.as_str(),
         &args.cluster,
@@ -152,7 +151,7 @@ fn base_key(args: &CommonArgs) -> CacheKey {
 /// The cache key `get` uses: the base key, plus the API server and CA when kubectl says which
 /// (`provideClusterInfo: true`), so that two kubeconfig clusters with the same issuer and
 /// cluster name but another server or CA never share a token.
-fn get_key(args: &CommonArgs, info: &ExecInfo) -> CacheKey {
+fn get_key(args: &Target, info: &ExecInfo) -> CacheKey {
     CacheKey::for_user(
         args.issuer.as_str(),
         &args.cluster,
@@ -165,13 +164,13 @@ fn get_key(args: &CommonArgs, info: &ExecInfo) -> CacheKey {
 /// Whether a stored session belongs to the cluster and `--username` (or its absence) `args`
 /// name: what `logout`, `login` and `whoami --cluster` act on, whatever API server it was
 /// adopted by. Sessions pinned to an account are left to commands naming that account.
-fn belongs_to(listed: &Listed, args: &CommonArgs) -> bool {
+fn belongs_to(listed: &Listed, args: &Target) -> bool {
     listed.origin.as_ref() == Some(&origin_of(args))
 }
 
 /// Every stored key of the cluster `args` name: its base key (even for an entry written before
 /// origins were recorded) and every API-server key whose session belongs to it.
-fn cluster_keys(cache: &TokenCache, args: &CommonArgs) -> Result<Vec<CacheKey>, Error> {
+fn cluster_keys(cache: &TokenCache, args: &Target) -> Result<Vec<CacheKey>, Error> {
     let index = Index::open_default()?;
     let mut keys = vec![base_key(args)];
     for listed in cache.list(&index)? {
@@ -183,7 +182,7 @@ fn cluster_keys(cache: &TokenCache, args: &CommonArgs) -> Result<Vec<CacheKey>, 
 }
 
 /// Whose session `args` select, recorded in the entry and the index.
-fn origin_of(args: &CommonArgs) -> Origin {
+fn origin_of(args: &Target) -> Origin {
     Origin {
         issuer: args.issuer.to_string(),
         cluster: args.cluster.clone(),
@@ -193,11 +192,11 @@ fn origin_of(args: &CommonArgs) -> Origin {
 }
 
 /// The error for "no usable session here": the user has to sign in.
-fn login_required(args: &CommonArgs) -> Error {
+fn login_required(args: &Target) -> Error {
     Error::LoginRequired {
         cluster: args.cluster.clone(),
         issuer: args.issuer.to_string(),
-        login_command: cli::login_command(args),
+        login_command: crate::base::target::login_command(args),
     }
 }
 
@@ -224,7 +223,7 @@ fn end_exposed(
             continue;
         };
         let target = match &entry.origin {
-            Some(o) => cli::normalize_issuer(&o.issuer)
+            Some(o) => crate::base::target::normalize_issuer(&o.issuer)
                 .ok()
                 .map(|url| (url, o.client_id.clone())),
             None => fallback.map(|(url, client)| (url.clone(), client.to_owned())),
@@ -263,7 +262,7 @@ struct EndExposed<'a> {
 
 impl<'a> EndExposed<'a> {
     /// For a command acting for `args`' issuer and client.
-    fn for_args(cache: &'a TokenCache, args: &'a CommonArgs, clock: &'a dyn Clock) -> Self {
+    fn for_args(cache: &'a TokenCache, args: &'a Target, clock: &'a dyn Clock) -> Self {
         Self {
             cache,
             fallback: Some((&args.issuer, &args.client_id)),
@@ -288,9 +287,10 @@ impl Drop for EndExposed<'_> {
 /// handed out even if it looks fresh (the API server rejected it): the session is refreshed.
 fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
     let GetArgs {
-        common: args,
+        common,
         force_refresh,
     } = args;
+    let args = &Target::from(common.clone());
     let info = exec::read_exec_info()?;
     let cache = TokenCache::open(args.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, args, clock);
@@ -336,7 +336,7 @@ fn get(args: &GetArgs, clock: &dyn Clock) -> Result<(), Error> {
 /// Whether a request filed from here has been approved since the last check (only asked when
 /// one is recorded as pending, and at most every few seconds; a slow or failing issuer is
 /// ignored, the token in hand still works).
-fn pending_request_approved(args: &CommonArgs, entry: &Entry, now: i64) -> bool {
+fn pending_request_approved(args: &Target, entry: &Entry, now: i64) -> bool {
     let Some(mut pending) = requests::Pending::load(args, now) else {
         return false;
     };
@@ -373,7 +373,7 @@ const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A live access token of the cluster's session, refreshed if it is not fresh.
 fn live_token(
-    args: &CommonArgs,
+    args: &Target,
     cache: &TokenCache,
     issuer: &mut LazyIssuer<'_>,
     clock: &dyn Clock,
@@ -391,7 +391,7 @@ fn live_token(
 }
 
 /// `request`: file an access request; with `--wait`, wait for the decision and refresh.
-fn request(args: &cli::RequestArgs, common: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
+fn request(args: &cli::RequestArgs, common: &Target, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(common.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, common, clock);
     let mut issuer = LazyIssuer::new(common);
@@ -454,7 +454,7 @@ fn request(args: &cli::RequestArgs, common: &CommonArgs, clock: &dyn Clock) -> R
 }
 
 /// `requests`: the person's requests.
-fn list_requests(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
+fn list_requests(args: &Target, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, args, clock);
     let mut issuer = LazyIssuer::new(args);
@@ -465,7 +465,7 @@ fn list_requests(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
 }
 
 /// `roles`: what `request --role` accepts on the session's cluster.
-fn list_roles(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
+fn list_roles(args: &Target, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, args, clock);
     let mut issuer = LazyIssuer::new(args);
@@ -503,7 +503,7 @@ fn forget_handouts(key: &CacheKey, clock: &dyn Clock) {
 /// requests elsewhere. That is reported as such (exit 2) rather than as "log in": a sign-in
 /// would end in the same refusal.
 fn check_known_api_server(
-    args: &CommonArgs,
+    args: &Target,
     info: &ExecInfo,
     cache: &TokenCache,
 ) -> Result<(), Error> {
@@ -529,7 +529,7 @@ fn check_known_api_server(
 /// another API server), under the lock of the base key so that two API servers cannot both
 /// take it. `None` when there is nothing alive to take.
 fn adopt_login_session(
-    args: &CommonArgs,
+    args: &Target,
     info: &ExecInfo,
     cache: &TokenCache,
     key: &CacheKey,
@@ -566,7 +566,7 @@ fn adopt_login_session(
 }
 
 /// Prints the credential for kubectl, after checking it goes to the right API server.
-fn hand_out(info: &ExecInfo, entry: &Entry, args: &CommonArgs) -> Result<(), Error> {
+fn hand_out(info: &ExecInfo, entry: &Entry, args: &Target) -> Result<(), Error> {
     exec::check_api_server(info, entry, &args.cluster)?;
     exec::print_credential(info.version, entry)
 }
@@ -597,7 +597,7 @@ struct Refresh {
 #[cold]
 #[inline(never)]
 fn get_without_fresh_token(
-    args: &CommonArgs,
+    args: &Target,
     info: &ExecInfo,
     cache: &TokenCache,
     exact: &CacheKey,
@@ -645,7 +645,7 @@ fn get_without_fresh_token(
                         issuer: args.issuer.to_string(),
                         retry_in: held.until - clock.now(),
                         hold: held.hold,
-                        login_command: cli::login_command(args),
+                        login_command: crate::base::target::login_command(args),
                     });
                 }
             }
@@ -740,7 +740,7 @@ fn get_without_fresh_token(
 fn sign_in(
     client: &IssuerClient,
     endpoints: &Endpoints,
-    args: &CommonArgs,
+    args: &Target,
     clock: &dyn Clock,
     cancel: &Cancel,
 ) -> Result<Entry, Error> {
@@ -778,7 +778,7 @@ fn sign_in(
 /// refused it, or the person asked for a refresh); a fresh token other than that one, which
 /// another process stored while this one waited for the lock, is taken as is.
 fn refresh(
-    args: &CommonArgs,
+    args: &Target,
     cache: &TokenCache,
     key: &CacheKey,
     issuer: &mut LazyIssuer<'_>,
@@ -882,7 +882,7 @@ fn forget(cache: &TokenCache, keys: &[CacheKey]) {
 
 /// `login`: sign in now and store the session. It replaces every session of this cluster on
 /// this machine (whichever API server adopted it): those are deleted and revoked.
-fn login(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
+fn login(args: &Target, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, args, clock);
     let key = base_key(args);
@@ -926,7 +926,7 @@ fn login(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
 
 /// `logout`: revoke the cluster's sessions at the issuer (the one `login` stored and every one
 /// kubectl adopted for an API server), then delete them locally whatever the issuer said.
-fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
+fn logout(args: &Target, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, args, clock);
     let mut issuer = LazyIssuer::new(args);
@@ -974,7 +974,7 @@ fn logout(args: &CommonArgs, clock: &dyn Clock) -> Result<(), Error> {
 /// `logout --all`: end every stored session of the chosen backend, each revoked at its issuer
 /// (with `--issuer-ca` trusted for all of them, if given) and deleted locally.
 fn logout_all(args: &LogoutArgs, clock: &dyn Clock) -> Result<(), Error> {
-    let cache = TokenCache::open(args.token_cache.unwrap_or(cli::TokenCacheKind::Keyring))?;
+    let cache = TokenCache::open(args.token_cache.unwrap_or(crate::base::target::TokenCacheKind::Keyring))?;
     let _end_exposed = EndExposed {
         cache: &cache,
         fallback: None,
@@ -1039,7 +1039,7 @@ fn end_every_session(
             .filter(|_| entry.has_live_session(now));
         let issuer = origin
             .as_ref()
-            .and_then(|o| cli::normalize_issuer(&o.issuer).ok().map(|url| (url, o)));
+            .and_then(|o| crate::base::target::normalize_issuer(&o.issuer).ok().map(|url| (url, o)));
         let revoked = match (live, &issuer) {
             (None, _) => Ok(()),
             (Some(token), Some((url, o))) => revoke(url, &o.client_id, token).map_err(Some),
@@ -1077,7 +1077,7 @@ fn end_every_session(
 
 /// `whoami`: who the stored session is, from the cache alone unless `--refresh` asks for a
 /// refresh first (through the same locked path as `get`).
-fn whoami(common: &CommonArgs, refresh_first: bool, clock: &dyn Clock) -> Result<(), Error> {
+fn whoami(common: &Target, refresh_first: bool, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(common.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, common, clock);
     let (key, mut entry) = session_of_cluster(&cache, common, clock.now())?;
@@ -1099,7 +1099,7 @@ fn whoami(common: &CommonArgs, refresh_first: bool, clock: &dyn Clock) -> Result
 /// kubectl most recently adopted for an API server (`None` when there is none).
 fn session_of_cluster(
     cache: &TokenCache,
-    args: &CommonArgs,
+    args: &Target,
     now: i64,
 ) -> Result<(CacheKey, Option<Entry>), Error> {
     let key = base_key(args);
@@ -1119,7 +1119,7 @@ fn session_of_cluster(
 }
 
 /// The entry `whoami` reports on: one that is still of some use, else "log in".
-fn session_to_show(entry: Option<Entry>, args: &CommonArgs, now: i64) -> Result<Entry, Error> {
+fn session_to_show(entry: Option<Entry>, args: &Target, now: i64) -> Result<Entry, Error> {
     entry
         .filter(|e| e.is_alive(now))
         .ok_or_else(|| login_required(args))
@@ -1145,12 +1145,12 @@ fn status(args: &StatusArgs, clock: &dyn Clock) -> Result<(), Error> {
 
 /// The issuer client and its endpoints, built and discovered on first use only.
 struct LazyIssuer<'a> {
-    args: &'a CommonArgs,
+    args: &'a Target,
     connected: Option<(IssuerClient, Endpoints)>,
 }
 
 impl<'a> LazyIssuer<'a> {
-    fn new(args: &'a CommonArgs) -> Self {
+    fn new(args: &'a Target) -> Self {
         Self {
             args,
             connected: None,
@@ -1194,9 +1194,9 @@ mod tests {
         }
     }
 
-    fn args(cluster: &str) -> CommonArgs {
-        CommonArgs {
-            issuer: cli::normalize_issuer("https://issuer.example")
+    fn args(cluster: &str) -> Target {
+        Target {
+            issuer: crate::base::target::normalize_issuer("https://issuer.example")
                 .unwrap_or_else(|e| panic!("{e}")),
             cluster: cluster.to_owned(),
             issuer_ca: None,

@@ -1,16 +1,15 @@
 //! The command line: five subcommands, most sharing one set of flags, parsed into typed values
 //! so that a bad flag fails before anything else happens.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum as _};
 use credential_shared::oauth::PLUGIN_CLIENT_ID;
 use credential_shared::text::Untrusted;
-use url::{Host, Url};
 
-use crate::env;
+use crate::base::env;
+use crate::base::target::{normalize_issuer, parse_cluster, IssuerUrl, Target, TokenCacheKind};
 use crate::error::{EXIT_OK, EXIT_USAGE};
 
 /// kubectl exec credential plugin: signs in with the device flow and caches short-lived tokens.
@@ -265,7 +264,7 @@ impl TargetArgs {
     }
 
     /// The flags, completed from the kubeconfig entry where absent.
-    pub(crate) fn resolve(&self) -> Result<CommonArgs, TargetError> {
+    pub(crate) fn resolve(&self) -> Result<Target, TargetError> {
         let entry = if self.complete() {
             crate::kubeconfig::ExecEntry::default()
         } else {
@@ -277,7 +276,7 @@ impl TargetArgs {
     fn resolve_with(
         &self,
         entry: &crate::kubeconfig::ExecEntry,
-    ) -> Result<CommonArgs, TargetError> {
+    ) -> Result<Target, TargetError> {
         let bad = |flag, value: &str, reason: String| TargetError::BadValue {
             flag,
             value: value.to_owned(),
@@ -300,7 +299,7 @@ impl TargetArgs {
             }
             (None, None) => TokenCacheKind::Keyring,
         };
-        Ok(CommonArgs {
+        Ok(Target {
             issuer,
             cluster,
             issuer_ca: self.issuer_ca.clone().or_else(|| entry.issuer_ca.clone()),
@@ -345,77 +344,8 @@ pub(crate) struct CommonArgs {
     pub(crate) username: Option<String>,
 }
 
-/// The two token cache backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum TokenCacheKind {
-    /// The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager).
-    Keyring,
-    /// JSON files, mode 0600, under the user's cache directory.
-    File,
-}
-
-/// An issuer URL, normalized: parsed, lower-cased host, no trailing slash. This exact string is
-/// what the discovery document's `issuer` must equal and what the cache key hashes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IssuerUrl(String);
-
-impl IssuerUrl {
-    /// The normalized URL, without a trailing slash.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether this is a plain-HTTP issuer (allowed only on loopback, for development).
-    pub(crate) fn is_http(&self) -> bool {
-        self.0.starts_with("http:")
-    }
-}
-
-impl fmt::Display for IssuerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Normalizes an issuer URL the same way for `--issuer` and for the discovery document, so
-/// that `https://Issuer.example/` and `https://issuer.example` compare equal.
-pub(crate) fn normalize_issuer(raw: &str) -> Result<IssuerUrl, String> {
-    let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("an issuer URL has no query or fragment".to_owned());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("an issuer URL has no user name or password".to_owned());
-    }
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&url) => {}
-        _ => return Err("the issuer must use https (plain http only on loopback)".to_owned()),
-    }
-    Ok(IssuerUrl(url.as_str().trim_end_matches('/').to_owned()))
-}
-
 fn parse_issuer(raw: &str) -> Result<IssuerUrl, String> {
     normalize_issuer(raw)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(d)) => d == "localhost",
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-fn parse_cluster(raw: &str) -> Result<String, String> {
-    if raw.is_empty() || raw.len() > 253 {
-        return Err("a cluster name is 1 to 253 characters".to_owned());
-    }
-    if raw.chars().any(char::is_control) {
-        return Err("a cluster name has no control characters".to_owned());
-    }
-    Ok(raw.to_owned())
 }
 
 fn parse_non_empty(raw: &str) -> Result<String, String> {
@@ -423,6 +353,29 @@ fn parse_non_empty(raw: &str) -> Result<String, String> {
         return Err("must not be empty".to_owned());
     }
     Ok(raw.to_owned())
+}
+
+impl From<CommonArgs> for Target {
+    fn from(args: CommonArgs) -> Self {
+        let CommonArgs {
+            issuer,
+            cluster,
+            issuer_ca,
+            token_cache,
+            no_browser,
+            client_id,
+            username,
+        } = args;
+        Self {
+            issuer,
+            cluster,
+            issuer_ca,
+            token_cache,
+            no_browser,
+            client_id,
+            username,
+        }
+    }
 }
 
 /// Prints a clap error (or the help or version text clap answers with) and picks the exit code:
@@ -449,44 +402,6 @@ fn clap_error_text(err: &clap::Error) -> String {
         let _ = writeln!(out, "{}", Untrusted::long(line));
     }
     out
-}
-
-/// The `kubectl credential login` command line that signs in to the same cache entry as `args`,
-/// for messages that tell the user what to run.
-pub(crate) fn login_command(args: &CommonArgs) -> String {
-    let mut cmd = format!(
-        "kubectl credential login --issuer {} --cluster {}",
-        shell_quote(args.issuer.as_str()),
-        shell_quote(&args.cluster)
-    );
-    if let Some(ca) = &args.issuer_ca {
-        cmd.push_str(" --issuer-ca ");
-        cmd.push_str(&shell_quote(&ca.to_string_lossy()));
-    }
-    if args.token_cache == TokenCacheKind::File {
-        cmd.push_str(" --token-cache file");
-    }
-    if args.client_id != PLUGIN_CLIENT_ID {
-        cmd.push_str(" --client-id ");
-        cmd.push_str(&shell_quote(&args.client_id));
-    }
-    if let Some(user) = &args.username {
-        cmd.push_str(" --username ");
-        cmd.push_str(&shell_quote(user));
-    }
-    cmd
-}
-
-/// Quotes `s` for a POSIX shell when it holds anything but plain word characters.
-fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
-    if plain {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 #[cfg(test)]
@@ -573,15 +488,6 @@ mod tests {
     }
 
     #[test]
-    fn allows_plain_http_only_on_loopback() {
-        assert!(normalize_issuer("http://127.0.0.1:8080").is_ok());
-        assert!(normalize_issuer("http://[::1]:8080").is_ok());
-        assert!(normalize_issuer("http://localhost:8080").is_ok());
-        assert!(normalize_issuer("http://10.0.0.1").is_err());
-        assert!(normalize_issuer("ftp://127.0.0.1").is_err());
-    }
-
-    #[test]
     fn login_command_repeats_what_selects_the_entry() {
         let cli = parse(&[
             "get",
@@ -599,7 +505,7 @@ mod tests {
             panic!("not get")
         };
         assert_eq!(
-            login_command(&args),
+            crate::base::target::login_command(&args.into()),
             "kubectl credential login --issuer https://x:8443 --cluster 'my prod' --issuer-ca /etc/ca.pem --token-cache file"
         );
     }

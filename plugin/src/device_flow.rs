@@ -9,13 +9,13 @@ use std::time::Duration;
 use credential_shared::oauth::{DeviceAuthorizationResponse, OAuthErrorCode, TokenResponse};
 
 use crate::cache::{Entry, MAX_WAIT_SECS};
-use crate::cancel::Cancel;
-use crate::cli::CommonArgs;
-use crate::clock::{human_duration, rfc3339, Clock};
-use crate::env;
+use crate::base::cancel::Cancel;
+use crate::base::target::Target;
+use crate::base::clock::{human_duration, rfc3339, Clock};
+use crate::base::env;
 use crate::error::Error;
 use crate::issuer::{Endpoints, IssuerClient, IssuerError, Retry};
-use crate::secret::Secret;
+use crate::base::secret::Secret;
 use credential_shared::text::Untrusted;
 
 /// Poll interval when the issuer gives none (RFC 8628 section 3.2).
@@ -36,7 +36,7 @@ const PLAIN_PROGRESS_SECS: u64 = 30;
 pub(crate) fn sign_in(
     client: &IssuerClient,
     endpoints: &Endpoints,
-    args: &CommonArgs,
+    args: &Target,
     clock: &dyn Clock,
     ui: &mut dyn Write,
     terminal: bool,
@@ -367,7 +367,7 @@ mod tests {
     use credential_shared::oauth::OAuthError;
 
     use super::*;
-    use crate::clock::fake::FakeClock;
+    use crate::base::clock::fake::FakeClock;
     use crate::error::{EXIT_ISSUER, EXIT_LOGIN_REFUSED};
 
     fn oauth(code: OAuthErrorCode) -> Result<TokenResponse, IssuerError> {
@@ -670,7 +670,7 @@ mod tests {
         "#);
 
         let entry = Entry {
-            access_token: Secret::new(crate::jwt::tests::token(0, 600, "alice", &["dev", "ops"])),
+            access_token: Secret::new(crate::base::jwt::tests::token(0, 600, "alice", &["dev", "ops"])),
             iat: 0,
             exp: 600,
             refresh_token: None,
@@ -750,7 +750,7 @@ mod tests {
 
     fn signed_in(groups: &[&str], session_expires_at: Option<i64>) -> Entry {
         Entry {
-            access_token: Secret::new(crate::jwt::tests::token(
+            access_token: Secret::new(crate::base::jwt::tests::token(
                 1_767_225_600,
                 1_767_225_600 + 900,
                 "alice",

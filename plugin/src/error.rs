@@ -23,7 +23,7 @@ use credential_shared::text::{self, Untrusted};
 
 use crate::cache::{CacheError, Hold};
 use crate::issuer::IssuerError;
-use crate::jwt::JwtError;
+use crate::base::jwt::JwtError;
 
 /// Success.
 pub(crate) const EXIT_OK: u8 = 0;
@@ -212,7 +212,7 @@ impl Error {
             Self::Cache(_) => EXIT_CACHE,
             Self::Setup(_) => EXIT_KUBECONFIG,
             Self::Stdout(_) | Self::TimeOutOfRange(_) => EXIT_UNEXPECTED,
-            Self::Cancelled => crate::cancel::EXIT_CANCELLED,
+            Self::Cancelled => crate::base::cancel::EXIT_CANCELLED,
             Self::RequestNotApproved { .. } => EXIT_REQUEST_REFUSED,
         }
     }
@@ -497,7 +497,7 @@ mod tests {
     }
 
     /// The flags of `get` for cluster `prod` at the example issuer, plus `extra`.
-    fn get_args(extra: &[&str]) -> crate::cli::CommonArgs {
+    fn get_args(extra: &[&str]) -> crate::base::target::Target {
         use clap::Parser as _;
 
         let args = [
@@ -513,7 +513,7 @@ mod tests {
         let crate::cli::Command::Get(get) = cli.command else {
             panic!("not get")
         };
-        get.common
+        get.common.into()
     }
 
     /// `LoginRequired` as `get` builds it, so that a change to the suggested command shows up.
@@ -522,7 +522,7 @@ mod tests {
         Error::LoginRequired {
             cluster: args.cluster.clone(),
             issuer: args.issuer.to_string(),
-            login_command: crate::cli::login_command(&args),
+            login_command: crate::base::target::login_command(&args),
         }
     }
 
@@ -569,7 +569,7 @@ mod tests {
                 let _ = stream.read_to_end(&mut Vec::new());
             }
         });
-        let issuer = crate::cli::normalize_issuer(&format!("https://{addr}"))
+        let issuer = crate::base::target::normalize_issuer(&format!("https://{addr}"))
             .unwrap_or_else(|e| panic!("{e}"));
         let client =
             crate::issuer::IssuerClient::new(&issuer, None).unwrap_or_else(|e| panic!("{e}"));
@@ -601,7 +601,7 @@ mod tests {
             issuer: args.issuer.to_string(),
             retry_in,
             hold,
-            login_command: crate::cli::login_command(&args),
+            login_command: crate::base::target::login_command(&args),
         }
     }
 

@@ -9,8 +9,8 @@ use credential_shared::exec_credential::{
 };
 
 use crate::cache::Entry;
-use crate::clock::rfc3339;
-use crate::env;
+use crate::base::clock::rfc3339;
+use crate::base::env;
 use crate::error::Error;
 
 /// What kubectl told the plugin about this call.
@@ -111,7 +111,7 @@ mod tests {
     use std::ffi::OsString;
 
     use super::*;
-    use crate::secret::Secret;
+    use crate::base::secret::Secret;
 
     fn parse(raw: Option<&str>, tty: bool) -> Result<ExecInfo, Error> {
         let raw = raw.map(OsString::from);

@@ -65,10 +65,10 @@ fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 /// An entry as a sign-in at `iat` leaves it.
 fn entry(iat: i64, exp: i64) -> crate::cache::Entry {
     crate::cache::Entry {
-        access_token: crate::secret::Secret::new("AT".to_owned()),
+        access_token: crate::base::secret::Secret::new("AT".to_owned()),
         iat,
         exp,
-        refresh_token: Some(crate::secret::Secret::new("RT".to_owned())),
+        refresh_token: Some(crate::base::secret::Secret::new("RT".to_owned())),
         session_expires_at: Some(exp.saturating_add(3600)),
         username: "alice".to_owned(),
         origin: None,
@@ -77,7 +77,7 @@ fn entry(iat: i64, exp: i64) -> crate::cache::Entry {
 }
 
 /// The arguments of `whoami --issuer https://issuer.example --cluster prod`.
-fn common_args() -> crate::cli::CommonArgs {
+fn common_args() -> crate::base::target::Target {
     use clap::Parser as _;
     let cli = crate::cli::Cli::try_parse_from([
         "kubectl-credential",
@@ -397,13 +397,13 @@ proptest! {
     #[test]
     fn token_claims_are_decoded_or_refused(token in jwt_like(), now in now()) {
         bounded(move || {
-            let decoded = crate::jwt::decode_claims(&token);
+            let decoded = crate::base::jwt::decode_claims(&token);
             if let Ok(claims) = &decoded {
                 assert_eq!(token.split('.').count(), 3);
                 let _ = (claims.exp.saturating_sub(claims.iat), &claims.groups);
             }
             let mut entry = entry(now, now.saturating_add(300));
-            entry.access_token = crate::secret::Secret::new(token);
+            entry.access_token = crate::base::secret::Secret::new(token);
             let _ = entry.groups();
             let args = common_args();
             let _ = crate::show::whoami(&entry, &args, now);

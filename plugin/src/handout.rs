@@ -27,8 +27,8 @@ use std::time::{Duration, SystemTime};
 use ring::digest;
 
 use crate::cache::CacheKey;
-use crate::env;
-use crate::secret::Secret;
+use crate::base::env;
+use crate::base::secret::Secret;
 
 /// Lower-case hex digits.
 const HEX: &[u8; 16] = b"0123456789abcdef";

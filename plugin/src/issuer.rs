@@ -20,9 +20,9 @@ use serde::Serialize;
 
 use credential_shared::text::Untrusted;
 
-use crate::cli::{normalize_issuer, IssuerUrl};
+use crate::base::target::{normalize_issuer, IssuerUrl};
 use crate::error::{oauth_exit_code, EXIT_ISSUER, EXIT_UNEXPECTED, EXIT_USAGE};
-use crate::secret::Secret;
+use crate::base::secret::Secret;
 
 /// Time to establish a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,26 +1,21 @@
 //! Entry point of `kubectl-credential`: parse the arguments, run, report an error once.
 
 mod app;
+mod base;
 mod cache;
-mod cancel;
 mod cli;
-mod clock;
 mod device_flow;
-mod env;
 mod error;
 mod exec;
 #[cfg(test)]
 mod fuzz_tests;
 mod handout;
 mod issuer;
-mod jwt;
 mod kubeconfig;
 mod requests;
 mod roles;
-mod secret;
 mod setup;
 mod show;
-mod term;
 
 use std::process::ExitCode;
 

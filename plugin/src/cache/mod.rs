@@ -35,9 +35,9 @@ use credential_shared::oauth::TokenResponse;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::TokenCacheKind;
-use crate::jwt::{self, JwtError};
-use crate::secret::Secret;
+use crate::base::target::TokenCacheKind;
+use crate::base::jwt::{self, JwtError};
+use crate::base::secret::Secret;
 
 pub(crate) use self::backoff::{Backoff, Hold, MAX_WAIT_SECS};
 pub(crate) use self::file::{read_steering, remove_private, replace_private, FileStore, Loaded};
@@ -67,7 +67,7 @@ pub(crate) enum CacheError {
     #[error("no cache directory: set HOME or XDG_CACHE_HOME")]
     NoCacheDir,
     /// A cache file exists but cannot be read.
-    #[error("cannot read the token cache file {}", crate::term::path(path))]
+    #[error("cannot read the token cache file {}", crate::base::term::path(path))]
     Read {
         /// The file.
         path: PathBuf,
@@ -76,7 +76,7 @@ pub(crate) enum CacheError {
         source: std::io::Error,
     },
     /// The cache directory or a file in it cannot be written.
-    #[error("cannot write the token cache in {}", crate::term::path(path))]
+    #[error("cannot write the token cache in {}", crate::base::term::path(path))]
     Write {
         /// The file or directory.
         path: PathBuf,
@@ -513,7 +513,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::tests::token;
+    use crate::base::jwt::tests::token;
 
     fn cluster(server: &str, ca: Option<&str>) -> ExecCluster {
         ExecCluster {
