@@ -1176,7 +1176,7 @@ mod tests {
 
     use super::*;
     use crate::cache::{FileStore, Root};
-    use crate::error::{EXIT_ISSUER, EXIT_LOGIN_REQUIRED};
+    use crate::exit::{EXIT_ISSUER, EXIT_LOGIN_REQUIRED};
     use crate::issuer::IssuerError;
 
     const NOW: i64 = 1_767_225_600;

@@ -2,7 +2,6 @@
 //! so that a bad flag fails before anything else happens.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum as _};
 use credential_shared::oauth::PLUGIN_CLIENT_ID;
@@ -10,7 +9,6 @@ use credential_shared::text::Untrusted;
 
 use crate::base::env;
 use crate::base::target::{normalize_issuer, parse_cluster, IssuerUrl, Target, TokenCacheKind};
-use crate::error::{EXIT_OK, EXIT_USAGE};
 
 /// kubectl exec credential plugin: signs in with the device flow and caches short-lived tokens.
 #[derive(Debug, Parser)]
@@ -378,32 +376,6 @@ impl From<CommonArgs> for Target {
     }
 }
 
-/// Prints a clap error (or the help or version text clap answers with) and picks the exit code:
-/// 0 for `--help`/`--version`, [`EXIT_USAGE`] for anything else.
-pub(crate) fn exit_after_clap_error(err: &clap::Error) -> ExitCode {
-    if !err.use_stderr() {
-        // Our own help and version text, on stdout. Printing can only fail on a closed
-        // stream, and then there is nobody to tell.
-        let _ = err.print();
-        return ExitCode::from(EXIT_OK);
-    }
-    // A usage error quotes the offending argument, which comes from a kubeconfig's `exec`
-    // args: printed plain (no colours) and line by line through the escaper.
-    eprint!("{}", clap_error_text(err));
-    ExitCode::from(EXIT_USAGE)
-}
-
-/// The text of a clap usage error, every line escaped and bounded.
-fn clap_error_text(err: &clap::Error) -> String {
-    use std::fmt::Write as _;
-
-    let mut out = String::new();
-    for line in err.render().to_string().lines() {
-        let _ = writeln!(out, "{}", Untrusted::long(line));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,25 +405,6 @@ mod tests {
         assert_eq!(args.client_id, "kubectl-credential");
         assert!(!args.no_browser);
         assert!(args.issuer_ca.is_none());
-    }
-
-    #[test]
-    fn a_usage_error_does_not_echo_the_argument_raw() {
-        let huge = format!("prod\x1b[2J\x1b]0;owned\x07\n{}", "x".repeat(120 * 1024));
-        for args in [
-            vec!["get", "--issuer", "https://i", "--cluster", huge.as_str()],
-            vec!["get", "--issuer", "https://i\x1b[31m", "--cluster", "prod"],
-            vec!["get", "--issuer", "https://i", "--bogus\x1b[2J"],
-        ] {
-            let err = parse(&args).err().unwrap_or_else(|| panic!("accepted"));
-            let text = clap_error_text(&err);
-            assert!(
-                !text.chars().any(|c| c.is_control() && c != '\n'),
-                "{text:?}"
-            );
-            assert!(text.contains(r"\x1b"), "{text}");
-            assert!(text.len() < 8 * 1024, "{} bytes", text.len());
-        }
     }
 
     #[test]

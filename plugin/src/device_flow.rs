@@ -368,7 +368,7 @@ mod tests {
 
     use super::*;
     use crate::base::clock::fake::FakeClock;
-    use crate::error::{EXIT_ISSUER, EXIT_LOGIN_REFUSED};
+    use crate::exit::{EXIT_ISSUER, EXIT_LOGIN_REFUSED};
 
     fn oauth(code: OAuthErrorCode) -> Result<TokenResponse, IssuerError> {
         Err(IssuerError::OAuth {

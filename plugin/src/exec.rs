@@ -156,7 +156,7 @@ mod tests {
         )
         .err();
         assert!(matches!(&err, Some(Error::UnsupportedApiVersion(v)) if v.ends_with("v1alpha1")));
-        assert_eq!(err.map(|e| e.exit_code()), Some(crate::error::EXIT_USAGE));
+        assert_eq!(err.map(|e| e.exit_code()), Some(crate::exit::EXIT_USAGE));
         let err = parse(Some("{not json"), false).err();
         assert!(matches!(err, Some(Error::ExecInfoInvalid(_))));
     }

@@ -21,7 +21,6 @@ use serde::Serialize;
 use credential_shared::text::Untrusted;
 
 use crate::base::target::{normalize_issuer, IssuerUrl};
-use crate::error::{oauth_exit_code, EXIT_ISSUER, EXIT_UNEXPECTED, EXIT_USAGE};
 use crate::base::secret::Secret;
 
 /// Time to establish a TCP connection.
@@ -235,27 +234,6 @@ fn describe(error: &OAuthError) -> String {
 }
 
 impl IssuerError {
-    /// The exit code; see [`crate::error`].
-    pub(crate) fn exit_code(&self) -> u8 {
-        match self {
-            Self::CaRead { .. }
-            | Self::CaEmpty { .. }
-            | Self::CaInvalid { .. }
-            | Self::SpeaksHttps { .. }
-            | Self::NotAnIssuer { .. } => EXIT_USAGE,
-            Self::TlsSetup(_) | Self::Encode(_) => EXIT_UNEXPECTED,
-            Self::OAuth { error, .. } => oauth_exit_code(error.error),
-            Self::Api { status: 401, .. } => crate::error::EXIT_LOGIN_REQUIRED,
-            Self::Api { status, .. } if *status >= 500 || *status == 429 => EXIT_ISSUER,
-            Self::Api { .. } => crate::error::EXIT_REQUEST_REFUSED,
-            Self::Unreachable { .. }
-            | Self::Status { .. }
-            | Self::Malformed { .. }
-            | Self::IssuerMismatch { .. }
-            | Self::BadEndpoint { .. } => EXIT_ISSUER,
-        }
-    }
-
     /// What to do next.
     pub(crate) fn hint(&self) -> Option<&'static str> {
         match self {
@@ -847,6 +825,7 @@ mod tests {
     use std::thread;
 
     use super::*;
+    use crate::exit::{EXIT_ISSUER, EXIT_USAGE};
 
     /// A small HTTP/1.1 server on 127.0.0.1:0 that answers each accepted connection with the
     /// next canned response (made from its own base URL) and returns the requests it read.

@@ -7,6 +7,7 @@ mod cli;
 mod device_flow;
 mod error;
 mod exec;
+mod exit;
 #[cfg(test)]
 mod fuzz_tests;
 mod handout;
@@ -24,10 +25,10 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return cli::exit_after_clap_error(&err),
+        Err(err) => return exit::exit_after_clap_error(&err),
     };
     match app::run(cli) {
-        Ok(()) => ExitCode::from(error::EXIT_OK),
+        Ok(()) => ExitCode::from(exit::EXIT_OK),
         Err(err) => {
             let text = error::report(&err);
             if !app::told_this_caller(err.repeat_topic().unwrap_or(&text)) {
