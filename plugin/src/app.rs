@@ -51,7 +51,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
 /// kubectl process; a person running the plugin by hand always reads the error.
 pub(crate) fn told_this_caller(text: &str) -> bool {
     let from_kubectl =
-        std::env::var_os(crate::base::env::KUBERNETES_EXEC_INFO).is_some_and(|v| !v.is_empty());
+        crate::base::env::var_os(crate::base::env::KUBERNETES_EXEC_INFO).is_some_and(|v| !v.is_empty());
     if !from_kubectl {
         return false;
     }
@@ -62,7 +62,7 @@ pub(crate) fn told_this_caller(text: &str) -> bool {
     // home directory are part of what was told, so that another entry's error (or another
     // account's, run by the same parent) is still printed.
     let mut told = String::from(text);
-    for part in std::env::args_os().chain(std::env::var_os("HOME")) {
+    for part in std::env::args_os().chain(crate::base::env::var_os(crate::base::env::HOME)) {
         told.push('\0');
         told.push_str(&part.to_string_lossy());
     }
@@ -76,10 +76,10 @@ fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
     // Discovery first: a URL that is not an issuer's (an API server's, say) is named as such.
     client.discover()?;
     let list = client.clusters()?;
-    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_owned());
+    let home = crate::base::env::home_dir();
     let Some(path) = setup::target_path(
         args.output.as_deref(),
-        std::env::var_os("KUBECONFIG").as_deref(),
+        crate::base::env::var_os(crate::base::env::KUBECONFIG).as_deref(),
         home.as_deref(),
     ) else {
         return Err(setup::SetupError::Io {

@@ -53,7 +53,7 @@ pub(crate) fn sign_in(
     let _ = write_prompt(ui, &args.cluster, &auth, qr.as_deref());
     let launch = choose_launcher(
         args.no_browser,
-        |name| std::env::var_os(name),
+        env::var_os,
         std::env::consts::OS,
     );
     if let Launch::Run {

@@ -29,7 +29,7 @@ pub(crate) struct ExecInfo {
 
 /// Reads `KUBERNETES_EXEC_INFO` from the environment.
 pub(crate) fn read_exec_info() -> Result<ExecInfo, Error> {
-    let raw = std::env::var_os(env::KUBERNETES_EXEC_INFO);
+    let raw = env::var_os(env::KUBERNETES_EXEC_INFO);
     parse_exec_info(raw.as_deref(), || std::io::stdin().is_terminal())
 }
 

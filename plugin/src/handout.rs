@@ -107,14 +107,14 @@ impl HandOuts {
     /// `$XDG_RUNTIME_DIR/kubectl-credential`, else `kubectl-credential-<uid>` in the temporary
     /// directory. Only finds the path.
     pub(crate) fn open_default() -> Option<Self> {
-        if let Some(runtime) = std::env::var_os(env::XDG_RUNTIME_DIR).filter(|d| !d.is_empty()) {
+        if let Some(runtime) = env::var_os(env::XDG_RUNTIME_DIR).filter(|d| !d.is_empty()) {
             return Some(Self::new(
                 PathBuf::from(runtime).join(crate::cache::SERVICE),
             ));
         }
         let uid = own_uid()?;
         Some(Self::new(
-            std::env::temp_dir().join(format!("{}-{uid}", crate::cache::SERVICE)),
+            env::temp_dir().join(format!("{}-{uid}", crate::cache::SERVICE)),
         ))
     }
 

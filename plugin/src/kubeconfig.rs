@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use credential_shared::text::Untrusted;
 use serde_norway::Value;
 
+use crate::base::env;
+
 /// Why the kubeconfig could not say which cluster a command is about.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum KubeconfigError {
@@ -50,13 +52,13 @@ pub(crate) struct ExecEntry {
 
 /// The kubeconfig files kubectl reads: every file of `KUBECONFIG`, else `~/.kube/config`.
 fn files() -> Vec<PathBuf> {
-    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+    if let Some(list) = env::var_os(env::KUBECONFIG).filter(|v| !v.is_empty()) {
         return std::env::split_paths(&list)
             .filter(|p| !p.as_os_str().is_empty())
             .collect();
     }
-    directories::BaseDirs::new()
-        .map(|d| vec![d.home_dir().join(".kube").join("config")])
+    env::home_dir()
+        .map(|home| vec![home.join(".kube").join("config")])
         .unwrap_or_default()
 }
 

@@ -36,6 +36,7 @@ use ring::digest;
 use serde::{Deserialize, Serialize};
 
 use crate::base::target::TokenCacheKind;
+use crate::base::env;
 use crate::base::jwt::{self, JwtError};
 use crate::base::secret::Secret;
 
@@ -94,8 +95,8 @@ pub(crate) enum CacheError {
 /// cache directory (`XDG_CACHE_HOME`, else `~/.cache`, on Linux): the token files, the index,
 /// locks, backoff and pending-request records are in it. Only finds the path.
 pub(crate) fn root() -> Result<Root, CacheError> {
-    let base = directories::BaseDirs::new().ok_or(CacheError::NoCacheDir)?;
-    Ok(Root::new(base.cache_dir(), SERVICE))
+    let base = env::cache_dir().ok_or(CacheError::NoCacheDir)?;
+    Ok(Root::new(&base, SERVICE))
 }
 
 /// Identifies one cache entry: SHA-256 over a length-prefixed encoding of everything that
