@@ -71,7 +71,7 @@ pub(crate) fn told_this_caller(text: &str) -> bool {
 
 /// `setup`: fetch the issuer's clusters and merge exec entries for them into a kubeconfig.
 fn setup(args: &cli::SetupArgs, clock: &dyn Clock) -> Result<(), Error> {
-    use crate::setup::{self, ExecSettings, Written};
+    use crate::kubeconfig::setup::{self, ExecSettings, Written};
     let client = IssuerClient::new(&args.issuer, args.issuer_ca.as_deref())?;
     // Discovery first: a URL that is not an issuer's (an API server's, say) is named as such.
     client.discover()?;

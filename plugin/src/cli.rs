@@ -8,6 +8,7 @@ use credential_shared::oauth::PLUGIN_CLIENT_ID;
 use credential_shared::text::Untrusted;
 
 use crate::base::env;
+use crate::kubeconfig::TargetError;
 use crate::base::target::{normalize_issuer, parse_cluster, IssuerUrl, Target, TokenCacheKind};
 
 /// kubectl exec credential plugin: signs in with the device flow and caches short-lived tokens.
@@ -229,30 +230,6 @@ pub(crate) struct TargetArgs {
     /// The account of the entry (default: from the kubeconfig entry).
     #[arg(long, value_name = "NAME", value_parser = parse_non_empty)]
     pub(crate) username: Option<String>,
-}
-
-/// Why [`TargetArgs::resolve`] could not name a cluster.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum TargetError {
-    /// The kubeconfig has no usable entry.
-    #[error(transparent)]
-    Kubeconfig(#[from] crate::kubeconfig::KubeconfigError),
-    /// The entry's value of a flag is not valid.
-    #[error(
-        "the kubeconfig entry's {flag} \"{}\" is not valid: {reason}",
-        Untrusted::new(value)
-    )]
-    BadValue {
-        /// The flag.
-        flag: &'static str,
-        /// Its value in the kubeconfig.
-        value: String,
-        /// Why.
-        reason: String,
-    },
-    /// Neither the flags nor the entry name the issuer or the cluster.
-    #[error("the kubeconfig entry has no {0}; pass it")]
-    Missing(&'static str),
 }
 
 impl TargetArgs {

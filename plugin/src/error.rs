@@ -142,10 +142,10 @@ pub(crate) enum Error {
     },
     /// `setup` could not merge or write the kubeconfig.
     #[error(transparent)]
-    Setup(#[from] crate::setup::SetupError),
+    Setup(#[from] crate::kubeconfig::setup::SetupError),
     /// The flags do not name a cluster, and the kubeconfig entry does not either.
     #[error(transparent)]
-    Target(#[from] crate::cli::TargetError),
+    Target(#[from] crate::kubeconfig::TargetError),
     /// The credential could not be written to stdout (kubectl went away).
     #[error("could not write the credential to stdout")]
     Stdout(#[source] std::io::Error),
@@ -346,7 +346,7 @@ mod tests {
                 url: evil.into(),
                 found: evil.into(),
             }),
-            Error::Setup(crate::setup::SetupError::Conflict {
+            Error::Setup(crate::kubeconfig::setup::SetupError::Conflict {
                 path: evil.into(),
                 kind: "user",
                 name: evil.into(),

@@ -24,7 +24,7 @@ use credential_shared::text::Untrusted;
 use crate::base::cancel::EXIT_CANCELLED;
 use crate::error::Error;
 use crate::issuer::IssuerError;
-use crate::setup::SetupError;
+use crate::kubeconfig::setup::SetupError;
 
 /// Success.
 pub(crate) const EXIT_OK: u8 = 0;

@@ -21,7 +21,7 @@ use proptest::sample::{select, Index};
 
 use crate::cache::{CacheKey, Index as SessionIndex, KeyringStore, TokenCache};
 use crate::requests::Pending;
-use crate::setup::{self, ExecSettings};
+use crate::kubeconfig::setup::{self, ExecSettings};
 
 /// The configuration of one property: `default` cases unless `PROPTEST_CASES` says otherwise.
 /// No failure files are written: a failure prints its shrunk input, which becomes a named

@@ -15,7 +15,6 @@ mod issuer;
 mod kubeconfig;
 mod requests;
 mod roles;
-mod setup;
 mod show;
 
 use std::process::ExitCode;

@@ -96,7 +96,7 @@ pub(crate) enum CacheError {
 /// locks, backoff and pending-request records are in it. Only finds the path.
 pub(crate) fn root() -> Result<Root, CacheError> {
     let base = env::cache_dir().ok_or(CacheError::NoCacheDir)?;
-    Ok(Root::new(&base, SERVICE))
+    Ok(Root::new(base, SERVICE))
 }
 
 /// Identifies one cache entry: SHA-256 over a length-prefixed encoding of everything that
