@@ -3,13 +3,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum as _};
+use clap::{Args, Parser, Subcommand};
 use credential_shared::oauth::PLUGIN_CLIENT_ID;
-use credential_shared::text::Untrusted;
 
 use crate::base::env;
-use crate::kubeconfig::TargetError;
-use crate::base::target::{normalize_issuer, parse_cluster, IssuerUrl, Target, TokenCacheKind};
+use crate::base::target::{normalize_issuer, parse_cluster, IssuerUrl, TokenCacheKind};
 
 /// kubectl exec credential plugin: signs in with the device flow and caches short-lived tokens.
 #[derive(Debug, Parser)]
@@ -232,63 +230,6 @@ pub(crate) struct TargetArgs {
     pub(crate) username: Option<String>,
 }
 
-impl TargetArgs {
-    /// Whether the flags alone name the session (then the kubeconfig is not read).
-    fn complete(&self) -> bool {
-        self.context.is_none() && self.issuer.is_some() && self.cluster.is_some()
-    }
-
-    /// The flags, completed from the kubeconfig entry where absent.
-    pub(crate) fn resolve(&self) -> Result<Target, TargetError> {
-        let entry = if self.complete() {
-            crate::kubeconfig::ExecEntry::default()
-        } else {
-            crate::kubeconfig::exec_entry(self.context.as_deref())?
-        };
-        self.resolve_with(&entry)
-    }
-
-    fn resolve_with(
-        &self,
-        entry: &crate::kubeconfig::ExecEntry,
-    ) -> Result<Target, TargetError> {
-        let bad = |flag, value: &str, reason: String| TargetError::BadValue {
-            flag,
-            value: value.to_owned(),
-            reason,
-        };
-        let issuer = match (&self.issuer, &entry.issuer) {
-            (Some(i), _) => i.clone(),
-            (None, Some(raw)) => normalize_issuer(raw).map_err(|e| bad("--issuer", raw, e))?,
-            (None, None) => return Err(TargetError::Missing("--issuer")),
-        };
-        let cluster = match (&self.cluster, &entry.cluster) {
-            (Some(c), _) => c.clone(),
-            (None, Some(raw)) => parse_cluster(raw).map_err(|e| bad("--cluster", raw, e))?,
-            (None, None) => return Err(TargetError::Missing("--cluster")),
-        };
-        let token_cache = match (self.token_cache, &entry.token_cache) {
-            (Some(k), _) => k,
-            (None, Some(raw)) => {
-                TokenCacheKind::from_str(raw, false).map_err(|e| bad("--token-cache", raw, e))?
-            }
-            (None, None) => TokenCacheKind::Keyring,
-        };
-        Ok(Target {
-            issuer,
-            cluster,
-            issuer_ca: self.issuer_ca.clone().or_else(|| entry.issuer_ca.clone()),
-            token_cache,
-            no_browser: self.no_browser,
-            client_id: self
-                .client_id
-                .clone()
-                .or_else(|| entry.client_id.clone())
-                .unwrap_or_else(|| PLUGIN_CLIENT_ID.to_owned()),
-            username: self.username.clone().or_else(|| entry.username.clone()),
-        })
-    }
-}
 
 /// Flags every subcommand takes.
 #[derive(Debug, Clone, Args)]
@@ -330,28 +271,6 @@ fn parse_non_empty(raw: &str) -> Result<String, String> {
     Ok(raw.to_owned())
 }
 
-impl From<CommonArgs> for Target {
-    fn from(args: CommonArgs) -> Self {
-        let CommonArgs {
-            issuer,
-            cluster,
-            issuer_ca,
-            token_cache,
-            no_browser,
-            client_id,
-            username,
-        } = args;
-        Self {
-            issuer,
-            cluster,
-            issuer_ca,
-            token_cache,
-            no_browser,
-            client_id,
-            username,
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -504,65 +423,6 @@ mod tests {
                 single.client_id.as_str()
             ),
             ("https://x", "c", PLUGIN_CLIENT_ID)
-        );
-    }
-
-    /// Flags win over the kubeconfig entry; the entry fills in the rest (what `setup` wrote),
-    /// and a bad value in it is named.
-    #[test]
-    fn target_flags_are_completed_from_the_kubeconfig_entry() {
-        let entry = crate::kubeconfig::ExecEntry {
-            issuer: Some("https://Issuer.example/".to_owned()),
-            cluster: Some("prod".to_owned()),
-            issuer_ca: Some(PathBuf::from("/etc/ca.pem")),
-            token_cache: Some("file".to_owned()),
-            username: Some("ann".to_owned()),
-            client_id: None,
-        };
-        let cli = parse(&["whoami", "--cluster", "staging"]).unwrap_or_else(|e| panic!("{e}"));
-        let Command::Whoami(WhoamiArgs { common, .. }) = cli.command else {
-            panic!("not whoami")
-        };
-        let args = common
-            .resolve_with(&entry)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(args.issuer.as_str(), "https://issuer.example");
-        assert_eq!(args.cluster, "staging", "the flag wins");
-        assert_eq!(
-            args.issuer_ca.as_deref(),
-            Some(std::path::Path::new("/etc/ca.pem"))
-        );
-        assert_eq!(args.username.as_deref(), Some("ann"));
-        assert_eq!(args.client_id, PLUGIN_CLIENT_ID);
-        if std::env::var_os(env::TOKEN_CACHE).is_none() {
-            assert_eq!(args.token_cache, TokenCacheKind::File);
-        }
-
-        let bad = crate::kubeconfig::ExecEntry {
-            issuer: Some("http://issuer.example".to_owned()),
-            ..entry
-        };
-        let cli = parse(&["requests"]).unwrap_or_else(|e| panic!("{e}"));
-        let Command::Requests(target) = cli.command else {
-            panic!("not requests")
-        };
-        let err = target.resolve_with(&bad).err();
-        assert!(
-            matches!(
-                &err,
-                Some(TargetError::BadValue {
-                    flag: "--issuer",
-                    ..
-                })
-            ),
-            "{err:?}"
-        );
-        let err = target
-            .resolve_with(&crate::kubeconfig::ExecEntry::default())
-            .err();
-        assert!(
-            matches!(&err, Some(TargetError::Missing("--issuer"))),
-            "{err:?}"
         );
     }
 

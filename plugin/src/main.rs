@@ -1,21 +1,16 @@
 //! Entry point of `kubectl-credential`: parse the arguments, run, report an error once.
 
-mod app;
 mod base;
 mod cache;
 mod cli;
-mod device_flow;
+mod commands;
 mod error;
-mod exec;
 mod exit;
+mod flow;
 #[cfg(test)]
 mod fuzz_tests;
-mod handout;
 mod issuer;
 mod kubeconfig;
-mod requests;
-mod roles;
-mod show;
 
 use std::process::ExitCode;
 
@@ -26,11 +21,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return exit::exit_after_clap_error(&err),
     };
-    match app::run(cli) {
+    match commands::run(cli) {
         Ok(()) => ExitCode::from(exit::EXIT_OK),
         Err(err) => {
             let text = error::report(&err);
-            if !app::told_this_caller(err.repeat_topic().unwrap_or(&text)) {
+            if !flow::handout::told_this_caller(err.repeat_topic().unwrap_or(&text)) {
                 eprintln!("error: {text}");
             }
             ExitCode::from(err.exit_code())

@@ -7,6 +7,14 @@ use std::fmt::Write as _;
 use credential_shared::api::RoleList;
 use credential_shared::text::Untrusted;
 
+use crate::base::clock::Clock;
+use crate::base::target::Target;
+use crate::cache::TokenCache;
+use crate::commands::show;
+use crate::error::Error;
+use crate::flow::exposed::EndExposed;
+use crate::flow::session::{live_token, LazyIssuer};
+
 /// The table `roles` prints.
 pub(crate) fn table(list: &RoleList) -> String {
     let cluster = list.cluster.as_deref().unwrap_or("this cluster");
@@ -42,6 +50,17 @@ pub(crate) fn table(list: &RoleList) -> String {
         let _ = writeln!(out, "{}", row.trim_end());
     }
     out
+}
+
+/// `roles`: what `request --role` accepts on the session's cluster.
+pub(super) fn list_roles(args: &Target, clock: &dyn Clock) -> Result<(), Error> {
+    let cache = TokenCache::open(args.token_cache)?;
+    let _end_exposed = EndExposed::for_args(&cache, args, clock);
+    let mut issuer = LazyIssuer::new(args);
+    let (_, entry) = live_token(args, &cache, &mut issuer, clock)?;
+    let (client, _) = issuer.connect()?;
+    let list = client.roles(&entry.access_token)?;
+    show::print(&table(&list))
 }
 
 #[cfg(test)]

@@ -283,6 +283,31 @@ fn create_new(path: &Path) -> io::Result<()> {
     options.open(path).map(drop)
 }
 
+/// Whether the kubectl command that ran this call was already shown the error `text` by an
+/// earlier call (within [`TOLD_WINDOW`]): then it is not printed again, so
+/// that one kubectl command shows one plugin error among its own, however often it ran the
+/// plugin. Only for calls from client-go (`KUBERNETES_EXEC_INFO` set), whose parent is the
+/// kubectl process; a person running the plugin by hand always reads the error.
+pub(crate) fn told_this_caller(text: &str) -> bool {
+    let from_kubectl =
+        env::var_os(env::KUBERNETES_EXEC_INFO).is_some_and(|v| !v.is_empty());
+    if !from_kubectl {
+        return false;
+    }
+    let (Some(caller), Some(handouts)) = (Caller::parent(), HandOuts::open_default()) else {
+        return false;
+    };
+    // The same failure of the same exec entry for the same person: the arguments and the
+    // home directory are part of what was told, so that another entry's error (or another
+    // account's, run by the same parent) is still printed.
+    let mut told = String::from(text);
+    for part in std::env::args_os().chain(env::var_os(env::HOME)) {
+        told.push('\0');
+        told.push_str(&part.to_string_lossy());
+    }
+    handouts.told_before(&caller, &told, std::time::SystemTime::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
