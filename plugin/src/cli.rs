@@ -230,7 +230,6 @@ pub(crate) struct TargetArgs {
     pub(crate) username: Option<String>,
 }
 
-
 /// Flags every subcommand takes.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct CommonArgs {
@@ -270,7 +269,6 @@ fn parse_non_empty(raw: &str) -> Result<String, String> {
     }
     Ok(raw.to_owned())
 }
-
 
 #[cfg(test)]
 mod tests {

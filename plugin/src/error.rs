@@ -5,9 +5,9 @@ use std::error::Error as _;
 
 use credential_shared::text::{self, Untrusted};
 
+use crate::base::jwt::JwtError;
 use crate::cache::{CacheError, Hold};
 use crate::issuer::IssuerError;
-use crate::base::jwt::JwtError;
 
 /// Everything that can end a run early. The `Display` text is what the user reads after
 /// `error: `; causes follow it, and [`Error::hint`] says what to do next where that is not

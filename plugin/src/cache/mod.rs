@@ -35,10 +35,10 @@ use credential_shared::oauth::TokenResponse;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
-use crate::base::target::TokenCacheKind;
 use crate::base::env;
 use crate::base::jwt::{self, JwtError};
 use crate::base::secret::Secret;
+use crate::base::target::TokenCacheKind;
 
 pub(crate) use self::backoff::{Backoff, Hold, MAX_WAIT_SECS};
 pub(crate) use self::file::{read_steering, remove_private, replace_private, FileStore, Loaded};

@@ -2,7 +2,6 @@
 //! else when it can (no network, no writes, no TLS setup); the issuer client is built only on
 //! the paths that need it.
 
-
 use credential_shared::text::Untrusted;
 
 use crate::base::cancel::Cancel;
@@ -19,9 +18,8 @@ use crate::flow::exec::{self, ExecInfo};
 use crate::flow::exposed::{end_exposed, EndExposed};
 use crate::flow::handout::{Caller, HandOuts};
 use crate::flow::session::{
-    base_key, forget, forget_handouts, login_required,
-    origin_of, refresh, remember, session_of_cluster, sign_in, store_or_warn,
-    LazyIssuer,
+    base_key, forget, forget_handouts, login_required, origin_of, refresh, remember,
+    session_of_cluster, sign_in, store_or_warn, LazyIssuer,
 };
 use crate::issuer::{IssuerClient, IssuerError, Retry};
 
@@ -142,11 +140,7 @@ fn asked_again(info: &ExecInfo, key: &CacheKey, entry: &Entry) -> bool {
 /// the issuer made for another API server means that this kubeconfig sends the cluster's
 /// requests elsewhere. That is reported as such (exit 2) rather than as "log in": a sign-in
 /// would end in the same refusal.
-fn check_known_api_server(
-    args: &Target,
-    info: &ExecInfo,
-    cache: &TokenCache,
-) -> Result<(), Error> {
+fn check_known_api_server(args: &Target, info: &ExecInfo, cache: &TokenCache) -> Result<(), Error> {
     if info.cluster.is_none() {
         return Ok(());
     }

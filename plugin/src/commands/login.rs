@@ -1,17 +1,13 @@
 //! `login`: sign in now with the device flow, replacing the cluster's earlier sessions.
 
-
-
 use crate::base::cancel::Cancel;
 use crate::base::clock::Clock;
 use crate::base::target::Target;
 use crate::cache::TokenCache;
 use crate::error::{self, Error};
-use crate::flow::exposed::EndExposed;
-use crate::flow::session::{
-    base_key, cluster_keys, forget, forget_handouts, remember, sign_in,
-};
 use crate::flow::device;
+use crate::flow::exposed::EndExposed;
+use crate::flow::session::{base_key, cluster_keys, forget, forget_handouts, remember, sign_in};
 use crate::issuer::IssuerClient;
 
 /// `login`: sign in now and store the session. It replaces every session of this cluster on

@@ -9,16 +9,11 @@ use credential_shared::text::Untrusted;
 use crate::base::clock::Clock;
 use crate::base::secret::Secret;
 use crate::base::target::{normalize_issuer, IssuerUrl, Target, TokenCacheKind};
-use crate::cache::{
-    CacheKey, Index, Listed, TokenCache,
-};
+use crate::cache::{CacheKey, Index, Listed, TokenCache};
 use crate::cli;
 use crate::error::{self, Error};
 use crate::flow::exposed::EndExposed;
-use crate::flow::session::{
-    cluster_keys, forget, forget_handouts,
-    LazyIssuer,
-};
+use crate::flow::session::{cluster_keys, forget, forget_handouts, LazyIssuer};
 use crate::issuer::IssuerClient;
 
 /// `logout`: revoke the cluster's sessions at the issuer (the one `login` stored and every one
@@ -177,9 +172,9 @@ mod tests {
     use credential_shared::oauth::PLUGIN_CLIENT_ID;
 
     use super::*;
+    use crate::cache::Entry;
     use crate::cache::{FileStore, Root};
     use crate::exit::EXIT_ISSUER;
-    use crate::cache::Entry;
     use crate::flow::session::tests::{args, entry, NOW};
     use crate::flow::session::{base_key, origin_of};
     use crate::issuer::IssuerError;

@@ -5,8 +5,8 @@
 mod get;
 mod login;
 mod logout;
-pub(crate) mod requests;
 mod request;
+pub(crate) mod requests;
 pub(crate) mod roles;
 mod setup;
 pub(crate) mod show;

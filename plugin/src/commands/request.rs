@@ -1,7 +1,6 @@
 //! `request` and `requests`: file an access request (and wait for its decision), and list
 //! the person's requests.
 
-
 use credential_shared::text::Untrusted;
 
 use crate::base::cancel::Cancel;
@@ -12,13 +11,14 @@ use crate::cli;
 use crate::commands::{requests, show};
 use crate::error::Error;
 use crate::flow::exposed::EndExposed;
-use crate::flow::session::{
-    live_token, refresh,
-    LazyIssuer,
-};
+use crate::flow::session::{live_token, refresh, LazyIssuer};
 
 /// `request`: file an access request; with `--wait`, wait for the decision and refresh.
-pub(super) fn request(args: &cli::RequestArgs, common: &Target, clock: &dyn Clock) -> Result<(), Error> {
+pub(super) fn request(
+    args: &cli::RequestArgs,
+    common: &Target,
+    clock: &dyn Clock,
+) -> Result<(), Error> {
     let cache = TokenCache::open(common.token_cache)?;
     let _end_exposed = EndExposed::for_args(&cache, common, clock);
     let mut issuer = LazyIssuer::new(common);

@@ -15,8 +15,8 @@ use credential_shared::api::AccessRequestInfo;
 use credential_shared::text::Untrusted;
 use serde::{Deserialize, Serialize};
 
-use crate::base::target::Target;
 use crate::base::clock::when;
+use crate::base::target::Target;
 
 /// Least time between two checks of pending requests by `get`.
 pub(crate) const CHECK_EVERY: i64 = 5;

@@ -8,9 +8,9 @@ use std::io::Write as _;
 
 use credential_shared::text::{escape, SHORT};
 
-use crate::cache::{Entry, Listed};
-use crate::base::target::Target;
 use crate::base::clock::when;
+use crate::base::target::Target;
+use crate::cache::{Entry, Listed};
 use crate::error::Error;
 
 /// Writes a report to stdout.
@@ -140,9 +140,9 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
+    use crate::base::secret::Secret;
     use crate::cache::{CacheKey, Origin};
     use crate::cli::{Cli, Command, WhoamiArgs};
-    use crate::base::secret::Secret;
 
     /// 2026-01-01T00:00:00Z.
     const NOW: i64 = 1_767_225_600;

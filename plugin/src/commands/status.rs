@@ -1,12 +1,8 @@
 //! `status`: one line per stored session of the chosen token cache.
 
-
-
 use crate::base::clock::Clock;
 use crate::base::target::TokenCacheKind;
-use crate::cache::{
-    Index, TokenCache,
-};
+use crate::cache::{Index, TokenCache};
 use crate::cli;
 use crate::commands::show;
 use crate::error::Error;

@@ -1,17 +1,12 @@
 //! `whoami`: who the stored session signs in as, and when its token and the session expire.
 
-
-
 use crate::base::clock::Clock;
 use crate::base::target::Target;
 use crate::cache::TokenCache;
 use crate::commands::show;
 use crate::error::Error;
 use crate::flow::exposed::EndExposed;
-use crate::flow::session::{
-    refresh, session_of_cluster, session_to_show,
-    LazyIssuer,
-};
+use crate::flow::session::{refresh, session_of_cluster, session_to_show, LazyIssuer};
 
 /// `whoami`: who the stored session is, from the cache alone unless `--refresh` asks for a
 /// refresh first (through the same locked path as `get`).

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use credential_shared::oauth::{DeviceAuthorizationResponse, OAuthErrorCode, TokenResponse};
 
-use crate::cache::{Entry, MAX_WAIT_SECS};
 use crate::base::cancel::Cancel;
-use crate::base::target::Target;
 use crate::base::clock::{human_duration, rfc3339, Clock};
 use crate::base::env;
+use crate::base::secret::Secret;
+use crate::base::target::Target;
+use crate::cache::{Entry, MAX_WAIT_SECS};
 use crate::error::Error;
 use crate::issuer::{Endpoints, IssuerClient, IssuerError, Retry};
-use crate::base::secret::Secret;
 use credential_shared::text::Untrusted;
 
 /// Poll interval when the issuer gives none (RFC 8628 section 3.2).
@@ -51,11 +51,7 @@ pub(crate) fn sign_in(
     };
     // The prompt goes to a terminal that may be gone; the flow does not depend on it.
     let _ = write_prompt(ui, &args.cluster, &auth, qr.as_deref());
-    let launch = choose_launcher(
-        args.no_browser,
-        env::var_os,
-        std::env::consts::OS,
-    );
+    let launch = choose_launcher(args.no_browser, env::var_os, std::env::consts::OS);
     if let Launch::Run {
         program,
         args: leading,
@@ -670,7 +666,12 @@ mod tests {
         "#);
 
         let entry = Entry {
-            access_token: Secret::new(crate::base::jwt::tests::token(0, 600, "alice", &["dev", "ops"])),
+            access_token: Secret::new(crate::base::jwt::tests::token(
+                0,
+                600,
+                "alice",
+                &["dev", "ops"],
+            )),
             iat: 0,
             exp: 600,
             refresh_token: None,

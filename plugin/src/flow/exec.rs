@@ -8,9 +8,9 @@ use credential_shared::exec_credential::{
     ApiVersion, ExecCluster, ExecCredential, ExecCredentialRequest,
 };
 
-use crate::cache::Entry;
 use crate::base::clock::rfc3339;
 use crate::base::env;
+use crate::cache::Entry;
 use crate::error::Error;
 
 /// What kubectl told the plugin about this call.

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-
 use crate::base::clock::Clock;
 use crate::base::target::{normalize_issuer, IssuerUrl, Target};
 use crate::cache::TokenCache;

@@ -26,9 +26,9 @@ use std::time::{Duration, SystemTime};
 
 use ring::digest;
 
-use crate::cache::CacheKey;
 use crate::base::env;
 use crate::base::secret::Secret;
+use crate::cache::CacheKey;
 
 /// Lower-case hex digits.
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -289,8 +289,7 @@ fn create_new(path: &Path) -> io::Result<()> {
 /// plugin. Only for calls from client-go (`KUBERNETES_EXEC_INFO` set), whose parent is the
 /// kubectl process; a person running the plugin by hand always reads the error.
 pub(crate) fn told_this_caller(text: &str) -> bool {
-    let from_kubectl =
-        env::var_os(env::KUBERNETES_EXEC_INFO).is_some_and(|v| !v.is_empty());
+    let from_kubectl = env::var_os(env::KUBERNETES_EXEC_INFO).is_some_and(|v| !v.is_empty());
     if !from_kubectl {
         return false;
     }

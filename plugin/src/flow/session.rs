@@ -110,7 +110,11 @@ pub(crate) fn session_of_cluster(
 }
 
 /// The entry `whoami` reports on: one that is still of some use, else "log in".
-pub(crate) fn session_to_show(entry: Option<Entry>, args: &Target, now: i64) -> Result<Entry, Error> {
+pub(crate) fn session_to_show(
+    entry: Option<Entry>,
+    args: &Target,
+    now: i64,
+) -> Result<Entry, Error> {
     entry
         .filter(|e| e.is_alive(now))
         .ok_or_else(|| login_required(args))

@@ -53,7 +53,11 @@ impl IssuerClient {
     }
 
     /// `GET path` of the requests API with the caller's access token.
-    pub(super) fn get_api<T: DeserializeOwned>(&self, path: &str, token: &Secret) -> Result<T, IssuerError> {
+    pub(super) fn get_api<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &Secret,
+    ) -> Result<T, IssuerError> {
         let url = format!("{}{path}", self.issuer);
         let result = self
             .agent

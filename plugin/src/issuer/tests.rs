@@ -156,9 +156,7 @@ fn oauth_errors_statuses_and_transport_failures_are_told_apart() {
         Some(OAuthErrorCode::SlowDown)
     );
     let err = c.poll_device(&ep, "kubectl-credential", &code).err();
-    assert!(
-        matches!(&err, Some(e @ IssuerError::Status { status: 503, .. }) if e.is_transient())
-    );
+    assert!(matches!(&err, Some(e @ IssuerError::Status { status: 503, .. }) if e.is_transient()));
     let err = c.poll_device(&ep, "kubectl-credential", &code).err();
     assert!(
         matches!(err, Some(IssuerError::Status { status: 302, .. })),
