@@ -1,5 +1,7 @@
-//! The command line: five subcommands, most sharing one set of flags, parsed into typed values
-//! so that a bad flag fails before anything else happens.
+//! The command line: the subcommands, most sharing one set of flags, parsed into typed values
+//! so that a bad flag fails before anything else happens. Parsing only: it knows the plain
+//! values of [`crate::base`] and nothing else; [`crate::commands`] turns the flags into a
+//! [`Target`](crate::base::target::Target), completed from the kubeconfig.
 
 use std::path::PathBuf;
 

@@ -8,8 +8,7 @@ use crate::base::cancel::Cancel;
 use crate::base::clock::Clock;
 use crate::base::target::{login_command, Target};
 use crate::cache::{
-    Acquired, Backoff, CacheKey, Entry, Hold, Index, KeyLock, TokenCache, REFRESH_WAIT,
-    SIGN_IN_WAIT,
+    Acquired, Backoff, CacheKey, Entry, Hold, Index, KeyLock, TokenCache, SIGN_IN_WAIT,
 };
 use crate::cli;
 use crate::commands::requests;
@@ -18,7 +17,7 @@ use crate::flow::exec::{self, ExecInfo};
 use crate::flow::exposed::{end_exposed, EndExposed};
 use crate::flow::handout::{Caller, HandOuts};
 use crate::flow::session::{
-    base_key, forget, forget_handouts, login_required, origin_of, refresh, remember,
+    base_key, forget, forget_handouts, login_required, origin_of, refresh, refresh_lock, remember,
     session_of_cluster, sign_in, store_or_warn, LazyIssuer,
 };
 use crate::issuer::{IssuerClient, IssuerError, Retry};
@@ -173,16 +172,7 @@ fn adopt_login_session(
     if base == *key {
         return Ok(None);
     }
-    let _lock = KeyLock::default_root().map(|root| {
-        KeyLock::acquire(
-            &root,
-            &base,
-            REFRESH_WAIT,
-            clock,
-            &mut || {},
-            &Cancel::default(),
-        )
-    });
+    let _lock = refresh_lock(&base, clock);
     let Some(entry) = cache.load(&base)?.filter(|e| e.is_alive(clock.now())) else {
         return Ok(None);
     };

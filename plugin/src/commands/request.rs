@@ -11,7 +11,7 @@ use crate::cli;
 use crate::commands::{requests, show};
 use crate::error::Error;
 use crate::flow::exposed::EndExposed;
-use crate::flow::session::{live_token, refresh, LazyIssuer};
+use crate::flow::session::{live_token, refresh, with_live_token, LazyIssuer};
 
 /// `request`: file an access request; with `--wait`, wait for the decision and refresh.
 pub(super) fn request(
@@ -85,11 +85,8 @@ const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `requests`: the person's requests.
 pub(super) fn list_requests(args: &Target, clock: &dyn Clock) -> Result<(), Error> {
-    let cache = TokenCache::open(args.token_cache)?;
-    let _end_exposed = EndExposed::for_args(&cache, args, clock);
-    let mut issuer = LazyIssuer::new(args);
-    let (_, entry) = live_token(args, &cache, &mut issuer, clock)?;
-    let (client, _) = issuer.connect()?;
-    let list = client.my_requests(&entry.access_token)?;
-    show::print(&requests::table(&list.requests))
+    with_live_token(args, clock, |client, token| {
+        let list = client.my_requests(token)?;
+        show::print(&requests::table(&list.requests))
+    })
 }

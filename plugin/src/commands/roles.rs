@@ -1,4 +1,4 @@
-//! The text of `kubectl credential roles`: the roles the issuer lets one request on the
+//! `roles` and the text it prints: the roles the issuer lets one request on the
 //! session's cluster, with the longest `--for` as the issuer's config wrote it, who approves
 //! and whether `--reason` is needed. Every value comes from the issuer and is escaped.
 
@@ -9,11 +9,9 @@ use credential_shared::text::Untrusted;
 
 use crate::base::clock::Clock;
 use crate::base::target::Target;
-use crate::cache::TokenCache;
 use crate::commands::show;
 use crate::error::Error;
-use crate::flow::exposed::EndExposed;
-use crate::flow::session::{live_token, LazyIssuer};
+use crate::flow::session::with_live_token;
 
 /// The table `roles` prints.
 pub(crate) fn table(list: &RoleList) -> String {
@@ -54,13 +52,10 @@ pub(crate) fn table(list: &RoleList) -> String {
 
 /// `roles`: what `request --role` accepts on the session's cluster.
 pub(super) fn list_roles(args: &Target, clock: &dyn Clock) -> Result<(), Error> {
-    let cache = TokenCache::open(args.token_cache)?;
-    let _end_exposed = EndExposed::for_args(&cache, args, clock);
-    let mut issuer = LazyIssuer::new(args);
-    let (_, entry) = live_token(args, &cache, &mut issuer, clock)?;
-    let (client, _) = issuer.connect()?;
-    let list = client.roles(&entry.access_token)?;
-    show::print(&table(&list))
+    with_live_token(args, clock, |client, token| {
+        let list = client.roles(token)?;
+        show::print(&table(&list))
+    })
 }
 
 #[cfg(test)]

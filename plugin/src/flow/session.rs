@@ -10,9 +10,12 @@ use crate::base::cancel::Cancel;
 use crate::base::clock::Clock;
 use crate::base::secret::Secret;
 use crate::base::target::{login_command, Target};
-use crate::cache::{CacheKey, Entry, Index, KeyLock, Listed, Origin, TokenCache, REFRESH_WAIT};
+use crate::cache::{
+    Acquired, CacheKey, Entry, Index, KeyLock, Listed, Origin, TokenCache, REFRESH_WAIT,
+};
 use crate::error::{self, Error};
 use crate::flow::device;
+use crate::flow::exposed::EndExposed;
 use crate::flow::handout::HandOuts;
 use crate::issuer::{Endpoints, IssuerClient};
 
@@ -170,16 +173,7 @@ pub(crate) fn refresh(
     clock: &dyn Clock,
 ) -> Result<Option<Entry>, Error> {
     // Past the wait the refresh goes ahead unlocked, as it would on a machine without locks.
-    let _lock = KeyLock::default_root().map(|root| {
-        KeyLock::acquire(
-            &root,
-            key,
-            REFRESH_WAIT,
-            clock,
-            &mut || {},
-            &Cancel::default(),
-        )
-    });
+    let _lock = refresh_lock(key, clock);
     // Read again under the lock: another process may have refreshed (or deleted) it meanwhile.
     let Some(entry) = cache.load(key)? else {
         return Ok(None);
@@ -298,6 +292,36 @@ impl<'a> LazyIssuer<'a> {
         let (client, endpoints) = self.connected.insert(connected);
         Ok((client, endpoints))
     }
+}
+
+/// Holds `key`'s refresh lock, waiting for it at most [`REFRESH_WAIT`] (or `None` where there
+/// are no locks). Past the wait the caller goes ahead unlocked, as on a machine without locks.
+pub(crate) fn refresh_lock(key: &CacheKey, clock: &dyn Clock) -> Option<Acquired> {
+    KeyLock::default_root().map(|root| {
+        KeyLock::acquire(
+            &root,
+            key,
+            REFRESH_WAIT,
+            clock,
+            &mut || {},
+            &Cancel::default(),
+        )
+    })
+}
+
+/// Runs `call` with the issuer and a live access token of the cluster's session (refreshed if
+/// need be): what the commands that read the issuer's API with the person's token share.
+pub(crate) fn with_live_token(
+    args: &Target,
+    clock: &dyn Clock,
+    call: impl FnOnce(&IssuerClient, &Secret) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let cache = TokenCache::open(args.token_cache)?;
+    let _end_exposed = EndExposed::for_args(&cache, args, clock);
+    let mut issuer = LazyIssuer::new(args);
+    let (_, entry) = live_token(args, &cache, &mut issuer, clock)?;
+    let (client, _) = issuer.connect()?;
+    call(client, &entry.access_token)
 }
 
 #[cfg(test)]
