@@ -1,4 +1,15 @@
 //! Entry point of `kubectl-credential`: parse the arguments, run, report an error once.
+//!
+//! The modules form layers, and a module imports only from layers below its own:
+//!
+//! 1. `base` (secrets, time, terminal text, Ctrl-C, the environment, token claims, the
+//!    session's plain values): imports nothing of the plugin.
+//! 2. `kubeconfig`, `cache`, `issuer`, and `cli` (argument parsing only): `base`.
+//! 3. `error`: `base`, `kubeconfig`, `cache`, `issuer`.
+//! 4. `flow` (steps the commands share): `base`, `cache`, `issuer`, `error`; `exit` (exit
+//!    codes): `base`, `kubeconfig`, `issuer`, `error`.
+//! 5. `commands`: everything below except `exit`.
+//! 6. this file: `cli`, `commands`, `error`, `exit`, `flow`.
 
 mod base;
 mod cache;
@@ -7,8 +18,6 @@ mod commands;
 mod error;
 mod exit;
 mod flow;
-#[cfg(test)]
-mod fuzz_tests;
 mod issuer;
 mod kubeconfig;
 
@@ -32,3 +41,6 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -67,12 +67,7 @@ pub(super) fn logout(args: &Target, clock: &dyn Clock) -> Result<(), Error> {
 /// (with `--issuer-ca` trusted for all of them, if given) and deleted locally.
 pub(super) fn logout_all(args: &cli::LogoutArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache.unwrap_or(TokenCacheKind::Keyring))?;
-    let _end_exposed = EndExposed {
-        cache: &cache,
-        fallback: None,
-        ca: args.issuer_ca.as_deref(),
-        clock,
-    };
+    let _end_exposed = EndExposed::for_any_issuer(&cache, args.issuer_ca.as_deref(), clock);
     let index = Index::open_default()?;
     let ca = args.issuer_ca.as_deref();
     end_every_session(

@@ -11,12 +11,7 @@ use crate::flow::exposed::EndExposed;
 /// `status`: one line per stored session.
 pub(super) fn status(args: &cli::StatusArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cache = TokenCache::open(args.token_cache)?;
-    let _end_exposed = EndExposed {
-        cache: &cache,
-        fallback: None,
-        ca: None,
-        clock,
-    };
+    let _end_exposed = EndExposed::for_any_issuer(&cache, None, clock);
     let index = Index::open_default()?;
     let listed = cache.list(&index)?;
     let kind = match args.token_cache {

@@ -11,7 +11,7 @@ use crate::issuer::IssuerClient;
 
 /// How long ending an exposed session at its issuer may take, per request (discovery, then
 /// revocation): it is a courtesy, and a person or kubectl is waiting.
-pub(crate) const EXPOSED_REVOKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+const EXPOSED_REVOKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Ends at their issuer the sessions whose cache files others could read (their refresh tokens
 /// count as exposed; the files are already gone). Best effort and bounded: a failure is one
@@ -63,10 +63,10 @@ pub(crate) fn end_exposed(
 /// Runs [`end_exposed`] when a command is done with its cache, however it returns, for the
 /// exposed sessions no earlier call ended. On a cache hit there are none: no network call.
 pub(crate) struct EndExposed<'a> {
-    pub(crate) cache: &'a TokenCache,
-    pub(crate) fallback: Option<(&'a IssuerUrl, &'a str)>,
-    pub(crate) ca: Option<&'a Path>,
-    pub(crate) clock: &'a dyn Clock,
+    cache: &'a TokenCache,
+    fallback: Option<(&'a IssuerUrl, &'a str)>,
+    ca: Option<&'a Path>,
+    clock: &'a dyn Clock,
 }
 
 impl<'a> EndExposed<'a> {
@@ -76,6 +76,21 @@ impl<'a> EndExposed<'a> {
             cache,
             fallback: Some((&args.issuer, &args.client_id)),
             ca: args.issuer_ca.as_deref(),
+            clock,
+        }
+    }
+
+    /// For a command acting for no one issuer (`status`, `logout --all`): an entry that does
+    /// not record its issuer is left alone; `ca` is trusted for every issuer.
+    pub(crate) fn for_any_issuer(
+        cache: &'a TokenCache,
+        ca: Option<&'a Path>,
+        clock: &'a dyn Clock,
+    ) -> Self {
+        Self {
+            cache,
+            fallback: None,
+            ca,
             clock,
         }
     }

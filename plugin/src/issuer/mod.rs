@@ -12,8 +12,6 @@ mod api;
 mod error;
 mod http;
 mod oauth;
-#[cfg(test)]
-mod tests;
 mod tls;
 
 use std::path::Path;
@@ -130,3 +128,6 @@ impl IssuerClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
