@@ -1,17 +1,15 @@
-//! The command line: five subcommands, most sharing one set of flags, parsed into typed values
-//! so that a bad flag fails before anything else happens.
+//! The command line: the subcommands, most sharing one set of flags, parsed into typed values
+//! so that a bad flag fails before anything else happens. Parsing only: it knows the plain
+//! values of [`crate::base`] and nothing else; [`crate::commands`] turns the flags into a
+//! [`Target`](crate::base::target::Target), completed from the kubeconfig.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use credential_shared::oauth::PLUGIN_CLIENT_ID;
-use credential_shared::text::Untrusted;
-use url::{Host, Url};
 
-use crate::env;
-use crate::error::{EXIT_OK, EXIT_USAGE};
+use crate::base::env;
+use crate::base::target::{normalize_issuer, parse_cluster, IssuerUrl, TokenCacheKind};
 
 /// kubectl exec credential plugin: signs in with the device flow and caches short-lived tokens.
 #[derive(Debug, Parser)]
@@ -234,88 +232,6 @@ pub(crate) struct TargetArgs {
     pub(crate) username: Option<String>,
 }
 
-/// Why [`TargetArgs::resolve`] could not name a cluster.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum TargetError {
-    /// The kubeconfig has no usable entry.
-    #[error(transparent)]
-    Kubeconfig(#[from] crate::kubeconfig::KubeconfigError),
-    /// The entry's value of a flag is not valid.
-    #[error(
-        "the kubeconfig entry's {flag} \"{}\" is not valid: {reason}",
-        Untrusted::new(value)
-    )]
-    BadValue {
-        /// The flag.
-        flag: &'static str,
-        /// Its value in the kubeconfig.
-        value: String,
-        /// Why.
-        reason: String,
-    },
-    /// Neither the flags nor the entry name the issuer or the cluster.
-    #[error("the kubeconfig entry has no {0}; pass it")]
-    Missing(&'static str),
-}
-
-impl TargetArgs {
-    /// Whether the flags alone name the session (then the kubeconfig is not read).
-    fn complete(&self) -> bool {
-        self.context.is_none() && self.issuer.is_some() && self.cluster.is_some()
-    }
-
-    /// The flags, completed from the kubeconfig entry where absent.
-    pub(crate) fn resolve(&self) -> Result<CommonArgs, TargetError> {
-        let entry = if self.complete() {
-            crate::kubeconfig::ExecEntry::default()
-        } else {
-            crate::kubeconfig::exec_entry(self.context.as_deref())?
-        };
-        self.resolve_with(&entry)
-    }
-
-    fn resolve_with(
-        &self,
-        entry: &crate::kubeconfig::ExecEntry,
-    ) -> Result<CommonArgs, TargetError> {
-        let bad = |flag, value: &str, reason: String| TargetError::BadValue {
-            flag,
-            value: value.to_owned(),
-            reason,
-        };
-        let issuer = match (&self.issuer, &entry.issuer) {
-            (Some(i), _) => i.clone(),
-            (None, Some(raw)) => normalize_issuer(raw).map_err(|e| bad("--issuer", raw, e))?,
-            (None, None) => return Err(TargetError::Missing("--issuer")),
-        };
-        let cluster = match (&self.cluster, &entry.cluster) {
-            (Some(c), _) => c.clone(),
-            (None, Some(raw)) => parse_cluster(raw).map_err(|e| bad("--cluster", raw, e))?,
-            (None, None) => return Err(TargetError::Missing("--cluster")),
-        };
-        let token_cache = match (self.token_cache, &entry.token_cache) {
-            (Some(k), _) => k,
-            (None, Some(raw)) => {
-                TokenCacheKind::from_str(raw, false).map_err(|e| bad("--token-cache", raw, e))?
-            }
-            (None, None) => TokenCacheKind::Keyring,
-        };
-        Ok(CommonArgs {
-            issuer,
-            cluster,
-            issuer_ca: self.issuer_ca.clone().or_else(|| entry.issuer_ca.clone()),
-            token_cache,
-            no_browser: self.no_browser,
-            client_id: self
-                .client_id
-                .clone()
-                .or_else(|| entry.client_id.clone())
-                .unwrap_or_else(|| PLUGIN_CLIENT_ID.to_owned()),
-            username: self.username.clone().or_else(|| entry.username.clone()),
-        })
-    }
-}
-
 /// Flags every subcommand takes.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct CommonArgs {
@@ -345,77 +261,8 @@ pub(crate) struct CommonArgs {
     pub(crate) username: Option<String>,
 }
 
-/// The two token cache backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum TokenCacheKind {
-    /// The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager).
-    Keyring,
-    /// JSON files, mode 0600, under the user's cache directory.
-    File,
-}
-
-/// An issuer URL, normalized: parsed, lower-cased host, no trailing slash. This exact string is
-/// what the discovery document's `issuer` must equal and what the cache key hashes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IssuerUrl(String);
-
-impl IssuerUrl {
-    /// The normalized URL, without a trailing slash.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether this is a plain-HTTP issuer (allowed only on loopback, for development).
-    pub(crate) fn is_http(&self) -> bool {
-        self.0.starts_with("http:")
-    }
-}
-
-impl fmt::Display for IssuerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Normalizes an issuer URL the same way for `--issuer` and for the discovery document, so
-/// that `https://Issuer.example/` and `https://issuer.example` compare equal.
-pub(crate) fn normalize_issuer(raw: &str) -> Result<IssuerUrl, String> {
-    let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("an issuer URL has no query or fragment".to_owned());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("an issuer URL has no user name or password".to_owned());
-    }
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&url) => {}
-        _ => return Err("the issuer must use https (plain http only on loopback)".to_owned()),
-    }
-    Ok(IssuerUrl(url.as_str().trim_end_matches('/').to_owned()))
-}
-
 fn parse_issuer(raw: &str) -> Result<IssuerUrl, String> {
     normalize_issuer(raw)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(d)) => d == "localhost",
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-fn parse_cluster(raw: &str) -> Result<String, String> {
-    if raw.is_empty() || raw.len() > 253 {
-        return Err("a cluster name is 1 to 253 characters".to_owned());
-    }
-    if raw.chars().any(char::is_control) {
-        return Err("a cluster name has no control characters".to_owned());
-    }
-    Ok(raw.to_owned())
 }
 
 fn parse_non_empty(raw: &str) -> Result<String, String> {
@@ -423,70 +270,6 @@ fn parse_non_empty(raw: &str) -> Result<String, String> {
         return Err("must not be empty".to_owned());
     }
     Ok(raw.to_owned())
-}
-
-/// Prints a clap error (or the help or version text clap answers with) and picks the exit code:
-/// 0 for `--help`/`--version`, [`EXIT_USAGE`] for anything else.
-pub(crate) fn exit_after_clap_error(err: &clap::Error) -> ExitCode {
-    if !err.use_stderr() {
-        // Our own help and version text, on stdout. Printing can only fail on a closed
-        // stream, and then there is nobody to tell.
-        let _ = err.print();
-        return ExitCode::from(EXIT_OK);
-    }
-    // A usage error quotes the offending argument, which comes from a kubeconfig's `exec`
-    // args: printed plain (no colours) and line by line through the escaper.
-    eprint!("{}", clap_error_text(err));
-    ExitCode::from(EXIT_USAGE)
-}
-
-/// The text of a clap usage error, every line escaped and bounded.
-fn clap_error_text(err: &clap::Error) -> String {
-    use std::fmt::Write as _;
-
-    let mut out = String::new();
-    for line in err.render().to_string().lines() {
-        let _ = writeln!(out, "{}", Untrusted::long(line));
-    }
-    out
-}
-
-/// The `kubectl credential login` command line that signs in to the same cache entry as `args`,
-/// for messages that tell the user what to run.
-pub(crate) fn login_command(args: &CommonArgs) -> String {
-    let mut cmd = format!(
-        "kubectl credential login --issuer {} --cluster {}",
-        shell_quote(args.issuer.as_str()),
-        shell_quote(&args.cluster)
-    );
-    if let Some(ca) = &args.issuer_ca {
-        cmd.push_str(" --issuer-ca ");
-        cmd.push_str(&shell_quote(&ca.to_string_lossy()));
-    }
-    if args.token_cache == TokenCacheKind::File {
-        cmd.push_str(" --token-cache file");
-    }
-    if args.client_id != PLUGIN_CLIENT_ID {
-        cmd.push_str(" --client-id ");
-        cmd.push_str(&shell_quote(&args.client_id));
-    }
-    if let Some(user) = &args.username {
-        cmd.push_str(" --username ");
-        cmd.push_str(&shell_quote(user));
-    }
-    cmd
-}
-
-/// Quotes `s` for a POSIX shell when it holds anything but plain word characters.
-fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
-    if plain {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 #[cfg(test)]
@@ -518,25 +301,6 @@ mod tests {
         assert_eq!(args.client_id, "kubectl-credential");
         assert!(!args.no_browser);
         assert!(args.issuer_ca.is_none());
-    }
-
-    #[test]
-    fn a_usage_error_does_not_echo_the_argument_raw() {
-        let huge = format!("prod\x1b[2J\x1b]0;owned\x07\n{}", "x".repeat(120 * 1024));
-        for args in [
-            vec!["get", "--issuer", "https://i", "--cluster", huge.as_str()],
-            vec!["get", "--issuer", "https://i\x1b[31m", "--cluster", "prod"],
-            vec!["get", "--issuer", "https://i", "--bogus\x1b[2J"],
-        ] {
-            let err = parse(&args).err().unwrap_or_else(|| panic!("accepted"));
-            let text = clap_error_text(&err);
-            assert!(
-                !text.chars().any(|c| c.is_control() && c != '\n'),
-                "{text:?}"
-            );
-            assert!(text.contains(r"\x1b"), "{text}");
-            assert!(text.len() < 8 * 1024, "{} bytes", text.len());
-        }
     }
 
     #[test]
@@ -573,15 +337,6 @@ mod tests {
     }
 
     #[test]
-    fn allows_plain_http_only_on_loopback() {
-        assert!(normalize_issuer("http://127.0.0.1:8080").is_ok());
-        assert!(normalize_issuer("http://[::1]:8080").is_ok());
-        assert!(normalize_issuer("http://localhost:8080").is_ok());
-        assert!(normalize_issuer("http://10.0.0.1").is_err());
-        assert!(normalize_issuer("ftp://127.0.0.1").is_err());
-    }
-
-    #[test]
     fn login_command_repeats_what_selects_the_entry() {
         let cli = parse(&[
             "get",
@@ -599,7 +354,7 @@ mod tests {
             panic!("not get")
         };
         assert_eq!(
-            login_command(&args),
+            crate::base::target::login_command(&args.into()),
             "kubectl credential login --issuer https://x:8443 --cluster 'my prod' --issuer-ca /etc/ca.pem --token-cache file"
         );
     }
@@ -668,65 +423,6 @@ mod tests {
                 single.client_id.as_str()
             ),
             ("https://x", "c", PLUGIN_CLIENT_ID)
-        );
-    }
-
-    /// Flags win over the kubeconfig entry; the entry fills in the rest (what `setup` wrote),
-    /// and a bad value in it is named.
-    #[test]
-    fn target_flags_are_completed_from_the_kubeconfig_entry() {
-        let entry = crate::kubeconfig::ExecEntry {
-            issuer: Some("https://Issuer.example/".to_owned()),
-            cluster: Some("prod".to_owned()),
-            issuer_ca: Some(PathBuf::from("/etc/ca.pem")),
-            token_cache: Some("file".to_owned()),
-            username: Some("ann".to_owned()),
-            client_id: None,
-        };
-        let cli = parse(&["whoami", "--cluster", "staging"]).unwrap_or_else(|e| panic!("{e}"));
-        let Command::Whoami(WhoamiArgs { common, .. }) = cli.command else {
-            panic!("not whoami")
-        };
-        let args = common
-            .resolve_with(&entry)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(args.issuer.as_str(), "https://issuer.example");
-        assert_eq!(args.cluster, "staging", "the flag wins");
-        assert_eq!(
-            args.issuer_ca.as_deref(),
-            Some(std::path::Path::new("/etc/ca.pem"))
-        );
-        assert_eq!(args.username.as_deref(), Some("ann"));
-        assert_eq!(args.client_id, PLUGIN_CLIENT_ID);
-        if std::env::var_os(env::TOKEN_CACHE).is_none() {
-            assert_eq!(args.token_cache, TokenCacheKind::File);
-        }
-
-        let bad = crate::kubeconfig::ExecEntry {
-            issuer: Some("http://issuer.example".to_owned()),
-            ..entry
-        };
-        let cli = parse(&["requests"]).unwrap_or_else(|e| panic!("{e}"));
-        let Command::Requests(target) = cli.command else {
-            panic!("not requests")
-        };
-        let err = target.resolve_with(&bad).err();
-        assert!(
-            matches!(
-                &err,
-                Some(TargetError::BadValue {
-                    flag: "--issuer",
-                    ..
-                })
-            ),
-            "{err:?}"
-        );
-        let err = target
-            .resolve_with(&crate::kubeconfig::ExecEntry::default())
-            .err();
-        assert!(
-            matches!(&err, Some(TargetError::Missing("--issuer"))),
-            "{err:?}"
         );
     }
 

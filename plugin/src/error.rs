@@ -1,49 +1,13 @@
-//! The plugin's error type: what the user reads on stderr and the exit code kubectl and scripts
-//! see.
-//!
-//! # Exit codes
-//!
-//! | code | meaning |
-//! |-----:|---------|
-//! | 0 | success; for `get`, one ExecCredential JSON document is on stdout |
-//! | 1 | unexpected error (a bug, or stdout closed) |
-//! | 2 | usage or bad input: bad flags, unreadable `--issuer-ca`, an `http://` issuer URL that speaks https, a URL without OpenID discovery (not an issuer), a context whose kubeconfig entry does not name the cluster, malformed `KUBERNETES_EXEC_INFO`, unsupported `apiVersion` |
-//! | 3 | login required: `get` is not interactive and has no usable session, or `whoami` found no session; run the printed `kubectl credential login` command |
-//! | 4 | the issuer is unreachable or answered badly (network, TLS, HTTP 5xx, malformed JSON or token, unexpected OAuth error); also `logout` (`--all`) when an issuer could not revoke a session (the local copy is deleted anyway) |
-//! | 5 | sign-in refused: the request was denied, or the code expired before it was approved |
-//! | 6 | token cache unavailable: keyring locked or missing, cache directory unwritable; `--token-cache=file` is the way out when there is no keyring |
-//! | 7 | `setup` could not merge into or write the kubeconfig (malformed file, an entry of the same name that it did not write, an unwritable path) |
-//! | 8 | an access request was refused by the issuer's policy (`request`), or denied or expired (`request --wait`) |
-//! | 130 | cancelled with Ctrl-C during a sign-in (nothing was stored; the lock is released) |
+//! The plugin's error type: what the user reads on stderr (which exit code each error ends the
+//! run with is in [`crate::exit`]).
 
 use std::error::Error as _;
 
-use credential_shared::oauth::OAuthErrorCode;
 use credential_shared::text::{self, Untrusted};
 
+use crate::base::jwt::JwtError;
 use crate::cache::{CacheError, Hold};
 use crate::issuer::IssuerError;
-use crate::jwt::JwtError;
-
-/// Success.
-pub(crate) const EXIT_OK: u8 = 0;
-/// Unexpected error.
-pub(crate) const EXIT_UNEXPECTED: u8 = 1;
-/// Usage or bad input.
-pub(crate) const EXIT_USAGE: u8 = 2;
-/// Login required and not possible here (non-interactive).
-pub(crate) const EXIT_LOGIN_REQUIRED: u8 = 3;
-/// Issuer unreachable or answered badly.
-pub(crate) const EXIT_ISSUER: u8 = 4;
-/// The person refused the sign-in, or let the code expire.
-pub(crate) const EXIT_LOGIN_REFUSED: u8 = 5;
-/// The token cache cannot be used.
-pub(crate) const EXIT_CACHE: u8 = 6;
-/// `setup` could not merge into or write the kubeconfig (malformed file, a conflicting entry
-/// it did not write, an unwritable path).
-pub(crate) const EXIT_KUBECONFIG: u8 = 7;
-/// An access request was refused by policy, denied, or expired.
-pub(crate) const EXIT_REQUEST_REFUSED: u8 = 8;
 
 /// Everything that can end a run early. The `Display` text is what the user reads after
 /// `error: `; causes follow it, and [`Error::hint`] says what to do next where that is not
@@ -178,10 +142,10 @@ pub(crate) enum Error {
     },
     /// `setup` could not merge or write the kubeconfig.
     #[error(transparent)]
-    Setup(#[from] crate::setup::SetupError),
+    Setup(#[from] crate::kubeconfig::setup::SetupError),
     /// The flags do not name a cluster, and the kubeconfig entry does not either.
     #[error(transparent)]
-    Target(#[from] crate::cli::TargetError),
+    Target(#[from] crate::kubeconfig::TargetError),
     /// The credential could not be written to stdout (kubectl went away).
     #[error("could not write the credential to stdout")]
     Stdout(#[source] std::io::Error),
@@ -191,33 +155,7 @@ pub(crate) enum Error {
 }
 
 impl Error {
-    /// The process exit code for this error; see the table in the module documentation.
-    pub(crate) fn exit_code(&self) -> u8 {
-        match self {
-            Self::ExecInfoNotUnicode
-            | Self::ExecInfoInvalid(_)
-            | Self::UnsupportedApiVersion(_)
-            | Self::ApiServerMismatch { .. }
-            | Self::Target(_) => EXIT_USAGE,
-            Self::LoginRequired { .. } | Self::SignInBusy { .. } => EXIT_LOGIN_REQUIRED,
-            Self::AccessDenied | Self::CodeExpired | Self::WrongAccount { .. } => {
-                EXIT_LOGIN_REFUSED
-            }
-            Self::MalformedToken { .. }
-            | Self::RevokeFailed(_)
-            | Self::SomeNotRevoked { .. }
-            | Self::BackingOff { .. }
-            | Self::Setup(crate::setup::SetupError::NoClusters) => EXIT_ISSUER,
-            Self::Issuer(e) => e.exit_code(),
-            Self::Cache(_) => EXIT_CACHE,
-            Self::Setup(_) => EXIT_KUBECONFIG,
-            Self::Stdout(_) | Self::TimeOutOfRange(_) => EXIT_UNEXPECTED,
-            Self::Cancelled => crate::cancel::EXIT_CANCELLED,
-            Self::RequestNotApproved { .. } => EXIT_REQUEST_REFUSED,
-        }
-    }
-
-    /// What makes two errors "the same failure" for [`crate::app::told_this_caller`], when
+    /// What makes two errors "the same failure" for [`crate::flow::handout::told_this_caller`], when
     /// their text may differ: an issuer that could not serve the first call holds the next
     /// ones off with a message of its own (and a countdown). `None`: the text itself.
     pub(crate) fn repeat_topic(&self) -> Option<&'static str> {
@@ -278,16 +216,6 @@ fn held_off_because(issuer: &str, hold: &Hold) -> String {
     }
 }
 
-/// Maps an OAuth error code from the issuer to an exit code: the person's refusals are
-/// [`EXIT_LOGIN_REFUSED`]; every other code means the issuer did not accept a request that
-/// should have worked, [`EXIT_ISSUER`].
-pub(crate) fn oauth_exit_code(code: OAuthErrorCode) -> u8 {
-    match code {
-        OAuthErrorCode::AccessDenied | OAuthErrorCode::ExpiredToken => EXIT_LOGIN_REFUSED,
-        _ => EXIT_ISSUER,
-    }
-}
-
 /// Bound of the error line [`report`] prints: the messages escape and bound each outside
 /// value, and the line as a whole is bounded again, since causes from libraries (serde's, ureq's,
 /// the keyring's) may quote outside text too.
@@ -332,54 +260,6 @@ mod tests {
             },
             retry_after: None,
         })
-    }
-
-    #[test]
-    fn oauth_errors_map_to_exit_codes() {
-        for (code, exit) in [
-            (OAuthErrorCode::AccessDenied, EXIT_LOGIN_REFUSED),
-            (OAuthErrorCode::ExpiredToken, EXIT_LOGIN_REFUSED),
-            (OAuthErrorCode::InvalidGrant, EXIT_ISSUER),
-            (OAuthErrorCode::InvalidScope, EXIT_ISSUER),
-            (OAuthErrorCode::InvalidClient, EXIT_ISSUER),
-            (OAuthErrorCode::ServerError, EXIT_ISSUER),
-            (OAuthErrorCode::Unknown, EXIT_ISSUER),
-        ] {
-            assert_eq!(oauth_exit_code(code), exit, "{code:?}");
-            assert_eq!(oauth(code).exit_code(), exit, "{code:?}");
-        }
-    }
-
-    #[test]
-    fn exit_codes_of_each_class() {
-        assert_eq!(EXIT_OK, 0);
-        assert_eq!(
-            Error::UnsupportedApiVersion("v2".into()).exit_code(),
-            EXIT_USAGE
-        );
-        assert_eq!(Error::AccessDenied.exit_code(), EXIT_LOGIN_REFUSED);
-        assert_eq!(Error::CodeExpired.exit_code(), EXIT_LOGIN_REFUSED);
-        assert_eq!(Error::SomeNotRevoked { count: 2 }.exit_code(), EXIT_ISSUER);
-        assert_eq!(
-            Error::LoginRequired {
-                cluster: "c".into(),
-                issuer: "https://x".into(),
-                login_command: "kubectl credential login --issuer https://x --cluster c".into(),
-            }
-            .exit_code(),
-            EXIT_LOGIN_REQUIRED
-        );
-        let keyring = Error::Cache(CacheError::KeyringUnavailable(
-            keyring::Error::NoStorageAccess("locked".into()),
-        ));
-        assert_eq!(keyring.exit_code(), EXIT_CACHE);
-        assert_eq!(
-            Error::Issuer(IssuerError::CaEmpty {
-                path: "ca.pem".into()
-            })
-            .exit_code(),
-            EXIT_USAGE
-        );
     }
 
     #[test]
@@ -466,7 +346,7 @@ mod tests {
                 url: evil.into(),
                 found: evil.into(),
             }),
-            Error::Setup(crate::setup::SetupError::Conflict {
+            Error::Setup(crate::kubeconfig::setup::SetupError::Conflict {
                 path: evil.into(),
                 kind: "user",
                 name: evil.into(),
@@ -497,7 +377,7 @@ mod tests {
     }
 
     /// The flags of `get` for cluster `prod` at the example issuer, plus `extra`.
-    fn get_args(extra: &[&str]) -> crate::cli::CommonArgs {
+    fn get_args(extra: &[&str]) -> crate::base::target::Target {
         use clap::Parser as _;
 
         let args = [
@@ -513,7 +393,7 @@ mod tests {
         let crate::cli::Command::Get(get) = cli.command else {
             panic!("not get")
         };
-        get.common
+        get.common.into()
     }
 
     /// `LoginRequired` as `get` builds it, so that a change to the suggested command shows up.
@@ -522,7 +402,7 @@ mod tests {
         Error::LoginRequired {
             cluster: args.cluster.clone(),
             issuer: args.issuer.to_string(),
-            login_command: crate::cli::login_command(&args),
+            login_command: crate::base::target::login_command(&args),
         }
     }
 
@@ -569,7 +449,7 @@ mod tests {
                 let _ = stream.read_to_end(&mut Vec::new());
             }
         });
-        let issuer = crate::cli::normalize_issuer(&format!("https://{addr}"))
+        let issuer = crate::base::target::normalize_issuer(&format!("https://{addr}"))
             .unwrap_or_else(|e| panic!("{e}"));
         let client =
             crate::issuer::IssuerClient::new(&issuer, None).unwrap_or_else(|e| panic!("{e}"));
@@ -601,7 +481,7 @@ mod tests {
             issuer: args.issuer.to_string(),
             retry_in,
             hold,
-            login_command: crate::cli::login_command(&args),
+            login_command: crate::base::target::login_command(&args),
         }
     }
 

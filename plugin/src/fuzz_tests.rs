@@ -20,8 +20,8 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 
 use crate::cache::{CacheKey, Index as SessionIndex, KeyringStore, TokenCache};
-use crate::requests::Pending;
-use crate::setup::{self, ExecSettings};
+use crate::commands::requests::Pending;
+use crate::kubeconfig::setup::{self, ExecSettings};
 
 /// The configuration of one property: `default` cases unless `PROPTEST_CASES` says otherwise.
 /// No failure files are written: a failure prints its shrunk input, which becomes a named
@@ -65,10 +65,10 @@ fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 /// An entry as a sign-in at `iat` leaves it.
 fn entry(iat: i64, exp: i64) -> crate::cache::Entry {
     crate::cache::Entry {
-        access_token: crate::secret::Secret::new("AT".to_owned()),
+        access_token: crate::base::secret::Secret::new("AT".to_owned()),
         iat,
         exp,
-        refresh_token: Some(crate::secret::Secret::new("RT".to_owned())),
+        refresh_token: Some(crate::base::secret::Secret::new("RT".to_owned())),
         session_expires_at: Some(exp.saturating_add(3600)),
         username: "alice".to_owned(),
         origin: None,
@@ -77,7 +77,7 @@ fn entry(iat: i64, exp: i64) -> crate::cache::Entry {
 }
 
 /// The arguments of `whoami --issuer https://issuer.example --cluster prod`.
-fn common_args() -> crate::cli::CommonArgs {
+fn common_args() -> crate::base::target::Target {
     use clap::Parser as _;
     let cli = crate::cli::Cli::try_parse_from([
         "kubectl-credential",
@@ -308,7 +308,7 @@ proptest! {
     fn exec_info_is_parsed_or_refused(raw in bytes_like(exec_info_doc()), tty in any::<bool>()) {
         bounded(move || {
             let raw = OsStr::from_bytes(&raw);
-            let Ok(info) = crate::exec::parse_exec_info(Some(raw), || tty) else {
+            let Ok(info) = crate::flow::exec::parse_exec_info(Some(raw), || tty) else {
                 return;
             };
             let text = raw.to_str().unwrap_or_else(|| panic!("accepted non-UTF-8 {raw:?}"));
@@ -321,7 +321,7 @@ proptest! {
             assert_eq!(key.as_hex().len(), 64);
             let mut entry = entry(0, 100);
             entry.api_server = Some("https://api.example:6443".to_owned());
-            let _ = crate::exec::check_api_server(&info, &entry, "c");
+            let _ = crate::flow::exec::check_api_server(&info, &entry, "c");
         });
     }
 }
@@ -397,16 +397,16 @@ proptest! {
     #[test]
     fn token_claims_are_decoded_or_refused(token in jwt_like(), now in now()) {
         bounded(move || {
-            let decoded = crate::jwt::decode_claims(&token);
+            let decoded = crate::base::jwt::decode_claims(&token);
             if let Ok(claims) = &decoded {
                 assert_eq!(token.split('.').count(), 3);
                 let _ = (claims.exp.saturating_sub(claims.iat), &claims.groups);
             }
             let mut entry = entry(now, now.saturating_add(300));
-            entry.access_token = crate::secret::Secret::new(token);
+            entry.access_token = crate::base::secret::Secret::new(token);
             let _ = entry.groups();
             let args = common_args();
-            let _ = crate::show::whoami(&entry, &args, now);
+            let _ = crate::commands::show::whoami(&entry, &args, now);
         });
     }
 }
@@ -448,14 +448,14 @@ fn use_entry(entry: &crate::cache::Entry, now: i64) {
     let _ = entry.has_live_session(now);
     let mut out = Vec::new();
     let version = credential_shared::exec_credential::ApiVersion::V1;
-    if crate::exec::write_credential(&mut out, version, entry).is_ok() {
+    if crate::flow::exec::write_credential(&mut out, version, entry).is_ok() {
         let doc: serde_json::Value = serde_json::from_slice(&out)
             .unwrap_or_else(|e| panic!("the ExecCredential is not JSON: {e}"));
         assert_eq!(out.split(|b| *b == b'\n').count(), 2, "one line");
         assert!(doc["status"]["token"].is_string());
     }
     let args = common_args();
-    let _ = crate::show::whoami(entry, &args, now);
+    let _ = crate::commands::show::whoami(entry, &args, now);
 }
 
 /// A private directory (0700, as the plugin makes them) at `path`, with its parents.
@@ -531,7 +531,7 @@ proptest! {
                 cache.store(key, &entry).unwrap_or_else(|e| panic!("{e}"));
             }
             let sessions = cache.list(&index).unwrap_or_else(|e| panic!("{e}"));
-            let _ = crate::show::status(&sessions, now, "file");
+            let _ = crate::commands::show::status(&sessions, now, "file");
         });
     }
 

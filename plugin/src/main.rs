@@ -1,26 +1,25 @@
 //! Entry point of `kubectl-credential`: parse the arguments, run, report an error once.
+//!
+//! The modules form layers, and a module imports only from layers below its own:
+//!
+//! 1. `base` (secrets, time, terminal text, Ctrl-C, the environment, token claims, the
+//!    session's plain values): imports nothing of the plugin.
+//! 2. `kubeconfig`, `cache`, `issuer`, and `cli` (argument parsing only): `base`.
+//! 3. `error`: `base`, `kubeconfig`, `cache`, `issuer`.
+//! 4. `flow` (steps the commands share): `base`, `cache`, `issuer`, `error`; `exit` (exit
+//!    codes): `base`, `kubeconfig`, `issuer`, `error`.
+//! 5. `commands`: everything below except `exit`.
+//! 6. this file: `cli`, `commands`, `error`, `exit`, `flow`.
 
-mod app;
+mod base;
 mod cache;
-mod cancel;
 mod cli;
-mod clock;
-mod device_flow;
-mod env;
+mod commands;
 mod error;
-mod exec;
-#[cfg(test)]
-mod fuzz_tests;
-mod handout;
+mod exit;
+mod flow;
 mod issuer;
-mod jwt;
 mod kubeconfig;
-mod requests;
-mod roles;
-mod secret;
-mod setup;
-mod show;
-mod term;
 
 use std::process::ExitCode;
 
@@ -29,16 +28,19 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return cli::exit_after_clap_error(&err),
+        Err(err) => return exit::exit_after_clap_error(&err),
     };
-    match app::run(cli) {
-        Ok(()) => ExitCode::from(error::EXIT_OK),
+    match commands::run(cli) {
+        Ok(()) => ExitCode::from(exit::EXIT_OK),
         Err(err) => {
             let text = error::report(&err);
-            if !app::told_this_caller(err.repeat_topic().unwrap_or(&text)) {
+            if !flow::handout::told_this_caller(err.repeat_topic().unwrap_or(&text)) {
                 eprintln!("error: {text}");
             }
             ExitCode::from(err.exit_code())
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;

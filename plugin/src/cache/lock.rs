@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use super::private::{self, Opened};
 use super::{CacheKey, Root};
-use crate::cancel::Cancel;
-use crate::clock::Clock;
+use crate::base::cancel::Cancel;
+use crate::base::clock::Clock;
 
 /// Poll interval while waiting for another process.
 const POLL: Duration = Duration::from_millis(100);
@@ -112,8 +112,8 @@ impl KeyLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::fake::FakeClock;
-    use crate::clock::SystemClock;
+    use crate::base::clock::fake::FakeClock;
+    use crate::base::clock::SystemClock;
 
     fn key() -> CacheKey {
         CacheKey::new("https://i", "c", "k", None)

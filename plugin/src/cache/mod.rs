@@ -35,9 +35,10 @@ use credential_shared::oauth::TokenResponse;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::TokenCacheKind;
-use crate::jwt::{self, JwtError};
-use crate::secret::Secret;
+use crate::base::env;
+use crate::base::jwt::{self, JwtError};
+use crate::base::secret::Secret;
+use crate::base::target::TokenCacheKind;
 
 pub(crate) use self::backoff::{Backoff, Hold, MAX_WAIT_SECS};
 pub(crate) use self::file::{read_steering, remove_private, replace_private, FileStore, Loaded};
@@ -67,7 +68,7 @@ pub(crate) enum CacheError {
     #[error("no cache directory: set HOME or XDG_CACHE_HOME")]
     NoCacheDir,
     /// A cache file exists but cannot be read.
-    #[error("cannot read the token cache file {}", crate::term::path(path))]
+    #[error("cannot read the token cache file {}", crate::base::term::path(path))]
     Read {
         /// The file.
         path: PathBuf,
@@ -76,7 +77,7 @@ pub(crate) enum CacheError {
         source: std::io::Error,
     },
     /// The cache directory or a file in it cannot be written.
-    #[error("cannot write the token cache in {}", crate::term::path(path))]
+    #[error("cannot write the token cache in {}", crate::base::term::path(path))]
     Write {
         /// The file or directory.
         path: PathBuf,
@@ -94,8 +95,8 @@ pub(crate) enum CacheError {
 /// cache directory (`XDG_CACHE_HOME`, else `~/.cache`, on Linux): the token files, the index,
 /// locks, backoff and pending-request records are in it. Only finds the path.
 pub(crate) fn root() -> Result<Root, CacheError> {
-    let base = directories::BaseDirs::new().ok_or(CacheError::NoCacheDir)?;
-    Ok(Root::new(base.cache_dir(), SERVICE))
+    let base = env::cache_dir().ok_or(CacheError::NoCacheDir)?;
+    Ok(Root::new(base, SERVICE))
 }
 
 /// Identifies one cache entry: SHA-256 over a length-prefixed encoding of everything that
@@ -513,7 +514,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::tests::token;
+    use crate::base::jwt::tests::token;
 
     fn cluster(server: &str, ca: Option<&str>) -> ExecCluster {
         ExecCluster {

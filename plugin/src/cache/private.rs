@@ -158,7 +158,7 @@ pub(crate) struct Refusal {
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", crate::term::path(&self.path), self.why)
+        write!(f, "{} {}", crate::base::term::path(&self.path), self.why)
     }
 }
 
@@ -447,7 +447,7 @@ mod imp {
         if loose == Loose::Refuse {
             return refuse(Why::Mode { mode: bits });
         }
-        let shown = crate::term::path(dir);
+        let shown = crate::base::term::path(dir);
         match fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
             Ok(()) => {
                 let what = Why::Mode { mode: bits };

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use credential_shared::oauth::{DeviceAuthorizationResponse, OAuthErrorCode, TokenResponse};
 
+use crate::base::cancel::Cancel;
+use crate::base::clock::{human_duration, rfc3339, Clock};
+use crate::base::env;
+use crate::base::secret::Secret;
+use crate::base::target::Target;
 use crate::cache::{Entry, MAX_WAIT_SECS};
-use crate::cancel::Cancel;
-use crate::cli::CommonArgs;
-use crate::clock::{human_duration, rfc3339, Clock};
-use crate::env;
 use crate::error::Error;
 use crate::issuer::{Endpoints, IssuerClient, IssuerError, Retry};
-use crate::secret::Secret;
 use credential_shared::text::Untrusted;
 
 /// Poll interval when the issuer gives none (RFC 8628 section 3.2).
@@ -36,7 +36,7 @@ const PLAIN_PROGRESS_SECS: u64 = 30;
 pub(crate) fn sign_in(
     client: &IssuerClient,
     endpoints: &Endpoints,
-    args: &CommonArgs,
+    args: &Target,
     clock: &dyn Clock,
     ui: &mut dyn Write,
     terminal: bool,
@@ -51,11 +51,7 @@ pub(crate) fn sign_in(
     };
     // The prompt goes to a terminal that may be gone; the flow does not depend on it.
     let _ = write_prompt(ui, &args.cluster, &auth, qr.as_deref());
-    let launch = choose_launcher(
-        args.no_browser,
-        |name| std::env::var_os(name),
-        std::env::consts::OS,
-    );
+    let launch = choose_launcher(args.no_browser, env::var_os, std::env::consts::OS);
     if let Launch::Run {
         program,
         args: leading,
@@ -367,8 +363,8 @@ mod tests {
     use credential_shared::oauth::OAuthError;
 
     use super::*;
-    use crate::clock::fake::FakeClock;
-    use crate::error::{EXIT_ISSUER, EXIT_LOGIN_REFUSED};
+    use crate::base::clock::fake::FakeClock;
+    use crate::exit::{EXIT_ISSUER, EXIT_LOGIN_REFUSED};
 
     fn oauth(code: OAuthErrorCode) -> Result<TokenResponse, IssuerError> {
         Err(IssuerError::OAuth {
@@ -670,7 +666,12 @@ mod tests {
         "#);
 
         let entry = Entry {
-            access_token: Secret::new(crate::jwt::tests::token(0, 600, "alice", &["dev", "ops"])),
+            access_token: Secret::new(crate::base::jwt::tests::token(
+                0,
+                600,
+                "alice",
+                &["dev", "ops"],
+            )),
             iat: 0,
             exp: 600,
             refresh_token: None,
@@ -750,7 +751,7 @@ mod tests {
 
     fn signed_in(groups: &[&str], session_expires_at: Option<i64>) -> Entry {
         Entry {
-            access_token: Secret::new(crate::jwt::tests::token(
+            access_token: Secret::new(crate::base::jwt::tests::token(
                 1_767_225_600,
                 1_767_225_600 + 900,
                 "alice",

@@ -1,4 +1,4 @@
-//! The text of `kubectl credential roles`: the roles the issuer lets one request on the
+//! `roles` and the text it prints: the roles the issuer lets one request on the
 //! session's cluster, with the longest `--for` as the issuer's config wrote it, who approves
 //! and whether `--reason` is needed. Every value comes from the issuer and is escaped.
 
@@ -6,6 +6,12 @@ use std::fmt::Write as _;
 
 use credential_shared::api::RoleList;
 use credential_shared::text::Untrusted;
+
+use crate::base::clock::Clock;
+use crate::base::target::Target;
+use crate::commands::show;
+use crate::error::Error;
+use crate::flow::session::with_live_token;
 
 /// The table `roles` prints.
 pub(crate) fn table(list: &RoleList) -> String {
@@ -42,6 +48,14 @@ pub(crate) fn table(list: &RoleList) -> String {
         let _ = writeln!(out, "{}", row.trim_end());
     }
     out
+}
+
+/// `roles`: what `request --role` accepts on the session's cluster.
+pub(super) fn list_roles(args: &Target, clock: &dyn Clock) -> Result<(), Error> {
+    with_live_token(args, clock, |client, token| {
+        let list = client.roles(token)?;
+        show::print(&table(&list))
+    })
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use std::io::Write as _;
 
 use credential_shared::text::{escape, SHORT};
 
+use crate::base::clock::when;
+use crate::base::target::Target;
 use crate::cache::{Entry, Listed};
-use crate::cli::CommonArgs;
-use crate::clock::when;
 use crate::error::Error;
 
 /// Writes a report to stdout.
@@ -22,7 +22,7 @@ pub(crate) fn print(text: &str) -> Result<(), Error> {
 }
 
 /// `whoami`'s report on the session in `entry`, stored for `args`.
-pub(crate) fn whoami(entry: &Entry, args: &CommonArgs, now: i64) -> String {
+pub(crate) fn whoami(entry: &Entry, args: &Target, now: i64) -> String {
     let groups = entry.groups();
     // Each name is escaped and bounded on its own: a person in many groups sees them all (the
     // token's size already bounds how many there are).
@@ -140,16 +140,16 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
+    use crate::base::secret::Secret;
     use crate::cache::{CacheKey, Origin};
     use crate::cli::{Cli, Command, WhoamiArgs};
-    use crate::secret::Secret;
 
     /// 2026-01-01T00:00:00Z.
     const NOW: i64 = 1_767_225_600;
 
     fn entry(user: &str, exp: i64, session: Option<i64>) -> Entry {
         Entry {
-            access_token: Secret::new(crate::jwt::tests::token(
+            access_token: Secret::new(crate::base::jwt::tests::token(
                 NOW - 48,
                 exp,
                 user,
@@ -165,7 +165,7 @@ mod tests {
         }
     }
 
-    fn args() -> CommonArgs {
+    fn args() -> Target {
         let cli = Cli::try_parse_from([
             "kubectl-credential",
             "whoami",
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn whoami_says_what_is_over_or_unknown() {
         let mut e = entry("al\u{1b}ice", NOW - 180, None);
-        e.access_token = Secret::new(crate::jwt::tests::token(NOW - 48, NOW, "x", &[]));
+        e.access_token = Secret::new(crate::base::jwt::tests::token(NOW - 48, NOW, "x", &[]));
         insta::assert_snapshot!(whoami(&e, &args(), NOW), @r"
         user:    al\x1bice
         groups:  (none)
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn reports_escape_and_bound_outside_text() {
         let mut e = entry(&"m\u{202e}".repeat(1 << 18), NOW + 600, None);
-        e.access_token = Secret::new(crate::jwt::tests::token(
+        e.access_token = Secret::new(crate::base::jwt::tests::token(
             NOW - 48,
             NOW + 600,
             "x",
@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn status_of_a_keyring_session_of_unknown_issuer() {
         let mut e = entry("alice", NOW + 600, Some(NOW + 8 * 86_400));
-        e.access_token = Secret::new(crate::jwt::tests::token(NOW - 48, NOW, "x", &[]));
+        e.access_token = Secret::new(crate::base::jwt::tests::token(NOW - 48, NOW, "x", &[]));
         let listed = [Listed {
             key: CacheKey::new("https://i", "prod", "c", None),
             entry: e,

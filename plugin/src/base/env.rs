@@ -1,4 +1,9 @@
-//! Every environment variable the plugin reads, in one place, each with what it does.
+//! Every environment variable the plugin reads, in one place, each with what it does, and the
+//! only functions that read the environment (variables, the home, cache and temporary
+//! directories derived from it): no other module calls `std::env::var*`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
 
 /// Set by kubectl: the JSON `ExecCredential` request (apiVersion, `spec.interactive`,
 /// `spec.cluster` when the kubeconfig sets `provideClusterInfo: true`). Absent when the plugin
@@ -37,14 +42,36 @@ pub(crate) const WAYLAND_DISPLAY: &str = "WAYLAND_DISPLAY";
 pub(crate) const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 
 /// Read by the `directories` crate: the cache falls back to `$HOME/.cache` on Linux
-/// (`~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows).
-#[expect(
-    dead_code,
-    reason = "read by the directories crate; listed so that every variable is documented here"
-)]
+/// (`~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows). Also part of what makes two
+/// errors shown to one kubectl command "the same" (`handout`): another account's is printed.
 pub(crate) const HOME: &str = "HOME";
+
+/// The kubeconfig files, a path list as kubectl reads it: `setup` merges into the first one,
+/// and commands without `--issuer`/`--cluster` read the plugin's exec entry from them. Unset
+/// or empty means `~/.kube/config`.
+pub(crate) const KUBECONFIG: &str = "KUBECONFIG";
 
 /// The per-user runtime directory (a tmpfs on systemd machines): where `get` records which
 /// caller received which token, to recognise kubectl's retry after a 401 (`handout`). Without
 /// it, a private `kubectl-credential-<uid>` directory in the temporary directory is used.
 pub(crate) const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+
+/// The value of the variable `name`, if set: the one place the plugin reads a variable.
+pub(crate) fn var_os(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+/// The person's home directory (`HOME`, or the platform's equivalent).
+pub(crate) fn home_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|d| d.home_dir().to_owned())
+}
+
+/// The person's cache directory (`XDG_CACHE_HOME`, else `~/.cache`, on Linux).
+pub(crate) fn cache_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|d| d.cache_dir().to_owned())
+}
+
+/// The temporary directory (`TMPDIR`, else the platform's default).
+pub(crate) fn temp_dir() -> PathBuf {
+    std::env::temp_dir()
+}

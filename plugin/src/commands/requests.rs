@@ -15,8 +15,8 @@ use credential_shared::api::AccessRequestInfo;
 use credential_shared::text::Untrusted;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::CommonArgs;
-use crate::clock::when;
+use crate::base::clock::when;
+use crate::base::target::Target;
 
 /// Least time between two checks of pending requests by `get`.
 pub(crate) const CHECK_EVERY: i64 = 5;
@@ -101,7 +101,7 @@ pub(crate) fn table(list: &[AccessRequestInfo]) -> String {
         };
         let ends = r
             .grant_ends_at
-            .and_then(crate::clock::rfc3339)
+            .and_then(crate::base::clock::rfc3339)
             .unwrap_or_else(|| "-".to_owned());
         let row = format!(
             "{:<10}  {:<14}  {:<24}  {:<6}  {:<9}  {:<12}  {ends:<20}  {}",
@@ -129,7 +129,7 @@ pub(crate) struct Pending {
 
 /// Where the record for `args` lives: `{cache_dir}/kubectl-credential/pending/<hash>.json`,
 /// with the cache root it is checked from.
-fn path(args: &CommonArgs) -> Option<(crate::cache::Root, PathBuf)> {
+fn path(args: &Target) -> Option<(crate::cache::Root, PathBuf)> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for part in [
         args.issuer.as_str(),
@@ -155,7 +155,7 @@ fn path(args: &CommonArgs) -> Option<(crate::cache::Root, PathBuf)> {
 
 impl Pending {
     /// The record for `args`, if there is one (the only cost on a cache hit).
-    pub(crate) fn load(args: &CommonArgs, now: i64) -> Option<Self> {
+    pub(crate) fn load(args: &Target, now: i64) -> Option<Self> {
         let (root, path) = path(args)?;
         // Checked like the other cache files: a record that is a link, another user's or
         // writable by others is not believed (it decides what `get` asks the issuer).
@@ -191,7 +191,7 @@ impl Pending {
 
     /// Writes the record (removes it when nothing is pending). Best effort: losing it only
     /// means the token follows the grant at its next refresh instead.
-    pub(crate) fn save(&self, args: &CommonArgs) {
+    pub(crate) fn save(&self, args: &Target) {
         let Some((root, path)) = path(args) else {
             return;
         };

@@ -26,9 +26,9 @@ use std::time::{Duration, SystemTime};
 
 use ring::digest;
 
+use crate::base::env;
+use crate::base::secret::Secret;
 use crate::cache::CacheKey;
-use crate::env;
-use crate::secret::Secret;
 
 /// Lower-case hex digits.
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -107,14 +107,14 @@ impl HandOuts {
     /// `$XDG_RUNTIME_DIR/kubectl-credential`, else `kubectl-credential-<uid>` in the temporary
     /// directory. Only finds the path.
     pub(crate) fn open_default() -> Option<Self> {
-        if let Some(runtime) = std::env::var_os(env::XDG_RUNTIME_DIR).filter(|d| !d.is_empty()) {
+        if let Some(runtime) = env::var_os(env::XDG_RUNTIME_DIR).filter(|d| !d.is_empty()) {
             return Some(Self::new(
                 PathBuf::from(runtime).join(crate::cache::SERVICE),
             ));
         }
         let uid = own_uid()?;
         Some(Self::new(
-            std::env::temp_dir().join(format!("{}-{uid}", crate::cache::SERVICE)),
+            env::temp_dir().join(format!("{}-{uid}", crate::cache::SERVICE)),
         ))
     }
 
@@ -281,6 +281,30 @@ fn create_new(path: &Path) -> io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path).map(drop)
+}
+
+/// Whether the kubectl command that ran this call was already shown the error `text` by an
+/// earlier call (within [`TOLD_WINDOW`]): then it is not printed again, so
+/// that one kubectl command shows one plugin error among its own, however often it ran the
+/// plugin. Only for calls from client-go (`KUBERNETES_EXEC_INFO` set), whose parent is the
+/// kubectl process; a person running the plugin by hand always reads the error.
+pub(crate) fn told_this_caller(text: &str) -> bool {
+    let from_kubectl = env::var_os(env::KUBERNETES_EXEC_INFO).is_some_and(|v| !v.is_empty());
+    if !from_kubectl {
+        return false;
+    }
+    let (Some(caller), Some(handouts)) = (Caller::parent(), HandOuts::open_default()) else {
+        return false;
+    };
+    // The same failure of the same exec entry for the same person: the arguments and the
+    // home directory are part of what was told, so that another entry's error (or another
+    // account's, run by the same parent) is still printed.
+    let mut told = String::from(text);
+    for part in std::env::args_os().chain(env::var_os(env::HOME)) {
+        told.push('\0');
+        told.push_str(&part.to_string_lossy());
+    }
+    handouts.told_before(&caller, &told, std::time::SystemTime::now())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! `kubectl credential setup`: writes a kubeconfig with one context per cluster the issuer
-//! serves, whose user runs this plugin, and no secret at all.
+//! The kubeconfig `kubectl credential setup` writes: one context per cluster the issuer serves,
+//! whose user runs this plugin, and no secret at all.
 //!
 //! Merging into an existing kubeconfig replaces only the entries this command owns (marked with
 //! a `kubectl-credential` extension); an entry of the same name that someone else wrote is never

@@ -8,9 +8,9 @@ use credential_shared::exec_credential::{
     ApiVersion, ExecCluster, ExecCredential, ExecCredentialRequest,
 };
 
+use crate::base::clock::rfc3339;
+use crate::base::env;
 use crate::cache::Entry;
-use crate::clock::rfc3339;
-use crate::env;
 use crate::error::Error;
 
 /// What kubectl told the plugin about this call.
@@ -29,7 +29,7 @@ pub(crate) struct ExecInfo {
 
 /// Reads `KUBERNETES_EXEC_INFO` from the environment.
 pub(crate) fn read_exec_info() -> Result<ExecInfo, Error> {
-    let raw = std::env::var_os(env::KUBERNETES_EXEC_INFO);
+    let raw = env::var_os(env::KUBERNETES_EXEC_INFO);
     parse_exec_info(raw.as_deref(), || std::io::stdin().is_terminal())
 }
 
@@ -111,7 +111,7 @@ mod tests {
     use std::ffi::OsString;
 
     use super::*;
-    use crate::secret::Secret;
+    use crate::base::secret::Secret;
 
     fn parse(raw: Option<&str>, tty: bool) -> Result<ExecInfo, Error> {
         let raw = raw.map(OsString::from);
@@ -156,7 +156,7 @@ mod tests {
         )
         .err();
         assert!(matches!(&err, Some(Error::UnsupportedApiVersion(v)) if v.ends_with("v1alpha1")));
-        assert_eq!(err.map(|e| e.exit_code()), Some(crate::error::EXIT_USAGE));
+        assert_eq!(err.map(|e| e.exit_code()), Some(crate::exit::EXIT_USAGE));
         let err = parse(Some("{not json"), false).err();
         assert!(matches!(err, Some(Error::ExecInfoInvalid(_))));
     }

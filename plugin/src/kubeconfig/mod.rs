@@ -1,12 +1,17 @@
 //! Reading the plugin's own entry back from the kubeconfig, so that commands that act on a
 //! cluster (`whoami`, `logout`, `request`, `requests`) need no flags beyond `--context`: the
 //! exec entry `setup` wrote already names the issuer, the cluster, the issuer's CA, the token
-//! cache and the account. Flags given on the command line win over the entry.
+//! cache and the account. Flags given on the command line win over the entry. Writing the
+//! entries is `setup`'s part, in [`setup`].
 
 use std::path::{Path, PathBuf};
 
 use credential_shared::text::Untrusted;
 use serde_norway::Value;
+
+use crate::base::env;
+
+pub(crate) mod setup;
 
 /// Why the kubeconfig could not say which cluster a command is about.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +36,30 @@ pub(crate) enum KubeconfigError {
     NotOurs(String),
 }
 
+/// Why the flags, completed from the kubeconfig entry, do not name a session.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TargetError {
+    /// The kubeconfig has no usable entry.
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
+    /// The entry's value of a flag is not valid.
+    #[error(
+        "the kubeconfig entry's {flag} \"{}\" is not valid: {reason}",
+        Untrusted::new(value)
+    )]
+    BadValue {
+        /// The flag.
+        flag: &'static str,
+        /// Its value in the kubeconfig.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// Neither the flags nor the entry name the issuer or the cluster.
+    #[error("the kubeconfig entry has no {0}; pass it")]
+    Missing(&'static str),
+}
+
 /// What an exec entry of this plugin says (each only when its args carry it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ExecEntry {
@@ -50,13 +79,13 @@ pub(crate) struct ExecEntry {
 
 /// The kubeconfig files kubectl reads: every file of `KUBECONFIG`, else `~/.kube/config`.
 fn files() -> Vec<PathBuf> {
-    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+    if let Some(list) = env::var_os(env::KUBECONFIG).filter(|v| !v.is_empty()) {
         return std::env::split_paths(&list)
             .filter(|p| !p.as_os_str().is_empty())
             .collect();
     }
-    directories::BaseDirs::new()
-        .map(|d| vec![d.home_dir().join(".kube").join("config")])
+    env::home_dir()
+        .map(|home| vec![home.join(".kube").join("config")])
         .unwrap_or_default()
 }
 
