@@ -39,17 +39,15 @@ LAYERS = {
 }
 
 LAYERS["plugin/src"] = [
-    ["secret", "clock", "term", "cancel", "env", "exit", "target"],
-    ["jwt", "kubeconfig"],
-    ["issuer", "cache"],
-    ["flows"],
+    ["base"],
+    ["kubeconfig", "cache", "issuer", "cli"],
     ["error"],
+    ["flow", "exit"],
     ["commands"],
-    ["cli"],
     ["main"],
 ]
 
-TEST_FILE = re.compile(r"(^|_)tests?\.rs$|^fuzz_|_tests?/")
+TEST_FILE = re.compile(r"(^|/|_)tests?\.rs$|(^|/)fuzz_|_tests?/")
 
 
 def strip(src):
