@@ -93,26 +93,33 @@ def imports(root):
                 continue
             src = strip(open(path, encoding="utf-8").read())
             names = set()
-            # `use crate::{a::b, c::{d, e}};` and `crate::a::b` anywhere.
-            for m in re.finditer(r"crate::\{", src):
-                depth, i = 1, m.end()
-                start = i
-                while depth and i < len(src):
-                    depth += {"{": 1, "}": -1}.get(src[i], 0)
-                    i += 1
-                body = src[start : i - 1]
-                top = re.sub(r"\{[^{}]*\}", "", body)
-                for part in top.split(","):
-                    part = part.strip()
-                    if part:
-                        names.add(tuple(part.split("::")[:3]))
-                for inner in re.finditer(r"(\w+)::\{([^{}]*)\}", body):
-                    for part in inner.group(2).split(","):
-                        part = part.strip().split("::")[0]
+            # `super::x` from a/b.rs (or a/b/mod.rs) is `crate::a::x`.
+            parent = rel.removesuffix(".rs").removesuffix("/mod").split("/")[:-1]
+            prefixes = {"crate": []}
+            if parent:
+                prefixes["super"] = parent
+            for word, base in prefixes.items():
+                # `use crate::{a::b, c::{d, e}};`
+                for m in re.finditer(rf"\b{word}::\{{", src):
+                    depth, i = 1, m.end()
+                    start = i
+                    while depth and i < len(src):
+                        depth += {"{": 1, "}": -1}.get(src[i], 0)
+                        i += 1
+                    body = src[start : i - 1]
+                    top = re.sub(r"\{[^{}]*\}", "", body)
+                    for part in top.split(","):
+                        part = part.strip()
                         if part:
-                            names.add((inner.group(1), part))
-            for m in re.finditer(r"crate((?:::\w+)+)", src):
-                names.add(tuple(m.group(1).split("::")[1:4]))
+                            names.add(tuple((base + part.split("::"))[:4]))
+                    for inner in re.finditer(r"(\w+)::\{([^{}]*)\}", body):
+                        for part in inner.group(2).split(","):
+                            part = part.strip().split("::")[0]
+                            if part:
+                                names.add(tuple((base + [inner.group(1), part])[:4]))
+                # `crate::a::b` anywhere.
+                for m in re.finditer(rf"\b{word}((?:::\w+)+)", src):
+                    names.add(tuple((base + m.group(1).split("::")[1:])[:4]))
             found[rel] = names
     return found
 

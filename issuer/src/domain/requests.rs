@@ -7,7 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::cluster::{ClusterConfig, RoleConfig};
-use crate::domain::grants::is_dns_label;
+use crate::domain::names::is_dns_label;
 
 /// Longest free text (reason, comment), in characters.
 pub const MAX_TEXT: usize = 500;
