@@ -34,6 +34,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::env;
+
 pub use self::accounts::{Accounts, RateLimits};
 pub use self::audit::AuditConfig;
 pub use self::file::{
@@ -51,7 +53,6 @@ pub use crate::domain::cluster::{
     ClusterConfig, KubeAccess, PolicyRule, RequestPolicy, RoleConfig, RolePermissions,
     DEFAULT_RECONCILE_INTERVAL,
 };
-use crate::env;
 pub use crate::upstream::settings::{
     ClientAuth, UpstreamConfig, DEFAULT_OFFLINE_GRACE, DEFAULT_UPSTREAM_SCOPES, MAX_OFFLINE_GRACE,
 };

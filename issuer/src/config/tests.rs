@@ -513,3 +513,57 @@ fn leader_lease_defaults_to_15s_and_is_bounded() {
         assert!(err.to_string().contains("leader_lease"), "{text}: {err}");
     }
 }
+
+/// Every value a flag (or its environment variable) can give beats the file's, and the file's
+/// stands when no flag is given.
+#[test]
+fn every_override_beats_the_file() {
+    let file = "listen = \"127.0.0.1:1\"\nissuer_url = \"https://file.example\"\n\
+                data_dir = \"/file\"\ntls_cert = \"/file/cert\"\ntls_key = \"/file/key\"\n\
+                token_ttl = \"10m\"\nsession_ttl = \"1d\"\n\
+                encryption_key_file = \"/file/seal.key\"\n\
+                database_url = \"sqlite:/file/issuer.db\"\n";
+    let o = Overrides {
+        listen: Some("127.0.0.1:2".into()),
+        issuer_url: Some("https://flag.example".into()),
+        data_dir: Some("/flag".into()),
+        tls_cert: Some("/flag/cert".into()),
+        tls_key: Some("/flag/key".into()),
+        token_ttl: Some("1m".into()),
+        session_ttl: Some("2h".into()),
+        encryption_key_file: Some("/flag/seal.key".into()),
+        database_url: Some(DatabaseUrl("sqlite:/flag/issuer.db".into())),
+        ..Overrides::default()
+    };
+    let c = load(file, &o).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.listen.to_string(), "127.0.0.1:2");
+    assert_eq!(c.issuer(), "https://flag.example");
+    assert_eq!(c.data_dir, PathBuf::from("/flag"));
+    assert_eq!(
+        c.tls,
+        TlsSource::Files {
+            cert: "/flag/cert".into(),
+            key: "/flag/key".into()
+        }
+    );
+    assert_eq!(c.token_ttl, Duration::from_secs(60));
+    assert_eq!(c.session_ttl, Duration::from_secs(2 * 3600));
+    assert_eq!(c.seal_key_file(), PathBuf::from("/flag/seal.key"));
+    assert!(
+        matches!(&c.database, crate::store::Location::Sqlite(p) if p == Path::new("/flag/issuer.db"))
+    );
+    assert!(c.store_origin.database_url_overridden);
+    assert!(c.store_origin.encryption_key_file_overridden);
+
+    let c = load(file, &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.listen.to_string(), "127.0.0.1:1");
+    assert_eq!(c.issuer(), "https://file.example");
+    assert_eq!(c.data_dir, PathBuf::from("/file"));
+    assert_eq!(c.token_ttl, Duration::from_secs(600));
+    assert_eq!(c.session_ttl, Duration::from_secs(86_400));
+    assert_eq!(c.seal_key_file(), PathBuf::from("/file/seal.key"));
+    assert!(
+        matches!(&c.database, crate::store::Location::Sqlite(p) if p == Path::new("/file/issuer.db"))
+    );
+    assert_eq!(c.store_origin, StoreOrigin::default());
+}
