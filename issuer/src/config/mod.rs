@@ -14,6 +14,8 @@
 //!   `accounts.rs`, `notifications.rs`, `audit.rs`: one section each, checked into its typed
 //!   value.
 //! - `values.rs`: durations and small files, shared by the sections.
+//! - `tests.rs` (loading and every error naming its field), `example_tests.rs` (the shipped
+//!   example config), `fuzz_tests.rs` (property tests of the whole path).
 
 mod accounts;
 mod audit;
