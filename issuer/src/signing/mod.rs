@@ -17,11 +17,15 @@
 //! signed has expired: it was superseded (the next key was created) at least `retain` ago,
 //! where `retain` is the longest token lifetime. The `kid` is the key's RFC 7638 thumbprint
 //! ([`jwks`]), checked at every load, so a file or row cannot claim another key's id.
+//!
+//! [`jws`] is the crate's one JWS verifier, with the algorithm allow-list given by each caller:
+//! the issuer's own tokens here, and the ID tokens of upstream providers
+//! (`crate::upstream::id_token`), which is why it is public.
 
 mod database;
 mod directory;
 mod jwks;
-mod jws;
+pub mod jws;
 mod keyset;
 mod rotation;
 
@@ -41,7 +45,7 @@ use crate::store::Store;
 use keyset::KeySet;
 
 pub use directory::{list, rotate};
-pub use jws::verify;
+pub use jwks::verify;
 pub use rotation::{PUBLISH_BEFORE_SIGNING, RELOAD_EVERY};
 
 /// The JWS algorithm of every token.
@@ -212,6 +216,38 @@ pub enum Error {
     /// Verification: the signature is good but the payload is not access token claims.
     #[error("token claims are invalid")]
     InvalidClaims(#[source] serde_json::Error),
+}
+
+impl From<jws::Error> for Error {
+    // The wording of each verification failure, as this module has always reported it.
+    fn from(e: jws::Error) -> Self {
+        match e {
+            jws::Error::NotThreeParts => Self::MalformedToken {
+                reason: "not three dot-separated parts",
+            },
+            jws::Error::Base64 { part, source } => Self::Base64 { part, source },
+            jws::Error::HeaderNotJson(source) => Self::InvalidHeader(source),
+            jws::Error::HeaderNotObject => Self::MalformedToken {
+                reason: "header is not a JSON object",
+            },
+            jws::Error::Algorithm(alg) => Self::UnsupportedAlgorithm(alg),
+            jws::Error::CriticalHeader => Self::MalformedToken {
+                reason: "header has critical extensions",
+            },
+            // Neither comes from this module's key lookups, which name the kid they miss and
+            // only ever return P-256 keys for ES256; kept total rather than a panic.
+            jws::Error::UnknownKey => Self::UnknownKid(String::new()),
+            jws::Error::KeyMismatch | jws::Error::BadSignature => Self::BadSignature,
+            jws::Error::Payload(source) => Self::InvalidClaims(source),
+        }
+    }
+}
+
+/// The issuer's tokens always name their key: a header without a `kid` is malformed.
+fn required_kid(kid: Option<&str>) -> Result<&str, Error> {
+    kid.ok_or(Error::MalformedToken {
+        reason: "header has no kid",
+    })
 }
 
 /// A stored key: a file on disk or a row in the database.
@@ -415,12 +451,13 @@ impl Signer {
         retain: std::time::Duration,
     ) -> Result<AccessTokenClaims, Error> {
         let keys = self.current();
-        jws::verify_with(token, |kid| {
+        jws::verify(token, &[jws::Algorithm::Es256], |_, kid| {
+            let kid = required_kid(kid)?;
             // Upcoming keys are accepted too: another replica may sign with one already (its
             // reload came first).
             keys.published(now, retain)
                 .find(|k| k.info.kid == kid)
-                .map(|k| k.pair.public_key().as_ref())
+                .map(|k| jws::PublicKey::P256(k.pair.public_key().as_ref()))
                 .ok_or_else(|| Error::UnknownKid(jws::quote(kid)))
         })
     }
