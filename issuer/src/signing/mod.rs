@@ -2,8 +2,8 @@
 //! the JWKS the API servers verify against, and JWS signing and verification.
 //!
 //! Keys come from a [`KeySource`]; only loading, creating and deleting differ between the two
-//! ([`directory`] and [`database`]), the key set, the choice of the signing key ([`keyset`]) and
-//! the retention rule ([`rotation`]) are shared:
+//! (`directory` and `database`), the key set, the choice of the signing key (`keyset`) and
+//! the retention rule (`rotation`) are shared:
 //!
 //! - [`KeySource::Directory`]: each key is one file, `<created unix seconds, 12 digits>-<kid>.p8`,
 //!   holding raw PKCS#8 DER with mode 0600.
@@ -16,7 +16,7 @@
 //! (created time, kid), signs. An older key stays published, and stored, until every token it
 //! signed has expired: it was superseded (the next key was created) at least `retain` ago,
 //! where `retain` is the longest token lifetime. The `kid` is the key's RFC 7638 thumbprint
-//! ([`jwks`]), checked at every load, so a file or row cannot claim another key's id.
+//! (`jwks`), checked at every load, so a file or row cannot claim another key's id.
 //!
 //! [`jws`] is the crate's one JWS verifier, with the algorithm allow-list given by each caller:
 //! the issuer's own tokens here, and the ID tokens of upstream providers
