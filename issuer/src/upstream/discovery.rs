@@ -13,8 +13,8 @@ use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
 use super::client::{Client, Req};
-use super::id_token::Jwks;
 use super::Error;
+use crate::signing::jws::Jwks;
 use crate::upstream::settings::UpstreamConfig;
 
 /// How long discovery and keys are trusted without asking again.

@@ -1,13 +1,17 @@
 //! ID token validation (OpenID Connect Core section 3.1.3.7): the JWS signature through the
 //! provider's JWKS (RS256 or ES256 only; `none` and HMAC never), then `iss`, `aud`, `azp`, `exp`,
 //! `iat` (with a small skew, against the injected clock) and `nonce`.
+//!
+//! The signature is checked by [`crate::signing::jws`], the one JWS verifier, with this
+//! module's allow-list ([`ALGORITHMS`]); what is specific to ID tokens is the claims.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use time::OffsetDateTime;
 
 use crate::secrets::secret::{constant_time_eq, Secret};
+use crate::signing::jws::{self, Algorithm, Jwks};
+
+/// The algorithms an upstream provider may sign ID tokens with.
+pub const ALGORITHMS: &[Algorithm] = &[Algorithm::Rs256, Algorithm::Es256];
 
 /// Clock difference tolerated between the provider and the issuer, in seconds.
 pub const SKEW_SECS: i64 = 60;
@@ -44,93 +48,6 @@ pub enum IdTokenError {
     Subject,
 }
 
-/// A public key of a provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Key {
-    /// RSA modulus and exponent (big-endian bytes).
-    Rsa {
-        /// `kid`.
-        kid: Option<String>,
-        /// `n`.
-        n: Vec<u8>,
-        /// `e`.
-        e: Vec<u8>,
-    },
-    /// P-256 point, uncompressed (`04 || x || y`).
-    P256 {
-        /// `kid`.
-        kid: Option<String>,
-        /// The point.
-        point: Vec<u8>,
-    },
-}
-
-impl Key {
-    fn kid(&self) -> Option<&str> {
-        match self {
-            Self::Rsa { kid, .. } | Self::P256 { kid, .. } => kid.as_deref(),
-        }
-    }
-
-    fn fits(&self, alg: &str) -> bool {
-        matches!(
-            (self, alg),
-            (Self::Rsa { .. }, "RS256") | (Self::P256 { .. }, "ES256")
-        )
-    }
-}
-
-/// A provider's signing keys (keys of other types or uses are ignored).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Jwks {
-    /// The usable keys.
-    pub keys: Vec<Key>,
-}
-
-impl Jwks {
-    /// Reads the usable keys from a JWKS document.
-    #[must_use]
-    pub fn from_json(doc: &serde_json::Value) -> Self {
-        let b64 = |k: &serde_json::Value, f: &str| {
-            k.get(f)
-                .and_then(serde_json::Value::as_str)
-                .and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
-        };
-        let mut keys = Vec::new();
-        for k in doc
-            .get("keys")
-            .and_then(serde_json::Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let s = |f: &str| k.get(f).and_then(serde_json::Value::as_str);
-            if s("use").is_some_and(|u| u != "sig") {
-                continue;
-            }
-            let kid = s("kid").map(str::to_owned);
-            match (s("kty"), s("crv")) {
-                (Some("RSA"), _) => {
-                    if let (Some(n), Some(e)) = (b64(k, "n"), b64(k, "e")) {
-                        keys.push(Key::Rsa { kid, n, e });
-                    }
-                }
-                (Some("EC"), Some("P-256")) => {
-                    if let (Some(x), Some(y)) = (b64(k, "x"), b64(k, "y")) {
-                        if x.len() == 32 && y.len() == 32 {
-                            let mut point = vec![4];
-                            point.extend(x);
-                            point.extend(y);
-                            keys.push(Key::P256 { kid, point });
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        Self { keys }
-    }
-}
-
 /// What the token must say.
 #[derive(Debug, Clone, Copy)]
 pub struct Expected<'a> {
@@ -150,63 +67,27 @@ pub type Claims = serde_json::Map<String, serde_json::Value>;
 
 /// Verifies the signature and the claims; returns the claims.
 pub fn validate(token: &str, jwks: &Jwks, want: &Expected<'_>) -> Result<Claims, IdTokenError> {
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(IdTokenError::Malformed("not three parts"));
-    };
-    let decode = |x: &str| {
-        URL_SAFE_NO_PAD
-            .decode(x)
-            .map_err(|_| IdTokenError::Malformed("not base64url"))
-    };
-    let header: serde_json::Value = serde_json::from_slice(&decode(h)?)
-        .map_err(|_| IdTokenError::Malformed("header is not JSON"))?;
-    if header.get("crit").is_some() {
-        return Err(IdTokenError::Malformed("critical header extensions"));
-    }
-    let alg = header
-        .get("alg")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("");
-    if alg != "RS256" && alg != "ES256" {
-        return Err(IdTokenError::Algorithm);
-    }
-    let kid = header.get("kid").and_then(serde_json::Value::as_str);
-    let candidates: Vec<&Key> = jwks
-        .keys
-        .iter()
-        .filter(|k| k.fits(alg) && (kid.is_none() || k.kid() == kid))
-        .collect();
-    // Without a kid, a key set with exactly one fitting key is unambiguous; more is not.
-    let key = match (kid, candidates.as_slice()) {
-        (_, [k]) | (Some(_), [k, ..]) => *k,
-        _ => return Err(IdTokenError::UnknownKey),
-    };
-    let signed = &token[..h.len() + 1 + p.len()];
-    let sig = decode(s)?;
-    let ok = match key {
-        Key::Rsa { n, e, .. } => RsaPublicKeyComponents { n, e }
-            .verify(
-                &signature::RSA_PKCS1_2048_8192_SHA256,
-                signed.as_bytes(),
-                &sig,
-            )
-            .is_ok(),
-        Key::P256 { point, .. } => {
-            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                .verify(signed.as_bytes(), &sig)
-                .is_ok()
-        }
-    };
-    if !ok {
-        return Err(IdTokenError::Signature);
-    }
-    let claims: Claims = serde_json::from_slice(&decode(p)?)
-        .map_err(|_| IdTokenError::Malformed("payload is not a JSON object"))?;
+    let claims: Claims = jws::verify(token, ALGORITHMS, |alg, kid| jwks.find(alg, kid))?;
     check_claims(&claims, want)?;
     Ok(claims)
+}
+
+impl From<jws::Error> for IdTokenError {
+    // The wording (and the kind, which decides whether the JWKS is fetched again) of each
+    // verification failure, as this module has always reported it.
+    fn from(e: jws::Error) -> Self {
+        match e {
+            jws::Error::NotThreeParts => Self::Malformed("not three parts"),
+            jws::Error::Base64 { .. } => Self::Malformed("not base64url"),
+            jws::Error::HeaderNotJson(_) => Self::Malformed("header is not JSON"),
+            // A header that is not an object names no algorithm.
+            jws::Error::HeaderNotObject | jws::Error::Algorithm(_) => Self::Algorithm,
+            jws::Error::CriticalHeader => Self::Malformed("critical header extensions"),
+            jws::Error::UnknownKey | jws::Error::KeyMismatch => Self::UnknownKey,
+            jws::Error::BadSignature => Self::Signature,
+            jws::Error::Payload(_) => Self::Malformed("payload is not a JSON object"),
+        }
+    }
 }
 
 fn check_claims(c: &Claims, want: &Expected<'_>) -> Result<(), IdTokenError> {
@@ -250,8 +131,13 @@ fn check_claims(c: &Claims, want: &Expected<'_>) -> Result<(), IdTokenError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::signing::jws::Key;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
     use ring::rand::SystemRandom;
-    use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use ring::signature::{
+        EcdsaKeyPair, KeyPair as _, RsaPublicKeyComponents, ECDSA_P256_SHA256_FIXED_SIGNING,
+    };
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
