@@ -1,7 +1,10 @@
 //! credential-issuer as a library: everything the binary does, testable without a process.
 //!
-//! `main.rs` parses the command line and calls into here; tests build an [`app::AppState`]
-//! and drive [`http::router`] or [`server::serve`] directly.
+//! `main.rs` parses the command line and calls into here; tests build a
+//! [`service::state::AppState`] and drive [`http::router`] or [`serve::serve`] directly. The
+//! modules are layers, bottom first: `clock`, `env`, `secrets` < `domain` < `store` <
+//! `telemetry`, `signing` < `upstream`, `kube` < `config` < `service` < `http` < `serve` < `cli`;
+//! a module uses only its own layer and the ones below (ARCHITECTURE.md, "Layers").
 
 pub mod cli;
 pub mod clock;

@@ -52,7 +52,7 @@ pub fn tls_files(config: &Config) -> Result<TlsFiles, StartError> {
 }
 
 /// Serves the issuer on `listener` until `shutdown` completes, then drains for up to
-/// [`GRACE`].
+/// `GRACE`.
 pub async fn serve(
     listener: std::net::TcpListener,
     state: AppState,
