@@ -286,6 +286,22 @@ mod metrics_tests {
     }
 
     #[tokio::test]
+    async fn refresh_grants_are_timed_by_kind_of_session() {
+        let app = TestApp::new().await;
+        let t = super::tests::logged_in(&app, "mona").await;
+        app.refresh(&t.refresh_token).await;
+        app.refresh("not-a-token").await;
+        let text = app.get("/metrics", None).await.body;
+        assert!(
+            text.contains(
+                "credential_issuer_refresh_duration_seconds_count{session=\"local\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("session=\"upstream\""), "{text}");
+    }
+
+    #[tokio::test]
     async fn unknown_paths_share_one_label() {
         let app = TestApp::new().await;
         for path in [

@@ -14,10 +14,35 @@ use crate::http::OAuthReply;
 use crate::secrets::secret::hash;
 use crate::service::state::AppState;
 use crate::store::{AuditEvent, Presenter, RotateOutcome, Session, Successor, User};
-use crate::telemetry::metrics::Failure;
+use crate::telemetry::metrics::{Failure, RefreshKind};
 
-/// The refresh-token grant (RFC 6749 section 6).
+/// The refresh-token grant (RFC 6749 section 6), timed into
+/// `credential_issuer_refresh_duration_seconds` whatever its outcome.
 pub(super) async fn refresh_grant(
+    state: &AppState,
+    addr: &str,
+    rid: &str,
+    req: &TokenRequest,
+) -> Result<Response, OAuthReply> {
+    let started = std::time::Instant::now();
+    let reply = rotate(state, addr, rid, req).await;
+    // The same test as `rotate`'s: an upstream session's refresh waits for its provider, so
+    // the two kinds are told apart rather than averaged.
+    let upstream = req
+        .refresh_token
+        .as_deref()
+        .is_some_and(|t| t.starts_with(UPSTREAM_REFRESH_PREFIX));
+    let kind = if upstream {
+        RefreshKind::Upstream
+    } else {
+        RefreshKind::Local
+    };
+    state.metrics().refresh_duration(kind, started.elapsed());
+    reply
+}
+
+/// Rotates the presented refresh token and mints the successor's access token.
+async fn rotate(
     state: &AppState,
     addr: &str,
     rid: &str,
