@@ -1,8 +1,6 @@
 //! Public documents: OpenID discovery and JWKS (what kube-apiserver's `--oidc-issuer-url`
 //! fetches), the cluster list, the generated CA certificate (`/ca.crt`), and health probes.
 
-use std::fmt::Write as _;
-
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -149,12 +147,13 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, String
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut text = state.metrics().render();
-    let up = u8::from(state.health().trouble().is_none());
-    let _ = write!(
-        text,
-        "# HELP credential_issuer_database_up Whether the database answered the last health probe (reads and a write) and no request met a fault since.\n\
-         # TYPE credential_issuer_database_up gauge\ncredential_issuer_database_up {up}\n"
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    let metrics = state.metrics();
+    metrics.set_database_up(state.health().trouble().is_none());
+    (
+        [(
+            header::CONTENT_TYPE,
+            crate::telemetry::metrics::CONTENT_TYPE,
+        )],
+        metrics.render(),
+    )
 }

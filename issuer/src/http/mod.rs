@@ -22,7 +22,7 @@ mod webhook;
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
@@ -104,7 +104,35 @@ pub fn router(state: AppState) -> Router {
             gate::database_gate,
         ))
         .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn_with_state(state.clone(), measure))
         .with_state(state)
+}
+
+/// The `route` of a request no route matched (the fallback's 404s): one label for all of
+/// them, whatever path was asked for.
+const UNMATCHED: &str = "unmatched";
+
+/// The route template that matched `req` (`/authenticate/{cluster}`, not the path asked for).
+fn matched_route(req: &Request) -> Option<MatchedPath> {
+    req.extensions().get::<MatchedPath>().cloned()
+}
+
+/// Times every request into `credential_issuer_http_request_duration_seconds`. The outermost
+/// layer, so the time includes the database gate and the other layers. Labelled by the route
+/// template, never the raw path: a path is chosen by the client, and each label value is a
+/// series kept for the life of the process.
+async fn measure(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = matched_route(&req);
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    state.metrics().http_request(
+        route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
+        method.as_str(),
+        res.status().as_u16(),
+        started.elapsed(),
+    );
+    res
 }
 
 /// A per-request id, generated here (never taken from the client, so it cannot be used to
@@ -118,10 +146,7 @@ async fn observe(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     // The matched route, not the raw URI: query strings can hold user codes.
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = matched_route(&req).map_or_else(|| UNMATCHED.to_owned(), |p| p.as_str().to_owned());
     let started = std::time::Instant::now();
     let mut res = next.run(req).await;
     let h = res.headers_mut();
@@ -208,6 +233,95 @@ mod requests_tests;
 mod tests;
 #[cfg(test)]
 mod webhook_tests;
+
+#[cfg(test)]
+mod metrics_tests {
+    //! The request-duration histogram as `/metrics` shows it, through the whole router.
+
+    use super::tests::TestApp;
+
+    /// The `_count` line of one label set of `credential_issuer_http_request_duration_seconds`.
+    fn count(route: &str, status_class: &str) -> String {
+        format!(
+            "credential_issuer_http_request_duration_seconds_count{{route=\"{route}\",method=\"GET\",status_class=\"{status_class}\"}}"
+        )
+    }
+
+    #[tokio::test]
+    async fn requests_are_timed_by_route_template() {
+        let app = TestApp::new().await;
+        app.get("/healthz", None).await;
+        // Two paths of one route: one series, named by the template, and the tokens in the
+        // paths are nowhere in the text.
+        app.get("/invite/first-secret-token", None).await;
+        app.get("/invite/second-secret-token", None).await;
+        let text = app.get("/metrics", None).await.body;
+        assert!(
+            text.contains("# TYPE credential_issuer_http_request_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 1\n", count("/healthz", "2xx"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "credential_issuer_http_request_duration_seconds_bucket{route=\"/healthz\",method=\"GET\",status_class=\"2xx\",le=\"+Inf\"} 1\n"
+            ),
+            "{text}"
+        );
+        let invites = text
+            .lines()
+            .filter(|l| l.contains("_count{route=\"/invite/{token}\""))
+            .map(|l| l.rsplit(' ').next().unwrap_or_default())
+            .collect::<Vec<_>>();
+        assert_eq!(invites.iter().filter(|c| **c == "2").count(), 1, "{text}");
+        assert!(!text.contains("secret-token"), "{text}");
+        // The `/metrics` request itself is counted once it was answered.
+        let text = app.get("/metrics", None).await.body;
+        assert!(
+            text.contains(&format!("{} 1\n", count("/metrics", "2xx"))),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refresh_grants_are_timed_by_kind_of_session() {
+        let app = TestApp::new().await;
+        let t = super::tests::logged_in(&app, "mona").await;
+        app.refresh(&t.refresh_token).await;
+        app.refresh("not-a-token").await;
+        let text = app.get("/metrics", None).await.body;
+        assert!(
+            text.contains(
+                "credential_issuer_refresh_duration_seconds_count{session=\"local\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("session=\"upstream\""), "{text}");
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_share_one_label() {
+        let app = TestApp::new().await;
+        for path in [
+            "/no/such/page-1",
+            "/no/such/page-2",
+            "/.env",
+            "/wp-login.php",
+        ] {
+            app.get(path, None).await;
+        }
+        let text = app.get("/metrics", None).await.body;
+        assert!(
+            text.contains(&format!("{} 4\n", count("unmatched", "4xx"))),
+            "{text}"
+        );
+        for path in ["page-1", "page-2", ".env", "wp-login"] {
+            assert!(!text.contains(path), "{path} became a label:\n{text}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod latency_tests {

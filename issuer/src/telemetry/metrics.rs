@@ -1,10 +1,25 @@
-//! Prometheus metrics: counters the handlers bump, rendered in the text exposition format at
-//! `/metrics`. Plain atomics, no registry crate: the set is small and fixed.
+//! Prometheus metrics: the counters, gauges and histograms the handlers and background loops
+//! update, rendered at `/metrics`. Each [`Metrics`] value owns its own registry (built once,
+//! when the value is), so there is no process-global state and tests get a fresh set each.
+//!
+//! The exposition is the Prometheus text format 0.0.4 ([`CONTENT_TYPE`]), as before the move
+//! to `prometheus-client`: every series keeps its name, and a counter's `# HELP`/`# TYPE` lines
+//! name it with its `_total` suffix. (`OpenMetrics` would name the family without `_total`.)
+//! The registry adds that suffix itself, so counters are registered by their base name.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub use super::buckets::{HTTP_BUCKETS, REFRESH_BUCKETS, REVIEW_BUCKETS};
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Why a token request or sign-in failed, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,331 +75,456 @@ pub const REVIEW_RESULTS: [&str; 10] = [
     "error",
 ];
 
-/// Upper bounds (seconds) of the webhook latency histogram's buckets: fine below 5 ms, where
-/// the aim is.
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+/// The methods `credential_issuer_http_request_duration_seconds` names; any other (HTTP allows
+/// extension methods, so a client can send any token) is counted as `other`.
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
 ];
 
-/// The issuer's counters.
-#[derive(Debug, Default)]
+/// Which kind of session a refresh-token grant was for (the `session` label of
+/// `credential_issuer_refresh_duration_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshKind {
+    /// A local account's session: the issuer's own database only.
+    Local,
+    /// A session from an upstream identity provider: the time includes the re-check there.
+    Upstream,
+}
+
+impl RefreshKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClusterActionLabels {
+    cluster: String,
+    action: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClusterLabel {
+    cluster: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpstreamFailureLabels {
+    provider: String,
+    operation: &'static str,
+    cause: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProviderLabel {
+    provider: String,
+}
+
+/// The labels of one HTTP request: every value comes from a bounded set (the router's route
+/// templates, [`METHODS`], five status classes), never from the raw request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: &'static str,
+    status_class: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SessionLabel {
+    session: &'static str,
+}
+
+/// Builds a histogram with fixed buckets; a plain `fn` so that it names the families' type.
+type NewHistogram = fn() -> Histogram;
+
+/// The issuer's metrics and the registry that renders them.
+#[derive(Debug)]
 pub struct Metrics {
-    device_authorizations: AtomicU64,
-    logins: AtomicU64,
-    refreshes: AtomicU64,
-    refresh_retries: AtomicU64,
-    tokens_issued: AtomicU64,
-    revocations: AtomicU64,
-    failures: [AtomicU64; 6],
+    registry: Registry,
+    device_authorizations: Counter,
+    logins: Counter,
+    refreshes: Counter,
+    refresh_retries: Counter,
+    tokens_issued: Counter,
+    revocations: Counter,
+    failures: Family<ReasonLabel, Counter>,
     /// `(cluster, action)` → changes made by the grant reconciler.
-    reconciler_changes: Mutex<BTreeMap<(String, &'static str), u64>>,
+    reconciler_changes: Family<ClusterActionLabels, Counter>,
     /// cluster → failed reconciler rounds or changes.
-    reconciler_errors: Mutex<BTreeMap<String, u64>>,
-    reviews: [AtomicU64; 10],
-    /// Cumulative counts per bucket, then `+Inf`.
-    review_latency: [AtomicU64; 13],
-    /// Sum of latencies in microseconds.
-    review_latency_sum_us: AtomicU64,
+    reconciler_errors: Family<ClusterLabel, Counter>,
+    reviews: Family<ResultLabel, Counter>,
+    review_latency: Histogram,
     /// Access requests filed.
-    requests_filed: AtomicU64,
+    requests_filed: Counter,
     /// Break-glass self-approvals.
-    break_glass: AtomicU64,
+    break_glass: Counter,
     /// Notifications delivered to the chat webhook.
-    notifications_sent: AtomicU64,
+    notifications_sent: Counter,
     /// Notifications given up on after their retries.
-    notification_failures: AtomicU64,
+    notification_failures: Counter,
     /// 1 while this replica holds the leader lease.
-    leader: AtomicU64,
+    leader: Gauge,
     /// `(provider, operation, cause)` → failed calls to an upstream provider.
-    upstream_failures: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    upstream_failures: Family<UpstreamFailureLabels, Counter>,
     /// provider → refreshes let through on the offline grace.
-    upstream_grace: Mutex<BTreeMap<String, u64>>,
+    upstream_grace: Family<ProviderLabel, Counter>,
+    /// 1 while the database is healthy, set by `/metrics` from the health record.
+    database_up: Gauge,
+    /// Every request the router answered, by route template, method and status class.
+    http_latency: Family<HttpLabels, Histogram, NewHistogram>,
+    /// Refresh-token grants, by the kind of session.
+    refresh_latency: Family<SessionLabel, Histogram, NewHistogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
+    /// A fresh set of metrics, all zero, registered in a registry of its own.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        // The registry appends `_total` to a counter's name and `.` to every help text.
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(base(name), trim(help), c.clone());
+            c
+        };
+        let device_authorizations = counter(
+            "credential_issuer_device_authorizations_total",
+            "Device authorizations started.",
+        );
+        let logins = counter("credential_issuer_logins_total", "Device logins completed.");
+        let refreshes = counter(
+            "credential_issuer_refreshes_total",
+            "Successful refresh-token grants.",
+        );
+        let refresh_retries = counter(
+            "credential_issuer_refresh_retries_total",
+            "Refresh tokens presented again within refresh_retry_grace (a lost answer) that got the same successor back.",
+        );
+        let tokens_issued = counter(
+            "credential_issuer_tokens_issued_total",
+            "Access tokens signed.",
+        );
+        let revocations = counter(
+            "credential_issuer_revocations_total",
+            "Sessions revoked by their client (logout).",
+        );
+        let requests_filed = counter(
+            "credential_issuer_access_requests_total",
+            "Access requests filed.",
+        );
+        let break_glass = counter(
+            "credential_issuer_break_glass_total",
+            "Break-glass roles self-approved (each raised an alert).",
+        );
+        let notifications_sent = counter(
+            "credential_issuer_notifications_sent_total",
+            "Notifications delivered to the chat webhook.",
+        );
+        let notification_failures = counter(
+            "credential_issuer_notification_failures_total",
+            "Notifications not delivered after their retries.",
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "credential_issuer_leader",
+            trim("1 on the replica that holds the leader lease (runs the reconciler and the audit sealer), 0 elsewhere."),
+            leader.clone(),
+        );
+        let failures = Family::<ReasonLabel, Counter>::default();
+        // Every reason is shown from the start, at 0, so that a rate over it is defined.
+        for f in Failure::ALL {
+            drop(failures.get_or_create(&ReasonLabel { reason: f.label() }));
+        }
+        registry.register(
+            base("credential_issuer_failures_total"),
+            trim("Failed sign-ins and token requests by reason."),
+            failures.clone(),
+        );
+        let reconciler_changes = Family::default();
+        registry.register(
+            base("credential_reconciler_changes_total"),
+            trim("Objects changed by the grant reconciler."),
+            reconciler_changes.clone(),
+        );
+        let reconciler_errors = Family::default();
+        registry.register(
+            base("credential_reconciler_errors_total"),
+            trim("Failed or skipped grant reconciler rounds and changes."),
+            reconciler_errors.clone(),
+        );
+        let upstream_failures = Family::default();
+        registry.register(
+            base("credential_issuer_upstream_failures_total"),
+            trim("Failed calls to upstream identity providers, by provider, operation and cause."),
+            upstream_failures.clone(),
+        );
+        let upstream_grace = Family::default();
+        registry.register(
+            base("credential_issuer_upstream_offline_grace_refreshes_total"),
+            trim("Refreshes let through on a provider's offline_grace without a check there."),
+            upstream_grace.clone(),
+        );
+        let reviews = Family::<ResultLabel, Counter>::default();
+        for result in REVIEW_RESULTS {
+            drop(reviews.get_or_create(&ResultLabel { result }));
+        }
+        registry.register(
+            base("credential_issuer_webhook_requests_total"),
+            trim("Token reviews answered, by result."),
+            reviews.clone(),
+        );
+        let review_latency = Histogram::new(REVIEW_BUCKETS);
+        registry.register(
+            "credential_issuer_webhook_duration_seconds",
+            trim("Time to answer a token review."),
+            review_latency.clone(),
+        );
+        let database_up = Gauge::default();
+        registry.register(
+            "credential_issuer_database_up",
+            trim("Whether the database answered the last health probe (reads and a write) and no request met a fault since."),
+            database_up.clone(),
+        );
+        let http_latency: Family<HttpLabels, Histogram, NewHistogram> =
+            Family::new_with_constructor(|| Histogram::new(HTTP_BUCKETS));
+        registry.register(
+            "credential_issuer_http_request_duration_seconds",
+            trim("Time to answer an HTTP request, by route template (unmatched for paths no route has), method and status class."),
+            http_latency.clone(),
+        );
+        let refresh_latency: Family<SessionLabel, Histogram, NewHistogram> =
+            Family::new_with_constructor(|| Histogram::new(REFRESH_BUCKETS));
+        registry.register(
+            "credential_issuer_refresh_duration_seconds",
+            trim("Time to answer a refresh-token grant, whatever its outcome, by session (local, or upstream: including the re-check at the identity provider)."),
+            refresh_latency.clone(),
+        );
+        Self {
+            registry,
+            device_authorizations,
+            logins,
+            refreshes,
+            refresh_retries,
+            tokens_issued,
+            revocations,
+            failures,
+            reconciler_changes,
+            reconciler_errors,
+            reviews,
+            review_latency,
+            requests_filed,
+            break_glass,
+            notifications_sent,
+            notification_failures,
+            leader,
+            upstream_failures,
+            upstream_grace,
+            database_up,
+            http_latency,
+            refresh_latency,
+        }
+    }
+
     /// A device authorization was started.
     pub fn device_authorization(&self) {
-        self.device_authorizations.fetch_add(1, Ordering::Relaxed);
+        self.device_authorizations.inc();
     }
 
     /// A device login completed (tokens issued for a new session).
     pub fn login(&self) {
-        self.logins.fetch_add(1, Ordering::Relaxed);
-        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+        self.logins.inc();
+        self.tokens_issued.inc();
     }
 
     /// A refresh succeeded.
     pub fn refresh(&self) {
-        self.refreshes.fetch_add(1, Ordering::Relaxed);
-        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+        self.refreshes.inc();
+        self.tokens_issued.inc();
     }
 
     /// A refresh presented again within the retry grace got its successor back.
     pub fn refresh_retried(&self) {
-        self.refresh_retries.fetch_add(1, Ordering::Relaxed);
-        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+        self.refresh_retries.inc();
+        self.tokens_issued.inc();
     }
 
     /// A session was revoked by its client.
     pub fn revocation(&self) {
-        self.revocations.fetch_add(1, Ordering::Relaxed);
+        self.revocations.inc();
     }
 
     /// Something failed.
     pub fn failure(&self, why: Failure) {
-        if let Some(i) = Failure::ALL.iter().position(|f| *f == why) {
-            self.failures[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.failures
+            .get_or_create(&ReasonLabel {
+                reason: why.label(),
+            })
+            .inc();
     }
 
     /// The grant reconciler changed an object in `cluster` (`action`: create, update, ...).
     pub fn reconciler_change(&self, cluster: &str, action: &'static str) {
-        if let Ok(mut m) = self.reconciler_changes.lock() {
-            *m.entry((cluster.to_owned(), action)).or_default() += 1;
-        }
+        self.reconciler_changes
+            .get_or_create(&ClusterActionLabels {
+                cluster: cluster.to_owned(),
+                action,
+            })
+            .inc();
     }
 
     /// A reconciler round or change failed in `cluster` (including a skipped cluster).
     pub fn reconciler_error(&self, cluster: &str) {
-        if let Ok(mut m) = self.reconciler_errors.lock() {
-            *m.entry(cluster.to_owned()).or_default() += 1;
-        }
+        self.reconciler_errors
+            .get_or_create(&ClusterLabel {
+                cluster: cluster.to_owned(),
+            })
+            .inc();
     }
 
     /// A token review ended with `result` (one of [`REVIEW_RESULTS`]) after `elapsed`.
-    pub fn review(&self, result: &str, elapsed: std::time::Duration) {
-        if let Some(i) = REVIEW_RESULTS.iter().position(|r| *r == result) {
-            self.reviews[i].fetch_add(1, Ordering::Relaxed);
+    pub fn review(&self, result: &str, elapsed: Duration) {
+        // Only the known results get a series: the label set stays the documented one.
+        if let Some(result) = REVIEW_RESULTS.iter().find(|r| **r == result) {
+            self.reviews.get_or_create(&ResultLabel { result }).inc();
         }
-        let secs = elapsed.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.review_latency[bucket].fetch_add(1, Ordering::Relaxed);
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.review_latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.review_latency.observe(elapsed.as_secs_f64());
     }
 
     /// An access request was filed.
     pub fn request_filed(&self) {
-        self.requests_filed.fetch_add(1, Ordering::Relaxed);
+        self.requests_filed.inc();
     }
 
     /// A break-glass role was self-approved.
     pub fn break_glass(&self) {
-        self.break_glass.fetch_add(1, Ordering::Relaxed);
+        self.break_glass.inc();
     }
 
     /// A notification was delivered (`true`) or given up on (`false`).
     pub fn notification(&self, delivered: bool) {
         if delivered {
-            self.notifications_sent.fetch_add(1, Ordering::Relaxed);
+            self.notifications_sent.inc();
         } else {
-            self.notification_failures.fetch_add(1, Ordering::Relaxed);
+            self.notification_failures.inc();
         }
     }
 
     /// A call to an upstream provider failed: `operation` is `refresh`, `sign_in` or
     /// `sign_in_start`, `cause` an [`crate::upstream::Error::label`].
     pub fn upstream_failure(&self, provider: &str, operation: &'static str, cause: &'static str) {
-        if let Ok(mut m) = self.upstream_failures.lock() {
-            *m.entry((provider.to_owned(), operation, cause))
-                .or_default() += 1;
-        }
+        self.upstream_failures
+            .get_or_create(&UpstreamFailureLabels {
+                provider: provider.to_owned(),
+                operation,
+                cause,
+            })
+            .inc();
     }
 
     /// A refresh went through on the offline grace of `provider` (not re-checked there).
     pub fn upstream_grace(&self, provider: &str) {
-        if let Ok(mut m) = self.upstream_grace.lock() {
-            *m.entry(provider.to_owned()).or_default() += 1;
-        }
+        self.upstream_grace
+            .get_or_create(&ProviderLabel {
+                provider: provider.to_owned(),
+            })
+            .inc();
     }
 
     /// Whether this replica holds the leader lease (a gauge).
     pub fn set_leader(&self, is_leader: bool) {
-        self.leader.store(u64::from(is_leader), Ordering::Relaxed);
+        self.leader.set(i64::from(is_leader));
+    }
+
+    /// Whether the database is healthy as last seen (a gauge; `/metrics` sets it before it
+    /// renders, from the health record).
+    pub fn set_database_up(&self, up: bool) {
+        self.database_up.set(i64::from(up));
+    }
+
+    /// The router answered a request for `route` with `status` after `elapsed`. `route` must
+    /// be a route template of the router (or a fixed word such as `unmatched`), never the
+    /// request's path: each distinct value is a series kept for the life of the process.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let method = METHODS
+            .iter()
+            .find(|m| **m == method)
+            .map_or("other", |m| *m);
+        let status_class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other",
+        };
+        self.http_latency
+            .get_or_create(&HttpLabels {
+                route: route.to_owned(),
+                method,
+                status_class,
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A refresh-token grant for a session of `kind` was answered (issued or refused) after
+    /// `elapsed`.
+    pub fn refresh_duration(&self, kind: RefreshKind, elapsed: Duration) {
+        self.refresh_latency
+            .get_or_create(&SessionLabel {
+                session: kind.label(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Device authorizations started so far (tests count them).
     #[must_use]
     pub fn device_authorizations(&self) -> u64 {
-        self.device_authorizations.load(Ordering::Relaxed)
+        self.device_authorizations.get()
     }
 
     /// Successful refreshes so far (tests count them).
     #[must_use]
     pub fn refreshes(&self) -> u64 {
-        self.refreshes.load(Ordering::Relaxed)
+        self.refreshes.get()
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition (format 0.0.4, served as [`CONTENT_TYPE`]).
     #[must_use]
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(1024);
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        counter(
-            "credential_issuer_device_authorizations_total",
-            "Device authorizations started.",
-            self.device_authorizations.load(Ordering::Relaxed),
-        );
-        counter(
-            "credential_issuer_logins_total",
-            "Device logins completed.",
-            self.logins.load(Ordering::Relaxed),
-        );
-        counter(
-            "credential_issuer_refreshes_total",
-            "Successful refresh-token grants.",
-            self.refreshes.load(Ordering::Relaxed),
-        );
-        counter(
-            "credential_issuer_refresh_retries_total",
-            "Refresh tokens presented again within refresh_retry_grace (a lost answer) that got the same successor back.",
-            self.refresh_retries.load(Ordering::Relaxed),
-        );
-        counter(
-            "credential_issuer_tokens_issued_total",
-            "Access tokens signed.",
-            self.tokens_issued.load(Ordering::Relaxed),
-        );
-        counter(
-            "credential_issuer_revocations_total",
-            "Sessions revoked by their client (logout).",
-            self.revocations.load(Ordering::Relaxed),
-        );
-        counter(
-            "credential_issuer_access_requests_total",
-            "Access requests filed.",
-            self.requests_filed.load(Ordering::Relaxed),
-        );
-        counter(
-            "credential_issuer_break_glass_total",
-            "Break-glass roles self-approved (each raised an alert).",
-            self.break_glass.load(Ordering::Relaxed),
-        );
-        counter(
-            "credential_issuer_notifications_sent_total",
-            "Notifications delivered to the chat webhook.",
-            self.notifications_sent.load(Ordering::Relaxed),
-        );
-        counter(
-            "credential_issuer_notification_failures_total",
-            "Notifications not delivered after their retries.",
-            self.notification_failures.load(Ordering::Relaxed),
-        );
-        let name = "credential_issuer_leader";
-        let _ = writeln!(
-            out,
-            "# HELP {name} 1 on the replica that holds the leader lease (runs the reconciler and the audit sealer), 0 elsewhere.\n# TYPE {name} gauge\n{name} {}",
-            self.leader.load(Ordering::Relaxed)
-        );
-        let name = "credential_issuer_failures_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Failed sign-ins and token requests by reason.\n# TYPE {name} counter"
-        );
-        for (f, v) in Failure::ALL.iter().zip(&self.failures) {
-            let _ = writeln!(
-                out,
-                "{name}{{reason=\"{}\"}} {}",
-                f.label(),
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let name = "credential_reconciler_changes_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Objects changed by the grant reconciler.\n# TYPE {name} counter"
-        );
-        if let Ok(m) = self.reconciler_changes.lock() {
-            for ((cluster, action), v) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{cluster=\"{}\",action=\"{action}\"}} {v}",
-                    label_value(cluster)
-                );
-            }
-        }
-        let name = "credential_reconciler_errors_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Failed or skipped grant reconciler rounds and changes.\n# TYPE {name} counter"
-        );
-        if let Ok(m) = self.reconciler_errors.lock() {
-            for (cluster, v) in m.iter() {
-                let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", label_value(cluster));
-            }
-        }
-        let name = "credential_issuer_upstream_failures_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Failed calls to upstream identity providers, by provider, operation and cause.\n# TYPE {name} counter"
-        );
-        if let Ok(m) = self.upstream_failures.lock() {
-            for ((provider, op, cause), v) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{provider=\"{}\",operation=\"{op}\",cause=\"{cause}\"}} {v}",
-                    label_value(provider)
-                );
-            }
-        }
-        let name = "credential_issuer_upstream_offline_grace_refreshes_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Refreshes let through on a provider's offline_grace without a check there.\n# TYPE {name} counter"
-        );
-        if let Ok(m) = self.upstream_grace.lock() {
-            for (provider, v) in m.iter() {
-                let _ = writeln!(out, "{name}{{provider=\"{}\"}} {v}", label_value(provider));
-            }
-        }
-        let name = "credential_issuer_webhook_requests_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Token reviews answered, by result.\n# TYPE {name} counter"
-        );
-        for (r, v) in REVIEW_RESULTS.iter().zip(&self.reviews) {
-            let _ = writeln!(
-                out,
-                "{name}{{result=\"{r}\"}} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let name = "credential_issuer_webhook_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time to answer a token review.\n# TYPE {name} histogram"
-        );
-        let mut cumulative = 0;
-        for (i, v) in self.review_latency.iter().enumerate() {
-            cumulative += v.load(Ordering::Relaxed);
-            let le = LATENCY_BUCKETS
-                .get(i)
-                .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-        }
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "a sum of microseconds stays far below 2^52"
-        )]
-        let sum = self.review_latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+        let mut out = String::with_capacity(4096);
+        // Writing to a `String` cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
 }
 
-/// Escapes a label value for the text exposition format.
-fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A counter's name as the registry takes it: without the `_total` it appends.
+fn base(name: &str) -> &str {
+    name.strip_suffix("_total").unwrap_or(name)
+}
+
+/// A help text as the registry takes it: without the full stop it appends.
+fn trim(help: &str) -> &str {
+    help.strip_suffix('.').unwrap_or(help)
 }
 
 #[cfg(test)]
@@ -449,5 +589,88 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+    }
+
+    /// Every series the issuer exposed before the registry crate keeps its name, type and help
+    /// text, in the same order (`credential_issuer_database_up` was written by `/metrics`
+    /// itself), followed by the latency histograms added with the crate.
+    #[test]
+    fn names_types_and_help_are_those_documented() {
+        let old = [
+            ("credential_issuer_device_authorizations_total", "counter", "Device authorizations started."),
+            ("credential_issuer_logins_total", "counter", "Device logins completed."),
+            ("credential_issuer_refreshes_total", "counter", "Successful refresh-token grants."),
+            ("credential_issuer_refresh_retries_total", "counter", "Refresh tokens presented again within refresh_retry_grace (a lost answer) that got the same successor back."),
+            ("credential_issuer_tokens_issued_total", "counter", "Access tokens signed."),
+            ("credential_issuer_revocations_total", "counter", "Sessions revoked by their client (logout)."),
+            ("credential_issuer_access_requests_total", "counter", "Access requests filed."),
+            ("credential_issuer_break_glass_total", "counter", "Break-glass roles self-approved (each raised an alert)."),
+            ("credential_issuer_notifications_sent_total", "counter", "Notifications delivered to the chat webhook."),
+            ("credential_issuer_notification_failures_total", "counter", "Notifications not delivered after their retries."),
+            ("credential_issuer_leader", "gauge", "1 on the replica that holds the leader lease (runs the reconciler and the audit sealer), 0 elsewhere."),
+            ("credential_issuer_failures_total", "counter", "Failed sign-ins and token requests by reason."),
+            ("credential_reconciler_changes_total", "counter", "Objects changed by the grant reconciler."),
+            ("credential_reconciler_errors_total", "counter", "Failed or skipped grant reconciler rounds and changes."),
+            ("credential_issuer_upstream_failures_total", "counter", "Failed calls to upstream identity providers, by provider, operation and cause."),
+            ("credential_issuer_upstream_offline_grace_refreshes_total", "counter", "Refreshes let through on a provider's offline_grace without a check there."),
+            ("credential_issuer_webhook_requests_total", "counter", "Token reviews answered, by result."),
+            ("credential_issuer_webhook_duration_seconds", "histogram", "Time to answer a token review."),
+            ("credential_issuer_database_up", "gauge", "Whether the database answered the last health probe (reads and a write) and no request met a fault since."),
+        ];
+        let new = [
+            "credential_issuer_http_request_duration_seconds",
+            "credential_issuer_refresh_duration_seconds",
+        ];
+        let m = Metrics::default();
+        // A family without a series has no lines at all (the registry skips it); before, its
+        // `# HELP` and `# TYPE` lines stood alone. Give each one a series.
+        m.reconciler_change("prod", "create");
+        m.reconciler_error("prod");
+        m.upstream_failure("corp", "refresh", "timeout");
+        m.upstream_grace("corp");
+        m.http_request("/healthz", "GET", 200, std::time::Duration::ZERO);
+        m.refresh_duration(RefreshKind::Local, std::time::Duration::ZERO);
+        let text = m.render();
+        let headers: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+        let mut expected = Vec::new();
+        for (name, kind, help) in old {
+            expected.push(format!("# HELP {name} {help}"));
+            expected.push(format!("# TYPE {name} {kind}"));
+        }
+        assert_eq!(headers[..expected.len()], expected, "\n{text}");
+        let added: Vec<&str> = headers[expected.len()..]
+            .iter()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        assert_eq!(added, new.map(|n| format!("{n} histogram")), "\n{text}");
+        assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    }
+
+    #[test]
+    fn http_labels_come_from_bounded_sets() {
+        let m = Metrics::default();
+        let ms = std::time::Duration::from_millis(3);
+        m.http_request("/healthz", "GET", 200, ms);
+        m.http_request("/healthz", "BREW", 405, ms);
+        m.http_request("/healthz", "get", 999, ms);
+        m.refresh_duration(RefreshKind::Local, ms);
+        m.refresh_duration(RefreshKind::Upstream, std::time::Duration::from_secs(4));
+        let text = m.render();
+        for line in [
+            "credential_issuer_http_request_duration_seconds_bucket{route=\"/healthz\",method=\"GET\",status_class=\"2xx\",le=\"0.002\"} 0",
+            "credential_issuer_http_request_duration_seconds_bucket{route=\"/healthz\",method=\"GET\",status_class=\"2xx\",le=\"0.005\"} 1",
+            "credential_issuer_http_request_duration_seconds_count{route=\"/healthz\",method=\"other\",status_class=\"4xx\"} 1",
+            "credential_issuer_http_request_duration_seconds_count{route=\"/healthz\",method=\"other\",status_class=\"other\"} 1",
+            "credential_issuer_refresh_duration_seconds_bucket{session=\"local\",le=\"0.005\"} 1",
+            "credential_issuer_refresh_duration_seconds_bucket{session=\"upstream\",le=\"2.5\"} 0",
+            "credential_issuer_refresh_duration_seconds_bucket{session=\"upstream\",le=\"5\"} 1",
+            "credential_issuer_refresh_duration_seconds_count{session=\"upstream\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("BREW") && !text.contains("\"get\""),
+            "{text}"
+        );
     }
 }

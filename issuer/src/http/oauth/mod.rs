@@ -1,0 +1,44 @@
+//! The OAuth endpoints: device authorization (RFC 8628, [`device`]), token (the device code
+//! and refresh grants, [`token`], [`device`], [`refresh`]), and revocation (RFC 7009,
+//! [`revoke`]). One file per endpoint or grant, so that each reads top to bottom like the
+//! RFC section it implements; what they share (the form, the client check) is here.
+
+mod device;
+mod refresh;
+mod revoke;
+mod token;
+
+use axum::extract::rejection::FormRejection;
+use axum::Form;
+use credential_shared::oauth::OAuthErrorCode as E;
+
+use super::OAuthReply;
+use crate::service::state::AppState;
+
+pub(super) use device::device_authorization;
+pub(super) use revoke::revoke;
+pub(super) use token::token;
+
+fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, OAuthReply> {
+    f.map(|Form(v)| v).map_err(|e| {
+        OAuthReply::bad(
+            E::InvalidRequest,
+            format!("malformed form body: {}", e.body_text()),
+        )
+    })
+}
+
+fn check_client(state: &AppState, client_id: &str) -> Result<(), OAuthReply> {
+    if client_id.is_empty() {
+        return Err(OAuthReply::bad(E::InvalidRequest, "client_id is required"));
+    }
+    if !state.config().clients.iter().any(|c| c == client_id) {
+        return Err(OAuthReply::invalid_client());
+    }
+    Ok(())
+}
+
+/// Keeps echoed client input short in error descriptions.
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
