@@ -1,7 +1,7 @@
 //! credential-issuer as a library: everything the binary does, testable without a process.
 //!
-//! `main.rs` parses the command line and calls into here; tests build an [`app::AppState`]
-//! and drive [`http::router`] or [`server::serve`] directly.
+//! `main.rs` parses the command line and calls [`cli::commands::run`]; tests build a
+//! [`service::state::AppState`] and drive [`http::router`] or [`serve::serve`] directly.
 
 pub mod cli;
 pub mod clock;

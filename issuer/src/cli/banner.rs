@@ -1,5 +1,5 @@
 //! The text `serve` prints for the operator at start: where everything is and the next steps.
-//! Built here, as a string, so that tests can read it; `main.rs` only prints it.
+//! Built here, as a string, so that tests can read it; `serve` (in `commands`) only prints it.
 //!
 //! Two rules make its commands safe to copy. The TLS line calls a file a CA only when it is
 //! the CA this issuer generated; an operator's certificate is named as the chain it is, to be
