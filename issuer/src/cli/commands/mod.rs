@@ -77,3 +77,26 @@ fn report_format(f: ReportFormat) -> svc_reports::Format {
         ReportFormat::Jsonl => svc_reports::Format::Jsonl,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn serve_logs_admin_commands_warn_and_keys_stay_quiet() {
+        let level = |args: &[&str]| {
+            let cli = crate::cli::args::Cli::try_parse_from(args)
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            log_level(&cli.command)
+        };
+        assert_eq!(level(&["credential-issuer", "serve"]), Some("info"));
+        assert_eq!(level(&["credential-issuer", "check-config"]), None);
+        assert_eq!(level(&["credential-issuer", "keys", "list"]), None);
+        assert_eq!(level(&["credential-issuer", "user", "list"]), Some("warn"));
+        assert_eq!(
+            level(&["credential-issuer", "reconcile", "--once"]),
+            Some("warn")
+        );
+    }
+}
