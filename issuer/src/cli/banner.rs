@@ -37,18 +37,10 @@ pub struct Facts<'a> {
 pub fn render(config: &Config, facts: &Facts<'_>) -> String {
     let issuer = config.issuer();
     let data = Untrusted::long(config.data_dir.display());
-    let aud = Untrusted::new(
-        config
-            .clusters
-            .first()
-            .map_or("kubernetes", |c| c.audience.as_str()),
-    );
-    let cluster = Untrusted::new(
-        config
-            .clusters
-            .first()
-            .map_or("default", |c| c.name.as_str()),
-    );
+    // The first cluster's audience and name go into the example commands.
+    let first = config.clusters.first();
+    let aud = Untrusted::new(first.map_or("kubernetes", |c| c.audience.as_str()));
+    let cluster = Untrusted::new(first.map_or("default", |c| c.name.as_str()));
     let mut out = String::new();
     let _ = write!(
         out,
