@@ -5,7 +5,7 @@ use credential_shared::text::escape_json;
 use time::OffsetDateTime;
 
 use super::Error;
-use crate::domain::audit_chain::{self, Summary, Verifier};
+use crate::domain::audit_chain::{self, Record, Summary, Verifier};
 use crate::store::{AuditFilter, Store};
 
 /// Events read per page when walking the audit trail.
@@ -33,17 +33,7 @@ pub async fn audit_verify(store: &Store, expect_head: Option<&str>) -> Result<Su
         .map(|h| audit_chain::parse_head(h).ok_or_else(|| Error::Head(h.to_owned())))
         .transpose()?;
     let mut verifier = Verifier::new(expect);
-    let mut after = 0;
-    loop {
-        let page = store
-            .audit_page(after, AUDIT_PAGE, &AuditFilter::default())
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for r in &page {
-            verifier.push(r)?;
-        }
-    }
+    walk(store, &AuditFilter::default(), |r| Ok(verifier.push(&r)?)).await?;
     Ok(verifier.finish()?)
 }
 
@@ -53,31 +43,46 @@ pub async fn audit_export(
     filter: &AuditFilter,
     out: &mut impl std::io::Write,
 ) -> Result<u64, Error> {
-    let mut after = 0;
     let mut n = 0;
-    loop {
-        let page = store.audit_page(after, AUDIT_PAGE, filter).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for r in page {
-            let time = OffsetDateTime::from_unix_timestamp(r.at)
-                .ok()
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                });
-            let mut v = serde_json::to_value(&r).unwrap_or_default();
-            if let (Some(obj), Some(time)) = (v.as_object_mut(), time) {
-                obj.insert("time".into(), time.into());
-            }
-            // As JSON escapes, plus what a terminal would obey that JSON leaves raw.
-            let json = v.to_string();
-            out.write_all(escape_json(&json).as_bytes())
-                .and_then(|()| out.write_all(b"\n"))
-                .map_err(Error::Output)?;
-            n += 1;
+    walk(store, filter, |r| {
+        let time = OffsetDateTime::from_unix_timestamp(r.at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+        let mut v = serde_json::to_value(&r).unwrap_or_default();
+        if let (Some(obj), Some(time)) = (v.as_object_mut(), time) {
+            obj.insert("time".into(), time.into());
         }
-    }
+        // As JSON escapes, plus what a terminal would obey that JSON leaves raw.
+        let json = v.to_string();
+        out.write_all(escape_json(&json).as_bytes())
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(Error::Output)?;
+        n += 1;
+        Ok(())
+    })
+    .await?;
     out.flush().map_err(Error::Output)?;
     Ok(n)
+}
+
+/// Calls `each` with every event matching `filter`, oldest first, reading them page by page.
+async fn walk(
+    store: &Store,
+    filter: &AuditFilter,
+    mut each: impl FnMut(Record) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, AUDIT_PAGE, filter).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.seq;
+        for r in page {
+            each(r)?;
+        }
+    }
 }
