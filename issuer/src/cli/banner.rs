@@ -1,5 +1,5 @@
 //! The text `serve` prints for the operator at start: where everything is and the next steps.
-//! Built here, as a string, so that tests can read it; `main.rs` only prints it.
+//! Built here, as a string, so that tests can read it; `serve` (in `commands`) only prints it.
 //!
 //! Two rules make its commands safe to copy. The TLS line calls a file a CA only when it is
 //! the CA this issuer generated; an operator's certificate is named as the chain it is, to be
@@ -37,18 +37,10 @@ pub struct Facts<'a> {
 pub fn render(config: &Config, facts: &Facts<'_>) -> String {
     let issuer = config.issuer();
     let data = Untrusted::long(config.data_dir.display());
-    let aud = Untrusted::new(
-        config
-            .clusters
-            .first()
-            .map_or("kubernetes", |c| c.audience.as_str()),
-    );
-    let cluster = Untrusted::new(
-        config
-            .clusters
-            .first()
-            .map_or("default", |c| c.name.as_str()),
-    );
+    // The first cluster's audience and name go into the example commands.
+    let first = config.clusters.first();
+    let aud = Untrusted::new(first.map_or("kubernetes", |c| c.audience.as_str()));
+    let cluster = Untrusted::new(first.map_or("default", |c| c.name.as_str()));
     let mut out = String::new();
     let _ = write!(
         out,
