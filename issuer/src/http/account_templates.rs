@@ -1,13 +1,15 @@
 //! The HTML of the local-account pages (invitation, second sign-in step), kept apart from the
-//! device-flow pages. Same rules: server-rendered, no JavaScript, every value escaped.
+//! device-flow pages. Same rules: server-rendered maud templates, no JavaScript, every value
+//! escaped (the QR code is the one piece of markup from outside this file, and its type says
+//! so).
 //!
 //! Form field names are a contract tests use: the invitation form posts `password`,
 //! `password_confirm`, `totp_code` and `csrf_token`; the sign-in step posts `totp_code`. The
 //! manual-entry secret is in `<code id="totp-secret">`.
 
-use std::fmt::Write as _;
+use maud::{html, PreEscaped};
 
-use super::templates::{csrf_field, escape, layout};
+use super::templates::{alert, csrf_field, layout};
 
 /// What the invitation page shows.
 pub(super) struct InviteView<'a> {
@@ -15,8 +17,9 @@ pub(super) struct InviteView<'a> {
     pub(super) username: &'a str,
     /// The form's action (`/invite/<token>`).
     pub(super) action: &'a str,
-    /// The QR code of the `otpauth://` URI, as an inline `<svg>` element.
-    pub(super) qr_svg: &'a str,
+    /// The QR code of the `otpauth://` URI, as an inline `<svg>` element. Markup, not text:
+    /// the QR encoder drew it, and it holds no text of the URI.
+    pub(super) qr_svg: PreEscaped<&'a str>,
     /// The base32 seed, for typing in by hand.
     pub(super) secret_base32: &'a str,
     /// When the link stops working (formatted).
@@ -33,54 +36,57 @@ pub(super) struct InviteView<'a> {
 /// The invitation form: new password twice, then the TOTP enrolment with a code to prove it.
 #[must_use]
 pub(super) fn invite_page(csrf: &str, v: &InviteView<'_>, error: Option<&str>) -> String {
-    let mut body = String::new();
-    if let Some(e) = error {
-        let _ = write!(body, r#"<p class="warn" role="alert">{}</p>"#, escape(e));
-    }
-    let _ = write!(
-        body,
-        r#"<p>Welcome, <strong id="username">{user}</strong>. Set up your account for Kubernetes sign-in. This link works once and until {link}.</p>
-{account}<form method="post" action="{action}">
-{csrf}
-<label for="password">New password (at least {min} characters)</label>
-<input type="password" id="password" name="password" autocomplete="new-password" minlength="{min}" required{focus_password}{kept}>
-<label for="password_confirm">Repeat the password</label>
-<input type="password" id="password_confirm" name="password_confirm" autocomplete="new-password" minlength="{min}" required{kept}>
-<h2 style="font-size:1.1rem;margin-top:1.6rem">Second factor</h2>
-<p>Scan this code with an authenticator app (any app for time-based one-time passwords):</p>
-<div style="width:220px">{qr}</div>
-<p class="muted">Or enter this key by hand: <code id="totp-secret">{secret}</code></p>
-<label for="totp_code">The 6-digit code your app shows now</label>
-<input class="code" type="text" id="totp_code" name="totp_code" inputmode="numeric" pattern="[0-9 ]*" autocomplete="one-time-code" required{focus_code}>
-<button type="submit">Set up my account</button>
-</form>
-<p class="muted">Nobody from your company will ask you for your password or your codes.</p>"#,
-        user = escape(v.username),
-        link = escape(v.link_expires),
-        account = v.account_expires.map_or_else(String::new, |a| format!(
-            "<p>Your account is valid until <strong>{}</strong>.</p>\n",
-            escape(a)
-        )),
-        action = escape(v.action),
-        csrf = csrf_field(csrf),
-        min = v.min_password_len,
-        qr = v.qr_svg,
-        secret = escape(v.secret_base32),
-        kept = v
-            .password
-            .map_or_else(String::new, |p| format!(r#" value="{}""#, escape(p))),
-        // With the password kept, the code is what is left to enter.
-        focus_password = if v.password.is_none() {
-            " autofocus"
-        } else {
-            ""
-        },
-        focus_code = if v.password.is_some() {
-            " autofocus"
-        } else {
-            ""
-        },
-    );
+    // With the password kept, the code is what is left to enter.
+    let kept = v.password.is_some();
+    let min = v.min_password_len;
+    let body = html! {
+        (alert(error))
+        p {
+            "Welcome, " strong id="username" { (v.username) }
+            ". Set up your account for Kubernetes sign-in. This link works once and until "
+            (v.link_expires) "."
+        }
+        "\n"
+        @if let Some(a) = v.account_expires {
+            p { "Your account is valid until " strong { (a) } "." }
+            "\n"
+        }
+        form method="post" action=(v.action) {
+            "\n" (csrf_field(csrf)) "\n"
+            label for="password" { "New password (at least " (min) " characters)" }
+            "\n"
+            input type="password" id="password" name="password" autocomplete="new-password"
+                minlength=(min) required autofocus[!kept] value=[v.password];
+            "\n"
+            label for="password_confirm" { "Repeat the password" }
+            "\n"
+            input type="password" id="password_confirm" name="password_confirm"
+                autocomplete="new-password" minlength=(min) required value=[v.password];
+            "\n"
+            h2 style="font-size:1.1rem;margin-top:1.6rem" { "Second factor" }
+            "\n"
+            p {
+                "Scan this code with an authenticator app (any app for time-based one-time \
+                 passwords):"
+            }
+            "\n"
+            div style="width:220px" { (v.qr_svg) }
+            "\n"
+            p class="muted" {
+                "Or enter this key by hand: " code id="totp-secret" { (v.secret_base32) }
+            }
+            "\n"
+            label for="totp_code" { "The 6-digit code your app shows now" }
+            "\n"
+            input class="code" type="text" id="totp_code" name="totp_code" inputmode="numeric"
+                pattern="[0-9 ]*" autocomplete="one-time-code" required autofocus[kept];
+            "\n"
+            button type="submit" { "Set up my account" }
+            "\n"
+        }
+        "\n"
+        p class="muted" { "Nobody from your company will ask you for your password or your codes." }
+    };
     layout("Set up your account", &body)
 }
 
@@ -132,83 +138,92 @@ pub(super) fn setup_command(issuer: &str, with_ca: bool) -> String {
 /// plugin, trust the issuer's CA if it is private, write the kubeconfig, use a context).
 #[must_use]
 pub(super) fn invite_done_page(v: &DoneView<'_>) -> String {
-    let mut body = format!(
-        "<p>Your account <strong id=\"username\">{}</strong> is ready. This link no longer works. \
-         You will sign in with your password and a code from your authenticator app.</p>\n\
-         <h2 style=\"font-size:1.1rem\">Use it with kubectl</h2>\n<ol>\n\
-         <li><p>Install the kubectl plugin <code>kubectl-credential</code> (your platform team \
-         says where its release is; from the project's source: \
-         <code>bash install/install-plugin.sh --from-source</code>). \
-         <code>kubectl credential --help</code> checks that kubectl finds it.</p></li>\n",
-        escape(v.username)
-    );
-    if let Some(ca) = v.ca_path {
-        let _ = writeln!(
-            body,
-            "<li><p>This issuer's certificate is signed by its own CA. \
-             <a id=\"ca-download\" href=\"{href}\" download=\"credential-issuer-ca.crt\">Download the CA certificate</a> \
-             and save it as <code>{file}</code>, or in a terminal: \
-             <code id=\"ca-command\">{fetch}</code> \
-             (<code>-k</code> because your machine does not trust that CA yet; compare the file \
-             with what your platform team gave you if you can).</p></li>",
-            href = escape(ca),
-            file = escape(CA_FILE),
-            fetch = escape(&format!(
-                "mkdir -p ~/.kube && curl -fsSk -o {CA_FILE} {}",
-                shell_word(&format!("{}{ca}", v.issuer))
-            )),
-        );
-    }
-    let _ = writeln!(
-        body,
-        "<li><p>Add the clusters to your kubeconfig (a backup of it is kept):</p>\n\
-         <pre><code id=\"setup-command\">{}</code></pre></li>",
-        escape(&setup_command(v.issuer, v.ca_path.is_some()))
-    );
     let next = match v.clusters.first() {
         Some(c) => format!("kubectl --context {} get namespaces", shell_word(c)),
         None => "kubectl get namespaces".to_owned(),
     };
-    let _ = write!(
-        body,
-        "<li><p>Use a cluster: <code id=\"next-command\">{}</code>{}. The first time, \
-         the plugin shows a code and a link: open it, sign in as <strong>{}</strong> with your \
-         password and a new code from your app, and approve.</p></li>\n</ol>",
-        escape(&next),
-        if v.clusters.len() > 1 {
-            format!(" (contexts: {})", escape(&v.clusters.join(", ")))
-        } else {
-            String::new()
-        },
-        escape(v.username),
-    );
+    let body = html! {
+        p {
+            "Your account " strong id="username" { (v.username) }
+            " is ready. This link no longer works. You will sign in with your password and a \
+             code from your authenticator app."
+        }
+        "\n"
+        h2 style="font-size:1.1rem" { "Use it with kubectl" }
+        "\n"
+        ol {
+            "\n"
+            li { p {
+                "Install the kubectl plugin " code { "kubectl-credential" }
+                " (your platform team says where its release is; from the project's source: "
+                code { "bash install/install-plugin.sh --from-source" } "). "
+                code { "kubectl credential --help" } " checks that kubectl finds it."
+            } }
+            "\n"
+            @if let Some(ca) = v.ca_path {
+                li { p {
+                    "This issuer's certificate is signed by its own CA. "
+                    a id="ca-download" href=(ca) download="credential-issuer-ca.crt" {
+                        "Download the CA certificate"
+                    }
+                    " and save it as " code { (CA_FILE) } ", or in a terminal: "
+                    code id="ca-command" {
+                        "mkdir -p ~/.kube && curl -fsSk -o " (CA_FILE) " "
+                        (shell_word(&format!("{}{ca}", v.issuer)))
+                    }
+                    " (" code { "-k" } " because your machine does not trust that CA yet; \
+                     compare the file with what your platform team gave you if you can)."
+                } }
+                "\n"
+            }
+            li {
+                p { "Add the clusters to your kubeconfig (a backup of it is kept):" }
+                "\n"
+                pre { code id="setup-command" { (setup_command(v.issuer, v.ca_path.is_some())) } }
+            }
+            "\n"
+            li { p {
+                "Use a cluster: " code id="next-command" { (next) }
+                @if v.clusters.len() > 1 {
+                    " (contexts: " (v.clusters.join(", ")) ")"
+                }
+                ". The first time, the plugin shows a code and a link: open it, sign in as "
+                strong { (v.username) }
+                " with your password and a new code from your app, and approve."
+            } }
+            "\n"
+        }
+    };
     layout("Account ready", &body)
 }
 
 /// The second sign-in step: the code from the authenticator app.
 #[must_use]
 pub(super) fn totp_page(csrf: &str, username: &str, error: Option<&str>) -> String {
-    let mut body = String::new();
-    if let Some(e) = error {
-        let _ = write!(body, r#"<p class="warn" role="alert">{}</p>"#, escape(e));
-    }
-    let _ = write!(
-        body,
-        r#"<p>Signing in as <strong>{user}</strong>. Enter the 6-digit code from your authenticator app.</p>
-<form method="post" action="/login/totp">
-{csrf}
-<label for="totp_code">Code</label>
-<input class="code" type="text" id="totp_code" name="totp_code" inputmode="numeric" pattern="[0-9 ]*" autocomplete="one-time-code" required autofocus>
-<button type="submit">Continue</button>
-</form>"#,
-        user = escape(username),
-        csrf = csrf_field(csrf),
-    );
+    let body = html! {
+        (alert(error))
+        p {
+            "Signing in as " strong { (username) }
+            ". Enter the 6-digit code from your authenticator app."
+        }
+        "\n"
+        form method="post" action="/login/totp" {
+            "\n" (csrf_field(csrf)) "\n"
+            label for="totp_code" { "Code" }
+            "\n"
+            input class="code" type="text" id="totp_code" name="totp_code" inputmode="numeric"
+                pattern="[0-9 ]*" autocomplete="one-time-code" required autofocus;
+            "\n"
+            button type="submit" { "Continue" }
+            "\n"
+        }
+    };
     layout("Second factor", &body)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::templates::{assert_escaped, HOSTILE};
     use super::*;
 
     #[test]
@@ -216,7 +231,7 @@ mod tests {
         let v = InviteView {
             username: "<b>",
             action: "/invite/x\"y",
-            qr_svg: "<svg></svg>",
+            qr_svg: PreEscaped("<svg></svg>"),
             secret_base32: "ABC<",
             link_expires: "soon",
             account_expires: Some("<later>"),
@@ -229,5 +244,33 @@ mod tests {
         assert!(page.contains("<svg></svg>"), "the QR code is inline SVG");
         assert!(page.contains(r#"action="/invite/x&quot;y""#));
         assert!(!totp_page("c", "<i>", None).contains("<i>"));
+    }
+
+    #[test]
+    fn every_value_on_the_account_pages_is_escaped() {
+        let h = HOSTILE;
+        let v = InviteView {
+            username: h,
+            action: h,
+            qr_svg: PreEscaped("<svg></svg>"),
+            secret_base32: h,
+            link_expires: h,
+            account_expires: Some(h),
+            min_password_len: 12,
+            password: Some(h),
+        };
+        // The kept password twice: both fields.
+        assert_escaped(&invite_page(h, &v, Some(h)), 9);
+        let clusters = [h, h];
+        let done = invite_done_page(&DoneView {
+            username: h,
+            issuer: h,
+            ca_path: Some(h),
+            clusters: &clusters,
+        });
+        // The commands hold the values shell-quoted (escaped too, but not as `HOSTILE`): the
+        // name twice, the CA's link and the two contexts.
+        assert_escaped(&done, 5);
+        assert_escaped(&totp_page(h, h, Some(h)), 3);
     }
 }

@@ -1,12 +1,12 @@
 //! The HTML of the auditors' page (`/audit`): the filter form, the chain status, one page of
-//! events and the links to the next page and to the JSON-lines download. Every value escaped,
-//! no JavaScript. Field names (`person`, `cluster`, `namespace`, `event`, `from`, `to`,
+//! events and the links to the next page and to the JSON-lines download. A maud template:
+//! every value escaped, no JavaScript. Field names (`person`, `cluster`, `namespace`, `event`, `from`, `to`,
 //! `after`) are a contract tests and bookmarks use.
 
+use maud::{html, Markup};
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
-use super::templates::{escape, layout};
+use super::templates::{constant, layout};
 use crate::domain::audit_chain::{Record, Summary};
 
 /// The filter values as typed (shown back in the form and carried into the links).
@@ -64,23 +64,76 @@ fn time(at: i64) -> String {
         .map_or_else(|| at.to_string(), |t| format!("{t}Z"))
 }
 
-fn cell(v: Option<&str>) -> String {
-    format!("<td>{}</td>", escape(v.unwrap_or("")))
+/// The page's own styles. Cells never wrap inside a word or a number ("Clust er", "1 0"): they
+/// keep one line and the table scrolls sideways in its own box at any width (1280 px shows
+/// every column; a phone scrolls). Only the free-text reason wraps, at spaces.
+const STYLE: &str = "main{max-width:none;margin:1rem}\
+     .scroll{overflow-x:auto;border:1px solid #dde1e8;border-radius:6px;margin:.6rem 0}\
+     table.trail{border-collapse:collapse;font-size:.85rem;width:100%}\
+     table.trail th,table.trail td{border-bottom:1px solid #dde1e8;padding:.3rem .4rem;text-align:left;vertical-align:top;white-space:nowrap}\
+     table.trail th{background:#f4f5f7}table.trail td.num{text-align:right}\
+     table.trail td.reason{white-space:normal;min-width:9rem;max-width:15rem;overflow-wrap:break-word}\
+     form.filters label{display:inline-block;margin:.3rem .8rem .3rem 0;font-weight:600}\
+     form.filters input{width:11rem;padding:.3rem;font-size:.9rem}\
+     form.filters input::placeholder{color:#8a94a6;font-style:italic;font-weight:400}\
+     .ok{color:#067647}.bad{color:#b42318;font-weight:700}\
+     @media (max-width:40rem){main{margin:0;padding:1rem}form.filters label{display:block}form.filters input{width:100%;box-sizing:border-box}}";
+
+fn cell(v: Option<&str>) -> Markup {
+    html! { td { (v.unwrap_or("")) } }
 }
 
-fn input(name: &str, label: &str, value: &str, hint: &str) -> String {
-    format!(
-        r#"<label>{label} <input type="text" name="{name}" value="{}" placeholder="{hint}"></label>"#,
-        escape(value)
-    )
+fn input(name: &str, label: &str, value: &str, hint: &str) -> Markup {
+    html! { label { (label) " " input type="text" name=(name) value=(value) placeholder=(hint); } }
 }
 
 /// The subject cell: the account's name where the subject is a user id (the id kept in the
 /// cell's `title` and in the export), else the subject as recorded.
-fn subject_cell(subject: Option<&str>, names: &HashMap<String, String>) -> String {
+fn subject_cell(subject: Option<&str>, names: &HashMap<String, String>) -> Markup {
     match subject.and_then(|s| names.get(s).map(|n| (s, n))) {
-        Some((id, name)) => format!("<td title=\"{}\">{}</td>", escape(id), escape(name)),
+        Some((id, name)) => html! { td title=(id) { (name) } },
         None => cell(subject),
+    }
+}
+
+/// The chain's status line.
+fn chain_line(chain: &ChainStatus) -> Markup {
+    match chain {
+        ChainStatus::Verified(s) => {
+            let head = s.head.as_ref().map_or_else(
+                || "no events chained yet".to_owned(),
+                |(seq, _)| format!("verified up to head {seq}"),
+            );
+            html! {
+                p class="ok" id="chain" {
+                    "Hash chain intact: " (s.sealed) " event(s) " (head) "; " (s.pending)
+                    " newest not sealed yet."
+                }
+            }
+        }
+        ChainStatus::Broken(why) => html! {
+            p class="bad" id="chain" { "Hash chain BROKEN: " (why) }
+        },
+    }
+}
+
+/// One event as a table row.
+fn row(r: &Record, names: &HashMap<String, String>) -> Markup {
+    html! {
+        tr class="event" {
+            td class="num" { (r.seq) }
+            td { (time(r.at)) }
+            (cell(Some(&r.event)))
+            (cell(r.actor.as_deref()))
+            (subject_cell(r.subject.as_deref(), names))
+            (cell(r.cluster.as_deref()))
+            (cell(r.namespace.as_deref()))
+            (cell(r.role.as_deref()))
+            td class="reason" { (r.reason.as_deref().unwrap_or("")) }
+            (cell(r.approver.as_deref()))
+            (cell(r.client_addr.as_deref()))
+            (cell(r.request_id.as_deref()))
+        }
     }
 }
 
@@ -95,108 +148,100 @@ pub(super) fn audit_page(
     after: Option<i64>,
     next: Option<i64>,
 ) -> String {
-    let mut b = String::new();
-    // Cells never wrap inside a word or a number ("Clust er", "1 0"): they keep one line and the
-    // table scrolls sideways in its own box at any width (1280 px shows every column; a phone
-    // scrolls). Only the free-text reason wraps, at spaces.
-    b.push_str(
-        "<style>main{max-width:none;margin:1rem}\
-         .scroll{overflow-x:auto;border:1px solid #dde1e8;border-radius:6px;margin:.6rem 0}\
-         table.trail{border-collapse:collapse;font-size:.85rem;width:100%}\
-         table.trail th,table.trail td{border-bottom:1px solid #dde1e8;padding:.3rem .4rem;text-align:left;vertical-align:top;white-space:nowrap}\
-         table.trail th{background:#f4f5f7}table.trail td.num{text-align:right}\
-         table.trail td.reason{white-space:normal;min-width:9rem;max-width:15rem;overflow-wrap:break-word}\
-         form.filters label{display:inline-block;margin:.3rem .8rem .3rem 0;font-weight:600}\
-         form.filters input{width:11rem;padding:.3rem;font-size:.9rem}\
-         form.filters input::placeholder{color:#8a94a6;font-style:italic;font-weight:400}\
-         .ok{color:#067647}.bad{color:#b42318;font-weight:700}\
-         @media (max-width:40rem){main{margin:0;padding:1rem}form.filters label{display:block}form.filters input{width:100%;box-sizing:border-box}}</style>",
-    );
-    let _ = write!(
-        b,
-        "<p class=\"muted\">Signed in as <strong>{}</strong>. Times are UTC. This view is recorded in the audit trail.</p>",
-        escape(auditor)
-    );
-    match chain {
-        ChainStatus::Verified(s) => {
-            let head = s.head.as_ref().map_or_else(
-                || "no events chained yet".to_owned(),
-                |(seq, _)| format!("verified up to head {seq}"),
-            );
-            let _ = write!(
-                b,
-                "<p class=\"ok\" id=\"chain\">Hash chain intact: {} event(s) {}; {} newest not sealed yet.</p>",
-                s.sealed,
-                escape(&head),
-                s.pending
-            );
+    let body = html! {
+        style { (constant(STYLE)) }
+        p class="muted" {
+            "Signed in as " strong { (auditor) }
+            ". Times are UTC. This view is recorded in the audit trail."
         }
-        ChainStatus::Broken(why) => {
-            let _ = write!(
-                b,
-                "<p class=\"bad\" id=\"chain\">Hash chain BROKEN: {}</p>",
-                escape(why)
-            );
+        (chain_line(chain))
+        form class="filters" method="get" action="/audit" {
+            (input("person", "Person", &f.person, "name or id"))
+            (input("cluster", "Cluster", &f.cluster, "any"))
+            (input("namespace", "Namespace", &f.namespace, "any"))
+            (input("event", "Event", &f.event, "e.g. login, grant"))
+            // Hints that read as hints, not as dates already filled in.
+            (input("from", "From", &f.from, "YYYY-MM-DD"))
+            (input("to", "To (inclusive date)", &f.to, "YYYY-MM-DD"))
+            button type="submit" { "Filter" } " " a href="/audit" { "Reset" }
         }
-    }
-    b.push_str(r#"<form class="filters" method="get" action="/audit">"#);
-    b.push_str(&input("person", "Person", &f.person, "name or id"));
-    b.push_str(&input("cluster", "Cluster", &f.cluster, "any"));
-    b.push_str(&input("namespace", "Namespace", &f.namespace, "any"));
-    b.push_str(&input("event", "Event", &f.event, "e.g. login, grant"));
-    // Hints that read as hints, not as dates already filled in.
-    b.push_str(&input("from", "From", &f.from, "YYYY-MM-DD"));
-    b.push_str(&input("to", "To (inclusive date)", &f.to, "YYYY-MM-DD"));
-    b.push_str(r#"<button type="submit">Filter</button> <a href="/audit">Reset</a></form>"#);
-    let _ = write!(
-        b,
-        r#"<p><a id="download" href="/audit/export?{}">Download this selection as JSON lines</a></p>"#,
-        escape(&f.query(None))
-    );
-    b.push_str("<div class=\"scroll\"><table class=\"trail\"><thead><tr><th>#</th><th>Time (UTC)</th><th>Event</th><th>Actor</th><th>Subject</th><th>Cluster</th><th>Namespace</th><th>Role</th><th>Reason</th><th>Approver</th><th>Address</th><th>Request id</th></tr></thead><tbody>");
-    if rows.is_empty() {
-        b.push_str(r#"<tr><td colspan="12">No events match.</td></tr>"#);
-    }
-    for r in rows {
-        let _ = write!(
-            b,
-            "<tr class=\"event\"><td class=\"num\">{}</td><td>{}</td>{}{}{}{}{}{}<td class=\"reason\">{}</td>{}{}{}</tr>",
-            r.seq,
-            time(r.at),
-            cell(Some(&r.event)),
-            cell(r.actor.as_deref()),
-            subject_cell(r.subject.as_deref(), names),
-            cell(r.cluster.as_deref()),
-            cell(r.namespace.as_deref()),
-            cell(r.role.as_deref()),
-            escape(r.reason.as_deref().unwrap_or("")),
-            cell(r.approver.as_deref()),
-            cell(r.client_addr.as_deref()),
-            cell(r.request_id.as_deref()),
-        );
-    }
-    b.push_str("</tbody></table></div><p>");
-    if after.is_some() {
-        let _ = write!(
-            b,
-            r#"<a href="/audit?{}">First page</a> "#,
-            escape(&f.query(None))
-        );
-    }
-    if let Some(n) = next {
-        let _ = write!(
-            b,
-            r#"<a id="next" href="/audit?{}">Next page</a>"#,
-            escape(&f.query(Some(n)))
-        );
-    }
-    b.push_str("</p>");
-    layout("Audit trail", &b)
+        p {
+            a id="download" href={ "/audit/export?" (f.query(None)) } {
+                "Download this selection as JSON lines"
+            }
+        }
+        div class="scroll" {
+            table class="trail" {
+                thead { tr {
+                    th { "#" } th { "Time (UTC)" } th { "Event" } th { "Actor" }
+                    th { "Subject" } th { "Cluster" } th { "Namespace" } th { "Role" }
+                    th { "Reason" } th { "Approver" } th { "Address" } th { "Request id" }
+                } }
+                tbody {
+                    @if rows.is_empty() {
+                        tr { td colspan="12" { "No events match." } }
+                    }
+                    @for r in rows {
+                        (row(r, names))
+                    }
+                }
+            }
+        }
+        p {
+            @if after.is_some() {
+                a href={ "/audit?" (f.query(None)) } { "First page" } " "
+            }
+            @if let Some(n) = next {
+                a id="next" href={ "/audit?" (f.query(Some(n))) } { "Next page" }
+            }
+        }
+    };
+    layout("Audit trail", &body)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::templates::{assert_escaped, HOSTILE};
     use super::*;
+
+    #[test]
+    fn every_value_on_the_audit_page_is_escaped() {
+        let h = HOSTILE.to_owned();
+        let f = Filters {
+            person: h.clone(),
+            cluster: h.clone(),
+            namespace: h.clone(),
+            event: h.clone(),
+            from: h.clone(),
+            to: h.clone(),
+        };
+        let r = Record {
+            seq: 1,
+            at: 1_800_000_000,
+            event: h.clone(),
+            actor: Some(h.clone()),
+            subject: Some(h.clone()),
+            cluster: Some(h.clone()),
+            namespace: Some(h.clone()),
+            role: Some(h.clone()),
+            reason: Some(h.clone()),
+            approver: Some(h.clone()),
+            client_addr: Some(h.clone()),
+            request_id: Some(h.clone()),
+            ..Record::default()
+        };
+        let names = HashMap::from([(h.clone(), h.clone())]);
+        let chain = ChainStatus::Broken(h.clone());
+        let html = audit_page(&h, &f, &[r], &names, &chain, Some(1), Some(2));
+        // The auditor, the chain, six filters and eleven cells (the subject's name and id).
+        assert_escaped(&html, 19);
+        // The links carry the filters percent-encoded: download, first and next page.
+        assert_eq!(
+            html.matches("person=%3Cscript%3E%22%27%26x&amp;").count(),
+            3,
+            "{html}"
+        );
+    }
 
     #[test]
     fn values_are_escaped_and_links_keep_the_filters() {

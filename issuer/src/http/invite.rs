@@ -194,7 +194,7 @@ fn render(
         &InviteView {
             username: &inv.username,
             action: &format!("/invite/{token}"),
-            qr_svg: &qr_svg(&uri)?,
+            qr_svg: maud::PreEscaped(&qr_svg(&uri)?),
             secret_base32: seed.expose(),
             link_expires: &format_time(inv.expires_at),
             account_expires: account_expires.as_deref(),

@@ -1,83 +1,129 @@
-//! The HTML of the verification pages: server-rendered, no JavaScript, every value escaped.
+//! The HTML of the verification pages: server-rendered, no JavaScript. Pages are maud
+//! templates (`html!`), checked when the crate compiles; every value they are given is escaped
+//! for text and double-quoted attributes alike, so no page can forget an escape. The only raw
+//! markup is the crate's own constants, through [`constant`]. The `"\n"` literals keep the
+//! pages' source in lines, as a person reading it (or a test reading it line by line) sees it.
 //!
 //! The form field names here (`user_code`, `username`, `password`, `action` = `approve` or
 //! `deny`, and the hidden `csrf_token`) are a stable contract that tests and automation use.
 
-use std::fmt::Write as _;
+use maud::{html, Markup, PreEscaped};
 
-/// Escapes text for HTML element content and double-quoted attributes.
-#[must_use]
+/// Markup written in this crate (the doctype, style sheets): the one way to put raw text into
+/// a page, and only text that is fixed when the crate compiles.
+pub(super) fn constant(markup: &'static str) -> PreEscaped<&'static str> {
+    PreEscaped(markup)
+}
+
+/// What the templates make of a value: tests look for values on pages in this form.
+#[cfg(test)]
 pub(super) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+    html! { (s) }.into_string()
+}
+
+/// A value that ends text or a double-quoted attribute and starts markup, were it not escaped.
+#[cfg(test)]
+pub(super) const HOSTILE: &str = r#"<script>"'&x"#;
+
+/// Asserts that `page` shows [`HOSTILE`] escaped in exactly `slots` places and never raw: each
+/// slot fed it counts, so a slot that lost its escape fails the count.
+#[cfg(test)]
+#[track_caller]
+pub(super) fn assert_escaped(page: &str, slots: usize) {
+    for raw in ["<script", "\"'", "&x"] {
+        assert!(!page.contains(raw), "{raw} unescaped: {page}");
+    }
+    assert_eq!(
+        page.matches("&lt;script&gt;&quot;'&amp;x").count(),
+        slots,
+        "{page}"
+    );
+}
+
+/// The style sheet every page shares.
+const STYLE: &str = r"
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}
+main{max-width:30rem;margin:4rem auto;background:#fff;border-radius:10px;padding:2rem 2.2rem;box-shadow:0 2px 12px rgba(0,0,0,.08)}
+h1{font-size:1.35rem;margin-top:0} label{display:block;margin:.9rem 0 .3rem;font-weight:600}
+input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.6rem;font-size:1.05rem;border:1px solid #b8bfcc;border-radius:6px}
+input.code{font-family:ui-monospace,monospace;letter-spacing:.15em;text-transform:uppercase}
+button{margin-top:1.2rem;padding:.6rem 1.3rem;font-size:1rem;border-radius:6px;border:0;background:#2457d6;color:#fff;cursor:pointer}
+button.deny{background:#fff;color:#b42318;border:1px solid #b42318;margin-left:.6rem}
+dl{display:grid;grid-template-columns:auto 1fr;gap:.35rem 1rem} dt{color:#5b6475} dd{margin:0;font-weight:600}
+.warn{background:#fff6e5;border-left:4px solid #f0a000;padding:.7rem .9rem;margin:1rem 0}
+.muted{color:#5b6475;font-size:.9rem}
+dd{min-width:0;overflow-wrap:anywhere}
+code{overflow-wrap:anywhere} pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f5f7;padding:.6rem .7rem;border-radius:6px}
+@media (max-width:34rem){body{background:#fff} main{margin:0;border-radius:0;box-shadow:none;padding:1.5rem 1.25rem}}
+";
+
+/// A whole page: `title` as the document's title and heading, then `body`.
+pub(super) fn layout(title: &str, body: &Markup) -> String {
+    html! {
+        (constant("<!doctype html>\n"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                "\n"
+                title { (title) " · kubectl-credential" }
+                "\n"
+                style { (constant(STYLE)) }
+            }
+            "\n"
+            body {
+                main {
+                    "\n"
+                    h1 { (title) }
+                    "\n"
+                    (body)
+                    "\n"
+                }
+            }
+        }
+        "\n"
+    }
+    .into_string()
+}
+
+/// The hidden field every form echoes, checked against the browser's session.
+pub(super) fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name="csrf_token" value=(csrf); }
+}
+
+/// What went wrong with the last try, above a form; nothing when nothing did.
+pub(super) fn alert(error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(e) = error {
+            p class="warn" role="alert" { (e) }
         }
     }
-    out
-}
-
-pub(super) fn layout(title: &str, body: &str) -> String {
-    format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · kubectl-credential</title>
-<style>
-body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}}
-main{{max-width:30rem;margin:4rem auto;background:#fff;border-radius:10px;padding:2rem 2.2rem;box-shadow:0 2px 12px rgba(0,0,0,.08)}}
-h1{{font-size:1.35rem;margin-top:0}} label{{display:block;margin:.9rem 0 .3rem;font-weight:600}}
-input[type=text],input[type=password]{{width:100%;box-sizing:border-box;padding:.6rem;font-size:1.05rem;border:1px solid #b8bfcc;border-radius:6px}}
-input.code{{font-family:ui-monospace,monospace;letter-spacing:.15em;text-transform:uppercase}}
-button{{margin-top:1.2rem;padding:.6rem 1.3rem;font-size:1rem;border-radius:6px;border:0;background:#2457d6;color:#fff;cursor:pointer}}
-button.deny{{background:#fff;color:#b42318;border:1px solid #b42318;margin-left:.6rem}}
-dl{{display:grid;grid-template-columns:auto 1fr;gap:.35rem 1rem}} dt{{color:#5b6475}} dd{{margin:0;font-weight:600}}
-.warn{{background:#fff6e5;border-left:4px solid #f0a000;padding:.7rem .9rem;margin:1rem 0}}
-.muted{{color:#5b6475;font-size:.9rem}}
-dd{{min-width:0;overflow-wrap:anywhere}}
-code{{overflow-wrap:anywhere}} pre{{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f5f7;padding:.6rem .7rem;border-radius:6px}}
-@media (max-width:34rem){{body{{background:#fff}} main{{margin:0;border-radius:0;box-shadow:none;padding:1.5rem 1.25rem}}}}
-</style></head>
-<body><main>
-<h1>{title}</h1>
-{body}
-</main></body></html>
-"#,
-        title = escape(title),
-    )
-}
-
-pub(super) fn csrf_field(csrf: &str) -> String {
-    format!(
-        r#"<input type="hidden" name="csrf_token" value="{}">"#,
-        escape(csrf)
-    )
 }
 
 /// The page where a person types the code their terminal shows.
 #[must_use]
 pub(super) fn device_page(csrf: &str, prefill: Option<&str>, error: Option<&str>) -> String {
-    let mut body = String::new();
-    if let Some(e) = error {
-        let _ = write!(body, r#"<p class="warn" role="alert">{}</p>"#, escape(e));
-    }
-    let _ = write!(
-        body,
-        r#"<p>Enter the code shown in your terminal by <code>kubectl</code>.</p>
-<form method="post" action="/device">
-{csrf}
-<label for="user_code">Code</label>
-<input class="code" type="text" id="user_code" name="user_code" value="{value}" placeholder="XXXX-XXXX" autocomplete="off" autocapitalize="characters" spellcheck="false" required autofocus>
-<button type="submit">Continue</button>
-</form>
-<p class="muted">Only enter a code that you requested yourself, just now. Nobody from your company will ever ask you to enter a code they sent you.</p>"#,
-        csrf = csrf_field(csrf),
-        value = escape(prefill.unwrap_or("")),
-    );
+    let body = html! {
+        (alert(error))
+        p { "Enter the code shown in your terminal by " code { "kubectl" } "." }
+        "\n"
+        form method="post" action="/device" {
+            "\n" (csrf_field(csrf)) "\n"
+            label for="user_code" { "Code" }
+            "\n"
+            input class="code" type="text" id="user_code" name="user_code"
+                value=(prefill.unwrap_or("")) placeholder="XXXX-XXXX" autocomplete="off"
+                autocapitalize="characters" spellcheck="false" required autofocus;
+            "\n"
+            button type="submit" { "Continue" }
+            "\n"
+        }
+        "\n"
+        p class="muted" {
+            "Only enter a code that you requested yourself, just now. Nobody from your company \
+             will ever ask you to enter a code they sent you."
+        }
+    };
     layout("Sign in to Kubernetes", &body)
 }
 
@@ -91,50 +137,38 @@ pub(super) fn login_page(
     error: Option<&str>,
     providers: &[(&str, &str)],
 ) -> String {
-    let mut body = String::new();
-    if let Some(e) = error {
-        let _ = write!(body, r#"<p class="warn" role="alert">{}</p>"#, escape(e));
-    }
-    for (id, name) in providers {
-        let _ = write!(
-            body,
-            r#"<form method="post" action="/upstream/start">
-{csrf}
-<input type="hidden" name="provider" value="{id}">
-<button type="submit">Sign in with {name}</button>
-</form>"#,
-            csrf = csrf_field(csrf),
-            id = escape(id),
-            name = escape(name),
-        );
-    }
-    if !providers.is_empty() {
-        body.push_str(r#"<p class="muted">Or with a local account:</p>"#);
-    }
-    let _ = write!(
-        body,
-        r#"<form method="post" action="/login">
-{csrf}
-<label for="username">Username</label>
-<input type="text" id="username" name="username" value="{user}" autocomplete="username" required{focus_user}>
-<label for="password">Password</label>
-<input type="password" id="password" name="password" autocomplete="current-password" required{focus_password}>
-<button type="submit">Sign in</button>
-</form>"#,
-        csrf = csrf_field(csrf),
-        user = escape(username),
-        // After a wrong password the name is filled in again: the cursor goes to the password.
-        focus_user = if username.is_empty() {
-            " autofocus"
-        } else {
-            ""
-        },
-        focus_password = if username.is_empty() {
-            ""
-        } else {
-            " autofocus"
-        },
-    );
+    // After a wrong password the name is filled in again: the cursor goes to the password.
+    let name_known = !username.is_empty();
+    let body = html! {
+        (alert(error))
+        @for (id, name) in providers {
+            form method="post" action="/upstream/start" {
+                "\n" (csrf_field(csrf)) "\n"
+                input type="hidden" name="provider" value=(id);
+                "\n"
+                button type="submit" { "Sign in with " (name) }
+                "\n"
+            }
+        }
+        @if !providers.is_empty() {
+            p class="muted" { "Or with a local account:" }
+        }
+        form method="post" action="/login" {
+            "\n" (csrf_field(csrf)) "\n"
+            label for="username" { "Username" }
+            "\n"
+            input type="text" id="username" name="username" value=(username)
+                autocomplete="username" required autofocus[!name_known];
+            "\n"
+            label for="password" { "Password" }
+            "\n"
+            input type="password" id="password" name="password"
+                autocomplete="current-password" required autofocus[name_known];
+            "\n"
+            button type="submit" { "Sign in" }
+            "\n"
+        }
+    };
     layout("Sign in", &body)
 }
 
@@ -159,34 +193,43 @@ pub(super) struct ConsentView<'a> {
 /// so that a person can spot a code that someone else started (device-code phishing).
 #[must_use]
 pub(super) fn consent_page(csrf: &str, v: &ConsentView<'_>) -> String {
-    let body = format!(
-        r#"<p>Signed in as <strong>{user}</strong>.</p>
-<p>A command-line client is asking for credentials for you:</p>
-<dl>
-<dt>Cluster</dt><dd id="cluster">{cluster}</dd>
-<dt>Client</dt><dd>{client}</dd>
-<dt>Requested from</dt><dd id="client-addr">{addr}</dd>
-<dt>Requested at</dt><dd>{at}</dd>
-</dl>
-<p class="warn">Approve only if you started this sign-in yourself in the last few minutes, from the address above. If someone sent you a link or a code, press <strong>Deny</strong>.</p>
-<form method="post" action="/consent">
-{csrf}
-<button type="submit" name="action" value="approve">Approve</button><button class="deny" type="submit" name="action" value="deny">Deny</button>
-</form>
-<p class="muted">This request expires in {mins} {minutes}.</p>"#,
-        user = escape(v.username),
-        cluster = escape(v.cluster),
-        client = escape(v.client_id),
-        addr = escape(v.client_addr),
-        at = escape(v.requested_at),
-        csrf = csrf_field(csrf),
-        mins = v.expires_in_minutes,
-        minutes = if v.expires_in_minutes == 1 {
-            "minute"
-        } else {
-            "minutes"
-        },
-    );
+    let minutes = if v.expires_in_minutes == 1 {
+        "minute"
+    } else {
+        "minutes"
+    };
+    let body = html! {
+        p { "Signed in as " strong { (v.username) } "." }
+        "\n"
+        p { "A command-line client is asking for credentials for you:" }
+        "\n"
+        dl {
+            "\n"
+            dt { "Cluster" } dd id="cluster" { (v.cluster) }
+            "\n"
+            dt { "Client" } dd { (v.client_id) }
+            "\n"
+            dt { "Requested from" } dd id="client-addr" { (v.client_addr) }
+            "\n"
+            dt { "Requested at" } dd { (v.requested_at) }
+            "\n"
+        }
+        "\n"
+        p class="warn" {
+            "Approve only if you started this sign-in yourself in the last few minutes, from the \
+             address above. If someone sent you a link or a code, press "
+            strong { "Deny" } "."
+        }
+        "\n"
+        form method="post" action="/consent" {
+            "\n" (csrf_field(csrf)) "\n"
+            button type="submit" name="action" value="approve" { "Approve" }
+            button class="deny" type="submit" name="action" value="deny" { "Deny" }
+            "\n"
+        }
+        "\n"
+        p class="muted" { "This request expires in " (v.expires_in_minutes) " " (minutes) "." }
+    };
     layout("Approve access", &body)
 }
 
@@ -194,44 +237,47 @@ pub(super) fn consent_page(csrf: &str, v: &ConsentView<'_>) -> String {
 #[must_use]
 pub(super) fn done_page(approved: bool, cluster: &str) -> String {
     if approved {
-        layout(
-            "Access approved",
-            &format!(
-                "<p>Access approved for cluster <strong>{}</strong>. You can close this window and return to your terminal.</p>",
-                escape(cluster)
-            ),
-        )
+        let body = html! {
+            p {
+                "Access approved for cluster " strong { (cluster) }
+                ". You can close this window and return to your terminal."
+            }
+        };
+        layout("Access approved", &body)
     } else {
-        layout(
-            "Access denied",
-            "<p>Request denied. Nothing was granted. If you did not start this sign-in, tell your security team.</p>",
-        )
+        let body = html! {
+            p {
+                "Request denied. Nothing was granted. If you did not start this sign-in, tell \
+                 your security team."
+            }
+        };
+        layout("Access denied", &body)
     }
 }
 
 /// A page for a signed-in person with nothing to approve.
 #[must_use]
 pub(super) fn signed_in_page(username: &str) -> String {
-    layout(
-        "Signed in",
-        &format!(
-            "<p>Signed in as <strong>{}</strong>. To log in from a terminal, run <code>kubectl credential login</code> and enter the code it shows at <a href=\"/device\">/device</a>.</p>",
-            escape(username)
-        ),
-    )
+    let body = html! {
+        p {
+            "Signed in as " strong { (username) } ". To log in from a terminal, run "
+            code { "kubectl credential login" } " and enter the code it shows at "
+            a href="/device" { "/device" } "."
+        }
+    };
+    layout("Signed in", &body)
 }
 
 /// Any error, with its one way on (`(href, label)`), if it has one.
 #[must_use]
 pub(super) fn error_page(title: &str, message: &str, link: Option<(&str, &str)>) -> String {
-    let link = link.map_or_else(String::new, |(href, label)| {
-        format!(
-            "<p><a id=\"next\" href=\"{}\">{}</a></p>",
-            escape(href),
-            escape(label)
-        )
-    });
-    layout(title, &format!("<p>{}</p>{link}", escape(message)))
+    let body = html! {
+        p { (message) }
+        @if let Some((href, label)) = link {
+            p { a id="next" href=(href) { (label) } }
+        }
+    };
+    layout(title, &body)
 }
 
 #[cfg(test)]
@@ -239,13 +285,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_everything_that_matters() {
-        assert_eq!(
-            escape(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
+    fn every_value_on_the_sign_in_pages_is_escaped() {
+        let h = HOSTILE;
+        assert_escaped(&device_page(h, Some(h), Some(h)), 3);
+        assert_escaped(&login_page(h, h, Some(h), &[(h, h)]), 6);
+        let view = ConsentView {
+            username: h,
+            cluster: h,
+            client_id: h,
+            client_addr: h,
+            requested_at: h,
+            expires_in_minutes: 3,
+        };
+        assert_escaped(&consent_page(h, &view), 6);
+        assert_escaped(&done_page(true, h), 1);
+        assert_escaped(&signed_in_page(h), 1);
+        // The title twice: in the document's title and as the heading.
+        assert_escaped(&error_page(h, h, Some((h, h))), 5);
         let page = device_page("c\"sr<f", Some("<script>"), None);
-        assert!(!page.contains("<script>"));
         assert!(page.contains(r#"<input type="hidden" name="csrf_token" value="c&quot;sr&lt;f">"#));
     }
 
