@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::audit_templates::{self, ChainStatus, Filters};
-use super::pages::{current, sign_in_then};
+use super::browser::{current, sign_in_then};
 use super::{ClientAddr, PageError, RequestId};
 use crate::service::admin;
 use crate::service::state::AppState;

@@ -854,7 +854,7 @@ struct PageCase {
 /// A `Cookie` header: the session the form belongs to, another browser's, a stranger's, an
 /// oversized one, several.
 fn cookie(own: &str, sessions: Vec<String>) -> impl Strategy<Value = Option<String>> {
-    let name = super::pages::COOKIE;
+    let name = super::browser::COOKIE;
     prop_oneof![
         12 => Just(Some(own.to_owned())),
         2 => select(sessions.clone()).prop_map(Some),

@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 
 use super::account_templates::{self, DoneView, InviteView};
 use super::attempts;
-use super::pages::{current_or_new, form, format_time, verified};
+use super::browser::{current_or_new, form, verified};
+use super::pages::format_time;
 use super::second_factor::user_context;
 use super::{ClientAddr, PageError, RequestId};
 use crate::secrets::secret::{hash, Secret};

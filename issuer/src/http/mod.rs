@@ -7,6 +7,7 @@ mod account_templates;
 mod attempts;
 mod audit_page;
 mod audit_templates;
+mod browser;
 mod discovery;
 mod error;
 mod gate;

@@ -8,194 +8,23 @@
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use credential_shared::text::Untrusted;
 use serde::Deserialize;
-use time::OffsetDateTime;
 
 use super::attempts::{self, Counter};
+use super::browser::{
+    audit_failure, current, current_or_new, form, new_session, see_other, signed_in, verified,
+};
 use super::templates::{self, ConsentView};
 use super::{ClientAddr, PageError, RequestId};
 use crate::domain::device::Status;
 use crate::domain::user_code;
-use crate::secrets::secret::{constant_time_eq, hash, random_token, Secret};
+use crate::secrets::secret::{hash, Secret};
 use crate::service::state::AppState;
 use crate::store::{AuditEvent, WebSession};
 use crate::telemetry::metrics::Failure;
-
-/// Name of the browser-session cookie. The `__Host-` prefix makes browsers refuse it unless it
-/// is `Secure`, has `Path=/` and no `Domain`, so a sibling host cannot plant one.
-pub(super) const COOKIE: &str = "__Host-credential-session";
-/// Lifetime of a browser session.
-const WEB_SESSION_TTL: time::Duration = time::Duration::minutes(30);
-
-/// A web session and, when it was just created, the `Set-Cookie` value to send.
-pub(super) struct Browser {
-    pub(super) session: WebSession,
-    set_cookie: Option<HeaderValue>,
-}
-
-impl Browser {
-    /// Adds the cookie (if new) to a response.
-    pub(super) fn respond(self, res: impl IntoResponse) -> Response {
-        let mut res = res.into_response();
-        if let Some(c) = self.set_cookie {
-            res.headers_mut().append(header::SET_COOKIE, c);
-        }
-        res
-    }
-}
-
-fn cookie_value(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v)
-}
-
-fn set_cookie(value: &Secret) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
-        value.expose(),
-        WEB_SESSION_TTL.whole_seconds()
-    ))
-    .ok()
-}
-
-pub(super) async fn current(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<WebSession>, PageError> {
-    match cookie_value(headers) {
-        Some(v) if !v.is_empty() && v.len() <= 128 => {
-            Ok(state.store().web_session(&hash(v), state.now()).await?)
-        }
-        _ => Ok(None),
-    }
-}
-
-pub(super) async fn new_session(
-    state: &AppState,
-    user_id: Option<String>,
-    device_id: Option<String>,
-) -> Result<Browser, PageError> {
-    let id = random_token(32);
-    let now = state.now();
-    let session = WebSession {
-        id_hash: hash(id.expose()),
-        csrf_token: random_token(24),
-        user_id,
-        device_id,
-        expires_at: now + WEB_SESSION_TTL,
-    };
-    state.store().create_web_session(&session, now).await?;
-    Ok(Browser {
-        session,
-        set_cookie: set_cookie(&id),
-    })
-}
-
-/// The browser's session, or a new one. New sessions are rows in the database, so each client
-/// address may start only so many per window (twice the device-authorization limit: a person
-/// opens the page about once per sign-in).
-pub(super) async fn current_or_new(
-    state: &AppState,
-    headers: &HeaderMap,
-    addr: &str,
-) -> Result<Browser, PageError> {
-    if let Some(session) = current(state, headers).await? {
-        return Ok(Browser {
-            session,
-            set_cookie: None,
-        });
-    }
-    let limits = &state.config().rate_limits;
-    let started = state
-        .store()
-        .reserve_attempt(
-            &format!("web_session:addr:{addr}"),
-            state.now(),
-            limits.window,
-            limits.device_authorizations.saturating_mul(2),
-        )
-        .await?;
-    if !started.allowed {
-        state.metrics().failure(Failure::RateLimited);
-        return Err(PageError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            format!(
-                "Too many sign-in pages were opened from your address. {}",
-                attempts::try_again(&started)
-            ),
-        ));
-    }
-    new_session(state, None, None).await
-}
-
-/// The session of a form post, if its CSRF token matches.
-pub(super) async fn verified(
-    state: &AppState,
-    headers: &HeaderMap,
-    csrf: &str,
-) -> Result<WebSession, PageError> {
-    let session = current(state, headers).await?.ok_or_else(PageError::csrf)?;
-    if csrf.is_empty() || !constant_time_eq(csrf, session.csrf_token.expose()) {
-        return Err(PageError::csrf());
-    }
-    Ok(session)
-}
-
-pub(super) fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
-    f.map(|Form(v)| v).map_err(|_| {
-        PageError::new(
-            StatusCode::BAD_REQUEST,
-            "Invalid form",
-            "The form was incomplete. Go back and try again.",
-        )
-    })
-}
-
-/// The pages that need a signed-in person and that a sign-in sends the browser back to.
-const RETURN_PAGES: &[&str] = &["/audit", "/requests"];
-
-/// Whether `p` is a path a sign-in may send a browser back to: one of [`RETURN_PAGES`] with an
-/// optional query, nothing that a browser could read as another host (no scheme, no `//`).
-pub(super) fn is_return_path(p: &str) -> bool {
-    let page = p.split_once('?').map_or(p, |(page, _)| page);
-    RETURN_PAGES.contains(&page)
-        && p.len() <= 2048
-        // Visible ASCII only (a header value), and no backslash some browsers read as `/`.
-        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
-}
-
-/// The answer to a browser that is not signed in on a page that needs it: the sign-in page,
-/// remembering `back` (if it is a [return path](is_return_path), else `fallback`) so that the
-/// sign-in ends there.
-pub(super) async fn sign_in_then(
-    state: &AppState,
-    headers: &HeaderMap,
-    addr: &str,
-    back: &str,
-    fallback: &'static str,
-) -> Result<Response, PageError> {
-    let browser = current_or_new(state, headers, addr).await?;
-    let back = if is_return_path(back) { back } else { fallback };
-    state
-        .store()
-        .set_web_return_to(&browser.session.id_hash, Some(back))
-        .await?;
-    Ok(browser.respond(see_other("/login")))
-}
-
-pub(super) fn see_other(to: &'static str) -> Response {
-    Redirect::to(to).into_response()
-}
 
 pub(super) async fn index() -> Response {
     see_other("/device")
@@ -504,34 +333,6 @@ pub(super) async fn login_submit(
     signed_in(&state, &session, &user, &rid).await
 }
 
-/// Ends the password (and second-factor) steps: a fresh session id for the signed-in browser
-/// (no fixation; the old one is gone), then on to consent if a device is waiting.
-pub(super) async fn signed_in(
-    state: &AppState,
-    session: &WebSession,
-    user: &crate::store::User,
-    rid: &str,
-) -> Result<Response, PageError> {
-    let back = state.store().web_return_to(&session.id_hash).await?;
-    state.store().delete_web_session(&session.id_hash).await?;
-    let browser = new_session(state, Some(user.id.clone()), session.device_id.clone()).await?;
-    tracing::info!(request_id = %rid, user = %Untrusted::new(&user.username), "signed in");
-    let next = next_page(&browser, back.as_deref(), &user.username);
-    Ok(browser.respond(next))
-}
-
-/// Where a browser goes once signed in: to consent when a device waits, else back to the page
-/// that sent it to sign in (a local path, see [`is_return_path`]), else a "signed in" page.
-pub(super) fn next_page(browser: &Browser, back: Option<&str>, username: &str) -> Response {
-    if browser.session.device_id.is_some() {
-        see_other("/consent")
-    } else if let Some(path) = back.filter(|p| is_return_path(p)) {
-        Redirect::to(path).into_response()
-    } else {
-        Html(templates::signed_in_page(username)).into_response()
-    }
-}
-
 /// The session's user and pending device, or the page to show instead.
 async fn consent_context(
     state: &AppState,
@@ -656,29 +457,9 @@ pub(super) async fn consent_submit(
     Ok(Html(templates::done_page(approve, &device.cluster)).into_response())
 }
 
-pub(super) async fn audit_failure(
-    state: &AppState,
-    event: &'static str,
-    username: Option<&str>,
-    addr: &str,
-    rid: &str,
-    now: OffsetDateTime,
-) {
-    let e = AuditEvent {
-        event,
-        actor: username.map(str::to_owned),
-        client_addr: Some(addr.to_owned()),
-        request_id: Some(rid.to_owned()),
-        ..AuditEvent::default()
-    };
-    if let Err(err) = state.store().audit(&e, now).await {
-        tracing::error!(error = %err, "audit write failed");
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::is_return_path;
+    use super::super::browser::is_return_path;
 
     #[test]
     fn only_local_pages_that_need_sign_in_are_return_paths() {

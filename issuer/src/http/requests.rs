@@ -14,7 +14,7 @@ use credential_shared::oauth::AccessTokenClaims;
 use credential_shared::text::Untrusted;
 use serde::Deserialize;
 
-use super::pages::{current, form, sign_in_then, verified};
+use super::browser::{current, form, sign_in_then, verified};
 use super::{request_templates, ClientAddr, PageError, RequestId};
 use crate::domain::requests::{format_duration, is_approver, requestable, Decider, DecisionError};
 use crate::service::notify::Kind;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::account_templates;
 use super::attempts;
-use super::pages::{self, audit_failure, current, form, new_session, see_other, verified};
+use super::browser::{self, audit_failure, current, form, new_session, see_other, verified};
 use super::{ClientAddr, PageError, RequestId};
 use crate::secrets::totp::Verdict;
 use crate::service::state::AppState;
@@ -195,7 +195,7 @@ pub(super) async fn totp_submit(
     }
     reserved.release(store).await?;
     store.clear_failures(&user_key).await?;
-    pages::signed_in(&state, &session, &user, &rid).await
+    browser::signed_in(&state, &session, &user, &rid).await
 }
 
 /// The sealing context of an account's TOTP seed: a sealed seed copied to another row does not

@@ -14,7 +14,7 @@ use axum::Form;
 use credential_shared::text::Untrusted;
 use serde::Deserialize;
 
-use super::pages::{audit_failure, current, form, new_session, verified};
+use super::browser::{audit_failure, current, form, new_session, verified};
 use super::{ClientAddr, PageError, RequestId};
 use crate::secrets::secret::{constant_time_eq, hash, random_token, Secret};
 use crate::service::state::AppState;
@@ -353,6 +353,6 @@ pub(super) async fn callback(
     state.store().delete_web_session(&session.id_hash).await?;
     let browser = new_session(&state, Some(user.id.clone()), session.device_id.clone()).await?;
     tracing::info!(request_id = %rid, user = %Untrusted::new(&user.username), provider = %login.provider, "signed in upstream");
-    let next = super::pages::next_page(&browser, back.as_deref(), &user.username);
+    let next = super::browser::next_page(&browser, back.as_deref(), &user.username);
     Ok(browser.respond(next))
 }

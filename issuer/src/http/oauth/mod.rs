@@ -4,6 +4,7 @@
 //! RFC section it implements; what they share (the form, the client check) is here.
 
 mod device;
+mod grant;
 mod refresh;
 mod revoke;
 mod token;
@@ -16,8 +17,8 @@ use super::OAuthReply;
 use crate::service::state::AppState;
 
 pub(super) use device::device_authorization;
+pub(super) use grant::token;
 pub(super) use revoke::revoke;
-pub(super) use token::token;
 
 fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, OAuthReply> {
     f.map(|Form(v)| v).map_err(|e| {

@@ -1,43 +1,17 @@
-//! `POST /oauth/token`: the grant dispatch, and what both grants share: what a token carries,
-//! its signing into the token response, and the refresh tokens themselves.
+//! What both grants of `POST /oauth/token` share: what a token carries, its signing into the
+//! token response, and the refresh tokens themselves.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
-use credential_shared::oauth::{
-    OAuthErrorCode as E, TokenRequest, TokenResponse, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
-};
+use axum::Json;
+use credential_shared::oauth::{OAuthErrorCode as E, TokenResponse};
 use time::OffsetDateTime;
 
-use super::device::device_code_grant;
-use super::refresh::refresh_grant;
-use super::{form, truncate};
 use crate::domain::tokens;
-use crate::http::{ClientAddr, OAuthReply, RequestId};
+use crate::http::OAuthReply;
 use crate::secrets::secret::{random_token, Secret};
 use crate::service::state::AppState;
 use crate::store::{AuditEvent, Session, User};
-
-/// `POST /oauth/token`.
-pub(in crate::http) async fn token(
-    State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
-    RequestId(rid): RequestId,
-    f: Result<Form<TokenRequest>, FormRejection>,
-) -> Result<Response, OAuthReply> {
-    let req = form(f)?;
-    match req.grant_type.as_str() {
-        GRANT_DEVICE_CODE => device_code_grant(&state, &addr, &rid, &req).await,
-        GRANT_REFRESH_TOKEN => refresh_grant(&state, &addr, &rid, &req).await,
-        "" => Err(OAuthReply::bad(E::InvalidRequest, "grant_type is required")),
-        other => Err(OAuthReply::bad(
-            E::UnsupportedGrantType,
-            format!("grant_type {:?} is not supported", truncate(other)),
-        )),
-    }
-}
 
 /// Prefix of the refresh tokens of sessions whose person is re-checked at an upstream provider.
 /// (Tokens are base64url, which has no `.`, so the prefix cannot occur in a local token.)
