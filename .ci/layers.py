@@ -64,7 +64,7 @@ def strip(src):
             if skip_depth <= 0 and ("}" in line or line.rstrip().endswith(";")):
                 skip_depth = None
             continue
-        if s.startswith("#[cfg(test)]"):
+        if s.startswith("#[cfg(test)]") or s.startswith("#[cfg(all(test"):
             pending_test = True
             continue
         if pending_test:
