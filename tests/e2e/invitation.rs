@@ -387,10 +387,7 @@ fn the_account_ready_page_gives_commands_that_work_as_written() {
             crate::world::CLUSTER.to_owned(),
             crate::world::AUDIENCE.to_owned(),
         )],
-        api_server: Some((
-            world.control_plane.server().to_owned(),
-            world.control_plane.ca_file().to_owned(),
-        )),
+        api_server: world.api_server(),
         ..e2e::IssuerOptions::default()
     });
     let name = "contractor-newcomer";

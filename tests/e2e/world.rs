@@ -321,6 +321,25 @@ impl World {
     }
 
     /// The plugin arguments for this world's issuer and cluster.
+    /// The control plane's API server and its CA, as an issuer publishes them.
+    pub(crate) fn api_server(&self) -> Option<(String, PathBuf)> {
+        Some((
+            self.control_plane.server().to_owned(),
+            self.control_plane.ca_file().to_owned(),
+        ))
+    }
+
+    /// `kubeconfig` in `env`'s home: the control plane, reached with exec v1 and `plugin`.
+    pub(crate) fn kubeconfig(&self, env: &UserEnv, plugin: &PluginArgs) -> PathBuf {
+        env.write_kubeconfig(
+            "kubeconfig",
+            self.control_plane.server(),
+            self.control_plane.ca_file(),
+            ApiVersion::V1,
+            plugin,
+        )
+    }
+
     pub(crate) fn plugin_args(&self, token_cache: TokenCache) -> PluginArgs {
         PluginArgs {
             issuer: self.issuer.url().to_owned(),
