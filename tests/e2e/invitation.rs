@@ -9,12 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use credential_issuer::secrets::totp;
 use credential_shared::exec_credential::ApiVersion;
-use credential_shared::oauth::OAuthErrorCode;
 use e2e::browser::{csrf_token, path_of};
 use e2e::wait::{self, Check};
 use e2e::{Browser, Page};
 
-use crate::world::{assert_login_required, world, Laptop, LOGIN_TIMEOUT, READERS};
+use crate::world::{assert_login_required, refused_refresh, world, Laptop, LOGIN_TIMEOUT, READERS};
 
 /// An invited person, as the test follows them.
 pub(crate) struct Contractor {
@@ -319,15 +318,10 @@ fn an_expired_account_cannot_sign_in_and_its_refresh_is_refused() {
     let out = laptop.get_credential(ApiVersion::V1);
     assert_login_required(&out);
     // The refresh token is refused by the issuer, saying why.
-    let refused = world
-        .issuer
-        .refresh(&cached.refresh_token)
-        .err()
-        .unwrap_or_else(|| panic!("an expired account got a new token"));
-    assert_eq!(
-        refused.code(),
-        Some(OAuthErrorCode::InvalidGrant),
-        "{refused:?}"
+    let refused = refused_refresh(
+        &world.issuer,
+        &cached.refresh_token,
+        "an expired account got a new token",
     );
     assert!(refused.body.contains("expired"), "{refused:?}");
     // Signing in again is refused with a page that says so.

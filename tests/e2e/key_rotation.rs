@@ -9,7 +9,7 @@ use base64::Engine as _;
 use credential_shared::oauth::Jwks;
 use e2e::wait::{self, Check};
 
-use crate::world::{world, Laptop, READERS};
+use crate::world::{world, READERS};
 
 /// The `kid` in a JWT's header.
 fn kid(jwt: &str) -> String {
@@ -40,9 +40,7 @@ fn published_kids() -> Vec<String> {
 #[test]
 fn rotated_keys_sign_new_tokens_while_old_tokens_keep_working() {
     let world = world();
-    let kim = world.new_person("kim", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&kim);
+    let (_kim, laptop) = world.signed_in("kim", &[READERS]);
     // A token minted just now, so that it is still valid when it is checked below.
     let before = world
         .issuer

@@ -4,16 +4,13 @@
 use std::time::Duration;
 
 use credential_shared::exec_credential::ApiVersion;
-use credential_shared::oauth::OAuthErrorCode;
 
-use crate::world::{assert_login_required, world, Laptop, LOGIN_HINT, READERS};
+use crate::world::{assert_login_required, refused_refresh, world, LOGIN_HINT, READERS};
 
 #[test]
 fn after_logout_non_interactive_calls_ask_for_a_login_and_open_no_browser() {
     let world = world();
-    let ivan = world.new_person("ivan", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&ivan);
+    let (_ivan, laptop) = world.signed_in("ivan", &[READERS]);
     laptop.kubectl(&["get", "namespaces"]).assert_success();
     let refresh_token = laptop.cached_token().refresh_token;
 
@@ -23,15 +20,10 @@ fn after_logout_non_interactive_calls_ask_for_a_login_and_open_no_browser() {
         "logout left token files: {:?}",
         laptop.env.token_files()
     );
-    let revoked = world
-        .issuer
-        .refresh(&refresh_token)
-        .err()
-        .unwrap_or_else(|| panic!("logout did not end the session"));
-    assert_eq!(
-        revoked.code(),
-        Some(OAuthErrorCode::InvalidGrant),
-        "{revoked:?}"
+    refused_refresh(
+        &world.issuer,
+        &refresh_token,
+        "logout did not end the session",
     );
 
     // The plugin as kubectl runs it without a terminal: exit 3, quickly, with the hint.

@@ -388,9 +388,7 @@ fn an_approved_request_opens_the_namespace_without_a_new_login_and_closes_at_its
 #[test]
 fn a_denial_is_shown_by_kubectl_credential_requests() {
     let world = world();
-    let requester = world.new_person("jit-denied", &[]);
-    let laptop = Laptop::new();
-    laptop.log_in(&requester);
+    let (_requester, laptop) = world.signed_in("jit-denied", &[]);
     let out = file(&laptop, ROLE, Some("payments"), "30m");
     out.assert_success();
     let id = request_id(&out);
@@ -422,9 +420,7 @@ fn a_denial_is_shown_by_kubectl_credential_requests() {
 #[test]
 fn break_glass_is_self_approved_and_raises_an_alert() {
     let world = world();
-    let person = world.new_person("jit-glass", &[]);
-    let laptop = Laptop::new();
-    laptop.log_in(&person);
+    let (person, laptop) = world.signed_in("jit-glass", &[]);
     let out = file(&laptop, GLASS, None, "10m");
     out.assert_success()
         .assert_stdout_contains("status:  approved")
@@ -447,9 +443,7 @@ fn break_glass_is_self_approved_and_raises_an_alert() {
 #[test]
 fn request_wait_ends_with_exit_8_when_the_request_is_denied() {
     let world = world();
-    let requester = world.new_person("jit-waiter", &[]);
-    let laptop = Laptop::new();
-    laptop.log_in(&requester);
+    let (requester, laptop) = world.signed_in("jit-waiter", &[]);
     let mut args = laptop.plugin.for_subcommand("request");
     args.extend(
         [

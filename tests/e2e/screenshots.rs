@@ -94,9 +94,7 @@ fn approver(pages: &mut Pages) {
     let world = world();
     let ns = unique("shots-payments");
     create_namespace(&ns);
-    let requester = world.new_person("shots-requester", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&requester);
+    let (_requester, laptop) = world.signed_in("shots-requester", &[READERS]);
     let filed = file(&laptop, ROLE, Some(&ns), "30m");
     let id = request_id(&filed);
     let approver = world.new_person("shots-approver", &[APPROVERS]);

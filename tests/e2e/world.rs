@@ -340,6 +340,14 @@ impl World {
         )
     }
 
+    /// A new person (see [`World::new_person`]) signed in on a new laptop.
+    pub(crate) fn signed_in(&self, role: &str, groups: &[&str]) -> (Person, Laptop) {
+        let person = self.new_person(role, groups);
+        let laptop = Laptop::new();
+        laptop.log_in(&person);
+        (person, laptop)
+    }
+
     pub(crate) fn plugin_args(&self, token_cache: TokenCache) -> PluginArgs {
         PluginArgs {
             issuer: self.issuer.url().to_owned(),
@@ -490,6 +498,26 @@ pub(crate) fn wait_until_rejected(token: &str) {
 }
 
 /// Fails the test unless `out` is the plugin's "log in again" failure: exit 3 with the hint.
+/// The issuer's refusal of `refresh_token` as `invalid_grant`; `why` is what it means if the
+/// token still works.
+#[track_caller]
+pub(crate) fn refused_refresh(
+    issuer: &Issuer,
+    refresh_token: &str,
+    why: &str,
+) -> e2e::issuer::TokenError {
+    let refused = issuer
+        .refresh(refresh_token)
+        .err()
+        .unwrap_or_else(|| panic!("{why}"));
+    assert_eq!(
+        refused.code(),
+        Some(credential_shared::oauth::OAuthErrorCode::InvalidGrant),
+        "{refused:?}"
+    );
+    refused
+}
+
 pub(crate) fn assert_login_required(out: &Outcome) {
     out.assert_code(exit::LOGIN_REQUIRED)
         .assert_stderr_contains(LOGIN_HINT);
