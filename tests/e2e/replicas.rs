@@ -439,6 +439,29 @@ fn leader(set: &Replicas) -> Option<String> {
         .map(|r| r.name().to_owned())
 }
 
+/// The replica that first holds the leader lease, waited for.
+fn first_leader(set: &Replicas) -> String {
+    wait::until(
+        "a replica holds the leader lease",
+        Duration::from_secs(30),
+        || leader(set).map_or_else(|| Check::Retry("no holder".into()), Check::Done),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The replica other than `first` once it has taken the leader lease over, waited for.
+fn next_leader(set: &Replicas, first: &str) -> String {
+    wait::until(
+        "the other replica takes the lease over",
+        Duration::from_secs(60),
+        || match leader(set) {
+            Some(name) if name != first => Check::Done(name),
+            other => Check::Retry(format!("holder: {other:?}")),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
 fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
     let cp = ControlPlane::start_without_oidc();
@@ -475,12 +498,7 @@ fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
         .unwrap_or_else(|e| panic!("{e}"));
     };
 
-    let first = wait::until(
-        "a replica holds the leader lease",
-        Duration::from_secs(30),
-        || leader(&set).map_or_else(|| Check::Retry("no holder".into()), Check::Done),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let first = first_leader(&set);
     binding_appears("lease-a", &grant_in(&set, "lease-a"));
     // Exactly one replica acted as leader.
     let acquired: Vec<&str> = set
@@ -498,15 +516,7 @@ fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
     // The leader dies without a word (no lease release); the other takes over after the TTL.
     let (dead, survivor) = if first == "a" { (0, 1) } else { (1, 0) };
     set.kill(dead);
-    let second = wait::until(
-        "the other replica takes the lease over",
-        Duration::from_secs(60),
-        || match leader(&set) {
-            Some(name) if name != first => Check::Done(name),
-            other => Check::Retry(format!("holder: {other:?}")),
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let second = next_leader(&set, &first);
     assert_eq!(second, set.replica(survivor).name());
     binding_appears("lease-b", &grant_in(&set, "lease-b"));
     assert!(
@@ -522,12 +532,7 @@ fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
 fn a_configured_leader_lease_is_used_and_a_killed_leader_is_replaced() {
     // leader_lease is a top-level key: it goes before the tables of the usual config.
     let mut set = Replicas::start(2, &format!("leader_lease = \"5s\"\n{}", config("")));
-    let first = wait::until(
-        "a replica holds the leader lease",
-        Duration::from_secs(30),
-        || leader(&set).map_or_else(|| Check::Retry("no holder".into()), Check::Done),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let first = first_leader(&set);
     // The row in the database lasts the configured 5 s, not the default 15 s: read against the
     // database's own clock, it never expires more than 5 s (plus a second of rounding) ahead.
     let ahead = set.sql(
@@ -551,15 +556,7 @@ fn a_configured_leader_lease_is_used_and_a_killed_leader_is_replaced() {
     // SIGKILL: no release. The survivor takes over once the 5 s lease has expired (the bound
     // below only keeps a broken takeover from hanging the test; bench/takeover.sh measures).
     set.kill(dead);
-    let second = wait::until(
-        "the other replica takes the lease over",
-        Duration::from_secs(60),
-        || match leader(&set) {
-            Some(name) if name != first => Check::Done(name),
-            other => Check::Retry(format!("holder: {other:?}")),
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let second = next_leader(&set, &first);
     assert_eq!(second, set.replica(survivor).name());
     let got = wait::until(
         "the survivor reports its leadership in /metrics",

@@ -244,6 +244,17 @@ fn wait_for_grant_binding(namespace: &str) -> String {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The token of the ExecCredential `laptop` prints for kubectl (empty if it has none).
+fn token_of_get(laptop: &Laptop) -> String {
+    let out = laptop.get_credential(ApiVersion::V1);
+    let cred: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad ExecCredential ({e}): {out}"));
+    cred["status"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The `grants` claim of the token `get` prints.
 fn grants_of_get(laptop: &Laptop) -> Vec<String> {
     let out = laptop.get_credential(ApiVersion::V1);
@@ -318,15 +329,7 @@ fn an_approved_request_opens_the_namespace_without_a_new_login_and_closes_at_its
         &[("action", "approve"), ("csrf_token", &csrf)],
     );
     assert_ne!(forged.status, 200, "{forged:?}");
-    let token = {
-        let out = laptop.get_credential(ApiVersion::V1);
-        let cred: serde_json::Value = serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("bad ExecCredential ({e}): {out}"));
-        cred["status"]["token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let token = token_of_get(&laptop);
     let api = e2e::http::response(
         e2e::http::agent(world.issuer.ca_file())
             .post(&format!(
@@ -534,15 +537,7 @@ fn the_requests_page_returns_after_sign_in_and_lists_the_roles_one_may_request()
 
     let laptop = Laptop::new();
     laptop.log_in(&person);
-    let token = {
-        let out = laptop.get_credential(ApiVersion::V1);
-        let cred: serde_json::Value = serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("bad ExecCredential ({e}): {out}"));
-        cred["status"]["token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let token = token_of_get(&laptop);
     let api = e2e::http::response(
         e2e::http::agent(world.issuer.ca_file())
             .get(&format!(
