@@ -14,10 +14,10 @@ use credential_shared::oauth::{
 };
 use e2e::browser::{csrf_token, form_action, path_of, Answer};
 use e2e::issuer::TokenError;
-use e2e::oidc_provider::{Account, Client};
+use e2e::oidc_provider::Account;
 use e2e::{Fault, FaultProxy, Issuer, IssuerOptions, OidcProvider, Page};
 
-use crate::world::{upstream_password, CLUSTER};
+use crate::world::{issuer_listener, upstream_password, CLUSTER};
 
 /// Refreshes of sessions through this provider are refused while it cannot be asked.
 const STRICT: &str = "corp";
@@ -35,17 +35,7 @@ struct Setup {
 impl Setup {
     fn start(people: &[(&str, &[&str])]) -> Self {
         let proxy = FaultProxy::start();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("listener address: {e}"))
-            .port();
-        let client = Client {
-            id: "credential-issuer".to_owned(),
-            secret: format!("faults client secret {}", std::process::id()),
-            redirect_uri: format!("https://127.0.0.1:{port}/upstream/callback"),
-        };
+        let (listener, client) = issuer_listener("faults");
         let accounts: Vec<Account> = people
             .iter()
             .map(|(name, groups)| Account {

@@ -131,6 +131,23 @@ pub(crate) struct World {
 
 static WORLD: OnceLock<Result<World, String>> = OnceLock::new();
 
+/// The issuer's listener, bound first, and the client an identity provider knows the issuer
+/// as, with a secret marked `label` and the callback on that listener's port.
+pub(crate) fn issuer_listener(label: &str) -> (std::net::TcpListener, Client) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("listener address: {e}"))
+        .port();
+    let client = Client {
+        id: "credential-issuer".to_owned(),
+        secret: format!("{label} client secret {}", std::process::id()),
+        redirect_uri: format!("https://127.0.0.1:{port}/upstream/callback"),
+    };
+    (listener, client)
+}
+
 /// The shared world, started by the first test that asks. If starting it failed, every test
 /// fails with the same message.
 pub(crate) fn world() -> &'static World {
@@ -160,17 +177,7 @@ impl World {
     pub(crate) fn start_own(token_ttl: Duration) -> Self {
         let t0 = Instant::now();
         // The provider must know the issuer's callback URL, so the issuer's port comes first.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("listener address: {e}"))
-            .port();
-        let client = Client {
-            id: "credential-issuer".to_owned(),
-            secret: format!("e2e client secret {}", std::process::id()),
-            redirect_uri: format!("https://127.0.0.1:{port}/upstream/callback"),
-        };
+        let (listener, client) = issuer_listener("e2e");
         let idp = OidcProvider::start(
             &client,
             &UPSTREAM_PEOPLE
