@@ -15,7 +15,7 @@ use base64::Engine as _;
 use credential_shared::exec_credential::ApiVersion;
 use e2e::wait::{self, Check};
 
-use crate::world::{assert_forbidden, world, Laptop};
+use crate::world::{assert_forbidden, unique, world, Laptop};
 
 /// The identity group whose members approve [`ROLE`].
 pub(crate) const APPROVERS: &str = "jit-approvers";
@@ -156,16 +156,6 @@ fn notification(id: &str, event: &str) -> serde_json::Value {
         },
     )
     .unwrap_or_else(|e| panic!("{e}"))
-}
-
-pub(crate) fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 pub(crate) fn create_namespace(name: &str) {

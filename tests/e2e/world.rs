@@ -52,6 +52,16 @@ pub(crate) const UPSTREAM_PEOPLE: &[(&str, &str, &[&str])] = &[
     ("eve", "eve@elsewhere.example", &["eng-web"]),
 ];
 
+/// `prefix` made unique in this run: the process id and a counter appended.
+pub(crate) fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// The password of an upstream person.
 pub(crate) fn upstream_password(username: &str) -> String {
     format!("upstream password of {username}")
@@ -523,6 +533,23 @@ pub(crate) fn refused_refresh(
         "{refused:?}"
     );
     refused
+}
+
+/// `out` is the plugin's exit 6 for a token cache it cannot use, with nothing on stdout and no
+/// token file written instead.
+#[track_caller]
+pub(crate) fn assert_cache_unavailable(laptop: &Laptop, out: &Outcome) {
+    out.assert_code(exit::CACHE_UNAVAILABLE)
+        .assert_stderr_contains("--token-cache=file");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing but an ExecCredential may go to stdout: {out}"
+    );
+    assert!(
+        laptop.env.token_files().is_empty(),
+        "the plugin fell back to token files: {:?}",
+        laptop.env.token_files()
+    );
 }
 
 pub(crate) fn assert_login_required(out: &Outcome) {
