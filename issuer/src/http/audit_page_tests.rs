@@ -151,14 +151,7 @@ async fn filters_page_and_download_select_the_same_events_and_views_are_audited(
     assert!(!dl.body.contains("fred"), "{}", dl.body);
 
     // Login and refresh rows name the person, not their opaque id; the export keeps the id.
-    let erin_id = app
-        .state
-        .store()
-        .user_by_name("erin")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let erin_id = app.user("erin").await.id;
     let page = app.get("/audit?person=erin", Some(&ann)).await;
     assert!(
         page.body

@@ -154,13 +154,7 @@ async fn an_invitation_sets_password_and_second_factor_exactly_once() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("Account ready"), "{}", r.body);
 
-    let user = app
-        .state
-        .store()
-        .user_by_name("carol")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = app.user("carol").await;
     assert!(user.totp_enrolled);
     assert!(crate::secrets::password::verify(
         user.password_hash.as_deref().unwrap(),
@@ -482,13 +476,7 @@ async fn an_expired_account_cannot_redeem_sign_in_or_refresh() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert!(r.body.contains("Account expired"), "{}", r.body);
 
-    let user = app
-        .state
-        .store()
-        .user_by_name("max")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = app.user("max").await;
     let events = app.events_for(&user.id).await;
     assert!(
         events.contains(&"refresh.refused.expired".to_owned()),

@@ -329,6 +329,16 @@ impl TestApp {
         self.clock.advance(Duration::from_secs(secs));
     }
 
+    /// The account called `name`, which must exist.
+    pub(super) async fn user(&self, name: &str) -> crate::store::User {
+        self.state
+            .store()
+            .user_by_name(name)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// The names of the audit events about `subject`, oldest first.
     pub(super) async fn events_for(&self, subject: &str) -> Vec<String> {
         self.state.store().audit_events_for(subject).await.unwrap()

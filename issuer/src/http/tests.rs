@@ -348,33 +348,14 @@ async fn tokens_carry_the_grants_in_force_at_minting() {
         request_id: None,
     };
     let (store, config) = (app.state.store(), app.state.config());
-    let mine = crate::service::admin::add_grant(
-        store,
-        config,
-        &grant(Grantee::User("jane".into()), &["web"], 30),
-        "admin-cli",
-        now,
-    )
-    .await
-    .unwrap();
-    let team = crate::service::admin::add_grant(
-        store,
-        config,
-        &grant(Grantee::Group("dev".into()), &[], 90),
-        "admin-cli",
-        now,
-    )
-    .await
-    .unwrap();
-    let other = crate::service::admin::add_grant(
-        store,
-        config,
-        &grant(Grantee::Group("ops".into()), &[], 90),
-        "admin-cli",
-        now,
-    )
-    .await
-    .unwrap();
+    let add = |g: NewGrant| async move {
+        crate::service::admin::add_grant(store, config, &g, "admin-cli", now)
+            .await
+            .unwrap()
+    };
+    let mine = add(grant(Grantee::User("jane".into()), &["web"], 30)).await;
+    let team = add(grant(Grantee::Group("dev".into()), &[], 90)).await;
+    let other = add(grant(Grantee::Group("ops".into()), &[], 90)).await;
     app.advance(60);
     let t1: TokenResponse = app.refresh(&t0.refresh_token).await.json();
     let claims = crate::signing::verify(&jwks, &t1.access_token).unwrap();
