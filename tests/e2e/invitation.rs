@@ -381,7 +381,7 @@ fn the_account_ready_page_gives_commands_that_work_as_written() {
             crate::world::CLUSTER.to_owned(),
             crate::world::AUDIENCE.to_owned(),
         )],
-        api_server: world.api_server(),
+        api_server: Some(world.api_server()),
         ..e2e::IssuerOptions::default()
     });
     let name = "contractor-newcomer";

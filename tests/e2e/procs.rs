@@ -199,7 +199,7 @@ impl OwnIssuer {
         Self::start(
             username,
             e2e::IssuerOptions {
-                api_server: world.api_server(),
+                api_server: Some(world.api_server()),
                 ..e2e::IssuerOptions::default()
             },
         )

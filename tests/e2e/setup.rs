@@ -46,7 +46,7 @@ fn setup_merges_working_exec_contexts_into_the_kubeconfig_once() {
     // An issuer whose cluster list publishes the world's API server and CA.
     let issuer = Issuer::start(&IssuerOptions {
         clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
-        api_server: world.api_server(),
+        api_server: Some(world.api_server()),
         ..IssuerOptions::default()
     });
     let env = UserEnv::new();

@@ -339,11 +339,11 @@ impl World {
 
     /// The plugin arguments for this world's issuer and cluster.
     /// The control plane's API server and its CA, as an issuer publishes them.
-    pub(crate) fn api_server(&self) -> Option<(String, PathBuf)> {
-        Some((
+    pub(crate) fn api_server(&self) -> (String, PathBuf) {
+        (
             self.control_plane.server().to_owned(),
             self.control_plane.ca_file().to_owned(),
-        ))
+        )
     }
 
     /// `kubeconfig` in `env`'s home: the control plane, reached with exec v1 and `plugin`.

@@ -1,7 +1,7 @@
 //! Handler tests: the router driven in-process with `oneshot` (no socket), a fake clock and a
 //! temporary database. Every RFC 8628 error path is here.
 
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
 use axum::http::{header, StatusCode};
 use credential_shared::oauth::{Jwks, OAuthErrorCode as E, TokenResponse};
