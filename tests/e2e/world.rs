@@ -557,6 +557,31 @@ pub(crate) fn assert_login_required(out: &Outcome) {
         .assert_stderr_contains(LOGIN_HINT);
 }
 
+/// `out` asks for a login (see [`assert_login_required`]) at once, with nothing on stdout.
+#[track_caller]
+pub(crate) fn assert_login_required_at_once(out: &Outcome) {
+    assert_login_required(out);
+    assert!(
+        out.stdout.is_empty(),
+        "nothing but an ExecCredential may go to stdout: {out}"
+    );
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "a non-interactive call must fail fast: {out}"
+    );
+}
+
+/// The token of the ExecCredential on `stdout`.
+#[track_caller]
+pub(crate) fn token_in(stdout: &str) -> String {
+    let doc: serde_json::Value = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one ExecCredential ({e}): {stdout:?}"));
+    doc["status"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Fails the test unless kubectl failed because the API server forbade `person` something.
 pub(crate) fn assert_forbidden(out: &Outcome, person: &Person) {
     out.assert_failure();
