@@ -17,7 +17,7 @@ use e2e::issuer::TokenError;
 use e2e::oidc_provider::Account;
 use e2e::{Fault, FaultProxy, Issuer, IssuerOptions, OidcProvider, Page};
 
-use crate::world::{issuer_listener, upstream_password, CLUSTER};
+use crate::world::{issuer_listener, upstream_password, upstream_settings, CLUSTER};
 
 /// Refreshes of sessions through this provider are refused while it cannot be asked.
 const STRICT: &str = "corp";
@@ -51,18 +51,14 @@ impl Setup {
         std::fs::write(&secret_file, &client.secret)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", secret_file.display()));
         let upstream = |id: &str, grace: &str| credential_issuer::config::FileUpstream {
-            id: id.to_owned(),
-            name: Some(format!("Corp SSO ({id})")),
-            issuer_url: proxy.url(),
-            client_id: client.id.clone(),
-            client_secret_file: Some(secret_file.clone()),
-            scopes: Some(
-                ["openid", "profile", "email", "groups", "offline_access"]
-                    .map(str::to_owned)
-                    .to_vec(),
-            ),
             offline_grace: Some(grace.to_owned()),
-            ..credential_issuer::config::FileUpstream::default()
+            ..upstream_settings(
+                id,
+                &format!("Corp SSO ({id})"),
+                &proxy.url(),
+                &client,
+                &secret_file,
+            )
         };
         let issuer = Issuer::start_on(
             listener,

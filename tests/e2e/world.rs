@@ -158,6 +158,30 @@ pub(crate) fn issuer_listener(label: &str) -> (std::net::TcpListener, Client) {
     (listener, client)
 }
 
+/// Upstream `id`, shown as `name`, at `issuer_url`, that knows the issuer as `client` (its
+/// secret in `secret_file`), asked for the scopes a sign-in and a refresh need.
+pub(crate) fn upstream_settings(
+    id: &str,
+    name: &str,
+    issuer_url: &str,
+    client: &Client,
+    secret_file: &std::path::Path,
+) -> FileUpstream {
+    FileUpstream {
+        id: id.to_owned(),
+        name: Some(name.to_owned()),
+        issuer_url: issuer_url.to_owned(),
+        client_id: client.id.clone(),
+        client_secret_file: Some(secret_file.to_owned()),
+        scopes: Some(
+            ["openid", "profile", "email", "groups", "offline_access"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        ..FileUpstream::default()
+    }
+}
+
 /// The shared world, started by the first test that asks. If starting it failed, every test
 /// fails with the same message.
 pub(crate) fn world() -> &'static World {
@@ -204,18 +228,8 @@ impl World {
         std::fs::write(&secret_file, &client.secret)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", secret_file.display()));
         let upstream = |id: &str, name: &str, domains: &[&str]| FileUpstream {
-            id: id.to_owned(),
-            name: Some(name.to_owned()),
-            issuer_url: idp.url().to_owned(),
-            client_id: client.id.clone(),
-            client_secret_file: Some(secret_file.clone()),
-            scopes: Some(
-                ["openid", "profile", "email", "groups", "offline_access"]
-                    .map(str::to_owned)
-                    .to_vec(),
-            ),
             allowed_email_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
-            ..FileUpstream::default()
+            ..upstream_settings(id, name, idp.url(), &client, &secret_file)
         };
         let issuer = Issuer::start_on(
             listener,
