@@ -93,14 +93,7 @@ fn audit_access_names_who_had_access_to_a_namespace_why_and_who_approved() {
         ],
         None,
     );
-    let id = out
-        .assert_success()
-        .stdout
-        .rsplit("(grant ")
-        .next()
-        .and_then(|s| s.split(')').next())
-        .unwrap_or_default()
-        .to_owned();
+    let id = crate::grants::printed_grant_id(&out.assert_success().stdout);
     assert_eq!(id.len(), 10, "no grant id in {out}");
     sql(&format!(
         "UPDATE grants SET approved_by = 'carol', request_id = 'req-77' WHERE id = '{id}';"

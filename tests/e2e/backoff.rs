@@ -31,7 +31,9 @@ fn an_issuer_that_cannot_serve_is_heard_out_and_tried_again_when_it_asked() {
     // A world of its own: its identity provider is frozen below, which would break other
     // stories signing in through the shared one.
     let world = World::start_own(TOKEN_TTL);
-    world.control_plane.apply(crate::upstream::ENGINEERS_RBAC);
+    world
+        .control_plane
+        .apply(&crate::upstream::engineers_rbac());
     let env = UserEnv::new();
     let plugin = world.plugin_args(TokenCache::File);
     let kubeconfig = world.kubeconfig(&env, &plugin);

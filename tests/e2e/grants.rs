@@ -150,15 +150,19 @@ fn grant(person: &Person, namespace: &str, length: &str) -> String {
     grant_id(out.assert_success())
 }
 
-/// The grant id that `grant add` printed: `... (grant ID)`.
-pub(crate) fn grant_id(out: &e2e::Outcome) -> String {
-    let id = out
-        .stdout
+/// What stands in `... (grant ID)` at the end of `stdout`, or nothing.
+pub(crate) fn printed_grant_id(stdout: &str) -> String {
+    stdout
         .rsplit("(grant ")
         .next()
         .and_then(|s| s.split(')').next())
         .unwrap_or_default()
-        .to_owned();
+        .to_owned()
+}
+
+/// The grant id that `grant add` printed: `... (grant ID)`.
+pub(crate) fn grant_id(out: &e2e::Outcome) -> String {
+    let id = printed_grant_id(&out.stdout);
     assert!(
         id.len() == 10 && id.bytes().all(|b| b.is_ascii_hexdigit()),
         "no grant id in {out}"

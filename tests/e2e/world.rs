@@ -90,7 +90,9 @@ fn world_policy() -> FilePolicy {
 }
 
 /// Lets `credential:k8s-readers` get and list namespaces, and nothing else.
-pub(crate) const RBAC: &str = r#"
+pub(crate) fn rbac() -> String {
+    format!(
+        r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
@@ -99,11 +101,19 @@ rules:
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list"]
----
+---{}"#,
+        ns_reader_binding("ns-reader-credential-readers", "credential:k8s-readers")
+    )
+}
+
+/// Binding `name`, which lets `group` do what the ClusterRole `ns-reader` of [`rbac`] allows.
+pub(crate) fn ns_reader_binding(name: &str, group: &str) -> String {
+    format!(
+        r"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
-  name: ns-reader-credential-readers
+  name: {name}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
@@ -111,8 +121,10 @@ roleRef:
 subjects:
 - apiGroup: rbac.authorization.k8s.io
   kind: Group
-  name: credential:k8s-readers
-"#;
+  name: {group}
+"
+    )
+}
 
 /// The `--oidc-*` flags of `install/apiserver-flags.txt` as (name, value) pairs, placeholders
 /// (`ISSUER_URL`, `CA_FILE`, `AUDIENCE`) left in.
@@ -277,7 +289,7 @@ impl World {
             groups_claim: flag("--oidc-groups-claim"),
             groups_prefix: flag("--oidc-groups-prefix"),
         });
-        control_plane.apply(RBAC);
+        control_plane.apply(&rbac());
         crate::grants::give_the_reconciler_access(
             &control_plane,
             &issuer.reconciler_kubeconfig(CLUSTER),
@@ -496,6 +508,19 @@ impl Laptop {
     }
 
     /// `kubectl-credential get` as kubectl runs it without a terminal (`interactive: false`).
+    /// kubectl fails with the login hint, and no browser was opened.
+    #[track_caller]
+    pub(crate) fn assert_kubectl_asks_for_login(&self) {
+        self.kubectl(&["get", "namespaces"])
+            .assert_failure()
+            .assert_stderr_contains(LOGIN_HINT);
+        assert!(
+            self.env.browser_launches().is_empty(),
+            "a non-interactive call opened a browser: {:?}",
+            self.env.browser_launches()
+        );
+    }
+
     pub(crate) fn get_credential(&self, version: ApiVersion) -> Outcome {
         self.env.plugin_as_kubectl_would(
             &self.plugin.for_subcommand("get"),
