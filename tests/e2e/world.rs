@@ -106,7 +106,7 @@ rules:
     )
 }
 
-/// Binding `name`, which lets `group` do what the ClusterRole `ns-reader` of [`rbac`] allows.
+/// Binding `name`, which lets `group` do what the `ClusterRole` `ns-reader` of [`rbac`] allows.
 pub(crate) fn ns_reader_binding(name: &str, group: &str) -> String {
     format!(
         r"

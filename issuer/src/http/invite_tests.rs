@@ -110,14 +110,8 @@ pub(super) async fn password_step(app: &TestApp, user_code: &str, name: &str) ->
 
 /// The second step with `code`.
 async fn code_step(app: &TestApp, cookie: &str, code: &str) -> Reply {
-    let page = app.get("/login/totp", Some(cookie)).await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    app.post(
-        "/login/totp",
-        &[("totp_code", code), ("csrf_token", &page.csrf())],
-        Some(cookie),
-    )
-    .await
+    app.fill_in("/login/totp", cookie, &[("totp_code", code)])
+        .await
 }
 
 /// A whole device login of an enrolled person, with the code `steps` ahead: the tokens.

@@ -53,6 +53,26 @@ async fn file(app: &TestApp, token: Option<&str>, body: &str) -> Reply {
     app.api("POST", "/api/v1/requests", token, body).await
 }
 
+/// The approvals page's form at `path` sent with (action, comment).
+async fn decide_on_page(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    csrf: &str,
+    (action, comment): (&str, &str),
+) -> Reply {
+    app.post(
+        path,
+        &[
+            ("action", action),
+            ("comment", comment),
+            ("csrf_token", csrf),
+        ],
+        Some(cookie),
+    )
+    .await
+}
+
 fn filing(role: &str, reason: &str, secs: u64) -> String {
     serde_json::json!({
         "cluster": "default",
@@ -164,31 +184,11 @@ async fn the_requester_never_approves_and_another_approver_starts_the_grant() {
         .post(&form_path, &[("action", "approve")], Some(&bob_web))
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
-    let r = app
-        .post(
-            &form_path,
-            &[
-                ("action", "approve"),
-                ("comment", "go"),
-                ("csrf_token", &page.csrf()),
-            ],
-            Some(&bob_web),
-        )
-        .await;
+    let r = decide_on_page(&app, &form_path, &bob_web, &page.csrf(), ("approve", "go")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("approved"), "{}", r.body);
     // A second decision loses.
-    let r = app
-        .post(
-            &form_path,
-            &[
-                ("action", "deny"),
-                ("comment", "no"),
-                ("csrf_token", &page.csrf()),
-            ],
-            Some(&bob_web),
-        )
-        .await;
+    let r = decide_on_page(&app, &form_path, &bob_web, &page.csrf(), ("deny", "no")).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
     assert!(
         r.body.contains(r#"href="/requests""#),

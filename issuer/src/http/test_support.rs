@@ -239,16 +239,21 @@ impl TestApp {
         (entered, r, cookie)
     }
 
+    /// The page at `path` of the browser holding `cookie`, whose form is sent with `fields` and
+    /// the page's CSRF token.
+    pub(super) async fn fill_in(&self, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Reply {
+        let page = self.get(path, Some(cookie)).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let csrf = page.csrf();
+        let mut form = fields.to_vec();
+        form.push(("csrf_token", &csrf));
+        self.post(path, &form, Some(cookie)).await
+    }
+
     /// The consent page of the browser holding `cookie`, answered with `action`.
     pub(super) async fn answer_consent(&self, cookie: &str, action: &str) -> Reply {
-        let consent = self.get("/consent", Some(cookie)).await;
-        assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
-        self.post(
-            "/consent",
-            &[("action", action), ("csrf_token", &consent.csrf())],
-            Some(cookie),
-        )
-        .await
+        self.fill_in("/consent", cookie, &[("action", action)])
+            .await
     }
 
     pub(super) async fn start(&self) -> DeviceAuthorizationResponse {

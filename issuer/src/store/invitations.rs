@@ -287,7 +287,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::temp_store;
+    use crate::store::test_support::{temp_store, TestDb};
     use crate::store::Error;
 
     fn carol() -> NewUser {
@@ -395,12 +395,19 @@ mod tests {
         assert!(listed[0].used_at.is_some() && listed[0].totp_seed_sealed.is_none());
     }
 
-    #[tokio::test]
-    async fn expired_or_revoked_invitations_cannot_be_accepted() {
-        let (s, _d) = temp_store().await;
+    /// A store where carol was invited just now, for two days, by a link valid for an hour:
+    /// the store, its guard, the time and an hour.
+    async fn carol_invited_for_an_hour() -> (Store, TestDb, OffsetDateTime, time::Duration) {
+        let (s, d) = temp_store().await;
         let now = OffsetDateTime::now_utc();
         let hour: time::Duration = time::Duration::hours(1);
         invite_carol(&s, now + hour * 48_i32, now + hour, now).await;
+        (s, d, now, hour)
+    }
+
+    #[tokio::test]
+    async fn expired_or_revoked_invitations_cannot_be_accepted() {
+        let (s, _d, now, hour) = carol_invited_for_an_hour().await;
         let inv = by_hash(&s, "hash-i1").await;
         let a = ANY_ACCEPTANCE;
         assert!(!s
@@ -415,10 +422,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_an_account_that_never_enrolled_gets_a_renewed_invitation() {
-        let (s, _d) = temp_store().await;
-        let now = OffsetDateTime::now_utc();
-        let hour: time::Duration = time::Duration::hours(1);
-        invite_carol(&s, now + hour * 48_i32, now + hour, now).await;
+        let (s, _d, now, hour) = carol_invited_for_an_hour().await;
         assert_eq!(s.revoke_invitations("carol", now).await.unwrap_or(0), 1);
         // Revoked: a renewal replaces it, and the old link stays dead.
         assert!(s
