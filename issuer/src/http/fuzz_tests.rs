@@ -4,11 +4,12 @@
 //! the pages people use (`/device`, `/login`, `/login/totp`, `/consent`, invitations).
 //!
 //! Each request goes through `router(state).oneshot(..)` on a task of its own, with a fake clock
-//! and a temporary database, as in `tests.rs`. Every answer must come within a time bound, must
-//! not be a 5xx (a malformed request is the client's fault), and must stay small whatever the
-//! input's size (the body is read through a limit). Inputs are arbitrary bytes, near-valid forms
-//! and documents with one part broken, and real values (a live device code, refresh token,
-//! session cookie with its CSRF token, signed tokens with edited claims) mixed with junk.
+//! and a temporary database, as in `test_support.rs`. Every answer must come within a time
+//! bound, must not be a 5xx (a malformed request is the client's fault), and must stay small
+//! whatever the input's size (the body is read through a limit). Inputs are arbitrary bytes,
+//! near-valid forms and documents with one part broken, and real values (a live device code,
+//! refresh token, session cookie with its CSRF token, signed tokens with edited claims) mixed
+//! with junk.
 //!
 //! `PROPTEST_CASES=N` sets the case count of every property; see docs/fuzzing.md.
 

@@ -1,6 +1,6 @@
 //! Handler tests of local accounts: the invitation pages (every error path), the second sign-in
 //! step, `require_totp`, and account expiry at sign-in, redemption and refresh. The router is
-//! driven in-process with a fake clock, as in `tests.rs`, whose helpers these reuse.
+//! driven in-process with a fake clock, through the helpers of `test_support.rs`.
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
