@@ -8,6 +8,21 @@ use credential_shared::oauth::{Jwks, OAuthErrorCode as E, TokenResponse};
 
 use super::test_support::{captured_logs, logged_in, TestApp, USER_PASSWORD};
 
+/// The OAuth error of a poll with `device_code`.
+async fn poll_error(app: &TestApp, device_code: &str) -> E {
+    app.poll(device_code).await.oauth_error()
+}
+
+/// A refresh with `rt` is refused as `invalid_grant`.
+async fn assert_refresh_refused(app: &TestApp, rt: &str) {
+    assert_eq!(refresh_error(app, rt).await, E::InvalidGrant);
+}
+
+/// The OAuth error of a refresh with `rt`.
+async fn refresh_error(app: &TestApp, rt: &str) -> E {
+    app.refresh(rt).await.oauth_error()
+}
+
 #[tokio::test]
 async fn device_authorization_response_follows_rfc8628() {
     let app = TestApp::new().await;
@@ -27,46 +42,44 @@ async fn device_authorization_response_follows_rfc8628() {
     assert!(d.device_code.len() >= 43);
 }
 
+/// A form's fields, as `TestApp::post` sends them.
+type Form<'a> = &'a [(&'a str, &'a str)];
+
 #[tokio::test]
 async fn device_authorization_rejects_bad_requests() {
     let app = TestApp::new().await;
-    let check = |form: Vec<(&'static str, &'static str)>, status: StatusCode, code: E| {
-        let app = &app;
-        async move {
-            let r = app.post("/oauth/device_authorization", &form, None).await;
-            assert_eq!(
-                (r.status, r.oauth_error()),
-                (status, code),
-                "{form:?}: {}",
-                r.body
-            );
-            assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
-        }
-    };
-    check(
-        vec![("cluster", "default")],
-        StatusCode::BAD_REQUEST,
-        E::InvalidRequest,
-    )
-    .await;
-    check(
-        vec![("client_id", "evil"), ("cluster", "default")],
-        StatusCode::UNAUTHORIZED,
-        E::InvalidClient,
-    )
-    .await;
-    check(
-        vec![("client_id", "kubectl-credential")],
-        StatusCode::BAD_REQUEST,
-        E::InvalidRequest,
-    )
-    .await;
-    check(
-        vec![("client_id", "kubectl-credential"), ("cluster", "nope")],
-        StatusCode::BAD_REQUEST,
-        E::InvalidScope,
-    )
-    .await;
+    let cases: [(Form<'_>, StatusCode, E); 4] = [
+        (
+            &[("cluster", "default")],
+            StatusCode::BAD_REQUEST,
+            E::InvalidRequest,
+        ),
+        (
+            &[("client_id", "evil"), ("cluster", "default")],
+            StatusCode::UNAUTHORIZED,
+            E::InvalidClient,
+        ),
+        (
+            &[("client_id", "kubectl-credential")],
+            StatusCode::BAD_REQUEST,
+            E::InvalidRequest,
+        ),
+        (
+            &[("client_id", "kubectl-credential"), ("cluster", "nope")],
+            StatusCode::BAD_REQUEST,
+            E::InvalidScope,
+        ),
+    ];
+    for (form, status, code) in cases {
+        let r = app.post("/oauth/device_authorization", form, None).await;
+        assert_eq!(
+            (r.status, r.oauth_error()),
+            (status, code),
+            "{form:?}: {}",
+            r.body
+        );
+        assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+    }
 }
 
 #[tokio::test]
@@ -116,18 +129,18 @@ async fn pending_then_slow_down_raises_interval_by_five_seconds() {
     let app = TestApp::new().await;
     let d = app.start().await;
     assert_eq!(
-        app.poll(&d.device_code).await.oauth_error(),
+        poll_error(&app, &d.device_code).await,
         E::AuthorizationPending
     );
     app.advance(2);
-    assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::SlowDown);
+    assert_eq!(poll_error(&app, &d.device_code).await, E::SlowDown);
     // The interval is now 10 s: 6 s later is still too fast.
     app.advance(6);
-    assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::SlowDown);
+    assert_eq!(poll_error(&app, &d.device_code).await, E::SlowDown);
     // ... and now 15 s.
     app.advance(15);
     assert_eq!(
-        app.poll(&d.device_code).await.oauth_error(),
+        poll_error(&app, &d.device_code).await,
         E::AuthorizationPending
     );
 }
@@ -137,10 +150,7 @@ async fn expired_device_code_is_expired_token() {
     let app = TestApp::new().await;
     let d = app.start().await;
     app.advance(601);
-    assert_eq!(
-        app.poll(&d.device_code).await.oauth_error(),
-        E::ExpiredToken
-    );
+    assert_eq!(poll_error(&app, &d.device_code).await, E::ExpiredToken);
     // The page refuses the expired code too.
     let (page, cookie) = app.browser("/device").await;
     let r = app.enter_code(&cookie, &page.csrf(), &d.user_code).await;
@@ -156,10 +166,7 @@ async fn denied_is_access_denied() {
     assert_eq!(done.status, StatusCode::OK);
     assert!(done.body.contains("denied"), "{}", done.body);
     app.advance(5);
-    assert_eq!(
-        app.poll(&d.device_code).await.oauth_error(),
-        E::AccessDenied
-    );
+    assert_eq!(poll_error(&app, &d.device_code).await, E::AccessDenied);
 }
 
 #[tokio::test]
@@ -188,10 +195,7 @@ async fn approved_device_code_yields_a_verifiable_token_once() {
     assert!(claims.sub.starts_with("u-"));
     // Single use.
     app.advance(5);
-    assert_eq!(
-        app.poll(&d.device_code).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_eq!(poll_error(&app, &d.device_code).await, E::InvalidGrant);
     // The trail has the approval and the login.
     let events = app.events_for(&claims.sub).await;
     assert_eq!(events, ["device.approved", "login"]);
@@ -212,10 +216,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     let r = app.refresh(&t0.refresh_token).await;
     assert_eq!(r.oauth_error(), E::InvalidGrant);
     assert!(r.body.contains("revoked"), "{}", r.body);
-    assert_eq!(
-        app.refresh(&t1.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &t1.refresh_token).await;
 }
 
 /// A client whose answer was lost presents the previous token again: within the grace it gets
@@ -240,10 +241,7 @@ async fn a_retried_refresh_gets_the_same_successor_within_the_grace() {
     // The first token now is reuse (its successor was used): the session ends.
     let r = app.refresh(&t0.refresh_token).await;
     assert_eq!(r.oauth_error(), E::InvalidGrant, "{}", r.body);
-    assert_eq!(
-        app.refresh(&t2.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &t2.refresh_token).await;
 
     // With the grace over, a retry is reuse too; so it is once the upkeep has forgotten the
     // sealed successor (which leaves the current token stored only as a hash again).
@@ -258,14 +256,8 @@ async fn a_retried_refresh_gets_the_same_successor_within_the_grace() {
         .await
         .unwrap();
     assert!(forgotten >= 1, "the upkeep forgot no successor");
-    assert_eq!(
-        app.refresh(&u0.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
-    assert_eq!(
-        app.refresh(&u1.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &u0.refresh_token).await;
+    assert_refresh_refused(&app, &u1.refresh_token).await;
 }
 
 /// `refresh_retry_grace = "0s"` turns the grace off: every second presentation is reuse.
@@ -274,14 +266,8 @@ async fn no_retry_grace_means_every_second_presentation_is_reuse() {
     let app = TestApp::with(|f| f.refresh_retry_grace = Some("0s".into())).await;
     let t0 = logged_in(&app, "tess").await;
     let t1: TokenResponse = app.refresh(&t0.refresh_token).await.json();
-    assert_eq!(
-        app.refresh(&t0.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
-    assert_eq!(
-        app.refresh(&t1.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &t0.refresh_token).await;
+    assert_refresh_refused(&app, &t1.refresh_token).await;
 }
 
 #[tokio::test]
@@ -291,10 +277,7 @@ async fn refresh_fails_after_session_end_and_for_disabled_users() {
     crate::service::admin::disable_user(app.state.store(), "fred", app.clock.now_for_tests())
         .await
         .unwrap();
-    assert_eq!(
-        app.refresh(&t.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &t.refresh_token).await;
 
     let t = logged_in(&app, "gina").await;
     app.advance(12 * 3600);
@@ -314,10 +297,7 @@ async fn revoke_ends_the_session_and_never_reveals_token_validity() {
     assert_eq!(r.status, StatusCode::OK);
     let r = app.revoke(&t.refresh_token).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(
-        app.refresh(&t.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &t.refresh_token).await;
 }
 
 #[tokio::test]
