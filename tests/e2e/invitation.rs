@@ -242,16 +242,13 @@ fn a_contractor_is_invited_enrols_a_second_factor_and_uses_kubectl() {
     laptop.kubectl(&["get", "namespaces"]).assert_success();
 }
 
-#[test]
-fn an_invitation_link_expires() {
-    let name = "contractor-late".to_owned();
-    let link = invite(&name, "30d", Some("1s"));
-    let browser = world().browser();
-    let page = wait::until(
+/// The page of invitation `link` once it has expired, waited for.
+fn expired_page(browser: &e2e::Browser, link: &str) -> e2e::Page {
+    wait::until(
         "the invitation link has expired",
         Duration::from_secs(30),
         || {
-            let page = browser.get(&path(&link));
+            let page = browser.get(&path(link));
             match page.status {
                 410 => Check::Done(page),
                 200 => Check::Retry("still open".to_owned()),
@@ -259,7 +256,15 @@ fn an_invitation_link_expires() {
             }
         },
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn an_invitation_link_expires() {
+    let name = "contractor-late".to_owned();
+    let link = invite(&name, "30d", Some("1s"));
+    let browser = world().browser();
+    let page = expired_page(&browser, &link);
     assert!(
         page.body.contains("expired") && page.body.contains("Ask your platform team"),
         "{page:?}"
@@ -474,19 +479,7 @@ fn an_expired_invitation_is_renewed_with_the_command_the_page_names() {
     let name = "contractor-renewed".to_owned();
     let old = invite(&name, "30d", Some("1s"));
     let browser = world.browser();
-    let page = wait::until(
-        "the invitation link has expired",
-        Duration::from_secs(30),
-        || {
-            let page = browser.get(&path(&old));
-            match page.status {
-                410 => Check::Done(page),
-                200 => Check::Retry("still open".to_owned()),
-                other => Check::Fail(format!("unexpected status {other}: {}", page.body)),
-            }
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let page = expired_page(&browser, &old);
     let command = format!("credential-issuer invite renew {name}");
     assert!(page.body.contains(&command), "{page:?}");
     assert!(!page.body.contains(r#"href="/device""#), "{page:?}");

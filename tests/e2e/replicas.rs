@@ -109,6 +109,14 @@ pub(crate) fn approve(set: &Replicas, user: &str, user_code: &str) {
     let _ = set.browser().approve(user_code, user, PASSWORD);
 }
 
+/// The `refresh_token` of a token answer (empty if it has none).
+fn refresh_token_of(answer: &serde_json::Value) -> String {
+    answer["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[test]
 fn state_written_through_one_replica_is_honoured_by_the_other() {
     let set = Replicas::start(2, &config(""));
@@ -155,17 +163,11 @@ fn state_written_through_one_replica_is_honoured_by_the_other() {
     // A refresh token rotated on b and presented again on a moments later (b's answer was
     // lost) gets b's successor back from a; once that successor was used, the first token is
     // reuse on either replica and ends the session for the newest token too (RFC 9700 4.14.2).
-    let first_refresh = tokens["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let first_refresh = refresh_token_of(&tokens);
     set.route_to(1);
     let (status, rotated) = refresh(&set, &first_refresh);
     assert_eq!(status, 200, "refresh on b failed: {rotated}");
-    let second_refresh = rotated["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let second_refresh = refresh_token_of(&rotated);
     set.route_to(0);
     let (status, retried) = refresh(&set, &first_refresh);
     assert_eq!(
@@ -179,10 +181,7 @@ fn state_written_through_one_replica_is_honoured_by_the_other() {
     );
     let (status, rotated) = refresh(&set, &second_refresh);
     assert_eq!(status, 200, "the successor was refused on a: {rotated}");
-    let third_refresh = rotated["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let third_refresh = refresh_token_of(&rotated);
     set.route_to(1);
     let (status, reused) = refresh(&set, &first_refresh);
     assert_eq!(
@@ -365,10 +364,7 @@ fn a_logout_on_one_replica_reaches_the_other_replicas_webhook_cache_within_secon
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let refresh = tokens["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let refresh = refresh_token_of(&tokens);
     // Both replicas authenticate the token, and now hold the session's state.
     assert!(
         reviewed_by(&set, 0, &access),
