@@ -5,20 +5,9 @@
 
 use base64::Engine as _;
 use credential_shared::exec_credential::ApiVersion;
-use serde_json::Value;
 
 use crate::procs::{wait_for_code, Running};
-use crate::world::{world, Laptop, LOGIN_HINT, LOGIN_TIMEOUT, READERS};
-
-/// The token a successful `get` printed.
-fn token_of(stdout: &str) -> String {
-    let doc: Value = serde_json::from_str(stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one ExecCredential ({e}): {stdout:?}"));
-    doc["status"]["token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
+use crate::world::{token_in, world, Laptop, LOGIN_HINT, LOGIN_TIMEOUT, READERS};
 
 #[test]
 fn another_ca_bundle_gets_its_own_session_and_logout_ends_both() {
@@ -82,7 +71,7 @@ fn another_ca_bundle_gets_its_own_session_and_logout_ends_both() {
     let _ = world.browser().approve(&code, &pia.name, &pia.password);
     let done = running.finish(LOGIN_TIMEOUT);
     assert!(done.status.success(), "get failed: {}", done.stderr);
-    let second = token_of(&done.stdout);
+    let second = token_in(&done.stdout);
     assert_ne!(second, first, "the two API server entries share a token");
 
     // Both work, each with its own session; kubectl agrees with the plugin on the key.

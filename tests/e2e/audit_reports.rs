@@ -9,18 +9,25 @@ use std::time::Duration;
 
 use e2e::wait::{self, Check};
 
-use crate::world::{world, Laptop, Person, AUDITORS, CLUSTER, READERS};
+use crate::world::{unique, world, Laptop, Person, AUDITORS, CLUSTER, READERS};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+/// `audit access` of namespace `ns` since 2000 as JSON lines, with `extra` before `--format`.
+fn access_args<'a>(ns: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "audit",
+        "access",
+        "--cluster",
+        CLUSTER,
+        "--namespace",
+        ns,
+        "--since",
+        "2000-01-01",
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--format", "jsonl"]);
+    args
 }
 
 /// Runs SQL on the shared issuer's database (see [`e2e::Issuer::sqlite`]).
@@ -86,14 +93,7 @@ fn audit_access_names_who_had_access_to_a_namespace_why_and_who_approved() {
         ],
         None,
     );
-    let id = out
-        .assert_success()
-        .stdout
-        .rsplit("(grant ")
-        .next()
-        .and_then(|s| s.split(')').next())
-        .unwrap_or_default()
-        .to_owned();
+    let id = crate::grants::printed_grant_id(&out.assert_success().stdout);
     assert_eq!(id.len(), 10, "no grant id in {out}");
     sql(&format!(
         "UPDATE grants SET approved_by = 'carol', request_id = 'req-77' WHERE id = '{id}';"
@@ -115,18 +115,7 @@ fn audit_access_names_who_had_access_to_a_namespace_why_and_who_approved() {
     let outsider = world.new_person("audit-outsider", &["k8s-outsiders"]);
     Laptop::new().log_in(&outsider);
 
-    let args = [
-        "audit",
-        "access",
-        "--cluster",
-        CLUSTER,
-        "--namespace",
-        &ns,
-        "--since",
-        "2000-01-01",
-        "--format",
-        "jsonl",
-    ];
+    let args = access_args(&ns, &[]);
     let report = jsonl(&args);
 
     // (0) Who could reach the namespace, and how: the granted person through the grant, the
@@ -237,20 +226,7 @@ fn audit_access_names_who_had_access_to_a_namespace_why_and_who_approved() {
     assert!(table.stdout.contains(&granted.name) && table.stdout.contains(&member.name));
 
     // A window before all this names nobody.
-    let old = jsonl(&[
-        "audit",
-        "access",
-        "--cluster",
-        CLUSTER,
-        "--namespace",
-        &ns,
-        "--since",
-        "2000-01-01",
-        "--until",
-        "2000-01-02",
-        "--format",
-        "jsonl",
-    ]);
+    let old = jsonl(&access_args(&ns, &["--until", "2000-01-02"]));
     assert!(
         of_kind(&old, "grant").is_empty() && of_kind(&old, "person").is_empty(),
         "{old:?}"

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use credential_shared::exec_credential::ApiVersion;
 use e2e::browser::{csrf_token, form_action, path_of, Answer};
 use e2e::wait::{self, Check};
-use e2e::{IssuerOptions, TokenCache, UserEnv};
+use e2e::{TokenCache, UserEnv};
 
 use crate::procs::{wait_until_past, OwnIssuer, Running};
 use crate::world::{upstream_password, World, LOGIN_TIMEOUT, TOKEN_TTL, UPSTREAM};
@@ -31,16 +31,12 @@ fn an_issuer_that_cannot_serve_is_heard_out_and_tried_again_when_it_asked() {
     // A world of its own: its identity provider is frozen below, which would break other
     // stories signing in through the shared one.
     let world = World::start_own(TOKEN_TTL);
-    world.control_plane.apply(crate::upstream::ENGINEERS_RBAC);
+    world
+        .control_plane
+        .apply(&crate::upstream::engineers_rbac());
     let env = UserEnv::new();
     let plugin = world.plugin_args(TokenCache::File);
-    let kubeconfig = env.write_kubeconfig(
-        "kubeconfig",
-        world.control_plane.server(),
-        world.control_plane.ca_file(),
-        ApiVersion::V1,
-        &plugin,
-    );
+    let kubeconfig = world.kubeconfig(&env, &plugin);
 
     // bob signs in at the company's provider.
     let login = env.start_login(&plugin);
@@ -150,17 +146,10 @@ fn an_issuer_that_cannot_serve_is_heard_out_and_tried_again_when_it_asked() {
 
 #[test]
 fn an_unreachable_issuer_is_not_retried_by_every_call() {
-    let own = OwnIssuer::start(
-        "quinn",
-        IssuerOptions {
-            token_ttl: "2s".to_owned(),
-            ..IssuerOptions::default()
-        },
-    );
+    let own = OwnIssuer::with_short_tokens("quinn");
     let env = UserEnv::new();
     // The issuer's files go with it; the person keeps their copy of its CA.
-    let ca = env.home().join("issuer-ca.crt");
-    std::fs::copy(own.issuer.ca_file(), &ca).unwrap_or_else(|e| panic!("{e}"));
+    let ca = own.copied_ca(&env);
     let plugin = own.plugin_args(ca.clone());
     own.log_in(&env, &plugin);
 

@@ -7,9 +7,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use credential_shared::exec_credential::ApiVersion;
-use credential_shared::oauth::OAuthErrorCode;
 
-use crate::world::{assert_login_required, world, Laptop, READERS};
+use crate::world::{assert_login_required, refused_refresh, world, READERS};
 
 fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
@@ -18,9 +17,7 @@ fn exists(path: &Path) -> bool {
 #[test]
 fn a_token_file_others_can_read_is_ended_at_the_issuer_and_removed() {
     let world = world();
-    let lena = world.new_person("lena", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&lena);
+    let (lena, laptop) = world.signed_in("lena", &[READERS]);
     // The private file is a hit, so what follows is caused by the mode alone.
     laptop.get_credential(ApiVersion::V1).assert_success();
     let refresh_token = laptop.cached_token().refresh_token;
@@ -50,15 +47,10 @@ fn a_token_file_others_can_read_is_ended_at_the_issuer_and_removed() {
     assert!(!exists(&path), "the exposed token file is still there");
 
     // The session is over at the issuer, not only on this machine.
-    let refused = world
-        .issuer
-        .refresh(&refresh_token)
-        .err()
-        .unwrap_or_else(|| panic!("the issuer still accepts the exposed refresh token"));
-    assert_eq!(
-        refused.code(),
-        Some(OAuthErrorCode::InvalidGrant),
-        "{refused:?}"
+    refused_refresh(
+        &world.issuer,
+        &refresh_token,
+        "the issuer still accepts the exposed refresh token",
     );
 
     // A new sign-in stores a private file again (`cached_token` checks 0600), and kubectl works.
@@ -70,9 +62,7 @@ fn a_token_file_others_can_read_is_ended_at_the_issuer_and_removed() {
 #[test]
 fn a_link_planted_for_a_token_file_is_not_followed() {
     let world = world();
-    let omar = world.new_person("omar", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&omar);
+    let (_omar, laptop) = world.signed_in("omar", &[READERS]);
     let files = laptop.env.token_files();
     assert_eq!(files.len(), 1, "one login, one token file: {files:?}");
     let path = files[0].clone();

@@ -9,7 +9,7 @@ use std::path::Path;
 use credential_shared::exec_credential::ApiVersion;
 use serde_json::Value;
 
-use crate::world::{assert_login_required, world, Laptop, READERS};
+use crate::world::{assert_login_required, world, READERS};
 
 /// Replaces the content of `path` with `bytes`, keeping it private (0600) if it is created anew.
 #[track_caller]
@@ -29,9 +29,7 @@ const GARBAGE: &[u8] = b"\x00\x9f\xffnot json at all {{{\n\x07";
 #[test]
 fn corrupt_truncated_old_or_empty_cache_files_are_misses() {
     let world = world();
-    let kim = world.new_person("kim", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&kim);
+    let (kim, laptop) = world.signed_in("kim", &[READERS]);
     let files = laptop.env.token_files();
     assert_eq!(files.len(), 1, "one login, one token file: {files:?}");
     let path = files[0].clone();

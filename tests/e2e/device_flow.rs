@@ -78,9 +78,7 @@ fn a_reader_logs_in_through_the_pages_and_may_list_namespaces_but_not_read_secre
 #[test]
 fn a_person_without_a_role_binding_is_authenticated_but_forbidden() {
     let world = world();
-    let bob = world.new_person("bob", &[]);
-    let laptop = Laptop::new();
-    laptop.log_in(&bob);
+    let (bob, laptop) = world.signed_in("bob", &[]);
     assert_forbidden(&laptop.kubectl(&["get", "namespaces"]), &bob);
 }
 

@@ -1,40 +1,25 @@
 //! Disabling an account must end its sessions: the refresh token stops working at once, and
 //! kubectl fails with the login hint as soon as the last access token has expired.
 
-use credential_shared::oauth::OAuthErrorCode;
-
-use crate::world::{wait_until_rejected, world, Laptop, LOGIN_HINT, READERS};
+use crate::world::{refused_refresh, wait_until_rejected, world, READERS};
 
 #[test]
 fn a_disabled_person_gets_no_new_tokens() {
     let world = world();
-    let judy = world.new_person("judy", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&judy);
+    let (judy, laptop) = world.signed_in("judy", &[READERS]);
     laptop.kubectl(&["get", "namespaces"]).assert_success();
     let cached = laptop.cached_token();
 
     world.issuer.disable_user(&judy.name);
 
-    let refused = world
-        .issuer
-        .refresh(&cached.refresh_token)
-        .err()
-        .unwrap_or_else(|| panic!("a disabled person got a new token"));
-    assert_eq!(
-        (refused.status, refused.code()),
-        (400, Some(OAuthErrorCode::InvalidGrant)),
-        "{refused:?}"
+    let refused = refused_refresh(
+        &world.issuer,
+        &cached.refresh_token,
+        "a disabled person got a new token",
     );
+    assert_eq!(refused.status, 400, "{refused:?}");
 
     // The last access token is a signed JWT the API server accepts until it expires.
     wait_until_rejected(&cached.access_token);
-    laptop
-        .kubectl(&["get", "namespaces"])
-        .assert_failure()
-        .assert_stderr_contains(LOGIN_HINT);
-    assert!(
-        laptop.env.browser_launches().is_empty(),
-        "a non-interactive call opened a browser"
-    );
+    laptop.assert_kubectl_asks_for_login();
 }

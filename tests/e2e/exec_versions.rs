@@ -4,14 +4,12 @@
 use credential_shared::exec_credential::ApiVersion;
 use serde_json::Value;
 
-use crate::world::{world, Laptop, READERS};
+use crate::world::{world, READERS};
 
 #[test]
 fn kubectl_works_with_both_exec_api_versions() {
     let world = world();
-    let frank = world.new_person("frank", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&frank);
+    let (_frank, laptop) = world.signed_in("frank", &[READERS]);
     let access_token = laptop.cached_token().access_token;
 
     for version in [ApiVersion::V1, ApiVersion::V1Beta1] {

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use e2e::wait::{self, Check};
 use e2e::ControlPlane;
 
-use crate::world::{assert_forbidden, world, Laptop, Person, CLUSTER};
+use crate::world::{assert_forbidden, unique, world, Laptop, Person, CLUSTER};
 
 /// The `[[roles]]` of the World's issuer.
 pub(crate) const ROLES: &str = r#"
@@ -119,16 +119,6 @@ current-context: reconciler
 /// How long the reconciler may take to act on a change (it polls every second).
 const WITHIN: Duration = Duration::from_secs(20);
 
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn create_namespace(name: &str) {
     world()
         .control_plane
@@ -160,15 +150,19 @@ fn grant(person: &Person, namespace: &str, length: &str) -> String {
     grant_id(out.assert_success())
 }
 
-/// The grant id that `grant add` printed: `... (grant ID)`.
-pub(crate) fn grant_id(out: &e2e::Outcome) -> String {
-    let id = out
-        .stdout
+/// What stands in `... (grant ID)` at the end of `stdout`, or nothing.
+pub(crate) fn printed_grant_id(stdout: &str) -> String {
+    stdout
         .rsplit("(grant ")
         .next()
         .and_then(|s| s.split(')').next())
         .unwrap_or_default()
-        .to_owned();
+        .to_owned()
+}
+
+/// The grant id that `grant add` printed: `... (grant ID)`.
+pub(crate) fn grant_id(out: &e2e::Outcome) -> String {
+    let id = printed_grant_id(&out.stdout);
     assert!(
         id.len() == 10 && id.bytes().all(|b| b.is_ascii_hexdigit()),
         "no grant id in {out}"
@@ -178,10 +172,12 @@ pub(crate) fn grant_id(out: &e2e::Outcome) -> String {
 
 /// `kubectl get rolebinding NAME -n NS -o json` as admin: the object, or `None` if absent.
 fn binding(namespace: &str, name: &str) -> Option<serde_json::Value> {
-    let out = world().control_plane.kubectl_admin(
-        &["get", "rolebinding", name, "-n", namespace, "-o", "json"],
-        None,
-    );
+    admin_get(&["get", "rolebinding", name, "-n", namespace, "-o", "json"])
+}
+
+/// `kubectl ARGS` as admin, a `get -o json`: the object, or `None` if it is absent.
+fn admin_get(args: &[&str]) -> Option<serde_json::Value> {
+    let out = world().control_plane.kubectl_admin(args, None);
     if out.success() {
         Some(
             serde_json::from_str(&out.stdout)
@@ -454,18 +450,7 @@ fn disabling_a_person_removes_their_bindings() {
 
 /// `kubectl get clusterrolebinding NAME -o json` as admin: the object, or `None` if absent.
 fn cluster_binding(name: &str) -> Option<serde_json::Value> {
-    let out = world()
-        .control_plane
-        .kubectl_admin(&["get", "clusterrolebinding", name, "-o", "json"], None);
-    if out.success() {
-        Some(
-            serde_json::from_str(&out.stdout)
-                .unwrap_or_else(|e| panic!("bad kubectl output ({e}): {out}")),
-        )
-    } else {
-        assert!(out.stderr.contains("NotFound"), "kubectl failed: {out}");
-        None
-    }
+    admin_get(&["get", "clusterrolebinding", name, "-o", "json"])
 }
 
 #[test]

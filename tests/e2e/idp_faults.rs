@@ -14,10 +14,10 @@ use credential_shared::oauth::{
 };
 use e2e::browser::{csrf_token, form_action, path_of, Answer};
 use e2e::issuer::TokenError;
-use e2e::oidc_provider::{Account, Client};
+use e2e::oidc_provider::Account;
 use e2e::{Fault, FaultProxy, Issuer, IssuerOptions, OidcProvider, Page};
 
-use crate::world::{upstream_password, CLUSTER};
+use crate::world::{issuer_listener, upstream_password, upstream_settings, CLUSTER};
 
 /// Refreshes of sessions through this provider are refused while it cannot be asked.
 const STRICT: &str = "corp";
@@ -35,17 +35,7 @@ struct Setup {
 impl Setup {
     fn start(people: &[(&str, &[&str])]) -> Self {
         let proxy = FaultProxy::start();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("listener address: {e}"))
-            .port();
-        let client = Client {
-            id: "credential-issuer".to_owned(),
-            secret: format!("faults client secret {}", std::process::id()),
-            redirect_uri: format!("https://127.0.0.1:{port}/upstream/callback"),
-        };
+        let (listener, client) = issuer_listener("faults");
         let accounts: Vec<Account> = people
             .iter()
             .map(|(name, groups)| Account {
@@ -61,18 +51,14 @@ impl Setup {
         std::fs::write(&secret_file, &client.secret)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", secret_file.display()));
         let upstream = |id: &str, grace: &str| credential_issuer::config::FileUpstream {
-            id: id.to_owned(),
-            name: Some(format!("Corp SSO ({id})")),
-            issuer_url: proxy.url(),
-            client_id: client.id.clone(),
-            client_secret_file: Some(secret_file.clone()),
-            scopes: Some(
-                ["openid", "profile", "email", "groups", "offline_access"]
-                    .map(str::to_owned)
-                    .to_vec(),
-            ),
             offline_grace: Some(grace.to_owned()),
-            ..credential_issuer::config::FileUpstream::default()
+            ..upstream_settings(
+                id,
+                &format!("Corp SSO ({id})"),
+                &proxy.url(),
+                &client,
+                &secret_file,
+            )
         };
         let issuer = Issuer::start_on(
             listener,

@@ -8,10 +8,9 @@
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use credential_shared::oauth::OAuthErrorCode;
 use serde_json::Value;
 
-use crate::world::{shipped_oidc_flags, world, Laptop, READERS};
+use crate::world::{refused_refresh, shipped_oidc_flags, world, READERS};
 
 fn install_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -22,9 +21,7 @@ fn install_file(name: &str) -> PathBuf {
 #[test]
 fn kubectl_finds_the_plugin_as_kubectl_credential() {
     let world = world();
-    let nora = world.new_person("nora", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&nora);
+    let (_nora, laptop) = world.signed_in("nora", &[READERS]);
     let refresh_token = laptop.cached_token().refresh_token;
 
     // kubectl runs `kubectl-credential` from PATH for `kubectl credential ...`.
@@ -42,12 +39,11 @@ fn kubectl_finds_the_plugin_as_kubectl_credential() {
     cmd.args(laptop.plugin.for_subcommand("logout").iter().skip(1));
     let out = e2e::process::run(&mut cmd, None, std::time::Duration::from_secs(30));
     out.assert_success();
-    let refused = world
-        .issuer
-        .refresh(&refresh_token)
-        .err()
-        .unwrap_or_else(|| panic!("`kubectl credential logout` did not end the session"));
-    assert_eq!(refused.code(), Some(OAuthErrorCode::InvalidGrant));
+    refused_refresh(
+        &world.issuer,
+        &refresh_token,
+        "`kubectl credential logout` did not end the session",
+    );
 }
 
 #[test]
@@ -102,9 +98,7 @@ fn the_namespace_example_lets_a_team_into_its_namespace_only() {
     let rbac = std::fs::read_to_string(install_file("rbac-example.yaml"))
         .unwrap_or_else(|e| panic!("rbac-example.yaml: {e}"));
     world.control_plane.apply(&rbac);
-    let tess = world.new_person("tess", &["k8s-team-b"]);
-    let laptop = Laptop::new();
-    laptop.log_in(&tess);
+    let (_tess, laptop) = world.signed_in("tess", &["k8s-team-b"]);
     laptop
         .kubectl(&["auth", "can-i", "create", "deployments", "-n", "team-b"])
         .assert_success()

@@ -9,12 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use credential_issuer::secrets::totp;
 use credential_shared::exec_credential::ApiVersion;
-use credential_shared::oauth::OAuthErrorCode;
 use e2e::browser::{csrf_token, path_of};
 use e2e::wait::{self, Check};
 use e2e::{Browser, Page};
 
-use crate::world::{assert_login_required, world, Laptop, LOGIN_TIMEOUT, READERS};
+use crate::world::{assert_login_required, refused_refresh, world, Laptop, LOGIN_TIMEOUT, READERS};
 
 /// An invited person, as the test follows them.
 pub(crate) struct Contractor {
@@ -243,16 +242,13 @@ fn a_contractor_is_invited_enrols_a_second_factor_and_uses_kubectl() {
     laptop.kubectl(&["get", "namespaces"]).assert_success();
 }
 
-#[test]
-fn an_invitation_link_expires() {
-    let name = "contractor-late".to_owned();
-    let link = invite(&name, "30d", Some("1s"));
-    let browser = world().browser();
-    let page = wait::until(
+/// The page of invitation `link` once it has expired, waited for.
+fn expired_page(browser: &e2e::Browser, link: &str) -> e2e::Page {
+    wait::until(
         "the invitation link has expired",
         Duration::from_secs(30),
         || {
-            let page = browser.get(&path(&link));
+            let page = browser.get(&path(link));
             match page.status {
                 410 => Check::Done(page),
                 200 => Check::Retry("still open".to_owned()),
@@ -260,7 +256,15 @@ fn an_invitation_link_expires() {
             }
         },
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn an_invitation_link_expires() {
+    let name = "contractor-late".to_owned();
+    let link = invite(&name, "30d", Some("1s"));
+    let browser = world().browser();
+    let page = expired_page(&browser, &link);
     assert!(
         page.body.contains("expired") && page.body.contains("Ask your platform team"),
         "{page:?}"
@@ -319,15 +323,10 @@ fn an_expired_account_cannot_sign_in_and_its_refresh_is_refused() {
     let out = laptop.get_credential(ApiVersion::V1);
     assert_login_required(&out);
     // The refresh token is refused by the issuer, saying why.
-    let refused = world
-        .issuer
-        .refresh(&cached.refresh_token)
-        .err()
-        .unwrap_or_else(|| panic!("an expired account got a new token"));
-    assert_eq!(
-        refused.code(),
-        Some(OAuthErrorCode::InvalidGrant),
-        "{refused:?}"
+    let refused = refused_refresh(
+        &world.issuer,
+        &cached.refresh_token,
+        "an expired account got a new token",
     );
     assert!(refused.body.contains("expired"), "{refused:?}");
     // Signing in again is refused with a page that says so.
@@ -387,10 +386,7 @@ fn the_account_ready_page_gives_commands_that_work_as_written() {
             crate::world::CLUSTER.to_owned(),
             crate::world::AUDIENCE.to_owned(),
         )],
-        api_server: Some((
-            world.control_plane.server().to_owned(),
-            world.control_plane.ca_file().to_owned(),
-        )),
+        api_server: Some(world.api_server()),
         ..e2e::IssuerOptions::default()
     });
     let name = "contractor-newcomer";
@@ -483,19 +479,7 @@ fn an_expired_invitation_is_renewed_with_the_command_the_page_names() {
     let name = "contractor-renewed".to_owned();
     let old = invite(&name, "30d", Some("1s"));
     let browser = world.browser();
-    let page = wait::until(
-        "the invitation link has expired",
-        Duration::from_secs(30),
-        || {
-            let page = browser.get(&path(&old));
-            match page.status {
-                410 => Check::Done(page),
-                200 => Check::Retry("still open".to_owned()),
-                other => Check::Fail(format!("unexpected status {other}: {}", page.body)),
-            }
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let page = expired_page(&browser, &old);
     let command = format!("credential-issuer invite renew {name}");
     assert!(page.body.contains(&command), "{page:?}");
     assert!(!page.body.contains(r#"href="/device""#), "{page:?}");

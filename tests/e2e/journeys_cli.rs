@@ -2,7 +2,6 @@
 //! such, with the URL to use instead, rather than reported as a network error or answered
 //! with a hint to pass a flag the person already passed.
 
-use credential_shared::exec_credential::ApiVersion;
 use e2e::{IssuerOptions, UserEnv};
 
 use crate::procs::{wait_until_past, OwnIssuer};
@@ -85,24 +84,10 @@ fn the_api_servers_url_as_issuer_is_named_as_not_an_issuer() {
 #[test]
 fn one_kubectl_command_shows_the_plugins_error_once() {
     let world = world();
-    let own = OwnIssuer::start(
-        "kit",
-        IssuerOptions {
-            token_ttl: "2s".to_owned(),
-            ..IssuerOptions::default()
-        },
-    );
+    let own = OwnIssuer::with_short_tokens("kit");
     let env = UserEnv::new();
-    let ca = env.home().join("issuer-ca.crt");
-    std::fs::copy(own.issuer.ca_file(), &ca).unwrap_or_else(|e| panic!("{e}"));
-    let plugin = own.plugin_args(ca);
-    let kubeconfig = env.write_kubeconfig(
-        "kubeconfig",
-        world.control_plane.server(),
-        world.control_plane.ca_file(),
-        ApiVersion::V1,
-        &plugin,
-    );
+    let plugin = own.plugin_args(own.copied_ca(&env));
+    let kubeconfig = world.kubeconfig(&env, &plugin);
     let kubectl = || env.kubectl(&kubeconfig, &["get", "namespaces"]);
     let plugin_lines = |stderr: &str, needle: &str| {
         stderr
@@ -152,16 +137,7 @@ fn one_kubectl_command_shows_the_plugins_error_once() {
 #[test]
 fn commands_on_a_cluster_read_its_kubeconfig_entry() {
     let world = world();
-    let own = OwnIssuer::start(
-        "lena",
-        IssuerOptions {
-            api_server: Some((
-                world.control_plane.server().to_owned(),
-                world.control_plane.ca_file().to_owned(),
-            )),
-            ..IssuerOptions::default()
-        },
-    );
+    let own = OwnIssuer::with_api_server("lena", world);
     let env = UserEnv::new();
     let kubeconfig = env.home().join("config");
     let plugin_bin = e2e::bins::kubectl_credential();

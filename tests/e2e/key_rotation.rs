@@ -9,7 +9,7 @@ use base64::Engine as _;
 use credential_shared::oauth::Jwks;
 use e2e::wait::{self, Check};
 
-use crate::world::{world, Laptop, READERS};
+use crate::world::{world, READERS};
 
 /// The `kid` in a JWT's header.
 fn kid(jwt: &str) -> String {
@@ -37,12 +37,19 @@ fn published_kids() -> Vec<String> {
     jwks.keys.into_iter().map(|k| k.kid).collect()
 }
 
+/// The API server lists namespaces for `token`; `why` is what a refusal means.
+#[track_caller]
+fn assert_lists_namespaces(token: &str, why: &str) {
+    let resp = world()
+        .control_plane
+        .get_with_token("/api/v1/namespaces", token);
+    assert_eq!(resp.status, 200, "{why}: {}", resp.body);
+}
+
 #[test]
 fn rotated_keys_sign_new_tokens_while_old_tokens_keep_working() {
     let world = world();
-    let kim = world.new_person("kim", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&kim);
+    let (_kim, laptop) = world.signed_in("kim", &[READERS]);
     // A token minted just now, so that it is still valid when it is checked below.
     let before = world
         .issuer
@@ -79,13 +86,9 @@ fn rotated_keys_sign_new_tokens_while_old_tokens_keep_working() {
     .unwrap_or_else(|e| panic!("{e}"));
 
     // A token signed with the old key (issued before the rotation) still works.
-    let resp = world
-        .control_plane
-        .get_with_token("/api/v1/namespaces", &before.access_token);
-    assert_eq!(
-        resp.status, 200,
-        "the old token was refused after rotation: {}",
-        resp.body
+    assert_lists_namespaces(
+        &before.access_token,
+        "the old token was refused after rotation",
     );
 
     // New tokens are signed with the new key, and the API server accepts them at once.
@@ -102,12 +105,8 @@ fn rotated_keys_sign_new_tokens_while_old_tokens_keep_working() {
         kids.contains(&new_kid),
         "the new key {new_kid} is not in the JWKS {kids:?}"
     );
-    let resp = world
-        .control_plane
-        .get_with_token("/api/v1/namespaces", &fresh.access_token);
-    assert_eq!(
-        resp.status, 200,
-        "a token signed with the new key was refused: {}",
-        resp.body
+    assert_lists_namespaces(
+        &fresh.access_token,
+        "a token signed with the new key was refused",
     );
 }

@@ -3,7 +3,6 @@
 //! `--token-cache=file` instead of silently writing files.
 
 use credential_shared::exec_credential::ApiVersion;
-use e2e::plugin::exit;
 use e2e::{SecretService, TokenCache, UserEnv};
 use serde_json::Value;
 
@@ -53,15 +52,5 @@ fn without_a_session_bus_the_keyring_cache_fails_with_exit_6() {
     let laptop = Laptop::with(UserEnv::new(), TokenCache::Keyring);
 
     let out = laptop.get_credential(ApiVersion::V1);
-    out.assert_code(exit::CACHE_UNAVAILABLE)
-        .assert_stderr_contains("--token-cache=file");
-    assert!(
-        out.stdout.is_empty(),
-        "nothing but an ExecCredential may go to stdout: {out}"
-    );
-    assert!(
-        laptop.env.token_files().is_empty(),
-        "the plugin fell back to token files: {:?}",
-        laptop.env.token_files()
-    );
+    crate::world::assert_cache_unavailable(&laptop, &out);
 }

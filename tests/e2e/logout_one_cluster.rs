@@ -3,14 +3,13 @@
 //! of this test's own, because the shared world's issuer knows only one cluster.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use credential_shared::exec_credential::ApiVersion;
-use credential_shared::oauth::OAuthErrorCode;
 use e2e::{CachedToken, Issuer, IssuerOptions, PluginArgs, TokenCache, UserEnv};
-use serde_json::Value;
 
-use crate::world::{assert_login_required, AUDIENCE, LOGIN_TIMEOUT, READERS};
+use crate::world::{
+    assert_login_required_at_once, refused_refresh, token_in, AUDIENCE, LOGIN_TIMEOUT, READERS,
+};
 
 /// Long enough that no access token expires during the test, so the plugin never refreshes on
 /// its own and the refresh tokens the test reads from the cache stay the current ones.
@@ -38,17 +37,6 @@ fn read_entry(path: &PathBuf) -> CachedToken {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     CachedToken::parse(&text)
         .unwrap_or_else(|e| panic!("{} is not a token cache file ({e})", path.display()))
-}
-
-/// The token of the ExecCredential on `stdout`.
-#[track_caller]
-fn token_in(stdout: &str) -> String {
-    let doc: Value = serde_json::from_str(stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one ExecCredential ({e}): {stdout:?}"));
-    doc["status"]["token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 #[test]
@@ -104,28 +92,16 @@ fn logging_out_of_one_cluster_leaves_the_other_logged_in() {
         vec![b_file.clone()],
         "logout for a must delete a's token file and only that"
     );
-    let revoked = issuer
-        .refresh(&a_entry.refresh_token)
-        .err()
-        .unwrap_or_else(|| panic!("logout for a did not end a's session at the issuer"));
-    assert_eq!(
-        revoked.code(),
-        Some(OAuthErrorCode::InvalidGrant),
-        "{revoked:?}"
+    refused_refresh(
+        &issuer,
+        &a_entry.refresh_token,
+        "logout for a did not end a's session at the issuer",
     );
     let out = env.plugin_as_kubectl_would(
         &a.for_subcommand("get"),
         &e2e::plugin::exec_info(ApiVersion::V1, false),
     );
-    assert_login_required(&out);
-    assert!(
-        out.stdout.is_empty(),
-        "nothing but an ExecCredential may go to stdout: {out}"
-    );
-    assert!(
-        out.elapsed < Duration::from_secs(10),
-        "a non-interactive call must fail fast: {out}"
-    );
+    assert_login_required_at_once(&out);
 
     // b: untouched on the machine, served from the cache, and alive at the issuer.
     let b_after = read_entry(&b_file);

@@ -183,6 +183,35 @@ impl OwnIssuer {
         }
     }
 
+    /// Starts it with tokens that live two seconds.
+    pub(crate) fn with_short_tokens(username: &str) -> Self {
+        Self::start(
+            username,
+            e2e::IssuerOptions {
+                token_ttl: "2s".to_owned(),
+                ..e2e::IssuerOptions::default()
+            },
+        )
+    }
+
+    /// Starts it publishing `world`'s API server and CA for its cluster.
+    pub(crate) fn with_api_server(username: &str, world: &crate::world::World) -> Self {
+        Self::start(
+            username,
+            e2e::IssuerOptions {
+                api_server: Some(world.api_server()),
+                ..e2e::IssuerOptions::default()
+            },
+        )
+    }
+
+    /// A copy of the issuer's CA in `env`'s home, which outlives the issuer.
+    pub(crate) fn copied_ca(&self, env: &UserEnv) -> std::path::PathBuf {
+        let ca = env.home().join("issuer-ca.crt");
+        std::fs::copy(self.issuer.ca_file(), &ca).unwrap_or_else(|e| panic!("{e}"));
+        ca
+    }
+
     /// The plugin's arguments for it, with a file cache, trusting `ca` (a copy of the issuer's
     /// CA that outlives the issuer, or the issuer's own).
     pub(crate) fn plugin_args(&self, ca: std::path::PathBuf) -> e2e::PluginArgs {

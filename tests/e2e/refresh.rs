@@ -1,14 +1,12 @@
 //! Access tokens live seconds; the plugin must replace an expired one with the refresh token,
 //! silently (no browser, no prompt), and rotate the refresh token as it does.
 
-use crate::world::{wait_until_rejected, world, Laptop, READERS};
+use crate::world::{wait_until_rejected, world, READERS};
 
 #[test]
 fn an_expired_token_is_refreshed_silently() {
     let world = world();
-    let grace = world.new_person("grace", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&grace);
+    let (_grace, laptop) = world.signed_in("grace", &[READERS]);
     laptop.kubectl(&["get", "namespaces"]).assert_success();
     let before = laptop.cached_token();
 

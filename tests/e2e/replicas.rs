@@ -109,6 +109,14 @@ pub(crate) fn approve(set: &Replicas, user: &str, user_code: &str) {
     let _ = set.browser().approve(user_code, user, PASSWORD);
 }
 
+/// The `refresh_token` of a token answer (empty if it has none).
+fn refresh_token_of(answer: &serde_json::Value) -> String {
+    answer["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[test]
 fn state_written_through_one_replica_is_honoured_by_the_other() {
     let set = Replicas::start(2, &config(""));
@@ -155,17 +163,11 @@ fn state_written_through_one_replica_is_honoured_by_the_other() {
     // A refresh token rotated on b and presented again on a moments later (b's answer was
     // lost) gets b's successor back from a; once that successor was used, the first token is
     // reuse on either replica and ends the session for the newest token too (RFC 9700 4.14.2).
-    let first_refresh = tokens["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let first_refresh = refresh_token_of(&tokens);
     set.route_to(1);
     let (status, rotated) = refresh(&set, &first_refresh);
     assert_eq!(status, 200, "refresh on b failed: {rotated}");
-    let second_refresh = rotated["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let second_refresh = refresh_token_of(&rotated);
     set.route_to(0);
     let (status, retried) = refresh(&set, &first_refresh);
     assert_eq!(
@@ -179,10 +181,7 @@ fn state_written_through_one_replica_is_honoured_by_the_other() {
     );
     let (status, rotated) = refresh(&set, &second_refresh);
     assert_eq!(status, 200, "the successor was refused on a: {rotated}");
-    let third_refresh = rotated["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let third_refresh = refresh_token_of(&rotated);
     set.route_to(1);
     let (status, reused) = refresh(&set, &first_refresh);
     assert_eq!(
@@ -365,10 +364,7 @@ fn a_logout_on_one_replica_reaches_the_other_replicas_webhook_cache_within_secon
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let refresh = tokens["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let refresh = refresh_token_of(&tokens);
     // Both replicas authenticate the token, and now hold the session's state.
     assert!(
         reviewed_by(&set, 0, &access),
@@ -439,6 +435,29 @@ fn leader(set: &Replicas) -> Option<String> {
         .map(|r| r.name().to_owned())
 }
 
+/// The replica that first holds the leader lease, waited for.
+fn first_leader(set: &Replicas) -> String {
+    wait::until(
+        "a replica holds the leader lease",
+        Duration::from_secs(30),
+        || leader(set).map_or_else(|| Check::Retry("no holder".into()), Check::Done),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The replica other than `first` once it has taken the leader lease over, waited for.
+fn next_leader(set: &Replicas, first: &str) -> String {
+    wait::until(
+        "the other replica takes the lease over",
+        Duration::from_secs(60),
+        || match leader(set) {
+            Some(name) if name != first => Check::Done(name),
+            other => Check::Retry(format!("holder: {other:?}")),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
 fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
     let cp = ControlPlane::start_without_oidc();
@@ -475,12 +494,7 @@ fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
         .unwrap_or_else(|e| panic!("{e}"));
     };
 
-    let first = wait::until(
-        "a replica holds the leader lease",
-        Duration::from_secs(30),
-        || leader(&set).map_or_else(|| Check::Retry("no holder".into()), Check::Done),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let first = first_leader(&set);
     binding_appears("lease-a", &grant_in(&set, "lease-a"));
     // Exactly one replica acted as leader.
     let acquired: Vec<&str> = set
@@ -498,15 +512,7 @@ fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
     // The leader dies without a word (no lease release); the other takes over after the TTL.
     let (dead, survivor) = if first == "a" { (0, 1) } else { (1, 0) };
     set.kill(dead);
-    let second = wait::until(
-        "the other replica takes the lease over",
-        Duration::from_secs(60),
-        || match leader(&set) {
-            Some(name) if name != first => Check::Done(name),
-            other => Check::Retry(format!("holder: {other:?}")),
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let second = next_leader(&set, &first);
     assert_eq!(second, set.replica(survivor).name());
     binding_appears("lease-b", &grant_in(&set, "lease-b"));
     assert!(
@@ -522,12 +528,7 @@ fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
 fn a_configured_leader_lease_is_used_and_a_killed_leader_is_replaced() {
     // leader_lease is a top-level key: it goes before the tables of the usual config.
     let mut set = Replicas::start(2, &format!("leader_lease = \"5s\"\n{}", config("")));
-    let first = wait::until(
-        "a replica holds the leader lease",
-        Duration::from_secs(30),
-        || leader(&set).map_or_else(|| Check::Retry("no holder".into()), Check::Done),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let first = first_leader(&set);
     // The row in the database lasts the configured 5 s, not the default 15 s: read against the
     // database's own clock, it never expires more than 5 s (plus a second of rounding) ahead.
     let ahead = set.sql(
@@ -551,15 +552,7 @@ fn a_configured_leader_lease_is_used_and_a_killed_leader_is_replaced() {
     // SIGKILL: no release. The survivor takes over once the 5 s lease has expired (the bound
     // below only keeps a broken takeover from hanging the test; bench/takeover.sh measures).
     set.kill(dead);
-    let second = wait::until(
-        "the other replica takes the lease over",
-        Duration::from_secs(60),
-        || match leader(&set) {
-            Some(name) if name != first => Check::Done(name),
-            other => Check::Retry(format!("holder: {other:?}")),
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let second = next_leader(&set, &first);
     assert_eq!(second, set.replica(survivor).name());
     let got = wait::until(
         "the survivor reports its leadership in /metrics",

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use credential_shared::exec_credential::ApiVersion;
 use e2e::wait::{self, Check};
 
-use crate::world::{assert_forbidden, world, Laptop};
+use crate::world::{assert_forbidden, unique, world, Laptop};
 
 /// The identity group whose members approve [`ROLE`].
 pub(crate) const APPROVERS: &str = "jit-approvers";
@@ -158,16 +158,6 @@ fn notification(id: &str, event: &str) -> serde_json::Value {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-pub(crate) fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 pub(crate) fn create_namespace(name: &str) {
     world()
         .control_plane
@@ -244,6 +234,17 @@ fn wait_for_grant_binding(namespace: &str) -> String {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The token of the ExecCredential `laptop` prints for kubectl (empty if it has none).
+fn token_of_get(laptop: &Laptop) -> String {
+    let out = laptop.get_credential(ApiVersion::V1);
+    let cred: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad ExecCredential ({e}): {out}"));
+    cred["status"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The `grants` claim of the token `get` prints.
 fn grants_of_get(laptop: &Laptop) -> Vec<String> {
     let out = laptop.get_credential(ApiVersion::V1);
@@ -318,15 +319,7 @@ fn an_approved_request_opens_the_namespace_without_a_new_login_and_closes_at_its
         &[("action", "approve"), ("csrf_token", &csrf)],
     );
     assert_ne!(forged.status, 200, "{forged:?}");
-    let token = {
-        let out = laptop.get_credential(ApiVersion::V1);
-        let cred: serde_json::Value = serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("bad ExecCredential ({e}): {out}"));
-        cred["status"]["token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let token = token_of_get(&laptop);
     let api = e2e::http::response(
         e2e::http::agent(world.issuer.ca_file())
             .post(&format!(
@@ -388,9 +381,7 @@ fn an_approved_request_opens_the_namespace_without_a_new_login_and_closes_at_its
 #[test]
 fn a_denial_is_shown_by_kubectl_credential_requests() {
     let world = world();
-    let requester = world.new_person("jit-denied", &[]);
-    let laptop = Laptop::new();
-    laptop.log_in(&requester);
+    let (_requester, laptop) = world.signed_in("jit-denied", &[]);
     let out = file(&laptop, ROLE, Some("payments"), "30m");
     out.assert_success();
     let id = request_id(&out);
@@ -422,9 +413,7 @@ fn a_denial_is_shown_by_kubectl_credential_requests() {
 #[test]
 fn break_glass_is_self_approved_and_raises_an_alert() {
     let world = world();
-    let person = world.new_person("jit-glass", &[]);
-    let laptop = Laptop::new();
-    laptop.log_in(&person);
+    let (person, laptop) = world.signed_in("jit-glass", &[]);
     let out = file(&laptop, GLASS, None, "10m");
     out.assert_success()
         .assert_stdout_contains("status:  approved")
@@ -447,9 +436,7 @@ fn break_glass_is_self_approved_and_raises_an_alert() {
 #[test]
 fn request_wait_ends_with_exit_8_when_the_request_is_denied() {
     let world = world();
-    let requester = world.new_person("jit-waiter", &[]);
-    let laptop = Laptop::new();
-    laptop.log_in(&requester);
+    let (requester, laptop) = world.signed_in("jit-waiter", &[]);
     let mut args = laptop.plugin.for_subcommand("request");
     args.extend(
         [
@@ -540,15 +527,7 @@ fn the_requests_page_returns_after_sign_in_and_lists_the_roles_one_may_request()
 
     let laptop = Laptop::new();
     laptop.log_in(&person);
-    let token = {
-        let out = laptop.get_credential(ApiVersion::V1);
-        let cred: serde_json::Value = serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("bad ExecCredential ({e}): {out}"));
-        cred["status"]["token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let token = token_of_get(&laptop);
     let api = e2e::http::response(
         e2e::http::agent(world.issuer.ca_file())
             .get(&format!(

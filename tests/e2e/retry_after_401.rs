@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use credential_shared::exec_credential::ApiVersion;
 use e2e::{TokenCache, UserEnv};
 use serde_json::Value;
 
@@ -47,13 +46,7 @@ fn a_refused_token_is_refreshed_once_and_kubectl_succeeds() {
     let rita = world.new_person("rita", &[READERS]);
     let env = UserEnv::new();
     let plugin = world.plugin_args(TokenCache::File);
-    let kubeconfig = env.write_kubeconfig(
-        "kubeconfig",
-        world.control_plane.server(),
-        world.control_plane.ca_file(),
-        ApiVersion::V1,
-        &plugin,
-    );
+    let kubeconfig = world.kubeconfig(&env, &plugin);
     let login = env.start_login(&plugin);
     let _ = world
         .browser()

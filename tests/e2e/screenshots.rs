@@ -15,7 +15,8 @@ use e2e::browser::{csrf_token, path_of};
 use e2e::chromium::{self, Variant};
 
 use crate::invitation::{code_step, invite, key_on, password_step, path, Contractor};
-use crate::requests::{create_namespace, file, request_id, unique, APPROVERS, ROLE};
+use crate::requests::{create_namespace, file, request_id, APPROVERS, ROLE};
+use crate::world::unique;
 use crate::world::{world, Laptop, AUDITORS, LOGIN_TIMEOUT, READERS};
 
 /// A rendered page of text compresses to tens of kilobytes; a blank one to about one.
@@ -94,9 +95,7 @@ fn approver(pages: &mut Pages) {
     let world = world();
     let ns = unique("shots-payments");
     create_namespace(&ns);
-    let requester = world.new_person("shots-requester", &[READERS]);
-    let laptop = Laptop::new();
-    laptop.log_in(&requester);
+    let (_requester, laptop) = world.signed_in("shots-requester", &[READERS]);
     let filed = file(&laptop, ROLE, Some(&ns), "30m");
     let id = request_id(&filed);
     let approver = world.new_person("shots-approver", &[APPROVERS]);

@@ -46,10 +46,7 @@ fn setup_merges_working_exec_contexts_into_the_kubeconfig_once() {
     // An issuer whose cluster list publishes the world's API server and CA.
     let issuer = Issuer::start(&IssuerOptions {
         clusters: vec![(CLUSTER.to_owned(), AUDIENCE.to_owned())],
-        api_server: Some((
-            world.control_plane.server().to_owned(),
-            world.control_plane.ca_file().to_owned(),
-        )),
+        api_server: Some(world.api_server()),
         ..IssuerOptions::default()
     });
     let env = UserEnv::new();
@@ -176,16 +173,7 @@ fn setup_merges_working_exec_contexts_into_the_kubeconfig_once() {
 #[test]
 fn a_token_is_only_handed_to_the_clusters_own_api_server() {
     let world = world();
-    let own = OwnIssuer::start(
-        "rita",
-        IssuerOptions {
-            api_server: Some((
-                world.control_plane.server().to_owned(),
-                world.control_plane.ca_file().to_owned(),
-            )),
-            ..IssuerOptions::default()
-        },
-    );
+    let own = OwnIssuer::with_api_server("rita", world);
     let env = UserEnv::new();
     let plugin = own.plugin_args(own.issuer.ca_file().to_owned());
     own.log_in(&env, &plugin);

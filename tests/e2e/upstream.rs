@@ -14,20 +14,12 @@ use crate::world::{
 
 /// Lets the mapped group `credential:upstream-engineers` list namespaces (the role the world
 /// defines for readers), and nothing else.
-pub(crate) const ENGINEERS_RBAC: &str = r"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: ns-reader-upstream-engineers
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: ns-reader
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: Group
-  name: credential:upstream-engineers
-";
+pub(crate) fn engineers_rbac() -> String {
+    crate::world::ns_reader_binding(
+        "ns-reader-upstream-engineers",
+        "credential:upstream-engineers",
+    )
+}
 
 /// From the user code to the provider's login form, through the button of `provider`.
 fn to_provider(browser: &Browser, user_code: &str, provider: &str) -> Page {
@@ -100,7 +92,7 @@ fn assert_forbidden_for(out: &e2e::Outcome, kube_user: &str) {
 #[test]
 fn groups_come_from_the_provider_through_the_policy_and_follow_it_at_each_refresh() {
     let world = world();
-    world.control_plane.apply(ENGINEERS_RBAC);
+    world.control_plane.apply(&engineers_rbac());
     let laptop = Laptop::new();
     let login = laptop.env.start_login(&laptop.plugin);
     let browser = world.browser();

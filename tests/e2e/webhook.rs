@@ -82,7 +82,7 @@ fn webhook_control_plane(issuer: &Issuer, dir: &std::path::Path) -> ControlPlane
         version: flag("--authentication-token-webhook-version"),
         audit_policy: Some(policy_path),
     });
-    cp.apply(crate::world::RBAC);
+    cp.apply(&crate::world::rbac());
     cp
 }
 

@@ -52,6 +52,16 @@ pub(crate) const UPSTREAM_PEOPLE: &[(&str, &str, &[&str])] = &[
     ("eve", "eve@elsewhere.example", &["eng-web"]),
 ];
 
+/// `prefix` made unique in this run: the process id and a counter appended.
+pub(crate) fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// The password of an upstream person.
 pub(crate) fn upstream_password(username: &str) -> String {
     format!("upstream password of {username}")
@@ -80,7 +90,9 @@ fn world_policy() -> FilePolicy {
 }
 
 /// Lets `credential:k8s-readers` get and list namespaces, and nothing else.
-pub(crate) const RBAC: &str = r#"
+pub(crate) fn rbac() -> String {
+    format!(
+        r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
@@ -89,11 +101,19 @@ rules:
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list"]
----
+---{}"#,
+        ns_reader_binding("ns-reader-credential-readers", "credential:k8s-readers")
+    )
+}
+
+/// Binding `name`, which lets `group` do what the `ClusterRole` `ns-reader` of [`rbac`] allows.
+pub(crate) fn ns_reader_binding(name: &str, group: &str) -> String {
+    format!(
+        r"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
-  name: ns-reader-credential-readers
+  name: {name}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
@@ -101,8 +121,10 @@ roleRef:
 subjects:
 - apiGroup: rbac.authorization.k8s.io
   kind: Group
-  name: credential:k8s-readers
-"#;
+  name: {group}
+"
+    )
+}
 
 /// The `--oidc-*` flags of `install/apiserver-flags.txt` as (name, value) pairs, placeholders
 /// (`ISSUER_URL`, `CA_FILE`, `AUDIENCE`) left in.
@@ -130,6 +152,47 @@ pub(crate) struct World {
 }
 
 static WORLD: OnceLock<Result<World, String>> = OnceLock::new();
+
+/// The issuer's listener, bound first, and the client an identity provider knows the issuer
+/// as, with a secret marked `label` and the callback on that listener's port.
+pub(crate) fn issuer_listener(label: &str) -> (std::net::TcpListener, Client) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("listener address: {e}"))
+        .port();
+    let client = Client {
+        id: "credential-issuer".to_owned(),
+        secret: format!("{label} client secret {}", std::process::id()),
+        redirect_uri: format!("https://127.0.0.1:{port}/upstream/callback"),
+    };
+    (listener, client)
+}
+
+/// Upstream `id`, shown as `name`, at `issuer_url`, that knows the issuer as `client` (its
+/// secret in `secret_file`), asked for the scopes a sign-in and a refresh need.
+pub(crate) fn upstream_settings(
+    id: &str,
+    name: &str,
+    issuer_url: &str,
+    client: &Client,
+    secret_file: &std::path::Path,
+) -> FileUpstream {
+    FileUpstream {
+        id: id.to_owned(),
+        name: Some(name.to_owned()),
+        issuer_url: issuer_url.to_owned(),
+        client_id: client.id.clone(),
+        client_secret_file: Some(secret_file.to_owned()),
+        scopes: Some(
+            ["openid", "profile", "email", "groups", "offline_access"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        ..FileUpstream::default()
+    }
+}
 
 /// The shared world, started by the first test that asks. If starting it failed, every test
 /// fails with the same message.
@@ -160,17 +223,7 @@ impl World {
     pub(crate) fn start_own(token_ttl: Duration) -> Self {
         let t0 = Instant::now();
         // The provider must know the issuer's callback URL, so the issuer's port comes first.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("listener address: {e}"))
-            .port();
-        let client = Client {
-            id: "credential-issuer".to_owned(),
-            secret: format!("e2e client secret {}", std::process::id()),
-            redirect_uri: format!("https://127.0.0.1:{port}/upstream/callback"),
-        };
+        let (listener, client) = issuer_listener("e2e");
         let idp = OidcProvider::start(
             &client,
             &UPSTREAM_PEOPLE
@@ -187,18 +240,8 @@ impl World {
         std::fs::write(&secret_file, &client.secret)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", secret_file.display()));
         let upstream = |id: &str, name: &str, domains: &[&str]| FileUpstream {
-            id: id.to_owned(),
-            name: Some(name.to_owned()),
-            issuer_url: idp.url().to_owned(),
-            client_id: client.id.clone(),
-            client_secret_file: Some(secret_file.clone()),
-            scopes: Some(
-                ["openid", "profile", "email", "groups", "offline_access"]
-                    .map(str::to_owned)
-                    .to_vec(),
-            ),
             allowed_email_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
-            ..FileUpstream::default()
+            ..upstream_settings(id, name, idp.url(), &client, &secret_file)
         };
         let issuer = Issuer::start_on(
             listener,
@@ -246,7 +289,7 @@ impl World {
             groups_claim: flag("--oidc-groups-claim"),
             groups_prefix: flag("--oidc-groups-prefix"),
         });
-        control_plane.apply(RBAC);
+        control_plane.apply(&rbac());
         crate::grants::give_the_reconciler_access(
             &control_plane,
             &issuer.reconciler_kubeconfig(CLUSTER),
@@ -321,6 +364,33 @@ impl World {
     }
 
     /// The plugin arguments for this world's issuer and cluster.
+    /// The control plane's API server and its CA, as an issuer publishes them.
+    pub(crate) fn api_server(&self) -> (String, PathBuf) {
+        (
+            self.control_plane.server().to_owned(),
+            self.control_plane.ca_file().to_owned(),
+        )
+    }
+
+    /// `kubeconfig` in `env`'s home: the control plane, reached with exec v1 and `plugin`.
+    pub(crate) fn kubeconfig(&self, env: &UserEnv, plugin: &PluginArgs) -> PathBuf {
+        env.write_kubeconfig(
+            "kubeconfig",
+            self.control_plane.server(),
+            self.control_plane.ca_file(),
+            ApiVersion::V1,
+            plugin,
+        )
+    }
+
+    /// A new person (see [`World::new_person`]) signed in on a new laptop.
+    pub(crate) fn signed_in(&self, role: &str, groups: &[&str]) -> (Person, Laptop) {
+        let person = self.new_person(role, groups);
+        let laptop = Laptop::new();
+        laptop.log_in(&person);
+        (person, laptop)
+    }
+
     pub(crate) fn plugin_args(&self, token_cache: TokenCache) -> PluginArgs {
         PluginArgs {
             issuer: self.issuer.url().to_owned(),
@@ -438,6 +508,19 @@ impl Laptop {
     }
 
     /// `kubectl-credential get` as kubectl runs it without a terminal (`interactive: false`).
+    /// kubectl fails with the login hint, and no browser was opened.
+    #[track_caller]
+    pub(crate) fn assert_kubectl_asks_for_login(&self) {
+        self.kubectl(&["get", "namespaces"])
+            .assert_failure()
+            .assert_stderr_contains(LOGIN_HINT);
+        assert!(
+            self.env.browser_launches().is_empty(),
+            "a non-interactive call opened a browser: {:?}",
+            self.env.browser_launches()
+        );
+    }
+
     pub(crate) fn get_credential(&self, version: ApiVersion) -> Outcome {
         self.env.plugin_as_kubectl_would(
             &self.plugin.for_subcommand("get"),
@@ -471,9 +554,71 @@ pub(crate) fn wait_until_rejected(token: &str) {
 }
 
 /// Fails the test unless `out` is the plugin's "log in again" failure: exit 3 with the hint.
+/// The issuer's refusal of `refresh_token` as `invalid_grant`; `why` is what it means if the
+/// token still works.
+#[track_caller]
+pub(crate) fn refused_refresh(
+    issuer: &Issuer,
+    refresh_token: &str,
+    why: &str,
+) -> e2e::issuer::TokenError {
+    let refused = issuer
+        .refresh(refresh_token)
+        .err()
+        .unwrap_or_else(|| panic!("{why}"));
+    assert_eq!(
+        refused.code(),
+        Some(credential_shared::oauth::OAuthErrorCode::InvalidGrant),
+        "{refused:?}"
+    );
+    refused
+}
+
+/// `out` is the plugin's exit 6 for a token cache it cannot use, with nothing on stdout and no
+/// token file written instead.
+#[track_caller]
+pub(crate) fn assert_cache_unavailable(laptop: &Laptop, out: &Outcome) {
+    out.assert_code(exit::CACHE_UNAVAILABLE)
+        .assert_stderr_contains("--token-cache=file");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing but an ExecCredential may go to stdout: {out}"
+    );
+    assert!(
+        laptop.env.token_files().is_empty(),
+        "the plugin fell back to token files: {:?}",
+        laptop.env.token_files()
+    );
+}
+
 pub(crate) fn assert_login_required(out: &Outcome) {
     out.assert_code(exit::LOGIN_REQUIRED)
         .assert_stderr_contains(LOGIN_HINT);
+}
+
+/// `out` asks for a login (see [`assert_login_required`]) at once, with nothing on stdout.
+#[track_caller]
+pub(crate) fn assert_login_required_at_once(out: &Outcome) {
+    assert_login_required(out);
+    assert!(
+        out.stdout.is_empty(),
+        "nothing but an ExecCredential may go to stdout: {out}"
+    );
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "a non-interactive call must fail fast: {out}"
+    );
+}
+
+/// The token of the ExecCredential on `stdout`.
+#[track_caller]
+pub(crate) fn token_in(stdout: &str) -> String {
+    let doc: serde_json::Value = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one ExecCredential ({e}): {stdout:?}"));
+    doc["status"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Fails the test unless kubectl failed because the API server forbade `person` something.

@@ -231,12 +231,7 @@ impl Issuer {
     /// `credential-issuer user add NAME --group G... ` with the password on stdin.
     #[track_caller]
     pub fn add_user(&self, name: &str, groups: &[&str], password: &str) {
-        let mut args = vec!["user", "add", name];
-        for group in groups {
-            args.extend(["--group", group]);
-        }
-        self.cli(&args, Some(&format!("{password}\n")))
-            .assert_success();
+        add_user_with(|args, stdin| self.cli(args, stdin), name, groups, password);
     }
 
     /// `credential-issuer user disable NAME`.
@@ -384,6 +379,21 @@ impl Issuer {
         )
         .unwrap_or_else(|e| panic!("{e}"))
     }
+}
+
+/// `credential-issuer user add NAME --group G...` run by `cli` with the password on stdin.
+#[track_caller]
+pub(crate) fn add_user_with(
+    cli: impl FnOnce(&[&str], Option<&str>) -> Outcome,
+    name: &str,
+    groups: &[&str],
+    password: &str,
+) {
+    let mut args = vec!["user", "add", name];
+    for group in groups {
+        args.extend(["--group", group]);
+    }
+    cli(&args, Some(&format!("{password}\n"))).assert_success();
 }
 
 fn reconciler_kubeconfig(data_dir: &Path, cluster: &str) -> PathBuf {

@@ -475,12 +475,7 @@ impl Replicas {
     /// `credential-issuer user add NAME --group G...` with the password on stdin.
     #[track_caller]
     pub fn add_user(&self, name: &str, groups: &[&str], password: &str) {
-        let mut args = vec!["user", "add", name];
-        for group in groups {
-            args.extend(["--group", group]);
-        }
-        self.cli(&args, Some(&format!("{password}\n")))
-            .assert_success();
+        crate::issuer::add_user_with(|args, stdin| self.cli(args, stdin), name, groups, password);
     }
 
     /// `GET path` on replica `i` directly (not through the load balancer).

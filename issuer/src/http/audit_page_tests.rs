@@ -8,7 +8,7 @@
 use axum::http::{header, StatusCode};
 use credential_shared::oauth::TokenResponse;
 
-use super::tests::{logged_in, Reply, TestApp};
+use super::test_support::{logged_in, Reply, TestApp, USER_PASSWORD};
 use crate::domain::audit_chain::Record;
 use crate::domain::grants::{Grantee, NewGrant};
 use crate::store::AuditFilter;
@@ -29,23 +29,12 @@ async fn app() -> TestApp {
 
 /// Signs `user` in on the sign-in page of the browser holding `cookie`; returns the reply.
 async fn sign_in(app: &TestApp, cookie: &str, user: &str) -> Reply {
-    let login = app.get("/login", Some(cookie)).await;
-    app.post(
-        "/login",
-        &[
-            ("username", user),
-            ("password", "correct horse battery"),
-            ("csrf_token", &login.csrf()),
-        ],
-        Some(cookie),
-    )
-    .await
+    app.sign_in(cookie, user, USER_PASSWORD).await
 }
 
 /// A browser signed in as `user` (who must exist): its cookie.
 async fn browser_of(app: &TestApp, user: &str) -> String {
-    let page = app.get("/login", None).await;
-    let cookie = page.cookie().unwrap();
+    let (_, cookie) = app.browser("/login").await;
     let r = sign_in(app, &cookie, user).await;
     r.cookie().expect("sign-in sets a new cookie")
 }
@@ -162,14 +151,7 @@ async fn filters_page_and_download_select_the_same_events_and_views_are_audited(
     assert!(!dl.body.contains("fred"), "{}", dl.body);
 
     // Login and refresh rows name the person, not their opaque id; the export keeps the id.
-    let erin_id = app
-        .state
-        .store()
-        .user_by_name("erin")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let erin_id = app.user("erin").await.id;
     let page = app.get("/audit?person=erin", Some(&ann)).await;
     assert!(
         page.body
@@ -286,28 +268,11 @@ async fn every_kind_of_event_is_recorded_with_its_fields() {
     app.add_user("hal", &["dev"]).await;
     let d = app.start().await;
     app.decide(&d.user_code, "hal", "deny").await;
-    let page = app.get("/login", None).await;
-    let cookie = page.cookie().unwrap();
-    app.post(
-        "/login",
-        &[
-            ("username", "hal"),
-            ("password", "wrong"),
-            ("csrf_token", &page.csrf()),
-        ],
-        Some(&cookie),
-    )
-    .await;
+    let (page, cookie) = app.browser("/login").await;
+    app.sign_in_form(&cookie, &page.csrf(), "hal", "wrong")
+        .await;
     // A revocation by the client (logout).
-    app.post(
-        "/oauth/revoke",
-        &[
-            ("token", &refreshed.refresh_token),
-            ("client_id", "kubectl-credential"),
-        ],
-        None,
-    )
-    .await;
+    app.revoke(&refreshed.refresh_token).await;
 
     let t = trail(&app).await;
     let login = find(&t, "login");

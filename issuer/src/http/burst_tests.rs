@@ -6,59 +6,13 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
 use credential_shared::oauth::{OAuthErrorCode as E, TokenResponse};
-use tokio::sync::Barrier;
 
-use super::tests::{Reply, TestApp};
+use super::test_support::{burst, count, logged_in, says_when, Reply, TestApp, USER_PASSWORD};
 use crate::config::FileRateLimits;
-
-/// Sends `n` requests made by `request(app, i)` at once; returns the replies in order.
-pub(super) async fn burst<F, Fut>(app: &Arc<TestApp>, n: usize, request: F) -> Vec<Reply>
-where
-    F: Fn(Arc<TestApp>, usize) -> Fut,
-    Fut: Future<Output = Reply> + Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(n));
-    let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
-        let fut = request(Arc::clone(app), i);
-        let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            fut.await
-        }));
-    }
-    let mut replies = Vec::with_capacity(n);
-    for t in tasks {
-        replies.push(t.await.unwrap());
-    }
-    replies
-}
-
-/// How many replies have `status`.
-pub(super) fn count(replies: &[Reply], status: StatusCode) -> usize {
-    replies.iter().filter(|r| r.status == status).count()
-}
-
-/// A refusal that tells the person when to come back.
-pub(super) fn says_when(r: &Reply) {
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
-    let secs: u64 = r.headers[header::RETRY_AFTER]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=3600).contains(&secs), "Retry-After {secs}");
-    assert!(
-        r.body.contains("Try again in"),
-        "no retry time in {}",
-        r.body
-    );
-}
 
 fn limits(edit: impl FnOnce(&mut FileRateLimits)) -> impl FnOnce(&mut crate::config::FileConfig) {
     move |f| {
@@ -75,49 +29,26 @@ fn limits(edit: impl FnOnce(&mut FileRateLimits)) -> impl FnOnce(&mut crate::con
 async fn a_burst_of_wrong_user_codes_gets_at_most_the_limit_checked() {
     let app = Arc::new(TestApp::with(limits(|l| l.user_code_failures = Some(10))).await);
     let d = app.start().await;
-    let page = app.get("/device", None).await;
-    let cookie = page.cookie().unwrap();
+    let (page, cookie) = app.browser("/device").await;
     let csrf = page.csrf();
     let replies = burst(&app, 300, |app, i| {
         let (cookie, csrf) = (cookie.clone(), csrf.clone());
         async move {
             // Distinct wrong codes, as a guesser would send.
             let code = format!("BBBB-{i:04}").replace('0', "C").replace('1', "D");
-            app.post(
-                "/device",
-                &[("user_code", &code), ("csrf_token", &csrf)],
-                Some(&cookie),
-            )
-            .await
+            app.enter_code(&cookie, &csrf, &code).await
         }
     })
     .await;
-    let checked = app
-        .state
-        .store()
-        .count_events("user_code.invalid")
-        .await
-        .unwrap();
+    let checked = app.count_events("user_code.invalid").await;
     assert_eq!(checked, 10, "user codes checked in a burst of 300");
     assert_eq!(count(&replies, StatusCode::BAD_REQUEST), 10);
     assert_eq!(count(&replies, StatusCode::TOO_MANY_REQUESTS), 290);
     // The right code, after the limit, is refused too, and the page says when to come back.
-    let r = app
-        .post(
-            "/device",
-            &[("user_code", &d.user_code), ("csrf_token", &csrf)],
-            Some(&cookie),
-        )
-        .await;
+    let r = app.enter_code(&cookie, &csrf, &d.user_code).await;
     says_when(&r);
     app.advance(121);
-    let r = app
-        .post(
-            "/device",
-            &[("user_code", &d.user_code), ("csrf_token", &csrf)],
-            Some(&cookie),
-        )
-        .await;
+    let r = app.enter_code(&cookie, &csrf, &d.user_code).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 }
 
@@ -125,45 +56,22 @@ async fn a_burst_of_wrong_user_codes_gets_at_most_the_limit_checked() {
 async fn a_burst_of_wrong_passwords_gets_at_most_the_limit_checked() {
     let app = Arc::new(TestApp::with(limits(|l| l.password_failures = Some(5))).await);
     app.add_user("jane", &[]).await;
-    let page = app.get("/login", None).await;
-    let cookie = page.cookie().unwrap();
+    let (page, cookie) = app.browser("/login").await;
     let csrf = page.csrf();
     let replies = burst(&app, 60, |app, i| {
         let (cookie, csrf) = (cookie.clone(), csrf.clone());
         async move {
             let guess = format!("guess {i}");
-            app.post(
-                "/login",
-                &[
-                    ("username", "jane"),
-                    ("password", &guess),
-                    ("csrf_token", &csrf),
-                ],
-                Some(&cookie),
-            )
-            .await
+            app.sign_in_form(&cookie, &csrf, "jane", &guess).await
         }
     })
     .await;
-    let checked = app
-        .state
-        .store()
-        .count_events("login.failed")
-        .await
-        .unwrap();
+    let checked = app.count_events("login.failed").await;
     assert_eq!(checked, 5, "passwords checked in a burst of 60");
     assert_eq!(count(&replies, StatusCode::UNAUTHORIZED), 5);
     assert_eq!(count(&replies, StatusCode::TOO_MANY_REQUESTS), 55);
     let r = app
-        .post(
-            "/login",
-            &[
-                ("username", "jane"),
-                ("password", "correct horse battery"),
-                ("csrf_token", &csrf),
-            ],
-            Some(&cookie),
-        )
+        .sign_in_form(&cookie, &csrf, "jane", USER_PASSWORD)
         .await;
     says_when(&r);
     assert!(r.body.contains("Too many failed sign-ins"), "{}", r.body);
@@ -174,23 +82,13 @@ async fn a_burst_of_wrong_passwords_gets_at_most_the_limit_checked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_over_many_accounts_stops_at_the_address_limit() {
     let app = Arc::new(TestApp::with(limits(|l| l.password_failures = Some(5))).await);
-    let page = app.get("/login", None).await;
-    let cookie = page.cookie().unwrap();
+    let (page, cookie) = app.browser("/login").await;
     let csrf = page.csrf();
     let replies = burst(&app, 80, |app, i| {
         let (cookie, csrf) = (cookie.clone(), csrf.clone());
         async move {
             let user = format!("user{i}");
-            app.post(
-                "/login",
-                &[
-                    ("username", &user),
-                    ("password", "guess"),
-                    ("csrf_token", &csrf),
-                ],
-                Some(&cookie),
-            )
-            .await
+            app.sign_in_form(&cookie, &csrf, &user, "guess").await
         }
     })
     .await;
@@ -263,7 +161,7 @@ async fn a_burst_of_polls_is_answered_in_time_once_and_redeemed_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_refreshes_rotates_once() {
     let app = Arc::new(TestApp::new().await);
-    let t = super::tests::logged_in(&app, "rae").await;
+    let t = logged_in(&app, "rae").await;
     let rt = t.refresh_token.clone();
     let replies = burst(&app, 50, |app, _| {
         let rt = rt.clone();
@@ -276,9 +174,8 @@ async fn a_burst_of_refreshes_rotates_once() {
         .map(|r| r.json::<TokenResponse>().refresh_token)
         .collect();
     assert_eq!(successors.len(), 1, "one rotation of one refresh token");
-    let store = app.state.store();
-    assert_eq!(store.count_events("refresh").await.unwrap(), 1);
-    assert_eq!(store.count_events("refresh.retried").await.unwrap(), 49);
+    assert_eq!(app.count_events("refresh").await, 1);
+    assert_eq!(app.count_events("refresh.retried").await, 49);
 }
 
 /// New browser sessions (rows in the database) opened at once from one address stop at twice

@@ -4,11 +4,12 @@
 //! the pages people use (`/device`, `/login`, `/login/totp`, `/consent`, invitations).
 //!
 //! Each request goes through `router(state).oneshot(..)` on a task of its own, with a fake clock
-//! and a temporary database, as in `tests.rs`. Every answer must come within a time bound, must
-//! not be a 5xx (a malformed request is the client's fault), and must stay small whatever the
-//! input's size (the body is read through a limit). Inputs are arbitrary bytes, near-valid forms
-//! and documents with one part broken, and real values (a live device code, refresh token,
-//! session cookie with its CSRF token, signed tokens with edited claims) mixed with junk.
+//! and a temporary database, as in `test_support.rs`. Every answer must come within a time
+//! bound, must not be a 5xx (a malformed request is the client's fault), and must stay small
+//! whatever the input's size (the body is read through a limit). Inputs are arbitrary bytes,
+//! near-valid forms and documents with one part broken, and real values (a live device code,
+//! refresh token, session cookie with its CSRF token, signed tokens with edited claims) mixed
+//! with junk.
 //!
 //! `PROPTEST_CASES=N` sets the case count of every property; see docs/fuzzing.md.
 
@@ -26,7 +27,7 @@ use proptest::sample::select;
 use proptest::test_runner::TestRunner;
 use tower::ServiceExt as _;
 
-use super::tests::{logged_in, TestApp};
+use super::test_support::{logged_in, TestApp, USER_PASSWORD};
 use crate::fuzz_support::{
     bytes_like, config, json_int, json_object, json_string, json_value, text, Bytes, TIME_BOUND,
 };
@@ -792,26 +793,11 @@ async fn browsers(app: &TestApp) -> Browsers {
     let d = app.start().await;
     let page = app.get("/device", None).await;
     let cookie = page.cookie().unwrap_or_default();
-    app.post(
-        "/device",
-        &[
-            ("user_code", &d.user_code),
-            ("csrf_token", &csrf_of(&page.body)),
-        ],
-        Some(&cookie),
-    )
-    .await;
+    app.enter_code(&cookie, &csrf_of(&page.body), &d.user_code)
+        .await;
     let login = app.get("/login", Some(&cookie)).await;
     let r = app
-        .post(
-            "/login",
-            &[
-                ("username", "fuzz"),
-                ("password", "correct horse battery"),
-                ("csrf_token", &csrf_of(&login.body)),
-            ],
-            Some(&cookie),
-        )
+        .sign_in_form(&cookie, &csrf_of(&login.body), "fuzz", USER_PASSWORD)
         .await;
     let signed_in = r.cookie().unwrap_or_default();
     let consent = app.get("/consent", Some(&signed_in)).await;
@@ -1070,15 +1056,7 @@ async fn a_user_name_with_control_characters_is_a_failed_sign_in() {
     let page = app.get("/login", None).await;
     let cookie = page.cookie().unwrap_or_default();
     let r = app
-        .post(
-            "/login",
-            &[
-                ("username", "fu\0zz\u{1b}"),
-                ("password", "wrong"),
-                ("csrf_token", &page.csrf()),
-            ],
-            Some(&cookie),
-        )
+        .sign_in_form(&cookie, &page.csrf(), "fu\0zz\u{1b}", "wrong")
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     assert!(r.body.contains("Wrong username or password"), "{}", r.body);
@@ -1101,12 +1079,7 @@ async fn a_signed_token_with_an_impossible_session_id_is_refused_not_a_server_er
         .unwrap_or_else(|e| panic!("{e}"));
     let slot = serde_json::Value::String(token).to_string();
     let r = app
-        .send(
-            Request::post("/authenticate/default")
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(review_doc(&slot)))
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
+        .post_json("/authenticate/default", review_doc(&slot))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let review: TokenReviewResponse = r.json();

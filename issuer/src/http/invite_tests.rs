@@ -1,6 +1,6 @@
 //! Handler tests of local accounts: the invitation pages (every error path), the second sign-in
 //! step, `require_totp`, and account expiry at sign-in, redemption and refresh. The router is
-//! driven in-process with a fake clock, as in `tests.rs`, whose helpers these reuse.
+//! driven in-process with a fake clock, through the helpers of `test_support.rs`.
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -9,7 +9,9 @@ use std::time::Duration;
 use axum::http::{header, StatusCode};
 use credential_shared::oauth::{OAuthErrorCode as E, TokenResponse};
 
-use super::tests::{Reply, TestApp};
+use super::test_support::{
+    burst, captured_logs, count, says_when, wrong_code, Reply, TestApp, USER_PASSWORD,
+};
 use crate::config::FileAccounts;
 use crate::service::admin::{create_invitation, InviteRequest};
 
@@ -83,12 +85,17 @@ async fn submit(
     .await
 }
 
+/// The invitation form sent with `PASSWORD` twice and `code`.
+async fn accept(app: &TestApp, token: &str, cookie: &str, csrf: &str, code: &str) -> Reply {
+    submit(app, token, cookie, csrf, (PASSWORD, PASSWORD, code)).await
+}
+
 /// Invites and accepts; returns the base32 secret the person enrolled.
 pub(super) async fn enrolled(app: &TestApp, name: &str, account: Duration) -> String {
     let token = invite(app, name, account, DAY).await;
     let (page, cookie, secret) = open(app, &token).await;
     let c = code(app, &secret, 0);
-    let r = submit(app, &token, &cookie, &page.csrf(), (PASSWORD, PASSWORD, &c)).await;
+    let r = accept(app, &token, &cookie, &page.csrf(), &c).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     secret
 }
@@ -96,42 +103,15 @@ pub(super) async fn enrolled(app: &TestApp, name: &str, account: Duration) -> St
 /// Enters `user_code` and the password in a new browser; returns the reply to the password
 /// and the cookie it set.
 pub(super) async fn password_step(app: &TestApp, user_code: &str, name: &str) -> (Reply, String) {
-    let page = app.get("/device", None).await;
-    let cookie = page.cookie().unwrap();
-    let r = app
-        .post(
-            "/device",
-            &[("user_code", user_code), ("csrf_token", &page.csrf())],
-            Some(&cookie),
-        )
-        .await;
-    assert_eq!(r.headers[header::LOCATION], "/login", "{}", r.body);
-    let login = app.get("/login", Some(&cookie)).await;
-    let r = app
-        .post(
-            "/login",
-            &[
-                ("username", name),
-                ("password", PASSWORD),
-                ("csrf_token", &login.csrf()),
-            ],
-            Some(&cookie),
-        )
-        .await;
+    let (_, r, cookie) = app.code_then_password(user_code, name, PASSWORD).await;
     let cookie = r.cookie().unwrap_or(cookie);
     (r, cookie)
 }
 
 /// The second step with `code`.
 async fn code_step(app: &TestApp, cookie: &str, code: &str) -> Reply {
-    let page = app.get("/login/totp", Some(cookie)).await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    app.post(
-        "/login/totp",
-        &[("totp_code", code), ("csrf_token", &page.csrf())],
-        Some(cookie),
-    )
-    .await
+    app.fill_in("/login/totp", cookie, &[("totp_code", code)])
+        .await
 }
 
 /// A whole device login of an enrolled person, with the code `steps` ahead: the tokens.
@@ -143,14 +123,7 @@ async fn log_in(app: &TestApp, name: &str, secret: &str, steps: i64) -> TokenRes
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.headers[header::LOCATION], "/consent");
     let signed_in = r.cookie().expect("a new session id once signed in");
-    let consent = app.get("/consent", Some(&signed_in)).await;
-    let done = app
-        .post(
-            "/consent",
-            &[("action", "approve"), ("csrf_token", &consent.csrf())],
-            Some(&signed_in),
-        )
-        .await;
+    let done = app.answer_consent(&signed_in, "approve").await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     app.advance(5);
     let r = app.poll(&d.device_code).await;
@@ -171,24 +144,11 @@ async fn an_invitation_sets_password_and_second_factor_exactly_once() {
     assert_eq!(again, secret);
 
     let c = code(&app, &secret, 0);
-    let r = submit(
-        &app,
-        &token,
-        &cookie,
-        &page.csrf(),
-        (PASSWORD, PASSWORD, &c),
-    )
-    .await;
+    let r = accept(&app, &token, &cookie, &page.csrf(), &c).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("Account ready"), "{}", r.body);
 
-    let user = app
-        .state
-        .store()
-        .user_by_name("carol")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = app.user("carol").await;
     assert!(user.totp_enrolled);
     assert!(crate::secrets::password::verify(
         user.password_hash.as_deref().unwrap(),
@@ -203,14 +163,7 @@ async fn an_invitation_sets_password_and_second_factor_exactly_once() {
         "{}",
         reopened.body
     );
-    let resubmitted = submit(
-        &app,
-        &token,
-        &cookie,
-        &page.csrf(),
-        (PASSWORD, PASSWORD, &c),
-    )
-    .await;
+    let resubmitted = accept(&app, &token, &cookie, &page.csrf(), &c).await;
     assert_eq!(resubmitted.status, StatusCode::GONE, "{}", resubmitted.body);
 
     // Neither the link's token nor the seed is stored in the clear.
@@ -221,7 +174,7 @@ async fn an_invitation_sets_password_and_second_factor_exactly_once() {
         assert!(!text.contains(&token), "{f} holds the invitation token");
         assert!(!text.contains(&secret), "{f} holds the TOTP seed");
     }
-    let events = app.state.store().audit_events_for("carol").await.unwrap();
+    let events = app.events_for("carol").await;
     assert_eq!(
         events,
         [
@@ -261,14 +214,7 @@ async fn unknown_expired_and_withdrawn_links_each_have_a_page() {
     );
     // Submitting the form opened before the end is refused as well.
     let c = code(&app, &secret, 0);
-    let late = submit(
-        &app,
-        &token,
-        &cookie,
-        &page.csrf(),
-        (PASSWORD, PASSWORD, &c),
-    )
-    .await;
+    let late = accept(&app, &token, &cookie, &page.csrf(), &c).await;
     assert_eq!(late.status, StatusCode::GONE, "{}", late.body);
 
     let token = invite(&app, "erin", DAY * 30, DAY).await;
@@ -332,7 +278,7 @@ async fn the_invitation_form_checks_passwords_and_csrf() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("not be your username"), "{}", r.body);
 
-    let forged = submit(&app, &token, &cookie, "wrong", (PASSWORD, PASSWORD, &c)).await;
+    let forged = accept(&app, &token, &cookie, "wrong", &c).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     let no_cookie = app
         .post(
@@ -343,7 +289,7 @@ async fn the_invitation_form_checks_passwords_and_csrf() {
         .await;
     assert_eq!(no_cookie.status, StatusCode::FORBIDDEN);
     // None of that used the invitation up.
-    let r = submit(&app, &token, &cookie, &csrf, (PASSWORD, PASSWORD, &c)).await;
+    let r = accept(&app, &token, &cookie, &csrf, &c).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
@@ -360,26 +306,22 @@ async fn wrong_codes_on_an_invitation_are_refused_then_rate_limited() {
     let (page, cookie, secret) = open(&app, &token).await;
     let csrf = page.csrf();
     let right = code(&app, &secret, 0);
-    let wrong = if right == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
+    let wrong = wrong_code(&right);
     for _ in 0..3 {
-        let r = submit(&app, &token, &cookie, &csrf, (PASSWORD, PASSWORD, wrong)).await;
+        let r = accept(&app, &token, &cookie, &csrf, wrong).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
         assert!(r.body.contains("code is not right"), "{}", r.body);
     }
     // Past the limit even the right code is refused, with a page that says to wait.
-    let r = submit(&app, &token, &cookie, &csrf, (PASSWORD, PASSWORD, &right)).await;
+    let r = accept(&app, &token, &cookie, &csrf, &right).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
     assert!(r.body.contains("Too many wrong codes"));
     // After the window the invitation still works.
     app.advance(15 * 60);
     let right = code(&app, &secret, 0);
-    let r = submit(&app, &token, &cookie, &csrf, (PASSWORD, PASSWORD, &right)).await;
+    let r = accept(&app, &token, &cookie, &csrf, &right).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let events = app.state.store().audit_events_for("gina").await.unwrap();
+    let events = app.events_for("gina").await;
     assert_eq!(
         events
             .iter()
@@ -449,11 +391,7 @@ async fn wrong_codes_at_sign_in_are_rate_limited_per_account() {
     let d = app.start().await;
     let (_, cookie) = password_step(&app, &d.user_code, "ivy").await;
     let right = code(&app, &secret, 1);
-    let wrong = if right == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
+    let wrong = wrong_code(&right);
     for _ in 0..5 {
         let r = code_step(&app, &cookie, wrong).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
@@ -486,18 +424,9 @@ async fn require_totp_refuses_password_only_accounts() {
     })
     .await;
     app.add_user("kim", &["dev"]).await;
-    let login = app.get("/login", None).await;
-    let cookie = login.cookie().unwrap();
+    let (login, cookie) = app.browser("/login").await;
     let r = app
-        .post(
-            "/login",
-            &[
-                ("username", "kim"),
-                ("password", "correct horse battery"),
-                ("csrf_token", &login.csrf()),
-            ],
-            Some(&cookie),
-        )
+        .sign_in_form(&cookie, &login.csrf(), "kim", USER_PASSWORD)
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert!(r.body.contains("invitation"), "{}", r.body);
@@ -521,13 +450,7 @@ async fn an_expired_account_cannot_redeem_sign_in_or_refresh() {
     let (_, cookie) = password_step(&app, &d.user_code, "max").await;
     let r = code_step(&app, &cookie, &code(&app, &secret, 0)).await;
     let signed_in = r.cookie().unwrap();
-    let consent = app.get("/consent", Some(&signed_in)).await;
-    app.post(
-        "/consent",
-        &[("action", "approve"), ("csrf_token", &consent.csrf())],
-        Some(&signed_in),
-    )
-    .await;
+    app.answer_consent(&signed_in, "approve").await;
     app.advance(540);
     let r = app.poll(&d.device_code).await;
     assert_eq!(r.oauth_error(), E::AccessDenied, "{}", r.body);
@@ -547,14 +470,8 @@ async fn an_expired_account_cannot_redeem_sign_in_or_refresh() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert!(r.body.contains("Account expired"), "{}", r.body);
 
-    let user = app
-        .state
-        .store()
-        .user_by_name("max")
-        .await
-        .unwrap()
-        .unwrap();
-    let events = app.state.store().audit_events_for(&user.id).await.unwrap();
+    let user = app.user("max").await;
+    let events = app.events_for(&user.id).await;
     assert!(
         events.contains(&"refresh.refused.expired".to_owned()),
         "{events:?}"
@@ -577,32 +494,14 @@ async fn tokens_never_outlive_the_account() {
 
 #[tokio::test]
 async fn no_invitation_secret_reaches_the_log() {
-    let logs = super::tests::captured_logs();
+    let logs = captured_logs();
     let app = TestApp::new().await;
     let token = invite(&app, "olga", DAY, DAY).await;
     let (page, cookie, secret) = open(&app, &token).await;
     let right = code(&app, &secret, 0);
-    let wrong = if right == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
-    submit(
-        &app,
-        &token,
-        &cookie,
-        &page.csrf(),
-        (PASSWORD, PASSWORD, wrong),
-    )
-    .await;
-    submit(
-        &app,
-        &token,
-        &cookie,
-        &page.csrf(),
-        (PASSWORD, PASSWORD, &right),
-    )
-    .await;
+    let wrong = wrong_code(&right);
+    accept(&app, &token, &cookie, &page.csrf(), wrong).await;
+    accept(&app, &token, &cookie, &page.csrf(), &right).await;
     app.advance(30);
     let signed_in_code = code(&app, &secret, 0);
     let d = app.start().await;
@@ -610,7 +509,7 @@ async fn no_invitation_secret_reaches_the_log() {
     code_step(&app, &cookie2, wrong).await;
     code_step(&app, &cookie2, &signed_in_code).await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.contains("invitation accepted"),
         "the flow was logged: {text}"
@@ -621,18 +520,8 @@ async fn no_invitation_secret_reaches_the_log() {
     }
 }
 
-/// A wrong code that differs from the right one.
-fn wrong_code(right: &str) -> &'static str {
-    if right == "000000" {
-        "111111"
-    } else {
-        "000000"
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_wrong_codes_at_sign_in_gets_at_most_the_limit_checked() {
-    use super::burst_tests::{burst, count, says_when};
     let app = std::sync::Arc::new(TestApp::new().await);
     let secret = enrolled(&app, "iris", DAY * 30).await;
     app.advance(60);
@@ -654,12 +543,7 @@ async fn a_burst_of_wrong_codes_at_sign_in_gets_at_most_the_limit_checked() {
         }
     })
     .await;
-    let checked = app
-        .state
-        .store()
-        .count_events("login.totp_failed")
-        .await
-        .unwrap();
+    let checked = app.count_events("login.totp_failed").await;
     assert_eq!(checked, 5, "codes checked in a burst of 100");
     assert_eq!(count(&replies, StatusCode::UNAUTHORIZED), 5);
     assert_eq!(count(&replies, StatusCode::TOO_MANY_REQUESTS), 95);
@@ -671,7 +555,6 @@ async fn a_burst_of_wrong_codes_at_sign_in_gets_at_most_the_limit_checked() {
 /// against its owner) is accepted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_code_sent_twice_at_once_is_accepted_once() {
-    use super::burst_tests::{burst, count};
     let app = std::sync::Arc::new(TestApp::new().await);
     let secret = enrolled(&app, "jude", DAY * 30).await;
     app.advance(60);
@@ -706,7 +589,6 @@ async fn one_code_sent_twice_at_once_is_accepted_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_wrong_codes_on_an_invitation_gets_at_most_the_limit_checked() {
-    use super::burst_tests::{burst, count, says_when};
     let app = std::sync::Arc::new(TestApp::new().await);
     let token = invite(&app, "kurt", DAY, DAY).await;
     let (page, cookie, secret) = open(&app, &token).await;
@@ -715,10 +597,10 @@ async fn a_burst_of_wrong_codes_on_an_invitation_gets_at_most_the_limit_checked(
     let wrong = wrong_code(&right);
     let replies = burst(&app, 60, |app, _| {
         let (token, cookie, csrf) = (token.clone(), cookie.clone(), csrf.clone());
-        async move { submit(&app, &token, &cookie, &csrf, (PASSWORD, PASSWORD, wrong)).await }
+        async move { accept(&app, &token, &cookie, &csrf, wrong).await }
     })
     .await;
-    let events = app.state.store().audit_events_for("kurt").await.unwrap();
+    let events = app.events_for("kurt").await;
     let checked = events
         .iter()
         .filter(|e| *e == "invitation.totp_failed")
@@ -726,14 +608,13 @@ async fn a_burst_of_wrong_codes_on_an_invitation_gets_at_most_the_limit_checked(
     assert_eq!(checked, 5, "codes checked in a burst of 60");
     assert_eq!(count(&replies, StatusCode::BAD_REQUEST), 5);
     assert_eq!(count(&replies, StatusCode::TOO_MANY_REQUESTS), 55);
-    let r = submit(&app, &token, &cookie, &csrf, (PASSWORD, PASSWORD, &right)).await;
+    let r = accept(&app, &token, &cookie, &csrf, &right).await;
     says_when(&r);
 }
 
 /// An invitation link submitted right by several browsers at once sets the account up once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_invitation_submitted_at_once_is_used_once() {
-    use super::burst_tests::{burst, count};
     let app = std::sync::Arc::new(TestApp::new().await);
     let token = invite(&app, "lena", DAY, DAY).await;
     let (page, cookie, secret) = open(&app, &token).await;
@@ -742,12 +623,12 @@ async fn an_invitation_submitted_at_once_is_used_once() {
     let replies = burst(&app, 4, |app, _| {
         let (token, cookie, csrf, right) =
             (token.clone(), cookie.clone(), csrf.clone(), right.clone());
-        async move { submit(&app, &token, &cookie, &csrf, (PASSWORD, PASSWORD, &right)).await }
+        async move { accept(&app, &token, &cookie, &csrf, &right).await }
     })
     .await;
     assert_eq!(count(&replies, StatusCode::OK), 1, "used once");
     assert_eq!(count(&replies, StatusCode::GONE), 3);
-    let events = app.state.store().audit_events_for("lena").await.unwrap();
+    let events = app.events_for("lena").await;
     assert_eq!(events.iter().filter(|e| *e == "invitation.used").count(), 1);
 }
 
@@ -760,14 +641,7 @@ async fn account_ready_says_how_to_install_set_up_and_go_on() {
     let token = invite(&app, "kate", DAY * 30, DAY).await;
     let (page, cookie, secret) = open(&app, &token).await;
     let c = code(&app, &secret, 0);
-    let done = submit(
-        &app,
-        &token,
-        &cookie,
-        &page.csrf(),
-        (PASSWORD, PASSWORD, &c),
-    )
-    .await;
+    let done = accept(&app, &token, &cookie, &page.csrf(), &c).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     let body = &done.body;
     assert!(body.contains("Account ready"), "{body}");
@@ -806,14 +680,7 @@ async fn with_the_operators_certificate_no_ca_is_offered() {
     let token = invite(&app, "lena", DAY * 30, DAY).await;
     let (page, cookie, secret) = open(&app, &token).await;
     let c = code(&app, &secret, 0);
-    let done = submit(
-        &app,
-        &token,
-        &cookie,
-        &page.csrf(),
-        (PASSWORD, PASSWORD, &c),
-    )
-    .await;
+    let done = accept(&app, &token, &cookie, &page.csrf(), &c).await;
     assert!(
         done.body.contains(
             r#"<code id="setup-command">kubectl credential setup --issuer https://issuer.test</code>"#
@@ -830,14 +697,7 @@ async fn a_wrong_code_on_the_invitation_keeps_the_password() {
     let token = invite(&app, "mona", DAY * 30, DAY).await;
     let (page, cookie, secret) = open(&app, &token).await;
     let right = code(&app, &secret, 0);
-    let r = submit(
-        &app,
-        &token,
-        &cookie,
-        &page.csrf(),
-        (PASSWORD, PASSWORD, wrong_code(&right)),
-    )
-    .await;
+    let r = accept(&app, &token, &cookie, &page.csrf(), wrong_code(&right)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     let kept = format!(r#"value="{}""#, super::templates::escape(PASSWORD));
     assert_eq!(
@@ -847,14 +707,7 @@ async fn a_wrong_code_on_the_invitation_keeps_the_password() {
         r.body
     );
     // The kept form is sent as it is and works.
-    let ok = submit(
-        &app,
-        &token,
-        &cookie,
-        &r.csrf(),
-        (PASSWORD, PASSWORD, &right),
-    )
-    .await;
+    let ok = accept(&app, &token, &cookie, &r.csrf(), &right).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     // A password problem is not given back.
     let token = invite(&app, "nina", DAY * 30, DAY).await;
@@ -906,7 +759,7 @@ async fn an_expired_or_withdrawn_invitation_is_renewed_by_the_operator() {
     );
     let (page, cookie, secret) = open(&app, &new).await;
     let c = code(&app, &secret, 0);
-    let done = submit(&app, &new, &cookie, &page.csrf(), (PASSWORD, PASSWORD, &c)).await;
+    let done = accept(&app, &new, &cookie, &page.csrf(), &c).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     // Once set up there is nothing to renew.
     let err = crate::service::admin::renew_invitation(app.state.store(), "olga", DAY, now)
@@ -916,7 +769,7 @@ async fn an_expired_or_withdrawn_invitation_is_renewed_by_the_operator() {
         matches!(err, crate::service::admin::Error::NotRenewable(_)),
         "{err}"
     );
-    let events = app.state.store().audit_events_for("olga").await.unwrap();
+    let events = app.events_for("olga").await;
     assert_eq!(
         events,
         [

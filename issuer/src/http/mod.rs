@@ -231,6 +231,8 @@ mod invite_tests;
 #[cfg(test)]
 mod requests_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod webhook_tests;

@@ -4,12 +4,11 @@
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, StatusCode};
 use credential_shared::api::{AccessRequestInfo, AccessRequestList, ApiErrorBody};
 use credential_shared::oauth::{Jwks, TokenResponse};
 
-use super::tests::{Reply, TestApp};
+use super::test_support::{burst, count, login, Reply, TestApp, USER_PASSWORD};
 use crate::config::{FileConfig, FileRequests, FileRole};
 
 fn policy(f: &mut FileConfig) {
@@ -39,45 +38,39 @@ fn policy(f: &mut FileConfig) {
     });
 }
 
-/// Logs `user` (in `groups`) in through the device flow.
-async fn login(app: &TestApp, user: &str, groups: &[&str]) -> TokenResponse {
-    app.add_user(user, groups).await;
-    let d = app.start().await;
-    app.decide(&d.user_code, user, "approve").await;
-    app.advance(5);
-    let r = app.poll(&d.device_code).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    r.json()
-}
-
 /// Signs `user` in on the web (no device waiting); returns the session cookie.
 async fn web_sign_in(app: &TestApp, user: &str) -> String {
-    let page = app.get("/login", None).await;
-    let cookie = page.cookie().unwrap();
+    let (page, cookie) = app.browser("/login").await;
     let r = app
-        .post(
-            "/login",
-            &[
-                ("username", user),
-                ("password", "correct horse battery"),
-                ("csrf_token", &page.csrf()),
-            ],
-            Some(&cookie),
-        )
+        .sign_in_form(&cookie, &page.csrf(), user, USER_PASSWORD)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     r.cookie().unwrap()
 }
 
-async fn api(app: &TestApp, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::CONTENT_TYPE, "application/json");
-    if let Some(t) = token {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    app.send(b.body(Body::from(body.to_owned())).unwrap()).await
+/// A filing of an access request through the plugin's API.
+async fn file(app: &TestApp, token: Option<&str>, body: &str) -> Reply {
+    app.api("POST", "/api/v1/requests", token, body).await
+}
+
+/// The approvals page's form at `path` sent with (action, comment).
+async fn decide_on_page(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    csrf: &str,
+    (action, comment): (&str, &str),
+) -> Reply {
+    app.post(
+        path,
+        &[
+            ("action", action),
+            ("comment", comment),
+            ("csrf_token", csrf),
+        ],
+        Some(cookie),
+    )
+    .await
 }
 
 fn filing(role: &str, reason: &str, secs: u64) -> String {
@@ -94,40 +87,28 @@ fn filing(role: &str, reason: &str, secs: u64) -> String {
 #[tokio::test]
 async fn the_api_wants_a_live_token_and_never_echoes_it() {
     let app = TestApp::with(policy).await;
-    let r = api(&app, "GET", "/api/v1/requests", None, "").await;
+    let r = app.api("GET", "/api/v1/requests", None, "").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.headers[header::WWW_AUTHENTICATE]
         .to_str()
         .unwrap()
         .starts_with("Bearer"));
     let bogus = "eyJhbGciOiJFUzI1NiJ9.e30.c2lnbmF0dXJlLXNlY3JldC10b2tlbg";
-    let r = api(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        Some(bogus),
-        &filing("prod-exec", "x", 60),
-    )
-    .await;
+    let r = file(&app, Some(bogus), &filing("prod-exec", "x", 60)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(!r.body.contains(bogus), "{}", r.body);
     assert_eq!(r.json::<ApiErrorBody>().error, "unauthorized");
     // A logged-out session's token is refused too.
     let t = login(&app, "alice", &["dev"]).await;
-    let ok = api(&app, "GET", "/api/v1/requests", Some(&t.access_token), "").await;
-    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
-    let revoke = app
-        .post(
-            "/oauth/revoke",
-            &[
-                ("token", &t.refresh_token),
-                ("client_id", "kubectl-credential"),
-            ],
-            None,
-        )
+    let ok = app
+        .api("GET", "/api/v1/requests", Some(&t.access_token), "")
         .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let revoke = app.revoke(&t.refresh_token).await;
     assert_eq!(revoke.status, StatusCode::OK, "{}", revoke.body);
-    let r = api(&app, "GET", "/api/v1/requests", Some(&t.access_token), "").await;
+    let r = app
+        .api("GET", "/api/v1/requests", Some(&t.access_token), "")
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
 }
 
@@ -136,47 +117,19 @@ async fn filings_follow_the_policy_and_are_rate_limited() {
     let app = TestApp::with(policy).await;
     let t = login(&app, "alice", &["dev"]).await;
     let tok = Some(t.access_token.as_str());
-    let r = api(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        tok,
-        &filing("prod-exec", "", 60),
-    )
-    .await;
+    let r = file(&app, tok, &filing("prod-exec", "", 60)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert!(r.body.contains("requires a reason"), "{}", r.body);
-    let r = api(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        tok,
-        &filing("prod-exec", "x", 3 * 3600),
-    )
-    .await;
+    let r = file(&app, tok, &filing("prod-exec", "x", 3 * 3600)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     // The limit reads as the config file wrote it (`2h`), not as a number of seconds.
     let refused = r.json::<ApiErrorBody>().message;
     assert!(refused.contains("at most 2h"), "{refused}");
     assert!(!refused.contains("7200"), "{refused}");
     // The third filing this window is within the limit (3), the fourth is not.
-    let r = api(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        tok,
-        &filing("prod-exec", "x", 60),
-    )
-    .await;
+    let r = file(&app, tok, &filing("prod-exec", "x", 60)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let r = api(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        tok,
-        &filing("prod-exec", "x", 60),
-    )
-    .await;
+    let r = file(&app, tok, &filing("prod-exec", "x", 60)).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
 }
 
@@ -185,10 +138,8 @@ async fn the_requester_never_approves_and_another_approver_starts_the_grant() {
     let app = TestApp::with(policy).await;
     // Alice is herself in the approvers group: still not for her own request.
     let alice = login(&app, "alice", &["dev", "sre-leads"]).await;
-    let r = api(
+    let r = file(
         &app,
-        "POST",
-        "/api/v1/requests",
         Some(&alice.access_token),
         &filing("prod-exec", "OOM in payment-service", 1800),
     )
@@ -197,7 +148,7 @@ async fn the_requester_never_approves_and_another_approver_starts_the_grant() {
     let filed: AccessRequestInfo = r.json();
     assert_eq!(filed.status, "pending");
     let path = format!("/api/v1/requests/{}/approve", filed.id);
-    let r = api(&app, "POST", &path, Some(&alice.access_token), "").await;
+    let r = app.api("POST", &path, Some(&alice.access_token), "").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert!(r.body.contains("your own request"), "{}", r.body);
 
@@ -233,31 +184,11 @@ async fn the_requester_never_approves_and_another_approver_starts_the_grant() {
         .post(&form_path, &[("action", "approve")], Some(&bob_web))
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
-    let r = app
-        .post(
-            &form_path,
-            &[
-                ("action", "approve"),
-                ("comment", "go"),
-                ("csrf_token", &page.csrf()),
-            ],
-            Some(&bob_web),
-        )
-        .await;
+    let r = decide_on_page(&app, &form_path, &bob_web, &page.csrf(), ("approve", "go")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("approved"), "{}", r.body);
     // A second decision loses.
-    let r = app
-        .post(
-            &form_path,
-            &[
-                ("action", "deny"),
-                ("comment", "no"),
-                ("csrf_token", &page.csrf()),
-            ],
-            Some(&bob_web),
-        )
-        .await;
+    let r = decide_on_page(&app, &form_path, &bob_web, &page.csrf(), ("deny", "no")).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
     assert!(
         r.body.contains(r#"href="/requests""#),
@@ -265,15 +196,10 @@ async fn the_requester_never_approves_and_another_approver_starts_the_grant() {
         r.body
     );
 
-    let mine: AccessRequestList = api(
-        &app,
-        "GET",
-        "/api/v1/requests",
-        Some(&alice.access_token),
-        "",
-    )
-    .await
-    .json();
+    let mine: AccessRequestList = app
+        .api("GET", "/api/v1/requests", Some(&alice.access_token), "")
+        .await
+        .json();
     let got = &mine.requests[0];
     assert_eq!(got.status, "approved");
     assert_eq!(got.decided_by.as_deref(), Some("bob"));
@@ -288,12 +214,7 @@ async fn the_requester_never_approves_and_another_approver_starts_the_grant() {
     assert!(claims
         .groups
         .contains(&"grant:prod-exec:payments".to_owned()));
-    let events = app
-        .state
-        .store()
-        .audit_events_for("user:alice")
-        .await
-        .unwrap();
+    let events = app.events_for("user:alice").await;
     assert_eq!(
         events,
         ["request.filed", "request.approved", "grant.created"]
@@ -308,14 +229,7 @@ async fn break_glass_is_approved_at_once_with_an_alert() {
         "cluster": "default", "role": "glass", "reason": "outage", "duration_secs": 600
     })
     .to_string();
-    let r = api(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        Some(&t.access_token),
-        &body,
-    )
-    .await;
+    let r = file(&app, Some(&t.access_token), &body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let got: AccessRequestInfo = r.json();
     assert_eq!(got.status, "approved");
@@ -326,12 +240,7 @@ async fn break_glass_is_approved_at_once_with_an_alert() {
         metrics.contains("credential_issuer_break_glass_total 1"),
         "{metrics}"
     );
-    let events = app
-        .state
-        .store()
-        .audit_events_for("user:alice")
-        .await
-        .unwrap();
+    let events = app.events_for("user:alice").await;
     assert_eq!(
         events,
         [
@@ -348,15 +257,7 @@ async fn undecided_requests_expire_and_a_denial_needs_a_comment() {
     let app = TestApp::with(policy).await;
     let t = login(&app, "alice", &["dev"]).await;
     let tok = Some(t.access_token.as_str());
-    let filed: AccessRequestInfo = api(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        tok,
-        &filing("prod-exec", "x", 60),
-    )
-    .await
-    .json();
+    let filed: AccessRequestInfo = file(&app, tok, &filing("prod-exec", "x", 60)).await.json();
     app.add_user("bob", &["sre-leads"]).await;
     let bob = web_sign_in(&app, "bob").await;
     let page = app.get("/requests", Some(&bob)).await;
@@ -379,33 +280,23 @@ async fn undecided_requests_expire_and_a_denial_needs_a_comment() {
     assert_eq!(expired[0].0, crate::service::notify::Kind::Expired);
     let t: TokenResponse = app.refresh(&t.refresh_token).await.json();
     let tok = Some(t.access_token.as_str());
-    let got: AccessRequestInfo = api(
-        &app,
-        "GET",
-        &format!("/api/v1/requests/{}", filed.id),
-        tok,
-        "",
-    )
-    .await
-    .json();
-    assert_eq!(got.status, "expired");
-    let events = app
-        .state
-        .store()
-        .audit_events_for("user:alice")
+    let got: AccessRequestInfo = app
+        .api("GET", &format!("/api/v1/requests/{}", filed.id), tok, "")
         .await
-        .unwrap();
+        .json();
+    assert_eq!(got.status, "expired");
+    let events = app.events_for("user:alice").await;
     assert_eq!(events, ["request.filed", "request.expired"]);
     // Someone else's request is not found through the API.
     let other = login(&app, "carol", &["dev"]).await;
-    let r = api(
-        &app,
-        "GET",
-        &format!("/api/v1/requests/{}", filed.id),
-        Some(&other.access_token),
-        "",
-    )
-    .await;
+    let r = app
+        .api(
+            "GET",
+            &format!("/api/v1/requests/{}", filed.id),
+            Some(&other.access_token),
+            "",
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
 }
 
@@ -421,14 +312,7 @@ async fn an_unreachable_chat_hook_is_counted_and_never_fails_the_request() {
     })
     .await;
     let t = login(&app, "alice", &["dev"]).await;
-    let r = api(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        Some(&t.access_token),
-        &filing("prod-exec", "x", 60),
-    )
-    .await;
+    let r = file(&app, Some(&t.access_token), &filing("prod-exec", "x", 60)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let filed: AccessRequestInfo = r.json();
     let stored = app.state.store().request(&filed.id).await.unwrap().unwrap();
@@ -460,22 +344,12 @@ async fn an_unreachable_chat_hook_is_counted_and_never_fails_the_request() {
 /// A burst of filings stops at the per-person limit (3 in `policy`) on any replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_filings_stops_at_the_limit() {
-    use super::burst_tests::{burst, count};
     let app = std::sync::Arc::new(TestApp::with(policy).await);
     let t = login(&app, "bo", &["dev"]).await;
     let tok = t.access_token.clone();
     let replies = burst(&app, 50, |app, _| {
         let tok = tok.clone();
-        async move {
-            api(
-                &app,
-                "POST",
-                "/api/v1/requests",
-                Some(&tok),
-                &filing("prod-exec", "incident 42", 60),
-            )
-            .await
-        }
+        async move { file(&app, Some(&tok), &filing("prod-exec", "incident 42", 60)).await }
     })
     .await;
     assert_eq!(count(&replies, StatusCode::CREATED), 3);
@@ -492,18 +366,7 @@ async fn signing_in_from_the_approvals_page_returns_to_it() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.headers[header::LOCATION], "/login");
     let cookie = r.cookie().expect("a browser session for the sign-in");
-    let login = app.get("/login", Some(&cookie)).await;
-    let r = app
-        .post(
-            "/login",
-            &[
-                ("username", "bob"),
-                ("password", "correct horse battery"),
-                ("csrf_token", &login.csrf()),
-            ],
-            Some(&cookie),
-        )
-        .await;
+    let r = app.sign_in(&cookie, "bob", USER_PASSWORD).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.headers[header::LOCATION], "/requests");
     let bob = r.cookie().expect("a fresh session after sign-in");
@@ -532,18 +395,7 @@ async fn a_return_target_on_another_host_is_refused() {
             .set_web_return_to(&hash, Some(evil))
             .await
             .unwrap();
-        let login = app.get("/login", Some(&cookie)).await;
-        let r = app
-            .post(
-                "/login",
-                &[
-                    ("username", "bob"),
-                    ("password", "correct horse battery"),
-                    ("csrf_token", &login.csrf()),
-                ],
-                Some(&cookie),
-            )
-            .await;
+        let r = app.sign_in(&cookie, "bob", USER_PASSWORD).await;
         assert_eq!(r.status, StatusCode::OK, "{evil}: {}", r.body);
         assert!(!r.headers.contains_key(header::LOCATION), "{evil}");
     }
@@ -563,10 +415,10 @@ async fn the_roles_one_may_request_are_listed_with_their_limits() {
         });
     })
     .await;
-    let r = api(&app, "GET", PATH_ROLES, None, "").await;
+    let r = app.api("GET", PATH_ROLES, None, "").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     let t = login(&app, "alice", &["dev"]).await;
-    let r = api(&app, "GET", PATH_ROLES, Some(&t.access_token), "").await;
+    let r = app.api("GET", PATH_ROLES, Some(&t.access_token), "").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let list: RoleList = r.json();
     assert_eq!(list.cluster.as_deref(), Some("default"));

@@ -1,243 +1,26 @@
 //! Handler tests: the router driven in-process with `oneshot` (no socket), a fake clock and a
 //! temporary database. Every RFC 8628 error path is here.
 
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use axum::http::{header, StatusCode};
+use credential_shared::oauth::{Jwks, OAuthErrorCode as E, TokenResponse};
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{header, Request, StatusCode};
-use credential_shared::oauth::{
-    DeviceAuthorizationResponse, Jwks, OAuthError, OAuthErrorCode as E, TokenResponse,
-};
-use http_body_util::BodyExt as _;
-use time::macros::datetime;
-use tower::ServiceExt as _;
+use super::test_support::{captured_logs, logged_in, TestApp, USER_PASSWORD};
 
-use crate::clock::FakeClock;
-use crate::config::{Config, FileConfig, Overrides};
-use crate::secrets::secret::Secret;
-use crate::service::state::AppState;
-
-pub(super) struct TestApp {
-    pub(super) state: AppState,
-    pub(super) clock: FakeClock,
-    _db: crate::store::test_support::TestDb,
+/// The OAuth error of a poll with `device_code`.
+async fn poll_error(app: &TestApp, device_code: &str) -> E {
+    app.poll(device_code).await.oauth_error()
 }
 
-pub(super) struct Reply {
-    pub(super) status: StatusCode,
-    pub(super) headers: axum::http::HeaderMap,
-    pub(super) body: String,
+/// A refresh with `rt` is refused as `invalid_grant`.
+async fn assert_refresh_refused(app: &TestApp, rt: &str) {
+    assert_eq!(refresh_error(app, rt).await, E::InvalidGrant);
 }
 
-impl Reply {
-    pub(super) fn oauth_error(&self) -> E {
-        serde_json::from_str::<OAuthError>(&self.body)
-            .unwrap_or_else(|e| panic!("not an OAuth error ({e}): {} {}", self.status, self.body))
-            .error
-    }
-
-    pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> T {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("bad JSON ({e}): {} {}", self.status, self.body))
-    }
-
-    pub(super) fn cookie(&self) -> Option<String> {
-        self.headers
-            .get(header::SET_COOKIE)
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-    }
-
-    pub(super) fn csrf(&self) -> String {
-        let marker = r#"name="csrf_token" value=""#;
-        let start = self
-            .body
-            .find(marker)
-            .unwrap_or_else(|| panic!("no csrf in {}", self.body))
-            + marker.len();
-        self.body[start..].split('"').next().unwrap().to_owned()
-    }
-}
-
-impl TestApp {
-    pub(super) async fn new() -> Self {
-        Self::with(|_| {}).await
-    }
-
-    pub(super) async fn with(edit: impl FnOnce(&mut FileConfig)) -> Self {
-        let (store, db) = crate::store::test_support::temp_store().await;
-        let mut file = FileConfig::default();
-        edit(&mut file);
-        let o = Overrides {
-            data_dir: Some(db.path().to_owned()),
-            issuer_url: Some("https://issuer.test".into()),
-            ..Overrides::default()
-        };
-        let config = Config::from_parts(file, &o, || None).unwrap();
-        let clock = FakeClock::new(datetime!(2026-11-25 12:00 UTC));
-        let state = AppState::with_store(config, store, Arc::new(clock.clone()))
-            .await
-            .unwrap();
-        Self {
-            state,
-            clock,
-            _db: db,
-        }
-    }
-
-    pub(super) async fn send(&self, req: Request<Body>) -> Reply {
-        let mut req = req;
-        req.extensions_mut()
-            .insert(ConnectInfo("192.0.2.7:5555".parse::<SocketAddr>().unwrap()));
-        let res = crate::http::router(self.state.clone())
-            .oneshot(req)
-            .await
-            .unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
-            .unwrap();
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    pub(super) async fn post(
-        &self,
-        path: &str,
-        form: &[(&str, &str)],
-        cookie: Option<&str>,
-    ) -> Reply {
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut b =
-            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        if let Some(c) = cookie {
-            b = b.header(header::COOKIE, c);
-        }
-        self.send(b.body(Body::from(body)).unwrap()).await
-    }
-
-    pub(super) async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
-        let mut b = Request::get(path);
-        if let Some(c) = cookie {
-            b = b.header(header::COOKIE, c);
-        }
-        self.send(b.body(Body::empty()).unwrap()).await
-    }
-
-    pub(super) async fn start(&self) -> DeviceAuthorizationResponse {
-        let r = self
-            .post(
-                "/oauth/device_authorization",
-                &[("client_id", "kubectl-credential"), ("cluster", "default")],
-                None,
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        r.json()
-    }
-
-    pub(super) async fn poll(&self, device_code: &str) -> Reply {
-        self.post(
-            "/oauth/token",
-            &[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-                ("device_code", device_code),
-                ("client_id", "kubectl-credential"),
-            ],
-            None,
-        )
-        .await
-    }
-
-    pub(super) async fn refresh(&self, rt: &str) -> Reply {
-        self.post(
-            "/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", rt),
-                ("client_id", "kubectl-credential"),
-            ],
-            None,
-        )
-        .await
-    }
-
-    pub(super) async fn add_user(&self, name: &str, groups: &[&str]) {
-        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
-        crate::service::admin::add_user(
-            self.state.store(),
-            name,
-            &groups,
-            Some("x@example.com"),
-            &Secret::new("correct horse battery"),
-            self.clock.now_for_tests(),
-        )
-        .await
-        .unwrap();
-    }
-
-    /// Enters the code, signs in and presses `action`; returns the final page.
-    pub(super) async fn decide(&self, user_code: &str, user: &str, action: &str) -> Reply {
-        let page = self.get("/device", None).await;
-        let cookie = page.cookie().unwrap();
-        let r = self
-            .post(
-                "/device",
-                &[("user_code", user_code), ("csrf_token", &page.csrf())],
-                Some(&cookie),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-        assert_eq!(r.headers[header::LOCATION], "/login");
-        let login = self.get("/login", Some(&cookie)).await;
-        let r = self
-            .post(
-                "/login",
-                &[
-                    ("username", user),
-                    ("password", "correct horse battery"),
-                    ("csrf_token", &login.csrf()),
-                ],
-                Some(&cookie),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-        let cookie2 = r.cookie().expect("sign-in issues a new session cookie");
-        assert_ne!(cookie, cookie2, "session id must change at sign-in");
-        let consent = self.get("/consent", Some(&cookie2)).await;
-        assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
-        self.post(
-            "/consent",
-            &[("action", action), ("csrf_token", &consent.csrf())],
-            Some(&cookie2),
-        )
-        .await
-    }
-
-    pub(super) fn advance(&self, secs: u64) {
-        self.clock.advance(Duration::from_secs(secs));
-    }
-}
-
-impl FakeClock {
-    pub(super) fn now_for_tests(&self) -> time::OffsetDateTime {
-        crate::clock::Clock::now(self)
-    }
-}
-
-pub(super) fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+/// The OAuth error of a refresh with `rt`.
+async fn refresh_error(app: &TestApp, rt: &str) -> E {
+    app.refresh(rt).await.oauth_error()
 }
 
 #[tokio::test]
@@ -259,46 +42,44 @@ async fn device_authorization_response_follows_rfc8628() {
     assert!(d.device_code.len() >= 43);
 }
 
+/// A form's fields, as `TestApp::post` sends them.
+type Form<'a> = &'a [(&'a str, &'a str)];
+
 #[tokio::test]
 async fn device_authorization_rejects_bad_requests() {
     let app = TestApp::new().await;
-    let check = |form: Vec<(&'static str, &'static str)>, status: StatusCode, code: E| {
-        let app = &app;
-        async move {
-            let r = app.post("/oauth/device_authorization", &form, None).await;
-            assert_eq!(
-                (r.status, r.oauth_error()),
-                (status, code),
-                "{form:?}: {}",
-                r.body
-            );
-            assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
-        }
-    };
-    check(
-        vec![("cluster", "default")],
-        StatusCode::BAD_REQUEST,
-        E::InvalidRequest,
-    )
-    .await;
-    check(
-        vec![("client_id", "evil"), ("cluster", "default")],
-        StatusCode::UNAUTHORIZED,
-        E::InvalidClient,
-    )
-    .await;
-    check(
-        vec![("client_id", "kubectl-credential")],
-        StatusCode::BAD_REQUEST,
-        E::InvalidRequest,
-    )
-    .await;
-    check(
-        vec![("client_id", "kubectl-credential"), ("cluster", "nope")],
-        StatusCode::BAD_REQUEST,
-        E::InvalidScope,
-    )
-    .await;
+    let cases: [(Form<'_>, StatusCode, E); 4] = [
+        (
+            &[("cluster", "default")],
+            StatusCode::BAD_REQUEST,
+            E::InvalidRequest,
+        ),
+        (
+            &[("client_id", "evil"), ("cluster", "default")],
+            StatusCode::UNAUTHORIZED,
+            E::InvalidClient,
+        ),
+        (
+            &[("client_id", "kubectl-credential")],
+            StatusCode::BAD_REQUEST,
+            E::InvalidRequest,
+        ),
+        (
+            &[("client_id", "kubectl-credential"), ("cluster", "nope")],
+            StatusCode::BAD_REQUEST,
+            E::InvalidScope,
+        ),
+    ];
+    for (form, status, code) in cases {
+        let r = app.post("/oauth/device_authorization", form, None).await;
+        assert_eq!(
+            (r.status, r.oauth_error()),
+            (status, code),
+            "{form:?}: {}",
+            r.body
+        );
+        assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+    }
 }
 
 #[tokio::test]
@@ -348,18 +129,18 @@ async fn pending_then_slow_down_raises_interval_by_five_seconds() {
     let app = TestApp::new().await;
     let d = app.start().await;
     assert_eq!(
-        app.poll(&d.device_code).await.oauth_error(),
+        poll_error(&app, &d.device_code).await,
         E::AuthorizationPending
     );
     app.advance(2);
-    assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::SlowDown);
+    assert_eq!(poll_error(&app, &d.device_code).await, E::SlowDown);
     // The interval is now 10 s: 6 s later is still too fast.
     app.advance(6);
-    assert_eq!(app.poll(&d.device_code).await.oauth_error(), E::SlowDown);
+    assert_eq!(poll_error(&app, &d.device_code).await, E::SlowDown);
     // ... and now 15 s.
     app.advance(15);
     assert_eq!(
-        app.poll(&d.device_code).await.oauth_error(),
+        poll_error(&app, &d.device_code).await,
         E::AuthorizationPending
     );
 }
@@ -369,20 +150,10 @@ async fn expired_device_code_is_expired_token() {
     let app = TestApp::new().await;
     let d = app.start().await;
     app.advance(601);
-    assert_eq!(
-        app.poll(&d.device_code).await.oauth_error(),
-        E::ExpiredToken
-    );
+    assert_eq!(poll_error(&app, &d.device_code).await, E::ExpiredToken);
     // The page refuses the expired code too.
-    let page = app.get("/device", None).await;
-    let cookie = page.cookie().unwrap();
-    let r = app
-        .post(
-            "/device",
-            &[("user_code", &d.user_code), ("csrf_token", &page.csrf())],
-            Some(&cookie),
-        )
-        .await;
+    let (page, cookie) = app.browser("/device").await;
+    let r = app.enter_code(&cookie, &page.csrf(), &d.user_code).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -395,10 +166,7 @@ async fn denied_is_access_denied() {
     assert_eq!(done.status, StatusCode::OK);
     assert!(done.body.contains("denied"), "{}", done.body);
     app.advance(5);
-    assert_eq!(
-        app.poll(&d.device_code).await.oauth_error(),
-        E::AccessDenied
-    );
+    assert_eq!(poll_error(&app, &d.device_code).await, E::AccessDenied);
 }
 
 #[tokio::test]
@@ -427,28 +195,10 @@ async fn approved_device_code_yields_a_verifiable_token_once() {
     assert!(claims.sub.starts_with("u-"));
     // Single use.
     app.advance(5);
-    assert_eq!(
-        app.poll(&d.device_code).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_eq!(poll_error(&app, &d.device_code).await, E::InvalidGrant);
     // The trail has the approval and the login.
-    let events = app
-        .state
-        .store()
-        .audit_events_for(&claims.sub)
-        .await
-        .unwrap();
+    let events = app.events_for(&claims.sub).await;
     assert_eq!(events, ["device.approved", "login"]);
-}
-
-pub(super) async fn logged_in(app: &TestApp, user: &str) -> TokenResponse {
-    app.add_user(user, &["dev"]).await;
-    let d = app.start().await;
-    app.decide(&d.user_code, user, "approve").await;
-    app.advance(5);
-    let r = app.poll(&d.device_code).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    r.json()
 }
 
 #[tokio::test]
@@ -466,10 +216,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     let r = app.refresh(&t0.refresh_token).await;
     assert_eq!(r.oauth_error(), E::InvalidGrant);
     assert!(r.body.contains("revoked"), "{}", r.body);
-    assert_eq!(
-        app.refresh(&t1.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &t1.refresh_token).await;
 }
 
 /// A client whose answer was lost presents the previous token again: within the grace it gets
@@ -487,23 +234,14 @@ async fn a_retried_refresh_gets_the_same_successor_within_the_grace() {
     let again: TokenResponse = r.json();
     assert_eq!(again.refresh_token, t1.refresh_token, "the same successor");
     assert!(!again.access_token.is_empty());
-    let events = app
-        .state
-        .store()
-        .count_events("refresh.retried")
-        .await
-        .unwrap();
-    assert_eq!(events, 1);
+    assert_eq!(app.count_events("refresh.retried").await, 1);
     // The successor still works, and rotates.
     let t2: TokenResponse = app.refresh(&t1.refresh_token).await.json();
     assert_ne!(t2.refresh_token, t1.refresh_token);
     // The first token now is reuse (its successor was used): the session ends.
     let r = app.refresh(&t0.refresh_token).await;
     assert_eq!(r.oauth_error(), E::InvalidGrant, "{}", r.body);
-    assert_eq!(
-        app.refresh(&t2.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &t2.refresh_token).await;
 
     // With the grace over, a retry is reuse too; so it is once the upkeep has forgotten the
     // sealed successor (which leaves the current token stored only as a hash again).
@@ -518,14 +256,8 @@ async fn a_retried_refresh_gets_the_same_successor_within_the_grace() {
         .await
         .unwrap();
     assert!(forgotten >= 1, "the upkeep forgot no successor");
-    assert_eq!(
-        app.refresh(&u0.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
-    assert_eq!(
-        app.refresh(&u1.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &u0.refresh_token).await;
+    assert_refresh_refused(&app, &u1.refresh_token).await;
 }
 
 /// `refresh_retry_grace = "0s"` turns the grace off: every second presentation is reuse.
@@ -534,14 +266,8 @@ async fn no_retry_grace_means_every_second_presentation_is_reuse() {
     let app = TestApp::with(|f| f.refresh_retry_grace = Some("0s".into())).await;
     let t0 = logged_in(&app, "tess").await;
     let t1: TokenResponse = app.refresh(&t0.refresh_token).await.json();
-    assert_eq!(
-        app.refresh(&t0.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
-    assert_eq!(
-        app.refresh(&t1.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &t0.refresh_token).await;
+    assert_refresh_refused(&app, &t1.refresh_token).await;
 }
 
 #[tokio::test]
@@ -551,10 +277,7 @@ async fn refresh_fails_after_session_end_and_for_disabled_users() {
     crate::service::admin::disable_user(app.state.store(), "fred", app.clock.now_for_tests())
         .await
         .unwrap();
-    assert_eq!(
-        app.refresh(&t.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &t.refresh_token).await;
 
     let t = logged_in(&app, "gina").await;
     app.advance(12 * 3600);
@@ -572,21 +295,9 @@ async fn revoke_ends_the_session_and_never_reveals_token_validity() {
         .post("/oauth/revoke", &form("unknown-token"), None)
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = app
-        .post(
-            "/oauth/revoke",
-            &[
-                ("token", &t.refresh_token),
-                ("client_id", "kubectl-credential"),
-            ],
-            None,
-        )
-        .await;
+    let r = app.revoke(&t.refresh_token).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(
-        app.refresh(&t.refresh_token).await.oauth_error(),
-        E::InvalidGrant
-    );
+    assert_refresh_refused(&app, &t.refresh_token).await;
 }
 
 #[tokio::test]
@@ -617,33 +328,14 @@ async fn tokens_carry_the_grants_in_force_at_minting() {
         request_id: None,
     };
     let (store, config) = (app.state.store(), app.state.config());
-    let mine = crate::service::admin::add_grant(
-        store,
-        config,
-        &grant(Grantee::User("jane".into()), &["web"], 30),
-        "admin-cli",
-        now,
-    )
-    .await
-    .unwrap();
-    let team = crate::service::admin::add_grant(
-        store,
-        config,
-        &grant(Grantee::Group("dev".into()), &[], 90),
-        "admin-cli",
-        now,
-    )
-    .await
-    .unwrap();
-    let other = crate::service::admin::add_grant(
-        store,
-        config,
-        &grant(Grantee::Group("ops".into()), &[], 90),
-        "admin-cli",
-        now,
-    )
-    .await
-    .unwrap();
+    let add = |g: NewGrant| async move {
+        crate::service::admin::add_grant(store, config, &g, "admin-cli", now)
+            .await
+            .unwrap()
+    };
+    let mine = add(grant(Grantee::User("jane".into()), &["web"], 30)).await;
+    let team = add(grant(Grantee::Group("dev".into()), &[], 90)).await;
+    let other = add(grant(Grantee::Group("ops".into()), &[], 90)).await;
     app.advance(60);
     let t1: TokenResponse = app.refresh(&t0.refresh_token).await.json();
     let claims = crate::signing::verify(&jwks, &t1.access_token).unwrap();
@@ -707,29 +399,16 @@ async fn pages_set_hardened_cookies_and_headers() {
 async fn forms_without_a_valid_csrf_token_are_refused() {
     let app = TestApp::new().await;
     let d = app.start().await;
-    let page = app.get("/device", None).await;
-    let cookie = page.cookie().unwrap();
+    let (_, cookie) = app.browser("/device").await;
     let r = app
         .post("/device", &[("user_code", &d.user_code)], Some(&cookie))
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = app
-        .post(
-            "/device",
-            &[("user_code", &d.user_code), ("csrf_token", "forged")],
-            Some(&cookie),
-        )
-        .await;
+    let r = app.enter_code(&cookie, "forged", &d.user_code).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // A token from another browser's session does not work with this cookie.
     let other = app.get("/device", None).await;
-    let r = app
-        .post(
-            "/device",
-            &[("user_code", &d.user_code), ("csrf_token", &other.csrf())],
-            Some(&cookie),
-        )
-        .await;
+    let r = app.enter_code(&cookie, &other.csrf(), &d.user_code).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app
         .post(
@@ -752,36 +431,17 @@ async fn wrong_user_codes_are_rate_limited_per_address() {
     })
     .await;
     let d = app.start().await;
-    let page = app.get("/device", None).await;
-    let cookie = page.cookie().unwrap();
+    let (page, cookie) = app.browser("/device").await;
     let csrf = page.csrf();
     for _ in 0..3 {
-        let r = app
-            .post(
-                "/device",
-                &[("user_code", "BBBB-BBBB"), ("csrf_token", &csrf)],
-                Some(&cookie),
-            )
-            .await;
+        let r = app.enter_code(&cookie, &csrf, "BBBB-BBBB").await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
     }
     // Even the right code is refused while limited: guessing cannot continue.
-    let r = app
-        .post(
-            "/device",
-            &[("user_code", &d.user_code), ("csrf_token", &csrf)],
-            Some(&cookie),
-        )
-        .await;
+    let r = app.enter_code(&cookie, &csrf, &d.user_code).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     app.advance(61);
-    let r = app
-        .post(
-            "/device",
-            &[("user_code", &d.user_code), ("csrf_token", &csrf)],
-            Some(&cookie),
-        )
-        .await;
+    let r = app.enter_code(&cookie, &csrf, &d.user_code).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 }
 
@@ -789,48 +449,19 @@ async fn wrong_user_codes_are_rate_limited_per_address() {
 async fn wrong_passwords_are_refused_and_rate_limited() {
     let app = TestApp::new().await;
     app.add_user("jane", &[]).await;
-    let page = app.get("/login", None).await;
-    let cookie = page.cookie().unwrap();
+    let (page, cookie) = app.browser("/login").await;
     let csrf = page.csrf();
     for _ in 0..5 {
-        let r = app
-            .post(
-                "/login",
-                &[
-                    ("username", "jane"),
-                    ("password", "guess"),
-                    ("csrf_token", &csrf),
-                ],
-                Some(&cookie),
-            )
-            .await;
+        let r = app.sign_in_form(&cookie, &csrf, "jane", "guess").await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(r.body.contains("Wrong username or password"));
     }
     let r = app
-        .post(
-            "/login",
-            &[
-                ("username", "jane"),
-                ("password", "correct horse battery"),
-                ("csrf_token", &csrf),
-            ],
-            Some(&cookie),
-        )
+        .sign_in_form(&cookie, &csrf, "jane", USER_PASSWORD)
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     // Unknown accounts get the same answer as wrong passwords.
-    let r = app
-        .post(
-            "/login",
-            &[
-                ("username", "nobody"),
-                ("password", "x"),
-                ("csrf_token", &csrf),
-            ],
-            Some(&cookie),
-        )
-        .await;
+    let r = app.sign_in_form(&cookie, &csrf, "nobody", "x").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -839,25 +470,8 @@ async fn consent_page_names_cluster_client_and_origin() {
     let app = TestApp::new().await;
     app.add_user("kim", &[]).await;
     let d = app.start().await;
-    let page = app.get("/device", None).await;
-    let cookie = page.cookie().unwrap();
-    app.post(
-        "/device",
-        &[("user_code", &d.user_code), ("csrf_token", &page.csrf())],
-        Some(&cookie),
-    )
-    .await;
-    let login = app.get("/login", Some(&cookie)).await;
-    let r = app
-        .post(
-            "/login",
-            &[
-                ("username", "kim"),
-                ("password", "correct horse battery"),
-                ("csrf_token", &login.csrf()),
-            ],
-            Some(&cookie),
-        )
+    let (_, r, _) = app
+        .code_then_password(&d.user_code, "kim", USER_PASSWORD)
         .await;
     let cookie = r.cookie().unwrap();
     let consent = app.get("/consent", Some(&cookie)).await;
@@ -904,64 +518,15 @@ async fn discovery_matches_what_kube_apiserver_needs() {
     assert_eq!(clusters.clusters[0].audience, "kubernetes");
 }
 
-/// Collects everything the issuer logs, at every level.
-#[derive(Clone, Default)]
-pub(super) struct LogBuffer(pub(super) Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = Self;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-/// Every log line of this test binary, from a global subscriber at TRACE level. (A scoped,
-/// thread-local subscriber would miss events: tracing caches per-callsite interest globally, and
-/// tests running in parallel without a subscriber would turn callsites off.)
-pub(super) fn captured_logs() -> &'static LogBuffer {
-    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = LogBuffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(logs.clone())
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        logs
-    })
-}
-
 #[tokio::test]
 async fn no_secret_ever_reaches_the_log() {
     let logs = captured_logs();
     let app = TestApp::new().await;
     app.add_user("lena", &["dev"]).await;
     // A wrong password, a wrong code, a full login, a refresh, a replay and a logout.
-    let page = app.get("/login", None).await;
-    let cookie = page.cookie().unwrap();
-    app.post(
-        "/login",
-        &[
-            ("username", "lena"),
-            ("password", "wrong-password-123"),
-            ("csrf_token", &page.csrf()),
-        ],
-        Some(&cookie),
-    )
-    .await;
+    let (page, cookie) = app.browser("/login").await;
+    app.sign_in_form(&cookie, &page.csrf(), "lena", "wrong-password-123")
+        .await;
     let d = app.start().await;
     app.get(&format!("/device?user_code={}", d.user_code), None)
         .await;
@@ -970,17 +535,9 @@ async fn no_secret_ever_reaches_the_log() {
     let t: TokenResponse = app.poll(&d.device_code).await.json();
     let t2: TokenResponse = app.refresh(&t.refresh_token).await.json();
     app.refresh(&t.refresh_token).await;
-    app.post(
-        "/oauth/revoke",
-        &[
-            ("token", &t2.refresh_token),
-            ("client_id", "kubectl-credential"),
-        ],
-        None,
-    )
-    .await;
+    app.revoke(&t2.refresh_token).await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.contains("device login completed"),
         "the flow was logged: {text}"
@@ -1119,8 +676,7 @@ async fn upstream_pages_refuse_forged_foreign_and_unreachable_logins() {
         }];
     })
     .await;
-    let login = app.get("/login", None).await;
-    let cookie = login.cookie().unwrap();
+    let (login, cookie) = app.browser("/login").await;
     assert!(
         login.body.contains(r#"action="/upstream/start""#)
             && login.body.contains(r#"name="provider" value="corp""#)

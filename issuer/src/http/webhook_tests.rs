@@ -3,14 +3,13 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use credential_shared::oauth::AccessTokenClaims;
 use credential_shared::token_review::TokenReviewResponse;
 
-use super::tests::{captured_logs, logged_in, Reply, TestApp};
+use super::test_support::{captured_logs, logged_in, TestApp};
 
 const V1: &str = "authentication.k8s.io/v1";
 const V1BETA1: &str = "authentication.k8s.io/v1beta1";
@@ -28,16 +27,6 @@ fn body(version: &str, token: &str, audiences: &[&str]) -> String {
     .to_string()
 }
 
-async fn post_raw(app: &TestApp, path: &str, body: impl Into<Body>) -> Reply {
-    app.send(
-        Request::post(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body.into())
-            .unwrap(),
-    )
-    .await
-}
-
 /// Reviews `token` at `/authenticate/default` the way a v1 API server asks.
 async fn review(app: &TestApp, token: &str) -> TokenReviewResponse {
     review_at(app, "/authenticate/default", V1, token, &[SA_AUDIENCE]).await
@@ -50,7 +39,7 @@ async fn review_at(
     token: &str,
     audiences: &[&str],
 ) -> TokenReviewResponse {
-    let r = post_raw(app, path, body(version, token, audiences)).await;
+    let r = app.post_json(path, body(version, token, audiences)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     r.json()
 }
@@ -173,7 +162,9 @@ async fn token_for_another_audience_or_cluster_is_refused() {
     assert_eq!(r.status.audiences, ["kubernetes"]);
 
     // A path naming a cluster the issuer does not know is the operator's mistake: 404.
-    let r = post_raw(&app, "/authenticate/nope", body(V1, &t.access_token, &[])).await;
+    let r = app
+        .post_json("/authenticate/nope", body(V1, &t.access_token, &[]))
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
     assert!(r.body.contains("unknown cluster \"nope\""), "{}", r.body);
 }
@@ -215,16 +206,7 @@ async fn logout_is_seen_at_once_and_other_processes_revocations_within_the_cache
     let t = logged_in(&app, "ulla").await;
     // Cached now.
     assert!(review(&app, &t.access_token).await.status.authenticated);
-    let r = app
-        .post(
-            "/oauth/revoke",
-            &[
-                ("token", &t.refresh_token),
-                ("client_id", "kubectl-credential"),
-            ],
-            None,
-        )
-        .await;
+    let r = app.revoke(&t.refresh_token).await;
     assert_eq!(r.status, StatusCode::OK);
     // Same instant: the revocation invalidated the cached state in-process.
     assert_refused(&review(&app, &t.access_token).await, "session revoked");
@@ -310,7 +292,7 @@ async fn malformed_requests_are_400_with_a_reason_and_never_echo_the_token() {
         ),
         (body(V1, "", &[]), "spec.token is empty"),
     ] {
-        let r = post_raw(&app, "/authenticate/default", body.clone()).await;
+        let r = app.post_json("/authenticate/default", body.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
         assert!(
             r.body.contains(want),
@@ -329,7 +311,7 @@ async fn malformed_requests_are_400_with_a_reason_and_never_echo_the_token() {
 async fn oversized_bodies_are_refused_before_parsing() {
     let app = TestApp::new().await;
     let huge = body(V1, &"a".repeat(64 * 1024), &[]);
-    let r = post_raw(&app, "/authenticate/default", huge).await;
+    let r = app.post_json("/authenticate/default", huge).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
 }
 
@@ -341,7 +323,7 @@ async fn metrics_count_reviews_by_result_and_the_log_never_has_the_token() {
     review(&app, &t.access_token).await;
     review(&app, &t.access_token).await;
     review(&app, "garbage").await;
-    post_raw(&app, "/authenticate/default", "{").await;
+    app.post_json("/authenticate/default", "{").await;
     let text = app.get("/metrics", None).await.body;
     for line in [
         "credential_issuer_webhook_requests_total{result=\"authenticated\"} 2",
@@ -351,7 +333,7 @@ async fn metrics_count_reviews_by_result_and_the_log_never_has_the_token() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(
         logged.contains("/authenticate/{cluster}"),
         "the reviews were logged"

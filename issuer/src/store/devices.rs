@@ -222,25 +222,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::temp_store;
-    use crate::store::NewUser;
+    use crate::store::test_support::{add_user, temp_store};
 
     #[tokio::test]
     async fn decide_once_and_consume_once() {
         let (s, _d) = temp_store().await;
         let now = OffsetDateTime::now_utc();
-        s.create_user(
-            &NewUser {
-                id: "u1".into(),
-                username: "a".into(),
-                email: None,
-                password_hash: None,
-                groups: vec![],
-            },
-            now,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        add_user(&s, "u1", "a", &[], now).await;
         let d = NewDevice {
             id: "d1".into(),
             device_code_hash: "dch".into(),

@@ -6,7 +6,7 @@
 //! Mounting needs root (CI and tests/run.sh have it); the PostgreSQL tests need the server
 //! `CREDENTIAL_TEST_POSTGRES_URL` names, on this machine (tests/run.sh starts one).
 
-use super::test_support::create_schema;
+use super::test_support::{add_session, add_user, create_schema};
 use super::*;
 use crate::store::sessions::tests::next;
 
@@ -124,32 +124,8 @@ async fn postgres_location(url: &str, extra: &str) -> (Location, String) {
 
 /// One account and one session with refresh token `t0`.
 async fn one_session(store: &Store, now: OffsetDateTime) {
-    store
-        .create_user(
-            &NewUser {
-                id: "u".into(),
-                username: "u".into(),
-                email: None,
-                password_hash: None,
-                groups: vec![],
-            },
-            now,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let sess = Session {
-        id: "s".into(),
-        user_id: "u".into(),
-        client_id: "c".into(),
-        cluster: "k".into(),
-        created_at: now,
-        expires_at: now + time::Duration::hours(1),
-        revoked_at: None,
-    };
-    store
-        .create_session(&sess, "t0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    add_user(store, "u", "u", &[], now).await;
+    add_session(store, "s", "u", now, "t0").await;
 }
 
 const BY: Presenter<'static> = Presenter {
@@ -365,34 +341,10 @@ async fn full_disk_scenario(location: &Location, disk: &Path) {
     };
     let store = open().await;
     let now = OffsetDateTime::now_utc();
-    store
-        .create_user(
-            &NewUser {
-                id: "u".into(),
-                username: "u".into(),
-                email: None,
-                password_hash: None,
-                groups: vec!["g".into()],
-            },
-            now,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    add_user(&store, "u", "u", &["g"], now).await;
     let sessions = 40;
     for i in 0..sessions {
-        let sess = Session {
-            id: format!("s{i}"),
-            user_id: "u".into(),
-            client_id: "c".into(),
-            cluster: "k".into(),
-            created_at: now,
-            expires_at: now + time::Duration::hours(1),
-            revoked_at: None,
-        };
-        store
-            .create_session(&sess, &format!("t{i}-0"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        add_session(&store, &format!("s{i}"), "u", now, &format!("t{i}-0")).await;
     }
     // A large detail, as for a person in many groups: each answered rotation adds an audit row
     // of some kilobytes (random, so that PostgreSQL cannot compress it away), and the database

@@ -228,8 +228,7 @@ pub(super) async fn insert_grant_on(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::temp_store;
-    use crate::store::NewUser;
+    use crate::store::test_support::{add_user, temp_store};
 
     fn grant(id: &str, grantee: Grantee, now: OffsetDateTime) -> Grant {
         Grant {
@@ -254,18 +253,7 @@ mod tests {
         let (s, _d) = temp_store().await;
         let now =
             OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
-        s.create_user(
-            &NewUser {
-                id: "u1".into(),
-                username: "alice".into(),
-                email: None,
-                password_hash: None,
-                groups: vec!["sre".into()],
-            },
-            now,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        add_user(&s, "u1", "alice", &["sre"], now).await;
         let e0 = s.grants_epoch().await.unwrap_or_else(|e| panic!("{e}"));
         let a = grant("ga", Grantee::User("alice".into()), now);
         let g = grant("gg", Grantee::Group("sre".into()), now);

@@ -109,6 +109,27 @@ fn from_row(r: InvitationRow) -> Result<Invitation> {
     })
 }
 
+/// Writes invitation `inv` for account `user_id`, created at `t` (unix seconds).
+async fn insert_invitation(
+    tx: &mut sqlx::AnyConnection,
+    inv: &NewInvitation,
+    user_id: &str,
+    t: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO invitations (id, token_hash, user_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&inv.id)
+    .bind(&inv.token_hash)
+    .bind(user_id)
+    .bind(&inv.created_by)
+    .bind(t)
+    .bind(inv.expires_at.unix_timestamp())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Creates an account that expires at `account_expires_at` (no password, no second factor
     /// yet) and its invitation, in one transaction.
@@ -126,38 +147,27 @@ impl Store {
             .bind(&user.id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO invitations (id, token_hash, user_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&inv.id)
-        .bind(&inv.token_hash)
-        .bind(&user.id)
-        .bind(&inv.created_by)
-        .bind(now.unix_timestamp())
-        .bind(inv.expires_at.unix_timestamp())
-        .execute(&mut *tx)
-        .await?;
+        insert_invitation(&mut tx, inv, &user.id, now.unix_timestamp()).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// The invitation whose token hashes to `token_hash`.
     pub async fn invitation_by_token_hash(&self, token_hash: &str) -> Result<Option<Invitation>> {
-        let row: Option<InvitationRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM invitations i JOIN users u ON u.id = i.user_id WHERE i.token_hash = $1"
-        ))
-        .bind(token_hash)
-        .fetch_optional(&self.write)
-        .await?;
-        row.map(from_row).transpose()
+        self.invitation_where("i.token_hash", token_hash).await
     }
 
     /// The invitation with id `id`.
     pub async fn invitation_by_id(&self, id: &str) -> Result<Option<Invitation>> {
+        self.invitation_where("i.id", id).await
+    }
+
+    /// The invitation whose `column` (one of this file's own names, never input) is `value`.
+    async fn invitation_where(&self, column: &str, value: &str) -> Result<Option<Invitation>> {
         let row: Option<InvitationRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM invitations i JOIN users u ON u.id = i.user_id WHERE i.id = $1"
+            "SELECT {COLUMNS} FROM invitations i JOIN users u ON u.id = i.user_id WHERE {column} = $1"
         ))
-        .bind(id)
+        .bind(value)
         .fetch_optional(&self.write)
         .await?;
         row.map(from_row).transpose()
@@ -255,17 +265,7 @@ impl Store {
         .bind(&user_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO invitations (id, token_hash, user_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&inv.id)
-        .bind(&inv.token_hash)
-        .bind(&user_id)
-        .bind(&inv.created_by)
-        .bind(t)
-        .bind(inv.expires_at.unix_timestamp())
-        .execute(&mut *tx)
-        .await?;
+        insert_invitation(&mut tx, inv, &user_id, t).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -287,7 +287,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::temp_store;
+    use crate::store::test_support::{temp_store, TestDb};
     use crate::store::Error;
 
     fn carol() -> NewUser {
@@ -299,6 +299,43 @@ mod tests {
             groups: vec!["dev".into()],
         }
     }
+
+    /// Carol's account, open until `account`, invited by `i1` (valid until `link`).
+    async fn invite_carol(
+        s: &Store,
+        account: OffsetDateTime,
+        link: OffsetDateTime,
+        now: OffsetDateTime,
+    ) {
+        s.create_invitation(&carol(), account, &invitation("i1", link), now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The invitation of the token that hashes to `hash`.
+    async fn by_hash(s: &Store, hash: &str) -> Invitation {
+        s.invitation_by_token_hash(hash)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no invitation {hash}"))
+    }
+
+    /// Carol's account as stored.
+    async fn carol_now(s: &Store) -> crate::store::User {
+        s.user_by_name("carol")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no carol"))
+    }
+
+    /// An acceptance that sets no real password or seed.
+    const ANY_ACCEPTANCE: Acceptance<'static> = Acceptance {
+        password_hash: "x",
+        totp_sealed: "y",
+        totp_step: 1,
+    };
 
     fn invitation(id: &str, expires_at: OffsetDateTime) -> NewInvitation {
         NewInvitation {
@@ -314,21 +351,9 @@ mod tests {
         let (s, _d) = temp_store().await;
         let now = OffsetDateTime::now_utc();
         let day: time::Duration = time::Duration::days(1);
-        s.create_invitation(
-            &carol(),
-            now + day * 30_i32,
-            &invitation("i1", now + day),
-            now,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        invite_carol(&s, now + day * 30_i32, now + day, now).await;
         // The account exists, expires, and cannot sign in yet.
-        let u = s
-            .user_by_name("carol")
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no carol"));
+        let u = carol_now(&s).await;
         assert!(u.password_hash.is_none() && !u.totp_enrolled);
         assert_eq!(
             u.expires_at.map(OffsetDateTime::unix_timestamp),
@@ -341,12 +366,7 @@ mod tests {
             .await;
         assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
 
-        let inv = s
-            .invitation_by_token_hash("hash-i1")
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no invitation"));
+        let inv = by_hash(&s, "hash-i1").await;
         assert!(s
             .set_invitation_seed("i1", "sealed-1")
             .await
@@ -362,12 +382,7 @@ mod tests {
         };
         assert!(s.accept_invitation(&inv, &a, now).await.unwrap_or(false));
         assert!(!s.accept_invitation(&inv, &a, now).await.unwrap_or(true));
-        let u = s
-            .user_by_name("carol")
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no carol"));
+        let u = carol_now(&s).await;
         assert!(u.totp_enrolled && u.password_hash.is_some());
         let totp = s.user_totp("u-carol").await.ok().flatten();
         assert_eq!(totp.as_ref().map(|t| t.last_step), Some(Some(7)));
@@ -380,30 +395,21 @@ mod tests {
         assert!(listed[0].used_at.is_some() && listed[0].totp_seed_sealed.is_none());
     }
 
-    #[tokio::test]
-    async fn expired_or_revoked_invitations_cannot_be_accepted() {
-        let (s, _d) = temp_store().await;
+    /// A store where carol was invited just now, for two days, by a link valid for an hour:
+    /// the store, its guard, the time and an hour.
+    async fn carol_invited_for_an_hour() -> (Store, TestDb, OffsetDateTime, time::Duration) {
+        let (s, d) = temp_store().await;
         let now = OffsetDateTime::now_utc();
         let hour: time::Duration = time::Duration::hours(1);
-        s.create_invitation(
-            &carol(),
-            now + hour * 48_i32,
-            &invitation("i1", now + hour),
-            now,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        let inv = s
-            .invitation_by_token_hash("hash-i1")
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no invitation"));
-        let a = Acceptance {
-            password_hash: "x",
-            totp_sealed: "y",
-            totp_step: 1,
-        };
+        invite_carol(&s, now + hour * 48_i32, now + hour, now).await;
+        (s, d, now, hour)
+    }
+
+    #[tokio::test]
+    async fn expired_or_revoked_invitations_cannot_be_accepted() {
+        let (s, _d, now, hour) = carol_invited_for_an_hour().await;
+        let inv = by_hash(&s, "hash-i1").await;
+        let a = ANY_ACCEPTANCE;
         assert!(!s
             .accept_invitation(&inv, &a, now + hour)
             .await
@@ -416,17 +422,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_an_account_that_never_enrolled_gets_a_renewed_invitation() {
-        let (s, _d) = temp_store().await;
-        let now = OffsetDateTime::now_utc();
-        let hour: time::Duration = time::Duration::hours(1);
-        s.create_invitation(
-            &carol(),
-            now + hour * 48_i32,
-            &invitation("i1", now + hour),
-            now,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (s, _d, now, hour) = carol_invited_for_an_hour().await;
         assert_eq!(s.revoke_invitations("carol", now).await.unwrap_or(0), 1);
         // Revoked: a renewal replaces it, and the old link stays dead.
         assert!(s
@@ -447,17 +443,8 @@ mod tests {
             .map(|i| i.id)
             .collect();
         assert_eq!(live, ["i3"]);
-        let inv = s
-            .invitation_by_token_hash("hash-i3")
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no renewed invitation"));
-        let a = Acceptance {
-            password_hash: "x",
-            totp_sealed: "y",
-            totp_step: 1,
-        };
+        let inv = by_hash(&s, "hash-i3").await;
+        let a = ANY_ACCEPTANCE;
         assert!(s.accept_invitation(&inv, &a, now).await.unwrap_or(false));
         // Set up: no renewal, nor for a name nobody has.
         assert!(!s

@@ -885,6 +885,54 @@ pub(crate) mod test_support {
             self.dir.path()
         }
     }
+
+    /// Account `id`, called `username`, in `groups`, without a password.
+    pub(crate) async fn add_user(
+        store: &Store,
+        id: &str,
+        username: &str,
+        groups: &[&str],
+        now: time::OffsetDateTime,
+    ) {
+        let user = super::NewUser {
+            id: id.into(),
+            username: username.into(),
+            email: None,
+            password_hash: None,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        };
+        store
+            .create_user(&user, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Session `id` of `user_id`, opened at `now` for an hour.
+    pub(crate) fn session(id: &str, user_id: &str, now: time::OffsetDateTime) -> super::Session {
+        super::Session {
+            id: id.into(),
+            user_id: user_id.into(),
+            client_id: "c".into(),
+            cluster: "k".into(),
+            created_at: now,
+            expires_at: now + time::Duration::hours(1),
+            revoked_at: None,
+        }
+    }
+
+    /// Session `id` of `user_id` (see [`session`]) stored with refresh token `token`.
+    pub(crate) async fn add_session(
+        store: &Store,
+        id: &str,
+        user_id: &str,
+        now: time::OffsetDateTime,
+        token: &str,
+    ) {
+        store
+            .create_session(&session(id, user_id, now), token)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 #[cfg(test)]

@@ -552,8 +552,7 @@ pub(super) mod tests {
             retry_grace: std::time::Duration::ZERO,
         }
     }
-    use crate::store::test_support::temp_store;
-    use crate::store::NewUser;
+    use crate::store::test_support::{add_session, add_user, temp_store};
 
     const BY: Presenter<'static> = Presenter {
         client_id: "c",
@@ -567,31 +566,9 @@ pub(super) mod tests {
         let (s, _d) = temp_store().await;
         let now = OffsetDateTime::now_utc();
         for (id, name) in [("u1", "a"), ("u2", "b")] {
-            s.create_user(
-                &NewUser {
-                    id: id.into(),
-                    username: name.into(),
-                    email: None,
-                    password_hash: None,
-                    groups: vec![],
-                },
-                now,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            add_user(&s, id, name, &[], now).await;
         }
-        let sess = |id: &str, user: &str| Session {
-            id: id.into(),
-            user_id: user.into(),
-            client_id: "c".into(),
-            cluster: "k".into(),
-            created_at: now,
-            expires_at: now + time::Duration::hours(1),
-            revoked_at: None,
-        };
-        s.create_session(&sess("s1", "u1"), "r1")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        add_session(&s, "s1", "u1", now, "r1").await;
         let o = s
             .rotate_refresh("r1", next("r2"), now, BY)
             .await
@@ -642,9 +619,7 @@ pub(super) mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(o, RotateOutcome::Unknown));
         // Expired sessions and disabled accounts are refused without spending the token.
-        s.create_session(&sess("s2", "u2"), "q1")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        add_session(&s, "s2", "u2", now, "q1").await;
         let later = now + time::Duration::hours(2);
         let o = s
             .rotate_refresh("q1", next("q2"), later, BY)
@@ -665,8 +640,7 @@ pub(super) mod tests {
 #[cfg(test)]
 mod batch_tests {
     use super::*;
-    use crate::store::test_support::temp_store;
-    use crate::store::NewUser;
+    use crate::store::test_support::{add_session, add_user, temp_store};
     use tests::next;
 
     /// Many rotations in flight at once are batched; each distinct token rotates exactly once,
@@ -675,31 +649,9 @@ mod batch_tests {
     async fn concurrent_rotations_are_exact() {
         let (s, _d) = temp_store().await;
         let now = OffsetDateTime::now_utc();
-        s.create_user(
-            &NewUser {
-                id: "u".into(),
-                username: "u".into(),
-                email: None,
-                password_hash: None,
-                groups: vec!["g".into()],
-            },
-            now,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        add_user(&s, "u", "u", &["g"], now).await;
         for i in 0..50 {
-            let sess = Session {
-                id: format!("s{i}"),
-                user_id: "u".into(),
-                client_id: "c".into(),
-                cluster: "k".into(),
-                created_at: now,
-                expires_at: now + time::Duration::hours(1),
-                revoked_at: None,
-            };
-            s.create_session(&sess, &format!("t{i}"))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            add_session(&s, &format!("s{i}"), "u", now, &format!("t{i}")).await;
         }
         let by = Presenter {
             client_id: "c",
