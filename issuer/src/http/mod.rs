@@ -241,7 +241,7 @@ mod webhook_tests;
 mod metrics_tests {
     //! The request-duration histogram as `/metrics` shows it, through the whole router.
 
-    use super::tests::TestApp;
+    use super::test_support::TestApp;
 
     /// The `_count` line of one label set of `credential_issuer_http_request_duration_seconds`.
     fn count(route: &str, status_class: &str) -> String {
@@ -291,7 +291,7 @@ mod metrics_tests {
     #[tokio::test]
     async fn refresh_grants_are_timed_by_kind_of_session() {
         let app = TestApp::new().await;
-        let t = super::tests::logged_in(&app, "mona").await;
+        let t = super::test_support::logged_in(&app, "mona").await;
         app.refresh(&t.refresh_token).await;
         app.refresh("not-a-token").await;
         let text = app.get("/metrics", None).await.body;
