@@ -50,7 +50,9 @@ impl std::fmt::Display for Grantee {
     }
 }
 
-/// A grant as stored.
+/// A grant: its terms (whom, where, what, when, why), its author and its revocation. A grant
+/// to be created is one of these too, with a fresh id and no revocation, checked by
+/// [`validate`] before it is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     /// Id, `[a-z0-9]`, used in object names.
@@ -144,29 +146,6 @@ impl Grant {
     }
 }
 
-/// A grant to be created, before it has an id.
-#[derive(Debug, Clone)]
-pub struct NewGrant {
-    /// Whom.
-    pub grantee: Grantee,
-    /// Cluster.
-    pub cluster: String,
-    /// Namespaces (empty: cluster-wide).
-    pub namespaces: Vec<String>,
-    /// Role.
-    pub role: String,
-    /// Start.
-    pub starts_at: OffsetDateTime,
-    /// End.
-    pub ends_at: OffsetDateTime,
-    /// Why.
-    pub reason: Option<String>,
-    /// Who approved it (just-in-time approvals).
-    pub approved_by: Option<String>,
-    /// The access request it came from.
-    pub request_id: Option<String>,
-}
-
 /// Why a grant was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
@@ -210,9 +189,9 @@ pub enum GrantError {
     Text(&'static str),
 }
 
-/// Checks a new grant against the policy at `now`.
+/// Checks a grant's terms against the policy at `now`.
 pub fn validate(
-    g: &NewGrant,
+    g: &Grant,
     roles: &[RoleConfig],
     clusters: &[ClusterConfig],
     now: OffsetDateTime,
@@ -531,17 +510,10 @@ mod tests {
         }]
     }
 
-    fn new_grant() -> NewGrant {
-        NewGrant {
-            grantee: Grantee::User("alice".into()),
-            cluster: "prod".into(),
-            namespaces: vec!["team-a".into()],
-            role: "viewer".into(),
-            starts_at: NOW,
-            ends_at: NOW + time::Duration::hours(1),
+    fn new_grant() -> Grant {
+        Grant {
             reason: Some("incident 42".into()),
-            approved_by: None,
-            request_id: None,
+            ..grant("g1", Grantee::User("alice".into()), &["team-a"], "viewer")
         }
     }
 
@@ -569,7 +541,7 @@ mod tests {
             clippy::needless_pass_by_value,
             reason = "table rows read better by value"
         )]
-        fn check(change: impl FnOnce(&mut NewGrant), want: Result<(), GrantError>) {
+        fn check(change: impl FnOnce(&mut Grant), want: Result<(), GrantError>) {
             let mut g = new_grant();
             change(&mut g);
             assert_eq!(validate(&g, &roles(), &clusters(), NOW), want, "{g:?}");

@@ -10,7 +10,7 @@ use credential_shared::oauth::TokenResponse;
 
 use super::test_support::{logged_in, Reply, TestApp, USER_PASSWORD};
 use crate::domain::audit_chain::Record;
-use crate::domain::grants::{Grantee, NewGrant};
+use crate::domain::grants::{Grant, Grantee};
 use crate::store::AuditFilter;
 
 async fn app() -> TestApp {
@@ -235,7 +235,8 @@ async fn every_kind_of_event_is_recorded_with_its_fields() {
     let grant = crate::service::admin::add_grant(
         app.state.store(),
         app.state.config(),
-        &NewGrant {
+        &Grant {
+            id: crate::service::admin::grant_id(),
             grantee: Grantee::User("gina".into()),
             cluster: "default".into(),
             namespaces: vec!["payments".into()],
@@ -243,10 +244,12 @@ async fn every_kind_of_event_is_recorded_with_its_fields() {
             starts_at: now,
             ends_at: now + time::Duration::hours(2),
             reason: Some("INC-42".into()),
+            created_by: "admin-cli".into(),
             approved_by: Some("carol".into()),
             request_id: Some("req-7".into()),
+            revoked_at: None,
+            revoked_by: None,
         },
-        "admin-cli",
         now,
     )
     .await

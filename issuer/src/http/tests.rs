@@ -302,7 +302,7 @@ async fn revoke_ends_the_session_and_never_reveals_token_validity() {
 
 #[tokio::test]
 async fn tokens_carry_the_grants_in_force_at_minting() {
-    use crate::domain::grants::{Grantee, NewGrant};
+    use crate::domain::grants::{Grant, Grantee};
     let app = TestApp::with(|f| {
         f.roles = vec![crate::config::FileRole {
             name: "viewer".into(),
@@ -316,7 +316,8 @@ async fn tokens_carry_the_grants_in_force_at_minting() {
     let claims = crate::signing::verify(&jwks, &t0.access_token).unwrap();
     assert!(claims.grants.is_empty(), "{:?}", claims.grants);
     let now = app.clock.now_for_tests();
-    let grant = |grantee: Grantee, namespaces: &[&str], minutes: i64| NewGrant {
+    let grant = |grantee: Grantee, namespaces: &[&str], minutes: i64| Grant {
+        id: crate::service::admin::grant_id(),
         grantee,
         cluster: "default".into(),
         namespaces: namespaces.iter().map(|s| (*s).to_owned()).collect(),
@@ -324,12 +325,15 @@ async fn tokens_carry_the_grants_in_force_at_minting() {
         starts_at: now,
         ends_at: now + time::Duration::minutes(minutes),
         reason: None,
+        created_by: "admin-cli".into(),
         approved_by: None,
         request_id: None,
+        revoked_at: None,
+        revoked_by: None,
     };
     let (store, config) = (app.state.store(), app.state.config());
-    let add = |g: NewGrant| async move {
-        crate::service::admin::add_grant(store, config, &g, "admin-cli", now)
+    let add = |g: Grant| async move {
+        crate::service::admin::add_grant(store, config, &g, now)
             .await
             .unwrap()
     };

@@ -8,7 +8,7 @@ use credential_shared::text::Untrusted;
 use time::OffsetDateTime;
 
 use crate::config::Config;
-use crate::domain::grants::{self, Grant, Grantee, NewGrant};
+use crate::domain::grants::{self, Grant, Grantee};
 use crate::domain::requests::{
     self as rules, AccessRequest, Decider, DecisionError, Filing, FilingError, Outcome,
     RequestStatus,
@@ -200,7 +200,8 @@ async fn approve(
     origin: &Origin,
     now: OffsetDateTime,
 ) -> Result<AccessRequest, Error> {
-    let new = NewGrant {
+    let grant = Grant {
+        id: crate::service::admin::grant_id(),
         grantee: Grantee::User(r.requester.clone()),
         cluster: r.cluster.clone(),
         namespaces: r.namespaces.clone(),
@@ -208,25 +209,13 @@ async fn approve(
         starts_at: now,
         ends_at: now + grants::span(r.duration),
         reason: r.reason.clone(),
+        created_by: actor.to_owned(),
         approved_by: Some(actor.to_owned()),
         request_id: Some(r.id.clone()),
-    };
-    grants::validate(&new, &config.roles, &config.clusters, now)?;
-    let grant = Grant {
-        id: crate::service::admin::grant_id(),
-        grantee: new.grantee,
-        cluster: new.cluster,
-        namespaces: new.namespaces,
-        role: new.role,
-        starts_at: new.starts_at,
-        ends_at: new.ends_at,
-        reason: new.reason,
-        created_by: actor.to_owned(),
-        approved_by: new.approved_by,
-        request_id: new.request_id,
         revoked_at: None,
         revoked_by: None,
     };
+    grants::validate(&grant, &config.roles, &config.clusters, now)?;
     let done = store
         .approve_request(&r.id, actor, comment, &grant, now)
         .await?

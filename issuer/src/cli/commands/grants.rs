@@ -16,7 +16,7 @@ pub(super) async fn grant(config: Config, cmd: GrantCommand) -> Result<(), Error
     match cmd {
         GrantCommand::Add(a) => {
             let new = admin::new_grant(&a.words(), now)?;
-            let g = admin::add_grant(&store, &config, &new, admin::ADMIN_ACTOR, now).await?;
+            let g = admin::add_grant(&store, &config, &new, now).await?;
             say(&format!(
                 "granted {} to {} in {} until {} (grant {})",
                 Untrusted::new(&g.role),

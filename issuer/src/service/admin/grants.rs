@@ -6,47 +6,32 @@ use time::OffsetDateTime;
 use super::times::parse_time;
 use super::Error;
 use crate::config::Config;
-use crate::domain::grants::{self, Grant, Grantee, NewGrant};
+use crate::domain::grants::{self, Grant, Grantee};
 use crate::store::{AuditEvent, Store};
 
-/// Creates a grant after checking it against the policy. The server makes it real in the
-/// cluster within seconds (it polls the grants epoch).
+/// Creates a grant after checking it against the policy; its author (`created_by`) is the
+/// actor of the audit event. The server makes it real in the cluster within seconds (it polls
+/// the grants epoch).
 pub async fn add_grant(
     store: &Store,
     config: &Config,
-    new: &NewGrant,
-    actor: &str,
+    grant: &Grant,
     now: OffsetDateTime,
 ) -> Result<Grant, Error> {
-    grants::validate(new, &config.roles, &config.clusters, now)?;
-    if let Grantee::User(name) = &new.grantee {
+    grants::validate(grant, &config.roles, &config.clusters, now)?;
+    if let Grantee::User(name) = &grant.grantee {
         if store.user_by_name(name).await?.is_none() {
             return Err(Error::NoSuchUser(name.clone()));
         }
     }
-    let grant = Grant {
-        id: grant_id(),
-        grantee: new.grantee.clone(),
-        cluster: new.cluster.clone(),
-        namespaces: new.namespaces.clone(),
-        role: new.role.clone(),
-        starts_at: new.starts_at,
-        ends_at: new.ends_at,
-        reason: new.reason.clone(),
-        created_by: actor.to_owned(),
-        approved_by: new.approved_by.clone(),
-        request_id: new.request_id.clone(),
-        revoked_at: None,
-        revoked_by: None,
-    };
-    store.insert_grant(&grant, now).await?;
+    store.insert_grant(grant, now).await?;
     store
         .audit(
-            &AuditEvent::for_grant("grant.created", &grant, actor, None),
+            &AuditEvent::for_grant("grant.created", grant, &grant.created_by, None),
             now,
         )
         .await?;
-    Ok(grant)
+    Ok(grant.clone())
 }
 
 /// Revokes a grant; the server removes its bindings within seconds.
@@ -91,8 +76,8 @@ pub struct GrantWords {
 }
 
 /// The grant `grant add` asks for: `--user`/`--group`, `--from` (default now), and `--until`
-/// or `--for`.
-pub fn new_grant(a: &GrantWords, now: OffsetDateTime) -> Result<NewGrant, Error> {
+/// or `--for`; a fresh id, by the administrator.
+pub fn new_grant(a: &GrantWords, now: OffsetDateTime) -> Result<Grant, Error> {
     let grantee = match (&a.user, &a.group) {
         (Some(u), None) => Grantee::User(u.clone()),
         (None, Some(g)) => Grantee::Group(g.clone()),
@@ -123,7 +108,8 @@ pub fn new_grant(a: &GrantWords, now: OffsetDateTime) -> Result<NewGrant, Error>
             })
         }
     };
-    Ok(NewGrant {
+    Ok(Grant {
+        id: grant_id(),
         grantee,
         cluster: a.cluster.clone(),
         namespaces: a.namespaces.clone(),
@@ -131,8 +117,11 @@ pub fn new_grant(a: &GrantWords, now: OffsetDateTime) -> Result<NewGrant, Error>
         starts_at,
         ends_at,
         reason: a.reason.clone(),
+        created_by: super::ADMIN_ACTOR.to_owned(),
         approved_by: None,
         request_id: None,
+        revoked_at: None,
+        revoked_by: None,
     })
 }
 
@@ -184,7 +173,8 @@ mod tests {
             Some("/tmp/x".into())
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        let new = NewGrant {
+        let new = Grant {
+            id: grant_id(),
             grantee: Grantee::User("alice".into()),
             cluster: "default".into(),
             namespaces: vec![],
@@ -192,19 +182,21 @@ mod tests {
             starts_at: now,
             ends_at: now + time::Duration::hours(1),
             reason: Some("on call".into()),
+            created_by: ADMIN_ACTOR.into(),
             approved_by: None,
             request_id: None,
+            revoked_at: None,
+            revoked_by: None,
         };
-        let r = add_grant(&s, &config, &new, ADMIN_ACTOR, now).await;
+        let r = add_grant(&s, &config, &new, now).await;
         assert!(matches!(r, Err(Error::NoSuchUser(_))), "{r:?}");
         let r = add_grant(
             &s,
             &config,
-            &NewGrant {
+            &Grant {
                 role: "admin".into(),
                 ..new.clone()
             },
-            ADMIN_ACTOR,
             now,
         )
         .await;
@@ -219,7 +211,7 @@ mod tests {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-        let g = add_grant(&s, &config, &new, ADMIN_ACTOR, now)
+        let g = add_grant(&s, &config, &new, now)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         revoke_grant(&s, &g.id, Some("done"), ADMIN_ACTOR, now)
