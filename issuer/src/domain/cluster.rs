@@ -25,6 +25,14 @@ pub struct RoleConfig {
     pub request: RequestPolicy,
 }
 
+impl RoleConfig {
+    /// The role's longest grant, when `length` is longer than that.
+    #[must_use]
+    pub fn exceeded_by<D: PartialOrd<Duration> + Copy>(&self, length: D) -> Option<Duration> {
+        self.max_duration.filter(|max| length > *max)
+    }
+}
+
 /// The just-in-time request policy of a role.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[expect(

@@ -9,7 +9,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::cluster::{ClusterConfig, PolicyRule, RoleConfig, RolePermissions};
-use crate::domain::names::{validate_group, validate_username, NameError};
+use crate::domain::names::{
+    check_namespaces, check_text, validate_group, validate_username, NameError, TermError,
+};
 
 /// `app.kubernetes.io/managed-by` value of every object the issuer manages.
 pub const MANAGED_BY: &str = "credential-issuer";
@@ -163,12 +165,9 @@ pub enum GrantError {
         /// Its limit.
         max: Duration,
     },
-    /// A namespace name is not a DNS-1123 label.
-    #[error("`{0}` is not a valid namespace name (lower-case letters, digits and -, at most 63)")]
-    Namespace(String),
-    /// The same namespace twice.
-    #[error("namespace `{0}` is named twice")]
-    DuplicateNamespace(String),
+    /// A bad namespace list or free text.
+    #[error(transparent)]
+    Terms(#[from] TermError),
     /// The role is not in the policy.
     #[error("unknown role `{0}`")]
     UnknownRole(String),
@@ -184,9 +183,6 @@ pub enum GrantError {
         #[source]
         source: NameError,
     },
-    /// A free-text field is too long or has control characters.
-    #[error("`{0}` must be at most 500 printable characters")]
-    Text(&'static str),
 }
 
 /// Checks a grant's terms against the policy at `now`.
@@ -218,30 +214,15 @@ pub fn validate(
     if g.ends_at <= now {
         return Err(GrantError::EndInPast);
     }
-    if let Some(max) = role.max_duration {
-        let length = g.ends_at - g.starts_at;
-        if length > max {
-            return Err(GrantError::TooLong {
-                role: role.name.clone(),
-                max,
-            });
-        }
+    if let Some(max) = role.exceeded_by(g.ends_at - g.starts_at) {
+        return Err(GrantError::TooLong {
+            role: role.name.clone(),
+            max,
+        });
     }
-    for (i, ns) in g.namespaces.iter().enumerate() {
-        if !is_dns_label(ns) {
-            return Err(GrantError::Namespace(ns.clone()));
-        }
-        if g.namespaces[..i].contains(ns) {
-            return Err(GrantError::DuplicateNamespace(ns.clone()));
-        }
-    }
-    for (field, text) in [("reason", &g.reason), ("request_id", &g.request_id)] {
-        if let Some(t) = text {
-            if t.chars().count() > 500 || t.chars().any(char::is_control) {
-                return Err(GrantError::Text(field));
-            }
-        }
-    }
+    check_namespaces(&g.namespaces)?;
+    check_text("reason", g.reason.as_deref())?;
+    check_text("request_id", g.request_id.as_deref())?;
     Ok(())
 }
 
@@ -577,12 +558,12 @@ mod tests {
             let bad = bad.to_owned();
             check(
                 |g| g.namespaces = vec![bad.clone()],
-                Err(GrantError::Namespace(bad.clone())),
+                Err(TermError::Namespace(bad.clone()).into()),
             );
         }
         check(
             |g| g.namespaces = vec!["a".into(), "a".into()],
-            Err(GrantError::DuplicateNamespace("a".into())),
+            Err(TermError::DuplicateNamespace("a".into()).into()),
         );
         check(
             |g| g.role = "admin".into(),
@@ -601,7 +582,7 @@ mod tests {
         );
         check(
             |g| g.reason = Some("a\nb".into()),
-            Err(GrantError::Text("reason")),
+            Err(TermError::Text("reason").into()),
         );
     }
 

@@ -1,6 +1,7 @@
 //! Rules for user and group names: they become Kubernetes user and group names (behind the
 //! API server's prefix), so they must not be able to pose as `system:` identities or smuggle
-//! separators into RBAC subjects.
+//! separators into RBAC subjects. Also the rules a grant and an access request share for their
+//! namespaces and free text, so that both refuse the same things with the same words.
 
 /// Prefix of the token groups derived from grants.
 pub const GRANT_GROUP_PREFIX: &str = "grant:";
@@ -64,6 +65,46 @@ pub fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// Longest free text (reason, comment), in characters.
+pub const MAX_TEXT: usize = 500;
+
+/// Why the namespaces or the free text of a grant or an access request were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TermError {
+    /// A namespace name is not a DNS-1123 label.
+    #[error("`{0}` is not a valid namespace name (lower-case letters, digits and -, at most 63)")]
+    Namespace(String),
+    /// The same namespace twice.
+    #[error("namespace `{0}` is named twice")]
+    DuplicateNamespace(String),
+    /// A free-text field is too long or has control characters.
+    #[error("`{0}` must be at most 500 printable characters")]
+    Text(&'static str),
+}
+
+/// Checks a list of namespaces: each a DNS-1123 label, none named twice.
+pub fn check_namespaces(namespaces: &[String]) -> Result<(), TermError> {
+    for (i, ns) in namespaces.iter().enumerate() {
+        if !is_dns_label(ns) {
+            return Err(TermError::Namespace(ns.clone()));
+        }
+        if namespaces[..i].contains(ns) {
+            return Err(TermError::DuplicateNamespace(ns.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a free-text field: at most [`MAX_TEXT`] characters, none of them a control character.
+pub fn check_text(field: &'static str, text: Option<&str>) -> Result<(), TermError> {
+    match text {
+        Some(t) if t.chars().count() > MAX_TEXT || t.chars().any(char::is_control) => {
+            Err(TermError::Text(field))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

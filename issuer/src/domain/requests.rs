@@ -7,10 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::cluster::{ClusterConfig, RoleConfig};
-use crate::domain::names::is_dns_label;
-
-/// Longest free text (reason, comment), in characters.
-pub const MAX_TEXT: usize = 500;
+use crate::domain::names::{self, check_namespaces, TermError};
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,15 +148,9 @@ pub enum FilingError {
         /// Limit.
         max: Duration,
     },
-    /// Bad namespace name.
-    #[error("`{0}` is not a valid namespace name (lower-case letters, digits and -, at most 63)")]
-    Namespace(String),
-    /// The same namespace twice.
-    #[error("namespace `{0}` is named twice")]
-    DuplicateNamespace(String),
-    /// Free text too long or with control characters.
-    #[error("`{0}` must be at most 500 printable characters")]
-    Text(&'static str),
+    /// A bad namespace list or free text.
+    #[error(transparent)]
+    Terms(#[from] TermError),
 }
 
 /// Checks a filing against the policy and says whether it waits or is approved at once.
@@ -183,22 +174,13 @@ pub fn check_filing(
     if f.duration.is_zero() {
         return Err(FilingError::ZeroDuration);
     }
-    if let Some(max) = role.max_duration {
-        if f.duration > max {
-            return Err(FilingError::TooLong {
-                role: role.name.clone(),
-                max,
-            });
-        }
+    if let Some(max) = role.exceeded_by(f.duration) {
+        return Err(FilingError::TooLong {
+            role: role.name.clone(),
+            max,
+        });
     }
-    for (i, ns) in f.namespaces.iter().enumerate() {
-        if !is_dns_label(ns) {
-            return Err(FilingError::Namespace(ns.clone()));
-        }
-        if f.namespaces[..i].contains(ns) {
-            return Err(FilingError::DuplicateNamespace(ns.clone()));
-        }
-    }
+    check_namespaces(f.namespaces)?;
     Ok(if role.request.break_glass && role.request.self_approve {
         Outcome::BreakGlass
     } else {
@@ -206,14 +188,9 @@ pub fn check_filing(
     })
 }
 
-/// Checks a free-text field.
+/// Checks a free-text field (a reason, a decider's comment) by the rule grants follow too.
 pub fn check_text(field: &'static str, text: Option<&str>) -> Result<(), FilingError> {
-    match text {
-        Some(t) if t.chars().count() > MAX_TEXT || t.chars().any(char::is_control) => {
-            Err(FilingError::Text(field))
-        }
-        _ => Ok(()),
-    }
+    Ok(names::check_text(field, text)?)
 }
 
 /// Why someone may not decide a request.
@@ -448,15 +425,15 @@ mod tests {
         );
         assert_eq!(
             check("prod", "prod-exec", &["Bad_NS"], Some("x"), 60),
-            Err(E::Namespace("Bad_NS".into()))
+            Err(TermError::Namespace("Bad_NS".into()).into())
         );
         assert_eq!(
             check("prod", "prod-exec", &["a", "a"], Some("x"), 60),
-            Err(E::DuplicateNamespace("a".into()))
+            Err(TermError::DuplicateNamespace("a".into()).into())
         );
         assert_eq!(
             check("prod", "prod-exec", &[], Some("line\nbreak"), 60),
-            Err(E::Text("reason"))
+            Err(TermError::Text("reason").into())
         );
     }
 
