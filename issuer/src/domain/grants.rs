@@ -452,7 +452,7 @@ pub fn next_boundary(grants: &[Grant], now: OffsetDateTime) -> Option<OffsetDate
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use time::macros::datetime;
 
@@ -498,7 +498,9 @@ mod tests {
         }
     }
 
-    fn grant(id: &str, grantee: Grantee, namespaces: &[&str], role: &str) -> Grant {
+    /// A grant on `prod` for the hour from [`NOW`], by the administrator; other tests of the
+    /// domain build theirs from it.
+    pub(crate) fn grant(id: &str, grantee: Grantee, namespaces: &[&str], role: &str) -> Grant {
         Grant {
             id: id.into(),
             grantee,

@@ -122,25 +122,18 @@ mod tests {
 
     #[test]
     fn grants_become_groups_and_a_claim() {
-        use crate::domain::grants::{Grant, Grantee};
+        use crate::domain::grants::Grantee;
         let now = NOW;
         let groups = vec!["dev".to_owned()];
         let who = alice(&groups);
         let m = minting(now + time::Duration::hours(1));
-        let grant = |id: &str, namespaces: &[&str]| Grant {
-            id: id.into(),
-            grantee: Grantee::User("alice".into()),
-            cluster: "prod".into(),
-            namespaces: namespaces.iter().map(|s| (*s).to_owned()).collect(),
-            role: "deployer".into(),
-            starts_at: now,
-            ends_at: now + time::Duration::hours(1),
-            reason: None,
-            created_by: "admin-cli".into(),
-            approved_by: None,
-            request_id: None,
-            revoked_at: None,
-            revoked_by: None,
+        let grant = |id: &str, namespaces: &[&str]| {
+            crate::domain::grants::tests::grant(
+                id,
+                Grantee::User("alice".into()),
+                namespaces,
+                "deployer",
+            )
         };
         let mut c = access_claims(&who, m);
         add_grants(&mut c, &[grant("g2", &["web"]), grant("g1", &[])]);
