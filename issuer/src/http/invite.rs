@@ -304,7 +304,6 @@ pub(super) async fn invite_submit(
         Ok(r) => r,
         Err(refused) => {
             tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "invitation code entry rate limited");
-            state.metrics().failure(Failure::RateLimited);
             audit_invite(
                 &state,
                 "invitation.rate_limited",
@@ -315,14 +314,13 @@ pub(super) async fn invite_submit(
                 now,
             )
             .await;
-            let msg = format!(
-                "Too many wrong codes. {} Check that your phone's clock is right.",
-                attempts::try_again(&refused)
-            );
-            return Ok(attempts::refused_page(
+            return attempts::refused(
+                &state,
                 &refused,
-                render(&state, &token, &inv, &seed, csrf, Some(&msg), None)?,
-            ));
+                "Too many wrong codes.",
+                Some("Check that your phone's clock is right."),
+                |msg| render(&state, &token, &inv, &seed, csrf, Some(msg), None),
+            );
         }
     };
     if let Some(problem) = password_problem(&f.password, &f.password_confirm, &inv.username) {
