@@ -10,7 +10,10 @@ use axum::response::{Html, IntoResponse, Response};
 use std::time::Duration;
 use time::OffsetDateTime;
 
+use super::error::PageError;
+use crate::service::state::AppState;
 use crate::store::{Attempt, Store};
+use crate::telemetry::metrics::Failure;
 
 /// One counter of a limited action: its key and its limit per window.
 pub(super) struct Counter<'a> {
@@ -82,8 +85,27 @@ pub(super) fn try_again(a: &Attempt) -> String {
     }
 }
 
+/// The answer to a guess its counters refused: counted as rate limited, then the page `render`
+/// makes of the message (`why`, when to try again, then `then` if any) as a 429 with
+/// `Retry-After`.
+pub(super) fn refused(
+    state: &AppState,
+    a: &Attempt,
+    why: &str,
+    then: Option<&str>,
+    render: impl FnOnce(&str) -> Result<String, PageError>,
+) -> Result<Response, PageError> {
+    state.metrics().failure(Failure::RateLimited);
+    let mut msg = format!("{why} {}", try_again(a));
+    if let Some(then) = then {
+        msg.push(' ');
+        msg.push_str(then);
+    }
+    Ok(refused_page(a, render(&msg)?))
+}
+
 /// A 429 page with `Retry-After`.
-pub(super) fn refused_page(a: &Attempt, html: String) -> Response {
+fn refused_page(a: &Attempt, html: String) -> Response {
     let mut res = (StatusCode::TOO_MANY_REQUESTS, Html(html)).into_response();
     res.headers_mut().insert(
         header::RETRY_AFTER,

@@ -109,12 +109,31 @@ pub(super) async fn current_or_new(
             set_cookie: None,
         });
     }
+    limit_starts(
+        state,
+        &format!("web_session:addr:{addr}"),
+        state.now(),
+        "Too many sign-in pages were opened from your address.",
+    )
+    .await?;
+    new_session(state, None, None).await
+}
+
+/// Counts one start of a sign-in from a client address under `key`, which may start twice
+/// the device-authorization limit per window; over it, a 429 page saying `too_many` and when
+/// to try again.
+pub(super) async fn limit_starts(
+    state: &AppState,
+    key: &str,
+    now: OffsetDateTime,
+    too_many: &str,
+) -> Result<(), PageError> {
     let limits = &state.config().rate_limits;
     let started = state
         .store()
         .reserve_attempt(
-            &format!("web_session:addr:{addr}"),
-            state.now(),
+            key,
+            now,
             limits.window,
             limits.device_authorizations.saturating_mul(2),
         )
@@ -124,13 +143,10 @@ pub(super) async fn current_or_new(
         return Err(PageError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many requests",
-            format!(
-                "Too many sign-in pages were opened from your address. {}",
-                attempts::try_again(&started)
-            ),
+            format!("{too_many} {}", attempts::try_again(&started)),
         ));
     }
-    new_session(state, None, None).await
+    Ok(())
 }
 
 /// The session of a form post, if its CSRF token matches.

@@ -162,15 +162,17 @@ impl OAuthReply {
     }
 }
 
+/// The fault of a store error the database is to blame for (answered 503), with its causes.
+fn database_fault(e: &crate::store::Error) -> Option<DatabaseFault> {
+    e.fault().map(|fault| DatabaseFault {
+        fault,
+        detail: crate::store::cause_chain(e),
+    })
+}
+
 impl From<crate::store::Error> for OAuthReply {
     fn from(e: crate::store::Error) -> Self {
-        match e.fault() {
-            Some(fault) => Self::database(Some(DatabaseFault {
-                fault,
-                detail: crate::store::cause_chain(&e),
-            })),
-            None => Self::internal(&e),
-        }
+        database_fault(&e).map_or_else(|| Self::internal(&e), |f| Self::database(Some(f)))
     }
 }
 
@@ -281,13 +283,7 @@ impl IntoResponse for PageError {
 
 impl From<crate::store::Error> for PageError {
     fn from(e: crate::store::Error) -> Self {
-        match e.fault() {
-            Some(fault) => Self::database(Some(DatabaseFault {
-                fault,
-                detail: crate::store::cause_chain(&e),
-            })),
-            None => Self::internal(&e),
-        }
+        database_fault(&e).map_or_else(|| Self::internal(&e), |f| Self::database(Some(f)))
     }
 }
 

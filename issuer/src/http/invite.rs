@@ -299,30 +299,21 @@ pub(super) async fn invite_submit(
             )
                 .into_response())
         };
+    // The trail of this submission: each of its outcomes is one event about the invitation.
+    let audit = |event: &'static str| audit_invite(&state, event, &inv, &addr, &rid, None, now);
     let counters = attempts::address_and_account(&addr_key, &inv_key, limit);
     let reserved = match attempts::reserve(store, now, window, &counters).await? {
         Ok(r) => r,
         Err(refused) => {
             tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "invitation code entry rate limited");
-            state.metrics().failure(Failure::RateLimited);
-            audit_invite(
+            audit("invitation.rate_limited").await;
+            return attempts::refused(
                 &state,
-                "invitation.rate_limited",
-                &inv,
-                &addr,
-                &rid,
-                None,
-                now,
-            )
-            .await;
-            let msg = format!(
-                "Too many wrong codes. {} Check that your phone's clock is right.",
-                attempts::try_again(&refused)
-            );
-            return Ok(attempts::refused_page(
                 &refused,
-                render(&state, &token, &inv, &seed, csrf, Some(&msg), None)?,
-            ));
+                "Too many wrong codes.",
+                Some("Check that your phone's clock is right."),
+                |msg| render(&state, &token, &inv, &seed, csrf, Some(msg), None),
+            );
         }
     };
     if let Some(problem) = password_problem(&f.password, &f.password_confirm, &inv.username) {
@@ -335,16 +326,7 @@ pub(super) async fn invite_submit(
     else {
         tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), "wrong code on an invitation");
         state.metrics().failure(Failure::Password);
-        audit_invite(
-            &state,
-            "invitation.totp_failed",
-            &inv,
-            &addr,
-            &rid,
-            None,
-            now,
-        )
-        .await;
+        audit("invitation.totp_failed").await;
         // The password was fine: give it back in both fields, so a mistyped code costs only
         // the code. It goes only to the browser that just sent it, in the answer to its own
         // POST, over TLS and with `Cache-Control: no-store` (as every page); never to a log.
@@ -387,7 +369,7 @@ pub(super) async fn invite_submit(
     }
     reserved.release(store).await?;
     store.clear_failures(&inv_key).await?;
-    audit_invite(&state, "invitation.used", &inv, &addr, &rid, None, now).await;
+    audit("invitation.used").await;
     tracing::info!(request_id = %rid, user = %Untrusted::new(&inv.username), "invitation accepted");
     let ca = super::discovery::generated_ca(&state).map(|_| super::discovery::PATH_CA);
     let clusters: Vec<&str> = cfg.clusters.iter().map(|c| c.name.as_str()).collect();

@@ -93,16 +93,14 @@ pub(super) async fn device_submit(
         Ok(r) => r,
         Err(refused) => {
             tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "user code entry rate limited");
-            state.metrics().failure(Failure::RateLimited);
             audit_failure(&state, "user_code.rate_limited", None, &addr, &rid, now).await;
-            let msg = format!(
-                "Too many wrong codes from your address. {}",
-                attempts::try_again(&refused)
-            );
-            return Ok(attempts::refused_page(
+            return attempts::refused(
+                &state,
                 &refused,
-                templates::device_page(csrf, None, Some(&msg)),
-            ));
+                "Too many wrong codes from your address.",
+                None,
+                |msg| Ok(templates::device_page(csrf, None, Some(msg))),
+            );
         }
     };
     let device = match user_code::normalize(&f.user_code) {
@@ -239,7 +237,6 @@ pub(super) async fn login_submit(
         Ok(r) => r,
         Err(refused) => {
             tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "password sign-in rate limited");
-            state.metrics().failure(Failure::RateLimited);
             audit_failure(
                 &state,
                 "login.rate_limited",
@@ -249,14 +246,14 @@ pub(super) async fn login_submit(
                 now,
             )
             .await;
-            let msg = format!(
-                "Too many failed sign-ins. {}",
-                attempts::try_again(&refused)
-            );
-            return Ok(attempts::refused_page(
-                &refused,
-                templates::login_page(&csrf, &username, Some(&msg), &providers(&state)),
-            ));
+            return attempts::refused(&state, &refused, "Too many failed sign-ins.", None, |msg| {
+                Ok(templates::login_page(
+                    &csrf,
+                    &username,
+                    Some(msg),
+                    &providers(&state),
+                ))
+            });
         }
     };
     let user = if username.is_empty() {

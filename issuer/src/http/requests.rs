@@ -187,10 +187,7 @@ pub(super) async fn file(
             ),
         ));
     }
-    let origin = Origin {
-        client_addr: Some(addr),
-        http_request_id: Some(rid),
-    };
+    let origin = origin(addr, rid);
     let (r, notices) = svc::file(
         state.store(),
         cfg,
@@ -291,23 +288,43 @@ pub(super) async fn approve_api(
         .filter(|u| u.disabled_at.is_none())
         .ok_or_else(ApiError::unauthorized)?;
     let now = state.now();
-    let origin = Origin {
-        client_addr: Some(addr),
-        http_request_id: Some(rid),
-    };
-    let decision = svc::Decision {
-        id: &id,
-        decider: Decider::Person {
-            username: &user.username,
-            groups: &user.groups,
-        },
-        actor: &user.username,
-        approve: true,
-        comment: None,
-    };
+    let origin = origin(addr, rid);
+    let decision = by_person(&user, &id, true, None);
     let (r, notices) = svc::decide(state.store(), state.config(), decision, &origin, now).await?;
     notify(&state, notices);
     Ok(Json(svc::info(state.store(), &r, now).await?))
+}
+
+/// Where a request came from, for the trail: the client address and the request id.
+fn origin(addr: String, rid: String) -> Origin {
+    Origin {
+        client_addr: Some(addr),
+        http_request_id: Some(rid),
+    }
+}
+
+/// A person as a decider: the rules of their name and groups apply.
+fn decider(user: &crate::store::User) -> Decider<'_> {
+    Decider::Person {
+        username: &user.username,
+        groups: &user.groups,
+    }
+}
+
+/// A person's decision on request `id`, in their own name.
+fn by_person<'a>(
+    user: &'a crate::store::User,
+    id: &'a str,
+    approve: bool,
+    comment: Option<&'a str>,
+) -> svc::Decision<'a> {
+    svc::Decision {
+        id,
+        decider: decider(user),
+        actor: &user.username,
+        approve,
+        comment,
+    }
 }
 
 /// The signed-in person of a browser session, or the sign-in page.
@@ -364,16 +381,7 @@ async fn render(
         .iter()
         .filter(|r| {
             r.requester == user.username
-                || crate::domain::requests::may_decide(
-                    r,
-                    Decider::Person {
-                        username: &user.username,
-                        groups: &user.groups,
-                    },
-                    &cfg.roles,
-                    now,
-                )
-                .is_ok()
+                || crate::domain::requests::may_decide(r, decider(user), &cfg.roles, now).is_ok()
         })
         .map(|r| request_templates::Row {
             r,
@@ -417,21 +425,9 @@ pub(super) async fn decide(
         return sign_in_then(&state, &headers, &addr, PATH, PATH).await;
     };
     let approve = super::pages::approves(&f.action)?;
-    let origin = Origin {
-        client_addr: Some(addr),
-        http_request_id: Some(rid),
-    };
+    let origin = origin(addr, rid);
     let now = state.now();
-    let decision = svc::Decision {
-        id: &id,
-        decider: Decider::Person {
-            username: &user.username,
-            groups: &user.groups,
-        },
-        actor: &user.username,
-        approve,
-        comment: Some(&f.comment),
-    };
+    let decision = by_person(&user, &id, approve, Some(&f.comment));
     let result = svc::decide(state.store(), state.config(), decision, &origin, now).await;
     match result {
         Ok((r, notices)) => {

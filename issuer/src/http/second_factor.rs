@@ -135,7 +135,6 @@ pub(super) async fn totp_submit(
         Ok(r) => r,
         Err(refused) => {
             tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(&addr), "second factor rate limited");
-            state.metrics().failure(Failure::RateLimited);
             audit_failure(
                 &state,
                 "login.totp_rate_limited",
@@ -145,14 +144,19 @@ pub(super) async fn totp_submit(
                 now,
             )
             .await;
-            let msg = format!(
-                "Too many wrong codes. {} Then sign in again.",
-                attempts::try_again(&refused)
-            );
-            return Ok(attempts::refused_page(
+            return attempts::refused(
+                &state,
                 &refused,
-                account_templates::totp_page(csrf, &user.username, Some(&msg)),
-            ));
+                "Too many wrong codes.",
+                Some("Then sign in again."),
+                |msg| {
+                    Ok(account_templates::totp_page(
+                        csrf,
+                        &user.username,
+                        Some(msg),
+                    ))
+                },
+            );
         }
     };
     let verdict = match check_user_code(&state, &user, &f.totp_code).await? {

@@ -14,12 +14,11 @@ use axum::Form;
 use credential_shared::text::Untrusted;
 use serde::Deserialize;
 
-use super::browser::{audit_failure, current, form, new_session, verified};
+use super::browser::{audit_failure, current, form, limit_starts, new_session, verified};
 use super::{ClientAddr, PageError, RequestId};
 use crate::secrets::secret::{constant_time_eq, hash, random_token, Secret};
 use crate::service::state::AppState;
 use crate::store::{grant_context, login_context, AuditEvent, PendingLogin};
-use crate::telemetry::metrics::Failure;
 use crate::upstream::{authorize, token};
 
 /// Where providers send the browser back to.
@@ -80,27 +79,13 @@ pub(super) async fn start(
         ));
     };
     let now = state.now();
-    let limits = &state.config().rate_limits;
-    let started = state
-        .store()
-        .reserve_attempt(
-            &format!("upstream_start:addr:{addr}"),
-            now,
-            limits.window,
-            limits.device_authorizations.saturating_mul(2),
-        )
-        .await?;
-    if !started.allowed {
-        state.metrics().failure(Failure::RateLimited);
-        return Err(PageError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            format!(
-                "Too many sign-ins were started from your address. {}",
-                super::attempts::try_again(&started)
-            ),
-        ));
-    }
+    limit_starts(
+        &state,
+        &format!("upstream_start:addr:{addr}"),
+        now,
+        "Too many sign-ins were started from your address.",
+    )
+    .await?;
     let request = authorize::Request::new();
     let state_hash = hash(request.state.expose());
     let sealer = state.sealer();

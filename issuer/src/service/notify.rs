@@ -66,20 +66,20 @@ pub fn body(kind: Kind, r: &AccessRequest, issuer: &str) -> serde_json::Value {
             "{} requests {} in {scope} for {}: {reason}. Approve at {issuer}/requests (request {})",
             r.requester, r.role, format_duration(r.duration), r.id
         ),
-            Kind::Approved => format!(
-                "{} approved {}'s request {} ({} in {scope})",
-                r.decided_by.as_deref().unwrap_or("?"),
-                r.requester,
-                r.id,
-                r.role
-            ),
-            Kind::Denied => format!(
-                "{} denied {}'s request {} ({} in {scope})",
-                r.decided_by.as_deref().unwrap_or("?"),
-                r.requester,
-                r.id,
-                r.role
-            ),
+            Kind::Approved | Kind::Denied => {
+                let verb = if kind == Kind::Approved {
+                    "approved"
+                } else {
+                    "denied"
+                };
+                format!(
+                    "{} {verb} {}'s request {} ({} in {scope})",
+                    r.decided_by.as_deref().unwrap_or("?"),
+                    r.requester,
+                    r.id,
+                    r.role
+                )
+            }
             Kind::Expired => format!(
                 "{}'s request {} ({} in {scope}) expired undecided",
                 r.requester, r.id, r.role

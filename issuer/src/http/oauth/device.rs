@@ -14,7 +14,7 @@ use credential_shared::text::Untrusted;
 use time::OffsetDateTime;
 
 use super::token::{audit_login, contents, mint, new_refresh_token};
-use super::{check_client, form, truncate};
+use super::{check_client, form, required, truncate};
 use crate::domain::device::{poll, PollOutcome, PollState, Status};
 use crate::domain::user_code;
 use crate::http::{ClientAddr, OAuthReply, RequestId};
@@ -33,9 +33,7 @@ pub(in crate::http) async fn device_authorization(
     let req = form(f)?;
     check_client(&state, &req.client_id)?;
     let cfg = state.config();
-    if req.cluster.is_empty() {
-        return Err(OAuthReply::bad(E::InvalidRequest, "cluster is required"));
-    }
+    required(Some(req.cluster.as_str()), "cluster")?;
     if cfg.cluster(&req.cluster).is_none() {
         return Err(OAuthReply::bad(
             E::InvalidScope,
@@ -120,12 +118,7 @@ pub(super) async fn device_code_grant(
     req: &TokenRequest,
 ) -> Result<Response, OAuthReply> {
     check_client(state, &req.client_id)?;
-    let Some(code) = req.device_code.as_deref().filter(|c| !c.is_empty()) else {
-        return Err(OAuthReply::bad(
-            E::InvalidRequest,
-            "device_code is required",
-        ));
-    };
+    let code = required(req.device_code.as_deref(), "device_code")?;
     let store = state.store();
     let Some(device) = store.device_by_code_hash(&hash(code)).await? else {
         return Err(OAuthReply::bad(E::InvalidGrant, "unknown device_code"));

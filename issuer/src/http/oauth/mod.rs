@@ -29,10 +29,15 @@ fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, OAuthReply> {
     })
 }
 
+/// A form field the request must carry, or the `invalid_request` refusal naming it.
+fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, OAuthReply> {
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| OAuthReply::bad(E::InvalidRequest, format!("{name} is required")))
+}
+
 fn check_client(state: &AppState, client_id: &str) -> Result<(), OAuthReply> {
-    if client_id.is_empty() {
-        return Err(OAuthReply::bad(E::InvalidRequest, "client_id is required"));
-    }
+    required(Some(client_id), "client_id")?;
     if !state.config().clients.iter().any(|c| c == client_id) {
         return Err(OAuthReply::invalid_client());
     }

@@ -7,8 +7,8 @@ use credential_shared::oauth::{OAuthErrorCode as E, TokenRequest};
 use credential_shared::text::Untrusted;
 use time::OffsetDateTime;
 
-use super::check_client;
 use super::token::{contents, mint, new_refresh_token, Contents, UPSTREAM_REFRESH_PREFIX};
+use super::{check_client, required};
 use crate::domain::session::{liveness, Liveness, SessionFacts};
 use crate::http::OAuthReply;
 use crate::secrets::secret::hash;
@@ -49,12 +49,7 @@ async fn rotate(
     req: &TokenRequest,
 ) -> Result<Response, OAuthReply> {
     check_client(state, &req.client_id)?;
-    let Some(presented) = req.refresh_token.as_deref().filter(|c| !c.is_empty()) else {
-        return Err(OAuthReply::bad(
-            E::InvalidRequest,
-            "refresh_token is required",
-        ));
-    };
+    let presented = required(req.refresh_token.as_deref(), "refresh_token")?;
     let store = state.store();
     // Sessions from an upstream provider are recognisable by their token's prefix, so the
     // local-account fast path below stays one statement.

@@ -4,9 +4,9 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Form;
-use credential_shared::oauth::{OAuthErrorCode as E, RevocationRequest};
+use credential_shared::oauth::RevocationRequest;
 
-use super::{check_client, form};
+use super::{check_client, form, required};
 use crate::http::{ClientAddr, OAuthReply, RequestId};
 use crate::secrets::secret::hash;
 use crate::service::state::AppState;
@@ -22,9 +22,7 @@ pub(in crate::http) async fn revoke(
 ) -> Result<StatusCode, OAuthReply> {
     let req = form(f)?;
     check_client(&state, &req.client_id)?;
-    if req.token.is_empty() {
-        return Err(OAuthReply::bad(E::InvalidRequest, "token is required"));
-    }
+    required(Some(req.token.as_str()), "token")?;
     let now = state.now();
     if let Some((session_id, user_id)) = state
         .store()
