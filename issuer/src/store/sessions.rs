@@ -585,9 +585,17 @@ pub(super) mod tests {
             .audit_page(0, 10, &crate::store::AuditFilter::default())
             .await
             .unwrap_or_default();
-        assert_eq!(row[0].detail.as_deref(), Some(BY.token_detail), "{row:?}");
-        assert_eq!(row[0].actor.as_deref(), Some("a"), "the account's name");
-        assert_eq!(row[0].client_addr.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            row[0].facts.detail.as_deref(),
+            Some(BY.token_detail),
+            "{row:?}"
+        );
+        assert_eq!(
+            row[0].facts.actor.as_deref(),
+            Some("a"),
+            "the account's name"
+        );
+        assert_eq!(row[0].facts.client_addr.as_deref(), Some("127.0.0.1"));
         let o = s
             .rotate_refresh("r1", next("r3"), now, BY)
             .await
