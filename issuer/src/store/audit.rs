@@ -115,7 +115,7 @@ fn record(r: Row) -> Record {
 impl Store {
     /// Appends an event.
     pub async fn audit(&self, e: &AuditEvent, now: OffsetDateTime) -> Result<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO audit_events (at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(now.unix_timestamp())
@@ -129,10 +129,8 @@ impl Store {
         .bind(&e.approver)
         .bind(&e.client_addr)
         .bind(&e.request_id)
-        .bind(&e.detail)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        .bind(&e.detail);
+        self.run(q).await
     }
 
     /// The event names recorded for `subject`, oldest first (for tests and the admin CLI).

@@ -428,6 +428,12 @@ impl Store {
         Ok(q.execute(&self.write).await?.rows_affected() == 1)
     }
 
+    /// Runs one statement on the writer, for its effect only.
+    async fn run(&self, q: Bound<'_>) -> Result<()> {
+        q.execute(&self.write).await?;
+        Ok(())
+    }
+
     /// Opens the database and applies migrations.
     pub async fn open(location: &Location) -> Result<Self> {
         match location {
