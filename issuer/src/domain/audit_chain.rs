@@ -14,16 +14,14 @@ use serde::Serialize;
 /// The hash before the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One stored audit event, as the chain sees it.
+/// What an audit event says: its name and the ten facts about it. The store writes one with
+/// `E = &'static str` (`store::AuditEvent`, the names are constants in the code) and reads one
+/// back with `E = String` inside a [`Record`], so the fields are listed once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Record {
-    /// Position in the trail (increasing, assigned by the database).
-    pub seq: i64,
-    /// Unix seconds.
-    pub at: i64,
-    /// What happened.
-    pub event: String,
-    /// Who did it.
+pub struct Facts<E = String> {
+    /// What happened, e.g. `login`, `token.issued`, `refresh`, `session.revoked`.
+    pub event: E,
+    /// Who did it (user name, `admin-cli`, or `system`).
     pub actor: Option<String>,
     /// Whom it is about.
     pub subject: Option<String>,
@@ -33,7 +31,7 @@ pub struct Record {
     pub namespace: Option<String>,
     /// Role.
     pub role: Option<String>,
-    /// Reason given.
+    /// The reason given by the person asking.
     pub reason: Option<String>,
     /// Who approved.
     pub approver: Option<String>,
@@ -41,8 +39,20 @@ pub struct Record {
     pub client_addr: Option<String>,
     /// Request id.
     pub request_id: Option<String>,
-    /// Extra detail (JSON text).
+    /// Extra detail (JSON text). Never contains a secret.
     pub detail: Option<String>,
+}
+
+/// One stored audit event, as the chain sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Record {
+    /// Position in the trail (increasing, assigned by the database).
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// What was written (serialized inline, as the columns of the row).
+    #[serde(flatten)]
+    pub facts: Facts,
     /// The chain hash; `None` until the sealer has reached this event.
     pub hash: Option<String>,
 }
@@ -50,20 +60,21 @@ pub struct Record {
 /// The hash of `r` following `prev`.
 #[must_use]
 pub fn link(prev: &str, r: &Record) -> String {
+    let f = &r.facts;
     let canonical = serde_json::to_string(&(
         r.seq,
         r.at,
-        &r.event,
-        &r.actor,
-        &r.subject,
-        &r.cluster,
-        &r.namespace,
-        &r.role,
-        &r.reason,
-        &r.approver,
-        &r.client_addr,
-        &r.request_id,
-        &r.detail,
+        &f.event,
+        &f.actor,
+        &f.subject,
+        &f.cluster,
+        &f.namespace,
+        &f.role,
+        &f.reason,
+        &f.approver,
+        &f.client_addr,
+        &f.request_id,
+        &f.detail,
     ))
     .unwrap_or_default();
     let mut ctx = digest::Context::new(&digest::SHA256);
@@ -195,8 +206,11 @@ mod tests {
                 let mut r = Record {
                     seq,
                     at: 1_700_000_000 + seq,
-                    event: "login".into(),
-                    subject: Some(format!("u{seq}")),
+                    facts: Facts {
+                        event: "login".into(),
+                        subject: Some(format!("u{seq}")),
+                        ..Facts::default()
+                    },
                     ..Record::default()
                 };
                 let h = link(&prev, &r);
@@ -231,7 +245,7 @@ mod tests {
     fn editing_deleting_or_inserting_breaks_the_chain() {
         let t = trail(5);
         let mut edited = t.clone();
-        edited[2].actor = Some("mallory".into());
+        edited[2].facts.actor = Some("mallory".into());
         assert_eq!(check(&edited, None), Err(Problem::Broken { seq: 3 }));
 
         let mut deleted = t.clone();
@@ -240,7 +254,7 @@ mod tests {
 
         let mut inserted = t.clone();
         let mut extra = t[1].clone();
-        extra.event = "grant.added".into();
+        extra.facts.event = "grant.added".into();
         inserted.insert(2, extra);
         assert!(matches!(
             check(&inserted, None),
@@ -249,7 +263,7 @@ mod tests {
 
         // Every field counts, including ones added for access policy.
         let mut reason = t.clone();
-        reason[4].reason = Some("because".into());
+        reason[4].facts.reason = Some("because".into());
         assert_eq!(check(&reason, None), Err(Problem::Broken { seq: 5 }));
     }
 

@@ -231,7 +231,7 @@ async fn subject_names(
     rows: &[crate::domain::audit_chain::Record],
 ) -> Result<HashMap<String, String>, PageError> {
     let mut names = HashMap::new();
-    for id in rows.iter().filter_map(|r| r.subject.as_deref()) {
+    for id in rows.iter().filter_map(|r| r.facts.subject.as_deref()) {
         if names.contains_key(id) || id.contains(':') {
             continue;
         }

@@ -85,7 +85,11 @@ async fn strangers_sign_in_and_come_back_and_non_auditors_get_403() {
     assert!(!r.body.contains(r#"href="/device""#), "{}", r.body);
     let r = app.get("/audit/export", Some(&bob)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let events: Vec<String> = trail(&app).await.into_iter().map(|r| r.event).collect();
+    let events: Vec<String> = trail(&app)
+        .await
+        .into_iter()
+        .map(|r| r.facts.event)
+        .collect();
     assert!(
         events.iter().any(|e| e == "audit.view_refused"),
         "{events:?}"
@@ -190,16 +194,17 @@ async fn filters_page_and_download_select_the_same_events_and_views_are_audited(
     let viewed: Vec<Record> = trail(&app)
         .await
         .into_iter()
-        .filter(|r| r.event == "audit.viewed")
+        .filter(|r| r.facts.event == "audit.viewed")
         .collect();
     assert!(viewed.len() >= 3, "{viewed:?}");
-    assert_eq!(viewed[0].actor.as_deref(), Some("ann"));
+    assert_eq!(viewed[0].facts.actor.as_deref(), Some("ann"));
     assert!(viewed[0]
+        .facts
         .detail
         .as_deref()
         .unwrap()
         .contains(r#""person":"erin""#));
-    assert_eq!(viewed[0].client_addr.as_deref(), Some("192.0.2.7"));
+    assert_eq!(viewed[0].facts.client_addr.as_deref(), Some("192.0.2.7"));
 }
 
 #[tokio::test]
@@ -217,12 +222,15 @@ async fn a_broken_chain_is_shown_on_the_page() {
 }
 
 fn find<'a>(trail: &'a [Record], event: &str) -> &'a Record {
-    trail.iter().find(|r| r.event == event).unwrap_or_else(|| {
-        panic!(
-            "no {event} event in {:?}",
-            trail.iter().map(|r| &r.event).collect::<Vec<_>>()
-        )
-    })
+    trail
+        .iter()
+        .find(|r| r.facts.event == event)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {event} event in {:?}",
+                trail.iter().map(|r| &r.facts.event).collect::<Vec<_>>()
+            )
+        })
 }
 
 /// The issue's list, event by event: login, token issued (login and refresh, with groups and
@@ -279,20 +287,21 @@ async fn every_kind_of_event_is_recorded_with_its_fields() {
 
     let t = trail(&app).await;
     let login = find(&t, "login");
-    assert_eq!(login.actor.as_deref(), Some("gina"));
-    assert_eq!(login.cluster.as_deref(), Some("default"));
-    assert_eq!(login.client_addr.as_deref(), Some("192.0.2.7"));
-    assert!(login.request_id.is_some());
-    let detail: serde_json::Value = serde_json::from_str(login.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(login.facts.actor.as_deref(), Some("gina"));
+    assert_eq!(login.facts.cluster.as_deref(), Some("default"));
+    assert_eq!(login.facts.client_addr.as_deref(), Some("192.0.2.7"));
+    assert!(login.facts.request_id.is_some());
+    let detail: serde_json::Value =
+        serde_json::from_str(login.facts.detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail["groups"], serde_json::json!(["dev"]), "{detail}");
     assert_eq!(detail["grants"], serde_json::json!([]), "{detail}");
 
     let refresh = find(&t, "refresh");
-    assert_eq!(refresh.actor.as_deref(), Some("gina"));
-    assert_eq!(refresh.cluster.as_deref(), Some("default"));
-    assert_eq!(refresh.client_addr.as_deref(), Some("192.0.2.7"));
+    assert_eq!(refresh.facts.actor.as_deref(), Some("gina"));
+    assert_eq!(refresh.facts.cluster.as_deref(), Some("default"));
+    assert_eq!(refresh.facts.client_addr.as_deref(), Some("192.0.2.7"));
     let detail: serde_json::Value =
-        serde_json::from_str(refresh.detail.as_deref().unwrap()).unwrap();
+        serde_json::from_str(refresh.facts.detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail["grants"], serde_json::json!([grant.id]), "{detail}");
     assert!(
         detail["groups"]
@@ -303,37 +312,43 @@ async fn every_kind_of_event_is_recorded_with_its_fields() {
         "{detail}"
     );
     assert_eq!(
-        t.iter().filter(|r| r.event == "refresh").count(),
+        t.iter().filter(|r| r.facts.event == "refresh").count(),
         1,
         "one row per refresh"
     );
 
     for event in ["grant.created", "grant.revoked"] {
         let g = find(&t, event);
-        assert_eq!(g.namespace.as_deref(), Some("payments"), "{event}");
-        assert_eq!(g.role.as_deref(), Some("editor"), "{event}");
-        assert_eq!(g.approver.as_deref(), Some("carol"), "{event}");
-        assert_eq!(g.subject.as_deref(), Some("user:gina"), "{event}");
+        assert_eq!(g.facts.namespace.as_deref(), Some("payments"), "{event}");
+        assert_eq!(g.facts.role.as_deref(), Some("editor"), "{event}");
+        assert_eq!(g.facts.approver.as_deref(), Some("carol"), "{event}");
+        assert_eq!(g.facts.subject.as_deref(), Some("user:gina"), "{event}");
     }
-    assert_eq!(find(&t, "grant.created").reason.as_deref(), Some("INC-42"));
     assert_eq!(
-        find(&t, "grant.created").request_id.as_deref(),
+        find(&t, "grant.created").facts.reason.as_deref(),
+        Some("INC-42")
+    );
+    assert_eq!(
+        find(&t, "grant.created").facts.request_id.as_deref(),
         Some("req-7")
     );
-    assert_eq!(find(&t, "grant.revoked").reason.as_deref(), Some("done"));
+    assert_eq!(
+        find(&t, "grant.revoked").facts.reason.as_deref(),
+        Some("done")
+    );
 
     assert_eq!(
-        find(&t, "device.approved").cluster.as_deref(),
+        find(&t, "device.approved").facts.cluster.as_deref(),
         Some("default")
     );
     let denied = find(&t, "device.denied");
-    assert_eq!(denied.cluster.as_deref(), Some("default"));
-    assert_eq!(denied.client_addr.as_deref(), Some("192.0.2.7"));
+    assert_eq!(denied.facts.cluster.as_deref(), Some("default"));
+    assert_eq!(denied.facts.client_addr.as_deref(), Some("192.0.2.7"));
     let failed = find(&t, "login.failed");
-    assert_eq!(failed.client_addr.as_deref(), Some("192.0.2.7"));
-    assert!(failed.request_id.is_some());
+    assert_eq!(failed.facts.client_addr.as_deref(), Some("192.0.2.7"));
+    assert!(failed.facts.request_id.is_some());
     let logout = find(&t, "logout");
-    assert!(logout.subject.is_some() && logout.client_addr.is_some());
+    assert!(logout.facts.subject.is_some() && logout.facts.client_addr.is_some());
 }
 
 /// The events `docs/operations.md` ("What is recorded") names, as written there (`*` patterns

@@ -119,20 +119,21 @@ fn chain_line(chain: &ChainStatus) -> Markup {
 
 /// One event as a table row.
 fn row(r: &Record, names: &HashMap<String, String>) -> Markup {
+    let f = &r.facts;
     html! {
         tr class="event" {
             td class="num" { (r.seq) }
             td { (time(r.at)) }
-            (cell(Some(&r.event)))
-            (cell(r.actor.as_deref()))
-            (subject_cell(r.subject.as_deref(), names))
-            (cell(r.cluster.as_deref()))
-            (cell(r.namespace.as_deref()))
-            (cell(r.role.as_deref()))
-            td class="reason" { (r.reason.as_deref().unwrap_or("")) }
-            (cell(r.approver.as_deref()))
-            (cell(r.client_addr.as_deref()))
-            (cell(r.request_id.as_deref()))
+            (cell(Some(&f.event)))
+            (cell(f.actor.as_deref()))
+            (subject_cell(f.subject.as_deref(), names))
+            (cell(f.cluster.as_deref()))
+            (cell(f.namespace.as_deref()))
+            (cell(f.role.as_deref()))
+            td class="reason" { (f.reason.as_deref().unwrap_or("")) }
+            (cell(f.approver.as_deref()))
+            (cell(f.client_addr.as_deref()))
+            (cell(f.request_id.as_deref()))
         }
     }
 }
@@ -203,6 +204,7 @@ pub(super) fn audit_page(
 mod tests {
     use super::super::templates::{assert_escaped, HOSTILE};
     use super::*;
+    use crate::domain::audit_chain::Facts;
 
     #[test]
     fn every_value_on_the_audit_page_is_escaped() {
@@ -218,16 +220,19 @@ mod tests {
         let r = Record {
             seq: 1,
             at: 1_800_000_000,
-            event: h.clone(),
-            actor: Some(h.clone()),
-            subject: Some(h.clone()),
-            cluster: Some(h.clone()),
-            namespace: Some(h.clone()),
-            role: Some(h.clone()),
-            reason: Some(h.clone()),
-            approver: Some(h.clone()),
-            client_addr: Some(h.clone()),
-            request_id: Some(h.clone()),
+            facts: Facts {
+                event: h.clone(),
+                actor: Some(h.clone()),
+                subject: Some(h.clone()),
+                cluster: Some(h.clone()),
+                namespace: Some(h.clone()),
+                role: Some(h.clone()),
+                reason: Some(h.clone()),
+                approver: Some(h.clone()),
+                client_addr: Some(h.clone()),
+                request_id: Some(h.clone()),
+                ..Facts::default()
+            },
             ..Record::default()
         };
         let names = HashMap::from([(h.clone(), h.clone())]);
@@ -253,8 +258,11 @@ mod tests {
         let r = Record {
             seq: 7,
             at: 1_800_000_000,
-            event: "login".into(),
-            actor: Some("<b>mallory</b>".into()),
+            facts: Facts {
+                event: "login".into(),
+                actor: Some("<b>mallory</b>".into()),
+                ..Facts::default()
+            },
             ..Record::default()
         };
         let chain = ChainStatus::Broken("the chain breaks at event 3".into());
@@ -278,10 +286,13 @@ mod tests {
         let r = Record {
             seq: 10,
             at: 1_800_000_000,
-            event: "login".into(),
-            subject: Some("u-tjMlBurBKbHsJKea".into()),
-            cluster: Some("default".into()),
-            client_addr: Some("127.0.0.1".into()),
+            facts: Facts {
+                event: "login".into(),
+                subject: Some("u-tjMlBurBKbHsJKea".into()),
+                cluster: Some("default".into()),
+                client_addr: Some("127.0.0.1".into()),
+                ..Facts::default()
+            },
             ..Record::default()
         };
         let names = HashMap::from([("u-tjMlBurBKbHsJKea".to_owned(), "gina".to_owned())]);

@@ -4,34 +4,10 @@
 use time::OffsetDateTime;
 
 use super::{Backend, Result, Store};
-use crate::domain::audit_chain::{self, Record};
+use crate::domain::audit_chain::{self, Facts, Record};
 
-/// One audit event.
-#[derive(Debug, Clone, Default)]
-pub struct AuditEvent {
-    /// What happened, e.g. `login`, `token.issued`, `refresh`, `session.revoked`.
-    pub event: &'static str,
-    /// Who did it (user name, `admin-cli`, or `system`).
-    pub actor: Option<String>,
-    /// Whom it is about.
-    pub subject: Option<String>,
-    /// Cluster.
-    pub cluster: Option<String>,
-    /// Namespace.
-    pub namespace: Option<String>,
-    /// Role.
-    pub role: Option<String>,
-    /// The reason given by the person asking.
-    pub reason: Option<String>,
-    /// Who approved.
-    pub approver: Option<String>,
-    /// Client address.
-    pub client_addr: Option<String>,
-    /// Request id.
-    pub request_id: Option<String>,
-    /// Extra detail (JSON text). Never contains a secret.
-    pub detail: Option<String>,
-}
+/// One audit event to write; its name is a constant of the code.
+pub type AuditEvent = Facts<&'static str>;
 
 impl AuditEvent {
     /// The row of a grant's creation or revocation: who, for whom, where, which role, why, who
@@ -119,17 +95,19 @@ fn record(r: Row) -> Record {
     Record {
         seq: r.0,
         at: r.1,
-        event: r.2,
-        actor: r.3,
-        subject: r.4,
-        cluster: r.5,
-        namespace: r.6,
-        role: r.7,
-        reason: r.8,
-        approver: r.9,
-        client_addr: r.10,
-        request_id: r.11,
-        detail: r.12,
+        facts: Facts {
+            event: r.2,
+            actor: r.3,
+            subject: r.4,
+            cluster: r.5,
+            namespace: r.6,
+            role: r.7,
+            reason: r.8,
+            approver: r.9,
+            client_addr: r.10,
+            request_id: r.11,
+            detail: r.12,
+        },
         hash: r.13,
     }
 }
@@ -137,7 +115,7 @@ fn record(r: Row) -> Record {
 impl Store {
     /// Appends an event.
     pub async fn audit(&self, e: &AuditEvent, now: OffsetDateTime) -> Result<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO audit_events (at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(now.unix_timestamp())
@@ -151,10 +129,8 @@ impl Store {
         .bind(&e.approver)
         .bind(&e.client_addr)
         .bind(&e.request_id)
-        .bind(&e.detail)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        .bind(&e.detail);
+        self.run(q).await
     }
 
     /// The event names recorded for `subject`, oldest first (for tests and the admin CLI).
@@ -495,7 +471,7 @@ mod tests {
             .unwrap();
         let events: Vec<(&str, Option<&str>)> = found
             .iter()
-            .map(|r| (r.event.as_str(), r.subject.as_deref()))
+            .map(|r| (r.facts.event.as_str(), r.facts.subject.as_deref()))
             .collect();
         assert_eq!(
             events,
@@ -531,13 +507,13 @@ mod tests {
         })
         .await;
         assert_eq!(by_person.len(), 1);
-        assert_eq!(by_person[0].reason.as_deref(), Some("on call"));
+        assert_eq!(by_person[0].facts.reason.as_deref(), Some("on call"));
         let later = all(AuditFilter {
             since: Some(t0 + time::Duration::minutes(30)),
             ..AuditFilter::default()
         })
         .await;
-        assert_eq!(later[0].subject.as_deref(), Some("bob"));
+        assert_eq!(later[0].facts.subject.as_deref(), Some("bob"));
         let prod = all(AuditFilter {
             cluster: Some("prod".into()),
             ..AuditFilter::default()
@@ -558,7 +534,7 @@ mod tests {
         })
         .await;
         assert_eq!(in_web.len(), 1);
-        assert_eq!(in_web[0].subject.as_deref(), Some("carol"));
+        assert_eq!(in_web[0].facts.subject.as_deref(), Some("carol"));
         let not_a_prefix = all(AuditFilter {
             namespace: Some("we".into()),
             ..AuditFilter::default()
@@ -571,7 +547,7 @@ mod tests {
         })
         .await
         .into_iter()
-        .map(|r| r.event)
+        .map(|r| r.facts.event)
         .collect();
         assert_eq!(logins, vec!["login", "login", "login.failed"]);
         let exact = all(AuditFilter {

@@ -118,33 +118,27 @@ impl Store {
 
     /// The authorization whose device code hashes to `hash`.
     pub async fn device_by_code_hash(&self, hash: &str) -> Result<Option<Device>> {
-        let row: Option<DeviceRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(from_row).transpose()
+        self.device_where("device_code_hash", hash).await
     }
 
     /// The authorization whose user code hashes to `hash`.
     pub async fn device_by_user_code_hash(&self, hash: &str) -> Result<Option<Device>> {
-        let row: Option<DeviceRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM device_codes WHERE user_code_hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(from_row).transpose()
+        self.device_where("user_code_hash", hash).await
     }
 
     /// The authorization with row id `id`.
     pub async fn device_by_id(&self, id: &str) -> Result<Option<Device>> {
-        let row: Option<DeviceRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_codes WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        self.device_where("id", id).await
+    }
+
+    /// The authorization whose `column` (a unique column, named by the code) is `value`.
+    async fn device_where(&self, column: &'static str, value: &str) -> Result<Option<Device>> {
+        let row: Option<DeviceRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM device_codes WHERE {column} = $1"
+        ))
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(from_row).transpose()
     }
 
@@ -159,12 +153,8 @@ impl Store {
              WHERE id = $2 AND (last_poll_at IS NULL OR last_poll_at + interval_secs <= $1)",
         )
         .bind(t)
-        .bind(id)
-        .execute(&self.write)
-        .await?
-        .rows_affected()
-            == 1;
-        if in_time {
+        .bind(id);
+        if self.won(in_time).await? {
             return Ok(None);
         }
         let interval: Option<(i64,)> = sqlx::query_as(
@@ -192,30 +182,28 @@ impl Store {
         } else {
             Status::Denied
         };
-        let n = sqlx::query(
-            "UPDATE device_codes SET status = $1, user_id = $2, decided_at = $3 WHERE id = $4 AND status = 'pending' AND expires_at > $5",
+        self.won(
+            sqlx::query(
+                "UPDATE device_codes SET status = $1, user_id = $2, decided_at = $3 WHERE id = $4 AND status = 'pending' AND expires_at > $5",
+            )
+            .bind(status.as_str())
+            .bind(user_id)
+            .bind(now.unix_timestamp())
+            .bind(id)
+            .bind(now.unix_timestamp()),
         )
-        .bind(status.as_str())
-        .bind(user_id)
-        .bind(now.unix_timestamp())
-        .bind(id)
-        .bind(now.unix_timestamp())
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .await
     }
 
     /// Spends an approved authorization; true for exactly one caller.
     pub async fn consume_device(&self, id: &str) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE device_codes SET status = 'consumed' WHERE id = $1 AND status = 'approved'",
+        self.won(
+            sqlx::query(
+                "UPDATE device_codes SET status = 'consumed' WHERE id = $1 AND status = 'approved'",
+            )
+            .bind(id),
         )
-        .bind(id)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .await
     }
 }
 

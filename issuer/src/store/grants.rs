@@ -57,6 +57,15 @@ fn row_to_grant(row: &sqlx::any::AnyRow) -> Result<Grant> {
 }
 
 impl Store {
+    /// The grants a `SELECT {COLUMNS} FROM grants g ...` finds, in its order.
+    async fn grants_of(&self, q: super::Bound<'_>) -> Result<Vec<Grant>> {
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(row_to_grant)
+            .collect()
+    }
+
     /// Stores a new grant (validated by the caller).
     pub async fn insert_grant(&self, g: &Grant, now: OffsetDateTime) -> Result<()> {
         let mut conn = self.write.acquire().await?;
@@ -85,16 +94,12 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM grants g WHERE ($1 IS NULL OR g.username = $1) AND ($2 IS NULL OR g.cluster = $2) AND ($3 OR (g.revoked_at IS NULL AND g.ends_at > $4)) ORDER BY g.starts_at DESC, g.id"
         );
-        sqlx::query(&sql)
+        let q = sqlx::query(&sql)
             .bind(&filter.user)
             .bind(&filter.cluster)
             .bind(filter.all)
-            .bind(now.unix_timestamp())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(row_to_grant)
-            .collect()
+            .bind(now.unix_timestamp());
+        self.grants_of(q).await
     }
 
     /// The grants of `cluster` that are in force or will be (not revoked, not ended at `now`),
@@ -107,14 +112,8 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM grants g LEFT JOIN users u ON u.username = g.username WHERE g.cluster = $1 AND g.revoked_at IS NULL AND g.ends_at > $2 AND (g.group_name IS NOT NULL OR (u.id IS NOT NULL AND u.disabled_at IS NULL)) ORDER BY g.id"
         );
-        sqlx::query(&sql)
-            .bind(cluster)
-            .bind(now.unix_timestamp())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(row_to_grant)
-            .collect()
+        let q = sqlx::query(&sql).bind(cluster).bind(now.unix_timestamp());
+        self.grants_of(q).await
     }
 
     /// The grants in force at `now` in `cluster` for `username` or any of `groups`: what a
@@ -135,17 +134,13 @@ impl Store {
             table: TABLE,
             detail: e.to_string(),
         })?;
-        sqlx::query(&sql)
+        let q = sqlx::query(&sql)
             .bind(cluster)
             .bind(now_s)
             .bind(now_s)
             .bind(username)
-            .bind(groups_json)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(row_to_grant)
-            .collect()
+            .bind(groups_json);
+        self.grants_of(q).await
     }
 
     /// Revokes grant `id` unless it is already revoked. Returns the grant as it now stands.

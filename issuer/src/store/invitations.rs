@@ -186,15 +186,14 @@ impl Store {
     /// Stores the seed offered on the invitation page, unless one is there already (two tabs
     /// opening the link at once get the same seed: the loser reads the winner's).
     pub async fn set_invitation_seed(&self, id: &str, sealed: &str) -> Result<bool> {
-        Ok(sqlx::query(
-            "UPDATE invitations SET totp_seed_sealed = $1 WHERE id = $2 AND totp_seed_sealed IS NULL AND used_at IS NULL",
+        self.won(
+            sqlx::query(
+                "UPDATE invitations SET totp_seed_sealed = $1 WHERE id = $2 AND totp_seed_sealed IS NULL AND used_at IS NULL",
+            )
+            .bind(sealed)
+            .bind(id),
         )
-        .bind(sealed)
-        .bind(id)
-        .execute(&self.write)
-        .await?
-        .rows_affected()
-            == 1)
+        .await
     }
 
     /// Accepts an invitation: marks it used (only if unused, not revoked and not expired) and

@@ -418,7 +418,22 @@ impl std::fmt::Debug for Direct {
 /// How long an audit row must have been written before the sealer links it (PostgreSQL).
 const AUDIT_SETTLE_MS: i64 = 5_000;
 
+/// A statement with its values bound, as built by `sqlx::query(..).bind(..)`.
+type Bound<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 impl Store {
+    /// Runs one conditional `UPDATE` on the writer and says whether it changed exactly one row:
+    /// the check is the statement's `WHERE`, so of racing callers exactly one sees `true`.
+    async fn won(&self, q: Bound<'_>) -> Result<bool> {
+        Ok(q.execute(&self.write).await?.rows_affected() == 1)
+    }
+
+    /// Runs one statement on the writer, for its effect only.
+    async fn run(&self, q: Bound<'_>) -> Result<()> {
+        q.execute(&self.write).await?;
+        Ok(())
+    }
+
     /// Opens the database and applies migrations.
     pub async fn open(location: &Location) -> Result<Self> {
         match location {

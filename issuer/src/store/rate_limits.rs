@@ -77,23 +77,18 @@ impl Store {
     /// Gives a reserved attempt back (it succeeded, or it was never checked), if its window is
     /// still the current one. Never lowers a count below zero.
     pub async fn release_attempt(&self, attempt: &Attempt) -> Result<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "UPDATE rate_limits SET count = count - 1 WHERE key = $1 AND window_start = $2 AND count > 0",
         )
         .bind(&attempt.key)
-        .bind(attempt.window_start)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        .bind(attempt.window_start);
+        self.run(q).await
     }
 
     /// Forgets the attempts of `key` (after a success).
     pub async fn clear_failures(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM rate_limits WHERE key = $1")
-            .bind(key)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        let q = sqlx::query("DELETE FROM rate_limits WHERE key = $1").bind(key);
+        self.run(q).await
     }
 }
 

@@ -167,18 +167,15 @@ impl Store {
         comment: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Option<AccessRequest>> {
-        let won = sqlx::query(
+        let deny = sqlx::query(
             "UPDATE access_requests SET status = 'denied', decided_by = $1, comment = $2, decided_at = $3 WHERE id = $4 AND status = 'pending' AND expires_at > $5",
         )
         .bind(by)
         .bind(comment)
         .bind(now.unix_timestamp())
         .bind(id)
-        .bind(now.unix_timestamp())
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        if won == 0 {
+        .bind(now.unix_timestamp());
+        if !self.won(deny).await? {
             return Ok(None);
         }
         self.request(id).await

@@ -298,7 +298,7 @@ impl Store {
 
     /// Creates a session with its first refresh token.
     pub async fn create_session(&self, s: &Session, refresh_hash: &str) -> Result<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO sessions (id, user_id, client_id, cluster, created_at, expires_at, refresh_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&s.id)
@@ -307,10 +307,8 @@ impl Store {
         .bind(&s.cluster)
         .bind(s.created_at.unix_timestamp())
         .bind(s.expires_at.unix_timestamp())
-        .bind(refresh_hash)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        .bind(refresh_hash);
+        self.run(q).await
     }
 
     /// Spends `old_hash` and stores `new_hash` for the same session, atomically, if the session
@@ -585,9 +583,17 @@ pub(super) mod tests {
             .audit_page(0, 10, &crate::store::AuditFilter::default())
             .await
             .unwrap_or_default();
-        assert_eq!(row[0].detail.as_deref(), Some(BY.token_detail), "{row:?}");
-        assert_eq!(row[0].actor.as_deref(), Some("a"), "the account's name");
-        assert_eq!(row[0].client_addr.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            row[0].facts.detail.as_deref(),
+            Some(BY.token_detail),
+            "{row:?}"
+        );
+        assert_eq!(
+            row[0].facts.actor.as_deref(),
+            Some("a"),
+            "the account's name"
+        );
+        assert_eq!(row[0].facts.client_addr.as_deref(), Some("127.0.0.1"));
         let o = s
             .rotate_refresh("r1", next("r3"), now, BY)
             .await

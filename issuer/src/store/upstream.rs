@@ -72,7 +72,7 @@ pub fn login_context(state_hash: &str, what: &str) -> String {
 impl Store {
     /// Stores a login on its way to the provider.
     pub async fn create_upstream_login(&self, l: &PendingLogin, now: OffsetDateTime) -> Result<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO upstream_logins (state_hash, provider, web_session_hash, nonce_sealed, verifier_sealed, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&l.state_hash)
@@ -81,10 +81,8 @@ impl Store {
         .bind(&l.nonce_sealed)
         .bind(&l.verifier_sealed)
         .bind(now.unix_timestamp())
-        .bind(l.expires_at.unix_timestamp())
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        .bind(l.expires_at.unix_timestamp());
+        self.run(q).await
     }
 
     /// Takes (deletes and returns) the live login with this state: single use.
@@ -196,13 +194,11 @@ impl Store {
         provider: &str,
         refresh_sealed: &str,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO upstream_grants (device_id, provider, refresh_sealed) VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE SET provider = excluded.provider, refresh_sealed = excluded.refresh_sealed")
+        let q = sqlx::query("INSERT INTO upstream_grants (device_id, provider, refresh_sealed) VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE SET provider = excluded.provider, refresh_sealed = excluded.refresh_sealed")
             .bind(device_id)
             .bind(provider)
-            .bind(refresh_sealed)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+            .bind(refresh_sealed);
+        self.run(q).await
     }
 
     /// Takes the provider refresh token kept for a device authorization: `(provider, sealed)`.
@@ -223,14 +219,12 @@ impl Store {
         refresh_sealed: &str,
         now: OffsetDateTime,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO upstream_sessions (session_id, provider, refresh_sealed, checked_at) VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO UPDATE SET provider = excluded.provider, refresh_sealed = excluded.refresh_sealed, checked_at = excluded.checked_at")
+        let q = sqlx::query("INSERT INTO upstream_sessions (session_id, provider, refresh_sealed, checked_at) VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO UPDATE SET provider = excluded.provider, refresh_sealed = excluded.refresh_sealed, checked_at = excluded.checked_at")
             .bind(session_id)
             .bind(provider)
             .bind(refresh_sealed)
-            .bind(now.unix_timestamp())
-            .execute(&self.write)
-            .await?;
-        Ok(())
+            .bind(now.unix_timestamp());
+        self.run(q).await
     }
 
     /// The live, upstream-backed session whose current refresh token has this hash.
@@ -268,12 +262,10 @@ impl Store {
 
     /// Records that the provider confirmed the person of a session just now.
     pub async fn mark_upstream_checked(&self, session_id: &str, now: OffsetDateTime) -> Result<()> {
-        sqlx::query("UPDATE upstream_sessions SET checked_at = $1 WHERE session_id = $2")
+        let q = sqlx::query("UPDATE upstream_sessions SET checked_at = $1 WHERE session_id = $2")
             .bind(now.unix_timestamp())
-            .bind(session_id)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+            .bind(session_id);
+        self.run(q).await
     }
 
     /// Which provider a user signed in through, if any.

@@ -256,15 +256,14 @@ impl Store {
     /// Records that a code of `step` was accepted, unless that step or a later one was already
     /// used (one conditional `UPDATE`: of two racing sign-ins with the same code, one wins).
     pub async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool> {
-        Ok(sqlx::query(
-            "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        self.won(
+            sqlx::query(
+                "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+            )
+            .bind(step)
+            .bind(user_id),
         )
-        .bind(step)
-        .bind(user_id)
-        .execute(&self.write)
-        .await?
-        .rows_affected()
-            == 1)
+        .await
     }
 }
 

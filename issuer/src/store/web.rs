@@ -26,7 +26,7 @@ type WebRow = (String, String, Option<String>, Option<String>, i64);
 impl Store {
     /// Stores a new browser session.
     pub async fn create_web_session(&self, w: &WebSession, now: OffsetDateTime) -> Result<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO web_sessions (id_hash, csrf_token, user_id, device_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&w.id_hash)
@@ -34,10 +34,8 @@ impl Store {
         .bind(&w.user_id)
         .bind(&w.device_id)
         .bind(now.unix_timestamp())
-        .bind(w.expires_at.unix_timestamp())
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        .bind(w.expires_at.unix_timestamp());
+        self.run(q).await
     }
 
     /// The live browser session with this hash.
@@ -67,12 +65,10 @@ impl Store {
 
     /// Points a browser session at a device authorization (or at none).
     pub async fn set_web_device(&self, id_hash: &str, device_id: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE web_sessions SET device_id = $1 WHERE id_hash = $2")
+        let q = sqlx::query("UPDATE web_sessions SET device_id = $1 WHERE id_hash = $2")
             .bind(device_id)
-            .bind(id_hash)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+            .bind(id_hash);
+        self.run(q).await
     }
 
     /// Marks a browser session as waiting for the second factor of `user_id` until `until`
@@ -82,15 +78,13 @@ impl Store {
         id_hash: &str,
         pending: Option<(&str, OffsetDateTime)>,
     ) -> Result<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "UPDATE web_sessions SET pending_user_id = $1, pending_until = $2 WHERE id_hash = $3",
         )
         .bind(pending.map(|p| p.0))
         .bind(pending.map(|p| p.1.unix_timestamp()))
-        .bind(id_hash)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        .bind(id_hash);
+        self.run(q).await
     }
 
     /// The account whose second factor this browser session is waiting for, if not too late.
@@ -107,12 +101,10 @@ impl Store {
     /// Remembers where to send the browser after sign-in (a path starting with `/`), or
     /// forgets it.
     pub async fn set_web_return_to(&self, id_hash: &str, path: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE web_sessions SET return_to = $1 WHERE id_hash = $2")
+        let q = sqlx::query("UPDATE web_sessions SET return_to = $1 WHERE id_hash = $2")
             .bind(path)
-            .bind(id_hash)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+            .bind(id_hash);
+        self.run(q).await
     }
 
     /// Where to send the browser after sign-in, if somewhere.
@@ -128,10 +120,7 @@ impl Store {
 
     /// Ends a browser session.
     pub async fn delete_web_session(&self, id_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
-            .bind(id_hash)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        let q = sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1").bind(id_hash);
+        self.run(q).await
     }
 }
