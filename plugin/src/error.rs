@@ -245,12 +245,13 @@ pub(crate) fn report(err: &Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use credential_shared::oauth::{OAuthError, OAuthErrorCode};
 
     use super::*;
 
-    fn oauth(code: OAuthErrorCode) -> Error {
+    /// An issuer's OAuth error answer with `code`, for the tests here and in `exit`.
+    pub(crate) fn oauth(code: OAuthErrorCode) -> Error {
         Error::Issuer(IssuerError::OAuth {
             issuer: "https://x".to_owned(),
             status: 400,

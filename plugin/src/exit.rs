@@ -136,26 +136,15 @@ fn clap_error_text(err: &clap::Error) -> String {
 #[cfg(test)]
 mod tests {
     use clap::Parser as _;
-    use credential_shared::oauth::{OAuthError, OAuthErrorCode};
+    use credential_shared::oauth::OAuthErrorCode;
 
     use super::*;
     use crate::cache::CacheError;
     use crate::cli::Cli;
+    use crate::error::tests::oauth;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("kubectl-credential").chain(args.iter().copied()))
-    }
-
-    fn oauth(code: OAuthErrorCode) -> Error {
-        Error::Issuer(IssuerError::OAuth {
-            issuer: "https://x".to_owned(),
-            status: 400,
-            error: OAuthError {
-                error: code,
-                error_description: Some("because".to_owned()),
-            },
-            retry_after: None,
-        })
     }
 
     #[test]

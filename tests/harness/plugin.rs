@@ -8,7 +8,6 @@
 
 use std::fmt::{self, Write as _};
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -502,13 +501,7 @@ impl LoginProcess {
     fn start(mut cmd: Command, code_timeout: Duration) -> Self {
         let command = process::describe(&cmd);
         let started = Instant::now();
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+        let mut child = process::spawn_captured(&mut cmd, Stdio::null(), &command);
         let stdout = process::collect(child.stdout.take());
         let stderr = Arc::new(Mutex::new(String::new()));
         let (line_tx, line_rx) = mpsc::channel::<String>();

@@ -150,6 +150,19 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// Starts `cmd` in its own process group (so that a timeout kills it with everything it
+/// started) with `stdin` as given and stdout and stderr piped for the caller to collect; a
+/// program that cannot start fails the test, naming `command`.
+#[track_caller]
+pub(crate) fn spawn_captured(cmd: &mut Command, stdin: Stdio, command: &str) -> Child {
+    cmd.stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"))
+}
+
 /// The command line of `cmd`, shell-like, for messages.
 #[must_use]
 pub fn describe(cmd: &Command) -> String {
@@ -168,17 +181,12 @@ pub fn describe(cmd: &Command) -> String {
 pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Outcome {
     let command = describe(cmd);
     let started = Instant::now();
-    cmd.stdin(if stdin.is_some() {
+    let input = if stdin.is_some() {
         Stdio::piped()
     } else {
         Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+    };
+    let mut child = spawn_captured(cmd, input, &command);
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A program that exits without reading its input makes this fail with EPIPE; its exit
         // status then tells the real story.

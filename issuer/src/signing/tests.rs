@@ -55,6 +55,14 @@ fn open(dir: &Path, now: OffsetDateTime) -> Signer {
     Signer::open(dir, now).unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
 }
 
+/// Reloads `signer` at `now`, failing the test on an error; whether the keys changed.
+async fn reloaded(signer: &Signer, now: OffsetDateTime) -> bool {
+    signer
+        .reload(now)
+        .await
+        .unwrap_or_else(|e| panic!("reload: {e}"))
+}
+
 fn rotate_ok(dir: &Path, now: OffsetDateTime) -> KeyInfo {
     rotate(dir, now, HOUR).unwrap_or_else(|e| panic!("rotate: {e}"))
 }
@@ -205,10 +213,7 @@ async fn rotate_activates_the_new_key_and_retires_the_old_one_after_retain() {
 
     let t1 = T0 + Duration::from_secs(60);
     let second = rotate_ok(dir, t1);
-    assert!(signer
-        .reload(LATER)
-        .await
-        .unwrap_or_else(|e| panic!("reload: {e}")));
+    assert!(reloaded(&signer, LATER).await);
     assert_eq!(signer.active_kid(), second.kid);
     assert_ne!(second.kid, first);
 
@@ -261,10 +266,7 @@ async fn signer_verifies_with_its_loaded_keys_including_retained_old_ones() {
 
     let t1 = T0 + Duration::from_secs(60);
     rotate_ok(dir, t1);
-    assert!(signer
-        .reload(LATER)
-        .await
-        .unwrap_or_else(|e| panic!("reload: {e}")));
+    assert!(reloaded(&signer, LATER).await);
     let new_token = signer
         .sign(&claims())
         .unwrap_or_else(|e| panic!("sign: {e}"));
@@ -301,21 +303,12 @@ async fn reload_picks_up_a_rotation_by_another_process() {
     let tmp = tempdir();
     let dir = tmp.path().join("keys");
     let signer = open(&dir, T0);
-    assert!(!signer
-        .reload(LATER)
-        .await
-        .unwrap_or_else(|e| panic!("reload: {e}")));
+    assert!(!reloaded(&signer, LATER).await);
 
     let new = rotate_ok(&dir, T0 + HOUR);
-    assert!(signer
-        .reload(LATER)
-        .await
-        .unwrap_or_else(|e| panic!("reload: {e}")));
+    assert!(reloaded(&signer, LATER).await);
     assert_eq!(signer.active_kid(), new.kid);
-    assert!(!signer
-        .reload(LATER)
-        .await
-        .unwrap_or_else(|e| panic!("reload: {e}")));
+    assert!(!reloaded(&signer, LATER).await);
 
     let token = signer
         .sign(&claims())
@@ -336,10 +329,7 @@ async fn rotations_within_one_second_stay_ordered() {
     let on_disk = list(dir).unwrap_or_else(|e| panic!("list: {e}"));
     assert_eq!(on_disk.len(), 3);
     assert_eq!(on_disk.last().map(|k| &k.kid), Some(&b.kid));
-    assert!(signer
-        .reload(LATER)
-        .await
-        .unwrap_or_else(|e| panic!("reload: {e}")));
+    assert!(reloaded(&signer, LATER).await);
     assert_eq!(signer.active_kid(), b.kid);
 }
 
@@ -511,15 +501,9 @@ async fn two_signers_on_one_database_see_a_rotation_by_the_cli() {
         .unwrap_or_else(|e| panic!("rotate: {e}"));
     assert_eq!(new.path, None);
     for signer in [&a, &b] {
-        assert!(signer
-            .reload(LATER)
-            .await
-            .unwrap_or_else(|e| panic!("reload: {e}")));
+        assert!(reloaded(signer, LATER).await);
         assert_eq!(signer.active_kid(), new.kid);
-        assert!(!signer
-            .reload(LATER)
-            .await
-            .unwrap_or_else(|e| panic!("reload: {e}")));
+        assert!(!reloaded(signer, LATER).await);
     }
     assert_ne!(a.generation(), gen_a, "the webhook's token cache drops");
     assert_ne!(b.generation(), gen_b);
@@ -553,10 +537,7 @@ async fn two_signers_on_one_database_see_a_rotation_by_the_cli() {
             .unwrap_or_else(|e| panic!("rotate: {e}"));
     let left: Vec<String> = rows(&store).await.into_iter().map(|r| r.kid).collect();
     assert_eq!(left, [new.kid.clone(), newest.kid.clone()]);
-    assert!(a
-        .reload(LATER)
-        .await
-        .unwrap_or_else(|e| panic!("reload: {e}")));
+    assert!(reloaded(&a, LATER).await);
     assert_eq!(a.active_kid(), newest.kid);
 }
 
@@ -576,17 +557,14 @@ async fn a_rotated_database_key_is_published_before_it_signs() {
         .unwrap_or_else(|e| panic!("rotate: {e}"));
     // Both reload right after the rotation: they publish the new key, still sign with the old.
     for s in [&early, &late] {
-        assert!(s.reload(t1).await.unwrap_or_else(|e| panic!("reload: {e}")));
+        assert!(reloaded(s, t1).await);
         assert_eq!(s.active_kid(), old);
         assert!(kids(&s.jwks(t1, retain)).contains(&new.kid.as_str()));
     }
     // `early` reloads once the new key's time has come and signs with it; `late` has not
     // reloaded yet, still signs with the old key, and accepts tokens of the new one.
     let due = t1 + PUBLISH_BEFORE_SIGNING;
-    assert!(early
-        .reload(due)
-        .await
-        .unwrap_or_else(|e| panic!("reload: {e}")));
+    assert!(reloaded(&early, due).await);
     assert_eq!(early.active_kid(), new.kid);
     let token = early
         .sign(&claims())
@@ -598,10 +576,7 @@ async fn a_rotated_database_key_is_published_before_it_signs() {
         .reload(t1 + Duration::from_secs(1))
         .await
         .unwrap_or(true));
-    assert!(late
-        .reload(due)
-        .await
-        .unwrap_or_else(|e| panic!("reload: {e}")));
+    assert!(reloaded(&late, due).await);
     assert_eq!(late.active_kid(), new.kid);
 }
 
