@@ -44,6 +44,8 @@ const TOLD_PREFIX: &str = "told-";
 /// command's discovery retries, short enough that a long-lived caller (k9s, an IDE) shows a
 /// lasting failure again now and then.
 pub(crate) const TOLD_WINDOW: Duration = Duration::from_secs(60);
+/// How far a marker's file time may be ahead of `now` and still count as just written.
+const FILE_TIME_SLACK: Duration = Duration::from_secs(1);
 /// Hex digits of the key at the start of a marker's name (so a key's markers can be found).
 const KEY_PREFIX_LEN: usize = 16;
 
@@ -184,7 +186,13 @@ impl HandOuts {
                 let recent = fs::symlink_metadata(&path)
                     .and_then(|m| m.modified())
                     .ok()
-                    .and_then(|t| now.duration_since(t).ok())
+                    .and_then(|t| match now.duration_since(t) {
+                        Ok(age) => Some(age),
+                        // A marker written just after `now` was read carries a later time
+                        // (and file times tick on the kernel's coarse clock): just written.
+                        Err(e) if e.duration() < FILE_TIME_SLACK => Some(Duration::ZERO),
+                        Err(_) => None,
+                    })
                     .is_some_and(|age| age < TOLD_WINDOW);
                 if !recent {
                     // Told long ago (or the clock moved): tell again, from now on.
@@ -360,6 +368,25 @@ mod tests {
         assert!(
             !told(&kubectl, "unreachable", later),
             "a long-lived caller is told again after the window"
+        );
+    }
+
+    #[test]
+    fn a_marker_a_moment_ahead_of_now_counts_as_just_written() {
+        let (_tmp, handouts) = private_dir();
+        let kubectl = Caller::from_parts("boot", 100, 5000);
+        let now = SystemTime::now();
+        assert!(!handouts.told_before(&kubectl, "unreachable", now));
+        // The marker's time is after a `now` read a moment before it was written.
+        let a_moment_before = now - Duration::from_millis(500);
+        assert!(
+            handouts.told_before(&kubectl, "unreachable", a_moment_before),
+            "a marker just written is recent, whatever the clocks' granularity"
+        );
+        let clock_moved_back = now - FILE_TIME_SLACK - Duration::from_secs(5);
+        assert!(
+            !handouts.told_before(&kubectl, "unreachable", clock_moved_back),
+            "a marker from the future (the clock moved back): told again"
         );
     }
 
