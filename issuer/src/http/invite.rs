@@ -31,6 +31,16 @@ fn invite_context(id: &str) -> String {
     format!("invite:{id}")
 }
 
+/// Whether `token` has the shape of an invitation token (url-safe base64, bounded): anything
+/// else is no invitation, and is never looked up or shown.
+fn token_shaped(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The invitation behind `token` if it can still be used, or the page saying why not. Refusals
 /// of a real invitation are audited.
 async fn usable(
@@ -50,12 +60,7 @@ async fn usable(
     let Ok(Path(token)) = token else {
         return Err(not_found());
     };
-    if token.is_empty()
-        || token.len() > 128
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !token_shaped(&token) {
         return Err(not_found());
     }
     let Some(inv) = state
@@ -266,9 +271,11 @@ pub(super) async fn invite_submit(
 ) -> Result<Response, PageError> {
     let f = form(f)?;
     // A stale form (another tab, an ended session) starts again at the invitation itself.
+    // Only a token of the shape invitations have goes into the link: the path is the
+    // requester's, and a page must not echo (and grow with) whatever it holds.
     let again_at = match &token {
-        Ok(Path(t)) => format!("/invite/{t}"),
-        Err(_) => "/".to_owned(),
+        Ok(Path(t)) if token_shaped(t) => format!("/invite/{t}"),
+        _ => "/".to_owned(),
     };
     let session = verified(&state, &headers, &f.csrf_token)
         .await

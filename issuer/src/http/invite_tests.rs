@@ -781,3 +781,29 @@ async fn an_expired_or_withdrawn_invitation_is_renewed_by_the_operator() {
         ]
     );
 }
+
+/// A stale invitation form links back to its invitation, but only a path shaped like an
+/// invitation token is put in that link: any other path (here 2,000 `<`, which escaping would
+/// make four times longer) links to the start, so the page never echoes or grows with the
+/// requester's path.
+#[tokio::test]
+async fn a_stale_form_links_back_only_to_a_token_shaped_path() {
+    let app = TestApp::new().await;
+    let form = [
+        ("password", "x"),
+        ("password_confirm", "x"),
+        ("csrf_token", "stale"),
+    ];
+    let shaped = app.post("/invite/AbC-d_9", &form, None).await;
+    assert!(
+        shaped.body.contains("href=\"/invite/AbC-d_9\""),
+        "{}",
+        shaped.body
+    );
+    let hostile = format!("/invite/{}", "%3C".repeat(2_000));
+    let page = app.post(&hostile, &form, None).await;
+    let text = &page.body;
+    assert!(text.contains("href=\"/\""), "{text}");
+    assert!(!text.contains("&lt;"), "the path is echoed: {text}");
+    assert!(text.len() < 4_000, "{} bytes", text.len());
+}
