@@ -10,6 +10,20 @@ use serde::{Deserialize, Serialize};
 pub const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// `grant_type` of the refresh request (RFC 6749 section 6).
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+/// OAuth 2.0 Token Exchange (RFC 8693): a CI job's identity token for a cluster token.
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The client credentials grant (RFC 6749 section 4.4), with a `private_key_jwt` client
+/// assertion (RFC 7523) from a registered machine.
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+/// RFC 8693 token type: a JWT (what the issuer hands out, and what a CI platform's token is).
+pub const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// RFC 8693 token type: an OpenID Connect ID token (accepted as a subject token).
+pub const TOKEN_TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// RFC 8693 token type: an access token (accepted as a requested token type).
+pub const TOKEN_TYPE_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// RFC 7523 client assertion type.
+pub const CLIENT_ASSERTION_JWT_BEARER: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// The `client_id` the plugin identifies itself with.
 pub const PLUGIN_CLIENT_ID: &str = "kubectl-credential";
 
@@ -85,6 +99,28 @@ pub struct TokenRequest {
     /// With [`GRANT_REFRESH_TOKEN`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// With [`GRANT_TOKEN_EXCHANGE`]: the CI platform's identity token (a JWT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token: Option<String>,
+    /// With [`GRANT_TOKEN_EXCHANGE`]: [`TOKEN_TYPE_JWT`] or [`TOKEN_TYPE_ID_TOKEN`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token_type: Option<String>,
+    /// With [`GRANT_TOKEN_EXCHANGE`]: optional; [`TOKEN_TYPE_JWT`] or
+    /// [`TOKEN_TYPE_ACCESS_TOKEN`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_token_type: Option<String>,
+    /// The target cluster by name (RFC 8693 `audience`), for the machine grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// The target cluster by its audience URL or API server URL (RFC 8707 `resource`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// With [`GRANT_CLIENT_CREDENTIALS`]: [`CLIENT_ASSERTION_JWT_BEARER`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion_type: Option<String>,
+    /// With [`GRANT_CLIENT_CREDENTIALS`]: the machine's signed assertion (RFC 7523).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion: Option<String>,
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -92,6 +128,9 @@ impl std::fmt::Debug for TokenRequest {
         f.debug_struct("TokenRequest")
             .field("grant_type", &self.grant_type)
             .field("client_id", &self.client_id)
+            .field("subject_token_type", &self.subject_token_type)
+            .field("audience", &self.audience)
+            .field("resource", &self.resource)
             .finish_non_exhaustive()
     }
 }
@@ -105,7 +144,9 @@ pub struct TokenResponse {
     pub token_type: String,
     /// Seconds until `access_token` expires.
     pub expires_in: u64,
-    /// The next refresh token; the one presented is now spent.
+    /// The next refresh token; the one presented is now spent. Empty (and absent on the wire)
+    /// for the machine grants, which have no refresh.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub refresh_token: String,
     /// Extension: Unix time at which the session (and so every refresh token) ends.
     #[serde(default)]
@@ -114,6 +155,9 @@ pub struct TokenResponse {
     /// plugin refuses to hand the token to a kubeconfig that points the cluster elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_server: Option<String>,
+    /// RFC 8693: the type of `access_token` ([`TOKEN_TYPE_JWT`]), in token exchange answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -125,6 +169,7 @@ impl std::fmt::Debug for TokenResponse {
             .field("refresh_token", &"[redacted]")
             .field("session_expires_at", &self.session_expires_at)
             .field("api_server", &self.api_server)
+            .field("issued_token_type", &self.issued_token_type)
             .finish()
     }
 }
@@ -169,6 +214,8 @@ pub enum OAuthErrorCode {
     UnsupportedGrantType,
     /// The scope or cluster is unknown.
     InvalidScope,
+    /// RFC 8707 / RFC 8693: the target cluster (`audience`, `resource`) is unknown or not allowed.
+    InvalidTarget,
     /// Device flow: the person has not answered yet.
     AuthorizationPending,
     /// Device flow: polling too fast; add 5 seconds to the interval.
@@ -199,6 +246,7 @@ impl OAuthErrorCode {
             Self::UnauthorizedClient => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
             Self::AuthorizationPending => "authorization_pending",
             Self::SlowDown => "slow_down",
             Self::AccessDenied => "access_denied",
@@ -361,15 +409,20 @@ mod tests {
             refresh_token: "RT-secret".into(),
             session_expires_at: None,
             api_server: None,
+            issued_token_type: None,
         };
         let d = format!("{r:?}");
         assert!(!d.contains("AT-secret") && !d.contains("RT-secret"));
         let q = TokenRequest {
             device_code: Some("DC-secret".into()),
             refresh_token: Some("RT-secret".into()),
+            subject_token: Some("ST-secret".into()),
+            client_assertion: Some("CA-secret".into()),
             ..TokenRequest::default()
         };
         let d = format!("{q:?}");
-        assert!(!d.contains("DC-secret") && !d.contains("RT-secret"));
+        for secret in ["DC-secret", "RT-secret", "ST-secret", "CA-secret"] {
+            assert!(!d.contains(secret), "{d}");
+        }
     }
 }

@@ -737,6 +737,7 @@ mod tests {
             refresh_token: "RT-2".to_owned(),
             session_expires_at: None,
             api_server: None,
+            issued_token_type: None,
         };
         // Local clock far from the issuer's: times are placed on the local clock.
         let e = Entry::from_token_response(response, Some(99_999), 1_000)
@@ -757,6 +758,7 @@ mod tests {
             refresh_token: String::new(),
             session_expires_at: None,
             api_server: None,
+            issued_token_type: None,
         };
         assert!(Entry::from_token_response(opaque, None, 0).is_err());
     }

@@ -407,6 +407,7 @@ mod tests {
             refresh_token: "r".to_owned(),
             session_expires_at: None,
             api_server: None,
+            issued_token_type: None,
         }
     }
 

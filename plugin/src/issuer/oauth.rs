@@ -39,7 +39,7 @@ impl IssuerClient {
             grant_type: GRANT_DEVICE_CODE.to_owned(),
             client_id: client_id.to_owned(),
             device_code: Some(device_code.expose().to_owned()),
-            refresh_token: None,
+            ..TokenRequest::default()
         };
         self.post_form(&endpoints.token, &form)
     }
@@ -57,6 +57,7 @@ impl IssuerClient {
             client_id: client_id.to_owned(),
             device_code: None,
             refresh_token: Some(refresh_token.expose().to_owned()),
+            ..TokenRequest::default()
         };
         self.post_form(&endpoints.token, &form)
     }

@@ -130,6 +130,7 @@ pub(super) fn mint(
             .server
             .as_ref()
             .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+        issued_token_type: None,
     };
     Ok((
         StatusCode::OK,
