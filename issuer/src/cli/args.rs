@@ -83,6 +83,73 @@ pub enum Command {
     /// Reports for reviews and alerts.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Register machine clients (scripts, cron, on-premise CI) by their public key.
+    #[command(subcommand)]
+    Machine(MachineCommand),
+    /// The `[[workloads]]` rules (CI jobs trusted by their platform's token) and their state.
+    #[command(subcommand)]
+    Workload(WorkloadCommand),
+}
+
+/// `machine ...`.
+#[derive(Debug, Subcommand)]
+pub enum MachineCommand {
+    /// Register a machine by its public key (from `kubectl credential machine keygen`); it
+    /// signs in as `machine:NAME` with the client credentials grant.
+    Add {
+        /// The machine's name (a DNS label).
+        name: String,
+        /// Its public key, a `-----BEGIN PUBLIC KEY-----` PEM file (ECDSA P-256).
+        #[arg(long, value_name = "FILE")]
+        public_key: std::path::PathBuf,
+        /// A Kubernetes group of its tokens (repeatable).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// A cluster it may get tokens for (repeatable, at least one).
+        #[arg(long = "cluster", value_name = "CLUSTER", required = true)]
+        clusters: Vec<String>,
+        /// End date (2026-12-31, the end of that day UTC) or a duration (90d).
+        #[arg(long, value_name = "DATE")]
+        until: String,
+    },
+    /// List registered machines.
+    List,
+    /// Disable a machine: no new token, and its tokens refused at once in webhook mode.
+    Disable {
+        /// The machine's name.
+        name: String,
+    },
+    /// Enable a disabled machine again.
+    Enable {
+        /// The machine's name.
+        name: String,
+    },
+    /// Replace a machine's public key; assertions signed with the old key stop at once.
+    RotateKey {
+        /// The machine's name.
+        name: String,
+        /// The new public key (PEM file).
+        #[arg(long, value_name = "FILE")]
+        public_key: std::path::PathBuf,
+    },
+}
+
+/// `workload ...`.
+#[derive(Debug, Subcommand)]
+pub enum WorkloadCommand {
+    /// List the configured rules, their state and last use.
+    List,
+    /// Disable a rule on every replica: no new token, and in webhook mode the tokens already
+    /// out are refused within seconds.
+    Disable {
+        /// The rule's name.
+        name: String,
+    },
+    /// Enable a disabled rule again.
+    Enable {
+        /// The rule's name.
+        name: String,
+    },
 }
 
 /// `report ...`.

@@ -36,6 +36,15 @@ pub enum Error {
     /// A query failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// A file named on the command line could not be read.
+    #[error("cannot read {}", .path.display())]
+    ReadFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// An administrative operation failed.
     #[error(transparent)]
     Admin(#[from] crate::service::admin::Error),

@@ -73,6 +73,54 @@ pub struct FileConfig {
     pub signing: Option<FileSigning>,
     /// See [`Config::leader_lease`]; e.g. `"15s"`.
     pub leader_lease: Option<String>,
+    /// `[[workloads]]` tables: CI jobs and automation trusted by their platform's token.
+    #[serde(default)]
+    pub workloads: Vec<FileWorkload>,
+}
+
+/// `[[workloads]]`: see `crate::domain::workloads::Workload` and docs/machines.md.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWorkload {
+    /// DNS label.
+    pub name: String,
+    /// The trusted issuer (`iss`).
+    pub issuer: String,
+    /// The audience its tokens must carry.
+    pub audience: String,
+    /// CA bundle for the issuer's TLS.
+    pub ca_file: Option<PathBuf>,
+    /// JWKS URL instead of discovery.
+    pub jwks_url: Option<String>,
+    /// Identity template, e.g. `ci:github:{repository}:{environment}`.
+    pub identity: String,
+    /// Kubernetes groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Clusters it may get tokens for.
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    /// e.g. `"5m"` (default), at most `"1h"`.
+    pub token_lifetime: Option<String>,
+    /// Oldest subject token accepted, e.g. `"1h"` (default).
+    pub max_age: Option<String>,
+    /// Default `true`.
+    pub single_use: Option<bool>,
+    /// Default `true`.
+    pub enabled: Option<bool>,
+    /// Claim conditions: a string (exact or glob) or a list of them.
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, FileClaimValue>,
+}
+
+/// One claim condition of `[workloads.claims]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FileClaimValue {
+    /// One pattern.
+    One(String),
+    /// Any of these.
+    Any(Vec<String>),
 }
 
 /// `[signing]`.

@@ -29,6 +29,7 @@ mod server;
 mod storage;
 mod upstreams;
 mod values;
+mod workloads;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,8 @@ pub use self::accounts::{Accounts, RateLimits};
 pub use self::audit::AuditConfig;
 pub use self::file::{
     FileAccounts, FileAudit, FileCluster, FileConfig, FileNotifications, FilePolicy,
-    FileRateLimits, FileRequests, FileRole, FileRule, FileSigning, FileUpstream,
+    FileClaimValue, FileRateLimits, FileRequests, FileRole, FileRule, FileSigning, FileUpstream,
+    FileWorkload,
 };
 pub use self::notifications::Notifications;
 pub use self::precedence::{Overrides, StoreOrigin};
@@ -127,6 +129,10 @@ pub struct Config {
     /// Where the settings that locate the store were given, so that a command printed for the
     /// operator names the same store as this process (`crate::cli::banner`).
     pub store_origin: StoreOrigin,
+    /// `[[workloads]]`: CI jobs and automation trusted by their platform's identity token.
+    pub workloads: Vec<crate::domain::workloads::Workload>,
+    /// Where the keys of each issuer the workloads trust come from (one entry per issuer).
+    pub workload_issuers: Vec<crate::upstream::trusted::TrustedIssuer>,
 }
 
 /// A configuration error. Each names the field it is about.
@@ -235,6 +241,7 @@ impl Config {
         let roles = roles::roles(file.roles)?;
         let requests = roles::requests(file.requests)?;
         let notifications = notifications::notifications(file.notifications)?;
+        let (workloads, workload_issuers) = workloads::workloads(file.workloads, &clusters)?;
         let key = storage::EncryptionKey::new(file.encryption_key_file, encryption_key)?;
         let database = storage::database(
             file.database_url.as_ref(),
@@ -272,6 +279,8 @@ impl Config {
             signing_keys,
             leader_lease: lifetimes.leader_lease,
             store_origin,
+            workloads,
+            workload_issuers,
         })
     }
 
@@ -285,6 +294,12 @@ impl Config {
     #[must_use]
     pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
         self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// The workload rule called `name`.
+    #[must_use]
+    pub fn workload(&self, name: &str) -> Option<&crate::domain::workloads::Workload> {
+        self.workloads.iter().find(|w| w.name == name)
     }
 
     /// The role called `name`.

@@ -17,3 +17,4 @@ pub mod review;
 pub mod session;
 pub mod tokens;
 pub mod user_code;
+pub mod workloads;

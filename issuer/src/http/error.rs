@@ -116,6 +116,14 @@ impl OAuthReply {
         }
     }
 
+    /// The same refusal as a 401 (RFC 6749 section 5.2: `invalid_client` of a client that
+    /// tried to authenticate).
+    #[must_use]
+    pub fn unauthorized(mut self) -> Self {
+        self.status = StatusCode::UNAUTHORIZED;
+        self
+    }
+
     /// Adds a `Retry-After` header of `seconds`.
     #[must_use]
     pub fn retry_after(mut self, seconds: u64) -> Self {

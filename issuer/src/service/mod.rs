@@ -4,6 +4,7 @@
 //! ([`notify`]). Rules live in `domain`, SQL in `store`; nothing here speaks HTTP.
 
 pub mod admin;
+pub mod machines;
 pub mod notify;
 pub mod reports;
 pub mod requests;

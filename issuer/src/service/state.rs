@@ -23,6 +23,7 @@ struct Inner {
     dummy_password_hash: String,
     metrics: crate::telemetry::metrics::Metrics,
     upstreams: crate::upstream::Upstreams,
+    trusted_issuers: crate::upstream::trusted::TrustedIssuers,
     reconcile_wakeup: crate::kube::reconcile::Wakeup,
     review_caches: crate::service::review::caches::Caches,
     health: crate::telemetry::health::Health,
@@ -88,6 +89,8 @@ impl AppState {
         let source = key_source(&config, &store, &sealer);
         let signer = Signer::open_source(source, clock.now()).await?;
         let upstreams = crate::upstream::Upstreams::new(&config.upstreams)?;
+        let trusted_issuers =
+            crate::upstream::trusted::TrustedIssuers::new(&config.workload_issuers)?;
         let dummy_password_hash = tokio::task::spawn_blocking(crate::secrets::password::dummy_hash)
             .await
             .map_err(|e| crate::secrets::password::Error::from_join(&e))??;
@@ -101,6 +104,7 @@ impl AppState {
                 dummy_password_hash,
                 metrics: crate::telemetry::metrics::Metrics::default(),
                 upstreams,
+                trusted_issuers,
                 reconcile_wakeup: crate::kube::reconcile::Wakeup::default(),
                 review_caches: crate::service::review::caches::Caches::default(),
                 health: crate::telemetry::health::Health::default(),
@@ -148,6 +152,12 @@ impl AppState {
     #[must_use]
     pub fn upstreams(&self) -> &crate::upstream::Upstreams {
         &self.inner.upstreams
+    }
+
+    /// The keys of the issuers `[[workloads]]` trust.
+    #[must_use]
+    pub fn trusted_issuers(&self) -> &crate::upstream::trusted::TrustedIssuers {
+        &self.inner.trusted_issuers
     }
 
     /// The counters behind `/metrics`.

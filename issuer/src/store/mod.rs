@@ -20,6 +20,7 @@ pub(crate) mod disk_full_tests;
 mod grants;
 mod invitations;
 mod leases;
+mod machines;
 mod rate_limits;
 mod requests;
 mod sessions;
@@ -39,6 +40,7 @@ use time::OffsetDateTime;
 pub use audit::{AuditEvent, AuditFilter, SEAL_BATCH};
 pub use devices::{Device, NewDevice};
 pub use grants::GrantFilter;
+pub use machines::{Machine, NewMachine, Principal, PrincipalKind};
 pub use invitations::{Acceptance, Invitation, NewInvitation};
 pub use rate_limits::Attempt;
 pub use requests::RequestFilter;
@@ -243,6 +245,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/sqlite/0011_health_probe.sql"),
     ),
+    (12, include_str!("../../migrations/sqlite/0012_machines.sql")),
 ];
 
 /// The same migrations in PostgreSQL's dialect (same versions, same tables and meaning).
@@ -287,6 +290,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         11,
         include_str!("../../migrations/postgres/0011_health_probe.sql"),
+    ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_machines.sql"),
     ),
 ];
 
@@ -684,7 +691,7 @@ impl Store {
         }
     }
 
-    /// Deletes expired device codes, web sessions and rate-limit windows. Returns rows removed.
+    /// Deletes expired device codes, web sessions, rate-limit windows and spent `jti`s. Returns rows removed.
     pub async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64> {
         let now = now.unix_timestamp();
         let mut n = 0;
@@ -706,6 +713,11 @@ impl Store {
             .await?
             .rows_affected();
         n += sqlx::query("DELETE FROM web_sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        n += sqlx::query("DELETE FROM used_jtis WHERE expires_at < $1")
             .bind(now)
             .execute(&self.write)
             .await?

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod id_token;
 pub mod settings;
 pub mod token;
+pub mod trusted;
 
 use std::collections::HashMap;
 use std::sync::Arc;

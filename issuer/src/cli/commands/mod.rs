@@ -7,6 +7,7 @@ mod audit;
 mod grants;
 mod invites;
 mod keys;
+mod machines;
 mod policy;
 mod reconcile;
 mod reports;
@@ -35,7 +36,9 @@ pub fn log_level(command: &Command) -> Option<&'static str> {
         | Command::Policy(_)
         | Command::Grant(_)
         | Command::Request(_)
-        | Command::Reconcile(_) => Some("warn"),
+        | Command::Reconcile(_)
+        | Command::Machine(_)
+        | Command::Workload(_) => Some("warn"),
     }
 }
 
@@ -56,6 +59,8 @@ pub async fn run(config: Config, command: Command) -> Result<(), Error> {
         Command::Grant(cmd) => grants::grant(config, cmd).await,
         Command::Request(cmd) => requests::request(config, cmd).await,
         Command::Reconcile(args) => reconcile::reconcile(config, &args).await,
+        Command::Machine(cmd) => machines::machine(config, cmd).await,
+        Command::Workload(cmd) => machines::workload(config, cmd).await,
     }
 }
 

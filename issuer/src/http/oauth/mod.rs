@@ -5,6 +5,7 @@
 
 mod device;
 mod grant;
+mod machine;
 mod refresh;
 mod revoke;
 mod token;

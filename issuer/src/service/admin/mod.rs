@@ -10,6 +10,7 @@ mod audit;
 mod grants;
 mod invites;
 mod keys;
+mod machines;
 mod policy;
 mod tables;
 mod times;
@@ -22,6 +23,11 @@ pub use invites::{
     InviteRequest,
 };
 pub use keys::{database_key_source, list_keys, rotate_keys};
+pub use machines::{
+    add_machine, disable_machine, disable_workload, enable_machine, enable_workload,
+    list_machines, list_workloads, parse_public_key, rotate_machine_key, MachineRequest,
+    WorkloadState,
+};
 pub use policy::explain;
 pub use tables::{grant_scope, grant_table, request_table};
 pub use times::{format_time, parse_time};

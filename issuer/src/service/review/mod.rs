@@ -105,6 +105,13 @@ pub async fn review(
         return Ok(Outcome::Refused(r));
     }
     let client_id = s.map_or("", |(_, c)| c.as_str());
+    // A workload's tokens stop with its rule: removed from the configuration or switched off
+    // there (`workload disable` reaches them through the account, like a person's).
+    if let Some(name) = client_id.strip_prefix(crate::domain::workloads::ACCOUNT_PREFIX) {
+        if cfg.workload(name).is_none_or(|w| !w.enabled) {
+            return Ok(Outcome::Refused(Refusal::UserDisabled));
+        }
+    }
     Ok(Outcome::Authenticated {
         identity: review::identity(&claims, target, client_id),
         audiences: review::granted_audiences(audiences, &claims.aud),
