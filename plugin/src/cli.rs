@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use credential_shared::oauth::PLUGIN_CLIENT_ID;
 
 use crate::base::env;
+use crate::base::machine::{parse_machine_name, IdentitySource};
 use crate::base::target::{normalize_issuer, parse_cluster, IssuerUrl, TokenCacheKind};
 
 /// kubectl exec credential plugin: signs in with the device flow and caches short-lived tokens.
@@ -41,6 +42,72 @@ pub(crate) enum Command {
     Requests(TargetArgs),
     /// List the roles you may request, how long at most and who approves.
     Roles(TargetArgs),
+    /// Machine identities for CI and automation (keys for `get --machine`).
+    #[command(subcommand)]
+    Machine(MachineCommand),
+}
+
+/// `machine`'s subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum MachineCommand {
+    /// Generate a machine's P-256 key: the private key goes to --out (mode 0600), the public
+    /// key (PEM) to stdout, for `credential-issuer machine add`.
+    Keygen(KeygenArgs),
+}
+
+/// `machine keygen`'s flags.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct KeygenArgs {
+    /// Where to write the private key (PKCS#8 PEM, mode 0600); an existing file is never
+    /// overwritten.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) out: PathBuf,
+}
+
+/// Machine mode (CI and automation): the flags that make `get` exchange a machine's proof of
+/// identity for a token, with no browser, device flow, prompt or keyring. Exactly one source.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct MachineArgs {
+    /// Machine mode: exchange a CI identity token: `github-actions` (asked from the runner;
+    /// the job needs `permissions: id-token: write`), `env:NAME` (a variable, e.g. GitLab
+    /// `id_tokens`) or `file:PATH` (e.g. a projected service-account token), read every time.
+    #[arg(long, value_name = "SOURCE", value_parser = IdentitySource::parse, group = "machine_source", conflicts_with_all = ["machine", "machine_key"])]
+    pub(crate) identity_token: Option<IdentitySource>,
+    /// The audience asked of GitHub Actions (default: the issuer URL).
+    #[arg(long, value_name = "AUD", requires = "identity_token", value_parser = parse_non_empty)]
+    pub(crate) identity_audience: Option<String>,
+    /// Machine mode: sign in as this registered machine (`credential-issuer machine add`),
+    /// with --machine-key.
+    #[arg(long, value_name = "NAME", value_parser = parse_machine_name, group = "machine_source", requires = "machine_key")]
+    pub(crate) machine: Option<String>,
+    /// The machine's private key (PKCS#8 PEM, P-256, mode 0600; `kubectl credential machine
+    /// keygen` makes one).
+    #[arg(long, value_name = "PATH", requires = "machine")]
+    pub(crate) machine_key: Option<PathBuf>,
+    /// Machine mode: keep the token in this file (mode 0600) and reuse it until 30 s before it
+    /// expires; without it nothing is written.
+    #[arg(long, value_name = "PATH", requires = "machine_source")]
+    pub(crate) token_cache_file: Option<PathBuf>,
+}
+
+impl MachineArgs {
+    /// The machine source the flags name, if any (clap has checked that there is at most one).
+    pub(crate) fn source(&self) -> Option<crate::base::machine::MachineSource> {
+        use crate::base::machine::MachineSource;
+        if let Some(token) = &self.identity_token {
+            return Some(MachineSource::Identity {
+                token: token.clone(),
+                audience: self.identity_audience.clone(),
+            });
+        }
+        match (&self.machine, &self.machine_key) {
+            (Some(machine), Some(key)) => Some(MachineSource::Key {
+                machine: machine.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// `request`'s flags.
@@ -114,6 +181,18 @@ pub(crate) struct SetupArgs {
     /// The plugin command the entries run (default: `kubectl-credential`, found on PATH).
     #[arg(long, value_name = "PATH", default_value = "kubectl-credential")]
     pub(crate) command: String,
+    /// Machine mode: the one cluster to write a machine context for (`CLUSTER-machine`,
+    /// `interactiveMode: Never`); needs a machine source.
+    #[arg(long, value_name = "NAME", value_parser = parse_cluster, requires = "machine_source")]
+    pub(crate) cluster: Option<String>,
+    /// Machine mode: the cluster's API server URL, when the issuer does not publish it.
+    #[arg(long, value_name = "URL", requires = "cluster")]
+    pub(crate) server: Option<String>,
+    /// Machine mode: PEM file of the API server's CA, when the issuer does not publish it.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub(crate) certificate_authority: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) machine: MachineArgs,
 }
 
 /// `get`'s flags.
@@ -124,6 +203,8 @@ pub(crate) struct GetArgs {
     /// Refresh the token even if it looks valid (for when the API server rejected it).
     #[arg(long)]
     pub(crate) force_refresh: bool,
+    #[command(flatten)]
+    pub(crate) machine: MachineArgs,
 }
 
 /// `whoami`'s flags.
@@ -293,11 +374,16 @@ mod tests {
         let Command::Get(GetArgs {
             common: args,
             force_refresh: false,
+            machine,
         }) = cli.command
         else {
             panic!("not get")
         };
         assert_eq!(args.issuer.as_str(), "https://issuer.example:8443");
+        assert!(
+            machine.source().is_none(),
+            "a person's get is not machine mode"
+        );
         assert_eq!(args.client_id, "kubectl-credential");
         assert!(!args.no_browser);
         assert!(args.issuer_ca.is_none());
