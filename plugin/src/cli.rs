@@ -512,6 +512,90 @@ mod tests {
         );
     }
 
+    /// Machine mode's flags: exactly one source, each part with its partner, and the cache
+    /// file only with a source.
+    #[test]
+    fn machine_flags_name_exactly_one_source() {
+        let base = ["get", "--issuer", "https://x", "--cluster", "c"];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            parse(&args)
+        };
+        let cli = with(&[
+            "--identity-token",
+            "github-actions",
+            "--identity-audience",
+            "sts",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Get(GetArgs { machine, .. }) = cli.command else {
+            panic!("not get")
+        };
+        assert_eq!(
+            machine.source(),
+            Some(crate::base::machine::MachineSource::Identity {
+                token: IdentitySource::GithubActions,
+                audience: Some("sts".to_owned()),
+            })
+        );
+        for ok in [
+            &["--identity-token", "env:CI_JOB_JWT"][..],
+            &[
+                "--identity-token",
+                "file:/t",
+                "--token-cache-file",
+                "/tmp/c",
+            ],
+            &["--machine", "bot", "--machine-key", "/k.pem"],
+            &[
+                "--machine",
+                "bot",
+                "--machine-key",
+                "/k.pem",
+                "--token-cache-file",
+                "/c",
+            ],
+        ] {
+            assert!(with(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &[
+                "--identity-token",
+                "github-actions",
+                "--machine",
+                "bot",
+                "--machine-key",
+                "/k",
+            ][..],
+            &["--machine", "bot"],
+            &["--machine-key", "/k.pem"],
+            &["--identity-audience", "sts"],
+            &["--token-cache-file", "/tmp/c"],
+            &["--identity-token", "gitlab"],
+            &["--machine", "a b", "--machine-key", "/k"],
+        ] {
+            let err = with(bad)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {bad:?}"));
+            assert!(err.use_stderr(), "{bad:?}");
+        }
+        assert!(parse(&["setup", "--issuer", "https://x", "--cluster", "c"]).is_err());
+        assert!(parse(&[
+            "setup",
+            "--issuer",
+            "https://x",
+            "--cluster",
+            "c",
+            "--machine",
+            "bot",
+            "--machine-key",
+            "/k"
+        ])
+        .is_ok());
+        assert!(parse(&["machine", "keygen"]).is_err(), "--out is required");
+        assert!(parse(&["machine", "keygen", "--out", "/k.pem"]).is_ok());
+    }
+
     /// The help text clap answers `args` with, exactly as the person sees it: the snapshots
     /// below make a changed flag or description show up in review.
     fn help(args: &[&str]) -> String {
@@ -553,6 +637,7 @@ mod tests {
           request   Ask for a role just in time (an approver decides, or a break-glass role starts at once)
           requests  List your access requests and where they stand
           roles     List the roles you may request, how long at most and who approves
+          machine   Machine identities for CI and automation (keys for `get --machine`)
           help      Print this message or the help of the given subcommand(s)
 
         Options:
@@ -601,6 +686,21 @@ mod tests {
 
               --force-refresh
                   Refresh the token even if it looks valid (for when the API server rejected it)
+
+              --identity-token <SOURCE>
+                  Machine mode: exchange a CI identity token: `github-actions` (asked from the runner; the job needs `permissions: id-token: write`), `env:NAME` (a variable, e.g. GitLab `id_tokens`) or `file:PATH` (e.g. a projected service-account token), read every time
+
+              --identity-audience <AUD>
+                  The audience asked of GitHub Actions (default: the issuer URL)
+
+              --machine <NAME>
+                  Machine mode: sign in as this registered machine (`credential-issuer machine add`), with --machine-key
+
+              --machine-key <PATH>
+                  The machine's private key (PKCS#8 PEM, P-256, mode 0600; `kubectl credential machine keygen` makes one)
+
+              --token-cache-file <PATH>
+                  Machine mode: keep the token in this file (mode 0600) and reuse it until 30 s before it expires; without it nothing is written
 
           -h, --help
                   Print help (see a summary with '-h')

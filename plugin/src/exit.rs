@@ -54,7 +54,12 @@ impl Error {
             | Self::ExecInfoInvalid(_)
             | Self::UnsupportedApiVersion(_)
             | Self::ApiServerMismatch { .. }
-            | Self::Target(_) => EXIT_USAGE,
+            | Self::Target(_)
+            | Self::GithubActionsNotSet { .. }
+            | Self::IdentityEnvNotSet { .. }
+            | Self::IdentityToken { .. }
+            | Self::MachineKey { .. }
+            | Self::KeygenWrite { .. } => EXIT_USAGE,
             Self::LoginRequired { .. } | Self::SignInBusy { .. } => EXIT_LOGIN_REQUIRED,
             Self::AccessDenied | Self::CodeExpired | Self::WrongAccount { .. } => {
                 EXIT_LOGIN_REFUSED
@@ -63,17 +68,12 @@ impl Error {
             | Self::RevokeFailed(_)
             | Self::SomeNotRevoked { .. }
             | Self::BackingOff { .. }
+            | Self::Identity(_)
             | Self::Setup(SetupError::NoClusters) => EXIT_ISSUER,
             Self::Issuer(e) => e.exit_code(),
             Self::Cache(_) => EXIT_CACHE,
             Self::Setup(_) => EXIT_KUBECONFIG,
             Self::Stdout(_) | Self::TimeOutOfRange(_) | Self::Assertion(_) => EXIT_UNEXPECTED,
-            Self::GithubActionsNotSet { .. }
-            | Self::IdentityEnvNotSet { .. }
-            | Self::IdentityToken { .. }
-            | Self::MachineKey { .. }
-            | Self::KeygenWrite { .. } => EXIT_USAGE,
-            Self::Identity(_) => EXIT_ISSUER,
             Self::MachineRefused(e) => machine_refusal_exit_code(e),
             Self::Cancelled => EXIT_CANCELLED,
             Self::RequestNotApproved { .. } => EXIT_REQUEST_REFUSED,

@@ -202,15 +202,15 @@ mod tests {
             .load(&key("staging"), 1200)
             .unwrap_or_else(|e| panic!("{e}"))
             .is_none());
-        // A long-lived token: the 30 s rule is what ends its reuse.
-        file.store(&key("prod"), &entry(0, 100_000))
+        // A short token (100 s: a 20 s margin): the 30 s rule is what ends its reuse.
+        file.store(&key("prod"), &entry(1000, 1100))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(file
-            .load(&key("prod"), 99_960)
+            .load(&key("prod"), 1069)
             .unwrap_or_else(|e| panic!("{e}"))
             .is_some());
         assert!(file
-            .load(&key("prod"), 99_971)
+            .load(&key("prod"), 1071)
             .unwrap_or_else(|e| panic!("{e}"))
             .is_none());
         // Garbage is a miss, and is overwritten.

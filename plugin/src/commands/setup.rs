@@ -148,7 +148,7 @@ fn machine_args(source: &MachineSource, args: &cli::SetupArgs) -> Vec<String> {
             token: IdentitySource::File(absolute(path)),
             audience: audience.clone(),
         },
-        other => other.clone(),
+        other @ MachineSource::Identity { .. } => other.clone(),
     };
     let mut out = source.args();
     if let Some(file) = &args.machine.token_cache_file {

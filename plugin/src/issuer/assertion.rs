@@ -12,7 +12,7 @@ use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNIN
 
 use crate::base::secret::Secret;
 
-/// The DER prefix of a P-256 SubjectPublicKeyInfo (`id-ecPublicKey`, `prime256v1`, a 66-byte
+/// The DER prefix of a P-256 `SubjectPublicKeyInfo` (`id-ecPublicKey`, `prime256v1`, a 66-byte
 /// bit string); the 65-byte uncompressed point follows.
 const P256_SPKI_PREFIX: [u8; 26] = [
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
@@ -76,7 +76,9 @@ fn pem(label: &str, der: &[u8]) -> String {
         out.push_str(&String::from_utf8_lossy(chunk));
         out.push('\n');
     }
-    out.push_str(&format!("-----END {label}-----\n"));
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
     out
 }
 
@@ -120,7 +122,7 @@ impl MachineKey {
             .map_err(|e| KeyError::Rejected(e.to_string()))
     }
 
-    /// The public key as SubjectPublicKeyInfo PEM, what `credential-issuer machine add
+    /// The public key as `SubjectPublicKeyInfo` PEM, what `credential-issuer machine add
     /// --public-key` reads.
     pub(crate) fn public_key_pem(&self) -> String {
         let mut der = P256_SPKI_PREFIX.to_vec();

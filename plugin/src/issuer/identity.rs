@@ -105,6 +105,55 @@ fn github_actions_token_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::issuer::tests::serve;
+
+    /// A fake runner: the request carries the audience and the runner's bearer token, and the
+    /// answer's `value` is the token; refusals and junk are errors that quote neither token.
+    #[test]
+    fn asks_the_runner_with_its_token_and_the_audience() {
+        let (base, server) = serve(|_| {
+            vec![
+                (200, r#"{"count":1,"value":" eyJ.ci.jwt \n"}"#.to_owned()),
+                (403, r#"{"message":"no id-token permission"}"#.to_owned()),
+                (200, r#"{"value":""}"#.to_owned()),
+            ]
+        });
+        let request_url = format!("{base}/_apis/token?api-version=2.0");
+        let runner_token = Secret::new("RUNNER-SECRET".to_owned());
+        let token = github_actions_token(&request_url, &runner_token, "https://issuer.example")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(token.expose(), "eyJ.ci.jwt");
+        let err = github_actions_token(&request_url, &runner_token, "https://issuer.example").err();
+        assert!(matches!(err, Some(IdentityError::Status(403))), "{err:?}");
+        let err = github_actions_token(&request_url, &runner_token, "aud")
+            .err()
+            .unwrap_or_else(|| panic!("an empty value was accepted"));
+        assert!(matches!(err, IdentityError::Malformed));
+        assert!(!err.to_string().contains("RUNNER-SECRET"));
+        let requests = server.join().unwrap_or_default();
+        let first = requests[0].to_ascii_lowercase();
+        assert!(
+            first.starts_with(
+                "get /_apis/token?api-version=2.0&audience=https%3a%2f%2fissuer.example http/1.1\r\n"
+            ),
+            "{first}"
+        );
+        assert!(
+            first.contains("\r\nauthorization: bearer runner-secret\r\n"),
+            "{first}"
+        );
+        assert!(requests[2].starts_with("GET /_apis/token?api-version=2.0&audience=aud "));
+        // Nothing listens any more.
+        let err = github_actions_token(&request_url, &runner_token, "aud").err();
+        assert!(
+            matches!(err, Some(IdentityError::Unreachable(_))),
+            "{err:?}"
+        );
+        assert!(matches!(
+            github_actions_token("not a url", &runner_token, "aud"),
+            Err(IdentityError::BadUrl)
+        ));
+    }
 
     #[test]
     fn the_audience_is_appended_encoded() {

@@ -134,4 +134,4 @@ impl IssuerClient {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

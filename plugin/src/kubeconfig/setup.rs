@@ -445,6 +445,49 @@ mod tests {
         }
     }
 
+    /// A machine context: its own user and context names, the machine flags in `args`, and
+    /// never interactive.
+    #[test]
+    fn a_machine_entry_runs_get_in_machine_mode_and_never_asks() {
+        let exec = ExecSettings {
+            machine: Some(vec![
+                "--machine".into(),
+                "bot".into(),
+                "--machine-key".into(),
+                "/etc/bot.pem".into(),
+            ]),
+            file_cache: true,
+            ..exec()
+        };
+        let mut one = list();
+        one.clusters.truncate(1);
+        let (doc, _) = merge(None, Path::new("k"), &one, &exec).unwrap_or_else(|e| panic!("{e}"));
+        let text = serde_norway::to_string(&doc).unwrap_or_default();
+        assert!(text.contains("name: prod-machine-credential"), "{text}");
+        assert!(text.contains("current-context: prod-machine"), "{text}");
+        assert!(text.contains("interactiveMode: Never"), "{text}");
+        assert!(!text.contains("--token-cache\n"), "{text}");
+        let user = &doc["users"][0]["user"]["exec"]["args"];
+        let args: Vec<&str> = user
+            .as_sequence()
+            .map(|s| s.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            args,
+            [
+                "get",
+                "--issuer",
+                "https://issuer.example",
+                "--cluster",
+                "prod",
+                "--machine",
+                "bot",
+                "--machine-key",
+                "/etc/bot.pem"
+            ]
+        );
+    }
+
     const UNRELATED: &str = r"
 apiVersion: v1
 kind: Config
