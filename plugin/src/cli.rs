@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use credential_shared::oauth::PLUGIN_CLIENT_ID;
 
 use crate::base::env;
+use crate::base::machine::{parse_machine_name, IdentitySource};
 use crate::base::target::{normalize_issuer, parse_cluster, IssuerUrl, TokenCacheKind};
 
 /// kubectl exec credential plugin: signs in with the device flow and caches short-lived tokens.
@@ -41,6 +42,72 @@ pub(crate) enum Command {
     Requests(TargetArgs),
     /// List the roles you may request, how long at most and who approves.
     Roles(TargetArgs),
+    /// Machine identities for CI and automation (keys for `get --machine`).
+    #[command(subcommand)]
+    Machine(MachineCommand),
+}
+
+/// `machine`'s subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum MachineCommand {
+    /// Generate a machine's P-256 key: the private key goes to --out (mode 0600), the public
+    /// key (PEM) to stdout, for `credential-issuer machine add`.
+    Keygen(KeygenArgs),
+}
+
+/// `machine keygen`'s flags.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct KeygenArgs {
+    /// Where to write the private key (PKCS#8 PEM, mode 0600); an existing file is never
+    /// overwritten.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) out: PathBuf,
+}
+
+/// Machine mode (CI and automation): the flags that make `get` exchange a machine's proof of
+/// identity for a token, with no browser, device flow, prompt or keyring. Exactly one source.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct MachineArgs {
+    /// Machine mode: exchange a CI identity token: `github-actions` (asked from the runner;
+    /// the job needs `permissions: id-token: write`), `env:NAME` (a variable, e.g. GitLab
+    /// `id_tokens`) or `file:PATH` (e.g. a projected service-account token), read every time.
+    #[arg(long, value_name = "SOURCE", value_parser = IdentitySource::parse, group = "machine_source", conflicts_with_all = ["machine", "machine_key"])]
+    pub(crate) identity_token: Option<IdentitySource>,
+    /// The audience asked of GitHub Actions (default: the issuer URL).
+    #[arg(long, value_name = "AUD", requires = "identity_token", value_parser = parse_non_empty)]
+    pub(crate) identity_audience: Option<String>,
+    /// Machine mode: sign in as this registered machine (`credential-issuer machine add`),
+    /// with --machine-key.
+    #[arg(long, value_name = "NAME", value_parser = parse_machine_name, group = "machine_source", requires = "machine_key")]
+    pub(crate) machine: Option<String>,
+    /// The machine's private key (PKCS#8 PEM, P-256, mode 0600; `kubectl credential machine
+    /// keygen` makes one).
+    #[arg(long, value_name = "PATH", requires = "machine")]
+    pub(crate) machine_key: Option<PathBuf>,
+    /// Machine mode: keep the token in this file (mode 0600) and reuse it until 30 s before it
+    /// expires; without it nothing is written.
+    #[arg(long, value_name = "PATH", requires = "machine_source")]
+    pub(crate) token_cache_file: Option<PathBuf>,
+}
+
+impl MachineArgs {
+    /// The machine source the flags name, if any (clap has checked that there is at most one).
+    pub(crate) fn source(&self) -> Option<crate::base::machine::MachineSource> {
+        use crate::base::machine::MachineSource;
+        if let Some(token) = &self.identity_token {
+            return Some(MachineSource::Identity {
+                token: token.clone(),
+                audience: self.identity_audience.clone(),
+            });
+        }
+        match (&self.machine, &self.machine_key) {
+            (Some(machine), Some(key)) => Some(MachineSource::Key {
+                machine: machine.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// `request`'s flags.
@@ -114,6 +181,18 @@ pub(crate) struct SetupArgs {
     /// The plugin command the entries run (default: `kubectl-credential`, found on PATH).
     #[arg(long, value_name = "PATH", default_value = "kubectl-credential")]
     pub(crate) command: String,
+    /// Machine mode: the one cluster to write a machine context for (`CLUSTER-machine`,
+    /// `interactiveMode: Never`); needs a machine source.
+    #[arg(long, value_name = "NAME", value_parser = parse_cluster, requires = "machine_source")]
+    pub(crate) cluster: Option<String>,
+    /// Machine mode: the cluster's API server URL, when the issuer does not publish it.
+    #[arg(long, value_name = "URL", requires = "cluster")]
+    pub(crate) server: Option<String>,
+    /// Machine mode: PEM file of the API server's CA, when the issuer does not publish it.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub(crate) certificate_authority: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) machine: MachineArgs,
 }
 
 /// `get`'s flags.
@@ -124,6 +203,8 @@ pub(crate) struct GetArgs {
     /// Refresh the token even if it looks valid (for when the API server rejected it).
     #[arg(long)]
     pub(crate) force_refresh: bool,
+    #[command(flatten)]
+    pub(crate) machine: MachineArgs,
 }
 
 /// `whoami`'s flags.
@@ -293,11 +374,16 @@ mod tests {
         let Command::Get(GetArgs {
             common: args,
             force_refresh: false,
+            machine,
         }) = cli.command
         else {
             panic!("not get")
         };
         assert_eq!(args.issuer.as_str(), "https://issuer.example:8443");
+        assert!(
+            machine.source().is_none(),
+            "a person's get is not machine mode"
+        );
         assert_eq!(args.client_id, "kubectl-credential");
         assert!(!args.no_browser);
         assert!(args.issuer_ca.is_none());
@@ -426,6 +512,90 @@ mod tests {
         );
     }
 
+    /// Machine mode's flags: exactly one source, each part with its partner, and the cache
+    /// file only with a source.
+    #[test]
+    fn machine_flags_name_exactly_one_source() {
+        let base = ["get", "--issuer", "https://x", "--cluster", "c"];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            parse(&args)
+        };
+        let cli = with(&[
+            "--identity-token",
+            "github-actions",
+            "--identity-audience",
+            "sts",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Get(GetArgs { machine, .. }) = cli.command else {
+            panic!("not get")
+        };
+        assert_eq!(
+            machine.source(),
+            Some(crate::base::machine::MachineSource::Identity {
+                token: IdentitySource::GithubActions,
+                audience: Some("sts".to_owned()),
+            })
+        );
+        for ok in [
+            &["--identity-token", "env:CI_JOB_JWT"][..],
+            &[
+                "--identity-token",
+                "file:/t",
+                "--token-cache-file",
+                "/tmp/c",
+            ],
+            &["--machine", "bot", "--machine-key", "/k.pem"],
+            &[
+                "--machine",
+                "bot",
+                "--machine-key",
+                "/k.pem",
+                "--token-cache-file",
+                "/c",
+            ],
+        ] {
+            assert!(with(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &[
+                "--identity-token",
+                "github-actions",
+                "--machine",
+                "bot",
+                "--machine-key",
+                "/k",
+            ][..],
+            &["--machine", "bot"],
+            &["--machine-key", "/k.pem"],
+            &["--identity-audience", "sts"],
+            &["--token-cache-file", "/tmp/c"],
+            &["--identity-token", "gitlab"],
+            &["--machine", "a b", "--machine-key", "/k"],
+        ] {
+            let err = with(bad)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {bad:?}"));
+            assert!(err.use_stderr(), "{bad:?}");
+        }
+        assert!(parse(&["setup", "--issuer", "https://x", "--cluster", "c"]).is_err());
+        assert!(parse(&[
+            "setup",
+            "--issuer",
+            "https://x",
+            "--cluster",
+            "c",
+            "--machine",
+            "bot",
+            "--machine-key",
+            "/k"
+        ])
+        .is_ok());
+        assert!(parse(&["machine", "keygen"]).is_err(), "--out is required");
+        assert!(parse(&["machine", "keygen", "--out", "/k.pem"]).is_ok());
+    }
+
     /// The help text clap answers `args` with, exactly as the person sees it: the snapshots
     /// below make a changed flag or description show up in review.
     fn help(args: &[&str]) -> String {
@@ -467,6 +637,7 @@ mod tests {
           request   Ask for a role just in time (an approver decides, or a break-glass role starts at once)
           requests  List your access requests and where they stand
           roles     List the roles you may request, how long at most and who approves
+          machine   Machine identities for CI and automation (keys for `get --machine`)
           help      Print this message or the help of the given subcommand(s)
 
         Options:
@@ -515,6 +686,21 @@ mod tests {
 
               --force-refresh
                   Refresh the token even if it looks valid (for when the API server rejected it)
+
+              --identity-token <SOURCE>
+                  Machine mode: exchange a CI identity token: `github-actions` (asked from the runner; the job needs `permissions: id-token: write`), `env:NAME` (a variable, e.g. GitLab `id_tokens`) or `file:PATH` (e.g. a projected service-account token), read every time
+
+              --identity-audience <AUD>
+                  The audience asked of GitHub Actions (default: the issuer URL)
+
+              --machine <NAME>
+                  Machine mode: sign in as this registered machine (`credential-issuer machine add`), with --machine-key
+
+              --machine-key <PATH>
+                  The machine's private key (PKCS#8 PEM, P-256, mode 0600; `kubectl credential machine keygen` makes one)
+
+              --token-cache-file <PATH>
+                  Machine mode: keep the token in this file (mode 0600) and reuse it until 30 s before it expires; without it nothing is written
 
           -h, --help
                   Print help (see a summary with '-h')

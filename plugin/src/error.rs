@@ -7,6 +7,8 @@ use credential_shared::text::{self, Untrusted};
 
 use crate::base::jwt::JwtError;
 use crate::cache::{CacheError, Hold};
+use crate::issuer::assertion::KeyError;
+use crate::issuer::identity::IdentityError;
 use crate::issuer::IssuerError;
 
 /// Everything that can end a run early. The `Display` text is what the user reads after
@@ -149,6 +151,60 @@ pub(crate) enum Error {
     /// The credential could not be written to stdout (kubectl went away).
     #[error("could not write the credential to stdout")]
     Stdout(#[source] std::io::Error),
+    /// Machine mode, `--identity-token github-actions`: the runner gave the job no way to ask
+    /// for a token.
+    #[error(
+        "{variable} is not set: a GitHub Actions job gets an identity token only with \
+         `permissions: id-token: write` (in the workflow or the job)"
+    )]
+    GithubActionsNotSet {
+        /// The missing variable.
+        variable: &'static str,
+    },
+    /// Machine mode, `--identity-token env:NAME`: the variable is unset or empty.
+    #[error(
+        "--identity-token env:{}: the variable is not set or is empty",
+        Untrusted::new(name)
+    )]
+    IdentityEnvNotSet {
+        /// The variable's name.
+        name: String,
+    },
+    /// Machine mode: the identity token (from a file or a variable) is not usable.
+    #[error("--identity-token {}: {reason}", Untrusted::long(source_name))]
+    IdentityToken {
+        /// `file:PATH` or `env:NAME`.
+        source_name: String,
+        /// Why (not a regular file, too large, unreadable, empty).
+        reason: String,
+    },
+    /// Machine mode: the CI platform's token endpoint did not hand out a token.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Machine mode: `--machine-key` cannot be used.
+    #[error("--machine-key {}: {reason}", crate::base::term::path(path))]
+    MachineKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Why: unreadable, open to others, not ours, not a P-256 PKCS#8 key.
+        reason: String,
+    },
+    /// Machine mode: the key could not sign (the system's random generator failed).
+    #[error("cannot sign the machine's client assertion")]
+    Assertion(#[source] KeyError),
+    /// Machine mode: the issuer refused the identity token or the machine's assertion (its
+    /// `error` and `error_description`, escaped, are in the message).
+    #[error(transparent)]
+    MachineRefused(IssuerError),
+    /// `machine keygen`: the output file could not be written (it exists, or the path is not
+    /// writable).
+    #[error("cannot write the key to {}: {reason}", crate::base::term::path(path))]
+    KeygenWrite {
+        /// `--out`.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A time outside what RFC 3339 can express (a token expiring after year 9999).
     #[error("the token's expiry time {0} is out of range")]
     TimeOutOfRange(i64),
@@ -178,7 +234,7 @@ impl Error {
                 "make the cache directory writable by you (it honours XDG_CACHE_HOME), \
                  or use `--token-cache=keyring`",
             ),
-            Self::Issuer(e) | Self::RevokeFailed(e) => e.hint(),
+            Self::Issuer(e) | Self::RevokeFailed(e) | Self::MachineRefused(e) => e.hint(),
             _ => None,
         }
     }

@@ -7,11 +7,11 @@
 //! |-----:|---------|
 //! | 0 | success; for `get`, one ExecCredential JSON document is on stdout |
 //! | 1 | unexpected error (a bug, or stdout closed) |
-//! | 2 | usage or bad input: bad flags, unreadable `--issuer-ca`, an `http://` issuer URL that speaks https, a URL without OpenID discovery (not an issuer), a context whose kubeconfig entry does not name the cluster, malformed `KUBERNETES_EXEC_INFO`, unsupported `apiVersion` |
+//! | 2 | usage or bad input: bad flags, unreadable `--issuer-ca`, in machine mode an unusable `--machine-key` (unreadable, open to group or others, not ours, not a P-256 PKCS#8 key) or identity token (`env:` unset, `file:` not a regular file or over 16 KiB, GitHub Actions variables missing: the job needs `permissions: id-token: write`), `machine keygen --out` naming an existing file, an `http://` issuer URL that speaks https, a URL without OpenID discovery (not an issuer), a context whose kubeconfig entry does not name the cluster, malformed `KUBERNETES_EXEC_INFO`, unsupported `apiVersion` |
 //! | 3 | login required: `get` is not interactive and has no usable session, or `whoami` found no session; run the printed `kubectl credential login` command |
-//! | 4 | the issuer is unreachable or answered badly (network, TLS, HTTP 5xx, malformed JSON or token, unexpected OAuth error); also `logout` (`--all`) when an issuer could not revoke a session (the local copy is deleted anyway) |
-//! | 5 | sign-in refused: the request was denied, or the code expired before it was approved |
-//! | 6 | token cache unavailable: keyring locked or missing, cache directory unwritable; `--token-cache=file` is the way out when there is no keyring |
+//! | 4 | the issuer is unreachable or answered badly (network, TLS, HTTP 5xx, malformed JSON or token, unexpected OAuth error); in machine mode also the CI platform's token endpoint (GitHub Actions) unreachable or refusing; also `logout` (`--all`) when an issuer could not revoke a session (the local copy is deleted anyway) |
+//! | 5 | sign-in refused: the request was denied, or the code expired before it was approved; in machine mode, the issuer refused the identity token or the machine's assertion (`invalid_grant`, `invalid_client`, `invalid_target`, ...: its `error` and `error_description` are printed) |
+//! | 6 | token cache unavailable: keyring locked or missing, cache directory unwritable, a `--token-cache-file` that is a link, not ours or readable by others; `--token-cache=file` is the way out when there is no keyring |
 //! | 7 | `setup` could not merge into or write the kubeconfig (malformed file, an entry of the same name that it did not write, an unwritable path) |
 //! | 8 | an access request was refused by the issuer's policy (`request`), or denied or expired (`request --wait`) |
 //! | 130 | cancelled with Ctrl-C during a sign-in (nothing was stored; the lock is released) |
@@ -54,7 +54,12 @@ impl Error {
             | Self::ExecInfoInvalid(_)
             | Self::UnsupportedApiVersion(_)
             | Self::ApiServerMismatch { .. }
-            | Self::Target(_) => EXIT_USAGE,
+            | Self::Target(_)
+            | Self::GithubActionsNotSet { .. }
+            | Self::IdentityEnvNotSet { .. }
+            | Self::IdentityToken { .. }
+            | Self::MachineKey { .. }
+            | Self::KeygenWrite { .. } => EXIT_USAGE,
             Self::LoginRequired { .. } | Self::SignInBusy { .. } => EXIT_LOGIN_REQUIRED,
             Self::AccessDenied | Self::CodeExpired | Self::WrongAccount { .. } => {
                 EXIT_LOGIN_REFUSED
@@ -63,11 +68,13 @@ impl Error {
             | Self::RevokeFailed(_)
             | Self::SomeNotRevoked { .. }
             | Self::BackingOff { .. }
+            | Self::Identity(_)
             | Self::Setup(SetupError::NoClusters) => EXIT_ISSUER,
             Self::Issuer(e) => e.exit_code(),
             Self::Cache(_) => EXIT_CACHE,
             Self::Setup(_) => EXIT_KUBECONFIG,
-            Self::Stdout(_) | Self::TimeOutOfRange(_) => EXIT_UNEXPECTED,
+            Self::Stdout(_) | Self::TimeOutOfRange(_) | Self::Assertion(_) => EXIT_UNEXPECTED,
+            Self::MachineRefused(e) => machine_refusal_exit_code(e),
             Self::Cancelled => EXIT_CANCELLED,
             Self::RequestNotApproved { .. } => EXIT_REQUEST_REFUSED,
         }
@@ -104,6 +111,16 @@ pub(crate) fn oauth_exit_code(code: OAuthErrorCode) -> u8 {
     match code {
         OAuthErrorCode::AccessDenied | OAuthErrorCode::ExpiredToken => EXIT_LOGIN_REFUSED,
         _ => EXIT_ISSUER,
+    }
+}
+
+/// A failed machine-mode exchange: a refusal by the issuer (an OAuth error that trying again
+/// will not fix) is [`EXIT_LOGIN_REFUSED`]; an issuer that cannot serve now, or any other
+/// failure, keeps its usual code.
+pub(crate) fn machine_refusal_exit_code(err: &IssuerError) -> u8 {
+    match err {
+        IssuerError::OAuth { .. } if !err.is_transient() => EXIT_LOGIN_REFUSED,
+        _ => err.exit_code(),
     }
 }
 

@@ -942,6 +942,7 @@ proptest! {
                 issuer: "https://issuer.example".to_owned(),
                 issuer_ca: None,
                 file_cache: false,
+                machine: None,
             };
             let Ok((doc, _)) = setup::merge(existing.clone(), &path, &list, &exec) else {
                 return;

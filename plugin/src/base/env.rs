@@ -75,3 +75,11 @@ pub(crate) fn cache_dir() -> Option<PathBuf> {
 pub(crate) fn temp_dir() -> PathBuf {
     std::env::temp_dir()
 }
+
+/// Set by the GitHub Actions runner in a job with `permissions: id-token: write`: the URL that
+/// hands out the job's identity token (`--identity-token github-actions`).
+pub(crate) const ACTIONS_ID_TOKEN_REQUEST_URL: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+
+/// Set by the GitHub Actions runner with [`ACTIONS_ID_TOKEN_REQUEST_URL`]: the bearer token
+/// that request is made with. A secret: never printed.
+pub(crate) const ACTIONS_ID_TOKEN_REQUEST_TOKEN: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";

@@ -6,6 +6,7 @@ pub(crate) mod cancel;
 pub(crate) mod clock;
 pub(crate) mod env;
 pub(crate) mod jwt;
+pub(crate) mod machine;
 pub(crate) mod secret;
 pub(crate) mod target;
 pub(crate) mod term;

@@ -26,6 +26,7 @@ mod file;
 mod index;
 mod keyring;
 mod lock;
+mod machine;
 mod private;
 
 use std::path::PathBuf;
@@ -45,9 +46,11 @@ pub(crate) use self::file::{read_steering, remove_private, replace_private, File
 pub(crate) use self::index::Index;
 pub(crate) use self::keyring::KeyringStore;
 pub(crate) use self::lock::{Acquired, KeyLock, REFRESH_WAIT, SIGN_IN_WAIT};
+pub(crate) use self::machine::{MachineKeyId, TokenFile};
 #[cfg(unix)]
 pub(crate) use self::private::euid;
 pub(crate) use self::private::Root;
+pub(crate) use self::private::{open_named, read_public, write_named, Holds, Opened};
 
 /// The keyring service name and the cache directory name.
 pub(crate) const SERVICE: &str = "kubectl-credential";

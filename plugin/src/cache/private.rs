@@ -221,6 +221,47 @@ pub(crate) fn open(root: &Root, path: &Path, holds: Holds) -> io::Result<Opened>
     imp::open_file(path, holds, false)
 }
 
+/// Opens a file the person named on the command line (`--machine-key`,
+/// `--token-cache-file`), which lives wherever they chose and so has no [`Root`]: only the file
+/// itself is checked, on its descriptor, as [`open`] checks a file (no link followed, a regular
+/// file of ours, no bits for others that `holds` forbids).
+pub(crate) fn open_named(path: &Path, holds: Holds) -> io::Result<Opened> {
+    imp::open_file(path, holds, false)
+}
+
+/// Writes `bytes` to `path`, a file the person named (`--token-cache-file`, `machine keygen
+/// --out`): created 0600 without following a link; an existing one is used only if it is a
+/// regular file of ours with no bit for group or others (else the refusal), and `replace`
+/// says whether an existing one may be overwritten at all (`None` when it exists and may not).
+pub(crate) fn write_named(path: &Path, bytes: &[u8], replace: bool) -> io::Result<Option<Refusal>> {
+    imp::write_named(path, bytes, replace)
+}
+
+/// Reads a file that holds no secret of ours and may be anyone's (a projected service-account
+/// token, owned by root and readable by all by design): links are followed (Kubernetes
+/// projects those files through `..data` links), but it must be a regular file, opened
+/// without blocking (a FIFO cannot hang the plugin), of at most `max` bytes. `Err` with
+/// [`io::ErrorKind::InvalidData`] when larger; the refusal when not a regular file.
+pub(crate) fn read_public(path: &Path, max: u64) -> io::Result<Result<Vec<u8>, Refusal>> {
+    use std::io::Read as _;
+
+    let file = imp::open_public(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Ok(Err(Refusal {
+            path: path.to_owned(),
+            why: Why::NotAFile,
+            is_dir: false,
+        }));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    Ok(Ok(bytes))
+}
+
 /// Opens (creating it, mode 0600, if needed) `path`, a lock file in `root` or below, after
 /// making sure of the directories; checked as [`Holds::Steering`]. The caller deals with a
 /// refused one.
@@ -370,6 +411,58 @@ mod imp {
         Ok(Opened::Trusted(file))
     }
 
+    /// Opens `path` for reading, following links, without blocking on a FIFO.
+    pub(super) fn open_public(path: &Path) -> io::Result<fs::File> {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlags::NONBLOCK.bits().cast_signed())
+            .open(path)
+    }
+
+    /// See [`super::write_named`].
+    pub(super) fn write_named(
+        path: &Path,
+        bytes: &[u8],
+        replace: bool,
+    ) -> io::Result<Option<Refusal>> {
+        use std::io::Write as _;
+
+        let mut options = fs::OpenOptions::new();
+        options
+            .write(true)
+            .mode(0o600)
+            .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits().cast_signed());
+        if replace {
+            options.create(true).truncate(false);
+        } else {
+            options.create_new(true);
+        }
+        let mut file = match options.open(path) {
+            Ok(file) => file,
+            Err(e) => {
+                if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Ok(Some(refused(path, Why::Symlink, false)));
+                }
+                return Err(e);
+            }
+        };
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() {
+            return Ok(Some(refused(path, Why::NotAFile, false)));
+        }
+        if meta.uid() != euid() {
+            return Ok(Some(refused(path, Why::Owner { uid: meta.uid() }, false)));
+        }
+        if mode(&meta) & Holds::Secret.forbidden() != 0 {
+            let why = Why::Mode { mode: mode(&meta) };
+            return Ok(Some(refused(path, why, false)));
+        }
+        file.set_len(0)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        Ok(None)
+    }
+
     /// The base and its ancestors: as written (each `lstat`ed, and `stat`ed too when it is a
     /// link), then, if a link was met, as resolved, top down.
     pub(super) fn check_above(base: &Path) -> io::Result<Chain> {
@@ -490,6 +583,26 @@ mod imp {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Opened::Missing),
             Err(e) => Err(e),
         }
+    }
+
+    pub(super) fn open_public(path: &Path) -> io::Result<fs::File> {
+        fs::File::open(path)
+    }
+
+    pub(super) fn write_named(
+        path: &Path,
+        bytes: &[u8],
+        replace: bool,
+    ) -> io::Result<Option<super::Refusal>> {
+        let mut options = fs::OpenOptions::new();
+        options.write(true);
+        if replace {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        std::io::Write::write_all(&mut options.open(path)?, bytes)?;
+        Ok(None)
     }
 
     pub(super) fn check_above(base: &Path) -> io::Result<Chain> {

@@ -6,6 +6,7 @@ use credential_shared::text::Untrusted;
 
 use crate::base::cancel::Cancel;
 use crate::base::clock::Clock;
+use crate::base::machine::MachineTarget;
 use crate::base::target::{login_command, Target};
 use crate::cache::{
     Acquired, Backoff, CacheKey, Entry, Hold, Index, KeyLock, TokenCache, SIGN_IN_WAIT,
@@ -28,7 +29,19 @@ pub(super) fn get(args: &cli::GetArgs, clock: &dyn Clock) -> Result<(), Error> {
     let cli::GetArgs {
         common,
         force_refresh,
+        machine,
     } = args;
+    // Machine mode never reaches the person's path: no keyring, cache, browser or prompt.
+    if let Some(source) = machine.source() {
+        let target = MachineTarget {
+            issuer: common.issuer.clone(),
+            cluster: common.cluster.clone(),
+            issuer_ca: common.issuer_ca.clone(),
+            source,
+            token_cache_file: machine.token_cache_file.clone(),
+        };
+        return super::machine::get(&target, *force_refresh, clock);
+    }
     let args = &Target::from(common.clone());
     let info = exec::read_exec_info()?;
     let cache = TokenCache::open(args.token_cache)?;

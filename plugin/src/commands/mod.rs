@@ -1,10 +1,11 @@
-//! The subcommands, one file each: what each does step by step, from the parsed flags to the
+//! The subcommands, one file each (`machine` holds machine mode's `get` and `machine keygen`): what each does step by step, from the parsed flags to the
 //! text it prints. [`run`] dispatches; the flags become a [`Target`] here, completed from the
 //! kubeconfig where the command line leaves them out.
 
 mod get;
 mod login;
 mod logout;
+mod machine;
 mod request;
 pub(crate) mod requests;
 pub(crate) mod roles;
@@ -18,7 +19,7 @@ use credential_shared::oauth::PLUGIN_CLIENT_ID;
 
 use crate::base::clock::SystemClock;
 use crate::base::target::{normalize_issuer, parse_cluster, Target, TokenCacheKind};
-use crate::cli::{Cli, Command, CommonArgs, TargetArgs};
+use crate::cli::{Cli, Command, CommonArgs, MachineCommand, TargetArgs};
 use crate::error::Error;
 use crate::kubeconfig::{self, TargetError};
 
@@ -38,6 +39,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
         Command::Request(args) => request::request(&args, &args.common.resolve()?, &clock),
         Command::Requests(args) => request::list_requests(&args.resolve()?, &clock),
         Command::Roles(args) => roles::list_roles(&args.resolve()?, &clock),
+        Command::Machine(MachineCommand::Keygen(args)) => machine::keygen(&args.out),
     }
 }
 

@@ -6,11 +6,15 @@
 //! One folder per concern of the client: [`error`] (what can go wrong and what it means for
 //! retrying), [`oauth`] (device authorization, token polling, refresh, revocation), [`api`]
 //! (the issuer's clusters and access-requests API), [`http`] (reading answers, telling an
-//! issuer's error apart from a stranger's) and [`tls`] (trusting `--issuer-ca`).
+//! issuer's error apart from a stranger's), [`tls`] (trusting `--issuer-ca`), and for machine
+//! mode [`assertion`] (a machine key and its signed client assertion) and [`identity`] (asking
+//! the GitHub Actions runner for the job's identity token).
 
 mod api;
+pub(crate) mod assertion;
 mod error;
 mod http;
+pub(crate) mod identity;
 mod oauth;
 mod tls;
 
@@ -39,7 +43,7 @@ const USER_AGENT: &str = concat!("kubectl-credential/", env!("CARGO_PKG_VERSION"
 pub(crate) struct Endpoints {
     /// RFC 8628 device authorization.
     pub(crate) device_authorization: String,
-    /// Token endpoint (device code and refresh grants).
+    /// Token endpoint (device code, refresh and the machine grants).
     pub(crate) token: String,
     /// RFC 7009 revocation.
     pub(crate) revocation: String,
@@ -130,4 +134,4 @@ impl IssuerClient {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

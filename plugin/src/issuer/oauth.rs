@@ -1,9 +1,11 @@
 //! The OAuth side of the issuer: device authorization (RFC 8628), polling the token endpoint,
-//! the refresh grant and revocation (RFC 7009), all as form posts.
+//! the refresh grant and revocation (RFC 7009), and the machine grants (token exchange, RFC
+//! 8693; client credentials with a signed assertion, RFC 7523), all as form posts.
 
 use credential_shared::oauth::{
     DeviceAuthorizationRequest, DeviceAuthorizationResponse, RevocationRequest, TokenRequest,
-    TokenResponse, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
+    TokenResponse, CLIENT_ASSERTION_JWT_BEARER, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
+    GRANT_REFRESH_TOKEN, GRANT_TOKEN_EXCHANGE, PLUGIN_CLIENT_ID, TOKEN_TYPE_JWT,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -57,6 +59,45 @@ impl IssuerClient {
             client_id: client_id.to_owned(),
             device_code: None,
             refresh_token: Some(refresh_token.expose().to_owned()),
+            ..TokenRequest::default()
+        };
+        self.post_form(&endpoints.token, &form)
+    }
+
+    /// Exchanges a CI platform's identity token for a token for `cluster` (RFC 8693). The answer
+    /// has no refresh token: the next call exchanges again.
+    pub(crate) fn exchange(
+        &self,
+        endpoints: &Endpoints,
+        subject_token: &Secret,
+        cluster: &str,
+    ) -> Result<TokenResponse, IssuerError> {
+        let form = TokenRequest {
+            grant_type: GRANT_TOKEN_EXCHANGE.to_owned(),
+            client_id: PLUGIN_CLIENT_ID.to_owned(),
+            subject_token: Some(subject_token.expose().to_owned()),
+            subject_token_type: Some(TOKEN_TYPE_JWT.to_owned()),
+            audience: Some(cluster.to_owned()),
+            ..TokenRequest::default()
+        };
+        self.post_form(&endpoints.token, &form)
+    }
+
+    /// Asks for a token for `cluster` as the registered `machine`, proved by its signed
+    /// `assertion` (client credentials, RFC 7523 client authentication).
+    pub(crate) fn client_credentials(
+        &self,
+        endpoints: &Endpoints,
+        machine: &str,
+        assertion: &Secret,
+        cluster: &str,
+    ) -> Result<TokenResponse, IssuerError> {
+        let form = TokenRequest {
+            grant_type: GRANT_CLIENT_CREDENTIALS.to_owned(),
+            client_id: machine.to_owned(),
+            client_assertion_type: Some(CLIENT_ASSERTION_JWT_BEARER.to_owned()),
+            client_assertion: Some(assertion.expose().to_owned()),
+            audience: Some(cluster.to_owned()),
             ..TokenRequest::default()
         };
         self.post_form(&endpoints.token, &form)

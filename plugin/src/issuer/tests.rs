@@ -13,7 +13,7 @@ use crate::exit::{EXIT_ISSUER, EXIT_USAGE};
 /// A small HTTP/1.1 server on 127.0.0.1:0 that answers each accepted connection with the
 /// next canned response (made from its own base URL) and returns the requests it read.
 /// Bound before the client starts: no port race, no readiness wait.
-fn serve(
+pub(crate) fn serve(
     responses: impl FnOnce(&str) -> Vec<(u16, String)>,
 ) -> (String, thread::JoinHandle<Vec<String>>) {
     serve_with_headers(|base| {
@@ -25,7 +25,7 @@ fn serve(
 }
 
 /// [`serve`] with extra header lines (each ending in `\r\n`) in each response.
-fn serve_with_headers(
+pub(crate) fn serve_with_headers(
     responses: impl FnOnce(&str) -> Vec<(u16, String, String)>,
 ) -> (String, thread::JoinHandle<Vec<String>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));

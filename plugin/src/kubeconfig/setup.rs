@@ -27,6 +27,10 @@ pub(crate) struct ExecSettings {
     pub(crate) issuer_ca: Option<PathBuf>,
     /// `--token-cache file`, when chosen at setup.
     pub(crate) file_cache: bool,
+    /// Machine mode: the `get` flags of the machine source (and `--token-cache-file`). Such an
+    /// entry never asks a person (`interactiveMode: Never`), and its user and context are named
+    /// `CLUSTER-machine...` so that a person's entries for the cluster stay as they are.
+    pub(crate) machine: Option<Vec<String>>,
 }
 
 /// Why setup could not merge.
@@ -105,6 +109,23 @@ pub(crate) fn user_name(cluster: &str) -> String {
     format!("{cluster}-credential")
 }
 
+/// The context name for a cluster: the cluster's name, or `CLUSTER-machine` for machine mode.
+pub(crate) fn context_name(cluster: &str, exec: &ExecSettings) -> String {
+    if exec.machine.is_some() {
+        format!("{cluster}-machine")
+    } else {
+        cluster.to_owned()
+    }
+}
+
+fn user_name_for(cluster: &str, exec: &ExecSettings) -> String {
+    if exec.machine.is_some() {
+        format!("{cluster}-machine-credential")
+    } else {
+        user_name(cluster)
+    }
+}
+
 fn cluster_entry(c: &ClusterInfo, server: &str) -> Value {
     let mut fields = vec![("server", s(server))];
     if let Some(ca) = &c.certificate_authority_data {
@@ -126,15 +147,22 @@ fn user_entry(c: &ClusterInfo, exec: &ExecSettings) -> Value {
         args.push(s("--issuer-ca"));
         args.push(s(&ca.to_string_lossy()));
     }
-    if exec.file_cache {
+    if let Some(machine) = &exec.machine {
+        args.extend(machine.iter().map(|a| s(a)));
+    } else if exec.file_cache {
         args.push(s("--token-cache"));
         args.push(s("file"));
     }
+    let interactive = if exec.machine.is_some() {
+        "Never"
+    } else {
+        "IfAvailable"
+    };
     let exec_map = map(vec![
         ("apiVersion", s(credential_shared::exec_credential::API_VERSION_V1)),
         ("command", s(&exec.command)),
         ("args", Value::Sequence(args)),
-        ("interactiveMode", s("IfAvailable")),
+        ("interactiveMode", s(interactive)),
         ("provideClusterInfo", Value::Bool(true)),
         (
             "installHint",
@@ -143,7 +171,7 @@ fn user_entry(c: &ClusterInfo, exec: &ExecSettings) -> Value {
         ),
     ]);
     map(vec![
-        ("name", s(&user_name(&c.name))),
+        ("name", s(&user_name_for(&c.name, exec))),
         (
             "user",
             map(vec![("exec", exec_map), ("extensions", marker())]),
@@ -151,14 +179,14 @@ fn user_entry(c: &ClusterInfo, exec: &ExecSettings) -> Value {
     ])
 }
 
-fn context_entry(c: &ClusterInfo) -> Value {
+fn context_entry(c: &ClusterInfo, exec: &ExecSettings) -> Value {
     map(vec![
-        ("name", s(&c.name)),
+        ("name", s(&context_name(&c.name, exec))),
         (
             "context",
             map(vec![
                 ("cluster", s(&c.name)),
-                ("user", s(&user_name(&c.name))),
+                ("user", s(&user_name_for(&c.name, exec))),
                 ("extensions", marker()),
             ]),
         ),
@@ -260,8 +288,14 @@ pub(crate) fn merge(
             cluster_entry(c, server),
         )?;
         upsert(&mut doc, path, "users", "user", user_entry(c, exec))?;
-        upsert(&mut doc, path, "contexts", "context", context_entry(c))?;
-        first.get_or_insert_with(|| c.name.clone());
+        upsert(
+            &mut doc,
+            path,
+            "contexts",
+            "context",
+            context_entry(c, exec),
+        )?;
+        first.get_or_insert_with(|| context_name(&c.name, exec));
     }
     let Some(first) = first else {
         return Err(SetupError::NoClusters);
@@ -407,7 +441,51 @@ mod tests {
             issuer: "https://issuer.example".into(),
             issuer_ca: None,
             file_cache: false,
+            machine: None,
         }
+    }
+
+    /// A machine context: its own user and context names, the machine flags in `args`, and
+    /// never interactive.
+    #[test]
+    fn a_machine_entry_runs_get_in_machine_mode_and_never_asks() {
+        let exec = ExecSettings {
+            machine: Some(vec![
+                "--machine".into(),
+                "bot".into(),
+                "--machine-key".into(),
+                "/etc/bot.pem".into(),
+            ]),
+            file_cache: true,
+            ..exec()
+        };
+        let mut one = list();
+        one.clusters.truncate(1);
+        let (doc, _) = merge(None, Path::new("k"), &one, &exec).unwrap_or_else(|e| panic!("{e}"));
+        let text = serde_norway::to_string(&doc).unwrap_or_default();
+        assert!(text.contains("name: prod-machine-credential"), "{text}");
+        assert!(text.contains("current-context: prod-machine"), "{text}");
+        assert!(text.contains("interactiveMode: Never"), "{text}");
+        assert!(!text.contains("--token-cache\n"), "{text}");
+        let user = &doc["users"][0]["user"]["exec"]["args"];
+        let args: Vec<&str> = user
+            .as_sequence()
+            .map(|s| s.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            args,
+            [
+                "get",
+                "--issuer",
+                "https://issuer.example",
+                "--cluster",
+                "prod",
+                "--machine",
+                "bot",
+                "--machine-key",
+                "/etc/bot.pem"
+            ]
+        );
     }
 
     const UNRELATED: &str = r"
