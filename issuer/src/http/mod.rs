@@ -39,6 +39,10 @@ pub use requests::notify as notify_requests;
 /// Largest request body accepted: forms here are a few hundred bytes.
 const MAX_BODY: usize = 16 * 1024;
 
+/// Largest body of the token endpoint: a token exchange carries a CI platform's token, which
+/// the exchange itself refuses by name over 16 KiB (`domain::workloads::MAX_SUBJECT_TOKEN`).
+const MAX_TOKEN_BODY: usize = 48 * 1024;
+
 /// The issuer's routes.
 pub fn router(state: AppState) -> Router {
     use credential_shared::{api, oauth as o};
@@ -50,7 +54,10 @@ pub fn router(state: AppState) -> Router {
             o::PATH_DEVICE_AUTHORIZATION,
             post(oauth::device_authorization),
         )
-        .route(o::PATH_TOKEN, post(oauth::token))
+        .route(
+            o::PATH_TOKEN,
+            post(oauth::token).layer(axum::extract::DefaultBodyLimit::max(MAX_TOKEN_BODY)),
+        )
         .route(o::PATH_REVOKE, post(oauth::revoke))
         .route(
             o::PATH_DEVICE_PAGE,
@@ -228,6 +235,8 @@ mod burst_tests;
 mod fuzz_tests;
 #[cfg(test)]
 mod invite_tests;
+#[cfg(test)]
+mod machine_tests;
 #[cfg(test)]
 mod requests_tests;
 #[cfg(test)]
