@@ -161,7 +161,12 @@ impl CiIssuer {
         let test_pid = std::process::id();
         let secrets: HashMap<String, String> = jobs
             .iter()
-            .map(|j| (j.id.clone(), format!("client secret of {} {test_pid}", j.id)))
+            .map(|j| {
+                (
+                    j.id.clone(),
+                    format!("client secret of {} {test_pid}", j.id),
+                )
+            })
             .collect();
         let jobs_json: Vec<serde_json::Value> = jobs
             .iter()
