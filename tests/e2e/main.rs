@@ -35,6 +35,7 @@ mod keyring_large_token;
 mod keyring_locked;
 mod logout;
 mod logout_one_cluster;
+mod machines;
 mod pages;
 mod procs;
 mod refresh;

@@ -49,6 +49,11 @@ pub struct IssuerOptions {
     /// kubeconfig at [`Issuer::reconciler_kubeconfig`] (absent until the test writes it),
     /// every 2 seconds.
     pub grant_roles: Option<String>,
+    /// `[[workloads]]` tables (TOML): the CI platforms' and service accounts' workload rules
+    /// (machine identities). When set, the configuration is written to the file every
+    /// [`Issuer::cli`] call passes as `--config` (as with `grant_roles`), so that `workload
+    /// list` and `workload disable NAME` see the same rules as the server.
+    pub workloads: Option<String>,
     /// The data directory, when the test keeps it (a small disk, a restart on the same
     /// database); by default a new one inside the issuer's temporary directory.
     pub data_dir: Option<PathBuf>,
@@ -64,6 +69,7 @@ impl Default for IssuerOptions {
             upstreams: Vec::new(),
             policy: None,
             grant_roles: None,
+            workloads: None,
             data_dir: None,
         }
     }
@@ -145,12 +151,11 @@ impl Issuer {
             policy: options.policy.clone(),
             ..FileConfig::default()
         };
-        let config_file = options
-            .grant_roles
-            .as_ref()
-            .map(|roles| write_grants_config(&dir, &data_dir, options, roles));
+        let config_file = (options.grant_roles.is_some() || options.workloads.is_some())
+            .then(|| write_config_file(&dir, &data_dir, options));
         let file = match &config_file {
-            // The file holds what the admin CLI needs (clusters, roles); upstreams and policy
+            // The file holds what the admin CLI needs (clusters, roles, workloads), read the
+            // way `--config` is read, so every table it knows is carried; upstreams and policy
             // (whose secrets the CLI does not need) come from the options as they are.
             Some(path) => FileConfig {
                 poll_interval: file.poll_interval,
@@ -400,21 +405,23 @@ fn reconciler_kubeconfig(data_dir: &Path, cluster: &str) -> PathBuf {
     data_dir.join(format!("reconciler-{cluster}.kubeconfig"))
 }
 
-/// Writes the clusters (with their reconciler kubeconfigs) and `roles` as a config file.
-fn write_grants_config(
-    dir: &Path,
-    data_dir: &Path,
-    options: &IssuerOptions,
-    roles: &str,
-) -> PathBuf {
+/// Writes the clusters and `[[roles]]` and/or `[[workloads]]` of `options` as a config file.
+/// With roles, every cluster has its grant reconciler's kubeconfig.
+fn write_config_file(dir: &Path, data_dir: &Path, options: &IssuerOptions) -> PathBuf {
     use std::fmt::Write as _;
     let mut text = String::new();
     for (name, audience) in &options.clusters {
         let _ = writeln!(
             text,
-            "[[clusters]]\nname = {name:?}\naudience = {audience:?}\nkubeconfig = {:?}\nreconcile_interval = \"2s\"",
-            reconciler_kubeconfig(data_dir, name).to_string_lossy()
+            "[[clusters]]\nname = {name:?}\naudience = {audience:?}"
         );
+        if options.grant_roles.is_some() {
+            let _ = writeln!(
+                text,
+                "kubeconfig = {:?}\nreconcile_interval = \"2s\"",
+                reconciler_kubeconfig(data_dir, name).to_string_lossy()
+            );
+        }
         if let Some((server, ca)) = &options.api_server {
             let _ = writeln!(
                 text,
@@ -423,7 +430,14 @@ fn write_grants_config(
             );
         }
     }
-    text.push_str(roles);
+    for tables in [&options.grant_roles, &options.workloads]
+        .into_iter()
+        .flatten()
+    {
+        text.push('\n');
+        text.push_str(tables);
+        text.push('\n');
+    }
     let path = dir.join("issuer.toml");
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path

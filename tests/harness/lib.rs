@@ -1,6 +1,6 @@
 //! The end-to-end test harness: it starts the real programs the system is made of (etcd and
 //! kube-apiserver, the issuer, the plugin, kubectl, a Secret Service, an upstream OpenID provider,
-//! PostgreSQL), each in its own temporary directory, and stops them again, so that the tests in
+//! a CI platform's OpenID issuer, PostgreSQL), each in its own temporary directory, and stops them again, so that the tests in
 //! `tests/e2e/` read like a person's story.
 //!
 //! Rules every module keeps (see STYLE.md, "Tests"):
@@ -13,6 +13,7 @@
 pub mod bins;
 pub mod browser;
 pub mod chromium;
+pub mod ci_issuer;
 pub mod control_plane;
 pub mod fault_proxy;
 pub mod http;
@@ -27,6 +28,7 @@ pub mod small_disk;
 pub mod wait;
 
 pub use browser::{Browser, Page};
+pub use ci_issuer::{CiIssuer, ForgeKey, Job};
 pub use control_plane::{ControlPlane, OidcSettings, WebhookSettings};
 pub use fault_proxy::{Fault, FaultProxy};
 pub use issuer::{Issuer, IssuerOptions};
