@@ -42,8 +42,8 @@ use crate::env;
 pub use self::accounts::{Accounts, RateLimits};
 pub use self::audit::AuditConfig;
 pub use self::file::{
-    FileAccounts, FileAudit, FileCluster, FileConfig, FileNotifications, FilePolicy,
-    FileClaimValue, FileRateLimits, FileRequests, FileRole, FileRule, FileSigning, FileUpstream,
+    FileAccounts, FileAudit, FileClaimValue, FileCluster, FileConfig, FileNotifications,
+    FilePolicy, FileRateLimits, FileRequests, FileRole, FileRule, FileSigning, FileUpstream,
     FileWorkload,
 };
 pub use self::notifications::Notifications;

@@ -41,7 +41,8 @@ pub(super) fn workloads(
 }
 
 fn https_url(field: &str, text: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(text).map_err(|e| invalid(field, format!("`{text}` is not a URL: {e}")))?;
+    let url =
+        Url::parse(text).map_err(|e| invalid(field, format!("`{text}` is not a URL: {e}")))?;
     if !crate::upstream::is_allowed_url(&url) {
         return Err(invalid(
             field,
@@ -83,7 +84,8 @@ fn workload(
             ));
         }
     }
-    let identity = Template::parse(&w.identity).map_err(|e| invalid(field("identity"), e.to_string()))?;
+    let identity =
+        Template::parse(&w.identity).map_err(|e| invalid(field("identity"), e.to_string()))?;
     for g in &w.groups {
         validate_group(g).map_err(|e| invalid(field("groups"), format!("`{g}`: {e}")))?;
     }
@@ -95,7 +97,10 @@ fn workload(
     }
     for c in &w.clusters {
         if !clusters.iter().any(|k| k.name == *c) {
-            return Err(invalid(field("clusters"), format!("`{c}` is not a configured cluster")));
+            return Err(invalid(
+                field("clusters"),
+                format!("`{c}` is not a configured cluster"),
+            ));
         }
     }
     let mut claims = Vec::new();
@@ -110,7 +115,10 @@ fn workload(
                 "must be a non-empty pattern or list of patterns",
             ));
         }
-        claims.push((name, alternatives.iter().map(|p| Pattern::parse(p)).collect()));
+        claims.push((
+            name,
+            alternatives.iter().map(|p| Pattern::parse(p)).collect(),
+        ));
     }
     // A rule that matches on nothing but the issuer and audience would give every job of the
     // platform (every repository on GitHub) the same access.

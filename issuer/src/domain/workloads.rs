@@ -152,8 +152,8 @@ impl Template {
             match p {
                 Part::Literal(l) => out.push_str(l),
                 Part::Claim(c) => {
-                    let v = claim_text(claims, c)
-                        .ok_or_else(|| Refusal::IdentityClaim(c.clone()))?;
+                    let v =
+                        claim_text(claims, c).ok_or_else(|| Refusal::IdentityClaim(c.clone()))?;
                     if v.is_empty() || !v.chars().all(identity_char) {
                         return Err(Refusal::IdentityClaim(c.clone()));
                     }
@@ -162,7 +162,9 @@ impl Template {
             }
         }
         if out.len() > 256 {
-            return Err(Refusal::IdentityClaim("(the whole name is too long)".into()));
+            return Err(Refusal::IdentityClaim(
+                "(the whole name is too long)".into(),
+            ));
         }
         Ok(out)
     }
@@ -222,7 +224,11 @@ fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
 /// The time checks of a subject token against `rule` at `now` (Unix seconds): `exp` required
 /// and in the future, `nbf` and `iat` not in the future, `iat` within `max_age`; all with
 /// [`SKEW_SECS`].
-pub fn check_times(claims: &Map<String, Value>, max_age: Duration, now: i64) -> Result<(), Refusal> {
+pub fn check_times(
+    claims: &Map<String, Value>,
+    max_age: Duration,
+    now: i64,
+) -> Result<(), Refusal> {
     let n = |f: &str| claims.get(f).and_then(Value::as_i64);
     match n("exp") {
         Some(exp) if exp + SKEW_SECS > now => {}
@@ -242,8 +248,14 @@ pub fn check_times(claims: &Map<String, Value>, max_age: Duration, now: i64) -> 
 /// The first enabled rule of the token's issuer whose audience and claims all match, in the
 /// configured order. A rule disabled in the configuration counts as not matching, with that
 /// reason.
-pub fn find<'a>(rules: &'a [Workload], claims: &Map<String, Value>) -> Result<&'a Workload, Refusal> {
-    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+pub fn find<'a>(
+    rules: &'a [Workload],
+    claims: &Map<String, Value>,
+) -> Result<&'a Workload, Refusal> {
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let mut misses = Vec::new();
     let auds = audiences(claims);
     for rule in rules.iter().filter(|r| r.issuer == iss) {
@@ -300,13 +312,17 @@ pub fn evidence(rule: &Workload, claims: &Map<String, Value>) -> Map<String, Val
         .chain(rule.claims.iter().map(|(n, _)| n.as_str()));
     for name in names {
         if let Some(v) = claim_text(claims, name) {
-            out.insert(name.to_owned(), Value::String(v.chars().take(256).collect()));
+            out.insert(
+                name.to_owned(),
+                Value::String(v.chars().take(256).collect()),
+            );
         }
     }
     out
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -320,7 +336,10 @@ mod tests {
                 ("repository".into(), vec![Pattern::parse("acme/deploy")]),
                 (
                     "ref".into(),
-                    vec![Pattern::parse("refs/heads/main"), Pattern::parse("refs/tags/v*")],
+                    vec![
+                        Pattern::parse("refs/heads/main"),
+                        Pattern::parse("refs/tags/v*"),
+                    ],
                 ),
                 ("environment".into(), vec![Pattern::parse("production")]),
             ],
@@ -334,7 +353,7 @@ mod tests {
         }
     }
 
-    fn claims(v: serde_json::Value) -> Map<String, Value> {
+    fn claims(v: &serde_json::Value) -> Map<String, Value> {
         let mut base = json!({
             "iss": "https://token.actions.githubusercontent.com",
             "aud": "https://issuer.example",
@@ -352,14 +371,14 @@ mod tests {
     #[test]
     fn a_matching_job_gets_its_rule_and_name() {
         let rules = [rule("deploy")];
-        let c = claims(json!({}));
+        let c = claims(&json!({}));
         let r = find(&rules, &c).unwrap();
         assert_eq!(r.name, "deploy");
         assert_eq!(
             r.identity.render(&c).unwrap(),
             "ci:github:acme/deploy:production"
         );
-        let tag = claims(json!({"ref": "refs/tags/v1.2"}));
+        let tag = claims(&json!({"ref": "refs/tags/v1.2"}));
         assert!(find(&rules, &tag).is_ok());
     }
 
@@ -376,17 +395,26 @@ mod tests {
             (json!({"environment": null}), "\"environment\""),
             (json!({"environment": ["production"]}), "\"environment\""),
         ] {
-            let e = find(&rules, &claims(change.clone())).unwrap_err();
+            let e = find(&rules, &claims(&change)).unwrap_err();
             let text = e.to_string();
             assert!(matches!(e, Refusal::NoMatch(_)), "{change}: {e}");
-            assert!(text.contains(word) && text.contains("deploy:"), "{change}: {text}");
-            assert!(!text.contains("evil") && !text.contains("staging"), "{text}");
+            assert!(
+                text.contains(word) && text.contains("deploy:"),
+                "{change}: {text}"
+            );
+            assert!(
+                !text.contains("evil") && !text.contains("staging"),
+                "{text}"
+            );
         }
-        let untrusted = claims(json!({"iss": "https://gitlab.com"}));
-        assert_eq!(find(&rules, &untrusted).unwrap_err(), Refusal::UntrustedIssuer);
+        let untrusted = claims(&json!({"iss": "https://gitlab.com"}));
+        assert_eq!(
+            find(&rules, &untrusted).unwrap_err(),
+            Refusal::UntrustedIssuer
+        );
         let mut off = rule("deploy");
         off.enabled = false;
-        let e = find(&[off], &claims(json!({}))).unwrap_err();
+        let e = find(&[off], &claims(&json!({}))).unwrap_err();
         assert!(e.to_string().contains("disabled"), "{e}");
     }
 
@@ -396,7 +424,7 @@ mod tests {
         let mut staging = rule("staging");
         staging.claims[2].1 = vec![Pattern::parse("staging")];
         let rules = [rule("deploy"), staging];
-        let c = claims(json!({"environment": "staging"}));
+        let c = claims(&json!({"environment": "staging"}));
         assert_eq!(find(&rules, &c).unwrap().name, "staging");
     }
 
@@ -415,13 +443,31 @@ mod tests {
             }
             c
         };
-        assert_eq!(check_times(&at(now + 300, Some(now), None), day, now), Ok(()));
-        assert_eq!(check_times(&at(now - 61, Some(now - 400), None), day, now), Err(Refusal::Expired));
-        assert_eq!(check_times(&at(now + 300, Some(now + 120), None), day, now), Err(Refusal::NotYetValid));
-        assert_eq!(check_times(&at(now + 300, Some(now), Some(now + 120)), day, now), Err(Refusal::NotYetValid));
-        assert_eq!(check_times(&at(now + 300, None, None), day, now), Err(Refusal::TooOld(86_400)));
+        assert_eq!(
+            check_times(&at(now + 300, Some(now), None), day, now),
+            Ok(())
+        );
+        assert_eq!(
+            check_times(&at(now - 61, Some(now - 400), None), day, now),
+            Err(Refusal::Expired)
+        );
+        assert_eq!(
+            check_times(&at(now + 300, Some(now + 120), None), day, now),
+            Err(Refusal::NotYetValid)
+        );
+        assert_eq!(
+            check_times(&at(now + 300, Some(now), Some(now + 120)), day, now),
+            Err(Refusal::NotYetValid)
+        );
+        assert_eq!(
+            check_times(&at(now + 300, None, None), day, now),
+            Err(Refusal::TooOld(86_400))
+        );
         let hour = Duration::from_secs(3600);
-        assert_eq!(check_times(&at(now + 300, Some(now - 7200), None), hour, now), Err(Refusal::TooOld(3600)));
+        assert_eq!(
+            check_times(&at(now + 300, Some(now - 7200), None), hour, now),
+            Err(Refusal::TooOld(3600))
+        );
         assert!(check_times(&Map::new(), hour, now).is_err());
     }
 
@@ -442,20 +488,29 @@ mod tests {
     #[test]
     fn claim_values_in_names_are_restricted() {
         let t = Template::parse("ci:{repository}").unwrap();
-        for bad in [json!("a b"), json!("a\nb"), json!(""), json!({"x": 1}), json!("é")] {
-            let c = claims(json!({"repository": bad}));
-            assert!(matches!(t.render(&c), Err(Refusal::IdentityClaim(_))), "{bad}");
+        for bad in [
+            json!("a b"),
+            json!("a\nb"),
+            json!(""),
+            json!({"x": 1}),
+            json!("é"),
+        ] {
+            let c = claims(&json!({"repository": bad}));
+            assert!(
+                matches!(t.render(&c), Err(Refusal::IdentityClaim(_))),
+                "{bad}"
+            );
         }
-        let c = claims(json!({"repository": "x".repeat(300)}));
+        let c = claims(&json!({"repository": "x".repeat(300)}));
         assert!(t.render(&c).is_err());
-        assert_eq!(t.render(&claims(json!({}))).unwrap(), "ci:acme/deploy");
+        assert_eq!(t.render(&claims(&json!({}))).unwrap(), "ci:acme/deploy");
     }
 
     #[test]
     fn evidence_keeps_the_run_and_the_matched_claims() {
         let mut r = rule("deploy");
         r.claims.push(("custom".into(), vec![Pattern::parse("*")]));
-        let e = evidence(&r, &claims(json!({"custom": "yes", "secret_thing": "no"})));
+        let e = evidence(&r, &claims(&json!({"custom": "yes", "secret_thing": "no"})));
         assert_eq!(e["run_id"], "42");
         assert_eq!(e["custom"], "yes");
         assert!(!e.contains_key("secret_thing"));

@@ -79,7 +79,11 @@ impl Platform {
         for (k, v) in change.as_object().unwrap() {
             c[k] = v.clone();
         }
-        self.sign_with(&self.key, &json!({"alg": "ES256", "kid": "ci-1", "typ": "JWT"}), &c)
+        self.sign_with(
+            &self.key,
+            &json!({"alg": "ES256", "kid": "ci-1", "typ": "JWT"}),
+            &c,
+        )
     }
 }
 
@@ -114,7 +118,10 @@ async fn exchange(app: &TestApp, token: &str) -> Reply {
     app.post(
         "/oauth/token",
         &[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
             ("subject_token", token),
             ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
             ("audience", "default"),
@@ -136,7 +143,10 @@ async fn a_matching_job_gets_a_short_token_for_its_cluster_and_an_audit_row() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let body: Value = serde_json::from_str(&r.body).unwrap();
     assert!(body.get("refresh_token").is_none(), "{body}");
-    assert_eq!(body["issued_token_type"], "urn:ietf:params:oauth:token-type:jwt");
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
     let t: TokenResponse = r.json();
     assert_eq!(t.expires_in, 300);
     let c = claims_of(&t.access_token);
@@ -150,11 +160,22 @@ async fn a_matching_job_gets_a_short_token_for_its_cluster_and_an_audit_row() {
         ..crate::store::AuditFilter::default()
     };
     let rows = app.state.store().audit_page(0, 10, &filter).await.unwrap();
-    let row = &rows.first().expect("an exchange row").facts;
-    assert_eq!(row.actor.as_deref(), Some("ci:github:acme/deploy:production"));
+    assert_eq!(rows.len(), 1, "one exchange row");
+    let row = &rows[0].facts;
+    assert_eq!(
+        row.actor.as_deref(),
+        Some("ci:github:acme/deploy:production")
+    );
     let detail = row.detail.clone().unwrap();
-    assert!(detail.contains("\"workload\":\"deploy-production\""), "{detail}");
-    for fact in ["\"run_id\":\"1234\"", "\"actor\":\"octocat\"", "\"sha\":\"abc123\""] {
+    assert!(
+        detail.contains("\"workload\":\"deploy-production\""),
+        "{detail}"
+    );
+    for fact in [
+        "\"run_id\":\"1234\"",
+        "\"actor\":\"octocat\"",
+        "\"sha\":\"abc123\"",
+    ] {
         assert!(detail.contains(fact), "{detail}");
     }
 }
@@ -168,7 +189,9 @@ async fn every_bad_token_is_refused_by_name() {
     let good = ci.token(&app, &json!({}));
     let unknown_key = {
         let claims: Value = serde_json::from_slice(
-            &URL_SAFE_NO_PAD.decode(good.split('.').nth(1).unwrap()).unwrap(),
+            &URL_SAFE_NO_PAD
+                .decode(good.split('.').nth(1).unwrap())
+                .unwrap(),
         )
         .unwrap();
         ci.sign_with(&other, &json!({"alg": "ES256", "kid": "ci-2"}), &claims)
@@ -188,15 +211,51 @@ async fn every_bad_token_is_refused_by_name() {
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
     };
     let cases: Vec<(String, E, &str)> = vec![
-        (ci.token(&app, &json!({"repository": "evil/deploy"})), E::InvalidGrant, "\"repository\" does not match"),
-        (ci.token(&app, &json!({"ref": "refs/heads/feature"})), E::InvalidGrant, "\"ref\" does not match"),
-        (ci.token(&app, &json!({"environment": "staging"})), E::InvalidGrant, "\"environment\" does not match"),
-        (ci.token(&app, &json!({"aud": "https://elsewhere"})), E::InvalidGrant, "audience"),
-        (ci.token(&app, &json!({"exp": now - 120, "iat": now - 600})), E::InvalidGrant, "expired"),
-        (ci.token(&app, &json!({"iat": now - 7200})), E::InvalidGrant, "too old"),
-        (ci.token(&app, &json!({"iss": "https://gitlab.com"})), E::InvalidGrant, "issuer"),
-        (ci.token(&app, &json!({"big": "x".repeat(20_000)})), E::InvalidGrant, "too large"),
-        (unknown_key, E::InvalidGrant, "key its issuer does not publish"),
+        (
+            ci.token(&app, &json!({"repository": "evil/deploy"})),
+            E::InvalidGrant,
+            "\"repository\" does not match",
+        ),
+        (
+            ci.token(&app, &json!({"ref": "refs/heads/feature"})),
+            E::InvalidGrant,
+            "\"ref\" does not match",
+        ),
+        (
+            ci.token(&app, &json!({"environment": "staging"})),
+            E::InvalidGrant,
+            "\"environment\" does not match",
+        ),
+        (
+            ci.token(&app, &json!({"aud": "https://elsewhere"})),
+            E::InvalidGrant,
+            "audience",
+        ),
+        (
+            ci.token(&app, &json!({"exp": now - 120, "iat": now - 600})),
+            E::InvalidGrant,
+            "expired",
+        ),
+        (
+            ci.token(&app, &json!({"iat": now - 7200})),
+            E::InvalidGrant,
+            "too old",
+        ),
+        (
+            ci.token(&app, &json!({"iss": "https://gitlab.com"})),
+            E::InvalidGrant,
+            "issuer",
+        ),
+        (
+            ci.token(&app, &json!({"big": "x".repeat(20_000)})),
+            E::InvalidGrant,
+            "too large",
+        ),
+        (
+            unknown_key,
+            E::InvalidGrant,
+            "key its issuer does not publish",
+        ),
         (alg_none, E::InvalidGrant, "algorithm"),
         (hs256, E::InvalidGrant, "algorithm"),
         ("not-a-jwt".to_owned(), E::InvalidGrant, "well-formed"),
@@ -205,10 +264,17 @@ async fn every_bad_token_is_refused_by_name() {
         let r = exchange(&app, &token).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{words}: {}", r.body);
         assert_eq!(r.oauth_error(), code, "{words}: {}", r.body);
-        let description = r.json::<Value>()["error_description"].as_str().unwrap().to_owned();
+        let description = r.json::<Value>()["error_description"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert!(description.contains(words), "{words}: {description}");
         assert!(!r.body.contains(&token), "the token was echoed: {}", r.body);
-        assert!(!r.body.contains("evil") && !r.body.contains("staging"), "{}", r.body);
+        assert!(
+            !r.body.contains("evil") && !r.body.contains("staging"),
+            "{}",
+            r.body
+        );
     }
     // The target: an unknown cluster, or none.
     let t = ci.token(&app, &json!({}));
@@ -216,7 +282,10 @@ async fn every_bad_token_is_refused_by_name() {
         .post(
             "/oauth/token",
             &[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
                 ("subject_token", &t),
                 ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
                 ("audience", "prod"),
@@ -227,7 +296,10 @@ async fn every_bad_token_is_refused_by_name() {
     assert_eq!(r.oauth_error(), E::InvalidTarget, "{}", r.body);
     assert!(r.body.contains("cluster"), "{}", r.body);
     let logs = captured_logs().text();
-    assert!(!logs.contains(&t) && !logs.contains(&good), "a token reached the log");
+    assert!(
+        !logs.contains(&t) && !logs.contains(&good),
+        "a token reached the log"
+    );
 }
 
 /// Of a burst of exchanges of one token, exactly one gets a token.
@@ -240,7 +312,12 @@ async fn a_token_is_exchanged_once_even_in_a_burst() {
         async move { exchange(&app, &token).await }
     })
     .await;
-    assert_eq!(count(&replies, StatusCode::OK), 1, "{:?}", replies.iter().map(|r| &r.body).collect::<Vec<_>>());
+    assert_eq!(
+        count(&replies, StatusCode::OK),
+        1,
+        "{:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
     let refused = replies.iter().find(|r| r.status != StatusCode::OK).unwrap();
     assert!(refused.body.contains("already used"), "{}", refused.body);
 }
@@ -258,19 +335,29 @@ async fn a_disabled_workload_gets_nothing_and_its_tokens_stop() {
                 "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
                 "spec": {"token": token, "audiences": ["https://kubernetes.default.svc"]},
             });
-            let r = app.post_json("/authenticate/default", body.to_string()).await;
+            let r = app
+                .post_json("/authenticate/default", body.to_string())
+                .await;
             let v: Value = serde_json::from_str(&r.body).unwrap();
             v["status"]["authenticated"].as_bool().unwrap_or(false)
         }
     };
     assert!(review(t.access_token.clone()).await);
     let now = app.clock.now_for_tests();
-    crate::service::admin::disable_workload(app.state.store(), app.state.config(), "deploy-production", now)
-        .await
-        .unwrap();
+    crate::service::admin::disable_workload(
+        app.state.store(),
+        app.state.config(),
+        "deploy-production",
+        now,
+    )
+    .await
+    .unwrap();
     // This process's cache learns of it through the revocation feed; here, after its TTL.
     app.advance(10);
-    assert!(!review(t.access_token).await, "a disabled workload's token still passes");
+    assert!(
+        !review(t.access_token).await,
+        "a disabled workload's token still passes"
+    );
     let r = exchange(&app, &ci.token(&app, &json!({}))).await;
     assert_eq!(r.oauth_error(), E::InvalidGrant, "{}", r.body);
     assert!(r.body.contains("disabled"), "{}", r.body);
@@ -326,7 +413,10 @@ async fn a_machine_proves_its_key() {
                 &[
                     ("grant_type", "client_credentials"),
                     ("client_id", "nightly"),
-                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
                     ("client_assertion", &a),
                     ("audience", "default"),
                 ],

@@ -109,7 +109,10 @@ fn target<'a>(
 ) -> Result<&'a ClusterConfig, Error> {
     let cfg = state.config();
     let trim = |s: &str| s.trim_end_matches('/').to_owned();
-    let found = match (audience.filter(|a| !a.is_empty()), resource.filter(|r| !r.is_empty())) {
+    let found = match (
+        audience.filter(|a| !a.is_empty()),
+        resource.filter(|r| !r.is_empty()),
+    ) {
         (None, None) => {
             return Err(refuse(
                 Code::InvalidRequest,
@@ -126,7 +129,12 @@ fn target<'a>(
                     .is_some_and(|s| trim(s.as_str()) == trim(r))
         }),
     };
-    found.ok_or_else(|| refuse(Code::InvalidTarget, "unknown cluster (audience or resource)"))
+    found.ok_or_else(|| {
+        refuse(
+            Code::InvalidTarget,
+            "unknown cluster (audience or resource)",
+        )
+    })
 }
 
 /// The payload of a compact JWS before its signature is checked: only to learn `iss`, which
@@ -176,7 +184,10 @@ pub async fn exchange(
     match req.subject_token_type {
         Some(TOKEN_TYPE_JWT | TOKEN_TYPE_ID_TOKEN) => {}
         None | Some("") => {
-            return Err(refuse(Code::InvalidRequest, "subject_token_type is required"))
+            return Err(refuse(
+                Code::InvalidRequest,
+                "subject_token_type is required",
+            ))
         }
         Some(_) => {
             return Err(refuse(
@@ -220,7 +231,7 @@ pub async fn exchange(
     let rule = workloads::find(&cfg.workloads, &claims).map_err(|r| grant(r.to_string()))?;
     workloads::check_times(&claims, rule.max_age, now.unix_timestamp())
         .map_err(|r| grant(r.to_string()))?;
-    if !rule.clusters.iter().any(|c| *c == cluster.name) {
+    if !rule.clusters.contains(&cluster.name) {
         return Err(refuse(
             Code::InvalidTarget,
             format!(
@@ -229,7 +240,10 @@ pub async fn exchange(
             ),
         ));
     }
-    let identity = rule.identity.render(&claims).map_err(|r| grant(r.to_string()))?;
+    let identity = rule
+        .identity
+        .render(&claims)
+        .map_err(|r| grant(r.to_string()))?;
     let principal = state
         .store()
         .principal(PrincipalKind::Workload, &rule.account(), now)
@@ -248,7 +262,10 @@ pub async fn exchange(
                 rule.name
             )));
         };
-        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or_default();
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .unwrap_or_default();
         let until = OffsetDateTime::from_unix_timestamp(exp.saturating_add(SKEW_SECS))
             .unwrap_or(now + time::Duration::hours(1));
         if !state.store().reserve_jti(&iss, &jti, until).await? {
@@ -306,7 +323,10 @@ pub async fn client_credentials(
     caller: Caller<'_>,
 ) -> Result<Minted, Error> {
     if req.client_id.is_empty() {
-        return Err(refuse(Code::InvalidRequest, "client_id (the machine's name) is required"));
+        return Err(refuse(
+            Code::InvalidRequest,
+            "client_id (the machine's name) is required",
+        ));
     }
     if req.assertion_type != Some(credential_shared::oauth::CLIENT_ASSERTION_JWT_BEARER) {
         return Err(refuse(
@@ -344,7 +364,9 @@ pub async fn client_credentials(
     let s = |f: &str| claims.get(f).and_then(Value::as_str);
     let n = |f: &str| claims.get(f).and_then(Value::as_i64);
     if s("iss") != Some(req.client_id) || s("sub") != Some(req.client_id) {
-        return Err(client("the client assertion's iss and sub must be the machine's name"));
+        return Err(client(
+            "the client assertion's iss and sub must be the machine's name",
+        ));
     }
     let issuer = state.config().issuer();
     let endpoint = format!("{issuer}{}", credential_shared::oauth::PATH_TOKEN);
@@ -353,8 +375,13 @@ pub async fn client_credentials(
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
-    if !auds.iter().any(|a| *a == endpoint || a.trim_end_matches('/') == issuer) {
-        return Err(client("the client assertion's audience must be the issuer's token endpoint"));
+    if !auds
+        .iter()
+        .any(|a| *a == endpoint || a.trim_end_matches('/') == issuer)
+    {
+        return Err(client(
+            "the client assertion's audience must be the issuer's token endpoint",
+        ));
     }
     let t = now.unix_timestamp();
     let (Some(exp), Some(iat)) = (n("exp"), n("iat")) else {
@@ -372,24 +399,34 @@ pub async fn client_credentials(
         )));
     }
     let Some(jti) = s("jti").filter(|j| j.len() >= 16 && j.len() <= 256) else {
-        return Err(client("the client assertion needs a jti of 16 to 256 characters"));
+        return Err(client(
+            "the client assertion needs a jti of 16 to 256 characters",
+        ));
     };
     let until = OffsetDateTime::from_unix_timestamp(exp.saturating_add(SKEW_SECS))
         .unwrap_or(now + time::Duration::minutes(10));
     if !state.store().reserve_jti(&username, jti, until).await? {
-        return Err(client("the client assertion was already used (its jti was seen before)"));
+        return Err(client(
+            "the client assertion was already used (its jti was seen before)",
+        ));
     }
     let p = &machine.principal;
     if p.disabled_at.is_some() {
         return Err(grant(format!("machine {} is disabled", req.client_id)));
     }
     if p.expires_at.is_some_and(|e| now >= e) {
-        return Err(grant(format!("machine {}'s end date has passed", req.client_id)));
+        return Err(grant(format!(
+            "machine {}'s end date has passed",
+            req.client_id
+        )));
     }
-    if !machine.clusters.iter().any(|c| *c == cluster.name) {
+    if !machine.clusters.contains(&cluster.name) {
         return Err(refuse(
             Code::InvalidTarget,
-            format!("machine {} may not get tokens for cluster {}", req.client_id, cluster.name),
+            format!(
+                "machine {} may not get tokens for cluster {}",
+                req.client_id, cluster.name
+            ),
         ));
     }
     let detail = serde_json::json!({ "machine": req.client_id });

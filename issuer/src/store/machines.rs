@@ -36,7 +36,10 @@ impl PrincipalKind {
             "machine" => Ok(Self::Machine),
             other => Err(Error::Corrupt {
                 table: "users",
-                detail: format!("unknown kind {:?}", other.chars().take(16).collect::<String>()),
+                detail: format!(
+                    "unknown kind {:?}",
+                    other.chars().take(16).collect::<String>()
+                ),
             }),
         }
     }
@@ -155,11 +158,10 @@ impl Store {
     /// Enables a disabled account again (`workload enable`, `machine enable`). Its old sessions
     /// stay revoked. Returns whether it was disabled.
     pub async fn enable_principal(&self, username: &str) -> Result<bool> {
-        let exists: Option<String> =
-            sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
         if exists.is_none() {
             return Err(Error::NotFound(format!("account {username:?}")));
         }
@@ -267,8 +269,18 @@ impl Store {
         let rows = q.fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(|r| {
-                let (id, username, kind, disabled, expires, created, key, clusters, rotated, groups) =
-                    r;
+                let (
+                    id,
+                    username,
+                    kind,
+                    disabled,
+                    expires,
+                    created,
+                    key,
+                    clusters,
+                    rotated,
+                    groups,
+                ) = r;
                 Ok(Machine {
                     principal: principal_from_row((id, username, kind, disabled, expires))?,
                     groups: groups
@@ -333,6 +345,7 @@ impl Store {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::store::test_support::temp_store;
@@ -364,7 +377,10 @@ mod tests {
         assert!(c.disabled_at.is_some());
         assert!(s.enable_principal("workload:deploy").await.unwrap());
         assert!(!s.enable_principal("workload:deploy").await.unwrap());
-        assert_eq!(s.principals(PrincipalKind::Workload).await.unwrap().len(), 1);
+        assert_eq!(
+            s.principals(PrincipalKind::Workload).await.unwrap().len(),
+            1
+        );
     }
 
     #[tokio::test]
@@ -379,7 +395,10 @@ mod tests {
             expires_at: now + Duration::days(30),
         };
         s.add_machine(&m, now).await.unwrap();
-        assert!(matches!(s.add_machine(&m, now).await, Err(Error::Conflict(_))));
+        assert!(matches!(
+            s.add_machine(&m, now).await,
+            Err(Error::Conflict(_))
+        ));
         let got = s.machine("machine:nightly").await.unwrap().unwrap();
         assert_eq!(got.groups, m.groups);
         assert_eq!(got.clusters, m.clusters);

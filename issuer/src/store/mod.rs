@@ -40,8 +40,8 @@ use time::OffsetDateTime;
 pub use audit::{AuditEvent, AuditFilter, SEAL_BATCH};
 pub use devices::{Device, NewDevice};
 pub use grants::GrantFilter;
-pub use machines::{Machine, NewMachine, Principal, PrincipalKind};
 pub use invitations::{Acceptance, Invitation, NewInvitation};
+pub use machines::{Machine, NewMachine, Principal, PrincipalKind};
 pub use rate_limits::Attempt;
 pub use requests::RequestFilter;
 pub use sessions::{successor_context, Presenter, RotateOutcome, Session, Successor};
@@ -245,7 +245,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/sqlite/0011_health_probe.sql"),
     ),
-    (12, include_str!("../../migrations/sqlite/0012_machines.sql")),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_machines.sql"),
+    ),
 ];
 
 /// The same migrations in PostgreSQL's dialect (same versions, same tables and meaning).

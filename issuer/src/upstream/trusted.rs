@@ -143,7 +143,11 @@ impl One {
         }
     }
 
-    async fn get_json<T: for<'de> Deserialize<'de>>(&self, url: &str, what: &str) -> Result<T, Error> {
+    async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        url: &str,
+        what: &str,
+    ) -> Result<T, Error> {
         let resp = self
             .client
             .send(Req::Get {
@@ -200,6 +204,7 @@ impl One {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use time::macros::datetime;
@@ -220,9 +225,13 @@ mod tests {
         // fails); what matters is that the limit was recorded once.
         let one = t.one("http://127.0.0.1:9").unwrap();
         assert_eq!(one.cache.lock().unwrap().last_refetch, Some(t0));
-        let _ = t.refetch("http://127.0.0.1:9", t0 + time::Duration::seconds(5)).await;
+        let _ = t
+            .refetch("http://127.0.0.1:9", t0 + time::Duration::seconds(5))
+            .await;
         assert_eq!(one.cache.lock().unwrap().last_refetch, Some(t0));
-        let _ = t.refetch("http://127.0.0.1:9", t0 + JWKS_REFETCH_EVERY).await;
+        let _ = t
+            .refetch("http://127.0.0.1:9", t0 + JWKS_REFETCH_EVERY)
+            .await;
         assert_eq!(
             one.cache.lock().unwrap().last_refetch,
             Some(t0 + JWKS_REFETCH_EVERY)

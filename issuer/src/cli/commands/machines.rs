@@ -96,7 +96,11 @@ pub(super) async fn machine(config: Config, cmd: MachineCommand) -> Result<(), E
             say(&format!(
                 "machine {} {}",
                 Untrusted::new(&name),
-                if changed { "enabled" } else { "was not disabled" }
+                if changed {
+                    "enabled"
+                } else {
+                    "was not disabled"
+                }
             ));
         }
         MachineCommand::RotateKey { name, public_key } => {
@@ -121,10 +125,10 @@ pub(super) async fn workload(config: Config, cmd: WorkloadCommand) -> Result<(),
             let (rules, gone) = admin::list_workloads(&store, &config).await?;
             for w in rules {
                 let disabled = w.account.as_ref().is_some_and(|a| a.disabled_at.is_some());
-                let word = if !w.rule.enabled {
-                    "off in the configuration"
-                } else {
+                let word = if w.rule.enabled {
                     state(disabled, false)
+                } else {
+                    "off in the configuration"
                 };
                 say(&format!(
                     "{}\t{}\tissuer {}\tidentity {}\tgroups {}\tclusters {}\tlifetime {}s",
@@ -156,7 +160,11 @@ pub(super) async fn workload(config: Config, cmd: WorkloadCommand) -> Result<(),
             say(&format!(
                 "workload {} {}",
                 Untrusted::new(&name),
-                if changed { "enabled" } else { "was not disabled" }
+                if changed {
+                    "enabled"
+                } else {
+                    "was not disabled"
+                }
             ));
         }
     }

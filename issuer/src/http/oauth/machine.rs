@@ -30,7 +30,10 @@ pub(super) async fn token_exchange(
         addr,
         request_id: rid,
     };
-    answer(machines::exchange(state, ask, caller).await, "token exchange")
+    answer(
+        machines::exchange(state, ask, caller).await,
+        "token exchange",
+    )
 }
 
 /// `grant_type=client_credentials`.

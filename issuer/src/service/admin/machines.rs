@@ -11,7 +11,7 @@ use crate::domain::workloads::Workload;
 use crate::service::machines::MACHINE_PREFIX;
 use crate::store::{Machine, NewMachine, Principal, PrincipalKind, Store};
 
-/// The DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point: SEQUENCE {
+/// The DER prefix of a P-256 `SubjectPublicKeyInfo` with an uncompressed point: SEQUENCE {
 /// SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) }.
 const P256_SPKI_PREFIX: [u8; 26] = [
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
@@ -141,7 +141,14 @@ pub async fn add_machine(
         "clusters": req.clusters,
         "until": expires_at.unix_timestamp(),
     });
-    record(store, "machine.created", &username, Some(detail.to_string()), now).await
+    record(
+        store,
+        "machine.created",
+        &username,
+        Some(detail.to_string()),
+        now,
+    )
+    .await
 }
 
 /// Every machine client.
@@ -266,6 +273,7 @@ pub async fn enable_workload(
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

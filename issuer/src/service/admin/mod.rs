@@ -24,9 +24,8 @@ pub use invites::{
 };
 pub use keys::{database_key_source, list_keys, rotate_keys};
 pub use machines::{
-    add_machine, disable_machine, disable_workload, enable_machine, enable_workload,
-    list_machines, list_workloads, parse_public_key, rotate_machine_key, MachineRequest,
-    WorkloadState,
+    add_machine, disable_machine, disable_workload, enable_machine, enable_workload, list_machines,
+    list_workloads, parse_public_key, rotate_machine_key, MachineRequest, WorkloadState,
 };
 pub use policy::explain;
 pub use tables::{grant_scope, grant_table, request_table};
