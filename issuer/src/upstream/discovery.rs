@@ -82,13 +82,7 @@ impl Cache {
         let Ok(mut state) = self.inner.lock() else {
             return false;
         };
-        let allowed = state
-            .last_jwks_refetch
-            .is_none_or(|at| now - at >= JWKS_REFETCH_EVERY || at > now);
-        if allowed {
-            state.last_jwks_refetch = Some(now);
-        }
-        allowed
+        may_refetch(&mut state.last_jwks_refetch, now)
     }
 
     fn replace_jwks(&self, jwks: Arc<Jwks>) {
@@ -98,6 +92,17 @@ impl Cache {
             }
         }
     }
+}
+
+/// Whether a key fetch caused by a token that did not verify may happen now, given the last
+/// one (`last`, updated when it may): at most one per [`JWKS_REFETCH_EVERY`]; a clock that went
+/// back allows one. Shared by the upstream providers and the trusted workload issuers.
+pub(super) fn may_refetch(last: &mut Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    let allowed = last.is_none_or(|at| now - at >= JWKS_REFETCH_EVERY || at > now);
+    if allowed {
+        *last = Some(now);
+    }
+    allowed
 }
 
 fn invalid(cfg: &UpstreamConfig, detail: impl Into<String>) -> Error {

@@ -3,7 +3,7 @@
 //! `issuer` and `jwks_uri` are needed; those issuers offer no login) or at a configured
 //! `jwks_url`, fetched over TLS (plain http on loopback only), cached for an hour, and fetched
 //! again on a key id the cache does not know or a signature that does not verify, at most once
-//! per [`JWKS_REFETCH_EVERY`] per issuer, so forged tokens cannot make the issuer hammer them.
+//! per [`super::discovery::JWKS_REFETCH_EVERY`] per issuer, so forged tokens cannot make the issuer hammer them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +14,9 @@ use time::OffsetDateTime;
 use url::Url;
 
 use super::client::{Client, Req};
-use super::discovery::{JWKS_REFETCH_EVERY, METADATA_TTL};
+#[cfg(test)]
+use super::discovery::JWKS_REFETCH_EVERY;
+use super::discovery::METADATA_TTL;
 use super::Error;
 use crate::signing::jws::Jwks;
 
@@ -91,19 +93,13 @@ impl TrustedIssuers {
     }
 
     /// The issuer's keys fetched again after a token that did not verify with the cached ones,
-    /// unless that happened less than [`JWKS_REFETCH_EVERY`] ago (then the cached keys, and the
+    /// unless that happened less than [`super::discovery::JWKS_REFETCH_EVERY`] ago (then the cached keys, and the
     /// token fails as signed by an unknown key).
     pub async fn refetch(&self, iss: &str, now: OffsetDateTime) -> Result<Arc<Jwks>, Error> {
         let one = self.one(iss)?;
         let allowed = {
             let mut c = one.cache.lock().map_err(|_| poisoned(iss))?;
-            let allowed = c
-                .last_refetch
-                .is_none_or(|at| now - at >= JWKS_REFETCH_EVERY || at > now);
-            if allowed {
-                c.last_refetch = Some(now);
-            }
-            allowed
+            super::discovery::may_refetch(&mut c.last_refetch, now)
         };
         if allowed {
             one.fetch(now).await
