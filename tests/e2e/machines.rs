@@ -556,14 +556,24 @@ fn a_github_actions_job_runs_kubectl_with_its_platform_token_in_oidc_mode() {
 fn a_gitlab_style_job_runs_kubectl_with_an_identity_token_from_its_environment_in_webhook_mode() {
     let m = machines();
     let cp = webhook_cluster();
-    // GitLab's `id_tokens:` puts the job's token in a variable of the job's choosing.
+    // GitLab's `id_tokens:` puts the job's token in a variable of the job's choosing, one
+    // token for the whole job: its later kubectl calls reuse the cluster token through the
+    // job's cache file (the rule accepts each platform token once).
     let token = m.ci.job_token("deploy-main", m.issuer.url());
+    let job_dir = tempfile::tempdir().unwrap();
+    let cache = job_dir.path().join("kube-token.json");
     let runner = Runner::new(
         cp,
-        &["--identity-token", "env:DEPLOY_ID_TOKEN"],
+        &[
+            "--identity-token",
+            "env:DEPLOY_ID_TOKEN",
+            "--token-cache-file",
+            cache.to_str().unwrap(),
+        ],
         vec![("DEPLOY_ID_TOKEN".to_owned(), token)],
     );
     runner.assert_allowed_namespaces_only(DEPLOY_IDENTITY);
+    assert!(cache.is_file(), "the job's cache file was not written");
 }
 
 #[test]
