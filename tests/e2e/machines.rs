@@ -560,15 +560,16 @@ fn a_gitlab_style_job_runs_kubectl_with_an_identity_token_from_its_environment_i
     // token for the whole job: its later kubectl calls reuse the cluster token through the
     // job's cache file (the rule accepts each platform token once).
     let token = m.ci.job_token("deploy-main", m.issuer.url());
-    let job_dir = tempfile::tempdir().unwrap();
+    let job_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let cache = job_dir.path().join("kube-token.json");
+    let cache_arg = cache.display().to_string();
     let runner = Runner::new(
         cp,
         &[
             "--identity-token",
             "env:DEPLOY_ID_TOKEN",
             "--token-cache-file",
-            cache.to_str().unwrap(),
+            &cache_arg,
         ],
         vec![("DEPLOY_ID_TOKEN".to_owned(), token)],
     );
