@@ -140,6 +140,111 @@ static WEBHOOK_CLUSTER: OnceLock<Result<ControlPlane, String>> = OnceLock::new()
 
 /// `cell`'s value, started by `start` for the first test that asks; a failed start fails
 /// every test that asks, with the same message.
+/// The auditors' evidence: a job's exchange is in the trail with the claims that decided it, a
+/// genuine token of another repository is refused and recorded too, the job is a machine
+/// identity in `audit access`, and its rule's account is in `report stale`.
+#[test]
+fn exchanges_and_refused_attempts_are_in_the_trail_and_the_auditors_reports() {
+    let m = machines();
+    let subject = m.ci.job_token("deploy-main", m.issuer.url());
+    exchange(&m.issuer, &subject, CLUSTER)
+        .unwrap_or_else(|e| panic!("the matching job was refused: {e:?}"));
+    let other = m.ci.job_token("other-repo", m.issuer.url());
+    assert!(
+        exchange(&m.issuer, &other, CLUSTER).is_err(),
+        "another repository got a token"
+    );
+
+    let export = m
+        .issuer
+        .cli(&["audit", "export", "--cluster", CLUSTER], None);
+    export.assert_success();
+    let events: Vec<serde_json::Value> = export
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let detail_of = |event: &str, needle: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == event)
+            .filter_map(|e| e["detail"].as_str().map(str::to_owned))
+            .filter(|d| d.contains(needle))
+            .collect()
+    };
+    let granted = detail_of("exchange", "\"repository\":\"acme/deploy\"");
+    assert!(
+        granted
+            .iter()
+            .any(|d| d.contains(DEPLOY_RULE) && d.contains("\"run_id\"")),
+        "no exchange row naming the rule and the run: {granted:#?}"
+    );
+    let refused = detail_of("exchange.refused", "\"repository\":\"acme/other\"");
+    assert!(
+        refused.iter().any(|d| d.contains("does not match")),
+        "the other repository's attempt is not in the trail: {refused:#?}"
+    );
+    assert_no_token_in("the audit export", &export.stdout, &subject);
+    assert_no_token_in("the audit export", &export.stdout, &other);
+
+    let access = m.issuer.cli(
+        &[
+            "audit",
+            "access",
+            "--cluster",
+            CLUSTER,
+            "--namespace",
+            "default",
+            "--since",
+            "2000-01-01",
+            "--format",
+            "jsonl",
+        ],
+        None,
+    );
+    access.assert_success();
+    let machine_line = access
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["kind"] == "machine" && l["user"] == DEPLOY_IDENTITY)
+        .unwrap_or_else(|| panic!("the job is not in audit access:\n{}", access.stdout));
+    assert!(
+        machine_line["machine_tokens"].as_u64() >= Some(1),
+        "{machine_line}"
+    );
+
+    // Zero days: every account without a token this very second, the rule's own included.
+    let stale = m.issuer.cli(
+        &["report", "stale", "--days", "0", "--format", "jsonl"],
+        None,
+    );
+    stale.assert_success();
+    let account = format!("workload:{DEPLOY_RULE}");
+    assert!(
+        stale
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|l| l["kind"] == "workload" && l["user"] == account.as_str()),
+        "the rule's account is not in report stale:\n{}",
+        stale.stdout
+    );
+    // `user list` is for people; `--all` shows the rule's account as a workload.
+    let people = m.issuer.cli(&["user", "list"], None);
+    people.assert_success();
+    assert!(!people.stdout.contains(&account), "{}", people.stdout);
+    let all = m.issuer.cli(&["user", "list", "--all"], None);
+    all.assert_success();
+    assert!(
+        all.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{account}\tworkload"))),
+        "{}",
+        all.stdout
+    );
+}
+
 fn shared<T>(
     cell: &'static OnceLock<Result<T, String>>,
     what: &str,

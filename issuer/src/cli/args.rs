@@ -404,8 +404,14 @@ pub enum UserCommand {
         #[arg(long)]
         email: Option<String>,
     },
-    /// List accounts.
-    List,
+    /// List people's accounts (`--all`: the accounts of machine identities too, which
+    /// `machine list` and `workload list` show in detail).
+    List {
+        /// Also the accounts of workload rules (`workload:NAME`) and machine clients
+        /// (`machine:NAME`).
+        #[arg(long)]
+        all: bool,
+    },
     /// Disable an account and end every session of it at once.
     Disable {
         /// Login name.

@@ -114,6 +114,9 @@ pub struct PersonTokens {
     pub logins: u32,
     /// Refreshes in the window.
     pub refreshes: u32,
+    /// Tokens a machine identity obtained in the window: a CI job's token exchange or a
+    /// machine client's signed assertion (each is a sign-in of its own: no refresh).
+    pub machine_tokens: u32,
 }
 
 /// An issuer identity bound to a role in the namespace (or cluster-wide) at the time of the
@@ -290,13 +293,14 @@ pub fn access_report(
             last: t.at,
             logins: 0,
             refreshes: 0,
+            machine_tokens: 0,
         });
         p.first = p.first.min(t.at);
         p.last = p.last.max(t.at);
-        if t.event == "login" {
-            p.logins += 1;
-        } else {
-            p.refreshes += 1;
+        match t.event.as_str() {
+            "login" => p.logins += 1,
+            "refresh" => p.refreshes += 1,
+            _ => p.machine_tokens += 1,
         }
     }
     AccessReport {
@@ -325,6 +329,8 @@ pub struct Account {
     pub enabled: bool,
     /// When the account was created: one younger than the report's window is not stale.
     pub created_at: OffsetDateTime,
+    /// `person`, `workload` or `machine` (the account's kind in the store).
+    pub kind: &'static str,
 }
 
 /// The newest token of one person for one cluster.
@@ -338,11 +344,14 @@ pub struct LastToken {
     pub at: OffsetDateTime,
 }
 
-/// A person with an enabled account who has not obtained a token for `days` days.
+/// An enabled account (a person or a machine identity) that has not obtained a token for
+/// `days` days.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StalePerson {
     /// Login name.
     pub username: String,
+    /// `person`, `workload` or `machine`.
+    pub kind: &'static str,
     /// Their newest token anywhere, if any.
     pub last_token: Option<OffsetDateTime>,
     /// Ids of the grants in force for them (directly or through a group).
@@ -413,6 +422,7 @@ pub fn stale_report(
                 .collect();
             Some(StalePerson {
                 username: a.username.clone(),
+                kind: a.kind,
                 last_token: last,
                 active_grants,
             })
@@ -595,6 +605,11 @@ mod tests {
                 cluster: "staging".into(),
                 ..token("dora", "login", 2, &["qa"])
             },
+            // A CI job's exchange and a machine client's token: machine identities are in
+            // the report too, with their groups.
+            token("ci:github:acme/deploy", "exchange", 4, &["deployers"]),
+            token("ci:github:acme/deploy", "exchange", 5, &["deployers"]),
+            token("machine:backup", "machine.token", 6, &["backup"]),
         ];
         let r = access_report("prod", "payments", window(0, 10), &[], &tokens, T0);
         let groups: Vec<(&str, Vec<&str>)> = r
@@ -609,9 +624,19 @@ mod tests {
             .collect();
         assert_eq!(
             groups,
-            vec![("dev", vec!["alice", "bob"]), ("sre", vec!["bob"])]
+            vec![
+                ("backup", vec!["machine:backup"]),
+                ("deployers", vec!["ci:github:acme/deploy"]),
+                ("dev", vec!["alice", "bob"]),
+                ("sre", vec!["bob"])
+            ]
         );
-        assert_eq!(r.people.len(), 2);
+        assert_eq!(r.people.len(), 4);
+        let ci = r.people.iter().find(|p| p.who == "ci:github:acme/deploy");
+        assert_eq!(
+            ci.map(|p| (p.logins, p.refreshes, p.machine_tokens)),
+            Some((0, 0, 2))
+        );
         let alice = &r.people[0];
         assert_eq!(alice.who, "alice");
         assert_eq!(
@@ -639,6 +664,7 @@ mod tests {
             groups: groups.iter().map(|s| (*s).to_owned()).collect(),
             enabled,
             created_at: T0,
+            kind: "person",
         }
     }
 
@@ -648,6 +674,31 @@ mod tests {
             cluster: cluster.into(),
             at: now - Duration::days(days_ago),
         }
+    }
+
+    /// A CI rule or machine client nobody used for the window is stale like a person, and
+    /// says what it is; one used yesterday is not.
+    #[test]
+    fn stale_machine_identities_say_their_kind() {
+        let now = T0 + Duration::days(100);
+        let accounts = vec![
+            Account {
+                kind: "workload",
+                ..account("workload:deploy", &[], true)
+            },
+            Account {
+                kind: "machine",
+                ..account("machine:backup", &[], true)
+            },
+        ];
+        let tokens = vec![last("machine:backup", "prod", 1, now)];
+        let r = stale_report(&accounts, &[], &tokens, 30, now);
+        let got: Vec<(&str, &str)> = r
+            .people
+            .iter()
+            .map(|p| (p.username.as_str(), p.kind))
+            .collect();
+        assert_eq!(got, vec![("workload:deploy", "workload")]);
     }
 
     #[test]

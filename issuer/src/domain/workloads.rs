@@ -286,6 +286,20 @@ pub fn find<'a>(
 /// GitLab, Kubernetes), plus every claim the rule matched on. Values are bounded.
 #[must_use]
 pub fn evidence(rule: &Workload, claims: &Map<String, Value>) -> Map<String, Value> {
+    evidence_with(claims, rule.claims.iter().map(|(n, _)| n.as_str()))
+}
+
+/// The claims a refused exchange's audit row keeps (no rule matched, or the matched one said
+/// no): the job and run claims only.
+#[must_use]
+pub fn refusal_evidence(claims: &Map<String, Value>) -> Map<String, Value> {
+    evidence_with(claims, std::iter::empty())
+}
+
+fn evidence_with<'a>(
+    claims: &Map<String, Value>,
+    also: impl Iterator<Item = &'a str>,
+) -> Map<String, Value> {
     const KEPT: &[&str] = &[
         "sub",
         "jti",
@@ -306,10 +320,7 @@ pub fn evidence(rule: &Workload, claims: &Map<String, Value>) -> Map<String, Val
         "namespace_path",
     ];
     let mut out = Map::new();
-    let names = KEPT
-        .iter()
-        .copied()
-        .chain(rule.claims.iter().map(|(n, _)| n.as_str()));
+    let names = KEPT.iter().copied().chain(also);
     for name in names {
         if let Some(v) = claim_text(claims, name) {
             out.insert(

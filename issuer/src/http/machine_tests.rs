@@ -276,6 +276,32 @@ async fn every_bad_token_is_refused_by_name() {
             r.body
         );
     }
+    // Genuine tokens that were refused are evidence (someone tried); forgeries are not rows,
+    // or anyone could fill the trail.
+    let filter = crate::store::AuditFilter {
+        event: Some("exchange.refused".into()),
+        ..crate::store::AuditFilter::default()
+    };
+    let rows = app.state.store().audit_page(0, 50, &filter).await.unwrap();
+    let reasons: Vec<String> = rows
+        .iter()
+        .map(|r| r.facts.detail.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        rows.len(),
+        6,
+        "repository, ref, environment, audience, expired, too old: {reasons:#?}"
+    );
+    let evil = reasons
+        .iter()
+        .find(|d| d.contains(r#"claim \"repository\" does not match"#))
+        .unwrap_or_else(|| panic!("no row for the other repository: {reasons:#?}"));
+    assert!(evil.contains("\"repository\":\"evil/deploy\""), "{evil}");
+    assert!(evil.contains("\"issuer\":"), "{evil}");
+    assert!(
+        reasons.iter().all(|d| !d.contains(&good)),
+        "a token in the trail"
+    );
     // The target: an unknown cluster, or none.
     let t = ci.token(&app, &json!({}));
     let r = app

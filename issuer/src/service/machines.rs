@@ -227,9 +227,57 @@ pub async fn exchange(
         }
         Err(e) => return Err(grant(verify_words(&e))),
     };
+    let decided = decide(state, &iss, &claims, cluster, caller, now).await;
+    if let Err(Error::Refused { description, .. }) = &decided {
+        audit_refusal(state, &iss, &claims, cluster, description, caller, now).await;
+    }
+    decided
+}
+
+/// A refused exchange whose token verified: an audit row, because someone holding a genuine
+/// token of a trusted issuer tried (another repository, branch, a replay, a disabled workload).
+/// Tokens that do not verify are only counted in the log: anyone can send those, and a row
+/// each would let them fill the trail.
+async fn audit_refusal(
+    state: &AppState,
+    iss: &str,
+    claims: &Map<String, Value>,
+    cluster: &ClusterConfig,
+    reason: &str,
+    caller: Caller<'_>,
+    now: OffsetDateTime,
+) {
+    let detail = serde_json::json!({
+        "issuer": iss,
+        "reason": reason,
+        "claims": workloads::refusal_evidence(claims),
+    });
+    let event = AuditEvent {
+        event: "exchange.refused",
+        actor: workloads::claim_text(claims, "sub").map(|s| s.chars().take(256).collect()),
+        cluster: Some(cluster.name.clone()),
+        client_addr: Some(caller.addr.to_owned()),
+        request_id: Some(caller.request_id.to_owned()),
+        detail: Some(detail.to_string()),
+        ..AuditEvent::default()
+    };
+    if let Err(e) = state.store().audit(&event, now).await {
+        tracing::warn!(error = %e, "could not record a refused token exchange in the audit trail");
+    }
+}
+
+/// The checks after the signature: the rule, times, cluster, account and replay.
+async fn decide(
+    state: &AppState,
+    iss: &str,
+    claims: &Map<String, Value>,
+    cluster: &ClusterConfig,
+    caller: Caller<'_>,
+    now: OffsetDateTime,
+) -> Result<Minted, Error> {
     let cfg = state.config();
-    let rule = workloads::find(&cfg.workloads, &claims).map_err(|r| grant(r.to_string()))?;
-    workloads::check_times(&claims, rule.max_age, now.unix_timestamp())
+    let rule = workloads::find(&cfg.workloads, claims).map_err(|r| grant(r.to_string()))?;
+    workloads::check_times(claims, rule.max_age, now.unix_timestamp())
         .map_err(|r| grant(r.to_string()))?;
     if !rule.clusters.contains(&cluster.name) {
         return Err(refuse(
@@ -242,7 +290,7 @@ pub async fn exchange(
     }
     let identity = rule
         .identity
-        .render(&claims)
+        .render(claims)
         .map_err(|r| grant(r.to_string()))?;
     let principal = state
         .store()
@@ -255,7 +303,7 @@ pub async fn exchange(
         )));
     }
     if rule.single_use {
-        let jti = workloads::claim_text(&claims, "jti").filter(|j| !j.is_empty() && j.len() <= 256);
+        let jti = workloads::claim_text(claims, "jti").filter(|j| !j.is_empty() && j.len() <= 256);
         let Some(jti) = jti else {
             return Err(grant(format!(
                 "the subject token has no jti, and workload {} accepts each token once (single_use)",
@@ -268,7 +316,7 @@ pub async fn exchange(
             .unwrap_or_default();
         let until = OffsetDateTime::from_unix_timestamp(exp.saturating_add(SKEW_SECS))
             .unwrap_or(now + time::Duration::hours(1));
-        if !state.store().reserve_jti(&iss, &jti, until).await? {
+        if !state.store().reserve_jti(iss, &jti, until).await? {
             return Err(grant(
                 "the subject token was already used (its jti was seen before): request a new one",
             ));
@@ -277,7 +325,7 @@ pub async fn exchange(
     let detail = serde_json::json!({
         "workload": rule.name,
         "issuer": iss,
-        "claims": workloads::evidence(rule, &claims),
+        "claims": workloads::evidence(rule, claims),
     });
     mint(
         state,

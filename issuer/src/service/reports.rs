@@ -97,6 +97,7 @@ pub async fn stale(
         .map(|u| Account {
             enabled: u.disabled_at.is_none() && !u.is_expired(now),
             created_at: u.created_at,
+            kind: u.kind.as_str(),
             id: u.id,
             username: u.username,
             groups: u.groups,
@@ -259,7 +260,7 @@ fn access_table(a: &Access) -> String {
         let _ = writeln!(out, "  (none)");
     }
     for p in &r.people {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "  {}  first {}  last {}  logins {}  refreshes {}",
             Untrusted::new(&p.who),
@@ -268,6 +269,10 @@ fn access_table(a: &Access) -> String {
             p.logins,
             p.refreshes
         );
+        if p.machine_tokens > 0 {
+            let _ = write!(out, "  machine tokens {}", p.machine_tokens);
+        }
+        out.push('\n');
     }
     out
 }
@@ -375,7 +380,8 @@ fn access_jsonl(a: &Access) -> String {
         line(
             &mut out,
             &json!({
-                "kind": "person",
+                // A machine identity (CI job, machine client) never logs in or refreshes.
+                "kind": if p.logins + p.refreshes == 0 && p.machine_tokens > 0 { "machine" } else { "person" },
                 "scope": "cluster",
                 "cluster": a.cluster,
                 "user": p.who,
@@ -383,6 +389,7 @@ fn access_jsonl(a: &Access) -> String {
                 "last": rfc3339(p.last),
                 "logins": p.logins,
                 "refreshes": p.refreshes,
+                "machine_tokens": p.machine_tokens,
             }),
         );
     }
@@ -402,7 +409,8 @@ pub fn render_stale(r: &StaleReport, days: u32, format: Format) -> String {
                 line(
                     &mut out,
                     &json!({
-                        "kind": "person",
+                        // `person`, `workload` or `machine`; grants follow as `grant`.
+                        "kind": p.kind,
                         "user": p.username,
                         "last_token": p.last_token.map(rfc3339),
                         "active_grants": p.active_grants,
@@ -448,8 +456,13 @@ pub fn render_stale(r: &StaleReport, days: u32, format: Format) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "  {}  last token {}  active grants {}",
+                    "  {}{}  last token {}  active grants {}",
                     Untrusted::new(&p.username),
+                    if p.kind == "person" {
+                        String::new()
+                    } else {
+                        format!(" ({})", p.kind)
+                    },
                     last(p.last_token),
                     grants
                 );
@@ -509,6 +522,7 @@ mod tests {
                     last: now,
                     logins: 1,
                     refreshes: 0,
+                    machine_tokens: 0,
                 }],
             },
             bindings,
@@ -558,6 +572,7 @@ mod tests {
         let stale = StaleReport {
             people: vec![StalePerson {
                 username: EVIL.into(),
+                kind: "person",
                 last_token: None,
                 active_grants: vec!["g\x1b".into()],
             }],

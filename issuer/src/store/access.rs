@@ -9,11 +9,12 @@ use crate::domain::access::{LastToken, TokenEvent};
 /// `at, event, subject, actor, detail` of a token event.
 type TokenRow = (i64, String, Option<String>, Option<String>, Option<String>);
 
-/// The audit events that record a minted token.
-const TOKEN_EVENTS: &str = "('login', 'refresh')";
+/// The audit events that record a minted token: a person's login or refresh, a CI job's token
+/// exchange, a machine client's signed assertion.
+const TOKEN_EVENTS: &str = "('login', 'refresh', 'exchange', 'machine.token')";
 
 impl Store {
-    /// The `login` and `refresh` events of `cluster` in `[since, until)`, oldest first.
+    /// The token events (`login`, `refresh`, `exchange`, `machine.token`) of `cluster` in `[since, until)`, oldest first.
     pub async fn token_events(
         &self,
         cluster: &str,
@@ -44,7 +45,7 @@ impl Store {
             .collect()
     }
 
-    /// Each person's newest `login` or `refresh` per cluster.
+    /// Each account's newest token event per cluster (people and machine identities).
     pub async fn last_tokens(&self) -> Result<Vec<LastToken>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
             "SELECT subject, cluster, MAX(at) FROM audit_events
@@ -86,7 +87,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn token_events_and_last_tokens_read_login_and_refresh_only() {
+    async fn token_events_and_last_tokens_read_the_events_that_mint_tokens_only() {
         let (store, _dir) = temp_store().await;
         let t = datetime!(2026-11-01 00:00 UTC);
         let h = time::Duration::hours;
@@ -106,14 +107,36 @@ mod tests {
             .audit(&token("login.failed", "carl", "prod", ""), t + h(1))
             .await
             .unwrap();
+        // Machine identities: a CI job's exchange and a machine client's token count too.
+        store
+            .audit(
+                &token("exchange", "ci:github:acme/deploy", "prod", ""),
+                t + h(1),
+            )
+            .await
+            .unwrap();
+        store
+            .audit(
+                &token("machine.token", "backup-cron", "staging", ""),
+                t + h(1),
+            )
+            .await
+            .unwrap();
+        store
+            .audit(
+                &token("exchange.refused", "ci:github:evil", "prod", ""),
+                t + h(1),
+            )
+            .await
+            .unwrap();
 
         let events = store.token_events("prod", t, t + h(2)).await.unwrap();
-        assert_eq!(events.len(), 1, "{events:?}");
-        assert_eq!(events[0].username.as_deref(), Some("alice"));
+        let who: Vec<Option<&str>> = events.iter().map(|e| e.username.as_deref()).collect();
+        assert_eq!(who, vec![Some("alice"), Some("ci:github:acme/deploy")]);
         assert_eq!(events[0].groups, vec!["dev"]);
         assert_eq!(
             store.token_events("prod", t, t + h(3)).await.unwrap().len(),
-            2
+            3
         );
 
         let mut last = store.last_tokens().await.unwrap();
@@ -126,7 +149,9 @@ mod tests {
             got,
             vec![
                 ("id-alice", "prod", t + h(2)),
-                ("id-bob", "staging", t + h(1))
+                ("id-backup-cron", "staging", t + h(1)),
+                ("id-bob", "staging", t + h(1)),
+                ("id-ci:github:acme/deploy", "prod", t + h(1)),
             ]
         );
     }

@@ -29,7 +29,7 @@ impl PrincipalKind {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    pub(super) fn parse(s: &str) -> Result<Self> {
         match s {
             "person" => Ok(Self::Person),
             "workload" => Ok(Self::Workload),

@@ -25,6 +25,8 @@ pub struct User {
     pub expires_at: Option<OffsetDateTime>,
     /// Whether a second factor (TOTP) is enrolled: sign-in then asks for a code.
     pub totp_enrolled: bool,
+    /// A person, or the account of a machine identity (a workload rule, a machine client).
+    pub kind: super::PrincipalKind,
 }
 
 impl User {
@@ -87,6 +89,7 @@ type UserRow = (
     Option<String>,
     Option<i64>,
     i64,
+    String,
 );
 
 /// The user columns plus the sorted groups as one newline-joined string, so that loading an
@@ -99,7 +102,7 @@ pub(super) fn user_columns(backend: super::Backend) -> String {
     };
     format!(
         "u.id, u.username, u.email, u.password_hash, u.disabled_at, u.created_at, {groups}, \
-         u.expires_at, (CASE WHEN u.totp_secret_sealed IS NULL THEN 0 ELSE 1 END)"
+         u.expires_at, (CASE WHEN u.totp_secret_sealed IS NULL THEN 0 ELSE 1 END), u.kind"
     )
 }
 
@@ -157,8 +160,18 @@ impl Store {
     }
 
     fn user_from_row(row: UserRow) -> Result<User> {
-        let (id, username, email, password_hash, disabled_at, created_at, groups, expires_at, totp) =
-            row;
+        let (
+            id,
+            username,
+            email,
+            password_hash,
+            disabled_at,
+            created_at,
+            groups,
+            expires_at,
+            totp,
+            kind,
+        ) = row;
         let groups = groups
             .map(|g| g.split('\n').map(str::to_owned).collect())
             .unwrap_or_default();
@@ -172,6 +185,7 @@ impl Store {
             groups,
             expires_at: opt_ts("users", expires_at)?,
             totp_enrolled: totp != 0,
+            kind: super::PrincipalKind::parse(&kind)?,
         })
     }
 

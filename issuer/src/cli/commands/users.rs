@@ -11,6 +11,7 @@ use crate::clock::format_utc as format_time;
 use crate::config::Config;
 use crate::secrets::secret::Secret;
 use crate::service::admin;
+use crate::store::PrincipalKind;
 
 /// Runs a `user` command.
 pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Error> {
@@ -30,13 +31,20 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Error> 
                 Untrusted::long(groups.join(", "))
             ));
         }
-        UserCommand::List => {
+        UserCommand::List { all } => {
             for u in store.list_users().await? {
+                if !all && u.kind != PrincipalKind::Person {
+                    continue;
+                }
                 let provider = store.upstream_provider_of(&u.id).await?;
                 let state = if u.disabled_at.is_some() {
                     "disabled".to_owned()
                 } else if u.is_expired(now) {
                     "expired".to_owned()
+                } else if u.kind != PrincipalKind::Person {
+                    // A machine identity signs in with a key or a platform token, never a
+                    // password: not "invited".
+                    u.kind.as_str().to_owned()
                 } else if let Some(p) = provider {
                     format!("active via {}", Untrusted::new(&p))
                 } else if u.password_hash.is_none() {
