@@ -120,16 +120,37 @@ fn unb64(text: &str) -> Result<Vec<u8>> {
         })
 }
 
+/// `p`, if it is of `kind`: a person's account is never a workload's, whatever the names.
+fn of_kind(p: Principal, kind: PrincipalKind, username: &str) -> Result<Principal> {
+    if p.kind != kind {
+        return Err(Error::Conflict(format!(
+            "account {username:?} is a {}",
+            p.kind.as_str()
+        )));
+    }
+    Ok(p)
+}
+
 impl Store {
     /// The account of `username` of `kind`, created (enabled, without groups) if it does not
     /// exist yet: a workload rule's account appears with its first exchange, or when an
-    /// operator disables it first. One upsert and one read; concurrent first uses agree.
+    /// operator disables it first. Usually one read; the first use is one upsert and one read,
+    /// and concurrent first uses agree (the upsert does nothing for all but one).
     pub async fn principal(
         &self,
         kind: PrincipalKind,
         username: &str,
         now: OffsetDateTime,
     ) -> Result<Principal> {
+        let known: Option<PrincipalRow> = sqlx::query_as(
+            "SELECT id, username, kind, disabled_at, expires_at FROM users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = known {
+            return of_kind(principal_from_row(row)?, kind, username);
+        }
         sqlx::query(
             "INSERT INTO users (id, username, kind, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO NOTHING",
         )
@@ -145,14 +166,7 @@ impl Store {
         .bind(username)
         .fetch_one(&self.write)
         .await?;
-        let p = principal_from_row(row)?;
-        if p.kind != kind {
-            return Err(Error::Conflict(format!(
-                "account {username:?} is a {}",
-                p.kind.as_str()
-            )));
-        }
-        Ok(p)
+        of_kind(principal_from_row(row)?, kind, username)
     }
 
     /// Enables a disabled account again (`workload enable`, `machine enable`). Its old sessions
