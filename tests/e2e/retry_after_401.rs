@@ -7,8 +7,10 @@
 //! The official Python client also calls again from the same process, on every
 //! `load_kube_config`, with a token that still works: there the API server accepts it and the
 //! plugin hands the same token out again, so six loads in one process use one token and cause
-//! no refresh. With a token the server refuses, the same repeated call refreshes: the server's
-//! answer decides, not the caller.
+//! no refresh. The same holds when its kubeconfig names the CA by file (the client passes the
+//! path; the plugin reads it as kubectl would, so both share the session). With a token the
+//! server refuses, the same repeated call refreshes: the server's answer decides, not the
+//! caller.
 //!
 //! Refreshes are counted on the issuer's `/metrics`, so each test has an issuer and API server
 //! of its own.
@@ -128,8 +130,9 @@ fn the_python_client_loading_the_kubeconfig_again_and_again_keeps_one_token() {
     let pia = world.new_person("pia", &[READERS]);
     let plugin = world.plugin_args(TokenCache::File);
     // The CA as data, as `kubectl credential setup` writes it: the Python client passes the
-    // kubeconfig's cluster to the plugin as written.
-    let kubeconfig = python_client::with_ca_data(&world.kubeconfig(&env, &plugin));
+    // kubeconfig's cluster to the plugin as written. The CA as a file comes later.
+    let ca_file_kubeconfig = world.kubeconfig(&env, &plugin);
+    let kubeconfig = python_client::with_ca_data(&ca_file_kubeconfig);
     let login = env.start_login(&plugin);
     let _ = world
         .browser()
@@ -167,6 +170,37 @@ fn the_python_client_loading_the_kubeconfig_again_and_again_keeps_one_token() {
         env.cached_token().access_token,
         cached.access_token,
         "the cached token was replaced"
+    );
+
+    // The same kubeconfig with the CA named by file (as minikube writes one): the Python
+    // client sends the path, the plugin reads the file as kubectl would, so the session is the
+    // same one (kubectl's too), and a repeated call can still be asked about.
+    let (out, file_loads) =
+        python_client::load_and_list(&env, &ca_file_kubeconfig, 3, Duration::from_secs(1));
+    for load in &file_loads {
+        assert_eq!(
+            load.status,
+            Some(200),
+            "load {} failed: {load:?}\n{out}",
+            load.load
+        );
+    }
+    assert_eq!(
+        distinct_tokens(&file_loads),
+        distinct_tokens(&loads),
+        "a CA file must find the same session and token: {file_loads:?}"
+    );
+    env.kubectl(&ca_file_kubeconfig, &["get", "namespaces"])
+        .assert_success();
+    assert_eq!(
+        metric(&world.issuer, REFRESHES) - before,
+        0,
+        "a CA file must not make the plugin refresh: {out}"
+    );
+    assert_eq!(
+        env.token_files().len(),
+        1,
+        "one session for both forms of the CA"
     );
 
     // The same repeated call with a token the API server refuses (a corrupted signature, as

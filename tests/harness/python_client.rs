@@ -132,8 +132,8 @@ pub fn load_and_list(
 
 /// A copy of `kubeconfig` (written by [`UserEnv::write_kubeconfig`], JSON) whose cluster carries
 /// its CA as `certificate-authority-data`, as `kubectl credential setup` writes it. The Python
-/// client hands the plugin the kubeconfig's cluster as written, so only then does the plugin
-/// learn the CA (kubectl reads a CA file itself and always sends the data).
+/// client hands the plugin the kubeconfig's cluster as written (data here, a file path in the
+/// original), while kubectl reads a CA file itself and always sends the data.
 #[track_caller]
 #[must_use]
 pub fn with_ca_data(kubeconfig: &Path) -> PathBuf {
