@@ -11,7 +11,8 @@
 # ${K8S_ENVTEST_CACHE:-~/.cache/k8s-envtest}. With npm it installs, from their lockfiles,
 # tests/browser (playwright-core, which drives Debian's Chromium and downloads no browser) and
 # tests/oidc-provider (the certified `oidc-provider`, the upstream identity provider), each when
-# node_modules is missing or came from another lockfile.
+# node_modules is missing or came from another lockfile; with pip, the official Kubernetes
+# Python client into target/pydeps.
 # Then it builds the workspace's binaries (the e2e tests run them as child processes), starts
 # one private PostgreSQL server for the whole run (tests/postgres/start-postgres.sh, in a
 # temporary directory, stopped and removed on exit) and runs `cargo test --workspace`: unit,
@@ -45,6 +46,8 @@ need secret-tool libsecret-tools
 need openssl openssl
 need curl curl
 need python3 python3
+# pip installs the Kubernetes Python client the tests run (step 2) into a private directory.
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 need flock util-linux
 need kubectl kubernetes-client
 # The browser test (tests/e2e/browser.rs) drives Debian's Chromium, which needs a font to draw text.
@@ -91,6 +94,24 @@ for pkg in tests/browser tests/oidc-provider; do
         printf '    %s up to date\n' "$pkg"
     fi
 done
+
+# ---- 2b. the official Kubernetes Python client (tests/python/requirements.txt), which the
+# end-to-end tests run against the plugin (tests/harness/python_client.rs), installed with pip
+# into target/pydeps (never into the system's Python); the harness puts it on PYTHONPATH. A
+# stamp with the hash of the requirements and of the interpreter says what it was installed for.
+step "Python packages (tests/python/requirements.txt)"
+pydeps=${CARGO_TARGET_DIR:-target}/pydeps
+py_hash=$( { cat tests/python/requirements.txt; python3 -c 'import sys; print(sys.executable, sys.version)'; } | sha256sum | cut -d' ' -f1)
+py_stamp=$pydeps/.installed-from-requirements
+if [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_hash" ]; then
+    rm -rf "$pydeps"
+    python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --root-user-action=ignore \
+            --target "$pydeps" -r tests/python/requirements.txt \
+        || die "python3 -m pip install --target $pydeps -r tests/python/requirements.txt failed"
+    printf '%s\n' "$py_hash" > "$py_stamp"
+else
+    printf '    %s up to date\n' "$pydeps"
+fi
 
 # ---- 3. kube-apiserver (cached after the first build, about 5 minutes on 2 cores)
 step "kube-apiserver"

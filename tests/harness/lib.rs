@@ -22,6 +22,7 @@ pub mod oidc_provider;
 pub mod plugin;
 pub mod postgres;
 pub mod process;
+pub mod python_client;
 pub mod replicas;
 pub mod secret_service;
 pub mod small_disk;

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::flow::exec::{self, ExecInfo};
 use crate::flow::exposed::{end_exposed, EndExposed};
 use crate::flow::handout::{Caller, HandOuts};
+use crate::flow::retry;
 use crate::flow::session::{
     base_key, forget, forget_handouts, login_required, origin_of, refresh, refresh_lock, remember,
     session_of_cluster, sign_in, store_or_warn, LazyIssuer,
@@ -52,7 +53,7 @@ pub(super) fn get(args: &cli::GetArgs, clock: &dyn Clock) -> Result<(), Error> {
     let mut approved = false;
     if let Some(entry) = &found {
         if !force_refresh && entry.is_fresh(clock.now()) {
-            refused = asked_again(&info, &key, entry);
+            refused = asked_again(&info, &key, entry) && still_refused(&info, entry, args, clock)?;
             approved = !refused && pending_request_approved(args, entry, clock.now());
             if !refused && !approved {
                 return hand_out(&info, entry, args);
@@ -135,8 +136,8 @@ fn pending_request_approved(args: &Target, entry: &Entry, now: i64) -> bool {
 const PENDING_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// On a cache hit: records that the calling process received this token, and says whether it
-/// had received it before, which means the API server refused it (client-go runs the plugin
-/// again after a 401). Only for calls from a client-go program (a person running `get` twice
+/// had received it before: kubectl's retry after a 401 (client-go runs the plugin again), or a
+/// client that runs the plugin on every load (told apart by [`still_refused`]). Only for calls from a client-go program (a person running `get` twice
 /// is not a retry), and only where the caller can be identified (Linux).
 fn asked_again(info: &ExecInfo, key: &CacheKey, entry: &Entry) -> bool {
     if !info.from_kubectl {
@@ -146,6 +147,28 @@ fn asked_again(info: &ExecInfo, key: &CacheKey, entry: &Entry) -> bool {
         return false;
     };
     handouts.record(&caller, key, &entry.access_token)
+}
+
+/// On a repeated call (see [`asked_again`]): whether to refresh, because the API server
+/// refuses the token or cannot say, rather than hand it out again because it still accepts it
+/// (a client that runs the plugin on every configuration load). The token goes to the server
+/// only after the check that it is the one the issuer made it for.
+#[cold]
+#[inline(never)]
+fn still_refused(
+    info: &ExecInfo,
+    entry: &Entry,
+    args: &Target,
+    clock: &dyn Clock,
+) -> Result<bool, Error> {
+    exec::check_api_server(info, entry, &args.cluster)?;
+    let decision = retry::decide(
+        info.cluster.as_ref(),
+        entry,
+        clock.now(),
+        &retry::AskApiServer,
+    );
+    Ok(decision != retry::Repeated::HandOutAgain)
 }
 
 /// On the miss path of a `get` with cluster info: a stored session of this cluster whose token

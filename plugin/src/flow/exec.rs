@@ -55,12 +55,55 @@ pub(crate) fn parse_exec_info(
         serde_json::from_str(raw).map_err(Error::ExecInfoInvalid)?;
     let version = ApiVersion::parse(&request.api_version)
         .ok_or_else(|| Error::UnsupportedApiVersion(request.api_version.clone()))?;
+    let mut cluster = request.spec.cluster;
+    if let Some(cluster) = cluster
+        .as_mut()
+        .filter(|c| c.certificate_authority_data.is_none())
+    {
+        cluster.certificate_authority_data = ca_file_data(raw);
+    }
     Ok(ExecInfo {
         version,
         interactive: request.spec.interactive,
-        cluster: request.spec.cluster,
+        cluster,
         from_kubectl: true,
     })
+}
+
+/// The largest CA bundle read from a file named in the exec info.
+const MAX_CA_FILE: u64 = 1024 * 1024;
+
+/// The CA of a cluster named by file, as base64 of its contents: what kubectl sends. kubectl
+/// reads a kubeconfig's `certificate-authority` file itself and sends `certificate-authority-data`;
+/// the official Python client passes the kubeconfig's cluster entry as written, with the path
+/// (relative to the kubeconfig's directory, which is the plugin's working directory there).
+/// Reading it makes both callers of one kubeconfig share one cache key and lets the API server
+/// be asked about a repeated call (`retry`). Read here from the raw document, as
+/// `ExecCluster` does not carry the field; a missing or unreadable file is no CA, as before.
+fn ca_file_data(raw: &str) -> Option<String> {
+    use base64::Engine as _;
+    use std::io::Read as _;
+
+    let doc: serde_json::Value = serde_json::from_str(raw).ok()?;
+    let path = doc["spec"]["cluster"]["certificate-authority"]
+        .as_str()
+        .filter(|p| !p.is_empty())?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // A FIFO (or a device) named there cannot hang the plugin: only a regular file is read.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NONBLOCK.bits().cast_signed(),
+    );
+    let file = options.open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE + 1).read_to_end(&mut pem).ok()?;
+    let bounded = u64::try_from(pem.len()).is_ok_and(|n| n <= MAX_CA_FILE);
+    bounded.then(|| base64::engine::general_purpose::STANDARD.encode(pem))
 }
 
 /// Writes the `ExecCredential` for `entry` to `out`: the token, and as expiry the moment the
@@ -144,6 +187,69 @@ mod tests {
         // Spelled as in a kubeconfig, as kubectl sends it.
         assert_eq!(cluster.certificate_authority_data.as_deref(), Some("Q0E="));
         assert_eq!(cluster.tls_server_name.as_deref(), Some("api"));
+    }
+
+    #[test]
+    fn a_ca_named_by_file_is_read_as_kubectl_would_send_it() {
+        use base64::Engine as _;
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ca = tmp.path().join("ca.crt");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let info = |cluster: serde_json::Value| {
+            let raw = serde_json::json!({"kind": "ExecCredential",
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "spec": {"interactive": false, "cluster": cluster}})
+            .to_string();
+            parse(Some(&raw), false)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .cluster
+                .and_then(|c| c.certificate_authority_data)
+        };
+        let sent_by_kubectl = base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(&ca).unwrap_or_default());
+        // The Python client's form: the kubeconfig's entry as written.
+        assert_eq!(
+            info(serde_json::json!({"server": "https://api", "certificate-authority": ca})),
+            Some(sent_by_kubectl)
+        );
+        // Data wins; a missing file or none at all is no CA.
+        assert_eq!(
+            info(
+                serde_json::json!({"server": "https://api", "certificate-authority": ca,
+                "certificate-authority-data": "REFUQQ=="})
+            ),
+            Some("REFUQQ==".to_owned())
+        );
+        let missing = tmp.path().join("missing.crt");
+        assert_eq!(
+            info(serde_json::json!({"server": "https://api", "certificate-authority": missing})),
+            None
+        );
+        assert_eq!(info(serde_json::json!({"server": "https://api"})), None);
+        // Not a regular file: not read (a FIFO would block a plain open).
+        let fifo = tmp.path().join("fifo");
+        let made = rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RUSR);
+        assert!(made.is_ok(), "{made:?}");
+        assert_eq!(
+            info(serde_json::json!({"server": "https://api", "certificate-authority": fifo})),
+            None
+        );
+        assert_eq!(
+            info(serde_json::json!({"server": "https://api", "certificate-authority": tmp.path()})),
+            None
+        );
+        // A file larger than any CA bundle is not read.
+        let huge = tmp.path().join("huge.crt");
+        let bytes = usize::try_from(MAX_CA_FILE + 1).unwrap_or(usize::MAX);
+        std::fs::write(&huge, vec![b'A'; bytes]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            info(serde_json::json!({"server": "https://api", "certificate-authority": huge})),
+            None
+        );
     }
 
     #[test]

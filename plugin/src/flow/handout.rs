@@ -4,8 +4,10 @@
 //! client-go (kubectl, k9s, helm, Lens) keeps the credential in its process; when the API
 //! server answers 401 it runs the plugin again from the same process. So on a cache hit the
 //! plugin records a marker: "this caller received this token for this key". If the same caller
-//! asks again for the same key while the same token is cached, it was refused: `get` refreshes
-//! (once: the new token gets no marker until it is handed out by a cache hit).
+//! asks again for the same key while the same token is cached, it was probably refused; but
+//! some clients (the official Python client) run the plugin on every configuration load, so
+//! `get` asks the API server first (`retry`) and refreshes (once: the new token gets no marker
+//! until it is handed out by a cache hit) unless the server still accepts the token.
 //!
 //! The caller is the parent process, named by its pid and its start time (from
 //! `/proc/<ppid>/stat`, so a reused pid is another caller) and the boot id. That is Linux

@@ -8,9 +8,12 @@
 //! (the issuer's clusters and access-requests API), [`http`] (reading answers, telling an
 //! issuer's error apart from a stranger's), [`tls`] (trusting `--issuer-ca`), and for machine
 //! mode [`assertion`] (a machine key and its signed client assertion) and [`identity`] (asking
-//! the GitHub Actions runner for the job's identity token).
+//! the GitHub Actions runner for the job's identity token). Beside the issuer, [`api_server`] is
+//! the one request made to a Kubernetes API server (does it still accept the cached token?),
+//! on the same HTTP and TLS stack.
 
 mod api;
+pub(crate) mod api_server;
 pub(crate) mod assertion;
 mod error;
 mod http;

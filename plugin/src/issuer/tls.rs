@@ -1,5 +1,5 @@
-//! Trusting `--issuer-ca`: the rustls configuration that trusts exactly that bundle, and telling
-//! a refused certificate apart from other transport failures.
+//! Trusting `--issuer-ca` (or an API server's CA): the rustls configuration that trusts exactly
+//! that bundle, and telling a refused certificate apart from other transport failures.
 
 use std::error::Error as StdError;
 use std::io;
@@ -38,10 +38,18 @@ pub(super) fn tls_config_trusting(path: &Path) -> Result<Arc<rustls::ClientConfi
             path: path.to_owned(),
         });
     }
+    tls_config_with_roots(roots).map_err(IssuerError::TlsSetup)
+}
+
+/// A rustls configuration (*ring*, safe default protocol versions, no client certificate) that
+/// trusts exactly `roots`: for the issuer's `--issuer-ca` and for the CA an API server's
+/// kubeconfig entry names.
+pub(super) fn tls_config_with_roots(
+    roots: rustls::RootCertStore,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(IssuerError::TlsSetup)?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
