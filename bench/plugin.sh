@@ -33,6 +33,8 @@ OIDC_ISSUER_URL=$issuer OIDC_CA_FILE=$ca OIDC_CLIENT_ID=kubernetes OIDC_USERNAME
   OIDC_USERNAME_PREFIX=credential: OIDC_GROUPS_PREFIX=credential: \
   bash tests/envtest/start-control-plane.sh start "$cp" >/dev/null 2>"$work/cp.log" || { cat "$work/cp.log"; exit 1; }
 . "$cp/env"
+# The example binds a role in namespace team-b, which it asks the operator to create first.
+kubectl --kubeconfig "$KUBE_ADMIN_KUBECONFIG" create namespace team-b >/dev/null
 kubectl --kubeconfig "$KUBE_ADMIN_KUBECONFIG" apply -f install/rbac-example.yaml >/dev/null
 # The static-token baseline: a ServiceAccount token (TokenRequest) with the same role.
 admin=(kubectl --kubeconfig "$KUBE_ADMIN_KUBECONFIG")
