@@ -412,6 +412,8 @@ async fn requests_reach_the_api_server_as_the_caller_with_the_proxys_credential(
     let api = FakeApi::start().await;
     let mut p = Proxied::start(&api, true).await;
     let t = logged_in(&p.app, "alice").await;
+    // The plugin hands the token only to the API server the issuer names: the proxy.
+    assert_eq!(t.api_server.as_deref(), Some("https://127.0.0.1:8444"));
     let claims = claims_of(&t.access_token);
     let (status, body) = p
         .get(
