@@ -474,8 +474,19 @@ async fn requests_reach_the_api_server_as_the_caller_with_the_proxys_credential(
         "the caller's token must not reach the API server"
     );
 
+    // A watch lasts: it goes over an HTTP/1.1 connection of its own, not a shared HTTP/2 one.
+    let (status, body) = p
+        .get(
+            "/api/v1/namespaces/team/pods?watch=true",
+            &[("authorization", &bearer(&t.access_token))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["version"], "HTTP/1.1", "{body}");
+
     let events = p.stop_and_read_events().await;
-    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1].2["verb"], "watch");
     let (actor, namespace, d) = &events[0];
     assert_eq!(actor.as_deref(), Some("alice"));
     assert_eq!(namespace.as_deref(), Some("team"));
