@@ -476,13 +476,15 @@ async fn handle(
     let (mut parts, body) = req.into_parts();
     headers::strip_request(&mut parts.headers, upgrade);
     if let Err(e) = headers::impersonate(&mut parts.headers, &identity, shared.impersonate_uid) {
+        // The issuer made this identity: not the caller's fault, and never sent half-made.
+        tracing::error!(error = %e, "proxy: the identity cannot be impersonated");
         let message = e.to_string();
         return refuse(
             slot,
             record,
             started,
-            StatusCode::BAD_REQUEST,
-            status::BAD_REQUEST,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            status::INTERNAL_ERROR,
             &message,
         );
     }
