@@ -833,3 +833,35 @@ async fn http2_callers_are_served_like_http1_callers() {
     assert_eq!(events[0].2["api_group"], "apps");
     assert_eq!(events[0].2["verb"], "list");
 }
+
+#[tokio::test]
+async fn a_new_token_of_the_proxy_is_used_for_the_next_request() {
+    let api = FakeApi::start().await;
+    let endpoint = crate::kube::kubeconfig::Endpoint {
+        server: format!("https://{}", api.addr).parse().unwrap(),
+        ca_pem: Some(std::fs::read(&api.ca).unwrap()),
+        auth: crate::kube::kubeconfig::Auth::Token(crate::secrets::secret::Secret::new("old")),
+    };
+    let upstream = super::forward::Upstream::new(&endpoint).unwrap();
+    let seen = |res: Response<Incoming>| async move {
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        json(&String::from_utf8_lossy(&body))["headers"]["authorization"].clone()
+    };
+    let get = || {
+        Request::get("/version")
+            .body(super::status::full(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(
+        seen(upstream.send(get(), false).await.unwrap()).await,
+        serde_json::json!(["Bearer old"])
+    );
+    let same = crate::secrets::secret::Secret::new("old");
+    assert!(!upstream.set_token(&same).unwrap());
+    let rotated = crate::secrets::secret::Secret::new("new");
+    assert!(upstream.set_token(&rotated).unwrap());
+    assert_eq!(
+        seen(upstream.send(get(), false).await.unwrap()).await,
+        serde_json::json!(["Bearer new"])
+    );
+}
