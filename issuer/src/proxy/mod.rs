@@ -23,6 +23,8 @@ mod headers;
 mod status;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
 
 use std::convert::Infallible;
