@@ -1,0 +1,809 @@
+//! The credential proxy: an API server that knows nothing of the issuer (no `--oidc-*`, no
+//! webhook) is reached through `credential-issuer proxy`, which checks each person's token and
+//! forwards the request impersonating them with a credential of its own that may do nothing
+//! else. People get the proxy's URL from `kubectl credential setup`, kubectl works as it does
+//! against the API server (lists, `--watch`, `apply`, `delete`, `auth can-i`, and the API
+//! server's own Forbidden), the API server's audit log names the person, and the proxy refuses
+//! what it must: a client's own impersonation, a disabled account within seconds, a token of
+//! another cluster. Every request is a `proxy.request` event of the issuer's audit trail, and
+//! no token reaches the proxy's log.
+//!
+//! The stories share one [`Site`] (control plane, issuer, proxy), each with its own people and
+//! namespaces.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use e2e::proxy::{self, ProxyCredential};
+use e2e::wait::{self, Check};
+use e2e::{
+    ControlPlane, Issuer, IssuerOptions, Outcome, PluginArgs, Proxy, ProxyOptions, TokenCache,
+    UserEnv,
+};
+
+use crate::world::{assert_forbidden, unique, Person, CLUSTER, LOGIN_TIMEOUT};
+
+/// A second cluster of the issuer, without a proxy: its tokens must not pass the proxy.
+const OTHER_CLUSTER: &str = "elsewhere";
+/// Its audience.
+const OTHER_AUDIENCE: &str = "elsewhere-audience";
+/// The issuer group whose members may list namespaces (as `credential:proxy-readers`).
+const READERS: &str = "proxy-readers";
+/// Token lifetime: far beyond the revocation bound, so that a refusal is not the expiry.
+const TOKEN_TTL: &str = "120s";
+/// What the proxy answers a client's own `Impersonate-*` header (the contract's wording).
+const NO_IMPERSONATION: &str =
+    "impersonation headers are not accepted through the credential proxy";
+/// Every request at Metadata level: who, as whom, what, the answer; no bodies.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n";
+/// How long a revocation may take to reach the proxy: its session cache (the issuer's default
+/// `webhook_cache_ttl`, 5 s), the revocation feed (about 1 s) and slack for a slow machine.
+const REVOCATION_BOUND: Duration = Duration::from_secs(15);
+
+/// The control plane, the issuer and the proxy of its first cluster.
+struct Site {
+    // Declared first so that it stops before the issuer whose data directory it uses.
+    proxy: Proxy,
+    issuer: Issuer,
+    control_plane: ControlPlane,
+    credential: ProxyCredential,
+    _dir: tempfile::TempDir,
+}
+
+static SITE: OnceLock<Result<Site, String>> = OnceLock::new();
+
+fn site() -> &'static Site {
+    let started = SITE.get_or_init(|| {
+        std::panic::catch_unwind(Site::start).map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown panic".to_owned())
+        })
+    });
+    match started {
+        Ok(site) => site,
+        Err(e) => panic!("the control plane + issuer + proxy did not start:\n{e}"),
+    }
+}
+
+impl Site {
+    fn start() -> Self {
+        let t0 = Instant::now();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let policy = dir.path().join("audit-policy.yaml");
+        std::fs::write(&policy, AUDIT_POLICY).unwrap_or_else(|e| panic!("write: {e}"));
+        let control_plane = ControlPlane::start_without_oidc_audited(&policy);
+        let credential = proxy::service_account_credential(&control_plane, dir.path());
+        let options = ProxyOptions::new(CLUSTER, &credential.kubeconfig);
+        let issuer = Issuer::start(&IssuerOptions {
+            clusters: vec![
+                (CLUSTER.to_owned(), "kubernetes".to_owned()),
+                (OTHER_CLUSTER.to_owned(), OTHER_AUDIENCE.to_owned()),
+            ],
+            token_ttl: TOKEN_TTL.to_owned(),
+            api_server: Some((
+                control_plane.server().to_owned(),
+                control_plane.ca_file().to_owned(),
+            )),
+            proxies: vec![options],
+            ..IssuerOptions::default()
+        });
+        control_plane.apply(&format!(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: proxy-ns-reader
+rules:
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: proxy-ns-reader
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: proxy-ns-reader
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: credential:{READERS}
+"#
+        ));
+        let proxy = Proxy::start(&issuer, CLUSTER);
+        eprintln!(
+            "e2e: proxy {} for API server {} ready in {:.1?}",
+            proxy.url(),
+            control_plane.server(),
+            t0.elapsed()
+        );
+        Self {
+            proxy,
+            issuer,
+            control_plane,
+            credential,
+            _dir: dir,
+        }
+    }
+
+    /// A new person in [`READERS`] and a team group of their own, with namespaces
+    /// `NAME-view` (the team may view) and `NAME-edit` (the team may edit), on a desk whose
+    /// kubeconfig comes from `kubectl credential setup`, logged in through the plugin.
+    fn person_at_desk(&self, role: &str) -> Desk {
+        let name = unique(role);
+        let password = format!("correct horse battery staple {name}");
+        let team = format!("team-{name}");
+        self.issuer
+            .add_user(&name, &[READERS, team.as_str()], &password);
+        let view_ns = format!("{name}-view");
+        let edit_ns = format!("{name}-edit");
+        for (ns, cluster_role) in [(&view_ns, "view"), (&edit_ns, "edit")] {
+            self.control_plane.apply(&format!(
+                r"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: team-{cluster_role}
+  namespace: {ns}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {cluster_role}
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: credential:{team}
+"
+            ));
+        }
+        let desk = Desk::set_up(self, Person { name, password });
+        desk.log_in(self);
+        Desk {
+            view_ns,
+            edit_ns,
+            ..desk
+        }
+    }
+}
+
+/// A person's machine with the kubeconfig `kubectl credential setup` wrote.
+struct Desk {
+    person: Person,
+    env: UserEnv,
+    plugin: PluginArgs,
+    kubeconfig: PathBuf,
+    view_ns: String,
+    edit_ns: String,
+}
+
+impl Desk {
+    /// `kubectl credential setup` from the issuer's cluster list into a fresh kubeconfig; its
+    /// context for the proxied cluster must point at the proxy.
+    fn set_up(site: &Site, person: Person) -> Self {
+        let env = UserEnv::new();
+        let kubeconfig = env.home().join("kubeconfig");
+        let plugin_bin = e2e::bins::kubectl_credential();
+        let mut cmd = env.command(&plugin_bin);
+        cmd.env("KUBECONFIG", &kubeconfig).args([
+            "setup",
+            "--issuer",
+            site.issuer.url(),
+            "--issuer-ca",
+            &site.issuer.ca_file().to_string_lossy(),
+            "--token-cache",
+            "file",
+            "--command",
+            &plugin_bin.to_string_lossy(),
+        ]);
+        e2e::process::run(&mut cmd, None, Duration::from_secs(30)).assert_success();
+        let plugin = PluginArgs {
+            issuer: site.issuer.url().to_owned(),
+            cluster: CLUSTER.to_owned(),
+            issuer_ca: site.issuer.ca_file().to_owned(),
+            token_cache: TokenCache::File,
+        };
+        Self {
+            person,
+            env,
+            plugin,
+            kubeconfig,
+            view_ns: String::new(),
+            edit_ns: String::new(),
+        }
+    }
+
+    /// `kubectl-credential login`, approved in a browser.
+    fn log_in(&self, site: &Site) {
+        let login = self.env.start_login(&self.plugin);
+        let _ = site.issuer.browser().approve(
+            login.user_code(),
+            &self.person.name,
+            &self.person.password,
+        );
+        login.finish(LOGIN_TIMEOUT).assert_success();
+    }
+
+    /// `kubectl --context CLUSTER ARGS` with the kubeconfig from setup.
+    fn kubectl(&self, args: &[&str]) -> Outcome {
+        let mut all = vec!["--context", CLUSTER];
+        all.extend_from_slice(args);
+        self.env.kubectl(&self.kubeconfig, &all)
+    }
+
+    /// The access token kubectl is handed (from the plugin's cache).
+    fn token(&self) -> String {
+        self.env.cached_token().access_token
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The body of a refusal by the proxy: a Kubernetes `Status` with `code` and `reason`.
+#[track_caller]
+fn assert_status(resp: &e2e::http::Response, code: u16, reason: &str) -> serde_json::Value {
+    assert_eq!(resp.status, code, "expected {code} {reason}, got {resp:?}");
+    let doc: serde_json::Value = serde_json::from_str(&resp.body)
+        .unwrap_or_else(|e| panic!("the {code} body is not a Status ({e}): {}", resp.body));
+    assert_eq!(doc["kind"], "Status", "{doc}");
+    assert_eq!(doc["status"], "Failure", "{doc}");
+    assert_eq!(doc["reason"], reason, "{doc}");
+    assert_eq!(doc["code"], code, "{doc}");
+    assert!(
+        doc["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "the Status says nothing: {doc}"
+    );
+    doc
+}
+
+/// The API server's audit events of requests the proxy made as `username`.
+fn impersonated_events(cp: &ControlPlane, username: &str) -> Vec<serde_json::Value> {
+    cp.audit_events()
+        .into_iter()
+        .filter(|e| e["impersonatedUser"]["username"] == username)
+        .collect()
+}
+
+#[test]
+fn through_the_proxy_kubectl_works_as_the_person_and_rbac_decides() {
+    let site = site();
+    let desk = site.person_at_desk("pia");
+
+    // setup wrote the proxy's URL (and the CA that signed its certificate), not the API server's.
+    let view = desk
+        .env
+        .kubectl(&desk.kubeconfig, &["config", "view", "--raw", "-o", "json"]);
+    view.assert_success();
+    let config: serde_json::Value = serde_json::from_str(&view.stdout)
+        .unwrap_or_else(|e| panic!("kubectl config view printed no JSON ({e}): {view}"));
+    let cluster = config["clusters"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == CLUSTER))
+        .unwrap_or_else(|| panic!("setup wrote no cluster {CLUSTER}: {config:#}"));
+    assert_eq!(
+        cluster["cluster"]["server"],
+        site.proxy.url(),
+        "setup must point kubectl at the proxy, not at the API server {}",
+        site.control_plane.server()
+    );
+
+    desk.kubectl(&["get", "namespaces", "-o", "name"])
+        .assert_success()
+        .assert_stdout_contains(&format!("namespace/{}", desk.view_ns));
+
+    // The team may view its namespace; the API server's own Forbidden reaches kubectl, naming
+    // the person (not the proxy) for what RBAC does not allow.
+    desk.kubectl(&["get", "pods", "-n", &desk.view_ns])
+        .assert_success();
+    let secrets = desk.kubectl(&["get", "secrets", "-n", "kube-system"]);
+    assert_forbidden(&secrets, &desk.person);
+    secrets.assert_stderr_contains("cannot list resource \"secrets\"");
+    assert!(
+        !secrets.stderr.contains(&site.credential.username),
+        "the Forbidden names the proxy, not the person: {secrets}"
+    );
+
+    // `auth can-i` is answered for the person: yes where the team views, no elsewhere.
+    desk.kubectl(&["auth", "can-i", "list", "pods", "-n", &desk.view_ns])
+        .assert_success()
+        .assert_stdout_contains("yes");
+    desk.kubectl(&["auth", "can-i", "list", "secrets", "-n", "kube-system"])
+        .assert_code(1)
+        .assert_stdout_contains("no");
+    desk.kubectl(&["auth", "can-i", "create", "configmaps", "-n", &desk.view_ns])
+        .assert_code(1)
+        .assert_stdout_contains("no");
+    desk.kubectl(&["auth", "can-i", "create", "configmaps", "-n", &desk.edit_ns])
+        .assert_success()
+        .assert_stdout_contains("yes");
+
+    // The proxy's own credential may not do what the person did: the rights are theirs.
+    site.control_plane
+        .kubectl_admin(
+            &[
+                "auth",
+                "can-i",
+                "list",
+                "pods",
+                "-n",
+                &desk.view_ns,
+                "--as",
+                &site.credential.username,
+            ],
+            None,
+        )
+        .assert_code(1);
+}
+
+#[test]
+fn through_the_proxy_apply_and_delete_change_what_the_person_may_edit() {
+    let site = site();
+    let desk = site.person_at_desk("eli");
+    let manifest = |ns: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {ns}\ndata:\n  colour: blue\n"
+        )
+    };
+    let apply = |ns: &str| {
+        let path = desk.env.home().join(format!("{ns}.yaml"));
+        std::fs::write(&path, manifest(ns)).unwrap_or_else(|e| panic!("write: {e}"));
+        desk.kubectl(&["apply", "-f", &path.to_string_lossy()])
+    };
+
+    apply(&desk.edit_ns)
+        .assert_success()
+        .assert_stdout_contains("configmap/settings created");
+    let got = site.control_plane.kubectl_admin(
+        &[
+            "get",
+            "configmap",
+            "settings",
+            "-n",
+            &desk.edit_ns,
+            "-o",
+            "jsonpath={.data.colour}",
+        ],
+        None,
+    );
+    got.assert_success();
+    assert_eq!(got.stdout.trim(), "blue", "{got}");
+    // A second apply is a patch through the proxy, and unchanged.
+    apply(&desk.edit_ns)
+        .assert_success()
+        .assert_stdout_contains("configmap/settings unchanged");
+
+    // Viewing is not editing.
+    assert_forbidden(&apply(&desk.view_ns), &desk.person);
+
+    desk.kubectl(&["delete", "configmap", "settings", "-n", &desk.edit_ns])
+        .assert_success()
+        .assert_stdout_contains("deleted");
+    site.control_plane
+        .kubectl_admin(&["get", "configmap", "settings", "-n", &desk.edit_ns], None)
+        .assert_failure()
+        .assert_stderr_contains("NotFound");
+}
+
+#[test]
+fn a_watch_through_the_proxy_sees_a_change_made_while_it_runs() {
+    let site = site();
+    let desk = site.person_at_desk("wes");
+    let ns = desk.view_ns.clone();
+    let create = |name: &str| {
+        site.control_plane.apply(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n"
+        ));
+    };
+    create("before");
+    let mut watch = desk.env.kubectl_background(
+        &desk.kubeconfig,
+        &[
+            "--context",
+            CLUSTER,
+            "get",
+            "configmaps",
+            "-n",
+            &ns,
+            "--watch",
+            "-o",
+            "name",
+        ],
+    );
+    // The list part of the watch is done once the first object is printed.
+    wait::until(
+        "kubectl --watch lists the existing ConfigMap",
+        Duration::from_secs(30),
+        || {
+            if watch.stdout().contains("configmap/before") {
+                Check::Done(())
+            } else if !watch.is_running() {
+                Check::Fail(format!(
+                    "kubectl exited: {}\n{}",
+                    watch.stdout(),
+                    watch.stderr()
+                ))
+            } else {
+                Check::Retry(watch.stdout())
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n--- proxy log ---\n{}", site.proxy.log_tail(20)));
+
+    // Created after the list: only the watch stream, carried by the proxy, can bring it.
+    create("after");
+    wait::until(
+        "kubectl --watch shows the ConfigMap created while it runs",
+        Duration::from_secs(30),
+        || {
+            if watch.stdout().contains("configmap/after") {
+                Check::Done(())
+            } else if !watch.is_running() {
+                Check::Fail(format!(
+                    "kubectl exited: {}\n{}",
+                    watch.stdout(),
+                    watch.stderr()
+                ))
+            } else {
+                Check::Retry(watch.stdout())
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n--- proxy log ---\n{}", site.proxy.log_tail(20)));
+    assert!(
+        watch.is_running(),
+        "the watch ended instead of staying open: {}",
+        watch.stderr()
+    );
+    let out = watch.stop();
+    assert!(
+        !out.stderr.to_lowercase().contains("error"),
+        "the watch reported an error: {out}"
+    );
+    let watched = wait::until(
+        "the API server's audit log has the person's watch",
+        Duration::from_secs(10),
+        || {
+            let mine = impersonated_events(&site.control_plane, &desk.person.kube_username());
+            if mine
+                .iter()
+                .any(|e| e["verb"] == "watch" && e["objectRef"]["resource"] == "configmaps")
+            {
+                Check::Done(())
+            } else {
+                Check::Retry(format!("{} events of the person", mine.len()))
+            }
+        },
+    );
+    watched.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn the_api_servers_audit_log_names_the_person_the_proxy_impersonated() {
+    let site = site();
+    let desk = site.person_at_desk("ada");
+    desk.kubectl(&["get", "pods", "-n", &desk.view_ns])
+        .assert_success();
+
+    let username = desk.person.kube_username();
+    let event = wait::until(
+        "the API server's audit log has the person's pod list",
+        Duration::from_secs(10),
+        || {
+            let mine = impersonated_events(&site.control_plane, &username);
+            match mine.into_iter().find(|e| {
+                e["verb"] == "list"
+                    && e["objectRef"]["resource"] == "pods"
+                    && e["objectRef"]["namespace"] == desk.view_ns.as_str()
+            }) {
+                Some(e) => Check::Done(e),
+                None => Check::Retry("no such event yet".to_owned()),
+            }
+        },
+    )
+    .unwrap_or_else(|e| {
+        let by_proxy: Vec<serde_json::Value> = site
+            .control_plane
+            .audit_events()
+            .into_iter()
+            .filter(|e| e["user"]["username"] == site.credential.username.as_str())
+            .take(5)
+            .collect();
+        panic!("{e}\nsome events by the proxy's account: {by_proxy:#?}")
+    });
+    // Who asked: the proxy's `ServiceAccount`, on behalf of the person, with the person's groups
+    // and the issuer's extra fields; the answer was the API server's.
+    assert_eq!(
+        event["user"]["username"],
+        site.credential.username.as_str(),
+        "{event:#}"
+    );
+    let groups: Vec<&str> = event["impersonatedUser"]["groups"]
+        .as_array()
+        .map(|g| g.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    for group in [
+        format!("credential:{READERS}"),
+        format!("credential:team-{}", desk.person.name),
+    ] {
+        assert!(groups.contains(&group.as_str()), "no {group}: {event:#}");
+    }
+    assert_eq!(
+        event["impersonatedUser"]["extra"]["credential.kubectl.dev/cluster"][0], CLUSTER,
+        "{event:#}"
+    );
+    assert!(
+        event["impersonatedUser"]["extra"]["credential.kubectl.dev/session-id"][0]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "no session id: {event:#}"
+    );
+    assert_eq!(event["responseStatus"]["code"], 200, "{event:#}");
+}
+
+#[test]
+fn a_client_sent_impersonation_is_refused_by_the_proxy() {
+    let site = site();
+    let desk = site.person_at_desk("ivo");
+    let token = desk.token();
+    let path = format!("/api/v1/namespaces/{}/pods", desk.view_ns);
+
+    // The same request without impersonation passes: what follows is refused for the header.
+    let plain = site.proxy.request("GET", &path, Some(&token), &[]);
+    assert_eq!(plain.status, 200, "{plain:?}");
+
+    let out = desk.kubectl(&["--as", "admin", "get", "pods", "-n", &desk.view_ns]);
+    out.assert_failure()
+        .assert_stderr_contains(NO_IMPERSONATION);
+
+    for header in [
+        ("Impersonate-User", "admin"),
+        ("Impersonate-Group", "system:masters"),
+        ("Impersonate-Extra-Scopes", "everything"),
+    ] {
+        let resp = site.proxy.request("GET", &path, Some(&token), &[header]);
+        let status = assert_status(&resp, 403, "Forbidden");
+        assert_eq!(status["message"], NO_IMPERSONATION, "{header:?}: {status}");
+    }
+
+    // Nothing reached the API server as `admin` (or as anyone but the person) on their behalf.
+    let as_admin: Vec<serde_json::Value> = site
+        .control_plane
+        .audit_events()
+        .into_iter()
+        .filter(|e| {
+            e["user"]["username"] == site.credential.username.as_str()
+                && (e["impersonatedUser"]["username"] == "admin"
+                    || e["impersonatedUser"]["groups"]
+                        .as_array()
+                        .is_some_and(|g| g.iter().any(|g| g == "system:masters")))
+        })
+        .collect();
+    assert!(
+        as_admin.is_empty(),
+        "the proxy forwarded a client's impersonation: {as_admin:#?}"
+    );
+}
+
+#[test]
+fn a_disabled_person_is_refused_at_the_proxy_within_seconds() {
+    let site = site();
+    let desk = site.person_at_desk("dan");
+    desk.kubectl(&["get", "pods", "-n", &desk.view_ns])
+        .assert_success();
+    let cached = desk.env.cached_token();
+    let path = format!("/api/v1/namespaces/{}/pods", desk.view_ns);
+    let before = site
+        .proxy
+        .request("GET", &path, Some(&cached.access_token), &[]);
+    assert_eq!(before.status, 200, "{before:?}");
+
+    site.issuer.disable_user(&desk.person.name);
+    let disabled = Instant::now();
+    wait::until(
+        "the proxy refuses the disabled person's unexpired token",
+        REVOCATION_BOUND,
+        || {
+            let resp = site
+                .proxy
+                .request("GET", &path, Some(&cached.access_token), &[]);
+            match resp.status {
+                401 => Check::Done(()),
+                200 => Check::Retry("still accepted".to_owned()),
+                other => Check::Fail(format!("unexpected status {other}: {}", resp.body)),
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n--- proxy log (tail) ---\n{}", site.proxy.log_tail(30)));
+    eprintln!(
+        "proxy: refused the disabled person's token {:.1?} after `user disable`",
+        disabled.elapsed()
+    );
+    assert!(
+        unix_now() < cached.exp,
+        "the token was refused only at its expiry ({}), not because of `user disable`",
+        cached.exp
+    );
+    let refused = site
+        .proxy
+        .request("GET", &path, Some(&cached.access_token), &[]);
+    let status = assert_status(&refused, 401, "Unauthorized");
+    assert!(
+        !status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&cached.access_token),
+        "the refusal echoes the token: {status}"
+    );
+    // And kubectl, with the plugin unable to refresh, fails.
+    desk.kubectl(&["get", "pods", "-n", &desk.view_ns])
+        .assert_failure();
+}
+
+#[test]
+fn a_token_for_another_cluster_or_none_is_refused_with_401() {
+    let site = site();
+    let name = unique("ole");
+    let password = format!("correct horse battery staple {name}");
+    site.issuer.add_user(&name, &[READERS], &password);
+    let here = site.issuer.login_over_http(CLUSTER, &name, &password);
+    let there = site.issuer.login_over_http(OTHER_CLUSTER, &name, &password);
+
+    let ok = site
+        .proxy
+        .request("GET", "/api/v1/namespaces", Some(&here.access_token), &[]);
+    assert_eq!(ok.status, 200, "the proxied cluster's own token: {ok:?}");
+
+    let other = site
+        .proxy
+        .request("GET", "/api/v1/namespaces", Some(&there.access_token), &[]);
+    let status = assert_status(&other, 401, "Unauthorized");
+    assert!(
+        !other.body.contains(&there.access_token),
+        "the refusal echoes the token: {status}"
+    );
+
+    let none = site.proxy.request("GET", "/api/v1/namespaces", None, &[]);
+    assert_status(&none, 401, "Unauthorized");
+    let garbage = site
+        .proxy
+        .request("GET", "/api/v1/namespaces", Some("not-a-token"), &[]);
+    assert_status(&garbage, 401, "Unauthorized");
+}
+
+/// An event's field `key`, at the top level or in its `detail` (an object, or JSON text).
+fn field(event: &serde_json::Value, key: &str) -> serde_json::Value {
+    if let Some(v) = event.get(key).filter(|v| !v.is_null()) {
+        return v.clone();
+    }
+    let detail = match &event["detail"] {
+        serde_json::Value::String(s) => serde_json::from_str(s).unwrap_or_default(),
+        other => other.clone(),
+    };
+    detail.get(key).cloned().unwrap_or_default()
+}
+
+/// `credential-issuer audit export`: the `proxy.request` events that mention `name`.
+fn proxy_events(issuer: &Issuer, name: &str) -> Vec<serde_json::Value> {
+    let out = issuer.cli(&["audit", "export"], None);
+    out.assert_success();
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .filter(|e: &serde_json::Value| {
+            e["event"] == "proxy.request" && e.to_string().contains(name)
+        })
+        .collect()
+}
+
+#[test]
+fn the_issuers_audit_trail_has_a_proxy_request_event_for_each_request() {
+    let site = site();
+    let desk = site.person_at_desk("aud");
+    desk.kubectl(&["get", "pods", "-n", &desk.view_ns])
+        .assert_success();
+    assert_forbidden(
+        &desk.kubectl(&["get", "secrets", "-n", "kube-system"]),
+        &desk.person,
+    );
+    let refused = site.proxy.request(
+        "GET",
+        "/api/v1/namespaces",
+        Some(&desk.token()),
+        &[("Impersonate-User", "admin")],
+    );
+    assert_eq!(refused.status, 403, "{refused:?}");
+
+    let wanted = |e: &serde_json::Value, verb: &str, resource: &str, code: u16| {
+        field(e, "verb") == verb
+            && field(e, "resource") == resource
+            && (field(e, "code") == code || field(e, "status") == code)
+    };
+    let events = wait::until(
+        "the audit trail has the person's proxied requests",
+        Duration::from_secs(20),
+        || {
+            let events = proxy_events(&site.issuer, &desk.person.name);
+            let listed = events.iter().any(|e| wanted(e, "list", "pods", 200));
+            let forbidden = events.iter().any(|e| wanted(e, "list", "secrets", 403));
+            let impersonation = events.iter().any(|e| wanted(e, "list", "namespaces", 403));
+            if listed && forbidden && impersonation {
+                Check::Done(events)
+            } else {
+                Check::Retry(format!(
+                    "pods 200: {listed}, secrets 403: {forbidden}, impersonation 403: \
+                     {impersonation}; events: {events:#?}"
+                ))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pods = events
+        .iter()
+        .find(|e| wanted(e, "list", "pods", 200))
+        .unwrap_or_else(|| panic!("no pod list in {events:#?}"));
+    assert_eq!(pods["cluster"], CLUSTER, "{pods:#}");
+    assert_eq!(field(pods, "namespace"), desk.view_ns.as_str(), "{pods:#}");
+    assert!(
+        !field(pods, "session_id").is_null() || pods.to_string().contains("session"),
+        "no session id in {pods:#}"
+    );
+    let text = serde_json::to_string(&events).unwrap_or_default();
+    assert!(
+        !text.contains(&desk.token()),
+        "a token reached the audit trail"
+    );
+}
+
+#[test]
+fn no_token_reaches_the_proxys_log() {
+    let site = site();
+    let desk = site.person_at_desk("lou");
+    desk.kubectl(&["get", "pods", "-n", &desk.view_ns])
+        .assert_success();
+    assert_forbidden(
+        &desk.kubectl(&["get", "secrets", "-n", "kube-system"]),
+        &desk.person,
+    );
+    let cached = desk.env.cached_token();
+    let token = cached.access_token.clone();
+    let _ = site.proxy.request(
+        "GET",
+        "/api",
+        Some(&token),
+        &[("Impersonate-User", "admin")],
+    );
+    let forged = format!("{token}x");
+    let _ = site.proxy.request("GET", "/api", Some(&forged), &[]);
+
+    let log = site.proxy.log();
+    assert!(
+        log.contains(proxy::LISTENING),
+        "the log is not the proxy's: {log}"
+    );
+    let signature = token.rsplit('.').next().unwrap_or_default();
+    for (what, secret) in [
+        ("the access token", token.as_str()),
+        ("the access token's signature", signature),
+        ("the refresh token", cached.refresh_token.as_str()),
+        ("the proxy's own token", site.credential.token.as_str()),
+    ] {
+        assert!(
+            secret.len() > 16 && !log.contains(secret),
+            "{what} is in the proxy's log"
+        );
+    }
+}
