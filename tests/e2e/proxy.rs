@@ -381,7 +381,7 @@ fn through_the_proxy_apply_and_delete_change_what_the_person_may_edit() {
     );
     got.assert_success();
     assert_eq!(got.stdout.trim(), "blue", "{got}");
-    // A second apply is a patch through the proxy, and unchanged.
+    // A second apply reads the object back through the proxy and finds nothing to change.
     apply(&desk.edit_ns)
         .assert_success()
         .assert_stdout_contains("configmap/settings unchanged");
