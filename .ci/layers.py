@@ -31,6 +31,10 @@ LAYERS = {
         ["service"],
         ["http"],
         ["serve"],
+        # The impersonating proxy serves requests like `http` but is started by its own
+        # command, and reuses `serve`'s TLS material and replica loops (the revocation feed):
+        # so it sits above `serve`, and only `cli` starts it.
+        ["proxy"],
         ["cli"],
         ["main"],
     ],

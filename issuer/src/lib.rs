@@ -15,6 +15,7 @@ pub mod env;
 mod fuzz_support;
 pub mod http;
 pub mod kube;
+pub mod proxy;
 pub mod secrets;
 pub mod serve;
 pub mod service;

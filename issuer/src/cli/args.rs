@@ -55,6 +55,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the issuer.
     Serve(ServeArgs),
+    /// Run the impersonating proxy in front of one cluster's API server (its
+    /// `[clusters.proxy]` table), on the same store as `serve`.
+    Proxy(ProxyArgs),
     /// Validate the configuration and exit.
     CheckConfig(ServeArgs),
     /// Manage local accounts.
@@ -390,6 +393,17 @@ pub struct ServeArgs {
     pub session_ttl: Option<String>,
 }
 
+/// `proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The cluster to proxy (a `[[clusters]]` name with a `[clusters.proxy]` table).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: String,
+    /// Public https URL of the issuer, as `serve` has it: tokens must carry it as `iss`.
+    #[arg(long, env = env::ISSUER_URL, value_name = "URL")]
+    pub issuer_url: Option<String>,
+}
+
 /// `user ...`.
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -477,6 +491,10 @@ impl Cli {
             Command::Serve(a) | Command::CheckConfig(a) => Some(a),
             _ => None,
         };
+        let proxy_url = match &self.command {
+            Command::Proxy(a) => a.issuer_url.clone(),
+            _ => None,
+        };
         let invite_url = match &self.command {
             Command::Invite(
                 InviteCommand::Create { issuer_url, .. } | InviteCommand::Renew { issuer_url, .. },
@@ -494,7 +512,10 @@ impl Cli {
                 .filter(|k| !k.trim().is_empty())
                 .map(crate::secrets::secret::Secret::new),
             listen: serve.and_then(|a| a.listen.clone()),
-            issuer_url: serve.and_then(|a| a.issuer_url.clone()).or(invite_url),
+            issuer_url: serve
+                .and_then(|a| a.issuer_url.clone())
+                .or(invite_url)
+                .or(proxy_url),
             tls_cert: serve.and_then(|a| a.tls_cert.clone()),
             tls_key: serve.and_then(|a| a.tls_key.clone()),
             token_ttl: serve.and_then(|a| a.token_ttl.clone()),

@@ -78,6 +78,18 @@ pub enum Error {
     /// `reconcile` failed in at least one cluster (each failure was printed as it happened).
     #[error("the reconcile round did not complete")]
     Reconcile,
+    /// `proxy` cannot bind the address of `[clusters.proxy] listen`.
+    #[error("cannot listen on {addr} (set listen in [clusters.proxy])")]
+    ProxyListen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The impersonating proxy could not start or stopped with an error.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::Error),
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use url::Url;
 
 use super::values::{duration_within, read_small_file};
 use super::{
-    duplicate, invalid, ClusterConfig, ConfigError, FileCluster, KubeAccess,
-    DEFAULT_RECONCILE_INTERVAL,
+    duplicate, invalid, ClusterConfig, ConfigError, FileCluster, FileProxy, KubeAccess, ProxyAudit,
+    ProxyConfig, ProxyTls, DEFAULT_RECONCILE_INTERVAL,
 };
 
 /// Largest CA bundle read for a cluster.
@@ -31,6 +31,7 @@ pub(super) fn clusters(file: Vec<FileCluster>) -> Result<Vec<ClusterConfig>, Con
             audience: "kubernetes".to_owned(),
             access: None,
             reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
+            proxy: None,
         });
     }
     for (i, c) in clusters.iter().enumerate() {
@@ -118,6 +119,10 @@ fn cluster(i: usize, c: FileCluster) -> Result<ClusterConfig, ConfigError> {
         Duration::from_secs(1)..=Duration::from_secs(3600),
         "must be between 1s and 1h",
     )?;
+    let proxy = match c.proxy {
+        None => None,
+        Some(p) => Some(proxy(&field("proxy"), p)?),
+    };
     Ok(ClusterConfig {
         name: c.name,
         server,
@@ -125,5 +130,102 @@ fn cluster(i: usize, c: FileCluster) -> Result<ClusterConfig, ConfigError> {
         audience,
         access,
         reconcile_interval,
+        proxy,
+    })
+}
+
+/// `clusters[i].proxy`, named `at`.
+fn proxy(at: &str, p: FileProxy) -> Result<ProxyConfig, ConfigError> {
+    let field = |f: &str| format!("{at}.{f}");
+    let listen = p
+        .listen
+        .ok_or_else(|| invalid(field("listen"), "is required (e.g. \"0.0.0.0:8443\")"))?;
+    let listen = listen.parse().map_err(|_| {
+        invalid(
+            field("listen"),
+            format!("`{listen}` is not an address and port such as 0.0.0.0:8443"),
+        )
+    })?;
+    let url = p.url.ok_or_else(|| {
+        invalid(
+            field("url"),
+            "is required: the https URL kubeconfigs point at",
+        )
+    })?;
+    let url = Url::parse(&url)
+        .map_err(|e| invalid(field("url"), format!("`{url}` is not a URL: {e}")))?;
+    if url.scheme() != "https" || url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(field("url"), "must be an https URL with a host"));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(invalid(
+            field("url"),
+            "must be the proxy's origin, without a path or query",
+        ));
+    }
+    let upstream = match (p.kubeconfig, p.in_cluster.unwrap_or(false)) {
+        (Some(_), true) => {
+            return Err(invalid(
+                field("in_cluster"),
+                "set kubeconfig or in_cluster = true, not both",
+            ))
+        }
+        (Some(path), false) if path.as_os_str().is_empty() => {
+            return Err(invalid(field("kubeconfig"), "must not be empty"))
+        }
+        (Some(path), false) => KubeAccess::Kubeconfig(path),
+        (None, true) => KubeAccess::InCluster,
+        (None, false) => {
+            return Err(invalid(
+                field("kubeconfig"),
+                "the proxy needs its own credential: set kubeconfig or in_cluster = true",
+            ))
+        }
+    };
+    let audit = match p.audit.as_deref() {
+        None | Some("metadata") => ProxyAudit::Metadata,
+        Some("none") => ProxyAudit::None,
+        Some(other) => {
+            return Err(invalid(
+                field("audit"),
+                format!("`{other}` is not \"none\" or \"metadata\""),
+            ))
+        }
+    };
+    let tls = match (p.tls_cert_file, p.tls_key_file, p.tls_ca_file) {
+        (None, None, None) => ProxyTls::Generated,
+        (Some(cert), Some(key), Some(ca)) => {
+            let pem = read_small_file(&ca, MAX_CA_FILE).map_err(|e| {
+                invalid(
+                    field("tls_ca_file"),
+                    format!("cannot read {}: {e}", ca.display()),
+                )
+            })?;
+            if !pem.starts_with(b"-----BEGIN") {
+                return Err(invalid(
+                    field("tls_ca_file"),
+                    format!("{} is not a PEM file", ca.display()),
+                ));
+            }
+            ProxyTls::Files {
+                cert,
+                key,
+                ca_data: base64::engine::general_purpose::STANDARD.encode(pem),
+            }
+        }
+        _ => {
+            return Err(invalid(
+                field("tls_cert_file"),
+                "set tls_cert_file, tls_key_file and tls_ca_file together, or none of them",
+            ))
+        }
+    };
+    Ok(ProxyConfig {
+        listen,
+        url,
+        upstream,
+        impersonate_uid: p.impersonate_uid.unwrap_or(false),
+        audit,
+        tls,
     })
 }

@@ -271,6 +271,32 @@ pub struct FileCluster {
     pub in_cluster: Option<bool>,
     /// e.g. `"30s"`.
     pub reconcile_interval: Option<String>,
+    /// `[clusters.proxy]`: the impersonating proxy in front of this cluster.
+    pub proxy: Option<FileProxy>,
+}
+
+/// `[clusters.proxy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProxy {
+    /// The proxy's TLS listener, e.g. `"0.0.0.0:8443"` (required).
+    pub listen: Option<String>,
+    /// The https URL kubeconfigs point at (required).
+    pub url: Option<String>,
+    /// The proxy's own kubeconfig for the real API server.
+    pub kubeconfig: Option<PathBuf>,
+    /// `true`: the proxy uses the pod's service account instead.
+    pub in_cluster: Option<bool>,
+    /// Send `Impersonate-Uid` (Kubernetes 1.22 and later); default false.
+    pub impersonate_uid: Option<bool>,
+    /// `"none"` or `"metadata"` (default).
+    pub audit: Option<String>,
+    /// The operator's serving certificate (with `tls_key_file` and `tls_ca_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its private key.
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA that signed it, published in the cluster list.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// `[accounts]`.

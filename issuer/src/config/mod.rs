@@ -43,8 +43,8 @@ pub use self::accounts::{Accounts, RateLimits};
 pub use self::audit::AuditConfig;
 pub use self::file::{
     FileAccounts, FileAudit, FileClaimValue, FileCluster, FileConfig, FileNotifications,
-    FilePolicy, FileRateLimits, FileRequests, FileRole, FileRule, FileSigning, FileUpstream,
-    FileWorkload,
+    FilePolicy, FileProxy, FileRateLimits, FileRequests, FileRole, FileRule, FileSigning,
+    FileUpstream, FileWorkload,
 };
 pub use self::notifications::Notifications;
 pub use self::precedence::{Overrides, StoreOrigin};
@@ -54,8 +54,8 @@ pub use self::server::{
 pub use self::storage::{DatabaseUrl, SigningKeys};
 pub use self::values::parse_duration;
 pub use crate::domain::cluster::{
-    ClusterConfig, KubeAccess, PolicyRule, RequestPolicy, RoleConfig, RolePermissions,
-    DEFAULT_RECONCILE_INTERVAL,
+    ClusterConfig, KubeAccess, PolicyRule, ProxyAudit, ProxyConfig, ProxyTls, RequestPolicy,
+    RoleConfig, RolePermissions, DEFAULT_RECONCILE_INTERVAL,
 };
 pub use crate::upstream::settings::{
     ClientAuth, UpstreamConfig, DEFAULT_OFFLINE_GRACE, DEFAULT_UPSTREAM_SCOPES, MAX_OFFLINE_GRACE,

@@ -103,4 +103,54 @@ pub struct ClusterConfig {
     pub access: Option<KubeAccess>,
     /// Time between two reconciler rounds (grant changes and grant ends start one sooner).
     pub reconcile_interval: Duration,
+    /// `[clusters.proxy]`: people reach this cluster through the impersonating proxy
+    /// (`credential-issuer proxy --cluster NAME`); the published cluster list then names the
+    /// proxy, and `server` stays the real API server the proxy forwards to.
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// `[clusters.proxy]` as validated: where the proxy listens, the URL kubeconfigs point at, its
+/// own credential to the real API server, and what it sends and records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// The proxy's own TLS listener.
+    pub listen: std::net::SocketAddr,
+    /// What kubeconfigs point at (https), published in the cluster list.
+    pub url: url::Url,
+    /// The proxy's credential to the real API server (a kubeconfig or the pod's service
+    /// account); its server and CA are used when the cluster names none.
+    pub upstream: KubeAccess,
+    /// Send `Impersonate-Uid` (Kubernetes 1.22 and later only).
+    pub impersonate_uid: bool,
+    /// One audit event per request, or none.
+    pub audit: ProxyAudit,
+    /// The proxy's serving certificate.
+    pub tls: ProxyTls,
+}
+
+/// What the proxy writes to the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyAudit {
+    /// Nothing.
+    None,
+    /// One `proxy.request` event per request: who, what (verb, resource, namespace, name),
+    /// the answer's code, duration and size; no bodies.
+    Metadata,
+}
+
+/// Where the proxy's serving certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyTls {
+    /// A leaf for the host of `url` signed by the issuer's generated local CA (`ca.crt` in the
+    /// data directory's TLS folder), which the cluster list publishes.
+    Generated,
+    /// The operator's certificate and key, and the CA that signed them (published).
+    Files {
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+        /// Base64 of the PEM CA bundle that clients must trust.
+        ca_data: String,
+    },
 }

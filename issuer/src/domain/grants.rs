@@ -488,6 +488,7 @@ pub(crate) mod tests {
             audience: "kubernetes".into(),
             access: None,
             reconcile_interval: Duration::from_secs(30),
+            proxy: None,
         }]
     }
 

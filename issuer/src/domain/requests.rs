@@ -356,6 +356,7 @@ mod tests {
             audience: "prod".into(),
             access: None,
             reconcile_interval: Duration::from_secs(30),
+            proxy: None,
         }]
     }
 

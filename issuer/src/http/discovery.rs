@@ -64,19 +64,44 @@ pub(super) async fn clusters(State(state): State<AppState>) -> impl IntoResponse
         clusters: cfg
             .clusters
             .iter()
-            .map(|c| ClusterInfo {
-                name: c.name.clone(),
-                // As written in the config: `Url` adds a trailing slash to a bare host.
-                server: c
-                    .server
-                    .as_ref()
-                    .map(|u| u.as_str().trim_end_matches('/').to_owned()),
-                certificate_authority_data: c.certificate_authority_data.clone(),
-                audience: c.audience.clone(),
+            .map(|c| match &c.proxy {
+                // A proxied cluster is reached through its proxy: its URL and the CA of the
+                // proxy's certificate, never the real API server's.
+                Some(p) => ClusterInfo {
+                    name: c.name.clone(),
+                    server: Some(p.url.as_str().trim_end_matches('/').to_owned()),
+                    certificate_authority_data: proxy_ca(&state, &p.tls),
+                    audience: c.audience.clone(),
+                },
+                None => ClusterInfo {
+                    name: c.name.clone(),
+                    // As written in the config: `Url` adds a trailing slash to a bare host.
+                    server: c
+                        .server
+                        .as_ref()
+                        .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+                    certificate_authority_data: c.certificate_authority_data.clone(),
+                    audience: c.audience.clone(),
+                },
             })
             .collect(),
     };
     ([(header::CACHE_CONTROL, PUBLIC_CACHE)], Json(list))
+}
+
+/// The CA a proxied cluster's kubeconfig trusts (base64 PEM): the operator's, or the issuer's
+/// generated local CA, which signs the proxy's generated certificate (read per request, like
+/// `/ca.crt`, so a CA generated after this process started is published too).
+fn proxy_ca(state: &AppState, tls: &crate::config::ProxyTls) -> Option<String> {
+    use base64::Engine as _;
+    match tls {
+        crate::config::ProxyTls::Files { ca_data, .. } => Some(ca_data.clone()),
+        crate::config::ProxyTls::Generated => {
+            std::fs::read(state.config().tls_dir().join("ca.crt"))
+                .ok()
+                .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
+        }
+    }
 }
 
 /// Where the issuer's generated CA certificate is served. Only a CA the issuer generated

@@ -240,7 +240,7 @@ mod machine_tests;
 #[cfg(test)]
 mod requests_tests;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

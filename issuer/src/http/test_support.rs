@@ -27,41 +27,41 @@ use crate::secrets::secret::Secret;
 use crate::service::state::AppState;
 
 /// The password of every account `TestApp::add_user` makes.
-pub(super) const USER_PASSWORD: &str = "correct horse battery";
+pub(crate) const USER_PASSWORD: &str = "correct horse battery";
 
 /// The router on a temporary store, with a fake clock set to a fixed instant.
-pub(super) struct TestApp {
-    pub(super) state: AppState,
-    pub(super) clock: FakeClock,
+pub(crate) struct TestApp {
+    pub(crate) state: AppState,
+    pub(crate) clock: FakeClock,
     _db: crate::store::test_support::TestDb,
 }
 
 /// A response, read whole.
-pub(super) struct Reply {
-    pub(super) status: StatusCode,
-    pub(super) headers: axum::http::HeaderMap,
-    pub(super) body: String,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    pub(super) fn oauth_error(&self) -> E {
+    pub(crate) fn oauth_error(&self) -> E {
         serde_json::from_str::<OAuthError>(&self.body)
             .unwrap_or_else(|e| panic!("not an OAuth error ({e}): {} {}", self.status, self.body))
             .error
     }
 
-    pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self) -> T {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("bad JSON ({e}): {} {}", self.status, self.body))
     }
 
-    pub(super) fn cookie(&self) -> Option<String> {
+    pub(crate) fn cookie(&self) -> Option<String> {
         self.headers
             .get(header::SET_COOKIE)
             .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
     }
 
-    pub(super) fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let marker = r#"name="csrf_token" value=""#;
         let start = self
             .body
@@ -73,11 +73,11 @@ impl Reply {
 }
 
 impl TestApp {
-    pub(super) async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::with(|_| {}).await
     }
 
-    pub(super) async fn with(edit: impl FnOnce(&mut FileConfig)) -> Self {
+    pub(crate) async fn with(edit: impl FnOnce(&mut FileConfig)) -> Self {
         let (store, db) = crate::store::test_support::temp_store().await;
         let mut file = FileConfig::default();
         edit(&mut file);
@@ -98,7 +98,7 @@ impl TestApp {
         }
     }
 
-    pub(super) async fn send(&self, req: Request<Body>) -> Reply {
+    pub(crate) async fn send(&self, req: Request<Body>) -> Reply {
         let mut req = req;
         req.extensions_mut()
             .insert(ConnectInfo("192.0.2.7:5555".parse::<SocketAddr>().unwrap()));
@@ -117,7 +117,7 @@ impl TestApp {
         }
     }
 
-    pub(super) async fn post(
+    pub(crate) async fn post(
         &self,
         path: &str,
         form: &[(&str, &str)],
@@ -136,7 +136,7 @@ impl TestApp {
         self.send(b.body(Body::from(body)).unwrap()).await
     }
 
-    pub(super) async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+    pub(crate) async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
         let mut b = Request::get(path);
         if let Some(c) = cookie {
             b = b.header(header::COOKIE, c);
@@ -145,7 +145,7 @@ impl TestApp {
     }
 
     /// `body` posted to `path` as JSON.
-    pub(super) async fn post_json(&self, path: &str, body: impl Into<Body>) -> Reply {
+    pub(crate) async fn post_json(&self, path: &str, body: impl Into<Body>) -> Reply {
         self.send(
             Request::post(path)
                 .header(header::CONTENT_TYPE, "application/json")
@@ -156,7 +156,7 @@ impl TestApp {
     }
 
     /// A call of the issuer's JSON API, with `token` as the bearer token if there is one.
-    pub(super) async fn api(
+    pub(crate) async fn api(
         &self,
         method: &str,
         path: &str,
@@ -175,14 +175,14 @@ impl TestApp {
     }
 
     /// `path` opened in a new browser: the page and the session cookie it set.
-    pub(super) async fn browser(&self, path: &str) -> (Reply, String) {
+    pub(crate) async fn browser(&self, path: &str) -> (Reply, String) {
         let page = self.get(path, None).await;
         let cookie = page.cookie().unwrap();
         (page, cookie)
     }
 
     /// The device page's form sent with `user_code` and `csrf`.
-    pub(super) async fn enter_code(&self, cookie: &str, csrf: &str, user_code: &str) -> Reply {
+    pub(crate) async fn enter_code(&self, cookie: &str, csrf: &str, user_code: &str) -> Reply {
         self.post(
             "/device",
             &[("user_code", user_code), ("csrf_token", csrf)],
@@ -192,7 +192,7 @@ impl TestApp {
     }
 
     /// The sign-in form sent with `user`, `password` and `csrf`.
-    pub(super) async fn sign_in_form(
+    pub(crate) async fn sign_in_form(
         &self,
         cookie: &str,
         csrf: &str,
@@ -213,7 +213,7 @@ impl TestApp {
 
     /// The sign-in page of the browser holding `cookie`, then its form sent with `user` and
     /// `password`: the reply to the form.
-    pub(super) async fn sign_in(&self, cookie: &str, user: &str, password: &str) -> Reply {
+    pub(crate) async fn sign_in(&self, cookie: &str, user: &str, password: &str) -> Reply {
         let login = self.get("/login", Some(cookie)).await;
         self.sign_in_form(cookie, &login.csrf(), user, password)
             .await
@@ -221,7 +221,7 @@ impl TestApp {
 
     /// `user_code` entered and `user` signed in with `password` in a new browser: the replies
     /// to the code and to the password, and the cookie the browser had before signing in.
-    pub(super) async fn code_then_password(
+    pub(crate) async fn code_then_password(
         &self,
         user_code: &str,
         user: &str,
@@ -241,7 +241,7 @@ impl TestApp {
 
     /// The page at `path` of the browser holding `cookie`, whose form is sent with `fields` and
     /// the page's CSRF token.
-    pub(super) async fn fill_in(&self, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn fill_in(&self, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Reply {
         let page = self.get(path, Some(cookie)).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         let csrf = page.csrf();
@@ -251,12 +251,12 @@ impl TestApp {
     }
 
     /// The consent page of the browser holding `cookie`, answered with `action`.
-    pub(super) async fn answer_consent(&self, cookie: &str, action: &str) -> Reply {
+    pub(crate) async fn answer_consent(&self, cookie: &str, action: &str) -> Reply {
         self.fill_in("/consent", cookie, &[("action", action)])
             .await
     }
 
-    pub(super) async fn start(&self) -> DeviceAuthorizationResponse {
+    pub(crate) async fn start(&self) -> DeviceAuthorizationResponse {
         let r = self
             .post(
                 "/oauth/device_authorization",
@@ -268,7 +268,7 @@ impl TestApp {
         r.json()
     }
 
-    pub(super) async fn poll(&self, device_code: &str) -> Reply {
+    pub(crate) async fn poll(&self, device_code: &str) -> Reply {
         self.post(
             "/oauth/token",
             &[
@@ -281,7 +281,7 @@ impl TestApp {
         .await
     }
 
-    pub(super) async fn refresh(&self, rt: &str) -> Reply {
+    pub(crate) async fn refresh(&self, rt: &str) -> Reply {
         self.post(
             "/oauth/token",
             &[
@@ -295,7 +295,7 @@ impl TestApp {
     }
 
     /// `token` revoked the way the plugin's logout does.
-    pub(super) async fn revoke(&self, token: &str) -> Reply {
+    pub(crate) async fn revoke(&self, token: &str) -> Reply {
         self.post(
             "/oauth/revoke",
             &[("token", token), ("client_id", "kubectl-credential")],
@@ -304,7 +304,7 @@ impl TestApp {
         .await
     }
 
-    pub(super) async fn add_user(&self, name: &str, groups: &[&str]) {
+    pub(crate) async fn add_user(&self, name: &str, groups: &[&str]) {
         let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
         crate::service::admin::add_user(
             self.state.store(),
@@ -319,7 +319,7 @@ impl TestApp {
     }
 
     /// Enters the code, signs in and presses `action`; returns the final page.
-    pub(super) async fn decide(&self, user_code: &str, user: &str, action: &str) -> Reply {
+    pub(crate) async fn decide(&self, user_code: &str, user: &str, action: &str) -> Reply {
         let (entered, r, cookie) = self
             .code_then_password(user_code, user, USER_PASSWORD)
             .await;
@@ -330,12 +330,12 @@ impl TestApp {
         self.answer_consent(&cookie2, action).await
     }
 
-    pub(super) fn advance(&self, secs: u64) {
+    pub(crate) fn advance(&self, secs: u64) {
         self.clock.advance(Duration::from_secs(secs));
     }
 
     /// The account called `name`, which must exist.
-    pub(super) async fn user(&self, name: &str) -> crate::store::User {
+    pub(crate) async fn user(&self, name: &str) -> crate::store::User {
         self.state
             .store()
             .user_by_name(name)
@@ -345,28 +345,28 @@ impl TestApp {
     }
 
     /// The names of the audit events about `subject`, oldest first.
-    pub(super) async fn events_for(&self, subject: &str) -> Vec<String> {
+    pub(crate) async fn events_for(&self, subject: &str) -> Vec<String> {
         self.state.store().audit_events_for(subject).await.unwrap()
     }
 
     /// How many audit events named `event` the store holds.
-    pub(super) async fn count_events(&self, event: &str) -> usize {
+    pub(crate) async fn count_events(&self, event: &str) -> usize {
         self.state.store().count_events(event).await.unwrap()
     }
 }
 
 impl FakeClock {
-    pub(super) fn now_for_tests(&self) -> time::OffsetDateTime {
+    pub(crate) fn now_for_tests(&self) -> time::OffsetDateTime {
         crate::clock::Clock::now(self)
     }
 }
 
-pub(super) fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Logs `user` (in `groups`) in through the device flow: the tokens.
-pub(super) async fn login(app: &TestApp, user: &str, groups: &[&str]) -> TokenResponse {
+pub(crate) async fn login(app: &TestApp, user: &str, groups: &[&str]) -> TokenResponse {
     app.add_user(user, groups).await;
     let d = app.start().await;
     app.decide(&d.user_code, user, "approve").await;
@@ -377,12 +377,12 @@ pub(super) async fn login(app: &TestApp, user: &str, groups: &[&str]) -> TokenRe
 }
 
 /// Logs `user` (in `dev`) in through the device flow: the tokens.
-pub(super) async fn logged_in(app: &TestApp, user: &str) -> TokenResponse {
+pub(crate) async fn logged_in(app: &TestApp, user: &str) -> TokenResponse {
     login(app, user, &["dev"]).await
 }
 
 /// A code that differs from the right one.
-pub(super) fn wrong_code(right: &str) -> &'static str {
+pub(crate) fn wrong_code(right: &str) -> &'static str {
     if right == "000000" {
         "111111"
     } else {
@@ -392,11 +392,11 @@ pub(super) fn wrong_code(right: &str) -> &'static str {
 
 /// Collects everything the issuer logs, at every level.
 #[derive(Clone, Default)]
-pub(super) struct LogBuffer(pub(super) Arc<std::sync::Mutex<Vec<u8>>>);
+pub(crate) struct LogBuffer(pub(crate) Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl LogBuffer {
     /// Everything logged so far.
-    pub(super) fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
@@ -423,7 +423,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
 /// Every log line of this test binary, from a global subscriber at TRACE level. (A scoped,
 /// thread-local subscriber would miss events: tracing caches per-callsite interest globally, and
 /// tests running in parallel without a subscriber would turn callsites off.)
-pub(super) fn captured_logs() -> &'static LogBuffer {
+pub(crate) fn captured_logs() -> &'static LogBuffer {
     static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = LogBuffer::default();
@@ -438,7 +438,7 @@ pub(super) fn captured_logs() -> &'static LogBuffer {
 }
 
 /// Sends `n` requests made by `request(app, i)` at once; returns the replies in order.
-pub(super) async fn burst<F, Fut>(app: &Arc<TestApp>, n: usize, request: F) -> Vec<Reply>
+pub(crate) async fn burst<F, Fut>(app: &Arc<TestApp>, n: usize, request: F) -> Vec<Reply>
 where
     F: Fn(Arc<TestApp>, usize) -> Fut,
     Fut: Future<Output = Reply> + Send + 'static,
@@ -461,12 +461,12 @@ where
 }
 
 /// How many replies have `status`.
-pub(super) fn count(replies: &[Reply], status: StatusCode) -> usize {
+pub(crate) fn count(replies: &[Reply], status: StatusCode) -> usize {
     replies.iter().filter(|r| r.status == status).count()
 }
 
 /// A refusal that tells the person when to come back.
-pub(super) fn says_when(r: &Reply) {
+pub(crate) fn says_when(r: &Reply) {
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
     let secs: u64 = r.headers[header::RETRY_AFTER]
         .to_str()

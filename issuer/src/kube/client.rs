@@ -49,45 +49,7 @@ struct Status {
 impl Client {
     /// A client for `endpoint` (TLS trusting only its CA, when it names one).
     pub fn new(endpoint: &Endpoint) -> Result<Self, Error> {
-        let tls = |e: &dyn std::fmt::Display| Error::Tls(e.to_string());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls(&e))?;
-        let mut roots = rustls::RootCertStore::empty();
-        match &endpoint.ca_pem {
-            Some(pem) => {
-                for cert in CertificateDer::pem_slice_iter(pem) {
-                    roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
-                }
-                if roots.is_empty() {
-                    return Err(Error::Tls("the cluster CA holds no certificate".into()));
-                }
-            }
-            None => {
-                return Err(Error::Tls(
-                    "no certificate-authority is given for the cluster".into(),
-                ))
-            }
-        }
-        let builder = builder.with_root_certificates(roots);
-        let (config, token) = match &endpoint.auth {
-            Auth::ClientCert { cert_pem, key_pem } => {
-                let certs = CertificateDer::pem_slice_iter(cert_pem)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| tls(&e))?;
-                // Never show the key's parser error: it could quote key material.
-                let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
-                    .ok()
-                    .ok_or_else(|| Error::Tls("the client key is not a PEM private key".into()))?;
-                let config = builder
-                    .with_client_auth_cert(certs, key)
-                    .map_err(|e| tls(&e))?;
-                (config, None)
-            }
-            Auth::Token(t) => (builder.with_no_client_auth(), Some(t.clone())),
-            Auth::None => (builder.with_no_client_auth(), None),
-        };
+        let (config, token) = client_tls(endpoint)?;
         let agent = ureq::AgentBuilder::new()
             .tls_config(Arc::new(config))
             .timeout(TIMEOUT)
@@ -177,4 +139,50 @@ fn json<T: Serialize>(path: &str, object: &T) -> Result<String, Error> {
         path: path.to_owned(),
         message: e.to_string(),
     })
+}
+
+/// The TLS side of a connection to `endpoint`: a rustls client configuration (ring) trusting
+/// only the endpoint's CA, with its client certificate when it has one, and its bearer token
+/// when that is how it authenticates. Shared by this client and the impersonating proxy.
+pub fn client_tls(endpoint: &Endpoint) -> Result<(rustls::ClientConfig, Option<Secret>), Error> {
+    let tls = |e: &dyn std::fmt::Display| Error::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    match &endpoint.ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(Error::Tls("the cluster CA holds no certificate".into()));
+            }
+        }
+        None => {
+            return Err(Error::Tls(
+                "no certificate-authority is given for the cluster".into(),
+            ))
+        }
+    }
+    let builder = builder.with_root_certificates(roots);
+    let (config, token) = match &endpoint.auth {
+        Auth::ClientCert { cert_pem, key_pem } => {
+            let certs = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| tls(&e))?;
+            // Never show the key's parser error: it could quote key material.
+            let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
+                .ok()
+                .ok_or_else(|| Error::Tls("the client key is not a PEM private key".into()))?;
+            let config = builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| tls(&e))?;
+            (config, None)
+        }
+        Auth::Token(t) => (builder.with_no_client_auth(), Some(t.clone())),
+        Auth::None => (builder.with_no_client_auth(), None),
+    };
+    Ok((config, token))
 }

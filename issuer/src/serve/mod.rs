@@ -104,6 +104,39 @@ pub async fn serve(
     result
 }
 
+/// The background loops of a process that reviews tokens from the same store without serving
+/// the issuer (the impersonating proxy): signing-key reloads, the revocation feed (so a
+/// logout, `user disable` or a grant's end elsewhere is refused here within seconds) and the
+/// database probe behind the fail-fast health state. Never the singletons: no leader lease,
+/// reconciler, audit sealer, purges or checkpoints; those belong to the `serve` replicas.
+/// The loops stop when the value is dropped.
+#[must_use = "the loops stop when the value is dropped"]
+pub fn replica_tasks(state: &AppState) -> ReplicaTasks {
+    // The probe writes one row per process, named by a holder id; this process never takes
+    // the lease (no `leader::run`), so it never counts as the leader.
+    let leader = Arc::new(Leader::new(
+        leader::holder_id(),
+        leader::Timing::new(state.config().leader_lease),
+    ));
+    ReplicaTasks(vec![
+        tokio::spawn(tasks::key_reloads(state.clone())),
+        tokio::spawn(tasks::revocation_feed(state.clone())),
+        tokio::spawn(tasks::probe_database(state.clone(), leader)),
+    ])
+}
+
+/// The loops [`replica_tasks`] started; dropping this aborts them.
+#[derive(Debug)]
+pub struct ReplicaTasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for ReplicaTasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// An issuer running on its own thread and runtime, for tests and embedding. Dropping it shuts
 /// the server down and waits for the thread.
 #[derive(Debug)]

@@ -58,6 +58,22 @@ pub(super) async fn upkeep(state: AppState) {
     }
 }
 
+/// Reloads the signing keys every [`super::KEY_RELOAD_EVERY`]: what a process that only
+/// verifies tokens (the proxy) needs of [`upkeep`], whose purges belong to the servers.
+pub(super) async fn key_reloads(state: AppState) {
+    let mut tick = tokio::time::interval(super::KEY_RELOAD_EVERY);
+    loop {
+        tick.tick().await;
+        match state.signer().reload(state.now()).await {
+            Ok(true) => tracing::info!(kid = %state.signer().active_kid(), "signing keys reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "signing keys reload failed; keeping the current keys");
+            }
+        }
+    }
+}
+
 /// How often the webhook caches learn of revocations made by other processes.
 const REVOCATION_FEED_EVERY: Duration = Duration::from_secs(1);
 /// How far back each look reaches: revocation times come from the clocks of the processes that

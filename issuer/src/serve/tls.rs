@@ -211,9 +211,36 @@ pub fn ensure_generated(dir: &Path, hosts: &[String]) -> Result<TlsFiles, Error>
     ensure_generated_at(dir, hosts, OffsetDateTime::now_utc())
 }
 
+/// As [`ensure_generated`], for another serving certificate signed by the same CA, kept as
+/// `{leaf}.crt` and `{leaf}.key` (the impersonating proxy's, `proxy-<cluster>`), so that
+/// clients trusting `ca.crt` for the issuer trust the proxy too. `leaf` must be a plain file
+/// stem (letters, digits, `.`, `_`, `-`) and not `tls` or `ca`.
+pub fn ensure_generated_leaf(dir: &Path, hosts: &[String], leaf: &str) -> Result<TlsFiles, Error> {
+    let plain = !leaf.is_empty()
+        && !leaf.starts_with('.')
+        && leaf
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !plain || leaf == "tls" || leaf == "ca" {
+        return Err(Error::InvalidHost {
+            host: format!("(certificate file name {leaf:?})"),
+        });
+    }
+    generate_in(dir, hosts, leaf, OffsetDateTime::now_utc())
+}
+
 fn ensure_generated_at(
     dir: &Path,
     hosts: &[String],
+    now: OffsetDateTime,
+) -> Result<TlsFiles, Error> {
+    generate_in(dir, hosts, "tls", now)
+}
+
+fn generate_in(
+    dir: &Path,
+    hosts: &[String],
+    leaf: &str,
     now: OffsetDateTime,
 ) -> Result<TlsFiles, Error> {
     let hosts = parse_hosts(hosts)?;
@@ -224,8 +251,8 @@ fn ensure_generated_at(
     let ca_cert_path = dir.join("ca.crt");
     let ca_key_path = dir.join("ca.key");
     let files = TlsFiles {
-        cert: dir.join("tls.crt"),
-        key: dir.join("tls.key"),
+        cert: dir.join(format!("{leaf}.crt")),
+        key: dir.join(format!("{leaf}.key")),
         ca: Some(ca_cert_path.clone()),
     };
 

@@ -9,6 +9,7 @@ mod invites;
 mod keys;
 mod machines;
 mod policy;
+mod proxy;
 mod reconcile;
 mod reports;
 mod requests;
@@ -27,7 +28,7 @@ use crate::store::Store;
 #[must_use]
 pub fn log_level(command: &Command) -> Option<&'static str> {
     match command {
-        Command::Serve(_) => Some("info"),
+        Command::Serve(_) | Command::Proxy(_) => Some("info"),
         Command::CheckConfig(_) | Command::Keys(_) => None,
         Command::User(_)
         | Command::Invite(_)
@@ -46,6 +47,7 @@ pub fn log_level(command: &Command) -> Option<&'static str> {
 pub async fn run(config: Config, command: Command) -> Result<(), Error> {
     match command {
         Command::Serve(_) => serve::serve(config).await,
+        Command::Proxy(args) => proxy::proxy(config, &args.cluster).await,
         Command::CheckConfig(_) => {
             serve::check_config(&config);
             Ok(())
@@ -96,6 +98,10 @@ mod tests {
             log_level(&cli.command)
         };
         assert_eq!(level(&["credential-issuer", "serve"]), Some("info"));
+        assert_eq!(
+            level(&["credential-issuer", "proxy", "--cluster", "prod"]),
+            Some("info")
+        );
         assert_eq!(level(&["credential-issuer", "check-config"]), None);
         assert_eq!(level(&["credential-issuer", "keys", "list"]), None);
         assert_eq!(level(&["credential-issuer", "user", "list"]), Some("warn"));

@@ -44,7 +44,7 @@ pub(super) async fn serve(config: Config) -> Result<(), Error> {
 }
 
 /// Completes at the first SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
