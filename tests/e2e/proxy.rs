@@ -30,6 +30,11 @@ const OTHER_CLUSTER: &str = "elsewhere";
 const OTHER_AUDIENCE: &str = "elsewhere-audience";
 /// The issuer group whose members may list namespaces (as `credential:proxy-readers`).
 const READERS: &str = "proxy-readers";
+/// The `ClusterRole` a team gets in its `NAME-view` namespace. Not Kubernetes' own `view`:
+/// that one is aggregated, and with no controller manager in the test its rules stay empty.
+const VIEWER: &str = "proxy-viewer";
+/// The `ClusterRole` a team gets in its `NAME-edit` namespace (see [`VIEWER`]).
+const EDITOR: &str = "proxy-editor";
 /// Token lifetime: far beyond the revocation bound, so that a refusal is not the expiry.
 const TOKEN_TTL: &str = "120s";
 /// What the proxy answers a client's own `Impersonate-*` header (the contract's wording).
@@ -114,6 +119,24 @@ subjects:
 - apiGroup: rbac.authorization.k8s.io
   kind: Group
   name: credential:{READERS}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {VIEWER}
+rules:
+- apiGroups: [""]
+  resources: ["pods", "configmaps", "services"]
+  verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {EDITOR}
+rules:
+- apiGroups: [""]
+  resources: ["pods", "configmaps", "services"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 "#
         ));
         let proxy = Proxy::start(&issuer, CLUSTER);
@@ -133,7 +156,7 @@ subjects:
     }
 
     /// A new person in [`READERS`] and a team group of their own, with namespaces
-    /// `NAME-view` (the team may view) and `NAME-edit` (the team may edit), on a desk whose
+    /// `NAME-view` ([`VIEWER`]) and `NAME-edit` ([`EDITOR`]), on a desk whose
     /// kubeconfig comes from `kubectl credential setup`, logged in through the plugin.
     fn person_at_desk(&self, role: &str) -> Desk {
         let name = unique(role);
@@ -143,7 +166,7 @@ subjects:
             .add_user(&name, &[READERS, team.as_str()], &password);
         let view_ns = format!("{name}-view");
         let edit_ns = format!("{name}-edit");
-        for (ns, cluster_role) in [(&view_ns, "view"), (&edit_ns, "edit")] {
+        for (ns, cluster_role) in [(&view_ns, VIEWER), (&edit_ns, EDITOR)] {
             self.control_plane.apply(&format!(
                 r"
 apiVersion: v1

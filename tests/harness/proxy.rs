@@ -136,13 +136,17 @@ fn objects_in(cp: &ControlPlane, file: &Path) -> Vec<serde_json::Value> {
         None,
     );
     out.assert_success();
-    let doc: serde_json::Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("kubectl printed no JSON ({e}): {out}"));
-    if doc["kind"] == "List" {
-        doc["items"].as_array().cloned().unwrap_or_default()
-    } else {
-        vec![doc]
+    // One JSON document per object, one after the other (a `List` for some kubectl versions).
+    let mut objects = Vec::new();
+    for doc in serde_json::Deserializer::from_str(&out.stdout).into_iter::<serde_json::Value>() {
+        let doc = doc.unwrap_or_else(|e| panic!("kubectl printed no JSON ({e}): {out}"));
+        if doc["kind"] == "List" {
+            objects.extend(doc["items"].as_array().cloned().unwrap_or_default());
+        } else {
+            objects.push(doc);
+        }
     }
+    objects
 }
 
 /// `path` relative to the repository root; a missing file fails the test.
