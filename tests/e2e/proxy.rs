@@ -776,6 +776,10 @@ fn the_issuers_audit_trail_has_a_proxy_request_event_for_each_request() {
         .find(|e| wanted(e, "list", "pods", 200))
         .unwrap_or_else(|| panic!("no pod list in {events:#?}"));
     assert_eq!(pods["cluster"], CLUSTER, "{pods:#}");
+    assert!(
+        pods["reason"].is_null(),
+        "a forwarded request has no refusal: {pods:#}"
+    );
     assert_eq!(field(pods, "namespace"), desk.view_ns.as_str(), "{pods:#}");
     assert_eq!(pods["actor"], desk.person.name.as_str(), "{pods:#}");
     assert!(
@@ -829,4 +833,103 @@ fn no_token_reaches_the_proxys_log() {
             "{what} is in the proxy's log"
         );
     }
+}
+
+/// A kubeconfig in `env`'s home that sends `token` as it is to `proxy` (no plugin): for a story
+/// about the proxy's process rather than the person's machine.
+fn static_token_kubeconfig(env: &UserEnv, proxy: &Proxy, token: &str) -> PathBuf {
+    let path = env.home().join("static-token.kubeconfig");
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": "proxy",
+            "cluster": { "server": proxy.url(), "certificate-authority": proxy.ca_file() },
+        }],
+        "users": [{ "name": "person", "user": { "token": token } }],
+        "contexts": [{ "name": "proxy", "context": { "cluster": "proxy", "user": "person" } }],
+        "current-context": "proxy",
+    });
+    std::fs::write(&path, doc.to_string()).unwrap_or_else(|e| panic!("write: {e}"));
+    path
+}
+
+#[test]
+fn sigterm_stops_the_proxy_promptly_with_a_watch_open_and_keeps_its_events() {
+    let site = site();
+    // A proxy of its own (this one is stopped), on the site's API server and credential.
+    let options = ProxyOptions::new(CLUSTER, &site.credential.kubeconfig);
+    let issuer = Issuer::start(&IssuerOptions {
+        clusters: vec![(CLUSTER.to_owned(), "kubernetes".to_owned())],
+        token_ttl: TOKEN_TTL.to_owned(),
+        api_server: Some((
+            site.control_plane.server().to_owned(),
+            site.control_plane.ca_file().to_owned(),
+        )),
+        proxies: vec![options],
+        ..IssuerOptions::default()
+    });
+    let mut own = Proxy::start(&issuer, CLUSTER);
+    let name = unique("sam");
+    let password = format!("correct horse battery staple {name}");
+    issuer.add_user(&name, &[READERS], &password);
+    let tokens = issuer.login_over_http(CLUSTER, &name, &password);
+    let env = UserEnv::new();
+    let kubeconfig = static_token_kubeconfig(&env, &own, &tokens.access_token);
+    env.kubectl(&kubeconfig, &["get", "namespaces", "-o", "name"])
+        .assert_success();
+    let mut watch =
+        env.kubectl_background(&kubeconfig, &["get", "namespaces", "--watch", "-o", "name"]);
+    wait::until(
+        "the watch lists the namespaces",
+        Duration::from_secs(30),
+        || {
+            if watch.stdout().contains("namespace/default") {
+                Check::Done(())
+            } else if watch.is_running() {
+                Check::Retry(watch.stdout())
+            } else {
+                Check::Fail(watch.stderr())
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let stopping = Instant::now();
+    // `stop` fails the test unless the proxy exits within 30 s (its grace for in-flight
+    // requests and its audit flush are 10 s each).
+    let status = own.stop();
+    eprintln!(
+        "proxy: stopped {:.1?} after SIGTERM with a watch open",
+        stopping.elapsed()
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the proxy did not exit cleanly after SIGTERM ({status:?}):\n{}",
+        own.log_tail(30)
+    );
+    let refused = e2e::http::response(
+        e2e::http::agent_with_timeout(own.ca_file(), Duration::from_secs(5))
+            .get(&format!("{}/version", own.url()))
+            .call(),
+    );
+    assert!(
+        refused.is_err(),
+        "a stopped proxy still answers: {refused:?}"
+    );
+    // The watch's connection is gone with it (kubectl, cut off, retries and fails or waits).
+    let watch_out = watch.stop();
+
+    // Both requests are in the trail: written at shutdown, not lost with the process.
+    let events = proxy_events(&issuer, &name);
+    let listed = events
+        .iter()
+        .any(|e| field(e, "verb") == "list" && field(e, "resource") == "namespaces");
+    let watched = events
+        .iter()
+        .find(|e| field(e, "verb") == "watch" && field(e, "resource") == "namespaces");
+    assert!(
+        listed && watched.is_some(),
+        "the list and the watch must be events after the stop: {events:#?}\nwatch: {watch_out}"
+    );
 }
