@@ -340,6 +340,27 @@ fn through_the_proxy_kubectl_works_as_the_person_and_rbac_decides() {
         "the Forbidden names the proxy, not the person: {secrets}"
     );
 
+    // A list in pages: the query (`limit`, then `continue`) reaches the API server unchanged.
+    for name in ["one", "two", "three"] {
+        site.control_plane.apply(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {}\n",
+            desk.view_ns
+        ));
+    }
+    let paged = desk.kubectl(&[
+        "get",
+        "configmaps",
+        "-n",
+        &desk.view_ns,
+        "--chunk-size=1",
+        "-o",
+        "name",
+    ]);
+    paged.assert_success();
+    for name in ["one", "two", "three"] {
+        paged.assert_stdout_contains(&format!("configmap/{name}"));
+    }
+
     // `auth can-i` is answered for the person: yes where the team views, no elsewhere.
     desk.kubectl(&["auth", "can-i", "list", "pods", "-n", &desk.view_ns])
         .assert_success()
@@ -635,26 +656,13 @@ fn a_disabled_person_is_refused_at_the_proxy_within_seconds() {
     assert_eq!(before.status, 200, "{before:?}");
 
     site.issuer.disable_user(&desk.person.name);
-    let disabled = Instant::now();
-    wait::until(
+    let took = wait_until_refused(
+        site,
+        &path,
+        &cached.access_token,
         "the proxy refuses the disabled person's unexpired token",
-        REVOCATION_BOUND,
-        || {
-            let resp = site
-                .proxy
-                .request("GET", &path, Some(&cached.access_token), &[]);
-            match resp.status {
-                401 => Check::Done(()),
-                200 => Check::Retry("still accepted".to_owned()),
-                other => Check::Fail(format!("unexpected status {other}: {}", resp.body)),
-            }
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}\n--- proxy log (tail) ---\n{}", site.proxy.log_tail(30)));
-    eprintln!(
-        "proxy: refused the disabled person's token {:.1?} after `user disable`",
-        disabled.elapsed()
     );
+    eprintln!("proxy: refused the disabled person's token {took:.1?} after `user disable`");
     assert!(
         unix_now() < cached.exp,
         "the token was refused only at its expiry ({}), not because of `user disable`",
@@ -674,6 +682,50 @@ fn a_disabled_person_is_refused_at_the_proxy_within_seconds() {
     // And kubectl, with the plugin unable to refresh, fails.
     desk.kubectl(&["get", "pods", "-n", &desk.view_ns])
         .assert_failure();
+}
+
+/// Waits until the proxy answers `token` with 401 on `path`, within [`REVOCATION_BOUND`].
+#[track_caller]
+fn wait_until_refused(site: &Site, path: &str, token: &str, what: &str) -> Duration {
+    let started = Instant::now();
+    wait::until(what, REVOCATION_BOUND, || {
+        let resp = site.proxy.request("GET", path, Some(token), &[]);
+        match resp.status {
+            401 => Check::Done(()),
+            200 => Check::Retry("still accepted".to_owned()),
+            other => Check::Fail(format!("unexpected status {other}: {}", resp.body)),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- proxy log (tail) ---\n{}", site.proxy.log_tail(30)));
+    started.elapsed()
+}
+
+#[test]
+fn a_logged_out_session_is_refused_at_the_proxy_within_seconds() {
+    let site = site();
+    let desk = site.person_at_desk("lea");
+    let cached = desk.env.cached_token();
+    let path = format!("/api/v1/namespaces/{}/pods", desk.view_ns);
+    let before = site
+        .proxy
+        .request("GET", &path, Some(&cached.access_token), &[]);
+    assert_eq!(before.status, 200, "{before:?}");
+
+    desk.env
+        .plugin(&desk.plugin.for_subcommand("logout"))
+        .assert_success();
+    let took = wait_until_refused(
+        site,
+        &path,
+        &cached.access_token,
+        "the proxy refuses the logged-out session's unexpired token",
+    );
+    eprintln!("proxy: refused the logged-out session's token {took:.1?} after the logout");
+    assert!(
+        unix_now() < cached.exp,
+        "the token was refused only at its expiry ({}), not because of the logout",
+        cached.exp
+    );
 }
 
 #[test]
@@ -698,6 +750,15 @@ fn a_token_for_another_cluster_or_none_is_refused_with_401() {
         !other.body.contains(&there.access_token),
         "the refusal echoes the token: {status}"
     );
+
+    // Nor does any other bearer token pass: not even the proxy's own.
+    let own = site.proxy.request(
+        "GET",
+        "/api/v1/namespaces",
+        Some(&site.credential.token),
+        &[],
+    );
+    assert_status(&own, 401, "Unauthorized");
 
     let none = site.proxy.request("GET", "/api/v1/namespaces", None, &[]);
     assert_status(&none, 401, "Unauthorized");
