@@ -527,3 +527,45 @@ fn write_config_file(
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[clusters.proxy]` lands under its own cluster, and the file names the issuer's URL
+    /// (which the proxy process needs to check `iss`).
+    #[test]
+    fn proxies_are_written_under_their_cluster_with_the_issuer_url() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let proxy = ProxyOptions::new("b", Path::new("/etc/proxy.kubeconfig"));
+        let options = IssuerOptions {
+            clusters: vec![("a".into(), "aud-a".into()), ("b".into(), "aud-b".into())],
+            api_server: Some(("https://127.0.0.1:6443".into(), "/ca.crt".into())),
+            proxies: vec![proxy.clone()],
+            ..IssuerOptions::default()
+        };
+        let path = write_config_file(
+            dir.path(),
+            &dir.path().join("data"),
+            "https://127.0.0.1:1",
+            &options,
+        );
+        let file = Config::read_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(file.issuer_url.as_deref(), Some("https://127.0.0.1:1"));
+        assert!(file.clusters[0].proxy.is_none());
+        let b = file.clusters[1].proxy.as_ref();
+        assert_eq!(b.and_then(|p| p.url.clone()), Some(proxy.url()));
+        assert_eq!(
+            b.and_then(|p| p.listen.clone()),
+            Some(proxy.addr.to_string())
+        );
+        assert_eq!(
+            b.and_then(|p| p.kubeconfig.clone()),
+            Some(PathBuf::from("/etc/proxy.kubeconfig"))
+        );
+        assert_eq!(
+            file.clusters[1].server.as_deref(),
+            Some("https://127.0.0.1:6443")
+        );
+    }
+}
