@@ -323,6 +323,21 @@ fn through_the_proxy_kubectl_works_as_the_person_and_rbac_decides() {
         "setup must point kubectl at the proxy, not at the API server {}",
         site.control_plane.server()
     );
+    let ca = cluster["cluster"]["certificate-authority-data"]
+        .as_str()
+        .map(|b64| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap_or_else(|e| panic!("certificate-authority-data is not base64: {e}"))
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        ca,
+        std::fs::read(site.issuer.ca_file()).unwrap_or_default(),
+        "setup must trust the CA of the proxy's generated certificate (the issuer's), not the \
+         API server's: {cluster:#}"
+    );
 
     desk.kubectl(&["get", "namespaces", "-o", "name"])
         .assert_success()
