@@ -63,3 +63,50 @@ fn the_commented_upstream_and_policy_examples_parse() {
     assert_eq!(parsed.upstreams.len(), 1);
     assert_eq!(parsed.policy.map_or(0, |p| p.rules.len()), 3);
 }
+
+/// The commented `[clusters.proxy]` example names only keys the schema has, and without the
+/// operator's files it validates into a proxied cluster.
+#[test]
+fn the_commented_proxy_example_parses() {
+    let text = include_str!("../../../install/issuer.example.toml");
+    let start = text
+        .find("# [clusters.proxy]")
+        .unwrap_or_else(|| panic!("the proxy example is missing"));
+    let table: Vec<&str> = text[start..]
+        .lines()
+        .map_while(|l| l.strip_prefix("# "))
+        .map(|l| l.split("  #").next().unwrap_or(l).trim_end())
+        .collect();
+    let toml_text = format!(
+        "[[clusters]]\nname = \"staging\"\nserver = \"https://staging-api.example.com:6443\"\n{}",
+        table.join("\n")
+    );
+    let parsed: super::FileConfig =
+        toml::from_str(&toml_text).unwrap_or_else(|e| panic!("{e}\n{toml_text}"));
+    let proxy = parsed.clusters[0].proxy.as_ref();
+    assert!(
+        proxy.is_some_and(|p| p.tls_ca_file.is_some()),
+        "{toml_text}"
+    );
+    let without_files: String = toml_text
+        .lines()
+        .filter(|l| !l.starts_with("tls_"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file: super::FileConfig = toml::from_str(&without_files).unwrap_or_else(|e| panic!("{e}"));
+    let o = super::Overrides {
+        data_dir: Some("/tmp/unused".into()),
+        issuer_url: Some("https://issuer.example.com".into()),
+        ..super::Overrides::default()
+    };
+    let config = super::Config::from_parts(file, &o, || None).unwrap_or_else(|e| panic!("{e}"));
+    let p = config.clusters[0]
+        .proxy
+        .as_ref()
+        .unwrap_or_else(|| panic!("not proxied"));
+    assert_eq!(p.url.as_str(), "https://staging-proxy.example.com:8444/");
+    assert_eq!(p.listen.port(), 8444);
+    assert_eq!(p.audit, super::ProxyAudit::Metadata);
+    assert!(!p.impersonate_uid);
+    assert_eq!(p.tls, super::ProxyTls::Generated);
+}

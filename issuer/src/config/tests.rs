@@ -298,6 +298,46 @@ fn bad_values_name_their_field() {
             "clusters[0].reconcile_interval",
         ),
         ("[[roles]]\nname = \"Bad_Name\"\ncluster_role = \"view\"", "roles[0].name"),
+        (
+            "[[clusters]]\nname = \"a\"\n[clusters.proxy]\nurl = \"https://p\"\nin_cluster = true",
+            "clusters[0].proxy.listen",
+        ),
+        (
+            "[[clusters]]\nname = \"a\"\n[clusters.proxy]\nlisten = \"0.0.0.0\"\nurl = \"https://p\"\nin_cluster = true",
+            "clusters[0].proxy.listen",
+        ),
+        (
+            "[[clusters]]\nname = \"a\"\n[clusters.proxy]\nlisten = \"0.0.0.0:1\"\nin_cluster = true",
+            "clusters[0].proxy.url",
+        ),
+        (
+            "[[clusters]]\nname = \"a\"\n[clusters.proxy]\nlisten = \"0.0.0.0:1\"\nurl = \"http://p\"\nin_cluster = true",
+            "clusters[0].proxy.url",
+        ),
+        (
+            "[[clusters]]\nname = \"a\"\n[clusters.proxy]\nlisten = \"0.0.0.0:1\"\nurl = \"https://p/x\"\nin_cluster = true",
+            "clusters[0].proxy.url",
+        ),
+        (
+            "[[clusters]]\nname = \"a\"\n[clusters.proxy]\nlisten = \"0.0.0.0:1\"\nurl = \"https://p\"",
+            "clusters[0].proxy.kubeconfig",
+        ),
+        (
+            "[[clusters]]\nname = \"a\"\n[clusters.proxy]\nlisten = \"0.0.0.0:1\"\nurl = \"https://p\"\nkubeconfig = \"/k\"\nin_cluster = true",
+            "clusters[0].proxy.in_cluster",
+        ),
+        (
+            "[[clusters]]\nname = \"a\"\n[clusters.proxy]\nlisten = \"0.0.0.0:1\"\nurl = \"https://p\"\nin_cluster = true\naudit = \"full\"",
+            "clusters[0].proxy.audit",
+        ),
+        (
+            "[[clusters]]\nname = \"a\"\n[clusters.proxy]\nlisten = \"0.0.0.0:1\"\nurl = \"https://p\"\nin_cluster = true\ntls_cert_file = \"/c\"",
+            "clusters[0].proxy.tls_cert_file",
+        ),
+        (
+            "[[clusters]]\nname = \"a\"\n[clusters.proxy]\nlisten = \"0.0.0.0:1\"\nurl = \"https://p\"\nin_cluster = true\ntypo = 1",
+            "typo",
+        ),
         ("[[roles]]\nname = \"r\"", "roles[0].cluster_role"),
         (
             "[[roles]]\nname = \"r\"\ncluster_role = \"view\"\nrules = []",

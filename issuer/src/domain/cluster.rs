@@ -109,6 +109,21 @@ pub struct ClusterConfig {
     pub proxy: Option<ProxyConfig>,
 }
 
+impl ClusterConfig {
+    /// The API server URL people's kubeconfigs use for this cluster, as written (no trailing
+    /// `/`): the proxy's `url` when the cluster is proxied, else `server`. The cluster list,
+    /// token answers (`api_server`, which the plugin compares with the kubeconfig's) and
+    /// machine tokens all give this one.
+    #[must_use]
+    pub fn published_server(&self) -> Option<String> {
+        self.proxy
+            .as_ref()
+            .map(|p| &p.url)
+            .or(self.server.as_ref())
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+    }
+}
+
 /// `[clusters.proxy]` as validated: where the proxy listens, the URL kubeconfigs point at, its
 /// own credential to the real API server, and what it sends and records.
 #[derive(Debug, Clone, PartialEq, Eq)]

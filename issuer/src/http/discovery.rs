@@ -69,17 +69,14 @@ pub(super) async fn clusters(State(state): State<AppState>) -> impl IntoResponse
                 // proxy's certificate, never the real API server's.
                 Some(p) => ClusterInfo {
                     name: c.name.clone(),
-                    server: Some(p.url.as_str().trim_end_matches('/').to_owned()),
+                    server: c.published_server(),
                     certificate_authority_data: proxy_ca(&state, &p.tls),
                     audience: c.audience.clone(),
                 },
                 None => ClusterInfo {
                     name: c.name.clone(),
                     // As written in the config: `Url` adds a trailing slash to a bare host.
-                    server: c
-                        .server
-                        .as_ref()
-                        .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+                    server: c.published_server(),
                     certificate_authority_data: c.certificate_authority_data.clone(),
                     audience: c.audience.clone(),
                 },

@@ -28,6 +28,7 @@ use url::Url;
 
 use super::ProxyBody;
 use crate::kube::kubeconfig::Endpoint;
+use crate::secrets::secret::Secret;
 
 /// How long connecting to the API server (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,8 +81,9 @@ pub(super) struct Upstream {
     authority: Authority,
     /// The server URL's path (an API server behind a path prefix), without a trailing `/`.
     base_path: String,
-    /// `Bearer <token>` when the proxy authenticates with a token (marked sensitive).
-    credential: Option<HeaderValue>,
+    /// `Bearer <token>` when the proxy authenticates with a token (marked sensitive); replaced
+    /// when the token file changes (see [`Upstream::set_token`]).
+    credential: std::sync::RwLock<Option<HeaderValue>>,
     server: String,
 }
 
@@ -117,17 +119,7 @@ impl Upstream {
         }
         .parse()
         .map_err(|_| SetupError::Invalid(format!("{server} has no usable host")))?;
-        let credential = match token {
-            Some(t) => {
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", t.expose())).map_err(|_| {
-                        SetupError::Invalid("the proxy's token is not a valid header value".into())
-                    })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            None => None,
-        };
+        let credential = token.as_ref().map(bearer_value).transpose()?;
         let mut pooled = tls.clone();
         pooled.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let mut single = tls;
@@ -149,7 +141,7 @@ impl Upstream {
             http1: connector(single),
             authority,
             base_path: server.path().trim_end_matches('/').to_owned(),
-            credential,
+            credential: std::sync::RwLock::new(credential),
             server: server.as_str().trim_end_matches('/').to_owned(),
         })
     }
@@ -161,8 +153,30 @@ impl Upstream {
 
     /// The proxy's own credential goes in, whatever the caller sent (already removed).
     fn authenticate(&self, headers: &mut HeaderMap) {
-        if let Some(c) = &self.credential {
+        let credential = self
+            .credential
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = credential.as_ref() {
             headers.insert(header::AUTHORIZATION, c.clone());
+        }
+    }
+
+    /// Uses `token` from now on, if the proxy authenticates with a token: a service account's
+    /// token file is rotated by the kubelet, so it is read again from time to time. Returns
+    /// whether it changed.
+    pub(super) fn set_token(&self, token: &Secret) -> Result<bool, SetupError> {
+        let value = bearer_value(token)?;
+        let mut credential = self
+            .credential
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match credential.as_ref() {
+            Some(current) if current.as_bytes() != value.as_bytes() => {
+                *credential = Some(value);
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -225,6 +239,14 @@ impl Upstream {
             .await
             .map_err(|e| Error::Exchange(causes(&e)))
     }
+}
+
+/// `Bearer <token>`, marked sensitive (never shown by `Debug`, never indexed by HPACK).
+fn bearer_value(token: &Secret) -> Result<HeaderValue, SetupError> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| SetupError::Invalid("the proxy's token is not a valid header value".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
 }
 
 /// The host to connect to (brackets off an IPv6 address) and the name its certificate must

@@ -180,7 +180,7 @@ struct Shared {
     state: AppState,
     cluster: String,
     impersonate_uid: bool,
-    upstream: forward::Upstream,
+    upstream: Arc<forward::Upstream>,
     audit: audit::Sink,
     /// Turns `true` at shutdown: upgraded connections get [`GRACE`] to end.
     stopping: watch::Receiver<bool>,
@@ -214,6 +214,12 @@ pub async fn run(
     let addr = listener.local_addr().map_err(Error::Listen)?;
 
     let _replica = crate::serve::replica_tasks(&state);
+    let shared_upstream = Arc::new(upstream);
+    let token_reloads = AbortOnDrop(tokio::spawn(reload_token(
+        Arc::clone(&shared_upstream),
+        cluster_config.clone(),
+        settings.upstream.clone(),
+    )));
     let (sink, writer) = match settings.audit {
         ProxyAudit::Metadata => {
             let (sink, writer) = audit::start(state.store().clone());
@@ -223,12 +229,12 @@ pub async fn run(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
-    let server = upstream.server().to_owned();
+    let server = shared_upstream.server().to_owned();
     let shared = Arc::new(Shared {
         state: state.clone(),
         cluster: cluster.to_owned(),
         impersonate_uid: settings.impersonate_uid,
-        upstream,
+        upstream: shared_upstream,
         audit: sink,
         stopping: stop_rx.clone(),
         drain: drain_tx.clone(),
@@ -279,7 +285,57 @@ pub async fn run(
     if let Some(w) = writer {
         w.finish(AUDIT_FLUSH).await;
     }
+    drop(token_reloads);
     Ok(())
+}
+
+/// How often the proxy's credential is read again (the kubelet rotates a service account's
+/// token file well before it expires).
+const TOKEN_RELOAD_EVERY: Duration = Duration::from_secs(60);
+
+/// Reads the proxy's kubeconfig (or service account) again every [`TOKEN_RELOAD_EVERY`] and
+/// uses a changed token. A client certificate is read once, at start.
+async fn reload_token(
+    upstream: Arc<forward::Upstream>,
+    cluster: ClusterConfig,
+    access: KubeAccess,
+) {
+    let mut tick = tokio::time::interval(TOKEN_RELOAD_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (c, a) = (cluster.clone(), access.clone());
+        let read = tokio::task::spawn_blocking(move || endpoint(&c, &a)).await;
+        match read {
+            Ok(Ok(Endpoint {
+                auth: kubeconfig::Auth::Token(token),
+                ..
+            })) => match upstream.set_token(&token) {
+                Ok(true) => {
+                    tracing::info!(cluster = %cluster.name, "the proxy's token was reloaded");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "the proxy's new token cannot be used; keeping the current one");
+                }
+            },
+            Ok(Err(e)) => tracing::warn!(
+                error = %Untrusted::long(&e),
+                "reading the proxy's credential again failed; keeping the current one"
+            ),
+            // A client certificate (read once), or the blocking task was cancelled.
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One client connection: TLS, then HTTP/1.1 (with upgrades) or HTTP/2 as ALPN chose.

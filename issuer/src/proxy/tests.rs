@@ -46,7 +46,11 @@ impl FakeApi {
         let files =
             crate::serve::tls::ensure_generated(&dir.path().join("tls"), &["127.0.0.1".into()])
                 .unwrap();
-        let tls = crate::serve::tls::server_config(&files.cert, &files.key).unwrap();
+        // HTTP/2 and HTTP/1.1, as kube-apiserver offers them: ordinary requests come over the
+        // proxy's HTTP/2 pool, upgrades over HTTP/1.1 connections of their own.
+        let mut tls = (*crate::serve::tls::server_config(&files.cert, &files.key).unwrap()).clone();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let tls = Arc::new(tls);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let release = Arc::new(Notify::new());
@@ -67,10 +71,11 @@ impl FakeApi {
                         let release = Arc::clone(&release);
                         async move { Ok::<_, std::convert::Infallible>(fake_answer(req, release)) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .with_upgrades()
-                        .await;
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await;
                 });
             }
         });
@@ -137,7 +142,18 @@ fn fake_answer(mut req: Request<Incoming>, release: Arc<Notify>) -> Response<Tes
             .or_default()
             .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get("host")
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        });
     let body = serde_json::json!({
+        "version": format!("{:?}", req.version()),
+        "authority": authority,
         "method": req.method().as_str(),
         "path": req.uri().path_and_query().map(|p| p.as_str().to_owned()),
         "headers": headers,
@@ -293,8 +309,8 @@ impl Proxied {
             .collect()
     }
 
-    /// A new HTTP/1.1 connection to the proxy, trusting the published CA only.
-    async fn connect(&self) -> hyper::client::conn::http1::SendRequest<TestBody> {
+    /// A TLS connection to the proxy offering `alpn`, trusting the published CA only.
+    async fn tls(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&self.ca) {
             roots.add(cert.unwrap()).unwrap();
@@ -305,12 +321,17 @@ impl Proxied {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A new HTTP/1.1 connection to the proxy.
+    async fn connect(&self) -> hyper::client::conn::http1::SendRequest<TestBody> {
+        let tls = self.tls(b"http/1.1").await;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .unwrap();
@@ -318,6 +339,27 @@ impl Proxied {
             let _ = conn.with_upgrades().await;
         });
         sender
+    }
+
+    /// `GET path` over a new HTTP/2 connection (as kubectl makes ordinary requests).
+    async fn get_h2(&self, path: &str, token: &str) -> (StatusCode, String) {
+        let tls = self.tls(b"h2").await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get(format!("https://127.0.0.1:8444{path}"))
+            .header("authorization", bearer(token))
+            .body(Empty::<Bytes>::new().boxed())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Sends `req` (its `Host` set) and returns the answer, body still streaming.
@@ -370,6 +412,8 @@ async fn requests_reach_the_api_server_as_the_caller_with_the_proxys_credential(
     let api = FakeApi::start().await;
     let mut p = Proxied::start(&api, true).await;
     let t = logged_in(&p.app, "alice").await;
+    // The plugin hands the token only to the API server the issuer names: the proxy.
+    assert_eq!(t.api_server.as_deref(), Some("https://127.0.0.1:8444"));
     let claims = claims_of(&t.access_token);
     let (status, body) = p
         .get(
@@ -416,10 +460,15 @@ async fn requests_reach_the_api_server_as_the_caller_with_the_proxys_credential(
     );
     assert_eq!(h["accept"], serde_json::json!(["application/json"]));
     assert_eq!(
-        h["host"],
-        serde_json::json!([api.addr.to_string()]),
+        seen["authority"],
+        api.addr.to_string(),
         "the API server's host"
     );
+    assert_eq!(
+        seen["version"], "HTTP/2.0",
+        "the pool speaks HTTP/2 when offered"
+    );
+    assert!(h.get("host").is_none(), "not the proxy's host: {body}");
     assert!(
         !body.contains(&t.access_token),
         "the caller's token must not reach the API server"
@@ -749,4 +798,27 @@ async fn the_start_line_names_the_bound_address_and_the_cluster_list_names_the_p
         .decode(default["certificate_authority_data"].as_str().unwrap())
         .unwrap();
     assert_eq!(ca, p.ca, "the CA that signed the proxy's certificate");
+}
+
+#[tokio::test]
+async fn http2_callers_are_served_like_http1_callers() {
+    let api = FakeApi::start().await;
+    let mut p = Proxied::start(&api, false).await;
+    let t = logged_in(&p.app, "judy").await;
+    let (status, body) = p
+        .get_h2("/apis/apps/v1/namespaces/ns/deployments", &t.access_token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = json(&body);
+    assert_eq!(
+        seen["headers"]["impersonate-user"],
+        serde_json::json!(["credential:judy"])
+    );
+    assert_eq!(seen["path"], "/apis/apps/v1/namespaces/ns/deployments");
+    let (status, body) = p.get_h2("/api/v1/pods", "forged").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let events = p.stop_and_read_events().await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].2["api_group"], "apps");
+    assert_eq!(events[0].2["verb"], "list");
 }

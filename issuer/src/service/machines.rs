@@ -123,10 +123,13 @@ fn target<'a>(
             .cluster(a)
             .or_else(|| cfg.clusters.iter().find(|c| c.audience == a)),
         (None, Some(r)) => cfg.clusters.iter().find(|c| {
+            // The real API server, or the proxy in front of it (what a kubeconfig written
+            // from the cluster list names).
             c.audience == r
                 || c.server
                     .as_ref()
                     .is_some_and(|s| trim(s.as_str()) == trim(r))
+                || c.published_server().is_some_and(|s| s == trim(r))
         }),
     };
     found.ok_or_else(|| {
@@ -536,10 +539,6 @@ async fn mint(
     Ok(Minted {
         token: crate::secrets::secret::Secret::new(token),
         claims,
-        api_server: m
-            .cluster
-            .server
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+        api_server: m.cluster.published_server(),
     })
 }

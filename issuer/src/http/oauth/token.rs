@@ -126,10 +126,7 @@ pub(super) fn mint(
         expires_in: u64::try_from(claims.exp - claims.iat).unwrap_or(0),
         refresh_token: refresh.expose().to_owned(),
         session_expires_at: Some(session.expires_at.unix_timestamp()),
-        api_server: cluster
-            .server
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+        api_server: cluster.published_server(),
         issued_token_type: None,
     };
     Ok((
