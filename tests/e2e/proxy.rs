@@ -624,8 +624,14 @@ fn a_client_sent_impersonation_is_refused_by_the_proxy() {
     let plain = site.proxy.request("GET", &path, Some(&token), &[]);
     assert_eq!(plain.status, 200, "{plain:?}");
 
+    // kubectl reports a refused discovery request as `Forbidden: unknown` (so it does with the
+    // API server's own 403), so the person has used kubectl before: discovery is cached, and
+    // the refused request is the pod list, whose Status message kubectl prints.
+    desk.kubectl(&["get", "pods", "-n", &desk.view_ns])
+        .assert_success();
     let out = desk.kubectl(&["--as", "admin", "get", "pods", "-n", &desk.view_ns]);
     out.assert_failure()
+        .assert_stderr_contains("Forbidden")
         .assert_stderr_contains(NO_IMPERSONATION);
 
     for header in [
