@@ -638,6 +638,7 @@ fn a_client_sent_impersonation_is_refused_by_the_proxy() {
         ("Impersonate-User", "admin"),
         ("Impersonate-Group", "system:masters"),
         ("Impersonate-Extra-Scopes", "everything"),
+        ("impersonate-uid", "0"),
     ] {
         let resp = site.proxy.request("GET", &path, Some(&token), &[header]);
         let status = assert_status(&resp, 403, "Forbidden");
@@ -830,6 +831,15 @@ fn the_issuers_audit_trail_has_a_proxy_request_event_for_each_request() {
         &[("Impersonate-User", "admin")],
     );
     assert_eq!(refused.status, 403, "{refused:?}");
+    // A refused token is an event too, without an actor: found by its (unique) namespace.
+    let nobody_ns = unique("nobody");
+    let unauthenticated = site.proxy.request(
+        "GET",
+        &format!("/api/v1/namespaces/{nobody_ns}/pods"),
+        Some("not-a-token"),
+        &[],
+    );
+    assert_eq!(unauthenticated.status, 401, "{unauthenticated:?}");
 
     let wanted = |e: &serde_json::Value, verb: &str, resource: &str, code: u16| {
         field(e, "verb") == verb && field(e, "resource") == resource && field(e, "code") == code
@@ -841,7 +851,10 @@ fn the_issuers_audit_trail_has_a_proxy_request_event_for_each_request() {
             let events = proxy_events(&site.issuer, &desk.person.name);
             let listed = events.iter().any(|e| wanted(e, "list", "pods", 200));
             let forbidden = events.iter().any(|e| wanted(e, "list", "secrets", 403));
-            let impersonation = events.iter().any(|e| wanted(e, "list", "namespaces", 403));
+            // The proxy's own refusal says why; the API server's Forbidden does not.
+            let impersonation = events
+                .iter()
+                .any(|e| wanted(e, "list", "namespaces", 403) && e["reason"] == NO_IMPERSONATION);
             if listed && forbidden && impersonation {
                 Check::Done(events)
             } else {
@@ -874,6 +887,23 @@ fn the_issuers_audit_trail_has_a_proxy_request_event_for_each_request() {
     assert!(
         !text.contains(&desk.token()),
         "a token reached the audit trail"
+    );
+
+    let out = site
+        .issuer
+        .cli(&["audit", "export", "--cluster", CLUSTER], None);
+    out.assert_success();
+    let refusal: serde_json::Value = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "proxy.request" && e["namespace"] == nobody_ns.as_str())
+        .unwrap_or_else(|| panic!("no event for the refused token:\n{}", out.stdout));
+    assert_eq!(field(&refusal, "code"), 401, "{refusal:#}");
+    assert!(refusal["actor"].is_null(), "{refusal:#}");
+    assert!(
+        refusal["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "a refusal says why: {refusal:#}"
     );
 }
 
