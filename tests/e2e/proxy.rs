@@ -966,10 +966,9 @@ fn static_token_kubeconfig(env: &UserEnv, proxy: &Proxy, token: &str) -> PathBuf
     path
 }
 
-#[test]
-fn sigterm_stops_the_proxy_promptly_with_a_watch_open_and_keeps_its_events() {
-    let site = site();
-    // A proxy of its own (this one is stopped), on the site's API server and credential.
+/// An issuer and proxy of a story's own (to stop it, to rotate its keys), on the site's API
+/// server with the site proxy's credential.
+fn own_issuer_and_proxy(site: &Site) -> (Issuer, Proxy) {
     let options = ProxyOptions::new(CLUSTER, &site.credential.kubeconfig);
     let issuer = Issuer::start(&IssuerOptions {
         clusters: vec![(CLUSTER.to_owned(), "kubernetes".to_owned())],
@@ -981,7 +980,77 @@ fn sigterm_stops_the_proxy_promptly_with_a_watch_open_and_keeps_its_events() {
         proxies: vec![options],
         ..IssuerOptions::default()
     });
-    let mut own = Proxy::start(&issuer, CLUSTER);
+    let proxy = Proxy::start(&issuer, CLUSTER);
+    (issuer, proxy)
+}
+
+/// The `kid` in a JWT's header.
+fn kid(jwt: &str) -> String {
+    use base64::Engine as _;
+    let header = jwt.split('.').next().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap_or_else(|e| panic!("the token header is not base64url: {e}"));
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("the token header is not JSON: {e}"));
+    v["kid"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn after_keys_rotate_the_proxy_accepts_new_tokens_and_still_the_old_ones() {
+    let site = site();
+    let (issuer, own) = own_issuer_and_proxy(site);
+    let name = unique("kai");
+    let password = format!("correct horse battery staple {name}");
+    issuer.add_user(&name, &[READERS], &password);
+    let before = issuer.login_over_http(CLUSTER, &name, &password);
+    let path = "/api/v1/namespaces";
+    let ok = own.request("GET", path, Some(&before.access_token), &[]);
+    assert_eq!(ok.status, 200, "{ok:?}");
+
+    issuer.rotate_keys();
+    // The running issuer picks the new key up by itself; a refresh then signs with it.
+    let mut refresh_token = before.refresh_token.clone();
+    let after = wait::until(
+        "the issuer signs with the rotated key",
+        Duration::from_secs(30),
+        || match issuer.refresh(&refresh_token) {
+            Ok(t) if kid(&t.access_token) != kid(&before.access_token) => Check::Done(t),
+            Ok(t) => {
+                refresh_token = t.refresh_token;
+                Check::Retry("still the old key".to_owned())
+            }
+            Err(e) => Check::Fail(format!("refresh refused: {e:?}")),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The proxy process, which verifies with the keys in the shared store, knows it at once
+    // or within its key reload.
+    wait::until(
+        "the proxy accepts a token signed with the rotated key",
+        Duration::from_secs(30),
+        || {
+            let resp = own.request("GET", path, Some(&after.access_token), &[]);
+            match resp.status {
+                200 => Check::Done(()),
+                401 => Check::Retry(resp.body),
+                other => Check::Fail(format!("status {other}: {}", resp.body)),
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n--- proxy log (tail) ---\n{}", own.log_tail(20)));
+    let old = own.request("GET", path, Some(&before.access_token), &[]);
+    assert_eq!(
+        old.status, 200,
+        "a token signed before the rotation must keep working until it expires: {old:?}"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_proxy_promptly_with_a_watch_open_and_keeps_its_events() {
+    let site = site();
+    // A proxy of its own: this one is stopped.
+    let (issuer, mut own) = own_issuer_and_proxy(site);
     let name = unique("sam");
     let password = format!("correct horse battery staple {name}");
     issuer.add_user(&name, &[READERS], &password);
