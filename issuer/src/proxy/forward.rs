@@ -1,8 +1,15 @@
 //! The proxy's side towards the real API server: TLS that trusts only the cluster's CA, the
-//! proxy's own credential (its client certificate in the handshake, or its bearer token), a
-//! pooled client (HTTP/2 when the API server offers it, else HTTP/1.1 keep-alive) for ordinary
-//! requests, and a fresh HTTP/1.1 connection for each upgrade, which the upgraded stream then
-//! owns.
+//! proxy's own credential (its client certificate in the handshake, or its bearer token), two
+//! pools and a fresh connection per upgrade:
+//!
+//! - short requests share HTTP/2 connections when the API server offers HTTP/2 (else HTTP/1.1
+//!   keep-alive);
+//! - long-lived ones (watches, `logs -f`) go over pooled HTTP/1.1 connections, one each: the
+//!   proxy carries many people's watches, and on shared HTTP/2 connections they would use up
+//!   the API server's streams per connection (250 by Go's default) for hours, so that short
+//!   requests queued behind them;
+//! - an upgrade (exec, attach, port-forward) gets an HTTP/1.1 connection of its own, which the
+//!   upgraded stream then owns.
 //!
 //! Bodies are streamed both ways, never collected: a watch or `logs -f` lasts for hours.
 
@@ -75,7 +82,10 @@ fn causes(e: &dyn std::error::Error) -> String {
 
 /// The real API server, as the proxy reaches it.
 pub(super) struct Upstream {
+    /// Short requests: HTTP/2 when offered.
     client: Client<Connector, ProxyBody>,
+    /// Long-lived requests: HTTP/1.1 only, one connection each.
+    streaming: Client<Connector, ProxyBody>,
     /// For upgrades: the same connector, offering only HTTP/1.1.
     http1: Connector,
     authority: Authority,
@@ -130,14 +140,17 @@ impl Upstream {
             port,
             name: name.clone(),
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(POOL_MAX_IDLE)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector(pooled));
+        let pool = |c: Connector| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE)
+                .pool_max_idle_per_host(POOL_MAX_IDLE)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .build(c)
+        };
         Ok(Self {
-            client,
+            client: pool(connector(pooled)),
+            streaming: pool(connector(single.clone())),
             http1: connector(single),
             authority,
             base_path: server.path().trim_end_matches('/').to_owned(),
@@ -188,10 +201,12 @@ impl Upstream {
             .map_err(|_| Error::Exchange("the request path cannot be forwarded".into()))
     }
 
-    /// Sends an ordinary request (headers already prepared) through the pool.
+    /// Sends an ordinary request (headers already prepared) through a pool: the HTTP/1.1 one
+    /// when it is `long_lived` (a watch, a followed log).
     pub(super) async fn send(
         &self,
         mut req: Request<ProxyBody>,
+        long_lived: bool,
     ) -> Result<Response<Incoming>, Error> {
         let pq = self.path_and_query(req.uri())?;
         *req.uri_mut() = Uri::builder()
@@ -204,10 +219,12 @@ impl Upstream {
         // make a separate HTTP/2-only pool.
         *req.version_mut() = Version::HTTP_11;
         self.authenticate(req.headers_mut());
-        self.client
-            .request(req)
-            .await
-            .map_err(|e| Error::from_client(&e))
+        let pool = if long_lived {
+            &self.streaming
+        } else {
+            &self.client
+        };
+        pool.request(req).await.map_err(|e| Error::from_client(&e))
     }
 
     /// Sends an upgrade request over a new HTTP/1.1 connection of its own; with a `101`

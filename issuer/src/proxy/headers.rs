@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::domain::review::Identity;
+use crate::domain::review::{Identity, PREFIX};
 
 /// Every impersonation header starts with this (`Impersonate-User`, `-Group`, `-Uid`,
 /// `-Extra-*`); header names are lowercase here.
@@ -106,7 +106,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Why an identity cannot be sent as headers.
 #[derive(Debug, thiserror::Error)]
-#[error("the identity's {what} cannot be sent in an HTTP header")]
+#[error("the identity's {what} cannot be sent to the API server")]
 pub(super) struct Unsendable {
     /// `user name`, `group`, ...
     what: &'static str,
@@ -123,14 +123,24 @@ pub(super) fn impersonate(
     let value = |what: &'static str, s: &str| {
         HeaderValue::from_bytes(s.as_bytes()).map_err(|_| Unsendable { what })
     };
+    // The proxy's credential may impersonate anyone (RBAC cannot limit `impersonate` to a
+    // prefix), so it only ever names the issuer's own people: `credential:` user and group
+    // names, never `system:masters` or a bare name, whatever the identity holds.
+    let ours = |what: &'static str, s: &str| {
+        if s.starts_with(PREFIX) && s.len() > PREFIX.len() {
+            value(what, s)
+        } else {
+            Err(Unsendable { what })
+        }
+    };
     headers.insert(
         HeaderName::from_static("impersonate-user"),
-        value("user name", &identity.username)?,
+        ours("user name", &identity.username)?,
     );
     for g in &identity.groups {
         headers.append(
             HeaderName::from_static("impersonate-group"),
-            value("group", g)?,
+            ours("group", g)?,
         );
     }
     if with_uid {
@@ -299,5 +309,25 @@ mod tests {
             Some("impersonate-user")
         );
         assert_eq!(impersonation(&map(&[("accept", "x")])), None);
+        // Only the issuer's own names are ever impersonated.
+        for bad in [
+            Identity {
+                username: "admin".into(),
+                ..id.clone()
+            },
+            Identity {
+                username: "credential:".into(),
+                ..id.clone()
+            },
+            Identity {
+                groups: vec!["system:masters".into()],
+                ..id.clone()
+            },
+        ] {
+            assert!(
+                impersonate(&mut HeaderMap::new(), &bad, false).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

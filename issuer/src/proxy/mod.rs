@@ -472,23 +472,26 @@ async fn handle(
         }
     };
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let long_lived = record.attributes.verb == "watch" || follows(req.uri().query());
     let (mut parts, body) = req.into_parts();
     headers::strip_request(&mut parts.headers, upgrade);
     if let Err(e) = headers::impersonate(&mut parts.headers, &identity, shared.impersonate_uid) {
+        // The issuer made this identity: not the caller's fault, and never sent half-made.
+        tracing::error!(error = %e, "proxy: the identity cannot be impersonated");
         let message = e.to_string();
         return refuse(
             slot,
             record,
             started,
-            StatusCode::BAD_REQUEST,
-            status::BAD_REQUEST,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            status::INTERNAL_ERROR,
             &message,
         );
     }
     let out = Request::from_parts(parts, http_body_util::BodyExt::boxed(body));
     let answer = match client_upgrade {
         Some(_) => shared.upstream.send_upgrade(out).await,
-        None => shared.upstream.send(out).await,
+        None => shared.upstream.send(out, long_lived).await,
     };
     let mut res = match answer {
         Ok(res) => res,
@@ -531,6 +534,18 @@ async fn handle(
             done: Some((slot, record, started)),
         }),
     )
+}
+
+/// Whether the query asks to follow a log (`follow=true`): an answer that lasts.
+fn follows(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&').any(|pair| {
+            matches!(
+                pair,
+                "follow=true" | "follow=1" | "follow=True" | "follow=TRUE"
+            )
+        })
+    })
 }
 
 /// The proxy's own answer `code` (a refusal, or the API server out of reach), and its event,

@@ -474,8 +474,19 @@ async fn requests_reach_the_api_server_as_the_caller_with_the_proxys_credential(
         "the caller's token must not reach the API server"
     );
 
+    // A watch lasts: it goes over an HTTP/1.1 connection of its own, not a shared HTTP/2 one.
+    let (status, body) = p
+        .get(
+            "/api/v1/namespaces/team/pods?watch=true",
+            &[("authorization", &bearer(&t.access_token))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["version"], "HTTP/1.1", "{body}");
+
     let events = p.stop_and_read_events().await;
-    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1].2["verb"], "watch");
     let (actor, namespace, d) = &events[0];
     assert_eq!(actor.as_deref(), Some("alice"));
     assert_eq!(namespace.as_deref(), Some("team"));
@@ -821,4 +832,36 @@ async fn http2_callers_are_served_like_http1_callers() {
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0].2["api_group"], "apps");
     assert_eq!(events[0].2["verb"], "list");
+}
+
+#[tokio::test]
+async fn a_new_token_of_the_proxy_is_used_for_the_next_request() {
+    let api = FakeApi::start().await;
+    let endpoint = crate::kube::kubeconfig::Endpoint {
+        server: format!("https://{}", api.addr).parse().unwrap(),
+        ca_pem: Some(std::fs::read(&api.ca).unwrap()),
+        auth: crate::kube::kubeconfig::Auth::Token(crate::secrets::secret::Secret::new("old")),
+    };
+    let upstream = super::forward::Upstream::new(&endpoint).unwrap();
+    let seen = |res: Response<Incoming>| async move {
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        json(&String::from_utf8_lossy(&body))["headers"]["authorization"].clone()
+    };
+    let get = || {
+        Request::get("/version")
+            .body(super::status::full(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(
+        seen(upstream.send(get(), false).await.unwrap()).await,
+        serde_json::json!(["Bearer old"])
+    );
+    let same = crate::secrets::secret::Secret::new("old");
+    assert!(!upstream.set_token(&same).unwrap());
+    let rotated = crate::secrets::secret::Secret::new("new");
+    assert!(upstream.set_token(&rotated).unwrap());
+    assert_eq!(
+        seen(upstream.send(get(), false).await.unwrap()).await,
+        serde_json::json!(["Bearer new"])
+    );
 }
