@@ -1114,3 +1114,118 @@ fn sigterm_stops_the_proxy_promptly_with_a_watch_open_and_keeps_its_events() {
         "the list and the watch must be events after the stop: {events:#?}\nwatch: {watch_out}"
     );
 }
+
+#[test]
+fn a_machine_with_a_key_runs_kubectl_through_the_proxy_until_it_is_disabled() {
+    let site = site();
+    let server = UserEnv::new();
+    let home = server.home();
+    let key = home.join("machine.key");
+    let keygen = server.plugin(&[
+        "machine".to_owned(),
+        "keygen".to_owned(),
+        "--out".to_owned(),
+        key.display().to_string(),
+    ]);
+    keygen.assert_success();
+    let public = home.join("machine.pub");
+    std::fs::write(&public, &keygen.stdout).unwrap_or_else(|e| panic!("write: {e}"));
+    let name = unique("backup");
+    site.issuer
+        .cli(
+            &[
+                "machine",
+                "add",
+                &name,
+                "--public-key",
+                &public.to_string_lossy(),
+                "--group",
+                READERS,
+                "--cluster",
+                CLUSTER,
+                "--until",
+                "30d",
+            ],
+            None,
+        )
+        .assert_success();
+
+    // As `kubectl credential setup --machine` writes it, pointing at the proxy.
+    let kubeconfig = home.join("kubeconfig");
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": CLUSTER,
+            "cluster": { "server": site.proxy.url(), "certificate-authority": site.proxy.ca_file() },
+        }],
+        "users": [{
+            "name": "machine",
+            "user": { "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": e2e::bins::kubectl_credential(),
+                "args": [
+                    "get", "--issuer", site.issuer.url(), "--cluster", CLUSTER,
+                    "--issuer-ca", site.issuer.ca_file(),
+                    "--machine", name, "--machine-key", key,
+                ],
+                "interactiveMode": "Never",
+                "provideClusterInfo": true,
+            }},
+        }],
+        "contexts": [{ "name": CLUSTER, "context": { "cluster": CLUSTER, "user": "machine" } }],
+        "current-context": CLUSTER,
+    });
+    std::fs::write(&kubeconfig, doc.to_string()).unwrap_or_else(|e| panic!("write: {e}"));
+
+    server
+        .kubectl(&kubeconfig, &["get", "namespaces", "-o", "name"])
+        .assert_success()
+        .assert_stdout_contains("namespace/default");
+    let secrets = server.kubectl(&kubeconfig, &["get", "secrets", "-n", "default"]);
+    secrets
+        .assert_failure()
+        .assert_stderr_contains("Forbidden")
+        .assert_stderr_contains(&format!("credential:machine:{name}"));
+
+    // A token the machine holds (as kubectl would, for its lifetime) before it is disabled.
+    let args: Vec<String> = doc["users"][0]["user"]["exec"]["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let credential = server.plugin(&args);
+    credential.assert_success();
+    let token = crate::world::token_in(&credential.stdout);
+    let held = site
+        .proxy
+        .request("GET", "/api/v1/namespaces", Some(&token), &[]);
+    assert_eq!(held.status, 200, "{held:?}");
+
+    site.issuer
+        .cli(&["machine", "disable", &name], None)
+        .assert_success();
+    let took = wait_until_refused(
+        site,
+        "/api/v1/namespaces",
+        &token,
+        "the proxy refuses the disabled machine's unexpired token",
+    );
+    eprintln!("proxy: refused the disabled machine's token {took:.1?} after `machine disable`");
+    wait::until(
+        "kubectl through the proxy fails for the disabled machine",
+        REVOCATION_BOUND,
+        || {
+            let out = server.kubectl(&kubeconfig, &["get", "namespaces", "-o", "name"]);
+            if out.success() {
+                Check::Retry("still allowed".to_owned())
+            } else {
+                Check::Done(())
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
