@@ -458,6 +458,76 @@ fn through_the_proxy_apply_and_delete_change_what_the_person_may_edit() {
 }
 
 #[test]
+fn large_bodies_pass_the_proxy_whole_both_ways() {
+    let site = site();
+    let desk = site.person_at_desk("bea");
+    // Close to the 1 MiB a ConfigMap may hold: well past any buffer a proxy might cap.
+    let data: String = (0..900_000_u32)
+        .map(|i| char::from(b'a' + u8::try_from(i % 26).unwrap_or(0)))
+        .collect();
+    let file = desk.env.home().join("big.txt");
+    std::fs::write(&file, &data).unwrap_or_else(|e| panic!("write: {e}"));
+    desk.kubectl(&[
+        "create",
+        "configmap",
+        "big",
+        "-n",
+        &desk.edit_ns,
+        &format!("--from-file=big.txt={}", file.display()),
+    ])
+    .assert_success();
+    let stored = site.control_plane.kubectl_admin(
+        &[
+            "get",
+            "configmap",
+            "big",
+            "-n",
+            &desk.edit_ns,
+            "-o",
+            "jsonpath={.data.big\\.txt}",
+        ],
+        None,
+    );
+    stored.assert_success();
+    assert!(
+        stored.stdout == data,
+        "the API server stored {} bytes, not the {} sent",
+        stored.stdout.len(),
+        data.len()
+    );
+    let read = desk.kubectl(&[
+        "get",
+        "configmap",
+        "big",
+        "-n",
+        &desk.edit_ns,
+        "-o",
+        "jsonpath={.data.big\\.txt}",
+    ]);
+    read.assert_success();
+    assert!(
+        read.stdout == data,
+        "{} bytes came back through the proxy, not {}",
+        read.stdout.len(),
+        data.len()
+    );
+
+    // The OpenAPI document (megabytes, sent in chunks) arrives whole.
+    let direct = site
+        .control_plane
+        .kubectl_admin(&["get", "--raw", "/openapi/v2"], None);
+    direct.assert_success();
+    let proxied = desk.kubectl(&["get", "--raw", "/openapi/v2"]);
+    proxied.assert_success();
+    assert!(
+        direct.stdout.len() > 1_000_000 && proxied.stdout == direct.stdout,
+        "the OpenAPI document through the proxy ({} bytes) differs from the API server's ({} bytes)",
+        proxied.stdout.len(),
+        direct.stdout.len()
+    );
+}
+
+#[test]
 fn a_watch_through_the_proxy_sees_a_change_made_while_it_runs() {
     let site = site();
     let desk = site.person_at_desk("wes");
