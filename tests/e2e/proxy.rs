@@ -137,6 +137,9 @@ rules:
 - apiGroups: [""]
   resources: ["pods", "configmaps", "services"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["pods/exec"]
+  verbs: ["create", "get"]
 "#
         ));
         let proxy = Proxy::start(&issuer, CLUSTER);
@@ -1298,4 +1301,62 @@ fn a_machine_with_a_key_runs_kubectl_through_the_proxy_until_it_is_disabled() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn an_exec_through_the_proxy_reaches_the_api_server_and_its_answer_reaches_kubectl() {
+    let site = site();
+    let desk = site.person_at_desk("exa");
+    let ns = &desk.edit_ns;
+    // A pod no node runs (there is no scheduler or kubelet here): the API server itself answers
+    // the exec, before any upgrade, with why it cannot connect.
+    site.control_plane.apply(&format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: {ns}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\n  namespace: {ns}\nspec:\n  \
+         automountServiceAccountToken: false\n  containers:\n  - name: main\n    image: busybox\n"
+    ));
+    let out = desk.kubectl(&["exec", "-n", ns, "shell", "--", "true"]);
+    out.assert_failure()
+        .assert_stderr_contains("does not have a host assigned");
+    // The API server saw the person's `connect` to pods/exec, which RBAC allowed.
+    let username = desk.person.kube_username();
+    wait::until(
+        "the API server's audit log has the person's exec",
+        Duration::from_secs(10),
+        || {
+            let mine = impersonated_events(&site.control_plane, &username);
+            if mine.iter().any(|e| {
+                e["objectRef"]["subresource"] == "exec" && e["objectRef"]["name"] == "shell"
+            }) {
+                Check::Done(())
+            } else {
+                Check::Retry(format!("{} events of the person", mine.len()))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{out}"));
+    // And the issuer's trail has it as a `connect` to the exec subresource, with the answer.
+    let events = wait::until(
+        "the audit trail has the person's exec",
+        Duration::from_secs(20),
+        || {
+            let events = proxy_events(&site.issuer, &desk.person.name);
+            if events
+                .iter()
+                .any(|e| field(e, "verb") == "connect" && field(e, "subresource") == "exec")
+            {
+                Check::Done(events)
+            } else {
+                Check::Retry(format!("{events:#?}"))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let exec = events
+        .iter()
+        .find(|e| field(e, "verb") == "connect" && field(e, "subresource") == "exec")
+        .unwrap_or_else(|| panic!("no exec event"));
+    assert_eq!(field(exec, "resource"), "pods", "{exec:#}");
+    assert_eq!(field(exec, "name"), "shell", "{exec:#}");
+    assert_eq!(field(exec, "code"), 400, "{exec:#}");
 }
