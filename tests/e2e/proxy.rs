@@ -138,8 +138,11 @@ rules:
   resources: ["pods", "configmaps", "services"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 - apiGroups: [""]
-  resources: ["pods/exec"]
+  resources: ["pods/exec", "services/proxy"]
   verbs: ["create", "get"]
+- apiGroups: [""]
+  resources: ["endpoints"]
+  verbs: ["get", "list"]
 "#
         ));
         let proxy = Proxy::start(&issuer, CLUSTER);
@@ -1359,4 +1362,201 @@ fn an_exec_through_the_proxy_reaches_the_api_server_and_its_answer_reaches_kubec
     assert_eq!(field(exec, "resource"), "pods", "{exec:#}");
     assert_eq!(field(exec, "name"), "shell", "{exec:#}");
     assert_eq!(field(exec, "code"), 400, "{exec:#}");
+}
+
+/// This machine's first IPv4 address that is not loopback: the API server refuses loopback
+/// endpoints for a Service.
+fn host_ip() -> std::net::Ipv4Addr {
+    let out = e2e::process::run(
+        std::process::Command::new("hostname").arg("-I"),
+        None,
+        Duration::from_secs(10),
+    );
+    out.assert_success();
+    out.stdout
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .find(|a| !a.is_loopback())
+        .unwrap_or_else(|| {
+            panic!(
+                "this story needs a non-loopback IPv4 address (the API server refuses loopback \
+                 endpoints): `hostname -I` printed {:?}",
+                out.stdout
+            )
+        })
+}
+
+/// Answers one upgrade with 101 and then echoes what it reads, upper-cased, until the end.
+fn upgrade_echo_server(listener: std::net::TcpListener) -> std::thread::JoinHandle<String> {
+    use std::io::{Read as _, Write as _};
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return String::new();
+        };
+        let mut head = Vec::new();
+        let mut byte = [0_u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match conn.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return String::from_utf8_lossy(&head).into_owned(),
+            }
+        }
+        let _ = conn.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        );
+        let mut buf = [0_u8; 4096];
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 || conn.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    })
+}
+
+#[test]
+fn an_upgraded_connection_through_the_proxy_carries_bytes_both_ways() {
+    use std::io::{Read as _, Write as _};
+    let site = site();
+    let desk = site.person_at_desk("upg");
+    let ns = &desk.edit_ns;
+    // Behind a Service the API server proxies to (services/proxy, an upgrade-aware path that
+    // needs no kubelet): a server that switches protocols and echoes.
+    let listener = std::net::TcpListener::bind((host_ip(), 0))
+        .unwrap_or_else(|e| panic!("cannot bind the echo server: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("echo server address: {e}"));
+    let server = upgrade_echo_server(listener);
+    // The API server proxies only to an endpoint that is a pod's IP: a pod (which no node runs)
+    // is given the echo server's address as its status, as a kubelet would report it.
+    site.control_plane.apply(&format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: {ns}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata:\n  name: echo\n  namespace: {ns}\nspec:\n  \
+         automountServiceAccountToken: false\n  containers:\n  - name: main\n    image: busybox\n"
+    ));
+    site.control_plane
+        .kubectl_admin(
+            &[
+                "patch",
+                "pod",
+                "echo",
+                "-n",
+                ns,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &format!(
+                    r#"{{"status":{{"podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#,
+                    ip = addr.ip()
+                ),
+            ],
+            None,
+        )
+        .assert_success();
+    site.control_plane.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\n  namespace: {ns}\nspec:\n  \
+         ports:\n  - port: 80\n    targetPort: {port}\n---\napiVersion: v1\nkind: Endpoints\n\
+         metadata:\n  name: echo\n  namespace: {ns}\nsubsets:\n- addresses:\n  - ip: {ip}\n    \
+         targetRef:\n      kind: Pod\n      name: echo\n      namespace: {ns}\n  \
+         ports:\n  - port: {port}\n",
+        ip = addr.ip(),
+        port = addr.port(),
+    ));
+
+    let token = desk.token();
+    let request = format!(
+        "GET /api/v1/namespaces/{ns}/services/echo/proxy/ HTTP/1.1\r\nHost: {}\r\n\
+         Authorization: Bearer {token}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        site.proxy.url().trim_start_matches("https://"),
+    );
+    let mut byte = [0_u8; 1];
+    // The API server's service proxy may not see the new Endpoints for a moment (503).
+    let mut tls = wait::until(
+        "the upgrade through the proxy is answered with 101",
+        Duration::from_secs(20),
+        || {
+            let mut tls = site.proxy.connect_tls();
+            if let Err(e) = tls.write_all(request.as_bytes()) {
+                return Check::Fail(format!("cannot send the upgrade request: {e}"));
+            }
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                match tls.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    other => {
+                        return Check::Fail(format!(
+                            "the answer ended ({other:?}) after {:?}",
+                            String::from_utf8_lossy(&head)
+                        ))
+                    }
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            if head.starts_with("HTTP/1.1 101") {
+                return Check::Done(tls);
+            }
+            let mut body = [0_u8; 2048];
+            let n = tls.read(&mut body).unwrap_or(0);
+            let answer = format!("{head}{}", String::from_utf8_lossy(&body[..n]));
+            if head.starts_with("HTTP/1.1 503") {
+                Check::Retry(answer)
+            } else {
+                Check::Fail(format!("expected 101 Switching Protocols, got:\n{answer}"))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n--- proxy log ---\n{}", site.proxy.log_tail(20)));
+
+    // Bytes both ways, several times, over the one upgraded connection.
+    for line in ["hello through the proxy\n", "and once more\n"] {
+        tls.write_all(line.as_bytes())
+            .unwrap_or_else(|e| panic!("write after the upgrade: {e}"));
+        tls.flush().unwrap_or_else(|e| panic!("flush: {e}"));
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") {
+            match tls.read(&mut byte) {
+                Ok(1) => got.push(byte[0]),
+                other => panic!(
+                    "the upgraded connection ended ({other:?}) after {:?}",
+                    String::from_utf8_lossy(&got)
+                ),
+            }
+        }
+        assert_eq!(String::from_utf8_lossy(&got), line.to_uppercase());
+    }
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+    drop(tls);
+    let seen = server
+        .join()
+        .unwrap_or_else(|_| panic!("the echo server panicked"));
+    assert!(
+        seen.contains("Upgrade: echo"),
+        "the backend did not get the upgrade request:\n{seen}"
+    );
+    assert!(
+        !seen.contains(&token) && !seen.contains(&site.credential.token),
+        "a token reached the backend:\n{seen}"
+    );
+
+    // The issuer's trail has the upgraded connection once it ended.
+    let event = wait::until(
+        "the audit trail has the upgraded connection",
+        Duration::from_secs(20),
+        || {
+            let events = proxy_events(&site.issuer, &desk.person.name);
+            match events
+                .into_iter()
+                .find(|e| field(e, "subresource") == "proxy" && field(e, "resource") == "services")
+            {
+                Some(e) => Check::Done(e),
+                None => Check::Retry("no event yet".to_owned()),
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(field(&event, "upgrade"), true, "{event:#}");
+    assert_eq!(field(&event, "code"), 101, "{event:#}");
 }

@@ -375,6 +375,43 @@ impl Proxy {
         http::response(req.call()).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
     }
 
+    /// A TLS connection to the proxy (HTTP/1.1, trusting [`Proxy::ca_file`]) for requests no
+    /// HTTP client library sends as they are: an `Upgrade` handshake, then raw bytes.
+    #[track_caller]
+    #[must_use]
+    pub fn connect_tls(
+        &self,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+        use rustls::pki_types::{pem::PemObject as _, CertificateDer, ServerName};
+        let pem = std::fs::read(&self.ca_file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.ca_file.display()));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.unwrap_or_else(|e| panic!("bad PEM in the proxy's CA: {e}"));
+            roots
+                .add(cert)
+                .unwrap_or_else(|e| panic!("bad certificate in the proxy's CA: {e}"));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("rustls protocol versions: {e}"))
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let addr = self.url.trim_start_matches("https://");
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_owned();
+        let name = ServerName::try_from(host.clone())
+            .unwrap_or_else(|e| panic!("{host} is not a server name: {e}"));
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+            .unwrap_or_else(|e| panic!("TLS client: {e}"));
+        let tcp = std::net::TcpStream::connect(addr)
+            .unwrap_or_else(|e| panic!("cannot connect to the proxy at {addr}: {e}"));
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap_or_else(|e| panic!("read timeout: {e}"));
+        rustls::StreamOwned::new(conn, tcp)
+    }
+
     /// `SIGTERM`, and waits (at most 30 s) for it to exit; fails the test if it does not.
     #[track_caller]
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
