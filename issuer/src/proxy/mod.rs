@@ -532,6 +532,13 @@ async fn handle(
             bytes: 0,
             code,
             done: Some((slot, record, started)),
+            // A watch or a followed log ends when shutdown begins, as the API server ends
+            // them at its own shutdown (clients start them again, elsewhere); a short answer
+            // gets the grace period.
+            cut: long_lived.then(|| -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+                Box::pin(stopped(shared.stopping.clone()))
+            }),
+            ended: false,
         }),
     )
 }
@@ -636,6 +643,10 @@ struct Metered {
     bytes: u64,
     code: u16,
     done: Option<(Slot, Record, Instant)>,
+    /// For a long-lived answer: completes when shutdown begins, which ends the answer.
+    cut: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+    /// Ended by `cut`.
+    ended: bool,
 }
 
 impl Metered {
@@ -664,6 +675,17 @@ impl Body for Metered {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(cut) = this.cut.as_mut() {
+            if cut.as_mut().poll(cx).is_ready() {
+                this.cut = None;
+                this.ended = true;
+                this.finish(true);
+                return Poll::Ready(None);
+            }
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -679,7 +701,7 @@ impl Body for Metered {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ended || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -690,7 +712,7 @@ impl Body for Metered {
 impl Drop for Metered {
     fn drop(&mut self) {
         // Dropped before its end: the caller went away (or the answer had no body to poll).
-        let complete = self.inner.is_end_stream();
+        let complete = !self.ended && self.inner.is_end_stream();
         self.finish(!complete);
     }
 }

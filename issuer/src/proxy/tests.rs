@@ -865,3 +865,33 @@ async fn a_new_token_of_the_proxy_is_used_for_the_next_request() {
         serde_json::json!(["Bearer new"])
     );
 }
+
+#[tokio::test]
+async fn shutdown_ends_long_lived_answers_at_once_and_keeps_their_events() {
+    let api = FakeApi::start().await;
+    let mut p = Proxied::start(&api, false).await;
+    let t = logged_in(&p.app, "kim").await;
+    let req = Request::get("/api/v1/namespaces/ns/pods/web/log?follow=true")
+        .header("authorization", bearer(&t.access_token))
+        .body(Empty::new().boxed())
+        .unwrap();
+    let res = p.send(req).await;
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(
+        first.into_data().unwrap(),
+        Bytes::from_static(b"first line\n")
+    );
+    // The fake API server never sends the rest: only the proxy's shutdown ends this answer,
+    // well within the grace period that short answers get.
+    let started = std::time::Instant::now();
+    let events = tokio::time::timeout(super::GRACE / 2, p.stop_and_read_events())
+        .await
+        .expect("a followed log must not hold the shutdown for the grace period");
+    assert!(started.elapsed() < super::GRACE / 2);
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect()).await;
+    assert!(rest.is_ok(), "the caller sees the answer end");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].2["incomplete"], true);
+    assert_eq!(events[0].2["response_bytes"], 11);
+}
