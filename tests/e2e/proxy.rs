@@ -1,15 +1,19 @@
 //! The credential proxy: an API server that knows nothing of the issuer (no `--oidc-*`, no
 //! webhook) is reached through `credential-issuer proxy`, which checks each person's token and
 //! forwards the request impersonating them with a credential of its own that may do nothing
-//! else. People get the proxy's URL from `kubectl credential setup`, kubectl works as it does
-//! against the API server (lists, `--watch`, `apply`, `delete`, `auth can-i`, and the API
-//! server's own Forbidden), the API server's audit log names the person, and the proxy refuses
-//! what it must: a client's own impersonation, a disabled account within seconds, a token of
-//! another cluster. Every request is a `proxy.request` event of the issuer's audit trail, and
-//! no token reaches the proxy's log.
+//! else (the `ServiceAccount` of `install/proxy-rbac.yaml`). People get the proxy's URL from
+//! `kubectl credential setup`, and kubectl works as it does against the API server: lists in
+//! pages, `--watch`, `apply`, `delete`, `auth can-i`, `exec` (answered by the API server here:
+//! there is no kubelet), large bodies, an upgraded connection (through the API server's service
+//! proxy to a backend that switches protocols), and the API server's own Forbidden. Its audit
+//! log names the person. The proxy refuses what it must: a client's own impersonation, a
+//! disabled account or machine and a logged-out session within seconds, a token of another
+//! cluster. It follows key rotation, every request is a `proxy.request` event of the issuer's
+//! audit trail (kept at SIGTERM), and no token reaches its log.
 //!
 //! The stories share one [`Site`] (control plane, issuer, proxy), each with its own people and
-//! namespaces.
+//! namespaces; the ones that stop a proxy or rotate keys start an issuer and proxy of their own
+//! on the site's API server.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -1367,8 +1371,9 @@ fn an_exec_through_the_proxy_reaches_the_api_server_and_its_answer_reaches_kubec
 /// This machine's first IPv4 address that is not loopback: the API server refuses loopback
 /// endpoints for a Service.
 fn host_ip() -> std::net::Ipv4Addr {
+    let hostname = e2e::process::require("hostname", "apt-get install hostname");
     let out = e2e::process::run(
-        std::process::Command::new("hostname").arg("-I"),
+        std::process::Command::new(hostname).arg("-I"),
         None,
         Duration::from_secs(10),
     );
