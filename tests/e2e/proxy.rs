@@ -724,6 +724,18 @@ fn a_client_sent_impersonation_is_refused_by_the_proxy() {
         let status = assert_status(&resp, 403, "Forbidden");
         assert_eq!(status["message"], NO_IMPERSONATION, "{header:?}: {status}");
     }
+    // Named as hop-by-hop, so that a proxy dropping such headers would drop it silently: still
+    // refused, not stripped.
+    let resp = site.proxy.request(
+        "GET",
+        &path,
+        Some(&token),
+        &[
+            ("Connection", "Impersonate-User"),
+            ("Impersonate-User", "admin"),
+        ],
+    );
+    assert_status(&resp, 403, "Forbidden");
 
     // Nothing reached the API server as `admin` (or as anyone but the person) on their behalf.
     let as_admin: Vec<serde_json::Value> = site
