@@ -1577,3 +1577,45 @@ fn an_upgraded_connection_through_the_proxy_carries_bytes_both_ways() {
     assert_eq!(field(&event, "upgrade"), true, "{event:#}");
     assert_eq!(field(&event, "code"), 101, "{event:#}");
 }
+
+#[test]
+fn a_token_the_proxy_refuses_is_refreshed_by_kubectls_retry_and_the_command_succeeds() {
+    let site = site();
+    let desk = site.person_at_desk("rio");
+    desk.kubectl(&["get", "pods", "-n", &desk.view_ns])
+        .assert_success();
+
+    // The cached token with a broken signature (as after its key was withdrawn): unexpired,
+    // well-formed, refused. The session stays.
+    let files = desk.env.token_files();
+    assert_eq!(files.len(), 1, "expected one token file: {files:?}");
+    let text = std::fs::read_to_string(&files[0]).unwrap_or_else(|e| panic!("{e}"));
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let jwt = doc["access_token"].as_str().unwrap_or_default().to_owned();
+    let (signed, signature) = jwt.rsplit_once('.').unwrap_or_else(|| panic!("not a JWT"));
+    let tail = if signature.ends_with("AAAA") {
+        "BBBB"
+    } else {
+        "AAAA"
+    };
+    let refused = format!("{signed}.{}{tail}", &signature[..signature.len() - 4]);
+    doc["access_token"] = serde_json::Value::String(refused.clone());
+    std::fs::write(&files[0], doc.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let resp = site
+        .proxy
+        .request("GET", "/api/v1/namespaces", Some(&refused), &[]);
+    assert_status(&resp, 401, "Unauthorized");
+
+    // kubectl gets the proxy's 401, runs the plugin again, which refreshes; the command works.
+    desk.kubectl(&["get", "pods", "-n", &desk.view_ns])
+        .assert_success();
+    let now = desk.env.cached_token();
+    assert_ne!(
+        now.access_token, refused,
+        "the refused token is still cached"
+    );
+    let ok = site
+        .proxy
+        .request("GET", "/api/v1/namespaces", Some(&now.access_token), &[]);
+    assert_eq!(ok.status, 200, "{ok:?}");
+}
