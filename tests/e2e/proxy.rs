@@ -8,7 +8,7 @@
 //! proxy to a backend that switches protocols), and the API server's own Forbidden. Its audit
 //! log names the person. The proxy refuses what it must: a client's own impersonation, a
 //! disabled account or machine and a logged-out session within seconds, a token of another
-//! cluster. It follows key rotation, every request is a `proxy.request` event of the issuer's
+//! cluster; a revoked grant ends within seconds. It follows key rotation, every request is a `proxy.request` event of the issuer's
 //! audit trail (kept at SIGTERM), and no token reaches its log.
 //!
 //! The stories share one [`Site`] (control plane, issuer, proxy), each with its own people and
@@ -98,8 +98,14 @@ impl Site {
                 control_plane.ca_file().to_owned(),
             )),
             proxies: vec![options],
+            // Grants of the `pod-reader` role, reconciled into the API server every 2 s.
+            grant_roles: Some(crate::grants::ROLES.to_owned()),
             ..IssuerOptions::default()
         });
+        crate::grants::give_the_reconciler_access(
+            &control_plane,
+            &issuer.reconciler_kubeconfig(CLUSTER),
+        );
         control_plane.apply(&format!(
             r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -1618,4 +1624,70 @@ fn a_token_the_proxy_refuses_is_refreshed_by_kubectls_retry_and_the_command_succ
         .proxy
         .request("GET", "/api/v1/namespaces", Some(&now.access_token), &[]);
     assert_eq!(ok.status, 200, "{ok:?}");
+}
+
+#[test]
+fn a_grant_lets_the_person_through_the_proxy_until_it_is_revoked() {
+    let site = site();
+    let desk = site.person_at_desk("gus");
+    let ns = format!("{}-granted", desk.person.name);
+    site.control_plane.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
+    ));
+    let pods = ["get", "pods", "-n", ns.as_str()];
+    assert_forbidden(&desk.kubectl(&pods), &desk.person);
+
+    let out = site.issuer.cli(
+        &[
+            "grant",
+            "add",
+            "--user",
+            &desk.person.name,
+            "--cluster",
+            CLUSTER,
+            "--namespace",
+            &ns,
+            "--role",
+            "pod-reader",
+            "--for",
+            "1h",
+            "--reason",
+            "e2e proxy story",
+        ],
+        None,
+    );
+    let id = crate::grants::grant_id(out.assert_success());
+    // The reconciler binds the person by the name the proxy impersonates.
+    wait::until(
+        "the granted person may list pods through the proxy",
+        Duration::from_secs(20),
+        || {
+            let out = desk.kubectl(&pods);
+            if out.success() {
+                Check::Done(())
+            } else {
+                Check::Retry(out.stderr)
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    site.issuer
+        .cli(&["grant", "revoke", &id, "--reason", "done"], None)
+        .assert_success();
+    wait::until(
+        "the revoked grant no longer lets the person through",
+        Duration::from_secs(20),
+        || {
+            let out = desk.kubectl(&pods);
+            if out.success() {
+                Check::Retry("still allowed".to_owned())
+            } else if out.stderr.to_lowercase().contains("forbidden") {
+                Check::Done(())
+            } else {
+                Check::Fail(format!("failed for another reason: {out}"))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 }
