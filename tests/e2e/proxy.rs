@@ -8,8 +8,9 @@
 //! proxy to a backend that switches protocols), and the API server's own Forbidden. Its audit
 //! log names the person. The proxy refuses what it must: a client's own impersonation, a
 //! disabled account or machine and a logged-out session within seconds, a token of another
-//! cluster; a revoked grant ends within seconds. It follows key rotation, every request is a `proxy.request` event of the issuer's
-//! audit trail (kept at SIGTERM), and no token reaches its log.
+//! cluster; a revoked grant ends within seconds. It follows key rotation, every request is a
+//! `proxy.request` event of the issuer's audit trail (kept at SIGTERM), and no token reaches its
+//! log.
 //!
 //! The stories share one [`Site`] (control plane, issuer, proxy), each with its own people and
 //! namespaces; the ones that stop a proxy or rotate keys start an issuer and proxy of their own
