@@ -1,15 +1,13 @@
 //! The proxy's side towards the real API server: TLS that trusts only the cluster's CA, the
-//! proxy's own credential (its client certificate in the handshake, or its bearer token), two
-//! pools and a fresh connection per upgrade:
+//! proxy's own credential (its client certificate in the handshake, or its bearer token), a
+//! pool of HTTP/1.1 keep-alive connections for ordinary requests, and a fresh HTTP/1.1
+//! connection per upgrade (exec, attach, port-forward), which the upgraded stream then owns.
 //!
-//! - short requests share HTTP/2 connections when the API server offers HTTP/2 (else HTTP/1.1
-//!   keep-alive);
-//! - long-lived ones (watches, `logs -f`) go over pooled HTTP/1.1 connections, one each: the
-//!   proxy carries many people's watches, and on shared HTTP/2 connections they would use up
-//!   the API server's streams per connection (250 by Go's default) for hours, so that short
-//!   requests queued behind them;
-//! - an upgrade (exec, attach, port-forward) gets an HTTP/1.1 connection of its own, which the
-//!   upgraded stream then owns.
+//! HTTP/1.1, not HTTP/2, towards the API server: the proxy carries many people's watches, which
+//! on shared HTTP/2 connections would hold the API server's streams per connection (250 by
+//! Go's default) for hours, and hyper-util's pooled client was measured slower over HTTP/2 than
+//! over its HTTP/1.1 pool (docs/benchmarks.md, "The impersonating proxy"). A watch holds one
+//! pooled connection while it lasts; idle ones are reused.
 //!
 //! Bodies are streamed both ways, never collected: a watch or `logs -f` lasts for hours.
 
@@ -41,7 +39,7 @@ use crate::secrets::secret::Secret;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
-/// Idle pooled connections kept (HTTP/1.1; with HTTP/2 one connection carries many streams).
+/// Idle pooled connections kept.
 const POOL_MAX_IDLE: usize = 64;
 
 /// Why a request did not reach the API server, or its answer did not come back.
@@ -82,11 +80,9 @@ fn causes(e: &dyn std::error::Error) -> String {
 
 /// The real API server, as the proxy reaches it.
 pub(super) struct Upstream {
-    /// Short requests: HTTP/2 when offered.
+    /// Ordinary requests, pooled.
     client: Client<Connector, ProxyBody>,
-    /// Long-lived requests: HTTP/1.1 only, one connection each.
-    streaming: Client<Connector, ProxyBody>,
-    /// For upgrades: the same connector, offering only HTTP/1.1.
+    /// For upgrades: the same connector, for a connection of their own.
     http1: Connector,
     authority: Authority,
     /// The server URL's path (an API server behind a path prefix), without a trailing `/`.
@@ -130,28 +126,22 @@ impl Upstream {
         .parse()
         .map_err(|_| SetupError::Invalid(format!("{server} has no usable host")))?;
         let credential = token.as_ref().map(bearer_value).transpose()?;
-        let mut pooled = tls.clone();
-        pooled.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let mut single = tls;
-        single.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut http1 = tls;
+        http1.alpn_protocols = vec![b"http/1.1".to_vec()];
         let connector = |config: rustls::ClientConfig| Connector {
             tls: TlsConnector::from(Arc::new(config)),
             host: host.clone(),
             port,
             name: name.clone(),
         };
-        let pool = |c: Connector| {
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(POOL_IDLE)
-                .pool_max_idle_per_host(POOL_MAX_IDLE)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .build(c)
-        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(POOL_MAX_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(connector(http1.clone()));
         Ok(Self {
-            client: pool(connector(pooled)),
-            streaming: pool(connector(single.clone())),
-            http1: connector(single),
+            client,
+            http1: connector(http1),
             authority,
             base_path: server.path().trim_end_matches('/').to_owned(),
             credential: std::sync::RwLock::new(credential),
@@ -201,12 +191,10 @@ impl Upstream {
             .map_err(|_| Error::Exchange("the request path cannot be forwarded".into()))
     }
 
-    /// Sends an ordinary request (headers already prepared) through a pool: the HTTP/1.1 one
-    /// when it is `long_lived` (a watch, a followed log).
+    /// Sends an ordinary request (headers already prepared) through the pool.
     pub(super) async fn send(
         &self,
         mut req: Request<ProxyBody>,
-        long_lived: bool,
     ) -> Result<Response<Incoming>, Error> {
         let pq = self.path_and_query(req.uri())?;
         *req.uri_mut() = Uri::builder()
@@ -215,16 +203,13 @@ impl Upstream {
             .path_and_query(pq)
             .build()
             .map_err(|e| Error::Exchange(e.to_string()))?;
-        // The pool speaks whichever version the API server chose; asking for HTTP/2 here would
-        // make a separate HTTP/2-only pool.
+        // An HTTP/2 caller's request goes on as HTTP/1.1 (the pool speaks nothing else).
         *req.version_mut() = Version::HTTP_11;
         self.authenticate(req.headers_mut());
-        let pool = if long_lived {
-            &self.streaming
-        } else {
-            &self.client
-        };
-        pool.request(req).await.map_err(|e| Error::from_client(&e))
+        self.client
+            .request(req)
+            .await
+            .map_err(|e| Error::from_client(&e))
     }
 
     /// Sends an upgrade request over a new HTTP/1.1 connection of its own; with a `101`
@@ -334,12 +319,8 @@ struct TlsIo(TokioIo<TlsStream<TcpStream>>);
 
 impl Connection for TlsIo {
     fn connected(&self) -> Connected {
-        let connected = Connected::new();
-        if self.0.inner().get_ref().1.alpn_protocol() == Some(b"h2") {
-            connected.negotiated_h2()
-        } else {
-            connected
-        }
+        // HTTP/1.1 only (ALPN offers nothing else): see the module's comment.
+        Connected::new()
     }
 }
 

@@ -491,7 +491,7 @@ async fn handle(
     let out = Request::from_parts(parts, http_body_util::BodyExt::boxed(body));
     let answer = match client_upgrade {
         Some(_) => shared.upstream.send_upgrade(out).await,
-        None => shared.upstream.send(out, long_lived).await,
+        None => shared.upstream.send(out).await,
     };
     let mut res = match answer {
         Ok(res) => res,
