@@ -38,6 +38,7 @@ mod logout_one_cluster;
 mod machines;
 mod pages;
 mod procs;
+mod proxy;
 mod refresh;
 mod refresh_reuse;
 mod replicas;

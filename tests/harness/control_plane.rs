@@ -50,6 +50,8 @@ pub struct WebhookSettings {
 #[derive(Debug, Clone, Copy)]
 enum Authn<'a> {
     None,
+    /// No token authenticator, and the audit log written with this policy.
+    NoneAudited(&'a Path),
     Oidc(&'a OidcSettings),
     Webhook(&'a WebhookSettings),
 }
@@ -109,6 +111,15 @@ impl ControlPlane {
         Self::start_with(Authn::None)
     }
 
+    /// Starts a control plane without OIDC or webhook authentication (only client certificates
+    /// and service account tokens) that writes its audit log with `audit_policy`, see
+    /// [`ControlPlane::audit_events`]: what the credential proxy talks to, impersonating.
+    #[track_caller]
+    #[must_use]
+    pub fn start_without_oidc_audited(audit_policy: &Path) -> Self {
+        Self::start_with(Authn::NoneAudited(audit_policy))
+    }
+
     #[track_caller]
     fn start_with(authn: Authn<'_>) -> Self {
         let apiserver = kube_apiserver_binary();
@@ -152,6 +163,9 @@ impl ControlPlane {
             if let Some(policy) = &w.audit_policy {
                 cmd.env("AUDIT_POLICY_FILE", policy);
             }
+        }
+        if let Authn::NoneAudited(policy) = authn {
+            cmd.env("AUDIT_POLICY_FILE", policy);
         }
         if let Authn::Oidc(o) = authn {
             cmd.env("OIDC_ISSUER_URL", &o.issuer_url)

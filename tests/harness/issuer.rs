@@ -57,6 +57,53 @@ pub struct IssuerOptions {
     /// The data directory, when the test keeps it (a small disk, a restart on the same
     /// database); by default a new one inside the issuer's temporary directory.
     pub data_dir: Option<PathBuf>,
+    /// `[clusters.proxy]` of some clusters: the authenticating, impersonating proxy that
+    /// [`crate::Proxy`] starts. When set, the configuration is written to the file every
+    /// [`Issuer::cli`] call (and the proxy process) passes as `--config`, with the issuer's
+    /// URL in it, since the proxy checks every token's `iss`.
+    pub proxies: Vec<ProxyOptions>,
+}
+
+/// `[clusters.proxy]` of one cluster.
+///
+/// The published cluster list names the proxy's URL, so the URL must be known before anything
+/// starts: the address is a port picked here (bound and released), used as both `listen` and
+/// `url`. The proxy binds it a moment later; should another program take the port in between,
+/// the proxy fails to start and says so (the harness reports its log).
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// The cluster whose requests it carries.
+    pub cluster: String,
+    /// `listen` (and the authority of `url`).
+    pub addr: std::net::SocketAddr,
+    /// `kubeconfig`: the proxy's own credential to the real API server (see
+    /// [`crate::proxy::service_account_kubeconfig`]).
+    pub kubeconfig: PathBuf,
+}
+
+impl ProxyOptions {
+    /// A proxy for `cluster` on a free port of 127.0.0.1, with `kubeconfig` as its credential.
+    #[track_caller]
+    #[must_use]
+    pub fn new(cluster: &str, kubeconfig: &Path) -> Self {
+        let probe = TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+        let addr = probe
+            .local_addr()
+            .unwrap_or_else(|e| panic!("listener address: {e}"));
+        drop(probe);
+        Self {
+            cluster: cluster.to_owned(),
+            addr,
+            kubeconfig: kubeconfig.to_owned(),
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`: what kubeconfigs point at.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
 }
 
 impl Default for IssuerOptions {
@@ -71,6 +118,7 @@ impl Default for IssuerOptions {
             grant_roles: None,
             workloads: None,
             data_dir: None,
+            proxies: Vec::new(),
         }
     }
 }
@@ -85,6 +133,7 @@ pub struct Issuer {
     ca_file: PathBuf,
     data_dir: PathBuf,
     config_file: Option<PathBuf>,
+    proxies: Vec<ProxyOptions>,
     // Removes the temporary directory on drop, or when the test process exits without dropping
     // (the e2e fixture is a `static`).
     _cleanup: Reaper,
@@ -151,8 +200,11 @@ impl Issuer {
             policy: options.policy.clone(),
             ..FileConfig::default()
         };
-        let config_file = (options.grant_roles.is_some() || options.workloads.is_some())
-            .then(|| write_config_file(&dir, &data_dir, options));
+        let issuer_url = format!("https://127.0.0.1:{port}");
+        let config_file = (options.grant_roles.is_some()
+            || options.workloads.is_some()
+            || !options.proxies.is_empty())
+        .then(|| write_config_file(&dir, &data_dir, &issuer_url, options));
         let file = match &config_file {
             // The file holds what the admin CLI needs (clusters, roles, workloads), read the
             // way `--config` is read, so every table it knows is carried; upstreams and policy
@@ -168,7 +220,7 @@ impl Issuer {
         let overrides = Overrides {
             data_dir: Some(data_dir.clone()),
             listen: Some(format!("127.0.0.1:{port}")),
-            issuer_url: Some(format!("https://127.0.0.1:{port}")),
+            issuer_url: Some(issuer_url),
             token_ttl: Some(options.token_ttl.clone()),
             ..Overrides::default()
         };
@@ -189,8 +241,22 @@ impl Issuer {
             ca_file,
             data_dir,
             config_file,
+            proxies: options.proxies.clone(),
             _cleanup: cleanup,
         }
+    }
+
+    /// The configuration file every [`Issuer::cli`] call passes as `--config`, if one was
+    /// written (roles, workloads or proxies).
+    #[must_use]
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config_file.as_deref()
+    }
+
+    /// The `[clusters.proxy]` settings of `cluster`, if it has a proxy.
+    #[must_use]
+    pub fn proxy_options(&self, cluster: &str) -> Option<&ProxyOptions> {
+        self.proxies.iter().find(|p| p.cluster == cluster)
     }
 
     /// `https://127.0.0.1:PORT`, the `iss` of its tokens.
@@ -405,11 +471,20 @@ fn reconciler_kubeconfig(data_dir: &Path, cluster: &str) -> PathBuf {
     data_dir.join(format!("reconciler-{cluster}.kubeconfig"))
 }
 
-/// Writes the clusters and `[[roles]]` and/or `[[workloads]]` of `options` as a config file.
-/// With roles, every cluster has its grant reconciler's kubeconfig.
-fn write_config_file(dir: &Path, data_dir: &Path, options: &IssuerOptions) -> PathBuf {
+/// Writes the clusters and `[[roles]]` and/or `[[workloads]]` and proxies of `options` as a
+/// config file. With roles, every cluster has its grant reconciler's kubeconfig. With proxies,
+/// the file names the issuer's URL (a proxy process started with it checks tokens' `iss`).
+fn write_config_file(
+    dir: &Path,
+    data_dir: &Path,
+    issuer_url: &str,
+    options: &IssuerOptions,
+) -> PathBuf {
     use std::fmt::Write as _;
     let mut text = String::new();
+    if !options.proxies.is_empty() {
+        let _ = writeln!(text, "issuer_url = {issuer_url:?}\n");
+    }
     for (name, audience) in &options.clusters {
         let _ = writeln!(
             text,
@@ -429,6 +504,16 @@ fn write_config_file(dir: &Path, data_dir: &Path, options: &IssuerOptions) -> Pa
                 ca.to_string_lossy()
             );
         }
+        // The sub-table comes after every key of its `[[clusters]]` element.
+        if let Some(proxy) = options.proxies.iter().find(|p| &p.cluster == name) {
+            let _ = writeln!(
+                text,
+                "[clusters.proxy]\nlisten = {:?}\nurl = {:?}\nkubeconfig = {:?}",
+                proxy.addr.to_string(),
+                proxy.url(),
+                proxy.kubeconfig.to_string_lossy()
+            );
+        }
     }
     for tables in [&options.grant_roles, &options.workloads]
         .into_iter()
@@ -441,4 +526,46 @@ fn write_config_file(dir: &Path, data_dir: &Path, options: &IssuerOptions) -> Pa
     let path = dir.join("issuer.toml");
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[clusters.proxy]` lands under its own cluster, and the file names the issuer's URL
+    /// (which the proxy process needs to check `iss`).
+    #[test]
+    fn proxies_are_written_under_their_cluster_with_the_issuer_url() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let proxy = ProxyOptions::new("b", Path::new("/etc/proxy.kubeconfig"));
+        let options = IssuerOptions {
+            clusters: vec![("a".into(), "aud-a".into()), ("b".into(), "aud-b".into())],
+            api_server: Some(("https://127.0.0.1:6443".into(), "/ca.crt".into())),
+            proxies: vec![proxy.clone()],
+            ..IssuerOptions::default()
+        };
+        let path = write_config_file(
+            dir.path(),
+            &dir.path().join("data"),
+            "https://127.0.0.1:1",
+            &options,
+        );
+        let file = Config::read_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(file.issuer_url.as_deref(), Some("https://127.0.0.1:1"));
+        assert!(file.clusters[0].proxy.is_none());
+        let b = file.clusters[1].proxy.as_ref();
+        assert_eq!(b.and_then(|p| p.url.clone()), Some(proxy.url()));
+        assert_eq!(
+            b.and_then(|p| p.listen.clone()),
+            Some(proxy.addr.to_string())
+        );
+        assert_eq!(
+            b.and_then(|p| p.kubeconfig.clone()),
+            Some(PathBuf::from("/etc/proxy.kubeconfig"))
+        );
+        assert_eq!(
+            file.clusters[1].server.as_deref(),
+            Some("https://127.0.0.1:6443")
+        );
+    }
 }

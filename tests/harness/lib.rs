@@ -1,7 +1,8 @@
 //! The end-to-end test harness: it starts the real programs the system is made of (etcd and
-//! kube-apiserver, the issuer, the plugin, kubectl, a Secret Service, an upstream OpenID provider,
-//! a CI platform's OpenID issuer, PostgreSQL), each in its own temporary directory, and stops them again, so that the tests in
-//! `tests/e2e/` read like a person's story.
+//! kube-apiserver, the issuer and its impersonating proxy, the plugin, kubectl, a Secret
+//! Service, an upstream OpenID provider, a CI platform's OpenID issuer, PostgreSQL), each in its
+//! own temporary directory, and stops them again, so that the tests in `tests/e2e/` read like a
+//! person's story.
 //!
 //! Rules every module keeps (see STYLE.md, "Tests"):
 //! - A missing program fails the test with the command that installs it; nothing is skipped.
@@ -22,6 +23,7 @@ pub mod oidc_provider;
 pub mod plugin;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod python_client;
 pub mod replicas;
 pub mod secret_service;
@@ -32,9 +34,10 @@ pub use browser::{Browser, Page};
 pub use ci_issuer::{CiIssuer, ForgeKey, Job};
 pub use control_plane::{ControlPlane, OidcSettings, WebhookSettings};
 pub use fault_proxy::{Fault, FaultProxy};
-pub use issuer::{Issuer, IssuerOptions};
+pub use issuer::{Issuer, IssuerOptions, ProxyOptions};
 pub use oidc_provider::OidcProvider;
 pub use plugin::{CachedToken, LoginProcess, PluginArgs, TokenCache, UserEnv};
 pub use postgres::Postgres;
-pub use process::Outcome;
+pub use process::{Background, Outcome};
+pub use proxy::{Proxy, ProxyCredential};
 pub use secret_service::SecretService;

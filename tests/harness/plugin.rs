@@ -270,6 +270,16 @@ impl UserEnv {
         process::run(&mut cmd, None, CALL_TIMEOUT)
     }
 
+    /// Starts `kubectl --kubeconfig KUBECONFIG ARGS` in the background (a `--watch`), stdin
+    /// not a terminal; it is killed when the handle drops.
+    #[track_caller]
+    #[must_use]
+    pub fn kubectl_background(&self, kubeconfig: &Path, args: &[&str]) -> process::Background {
+        let mut cmd = self.command(&crate::bins::kubectl());
+        cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+        process::Background::spawn(&mut cmd)
+    }
+
     /// Writes a kubeconfig named `file_name` in this home: one cluster (`server`, trusted via
     /// `ca_file`) and one user whose credential comes from `kubectl-credential get ...` over the
     /// exec protocol `version`. Returns its path.

@@ -268,6 +268,116 @@ pub fn collect(pipe: Option<impl Read + Send + 'static>) -> Collector {
     }))
 }
 
+/// A program left running while the test does something else (a `kubectl get --watch`): its
+/// own process group, stdout and stderr collected as they come, killed with everything it
+/// started when the handle drops.
+#[derive(Debug)]
+pub struct Background {
+    command: String,
+    child: Option<Child>,
+    stdout: Shared,
+    stderr: Shared,
+    started: Instant,
+}
+
+impl Background {
+    /// Starts `cmd` with stdin closed.
+    #[track_caller]
+    #[must_use]
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let command = describe(cmd);
+        let mut child = spawn_captured(cmd, Stdio::null(), &command);
+        let stdout = std::sync::Arc::default();
+        let stderr = std::sync::Arc::default();
+        stream_into(child.stdout.take(), &stdout);
+        stream_into(child.stderr.take(), &stderr);
+        Self {
+            command,
+            child: Some(child),
+            stdout,
+            stderr,
+            started: Instant::now(),
+        }
+    }
+
+    /// Everything written to stdout so far.
+    #[must_use]
+    pub fn stdout(&self) -> String {
+        text_of(&self.stdout)
+    }
+
+    /// Everything written to stderr so far.
+    #[must_use]
+    pub fn stderr(&self) -> String {
+        text_of(&self.stderr)
+    }
+
+    /// Whether it still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kills it (and its process group) if it still runs, and returns what it printed.
+    #[must_use]
+    pub fn stop(mut self) -> Outcome {
+        let status = self.child.take().and_then(|mut child| {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            kill_group(child.id(), rustix::process::Signal::KILL);
+            let _ = child.kill();
+            child.wait().ok()
+        });
+        Outcome {
+            command: self.command.clone(),
+            code: status.and_then(|s| s.code()),
+            signal: status.and_then(|s| s.signal()),
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(child.id(), rustix::process::Signal::KILL);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Bytes a pipe yielded so far, shared with the thread reading it.
+type Shared = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+fn text_of(shared: &Shared) -> String {
+    shared
+        .lock()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Appends what `pipe` yields to `sink` as it comes, on a thread.
+fn stream_into(pipe: Option<impl Read + Send + 'static>, sink: &Shared) {
+    let Some(mut pipe) = pipe else { return };
+    let sink = std::sync::Arc::clone(sink);
+    std::thread::spawn(move || {
+        let mut buf = [0_u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut s) = sink.lock() {
+                s.extend_from_slice(&buf[..n]);
+            }
+        }
+    });
+}
+
 /// A small `bash` process that runs a cleanup script when its stdin reaches end-of-file.
 ///
 /// Its stdin is a pipe whose only writer is this handle, so end-of-file comes either from
