@@ -5,14 +5,17 @@
 //! another address) and the victim's browser, headless Chromium, is at 127.0.0.1: the page
 //! shows a visible alert naming both addresses and approves only once the person confirms they
 //! started the sign-in themselves. The same journey from the browser's own address shows no
-//! warning. Screenshots: `target/e2e-artifacts/device-phishing/{desktop,same-address}/`.
+//! warning. With `[device_flow] allowed_networks`, a device authorization from elsewhere is
+//! refused with what to do, and the trail records it. Screenshots:
+//! `target/e2e-artifacts/device-phishing/desktop/` (the warning) and `.../phone/` (the same
+//! address, no warning).
 
 use std::process::Command;
 use std::time::Duration;
 
 use credential_shared::oauth::{
-    DeviceAuthorizationResponse, OAuthErrorCode, GRANT_DEVICE_CODE, PATH_DEVICE_AUTHORIZATION,
-    PLUGIN_CLIENT_ID,
+    DeviceAuthorizationResponse, OAuthError, OAuthErrorCode, GRANT_DEVICE_CODE,
+    PATH_DEVICE_AUTHORIZATION, PLUGIN_CLIENT_ID,
 };
 use e2e::browser::{csrf_token, path_of};
 use e2e::chromium::{self, Journey, Variant};
@@ -198,4 +201,33 @@ fn a_hostile_user_agent_is_shown_escaped_and_a_forged_approval_is_refused() {
     );
     assert_eq!(done.status, 200, "{done:?}");
     assert!(done.body.contains("Access approved"), "{done:?}");
+}
+
+#[test]
+fn device_sign_in_from_outside_the_allowed_networks_is_refused_with_what_to_do() {
+    let issuer = Issuer::start(&IssuerOptions {
+        extra_toml: Some("[device_flow]\nallowed_networks = [\"127.0.0.1/32\"]\n".to_owned()),
+        ..IssuerOptions::default()
+    });
+    let (status, body) = authorize_from(&issuer, ELSEWHERE, USER_AGENT);
+    assert_eq!(status, 400, "{body}");
+    let e: OAuthError =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not an OAuth error ({e}): {body}"));
+    assert_eq!(e.error, OAuthErrorCode::UnauthorizedClient, "{body}");
+    let says = e.error_description.unwrap_or_default();
+    assert!(
+        says.contains("device sign-in is not allowed from this network (127.0.0.2)")
+            && says.contains("VPN"),
+        "{says}"
+    );
+    let _inside = start_from(&issuer, HERE, USER_AGENT);
+    let trail = issuer.cli(&["audit", "export"], None);
+    trail.assert_success();
+    let refused: Vec<&str> = trail
+        .stdout
+        .lines()
+        .filter(|l| l.contains("\"device.refused.network\""))
+        .collect();
+    assert_eq!(refused.len(), 1, "{trail}");
+    assert!(refused[0].contains(ELSEWHERE), "{}", refused[0]);
 }

@@ -57,6 +57,9 @@ pub struct IssuerOptions {
     /// The data directory, when the test keeps it (a small disk, a restart on the same
     /// database); by default a new one inside the issuer's temporary directory.
     pub data_dir: Option<PathBuf>,
+    /// More TOML appended to the config file (which is then written, as with `grant_roles`),
+    /// for a section no other option covers, e.g. `[device_flow]`.
+    pub extra_toml: Option<String>,
 }
 
 impl Default for IssuerOptions {
@@ -71,6 +74,7 @@ impl Default for IssuerOptions {
             grant_roles: None,
             workloads: None,
             data_dir: None,
+            extra_toml: None,
         }
     }
 }
@@ -151,8 +155,10 @@ impl Issuer {
             policy: options.policy.clone(),
             ..FileConfig::default()
         };
-        let config_file = (options.grant_roles.is_some() || options.workloads.is_some())
-            .then(|| write_config_file(&dir, &data_dir, options));
+        let config_file = (options.grant_roles.is_some()
+            || options.workloads.is_some()
+            || options.extra_toml.is_some())
+        .then(|| write_config_file(&dir, &data_dir, options));
         let file = match &config_file {
             // The file holds what the admin CLI needs (clusters, roles, workloads), read the
             // way `--config` is read, so every table it knows is carried; upstreams and policy
@@ -430,9 +436,13 @@ fn write_config_file(dir: &Path, data_dir: &Path, options: &IssuerOptions) -> Pa
             );
         }
     }
-    for tables in [&options.grant_roles, &options.workloads]
-        .into_iter()
-        .flatten()
+    for tables in [
+        &options.grant_roles,
+        &options.workloads,
+        &options.extra_toml,
+    ]
+    .into_iter()
+    .flatten()
     {
         text.push('\n');
         text.push_str(tables);
