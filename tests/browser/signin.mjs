@@ -8,7 +8,13 @@
 //
 //   node signin.mjs --url VERIFICATION_URI_COMPLETE --username NAME --ca ISSUER_CA_PEM \
 //       --artifacts DIR --cluster NAME --client ID --address ADDR [--variant desktop|phone] \
-//       [--chromium /usr/bin/chromium]   < password on stdin (one line)
+//       [--warning BROWSER_ADDR] [--chromium /usr/bin/chromium]   < password on stdin (one line)
+//
+// Without --warning the consent page must show no alert and no confirmation box (the code was
+// requested from this browser's address). With --warning, the code was requested from
+// --address but this browser is at BROWSER_ADDR: the page must show a visible alert naming
+// both, refuse Approve until "I started this sign-in myself on ADDR" is ticked (screenshots
+// `consent-warning` and `consent-unconfirmed`), and approve once it is.
 //
 // The password comes on stdin so that it never appears in a process listing. Variants:
 // `desktop` (1280x800, JavaScript on) and `phone` (a 360x740 touch screen with JavaScript
@@ -51,6 +57,7 @@ function parse() {
       cluster: { type: 'string' },
       client: { type: 'string' },
       address: { type: 'string' },
+      warning: { type: 'string' },
       variant: { type: 'string', default: 'desktop' },
       chromium: { type: 'string', default: '/usr/bin/chromium' },
     },
@@ -207,7 +214,40 @@ async function main() {
       if (!text.includes(value)) fail(`the consent page does not name the ${what} "${value}": ${text}`);
     }
     summary.consent = { cluster: args.cluster, client: args.client, address: args.address };
-    await shoot('consent');
+    const alert = page.getByRole('alert');
+    const box = page.getByRole('checkbox', { name: `I started this sign-in myself on ${args.address}` });
+    if (args.warning === undefined) {
+      // 3a. Same address: no warning, no box to tick.
+      if ((await alert.count()) !== 0) fail(`the consent page shows an alert although the addresses match: ${await alert.first().innerText()}`);
+      if ((await page.getByRole('checkbox').count()) !== 0) fail('the consent page asks for a confirmation although the addresses match');
+      summary.warning = null;
+      await shoot('consent');
+    } else {
+      // 3b. Another address: a visible warning naming both addresses, and Approve only with the box.
+      step = 'reading the warning';
+      const warning = page.locator('#origin-warning');
+      if ((await warning.getAttribute('role')) !== 'alert') fail('the warning is not an alert (role=alert)');
+      if (!(await warning.isVisible())) fail('the warning is not visible');
+      const said = (await warning.innerText()).replace(/\s+/g, ' ');
+      for (const addr of [args.address, args.warning]) {
+        if (!said.includes(addr)) fail(`the warning does not name ${addr}: ${said}`);
+      }
+      if (!said.includes('approving would sign them in, as you')) fail(`the warning does not say who would be signed in: ${said}`);
+      const box1 = await warning.boundingBox();
+      if (!box1 || box1.y > variant.viewport.height) fail('the warning is below the first screen');
+      summary.warning = { text: said, top: box1.y, height: box1.height };
+      await shoot('consent-warning');
+      step = 'approving without the confirmation';
+      if (await box.isChecked()) fail('the confirmation is ticked before the person ticked it');
+      await submit(page.getByRole('button', { name: 'Approve', exact: true }));
+      expectPath('/consent', 'the consent page again');
+      const refused = (await page.locator('body').innerText()).replace(/\s+/g, ' ');
+      if (!refused.includes('To approve it, tick')) fail(`Approve without the confirmation was not refused: ${refused}`);
+      await shoot('consent-unconfirmed');
+      step = 'ticking the confirmation';
+      await box.check();
+      await shoot('consent');
+    }
 
     // 4. Approve, and the page says it worked.
     step = 'approving';

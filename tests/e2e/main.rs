@@ -20,6 +20,7 @@ mod ctrl_c;
 mod database_down;
 mod denial;
 mod device_flow;
+mod device_phishing;
 mod disabled_user;
 mod disk_full;
 mod exec_versions;

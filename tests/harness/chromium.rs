@@ -252,6 +252,21 @@ fn node_script(script: &str) -> (Command, tempfile::TempDir) {
 #[track_caller]
 #[must_use]
 pub fn sign_in(journey: &Journey<'_>, artifacts: &Path) -> Report {
+    run_sign_in(journey, None, artifacts)
+}
+
+/// Like [`sign_in`] for a code requested from `journey.address` while this browser is at
+/// `browser_address`: the consent page must show a visible alert naming both, refuse Approve
+/// until the person confirms they started the sign-in themselves, and approve then. The
+/// screenshots add `consent-warning` and `consent-unconfirmed`.
+#[track_caller]
+#[must_use]
+pub fn sign_in_warned(journey: &Journey<'_>, browser_address: &str, artifacts: &Path) -> Report {
+    run_sign_in(journey, Some(browser_address), artifacts)
+}
+
+#[track_caller]
+fn run_sign_in(journey: &Journey<'_>, warning: Option<&str>, artifacts: &Path) -> Report {
     let (mut cmd, _home) = node_script("signin.mjs");
     cmd.arg("--url")
         .arg(journey.url)
@@ -269,6 +284,9 @@ pub fn sign_in(journey: &Journey<'_>, artifacts: &Path) -> Report {
         .arg(journey.address)
         .arg("--variant")
         .arg(journey.variant.as_str());
+    if let Some(address) = warning {
+        cmd.arg("--warning").arg(address);
+    }
     let password = format!("{}\n", journey.password);
     let out = process::run(&mut cmd, Some(password.as_bytes()), JOURNEY_TIMEOUT);
     report(&out)

@@ -62,6 +62,9 @@ pub struct IssuerOptions {
     /// [`Issuer::cli`] call (and the proxy process) passes as `--config`, with the issuer's
     /// URL in it, since the proxy checks every token's `iss`.
     pub proxies: Vec<ProxyOptions>,
+    /// More TOML appended to the config file (which is then written, as with `grant_roles`),
+    /// for a section no other option covers, e.g. `[device_flow]`.
+    pub extra_toml: Option<String>,
 }
 
 /// `[clusters.proxy]` of one cluster.
@@ -119,6 +122,7 @@ impl Default for IssuerOptions {
             workloads: None,
             data_dir: None,
             proxies: Vec::new(),
+            extra_toml: None,
         }
     }
 }
@@ -203,6 +207,7 @@ impl Issuer {
         let issuer_url = format!("https://127.0.0.1:{port}");
         let config_file = (options.grant_roles.is_some()
             || options.workloads.is_some()
+            || options.extra_toml.is_some()
             || !options.proxies.is_empty())
         .then(|| write_config_file(&dir, &data_dir, &issuer_url, options));
         let file = match &config_file {
@@ -515,9 +520,13 @@ fn write_config_file(
             );
         }
     }
-    for tables in [&options.grant_roles, &options.workloads]
-        .into_iter()
-        .flatten()
+    for tables in [
+        &options.grant_roles,
+        &options.workloads,
+        &options.extra_toml,
+    ]
+    .into_iter()
+    .flatten()
     {
         text.push('\n');
         text.push_str(tables);

@@ -76,6 +76,18 @@ pub struct FileConfig {
     /// `[[workloads]]` tables: CI jobs and automation trusted by their platform's token.
     #[serde(default)]
     pub workloads: Vec<FileWorkload>,
+    /// `[device_flow]`.
+    pub device_flow: Option<FileDeviceFlow>,
+}
+
+/// `[device_flow]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDeviceFlow {
+    /// Networks (`10.0.0.0/8`, `2001:db8::/32`, or one address) device authorizations may come
+    /// from; empty or absent: anywhere. See [`Config::device_allowed_networks`].
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
 }
 
 /// `[[workloads]]`: see `crate::domain::workloads::Workload` and docs/machines.md.

@@ -11,7 +11,7 @@
 //! - `file.rs`: the TOML schema as written.
 //! - `precedence.rs`: [`Overrides`] (flags and environment) over the file.
 //! - `server.rs`, `storage.rs`, `clusters.rs`, `roles.rs`, `upstreams.rs`, `policy.rs`,
-//!   `accounts.rs`, `notifications.rs`, `audit.rs`: one section each, checked into its typed
+//!   `accounts.rs`, `notifications.rs`, `audit.rs`, `device_flow.rs`: one section each, checked into its typed
 //!   value.
 //! - `values.rs`: durations and small files, shared by the sections.
 //! - `tests.rs` (loading and every error naming its field), `example_tests.rs` (the shipped
@@ -20,6 +20,7 @@
 mod accounts;
 mod audit;
 mod clusters;
+mod device_flow;
 mod file;
 mod notifications;
 mod policy;
@@ -42,9 +43,9 @@ use crate::env;
 pub use self::accounts::{Accounts, RateLimits};
 pub use self::audit::AuditConfig;
 pub use self::file::{
-    FileAccounts, FileAudit, FileClaimValue, FileCluster, FileConfig, FileNotifications,
-    FilePolicy, FileProxy, FileRateLimits, FileRequests, FileRole, FileRule, FileSigning,
-    FileUpstream, FileWorkload,
+    FileAccounts, FileAudit, FileClaimValue, FileCluster, FileConfig, FileDeviceFlow,
+    FileNotifications, FilePolicy, FileProxy, FileRateLimits, FileRequests, FileRole, FileRule,
+    FileSigning, FileUpstream, FileWorkload,
 };
 pub use self::notifications::Notifications;
 pub use self::precedence::{Overrides, StoreOrigin};
@@ -133,6 +134,9 @@ pub struct Config {
     pub workloads: Vec<crate::domain::workloads::Workload>,
     /// Where the keys of each issuer the workloads trust come from (one entry per issuer).
     pub workload_issuers: Vec<crate::upstream::trusted::TrustedIssuer>,
+    /// `[device_flow] allowed_networks`: the networks device authorizations may come from;
+    /// empty: anywhere.
+    pub device_allowed_networks: crate::domain::origin::AllowedNetworks,
 }
 
 /// A configuration error. Each names the field it is about.
@@ -242,6 +246,7 @@ impl Config {
         let requests = roles::requests(file.requests)?;
         let notifications = notifications::notifications(file.notifications)?;
         let (workloads, workload_issuers) = workloads::workloads(file.workloads, &clusters)?;
+        let device_allowed_networks = device_flow::device_flow(file.device_flow)?;
         let key = storage::EncryptionKey::new(file.encryption_key_file, encryption_key)?;
         let database = storage::database(
             file.database_url.as_ref(),
@@ -281,6 +286,7 @@ impl Config {
             store_origin,
             workloads,
             workload_issuers,
+            device_allowed_networks,
         })
     }
 

@@ -11,6 +11,7 @@ pub mod device;
 pub mod grants;
 pub mod identity;
 pub mod names;
+pub mod origin;
 pub mod policy;
 pub mod requests;
 pub mod review;

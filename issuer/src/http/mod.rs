@@ -232,6 +232,8 @@ mod audit_page_tests;
 #[cfg(test)]
 mod burst_tests;
 #[cfg(test)]
+mod device_origin_tests;
+#[cfg(test)]
 mod fuzz_tests;
 #[cfg(test)]
 mod invite_tests;

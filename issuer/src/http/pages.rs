@@ -20,6 +20,7 @@ use super::browser::{
 use super::templates::{self, ConsentView};
 use super::{ClientAddr, PageError, RequestId};
 use crate::domain::device::Status;
+use crate::domain::origin;
 use crate::domain::user_code;
 use crate::secrets::secret::{hash, Secret};
 use crate::service::state::AppState;
@@ -365,6 +366,7 @@ pub(super) use crate::clock::format_utc as format_time;
 pub(super) async fn consent_form(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
 ) -> Result<Response, PageError> {
     let Some(session) = current(&state, &headers).await? else {
         return Ok(see_other("/device"));
@@ -373,15 +375,46 @@ pub(super) async fn consent_form(
         Ok(x) => x,
         Err(page) => return Ok(page),
     };
+    let page = consent_html(&state, &session, &user, &device, &addr, None);
+    Ok(Html(page).into_response())
+}
+
+/// The consent page for `device`, seen by `user` in the browser at `browser_addr`.
+fn consent_html(
+    state: &AppState,
+    session: &WebSession,
+    user: &crate::store::User,
+    device: &crate::store::Device,
+    browser_addr: &str,
+    error: Option<&str>,
+) -> String {
+    let cfg = state.config();
+    let now = state.now();
+    let groups = cfg.policy.map(&user.groups, &device.cluster).groups();
+    // Controls, bidi overrides and zero-width characters are made visible before the template
+    // escapes the markup: a user agent must not be able to make the page read otherwise.
+    let user_agent = device
+        .user_agent
+        .as_deref()
+        .map(|ua| credential_shared::text::escape(ua, credential_shared::text::LONG));
+    let elapsed = std::time::Duration::try_from(now - device.created_at).unwrap_or_default();
     let view = ConsentView {
         username: &user.username,
+        groups: &groups,
         cluster: &device.cluster,
         client_id: &device.client_id,
         client_addr: &device.client_addr,
+        browser_addr,
+        addresses_differ: origin::compare(&device.client_addr, browser_addr)
+            == origin::Origin::Different,
+        user_agent: user_agent.as_deref(),
         requested_at: &format_time(device.created_at),
-        expires_in_minutes: ((device.expires_at - state.now()).whole_seconds() + 59) / 60,
+        requested_ago: &origin::age(elapsed),
+        session_lifetime: &crate::domain::requests::format_duration(cfg.session_ttl),
+        expires_in_minutes: ((device.expires_at - now).whole_seconds() + 59) / 60,
+        error,
     };
-    Ok(Html(templates::consent_page(session.csrf_token.expose(), &view)).into_response())
+    templates::consent_page(session.csrf_token.expose(), &view)
 }
 
 #[derive(Deserialize)]
@@ -390,6 +423,10 @@ pub(super) struct ConsentForm {
     action: String,
     #[serde(default)]
     csrf_token: String,
+    /// `yes` when the person ticked "I started this sign-in myself on ADDRESS"
+    /// ([`templates::CONFIRM_ORIGIN`]); asked for only when the addresses differ.
+    #[serde(default)]
+    confirm_origin: Option<String>,
 }
 
 /// The Approve/Deny button of a decision form: `true` for approve.
@@ -421,6 +458,16 @@ pub(super) async fn consent_submit(
         Err(page) => return Ok(page),
     };
     let now = state.now();
+    let elsewhere = origin::compare(&device.client_addr, &addr) == origin::Origin::Different;
+    if approve && elsewhere && f.confirm_origin.as_deref() != Some("yes") {
+        tracing::info!(request_id = %rid, client_addr = %Untrusted::new(&addr), requested_from = %Untrusted::new(&device.client_addr), "approval from another address without the confirmation");
+        let msg = format!(
+            "This code was requested from {}, not from this browser's address. To approve it, tick \"I started this sign-in myself on {}\" first; if you did not start it, press Deny.",
+            device.client_addr, device.client_addr
+        );
+        let page = consent_html(&state, &session, &user, &device, &addr, Some(&msg));
+        return Ok((StatusCode::BAD_REQUEST, Html(page)).into_response());
+    }
     let decided = state
         .store()
         .decide_device(&device.id, &user.id, approve, now)
@@ -444,7 +491,13 @@ pub(super) async fn consent_submit(
         cluster: Some(device.cluster.clone()),
         client_addr: Some(addr),
         request_id: Some(rid.clone()),
-        detail: Some(format!("{{\"requested_from\":{:?}}}", device.client_addr)),
+        detail: Some(
+            serde_json::json!({
+                "requested_from": device.client_addr,
+                "other_address": elsewhere,
+            })
+            .to_string(),
+        ),
         ..AuditEvent::default()
     };
     if let Err(err) = state.store().audit(&e, now).await {

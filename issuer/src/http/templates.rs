@@ -51,6 +51,8 @@ button{margin-top:1.2rem;padding:.6rem 1.3rem;font-size:1rem;border-radius:6px;b
 button.deny{background:#fff;color:#b42318;border:1px solid #b42318;margin-left:.6rem}
 dl{display:grid;grid-template-columns:auto 1fr;gap:.35rem 1rem} dt{color:#5b6475} dd{margin:0;font-weight:600}
 .warn{background:#fff6e5;border-left:4px solid #f0a000;padding:.7rem .9rem;margin:1rem 0}
+.danger{background:#fdecea;border:2px solid #b42318;border-radius:6px;color:#7a1a12;padding:.2rem 1rem;margin:1rem 0}
+label.confirm{font-weight:600;margin-top:1rem} label.confirm input{margin-right:.4rem}
 .muted{color:#5b6475;font-size:.9rem}
 dd{min-width:0;overflow-wrap:anywhere}
 code{overflow-wrap:anywhere} pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f5f7;padding:.6rem .7rem;border-radius:6px}
@@ -177,20 +179,41 @@ pub(super) fn login_page(
 pub(super) struct ConsentView<'a> {
     /// Signed-in user.
     pub(super) username: &'a str,
+    /// The Kubernetes groups the token would carry in this cluster, as the policy maps them.
+    pub(super) groups: &'a [String],
     /// Cluster asking.
     pub(super) cluster: &'a str,
     /// Client id.
     pub(super) client_id: &'a str,
     /// Address the request came from.
     pub(super) client_addr: &'a str,
+    /// The address of the browser showing this page.
+    pub(super) browser_addr: &'a str,
+    /// Whether the two differ (or cannot be compared): the warning and the confirmation.
+    pub(super) addresses_differ: bool,
+    /// The client's `User-Agent`, with controls and format characters already made visible
+    /// (`shared::text`); the template escapes it for HTML.
+    pub(super) user_agent: Option<&'a str>,
     /// When it was made (formatted).
     pub(super) requested_at: &'a str,
+    /// How long ago, coarsely ("3 minutes ago").
+    pub(super) requested_ago: &'a str,
+    /// The session lifetime, as written (`12h`).
+    pub(super) session_lifetime: &'a str,
     /// Minutes until the code expires.
     pub(super) expires_in_minutes: i64,
+    /// What went wrong with the last submission (Approve without the confirmation).
+    pub(super) error: Option<&'a str>,
 }
 
-/// The consent page: names the cluster, the client, where and when the request came from,
-/// so that a person can spot a code that someone else started (device-code phishing).
+/// The form field of the confirmation a person gives when the addresses differ; `yes` when
+/// ticked.
+pub(super) const CONFIRM_ORIGIN: &str = "confirm_origin";
+
+/// The consent page: names the cluster, the client, where and when the request came from and
+/// what approving gives, so that a person can spot a code that someone else started
+/// (device-code phishing, RFC 8628 section 5.4). When the request came from another address
+/// than this browser's, a warning says so and Approve needs an explicit confirmation.
 #[must_use]
 pub(super) fn consent_page(csrf: &str, v: &ConsentView<'_>) -> String {
     let minutes = if v.expires_in_minutes == 1 {
@@ -199,6 +222,24 @@ pub(super) fn consent_page(csrf: &str, v: &ConsentView<'_>) -> String {
         "minutes"
     };
     let body = html! {
+        (alert(v.error))
+        @if v.addresses_differ {
+            div class="danger" role="alert" id="origin-warning" {
+                "\n"
+                p { strong { "This sign-in was requested from another address than this browser's." } }
+                "\n"
+                p {
+                    "The code was requested from " strong { (v.client_addr) }
+                    ", but this browser is at " strong { (v.browser_addr) } ". "
+                    "If someone sent you this link or code, they are the one waiting at "
+                    (v.client_addr) ": approving would sign them in, as you."
+                }
+                "\n"
+                p { "Approve only if you started it yourself on that machine (a VPN or proxy can also explain the difference). Otherwise press " strong { "Deny" } "." }
+                "\n"
+            }
+        }
+        "\n"
         p { "Signed in as " strong { (v.username) } "." }
         "\n"
         p { "A command-line client is asking for credentials for you:" }
@@ -207,22 +248,46 @@ pub(super) fn consent_page(csrf: &str, v: &ConsentView<'_>) -> String {
             "\n"
             dt { "Cluster" } dd id="cluster" { (v.cluster) }
             "\n"
-            dt { "Client" } dd { (v.client_id) }
+            dt { "Client" } dd id="client" { (v.client_id) }
             "\n"
+            @if let Some(ua) = v.user_agent {
+                dt { "Program" } dd id="user-agent" { code { (ua) } }
+                "\n"
+            }
             dt { "Requested from" } dd id="client-addr" { (v.client_addr) }
             "\n"
-            dt { "Requested at" } dd { (v.requested_at) }
+            dt { "This browser" } dd id="browser-addr" { (v.browser_addr) }
+            "\n"
+            dt { "Requested" } dd id="requested-ago" { (v.requested_ago) " (" (v.requested_at) ")" }
             "\n"
         }
         "\n"
-        p class="warn" {
-            "Approve only if you started this sign-in yourself in the last few minutes, from the \
-             address above. If someone sent you a link or a code, press "
+        p class="warn" id="consequence" {
+            "Approving signs " strong { (v.client_id) } " at " strong { (v.client_addr) }
+            " in to cluster " strong { (v.cluster) } " as you ("
+            @if v.groups.is_empty() {
+                "no groups"
+            } @else {
+                "groups "
+                @for (i, g) in v.groups.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    (g)
+                }
+            }
+            "), for up to " (v.session_lifetime) "; only approve a code you started yourself in \
+             your own terminal just now. If someone sent you a link or a code, press "
             strong { "Deny" } "."
         }
         "\n"
         form method="post" action="/consent" {
             "\n" (csrf_field(csrf)) "\n"
+            @if v.addresses_differ {
+                label class="confirm" {
+                    input type="checkbox" name=(CONFIRM_ORIGIN) value="yes";
+                    " I started this sign-in myself on " (v.client_addr)
+                }
+                "\n"
+            }
             button type="submit" name="action" value="approve" { "Approve" }
             button class="deny" type="submit" name="action" value="deny" { "Deny" }
             "\n"
@@ -289,15 +354,26 @@ mod tests {
         let h = HOSTILE;
         assert_escaped(&device_page(h, Some(h), Some(h)), 3);
         assert_escaped(&login_page(h, h, Some(h), &[(h, h)]), 6);
+        let groups = [h.to_owned()];
         let view = ConsentView {
             username: h,
+            groups: &groups,
             cluster: h,
             client_id: h,
             client_addr: h,
+            browser_addr: h,
+            addresses_differ: true,
+            user_agent: Some(h),
             requested_at: h,
+            requested_ago: h,
+            session_lifetime: h,
             expires_in_minutes: 3,
+            error: Some(h),
         };
-        assert_escaped(&consent_page(h, &view), 6);
+        // Every slot once (the CSRF token and the error included), and the cluster, the client
+        // and the requesting address again in the statement of what approving gives, the
+        // requesting address twice in the warning and once in the confirmation.
+        assert_escaped(&consent_page(h, &view), 19);
         assert_escaped(&done_page(true, h), 1);
         assert_escaped(&signed_in_page(h), 1);
         // The title twice: in the document's title and as the heading.
@@ -324,13 +400,59 @@ mod tests {
     fn the_consent_page_counts_minutes_in_words() {
         let view = |expires_in_minutes| ConsentView {
             username: "alice",
+            groups: &[],
             cluster: "prod",
             client_id: "kubectl-credential",
             client_addr: "192.0.2.7",
+            browser_addr: "192.0.2.7",
+            addresses_differ: false,
+            user_agent: None,
             requested_at: "2026-01-01 00:00:00 UTC",
+            requested_ago: "just now",
+            session_lifetime: "12h",
             expires_in_minutes,
+            error: None,
         };
         assert!(consent_page("c", &view(1)).contains("expires in 1 minute."));
         assert!(consent_page("c", &view(10)).contains("expires in 10 minutes."));
+    }
+
+    #[test]
+    fn the_warning_and_the_confirmation_come_only_with_another_address() {
+        let groups = ["dev".to_owned(), "ops".to_owned()];
+        let view = |browser_addr, addresses_differ| ConsentView {
+            username: "alice",
+            groups: &groups,
+            cluster: "prod",
+            client_id: "kubectl-credential",
+            client_addr: "198.51.100.9",
+            browser_addr,
+            addresses_differ,
+            user_agent: Some("kubectl-credential/0.1 (linux)"),
+            requested_at: "2026-01-01 00:00:00 UTC",
+            requested_ago: "2 minutes ago",
+            session_lifetime: "12h",
+            expires_in_minutes: 8,
+            error: None,
+        };
+        let same = consent_page("c", &view("198.51.100.9", false));
+        assert!(!same.contains("role=\"alert\""), "{same}");
+        assert!(!same.contains(CONFIRM_ORIGIN), "{same}");
+        assert!(same.contains(
+            "Approving signs <strong>kubectl-credential</strong> at <strong>198.51.100.9</strong> in to cluster <strong>prod</strong> as you (groups dev, ops), for up to 12h; only approve a code you started yourself in your own terminal just now."
+        ), "{same}");
+        assert!(same.contains("2 minutes ago"), "{same}");
+        assert!(same.contains("kubectl-credential/0.1 (linux)"), "{same}");
+        let other = consent_page("c", &view("203.0.113.5", true));
+        assert!(other.contains(r#"class="danger" role="alert""#), "{other}");
+        assert!(other.contains("<strong>198.51.100.9</strong>, but this browser is at <strong>203.0.113.5</strong>"), "{other}");
+        assert!(
+            other.contains(r#"<input type="checkbox" name="confirm_origin" value="yes">"#),
+            "{other}"
+        );
+        assert!(
+            other.contains("I started this sign-in myself on 198.51.100.9"),
+            "{other}"
+        );
     }
 }

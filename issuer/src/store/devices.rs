@@ -18,6 +18,10 @@ pub struct Device {
     pub scope: Option<String>,
     /// Address the request came from, shown on the consent page.
     pub client_addr: String,
+    /// The `User-Agent` the client sent, as given (cut to
+    /// [`MAX_USER_AGENT`](crate::domain::origin::MAX_USER_AGENT) characters); escaped where it
+    /// is shown.
+    pub user_agent: Option<String>,
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// Expiry.
@@ -49,6 +53,8 @@ pub struct NewDevice {
     pub scope: Option<String>,
     /// Requesting address.
     pub client_addr: String,
+    /// The client's `User-Agent`, already bounded.
+    pub user_agent: Option<String>,
     /// Expiry.
     pub expires_at: OffsetDateTime,
     /// Poll interval.
@@ -67,9 +73,10 @@ type DeviceRow = (
     Option<i64>,
     String,
     Option<String>,
+    Option<String>,
 );
 
-const COLUMNS: &str = "id, client_id, cluster, scope, client_addr, created_at, expires_at, interval_secs, last_poll_at, status, user_id";
+const COLUMNS: &str = "id, client_id, cluster, scope, client_addr, created_at, expires_at, interval_secs, last_poll_at, status, user_id, user_agent";
 
 fn from_row(r: DeviceRow) -> Result<Device> {
     let status = Status::parse(&r.9).ok_or_else(|| Error::Corrupt {
@@ -88,6 +95,7 @@ fn from_row(r: DeviceRow) -> Result<Device> {
         last_poll_at: opt_ts("device_codes", r.8)?,
         status,
         user_id: r.10,
+        user_agent: r.11,
     })
 }
 
@@ -96,7 +104,7 @@ impl Store {
     /// the caller draws a new code.
     pub async fn create_device(&self, d: &NewDevice, now: OffsetDateTime) -> Result<()> {
         let r = sqlx::query(
-            "INSERT INTO device_codes (id, device_code_hash, user_code_hash, client_id, cluster, scope, client_addr, created_at, expires_at, interval_secs, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending')",
+            "INSERT INTO device_codes (id, device_code_hash, user_code_hash, client_id, cluster, scope, client_addr, created_at, expires_at, interval_secs, status, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11)",
         )
         .bind(&d.id)
         .bind(&d.device_code_hash)
@@ -108,6 +116,7 @@ impl Store {
         .bind(now.unix_timestamp())
         .bind(d.expires_at.unix_timestamp())
         .bind(d.interval_secs)
+        .bind(&d.user_agent)
         .execute(&self.write)
         .await;
         match r {
@@ -225,6 +234,7 @@ mod tests {
             cluster: "k".into(),
             scope: None,
             client_addr: "127.0.0.1".into(),
+            user_agent: Some("kubectl-credential/1 <b>".into()),
             expires_at: now + time::Duration::minutes(10),
             interval_secs: 5,
         };
@@ -255,6 +265,11 @@ mod tests {
             "consumed twice"
         );
         let got = s.device_by_user_code_hash("uch").await.ok().flatten();
+        assert_eq!(
+            got.as_ref().and_then(|d| d.user_agent.as_deref()),
+            Some("kubectl-credential/1 <b>"),
+            "the user agent is stored as given"
+        );
         assert_eq!(got.map(|d| d.status), Some(Status::Consumed));
     }
 }

@@ -249,6 +249,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_machines.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_device_origin.sql"),
+    ),
 ];
 
 /// The same migrations in PostgreSQL's dialect (same versions, same tables and meaning).
@@ -297,6 +301,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         12,
         include_str!("../../migrations/postgres/0012_machines.sql"),
+    ),
+    (
+        13,
+        include_str!("../../migrations/postgres/0013_device_origin.sql"),
     ),
 ];
 

@@ -4,6 +4,7 @@
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
+use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::{Form, Json};
 use credential_shared::oauth::{
@@ -16,6 +17,7 @@ use time::OffsetDateTime;
 use super::token::{audit_login, contents, mint, new_refresh_token};
 use super::{check_client, form, required, truncate};
 use crate::domain::device::{poll, PollOutcome, PollState, Status};
+use crate::domain::origin;
 use crate::domain::user_code;
 use crate::http::{ClientAddr, OAuthReply, RequestId};
 use crate::secrets::secret::{hash, random_bytes, random_token};
@@ -23,11 +25,14 @@ use crate::service::state::AppState;
 use crate::store::{AuditEvent, Session, User};
 use crate::telemetry::metrics::Failure;
 
-/// `POST /oauth/device_authorization`.
+/// `POST /oauth/device_authorization`. Keeps the requesting address, the client's
+/// `User-Agent` and the time with the code, for the consent page; refuses addresses outside
+/// `[device_flow] allowed_networks` when the operator set it.
 pub(in crate::http) async fn device_authorization(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     RequestId(rid): RequestId,
+    headers: HeaderMap,
     f: Result<Form<DeviceAuthorizationRequest>, FormRejection>,
 ) -> Result<Json<DeviceAuthorizationResponse>, OAuthReply> {
     let req = form(f)?;
@@ -66,6 +71,21 @@ pub(in crate::http) async fn device_authorization(
         ))
         .retry_after(secs));
     }
+    // After the flood limit's reservation, so that refusals (and their audit rows) from one
+    // address are bounded by it like any other attempt.
+    if !cfg.device_allowed_networks.allows(&addr) {
+        refuse_network(&state, &req.cluster, &addr, &rid, now).await;
+        return Err(OAuthReply::bad(
+            E::UnauthorizedClient,
+            format!(
+                "device sign-in is not allowed from this network ({}); connect from the company network or VPN and try again, or ask your platform team to add your network to [device_flow] allowed_networks",
+                truncate(&addr)
+            ),
+        ));
+    }
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| origin::bound_user_agent(v.as_bytes()));
     let expires_at = now + cfg.device_code_ttl;
     let interval = i64::try_from(cfg.poll_interval.as_secs()).unwrap_or(5);
     // A user-code collision is astronomically rare; retry a few times rather than fail.
@@ -82,6 +102,7 @@ pub(in crate::http) async fn device_authorization(
             cluster: req.cluster.clone(),
             scope: req.scope.clone(),
             client_addr: addr.clone(),
+            user_agent: user_agent.clone(),
             expires_at,
             interval_secs: interval,
         };
@@ -222,6 +243,28 @@ pub(super) async fn device_code_grant(
             tracing::info!(request_id = %rid, user = %Untrusted::new(&user.username), cluster = %Untrusted::new(&session.cluster), "device login completed");
             Ok(reply)
         }
+    }
+}
+
+/// A device authorization from outside `[device_flow] allowed_networks`: a log line and an
+/// audit row (`device.refused.network`).
+async fn refuse_network(
+    state: &AppState,
+    cluster: &str,
+    addr: &str,
+    rid: &str,
+    now: OffsetDateTime,
+) {
+    tracing::warn!(request_id = %rid, client_addr = %Untrusted::new(addr), cluster = %Untrusted::new(cluster), "device authorization from outside the allowed networks refused");
+    let e = AuditEvent {
+        event: "device.refused.network",
+        cluster: Some(cluster.to_owned()),
+        client_addr: Some(addr.to_owned()),
+        request_id: Some(rid.to_owned()),
+        ..AuditEvent::default()
+    };
+    if let Err(err) = state.store().audit(&e, now).await {
+        tracing::error!(error = %err, "audit write failed");
     }
 }
 
