@@ -20,6 +20,34 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+impl Cli {
+    /// What clap's attributes cannot say, checked once after parsing: `--identity-audience`
+    /// only with `--identity-token github-actions`, the one source the plugin asks for a token
+    /// (a token from `env:` or `file:` was issued already, for the audience the job asked its
+    /// platform for: a flag that changed nothing would be a silent misconfiguration).
+    pub(crate) fn checked(self) -> Result<Self, clap::Error> {
+        use clap::CommandFactory as _;
+        let machine = match &self.command {
+            Command::Get(a) => Some(&a.machine),
+            Command::Setup(a) => Some(&a.machine),
+            _ => None,
+        };
+        if let Some(m) = machine {
+            if m.identity_audience.is_some()
+                && !matches!(m.identity_token, Some(IdentitySource::GithubActions))
+            {
+                return Err(Self::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--identity-audience applies only to --identity-token github-actions: a token \
+                     read from env: or file: already carries the audience the job asked its \
+                     platform for (set it there)",
+                ));
+            }
+        }
+        Ok(self)
+    }
+}
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -359,6 +387,38 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("kubectl-credential").chain(args.iter().copied()))
+            .and_then(Cli::checked)
+    }
+
+    #[test]
+    fn identity_audience_only_with_github_actions() {
+        let base = [
+            "get",
+            "--issuer",
+            "https://issuer.example",
+            "--cluster",
+            "prod",
+            "--identity-audience",
+            "https://aud.example",
+            "--identity-token",
+        ];
+        let with = |source: &str| {
+            let mut args = base.to_vec();
+            args.push(source);
+            parse(&args)
+        };
+        assert!(with("github-actions").is_ok());
+        for source in ["env:CI_JOB_JWT", "file:/var/run/token"] {
+            let err = with(source)
+                .err()
+                .unwrap_or_else(|| panic!("{source} accepted"));
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{source}"
+            );
+            assert!(err.to_string().contains("github-actions"), "{err}");
+        }
     }
 
     #[test]

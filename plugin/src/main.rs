@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse().and_then(cli::Cli::checked) {
         Ok(cli) => cli,
         Err(err) => return exit::exit_after_clap_error(&err),
     };
