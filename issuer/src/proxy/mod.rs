@@ -54,6 +54,8 @@ type ProxyBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
 /// How long in-flight requests and upgraded connections get to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(10);
+/// How often an upgraded connection asks whether its session still counts.
+const SESSION_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long a client has for its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the audit writer gets for what is queued at shutdown.
@@ -513,13 +515,19 @@ async fn handle(
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             let upstream_upgrade = hyper::upgrade::on(&mut res);
             let (parts, _) = res.into_parts();
+            let session = identity
+                .extra
+                .iter()
+                .find(|(k, _)| *k == crate::domain::review::EXTRA_SESSION_ID)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
             tokio::spawn(splice(
                 Arc::clone(&shared),
                 client_upgrade,
                 upstream_upgrade,
                 slot,
                 record,
-                started,
+                (started, session),
             ));
             return Response::from_parts(parts, status::full(Bytes::new()));
         }
@@ -592,14 +600,16 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 /// An upgraded connection: once both sides have switched, bytes are copied both ways until
-/// both have closed (a half-close is passed on), or [`GRACE`] after shutdown began.
+/// both have closed (a half-close is passed on), [`GRACE`] after shutdown began, or when its
+/// session stops counting (a logout, a disabled account: the stream is cut, not left open
+/// until the person ends it; an ended token alone does not cut it).
 async fn splice(
     shared: Arc<Shared>,
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     slot: Slot,
     record: Record,
-    started: Instant,
+    (started, session): (Instant, String),
 ) {
     let _drain = shared.drain.clone();
     let mut outcome = audit::Outcome {
@@ -627,6 +637,10 @@ async fn splice(
                     }
                 },
                 () = grace_over => outcome.incomplete = true,
+                why = session_ends(&shared.state, &session) => {
+                    tracing::info!(cluster = %shared.cluster, reason = why, "an upgraded proxy connection was cut: its session ended");
+                    outcome.incomplete = true;
+                }
             }
         }
         Err(e) => {
@@ -636,6 +650,24 @@ async fn splice(
     }
     outcome.duration_ms = millis(started);
     slot.record(record, outcome);
+}
+
+/// Completes when the session `sid` is ended by someone (with the reason's label): a logout
+/// or revocation, a disabled account, an account past its end. Never while the database
+/// cannot say (a fault does not cut a person's shell), and not for a session that merely
+/// reached its end: a machine identity's session is as long as its token, and a CI job's
+/// `kubectl exec` may outlast that, as it may on an API server that checks the token once.
+async fn session_ends(state: &AppState, sid: &str) -> &'static str {
+    use crate::domain::session::Liveness;
+    loop {
+        tokio::time::sleep(SESSION_CHECK_EVERY).await;
+        match review::session_liveness(state, sid).await {
+            Ok(None | Some(Liveness::Live | Liveness::Expired)) | Err(_) => {}
+            Ok(Some(Liveness::Revoked)) => return "session revoked",
+            Ok(Some(Liveness::UserDisabled)) => return "account disabled",
+            Ok(Some(Liveness::AccountExpired)) => return "account expired",
+        }
+    }
 }
 
 /// The API server's answer body, streamed through as it comes, counted; its audit event is

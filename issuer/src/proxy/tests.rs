@@ -734,6 +734,72 @@ async fn upgrades_switch_and_carry_bytes_both_ways_with_half_close() {
     assert_eq!(d["response_bytes"], 13);
 }
 
+/// An exec stream outlives its token but not its session: disabling the account (from another
+/// process: only the database changes) cuts the open stream within seconds.
+#[tokio::test]
+async fn an_open_upgraded_stream_is_cut_when_its_account_is_disabled() {
+    let api = FakeApi::start().await;
+    let mut p = Proxied::start(&api, false).await;
+    let t = logged_in(&p.app, "ivan").await;
+    let req = Request::post("/api/v1/namespaces/ns/pods/web/exec?command=sh&stdin=true")
+        .header("authorization", bearer(&t.access_token))
+        .header("connection", "Upgrade")
+        .header("upgrade", "SPDY/3.1")
+        .header("x-stream-protocol-version", "v4.channel.k8s.io")
+        .body(Empty::new().boxed())
+        .unwrap();
+    let mut res = p.send(req).await;
+    assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut io = TokioIo::new(hyper::upgrade::on(&mut res).await.unwrap());
+    io.write_all(b"hello").await.unwrap();
+    let mut buf = [0_u8; 10];
+    io.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"echo:hello");
+    // Still open two seconds on: a live session is not cut.
+    let mut one = [0_u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), io.read(&mut one))
+            .await
+            .is_err(),
+        "the stream ended without a reason"
+    );
+    p.app
+        .state
+        .store()
+        .disable_user("ivan", p.app.state.now())
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut rest)).await;
+    assert!(
+        ended.is_ok(),
+        "the stream stayed open after the account was disabled"
+    );
+    assert!(
+        !rest.ends_with(b"bye"),
+        "the API server ended it, not the proxy"
+    );
+    drop(io);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while p
+        .app
+        .state
+        .store()
+        .count_events(super::audit::ACTION)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no event for the cut stream"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = p.stop_and_read_events().await;
+    assert_eq!(events[0].2["incomplete"], true, "{:?}", events[0].2);
+}
+
 #[tokio::test]
 async fn a_malformed_upgrade_is_a_bad_request() {
     let api = FakeApi::start().await;

@@ -151,6 +151,20 @@ fn verified_claims(
     }
 }
 
+/// How the session `sid` stands now (`None`: unknown), from the same cache as reviews. The
+/// proxy asks this about an upgraded connection (exec, attach, port-forward) that outlives the
+/// token it was opened with: the stream lasts as long as its session, and ends within the
+/// revocation feed's delay of a logout, a disabled account or a revoked session.
+pub async fn session_liveness(
+    state: &AppState,
+    sid: &str,
+) -> Result<Option<crate::domain::session::Liveness>, Error> {
+    let now = state.now();
+    Ok(session_state(state, sid, now)
+        .await?
+        .map(|s| crate::domain::session::liveness(s.0.facts, now)))
+}
+
 /// The session's state and client id, from the cache or the database.
 async fn session_state(
     state: &AppState,
