@@ -112,32 +112,25 @@ fn record(r: Row) -> Record {
     }
 }
 
-/// The one statement that appends an audit event (alone or in a batch).
-fn insert_event(
-    e: &AuditEvent,
-    at: OffsetDateTime,
-) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
-    sqlx::query(
-        "INSERT INTO audit_events (at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(at.unix_timestamp())
-    .bind(e.event)
-    .bind(&e.actor)
-    .bind(&e.subject)
-    .bind(&e.cluster)
-    .bind(&e.namespace)
-    .bind(&e.role)
-    .bind(&e.reason)
-    .bind(&e.approver)
-    .bind(&e.client_addr)
-    .bind(&e.request_id)
-    .bind(&e.detail)
-}
-
 impl Store {
     /// Appends an event.
     pub async fn audit(&self, e: &AuditEvent, now: OffsetDateTime) -> Result<()> {
-        self.run(insert_event(e, now)).await
+        let q = sqlx::query(
+            "INSERT INTO audit_events (at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(now.unix_timestamp())
+        .bind(e.event)
+        .bind(&e.actor)
+        .bind(&e.subject)
+        .bind(&e.cluster)
+        .bind(&e.namespace)
+        .bind(&e.role)
+        .bind(&e.reason)
+        .bind(&e.approver)
+        .bind(&e.client_addr)
+        .bind(&e.request_id)
+        .bind(&e.detail);
+        self.run(q).await
     }
 
     /// Appends `events`, each at its own time, in one write transaction: all or none. The
@@ -149,7 +142,23 @@ impl Store {
         }
         let mut tx = super::tx::WriteTx::begin(&self.write, self.backend).await?;
         for (e, at) in events {
-            insert_event(e, *at).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO audit_events (at, event, actor, subject, cluster, namespace, role, reason, approver, client_addr, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(at.unix_timestamp())
+            .bind(e.event)
+            .bind(&e.actor)
+            .bind(&e.subject)
+            .bind(&e.cluster)
+            .bind(&e.namespace)
+            .bind(&e.role)
+            .bind(&e.reason)
+            .bind(&e.approver)
+            .bind(&e.client_addr)
+            .bind(&e.request_id)
+            .bind(&e.detail)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await
     }
